@@ -1,0 +1,3 @@
+//! The early allocator. (Being written.)
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
