@@ -1,25 +1,30 @@
 //! The hvlu reference hypervisor.
 //!
-//! Built for `x86_64-unknown-none` by `cargo xtask`. Booting it in QEMU is the
-//! subject of issue #3; until then this image does nothing, and `cargo xtask
-//! run` says so instead of booting it.
+//! Built for `x86_64-unknown-none` by `cargo xtask` and booted by QEMU
+//! through the PVH entry (see `arch::boot`).
 
 #![no_std]
 #![no_main]
 
+mod arch;
+mod console;
+
 use core::panic::PanicInfo;
 
-/// The entry point the linker looks for. The PVH boot path replaces it.
+use pv_abi::exit::Outcome;
+
+/// The first Rust code: called by the PVH boot stub in long mode, in the
+/// upper half, on the boot stack, with the physical address of the PVH
+/// start-info structure.
 #[no_mangle]
-pub extern "C" fn _start() -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
+pub extern "C" fn hv_entry64(start_info: u64) -> ! {
+    console::init();
+    hvprintln!("hvlu hypervisor starting, start_info at {start_info:#x}");
+    arch::cpu::exit(Outcome::Pass)
 }
 
 #[panic_handler]
-fn panic(_info: &PanicInfo<'_>) -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
+fn panic(info: &PanicInfo<'_>) -> ! {
+    hvprintln!("PANIC: {info}");
+    arch::cpu::exit(Outcome::Panic)
 }

@@ -1,0 +1,126 @@
+//! The PVH entry: 32-bit protected mode to long mode in the upper half.
+//!
+//! QEMU (and Xen) enter a PVH kernel at the 32-bit physical address given by
+//! the `Xen` ELF note of type 18 (`XEN_ELFNOTE_PHYS32_ENTRY`), with paging
+//! off, flat 4 GiB segments and `ebx` holding the physical address of the
+//! `hvm_start_info` structure.
+//!
+//! The stub below builds one page directory of 2 MiB pages covering the
+//! first GiB, maps it twice — identity (so the stub keeps running once
+//! paging is on) and at `KERNEL_VBASE` (where the rest of the image is
+//! linked) — enables long mode and jumps to [`super::start::hv_entry64`] on
+//! the boot stack with the start-info address as its argument. The
+//! hypervisor replaces these tables with its own as soon as it has a boot
+//! allocator.
+
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+    .section .note.Xen, "a"
+    .p2align 2
+    .long 4                 /* namesz: "Xen\0" */
+    .long 4                 /* descsz */
+    .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .p2align 2
+    .long pvh_start32
+    .p2align 2
+
+    .section .boot.text, "ax"
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    mov %ebx, %esi                      /* start_info (physical) */
+    mov $boot_stack_top, %esp
+
+    /* pd[i] = i * 2 MiB | PS | RW | P, for the first GiB */
+    mov $boot_pd, %edi
+    xor %ecx, %ecx
+1:
+    mov %ecx, %eax
+    shl $21, %eax
+    or $0x83, %eax
+    mov %eax, (%edi,%ecx,8)
+    movl $0, 4(%edi,%ecx,8)
+    inc %ecx
+    cmp $512, %ecx
+    jne 1b
+
+    /* pdpt_low[0] and pdpt_high[510] -> pd; pml4[0] -> pdpt_low, pml4[511] -> pdpt_high */
+    mov $boot_pd, %eax
+    or $0x3, %eax
+    mov %eax, boot_pdpt_low
+    mov %eax, boot_pdpt_high + 510 * 8
+    mov $boot_pdpt_low, %eax
+    or $0x3, %eax
+    mov %eax, boot_pml4
+    mov $boot_pdpt_high, %eax
+    or $0x3, %eax
+    mov %eax, boot_pml4 + 511 * 8
+
+    /* CR4.PAE | CR4.PGE, CR3, EFER.LME | EFER.NXE | EFER.SCE, CR0.PG | WP | PE */
+    mov %cr4, %eax
+    or $0xa0, %eax
+    mov %eax, %cr4
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov $0xc0000080, %ecx
+    rdmsr
+    or $0x901, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80010001, %eax
+    mov %eax, %cr0
+
+    lgdt boot_gdt_desc
+    ljmp $0x08, $boot_start64
+
+    .code64
+boot_start64:
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    xor %eax, %eax
+    mov %eax, %fs
+    mov %eax, %gs
+    movabs $boot_stack_top_high, %rsp
+    mov %esi, %edi                      /* first argument: start_info (physical) */
+    movabs $hv_entry64, %rax
+    call *%rax
+2:
+    hlt
+    jmp 2b
+
+    .section .boot.data, "aw"
+    .p2align 12
+boot_pml4:
+    .fill 512, 8, 0
+boot_pdpt_low:
+    .fill 512, 8, 0
+boot_pdpt_high:
+    .fill 512, 8, 0
+boot_pd:
+    .fill 512, 8, 0
+    .p2align 4
+boot_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff            /* 0x08: 64-bit code */
+    .quad 0x00cf92000000ffff            /* 0x10: data */
+boot_gdt_desc:
+    .word boot_gdt_desc - boot_gdt - 1
+    .long boot_gdt
+    .p2align 4
+    .fill 256, 1, 0
+boot_stack_top:
+
+    .section .bss.boot_stack, "aw", @nobits
+    .p2align 12
+    .skip 65536
+boot_stack_top_high:
+    "#,
+    options(att_syntax)
+);

@@ -1,0 +1,47 @@
+//! Control registers, MSRs, the TSC and stopping the CPU.
+
+use core::arch::asm;
+
+use pv_abi::exit::{Outcome, DEBUG_EXIT_PORT};
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: rdtsc reads a counter and has no other effect.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Reads CR2, the faulting address of the last page fault.
+pub fn cr2() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR2 has no side effect.
+    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) }
+    value
+}
+
+/// Reads CR3, the physical address of the current top-level page table.
+pub fn cr3() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR3 has no side effect.
+    unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack, preserves_flags)) }
+    value
+}
+
+/// Disables interrupts and halts forever.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: cli; hlt stops this CPU; nothing is touched.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) }
+    }
+}
+
+/// Ends the run: reports `outcome` to QEMU's debug-exit device and halts in
+/// case there is none (outside QEMU).
+pub fn exit(outcome: Outcome) -> ! {
+    // SAFETY: the debug-exit port belongs to the hypervisor; the write ends
+    // the virtual machine and touches no memory.
+    unsafe { super::port::outl(DEBUG_EXIT_PORT, outcome as u32) };
+    halt_forever()
+}
