@@ -5,10 +5,11 @@
 //! off, flat 4 GiB segments and `ebx` holding the physical address of the
 //! `hvm_start_info` structure.
 //!
-//! The stub below builds one page directory of 2 MiB pages covering the
-//! first GiB, maps it twice — identity (so the stub keeps running once
-//! paging is on) and at `KERNEL_VBASE` (where the rest of the image is
-//! linked) — enables long mode and jumps to [`super::start::hv_entry64`] on
+//! The stub below builds page directories of 2 MiB pages covering the first
+//! 4 GiB identity (so the stub keeps running once paging is on, and so that
+//! the hypervisor can reach the memory map, the region and its first page
+//! tables before its own direct map exists), maps the first GiB again at
+//! `KERNEL_VBASE` (where the rest of the image is linked), enables long mode and jumps to [`super::start::hv_entry64`] on
 //! the boot stack with the start-info address as its argument. The
 //! hypervisor replaces these tables with its own as soon as it has a boot
 //! allocator.
@@ -36,7 +37,7 @@ pvh_start32:
     mov %ebx, %esi                      /* start_info (physical) */
     mov $boot_stack_top, %esp
 
-    /* pd[i] = i * 2 MiB | PS | RW | P, for the first GiB */
+    /* pd[i] = i * 2 MiB | PS | RW | P, for the first 4 GiB (4 directories) */
     mov $boot_pd, %edi
     xor %ecx, %ecx
 1:
@@ -44,16 +45,25 @@ pvh_start32:
     shl $21, %eax
     or $0x83, %eax
     mov %eax, (%edi,%ecx,8)
-    movl $0, 4(%edi,%ecx,8)
+    mov %ecx, %eax
+    shr $11, %eax
+    mov %eax, 4(%edi,%ecx,8)
     inc %ecx
-    cmp $512, %ecx
+    cmp $2048, %ecx
     jne 1b
 
-    /* pdpt_low[0] and pdpt_high[510] -> pd; pml4[0] -> pdpt_low, pml4[511] -> pdpt_high */
+    /* pdpt_low[0..4] -> pd[0..4]; pdpt_high[510] -> pd[0] (the first GiB) */
     mov $boot_pd, %eax
     or $0x3, %eax
-    mov %eax, boot_pdpt_low
     mov %eax, boot_pdpt_high + 510 * 8
+    mov %eax, boot_pdpt_low
+    add $4096, %eax
+    mov %eax, boot_pdpt_low + 8
+    add $4096, %eax
+    mov %eax, boot_pdpt_low + 16
+    add $4096, %eax
+    mov %eax, boot_pdpt_low + 24
+    /* pml4[0] -> pdpt_low, pml4[511] -> pdpt_high */
     mov $boot_pdpt_low, %eax
     or $0x3, %eax
     mov %eax, boot_pml4
@@ -104,7 +114,7 @@ boot_pdpt_low:
 boot_pdpt_high:
     .fill 512, 8, 0
 boot_pd:
-    .fill 512, 8, 0
+    .fill 2048, 8, 0
     .p2align 4
 boot_gdt:
     .quad 0

@@ -1,10 +1,46 @@
 //! The architecture layer: every `unsafe` of the hypervisor lives here.
 //!
 //! Port I/O, control registers and MSRs, descriptor tables, the boot path,
-//! page-table switches and the live-update jump. Everything above this layer
-//! is safe Rust over the functions it exports.
+//! physical memory access, page-table switches and the live-update jump.
+//! Everything above this layer is safe Rust over the functions it exports.
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 mod boot;
 pub mod cpu;
+pub mod fwcfg;
+pub mod gdt;
+pub mod paging;
+pub mod phys;
 pub mod port;
 pub mod serial;
+pub mod timer;
+pub mod trap;
+
+/// Where the image is linked: upper-half virtual = this + physical link
+/// address (see `hv/linker.ld`).
+pub const KERNEL_VBASE: u64 = 0xffff_ffff_8000_0000;
+
+/// Physical address the image actually sits at minus the address it was
+/// linked for: 0 on a cold boot.
+static PHYS_SHIFT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" {
+    static __image_start_phys: u8;
+    static __image_end_phys: u8;
+}
+
+/// The physical range `[start, end)` the running image occupies.
+pub fn image_range() -> (u64, u64) {
+    let shift = PHYS_SHIFT.load(Ordering::Relaxed);
+    // SAFETY: only the addresses of the linker-defined symbols are taken.
+    let (start, end) = unsafe {
+        (core::ptr::addr_of!(__image_start_phys) as u64, core::ptr::addr_of!(__image_end_phys) as u64)
+    };
+    (start.wrapping_add(shift), end.wrapping_add(shift))
+}
+
+/// The physical address of an object of the image (code, data, bss).
+pub fn kernel_virt_to_phys(vaddr: u64) -> u64 {
+    vaddr.wrapping_sub(KERNEL_VBASE).wrapping_add(PHYS_SHIFT.load(Ordering::Relaxed))
+}

@@ -1,0 +1,199 @@
+//! The hypervisor's own page tables, and loading a guest's.
+//!
+//! Layout of every address space (the hypervisor's and each guest's):
+//!
+//! | L4 slots | virtual range | what |
+//! |---|---|---|
+//! | 0..256 | lower half | the guest (PV, ring 3) |
+//! | 256 | `0xffff_8000_0000_0000` + pa | direct map of RAM, 2 MiB pages, NX |
+//! | 511 | `0xffff_ffff_8000_0000` + link pa | the hypervisor image, 4 KiB pages by section |
+//!
+//! Slots 256..512 of every guest L4 are copies of the hypervisor root's and
+//! are written only by the hypervisor; the guest cannot change them (the
+//! type rules refuse guest writes there), and after a live update the new
+//! hypervisor rewrites them.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::phys::{self, PhysError, DIRECT_MAP_BASE};
+use super::{image_range, kernel_virt_to_phys, KERNEL_VBASE};
+
+/// Present.
+pub const PTE_P: u64 = 1 << 0;
+/// Writable.
+pub const PTE_RW: u64 = 1 << 1;
+/// User-accessible.
+pub const PTE_US: u64 = 1 << 2;
+/// Large page (2 MiB in an L2 entry).
+pub const PTE_PS: u64 = 1 << 7;
+/// Global.
+pub const PTE_G: u64 = 1 << 8;
+/// No execute.
+pub const PTE_NX: u64 = 1 << 63;
+/// Address bits of an entry.
+pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+/// First L4 slot that belongs to the hypervisor.
+pub const HV_FIRST_SLOT: usize = 256;
+
+static HV_ROOT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+}
+
+fn index(vaddr: u64, level: u32) -> u64 {
+    (vaddr >> (12 + 9 * (level - 1))) & 511
+}
+
+/// Walks from `root` to the table of `level` that maps `vaddr`, creating
+/// tables from `alloc` on the way. Returns that table's physical address.
+fn walk_create(
+    root: u64,
+    vaddr: u64,
+    level: u32,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<u64, PagingError> {
+    let mut table = root;
+    for l in (level + 1..=4).rev() {
+        let slot = table + 8 * index(vaddr, l);
+        let entry = phys::read_u64(slot)?;
+        table = if entry & PTE_P != 0 {
+            entry & PTE_ADDR
+        } else {
+            let new = alloc().ok_or(PagingError::OutOfFrames)?;
+            phys::zero(new, 4096)?;
+            // Intermediate entries are permissive; leaves decide.
+            phys::write_u64(slot, new | PTE_P | PTE_RW)?;
+            new
+        };
+    }
+    Ok(table)
+}
+
+/// Why the hypervisor's page tables could not be built.
+#[derive(Clone, Copy, Debug)]
+pub enum PagingError {
+    /// The frame allocator ran dry.
+    OutOfFrames,
+    /// A table frame could not be written.
+    Phys(PhysError),
+}
+
+impl From<PhysError> for PagingError {
+    fn from(e: PhysError) -> Self {
+        PagingError::Phys(e)
+    }
+}
+
+fn sym(s: &u8) -> u64 {
+    s as *const u8 as u64
+}
+
+/// Builds the hypervisor's page tables — the direct map over `ram` (ranges
+/// `[start, end)`) and the image by section — in frames from `alloc`, and
+/// loads them. Returns the highest physical address the direct map covers.
+pub fn build_and_load(
+    ram: &mut dyn Iterator<Item = (u64, u64)>,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<u64, PagingError> {
+    let root = alloc().ok_or(PagingError::OutOfFrames)?;
+    phys::zero(root, 4096)?;
+
+    const TWO_MIB: u64 = 2 << 20;
+    let mut limit = 0;
+    for (start, end) in ram {
+        let mut pa = start & !(TWO_MIB - 1);
+        while pa < end {
+            let pd = walk_create(root, DIRECT_MAP_BASE + pa, 2, alloc)?;
+            phys::write_u64(pd + 8 * index(DIRECT_MAP_BASE + pa, 2), pa | PTE_P | PTE_RW | PTE_PS | PTE_G | PTE_NX)?;
+            pa += TWO_MIB;
+        }
+        limit = limit.max(pa);
+    }
+
+    // SAFETY: only the addresses of linker-defined symbols are taken.
+    let (text, text_end, ro, ro_end) = unsafe {
+        (sym(&__text_start), sym(&__text_end), sym(&__rodata_start), sym(&__rodata_end))
+    };
+    let (_, img_end) = image_range();
+    // Map every page of the image's upper-half part (from .text on).
+    let mut va = text & !0xfff;
+    let virt_end = kernel_phys_end_virt(img_end);
+    while va < virt_end {
+        let flags = if (text..text_end).contains(&va) {
+            PTE_P | PTE_G
+        } else if (ro..ro_end).contains(&va) {
+            PTE_P | PTE_G | PTE_NX
+        } else {
+            PTE_P | PTE_RW | PTE_G | PTE_NX
+        };
+        let pt = walk_create(root, va, 1, alloc)?;
+        phys::write_u64(pt + 8 * index(va, 1), kernel_virt_to_phys(va) | flags)?;
+        va += 4096;
+    }
+
+    // SAFETY: the new root maps the image at its link addresses with the
+    // same contents (the code running now, its stack in .bss, its statics)
+    // and the direct map that `phys` switches to right after; the boot
+    // stub's identity map is no longer used by anything.
+    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    HV_ROOT.store(root, Ordering::Relaxed);
+    phys::set_direct_map(limit);
+    Ok(limit)
+}
+
+fn kernel_phys_end_virt(img_end_phys: u64) -> u64 {
+    // The image's physical end, translated back to its link address.
+    let shift = kernel_virt_to_phys(KERNEL_VBASE);
+    KERNEL_VBASE + (img_end_phys - shift)
+}
+
+/// The physical address of the hypervisor's root table.
+pub fn hv_root() -> u64 {
+    HV_ROOT.load(Ordering::Relaxed)
+}
+
+/// The entries of the hypervisor's upper-half slots, to copy into a guest
+/// L4 (slot `HV_FIRST_SLOT + i` is element `i`).
+pub fn hv_slots() -> Result<[u64; 512 - HV_FIRST_SLOT], PhysError> {
+    let mut slots = [0u64; 512 - HV_FIRST_SLOT];
+    let root = hv_root();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        *slot = phys::read_u64(root + 8 * (HV_FIRST_SLOT + i) as u64)?;
+    }
+    Ok(slots)
+}
+
+/// Why a guest root was not loaded.
+#[derive(Clone, Copy, Debug)]
+pub enum LoadRootError {
+    /// The root's hypervisor slots differ from the hypervisor's own.
+    ForeignUpperHalf,
+    /// The root frame could not be read.
+    Phys(PhysError),
+}
+
+/// Loads the guest L4 at `root` (physical), after checking that its
+/// hypervisor slots are the hypervisor's — the invariant that keeps the
+/// hypervisor mapped and lets this function be safe.
+pub fn load_guest_root(root: u64) -> Result<(), LoadRootError> {
+    let hv = hv_root();
+    for slot in [HV_FIRST_SLOT as u64, 511] {
+        let mine = phys::read_u64(hv + 8 * slot).map_err(LoadRootError::Phys)?;
+        let theirs = phys::read_u64(root + 8 * slot).map_err(LoadRootError::Phys)?;
+        if mine != theirs {
+            return Err(LoadRootError::ForeignUpperHalf);
+        }
+    }
+    // SAFETY: the root maps the hypervisor's upper half exactly as its own
+    // root does (checked above for the slots in use: the direct map and the
+    // image), so the code, stack and data in use stay mapped; the lower half
+    // is the guest's, validated by the type rules.
+    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Access to physical memory through the direct map.
+//!
+//! Until the hypervisor's own page tables are loaded, the boot stub's
+//! identity map of the first GiB serves as the direct map (base 0); after
+//! [`set_direct_map`], every RAM frame is at `DIRECT_MAP_BASE + paddr`.
+//!
+//! Two kinds of access are offered, and the split is what makes them safe:
+//! - [`claim`] turns a range of RAM into a `&'static mut [u8]` — memory the
+//!   hypervisor then owns as ordinary Rust data (its heap, the frametable).
+//!   A range can be claimed once; claims are recorded.
+//! - [`read`], [`write`] and friends copy bytes to and from any other RAM
+//!   (guest frames, page tables, free frames) and refuse an address inside
+//!   a claim or inside the hypervisor image, so they never alias a Rust
+//!   reference.
+
+use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Where the direct map starts once the hypervisor's page tables are loaded
+/// (L4 slot 256, the first upper-half slot).
+pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+
+static BASE: AtomicU64 = AtomicU64::new(0);
+/// Highest physical address (exclusive) the current map covers.
+static LIMIT: AtomicU64 = AtomicU64::new(4 << 30);
+
+const MAX_CLAIMS: usize = 16;
+static mut CLAIMS: [(u64, u64); MAX_CLAIMS] = [(0, 0); MAX_CLAIMS];
+static CLAIM_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// The hypervisor image's physical range, recorded at boot.
+static IMAGE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Records the physical range of the running image, which no accessor may
+/// touch.
+pub fn set_image_range(start: u64, end: u64) {
+    IMAGE[0].store(start, Ordering::Relaxed);
+    IMAGE[1].store(end, Ordering::Relaxed);
+}
+
+/// Switches accessors to the direct map at [`DIRECT_MAP_BASE`], covering
+/// physical addresses below `limit`.
+pub fn set_direct_map(limit: u64) {
+    BASE.store(DIRECT_MAP_BASE, Ordering::Relaxed);
+    LIMIT.store(limit, Ordering::Relaxed);
+}
+
+/// The virtual address of physical address `paddr` in the direct map.
+pub fn virt(paddr: u64) -> u64 {
+    BASE.load(Ordering::Relaxed) + paddr
+}
+
+/// The physical address behind a direct-map virtual address, if it is one.
+pub fn direct_map_to_phys(vaddr: u64) -> Option<u64> {
+    let base = BASE.load(Ordering::Relaxed);
+    let paddr = vaddr.checked_sub(base)?;
+    (paddr < LIMIT.load(Ordering::Relaxed)).then_some(paddr)
+}
+
+fn claims() -> &'static [(u64, u64)] {
+    let n = CLAIM_COUNT.load(Ordering::Acquire) as usize;
+    // SAFETY: entries below CLAIM_COUNT are written before the count is
+    // published (Release in `claim`) and never written again.
+    unsafe { &(&*addr_of!(CLAIMS))[..n] }
+}
+
+fn overlaps(a: u64, a_end: u64, b: u64, b_end: u64) -> bool {
+    a < b_end && b < a_end
+}
+
+/// Why a physical access was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhysError {
+    /// The range is not covered by the direct map.
+    Unmapped { paddr: u64, len: u64 },
+    /// The range touches memory the hypervisor owns as Rust data or code.
+    Private { paddr: u64, len: u64 },
+    /// No more claims can be recorded.
+    TooManyClaims,
+}
+
+fn check(paddr: u64, len: u64) -> Result<(), PhysError> {
+    let end = paddr.checked_add(len).ok_or(PhysError::Unmapped { paddr, len })?;
+    if end > LIMIT.load(Ordering::Relaxed) {
+        return Err(PhysError::Unmapped { paddr, len });
+    }
+    let (img, img_end) = (IMAGE[0].load(Ordering::Relaxed), IMAGE[1].load(Ordering::Relaxed));
+    if overlaps(paddr, end, img, img_end)
+        || claims().iter().any(|&(s, e)| overlaps(paddr, end, s, e))
+    {
+        return Err(PhysError::Private { paddr, len });
+    }
+    Ok(())
+}
+
+/// Copies `buf.len()` bytes from physical address `paddr`.
+pub fn read(paddr: u64, buf: &mut [u8]) -> Result<(), PhysError> {
+    check(paddr, buf.len() as u64)?;
+    // SAFETY: the range is mapped by the direct map (checked against LIMIT)
+    // and is not part of any Rust object of the hypervisor (not claimed, not
+    // the image), so no reference aliases it; volatile-free copy of plain
+    // bytes. Single CPU: no concurrent writer.
+    unsafe { core::ptr::copy_nonoverlapping(virt(paddr) as *const u8, buf.as_mut_ptr(), buf.len()) };
+    Ok(())
+}
+
+/// Copies `data` to physical address `paddr`.
+pub fn write(paddr: u64, data: &[u8]) -> Result<(), PhysError> {
+    check(paddr, data.len() as u64)?;
+    // SAFETY: as in `read`: mapped, not aliased by any Rust object.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), virt(paddr) as *mut u8, data.len()) };
+    Ok(())
+}
+
+/// Reads the naturally aligned 64-bit word at `paddr`.
+pub fn read_u64(paddr: u64) -> Result<u64, PhysError> {
+    check(paddr, 8)?;
+    // SAFETY: mapped and not aliased (checked); the caller's address is
+    // read unaligned-safe.
+    Ok(unsafe { core::ptr::read_unaligned(virt(paddr) as *const u64) })
+}
+
+/// Writes the 64-bit word at `paddr`.
+pub fn write_u64(paddr: u64, value: u64) -> Result<(), PhysError> {
+    check(paddr, 8)?;
+    // SAFETY: mapped and not aliased (checked).
+    unsafe { core::ptr::write_unaligned(virt(paddr) as *mut u64, value) };
+    Ok(())
+}
+
+/// Fills `len` bytes at `paddr` with zeroes.
+pub fn zero(paddr: u64, len: u64) -> Result<(), PhysError> {
+    check(paddr, len)?;
+    // SAFETY: mapped and not aliased (checked).
+    unsafe { core::ptr::write_bytes(virt(paddr) as *mut u8, 0, len as usize) };
+    Ok(())
+}
+
+/// Runs `f` on the 512 entries of the page-table frame at `paddr`.
+///
+/// The reference does not outlive `f`, and nothing in the hypervisor writes
+/// physical memory while `f` runs unless `f` itself does so through this
+/// module — which the borrow of the entries does not allow for this frame.
+pub fn with_table<R>(paddr: u64, f: impl FnOnce(&[u64; 512]) -> R) -> Result<R, PhysError> {
+    check(paddr, 4096)?;
+    if paddr % 4096 != 0 {
+        return Err(PhysError::Unmapped { paddr, len: 4096 });
+    }
+    // SAFETY: the frame is mapped, aligned, and not part of any Rust object;
+    // single CPU, so no other writer runs while the shared reference lives.
+    let table = unsafe { &*(virt(paddr) as *const [u64; 512]) };
+    Ok(f(table))
+}
+
+/// Takes ownership of `len` bytes of RAM at `paddr` as Rust data, zeroed.
+///
+/// The range must be mapped, page aligned, and must not overlap the image or
+/// an earlier claim. It stays claimed for the life of this hypervisor.
+pub fn claim(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
+    check(paddr, len)?;
+    if paddr % 4096 != 0 {
+        return Err(PhysError::Unmapped { paddr, len });
+    }
+    let n = CLAIM_COUNT.load(Ordering::Relaxed) as usize;
+    if n == MAX_CLAIMS {
+        return Err(PhysError::TooManyClaims);
+    }
+    // SAFETY: single CPU and claims only happen at boot; entry `n` is not
+    // yet visible to readers (they stop at CLAIM_COUNT).
+    unsafe { (*addr_of_mut!(CLAIMS))[n] = (paddr, paddr + len) };
+    CLAIM_COUNT.store(n as u64 + 1, Ordering::Release);
+    // SAFETY: the range is mapped and, as just checked and recorded, owned
+    // by nobody else: no accessor of this module will touch it again and no
+    // other claim overlaps it, so the unique reference is sound.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(virt(paddr) as *mut u8, len as usize) };
+    bytes.fill(0);
+    Ok(bytes)
+}
+
+/// Views initialised bytes as possibly-uninitialised ones (for allocators
+/// that take `MaybeUninit` memory).
+pub fn bytes_as_uninit(bytes: &'static mut [u8]) -> &'static mut [core::mem::MaybeUninit<u8>] {
+    let len = bytes.len();
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, every `u8` is a valid
+    // `MaybeUninit<u8>`, and the unique borrow moves into the result.
+    unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), len) }
+}
+
+/// Types for which all-zero bytes are a valid value.
+///
+/// # Safety
+/// Implement only for types where every field is an integer (or array of
+/// them) with no padding-sensitive invariants, so a zeroed byte range is a
+/// valid value.
+pub unsafe trait ZeroValid: Sized {}
+
+// SAFETY: u64 is an integer.
+unsafe impl ZeroValid for u64 {}
+// SAFETY: FrameInfo is `#[repr(C)]` of integers; all-zero is
+// `FrameInfo::UNOWNED` (frame-ownership documents this).
+unsafe impl ZeroValid for frame_ownership::FrameInfo {}
+
+/// Claims `count` values of `T` at `paddr` (see [`claim`]), zeroed.
+pub fn claim_slice<T: ZeroValid>(paddr: u64, count: usize) -> Result<&'static mut [T], PhysError> {
+    let len = (count * core::mem::size_of::<T>()) as u64;
+    if paddr % core::mem::align_of::<T>() as u64 != 0 {
+        return Err(PhysError::Unmapped { paddr, len });
+    }
+    let bytes = claim(paddr, len)?;
+    // SAFETY: the claimed bytes are zeroed, aligned for `T` (checked, and
+    // page aligned by `claim`), exactly `count * size_of::<T>()` long, and
+    // zero is a valid `T` (`ZeroValid`); the unique borrow moves into the
+    // result.
+    Ok(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), count) })
+}

@@ -1,0 +1,247 @@
+//! Entry from guests and exceptions: the IDT, the syscall entry and the
+//! common trap frame.
+//!
+//! Every way into the hypervisor — an exception, an interrupt, a `syscall`
+//! from a guest — ends up in `trap_common`, which saves the general
+//! registers below the hardware's `iretq` frame and calls
+//! [`trap_dispatch`]. The frame it passes is the complete state of the
+//! interrupted context: to switch to another vCPU the scheduler replaces the
+//! frame's contents and returns, and `iretq` resumes the other context.
+//! `syscall` builds the same frame by hand and also returns through
+//! `iretq`, so there is one return path.
+//!
+//! The hypervisor runs with interrupts off; it enables them only while idle.
+
+use core::arch::{asm, global_asm};
+use core::mem::size_of;
+
+use super::gdt::{KERNEL_CS, USER_CS, USER_DS};
+
+/// The state of an interrupted context, as `trap_common` saves it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    /// General registers (rsp is in the hardware part below).
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    /// The vector, or [`SYSCALL_VECTOR`] for a hypercall.
+    pub vector: u64,
+    /// The exception's error code, or 0.
+    pub error_code: u64,
+    /// The hardware `iretq` frame.
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// The pseudo-vector of a `syscall` (hypercall) entry.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+/// RFLAGS.IF.
+pub const RFLAGS_IF: u64 = 1 << 9;
+
+impl TrapFrame {
+    /// Whether the interrupted context ran in ring 3 (a guest).
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+
+    /// A fresh ring-3 context starting at `rip` with stack `rsp` and
+    /// interrupts enabled.
+    pub fn user(rip: u64, rsp: u64) -> Self {
+        TrapFrame {
+            rip,
+            rsp,
+            cs: u64::from(USER_CS),
+            ss: u64::from(USER_DS),
+            rflags: RFLAGS_IF | 0x2,
+            ..TrapFrame::default()
+        }
+    }
+}
+
+const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
+
+extern "C" {
+    static trap_stubs: [u64; 48];
+    fn syscall_entry();
+}
+
+/// Vectors with a handler stub: the 32 exceptions and 16 legacy PIC lines.
+pub const STUB_COUNT: usize = 48;
+
+/// The address of the stub of `vector`.
+pub fn stub(vector: usize) -> u64 {
+    // SAFETY: `trap_stubs` is a read-only table of 48 addresses emitted by
+    // the assembly below; `vector < 48` is checked by indexing.
+    unsafe { trap_stubs[vector] }
+}
+
+/// The entry point for `syscall`, for LSTAR.
+pub fn syscall_entry_addr() -> u64 {
+    syscall_entry as usize as u64
+}
+
+/// The top of the stack that `syscall` switches to. Written once at boot.
+#[no_mangle]
+static mut SYSCALL_KERNEL_RSP: u64 = 0;
+#[no_mangle]
+static mut SYSCALL_USER_RSP: u64 = 0;
+
+/// Sets the stack `syscall` switches to.
+pub fn set_syscall_stack(top: u64) {
+    // SAFETY: single CPU, interrupts off during boot: nothing reads the
+    // variable concurrently.
+    unsafe { *core::ptr::addr_of_mut!(SYSCALL_KERNEL_RSP) = top };
+}
+
+#[no_mangle]
+extern "C" fn trap_dispatch(frame: *mut TrapFrame) {
+    // SAFETY: `trap_common` passes the frame it just built on this CPU's
+    // stack; it is valid, aligned and not aliased until we return.
+    let frame = unsafe { &mut *frame };
+    crate::trap::handle(frame);
+}
+
+/// Waits for an interrupt with interrupts enabled, then disables them again.
+pub fn wait_for_interrupt() {
+    // SAFETY: sti; hlt; cli only waits; the handler of the interrupt that
+    // wakes us runs on this stack and returns here.
+    unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) }
+}
+
+global_asm!(
+    r#"
+    .section .text.trap, "ax"
+    .code64
+
+    .macro STUB_NOERR n
+trap_stub_\n:
+    push $0
+    push $\n
+    jmp trap_common
+    .endm
+
+    .macro STUB_ERR n
+trap_stub_\n:
+    push $\n
+    jmp trap_common
+    .endm
+
+    STUB_NOERR 0
+    STUB_NOERR 1
+    STUB_NOERR 2
+    STUB_NOERR 3
+    STUB_NOERR 4
+    STUB_NOERR 5
+    STUB_NOERR 6
+    STUB_NOERR 7
+    STUB_ERR 8
+    STUB_NOERR 9
+    STUB_ERR 10
+    STUB_ERR 11
+    STUB_ERR 12
+    STUB_ERR 13
+    STUB_ERR 14
+    STUB_NOERR 15
+    STUB_NOERR 16
+    STUB_ERR 17
+    STUB_NOERR 18
+    STUB_NOERR 19
+    STUB_NOERR 20
+    STUB_ERR 21
+    STUB_NOERR 22
+    STUB_NOERR 23
+    STUB_NOERR 24
+    STUB_NOERR 25
+    STUB_NOERR 26
+    STUB_NOERR 27
+    STUB_NOERR 28
+    STUB_ERR 29
+    STUB_ERR 30
+    STUB_NOERR 31
+    .irp n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    STUB_NOERR \n
+    .endr
+
+trap_common:
+    push %r15
+    push %r14
+    push %r13
+    push %r12
+    push %r11
+    push %r10
+    push %r9
+    push %r8
+    push %rbp
+    push %rdi
+    push %rsi
+    push %rdx
+    push %rcx
+    push %rbx
+    push %rax
+    cld
+    mov %rsp, %rdi
+    call trap_dispatch
+    pop %rax
+    pop %rbx
+    pop %rcx
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    pop %rbp
+    pop %r8
+    pop %r9
+    pop %r10
+    pop %r11
+    pop %r12
+    pop %r13
+    pop %r14
+    pop %r15
+    add $16, %rsp
+    iretq
+
+    .global syscall_entry
+syscall_entry:
+    mov %rsp, SYSCALL_USER_RSP(%rip)
+    mov SYSCALL_KERNEL_RSP(%rip), %rsp
+    push ${user_ds}
+    push SYSCALL_USER_RSP(%rip)
+    push %r11
+    push ${user_cs}
+    push %rcx
+    push $0
+    push ${syscall_vector}
+    jmp trap_common
+
+    .section .rodata.trap_stubs, "a"
+    .p2align 3
+    .global trap_stubs
+trap_stubs:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    .quad trap_stub_\n
+    .endr
+    "#,
+    user_ds = const USER_DS,
+    user_cs = const USER_CS,
+    syscall_vector = const SYSCALL_VECTOR,
+    options(att_syntax)
+);
+
+/// The kernel code selector, for IDT gates.
+pub const GATE_CS: u16 = KERNEL_CS;

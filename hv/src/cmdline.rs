@@ -1,0 +1,114 @@
+//! The hypervisor command line: `key=value` words separated by spaces.
+//!
+//! | option | meaning | default |
+//! |---|---|---|
+//! | `lu_region=SIZE` | size of the live-update region (`K`, `M`, `G` suffixes) | `64M` |
+//! | `loglvl=LEVEL` | `error`, `info` or `debug` | `info` |
+//! | `timer_hz=N` | scheduler tick rate | `100` |
+//!
+//! An unknown word or a bad value is an error: the hypervisor stops and
+//! names it rather than guessing.
+
+use core::fmt;
+
+/// How much the hypervisor prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Only failures.
+    Error,
+    /// Boot milestones, domain events, update reports.
+    Info,
+    /// Everything, including every hypercall refusal.
+    Debug,
+}
+
+/// The parsed command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Size of the live-update region in bytes (a multiple of 2 MiB).
+    pub lu_region: u64,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// Timer interrupts per second.
+    pub timer_hz: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { lu_region: 64 << 20, log_level: LogLevel::Info, timer_hz: 100 }
+    }
+}
+
+/// A word of the command line that could not be used.
+#[derive(Clone, Copy, Debug)]
+pub enum CmdlineError<'a> {
+    /// The option is not known.
+    Unknown(&'a str),
+    /// The value of `option` is not valid.
+    BadValue { option: &'a str, value: &'a str, expected: &'static str },
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdlineError::Unknown(word) => write!(f, "unknown option `{word}`"),
+            CmdlineError::BadValue { option, value, expected } => {
+                write!(f, "bad value `{value}` for `{option}`: expected {expected}")
+            }
+        }
+    }
+}
+
+/// Parses a size such as `4096`, `512K`, `64M` or `1G`.
+pub fn parse_size(value: &str) -> Option<u64> {
+    let (digits, shift) = match value.as_bytes().last()? {
+        b'K' | b'k' => (&value[..value.len() - 1], 10),
+        b'M' | b'm' => (&value[..value.len() - 1], 20),
+        b'G' | b'g' => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+impl Options {
+    /// Parses `cmdline`.
+    pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
+        let mut options = Options::default();
+        for word in cmdline.split_ascii_whitespace() {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            match key {
+                "lu_region" => {
+                    const EXPECTED: &str = "a size of at least 8M, a multiple of 2M (e.g. 64M)";
+                    let size = parse_size(value)
+                        .filter(|s| *s >= 8 << 20 && s % (2 << 20) == 0)
+                        .ok_or(CmdlineError::BadValue { option: key, value, expected: EXPECTED })?;
+                    options.lu_region = size;
+                }
+                "loglvl" => {
+                    options.log_level = match value {
+                        "error" => LogLevel::Error,
+                        "info" => LogLevel::Info,
+                        "debug" => LogLevel::Debug,
+                        _ => {
+                            return Err(CmdlineError::BadValue {
+                                option: key,
+                                value,
+                                expected: "error, info or debug",
+                            })
+                        }
+                    }
+                }
+                "timer_hz" => {
+                    options.timer_hz = value
+                        .parse()
+                        .ok()
+                        .filter(|hz| (20..=1000).contains(hz))
+                        .ok_or(CmdlineError::BadValue { option: key, value, expected: "20..=1000" })?;
+                }
+                _ => return Err(CmdlineError::Unknown(word)),
+            }
+        }
+        Ok(options)
+    }
+}

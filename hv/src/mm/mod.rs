@@ -1,0 +1,151 @@
+//! Memory: the live-update region, the boot allocator, the hypervisor's page
+//! tables, the frametable, the heap and the page allocator.
+//!
+//! The order of a boot (DESIGN.md section 3): choose the region; the boot
+//! allocator sees only it; page tables, frametable, M2P and heap come from
+//! it; the boot allocator is retired and its report kept; only then does the
+//! page allocator receive the rest of RAM. A cold boot takes this path with
+//! no holes in the region; the incoming side of a live update takes it with
+//! the incoming image and state as holes.
+
+pub mod heap;
+pub mod pages;
+
+use alloc::vec::Vec;
+
+use boot_allocator::{BootAllocator, HandOff, PhysRange};
+use frame_ownership::{FrameInfo, MachineLayout};
+use handover_abi::{Mfn, MfnRange, PAGE_SIZE};
+
+use crate::arch::{self, paging, phys};
+use crate::boot_info::{BootInfo, E820_RAM};
+use pages::PageAllocator;
+
+/// Size of the hypervisor heap, claimed from the region.
+const HEAP_SIZE: u64 = 8 << 20;
+const TWO_MIB: u64 = 2 << 20;
+/// Memory below this is left to firmware (start info, tables).
+const LOW_RESERVED: u64 = 1 << 20;
+/// The region is placed below this, where the boot stub's map reaches.
+const REGION_CEILING: u64 = 4 << 30;
+
+/// Everything the hypervisor knows about memory after boot.
+#[derive(Debug)]
+pub struct Memory {
+    /// RAM ranges, sorted, page-granular.
+    pub ram: Vec<MfnRange>,
+    /// The live-update region.
+    pub region: PhysRange,
+    /// Frames the hypervisor keeps outside the region: firmware memory and
+    /// the running image.
+    pub reserved: Vec<MfnRange>,
+    /// The frametable, indexed by mfn.
+    pub frametable: &'static mut [FrameInfo],
+    /// Machine-to-guest frame map, indexed by mfn.
+    pub m2p: &'static mut [u64],
+    /// Free frames outside the region.
+    pub pages: PageAllocator,
+    /// What the boot allocator handed out, and the region's free gaps.
+    pub handoff: HandOff,
+}
+
+/// Why memory could not be set up.
+#[derive(Debug)]
+pub enum MemError {
+    /// No RAM range below 4 GiB can hold a region of the requested size.
+    NoRoomForRegion { size: u64 },
+    /// The boot allocator refused.
+    Boot(boot_allocator::BootAllocError),
+    /// The hypervisor's page tables could not be built.
+    Paging(paging::PagingError),
+    /// Claiming memory for Rust data failed.
+    Phys(phys::PhysError),
+    /// The memory map is not sorted and disjoint.
+    Layout(frame_ownership::Error),
+}
+
+impl From<boot_allocator::BootAllocError> for MemError {
+    fn from(e: boot_allocator::BootAllocError) -> Self {
+        MemError::Boot(e)
+    }
+}
+
+impl From<phys::PhysError> for MemError {
+    fn from(e: phys::PhysError) -> Self {
+        MemError::Phys(e)
+    }
+}
+
+/// RAM ranges of the memory map, trimmed to whole pages.
+pub fn ram_ranges(info: &BootInfo) -> impl Iterator<Item = MfnRange> + '_ {
+    info.memmap().iter().filter(|e| e.kind == E820_RAM).filter_map(|e| {
+        let start = e.addr.div_ceil(PAGE_SIZE);
+        let end = e.end() / PAGE_SIZE;
+        (end > start).then(|| MfnRange::new(Mfn(start), end - start))
+    })
+}
+
+/// The region as a range of frames.
+pub fn region_mfns(region: PhysRange) -> MfnRange {
+    MfnRange::new(Mfn::containing(region.start), region.size / PAGE_SIZE)
+}
+
+/// Chooses the live-update region on a cold boot: the top of the highest RAM
+/// range below 4 GiB that can hold it, 2 MiB aligned, clear of low memory
+/// and the image.
+pub fn choose_region(info: &BootInfo, size: u64) -> Result<PhysRange, MemError> {
+    let (_, image_end) = arch::image_range();
+    let floor = image_end.max(LOW_RESERVED);
+    let mut best: Option<PhysRange> = None;
+    for ram in ram_ranges(info) {
+        let start = ram.start.addr().max(floor);
+        let end = (ram.end() * PAGE_SIZE).min(REGION_CEILING) & !(TWO_MIB - 1);
+        if end >= start + size && end - size >= start {
+            let candidate = PhysRange::new(end - size, size);
+            if best.is_none_or(|b| candidate.start > b.start) {
+                best = Some(candidate);
+            }
+        }
+    }
+    best.ok_or(MemError::NoRoomForRegion { size })
+}
+
+/// Sets memory up: page tables, frametable, M2P and heap from a boot
+/// allocator over `region` minus `holes`, then the page allocator over the
+/// RAM that is neither in the region nor reserved.
+pub fn init(info: &BootInfo, region: PhysRange, holes: &[PhysRange]) -> Result<Memory, MemError> {
+    let mut boot = BootAllocator::new(region, holes)?;
+
+    // Page tables: the direct map over RAM, the image by section.
+    let mut ram_iter = ram_ranges(info).map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
+    let mut alloc_frame = || boot.alloc_pages_tagged(1, PAGE_SIZE, "page tables").ok().map(|r| r.start);
+    paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
+
+    let frames = info.ram_end() / PAGE_SIZE;
+    let heap = boot.alloc_pages_tagged(HEAP_SIZE / PAGE_SIZE, TWO_MIB, "heap")?;
+    heap::init(phys::claim(heap.start, heap.size)?);
+
+    let ft_bytes = frames * core::mem::size_of::<FrameInfo>() as u64;
+    let ft = boot.alloc_pages_tagged(ft_bytes.div_ceil(PAGE_SIZE), PAGE_SIZE, "frametable")?;
+    let frametable = phys::claim_slice::<FrameInfo>(ft.start, frames as usize)?;
+    let m2p_range = boot.alloc_pages_tagged((frames * 8).div_ceil(PAGE_SIZE), PAGE_SIZE, "m2p")?;
+    let m2p = phys::claim_slice::<u64>(m2p_range.start, frames as usize)?;
+    m2p.fill(u64::MAX);
+
+    let handoff = boot.finish();
+    let ram: Vec<MfnRange> = ram_ranges(info).collect();
+    let (image_start, image_end) = arch::image_range();
+    let reserved = alloc::vec![
+        MfnRange::new(Mfn(0), LOW_RESERVED / PAGE_SIZE),
+        MfnRange::new(
+            Mfn::containing(image_start),
+            image_end.div_ceil(PAGE_SIZE) - image_start / PAGE_SIZE
+        ),
+    ];
+    let mut pages = PageAllocator::new(frames);
+    let layout = MachineLayout::new(&ram, region_mfns(region), &reserved).map_err(MemError::Layout)?;
+    for range in frame_ownership::free_ranges(&layout, &[]) {
+        pages.release(range);
+    }
+    Ok(Memory { ram, region, reserved, frametable, m2p, pages, handoff })
+}
