@@ -5,6 +5,7 @@
 //! | `lu_region=SIZE` | size of the live-update region (`K`, `M`, `G` suffixes) | `64M` |
 //! | `loglvl=LEVEL` | `error`, `info` or `debug` | `info` |
 //! | `timer_hz=N` | scheduler tick rate | `100` |
+//! | `autostart=M1,M2,..` | modules dom0 creates domUs from at boot | none |
 //!
 //! An unknown word or a bad value is an error: the hypervisor stops and
 //! names it rather than guessing.
@@ -106,9 +107,27 @@ impl Options {
                         .filter(|hz| (20..=1000).contains(hz))
                         .ok_or(CmdlineError::BadValue { option: key, value, expected: "20..=1000" })?;
                 }
+                "autostart" => {
+                    let ok = value.split(',').all(|m| {
+                        !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    });
+                    if !ok {
+                        return Err(CmdlineError::BadValue {
+                            option: key,
+                            value,
+                            expected: "module names separated by commas",
+                        });
+                    }
+                }
                 _ => return Err(CmdlineError::Unknown(word)),
             }
         }
         Ok(options)
     }
+}
+
+/// The value of option `key`, if present (for options whose value is text,
+/// already validated by [`Options::parse`]).
+pub fn value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }

@@ -44,3 +44,9 @@ macro_rules! hvprintln {
         $crate::console::hv_print(format_args!($($arg)*))
     };
 }
+
+/// Writes one line of domain `id`'s console, prefixed with `(dN) `.
+pub fn domain_print(id: u16, line: &str) {
+    let mut console = CONSOLE.lock();
+    let _ = write!(console, "(d{id}) {line}\n");
+}

@@ -12,7 +12,11 @@ mod arch;
 mod boot_info;
 mod cmdline;
 mod console;
+mod domain;
+mod guest_mem;
+mod hv;
 mod mm;
+mod modules;
 mod trap;
 
 use core::panic::PanicInfo;
@@ -56,8 +60,41 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
         memory.handoff.largest_free_gap().map_or(0, |g| g.size) >> 10,
         memory.handoff.used_bytes() >> 10
     );
-    hvprintln!("free frames {}", memory.pages.free_frames());
-    arch::cpu::exit(Outcome::Pass)
+    let tsc_khz = arch::timer::calibrate_tsc_khz();
+    let modules = modules::discover();
+    hvprintln!(
+        "free frames {}, TSC {} kHz, modules: {}",
+        memory.pages.free_frames(),
+        tsc_khz,
+        modules.iter().map(|m| m.name.as_str()).collect::<alloc::vec::Vec<_>>().join(" ")
+    );
+    let mut hv = hv::Hv {
+        mem: memory,
+        domains: alloc::collections::BTreeMap::new(),
+        next_domid: 0,
+        current: None,
+        run_queue: alloc::collections::VecDeque::new(),
+        modules,
+        console_in: alloc::collections::VecDeque::new(),
+        options,
+        tsc_khz,
+        past_reports: alloc::vec::Vec::new(),
+    };
+    let dom0_cmdline = alloc::format!("autostart={}", cmdline::value(info.cmdline(), "autostart").unwrap_or(""));
+    if let Err(e) = hv.create_domain("dom0", hv::DOM0_KIB, &dom0_cmdline, true) {
+        fatal(format_args!("cannot create dom0: {}", e.name()));
+    }
+    let Some((d, _)) = hv.run_queue.pop_front() else { fatal(format_args!("dom0 has no vCPU")) };
+    let vcpu = hv.domains[&d].vcpus[0].clone();
+    if let Err(e) = arch::paging::load_guest_root(vcpu.cr3.addr()) {
+        fatal(format_args!("cannot load dom0's page tables: {e:?}"));
+    }
+    hv.current = Some((d, 0));
+    *hv::HV.lock() = Some(hv);
+    arch::lapic::init_virtual_wire();
+    arch::timer::start(options.timer_hz);
+    hvprintln!("boot done in {} ms: starting dom0", 0);
+    arch::trap::enter(&vcpu.frame)
 }
 
 /// Stops the hypervisor with a diagnostic.

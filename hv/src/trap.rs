@@ -78,10 +78,9 @@ pub fn report(frame: &TrapFrame, context: &str) {
 
 /// Handles one trap. `frame` may be rewritten to resume another context.
 pub fn handle(frame: &mut TrapFrame) {
-    if frame.vector < 32 && !frame.from_user() {
+    if frame.vector < 32 && frame.vector != 2 && !frame.from_user() {
         report(frame, "the hypervisor");
         cpu::exit(Outcome::Panic);
     }
-    report(frame, "an unexpected context");
-    cpu::exit(Outcome::Panic);
+    crate::hv::on_trap(frame);
 }

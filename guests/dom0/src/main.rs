@@ -1,21 +1,203 @@
-//! A PV guest of the hvlu reference hypervisor. Filled in by issue #3.
+//! dom0: the control domain, with a small toolstack on the console.
+//!
+//! Commands (one per line):
+//!
+//! | command | what |
+//! |---|---|
+//! | `help` | this list |
+//! | `list` | domains: id, name, frames, state |
+//! | `modules` | boot modules a domain can be created from |
+//! | `create <module> [mem_kib] [args...]` | a new domU; args become its command line |
+//! | `destroy <id>`, `pause <id>`, `unpause <id>` | domain control |
+//! | `free` | free frames, owned frames, domains |
+//! | `sleep <ms>` | wait (scripts use it to let domUs run) |
+//! | `poweroff` | end the system; the hypervisor prints every domain's report |
+//!
+//! At boot it creates a domU from each module named in its command line's
+//! `autostart=` list.
 
 #![no_std]
 #![no_main]
 
-use core::panic::PanicInfo;
+use pvrt::hc;
+use pvrt::pv_abi::hypercall::{DomainInfo, DomctlOp};
+use pvrt::println;
 
-/// The guest entry point.
-#[no_mangle]
-pub extern "C" fn _start() -> ! {
+pvrt::entry!(main);
+
+const HELP: &str = "commands: help | list | modules | create <module> [mem_kib] [args...] | destroy <id> | \
+pause <id> | unpause <id> | free | sleep <ms> | poweroff";
+
+fn main() -> ! {
+    println!("dom0 toolstack ready (type `help`)");
+    let autostart = pvrt::cmdline().split_ascii_whitespace().find_map(|w| w.strip_prefix("autostart="));
+    for module in autostart.unwrap_or("").split(',').filter(|m| !m.is_empty()) {
+        run(&["create", module]);
+    }
+    let mut line = [0u8; 256];
+    let mut len = 0;
+    println!("dom0>");
     loop {
-        core::hint::spin_loop();
+        let mut buf = [0u8; 64];
+        match hc::console_read(&mut buf) {
+            Ok(0) | Err(_) => hc::yield_now(),
+            Ok(n) => {
+                for &b in &buf[..n as usize] {
+                    if b == b'\n' {
+                        let text = core::str::from_utf8(&line[..len]).unwrap_or("");
+                        let words: heapless_words::Words<'_> = heapless_words::split(text);
+                        if !words.is_empty() {
+                            println!("> {text}");
+                            run(words.as_slice());
+                        }
+                        len = 0;
+                        println!("dom0>");
+                    } else if b == 8 || b == 127 {
+                        len = len.saturating_sub(1);
+                    } else if len < line.len() && (b.is_ascii_graphic() || b == b' ') {
+                        line[len] = b;
+                        len += 1;
+                    }
+                }
+            }
+        }
     }
 }
 
-#[panic_handler]
-fn panic(_info: &PanicInfo<'_>) -> ! {
+/// Splitting a line into at most 16 words without a heap.
+mod heapless_words {
+    /// The words of a line.
+    pub struct Words<'a> {
+        words: [&'a str; 16],
+        len: usize,
+    }
+
+    impl<'a> Words<'a> {
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        pub fn as_slice(&self) -> &[&'a str] {
+            &self.words[..self.len]
+        }
+    }
+
+    pub fn split(line: &str) -> Words<'_> {
+        let mut words = Words { words: [""; 16], len: 0 };
+        for w in line.split_ascii_whitespace().take(16) {
+            words.words[words.len] = w;
+            words.len += 1;
+        }
+        words
+    }
+}
+
+fn parse_id(arg: Option<&&str>) -> Option<u64> {
+    arg.and_then(|s| s.parse().ok())
+}
+
+fn run(words: &[&str]) {
+    match words {
+        ["help"] => println!("{HELP}"),
+        ["list"] => list(),
+        ["modules"] => {
+            let mut buf = [0u8; 512];
+            match hc::domctl_modules(&mut buf) {
+                Ok(n) => {
+                    let text = core::str::from_utf8(&buf[..n as usize]).unwrap_or("?");
+                    for name in text.lines() {
+                        println!("module {name}");
+                    }
+                }
+                Err(e) => println!("modules: error: {}", e.name()),
+            }
+        }
+        ["create", module, rest @ ..] => {
+            let (kib, args) = match rest.first().and_then(|s| s.parse::<u64>().ok()) {
+                Some(kib) => (kib, &rest[1..]),
+                None => (0, rest),
+            };
+            let mut cmdline = [0u8; 120];
+            let mut n = 0;
+            for (i, a) in args.iter().enumerate() {
+                let bytes = a.as_bytes();
+                if n + bytes.len() + 1 > cmdline.len() {
+                    break;
+                }
+                if i > 0 {
+                    cmdline[n] = b' ';
+                    n += 1;
+                }
+                cmdline[n..n + bytes.len()].copy_from_slice(bytes);
+                n += bytes.len();
+            }
+            let cmdline = core::str::from_utf8(&cmdline[..n]).unwrap_or("");
+            match hc::domctl_create(module, kib, cmdline) {
+                Ok(id) => println!("created d{id} from {module}"),
+                Err(e) => println!("create {module}: error: {}", e.name()),
+            }
+        }
+        [op @ ("destroy" | "pause" | "unpause"), id] => {
+            let Some(id) = parse_id(Some(id)) else {
+                println!("{op}: `{id}` is not a domain id");
+                return;
+            };
+            let code = match *op {
+                "destroy" => DomctlOp::Destroy,
+                "pause" => DomctlOp::Pause,
+                _ => DomctlOp::Unpause,
+            };
+            match hc::domctl_id(code, id) {
+                Ok(_) => println!("{op} d{id}: done"),
+                Err(e) => println!("{op} d{id}: error: {}", e.name()),
+            }
+        }
+        ["free"] => match hc::sysinfo() {
+            Ok(info) => println!(
+                "free_frames={} owned_frames={} domains={} ticks={}",
+                info.free_frames, info.owned_frames, info.domains, info.ticks
+            ),
+            Err(e) => println!("free: error: {}", e.name()),
+        },
+        ["sleep", ms] => match ms.parse::<u64>() {
+            Ok(ms) => sleep_ms(ms),
+            Err(_) => println!("sleep: `{ms}` is not a number of milliseconds"),
+        },
+        ["poweroff"] => {
+            println!("powering off");
+            if let Err(e) = hc::poweroff() {
+                println!("poweroff: error: {}", e.name());
+            }
+        }
+        [cmd, ..] => println!("unknown command `{cmd}` or wrong arguments; {HELP}"),
+        [] => {}
+    }
+}
+
+fn sleep_ms(ms: u64) {
+    let Ok(start) = hc::sysinfo() else { return };
+    let ticks = ms * start.tick_hz.max(1) / 1000;
     loop {
-        core::hint::spin_loop();
+        match hc::sysinfo() {
+            Ok(now) if now.ticks.wrapping_sub(start.ticks) >= ticks => return,
+            Ok(_) => hc::yield_now(),
+            Err(_) => return,
+        }
+    }
+}
+
+fn list() {
+    let mut infos = [DomainInfo::default(); 32];
+    match hc::domctl_list(&mut infos) {
+        Ok(total) => {
+            println!("id  name             frames    max       state");
+            for info in infos.iter().take(total.min(32) as usize) {
+                let len = info.name.iter().position(|&b| b == 0).unwrap_or(32);
+                let name = core::str::from_utf8(&info.name[..len]).unwrap_or("?");
+                let state = if info.paused != 0 { "paused" } else { "running" };
+                println!("{:<3} {:<16} {:<9} {:<9} {}", info.id, name, info.frames, info.max_frames, state);
+            }
+        }
+        Err(e) => println!("list: error: {}", e.name()),
     }
 }

@@ -10,6 +10,7 @@ mod boot;
 pub mod cpu;
 pub mod fwcfg;
 pub mod gdt;
+pub mod lapic;
 pub mod paging;
 pub mod phys;
 pub mod port;

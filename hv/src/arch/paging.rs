@@ -27,6 +27,10 @@ pub const PTE_RW: u64 = 1 << 1;
 pub const PTE_US: u64 = 1 << 2;
 /// Large page (2 MiB in an L2 entry).
 pub const PTE_PS: u64 = 1 << 7;
+/// Write-through.
+pub const PTE_PWT: u64 = 1 << 3;
+/// Cache disable.
+pub const PTE_PCD: u64 = 1 << 4;
 /// Global.
 pub const PTE_G: u64 = 1 << 8;
 /// No execute.
@@ -115,6 +119,11 @@ pub fn build_and_load(
         }
         limit = limit.max(pa);
     }
+
+    // The local APIC's registers, uncached, at their direct-map address.
+    let lapic_va = DIRECT_MAP_BASE + super::lapic::LAPIC_PHYS;
+    let pt = walk_create(root, lapic_va, 1, alloc)?;
+    phys::write_u64(pt + 8 * index(lapic_va, 1), super::lapic::LAPIC_PHYS | PTE_P | PTE_RW | PTE_PCD | PTE_PWT | PTE_NX)?;
 
     // SAFETY: only the addresses of linker-defined symbols are taken.
     let (text, text_end, ro, ro_end) = unsafe {

@@ -186,12 +186,12 @@ pub fn bytes_as_uninit(bytes: &'static mut [u8]) -> &'static mut [core::mem::May
     unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), len) }
 }
 
-/// Types for which all-zero bytes are a valid value.
+/// Plain-data types: all-zero bytes are a valid value, and there is no
+/// padding, so every byte of a value is initialised.
 ///
 /// # Safety
-/// Implement only for types where every field is an integer (or array of
-/// them) with no padding-sensitive invariants, so a zeroed byte range is a
-/// valid value.
+/// Implement only for `#[repr(C)]` types whose fields are all integers (or
+/// arrays of them) laid out without padding.
 pub unsafe trait ZeroValid: Sized {}
 
 // SAFETY: u64 is an integer.
@@ -213,3 +213,45 @@ pub fn claim_slice<T: ZeroValid>(paddr: u64, count: usize) -> Result<&'static mu
     // result.
     Ok(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), count) })
 }
+
+/// Reads page-table frames for the frametable pass, through the direct map.
+#[derive(Debug)]
+pub struct TableReader(());
+
+/// The page-table reader over the direct map.
+pub fn table_reader() -> TableReader {
+    TableReader(())
+}
+
+impl frame_ownership::PageTableReader for TableReader {
+    fn read_table(&self, mfn: handover_abi::Mfn) -> &[u64; 512] {
+        let paddr = mfn.addr();
+        // The pass reads only frames it has checked are RAM outside the
+        // region and the hv-reserved ranges, so a refusal is a bug.
+        if let Err(e) = check(paddr, 4096) {
+            panic!("page-table reader: frame {:#x} refused: {e:?}", mfn.0);
+        }
+        // SAFETY: the frame is mapped and not part of any Rust object
+        // (checked); the returned borrow is tied to `&self`, and while the
+        // pass holds it nothing writes physical memory (single CPU, the
+        // pass itself only reads page tables).
+        unsafe { &*(virt(paddr) as *const [u64; 512]) }
+    }
+}
+
+/// The bytes of a plain `#[repr(C)]` value, to copy it into physical memory.
+pub fn as_bytes<T: ZeroValid>(value: &T) -> &[u8] {
+    // SAFETY: `ZeroValid` types are plain integers without padding-derived
+    // invariants; reading their bytes is reading initialised integers. The
+    // borrow of `value` covers the returned slice.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
+}
+
+// SAFETY: StartInfo is `#[repr(C)]` of u64s and a byte array: no padding,
+// and zero is a valid value.
+unsafe impl ZeroValid for pv_abi::start_info::StartInfo {}
+// SAFETY: SysInfo is `#[repr(C)]` of u64s: no padding, zero is valid.
+unsafe impl ZeroValid for pv_abi::hypercall::SysInfo {}
+// SAFETY: DomainInfo is `#[repr(C)]` u16, u8, u8, u32, u64, u64, [u8; 32]:
+// offsets 0, 2, 3, 4, 8, 16, 24, size 56 — no padding; zero is valid.
+unsafe impl ZeroValid for pv_abi::hypercall::DomainInfo {}

@@ -118,6 +118,21 @@ extern "C" fn trap_dispatch(frame: *mut TrapFrame) {
     crate::trap::handle(frame);
 }
 
+/// Leaves the boot path for good: resumes the context `frame` (a guest)
+/// from the top of the kernel stack, where every later trap arrives.
+pub fn enter(frame: &TrapFrame) -> ! {
+    let top = super::gdt::kernel_stack_top();
+    let slot = (top - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+    // SAFETY: the kernel stack is not in use (we run on the boot stack, and
+    // no trap is in progress); the slot at its top is exactly where
+    // `trap_common` keeps a frame, and `trap_return` restores it and irets
+    // to the context it describes. Nothing returns here.
+    unsafe {
+        slot.write(*frame);
+        asm!("mov rsp, {0}", "jmp trap_return", in(reg) slot, options(noreturn));
+    }
+}
+
 /// Waits for an interrupt with interrupts enabled, then disables them again.
 pub fn wait_for_interrupt() {
     // SAFETY: sti; hlt; cli only waits; the handler of the interrupt that
@@ -198,6 +213,8 @@ trap_common:
     cld
     mov %rsp, %rdi
     call trap_dispatch
+    .global trap_return
+trap_return:
     pop %rax
     pop %rbx
     pop %rcx

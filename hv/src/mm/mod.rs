@@ -144,7 +144,7 @@ pub fn init(info: &BootInfo, region: PhysRange, holes: &[PhysRange]) -> Result<M
     ];
     let mut pages = PageAllocator::new(frames);
     let layout = MachineLayout::new(&ram, region_mfns(region), &reserved).map_err(MemError::Layout)?;
-    for range in frame_ownership::free_ranges(&layout, &[]) {
+    for range in frame_ownership::free_ranges::<(Mfn, handover_abi::RunKind), Mfn>(&layout, &[]) {
         pages.release(range);
     }
     Ok(Memory { ram, region, reserved, frametable, m2p, pages, handoff })

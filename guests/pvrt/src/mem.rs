@@ -1,0 +1,80 @@
+//! The guest's own memory, through the mappings the builder made.
+//!
+//! Pages at or above `first_free_gpfn` belong to the guest program; this
+//! module is the only way it touches them (volatile word accesses by gpfn),
+//! so no Rust reference ever aliases them. Page tables are readable (the
+//! builder maps them read-only). The remapping window is accessed the same
+//! way.
+
+use pv_abi::start_info::{PHYSMAP_VA, WINDOW_PAGES};
+
+use crate::start_info;
+
+/// Words in a page.
+pub const WORDS: usize = 512;
+
+/// The mfn of guest page `gpfn`.
+pub fn mfn_of(gpfn: u64) -> u64 {
+    let si = start_info();
+    assert!(gpfn < si.nr_pages, "gpfn {gpfn} out of range");
+    let list = PHYSMAP_VA + si.mfn_list_gpfn * 4096;
+    // SAFETY: the builder maps the mfn list (nr_pages u64s) read-write in the
+    // physmap and never changes it; the index is checked.
+    unsafe { core::ptr::read_volatile((list as *const u64).add(gpfn as usize)) }
+}
+
+fn free_page_ptr(gpfn: u64) -> *mut u64 {
+    let si = start_info();
+    assert!(
+        gpfn >= si.first_free_gpfn && gpfn < si.nr_pages,
+        "gpfn {gpfn} is not a free page of the guest"
+    );
+    (PHYSMAP_VA + gpfn * 4096) as *mut u64
+}
+
+/// Reads word `index` of free page `gpfn`.
+pub fn read(gpfn: u64, index: usize) -> u64 {
+    assert!(index < WORDS);
+    // SAFETY: free pages are mapped read-write in the physmap (builder
+    // contract) and only accessed through this module, word by word.
+    unsafe { core::ptr::read_volatile(free_page_ptr(gpfn).add(index)) }
+}
+
+/// Writes word `index` of free page `gpfn`.
+pub fn write(gpfn: u64, index: usize, value: u64) {
+    assert!(index < WORDS);
+    // SAFETY: as in `read`.
+    unsafe { core::ptr::write_volatile(free_page_ptr(gpfn).add(index), value) }
+}
+
+/// Reads word `index` of window page `page` (which must be mapped).
+pub fn window_read(page: u64, index: usize) -> u64 {
+    assert!(page < WINDOW_PAGES && index < WORDS);
+    let va = start_info().window_va + page * 4096;
+    // SAFETY: the caller mapped this window page through mmu_update; a
+    // read of an unmapped page faults and ends the domain, nothing worse.
+    unsafe { core::ptr::read_volatile((va as *const u64).add(index)) }
+}
+
+/// Writes word `index` of window page `page` (which must be mapped writable).
+pub fn window_write(page: u64, index: usize, value: u64) {
+    assert!(page < WINDOW_PAGES && index < WORDS);
+    let va = start_info().window_va + page * 4096;
+    // SAFETY: as in `window_read`.
+    unsafe { core::ptr::write_volatile((va as *mut u64).add(index), value) }
+}
+
+/// Reads entry `index` of the page-table page `gpfn` (mapped read-only).
+pub fn read_pte(gpfn: u64, index: usize) -> u64 {
+    let si = start_info();
+    assert!(gpfn >= si.pt_first_gpfn && gpfn < si.pt_first_gpfn + si.pt_count && index < WORDS);
+    // SAFETY: the builder maps page tables read-only in the physmap.
+    unsafe { core::ptr::read_volatile(((PHYSMAP_VA + gpfn * 4096) as *const u64).add(index)) }
+}
+
+/// Reads a byte at any guest virtual address (used by fault tests).
+pub fn read_byte_at(va: u64) -> u8 {
+    // SAFETY: a read; if `va` is not mapped the domain takes a page fault,
+    // which the hypervisor turns into the domain's end.
+    unsafe { core::ptr::read_volatile(va as *const u8) }
+}

@@ -1,0 +1,417 @@
+//! The domain builder: a PV guest from an ELF image.
+//!
+//! The builder gives the guest `pages` frames from the page allocator and
+//! lays out its pseudo-physical space as
+//!
+//! | gpfns | what |
+//! |---|---|
+//! | 0 | start-info page |
+//! | 1.. | gpfn → mfn list |
+//! | .. | the ELF image, then the initial stack |
+//! | `pt_first_gpfn`.. | page tables: L1s, L2s, L3s, the L4 |
+//! | `first_free_gpfn`.. | free for the guest |
+//!
+//! and the virtual layout of `pv_abi::start_info`. It writes the page tables
+//! and then hands the domain to `frame_ownership::rebuild` — the same pass
+//! that adopts domains after a live update — which claims every frame, types
+//! the tables, checks every entry and takes every count. A domain the pass
+//! would refuse is never started.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use frame_ownership::{DomainView, MachineLayout};
+use goblin::elf::{program_header::PT_LOAD, Elf};
+use handover_abi::{DomId, Mfn, RunKind};
+use pv_abi::start_info::{
+    StartInfo, IMAGE_BASE, PHYSMAP_VA, SIF_PRIVILEGED, STACK_PAGES, STACK_TOP, START_INFO_MAGIC,
+    START_INFO_VA, WINDOW_PAGES, WINDOW_VA,
+};
+
+use super::{Domain, Reports, Vcpu};
+use crate::arch::paging::{self, PTE_NX, PTE_P, PTE_RW, PTE_US};
+use crate::arch::phys;
+use crate::arch::trap::TrapFrame;
+use crate::mm::{self, Memory};
+
+/// Largest image the layout allows: it must end below the window.
+const IMAGE_LIMIT: u64 = WINDOW_VA;
+/// The fewest free pages a guest gets beyond the builder's own.
+const MIN_FREE_PAGES: u64 = 16;
+
+/// Why a domain could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The image is not an ELF64 x86_64 executable.
+    BadElf(&'static str),
+    /// A loadable segment lies outside `[IMAGE_BASE, IMAGE_LIMIT)`.
+    SegmentOutOfRange { vaddr: u64, memsz: u64 },
+    /// The requested memory cannot hold the layout plus a minimum of free
+    /// pages.
+    TooSmall { pages: u64, needed: u64 },
+    /// Not enough free frames.
+    NoMemory { pages: u64, free: u64 },
+    /// The pass refused the built domain (a builder bug).
+    Refused(frame_ownership::Error),
+    /// A frame could not be written.
+    Phys(phys::PhysError),
+}
+
+impl From<phys::PhysError> for BuildError {
+    fn from(e: phys::PhysError) -> Self {
+        BuildError::Phys(e)
+    }
+}
+
+/// What to build.
+#[derive(Debug)]
+pub struct Spec<'a> {
+    /// The domain id.
+    pub id: DomId,
+    /// Its name.
+    pub name: &'a str,
+    /// The ELF image.
+    pub image: &'a [u8],
+    /// Pages of memory.
+    pub pages: u64,
+    /// Whether it is dom0.
+    pub privileged: bool,
+    /// Its command line.
+    pub cmdline: &'a str,
+}
+
+struct Layout {
+    mfn_list: (u64, u64),
+    image: (u64, u64),
+    stack: (u64, u64),
+    l1_low: Vec<u64>, // L2 indices (2 MiB slots) of the low area that get an L1
+    l1_physmap: u64,
+    l2_physmap: u64,
+    pt_first: u64,
+    pt_count: u64,
+    first_free: u64,
+}
+
+fn plan(pages: u64, image_end: u64) -> Layout {
+    let mfn_list_pages = (pages * 8).div_ceil(4096);
+    let image_pages = (image_end - IMAGE_BASE).div_ceil(4096);
+    let mfn_list = (1, mfn_list_pages);
+    let image = (mfn_list.0 + mfn_list.1, image_pages);
+    let stack = (image.0 + image.1, STACK_PAGES);
+    let mut l1_low: Vec<u64> = Vec::new();
+    for va in [START_INFO_VA, STACK_TOP - STACK_PAGES * 4096]
+        .into_iter()
+        .chain((IMAGE_BASE..image_end).step_by(2 << 20))
+        .chain([image_end - 1, WINDOW_VA, WINDOW_VA + WINDOW_PAGES * 4096 - 1])
+    {
+        let slot = va >> 21;
+        if !l1_low.contains(&slot) {
+            l1_low.push(slot);
+        }
+    }
+    l1_low.sort_unstable();
+    let l1_physmap = pages.div_ceil(512);
+    let l2_physmap = l1_physmap.div_ceil(512);
+    // L1s, then L2s (low + physmap), two L3s, one L4.
+    let pt_count = l1_low.len() as u64 + l1_physmap + 1 + l2_physmap + 2 + 1;
+    let pt_first = stack.0 + stack.1;
+    Layout {
+        mfn_list,
+        image,
+        stack,
+        l1_low,
+        l1_physmap,
+        l2_physmap,
+        pt_first,
+        pt_count,
+        first_free: pt_first + pt_count,
+    }
+}
+
+/// The builder's view of a guest under construction.
+struct Guest {
+    p2m: Vec<u64>,
+}
+
+impl Guest {
+    fn maddr(&self, gpfn: u64) -> u64 {
+        self.p2m[gpfn as usize] << 12
+    }
+
+    fn set(&self, table_gpfn: u64, index: u64, value: u64) -> Result<(), BuildError> {
+        phys::write_u64(self.maddr(table_gpfn) + 8 * index, value)?;
+        Ok(())
+    }
+}
+
+const TABLE: u64 = PTE_P | PTE_RW | PTE_US;
+const DATA_RW: u64 = PTE_P | PTE_RW | PTE_US | PTE_NX;
+const DATA_RO: u64 = PTE_P | PTE_US | PTE_NX;
+
+/// Builds a domain from `spec`, taking its frames from `mem`.
+pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
+    let elf = Elf::parse(spec.image).map_err(|_| BuildError::BadElf("not a parsable ELF file"))?;
+    if !elf.is_64 || elf.header.e_machine != goblin::elf::header::EM_X86_64 {
+        return Err(BuildError::BadElf("not an x86_64 ELF64 image"));
+    }
+    let mut image_end = IMAGE_BASE + 4096;
+    for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
+        let end = ph.p_vaddr.checked_add(ph.p_memsz);
+        if ph.p_vaddr < IMAGE_BASE || end.is_none_or(|e| e > IMAGE_LIMIT) || ph.p_filesz > ph.p_memsz {
+            return Err(BuildError::SegmentOutOfRange { vaddr: ph.p_vaddr, memsz: ph.p_memsz });
+        }
+        let file_end = ph.p_offset.checked_add(ph.p_filesz);
+        if file_end.is_none_or(|e| e > spec.image.len() as u64) {
+            return Err(BuildError::BadElf("a segment lies beyond the end of the file"));
+        }
+        image_end = image_end.max(end.unwrap_or(0));
+    }
+    if !(IMAGE_BASE..image_end).contains(&elf.entry) {
+        return Err(BuildError::BadElf("the entry point is outside the image"));
+    }
+
+    let layout = plan(spec.pages, image_end);
+    let needed = layout.first_free + MIN_FREE_PAGES;
+    if spec.pages < needed {
+        return Err(BuildError::TooSmall { pages: spec.pages, needed });
+    }
+    if mem.pages.free_frames() < spec.pages {
+        return Err(BuildError::NoMemory { pages: spec.pages, free: mem.pages.free_frames() });
+    }
+    let mut p2m = Vec::with_capacity(spec.pages as usize);
+    for _ in 0..spec.pages {
+        match mem.pages.alloc() {
+            Some(mfn) => p2m.push(mfn.0),
+            None => unreachable!("free frames were counted"),
+        }
+    }
+    let guest = Guest { p2m };
+    match write_guest(spec, &elf, &layout, &guest).and_then(|frame| adopt(spec, &layout, guest, frame, mem)) {
+        Ok(domain) => Ok(domain),
+        Err((e, p2m)) => {
+            for &mfn in &p2m {
+                mem.pages.free(Mfn(mfn));
+            }
+            Err(e)
+        }
+    }
+}
+
+type Failed = (BuildError, Vec<u64>);
+
+/// Writes every frame of the guest: zeroes, image, start info, mfn list,
+/// page tables. Returns the initial register frame.
+fn write_guest(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) -> Result<TrapFrame, Failed> {
+    let fail = |e: BuildError| (e, guest.p2m.clone());
+    let result = (|| -> Result<TrapFrame, BuildError> {
+        for gpfn in 0..spec.pages {
+            phys::zero(guest.maddr(gpfn), 4096)?;
+        }
+        // The image, segment by segment.
+        for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
+            let bytes = &spec.image[ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize];
+            for (i, chunk) in bytes.chunks(4096).enumerate() {
+                // Copy page-piece by page-piece: the guest's frames are not
+                // contiguous in machine memory.
+                let mut va = ph.p_vaddr + (i * 4096) as u64;
+                let mut rest = chunk;
+                while !rest.is_empty() {
+                    let page = (va - IMAGE_BASE) / 4096;
+                    let offset = va % 4096;
+                    let n = rest.len().min((4096 - offset) as usize);
+                    phys::write(guest.maddr(layout.image.0 + page) + offset, &rest[..n])?;
+                    rest = &rest[n..];
+                    va += n as u64;
+                }
+            }
+        }
+        // The gpfn → mfn list.
+        for (gpfn, &mfn) in guest.p2m.iter().enumerate() {
+            phys::write_u64(guest.maddr(layout.mfn_list.0) + 8 * gpfn as u64, mfn)?;
+        }
+        write_tables(spec, elf, layout, guest)
+    })();
+    result.map_err(fail)
+}
+
+fn write_tables(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) -> Result<TrapFrame, BuildError> {
+    // Page-table gpfns, in run order: L1 low, L1 physmap, L2 low, L2 physmap, L3 low, L3 physmap, L4.
+    let l1_low0 = layout.pt_first;
+    let l1_phys0 = l1_low0 + layout.l1_low.len() as u64;
+    let l2_low = l1_phys0 + layout.l1_physmap;
+    let l2_phys0 = l2_low + 1;
+    let l3_low = l2_phys0 + layout.l2_physmap;
+    let l3_phys = l3_low + 1;
+    let l4 = l3_phys + 1;
+    debug_assert_eq!(l4 + 1, layout.first_free);
+    let is_table = |gpfn: u64| (layout.pt_first..layout.first_free).contains(&gpfn);
+
+    // L4: the guest's two slots and the hypervisor's upper half.
+    guest.set(l4, (0u64 >> 39) & 511, guest.maddr(l3_low) | TABLE)?;
+    guest.set(l4, (PHYSMAP_VA >> 39) & 511, guest.maddr(l3_phys) | TABLE)?;
+    for (i, slot) in paging::hv_slots()?.iter().enumerate() {
+        guest.set(l4, (paging::HV_FIRST_SLOT + i) as u64, *slot)?;
+    }
+    // Low area: one L3 entry, one L2, an L1 per 2 MiB slot in use.
+    guest.set(l3_low, 0, guest.maddr(l2_low) | TABLE)?;
+    for (i, slot) in layout.l1_low.iter().enumerate() {
+        guest.set(l2_low, *slot, guest.maddr(l1_low0 + i as u64) | TABLE)?;
+    }
+    let map_low = |va: u64, gpfn: u64, flags: u64| -> Result<(), BuildError> {
+        let i = layout.l1_low.iter().position(|s| *s == va >> 21).unwrap_or(0) as u64;
+        guest.set(l1_low0 + i, (va >> 12) & 511, guest.maddr(gpfn) | flags)
+    };
+    map_low(START_INFO_VA, 0, DATA_RW)?;
+    for p in 0..layout.stack.1 {
+        map_low(STACK_TOP - (layout.stack.1 - p) * 4096, layout.stack.0 + p, DATA_RW)?;
+    }
+    for p in 0..layout.image.1 {
+        let va = IMAGE_BASE + p * 4096;
+        // Permissions of the segment that covers the page (the most
+        // permissive if two share it).
+        let mut flags = PTE_P | PTE_US | PTE_NX;
+        for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
+            let (start, end) = (ph.p_vaddr & !4095, (ph.p_vaddr + ph.p_memsz).div_ceil(4096) * 4096);
+            if (start..end).contains(&va) {
+                if ph.p_flags & 2 != 0 {
+                    flags |= PTE_RW;
+                }
+                if ph.p_flags & 1 != 0 {
+                    flags &= !PTE_NX;
+                }
+            }
+        }
+        map_low(va, layout.image.0 + p, flags)?;
+    }
+    // Physmap: every page, tables read-only.
+    for j in 0..layout.l2_physmap {
+        guest.set(l3_phys, ((PHYSMAP_VA >> 30) & 511) + j, guest.maddr(l2_phys0 + j) | TABLE)?;
+    }
+    for k in 0..layout.l1_physmap {
+        let l2 = l2_phys0 + k / 512;
+        guest.set(l2, k % 512, guest.maddr(l1_phys0 + k) | TABLE)?;
+    }
+    for gpfn in 0..spec.pages {
+        let flags = if is_table(gpfn) { DATA_RO } else { DATA_RW };
+        guest.set(l1_phys0 + gpfn / 512, gpfn % 512, guest.maddr(gpfn) | flags)?;
+    }
+
+    // The start-info page.
+    let window_l1 = l1_low0 + layout.l1_low.iter().position(|s| *s == WINDOW_VA >> 21).unwrap_or(0) as u64;
+    let mut si = StartInfo {
+        magic: START_INFO_MAGIC,
+        domid: u64::from(spec.id.0),
+        flags: if spec.privileged { SIF_PRIVILEGED } else { 0 },
+        nr_pages: spec.pages,
+        mfn_list_gpfn: layout.mfn_list.0,
+        pt_first_gpfn: layout.pt_first,
+        pt_count: layout.pt_count,
+        l4_mfn: guest.p2m[l4 as usize],
+        first_free_gpfn: layout.first_free,
+        window_va: WINDOW_VA,
+        window_pte_maddr: guest.maddr(window_l1) + 8 * ((WINDOW_VA >> 12) & 511),
+        ..StartInfo::default()
+    };
+    let n = spec.cmdline.len().min(si.cmdline.len() - 1);
+    si.cmdline[..n].copy_from_slice(&spec.cmdline.as_bytes()[..n]);
+    phys::write(guest.maddr(0), start_info_bytes(&si))?;
+
+    let mut frame = TrapFrame::user(elf.entry, STACK_TOP);
+    frame.rdi = START_INFO_VA;
+    Ok(frame)
+}
+
+fn start_info_bytes(si: &StartInfo) -> &[u8] {
+    crate::arch::phys::as_bytes(si)
+}
+
+/// Hands the written guest to the frametable pass and makes it a domain.
+fn adopt(
+    spec: &Spec<'_>,
+    layout: &Layout,
+    guest: Guest,
+    frame: TrapFrame,
+    mem: &mut Memory,
+) -> Result<Domain, Failed> {
+    let mut domain = Domain {
+        id: spec.id,
+        name: String::from(spec.name),
+        privileged: spec.privileged,
+        max_frames: spec.pages,
+        p2m: guest.p2m,
+        vcpus: Vec::new(),
+        paused: false,
+        console_line: Vec::new(),
+        reports: Reports::default(),
+    };
+    // Runs straight from the plan: everything is data except the tables.
+    let l4 = Mfn(domain.p2m[(layout.first_free - 1) as usize]);
+    let kinds = table_kinds(layout);
+    let runs = runs_of(&domain.p2m, |gpfn| kinds(gpfn));
+    let pinned = [(l4, RunKind::L4)];
+    let cr3 = [l4];
+    let view = DomainView::new(spec.id, &runs, &[], &pinned, &cr3);
+    let layout_view = match MachineLayout::new(&mem.ram, mm::region_mfns(mem.region), &mem.reserved) {
+        Ok(l) => l,
+        Err(e) => return Err((BuildError::Refused(e), domain.p2m)),
+    };
+    if let Err(e) = frame_ownership::rebuild(
+        &layout_view,
+        core::slice::from_ref(&view),
+        &phys::table_reader(),
+        mem.frametable,
+        mem.m2p,
+    ) {
+        return Err((BuildError::Refused(e), domain.p2m));
+    }
+    domain.vcpus = vec![Vcpu { frame, cr3: l4, fs_base: 0, gs_base: 0 }];
+    Ok(domain)
+}
+
+fn table_kinds(layout: &Layout) -> impl Fn(u64) -> RunKind + '_ {
+    move |gpfn| {
+        let l1_end = layout.pt_first + layout.l1_low.len() as u64 + layout.l1_physmap;
+        let l2_end = l1_end + 1 + layout.l2_physmap;
+        let l3_end = l2_end + 2;
+        if gpfn < layout.pt_first || gpfn >= layout.first_free {
+            RunKind::Data
+        } else if gpfn < l1_end {
+            RunKind::L1
+        } else if gpfn < l2_end {
+            RunKind::L2
+        } else if gpfn < l3_end {
+            RunKind::L3
+        } else {
+            RunKind::L4
+        }
+    }
+}
+
+/// Runs of `p2m` grouped bottom-up by `kind(gpfn)`, contiguous in mfn and gpfn.
+pub fn runs_of(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<handover_abi::MemRun> {
+    let mut runs: Vec<handover_abi::MemRun> = Vec::new();
+    for k in [RunKind::Data, RunKind::L1, RunKind::L2, RunKind::L3, RunKind::L4] {
+        for (gpfn, &mfn) in p2m.iter().enumerate() {
+            if mfn == u64::MAX || kind(gpfn as u64) != k {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(run)
+                    if run.kind == k
+                        && run.first_mfn.0 + run.count == mfn
+                        && run.first_gpfn.0 + run.count == gpfn as u64 =>
+                {
+                    run.count += 1
+                }
+                _ => runs.push(handover_abi::MemRun {
+                    first_mfn: Mfn(mfn),
+                    count: 1,
+                    first_gpfn: handover_abi::Gpfn(gpfn as u64),
+                    kind: k,
+                }),
+            }
+        }
+    }
+    runs
+}

@@ -1,0 +1,100 @@
+//! PV domains: their memory, vCPUs, consoles and self-check reports.
+
+pub mod build;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use frame_ownership::{FrameInfo, PageType};
+use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
+
+use crate::arch::trap::TrapFrame;
+
+/// One virtual CPU.
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    /// The saved context while the vCPU is not running.
+    pub frame: TrapFrame,
+    /// The L4 it runs on.
+    pub cr3: Mfn,
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+}
+
+/// What a domain reported about itself (`report` hypercall).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reports {
+    /// Memory checks done (must never go back).
+    pub checks: u64,
+    /// Mismatches found (must stay 0).
+    pub mismatches: u64,
+    /// Refusal tests that got the expected error.
+    pub expected_refusals: u64,
+    /// Refusal tests that did not.
+    pub unexpected: u64,
+    /// Times `checks` went backwards.
+    pub regressions: u64,
+    /// The guest announced a deliberate fault.
+    pub expect_fault: bool,
+    /// The guest faulted without announcing it.
+    pub unexpected_faults: u64,
+}
+
+impl Reports {
+    /// Whether the domain's self-checks are clean.
+    pub fn clean(&self) -> bool {
+        self.mismatches == 0 && self.unexpected == 0 && self.regressions == 0 && self.unexpected_faults == 0
+    }
+}
+
+/// A PV domain.
+#[derive(Debug)]
+pub struct Domain {
+    /// Its id.
+    pub id: DomId,
+    /// Its name (the module it was built from).
+    pub name: String,
+    /// Whether it may use privileged hypercalls (dom0).
+    pub privileged: bool,
+    /// Memory limit in frames.
+    pub max_frames: u64,
+    /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
+    pub p2m: Vec<u64>,
+    /// Its vCPUs.
+    pub vcpus: Vec<Vcpu>,
+    /// Paused by the toolstack.
+    pub paused: bool,
+    /// Console output not yet ended by a newline.
+    pub console_line: Vec<u8>,
+    /// Self-check reports.
+    pub reports: Reports,
+}
+
+impl Domain {
+    /// Frames the domain owns.
+    pub fn frames(&self) -> u64 {
+        self.p2m.iter().filter(|&&m| m != u64::MAX).count() as u64
+    }
+
+    /// The gpfn of `mfn`, if the domain owns it (linear; for slow paths).
+    pub fn gpfn_of(&self, mfn: Mfn) -> Option<Gpfn> {
+        self.p2m.iter().position(|&m| m == mfn.0).map(|g| Gpfn(g as u64))
+    }
+
+    /// The domain's memory as runs, bottom-up (data, L1, L2, L3, L4), each
+    /// contiguous in both mfn and gpfn, kinds taken from the frametable.
+    pub fn runs(&self, frametable: &[FrameInfo]) -> Vec<MemRun> {
+        build::runs_of(&self.p2m, |gpfn| {
+            let mfn = self.p2m[gpfn as usize];
+            match frametable[mfn as usize].page_type() {
+                Some(PageType::L1) => RunKind::L1,
+                Some(PageType::L2) => RunKind::L2,
+                Some(PageType::L3) => RunKind::L3,
+                Some(PageType::L4) => RunKind::L4,
+                _ => RunKind::Data,
+            }
+        })
+    }
+}

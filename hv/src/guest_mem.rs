@@ -1,0 +1,75 @@
+//! Guest pointers: every buffer a guest passes is translated through its own
+//! page tables, in software, and each page must be present, user-accessible,
+//! writable if the hypervisor writes it, and a frame the guest owns.
+
+use frame_ownership::FrameInfo;
+use handover_abi::{DomId, Mfn};
+use pv_abi::hypercall::Error;
+
+use crate::arch::paging::{PTE_ADDR, PTE_P, PTE_PS, PTE_RW, PTE_US};
+use crate::arch::phys;
+
+/// Translates guest virtual address `va` to a machine address, checking the
+/// mapping and ownership.
+pub fn translate(
+    frametable: &[FrameInfo],
+    owner: DomId,
+    cr3: Mfn,
+    va: u64,
+    write: bool,
+) -> Result<u64, Error> {
+    // Lower half only: the upper half is the hypervisor's.
+    if va >= 0x0000_8000_0000_0000 {
+        return Err(Error::BadAddress);
+    }
+    let mut table = cr3.addr();
+    for level in (1..=4u32).rev() {
+        let index = (va >> (12 + 9 * (level - 1))) & 511;
+        let entry = phys::read_u64(table + 8 * index).map_err(|_| Error::BadAddress)?;
+        if entry & PTE_P == 0 || entry & PTE_US == 0 || (write && entry & PTE_RW == 0) {
+            return Err(Error::BadAddress);
+        }
+        if level > 1 && entry & PTE_PS != 0 {
+            return Err(Error::BadAddress);
+        }
+        table = entry & PTE_ADDR;
+    }
+    let mfn = Mfn::containing(table);
+    if !frametable.get(mfn.0 as usize).is_some_and(|f| f.is_owned_by(owner)) {
+        return Err(Error::BadAddress);
+    }
+    Ok(table + (va & 0xfff))
+}
+
+/// Copies `buf.len()` bytes from guest address `va`.
+pub fn read(frametable: &[FrameInfo], owner: DomId, cr3: Mfn, va: u64, buf: &mut [u8]) -> Result<(), Error> {
+    let mut done = 0;
+    while done < buf.len() {
+        let addr = va.checked_add(done as u64).ok_or(Error::BadAddress)?;
+        let maddr = translate(frametable, owner, cr3, addr, false)?;
+        let n = (buf.len() - done).min((4096 - (addr & 0xfff)) as usize);
+        phys::read(maddr, &mut buf[done..done + n]).map_err(|_| Error::BadAddress)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// Copies `data` to guest address `va`.
+pub fn write(frametable: &[FrameInfo], owner: DomId, cr3: Mfn, va: u64, data: &[u8]) -> Result<(), Error> {
+    // Check every page before writing any, so a refused call changes nothing.
+    let mut addr = va;
+    let end = va.checked_add(data.len() as u64).ok_or(Error::BadAddress)?;
+    while addr < end {
+        translate(frametable, owner, cr3, addr, true)?;
+        addr = (addr & !0xfff) + 4096;
+    }
+    let mut done = 0;
+    while done < data.len() {
+        let addr = va + done as u64;
+        let maddr = translate(frametable, owner, cr3, addr, true)?;
+        let n = (data.len() - done).min((4096 - (addr & 0xfff)) as usize);
+        phys::write(maddr, &data[done..done + n]).map_err(|_| Error::BadAddress)?;
+        done += n;
+    }
+    Ok(())
+}

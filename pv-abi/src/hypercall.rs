@@ -1,0 +1,250 @@
+//! Hypercalls: numbers, arguments and error codes.
+//!
+//! A PV guest makes a hypercall with `syscall`: the number in `rax`, up to
+//! five arguments in `rdi`, `rsi`, `rdx`, `r10`, `r8` (`rcx` and `r11` are
+//! clobbered by `syscall` itself). The result comes back in `rax`: a value
+//! `>= 0` on success, or the negated [`Error`] code. Every other register is
+//! preserved.
+//!
+//! Every pointer argument is a guest virtual address; the hypervisor checks
+//! that the whole buffer lies in memory the caller owns and has mapped, and
+//! refuses with [`Error::BadAddress`] otherwise.
+
+/// Hypercall numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Hypercall {
+    /// `console_write(buf, len)`: prints bytes on the console, prefixed with
+    /// the caller's `(dN)`. Returns the number of bytes written.
+    ConsoleWrite = 1,
+    /// `console_read(buf, len)`: reads waiting console input (dom0 only
+    /// receives input). Returns the number of bytes read, 0 if none.
+    ConsoleRead = 2,
+    /// `yield()`: gives up the rest of the time slice.
+    Yield = 3,
+    /// `mmu_update(reqs, count)`: writes page-table entries, see
+    /// [`MmuUpdate`]. Returns the number of requests done; stops at the
+    /// first refused one and returns its error.
+    MmuUpdate = 4,
+    /// `pin_table(mfn, level)`: validates and pins a page table of `level`
+    /// (1..=4) that the caller owns.
+    PinTable = 5,
+    /// `unpin_table(mfn)`: drops the pin.
+    UnpinTable = 6,
+    /// `new_baseptr(mfn)`: switches the calling vCPU to the pinned L4 `mfn`.
+    NewBaseptr = 7,
+    /// `increase_reservation(mfns_out, count)`: gives the caller `count` new
+    /// frames (writes their mfns). Returns the number given.
+    IncreaseReservation = 8,
+    /// `decrease_reservation(mfns, count)`: gives frames back. A frame that is
+    /// still mapped, typed or pinned is refused.
+    DecreaseReservation = 9,
+    /// `domctl(op, arg0, arg1, arg2)`: domain control, dom0 only; see
+    /// [`DomctlOp`].
+    Domctl = 10,
+    /// `shutdown(code)`: ends the calling domain (0 = clean).
+    Shutdown = 11,
+    /// `poweroff()`: ends the whole system, dom0 only; the hypervisor prints
+    /// a summary of every domain's reports and exits.
+    Poweroff = 12,
+    /// `report(kind, value)`: a guest's self-check result, see [`Report`].
+    Report = 13,
+    /// `set_segment_base(which, base)`: sets FS (0), GS (1) or the guest
+    /// kernel GS (2) base of the calling vCPU.
+    SetSegmentBase = 14,
+    /// `sysinfo(buf, len)`: fills a [`SysInfo`].
+    SysInfo = 15,
+}
+
+impl Hypercall {
+    /// The hypercall with number `n`.
+    pub fn from_number(n: u64) -> Option<Hypercall> {
+        use Hypercall::*;
+        [
+            ConsoleWrite,
+            ConsoleRead,
+            Yield,
+            MmuUpdate,
+            PinTable,
+            UnpinTable,
+            NewBaseptr,
+            IncreaseReservation,
+            DecreaseReservation,
+            Domctl,
+            Shutdown,
+            Poweroff,
+            Report,
+            SetSegmentBase,
+            SysInfo,
+        ]
+        .into_iter()
+        .find(|h| *h as u64 == n)
+    }
+}
+
+/// Why a hypercall was refused. Returned negated in `rax`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Error {
+    /// The caller is not allowed to do this (not dom0).
+    Permission = 1,
+    /// No such hypercall or sub-operation.
+    NoSys = 2,
+    /// A pointer argument is outside the caller's memory.
+    BadAddress = 3,
+    /// An argument is out of range.
+    Invalid = 4,
+    /// The frame is not the caller's.
+    NotOwner = 5,
+    /// The entry would break the page-type rules (see frame-ownership).
+    TypeViolation = 6,
+    /// The frame is still in use (mapped, typed or pinned).
+    Busy = 7,
+    /// Out of memory.
+    NoMemory = 8,
+    /// No such domain, module or object.
+    NotFound = 9,
+    /// The domain's memory limit is reached.
+    Limit = 10,
+    /// The operation failed for a reason the hypervisor logged.
+    Failed = 11,
+    /// The buffer is too small for the result.
+    TooSmall = 12,
+}
+
+impl Error {
+    /// Every error, for decoding.
+    pub const ALL: [Error; 12] = [
+        Error::Permission,
+        Error::NoSys,
+        Error::BadAddress,
+        Error::Invalid,
+        Error::NotOwner,
+        Error::TypeViolation,
+        Error::Busy,
+        Error::NoMemory,
+        Error::NotFound,
+        Error::Limit,
+        Error::Failed,
+        Error::TooSmall,
+    ];
+
+    /// The error a negative `rax` stands for.
+    pub fn from_code(code: i64) -> Option<Error> {
+        Error::ALL.into_iter().find(|e| -(*e as i64) == code)
+    }
+
+    /// A short name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::Permission => "permission denied",
+            Error::NoSys => "no such hypercall",
+            Error::BadAddress => "bad address",
+            Error::Invalid => "invalid argument",
+            Error::NotOwner => "frame not owned by caller",
+            Error::TypeViolation => "page type violation",
+            Error::Busy => "frame busy",
+            Error::NoMemory => "out of memory",
+            Error::NotFound => "not found",
+            Error::Limit => "memory limit reached",
+            Error::Failed => "failed",
+            Error::TooSmall => "buffer too small",
+        }
+    }
+}
+
+/// One `mmu_update` request: write `val` into the page-table entry at
+/// machine address `ptr` (the entry's frame `<< 12 | index * 8`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct MmuUpdate {
+    /// Machine address of the entry.
+    pub ptr: u64,
+    /// New entry value.
+    pub val: u64,
+}
+
+/// `domctl` operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum DomctlOp {
+    /// `create(name_ptr, name_len, mem_kib)`: builds a domain from the boot
+    /// module `name`. Returns the new domain id.
+    Create = 1,
+    /// `destroy(id)`.
+    Destroy = 2,
+    /// `pause(id)`.
+    Pause = 3,
+    /// `unpause(id)`.
+    Unpause = 4,
+    /// `list(buf, count)`: fills up to `count` [`DomainInfo`]; returns how
+    /// many domains there are.
+    List = 5,
+    /// `modules(buf, len)`: the boot-module names, newline separated;
+    /// returns the length.
+    Modules = 6,
+}
+
+impl DomctlOp {
+    /// The operation with number `n`.
+    pub fn from_number(n: u64) -> Option<DomctlOp> {
+        use DomctlOp::*;
+        [Create, Destroy, Pause, Unpause, List, Modules].into_iter().find(|op| *op as u64 == n)
+    }
+}
+
+/// One domain, as `domctl list` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DomainInfo {
+    /// Domain id.
+    pub id: u16,
+    /// 1 if paused.
+    pub paused: u8,
+    /// 1 if privileged.
+    pub privileged: u8,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Frames owned.
+    pub frames: u64,
+    /// Memory limit in frames.
+    pub max_frames: u64,
+    /// The domain's name, NUL padded.
+    pub name: [u8; 32],
+}
+
+/// Guest self-check reports, `report(kind, value)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Report {
+    /// Total memory checks done so far (must never go back).
+    Checks = 1,
+    /// Mismatches found so far (must stay 0).
+    Mismatches = 2,
+    /// A refusal test passed: the hypercall was refused with the expected
+    /// error (value = test number).
+    ExpectedRefusal = 3,
+    /// A refusal test failed (value = test number).
+    UnexpectedResult = 4,
+    /// The guest is about to fault on purpose (fault-isolation test): its
+    /// next exception ends it without counting as a failure.
+    ExpectFault = 5,
+}
+
+/// System information, `sysinfo(buf, len)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SysInfo {
+    /// Free frames in the page allocator.
+    pub free_frames: u64,
+    /// Frames owned by domains.
+    pub owned_frames: u64,
+    /// Number of domains.
+    pub domains: u64,
+    /// Hypervisor build id (first 8 bytes).
+    pub build_id: u64,
+    /// Timer ticks since boot of this hypervisor instance.
+    pub ticks: u64,
+    /// Timer ticks per second.
+    pub tick_hz: u64,
+}

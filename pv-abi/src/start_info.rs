@@ -1,0 +1,82 @@
+//! The start-info page a PV domain finds at [`START_INFO_VA`], and the
+//! virtual layout the domain builder gives every guest.
+//!
+//! | virtual address | what |
+//! |---|---|
+//! | [`START_INFO_VA`] | this page (read-write) |
+//! | [`STACK_TOP`] - [`STACK_PAGES`] pages | the initial stack |
+//! | [`IMAGE_BASE`] | the guest ELF image |
+//! | [`PHYSMAP_VA`] + gpfn * 4096 | every page of the guest, data read-write, page tables read-only |
+//!
+//! The gpfn → mfn list is an array of `u64` at `PHYSMAP_VA + mfn_list_gpfn * 4096`.
+
+/// Where the start-info page is mapped.
+pub const START_INFO_VA: u64 = 0x0020_0000;
+/// Top of the initial stack.
+pub const STACK_TOP: u64 = 0x0040_0000;
+/// Pages of initial stack.
+pub const STACK_PAGES: u64 = 16;
+/// Where guest images are linked.
+pub const IMAGE_BASE: u64 = 0x0040_0000;
+/// Where every guest page is mapped, by gpfn (L4 slot 2).
+pub const PHYSMAP_VA: u64 = 0x0000_0100_0000_0000;
+/// Magic of the start-info page.
+pub const START_INFO_MAGIC: u64 = 0x6876_6c75_5056_0001; // "hvluPV", v1
+/// Flag: the domain is privileged (dom0).
+pub const SIF_PRIVILEGED: u64 = 1;
+
+/// The start-info page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct StartInfo {
+    /// [`START_INFO_MAGIC`].
+    pub magic: u64,
+    /// The domain's id.
+    pub domid: u64,
+    /// `SIF_*` flags.
+    pub flags: u64,
+    /// Number of guest pages (gpfns `0..nr_pages`).
+    pub nr_pages: u64,
+    /// First gpfn of the gpfn → mfn list.
+    pub mfn_list_gpfn: u64,
+    /// Number of page-table pages, at gpfns `pt_first_gpfn..+pt_count`.
+    pub pt_first_gpfn: u64,
+    /// Number of page-table pages.
+    pub pt_count: u64,
+    /// The mfn of the L4 the vCPU starts on.
+    pub l4_mfn: u64,
+    /// The first gpfn the guest may use freely (nothing of the builder's
+    /// lives at or above it, up to `nr_pages`).
+    pub first_free_gpfn: u64,
+    /// The guest virtual address of an L1-mapped window the guest may remap
+    /// through `mmu_update`: [`WINDOW_PAGES`] pages, initially unmapped.
+    pub window_va: u64,
+    /// The machine address of the L1 entry that maps the window's first page.
+    pub window_pte_maddr: u64,
+    /// The command line, NUL terminated.
+    pub cmdline: [u8; 128],
+}
+
+/// Pages in the remapping window.
+pub const WINDOW_PAGES: u64 = 64;
+/// Where the remapping window is.
+pub const WINDOW_VA: u64 = 0x0060_0000;
+
+impl Default for StartInfo {
+    fn default() -> Self {
+        StartInfo {
+            magic: 0,
+            domid: 0,
+            flags: 0,
+            nr_pages: 0,
+            mfn_list_gpfn: 0,
+            pt_first_gpfn: 0,
+            pt_count: 0,
+            l4_mfn: 0,
+            first_free_gpfn: 0,
+            window_va: 0,
+            window_pte_maddr: 0,
+            cmdline: [0; 128],
+        }
+    }
+}
