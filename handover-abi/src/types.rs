@@ -4,15 +4,23 @@
 //! versioned body types, so changing the shape of any of them is a change of
 //! the ABI: add a new version instead.
 
+use core::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Size of a machine frame (and of a guest page) in bytes.
 pub const PAGE_SIZE: u64 = 4096;
 /// log2 of [`PAGE_SIZE`].
 pub const PAGE_SHIFT: u32 = 12;
+/// Width of a physical address on x86-64 (the architectural maximum).
+pub const PHYS_ADDR_BITS: u32 = 52;
+/// One past the highest machine frame number a physical address can reach.
+pub const MFN_LIMIT: u64 = 1 << (PHYS_ADDR_BITS - PAGE_SHIFT);
 
 /// A machine frame number: physical address >> 12.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Mfn(pub u64);
 
 impl Mfn {
@@ -28,11 +36,15 @@ impl Mfn {
 }
 
 /// A guest pseudo-physical frame number, as a PV guest numbers its own pages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Gpfn(pub u64);
 
 /// A domain identifier. Domain 0 is the privileged control domain.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct DomId(pub u16);
 
 impl DomId {
@@ -41,7 +53,9 @@ impl DomId {
 }
 
 /// A half-open range of machine frames `[start, start + count)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct MfnRange {
     /// First frame of the range.
     pub start: Mfn,
@@ -143,5 +157,30 @@ impl MemRun {
     /// The machine frames of the run.
     pub const fn mfns(&self) -> MfnRange {
         MfnRange::new(self.first_mfn, self.count)
+    }
+}
+
+impl fmt::Display for Mfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mfn {:#x}", self.0)
+    }
+}
+
+impl fmt::Display for Gpfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gpfn {:#x}", self.0)
+    }
+}
+
+impl fmt::Display for DomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for MfnRange {
+    /// `mfns [start, end)` in hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mfns [{:#x}, {:#x})", self.start.0, self.end())
     }
 }

@@ -1,0 +1,442 @@
+//! The `HVLU` ELF note that every hypervisor image carries.
+//!
+//! It tells an outgoing hypervisor, before anything is paused, which handover
+//! versions the image reads and where its live-update entry is. It is an
+//! ordinary ELF note (`Elf64_Nhdr`: 4-byte words, name and descriptor each
+//! padded to 4 bytes), 56 bytes in all, in a section `.note.hvlu` that must be
+//! 4-byte aligned (put it in a `PT_NOTE` segment of alignment 4):
+//!
+//! ```text
+//! offset size field
+//! ------ ---- -------------------------------------------------------------
+//!      0    4 namesz      5
+//!      4    4 descsz      36 for note version 1 (a later version may append)
+//!      8    4 type        1 (NOTE_TYPE)
+//!     12    8 name        "HVLU\0" and 3 bytes of zero padding
+//!     20    - desc:
+//!     20    4   version     note format version, 1
+//!     24    2   min_major   oldest handover ABI version the image reads ...
+//!     26    2   min_minor
+//!     28    2   max_major   ... and the newest
+//!     30    2   max_minor
+//!     32    8   entry       live-update entry: a virtual address in the
+//!                           image's ELF address space, not zero
+//!     40   16   build_id    the image's build id
+//!     56
+//! ```
+//!
+//! All integers are little-endian. The note version changes only when the
+//! layout above changes incompatibly; fields added later are appended to the
+//! descriptor, and a parser ignores descriptor bytes past the ones it knows.
+//!
+//! An image places the note with [`HvluNote`] (no unsafe code needed):
+//!
+//! ```no_run
+//! use handover_abi::note::HvluNote;
+//! use handover_abi::{BuildId, READS};
+//!
+//! unsafe extern "C" fn lu_entry() -> ! {
+//!     loop {}
+//! }
+//!
+//! #[used]
+//! #[link_section = ".note.hvlu"]
+//! static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> =
+//!     HvluNote::new(READS, lu_entry, BuildId([0x42; 16]));
+//! ```
+//!
+//! The loader finds it with [`find_note`] (from an iterator of
+//! `(name, type, desc)` such as goblin's notes), or parses one raw note record
+//! with [`parse_note`].
+
+use core::fmt;
+use core::mem::{align_of, offset_of, size_of};
+
+use crate::header::BuildId;
+use crate::version::{AbiVersion, VersionRange};
+
+/// The note's name, with its terminating NUL (`namesz` is its length, 5).
+pub const NOTE_NAME: &[u8; 5] = b"HVLU\0";
+/// The note's type.
+pub const NOTE_TYPE: u32 = 1;
+/// The note format version this crate writes and reads.
+pub const NOTE_VERSION: u32 = 1;
+/// The section the note goes in.
+pub const NOTE_SECTION: &str = ".note.hvlu";
+/// Size of the note header (`namesz`, `descsz`, `type`).
+pub const NHDR_SIZE: usize = 12;
+/// Size of the name field, padded to 4 bytes.
+pub const NAME_FIELD_SIZE: usize = 8;
+/// Offset of the descriptor in the note.
+pub const DESC_OFFSET: usize = NHDR_SIZE + NAME_FIELD_SIZE;
+/// Size of the version-1 descriptor.
+pub const DESC_SIZE: usize = 36;
+/// Size of the whole version-1 note.
+pub const NOTE_SIZE: usize = DESC_OFFSET + DESC_SIZE;
+
+/// Byte offsets of the fields inside the descriptor.
+pub mod desc_offset {
+    /// Note format version, u32.
+    pub const VERSION: usize = 0;
+    /// Oldest ABI version read: major, u16.
+    pub const MIN_MAJOR: usize = 4;
+    /// Oldest ABI version read: minor, u16.
+    pub const MIN_MINOR: usize = 6;
+    /// Newest ABI version read: major, u16.
+    pub const MAX_MAJOR: usize = 8;
+    /// Newest ABI version read: minor, u16.
+    pub const MAX_MINOR: usize = 10;
+    /// Live-update entry, u64.
+    pub const ENTRY: usize = 12;
+    /// Build id, 16 bytes.
+    pub const BUILD_ID: usize = 20;
+}
+
+/// What an image's `HVLU` note says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImageNote {
+    /// The handover ABI versions the image reads.
+    pub reads: VersionRange,
+    /// The live-update entry: a virtual address in the image's ELF address space.
+    pub entry: u64,
+    /// The image's build id.
+    pub build_id: BuildId,
+}
+
+/// A way in which an image's `HVLU` note is missing or wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    /// No note is named `HVLU`.
+    #[error("the image has no HVLU note")]
+    Missing,
+    /// More than one `HVLU` note of type [`NOTE_TYPE`].
+    #[error("the image has more than one HVLU note of type {NOTE_TYPE}")]
+    Duplicate,
+    /// A note record is shorter than its header or than the sizes it declares.
+    #[error("truncated note: {len} bytes, the record needs {needed}")]
+    Truncated {
+        /// Bytes available.
+        len: usize,
+        /// Bytes the record needs.
+        needed: u64,
+    },
+    /// A note record's name is not `HVLU\0`.
+    #[error("wrong note name (namesz {namesz}): not an HVLU note")]
+    WrongName {
+        /// The record's `namesz`.
+        namesz: u32,
+    },
+    /// An `HVLU` note has a type other than [`NOTE_TYPE`].
+    #[error("HVLU note of type {found}, expected {NOTE_TYPE}")]
+    WrongType {
+        /// The note's type.
+        found: u32,
+    },
+    /// The descriptor is too short for its version.
+    #[error("HVLU note descriptor is {len} bytes, version {NOTE_VERSION} needs {DESC_SIZE}")]
+    DescTooShort {
+        /// The descriptor's length.
+        len: usize,
+    },
+    /// The note format version is not one this parser reads.
+    #[error("HVLU note version {found}, this parser reads version {NOTE_VERSION}")]
+    UnknownVersion {
+        /// The note's version.
+        found: u32,
+    },
+    /// The ABI range is empty (its maximum is older than its minimum).
+    #[error("HVLU note ABI range {min}..={max} is empty")]
+    EmptyAbiRange {
+        /// The oldest version.
+        min: AbiVersion,
+        /// The newest version.
+        max: AbiVersion,
+    },
+    /// The live-update entry is zero.
+    #[error("HVLU note live-update entry is zero")]
+    ZeroEntry,
+}
+
+impl ImageNote {
+    /// Parses a note descriptor (the bytes after the padded name).
+    pub fn parse_desc(desc: &[u8]) -> Result<ImageNote, NoteError> {
+        let too_short = NoteError::DescTooShort { len: desc.len() };
+        let version = u32::from_le_bytes(*desc.first_chunk::<4>().ok_or(too_short)?);
+        if version != NOTE_VERSION {
+            return Err(NoteError::UnknownVersion { found: version });
+        }
+        let d: &[u8; DESC_SIZE] = desc.first_chunk().ok_or(too_short)?;
+        let u16_at = |at: usize| u16::from_le_bytes([d[at], d[at + 1]]);
+        let min = AbiVersion::new(
+            u16_at(desc_offset::MIN_MAJOR),
+            u16_at(desc_offset::MIN_MINOR),
+        );
+        let max = AbiVersion::new(
+            u16_at(desc_offset::MAX_MAJOR),
+            u16_at(desc_offset::MAX_MINOR),
+        );
+        let reads = VersionRange::new(min, max);
+        if reads.is_empty() {
+            return Err(NoteError::EmptyAbiRange { min, max });
+        }
+        let mut entry = [0u8; 8];
+        entry.copy_from_slice(&d[desc_offset::ENTRY..desc_offset::ENTRY + 8]);
+        let entry = u64::from_le_bytes(entry);
+        if entry == 0 {
+            return Err(NoteError::ZeroEntry);
+        }
+        let mut build_id = [0u8; 16];
+        build_id.copy_from_slice(&d[desc_offset::BUILD_ID..desc_offset::BUILD_ID + 16]);
+        Ok(ImageNote {
+            reads,
+            entry,
+            build_id: BuildId(build_id),
+        })
+    }
+
+    /// The version-1 descriptor, encoded field by field.
+    pub fn to_desc(&self) -> [u8; DESC_SIZE] {
+        let mut d = [0u8; DESC_SIZE];
+        let mut put = |at: usize, bytes: &[u8]| d[at..at + bytes.len()].copy_from_slice(bytes);
+        put(desc_offset::VERSION, &NOTE_VERSION.to_le_bytes());
+        put(desc_offset::MIN_MAJOR, &self.reads.min.major.to_le_bytes());
+        put(desc_offset::MIN_MINOR, &self.reads.min.minor.to_le_bytes());
+        put(desc_offset::MAX_MAJOR, &self.reads.max.major.to_le_bytes());
+        put(desc_offset::MAX_MINOR, &self.reads.max.minor.to_le_bytes());
+        put(desc_offset::ENTRY, &self.entry.to_le_bytes());
+        put(desc_offset::BUILD_ID, &self.build_id.0);
+        d
+    }
+
+    /// The whole note record (header, padded name, descriptor), encoded
+    /// field by field.
+    pub fn to_note_bytes(&self) -> [u8; NOTE_SIZE] {
+        let mut n = [0u8; NOTE_SIZE];
+        n[0..4].copy_from_slice(&(NOTE_NAME.len() as u32).to_le_bytes());
+        n[4..8].copy_from_slice(&(DESC_SIZE as u32).to_le_bytes());
+        n[8..12].copy_from_slice(&NOTE_TYPE.to_le_bytes());
+        n[NHDR_SIZE..NHDR_SIZE + NOTE_NAME.len()].copy_from_slice(NOTE_NAME);
+        n[DESC_OFFSET..].copy_from_slice(&self.to_desc());
+        n
+    }
+}
+
+/// Parses the note record at the start of `record` (an `Elf64_Nhdr`, the
+/// name padded to 4 bytes, the descriptor), which must be the `HVLU` note.
+/// Bytes after the record are ignored.
+pub fn parse_note(record: &[u8]) -> Result<ImageNote, NoteError> {
+    let truncated = |needed: u64| NoteError::Truncated {
+        len: record.len(),
+        needed,
+    };
+    let Some(nhdr) = record.first_chunk::<NHDR_SIZE>() else {
+        return Err(truncated(NHDR_SIZE as u64));
+    };
+    let word = |at: usize| u32::from_le_bytes([nhdr[at], nhdr[at + 1], nhdr[at + 2], nhdr[at + 3]]);
+    let (namesz, descsz, n_type) = (word(0), word(4), word(8));
+    let desc_start = NHDR_SIZE as u64 + u64::from(namesz).next_multiple_of(4);
+    let desc_end = desc_start + u64::from(descsz);
+    if (record.len() as u64) < desc_end {
+        return Err(truncated(desc_end));
+    }
+    // In range: both ends are at most `record.len()`.
+    let name = &record[NHDR_SIZE..NHDR_SIZE + namesz as usize];
+    if name != NOTE_NAME {
+        return Err(NoteError::WrongName { namesz });
+    }
+    if n_type != NOTE_TYPE {
+        return Err(NoteError::WrongType { found: n_type });
+    }
+    ImageNote::parse_desc(&record[desc_start as usize..desc_end as usize])
+}
+
+/// Finds and parses the `HVLU` note among an image's notes, given as
+/// `(name, type, desc)`. Names are compared without trailing NULs, so both
+/// `b"HVLU"` and `b"HVLU\0"` match. Notes of other names are skipped.
+///
+/// Errors: [`NoteError::Missing`] if no note is named `HVLU`,
+/// [`NoteError::WrongType`] if `HVLU` notes exist but none of type
+/// [`NOTE_TYPE`], [`NoteError::Duplicate`] if two have that type, or the
+/// descriptor's error.
+pub fn find_note<'a, I>(notes: I) -> Result<ImageNote, NoteError>
+where
+    I: IntoIterator<Item = (&'a [u8], u32, &'a [u8])>,
+{
+    let mut found: Option<&'a [u8]> = None;
+    let mut other_type = None;
+    for (name, n_type, desc) in notes {
+        if trim_nuls(name) != b"HVLU" {
+            continue;
+        }
+        if n_type != NOTE_TYPE {
+            other_type.get_or_insert(n_type);
+            continue;
+        }
+        if found.replace(desc).is_some() {
+            return Err(NoteError::Duplicate);
+        }
+    }
+    match (found, other_type) {
+        (Some(desc), _) => ImageNote::parse_desc(desc),
+        (None, Some(n_type)) => Err(NoteError::WrongType { found: n_type }),
+        (None, None) => Err(NoteError::Missing),
+    }
+}
+
+fn trim_nuls(name: &[u8]) -> &[u8] {
+    let len = name.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &name[..len]
+}
+
+/// Types that can fill the entry field of an [`HvluNote`]: 8-byte values whose
+/// bytes are the entry address — `u64`, or a pointer to the entry function
+/// that the linker fills in.
+pub trait NoteEntry: Copy + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! note_entry {
+    ($($t:ty),* $(,)?) => {$(
+        impl sealed::Sealed for $t {}
+        impl NoteEntry for $t {}
+        const _: () = assert!(size_of::<$t>() == 8);
+    )*};
+}
+
+note_entry!(
+    u64,
+    extern "C" fn(),
+    unsafe extern "C" fn(),
+    extern "C" fn() -> !,
+    unsafe extern "C" fn() -> !,
+);
+
+/// The whole `HVLU` note as an image places it in its `.note.hvlu` section
+/// (see the [module documentation](self) for the layout and an example).
+///
+/// `E` is the type of the entry field: an entry function pointer in an image,
+/// so the linker writes the address, or `u64` in tests. The struct is
+/// `repr(C, packed(4))` so that it has no padding and an alignment of 4, as a
+/// note section needs; its layout is checked at compile time against the
+/// offsets of the module documentation.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy)]
+pub struct HvluNote<E: NoteEntry> {
+    namesz: u32,
+    descsz: u32,
+    n_type: u32,
+    name: [u8; NAME_FIELD_SIZE],
+    version: u32,
+    min_major: u16,
+    min_minor: u16,
+    max_major: u16,
+    max_minor: u16,
+    entry: E,
+    build_id: [u8; 16],
+}
+
+impl<E: NoteEntry> HvluNote<E> {
+    /// The note of an image that reads `reads`, enters a live update at
+    /// `entry` and has build id `build_id`.
+    pub const fn new(reads: VersionRange, entry: E, build_id: BuildId) -> Self {
+        HvluNote {
+            namesz: NOTE_NAME.len() as u32,
+            descsz: DESC_SIZE as u32,
+            n_type: NOTE_TYPE,
+            name: *b"HVLU\0\0\0\0",
+            version: NOTE_VERSION,
+            min_major: reads.min.major,
+            min_minor: reads.min.minor,
+            max_major: reads.max.major,
+            max_minor: reads.max.minor,
+            entry,
+            build_id: build_id.0,
+        }
+    }
+
+    /// The ABI range the note advertises.
+    pub const fn reads(&self) -> VersionRange {
+        VersionRange::new(
+            AbiVersion::new(self.min_major, self.min_minor),
+            AbiVersion::new(self.max_major, self.max_minor),
+        )
+    }
+
+    /// The entry field.
+    pub const fn entry(&self) -> E {
+        self.entry
+    }
+
+    /// The build id.
+    pub const fn build_id(&self) -> BuildId {
+        BuildId(self.build_id)
+    }
+}
+
+impl HvluNote<u64> {
+    /// The note's bytes as they lie in memory: each field written at its
+    /// offset in the struct (`offset_of!`), little-endian. The compile-time
+    /// layout checks below make this the struct's exact memory image.
+    pub fn to_bytes(&self) -> [u8; NOTE_SIZE] {
+        let mut b = [0u8; NOTE_SIZE];
+        let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+        let n = *self;
+        put(offset_of!(Self, namesz), &{ n.namesz }.to_le_bytes());
+        put(offset_of!(Self, descsz), &{ n.descsz }.to_le_bytes());
+        put(offset_of!(Self, n_type), &{ n.n_type }.to_le_bytes());
+        put(offset_of!(Self, name), &{ n.name });
+        put(offset_of!(Self, version), &{ n.version }.to_le_bytes());
+        put(offset_of!(Self, min_major), &{ n.min_major }.to_le_bytes());
+        put(offset_of!(Self, min_minor), &{ n.min_minor }.to_le_bytes());
+        put(offset_of!(Self, max_major), &{ n.max_major }.to_le_bytes());
+        put(offset_of!(Self, max_minor), &{ n.max_minor }.to_le_bytes());
+        put(offset_of!(Self, entry), &{ n.entry }.to_le_bytes());
+        put(offset_of!(Self, build_id), &{ n.build_id });
+        b
+    }
+}
+
+impl<E: NoteEntry + fmt::Debug> fmt::Debug for HvluNote<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HvluNote")
+            .field("reads", &self.reads())
+            .field("entry", &self.entry())
+            .field("build_id", &self.build_id())
+            .finish()
+    }
+}
+
+/// The struct layout is the documented note layout, for every entry type.
+macro_rules! check_layout {
+    ($($t:ty),*) => {$(
+        const _: () = {
+            type N = HvluNote<$t>;
+            assert!(size_of::<N>() == NOTE_SIZE);
+            assert!(align_of::<N>() == 4);
+            assert!(offset_of!(N, namesz) == 0);
+            assert!(offset_of!(N, descsz) == 4);
+            assert!(offset_of!(N, n_type) == 8);
+            assert!(offset_of!(N, name) == NHDR_SIZE);
+            assert!(offset_of!(N, version) == DESC_OFFSET + desc_offset::VERSION);
+            assert!(offset_of!(N, min_major) == DESC_OFFSET + desc_offset::MIN_MAJOR);
+            assert!(offset_of!(N, min_minor) == DESC_OFFSET + desc_offset::MIN_MINOR);
+            assert!(offset_of!(N, max_major) == DESC_OFFSET + desc_offset::MAX_MAJOR);
+            assert!(offset_of!(N, max_minor) == DESC_OFFSET + desc_offset::MAX_MINOR);
+            assert!(offset_of!(N, entry) == DESC_OFFSET + desc_offset::ENTRY);
+            assert!(offset_of!(N, build_id) == DESC_OFFSET + desc_offset::BUILD_ID);
+        };
+    )*};
+}
+
+check_layout!(
+    u64,
+    extern "C" fn(),
+    unsafe extern "C" fn(),
+    extern "C" fn() -> !,
+    unsafe extern "C" fn() -> !
+);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+use super::*;
+use crate::version::READS;
+use proptest::prelude::*;
+
+const BUILD: BuildId = BuildId(*b"image-build-id-1");
+const ENTRY: u64 = 0xffff_ffff_8010_0000;
+
+fn info() -> ImageNote {
+    ImageNote {
+        reads: VersionRange::new(AbiVersion::new(1, 0), AbiVersion::new(1, 2)),
+        entry: ENTRY,
+        build_id: BUILD,
+    }
+}
+
+/// Built in a const context, as an image builds its static note.
+const CONST_NOTE: HvluNote<u64> = HvluNote::new(
+    VersionRange::new(AbiVersion::new(1, 0), AbiVersion::new(1, 2)),
+    ENTRY,
+    BUILD,
+);
+
+extern "C" fn entry_fn() -> ! {
+    panic!("never called")
+}
+
+/// The kind of type an image uses: the linker fills the entry. (An image
+/// would use `unsafe extern "C" fn() -> !`; this crate forbids declaring
+/// unsafe functions, and both types have the same layout.)
+static FN_NOTE: HvluNote<extern "C" fn() -> !> = HvluNote::new(READS, entry_fn, BUILD);
+
+fn desc_with(f: impl FnOnce(&mut [u8; DESC_SIZE])) -> [u8; DESC_SIZE] {
+    let mut d = info().to_desc();
+    f(&mut d);
+    d
+}
+
+#[test]
+fn const_built_note_has_the_bytes_of_the_field_by_field_encoder() {
+    assert_eq!(CONST_NOTE.to_bytes(), info().to_note_bytes());
+}
+
+#[test]
+fn const_built_note_parses_back() {
+    assert_eq!(parse_note(&CONST_NOTE.to_bytes()), Ok(info()));
+}
+
+#[test]
+fn note_bytes_are_as_documented() {
+    let b = info().to_note_bytes();
+    assert_eq!(&b[0..12], &[5, 0, 0, 0, 36, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(&b[12..20], b"HVLU\0\0\0\0");
+    assert_eq!(&b[20..24], &[1, 0, 0, 0]);
+    assert_eq!(&b[24..32], &[1, 0, 0, 0, 1, 0, 2, 0]);
+    assert_eq!(&b[32..40], &ENTRY.to_le_bytes());
+    assert_eq!(&b[40..56], &BUILD.0);
+}
+
+#[test]
+fn function_pointer_note_has_the_same_shape() {
+    assert_eq!(
+        size_of::<HvluNote<unsafe extern "C" fn() -> !>>(),
+        NOTE_SIZE
+    );
+    assert_eq!(size_of::<HvluNote<extern "C" fn() -> !>>(), NOTE_SIZE);
+    assert_eq!(FN_NOTE.reads(), READS);
+    assert_eq!(FN_NOTE.build_id(), BUILD);
+    assert_eq!(
+        FN_NOTE.entry() as usize,
+        entry_fn as extern "C" fn() -> ! as usize
+    );
+    assert!(format!("{FN_NOTE:?}").starts_with("HvluNote { reads:"));
+}
+
+#[test]
+fn desc_round_trips() {
+    assert_eq!(ImageNote::parse_desc(&info().to_desc()), Ok(info()));
+}
+
+#[test]
+fn longer_desc_of_the_same_version_is_read() {
+    let mut d = info().to_desc().to_vec();
+    d.extend_from_slice(&[0xEE; 8]);
+    assert_eq!(ImageNote::parse_desc(&d), Ok(info()));
+}
+
+#[test]
+fn find_note_among_others() {
+    let gnu = b"GNU\0".as_slice();
+    let desc = info().to_desc();
+    let notes = [
+        (gnu, 3, b"\x01\x02\x03\x04".as_slice()),
+        (b"Xen\0".as_slice(), 18, b"\0\0\x10\0".as_slice()),
+        (b"HVLU".as_slice(), NOTE_TYPE, desc.as_slice()),
+    ];
+    assert_eq!(find_note(notes), Ok(info()));
+    // With the NUL, as a raw note names itself.
+    assert_eq!(
+        find_note([(&NOTE_NAME[..], NOTE_TYPE, &desc[..])]),
+        Ok(info())
+    );
+}
+
+// One test per `NoteError` variant.
+
+#[test]
+fn missing_note() {
+    let notes = [(b"GNU\0".as_slice(), 3, b"".as_slice())];
+    assert_eq!(find_note(notes), Err(NoteError::Missing));
+    assert_eq!(find_note(core::iter::empty()), Err(NoteError::Missing));
+}
+
+#[test]
+fn duplicate_note() {
+    let desc = info().to_desc();
+    let notes = [
+        (b"HVLU".as_slice(), NOTE_TYPE, desc.as_slice()),
+        (b"HVLU\0".as_slice(), NOTE_TYPE, desc.as_slice()),
+    ];
+    assert_eq!(find_note(notes), Err(NoteError::Duplicate));
+}
+
+#[test]
+fn truncated_note_record() {
+    let b = info().to_note_bytes();
+    assert_eq!(
+        parse_note(&b[..11]),
+        Err(NoteError::Truncated {
+            len: 11,
+            needed: 12
+        })
+    );
+    assert_eq!(
+        parse_note(&b[..NOTE_SIZE - 1]),
+        Err(NoteError::Truncated {
+            len: NOTE_SIZE - 1,
+            needed: NOTE_SIZE as u64
+        })
+    );
+    // A huge descsz.
+    let mut b = b;
+    b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(
+        parse_note(&b),
+        Err(NoteError::Truncated {
+            len: NOTE_SIZE,
+            needed: 20 + u64::from(u32::MAX)
+        })
+    );
+}
+
+#[test]
+fn wrong_note_name() {
+    let mut b = info().to_note_bytes();
+    b[12..16].copy_from_slice(b"Xen\0");
+    assert_eq!(parse_note(&b), Err(NoteError::WrongName { namesz: 5 }));
+    // The right letters without the NUL.
+    let mut b = info().to_note_bytes();
+    b[0..4].copy_from_slice(&4u32.to_le_bytes());
+    assert_eq!(parse_note(&b), Err(NoteError::WrongName { namesz: 4 }));
+}
+
+#[test]
+fn wrong_note_type() {
+    let mut b = info().to_note_bytes();
+    b[8..12].copy_from_slice(&7u32.to_le_bytes());
+    assert_eq!(parse_note(&b), Err(NoteError::WrongType { found: 7 }));
+    let desc = info().to_desc();
+    assert_eq!(
+        find_note([(b"HVLU".as_slice(), 7, desc.as_slice())]),
+        Err(NoteError::WrongType { found: 7 })
+    );
+}
+
+#[test]
+fn desc_too_short() {
+    let d = info().to_desc();
+    assert_eq!(
+        ImageNote::parse_desc(&d[..35]),
+        Err(NoteError::DescTooShort { len: 35 })
+    );
+    assert_eq!(
+        ImageNote::parse_desc(&d[..2]),
+        Err(NoteError::DescTooShort { len: 2 })
+    );
+    assert_eq!(
+        ImageNote::parse_desc(&[]),
+        Err(NoteError::DescTooShort { len: 0 })
+    );
+}
+
+#[test]
+fn unknown_note_version() {
+    let d = desc_with(|d| d[0..4].copy_from_slice(&2u32.to_le_bytes()));
+    assert_eq!(
+        ImageNote::parse_desc(&d),
+        Err(NoteError::UnknownVersion { found: 2 })
+    );
+    // The version is read before the length is judged.
+    assert_eq!(
+        ImageNote::parse_desc(&d[..4]),
+        Err(NoteError::UnknownVersion { found: 2 })
+    );
+}
+
+#[test]
+fn inverted_abi_range() {
+    let d = desc_with(|d| d[8..12].copy_from_slice(&[0, 0, 9, 0])); // max 0.9 < min 1.0
+    assert_eq!(
+        ImageNote::parse_desc(&d),
+        Err(NoteError::EmptyAbiRange {
+            min: AbiVersion::new(1, 0),
+            max: AbiVersion::new(0, 9)
+        })
+    );
+}
+
+#[test]
+fn zero_entry() {
+    let d = desc_with(|d| d[12..20].fill(0));
+    assert_eq!(ImageNote::parse_desc(&d), Err(NoteError::ZeroEntry));
+}
+
+proptest! {
+    #[test]
+    fn random_notes_round_trip(
+        a in any::<(u16, u16)>(),
+        b in any::<(u16, u16)>(),
+        entry in 1..=u64::MAX,
+        id in any::<[u8; 16]>(),
+    ) {
+        let (x, y) = (AbiVersion::new(a.0, a.1), AbiVersion::new(b.0, b.1));
+        let reads = VersionRange::new(x.min(y), x.max(y));
+        let note = ImageNote { reads, entry, build_id: BuildId(id) };
+        prop_assert_eq!(parse_note(&note.to_note_bytes()), Ok(note));
+        prop_assert_eq!(HvluNote::new(reads, entry, BuildId(id)).to_bytes(), note.to_note_bytes());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+        let _ = parse_note(&bytes);
+        let _ = ImageNote::parse_desc(&bytes);
+        let _ = find_note([(&NOTE_NAME[..], NOTE_TYPE, &bytes[..])]);
+    }
+
+    #[test]
+    fn damaged_headers_never_panic(
+        namesz in any::<u32>(),
+        descsz in any::<u32>(),
+        tail in proptest::collection::vec(any::<u8>(), 0..96),
+    ) {
+        let mut b = Vec::new();
+        b.extend_from_slice(&namesz.to_le_bytes());
+        b.extend_from_slice(&descsz.to_le_bytes());
+        b.extend_from_slice(&NOTE_TYPE.to_le_bytes());
+        b.extend_from_slice(&tail);
+        let _ = parse_note(&b);
+    }
+}

@@ -1,0 +1,721 @@
+//! The structural invariants of a handover state.
+//!
+//! [`HandoverState::validate`] checks them in this order and reports the first
+//! that fails, naming the domain (by id), the run, pin, vCPU or MMIO range (by
+//! index in its list, vCPUs by id):
+//!
+//! 1. the RAM map: entries non-empty, not wrapping, sorted and disjoint;
+//! 2. the live-update region: page aligned, inside usable RAM; the image and
+//!    state ranges non-empty, inside the region, apart from each other;
+//! 3. the time base: a non-zero TSC frequency;
+//! 4. domain ids: unique, all below the next domain id;
+//! 5. each domain, in list order: flags, name, each run (non-empty, not
+//!    wrapping, bottom-up kind order, inside usable RAM, outside the region),
+//!    machine frames of its runs disjoint, guest frames of its runs disjoint,
+//!    frame count within the limit, start-info page in a data run, each pinned
+//!    table in a run of its level (an L4 pin in an L4 run), no frame pinned
+//!    twice, each vCPU's flags and CR3, vCPU ids unique, each MMIO range
+//!    non-empty, below 2^52 bytes and clear of usable RAM;
+//! 6. the machine frames of all runs of all domains disjoint.
+//!
+//! Every check that relates many items sorts a copy (O(n log n)) and looks
+//! items up by binary search; nothing walks frames one by one.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::body::current::{Domain, HandoverState, LuRegion, RamRange, RamType, MAX_NAME_LEN};
+use crate::types::{DomId, Gpfn, Mfn, MfnRange, RunKind, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
+
+/// Names one memory run: the domain's id and the run's index in its list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RunRef {
+    /// The domain that holds the run.
+    pub domain: DomId,
+    /// Index of the run in the domain's run list.
+    pub run: usize,
+}
+
+impl fmt::Display for RunRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "domain {} run {}", self.domain, self.run)
+    }
+}
+
+/// A way in which a handover state breaks its invariants: one variant per
+/// invariant, each naming where it broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A RAM map entry has size zero.
+    #[error("RAM map entry {entry} is empty")]
+    RamMapEntryEmpty {
+        /// Index of the entry.
+        entry: usize,
+    },
+    /// A RAM map entry's end does not fit in 64 bits.
+    #[error("RAM map entry {entry} extends past the end of the 64-bit address space")]
+    RamMapEntryWraps {
+        /// Index of the entry.
+        entry: usize,
+    },
+    /// A RAM map entry starts before the previous one ends.
+    #[error("RAM map entry {entry} starts before the previous entry ends (entries must be sorted and disjoint)")]
+    RamMapOutOfOrder {
+        /// Index of the entry.
+        entry: usize,
+    },
+    /// The live-update region's base or size is not a multiple of the page size.
+    #[error("live-update region (base {base:#x}, size {size:#x}) is not page aligned")]
+    RegionNotAligned {
+        /// Region base in bytes.
+        base: u64,
+        /// Region size in bytes.
+        size: u64,
+    },
+    /// The live-update region is not entirely usable RAM.
+    #[error("live-update region (base {base:#x}, size {size:#x}) is not inside usable RAM")]
+    RegionOutsideRam {
+        /// Region base in bytes.
+        base: u64,
+        /// Region size in bytes.
+        size: u64,
+    },
+    /// The incoming image range has no frames.
+    #[error("the incoming image range is empty")]
+    ImageEmpty,
+    /// The incoming image does not lie inside the region.
+    #[error("the incoming image ({image}) is not inside the live-update region")]
+    ImageOutsideRegion {
+        /// The image's frames.
+        image: MfnRange,
+    },
+    /// The state range has no frames.
+    #[error("the handover state range is empty")]
+    StateEmpty,
+    /// The state does not lie inside the region.
+    #[error("the handover state ({state}) is not inside the live-update region")]
+    StateOutsideRegion {
+        /// The state's frames.
+        state: MfnRange,
+    },
+    /// The image and the state share frames.
+    #[error("the incoming image ({image}) overlaps the handover state ({state})")]
+    ImageOverlapsState {
+        /// The image's frames.
+        image: MfnRange,
+        /// The state's frames.
+        state: MfnRange,
+    },
+    /// The time base has a TSC frequency of zero.
+    #[error("the time base has a TSC frequency of zero")]
+    ZeroTscFrequency,
+    /// Two domains have the same id.
+    #[error("domain {domain} appears more than once")]
+    DuplicateDomain {
+        /// The repeated id.
+        domain: DomId,
+    },
+    /// The next domain id is not above a domain's id.
+    #[error("next domain id {next} is not above the id of domain {domain}")]
+    NextDomidTooLow {
+        /// The next domain id of the state.
+        next: DomId,
+        /// The highest domain id present.
+        domain: DomId,
+    },
+    /// A domain has flag bits this version does not know.
+    #[error("domain {domain}: unknown flag bits {bits:#x}")]
+    BadDomainFlags {
+        /// The domain.
+        domain: DomId,
+        /// The unknown bits.
+        bits: u32,
+    },
+    /// A domain is not PV (v1.0 can describe only PV domains).
+    #[error("domain {domain}: PV flag clear, but v1.0 describes only PV domains")]
+    NotPv {
+        /// The domain.
+        domain: DomId,
+    },
+    /// A domain's name is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("domain {domain}: name is {len} bytes long, more than the limit of 32")]
+    NameTooLong {
+        /// The domain.
+        domain: DomId,
+        /// The name's length in bytes.
+        len: usize,
+    },
+    /// A run has no frames.
+    #[error("{run} is empty")]
+    EmptyRun {
+        /// The run.
+        run: RunRef,
+    },
+    /// A run's machine or guest frame numbers wrap around `u64`.
+    #[error("{run}: its frame numbers wrap around 64 bits")]
+    RunWraps {
+        /// The run.
+        run: RunRef,
+    },
+    /// A run's kind comes before the kind of the run before it.
+    #[error("{run}: a {kind:?} run after a {previous:?} run (runs must be data, L1, L2, L3, L4 in that order)")]
+    RunsOutOfOrder {
+        /// The run.
+        run: RunRef,
+        /// Its kind.
+        kind: RunKind,
+        /// The kind of the run before it.
+        previous: RunKind,
+    },
+    /// A run is not entirely inside usable RAM.
+    #[error("{run} ({mfns}) is not inside usable RAM")]
+    RunOutsideRam {
+        /// The run.
+        run: RunRef,
+        /// Its machine frames.
+        mfns: MfnRange,
+    },
+    /// A run shares frames with the live-update region.
+    #[error("{run} ({mfns}) lies in the live-update region")]
+    RunInRegion {
+        /// The run.
+        run: RunRef,
+        /// Its machine frames.
+        mfns: MfnRange,
+    },
+    /// Two runs (of one domain or of two) share machine frames.
+    #[error("{first} and {second} share machine frames")]
+    RunsOverlap {
+        /// The run that starts lower.
+        first: RunRef,
+        /// The other run.
+        second: RunRef,
+    },
+    /// Two runs of one domain share guest frames.
+    #[error("domain {domain}: runs {run} and {other} share guest frames")]
+    GuestFramesOverlap {
+        /// The domain.
+        domain: DomId,
+        /// The run that starts lower in guest frames.
+        run: usize,
+        /// The other run.
+        other: usize,
+    },
+    /// A domain's runs hold more frames than its limit.
+    #[error("domain {domain}: its runs hold {frames} frames, above its limit of {max}")]
+    TooManyFrames {
+        /// The domain.
+        domain: DomId,
+        /// Frames in its runs.
+        frames: u64,
+        /// Its limit.
+        max: u64,
+    },
+    /// A domain's start-info page is not in one of its data runs.
+    #[error("domain {domain}: start-info page ({gpfn}) is not in one of its data runs")]
+    StartInfoNotInData {
+        /// The domain.
+        domain: DomId,
+        /// The start-info page's guest frame.
+        gpfn: Gpfn,
+    },
+    /// A pinned table names the data kind as its level.
+    #[error("domain {domain}: pinned table {pin} has level Data, not a page-table level")]
+    PinNotPageTable {
+        /// The domain.
+        domain: DomId,
+        /// Index of the pin.
+        pin: usize,
+    },
+    /// A pinned L1, L2 or L3 table is not in a run of its level.
+    #[error(
+        "domain {domain}: pinned table {pin} ({mfn}) is not in one of the domain's {level:?} runs"
+    )]
+    PinNotInRun {
+        /// The domain.
+        domain: DomId,
+        /// Index of the pin.
+        pin: usize,
+        /// The pinned frame.
+        mfn: Mfn,
+        /// The level it was pinned as.
+        level: RunKind,
+    },
+    /// A pinned root (L4) is not in one of the domain's L4 runs.
+    #[error("domain {domain}: pinned root {pin} ({mfn}) is not among the domain's L4 runs")]
+    RootNotInL4Run {
+        /// The domain.
+        domain: DomId,
+        /// Index of the pin.
+        pin: usize,
+        /// The pinned frame.
+        mfn: Mfn,
+    },
+    /// A frame is pinned more than once.
+    #[error("domain {domain}: {mfn} is pinned more than once")]
+    DuplicatePin {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+    },
+    /// A vCPU has flag bits this version does not know.
+    #[error("domain {domain} vcpu {vcpu}: unknown flag bits {bits:#x}")]
+    BadVcpuFlags {
+        /// The domain.
+        domain: DomId,
+        /// The vCPU's id.
+        vcpu: u32,
+        /// The unknown bits.
+        bits: u32,
+    },
+    /// A vCPU's CR3 is not in one of the domain's L4 runs.
+    #[error("domain {domain} vcpu {vcpu}: cr3 ({cr3}) is not among the domain's L4 runs")]
+    Cr3NotInL4Run {
+        /// The domain.
+        domain: DomId,
+        /// The vCPU's id.
+        vcpu: u32,
+        /// The CR3 frame.
+        cr3: Mfn,
+    },
+    /// Two vCPUs of one domain have the same id.
+    #[error("domain {domain}: vcpu {vcpu} appears more than once")]
+    DuplicateVcpu {
+        /// The domain.
+        domain: DomId,
+        /// The repeated vCPU id.
+        vcpu: u32,
+    },
+    /// An MMIO range has no frames.
+    #[error("domain {domain}: MMIO range {range} is empty")]
+    EmptyMmioRange {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+    },
+    /// An MMIO range reaches past the 52-bit physical address space.
+    #[error("domain {domain}: MMIO range {range} ({mfns}) reaches past the 52-bit physical address space")]
+    MmioBeyondPhysical {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+        /// Its frames.
+        mfns: MfnRange,
+    },
+    /// An MMIO range overlaps usable RAM.
+    #[error("domain {domain}: MMIO range {range} ({mfns}) overlaps usable RAM")]
+    MmioOverlapsRam {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+        /// Its frames.
+        mfns: MfnRange,
+    },
+}
+
+impl HandoverState {
+    /// Checks every structural invariant (listed in the module documentation
+    /// of this crate's `validate.rs` and in `docs/abi.md`) and returns the
+    /// first that fails.
+    pub fn validate(&self) -> Result<(), StateError> {
+        check_ram_map(&self.machine.ram_map)?;
+        let ram = UsableRam::new(&self.machine.ram_map);
+        let region = check_region(&self.machine.region, &ram)?;
+        if self.globals.time.tsc_khz == 0 {
+            return Err(StateError::ZeroTscFrequency);
+        }
+        check_domain_ids(self)?;
+        for domain in &self.domains {
+            check_domain(domain, &ram, region)?;
+        }
+        check_runs_disjoint(&self.domains)
+    }
+}
+
+/// A half-open interval of frame numbers `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Span {
+    start: u64,
+    end: u64,
+}
+
+impl Span {
+    fn overlaps(self, other: Span) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// Usable RAM in frames, computed once from a checked RAM map.
+struct UsableRam {
+    /// Frames wholly inside usable RAM (rounded inwards), sorted, merged.
+    inner: Vec<Span>,
+    /// Frames touching usable RAM at all (rounded outwards), sorted by start;
+    /// their ends never decrease.
+    outer: Vec<Span>,
+}
+
+impl UsableRam {
+    fn new(map: &[RamRange]) -> Self {
+        let mut inner: Vec<Span> = Vec::new();
+        let mut outer = Vec::new();
+        for entry in map.iter().filter(|e| e.kind == RamType::Usable) {
+            // Checked by `check_ram_map`: the end does not wrap.
+            let end = entry.base.saturating_add(entry.size);
+            let first = entry.base.div_ceil(PAGE_SIZE);
+            let last = end >> PAGE_SHIFT;
+            if first < last {
+                match inner.last_mut() {
+                    Some(prev) if prev.end == first => prev.end = last,
+                    _ => inner.push(Span {
+                        start: first,
+                        end: last,
+                    }),
+                }
+            }
+            outer.push(Span {
+                start: entry.base >> PAGE_SHIFT,
+                end: end.div_ceil(PAGE_SIZE),
+            });
+        }
+        UsableRam { inner, outer }
+    }
+
+    /// Whether every frame of the non-empty `span` is usable RAM.
+    fn contains(&self, span: Span) -> bool {
+        let idx = self.inner.partition_point(|r| r.start <= span.start);
+        idx > 0 && self.inner[idx - 1].end >= span.end
+    }
+
+    /// Whether any frame of `span` touches usable RAM.
+    fn touches(&self, span: Span) -> bool {
+        let idx = self.outer.partition_point(|r| r.end <= span.start);
+        self.outer.get(idx).is_some_and(|r| r.start < span.end)
+    }
+}
+
+fn check_ram_map(map: &[RamRange]) -> Result<(), StateError> {
+    let mut prev_end = 0u64;
+    for (entry, range) in map.iter().enumerate() {
+        if range.size == 0 {
+            return Err(StateError::RamMapEntryEmpty { entry });
+        }
+        let Some(end) = range.end() else {
+            return Err(StateError::RamMapEntryWraps { entry });
+        };
+        if entry > 0 && range.base < prev_end {
+            return Err(StateError::RamMapOutOfOrder { entry });
+        }
+        prev_end = end;
+    }
+    Ok(())
+}
+
+/// Checks the region and returns its frames.
+fn check_region(region: &LuRegion, ram: &UsableRam) -> Result<Span, StateError> {
+    let (base, size) = (region.base, region.size);
+    if base % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+        return Err(StateError::RegionNotAligned { base, size });
+    }
+    let Some(end) = base.checked_add(size) else {
+        return Err(StateError::RegionOutsideRam { base, size });
+    };
+    let frames = Span {
+        start: base >> PAGE_SHIFT,
+        end: end >> PAGE_SHIFT,
+    };
+    if size != 0 && !ram.contains(frames) {
+        return Err(StateError::RegionOutsideRam { base, size });
+    }
+    let inside =
+        |r: MfnRange| r.start.0 >= frames.start && span_of(r).is_some_and(|s| s.end <= frames.end);
+    let (image, state) = (region.image, region.state);
+    if image.is_empty() {
+        return Err(StateError::ImageEmpty);
+    }
+    if !inside(image) {
+        return Err(StateError::ImageOutsideRegion { image });
+    }
+    if state.is_empty() {
+        return Err(StateError::StateEmpty);
+    }
+    if !inside(state) {
+        return Err(StateError::StateOutsideRegion { state });
+    }
+    if image.overlaps(state) {
+        return Err(StateError::ImageOverlapsState { image, state });
+    }
+    Ok(frames)
+}
+
+/// The frames of `r`, or `None` if its end wraps around.
+fn span_of(r: MfnRange) -> Option<Span> {
+    Some(Span {
+        start: r.start.0,
+        end: r.start.0.checked_add(r.count)?,
+    })
+}
+
+fn check_domain_ids(state: &HandoverState) -> Result<(), StateError> {
+    let mut ids: Vec<DomId> = state.domains.iter().map(|d| d.id).collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StateError::DuplicateDomain { domain: pair[0] });
+    }
+    match ids.last() {
+        Some(&highest) if state.globals.next_domid <= highest => Err(StateError::NextDomidTooLow {
+            next: state.globals.next_domid,
+            domain: highest,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A run reduced to what the lookups need.
+#[derive(Clone, Copy, Debug)]
+struct Placed {
+    frames: Span,
+    kind: RunKind,
+    run: usize,
+}
+
+/// Finds the run containing frame `n` in `sorted`, which is sorted by start
+/// and disjoint.
+fn lookup(sorted: &[Placed], n: u64) -> Option<&Placed> {
+    let idx = sorted.partition_point(|p| p.frames.start <= n);
+    let candidate = sorted.get(idx.checked_sub(1)?)?;
+    (n < candidate.frames.end).then_some(candidate)
+}
+
+/// The first overlapping neighbours in `sorted` (sorted by start).
+fn first_overlap(sorted: &[Placed]) -> Option<(&Placed, &Placed)> {
+    sorted
+        .windows(2)
+        .find(|w| w[1].frames.start < w[0].frames.end)
+        .map(|w| (&w[0], &w[1]))
+}
+
+fn check_domain(domain: &Domain, ram: &UsableRam, region: Span) -> Result<(), StateError> {
+    let id = domain.id;
+    let unknown = domain.flags.unknown_bits();
+    if unknown != 0 {
+        return Err(StateError::BadDomainFlags {
+            domain: id,
+            bits: unknown,
+        });
+    }
+    if !domain.flags.contains(crate::body::current::DomainFlags::PV) {
+        return Err(StateError::NotPv { domain: id });
+    }
+    if domain.name.len() > MAX_NAME_LEN {
+        return Err(StateError::NameTooLong {
+            domain: id,
+            len: domain.name.len(),
+        });
+    }
+
+    let mut by_mfn = Vec::with_capacity(domain.runs.len());
+    let mut by_gpfn = Vec::with_capacity(domain.runs.len());
+    let mut previous = RunKind::Data;
+    for (i, run) in domain.runs.iter().enumerate() {
+        let at = RunRef { domain: id, run: i };
+        if run.count == 0 {
+            return Err(StateError::EmptyRun { run: at });
+        }
+        let (Some(mfn_end), Some(gpfn_end)) = (
+            run.first_mfn.0.checked_add(run.count),
+            run.first_gpfn.0.checked_add(run.count),
+        ) else {
+            return Err(StateError::RunWraps { run: at });
+        };
+        if run.kind < previous {
+            return Err(StateError::RunsOutOfOrder {
+                run: at,
+                kind: run.kind,
+                previous,
+            });
+        }
+        previous = run.kind;
+        let frames = Span {
+            start: run.first_mfn.0,
+            end: mfn_end,
+        };
+        if !ram.contains(frames) {
+            return Err(StateError::RunOutsideRam {
+                run: at,
+                mfns: run.mfns(),
+            });
+        }
+        if frames.overlaps(region) {
+            return Err(StateError::RunInRegion {
+                run: at,
+                mfns: run.mfns(),
+            });
+        }
+        by_mfn.push(Placed {
+            frames,
+            kind: run.kind,
+            run: i,
+        });
+        by_gpfn.push(Placed {
+            frames: Span {
+                start: run.first_gpfn.0,
+                end: gpfn_end,
+            },
+            kind: run.kind,
+            run: i,
+        });
+    }
+
+    by_mfn.sort_unstable_by_key(|p| (p.frames.start, p.run));
+    if let Some((a, b)) = first_overlap(&by_mfn) {
+        return Err(StateError::RunsOverlap {
+            first: RunRef {
+                domain: id,
+                run: a.run,
+            },
+            second: RunRef {
+                domain: id,
+                run: b.run,
+            },
+        });
+    }
+    by_gpfn.sort_unstable_by_key(|p| (p.frames.start, p.run));
+    if let Some((a, b)) = first_overlap(&by_gpfn) {
+        return Err(StateError::GuestFramesOverlap {
+            domain: id,
+            run: a.run,
+            other: b.run,
+        });
+    }
+
+    let frames = domain.frames();
+    if frames > domain.max_frames {
+        return Err(StateError::TooManyFrames {
+            domain: id,
+            frames,
+            max: domain.max_frames,
+        });
+    }
+    if lookup(&by_gpfn, domain.start_info.0).map(|p| p.kind) != Some(RunKind::Data) {
+        return Err(StateError::StartInfoNotInData {
+            domain: id,
+            gpfn: domain.start_info,
+        });
+    }
+
+    for (pin, table) in domain.pinned.iter().enumerate() {
+        if !table.level.is_page_table() {
+            return Err(StateError::PinNotPageTable { domain: id, pin });
+        }
+        if lookup(&by_mfn, table.mfn.0).map(|p| p.kind) != Some(table.level) {
+            return Err(if table.level == RunKind::L4 {
+                StateError::RootNotInL4Run {
+                    domain: id,
+                    pin,
+                    mfn: table.mfn,
+                }
+            } else {
+                StateError::PinNotInRun {
+                    domain: id,
+                    pin,
+                    mfn: table.mfn,
+                    level: table.level,
+                }
+            });
+        }
+    }
+    let mut pinned: Vec<Mfn> = domain.pinned.iter().map(|p| p.mfn).collect();
+    pinned.sort_unstable();
+    if let Some(pair) = pinned.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StateError::DuplicatePin {
+            domain: id,
+            mfn: pair[0],
+        });
+    }
+
+    for vcpu in &domain.vcpus {
+        let unknown = vcpu.flags.unknown_bits();
+        if unknown != 0 {
+            return Err(StateError::BadVcpuFlags {
+                domain: id,
+                vcpu: vcpu.id,
+                bits: unknown,
+            });
+        }
+        if lookup(&by_mfn, vcpu.cr3.0).map(|p| p.kind) != Some(RunKind::L4) {
+            return Err(StateError::Cr3NotInL4Run {
+                domain: id,
+                vcpu: vcpu.id,
+                cr3: vcpu.cr3,
+            });
+        }
+    }
+    let mut vcpu_ids: Vec<u32> = domain.vcpus.iter().map(|v| v.id).collect();
+    vcpu_ids.sort_unstable();
+    if let Some(pair) = vcpu_ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StateError::DuplicateVcpu {
+            domain: id,
+            vcpu: pair[0],
+        });
+    }
+
+    for (range, &mfns) in domain.mmio.iter().enumerate() {
+        if mfns.is_empty() {
+            return Err(StateError::EmptyMmioRange { domain: id, range });
+        }
+        let span = match span_of(mfns) {
+            Some(span) if span.end <= MFN_LIMIT => span,
+            _ => {
+                return Err(StateError::MmioBeyondPhysical {
+                    domain: id,
+                    range,
+                    mfns,
+                })
+            }
+        };
+        if ram.touches(span) {
+            return Err(StateError::MmioOverlapsRam {
+                domain: id,
+                range,
+                mfns,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that no two runs of different domains share machine frames (runs of
+/// one domain were checked with their domain).
+fn check_runs_disjoint(domains: &[Domain]) -> Result<(), StateError> {
+    let total = domains.iter().map(|d| d.runs.len()).sum();
+    let mut all: Vec<(u64, u64, usize, usize)> = Vec::with_capacity(total);
+    for (d, domain) in domains.iter().enumerate() {
+        for (r, run) in domain.runs.iter().enumerate() {
+            // Checked per domain: the end does not wrap.
+            all.push((
+                run.first_mfn.0,
+                run.first_mfn.0.saturating_add(run.count),
+                d,
+                r,
+            ));
+        }
+    }
+    all.sort_unstable();
+    match all.windows(2).find(|w| w[1].0 < w[0].1) {
+        Some(w) => Err(StateError::RunsOverlap {
+            first: RunRef {
+                domain: domains[w[0].2].id,
+                run: w[0].3,
+            },
+            second: RunRef {
+                domain: domains[w[1].2].id,
+                run: w[1].3,
+            },
+        }),
+        None => Ok(()),
+    }
+}

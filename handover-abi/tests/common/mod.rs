@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code, reason = "each test binary uses only some of the helpers")]
+
+use handover_abi::header::offset;
+use handover_abi::{
+    crc::crc32c, decode, encode, encoded_len, DecodeError, HandoverState, Header, Producer,
+    StateError, HEADER_SIZE,
+};
+
+#[path = "../golden/state_v1_0.rs"]
+pub mod golden;
+
+/// A complete valid state: the golden v1.0 state, as this build's in-memory type.
+pub fn sample() -> HandoverState {
+    golden::state()
+}
+
+/// The producer the tests write as.
+pub fn producer() -> Producer {
+    golden::producer()
+}
+
+/// Encodes `state` into a vector of exactly the blob's length.
+pub fn encode_vec(state: &HandoverState) -> Vec<u8> {
+    let len = encoded_len(state).expect("encoded_len");
+    let mut buf = vec![0u8; len];
+    let written = encode(state, &producer(), &mut buf).expect("encode");
+    assert_eq!(written, len);
+    buf
+}
+
+/// The header of `blob`, with its fields as written.
+pub fn header_of(blob: &[u8]) -> Header {
+    Header::from_bytes_unchecked(blob[..HEADER_SIZE].try_into().expect("a header"))
+}
+
+/// Recomputes the header CRC after the header was edited.
+pub fn reseal_header(blob: &mut [u8]) {
+    let bytes: &[u8; HEADER_SIZE] = blob[..HEADER_SIZE].try_into().expect("a header");
+    let crc = Header::crc_of(bytes);
+    blob[offset::HEADER_CRC..offset::HEADER_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Recomputes body length, body CRC and header CRC after the body was edited:
+/// a corruption that the checksums cannot see.
+pub fn reseal_body(blob: &mut [u8]) {
+    let body_len = (blob.len() - HEADER_SIZE) as u64;
+    let body_crc = crc32c(&blob[HEADER_SIZE..]);
+    blob[offset::BODY_LEN..offset::BODY_LEN + 8].copy_from_slice(&body_len.to_le_bytes());
+    blob[offset::BODY_CRC..offset::BODY_CRC + 4].copy_from_slice(&body_crc.to_le_bytes());
+    reseal_header(blob);
+}
+
+/// Encodes `state` and decodes it back, expecting a structural error.
+pub fn invalid(state: &HandoverState) -> StateError {
+    match decode(&encode_vec(state)) {
+        Err(DecodeError::Invalid(e)) => {
+            assert_eq!(state.validate(), Err(e), "validate and decode disagree");
+            e
+        }
+        other => panic!("expected a structural error, got {other:?}"),
+    }
+}

@@ -1,0 +1,531 @@
+//! One test per structural invariant: each changes one thing in a valid
+//! state, encodes it (with correct checksums), and expects `decode` to refuse
+//! it with exactly that `StateError` variant, naming the domain, run, pin,
+//! vCPU or range.
+
+mod common;
+
+use common::{invalid, sample};
+use handover_abi::body::v1_0::{DomainFlags, PinnedTable, RamRange, RamType, VcpuFlags};
+use handover_abi::{decode, DomId, Gpfn, Mfn, MfnRange, RunKind, RunRef, StateError, MFN_LIMIT};
+
+const DOM0: usize = 0;
+const DOMU1: usize = 1; // id 1
+const DOMU2: usize = 2; // id 3
+
+fn run_ref(domain: u16, run: usize) -> RunRef {
+    RunRef {
+        domain: DomId(domain),
+        run,
+    }
+}
+
+#[test]
+fn sample_is_valid() {
+    let state = sample();
+    assert_eq!(state.validate(), Ok(()));
+    assert!(decode(&common::encode_vec(&state)).is_ok());
+}
+
+#[test]
+fn domain_order_does_not_matter() {
+    let mut state = sample();
+    state.domains.reverse();
+    assert_eq!(state.validate(), Ok(()));
+}
+
+#[test]
+fn no_domains_is_valid() {
+    let mut state = sample();
+    state.domains.clear();
+    assert_eq!(state.validate(), Ok(()));
+}
+
+#[test]
+fn empty_ram_map_entry() {
+    let mut s = sample();
+    s.machine.ram_map[1].size = 0;
+    assert_eq!(invalid(&s), StateError::RamMapEntryEmpty { entry: 1 });
+}
+
+#[test]
+fn ram_map_entry_wrapping_around() {
+    let mut s = sample();
+    s.machine.ram_map.push(RamRange {
+        base: u64::MAX - 0xfff,
+        size: 0x2000,
+        kind: RamType::Reserved,
+    });
+    assert_eq!(invalid(&s), StateError::RamMapEntryWraps { entry: 8 });
+}
+
+#[test]
+fn ram_map_out_of_order() {
+    let mut s = sample();
+    s.machine.ram_map.swap(0, 1);
+    assert_eq!(invalid(&s), StateError::RamMapOutOfOrder { entry: 1 });
+}
+
+#[test]
+fn ram_map_entries_overlapping() {
+    let mut s = sample();
+    s.machine.ram_map[1].base -= 0x400;
+    assert_eq!(invalid(&s), StateError::RamMapOutOfOrder { entry: 1 });
+}
+
+#[test]
+fn region_not_page_aligned() {
+    let mut s = sample();
+    s.machine.region.size += 0x800;
+    assert_eq!(
+        invalid(&s),
+        StateError::RegionNotAligned {
+            base: 0x0200_0000,
+            size: 0x0100_0800
+        }
+    );
+}
+
+#[test]
+fn region_outside_usable_ram() {
+    let mut s = sample();
+    s.machine.region.base = 0x3ff0_0000; // ACPI tables
+    s.machine.region.size = 0x10_0000;
+    assert_eq!(
+        invalid(&s),
+        StateError::RegionOutsideRam {
+            base: 0x3ff0_0000,
+            size: 0x10_0000
+        }
+    );
+}
+
+#[test]
+fn empty_image_range() {
+    let mut s = sample();
+    s.machine.region.image.count = 0;
+    assert_eq!(invalid(&s), StateError::ImageEmpty);
+}
+
+#[test]
+fn image_outside_region() {
+    let mut s = sample();
+    s.machine.region.image = MfnRange::new(Mfn(0x2f00), 0x300);
+    assert_eq!(
+        invalid(&s),
+        StateError::ImageOutsideRegion {
+            image: MfnRange::new(Mfn(0x2f00), 0x300)
+        }
+    );
+}
+
+#[test]
+fn empty_state_range() {
+    let mut s = sample();
+    s.machine.region.state.count = 0;
+    assert_eq!(invalid(&s), StateError::StateEmpty);
+}
+
+#[test]
+fn state_outside_region() {
+    let mut s = sample();
+    s.machine.region.state.start = Mfn(0x1000);
+    assert_eq!(
+        invalid(&s),
+        StateError::StateOutsideRegion {
+            state: MfnRange::new(Mfn(0x1000), 0x10)
+        }
+    );
+}
+
+#[test]
+fn image_overlapping_state() {
+    let mut s = sample();
+    s.machine.region.state.start = Mfn(0x2aff);
+    assert_eq!(
+        invalid(&s),
+        StateError::ImageOverlapsState {
+            image: MfnRange::new(Mfn(0x2800), 0x300),
+            state: MfnRange::new(Mfn(0x2aff), 0x10)
+        }
+    );
+}
+
+#[test]
+fn zero_tsc_frequency() {
+    let mut s = sample();
+    s.globals.time.tsc_khz = 0;
+    assert_eq!(invalid(&s), StateError::ZeroTscFrequency);
+}
+
+#[test]
+fn duplicate_domain_id() {
+    let mut s = sample();
+    s.domains[DOMU2].id = DomId(1);
+    assert_eq!(
+        invalid(&s),
+        StateError::DuplicateDomain { domain: DomId(1) }
+    );
+}
+
+#[test]
+fn next_domid_not_above_every_domain() {
+    let mut s = sample();
+    s.globals.next_domid = DomId(3);
+    assert_eq!(
+        invalid(&s),
+        StateError::NextDomidTooLow {
+            next: DomId(3),
+            domain: DomId(3)
+        }
+    );
+}
+
+#[test]
+fn unknown_domain_flag_bits() {
+    let mut s = sample();
+    s.domains[DOMU1].flags = DomainFlags(DomainFlags::PV.0 | 0x100);
+    assert_eq!(
+        invalid(&s),
+        StateError::BadDomainFlags {
+            domain: DomId(1),
+            bits: 0x100
+        }
+    );
+}
+
+#[test]
+fn domain_not_pv() {
+    let mut s = sample();
+    s.domains[DOMU1].flags = DomainFlags(0);
+    assert_eq!(invalid(&s), StateError::NotPv { domain: DomId(1) });
+}
+
+#[test]
+fn domain_name_too_long() {
+    let mut s = sample();
+    s.domains[DOMU1].name = "x".repeat(33);
+    assert_eq!(
+        invalid(&s),
+        StateError::NameTooLong {
+            domain: DomId(1),
+            len: 33
+        }
+    );
+    s.domains[DOMU1].name = "é".repeat(16); // 32 bytes: the limit is in bytes
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn empty_run() {
+    let mut s = sample();
+    s.domains[DOMU1].runs[1].count = 0;
+    assert_eq!(invalid(&s), StateError::EmptyRun { run: run_ref(1, 1) });
+}
+
+#[test]
+fn run_wrapping_around() {
+    let mut s = sample();
+    s.domains[DOMU1].runs[0].first_gpfn = Gpfn(u64::MAX - 10);
+    assert_eq!(invalid(&s), StateError::RunWraps { run: run_ref(1, 0) });
+}
+
+#[test]
+fn runs_not_bottom_up() {
+    let mut s = sample();
+    s.domains[DOMU2].runs.swap(0, 1);
+    assert_eq!(
+        invalid(&s),
+        StateError::RunsOutOfOrder {
+            run: run_ref(3, 1),
+            kind: RunKind::Data,
+            previous: RunKind::L1
+        }
+    );
+}
+
+#[test]
+fn run_outside_usable_ram() {
+    let mut s = sample();
+    s.domains[DOMU2].runs[0].first_mfn = Mfn(0x3ff00); // ACPI tables
+    assert_eq!(
+        invalid(&s),
+        StateError::RunOutsideRam {
+            run: run_ref(3, 0),
+            mfns: MfnRange::new(Mfn(0x3ff00), 0x400)
+        }
+    );
+}
+
+#[test]
+fn run_on_a_partly_usable_frame() {
+    // Usable RAM ends at 0x9fc00: frame 0x9f is only partly RAM.
+    let mut s = sample();
+    s.domains[DOMU2].runs[1].first_mfn = Mfn(0x9e);
+    assert_eq!(
+        invalid(&s),
+        StateError::RunOutsideRam {
+            run: run_ref(3, 1),
+            mfns: MfnRange::new(Mfn(0x9e), 2)
+        }
+    );
+}
+
+#[test]
+fn run_inside_the_live_update_region() {
+    let mut s = sample();
+    s.domains[DOMU1].runs[1].first_mfn = Mfn(0x2fff);
+    assert_eq!(
+        invalid(&s),
+        StateError::RunInRegion {
+            run: run_ref(1, 1),
+            mfns: MfnRange::new(Mfn(0x2fff), 0x100)
+        }
+    );
+}
+
+#[test]
+fn runs_overlapping_within_a_domain() {
+    let mut s = sample();
+    s.domains[DOMU1].runs[1].first_mfn = Mfn(0x6ff0);
+    assert_eq!(
+        invalid(&s),
+        StateError::RunsOverlap {
+            first: run_ref(1, 0),
+            second: run_ref(1, 1)
+        }
+    );
+}
+
+#[test]
+fn runs_overlapping_across_domains() {
+    let mut s = sample();
+    s.domains[DOMU2].runs[1].first_mfn = Mfn(0x4801); // in dom0's first L1 run
+    assert_eq!(
+        invalid(&s),
+        StateError::RunsOverlap {
+            first: run_ref(0, 3),
+            second: run_ref(3, 1)
+        }
+    );
+}
+
+#[test]
+fn guest_frames_overlapping_within_a_domain() {
+    let mut s = sample();
+    s.domains[DOMU1].runs[1].first_gpfn = Gpfn(0xff0);
+    assert_eq!(
+        invalid(&s),
+        StateError::GuestFramesOverlap {
+            domain: DomId(1),
+            run: 0,
+            other: 1
+        }
+    );
+}
+
+#[test]
+fn more_frames_than_the_memory_limit() {
+    let mut s = sample();
+    s.domains[DOMU2].max_frames = 0x404;
+    assert_eq!(
+        invalid(&s),
+        StateError::TooManyFrames {
+            domain: DomId(3),
+            frames: 0x405,
+            max: 0x404
+        }
+    );
+}
+
+#[test]
+fn start_info_in_a_page_table_run() {
+    let mut s = sample();
+    s.domains[DOMU1].start_info = Gpfn(0x1100); // first L1 frame
+    assert_eq!(
+        invalid(&s),
+        StateError::StartInfoNotInData {
+            domain: DomId(1),
+            gpfn: Gpfn(0x1100)
+        }
+    );
+}
+
+#[test]
+fn pinned_table_of_level_data() {
+    let mut s = sample();
+    s.domains[DOM0].pinned.push(PinnedTable {
+        mfn: Mfn(0x4000),
+        level: RunKind::Data,
+    });
+    assert_eq!(
+        invalid(&s),
+        StateError::PinNotPageTable {
+            domain: DomId(0),
+            pin: 3
+        }
+    );
+}
+
+#[test]
+fn pinned_table_not_in_a_run_of_its_level() {
+    let mut s = sample();
+    s.domains[DOM0].pinned[2].level = RunKind::L2; // 0x4b10 is an L3 frame
+    assert_eq!(
+        invalid(&s),
+        StateError::PinNotInRun {
+            domain: DomId(0),
+            pin: 2,
+            mfn: Mfn(0x4b10),
+            level: RunKind::L2
+        }
+    );
+}
+
+#[test]
+fn pinned_root_not_among_l4_runs() {
+    let mut s = sample();
+    s.domains[DOMU1].pinned[0].mfn = Mfn(0x7030); // an L3 frame
+    assert_eq!(
+        invalid(&s),
+        StateError::RootNotInL4Run {
+            domain: DomId(1),
+            pin: 0,
+            mfn: Mfn(0x7030)
+        }
+    );
+}
+
+#[test]
+fn pinned_root_of_another_domain() {
+    let mut s = sample();
+    s.domains[DOMU1].pinned[0].mfn = Mfn(0x9004); // domu-2's L4
+    assert_eq!(
+        invalid(&s),
+        StateError::RootNotInL4Run {
+            domain: DomId(1),
+            pin: 0,
+            mfn: Mfn(0x9004)
+        }
+    );
+}
+
+#[test]
+fn table_pinned_twice() {
+    let mut s = sample();
+    s.domains[DOM0].pinned.push(PinnedTable {
+        mfn: Mfn(0x4c00),
+        level: RunKind::L4,
+    });
+    assert_eq!(
+        invalid(&s),
+        StateError::DuplicatePin {
+            domain: DomId(0),
+            mfn: Mfn(0x4c00)
+        }
+    );
+}
+
+#[test]
+fn unknown_vcpu_flag_bits() {
+    let mut s = sample();
+    s.domains[DOM0].vcpus[1].flags = VcpuFlags(VcpuFlags::ONLINE.0 | 0x80);
+    assert_eq!(
+        invalid(&s),
+        StateError::BadVcpuFlags {
+            domain: DomId(0),
+            vcpu: 1,
+            bits: 0x80
+        }
+    );
+}
+
+#[test]
+fn vcpu_cr3_not_among_l4_runs() {
+    let mut s = sample();
+    s.domains[DOM0].vcpus[1].cr3 = Mfn(0x4b00);
+    assert_eq!(
+        invalid(&s),
+        StateError::Cr3NotInL4Run {
+            domain: DomId(0),
+            vcpu: 1,
+            cr3: Mfn(0x4b00)
+        }
+    );
+}
+
+#[test]
+fn duplicate_vcpu_id() {
+    let mut s = sample();
+    s.domains[DOM0].vcpus[1].id = 0;
+    assert_eq!(
+        invalid(&s),
+        StateError::DuplicateVcpu {
+            domain: DomId(0),
+            vcpu: 0
+        }
+    );
+}
+
+#[test]
+fn empty_mmio_range() {
+    let mut s = sample();
+    s.domains[DOM0].mmio[1].count = 0;
+    assert_eq!(
+        invalid(&s),
+        StateError::EmptyMmioRange {
+            domain: DomId(0),
+            range: 1
+        }
+    );
+}
+
+#[test]
+fn mmio_range_beyond_physical_addresses() {
+    let mut s = sample();
+    s.domains[DOM0].mmio[1] = MfnRange::new(Mfn(MFN_LIMIT - 1), 2);
+    assert_eq!(
+        invalid(&s),
+        StateError::MmioBeyondPhysical {
+            domain: DomId(0),
+            range: 1,
+            mfns: MfnRange::new(Mfn(MFN_LIMIT - 1), 2)
+        }
+    );
+}
+
+#[test]
+fn mmio_range_overlapping_ram() {
+    // Frame 0x9f is partly usable RAM: it may not be MMIO either.
+    let mut s = sample();
+    s.domains[DOMU2].mmio.push(MfnRange::new(Mfn(0x9f), 1));
+    assert_eq!(
+        invalid(&s),
+        StateError::MmioOverlapsRam {
+            domain: DomId(3),
+            range: 0,
+            mfns: MfnRange::new(Mfn(0x9f), 1)
+        }
+    );
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let e = StateError::RunsOverlap {
+        first: run_ref(0, 3),
+        second: run_ref(3, 1),
+    };
+    assert_eq!(
+        e.to_string(),
+        "domain 0 run 3 and domain 3 run 1 share machine frames"
+    );
+    let e = StateError::Cr3NotInL4Run {
+        domain: DomId(0),
+        vcpu: 1,
+        cr3: Mfn(0x4b00),
+    };
+    assert_eq!(
+        e.to_string(),
+        "domain 0 vcpu 1: cr3 (mfn 0x4b00) is not among the domain's L4 runs"
+    );
+}

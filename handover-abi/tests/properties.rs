@@ -1,0 +1,389 @@
+//! Property tests: random valid states round-trip; damaged blobs are refused
+//! and never make the decoder panic.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::reseal_body;
+use handover_abi::body::v1_0::{
+    ConsoleRing, Domain, DomainFlags, GpRegs, HandoverState, HvGlobals, LuRegion, Machine,
+    PinnedTable, RamRange, RamType, TimeBase, Vcpu, VcpuFlags,
+};
+use handover_abi::{
+    decode, encode, encoded_len, BuildId, DecodeError, DomId, Gpfn, MemRun, Mfn, MfnRange,
+    Producer, RunKind, CURRENT, HEADER_SIZE,
+};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+#[derive(Clone, Debug)]
+struct RunShape {
+    count: u64,
+    mfn_gap: u64,
+    gpfn_gap: u64,
+    pinned: bool,
+}
+
+#[derive(Clone, Debug)]
+struct VcpuShape {
+    id_gap: u32,
+    flags: u32,
+    regs: [u64; 15],
+    other: [u64; 7],
+    cr3: Index,
+}
+
+#[derive(Clone, Debug)]
+struct DomShape {
+    id_gap: u16,
+    privileged: bool,
+    name: String,
+    kinds: [Vec<RunShape>; 5],
+    vcpus: Vec<VcpuShape>,
+    mmio: Vec<(u64, u64)>,
+    console: [u32; 4],
+    start_info: (Index, Index),
+    slack: u64,
+}
+
+fn run_shape(max_count: u64) -> impl Strategy<Value = RunShape> {
+    (1..=max_count, 0..16u64, 0..16u64, any::<bool>()).prop_map(
+        |(count, mfn_gap, gpfn_gap, pinned)| RunShape {
+            count,
+            mfn_gap,
+            gpfn_gap,
+            pinned,
+        },
+    )
+}
+
+fn vcpu_shape() -> impl Strategy<Value = VcpuShape> {
+    (
+        0..3u32,
+        0..4u32,
+        any::<[u64; 15]>(),
+        any::<[u64; 7]>(),
+        any::<Index>(),
+    )
+        .prop_map(|(id_gap, flags, regs, other, cr3)| VcpuShape {
+            id_gap,
+            flags,
+            regs,
+            other,
+            cr3,
+        })
+}
+
+fn dom_shape() -> impl Strategy<Value = DomShape> {
+    let kinds = (
+        vec(run_shape(64), 1..4),
+        vec(run_shape(8), 0..3),
+        vec(run_shape(4), 0..3),
+        vec(run_shape(2), 0..2),
+        vec(run_shape(2), 1..3),
+    );
+    (
+        0..3u16,
+        any::<bool>(),
+        "[a-z0-9 -]{0,32}",
+        kinds,
+        vec(vcpu_shape(), 0..4),
+        vec((0..0x1000u64, 1..16u64), 0..3),
+        any::<[u32; 4]>(),
+        (any::<Index>(), any::<Index>()),
+        0..100u64,
+    )
+        .prop_map(
+            |(
+                id_gap,
+                privileged,
+                name,
+                (d, l1, l2, l3, l4),
+                vcpus,
+                mmio,
+                console,
+                start_info,
+                slack,
+            )| {
+                DomShape {
+                    id_gap,
+                    privileged,
+                    name,
+                    kinds: [d, l1, l2, l3, l4],
+                    vcpus,
+                    mmio,
+                    console,
+                    start_info,
+                    slack,
+                }
+            },
+        )
+}
+
+const KINDS: [RunKind; 5] = [
+    RunKind::Data,
+    RunKind::L1,
+    RunKind::L2,
+    RunKind::L3,
+    RunKind::L4,
+];
+
+/// Lays the shapes out in a fixed machine: usable RAM below 640 KiB and
+/// from 1 MiB to 2 GiB, the region at 32 MiB, domain memory from 48 MiB up,
+/// MMIO at 3 GiB.
+fn build(
+    shapes: Vec<DomShape>,
+    reverse: bool,
+    next_gap: u16,
+    time: (u64, u64, u64),
+) -> HandoverState {
+    let mut mfn = 0x3000u64;
+    let mut last_id: Option<u16> = None;
+    let mut domains = Vec::new();
+    for shape in shapes {
+        let id = match last_id {
+            None => shape.id_gap,
+            Some(prev) => prev + 1 + shape.id_gap,
+        };
+        last_id = Some(id);
+        let mut gpfn = 0u64;
+        let mut runs = Vec::new();
+        let mut pinned = Vec::new();
+        for (kind, list) in KINDS.iter().zip(&shape.kinds) {
+            for r in list {
+                let run = MemRun {
+                    first_mfn: Mfn(mfn + r.mfn_gap),
+                    count: r.count,
+                    first_gpfn: Gpfn(gpfn + r.gpfn_gap),
+                    kind: *kind,
+                };
+                mfn = run.first_mfn.0 + r.count;
+                gpfn = run.first_gpfn.0 + r.count;
+                if kind.is_page_table() && r.pinned {
+                    pinned.push(PinnedTable {
+                        mfn: run.first_mfn,
+                        level: *kind,
+                    });
+                }
+                runs.push(run);
+            }
+        }
+        let pick = |kind: RunKind, which: &Index| {
+            let of_kind: Vec<&MemRun> = runs.iter().filter(|r| r.kind == kind).collect();
+            *of_kind[which.index(of_kind.len())]
+        };
+        let data_run = pick(RunKind::Data, &shape.start_info.0);
+        let start_info =
+            Gpfn(data_run.first_gpfn.0 + shape.start_info.1.index(data_run.count as usize) as u64);
+        let mut vcpu_id = 0u32;
+        let vcpus = shape
+            .vcpus
+            .iter()
+            .map(|v| {
+                vcpu_id += v.id_gap + 1;
+                let [rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15] =
+                    v.regs;
+                let [rip, rflags, rsp, fs_base, gs_base, kernel_gs_base, pending_events] = v.other;
+                Vcpu {
+                    id: vcpu_id,
+                    regs: GpRegs {
+                        rax,
+                        rbx,
+                        rcx,
+                        rdx,
+                        rsi,
+                        rdi,
+                        rbp,
+                        r8,
+                        r9,
+                        r10,
+                        r11,
+                        r12,
+                        r13,
+                        r14,
+                        r15,
+                    },
+                    rip,
+                    rflags,
+                    rsp,
+                    cr3: {
+                        let root = pick(RunKind::L4, &v.cr3);
+                        Mfn(root.first_mfn.0 + v.cr3.index(root.count as usize) as u64)
+                    },
+                    fs_base,
+                    gs_base,
+                    kernel_gs_base,
+                    pending_events,
+                    flags: VcpuFlags(v.flags),
+                }
+            })
+            .collect();
+        let frames: u64 = runs.iter().map(|r| r.count).sum();
+        let mut flags = DomainFlags::PV;
+        if shape.privileged {
+            flags = flags.union(DomainFlags::PRIVILEGED);
+        }
+        let [in_cons, in_prod, out_cons, out_prod] = shape.console;
+        domains.push(Domain {
+            id: DomId(id),
+            flags,
+            name: shape.name,
+            max_frames: frames + shape.slack,
+            runs,
+            pinned,
+            mmio: shape
+                .mmio
+                .iter()
+                .map(|&(at, count)| MfnRange::new(Mfn(0xc0000 + at), count))
+                .collect(),
+            start_info,
+            vcpus,
+            console: ConsoleRing {
+                in_cons,
+                in_prod,
+                out_cons,
+                out_prod,
+            },
+        });
+    }
+    if reverse {
+        domains.reverse();
+    }
+    HandoverState {
+        machine: Machine {
+            ram_map: vec![
+                RamRange {
+                    base: 0,
+                    size: 0x9_fc00,
+                    kind: RamType::Usable,
+                },
+                RamRange {
+                    base: 0xf_0000,
+                    size: 0x1_0000,
+                    kind: RamType::Reserved,
+                },
+                RamRange {
+                    base: 0x10_0000,
+                    size: 0x7ff0_0000,
+                    kind: RamType::Usable,
+                },
+            ],
+            region: LuRegion {
+                base: 0x0200_0000,
+                size: 0x0100_0000,
+                image: MfnRange::new(Mfn(0x2000), 0x400),
+                // Room for any generated blob.
+                state: MfnRange::new(Mfn(0x2400), 0x100),
+            },
+        },
+        globals: HvGlobals {
+            next_domid: DomId(last_id.map_or(0, |id| id + 1) + next_gap),
+            time: TimeBase {
+                tsc: time.0,
+                tsc_khz: time.1,
+                system_time_ns: time.2,
+            },
+        },
+        domains,
+    }
+}
+
+fn valid_state() -> impl Strategy<Value = HandoverState> {
+    (
+        vec(dom_shape(), 0..5),
+        any::<bool>(),
+        0..3u16,
+        (any::<u64>(), 1..=u64::MAX, any::<u64>()),
+    )
+        .prop_map(|(shapes, reverse, next_gap, time)| build(shapes, reverse, next_gap, time))
+}
+
+fn blob(state: &HandoverState) -> Vec<u8> {
+    let mut buf = vec![0u8; encoded_len(state).expect("len")];
+    let producer = Producer::this_build(BuildId([7; 16]));
+    encode(state, &producer, &mut buf).expect("encode");
+    buf
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_valid_states_round_trip(state in valid_state()) {
+        prop_assert_eq!(state.validate(), Ok(()));
+        let b = blob(&state);
+        let decoded = decode(&b).expect("a valid state decodes");
+        prop_assert_eq!(decoded.header.version, CURRENT);
+        prop_assert_eq!(decoded.state, state);
+    }
+
+    #[test]
+    fn a_changed_body_byte_is_always_caught(state in valid_state(), at in any::<Index>(), xor in 1..=255u8) {
+        let mut b = blob(&state);
+        let i = HEADER_SIZE + at.index(b.len() - HEADER_SIZE);
+        b[i] ^= xor;
+        let is_crc_mismatch = matches!(decode(&b), Err(DecodeError::BodyCrcMismatch { .. }));
+        prop_assert!(is_crc_mismatch);
+    }
+
+    #[test]
+    fn random_body_flips_are_caught(state in valid_state(), flips in vec((any::<Index>(), 1..=255u8), 1..16)) {
+        let mut b = blob(&state);
+        let body = b.len() - HEADER_SIZE;
+        let mut merged = BTreeMap::new();
+        for (at, xor) in flips {
+            *merged.entry(HEADER_SIZE + at.index(body)).or_insert(0u8) ^= xor;
+        }
+        prop_assume!(merged.values().any(|&x| x != 0));
+        for (i, x) in merged {
+            b[i] ^= x;
+        }
+        let is_crc_mismatch = matches!(decode(&b), Err(DecodeError::BodyCrcMismatch { .. }));
+        prop_assert!(is_crc_mismatch);
+    }
+
+    #[test]
+    fn a_changed_byte_anywhere_is_refused(state in valid_state(), at in any::<Index>(), xor in 1..=255u8) {
+        let mut b = blob(&state);
+        let i = at.index(b.len());
+        b[i] ^= xor;
+        prop_assert!(decode(&b).is_err());
+    }
+
+    #[test]
+    fn every_cut_is_refused(state in valid_state(), at in any::<Index>()) {
+        let b = blob(&state);
+        let cut = at.index(b.len());
+        prop_assert!(decode(&b[..cut]).is_err());
+    }
+
+    #[test]
+    fn resealed_corruption_never_panics(state in valid_state(), flips in vec((any::<Index>(), any::<u8>()), 1..8)) {
+        // The checksums cannot see this: the decoder and the invariants must
+        // cope with whatever postcard makes of it.
+        let mut b = blob(&state);
+        let body = b.len() - HEADER_SIZE;
+        for (at, value) in flips {
+            b[HEADER_SIZE + at.index(body)] = value;
+        }
+        reseal_body(&mut b);
+        if let Ok(decoded) = decode(&b) {
+            prop_assert_eq!(decoded.state.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..512)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_sealed_bodies_never_panic(body in vec(any::<u8>(), 0..512)) {
+        let mut b = blob(&common::sample())[..HEADER_SIZE].to_vec();
+        b.extend_from_slice(&body);
+        reseal_body(&mut b);
+        let _ = decode(&b);
+    }
+}
