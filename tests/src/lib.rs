@@ -1,7 +1,16 @@
-//! The QEMU scenario harness of hvlu.
+//! The QEMU harness of hvlu, shared by the scenario tests in `tests/tests/`
+//! and by `cargo xtask run`.
 //!
-//! Each scenario boots the reference hypervisor in QEMU and judges the run
-//! by the exit code and by what the guests report. The scenarios arrive with
-//! the hypervisor (issue #3); this crate holds the harness they share.
+//! A [`Machine`] boots the hypervisor in QEMU (TCG) with its boot modules,
+//! keeps every serial line in a log file under `target/qemu/`, lets the
+//! caller type dom0 commands and wait for lines, and ends with an
+//! [`Ending`] read from QEMU's exit status: only the hypervisor's own pass
+//! code reads as a pass (see `pv_abi::exit`). Every wait has a timeout, and
+//! QEMU is killed when the machine is dropped.
 
 #![forbid(unsafe_code)]
+
+pub mod qemu;
+pub mod scenario;
+
+pub use qemu::{Ending, Images, Machine, MachineConfig};

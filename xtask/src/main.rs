@@ -1,16 +1,18 @@
 //! `cargo xtask`: build, run, test and bench hvlu.
 //!
 //! Every command installs what it needs and is missing (the bare-metal Rust
-//! target, rustfmt, clippy) or stops with the exact command a person has to
-//! run. Bare-metal builds run with the inherited `RUSTFLAGS` and target
-//! settings removed, so that a host-side setting never leaks into the
+//! target, rustfmt, clippy, QEMU) or stops with the exact command a person
+//! has to run. Bare-metal builds run with the inherited `RUSTFLAGS` and
+//! target settings removed, so that a host-side setting never leaks into the
 //! hypervisor image.
 
 #![forbid(unsafe_code)]
 
+mod run;
 mod setup;
 mod shell;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -20,17 +22,18 @@ use crate::shell::{Cmd, Failure};
 /// The bare-metal target of the hypervisor and its guests.
 pub const BARE_TARGET: &str = "x86_64-unknown-none";
 
-/// Crates built for [`BARE_TARGET`] as binaries.
-const BARE_BINS: &[&str] = &["hv", "dom0", "domu"];
+/// Crates built for [`BARE_TARGET`] only: the images and the guest runtime.
+const BARE_ONLY: &[&str] = &["hv", "dom0", "domu", "pvrt"];
 
-/// `no_std` framework crates: tested on the host, and also built for
-/// [`BARE_TARGET`] to prove they stay `no_std`.
+/// `no_std` crates: tested on the host, and also built for [`BARE_TARGET`]
+/// to prove they stay `no_std`.
 const FRAMEWORK: &[&str] = &[
     "handover-abi",
     "boot-allocator",
     "frame-ownership",
     "old-hv",
     "new-hv",
+    "pv-abi",
 ];
 
 #[derive(Parser, Debug)]
@@ -42,17 +45,34 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install what the build needs and is missing (bare-metal target, rustfmt, clippy).
+    /// Install what is missing: bare-metal target, rustfmt, clippy, QEMU.
     Setup,
     /// Build the hypervisor, the guests and the framework for the bare-metal target.
     Build {
-        /// Build with the release profile.
+        /// Build with the release profile (what QEMU runs boot).
         #[arg(long)]
         release: bool,
     },
-    /// Build everything and boot the system in QEMU.
-    Run,
-    /// Run every test: formatting, clippy (-D warnings), bare-metal builds, host tests.
+    /// Boot the system in QEMU: the hypervisor, dom0 and two self-checking domUs.
+    ///
+    /// Without --script the terminal is dom0's console (type `help`; `poweroff`
+    /// ends the run). With --script, dom0 runs the file's commands one per line
+    /// (blank lines and lines starting with # are skipped), then powers off;
+    /// the run passes only if the hypervisor reports that every domain had zero
+    /// mismatches.
+    Run {
+        /// dom0 commands to run, one per line.
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// Number of domUs dom0 creates at boot.
+        #[arg(long, default_value_t = 2)]
+        domus: u32,
+        /// Stop QEMU after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Run every test: formatting, clippy (-D warnings), bare-metal builds,
+    /// host tests, QEMU scenarios.
     Test,
     /// Run the benchmarks and print their figures.
     Bench,
@@ -60,13 +80,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Setup => setup::ensure_toolchain(),
-        Command::Build { release } => setup::ensure_toolchain().and_then(|()| build(release)),
-        Command::Run => setup::ensure_toolchain().and_then(|()| run()),
-        Command::Test => setup::ensure_toolchain().and_then(|()| test()),
-        Command::Bench => setup::ensure_toolchain().and_then(|()| bench()),
-    };
+    let result = setup::ensure_toolchain().and_then(|()| match cli.command {
+        Command::Setup => setup::ensure_qemu(),
+        Command::Build { release } => build(release),
+        Command::Run { script, domus, timeout } => {
+            setup::ensure_qemu().and_then(|()| build(true)).and_then(|()| run::run(script, domus, timeout))
+        }
+        Command::Test => test(),
+        Command::Bench => bench(),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -78,21 +100,11 @@ fn main() -> ExitCode {
 
 /// Builds the framework crates and the images for the bare-metal target.
 fn build(release: bool) -> Result<(), Failure> {
-    let mut cmd = Cmd::cargo("build").bare_metal().packages(FRAMEWORK);
-    cmd = cmd.packages(BARE_BINS);
+    let mut cmd = Cmd::cargo("build").bare_metal().packages(FRAMEWORK).packages(BARE_ONLY);
     if release {
         cmd = cmd.arg("--release");
     }
     cmd.run()
-}
-
-fn run() -> Result<(), Failure> {
-    build(false)?;
-    Err(Failure::NotYet(
-        "the hypervisor image was built, but it cannot boot yet: booting hv in QEMU is \
-         issue #3. Nothing was run."
-            .into(),
-    ))
 }
 
 fn test() -> Result<(), Failure> {
@@ -102,7 +114,7 @@ fn test() -> Result<(), Failure> {
     shell::step("clippy, host crates");
     Cmd::cargo("clippy")
         .arg("--workspace")
-        .excluding(BARE_BINS)
+        .excluding(BARE_ONLY)
         .args(["--all-targets", "--", "-D", "warnings"])
         .run()?;
 
@@ -110,20 +122,20 @@ fn test() -> Result<(), Failure> {
     Cmd::cargo("clippy")
         .bare_metal()
         .packages(FRAMEWORK)
-        .packages(BARE_BINS)
+        .packages(BARE_ONLY)
         .args(["--", "-D", "warnings"])
         .run()?;
 
-    shell::step("bare-metal build");
+    shell::step("bare-metal build (debug and release)");
     build(false)?;
-
-    shell::step("host tests");
-    Cmd::cargo("test").arg("--workspace").excluding(BARE_BINS).run()?;
+    build(true)?;
 
     shell::step("benchmarks build");
-    Cmd::cargo("bench")
-        .args(["--no-run", "--package", "frame-ownership"])
-        .run()?;
+    Cmd::cargo("bench").args(["--no-run", "--package", "frame-ownership"]).run()?;
+
+    shell::step("host tests and QEMU scenarios");
+    setup::ensure_qemu()?;
+    Cmd::cargo("test").arg("--workspace").excluding(BARE_ONLY).run()?;
 
     println!("xtask: all tests passed");
     Ok(())

@@ -17,8 +17,8 @@ pub enum Failure {
     Status { command: String, code: Option<i32> },
     /// Something must be installed by hand: the message says exactly how.
     Missing(String),
-    /// The requested capability does not exist yet.
-    NotYet(String),
+    /// The command ran and reports a failure in its own words.
+    Failed(String),
 }
 
 impl fmt::Display for Failure {
@@ -32,7 +32,7 @@ impl fmt::Display for Failure {
                 write!(f, "`{command}` was killed by a signal")
             }
             Failure::Missing(what) => write!(f, "missing: {what}"),
-            Failure::NotYet(what) => write!(f, "{what}"),
+            Failure::Failed(what) => write!(f, "{what}"),
         }
     }
 }
@@ -59,12 +59,13 @@ pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
     remove_env: Vec<&'static str>,
+    set_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Cmd {
     /// Any program.
     pub fn new(program: impl Into<OsString>) -> Self {
-        Cmd { program: program.into(), args: Vec::new(), remove_env: Vec::new() }
+        Cmd { program: program.into(), args: Vec::new(), remove_env: Vec::new(), set_env: Vec::new() }
     }
 
     /// `cargo <subcommand>`, with the cargo that runs xtask.
@@ -86,6 +87,12 @@ impl Cmd {
         S: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the command.
+    pub fn env(mut self, key: &'static str, value: &'static str) -> Self {
+        self.set_env.push((key, value));
         self
     }
 
@@ -131,6 +138,9 @@ impl Cmd {
         command.args(&self.args).current_dir(root());
         for var in &self.remove_env {
             command.env_remove(var);
+        }
+        for (key, value) in &self.set_env {
+            command.env(key, value);
         }
         command
     }

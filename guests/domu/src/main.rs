@@ -1,21 +1,226 @@
-//! A PV guest of the hvlu reference hypervisor. Filled in by issue #3.
+//! domU: a self-checking workload.
+//!
+//! It fills its free pages with patterns derived from (page, generation),
+//! then loops forever: it maps a page into its remapping window with
+//! `mmu_update` (so its page tables change all the time), verifies every
+//! word through the window, every fourth time rewrites the page with the
+//! next generation, and re-verifies samples through the physmap. It reports
+//! its check count and mismatch count to the hypervisor and prints a
+//! heartbeat about once a second. The mismatch count must stay 0 forever —
+//! across live updates too.
+//!
+//! Command-line words change what it does first:
+//! - `probe`: tries hypercalls that must be refused (privileged call,
+//!   mapping a frame it does not own, a writable mapping of its own page
+//!   table, a pointer outside its memory) and reports each result;
+//! - `fault`: after a few checks, announces and takes a page fault.
 
 #![no_std]
 #![no_main]
 
-use core::panic::PanicInfo;
+use pvrt::hc;
+use pvrt::mem;
+use pvrt::pv_abi::hypercall::{DomctlOp, Error, MmuUpdate, Report};
+use pvrt::pv_abi::start_info::WINDOW_PAGES;
+use pvrt::{println, start_info};
 
-/// The guest entry point.
-#[no_mangle]
-pub extern "C" fn _start() -> ! {
-    loop {
-        core::hint::spin_loop();
+pvrt::entry!(main);
+
+/// Most pages checked (generation table size).
+const MAX_PAGES: usize = 16384;
+static mut GENERATIONS: [u32; MAX_PAGES] = [0; MAX_PAGES];
+
+const PTE_P: u64 = 1;
+const PTE_RW: u64 = 2;
+const PTE_US: u64 = 4;
+const PTE_NX: u64 = 1 << 63;
+
+fn generation(i: usize) -> u32 {
+    // SAFETY: single-threaded guest; the table is only used through these
+    // two functions.
+    unsafe { (*core::ptr::addr_of!(GENERATIONS))[i] }
+}
+
+fn set_generation(i: usize, g: u32) {
+    // SAFETY: as in `generation`.
+    unsafe { (*core::ptr::addr_of_mut!(GENERATIONS))[i] = g }
+}
+
+fn pattern(gpfn: u64, gen: u32, word: usize) -> u64 {
+    let mut x = gpfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(gen) << 32) ^ word as u64;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^ (x >> 32)
+}
+
+struct Workload {
+    first: u64,
+    pages: usize,
+    checks: u64,
+    mismatches: u64,
+    remaps: u64,
+    rng: u64,
+}
+
+impl Workload {
+    fn next_page(&mut self) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % self.pages as u64) as usize
+    }
+
+    fn fill_all(&mut self) {
+        for i in 0..self.pages {
+            let gpfn = self.first + i as u64;
+            for w in 0..mem::WORDS {
+                mem::write(gpfn, w, pattern(gpfn, 0, w));
+            }
+        }
+    }
+
+    fn map_window(&mut self, slot: u64, gpfn: u64) -> bool {
+        let si = start_info();
+        let req = MmuUpdate {
+            ptr: si.window_pte_maddr + 8 * slot,
+            val: (mem::mfn_of(gpfn) << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX,
+        };
+        match hc::mmu_update(&[req]) {
+            Ok(_) => {
+                self.remaps += 1;
+                true
+            }
+            Err(e) => {
+                println!("mmu_update of window slot {slot} failed: {}", e.name());
+                self.mismatches += 1;
+                false
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        let i = self.next_page();
+        let gpfn = self.first + i as u64;
+        let slot = self.checks % WINDOW_PAGES;
+        if !self.map_window(slot, gpfn) {
+            return;
+        }
+        let gen = generation(i);
+        let mut bad = 0;
+        for w in 0..mem::WORDS {
+            if mem::window_read(slot, w) != pattern(gpfn, gen, w) {
+                bad += 1;
+            }
+        }
+        if self.checks % 4 == 0 {
+            let next = gen.wrapping_add(1);
+            for w in 0..mem::WORDS {
+                mem::window_write(slot, w, pattern(gpfn, next, w));
+            }
+            set_generation(i, next);
+            for w in [0, 1, 255, 511] {
+                if mem::read(gpfn, w) != pattern(gpfn, next, w) {
+                    bad += 1;
+                }
+            }
+        }
+        if bad != 0 {
+            println!("MISMATCH in page gpfn {gpfn} (mfn {:#x}): {bad} words", mem::mfn_of(gpfn));
+            self.mismatches += 1;
+        }
+        self.checks += 1;
+    }
+
+    fn sweep(&mut self) {
+        for i in 0..self.pages {
+            let gpfn = self.first + i as u64;
+            let gen = generation(i);
+            if (0..mem::WORDS).any(|w| mem::read(gpfn, w) != pattern(gpfn, gen, w)) {
+                println!("MISMATCH in sweep at gpfn {gpfn}");
+                self.mismatches += 1;
+            }
+        }
     }
 }
 
-#[panic_handler]
-fn panic(_info: &PanicInfo<'_>) -> ! {
+fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
+    match result {
+        Err(e) if e == expected => {
+            println!("probe {test} ({what}): refused with `{}` as expected", e.name());
+            let _ = hc::report(Report::ExpectedRefusal, test);
+        }
+        other => {
+            println!("probe {test} ({what}): expected `{}`, got {other:?}", expected.name());
+            let _ = hc::report(Report::UnexpectedResult, test);
+        }
+    }
+}
+
+fn probes() {
+    let si = start_info();
+    // 1. A privileged hypercall.
+    expect(1, "domctl from a domU", hc::domctl_id(DomctlOp::Destroy, 0), Error::Permission);
+    // 2. Mapping a frame it does not own (frame 0: firmware memory).
+    let req = MmuUpdate { ptr: si.window_pte_maddr, val: PTE_P | PTE_US | PTE_NX };
+    expect(2, "map a frame it does not own", hc::mmu_update(&[req]), Error::NotOwner);
+    // 3. A writable mapping of its own L4.
+    let req = MmuUpdate { ptr: si.window_pte_maddr, val: (si.l4_mfn << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX };
+    expect(3, "writable mapping of its own page table", hc::mmu_update(&[req]), Error::TypeViolation);
+    // 4. A pointer outside its memory (an unmapped address and the
+    //    hypervisor's half).
+    // SAFETY: the hypervisor must refuse these pointers without writing.
+    let r = unsafe { hc::raw(pvrt::pv_abi::hypercall::Hypercall::ConsoleWrite as u64, 0x7000_0000_0000, 16, 0, 0, 0) };
+    expect(4, "console_write from an unmapped address", decode(r), Error::BadAddress);
+    // SAFETY: as above.
+    let r = unsafe { hc::raw(pvrt::pv_abi::hypercall::Hypercall::SysInfo as u64, 0xffff_8000_0000_0000, 40, 0, 0, 0) };
+    expect(5, "sysinfo into the hypervisor's memory", decode(r), Error::BadAddress);
+}
+
+fn decode(rax: i64) -> Result<u64, Error> {
+    if rax >= 0 {
+        Ok(rax as u64)
+    } else {
+        Err(Error::from_code(rax).unwrap_or(Error::Failed))
+    }
+}
+
+fn main() -> ! {
+    let si = start_info();
+    let cmdline = pvrt::cmdline();
+    let probe = cmdline.split_ascii_whitespace().any(|w| w == "probe");
+    let fault = cmdline.split_ascii_whitespace().any(|w| w == "fault");
+    let pages = ((si.nr_pages - si.first_free_gpfn) as usize).min(MAX_PAGES);
+    println!("domU {} up: {} pages under test, args `{cmdline}`", si.domid, pages);
+    if probe {
+        probes();
+    }
+    let mut work = Workload { first: si.first_free_gpfn, pages, checks: 0, mismatches: 0, remaps: 0, rng: 0x1234_5678 ^ si.domid };
+    work.fill_all();
+    let hz = hc::sysinfo().map(|i| i.tick_hz).unwrap_or(100).max(1);
+    let mut last_beat = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
+    let mut beats = 0u64;
     loop {
-        core::hint::spin_loop();
+        for _ in 0..64 {
+            work.step();
+        }
+        let _ = hc::report(Report::Checks, work.checks);
+        let _ = hc::report(Report::Mismatches, work.mismatches);
+        let now = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
+        if now.wrapping_sub(last_beat) >= hz {
+            last_beat = now;
+            beats += 1;
+            if beats % 8 == 0 {
+                work.sweep();
+            }
+            println!(
+                "heartbeat {beats}: checks={} remaps={} mismatches={}",
+                work.checks, work.remaps, work.mismatches
+            );
+            if fault && beats >= 2 {
+                println!("taking a page fault on purpose");
+                let _ = hc::report(Report::ExpectFault, 1);
+                let _ = mem::read_byte_at(0x7fff_0000_0000);
+            }
+        }
     }
 }

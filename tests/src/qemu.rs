@@ -1,0 +1,271 @@
+//! Booting the hypervisor in QEMU and talking to dom0 over the serial line.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pv_abi::exit::Outcome;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The images a machine boots.
+#[derive(Clone, Debug)]
+pub struct Images {
+    /// The hypervisor.
+    pub hv: PathBuf,
+    /// Boot modules: (name, file).
+    pub modules: Vec<(String, PathBuf)>,
+}
+
+impl Images {
+    /// The images `cargo xtask build --release` leaves in `target/`: the
+    /// hypervisor and modules `dom0` and `domu`.
+    pub fn built() -> Result<Images, String> {
+        let dir = root().join("target/x86_64-unknown-none/release");
+        let images = Images {
+            hv: dir.join("hv"),
+            modules: vec![("dom0".into(), dir.join("dom0")), ("domu".into(), dir.join("domu"))],
+        };
+        for path in std::iter::once(&images.hv).chain(images.modules.iter().map(|(_, p)| p)) {
+            if !path.exists() {
+                return Err(format!(
+                    "{} is missing: build the images with `cargo xtask build --release` \
+                     (cargo xtask test does it)",
+                    path.display()
+                ));
+            }
+        }
+        Ok(images)
+    }
+}
+
+/// How to start a machine.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// Name of the run: the log goes to `target/qemu/<name>.log`.
+    pub name: String,
+    /// Images.
+    pub images: Images,
+    /// RAM in MiB.
+    pub mem_mib: u32,
+    /// The hypervisor command line.
+    pub cmdline: String,
+    /// Extra QEMU arguments (e.g. `-accel kvm`).
+    pub extra: Vec<String>,
+}
+
+impl MachineConfig {
+    /// A machine with the built images, 512 MiB and the default command line.
+    pub fn new(name: &str) -> Result<MachineConfig, String> {
+        Ok(MachineConfig {
+            name: name.into(),
+            images: Images::built()?,
+            mem_mib: 512,
+            cmdline: "lu_region=64M".into(),
+            extra: Vec::new(),
+        })
+    }
+
+    /// The QEMU command line.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-machine", "microvm", "-m"])
+            .arg(format!("{}M", self.mem_mib))
+            .args(["-no-reboot", "-display", "none", "-serial", "stdio", "-monitor", "none"])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .arg("-kernel")
+            .arg(&self.images.hv)
+            .arg("-append")
+            .arg(&self.cmdline);
+        for (name, path) in &self.images.modules {
+            cmd.arg("-fw_cfg").arg(format!("name=opt/hvlu/{name},file={}", path.display()));
+        }
+        cmd.args(&self.extra);
+        cmd
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The hypervisor reported an outcome.
+    Outcome(Outcome),
+    /// QEMU exited with a status that is no outcome: its own failure (1), a
+    /// triple fault under `-no-reboot` (0), a signal.
+    Infrastructure(Option<i32>),
+    /// The run did not end in time; QEMU was killed.
+    Timeout,
+}
+
+/// A running QEMU with the hypervisor.
+#[derive(Debug)]
+pub struct Machine {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every line seen so far.
+    pub transcript: Vec<String>,
+    log_path: PathBuf,
+    echo: bool,
+}
+
+impl Machine {
+    /// Starts QEMU. The exact command line is printed and written at the top
+    /// of the log.
+    pub fn start(config: &MachineConfig) -> Result<Machine, String> {
+        let dir = root().join("target/qemu");
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let log_path = dir.join(format!("{}.log", config.name));
+        let mut log = File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let mut cmd = config.command();
+        let line = format!("{cmd:?}").replace('"', "");
+        println!("qemu: {line}");
+        println!("qemu: serial log {}", log_path.display());
+        let _ = writeln!(log, "# {line}");
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            format!("cannot start qemu-system-x86_64 ({e}); install it with `cargo xtask setup`")
+        })?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = mpsc::channel();
+        let tx_err = tx.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+                let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+                let _ = writeln!(log, "{text}");
+                if tx.send(text).is_err() {
+                    break;
+                }
+            }
+        });
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx_err.send(format!("(qemu) {line}"));
+            }
+        });
+        Ok(Machine { stdin: child.stdin.take(), child, lines: rx, transcript: Vec::new(), log_path, echo: false })
+    }
+
+    /// Prints every serial line as it arrives (for `cargo xtask run`).
+    pub fn echo(&mut self, on: bool) {
+        self.echo = on;
+    }
+
+    /// Takes QEMU's standard input, to forward a terminal to dom0.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// The serial log's path.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    fn take_line(&mut self, deadline: Instant) -> Result<Option<String>, String> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        match self.lines.recv_timeout(deadline - now) {
+            Ok(line) => {
+                if self.echo {
+                    println!("{line}");
+                }
+                self.transcript.push(line.clone());
+                Ok(Some(line))
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err("QEMU closed its output".into()),
+        }
+    }
+
+    /// Waits until a line satisfies `pred`; returns it. Fails on timeout or
+    /// when QEMU ends first, naming the log.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.take_line(deadline) {
+                Ok(Some(line)) if pred(&line) => return Ok(line),
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(format!("timed out after {timeout:?} waiting for {what}; log: {}", self.log_path.display()))
+                }
+                Err(e) => return Err(format!("{e} while waiting for {what}; log: {}", self.log_path.display())),
+            }
+        }
+    }
+
+    /// Waits for a line containing `needle`.
+    pub fn wait_for_text(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        self.wait_for(&format!("`{needle}`"), timeout, |l| l.contains(needle))
+    }
+
+    /// Types one line into the serial console (dom0).
+    pub fn send(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot write to QEMU: {e}"))
+    }
+
+    /// Types a dom0 command and waits for dom0's next prompt; returns the
+    /// lines dom0 printed for it.
+    pub fn command(&mut self, line: &str, timeout: Duration) -> Result<Vec<String>, String> {
+        let start = self.transcript.len();
+        self.send(line)?;
+        self.wait_for_text(&format!("(d0) > {line}"), timeout)?;
+        self.wait_for(&format!("dom0's prompt after `{line}`"), timeout, |l| l == "(d0) dom0>")?;
+        Ok(self.transcript[start..].iter().filter(|l| l.starts_with("(d0) ")).cloned().collect())
+    }
+
+    /// Waits for QEMU to exit, draining its output; kills it on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Ending {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Ok(Some(_)) = self.take_line(Instant::now() + Duration::from_millis(20)) {}
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    // Drain what is left.
+                    while let Ok(Some(_)) = self.take_line(Instant::now() + Duration::from_millis(50)) {}
+                    return ending(status);
+                }
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Ending::Timeout;
+                }
+            }
+        }
+    }
+
+    /// Lines of the transcript that start with `prefix`.
+    pub fn lines_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.transcript.iter().map(String::as_str).filter(move |l| l.starts_with(prefix))
+    }
+}
+
+fn ending(status: ExitStatus) -> Ending {
+    match status.code() {
+        Some(code) => Outcome::from_qemu_status(code).map_or(Ending::Infrastructure(Some(code)), Ending::Outcome),
+        None => Ending::Infrastructure(None),
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Helpers shared by the QEMU scenarios in `tests/tests/`: boot to the dom0
+//! prompt, run a command, power off and check the verdict. They panic with
+//! the serial log's path, which is what a failing test should show.
+
+use std::time::Duration;
+
+use crate::{Ending, Machine, MachineConfig};
+
+/// Generous: every scenario here runs in seconds of guest time.
+pub const BOOT: Duration = Duration::from_secs(60);
+/// For one dom0 command.
+pub const CMD: Duration = Duration::from_secs(60);
+
+/// Boots a machine named `name` with the given hypervisor command-line
+/// additions and waits for dom0's first prompt.
+pub fn boot(name: &str, extra_cmdline: &str) -> Machine {
+    let mut config = MachineConfig::new(name).unwrap_or_else(|e| panic!("{e}"));
+    if !extra_cmdline.is_empty() {
+        config.cmdline = format!("{} {extra_cmdline}", config.cmdline);
+    }
+    let mut machine = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    machine.wait_for_text("(d0) dom0>", BOOT).unwrap_or_else(|e| panic!("{e}"));
+    machine
+}
+
+/// Runs a dom0 command, panicking with the log's path on failure.
+pub fn cmd(machine: &mut Machine, line: &str) -> Vec<String> {
+    machine.command(line, CMD).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Powers off and checks the hypervisor's verdict: the pass exit code and
+/// the `verdict PASS` summary line.
+pub fn poweroff_pass(machine: &mut Machine) {
+    machine.send("poweroff").unwrap_or_else(|e| panic!("{e}"));
+    let ending = machine.wait_exit(CMD);
+    let summary = machine.lines_with("(hv) poweroff:").last().map(str::to_string);
+    assert_eq!(
+        ending,
+        Ending::Outcome(pv_abi::exit::Outcome::Pass),
+        "run did not pass (summary {summary:?}); log: {}",
+        machine.log_path().display()
+    );
+    assert!(
+        summary.as_deref().is_some_and(|s| s.contains("verdict PASS")),
+        "no passing summary line; log: {}",
+        machine.log_path().display()
+    );
+}
+
+/// The value of `key=` in a `key=value` line.
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
