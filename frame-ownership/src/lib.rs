@@ -1,3 +1,55 @@
-//! The frametable and the single pass. (Being written.)
+//! The frametable of an hvlu hypervisor, the PV type rules and the single
+//! rebuild pass.
+//!
+//! After a live update the new hypervisor knows which frames belong to which
+//! domain only from the handover state: per domain, memory runs
+//! `(first_mfn, count, first_gpfn, kind)` ordered bottom-up (data, L1, L2,
+//! L3, L4), pinned tables and vCPU CR3s. This crate turns that into a
+//! frametable — owner, PV page type, type count, reference count, flags — and
+//! an M2P table, in **one pass** over the runs that reads only page-table
+//! frames and validates every guest page-table entry (DESIGN.md §4). The
+//! result must be identical to the old hypervisor's incrementally maintained
+//! table; [`frametable_digest`] lets both sides check that.
+//!
+//! - [`FrameInfo`]: the 16-byte frametable entry, every field's legal values
+//!   documented on the field.
+//! - [`rules`]: the PV type rules as pure functions over [`FrameLookup`],
+//!   shared by the pass and the hypervisor's `mmu_update`.
+//! - [`rebuild`]: the pass, generic over a [`PageTableReader`].
+//! - [`free_ranges`]: free RAM as the complement of the runs.
+//! - [`Digest`]: the digest over owned frames.
+//!
+//! The rules are numbered in `docs/invariants.md` ("Frametable and the single
+//! pass"); comments cite them as "Invariant n".
+//!
+//! No `unsafe`, no CPU: everything here runs in host tests against simulated
+//! memory (see the `testkit` feature).
+
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod digest;
+pub mod error;
+pub mod frame;
+pub mod free;
+pub mod layout;
+pub mod pass;
+pub mod pte;
+pub mod rules;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+#[cfg(test)]
+mod tests;
+
+pub use digest::{frametable_digest, owned_digest, Digest};
+pub use error::{Error, RangeList};
+pub use frame::{CountError, FrameFlags, FrameInfo, PageType};
+pub use free::free_ranges;
+pub use layout::{DomainView, MachineLayout};
+pub use pass::{rebuild, DomainReport, PageTableReader, PassReport, M2P_INVALID};
+pub use rules::{check_entry, EntryEffect, EntryRef, FrameClass, FrameLookup, PtLevel};

@@ -1,0 +1,145 @@
+//! The frametable digest both hypervisors compute (Invariant 12).
+//!
+//! The old hypervisor computes it over its live frametable just before the
+//! jump, the new one after the pass; equal digests mean equal tables for
+//! every owned frame.
+//!
+//! **What it covers.** Every owned frame (owner field not 0), in increasing
+//! mfn order, contributes four 64-bit words:
+//!
+//! | word | value |
+//! |---|---|
+//! | 0 | the mfn |
+//! | 1 | stored owner (`DomId + 1`) \| page-type byte << 32 \| flags byte << 40 \| reserved u16 << 48 |
+//! | 2 | type count \| reference count << 32 |
+//! | 3 | the M2P entry (the gpfn) |
+//!
+//! Unowned frames, and the M2P entries of unowned frames, are not covered:
+//! the two sides legitimately differ there (free RAM, the region).
+//!
+//! **How.** The state starts at `0xcbf2_9ce4_8422_2325`; each word `w` is
+//! folded as `h = (h ^ w) * 0x9e37_79b9_7f4a_7c15` (wrapping) followed by
+//! `h ^= h >> 32`. After the last frame the number of owned frames is folded
+//! the same way, then the splitmix64 finaliser is applied. Deterministic,
+//! endian-free, no table; not cryptographic (it detects divergence, not
+//! tampering).
+
+use handover_abi::Mfn;
+
+use crate::frame::FrameInfo;
+use crate::layout::DomainView;
+use crate::pass::M2P_INVALID;
+
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// An incremental digest: feed owned frames in increasing mfn order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    state: u64,
+    frames: u64,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Digest {
+    /// An empty digest.
+    pub const fn new() -> Digest {
+        Digest {
+            state: SEED,
+            frames: 0,
+        }
+    }
+
+    #[inline]
+    fn fold(&mut self, w: u64) {
+        let h = (self.state ^ w).wrapping_mul(MUL);
+        self.state = h ^ (h >> 32);
+    }
+
+    /// Adds one owned frame. Frames must come in increasing mfn order.
+    pub fn add_frame(&mut self, mfn: Mfn, info: &FrameInfo, m2p: u64) {
+        let (owner, page_type, flags, reserved, type_count, ref_count) = info.raw();
+        self.fold(mfn.0);
+        self.fold(
+            u64::from(owner)
+                | u64::from(page_type) << 32
+                | u64::from(flags) << 40
+                | u64::from(reserved) << 48,
+        );
+        self.fold(u64::from(type_count) | u64::from(ref_count) << 32);
+        self.fold(m2p);
+        self.frames += 1;
+    }
+
+    /// Number of frames added so far.
+    pub const fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// The digest value.
+    pub fn finish(&self) -> u64 {
+        let mut d = *self;
+        d.fold(self.frames);
+        let mut z = d.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// The digest of a whole frametable: scans every entry and hashes the owned
+/// ones. `m2p[mfn]` is read for owned frames only ([`M2P_INVALID`] if the
+/// M2P table is shorter). This is the definition; the old hypervisor uses it.
+pub fn frametable_digest(frametable: &[FrameInfo], m2p: &[u64]) -> u64 {
+    let mut d = Digest::new();
+    for (i, fi) in frametable.iter().enumerate() {
+        if fi.is_owned() {
+            d.add_frame(
+                Mfn(i as u64),
+                fi,
+                m2p.get(i).copied().unwrap_or(M2P_INVALID),
+            );
+        }
+    }
+    d.finish()
+}
+
+/// The same digest computed from the domains' runs instead of a scan: visits
+/// only the frames of the runs, sorted by mfn. Equal to
+/// [`frametable_digest`] whenever the frames the runs list are exactly the
+/// owned frames, which a successful [`crate::rebuild`] guarantees; its cost
+/// grows with owned memory, not with the size of the machine.
+pub fn owned_digest<P, V>(
+    frametable: &[FrameInfo],
+    m2p: &[u64],
+    domains: &[DomainView<'_, P, V>],
+) -> u64 {
+    let mut runs: alloc::vec::Vec<(u64, u64)> = domains
+        .iter()
+        .flat_map(|d| d.runs.iter())
+        .filter(|r| r.count != 0)
+        .map(|r| (r.first_mfn.0, r.mfns().end()))
+        .collect();
+    runs.sort_unstable();
+    let mut d = Digest::new();
+    let mut next = 0u64;
+    for (start, end) in runs {
+        let start = start.max(next);
+        for mfn in start..end {
+            let Some(fi) = usize::try_from(mfn).ok().and_then(|i| frametable.get(i)) else {
+                break;
+            };
+            if fi.is_owned() {
+                let m = m2p.get(mfn as usize).copied().unwrap_or(M2P_INVALID);
+                d.add_frame(Mfn(mfn), fi, m);
+            }
+        }
+        next = next.max(end);
+    }
+    d.finish()
+}

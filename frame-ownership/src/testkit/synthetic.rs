@@ -1,0 +1,154 @@
+//! Large regular guests for the benchmark.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
+
+use super::{Machine, SimDomain, SimMemory};
+use crate::pte::{self, Pte};
+use crate::rules::{PtLevel, ENTRIES_PER_TABLE};
+
+/// Frames below this are hv-reserved in a synthetic machine.
+const RESERVED: u64 = 256;
+/// Size of the live-update region of a synthetic machine.
+const REGION: u64 = 4096;
+/// Data runs are cut into runs of at most this many frames.
+const DATA_RUN: u64 = 1 << 18;
+
+fn div_ceil(a: u64, b: u64) -> u64 {
+    a.div_ceil(b)
+}
+
+/// A machine whose `domains` guests own `total_frames` frames in all
+/// (data and page tables), laid out like a PV guest's physmap: guest frame
+/// `i` of a domain is mapped at virtual page `i` — data writable, its own
+/// page tables read-only — by real 4-level tables. Each domain's frames are
+/// one machine-contiguous block (data first, then L1, L2, L3, the L4), data
+/// cut into runs of 256 Ki frames; the L4 is pinned and two vCPUs run on it.
+/// Only page-table frames are backed in [`SimMemory`].
+pub fn synthetic_machine(total_frames: u64, domains: usize) -> Machine {
+    assert!(domains > 0, "synthetic machine without domains");
+    let mut memory = SimMemory::new();
+    let mut sims = Vec::with_capacity(domains);
+    let mut base = RESERVED;
+    for d in 0..domains as u64 {
+        let n = total_frames / domains as u64
+            + if d == 0 {
+                total_frames % domains as u64
+            } else {
+                0
+            };
+        sims.push(build(&mut memory, DomId(d as u16), Mfn(base), n));
+        base += n;
+    }
+    let region = MfnRange::new(Mfn(base), REGION);
+    let ram_end = base + REGION + 1024;
+    Machine {
+        ram: vec![MfnRange::new(Mfn(0), ram_end)],
+        holes: Vec::new(),
+        region,
+        hv_reserved: vec![MfnRange::new(Mfn(0), RESERVED)],
+        devices: Vec::new(),
+        frametable_len: ram_end as usize,
+        memory,
+        domains: sims,
+    }
+}
+
+fn build(memory: &mut SimMemory, id: DomId, base: Mfn, n: u64) -> SimDomain {
+    let e = ENTRIES_PER_TABLE as u64;
+    let l1 = div_ceil(n, e);
+    let l2 = div_ceil(l1, e);
+    let l3 = div_ceil(l2, e);
+    assert!(
+        l3 <= 256,
+        "synthetic domain too large for one L4's lower half"
+    );
+    let tables = l1 + l2 + l3 + 1;
+    assert!(n > tables, "synthetic domain of {n} frames is too small");
+    let data = n - tables;
+    let l1_base = base.0 + data;
+    let l2_base = l1_base + l1;
+    let l3_base = l2_base + l2;
+    let l4 = Mfn(l3_base + l3);
+
+    let table_of =
+        |count: u64, level_base: u64, child_base: u64, children: u64, flags: u64, rw_below: u64| {
+            let mut out = Vec::with_capacity(count as usize);
+            for t in 0..count {
+                let mut table = Box::new([0u64; ENTRIES_PER_TABLE]);
+                for (s, slot) in table.iter_mut().enumerate() {
+                    let child = t * e + s as u64;
+                    if child < children {
+                        let rw = if child < rw_below { pte::WRITABLE } else { 0 };
+                        *slot = Pte::new(Mfn(child_base + child), flags | rw).0;
+                    }
+                }
+                out.push((Mfn(level_base + t), table));
+            }
+            out
+        };
+    let leaf = pte::PRESENT | pte::USER | pte::ACCESSED;
+    let upper = pte::PRESENT | pte::WRITABLE | pte::USER;
+    // L1: guest frame i (all n frames) at virtual page i; data writable.
+    for (m, t) in table_of(l1, l1_base, base.0, n, leaf, data) {
+        memory.push(m, t);
+    }
+    for (m, t) in table_of(l2, l2_base, l1_base, l1, upper, 0) {
+        memory.push(m, t);
+    }
+    for (m, t) in table_of(l3, l3_base, l2_base, l2, upper, 0) {
+        memory.push(m, t);
+    }
+    for (m, t) in table_of(1, l4.0, l3_base, l3, upper, 0) {
+        memory.push(m, t);
+    }
+
+    let mut runs = Vec::new();
+    let mut off = 0;
+    while off < data {
+        let count = DATA_RUN.min(data - off);
+        runs.push(MemRun {
+            first_mfn: Mfn(base.0 + off),
+            count,
+            first_gpfn: Gpfn(off),
+            kind: RunKind::Data,
+        });
+        off += count;
+    }
+    for (first, count, kind) in [
+        (l1_base, l1, RunKind::L1),
+        (l2_base, l2, RunKind::L2),
+        (l3_base, l3, RunKind::L3),
+        (l4.0, 1, RunKind::L4),
+    ] {
+        runs.push(MemRun {
+            first_mfn: Mfn(first),
+            count,
+            first_gpfn: Gpfn(first - base.0),
+            kind,
+        });
+    }
+
+    let mut table_list = Vec::with_capacity(tables as usize);
+    for (first, count, level) in [
+        (l1_base, l1, PtLevel::L1),
+        (l2_base, l2, PtLevel::L2),
+        (l3_base, l3, PtLevel::L3),
+        (l4.0, 1, PtLevel::L4),
+    ] {
+        table_list.extend((first..first + count).map(|m| (Mfn(m), level)));
+    }
+
+    SimDomain {
+        id,
+        runs,
+        mmio: Vec::new(),
+        pinned: vec![(l4, RunKind::L4)],
+        vcpu_cr3: vec![l4, l4],
+        tables: table_list,
+        data: (base.0..base.0 + data).map(Mfn).collect(),
+    }
+}
