@@ -49,6 +49,21 @@ pub enum BootInfoError {
     Unreadable(phys::PhysError),
 }
 
+impl core::fmt::Display for BootInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootInfoError::BadMagic(m) => {
+                write!(
+                    f,
+                    "start-info magic {m:#x} is not PVH's {START_INFO_MAGIC:#x}"
+                )
+            }
+            BootInfoError::NoMemoryMap => f.write_str("start-info version 0 has no memory map"),
+            BootInfoError::Unreadable(e) => write!(f, "start info unreadable: {e}"),
+        }
+    }
+}
+
 impl From<phys::PhysError> for BootInfoError {
     fn from(e: phys::PhysError) -> Self {
         BootInfoError::Unreadable(e)
@@ -93,7 +108,11 @@ impl BootInfo {
         for i in 0..memmap_entries.min(MAX_MEMMAP) {
             let mut e = [0u8; 24];
             phys::read(memmap_paddr + 24 * i as u64, &mut e)?;
-            let entry = MemEntry { addr: le_u64(&e, 0), size: le_u64(&e, 8), kind: le_u32(&e, 16) };
+            let entry = MemEntry {
+                addr: le_u64(&e, 0),
+                size: le_u64(&e, 8),
+                kind: le_u32(&e, 16),
+            };
             // qboot and others add zero-size entries: drop them.
             if entry.size != 0 {
                 info.memmap[info.memmap_len] = entry;
@@ -129,6 +148,11 @@ impl BootInfo {
 
     /// The end of the highest RAM range.
     pub fn ram_end(&self) -> u64 {
-        self.memmap().iter().filter(|e| e.kind == E820_RAM).map(MemEntry::end).max().unwrap_or(0)
+        self.memmap()
+            .iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(MemEntry::end)
+            .max()
+            .unwrap_or(0)
     }
 }

@@ -36,7 +36,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lu_region: 64 << 20, log_level: LogLevel::Info, timer_hz: 100 }
+        Options {
+            lu_region: 64 << 20,
+            log_level: LogLevel::Info,
+            timer_hz: 100,
+        }
     }
 }
 
@@ -46,14 +50,22 @@ pub enum CmdlineError<'a> {
     /// The option is not known.
     Unknown(&'a str),
     /// The value of `option` is not valid.
-    BadValue { option: &'a str, value: &'a str, expected: &'static str },
+    BadValue {
+        option: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CmdlineError::Unknown(word) => write!(f, "unknown option `{word}`"),
-            CmdlineError::BadValue { option, value, expected } => {
+            CmdlineError::BadValue {
+                option,
+                value,
+                expected,
+            } => {
                 write!(f, "bad value `{value}` for `{option}`: expected {expected}")
             }
         }
@@ -83,7 +95,11 @@ impl Options {
                     const EXPECTED: &str = "a size of at least 8M, a multiple of 2M (e.g. 64M)";
                     let size = parse_size(value)
                         .filter(|s| *s >= 8 << 20 && s % (2 << 20) == 0)
-                        .ok_or(CmdlineError::BadValue { option: key, value, expected: EXPECTED })?;
+                        .ok_or(CmdlineError::BadValue {
+                            option: key,
+                            value,
+                            expected: EXPECTED,
+                        })?;
                     options.lu_region = size;
                 }
                 "loglvl" => {
@@ -105,11 +121,17 @@ impl Options {
                         .parse()
                         .ok()
                         .filter(|hz| (20..=1000).contains(hz))
-                        .ok_or(CmdlineError::BadValue { option: key, value, expected: "20..=1000" })?;
+                        .ok_or(CmdlineError::BadValue {
+                            option: key,
+                            value,
+                            expected: "20..=1000",
+                        })?;
                 }
                 "autostart" => {
                     let ok = value.split(',').all(|m| {
-                        !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        !m.is_empty()
+                            && m.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                     });
                     if !ok {
                         return Err(CmdlineError::BadValue {
@@ -129,5 +151,7 @@ impl Options {
 /// The value of option `key`, if present (for options whose value is text,
 /// already validated by [`Options::parse`]).
 pub fn value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }

@@ -48,5 +48,5 @@ macro_rules! hvprintln {
 /// Writes one line of domain `id`'s console, prefixed with `(dN) `.
 pub fn domain_print(id: u16, line: &str) {
     let mut console = CONSOLE.lock();
-    let _ = write!(console, "(d{id}) {line}\n");
+    let _ = writeln!(console, "(d{id}) {line}");
 }

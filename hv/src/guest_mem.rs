@@ -35,14 +35,23 @@ pub fn translate(
         table = entry & PTE_ADDR;
     }
     let mfn = Mfn::containing(table);
-    if !frametable.get(mfn.0 as usize).is_some_and(|f| f.is_owned_by(owner)) {
+    if !frametable
+        .get(mfn.0 as usize)
+        .is_some_and(|f| f.is_owned_by(owner))
+    {
         return Err(Error::BadAddress);
     }
     Ok(table + (va & 0xfff))
 }
 
 /// Copies `buf.len()` bytes from guest address `va`.
-pub fn read(frametable: &[FrameInfo], owner: DomId, cr3: Mfn, va: u64, buf: &mut [u8]) -> Result<(), Error> {
+pub fn read(
+    frametable: &[FrameInfo],
+    owner: DomId,
+    cr3: Mfn,
+    va: u64,
+    buf: &mut [u8],
+) -> Result<(), Error> {
     let mut done = 0;
     while done < buf.len() {
         let addr = va.checked_add(done as u64).ok_or(Error::BadAddress)?;
@@ -55,7 +64,13 @@ pub fn read(frametable: &[FrameInfo], owner: DomId, cr3: Mfn, va: u64, buf: &mut
 }
 
 /// Copies `data` to guest address `va`.
-pub fn write(frametable: &[FrameInfo], owner: DomId, cr3: Mfn, va: u64, data: &[u8]) -> Result<(), Error> {
+pub fn write(
+    frametable: &[FrameInfo],
+    owner: DomId,
+    cr3: Mfn,
+    va: u64,
+    data: &[u8],
+) -> Result<(), Error> {
     // Check every page before writing any, so a refused call changes nothing.
     let mut addr = va;
     let end = va.checked_add(data.len() as u64).ok_or(Error::BadAddress)?;

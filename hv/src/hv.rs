@@ -58,6 +58,8 @@ pub struct Hv {
     pub options: Options,
     /// TSC frequency.
     pub tsc_khz: u64,
+    /// TSC when this hypervisor started.
+    pub boot_tsc: u64,
     /// Reports of domains already destroyed: (id, name, reports).
     pub past_reports: Vec<(u16, String, crate::domain::Reports)>,
 }
@@ -68,19 +70,37 @@ impl Hv {
     }
 
     /// Builds a domain from module `name` and queues its vCPU.
-    pub fn create_domain(&mut self, module: &str, kib: u64, cmdline: &str, privileged: bool) -> Result<u16, Error> {
-        let module = self.modules.iter().find(|m| m.name == module).cloned().ok_or(Error::NotFound)?;
+    pub fn create_domain(
+        &mut self,
+        module: &str,
+        kib: u64,
+        cmdline: &str,
+        privileged: bool,
+    ) -> Result<u16, Error> {
+        let module = self
+            .modules
+            .iter()
+            .find(|m| m.name == module)
+            .cloned()
+            .ok_or(Error::NotFound)?;
         let image = modules::read(&module).map_err(|e| {
-            hvprintln!("cannot read module {}: {e:?}", module.name);
+            hvprintln!("cannot read module {}: {e}", module.name);
             Error::Failed
         })?;
         let id = self.next_domid;
         if self.domains.contains_key(&id) || id == u16::MAX {
             return Err(Error::Limit);
         }
-        let spec = Spec { id: DomId(id), name: &module.name, image: &image, pages: kib / 4, privileged, cmdline };
+        let spec = Spec {
+            id: DomId(id),
+            name: &module.name,
+            image: &image,
+            pages: kib / 4,
+            privileged,
+            cmdline,
+        };
         let domain = build::build(&spec, &mut self.mem).map_err(|e| {
-            hvprintln!("cannot build d{id} from {}: {e:?}", module.name);
+            hvprintln!("cannot build d{id} from {}: {e}", module.name);
             match e {
                 build::BuildError::NoMemory { .. } => Error::NoMemory,
                 build::BuildError::TooSmall { .. } => Error::Invalid,
@@ -112,8 +132,13 @@ impl Hv {
             self.mem.m2p[mfn as usize] = u64::MAX;
             self.mem.pages.free(Mfn(mfn));
         }
-        hvprintln!("d{id} destroyed, {} frames freed, free frames {}", domain.frames(), self.mem.pages.free_frames());
-        self.past_reports.push((id, domain.name.clone(), domain.reports));
+        hvprintln!(
+            "d{id} destroyed, {} frames freed, free frames {}",
+            domain.frames(),
+            self.mem.pages.free_frames()
+        );
+        self.past_reports
+            .push((id, domain.name.clone(), domain.reports));
         Ok(())
     }
 
@@ -125,7 +150,8 @@ impl Hv {
     fn poll_console(&mut self) {
         while let Some(byte) = serial::try_read_byte() {
             if self.console_in.len() < 4096 {
-                self.console_in.push_back(if byte == b'\r' { b'\n' } else { byte });
+                self.console_in
+                    .push_back(if byte == b'\r' { b'\n' } else { byte });
             }
         }
     }
@@ -134,7 +160,11 @@ impl Hv {
     /// into `frame`; idles while there is none.
     fn schedule(&mut self, frame: &mut TrapFrame, requeue_current: bool) {
         if let Some((d, v)) = self.current.take() {
-            if let Some(vcpu) = self.domains.get_mut(&d).and_then(|dom| dom.vcpus.get_mut(v)) {
+            if let Some(vcpu) = self
+                .domains
+                .get_mut(&d)
+                .and_then(|dom| dom.vcpus.get_mut(v))
+            {
                 vcpu.frame = *frame;
                 if requeue_current {
                     self.run_queue.push_back((d, v));
@@ -142,16 +172,27 @@ impl Hv {
             }
         }
         loop {
-            let runnable = self.run_queue.iter().position(|(d, _)| self.domains.get(d).is_some_and(|dom| !dom.paused));
+            let runnable = self
+                .run_queue
+                .iter()
+                .position(|(d, _)| self.domains.get(d).is_some_and(|dom| !dom.paused));
             if let Some(i) = runnable {
-                let Some((d, v)) = self.run_queue.remove(i) else { continue };
-                let Some(vcpu) = self.domains.get(&d).and_then(|dom| dom.vcpus.get(v)) else { continue };
+                let Some((d, v)) = self.run_queue.remove(i) else {
+                    continue;
+                };
+                let Some(vcpu) = self.domains.get(&d).and_then(|dom| dom.vcpus.get(v)) else {
+                    continue;
+                };
                 *frame = vcpu.frame;
                 if let Err(e) = paging::load_guest_root(vcpu.cr3.addr()) {
-                    hvprintln!("d{d} has an invalid root {:#x} ({e:?}): destroying it", vcpu.cr3.0);
+                    hvprintln!(
+                        "d{d} has an invalid root {:#x} ({e}): destroying it",
+                        vcpu.cr3.0
+                    );
                     let _ = self.destroy_domain(d);
                     continue;
                 }
+                cpu::set_guest_segment_bases(vcpu.fs_base, vcpu.gs_base);
                 self.current = Some((d, v));
                 return;
             }
@@ -170,8 +211,11 @@ impl Hv {
     /// are clean.
     pub fn poweroff(&mut self) -> ! {
         let mut clean = true;
-        let live: Vec<(u16, String, crate::domain::Reports)> =
-            self.domains.values().map(|d| (d.id.0, d.name.clone(), d.reports)).collect();
+        let live: Vec<(u16, String, crate::domain::Reports)> = self
+            .domains
+            .values()
+            .map(|d| (d.id.0, d.name.clone(), d.reports))
+            .collect();
         for (id, name, r) in self.past_reports.iter().chain(live.iter()) {
             hvprintln!(
                 "report d{id} ({name}): checks={} mismatches={} regressions={} refusals_ok={} refusals_bad={} unexpected_faults={}",
@@ -184,8 +228,9 @@ impl Hv {
             );
             clean &= r.clean();
         }
+        let uptime_ms = cpu::rdtsc().saturating_sub(self.boot_tsc) / self.tsc_khz.max(1);
         hvprintln!(
-            "poweroff: {} domains, free frames {}, verdict {}",
+            "poweroff: uptime {uptime_ms} ms, {} domains, free frames {}, verdict {}",
             self.domains.len(),
             self.mem.pages.free_frames(),
             if clean { "PASS" } else { "FAIL" }
@@ -226,7 +271,10 @@ impl Hv {
             v if v < 32 => {
                 let (d, _) = self.current.unwrap_or((u16::MAX, 0));
                 crate::trap::report(frame, "a guest");
-                hvprintln!("d{d} took a fatal {}: destroying it", crate::trap::exception_name(v));
+                hvprintln!(
+                    "d{d} took a fatal {}: destroying it",
+                    crate::trap::exception_name(v)
+                );
                 if let Some(dom) = self.domains.get_mut(&d) {
                     if !dom.reports.expect_fault {
                         dom.reports.unexpected_faults += 1;
@@ -346,7 +394,24 @@ impl Hv {
                 self.write_guest(a[0], &bytes[..n])?;
                 Ok(n as u64)
             }
-            Hypercall::SetSegmentBase => Err(Error::NoSys),
+            Hypercall::SetSegmentBase => {
+                if a[1] >= 0x0000_8000_0000_0000 {
+                    return Err(Error::Invalid);
+                }
+                let (_, v) = self.current.ok_or(Error::Failed)?;
+                let vcpu = self
+                    .domains
+                    .get_mut(&d)
+                    .and_then(|dom| dom.vcpus.get_mut(v))
+                    .ok_or(Error::Failed)?;
+                match a[0] {
+                    0 => vcpu.fs_base = a[1],
+                    1 => vcpu.gs_base = a[1],
+                    _ => return Err(Error::Invalid),
+                }
+                cpu::set_guest_segment_bases(vcpu.fs_base, vcpu.gs_base);
+                Ok(0)
+            }
             Hypercall::Domctl => {
                 self.require_privileged()?;
                 self.domctl(a)
@@ -443,7 +508,7 @@ impl Hv {
 pub fn on_trap(frame: &mut TrapFrame) {
     if frame.vector == timer::TIMER_VECTOR {
         TICKS.fetch_add(1, Ordering::Relaxed);
-        if !frame.from_user() {
+        if !frame.user_mode() {
             // A tick while idle (the lock is held by the idle loop).
             timer::eoi(frame.vector);
             return;

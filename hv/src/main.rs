@@ -28,6 +28,7 @@ use pv_abi::exit::Outcome;
 /// start-info structure.
 #[no_mangle]
 pub extern "C" fn hv_entry64(start_info: u64) -> ! {
+    let boot_tsc = arch::cpu::rdtsc();
     console::init();
     hvprintln!("hvlu hypervisor starting, start_info at {start_info:#x}");
     arch::gdt::init();
@@ -35,22 +36,27 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
     arch::phys::set_image_range(image_start, image_end);
     let info = match boot_info::BootInfo::from_pvh(start_info) {
         Ok(info) => info,
-        Err(e) => fatal(format_args!("cannot read the PVH start info: {e:?}")),
+        Err(e) => fatal(format_args!("cannot read the PVH start info: {e}")),
     };
     let options = match cmdline::Options::parse(info.cmdline()) {
         Ok(options) => options,
         Err(e) => fatal(format_args!("bad command line `{}`: {e}", info.cmdline())),
     };
     for e in info.memmap() {
-        hvprintln!("  memory {:#012x}-{:#012x} type {}", e.addr, e.end(), e.kind);
+        hvprintln!(
+            "  memory {:#012x}-{:#012x} type {}",
+            e.addr,
+            e.end(),
+            e.kind
+        );
     }
     let region = match mm::choose_region(&info, options.lu_region) {
         Ok(region) => region,
-        Err(e) => fatal(format_args!("no live-update region: {e:?}")),
+        Err(e) => fatal(format_args!("no live-update region: {e}")),
     };
     let memory = match mm::init(&info, region, &[]) {
         Ok(memory) => memory,
-        Err(e) => fatal(format_args!("memory setup failed: {e:?}")),
+        Err(e) => fatal(format_args!("memory setup failed: {e}")),
     };
     hvprintln!(
         "live-update region {:#x}-{:#x} ({} MiB), capacity {} KiB, boot allocations {} KiB",
@@ -66,7 +72,11 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
         "free frames {}, TSC {} kHz, modules: {}",
         memory.pages.free_frames(),
         tsc_khz,
-        modules.iter().map(|m| m.name.as_str()).collect::<alloc::vec::Vec<_>>().join(" ")
+        modules
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<alloc::vec::Vec<_>>()
+            .join(" ")
     );
     let mut hv = hv::Hv {
         mem: memory,
@@ -78,22 +88,31 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
         console_in: alloc::collections::VecDeque::new(),
         options,
         tsc_khz,
+        boot_tsc,
         past_reports: alloc::vec::Vec::new(),
     };
-    let dom0_cmdline = alloc::format!("autostart={}", cmdline::value(info.cmdline(), "autostart").unwrap_or(""));
+    let dom0_cmdline = alloc::format!(
+        "autostart={}",
+        cmdline::value(info.cmdline(), "autostart").unwrap_or("")
+    );
     if let Err(e) = hv.create_domain("dom0", hv::DOM0_KIB, &dom0_cmdline, true) {
         fatal(format_args!("cannot create dom0: {}", e.name()));
     }
-    let Some((d, _)) = hv.run_queue.pop_front() else { fatal(format_args!("dom0 has no vCPU")) };
+    let Some((d, _)) = hv.run_queue.pop_front() else {
+        fatal(format_args!("dom0 has no vCPU"))
+    };
     let vcpu = hv.domains[&d].vcpus[0].clone();
     if let Err(e) = arch::paging::load_guest_root(vcpu.cr3.addr()) {
-        fatal(format_args!("cannot load dom0's page tables: {e:?}"));
+        fatal(format_args!("cannot load dom0's page tables: {e}"));
     }
     hv.current = Some((d, 0));
     *hv::HV.lock() = Some(hv);
     arch::lapic::init_virtual_wire();
     arch::timer::start(options.timer_hz);
-    hvprintln!("boot done in {} ms: starting dom0", 0);
+    hvprintln!(
+        "boot done in {} ms: starting dom0",
+        arch::cpu::rdtsc().saturating_sub(boot_tsc) / tsc_khz.max(1)
+    );
     arch::trap::enter(&vcpu.frame)
 }
 

@@ -29,7 +29,10 @@ pub fn discover() -> Vec<Module> {
     }
     fwcfg::for_each_file(|file| {
         if let Some(name) = file.name().strip_prefix(PREFIX) {
-            modules.push(Module { name: String::from(name), file: *file });
+            modules.push(Module {
+                name: String::from(name),
+                file: *file,
+            });
         }
     });
     modules

@@ -78,7 +78,7 @@ pub fn report(frame: &TrapFrame, context: &str) {
 
 /// Handles one trap. `frame` may be rewritten to resume another context.
 pub fn handle(frame: &mut TrapFrame) {
-    if frame.vector < 32 && frame.vector != 2 && !frame.from_user() {
+    if frame.vector < 32 && frame.vector != 2 && !frame.user_mode() {
         report(frame, "the hypervisor");
         cpu::exit(Outcome::Panic);
     }

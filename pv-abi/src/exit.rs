@@ -26,7 +26,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, for decoding.
-    pub const ALL: [Outcome; 4] = [Outcome::Pass, Outcome::Fail, Outcome::Panic, Outcome::Refused];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Pass,
+        Outcome::Fail,
+        Outcome::Panic,
+        Outcome::Refused,
+    ];
 
     /// The exit status QEMU reports for this outcome.
     pub const fn qemu_status(self) -> i32 {
@@ -48,7 +53,10 @@ mod tests {
         for outcome in Outcome::ALL {
             assert_ne!(outcome.qemu_status(), 0, "{outcome:?}");
             assert_ne!(outcome.qemu_status(), 1, "{outcome:?}");
-            assert_eq!(Outcome::from_qemu_status(outcome.qemu_status()), Some(outcome));
+            assert_eq!(
+                Outcome::from_qemu_status(outcome.qemu_status()),
+                Some(outcome)
+            );
         }
         assert_eq!(Outcome::from_qemu_status(0), None);
         assert_eq!(Outcome::from_qemu_status(1), None);

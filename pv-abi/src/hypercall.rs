@@ -49,8 +49,8 @@ pub enum Hypercall {
     Poweroff = 12,
     /// `report(kind, value)`: a guest's self-check result, see [`Report`].
     Report = 13,
-    /// `set_segment_base(which, base)`: sets FS (0), GS (1) or the guest
-    /// kernel GS (2) base of the calling vCPU.
+    /// `set_segment_base(which, base)`: sets the FS (0) or GS (1) base of the
+    /// calling vCPU to a lower-half address.
     SetSegmentBase = 14,
     /// `sysinfo(buf, len)`: fills a [`SysInfo`].
     SysInfo = 15,
@@ -189,7 +189,9 @@ impl DomctlOp {
     /// The operation with number `n`.
     pub fn from_number(n: u64) -> Option<DomctlOp> {
         use DomctlOp::*;
-        [Create, Destroy, Pause, Unpause, List, Modules].into_iter().find(|op| *op as u64 == n)
+        [Create, Destroy, Pause, Unpause, List, Modules]
+            .into_iter()
+            .find(|op| *op as u64 == n)
     }
 }
 

@@ -12,7 +12,10 @@ use pv_abi::exit::Outcome;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The images a machine boots.
@@ -31,7 +34,10 @@ impl Images {
         let dir = root().join("target/x86_64-unknown-none/release");
         let images = Images {
             hv: dir.join("hv"),
-            modules: vec![("dom0".into(), dir.join("dom0")), ("domu".into(), dir.join("domu"))],
+            modules: vec![
+                ("dom0".into(), dir.join("dom0")),
+                ("domu".into(), dir.join("domu")),
+            ],
         };
         for path in std::iter::once(&images.hv).chain(images.modules.iter().map(|(_, p)| p)) {
             if !path.exists() {
@@ -78,14 +84,23 @@ impl MachineConfig {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-machine", "microvm", "-m"])
             .arg(format!("{}M", self.mem_mib))
-            .args(["-no-reboot", "-display", "none", "-serial", "stdio", "-monitor", "none"])
+            .args([
+                "-no-reboot",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+            ])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .arg("-kernel")
             .arg(&self.images.hv)
             .arg("-append")
             .arg(&self.cmdline);
         for (name, path) in &self.images.modules {
-            cmd.arg("-fw_cfg").arg(format!("name=opt/hvlu/{name},file={}", path.display()));
+            cmd.arg("-fw_cfg")
+                .arg(format!("name=opt/hvlu/{name},file={}", path.display()));
         }
         cmd.args(&self.extra);
         cmd
@@ -123,13 +138,16 @@ impl Machine {
         let dir = root().join("target/qemu");
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let log_path = dir.join(format!("{}.log", config.name));
-        let mut log = File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let mut log = File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
         let mut cmd = config.command();
         let line = format!("{cmd:?}").replace('"', "");
         println!("qemu: {line}");
         println!("qemu: serial log {}", log_path.display());
         let _ = writeln!(log, "# {line}");
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
             format!("cannot start qemu-system-x86_64 ({e}); install it with `cargo xtask setup`")
         })?;
@@ -139,7 +157,9 @@ impl Machine {
         let tx_err = tx.clone();
         thread::spawn(move || {
             for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
-                let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_string();
                 let _ = writeln!(log, "{text}");
                 if tx.send(text).is_err() {
                     break;
@@ -151,7 +171,14 @@ impl Machine {
                 let _ = tx_err.send(format!("(qemu) {line}"));
             }
         });
-        Ok(Machine { stdin: child.stdin.take(), child, lines: rx, transcript: Vec::new(), log_path, echo: false })
+        Ok(Machine {
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            transcript: Vec::new(),
+            log_path,
+            echo: false,
+        })
     }
 
     /// Prints every serial line as it arrives (for `cargo xtask run`).
@@ -189,16 +216,29 @@ impl Machine {
 
     /// Waits until a line satisfies `pred`; returns it. Fails on timeout or
     /// when QEMU ends first, naming the log.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String, String> {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.take_line(deadline) {
                 Ok(Some(line)) if pred(&line) => return Ok(line),
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    return Err(format!("timed out after {timeout:?} waiting for {what}; log: {}", self.log_path.display()))
+                    return Err(format!(
+                        "timed out after {timeout:?} waiting for {what}; log: {}",
+                        self.log_path.display()
+                    ))
                 }
-                Err(e) => return Err(format!("{e} while waiting for {what}; log: {}", self.log_path.display())),
+                Err(e) => {
+                    return Err(format!(
+                        "{e} while waiting for {what}; log: {}",
+                        self.log_path.display()
+                    ))
+                }
             }
         }
     }
@@ -223,8 +263,14 @@ impl Machine {
         let start = self.transcript.len();
         self.send(line)?;
         self.wait_for_text(&format!("(d0) > {line}"), timeout)?;
-        self.wait_for(&format!("dom0's prompt after `{line}`"), timeout, |l| l == "(d0) dom0>")?;
-        Ok(self.transcript[start..].iter().filter(|l| l.starts_with("(d0) ")).cloned().collect())
+        self.wait_for(&format!("dom0's prompt after `{line}`"), timeout, |l| {
+            l == "(d0) dom0>"
+        })?;
+        Ok(self.transcript[start..]
+            .iter()
+            .filter(|l| l.starts_with("(d0) "))
+            .cloned()
+            .collect())
     }
 
     /// Waits for QEMU to exit, draining its output; kills it on timeout.
@@ -235,7 +281,10 @@ impl Machine {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
                     // Drain what is left.
-                    while let Ok(Some(_)) = self.take_line(Instant::now() + Duration::from_millis(50)) {}
+                    while let Ok(Some(_)) =
+                        self.take_line(Instant::now() + Duration::from_millis(50))
+                    {
+                    }
                     return ending(status);
                 }
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
@@ -250,13 +299,17 @@ impl Machine {
 
     /// Lines of the transcript that start with `prefix`.
     pub fn lines_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.transcript.iter().map(String::as_str).filter(move |l| l.starts_with(prefix))
+        self.transcript
+            .iter()
+            .map(String::as_str)
+            .filter(move |l| l.starts_with(prefix))
     }
 }
 
 fn ending(status: ExitStatus) -> Ending {
     match status.code() {
-        Some(code) => Outcome::from_qemu_status(code).map_or(Ending::Infrastructure(Some(code)), Ending::Outcome),
+        Some(code) => Outcome::from_qemu_status(code)
+            .map_or(Ending::Infrastructure(Some(code)), Ending::Outcome),
         None => Ending::Infrastructure(None),
     }
 }

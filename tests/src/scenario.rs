@@ -19,7 +19,9 @@ pub fn boot(name: &str, extra_cmdline: &str) -> Machine {
         config.cmdline = format!("{} {extra_cmdline}", config.cmdline);
     }
     let mut machine = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    machine.wait_for_text("(d0) dom0>", BOOT).unwrap_or_else(|e| panic!("{e}"));
+    machine
+        .wait_for_text("(d0) dom0>", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
     machine
 }
 
@@ -33,7 +35,10 @@ pub fn cmd(machine: &mut Machine, line: &str) -> Vec<String> {
 pub fn poweroff_pass(machine: &mut Machine) {
     machine.send("poweroff").unwrap_or_else(|e| panic!("{e}"));
     let ending = machine.wait_exit(CMD);
-    let summary = machine.lines_with("(hv) poweroff:").last().map(str::to_string);
+    let summary = machine
+        .lines_with("(hv) poweroff:")
+        .last()
+        .map(str::to_string);
     assert_eq!(
         ending,
         Ending::Outcome(pv_abi::exit::Outcome::Pass),
@@ -41,7 +46,9 @@ pub fn poweroff_pass(machine: &mut Machine) {
         machine.log_path().display()
     );
     assert!(
-        summary.as_deref().is_some_and(|s| s.contains("verdict PASS")),
+        summary
+            .as_deref()
+            .is_some_and(|s| s.contains("verdict PASS")),
         "no passing summary line; log: {}",
         machine.log_path().display()
     );
@@ -49,5 +56,6 @@ pub fn poweroff_pass(machine: &mut Machine) {
 
 /// The value of `key=` in a `key=value` line.
 pub fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    line.split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }

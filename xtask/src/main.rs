@@ -83,9 +83,13 @@ fn main() -> ExitCode {
     let result = setup::ensure_toolchain().and_then(|()| match cli.command {
         Command::Setup => setup::ensure_qemu(),
         Command::Build { release } => build(release),
-        Command::Run { script, domus, timeout } => {
-            setup::ensure_qemu().and_then(|()| build(true)).and_then(|()| run::run(script, domus, timeout))
-        }
+        Command::Run {
+            script,
+            domus,
+            timeout,
+        } => setup::ensure_qemu()
+            .and_then(|()| build(true))
+            .and_then(|()| run::run(script, domus, timeout)),
         Command::Test => test(),
         Command::Bench => bench(),
     });
@@ -100,7 +104,10 @@ fn main() -> ExitCode {
 
 /// Builds the framework crates and the images for the bare-metal target.
 fn build(release: bool) -> Result<(), Failure> {
-    let mut cmd = Cmd::cargo("build").bare_metal().packages(FRAMEWORK).packages(BARE_ONLY);
+    let mut cmd = Cmd::cargo("build")
+        .bare_metal()
+        .packages(FRAMEWORK)
+        .packages(BARE_ONLY);
     if release {
         cmd = cmd.arg("--release");
     }
@@ -131,16 +138,23 @@ fn test() -> Result<(), Failure> {
     build(true)?;
 
     shell::step("benchmarks build");
-    Cmd::cargo("bench").args(["--no-run", "--package", "frame-ownership"]).run()?;
+    Cmd::cargo("bench")
+        .args(["--no-run", "--package", "frame-ownership"])
+        .run()?;
 
     shell::step("host tests and QEMU scenarios");
     setup::ensure_qemu()?;
-    Cmd::cargo("test").arg("--workspace").excluding(BARE_ONLY).run()?;
+    Cmd::cargo("test")
+        .arg("--workspace")
+        .excluding(BARE_ONLY)
+        .run()?;
 
     println!("xtask: all tests passed");
     Ok(())
 }
 
 fn bench() -> Result<(), Failure> {
-    Cmd::cargo("bench").args(["--package", "frame-ownership"]).run()
+    Cmd::cargo("bench")
+        .args(["--package", "frame-ownership"])
+        .run()
 }

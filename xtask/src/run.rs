@@ -15,7 +15,12 @@ fn harness(e: String) -> Failure {
 
 /// Boots dom0 and `domus` domUs; runs `script` or forwards the terminal.
 pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Failure> {
-    let mut config = MachineConfig::new(if script.is_some() { "run-script" } else { "run" }).map_err(harness)?;
+    let mut config = MachineConfig::new(if script.is_some() {
+        "run-script"
+    } else {
+        "run"
+    })
+    .map_err(harness)?;
     if domus > 0 {
         let list = vec!["domu"; domus as usize].join(",");
         config.cmdline = format!("{} autostart={list}", config.cmdline);
@@ -29,7 +34,10 @@ pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Fail
             if let Some(mut stdin) = machine.take_stdin() {
                 std::thread::spawn(move || {
                     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                        if writeln!(stdin, "{line}").and_then(|()| stdin.flush()).is_err() {
+                        if writeln!(stdin, "{line}")
+                            .and_then(|()| stdin.flush())
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -44,13 +52,21 @@ pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Fail
 fn run_script(machine: &mut Machine, path: &PathBuf, limit: Duration) -> Result<Ending, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::Failed(format!("cannot read script {}: {e}", path.display())))?;
-    machine.wait_for_text("(d0) dom0>", Duration::from_secs(60)).map_err(harness)?;
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    machine
+        .wait_for_text("(d0) dom0>", Duration::from_secs(60))
+        .map_err(harness)?;
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let extra = line
             .strip_prefix("sleep ")
             .and_then(|ms| ms.trim().parse::<u64>().ok())
             .map_or(Duration::ZERO, Duration::from_millis);
-        machine.command(line, Duration::from_secs(60) + extra * 4).map_err(harness)?;
+        machine
+            .command(line, Duration::from_secs(60) + extra * 4)
+            .map_err(harness)?;
     }
     machine.send("poweroff").map_err(harness)?;
     Ok(machine.wait_exit(limit))
@@ -58,7 +74,10 @@ fn run_script(machine: &mut Machine, path: &PathBuf, limit: Duration) -> Result<
 
 fn verdict(machine: &Machine, ending: Ending) -> Result<(), Failure> {
     let log = machine.log_path().display().to_string();
-    let summary = machine.lines_with("(hv) poweroff:").last().map(str::to_string);
+    let summary = machine
+        .lines_with("(hv) poweroff:")
+        .last()
+        .map(str::to_string);
     match (ending, summary) {
         (Ending::Outcome(Outcome::Pass), Some(line)) if line.contains("verdict PASS") => {
             println!("xtask: run passed ({line}); log: {log}");

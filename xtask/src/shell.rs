@@ -12,7 +12,10 @@ use crate::BARE_TARGET;
 #[derive(Debug)]
 pub enum Failure {
     /// A command could not be started.
-    Spawn { command: String, error: std::io::Error },
+    Spawn {
+        command: String,
+        error: std::io::Error,
+    },
     /// A command ran and failed.
     Status { command: String, code: Option<i32> },
     /// Something must be installed by hand: the message says exactly how.
@@ -25,10 +28,16 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Spawn { command, error } => write!(f, "could not start `{command}`: {error}"),
-            Failure::Status { command, code: Some(code) } => {
+            Failure::Status {
+                command,
+                code: Some(code),
+            } => {
                 write!(f, "`{command}` failed with exit code {code}")
             }
-            Failure::Status { command, code: None } => {
+            Failure::Status {
+                command,
+                code: None,
+            } => {
                 write!(f, "`{command}` was killed by a signal")
             }
             Failure::Missing(what) => write!(f, "missing: {what}"),
@@ -65,7 +74,12 @@ pub struct Cmd {
 impl Cmd {
     /// Any program.
     pub fn new(program: impl Into<OsString>) -> Self {
-        Cmd { program: program.into(), args: Vec::new(), remove_env: Vec::new(), set_env: Vec::new() }
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            remove_env: Vec::new(),
+            set_env: Vec::new(),
+        }
     }
 
     /// `cargo <subcommand>`, with the cargo that runs xtask.
@@ -98,12 +112,16 @@ impl Cmd {
 
     /// `--package P` for each package.
     pub fn packages(self, packages: &[&str]) -> Self {
-        packages.iter().fold(self, |cmd, p| cmd.args(["--package", p]))
+        packages
+            .iter()
+            .fold(self, |cmd, p| cmd.args(["--package", p]))
     }
 
     /// `--exclude P` for each package.
     pub fn excluding(self, packages: &[&str]) -> Self {
-        packages.iter().fold(self, |cmd, p| cmd.args(["--exclude", p]))
+        packages
+            .iter()
+            .fold(self, |cmd, p| cmd.args(["--exclude", p]))
     }
 
     /// Builds for the bare-metal target, without inherited flags that are
@@ -149,14 +167,17 @@ impl Cmd {
     pub fn run(&self) -> Result<(), Failure> {
         let line = self.display();
         println!("$ {line}");
-        let status = self
-            .command()
-            .status()
-            .map_err(|error| Failure::Spawn { command: line.clone(), error })?;
+        let status = self.command().status().map_err(|error| Failure::Spawn {
+            command: line.clone(),
+            error,
+        })?;
         if status.success() {
             Ok(())
         } else {
-            Err(Failure::Status { command: line, code: status.code() })
+            Err(Failure::Status {
+                command: line,
+                code: status.code(),
+            })
         }
     }
 
@@ -164,6 +185,8 @@ impl Cmd {
     /// if it could not run or failed.
     pub fn output(&self) -> Option<String> {
         let out = self.command().output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

@@ -20,17 +20,20 @@
 #![no_main]
 
 use pvrt::hc;
-use pvrt::pv_abi::hypercall::{DomainInfo, DomctlOp};
 use pvrt::println;
+use pvrt::pv_abi::hypercall::{DomainInfo, DomctlOp};
 
 pvrt::entry!(main);
 
-const HELP: &str = "commands: help | list | modules | create <module> [mem_kib] [args...] | destroy <id> | \
+const HELP: &str =
+    "commands: help | list | modules | create <module> [mem_kib] [args...] | destroy <id> | \
 pause <id> | unpause <id> | free | sleep <ms> | poweroff";
 
 fn main() -> ! {
     println!("dom0 toolstack ready (type `help`)");
-    let autostart = pvrt::cmdline().split_ascii_whitespace().find_map(|w| w.strip_prefix("autostart="));
+    let autostart = pvrt::cmdline()
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("autostart="));
     for module in autostart.unwrap_or("").split(',').filter(|m| !m.is_empty()) {
         run(&["create", module]);
     }
@@ -83,7 +86,10 @@ mod heapless_words {
     }
 
     pub fn split(line: &str) -> Words<'_> {
-        let mut words = Words { words: [""; 16], len: 0 };
+        let mut words = Words {
+            words: [""; 16],
+            len: 0,
+        };
         for w in line.split_ascii_whitespace().take(16) {
             words.words[words.len] = w;
             words.len += 1;
@@ -194,8 +200,15 @@ fn list() {
             for info in infos.iter().take(total.min(32) as usize) {
                 let len = info.name.iter().position(|&b| b == 0).unwrap_or(32);
                 let name = core::str::from_utf8(&info.name[..len]).unwrap_or("?");
-                let state = if info.paused != 0 { "paused" } else { "running" };
-                println!("{:<3} {:<16} {:<9} {:<9} {}", info.id, name, info.frames, info.max_frames, state);
+                let state = if info.paused != 0 {
+                    "paused"
+                } else {
+                    "running"
+                };
+                println!(
+                    "{:<3} {:<16} {:<9} {:<9} {}",
+                    info.id, name, info.frames, info.max_frames, state
+                );
             }
         }
         Err(e) => println!("list: error: {}", e.name()),

@@ -112,7 +112,7 @@ impl Workload {
                 bad += 1;
             }
         }
-        if self.checks % 4 == 0 {
+        if self.checks.is_multiple_of(4) {
             let next = gen.wrapping_add(1);
             for w in 0..mem::WORDS {
                 mem::window_write(slot, w, pattern(gpfn, next, w));
@@ -125,7 +125,10 @@ impl Workload {
             }
         }
         if bad != 0 {
-            println!("MISMATCH in page gpfn {gpfn} (mfn {:#x}): {bad} words", mem::mfn_of(gpfn));
+            println!(
+                "MISMATCH in page gpfn {gpfn} (mfn {:#x}): {bad} words",
+                mem::mfn_of(gpfn)
+            );
             self.mismatches += 1;
         }
         self.checks += 1;
@@ -146,11 +149,17 @@ impl Workload {
 fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
     match result {
         Err(e) if e == expected => {
-            println!("probe {test} ({what}): refused with `{}` as expected", e.name());
+            println!(
+                "probe {test} ({what}): refused with `{}` as expected",
+                e.name()
+            );
             let _ = hc::report(Report::ExpectedRefusal, test);
         }
         other => {
-            println!("probe {test} ({what}): expected `{}`, got {other:?}", expected.name());
+            println!(
+                "probe {test} ({what}): expected `{}`, got {other:?}",
+                expected.name()
+            );
             let _ = hc::report(Report::UnexpectedResult, test);
         }
     }
@@ -159,21 +168,70 @@ fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
 fn probes() {
     let si = start_info();
     // 1. A privileged hypercall.
-    expect(1, "domctl from a domU", hc::domctl_id(DomctlOp::Destroy, 0), Error::Permission);
+    expect(
+        1,
+        "domctl from a domU",
+        hc::domctl_id(DomctlOp::Destroy, 0),
+        Error::Permission,
+    );
     // 2. Mapping a frame it does not own (frame 0: firmware memory).
-    let req = MmuUpdate { ptr: si.window_pte_maddr, val: PTE_P | PTE_US | PTE_NX };
-    expect(2, "map a frame it does not own", hc::mmu_update(&[req]), Error::NotOwner);
+    let req = MmuUpdate {
+        ptr: si.window_pte_maddr,
+        val: PTE_P | PTE_US | PTE_NX,
+    };
+    expect(
+        2,
+        "map a frame it does not own",
+        hc::mmu_update(&[req]),
+        Error::NotOwner,
+    );
     // 3. A writable mapping of its own L4.
-    let req = MmuUpdate { ptr: si.window_pte_maddr, val: (si.l4_mfn << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX };
-    expect(3, "writable mapping of its own page table", hc::mmu_update(&[req]), Error::TypeViolation);
+    let req = MmuUpdate {
+        ptr: si.window_pte_maddr,
+        val: (si.l4_mfn << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX,
+    };
+    expect(
+        3,
+        "writable mapping of its own page table",
+        hc::mmu_update(&[req]),
+        Error::TypeViolation,
+    );
     // 4. A pointer outside its memory (an unmapped address and the
     //    hypervisor's half).
     // SAFETY: the hypervisor must refuse these pointers without writing.
-    let r = unsafe { hc::raw(pvrt::pv_abi::hypercall::Hypercall::ConsoleWrite as u64, 0x7000_0000_0000, 16, 0, 0, 0) };
-    expect(4, "console_write from an unmapped address", decode(r), Error::BadAddress);
+    let r = unsafe {
+        hc::raw(
+            pvrt::pv_abi::hypercall::Hypercall::ConsoleWrite as u64,
+            0x7000_0000_0000,
+            16,
+            0,
+            0,
+            0,
+        )
+    };
+    expect(
+        4,
+        "console_write from an unmapped address",
+        decode(r),
+        Error::BadAddress,
+    );
     // SAFETY: as above.
-    let r = unsafe { hc::raw(pvrt::pv_abi::hypercall::Hypercall::SysInfo as u64, 0xffff_8000_0000_0000, 40, 0, 0, 0) };
-    expect(5, "sysinfo into the hypervisor's memory", decode(r), Error::BadAddress);
+    let r = unsafe {
+        hc::raw(
+            pvrt::pv_abi::hypercall::Hypercall::SysInfo as u64,
+            0xffff_8000_0000_0000,
+            40,
+            0,
+            0,
+            0,
+        )
+    };
+    expect(
+        5,
+        "sysinfo into the hypervisor's memory",
+        decode(r),
+        Error::BadAddress,
+    );
 }
 
 fn decode(rax: i64) -> Result<u64, Error> {
@@ -190,11 +248,21 @@ fn main() -> ! {
     let probe = cmdline.split_ascii_whitespace().any(|w| w == "probe");
     let fault = cmdline.split_ascii_whitespace().any(|w| w == "fault");
     let pages = ((si.nr_pages - si.first_free_gpfn) as usize).min(MAX_PAGES);
-    println!("domU {} up: {} pages under test, args `{cmdline}`", si.domid, pages);
+    println!(
+        "domU {} up: {} pages under test, args `{cmdline}`",
+        si.domid, pages
+    );
     if probe {
         probes();
     }
-    let mut work = Workload { first: si.first_free_gpfn, pages, checks: 0, mismatches: 0, remaps: 0, rng: 0x1234_5678 ^ si.domid };
+    let mut work = Workload {
+        first: si.first_free_gpfn,
+        pages,
+        checks: 0,
+        mismatches: 0,
+        remaps: 0,
+        rng: 0x1234_5678 ^ si.domid,
+    };
     work.fill_all();
     let hz = hc::sysinfo().map(|i| i.tick_hz).unwrap_or(100).max(1);
     let mut last_beat = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
@@ -209,7 +277,7 @@ fn main() -> ! {
         if now.wrapping_sub(last_beat) >= hz {
             last_beat = now;
             beats += 1;
-            if beats % 8 == 0 {
+            if beats.is_multiple_of(8) {
                 work.sweep();
             }
             println!(

@@ -46,12 +46,24 @@ fn call(nr: Hypercall, a0: u64, a1: u64, a2: u64, a3: u64) -> HcResult {
 
 /// Prints `bytes` on the console.
 pub fn console_write(bytes: &[u8]) -> HcResult {
-    call(Hypercall::ConsoleWrite, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0)
+    call(
+        Hypercall::ConsoleWrite,
+        bytes.as_ptr() as u64,
+        bytes.len() as u64,
+        0,
+        0,
+    )
 }
 
 /// Reads waiting console input into `buf`.
 pub fn console_read(buf: &mut [u8]) -> HcResult {
-    call(Hypercall::ConsoleRead, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0)
+    call(
+        Hypercall::ConsoleRead,
+        buf.as_mut_ptr() as u64,
+        buf.len() as u64,
+        0,
+        0,
+    )
 }
 
 /// Gives up the time slice.
@@ -61,7 +73,13 @@ pub fn yield_now() {
 
 /// Writes page-table entries.
 pub fn mmu_update(reqs: &[MmuUpdate]) -> HcResult {
-    call(Hypercall::MmuUpdate, reqs.as_ptr() as u64, reqs.len() as u64, 0, 0)
+    call(
+        Hypercall::MmuUpdate,
+        reqs.as_ptr() as u64,
+        reqs.len() as u64,
+        0,
+        0,
+    )
 }
 
 /// Pins a page table.
@@ -81,12 +99,24 @@ pub fn new_baseptr(mfn: u64) -> HcResult {
 
 /// Asks for `out.len()` new frames.
 pub fn increase_reservation(out: &mut [u64]) -> HcResult {
-    call(Hypercall::IncreaseReservation, out.as_mut_ptr() as u64, out.len() as u64, 0, 0)
+    call(
+        Hypercall::IncreaseReservation,
+        out.as_mut_ptr() as u64,
+        out.len() as u64,
+        0,
+        0,
+    )
 }
 
 /// Gives frames back.
 pub fn decrease_reservation(mfns: &[u64]) -> HcResult {
-    call(Hypercall::DecreaseReservation, mfns.as_ptr() as u64, mfns.len() as u64, 0, 0)
+    call(
+        Hypercall::DecreaseReservation,
+        mfns.as_ptr() as u64,
+        mfns.len() as u64,
+        0,
+        0,
+    )
 }
 
 /// Creates a domain from boot module `name` with `mem_kib` of memory.
@@ -98,7 +128,13 @@ pub fn domctl_create(name: &str, mem_kib: u64, cmdline: &str) -> HcResult {
     buf[..n].copy_from_slice(&name.as_bytes()[..n]);
     let c = cmdline.len().min(buf.len() - n - 2);
     buf[n + 1..n + 1 + c].copy_from_slice(&cmdline.as_bytes()[..c]);
-    call(Hypercall::Domctl, DomctlOp::Create as u64, buf.as_ptr() as u64, (n + 1 + c) as u64, mem_kib)
+    call(
+        Hypercall::Domctl,
+        DomctlOp::Create as u64,
+        buf.as_ptr() as u64,
+        (n + 1 + c) as u64,
+        mem_kib,
+    )
 }
 
 /// A domctl on domain `id` (destroy, pause, unpause).
@@ -108,12 +144,24 @@ pub fn domctl_id(op: DomctlOp, id: u64) -> HcResult {
 
 /// Lists domains into `out`; returns how many there are.
 pub fn domctl_list(out: &mut [DomainInfo]) -> HcResult {
-    call(Hypercall::Domctl, DomctlOp::List as u64, out.as_mut_ptr() as u64, out.len() as u64, 0)
+    call(
+        Hypercall::Domctl,
+        DomctlOp::List as u64,
+        out.as_mut_ptr() as u64,
+        out.len() as u64,
+        0,
+    )
 }
 
 /// The boot-module names, newline separated, into `buf`; returns the length.
 pub fn domctl_modules(buf: &mut [u8]) -> HcResult {
-    call(Hypercall::Domctl, DomctlOp::Modules as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0)
+    call(
+        Hypercall::Domctl,
+        DomctlOp::Modules as u64,
+        buf.as_mut_ptr() as u64,
+        buf.len() as u64,
+        0,
+    )
 }
 
 /// Ends this domain.

@@ -20,7 +20,7 @@ pub fn mfn_of(gpfn: u64) -> u64 {
     let list = PHYSMAP_VA + si.mfn_list_gpfn * 4096;
     // SAFETY: the builder maps the mfn list (nr_pages u64s) read-write in the
     // physmap and never changes it; the index is checked.
-    unsafe { core::ptr::read_volatile((list as *const u64).add(gpfn as usize)) }
+    unsafe { core::ptr::read_volatile((list as *const u64).wrapping_add(gpfn as usize)) }
 }
 
 fn free_page_ptr(gpfn: u64) -> *mut u64 {
@@ -37,14 +37,14 @@ pub fn read(gpfn: u64, index: usize) -> u64 {
     assert!(index < WORDS);
     // SAFETY: free pages are mapped read-write in the physmap (builder
     // contract) and only accessed through this module, word by word.
-    unsafe { core::ptr::read_volatile(free_page_ptr(gpfn).add(index)) }
+    unsafe { core::ptr::read_volatile(free_page_ptr(gpfn).wrapping_add(index)) }
 }
 
 /// Writes word `index` of free page `gpfn`.
 pub fn write(gpfn: u64, index: usize, value: u64) {
     assert!(index < WORDS);
     // SAFETY: as in `read`.
-    unsafe { core::ptr::write_volatile(free_page_ptr(gpfn).add(index), value) }
+    unsafe { core::ptr::write_volatile(free_page_ptr(gpfn).wrapping_add(index), value) }
 }
 
 /// Reads word `index` of window page `page` (which must be mapped).
@@ -53,7 +53,7 @@ pub fn window_read(page: u64, index: usize) -> u64 {
     let va = start_info().window_va + page * 4096;
     // SAFETY: the caller mapped this window page through mmu_update; a
     // read of an unmapped page faults and ends the domain, nothing worse.
-    unsafe { core::ptr::read_volatile((va as *const u64).add(index)) }
+    unsafe { core::ptr::read_volatile((va as *const u64).wrapping_add(index)) }
 }
 
 /// Writes word `index` of window page `page` (which must be mapped writable).
@@ -61,7 +61,7 @@ pub fn window_write(page: u64, index: usize, value: u64) {
     assert!(page < WINDOW_PAGES && index < WORDS);
     let va = start_info().window_va + page * 4096;
     // SAFETY: as in `window_read`.
-    unsafe { core::ptr::write_volatile((va as *mut u64).add(index), value) }
+    unsafe { core::ptr::write_volatile((va as *mut u64).wrapping_add(index), value) }
 }
 
 /// Reads entry `index` of the page-table page `gpfn` (mapped read-only).
@@ -69,7 +69,9 @@ pub fn read_pte(gpfn: u64, index: usize) -> u64 {
     let si = start_info();
     assert!(gpfn >= si.pt_first_gpfn && gpfn < si.pt_first_gpfn + si.pt_count && index < WORDS);
     // SAFETY: the builder maps page tables read-only in the physmap.
-    unsafe { core::ptr::read_volatile(((PHYSMAP_VA + gpfn * 4096) as *const u64).add(index)) }
+    unsafe {
+        core::ptr::read_volatile(((PHYSMAP_VA + gpfn * 4096) as *const u64).wrapping_add(index))
+    }
 }
 
 /// Reads a byte at any guest virtual address (used by fault tests).

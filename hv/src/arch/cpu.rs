@@ -29,6 +29,23 @@ pub fn cr3() -> u64 {
     value
 }
 
+const FS_BASE: u32 = 0xc000_0100;
+const GS_BASE: u32 = 0xc000_0101;
+
+/// Loads a guest's FS and GS bases (the hypervisor itself uses neither).
+pub fn set_guest_segment_bases(fs: u64, gs: u64) {
+    // Non-canonical values would fault on wrmsr: the hypercall only accepts
+    // lower-half addresses, and so does this function.
+    let fs = if fs < 0x0000_8000_0000_0000 { fs } else { 0 };
+    let gs = if gs < 0x0000_8000_0000_0000 { gs } else { 0 };
+    // SAFETY: FS_BASE and GS_BASE exist on every x86_64 CPU; canonical
+    // values (checked) are valid; the hypervisor does not use FS or GS.
+    unsafe {
+        wrmsr(FS_BASE, fs);
+        wrmsr(GS_BASE, gs);
+    }
+}
+
 /// Disables interrupts and halts forever.
 pub fn halt_forever() -> ! {
     loop {
@@ -54,7 +71,9 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     let lo: u32;
     let hi: u32;
     // SAFETY: the caller guarantees the MSR exists; rdmsr touches no memory.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    }
     (u64::from(hi) << 32) | u64::from(lo)
 }
 

@@ -36,7 +36,11 @@ pub struct FwFile {
 impl FwFile {
     /// The file name, e.g. `opt/hvlu/domu`.
     pub fn name(&self) -> &str {
-        let len = self.name.iter().position(|&b| b == 0).unwrap_or(self.name.len());
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
         core::str::from_utf8(&self.name[..len]).unwrap_or("")
     }
 }
@@ -50,8 +54,19 @@ pub enum FwCfgError {
     NoDma,
     /// The device reported a DMA error.
     Dma,
-    /// The destination is not writable RAM.
-    Destination(phys::PhysError),
+    /// The destination buffer is not in the direct map.
+    NotDirectMapped,
+}
+
+impl core::fmt::Display for FwCfgError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FwCfgError::Absent => "no fw_cfg device",
+            FwCfgError::NoDma => "the fw_cfg device has no DMA interface",
+            FwCfgError::Dma => "the fw_cfg device reported a DMA error",
+            FwCfgError::NotDirectMapped => "the buffer is not in the direct map",
+        })
+    }
 }
 
 fn select(key: u16) {
@@ -110,7 +125,11 @@ struct DmaAccess {
     address: u64,
 }
 
-static mut DMA: DmaAccess = DmaAccess { control: 0, length: 0, address: 0 };
+static mut DMA: DmaAccess = DmaAccess {
+    control: 0,
+    length: 0,
+    address: 0,
+};
 
 fn dma(control: u32, length: u32, address: u64) -> Result<(), FwCfgError> {
     let desc = core::ptr::addr_of_mut!(DMA);
@@ -144,19 +163,16 @@ fn dma(control: u32, length: u32, address: u64) -> Result<(), FwCfgError> {
     }
 }
 
-/// Copies file `file`, from offset 0, into physical memory at `paddr`
-/// (`file.size` bytes), which must be RAM that [`phys::write`] may touch.
-pub fn read_file_to_phys(file: &FwFile, paddr: u64) -> Result<(), FwCfgError> {
-    phys::zero(paddr, u64::from(file.size)).map_err(FwCfgError::Destination)?;
-    dma((u32::from(file.select) << 16) | DMA_SELECT | DMA_READ, file.size, paddr)
-}
-
 /// Copies file `file` into `buf` (its first `buf.len()` bytes).
 pub fn read_file(file: &FwFile, buf: &mut [u8]) -> Result<(), FwCfgError> {
     let len = buf.len().min(file.size as usize) as u32;
-    let paddr = phys::direct_map_to_phys(buf.as_mut_ptr() as u64).ok_or(FwCfgError::NoDma)?;
-    let result = dma((u32::from(file.select) << 16) | DMA_SELECT | DMA_READ, len, paddr);
+    let paddr =
+        phys::direct_map_to_phys(buf.as_mut_ptr() as u64).ok_or(FwCfgError::NotDirectMapped)?;
+    let result = dma(
+        (u32::from(file.select) << 16) | DMA_SELECT | DMA_READ,
+        len,
+        paddr,
+    );
     compiler_fence(Ordering::SeqCst);
     result
 }
-

@@ -132,7 +132,10 @@ pub fn init() {
         let gdt = &mut *core::ptr::addr_of_mut!(GDT);
         gdt[5] = tss_lo;
         gdt[6] = tss_hi;
-        let gdt_ptr = Pointer { limit: (size_of::<[u64; 7]>() - 1) as u16, base: gdt.as_ptr() as u64 };
+        let gdt_ptr = Pointer {
+            limit: (size_of::<[u64; 7]>() - 1) as u16,
+            base: gdt.as_ptr() as u64,
+        };
         asm!("lgdt [{}]", in(reg) &gdt_ptr, options(readonly, nostack, preserves_flags));
         // Reload CS through a far return, then the data segments and TR.
         asm!(
@@ -172,12 +175,18 @@ pub fn init() {
                 _reserved: 0,
             };
         }
-        let idt_ptr = Pointer { limit: (size_of::<[Gate; 256]>() - 1) as u16, base: idt.as_ptr() as u64 };
+        let idt_ptr = Pointer {
+            limit: (size_of::<[Gate; 256]>() - 1) as u16,
+            base: idt.as_ptr() as u64,
+        };
         asm!("lidt [{}]", in(reg) &idt_ptr, options(readonly, nostack, preserves_flags));
 
         trap::set_syscall_stack(kernel_stack_top());
         wrmsr(EFER, super::cpu::rdmsr(EFER) | 1); // SCE
-        wrmsr(STAR, (u64::from(KERNEL_DS & !3 | 3) << 48) | (u64::from(KERNEL_CS) << 32));
+        wrmsr(
+            STAR,
+            (u64::from(KERNEL_DS & !3 | 3) << 48) | (u64::from(KERNEL_CS) << 32),
+        );
         wrmsr(LSTAR, trap::syscall_entry_addr());
         // Clear IF, TF, DF and AC on entry.
         wrmsr(SFMASK, (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18));

@@ -34,14 +34,17 @@ extern "C" {
 /// The physical range `[start, end)` the running image occupies.
 pub fn image_range() -> (u64, u64) {
     let shift = PHYS_SHIFT.load(Ordering::Relaxed);
-    // SAFETY: only the addresses of the linker-defined symbols are taken.
-    let (start, end) = unsafe {
-        (core::ptr::addr_of!(__image_start_phys) as u64, core::ptr::addr_of!(__image_end_phys) as u64)
-    };
+    // Only the addresses of the linker-defined symbols are taken.
+    let (start, end) = (
+        core::ptr::addr_of!(__image_start_phys) as u64,
+        core::ptr::addr_of!(__image_end_phys) as u64,
+    );
     (start.wrapping_add(shift), end.wrapping_add(shift))
 }
 
 /// The physical address of an object of the image (code, data, bss).
 pub fn kernel_virt_to_phys(vaddr: u64) -> u64 {
-    vaddr.wrapping_sub(KERNEL_VBASE).wrapping_add(PHYS_SHIFT.load(Ordering::Relaxed))
+    vaddr
+        .wrapping_sub(KERNEL_VBASE)
+        .wrapping_add(PHYS_SHIFT.load(Ordering::Relaxed))
 }

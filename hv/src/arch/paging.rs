@@ -88,6 +88,28 @@ pub enum PagingError {
     Phys(PhysError),
 }
 
+impl core::fmt::Display for PagingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PagingError::OutOfFrames => {
+                f.write_str("the boot allocator has no frame left for page tables")
+            }
+            PagingError::Phys(e) => write!(f, "cannot write a page table: {e}"),
+        }
+    }
+}
+
+impl core::fmt::Display for LoadRootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadRootError::ForeignUpperHalf => {
+                f.write_str("its hypervisor slots differ from the hypervisor's own")
+            }
+            LoadRootError::Phys(e) => write!(f, "cannot read it: {e}"),
+        }
+    }
+}
+
 impl From<PhysError> for PagingError {
     fn from(e: PhysError) -> Self {
         PagingError::Phys(e)
@@ -114,7 +136,10 @@ pub fn build_and_load(
         let mut pa = start & !(TWO_MIB - 1);
         while pa < end {
             let pd = walk_create(root, DIRECT_MAP_BASE + pa, 2, alloc)?;
-            phys::write_u64(pd + 8 * index(DIRECT_MAP_BASE + pa, 2), pa | PTE_P | PTE_RW | PTE_PS | PTE_G | PTE_NX)?;
+            phys::write_u64(
+                pd + 8 * index(DIRECT_MAP_BASE + pa, 2),
+                pa | PTE_P | PTE_RW | PTE_PS | PTE_G | PTE_NX,
+            )?;
             pa += TWO_MIB;
         }
         limit = limit.max(pa);
@@ -123,11 +148,19 @@ pub fn build_and_load(
     // The local APIC's registers, uncached, at their direct-map address.
     let lapic_va = DIRECT_MAP_BASE + super::lapic::LAPIC_PHYS;
     let pt = walk_create(root, lapic_va, 1, alloc)?;
-    phys::write_u64(pt + 8 * index(lapic_va, 1), super::lapic::LAPIC_PHYS | PTE_P | PTE_RW | PTE_PCD | PTE_PWT | PTE_NX)?;
+    phys::write_u64(
+        pt + 8 * index(lapic_va, 1),
+        super::lapic::LAPIC_PHYS | PTE_P | PTE_RW | PTE_PCD | PTE_PWT | PTE_NX,
+    )?;
 
     // SAFETY: only the addresses of linker-defined symbols are taken.
     let (text, text_end, ro, ro_end) = unsafe {
-        (sym(&__text_start), sym(&__text_end), sym(&__rodata_start), sym(&__rodata_end))
+        (
+            sym(&__text_start),
+            sym(&__text_end),
+            sym(&__rodata_start),
+            sym(&__rodata_end),
+        )
     };
     let (_, img_end) = image_range();
     // Map every page of the image's upper-half part (from .text on).

@@ -79,12 +79,37 @@ pub enum PhysError {
     TooManyClaims,
 }
 
+impl core::fmt::Display for PhysError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PhysError::Unmapped { paddr, len } => {
+                write!(
+                    f,
+                    "{len} bytes at {paddr:#x} are not in the direct map (or misaligned)"
+                )
+            }
+            PhysError::Private { paddr, len } => {
+                write!(
+                    f,
+                    "{len} bytes at {paddr:#x} belong to the hypervisor's own data or image"
+                )
+            }
+            PhysError::TooManyClaims => f.write_str("too many claimed ranges"),
+        }
+    }
+}
+
 fn check(paddr: u64, len: u64) -> Result<(), PhysError> {
-    let end = paddr.checked_add(len).ok_or(PhysError::Unmapped { paddr, len })?;
+    let end = paddr
+        .checked_add(len)
+        .ok_or(PhysError::Unmapped { paddr, len })?;
     if end > LIMIT.load(Ordering::Relaxed) {
         return Err(PhysError::Unmapped { paddr, len });
     }
-    let (img, img_end) = (IMAGE[0].load(Ordering::Relaxed), IMAGE[1].load(Ordering::Relaxed));
+    let (img, img_end) = (
+        IMAGE[0].load(Ordering::Relaxed),
+        IMAGE[1].load(Ordering::Relaxed),
+    );
     if overlaps(paddr, end, img, img_end)
         || claims().iter().any(|&(s, e)| overlaps(paddr, end, s, e))
     {
@@ -100,7 +125,9 @@ pub fn read(paddr: u64, buf: &mut [u8]) -> Result<(), PhysError> {
     // and is not part of any Rust object of the hypervisor (not claimed, not
     // the image), so no reference aliases it; volatile-free copy of plain
     // bytes. Single CPU: no concurrent writer.
-    unsafe { core::ptr::copy_nonoverlapping(virt(paddr) as *const u8, buf.as_mut_ptr(), buf.len()) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(virt(paddr) as *const u8, buf.as_mut_ptr(), buf.len())
+    };
     Ok(())
 }
 
@@ -136,29 +163,13 @@ pub fn zero(paddr: u64, len: u64) -> Result<(), PhysError> {
     Ok(())
 }
 
-/// Runs `f` on the 512 entries of the page-table frame at `paddr`.
-///
-/// The reference does not outlive `f`, and nothing in the hypervisor writes
-/// physical memory while `f` runs unless `f` itself does so through this
-/// module — which the borrow of the entries does not allow for this frame.
-pub fn with_table<R>(paddr: u64, f: impl FnOnce(&[u64; 512]) -> R) -> Result<R, PhysError> {
-    check(paddr, 4096)?;
-    if paddr % 4096 != 0 {
-        return Err(PhysError::Unmapped { paddr, len: 4096 });
-    }
-    // SAFETY: the frame is mapped, aligned, and not part of any Rust object;
-    // single CPU, so no other writer runs while the shared reference lives.
-    let table = unsafe { &*(virt(paddr) as *const [u64; 512]) };
-    Ok(f(table))
-}
-
 /// Takes ownership of `len` bytes of RAM at `paddr` as Rust data, zeroed.
 ///
 /// The range must be mapped, page aligned, and must not overlap the image or
 /// an earlier claim. It stays claimed for the life of this hypervisor.
 pub fn claim(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
     check(paddr, len)?;
-    if paddr % 4096 != 0 {
+    if !paddr.is_multiple_of(4096) {
         return Err(PhysError::Unmapped { paddr, len });
     }
     let n = CLAIM_COUNT.load(Ordering::Relaxed) as usize;
@@ -203,7 +214,7 @@ unsafe impl ZeroValid for frame_ownership::FrameInfo {}
 /// Claims `count` values of `T` at `paddr` (see [`claim`]), zeroed.
 pub fn claim_slice<T: ZeroValid>(paddr: u64, count: usize) -> Result<&'static mut [T], PhysError> {
     let len = (count * core::mem::size_of::<T>()) as u64;
-    if paddr % core::mem::align_of::<T>() as u64 != 0 {
+    if !paddr.is_multiple_of(core::mem::align_of::<T>() as u64) {
         return Err(PhysError::Unmapped { paddr, len });
     }
     let bytes = claim(paddr, len)?;
@@ -244,7 +255,9 @@ pub fn as_bytes<T: ZeroValid>(value: &T) -> &[u8] {
     // SAFETY: `ZeroValid` types are plain integers without padding-derived
     // invariants; reading their bytes is reading initialised integers. The
     // borrow of `value` covers the returned slice.
-    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
+    unsafe {
+        core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>())
+    }
 }
 
 // SAFETY: StartInfo is `#[repr(C)]` of u64s and a byte array: no padding,

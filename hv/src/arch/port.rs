@@ -10,7 +10,9 @@ use core::arch::asm;
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller guarantees the write is valid for the device; `out`
     // touches no memory.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Reads one byte from an I/O port.
@@ -21,7 +23,9 @@ pub unsafe fn outb(port: u16, value: u8) {
 pub unsafe fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: the caller owns the device; `in` touches no memory.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
+    }
     value
 }
 
@@ -31,7 +35,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 /// As for [`outb`].
 pub unsafe fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Writes a 16-bit value to an I/O port.
@@ -40,5 +46,7 @@ pub unsafe fn outl(port: u16, value: u32) {
 /// As for [`outb`].
 pub unsafe fn outw(port: u16, value: u16) {
     // SAFETY: as for `outb`.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    }
 }

@@ -57,7 +57,7 @@ pub const RFLAGS_IF: u64 = 1 << 9;
 
 impl TrapFrame {
     /// Whether the interrupted context ran in ring 3 (a guest).
-    pub fn from_user(&self) -> bool {
+    pub fn user_mode(&self) -> bool {
         self.cs & 3 == 3
     }
 
@@ -94,7 +94,7 @@ pub fn stub(vector: usize) -> u64 {
 
 /// The entry point for `syscall`, for LSTAR.
 pub fn syscall_entry_addr() -> u64 {
-    syscall_entry as usize as u64
+    syscall_entry as *const () as u64
 }
 
 /// The top of the stack that `syscall` switches to. Written once at boot.

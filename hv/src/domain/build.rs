@@ -58,6 +58,26 @@ pub enum BuildError {
     Phys(phys::PhysError),
 }
 
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BuildError::BadElf(why) => write!(f, "bad guest image: {why}"),
+            BuildError::SegmentOutOfRange { vaddr, memsz } => write!(
+                f,
+                "segment at {vaddr:#x} ({memsz:#x} bytes) is outside {IMAGE_BASE:#x}..{IMAGE_LIMIT:#x}"
+            ),
+            BuildError::TooSmall { pages, needed } => {
+                write!(f, "{pages} pages is too little memory: at least {needed} are needed")
+            }
+            BuildError::NoMemory { pages, free } => {
+                write!(f, "{pages} pages asked for, {free} free")
+            }
+            BuildError::Refused(e) => write!(f, "the frametable pass refused the new domain: {e}"),
+            BuildError::Phys(e) => write!(f, "cannot write guest memory: {e}"),
+        }
+    }
+}
+
 impl From<phys::PhysError> for BuildError {
     fn from(e: phys::PhysError) -> Self {
         BuildError::Phys(e)
@@ -103,7 +123,11 @@ fn plan(pages: u64, image_end: u64) -> Layout {
     for va in [START_INFO_VA, STACK_TOP - STACK_PAGES * 4096]
         .into_iter()
         .chain((IMAGE_BASE..image_end).step_by(2 << 20))
-        .chain([image_end - 1, WINDOW_VA, WINDOW_VA + WINDOW_PAGES * 4096 - 1])
+        .chain([
+            image_end - 1,
+            WINDOW_VA,
+            WINDOW_VA + WINDOW_PAGES * 4096 - 1,
+        ])
     {
         let slot = va >> 21;
         if !l1_low.contains(&slot) {
@@ -158,12 +182,20 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
     let mut image_end = IMAGE_BASE + 4096;
     for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
         let end = ph.p_vaddr.checked_add(ph.p_memsz);
-        if ph.p_vaddr < IMAGE_BASE || end.is_none_or(|e| e > IMAGE_LIMIT) || ph.p_filesz > ph.p_memsz {
-            return Err(BuildError::SegmentOutOfRange { vaddr: ph.p_vaddr, memsz: ph.p_memsz });
+        if ph.p_vaddr < IMAGE_BASE
+            || end.is_none_or(|e| e > IMAGE_LIMIT)
+            || ph.p_filesz > ph.p_memsz
+        {
+            return Err(BuildError::SegmentOutOfRange {
+                vaddr: ph.p_vaddr,
+                memsz: ph.p_memsz,
+            });
         }
         let file_end = ph.p_offset.checked_add(ph.p_filesz);
         if file_end.is_none_or(|e| e > spec.image.len() as u64) {
-            return Err(BuildError::BadElf("a segment lies beyond the end of the file"));
+            return Err(BuildError::BadElf(
+                "a segment lies beyond the end of the file",
+            ));
         }
         image_end = image_end.max(end.unwrap_or(0));
     }
@@ -174,10 +206,16 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
     let layout = plan(spec.pages, image_end);
     let needed = layout.first_free + MIN_FREE_PAGES;
     if spec.pages < needed {
-        return Err(BuildError::TooSmall { pages: spec.pages, needed });
+        return Err(BuildError::TooSmall {
+            pages: spec.pages,
+            needed,
+        });
     }
     if mem.pages.free_frames() < spec.pages {
-        return Err(BuildError::NoMemory { pages: spec.pages, free: mem.pages.free_frames() });
+        return Err(BuildError::NoMemory {
+            pages: spec.pages,
+            free: mem.pages.free_frames(),
+        });
     }
     let mut p2m = Vec::with_capacity(spec.pages as usize);
     for _ in 0..spec.pages {
@@ -187,7 +225,9 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
         }
     }
     let guest = Guest { p2m };
-    match write_guest(spec, &elf, &layout, &guest).and_then(|frame| adopt(spec, &layout, guest, frame, mem)) {
+    match write_guest(spec, &elf, &layout, &guest)
+        .and_then(|frame| adopt(spec, &layout, guest, frame, mem))
+    {
         Ok(domain) => Ok(domain),
         Err((e, p2m)) => {
             for &mfn in &p2m {
@@ -202,7 +242,12 @@ type Failed = (BuildError, Vec<u64>);
 
 /// Writes every frame of the guest: zeroes, image, start info, mfn list,
 /// page tables. Returns the initial register frame.
-fn write_guest(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) -> Result<TrapFrame, Failed> {
+fn write_guest(
+    spec: &Spec<'_>,
+    elf: &Elf<'_>,
+    layout: &Layout,
+    guest: &Guest,
+) -> Result<TrapFrame, Failed> {
     let fail = |e: BuildError| (e, guest.p2m.clone());
     let result = (|| -> Result<TrapFrame, BuildError> {
         for gpfn in 0..spec.pages {
@@ -235,7 +280,12 @@ fn write_guest(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) -
     result.map_err(fail)
 }
 
-fn write_tables(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) -> Result<TrapFrame, BuildError> {
+fn write_tables(
+    spec: &Spec<'_>,
+    elf: &Elf<'_>,
+    layout: &Layout,
+    guest: &Guest,
+) -> Result<TrapFrame, BuildError> {
     // Page-table gpfns, in run order: L1 low, L1 physmap, L2 low, L2 physmap, L3 low, L3 physmap, L4.
     let l1_low0 = layout.pt_first;
     let l1_phys0 = l1_low0 + layout.l1_low.len() as u64;
@@ -248,7 +298,7 @@ fn write_tables(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) 
     let is_table = |gpfn: u64| (layout.pt_first..layout.first_free).contains(&gpfn);
 
     // L4: the guest's two slots and the hypervisor's upper half.
-    guest.set(l4, (0u64 >> 39) & 511, guest.maddr(l3_low) | TABLE)?;
+    guest.set(l4, 0, guest.maddr(l3_low) | TABLE)?;
     guest.set(l4, (PHYSMAP_VA >> 39) & 511, guest.maddr(l3_phys) | TABLE)?;
     for (i, slot) in paging::hv_slots()?.iter().enumerate() {
         guest.set(l4, (paging::HV_FIRST_SLOT + i) as u64, *slot)?;
@@ -259,12 +309,20 @@ fn write_tables(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) 
         guest.set(l2_low, *slot, guest.maddr(l1_low0 + i as u64) | TABLE)?;
     }
     let map_low = |va: u64, gpfn: u64, flags: u64| -> Result<(), BuildError> {
-        let i = layout.l1_low.iter().position(|s| *s == va >> 21).unwrap_or(0) as u64;
+        let i = layout
+            .l1_low
+            .iter()
+            .position(|s| *s == va >> 21)
+            .unwrap_or(0) as u64;
         guest.set(l1_low0 + i, (va >> 12) & 511, guest.maddr(gpfn) | flags)
     };
     map_low(START_INFO_VA, 0, DATA_RW)?;
     for p in 0..layout.stack.1 {
-        map_low(STACK_TOP - (layout.stack.1 - p) * 4096, layout.stack.0 + p, DATA_RW)?;
+        map_low(
+            STACK_TOP - (layout.stack.1 - p) * 4096,
+            layout.stack.0 + p,
+            DATA_RW,
+        )?;
     }
     for p in 0..layout.image.1 {
         let va = IMAGE_BASE + p * 4096;
@@ -272,7 +330,10 @@ fn write_tables(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) 
         // permissive if two share it).
         let mut flags = PTE_P | PTE_US | PTE_NX;
         for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
-            let (start, end) = (ph.p_vaddr & !4095, (ph.p_vaddr + ph.p_memsz).div_ceil(4096) * 4096);
+            let (start, end) = (
+                ph.p_vaddr & !4095,
+                (ph.p_vaddr + ph.p_memsz).div_ceil(4096) * 4096,
+            );
             if (start..end).contains(&va) {
                 if ph.p_flags & 2 != 0 {
                     flags |= PTE_RW;
@@ -286,7 +347,11 @@ fn write_tables(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) 
     }
     // Physmap: every page, tables read-only.
     for j in 0..layout.l2_physmap {
-        guest.set(l3_phys, ((PHYSMAP_VA >> 30) & 511) + j, guest.maddr(l2_phys0 + j) | TABLE)?;
+        guest.set(
+            l3_phys,
+            ((PHYSMAP_VA >> 30) & 511) + j,
+            guest.maddr(l2_phys0 + j) | TABLE,
+        )?;
     }
     for k in 0..layout.l1_physmap {
         let l2 = l2_phys0 + k / 512;
@@ -298,7 +363,12 @@ fn write_tables(spec: &Spec<'_>, elf: &Elf<'_>, layout: &Layout, guest: &Guest) 
     }
 
     // The start-info page.
-    let window_l1 = l1_low0 + layout.l1_low.iter().position(|s| *s == WINDOW_VA >> 21).unwrap_or(0) as u64;
+    let window_l1 = l1_low0
+        + layout
+            .l1_low
+            .iter()
+            .position(|s| *s == WINDOW_VA >> 21)
+            .unwrap_or(0) as u64;
     let mut si = StartInfo {
         magic: START_INFO_MAGIC,
         domid: u64::from(spec.id.0),
@@ -348,11 +418,12 @@ fn adopt(
     // Runs straight from the plan: everything is data except the tables.
     let l4 = Mfn(domain.p2m[(layout.first_free - 1) as usize]);
     let kinds = table_kinds(layout);
-    let runs = runs_of(&domain.p2m, |gpfn| kinds(gpfn));
+    let runs = runs_of(&domain.p2m, kinds);
     let pinned = [(l4, RunKind::L4)];
     let cr3 = [l4];
     let view = DomainView::new(spec.id, &runs, &[], &pinned, &cr3);
-    let layout_view = match MachineLayout::new(&mem.ram, mm::region_mfns(mem.region), &mem.reserved) {
+    let layout_view = match MachineLayout::new(&mem.ram, mm::region_mfns(mem.region), &mem.reserved)
+    {
         Ok(l) => l,
         Err(e) => return Err((BuildError::Refused(e), domain.p2m)),
     };
@@ -365,7 +436,12 @@ fn adopt(
     ) {
         return Err((BuildError::Refused(e), domain.p2m));
     }
-    domain.vcpus = vec![Vcpu { frame, cr3: l4, fs_base: 0, gs_base: 0 }];
+    domain.vcpus = vec![Vcpu {
+        frame,
+        cr3: l4,
+        fs_base: 0,
+        gs_base: 0,
+    }];
     Ok(domain)
 }
 
@@ -391,7 +467,13 @@ fn table_kinds(layout: &Layout) -> impl Fn(u64) -> RunKind + '_ {
 /// Runs of `p2m` grouped bottom-up by `kind(gpfn)`, contiguous in mfn and gpfn.
 pub fn runs_of(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<handover_abi::MemRun> {
     let mut runs: Vec<handover_abi::MemRun> = Vec::new();
-    for k in [RunKind::Data, RunKind::L1, RunKind::L2, RunKind::L3, RunKind::L4] {
+    for k in [
+        RunKind::Data,
+        RunKind::L1,
+        RunKind::L2,
+        RunKind::L3,
+        RunKind::L4,
+    ] {
         for (gpfn, &mfn) in p2m.iter().enumerate() {
             if mfn == u64::MAX || kind(gpfn as u64) != k {
                 continue;

@@ -5,8 +5,7 @@ pub mod build;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use frame_ownership::{FrameInfo, PageType};
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
+use handover_abi::{DomId, Mfn};
 
 use crate::arch::trap::TrapFrame;
 
@@ -45,7 +44,10 @@ pub struct Reports {
 impl Reports {
     /// Whether the domain's self-checks are clean.
     pub fn clean(&self) -> bool {
-        self.mismatches == 0 && self.unexpected == 0 && self.regressions == 0 && self.unexpected_faults == 0
+        self.mismatches == 0
+            && self.unexpected == 0
+            && self.regressions == 0
+            && self.unexpected_faults == 0
     }
 }
 
@@ -76,25 +78,5 @@ impl Domain {
     /// Frames the domain owns.
     pub fn frames(&self) -> u64 {
         self.p2m.iter().filter(|&&m| m != u64::MAX).count() as u64
-    }
-
-    /// The gpfn of `mfn`, if the domain owns it (linear; for slow paths).
-    pub fn gpfn_of(&self, mfn: Mfn) -> Option<Gpfn> {
-        self.p2m.iter().position(|&m| m == mfn.0).map(|g| Gpfn(g as u64))
-    }
-
-    /// The domain's memory as runs, bottom-up (data, L1, L2, L3, L4), each
-    /// contiguous in both mfn and gpfn, kinds taken from the frametable.
-    pub fn runs(&self, frametable: &[FrameInfo]) -> Vec<MemRun> {
-        build::runs_of(&self.p2m, |gpfn| {
-            let mfn = self.p2m[gpfn as usize];
-            match frametable[mfn as usize].page_type() {
-                Some(PageType::L1) => RunKind::L1,
-                Some(PageType::L2) => RunKind::L2,
-                Some(PageType::L3) => RunKind::L3,
-                Some(PageType::L4) => RunKind::L4,
-                _ => RunKind::Data,
-            }
-        })
     }
 }

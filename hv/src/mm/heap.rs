@@ -15,9 +15,3 @@ pub fn init(memory: &'static mut [u8]) {
     let uninit: &'static mut [MaybeUninit<u8>] = crate::arch::phys::bytes_as_uninit(memory);
     HEAP.lock().init_from_slice(uninit);
 }
-
-/// Bytes in use and free.
-pub fn usage() -> (usize, usize) {
-    let heap = HEAP.lock();
-    (heap.used(), heap.free())
-}

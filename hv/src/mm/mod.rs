@@ -64,6 +64,22 @@ pub enum MemError {
     Layout(frame_ownership::Error),
 }
 
+impl core::fmt::Display for MemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MemError::NoRoomForRegion { size } => write!(
+                f,
+                "no RAM range below 4 GiB can hold a live-update region of {} MiB",
+                size >> 20
+            ),
+            MemError::Boot(e) => write!(f, "boot allocator: {e}"),
+            MemError::Paging(e) => write!(f, "page tables: {e}"),
+            MemError::Phys(e) => write!(f, "{e}"),
+            MemError::Layout(e) => write!(f, "memory map: {e}"),
+        }
+    }
+}
+
 impl From<boot_allocator::BootAllocError> for MemError {
     fn from(e: boot_allocator::BootAllocError) -> Self {
         MemError::Boot(e)
@@ -78,11 +94,14 @@ impl From<phys::PhysError> for MemError {
 
 /// RAM ranges of the memory map, trimmed to whole pages.
 pub fn ram_ranges(info: &BootInfo) -> impl Iterator<Item = MfnRange> + '_ {
-    info.memmap().iter().filter(|e| e.kind == E820_RAM).filter_map(|e| {
-        let start = e.addr.div_ceil(PAGE_SIZE);
-        let end = e.end() / PAGE_SIZE;
-        (end > start).then(|| MfnRange::new(Mfn(start), end - start))
-    })
+    info.memmap()
+        .iter()
+        .filter(|e| e.kind == E820_RAM)
+        .filter_map(|e| {
+            let start = e.addr.div_ceil(PAGE_SIZE);
+            let end = e.end() / PAGE_SIZE;
+            (end > start).then(|| MfnRange::new(Mfn(start), end - start))
+        })
 }
 
 /// The region as a range of frames.
@@ -118,7 +137,11 @@ pub fn init(info: &BootInfo, region: PhysRange, holes: &[PhysRange]) -> Result<M
 
     // Page tables: the direct map over RAM, the image by section.
     let mut ram_iter = ram_ranges(info).map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
-    let mut alloc_frame = || boot.alloc_pages_tagged(1, PAGE_SIZE, "page tables").ok().map(|r| r.start);
+    let mut alloc_frame = || {
+        boot.alloc_pages_tagged(1, PAGE_SIZE, "page tables")
+            .ok()
+            .map(|r| r.start)
+    };
     paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
 
     let frames = info.ram_end() / PAGE_SIZE;
@@ -143,9 +166,18 @@ pub fn init(info: &BootInfo, region: PhysRange, holes: &[PhysRange]) -> Result<M
         ),
     ];
     let mut pages = PageAllocator::new(frames);
-    let layout = MachineLayout::new(&ram, region_mfns(region), &reserved).map_err(MemError::Layout)?;
+    let layout =
+        MachineLayout::new(&ram, region_mfns(region), &reserved).map_err(MemError::Layout)?;
     for range in frame_ownership::free_ranges::<(Mfn, handover_abi::RunKind), Mfn>(&layout, &[]) {
         pages.release(range);
     }
-    Ok(Memory { ram, region, reserved, frametable, m2p, pages, handoff })
+    Ok(Memory {
+        ram,
+        region,
+        reserved,
+        frametable,
+        m2p,
+        pages,
+        handoff,
+    })
 }

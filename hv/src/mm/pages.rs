@@ -21,7 +21,11 @@ pub struct PageAllocator {
 impl PageAllocator {
     /// An allocator for frames `0..frames` with none free yet.
     pub fn new(frames: u64) -> Self {
-        PageAllocator { bits: vec![0; frames.div_ceil(64) as usize], free: 0, hint: 0 }
+        PageAllocator {
+            bits: vec![0; frames.div_ceil(64) as usize],
+            free: 0,
+            hint: 0,
+        }
     }
 
     /// Number of free frames.
@@ -30,7 +34,9 @@ impl PageAllocator {
     }
 
     fn is_free(&self, mfn: u64) -> bool {
-        self.bits.get((mfn / 64) as usize).is_some_and(|w| w & (1 << (mfn % 64)) != 0)
+        self.bits
+            .get((mfn / 64) as usize)
+            .is_some_and(|w| w & (1 << (mfn % 64)) != 0)
     }
 
     /// Adds the frames of `range` to the free pool. Frames already free or
@@ -38,7 +44,9 @@ impl PageAllocator {
     pub fn release(&mut self, range: MfnRange) {
         for mfn in range.start.0..range.end() {
             let word = (mfn / 64) as usize;
-            let Some(w) = self.bits.get_mut(word) else { break };
+            let Some(w) = self.bits.get_mut(word) else {
+                break;
+            };
             if *w & (1 << (mfn % 64)) == 0 {
                 *w |= 1 << (mfn % 64);
                 self.free += 1;
