@@ -1,10 +1,12 @@
-//! The one error type of this crate.
+//! The errors of this crate: [`Error`] for the pass and the type rules,
+//! [`OpError`] for the live hypervisor's incremental operations.
 
 use core::fmt;
 
 use handover_abi::{DomId, Mfn, RunKind};
 
-use crate::rules::{EntryRef, FrameClass};
+use crate::frame::PageType;
+use crate::rules::{EntryRef, FrameClass, PtLevel};
 
 /// Which sorted list of ranges an [`Error::Unsorted`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -358,3 +360,341 @@ fn kind_phrase(kind: RunKind) -> &'static str {
         RunKind::L4 => "an L4 table",
     }
 }
+
+/// Why an incremental page-type operation of the live hypervisor
+/// ([`crate::ops`]) is refused.
+///
+/// A refused operation has changed nothing: not the frametable, not the
+/// M2P, not the page-table memory. Every variant names the domain the
+/// operation was made for and the frame at fault (and the entry, for entry
+/// errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OpError {
+    /// The frame lies beyond the frametable or the M2P table.
+    OutOfRange {
+        /// The domain the operation was for.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+    },
+    /// The frame is not the domain's: another domain owns it, or nobody
+    /// does.
+    NotOwner {
+        /// The domain the operation was for.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// Its owner, `None` if no domain owns it.
+        owner: Option<DomId>,
+    },
+    /// An entry update or a table release names a frame of the domain that
+    /// is not a page table.
+    NotPageTable {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// Its type (`None` or `Writable`).
+        found: PageType,
+    },
+    /// An entry index is not below 512.
+    BadIndex {
+        /// The domain.
+        domain: DomId,
+        /// The table.
+        table: Mfn,
+        /// The index asked for.
+        index: usize,
+    },
+    /// An entry update names one of the hypervisor's slots of an L4
+    /// (Invariant 7, Invariant 17): guests never write them.
+    HvSlot {
+        /// The domain.
+        domain: DomId,
+        /// The L4 table.
+        table: Mfn,
+        /// The slot asked for, `256..512`.
+        index: usize,
+    },
+    /// The new value of an entry, or an entry of a frame being pinned,
+    /// breaks a PV type rule (Invariants 6–8). The inner error is the one
+    /// the pass would report for the same entry: `ForeignTarget`,
+    /// `TypeMismatch`, `WritablePageTable`, `MmioNotPermitted` or
+    /// `Superpage`.
+    Entry(Error),
+    /// The table is pinned: it cannot be pinned again, nor released.
+    Pinned {
+        /// The domain.
+        domain: DomId,
+        /// The table.
+        mfn: Mfn,
+        /// Its level.
+        level: PtLevel,
+    },
+    /// An unpin names a frame that is not pinned.
+    NotPinned {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+    },
+    /// A pin names a level other than the table's (types are sticky:
+    /// a table changes level only by being released first).
+    LevelMismatch {
+        /// The domain.
+        domain: DomId,
+        /// The table.
+        mfn: Mfn,
+        /// The level the pin asked for.
+        requested: PtLevel,
+        /// The table's level.
+        found: PtLevel,
+    },
+    /// A pin names a data frame that L1 entries map writable: it cannot
+    /// become a page table while the guest can write it.
+    WritableData {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// Its number of writable mappings (its type count).
+        mappings: u32,
+    },
+    /// A table release names a table that entries, pins or CR3s still
+    /// reference by type (type count above 0).
+    TableInUse {
+        /// The domain.
+        domain: DomId,
+        /// The table.
+        mfn: Mfn,
+        /// Its level.
+        level: PtLevel,
+        /// Its type count.
+        type_count: u32,
+    },
+    /// A CR3 switch names a frame of the domain that is not an L4 table.
+    NotL4 {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// Its type.
+        found: PageType,
+    },
+    /// A data claim names a frame that is not free RAM: not RAM at all, in
+    /// the live-update region, or hv-reserved.
+    NotDomainRam {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// What it is (`Region`, `HvReserved`, `PermittedMmio`,
+        /// `ForbiddenMmio`).
+        found: FrameClass,
+    },
+    /// A data claim names a frame that a domain owns already.
+    AlreadyOwned {
+        /// The domain that asked.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// Its owner.
+        owner: DomId,
+    },
+    /// A data claim asks for the guest frame number
+    /// [`crate::M2P_INVALID`], which marks unowned frames in the M2P.
+    GpfnInvalid {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+    },
+    /// A data release names a frame that something besides its allocation
+    /// still holds: a mapping, a type (table or writable data), a pin or a
+    /// CR3.
+    Busy {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// Its type.
+        page_type: PageType,
+        /// Its type count.
+        type_count: u32,
+        /// Its reference count (1 would be the allocation alone).
+        ref_count: u32,
+        /// Whether it is pinned.
+        pinned: bool,
+    },
+    /// A type or reference count would exceed `u32::MAX`.
+    CountOverflow {
+        /// The domain.
+        domain: DomId,
+        /// The frame whose count is full.
+        mfn: Mfn,
+    },
+    /// An entry already in a table (being replaced or released) no longer
+    /// passes the type rules: the table's memory was changed behind the
+    /// frametable's back, or the domain's MMIO ranges shrank while mapped.
+    /// The live state is inconsistent; nothing was changed.
+    StaleEntry {
+        /// The entry.
+        at: EntryRef,
+        /// Why the rules refuse its current value.
+        cause: Error,
+    },
+    /// A frametable entry holds values outside the legal ranges documented
+    /// on [`crate::FrameInfo`] (or the caller's record, e.g. a vCPU's CR3,
+    /// disagrees with it). The live state is inconsistent; nothing was
+    /// changed.
+    Corrupt {
+        /// The domain the operation was for (`None` when a collection of
+        /// the whole table found a frame with an illegal owner).
+        domain: Option<DomId>,
+        /// The frame.
+        mfn: Mfn,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            OpError::OutOfRange { domain, mfn } => write!(
+                f,
+                "dom{}: mfn {:#x} lies beyond the frametable or the M2P table",
+                domain.0, mfn.0
+            ),
+            OpError::NotOwner { domain, mfn, owner } => match owner {
+                Some(o) => write!(
+                    f,
+                    "dom{}: mfn {:#x} belongs to dom{}, not to dom{}",
+                    domain.0, mfn.0, o.0, domain.0
+                ),
+                None => write!(
+                    f,
+                    "dom{}: mfn {:#x} belongs to no domain",
+                    domain.0, mfn.0
+                ),
+            },
+            OpError::NotPageTable { domain, mfn, found } => write!(
+                f,
+                "dom{}: mfn {:#x} is not a page table (type {found})",
+                domain.0, mfn.0
+            ),
+            OpError::BadIndex {
+                domain,
+                table,
+                index,
+            } => write!(
+                f,
+                "dom{}: entry index {index} of table mfn {:#x} is not below 512",
+                domain.0, table.0
+            ),
+            OpError::HvSlot {
+                domain,
+                table,
+                index,
+            } => write!(
+                f,
+                "dom{}: entry {index} of L4 table mfn {:#x} belongs to the hypervisor (slots 256..512)",
+                domain.0, table.0
+            ),
+            OpError::Entry(e) => write!(f, "{e}"),
+            OpError::Pinned { domain, mfn, level } => write!(
+                f,
+                "dom{}: mfn {:#x} is pinned as {level}; unpin it first",
+                domain.0, mfn.0
+            ),
+            OpError::NotPinned { domain, mfn } => {
+                write!(f, "dom{}: mfn {:#x} is not pinned", domain.0, mfn.0)
+            }
+            OpError::LevelMismatch {
+                domain,
+                mfn,
+                requested,
+                found,
+            } => write!(
+                f,
+                "dom{}: mfn {:#x} cannot be pinned as {requested}: it is an {found} table",
+                domain.0, mfn.0
+            ),
+            OpError::WritableData {
+                domain,
+                mfn,
+                mappings,
+            } => write!(
+                f,
+                "dom{}: mfn {:#x} cannot become a page table: {mappings} L1 entries map it writable",
+                domain.0, mfn.0
+            ),
+            OpError::TableInUse {
+                domain,
+                mfn,
+                level,
+                type_count,
+            } => write!(
+                f,
+                "dom{}: {level} table mfn {:#x} cannot be released: {type_count} entries or CR3s still reference it",
+                domain.0, mfn.0
+            ),
+            OpError::NotL4 { domain, mfn, found } => write!(
+                f,
+                "dom{}: mfn {:#x} cannot be loaded into CR3: it is of type {found}, not an L4 table",
+                domain.0, mfn.0
+            ),
+            OpError::NotDomainRam { domain, mfn, found } => write!(
+                f,
+                "dom{}: mfn {:#x} cannot be given to a domain: it is {found}",
+                domain.0, mfn.0
+            ),
+            OpError::AlreadyOwned { domain, mfn, owner } => write!(
+                f,
+                "dom{}: mfn {:#x} cannot be claimed: dom{} owns it already",
+                domain.0, mfn.0, owner.0
+            ),
+            OpError::GpfnInvalid { domain, mfn } => write!(
+                f,
+                "dom{}: mfn {:#x} cannot get guest frame number {:#x} (the M2P's invalid marker)",
+                domain.0,
+                mfn.0,
+                crate::M2P_INVALID
+            ),
+            OpError::Busy {
+                domain,
+                mfn,
+                page_type,
+                type_count,
+                ref_count,
+                pinned,
+            } => write!(
+                f,
+                "dom{}: mfn {:#x} is still in use (type {page_type}, type count {type_count}, reference count {ref_count}{}); only an untyped data frame held by its allocation alone (reference count 1) can be released",
+                domain.0,
+                mfn.0,
+                if pinned { ", pinned" } else { "" }
+            ),
+            OpError::CountOverflow { domain, mfn } => write!(
+                f,
+                "dom{}: a reference count of mfn {:#x} would exceed u32::MAX",
+                domain.0, mfn.0
+            ),
+            OpError::StaleEntry { at, cause } => write!(
+                f,
+                "{at}: the value already there no longer passes the type rules ({cause}); the live state is inconsistent"
+            ),
+            OpError::Corrupt { domain, mfn, what } => match domain {
+                Some(d) => write!(
+                    f,
+                    "dom{}: frametable entry of mfn {:#x} is corrupt: {what}",
+                    d.0, mfn.0
+                ),
+                None => write!(f, "frametable entry of mfn {:#x} is corrupt: {what}", mfn.0),
+            },
+        }
+    }
+}
+
+impl core::error::Error for OpError {}

@@ -418,6 +418,14 @@ impl FrameInfo {
         Ok(())
     }
 
+    /// Changes the page type, keeping owner, counts and flags: the type
+    /// changes of [`crate::ops`] (a data frame of type `None` becomes a
+    /// table when it is pinned, an idle table becomes `None` when it is
+    /// released). The caller keeps Invariants 2, 3 and 13.
+    pub(crate) fn set_page_type(&mut self, page_type: PageType) {
+        self.page_type = page_type as u8;
+    }
+
     /// Sets the `PINNED` flag (the caller takes the pin's references with
     /// [`FrameInfo::get_ref`]).
     pub fn set_pinned(&mut self, pinned: bool) {

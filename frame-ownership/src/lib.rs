@@ -14,8 +14,13 @@
 //! - [`FrameInfo`]: the 16-byte frametable entry, every field's legal values
 //!   documented on the field.
 //! - [`rules`]: the PV type rules as pure functions over [`FrameLookup`],
-//!   shared by the pass and the hypervisor's `mmu_update`.
+//!   shared by the pass and the live operations.
 //! - [`rebuild`]: the pass, generic over a [`PageTableReader`].
+//! - [`ops`]: the live hypervisor's incremental operations (`mmu_update`,
+//!   pin, unpin, table release, CR3 switch, data claim and release), which
+//!   keep exactly the table the pass would rebuild.
+//! - [`collect`]: the runs and pins of each domain, read off a live
+//!   frametable, for the handover state.
 //! - [`free_ranges`]: free RAM as the complement of the runs.
 //! - [`Digest`]: the digest over owned frames.
 //!
@@ -31,11 +36,13 @@
 
 extern crate alloc;
 
+pub mod collect;
 pub mod digest;
 pub mod error;
 pub mod frame;
 pub mod free;
 pub mod layout;
+pub mod ops;
 pub mod pass;
 pub mod pte;
 pub mod rules;
@@ -46,10 +53,15 @@ pub mod testkit;
 #[cfg(test)]
 mod tests;
 
+pub use collect::{collect_domains, domain_runs, OwnedDomain};
 pub use digest::{frametable_digest, owned_digest, Digest};
-pub use error::{Error, RangeList};
+pub use error::{Error, OpError, RangeList};
 pub use frame::{CountError, FrameFlags, FrameInfo, PageType};
 pub use free::free_ranges;
 pub use layout::{DomainView, MachineLayout};
+pub use ops::{
+    claim_data, pin, release_data, release_table, unpin, update_entry, use_as_cr3, DomainContext,
+    LiveLookup, PageTableMemory,
+};
 pub use pass::{rebuild, DomainReport, PageTableReader, PassReport, M2P_INVALID};
 pub use rules::{check_entry, EntryEffect, EntryRef, FrameClass, FrameLookup, PtLevel};

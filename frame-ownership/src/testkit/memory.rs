@@ -6,6 +6,7 @@ use core::cell::Cell;
 
 use handover_abi::Mfn;
 
+use crate::ops::PageTableMemory;
 use crate::pass::PageTableReader;
 use crate::rules::ENTRIES_PER_TABLE;
 
@@ -94,5 +95,11 @@ impl SimMemory {
 impl PageTableReader for SimMemory {
     fn read_table(&self, mfn: Mfn) -> &Table {
         self.table(mfn).unwrap_or(&ZERO_TABLE)
+    }
+}
+
+impl PageTableMemory for SimMemory {
+    fn write_entry(&mut self, table: Mfn, index: usize, value: u64) {
+        self.table_mut(table)[index] = value;
     }
 }

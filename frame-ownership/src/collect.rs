@@ -1,0 +1,168 @@
+//! The handover state's memory description, read off a live frametable.
+//!
+//! At a live update the old hypervisor lists each domain's memory as runs
+//! `(first_mfn, count, first_gpfn, kind)` and its pinned tables; the new
+//! hypervisor's pass ([`crate::rebuild`]) turns them back into a frametable.
+//! For the two tables to be equal (Invariant 12) the runs must say exactly
+//! what the live frametable says (Invariant 18):
+//!
+//! - a run's kind is its frames' page type: `None` and `Writable` → `Data`,
+//!   `Ln` → `Ln`;
+//! - a run is a maximal stretch of frames of one domain and one kind whose
+//!   mfns **and** gpfns (from the M2P) both go up by one;
+//! - a domain's runs are bottom-up: all `Data` runs, then `L1`, `L2`, `L3`,
+//!   `L4`, each kind in increasing mfn order;
+//! - its pins are its frames with the `PINNED` flag, at the level of their
+//!   type, in increasing mfn order.
+//!
+//! The vCPUs' CR3s are not in the frametable; the caller adds them.
+//!
+//! [`collect_domains`] does this for every domain in one scan of the
+//! frametable; [`domain_runs`] for one domain.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
+
+use crate::error::OpError;
+use crate::frame::FrameInfo;
+use crate::pass::M2P_INVALID;
+
+/// One domain's memory as the handover state lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedDomain {
+    /// The domain.
+    pub id: DomId,
+    /// Its runs, bottom-up (module docs).
+    pub runs: Vec<MemRun>,
+    /// Its pinned tables with their levels, by increasing mfn.
+    pub pinned: Vec<(Mfn, RunKind)>,
+}
+
+/// Runs under construction, one list per kind.
+#[derive(Default)]
+struct Builder {
+    by_kind: [Vec<MemRun>; 5],
+    pinned: Vec<(Mfn, RunKind)>,
+}
+
+impl Builder {
+    fn finish(self, id: DomId) -> OwnedDomain {
+        OwnedDomain {
+            id,
+            runs: self.by_kind.into_iter().flatten().collect(),
+            pinned: self.pinned,
+        }
+    }
+}
+
+/// The previous owned frame, to extend its run.
+#[derive(Clone, Copy)]
+struct Last {
+    slot: usize,
+    kind: RunKind,
+    mfn: u64,
+    gpfn: u64,
+}
+
+/// Every domain's runs and pins, in one scan of `frametable` (and `m2p` for
+/// owned frames), domains by increasing id.
+///
+/// Refuses ([`OpError::Corrupt`]) an owned frame with an illegal owner
+/// value, a reserved page-type byte, or no valid M2P entry: such a frame
+/// cannot be described by a run.
+pub fn collect_domains(frametable: &[FrameInfo], m2p: &[u64]) -> Result<Vec<OwnedDomain>, OpError> {
+    scan(frametable, m2p, None)
+}
+
+/// The runs of `domain` alone (module docs for their order): one scan of
+/// `frametable`. Errors as [`collect_domains`], for this domain's frames.
+pub fn domain_runs(
+    frametable: &[FrameInfo],
+    m2p: &[u64],
+    domain: DomId,
+) -> Result<Vec<MemRun>, OpError> {
+    Ok(scan(frametable, m2p, Some(domain))?
+        .pop()
+        .map(|d| d.runs)
+        .unwrap_or_default())
+}
+
+fn scan(
+    frametable: &[FrameInfo],
+    m2p: &[u64],
+    only: Option<DomId>,
+) -> Result<Vec<OwnedDomain>, OpError> {
+    let mut slots: BTreeMap<DomId, usize> = BTreeMap::new();
+    let mut builders: Vec<(DomId, Builder)> = Vec::new();
+    // The owner of the previous owned frame and its builder slot: owners
+    // change rarely along the table, so the map is seldom consulted.
+    let mut current: Option<(DomId, usize)> = None;
+    let mut last: Option<Last> = None;
+    for (i, fi) in frametable.iter().enumerate() {
+        if !fi.is_owned() {
+            continue;
+        }
+        let mfn = i as u64;
+        let corrupt = |domain, what| OpError::Corrupt {
+            domain,
+            mfn: Mfn(mfn),
+            what,
+        };
+        let Some(owner) = fi.owner() else {
+            return Err(corrupt(None, "its owner value is illegal"));
+        };
+        if only.is_some_and(|d| d != owner) {
+            continue;
+        }
+        let kind = fi
+            .page_type()
+            .ok_or(corrupt(Some(owner), "its page-type byte is reserved"))?
+            .run_kind();
+        let gpfn = m2p.get(i).copied().unwrap_or(M2P_INVALID);
+        if gpfn == M2P_INVALID {
+            return Err(corrupt(Some(owner), "an owned frame has no M2P entry"));
+        }
+        let slot = match current {
+            Some((d, s)) if d == owner => s,
+            _ => {
+                let s = *slots.entry(owner).or_insert_with(|| {
+                    builders.push((owner, Builder::default()));
+                    builders.len() - 1
+                });
+                current = Some((owner, s));
+                s
+            }
+        };
+        let b = &mut builders[slot].1;
+        let runs = &mut b.by_kind[kind as usize];
+        let extends = last.is_some_and(|l| {
+            l.slot == slot
+                && l.kind == kind
+                && l.mfn + 1 == mfn
+                && l.gpfn.checked_add(1) == Some(gpfn)
+        });
+        match runs.last_mut() {
+            Some(r) if extends => r.count += 1,
+            _ => runs.push(MemRun {
+                first_mfn: Mfn(mfn),
+                count: 1,
+                first_gpfn: Gpfn(gpfn),
+                kind,
+            }),
+        }
+        if fi.is_pinned() {
+            b.pinned.push((Mfn(mfn), kind));
+        }
+        last = Some(Last {
+            slot,
+            kind,
+            mfn,
+            gpfn,
+        });
+    }
+    let mut out: Vec<OwnedDomain> = builders.into_iter().map(|(id, b)| b.finish(id)).collect();
+    out.sort_unstable_by_key(|d| d.id);
+    Ok(out)
+}
