@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use frame_ownership::FrameInfo;
 use handover_abi::{DomId, Mfn};
 use pv_abi::exit::Outcome;
-use pv_abi::hypercall::{DomainInfo, DomctlOp, Error, Hypercall, Report, SysInfo};
+use pv_abi::hypercall::{DomainInfo, DomctlOp, Error, Hypercall, MmuUpdate, Report, SysInfo};
 use spin::Mutex;
 
 use crate::arch::trap::{TrapFrame, SYSCALL_VECTOR};
@@ -24,7 +24,7 @@ use crate::domain::build::{self, Spec};
 use crate::domain::Domain;
 use crate::mm::Memory;
 use crate::modules::{self, Module};
-use crate::{guest_mem, hvprintln};
+use crate::{guest_mem, hvprintln, mmu};
 
 /// Timer ticks since boot; also counted while idle, without the lock.
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
@@ -416,12 +416,51 @@ impl Hv {
                 self.require_privileged()?;
                 self.domctl(a)
             }
-            Hypercall::MmuUpdate
-            | Hypercall::PinTable
-            | Hypercall::UnpinTable
-            | Hypercall::NewBaseptr
-            | Hypercall::IncreaseReservation
-            | Hypercall::DecreaseReservation => Err(Error::NoSys),
+            Hypercall::MmuUpdate => {
+                let count = (a[1] as usize).min(mmu::MAX_BATCH);
+                let mut bytes = alloc::vec![0u8; count * 16];
+                self.read_guest(a[0], &mut bytes)?;
+                let reqs: Vec<MmuUpdate> = bytes
+                    .chunks_exact(16)
+                    .map(|c| MmuUpdate {
+                        ptr: le64(&c[..8]),
+                        val: le64(&c[8..]),
+                    })
+                    .collect();
+                let dom = self.domains.get(&d).ok_or(Error::Failed)?;
+                mmu::mmu_update(&mut self.mem, dom, &reqs)
+            }
+            Hypercall::PinTable => {
+                let dom = self.domains.get(&d).ok_or(Error::Failed)?;
+                mmu::pin_table(&mut self.mem, dom, Mfn(a[0]), a[1])
+            }
+            Hypercall::UnpinTable => {
+                let dom = self.domains.get(&d).ok_or(Error::Failed)?;
+                mmu::unpin_table(&mut self.mem, dom, Mfn(a[0]))
+            }
+            Hypercall::NewBaseptr => {
+                let (_, v) = self.current.ok_or(Error::Failed)?;
+                let dom = self.domains.get_mut(&d).ok_or(Error::Failed)?;
+                mmu::new_baseptr(&mut self.mem, dom, v, Mfn(a[0]))
+            }
+            Hypercall::IncreaseReservation => {
+                let count = (a[1] as usize).min(mmu::MAX_BATCH);
+                // Check the output buffer before taking any frame.
+                self.write_guest(a[0], &alloc::vec![0u8; count * 8])?;
+                let dom = self.domains.get_mut(&d).ok_or(Error::Failed)?;
+                let mfns = mmu::increase_reservation(&mut self.mem, dom, count)?;
+                let bytes: Vec<u8> = mfns.iter().flat_map(|m| m.to_le_bytes()).collect();
+                self.write_guest(a[0], &bytes)?;
+                Ok(mfns.len() as u64)
+            }
+            Hypercall::DecreaseReservation => {
+                let count = (a[1] as usize).min(mmu::MAX_BATCH);
+                let mut bytes = alloc::vec![0u8; count * 8];
+                self.read_guest(a[0], &mut bytes)?;
+                let mfns: Vec<u64> = bytes.chunks_exact(8).map(le64).collect();
+                let dom = self.domains.get_mut(&d).ok_or(Error::Failed)?;
+                mmu::decrease_reservation(&mut self.mem, dom, &mfns)
+            }
             Hypercall::Yield | Hypercall::Shutdown => Err(Error::Invalid),
         }
     }
@@ -502,6 +541,12 @@ impl Hv {
             }
         }
     }
+}
+
+fn le64(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(w)
 }
 
 /// Entry from the trap layer.

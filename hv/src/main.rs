@@ -16,6 +16,7 @@ mod domain;
 mod guest_mem;
 mod hv;
 mod mm;
+mod mmu;
 mod modules;
 mod trap;
 

@@ -211,6 +211,23 @@ pub fn hv_slots() -> Result<[u64; 512 - HV_FIRST_SLOT], PhysError> {
     Ok(slots)
 }
 
+/// Flushes the TLB's non-global entries (the guest's), after a change to
+/// the current guest's page tables.
+pub fn flush_guest_tlb() {
+    // SAFETY: reloading CR3 with its own value changes no mapping; it only
+    // drops cached non-global translations.
+    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+}
+
+/// Writes the hypervisor's slots into the guest L4 at `root` (physical):
+/// what every guest L4 must carry before it can be loaded.
+pub fn install_hv_slots(root: u64) -> Result<(), PhysError> {
+    for (i, slot) in hv_slots()?.iter().enumerate() {
+        phys::write_u64(root + 8 * (HV_FIRST_SLOT + i) as u64, *slot)?;
+    }
+    Ok(())
+}
+
 /// Why a guest root was not loaded.
 #[derive(Clone, Copy, Debug)]
 pub enum LoadRootError {

@@ -225,13 +225,25 @@ pub fn claim_slice<T: ZeroValid>(paddr: u64, count: usize) -> Result<&'static mu
     Ok(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), count) })
 }
 
-/// Reads page-table frames for the frametable pass, through the direct map.
+/// Reads and writes guest page-table frames for the frametable pass and the
+/// type operations, through the direct map.
 #[derive(Debug)]
 pub struct TableReader(());
 
-/// The page-table reader over the direct map.
+/// The page-table reader (and writer) over the direct map.
 pub fn table_reader() -> TableReader {
     TableReader(())
+}
+
+impl frame_ownership::PageTableMemory for TableReader {
+    fn write_entry(&mut self, table: handover_abi::Mfn, index: usize, value: u64) {
+        // The operations write only entries of frames they have checked are
+        // the domain's page tables, which are RAM outside the region and the
+        // hv-reserved ranges: a refusal is a bug.
+        if let Err(e) = write_u64(table.addr() + 8 * (index as u64 & 511), value) {
+            panic!("page-table writer: frame {:#x} refused: {e}", table.0);
+        }
+    }
 }
 
 impl frame_ownership::PageTableReader for TableReader {

@@ -21,7 +21,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use frame_ownership::{DomainView, MachineLayout};
+use frame_ownership::DomainView;
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use handover_abi::{DomId, Mfn, RunKind};
 use pv_abi::start_info::{
@@ -33,7 +33,7 @@ use super::{Domain, Reports, Vcpu};
 use crate::arch::paging::{self, PTE_NX, PTE_P, PTE_RW, PTE_US};
 use crate::arch::phys;
 use crate::arch::trap::TrapFrame;
-use crate::mm::{self, Memory};
+use crate::mm::Memory;
 
 /// Largest image the layout allows: it must end below the window.
 const IMAGE_LIMIT: u64 = WINDOW_VA;
@@ -408,7 +408,7 @@ fn adopt(
         id: spec.id,
         name: String::from(spec.name),
         privileged: spec.privileged,
-        max_frames: spec.pages,
+        max_frames: spec.pages + spec.pages / 4,
         p2m: guest.p2m,
         vcpus: Vec::new(),
         paused: false,
@@ -422,17 +422,13 @@ fn adopt(
     let pinned = [(l4, RunKind::L4)];
     let cr3 = [l4];
     let view = DomainView::new(spec.id, &runs, &[], &pinned, &cr3);
-    let layout_view = match MachineLayout::new(&mem.ram, mm::region_mfns(mem.region), &mem.reserved)
-    {
-        Ok(l) => l,
-        Err(e) => return Err((BuildError::Refused(e), domain.p2m)),
-    };
+    let parts = mem.parts();
     if let Err(e) = frame_ownership::rebuild(
-        &layout_view,
+        &parts.layout,
         core::slice::from_ref(&view),
         &phys::table_reader(),
-        mem.frametable,
-        mem.m2p,
+        parts.frametable,
+        parts.m2p,
     ) {
         return Err((BuildError::Refused(e), domain.p2m));
     }

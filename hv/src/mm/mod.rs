@@ -49,6 +49,34 @@ pub struct Memory {
     pub handoff: HandOff,
 }
 
+/// The parts of [`Memory`] that the frametable operations use together.
+#[derive(Debug)]
+pub struct MemParts<'a> {
+    /// RAM, region and reserved ranges, for the type rules.
+    pub layout: MachineLayout<'a>,
+    /// The frametable.
+    pub frametable: &'a mut [FrameInfo],
+    /// The M2P.
+    pub m2p: &'a mut [u64],
+    /// The page allocator.
+    pub pages: &'a mut PageAllocator,
+}
+
+impl Memory {
+    /// Borrows the layout together with the mutable tables.
+    pub fn parts(&mut self) -> MemParts<'_> {
+        // The ranges were checked sorted and disjoint when memory was set up.
+        let layout = MachineLayout::new(&self.ram, region_mfns(self.region), &self.reserved)
+            .unwrap_or_else(|e| panic!("memory layout became invalid: {e}"));
+        MemParts {
+            layout,
+            frametable: self.frametable,
+            m2p: self.m2p,
+            pages: &mut self.pages,
+        }
+    }
+}
+
 /// Why memory could not be set up.
 #[derive(Debug)]
 pub enum MemError {
