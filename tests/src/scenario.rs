@@ -18,11 +18,43 @@ pub fn boot(name: &str, extra_cmdline: &str) -> Machine {
     if !extra_cmdline.is_empty() {
         config.cmdline = format!("{} {extra_cmdline}", config.cmdline);
     }
+    let started = std::time::Instant::now();
     let mut machine = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
     machine
         .wait_for_text("(d0) dom0>", BOOT)
         .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "{name}: QEMU start to dom0 prompt in {} ms",
+        started.elapsed().as_millis()
+    );
     machine
+}
+
+/// Waits until a line containing each of `needles` has been seen, in any
+/// order (domains print concurrently). Returns the lines, in `needles` order.
+pub fn wait_all(machine: &mut Machine, needles: &[&str], timeout: Duration) -> Vec<String> {
+    let mut found: Vec<Option<String>> = vec![None; needles.len()];
+    let deadline = std::time::Instant::now() + timeout;
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let missing: Vec<&str> = needles
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(n, _)| *n)
+            .collect();
+        let line = machine
+            .wait_for(&format!("{missing:?}"), left, |l| {
+                missing.iter().any(|n| l.contains(n))
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (needle, slot) in needles.iter().zip(found.iter_mut()) {
+            if slot.is_none() && line.contains(needle) {
+                *slot = Some(line.clone());
+            }
+        }
+    }
+    found.into_iter().flatten().collect()
 }
 
 /// Runs a dom0 command, panicking with the log's path on failure.
