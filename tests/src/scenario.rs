@@ -62,32 +62,59 @@ pub fn cmd(machine: &mut Machine, line: &str) -> Vec<String> {
     machine.command(line, CMD).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Powers off and checks the hypervisor's verdict: the pass exit code and
-/// the `verdict PASS` summary line.
+/// Powers off and checks the hypervisor's verdict (see [`verdict`]).
 pub fn poweroff_pass(machine: &mut Machine) {
     machine.send("poweroff").unwrap_or_else(|e| panic!("{e}"));
     let ending = machine.wait_exit(CMD);
-    let summary = machine
-        .lines_with("(hv) poweroff:")
-        .last()
-        .map(str::to_string);
-    assert_eq!(
-        ending,
-        Ending::Outcome(pv_abi::exit::Outcome::Pass),
-        "run did not pass (summary {summary:?}); log: {}",
-        machine.log_path().display()
-    );
-    assert!(
-        summary
-            .as_deref()
-            .is_some_and(|s| s.contains("verdict PASS")),
-        "no passing summary line; log: {}",
-        machine.log_path().display()
-    );
+    if let Err(e) = verdict(machine, ending) {
+        panic!("{e}");
+    }
 }
 
 /// The value of `key=` in a `key=value` line.
 pub fn field(line: &str, key: &str) -> Option<u64> {
     line.split_ascii_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// Runs a dom0 script: waits for the first prompt, types each line (blank
+/// lines and `#` comments skipped) and waits for dom0's prompt after it,
+/// then powers off and waits for QEMU to end. `sleep <ms>` lines get their
+/// time added to the command timeout.
+pub fn run_script(machine: &mut Machine, script: &str, limit: Duration) -> Result<Ending, String> {
+    machine.wait_for_text("(d0) dom0>", BOOT)?;
+    for line in script
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let extra = line
+            .strip_prefix("sleep ")
+            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
+        machine.command(line, CMD + extra * 4)?;
+    }
+    machine.send("poweroff")?;
+    Ok(machine.wait_exit(limit))
+}
+
+/// The verdict of a run: `Ok(summary line)` only for the hypervisor's pass
+/// code together with its `verdict PASS` summary.
+pub fn verdict(machine: &Machine, ending: Ending) -> Result<String, String> {
+    let log = machine.log_path().display().to_string();
+    let summary = machine
+        .lines_with("(hv) poweroff:")
+        .last()
+        .map(str::to_string);
+    match (ending, summary) {
+        (Ending::Outcome(pv_abi::exit::Outcome::Pass), Some(line))
+            if line.contains("verdict PASS") =>
+        {
+            Ok(line)
+        }
+        (ending, summary) => Err(format!(
+            "run failed: {ending:?}, summary {}; log: {log}",
+            summary.as_deref().unwrap_or("missing")
+        )),
+    }
 }

@@ -4,32 +4,35 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pv_abi::exit::Outcome;
-use tests::{Ending, Machine, MachineConfig};
+use tests::scenario::{run_script, verdict};
+use tests::{Machine, MachineConfig};
 
 use crate::shell::Failure;
 
-fn harness(e: String) -> Failure {
-    Failure::Failed(e)
-}
-
 /// Boots dom0 and `domus` domUs; runs `script` or forwards the terminal.
 pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Failure> {
-    let mut config = MachineConfig::new(if script.is_some() {
+    let name = if script.is_some() {
         "run-script"
     } else {
         "run"
-    })
-    .map_err(harness)?;
+    };
+    let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
     if domus > 0 {
         let list = vec!["domu"; domus as usize].join(",");
         config.cmdline = format!("{} autostart={list}", config.cmdline);
     }
-    let mut machine = Machine::start(&config).map_err(harness)?;
+    let text =
+        match &script {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Failure::Failed(format!("cannot read script {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+    let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
     machine.echo(true);
     let limit = Duration::from_secs(timeout);
-    let ending = match script {
-        Some(path) => run_script(&mut machine, &path, limit)?,
+    let ending = match text {
+        Some(text) => run_script(&mut machine, &text, limit).map_err(Failure::Failed)?,
         None => {
             if let Some(mut stdin) = machine.take_stdin() {
                 std::thread::spawn(move || {
@@ -46,46 +49,10 @@ pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Fail
             machine.wait_exit(limit)
         }
     };
-    verdict(&machine, ending)
-}
-
-fn run_script(machine: &mut Machine, path: &PathBuf, limit: Duration) -> Result<Ending, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Failed(format!("cannot read script {}: {e}", path.display())))?;
-    machine
-        .wait_for_text("(d0) dom0>", Duration::from_secs(60))
-        .map_err(harness)?;
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let extra = line
-            .strip_prefix("sleep ")
-            .and_then(|ms| ms.trim().parse::<u64>().ok())
-            .map_or(Duration::ZERO, Duration::from_millis);
-        machine
-            .command(line, Duration::from_secs(60) + extra * 4)
-            .map_err(harness)?;
-    }
-    machine.send("poweroff").map_err(harness)?;
-    Ok(machine.wait_exit(limit))
-}
-
-fn verdict(machine: &Machine, ending: Ending) -> Result<(), Failure> {
-    let log = machine.log_path().display().to_string();
-    let summary = machine
-        .lines_with("(hv) poweroff:")
-        .last()
-        .map(str::to_string);
-    match (ending, summary) {
-        (Ending::Outcome(Outcome::Pass), Some(line)) if line.contains("verdict PASS") => {
-            println!("xtask: run passed ({line}); log: {log}");
-            Ok(())
-        }
-        (ending, summary) => Err(Failure::Failed(format!(
-            "run failed: {ending:?}, summary {}; log: {log}",
-            summary.as_deref().unwrap_or("missing")
-        ))),
-    }
+    let summary = verdict(&machine, ending).map_err(Failure::Failed)?;
+    println!(
+        "xtask: run passed ({summary}); log: {}",
+        machine.log_path().display()
+    );
+    Ok(())
 }
