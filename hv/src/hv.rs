@@ -270,7 +270,7 @@ impl Hv {
             SYSCALL_VECTOR => self.hypercall(frame),
             v if v < 32 => {
                 let (d, _) = self.current.unwrap_or((u16::MAX, 0));
-                crate::trap::report(frame, "a guest");
+                crate::trap::report(frame, &alloc::format!("d{d}"));
                 hvprintln!(
                     "d{d} took a fatal {}: destroying it",
                     crate::trap::exception_name(v)

@@ -30,10 +30,14 @@ pub fn boot(name: &str, extra_cmdline: &str) -> Machine {
     machine
 }
 
-/// Waits until a line containing each of `needles` has been seen, in any
-/// order (domains print concurrently). Returns the lines, in `needles` order.
+/// Waits until a line containing each of `needles` has been seen since the
+/// machine started, in any order (domains print concurrently). Returns the
+/// lines, in `needles` order.
 pub fn wait_all(machine: &mut Machine, needles: &[&str], timeout: Duration) -> Vec<String> {
-    let mut found: Vec<Option<String>> = vec![None; needles.len()];
+    let mut found: Vec<Option<String>> = needles
+        .iter()
+        .map(|n| machine.transcript.iter().find(|l| l.contains(n)).cloned())
+        .collect();
     let deadline = std::time::Instant::now() + timeout;
     while found.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());

@@ -24,6 +24,13 @@ fn wait_heartbeat(m: &mut Machine, dom: u16, n: u64) -> String {
 #[test]
 fn domus_run_and_verify_their_memory() {
     let mut m = boot("domus-verify", "autostart=domu,domu");
+    // Each domU first exercises new frames, pin/unpin, a base-pointer
+    // switch and giving frames back.
+    wait_all(
+        &mut m,
+        &["(d1) table exercise passed", "(d2) table exercise passed"],
+        BEATS,
+    );
     for beat in wait_all(&mut m, &["(d1) heartbeat 3:", "(d2) heartbeat 3:"], BEATS) {
         assert_eq!(field(&beat, "mismatches"), Some(0), "{beat}");
         assert!(field(&beat, "checks").is_some_and(|c| c > 0), "{beat}");
@@ -124,5 +131,35 @@ fn a_fault_in_a_domu_ends_that_domain_only() {
     );
     let n = m.lines_with("(d1) heartbeat").count() as u64;
     wait_heartbeat(&mut m, 1, n + 2);
+    poweroff_pass(&mut m);
+}
+
+#[test]
+fn a_paused_domu_stops_and_resumes_where_it_was() {
+    let mut m = boot("pause", "autostart=domu");
+    wait_heartbeat(&mut m, 1, 1);
+    cmd(&mut m, "pause 1");
+    let list = cmd(&mut m, "list");
+    assert!(
+        list.iter()
+            .any(|l| l.starts_with("(d0) 1 ") && l.ends_with("paused")),
+        "{list:?}"
+    );
+    let beats_paused = m.lines_with("(d1) heartbeat").count();
+    cmd(&mut m, "sleep 2000");
+    assert_eq!(
+        m.lines_with("(d1) heartbeat").count(),
+        beats_paused,
+        "no heartbeat while paused"
+    );
+    cmd(&mut m, "unpause 1");
+    let beat = wait_heartbeat(&mut m, 1, beats_paused as u64 + 1);
+    assert_eq!(field(&beat, "mismatches"), Some(0), "{beat}");
+    let out = cmd(&mut m, "pause 0");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("pause d0: error: invalid argument")),
+        "{out:?}"
+    );
     poweroff_pass(&mut m);
 }
