@@ -40,6 +40,7 @@
 //! - [`HandoverState::validate`] checks the structural invariants of a state
 //!   in memory ([`StateError`]).
 //! - [`note`] builds and parses the `HVLU` ELF note.
+//! - [`entry`] fixes the live-update entry contract and its argument page.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -50,6 +51,7 @@ pub mod body;
 pub mod crc;
 mod decode;
 mod encode;
+pub mod entry;
 pub mod header;
 pub mod note;
 pub mod types;

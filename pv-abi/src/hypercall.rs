@@ -54,6 +54,19 @@ pub enum Hypercall {
     SetSegmentBase = 14,
     /// `sysinfo(buf, len)`: fills a [`SysInfo`].
     SysInfo = 15,
+    /// `lu_load(name, len)`: validates boot module `name` as a hypervisor
+    /// image and stages it in the live-update region (dom0 only). Nothing
+    /// is paused. A refused image leaves the system as it was; the reason is
+    /// in [`LuStatus::message`].
+    LuLoad = 16,
+    /// `lu_status(buf, len)`: fills a [`LuStatus`] (dom0 only).
+    LuStatus = 17,
+    /// `lu_unload()`: forgets the staged image (dom0 only).
+    LuUnload = 18,
+    /// `lu_exec()`: performs the update to the staged image (dom0 only).
+    /// Returns 0 in the new hypervisor; an error means the update was
+    /// cancelled before the point of no return and every domain runs on.
+    LuExec = 19,
 }
 
 impl Hypercall {
@@ -76,6 +89,10 @@ impl Hypercall {
             Report,
             SetSegmentBase,
             SysInfo,
+            LuLoad,
+            LuStatus,
+            LuUnload,
+            LuExec,
         ]
         .into_iter()
         .find(|h| *h as u64 == n)
@@ -249,4 +266,51 @@ pub struct SysInfo {
     pub ticks: u64,
     /// Timer ticks per second.
     pub tick_hz: u64,
+}
+
+/// Live-update status, `lu_status(buf, len)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct LuStatus {
+    /// 1 if an image is staged.
+    pub loaded: u64,
+    /// The running image's build id.
+    pub running_build_id: [u8; 16],
+    /// The staged image's build id.
+    pub staged_build_id: [u8; 16],
+    /// ABI range the staged image reads: min major, min minor, max major,
+    /// max minor.
+    pub staged_reads: [u16; 4],
+    /// The version the update will write: major, minor, 0, 0.
+    pub version: [u16; 4],
+    /// The live-update capacity: the region's largest free gap, in bytes.
+    pub capacity: u64,
+    /// Bytes of the staged image span.
+    pub image_bytes: u64,
+    /// Bytes set aside for the state and the entry tables.
+    pub state_bytes: u64,
+    /// Bytes the state would take now.
+    pub state_needed: u64,
+    /// Updates since cold boot.
+    pub sequence: u64,
+    /// The last refusal or failure, NUL padded.
+    pub message: [u8; 128],
+}
+
+impl Default for LuStatus {
+    fn default() -> Self {
+        LuStatus {
+            loaded: 0,
+            running_build_id: [0; 16],
+            staged_build_id: [0; 16],
+            staged_reads: [0; 4],
+            version: [0; 4],
+            capacity: 0,
+            image_bytes: 0,
+            state_bytes: 0,
+            state_needed: 0,
+            sequence: 0,
+            message: [0; 128],
+        }
+    }
 }

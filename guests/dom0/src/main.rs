@@ -12,6 +12,11 @@
 //! | `free` | free frames, owned frames, domains |
 //! | `sleep <ms>` | wait (scripts use it to let domUs run) |
 //! | `poweroff` | end the system; the hypervisor prints every domain's report |
+//! | `lu load <image>` | validate and stage a hypervisor image (a boot module) |
+//! | `lu status` | idle or loaded; build ids, ABI range, capacity and needs |
+//! | `lu unload` | forget the staged image |
+//! | `lu exec` | update to the staged image |
+//! | `live-update <image>` | `lu load` then `lu exec` |
 //!
 //! At boot it creates a domU from each module named in its command line's
 //! `autostart=` list.
@@ -175,6 +180,20 @@ fn run(words: &[&str]) {
                 println!("poweroff: error: {}", e.name());
             }
         }
+        ["lu", "load", image] => {
+            lu_load(image);
+        }
+        ["lu", "status"] => lu_status(),
+        ["lu", "unload"] => match hc::lu_unload() {
+            Ok(_) => println!("lu unload: done"),
+            Err(e) => println!("lu unload: error: {}: {}", e.name(), lu_message()),
+        },
+        ["lu", "exec"] => lu_exec(),
+        ["live-update", image] => {
+            if lu_load(image) {
+                lu_exec();
+            }
+        }
         [cmd, ..] => println!("unknown command `{cmd}` or wrong arguments; {HELP}"),
         [] => {}
     }
@@ -212,5 +231,117 @@ fn list() {
             }
         }
         Err(e) => println!("list: error: {}", e.name()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> HexBytes<'_> {
+    HexBytes(bytes)
+}
+
+/// Bytes printed as lower-case hex.
+struct HexBytes<'a>(&'a [u8]);
+
+impl core::fmt::Display for HexBytes<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// The hypervisor's last live-update message.
+fn lu_message() -> LuMessage {
+    let mut m = LuMessage {
+        bytes: [0; 128],
+        len: 0,
+    };
+    if let Ok(st) = hc::lu_status() {
+        m.len = st
+            .message
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(st.message.len());
+        m.bytes = st.message;
+    }
+    m
+}
+
+/// A message copied out of the status.
+struct LuMessage {
+    bytes: [u8; 128],
+    len: usize,
+}
+
+impl core::fmt::Display for LuMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?"))
+    }
+}
+
+fn lu_load(image: &str) -> bool {
+    match hc::lu_load(image) {
+        Ok(_) => {
+            println!("lu load {image}: staged");
+            true
+        }
+        Err(e) => {
+            println!("lu load {image}: error: {}: {}", e.name(), lu_message());
+            false
+        }
+    }
+}
+
+fn lu_status() {
+    let st = match hc::lu_status() {
+        Ok(st) => st,
+        Err(e) => {
+            println!("lu status: error: {}", e.name());
+            return;
+        }
+    };
+    println!(
+        "lu status: running build {} after {} updates",
+        hex(&st.running_build_id[..8]),
+        st.sequence
+    );
+    if st.loaded == 0 {
+        println!(
+            "lu status: idle; capacity {} KiB, a state now needs {} bytes",
+            st.capacity >> 10,
+            st.state_needed
+        );
+    } else {
+        let r = st.staged_reads;
+        println!(
+            "lu status: loaded build {} reading ABI {}.{}..={}.{}, will write {}.{}; image {} KiB + state area {} KiB of capacity {} KiB; state needs {} bytes",
+            hex(&st.staged_build_id[..8]),
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            st.version[0],
+            st.version[1],
+            st.image_bytes >> 10,
+            st.state_bytes >> 10,
+            st.capacity >> 10,
+            st.state_needed
+        );
+    }
+    let msg = lu_message();
+    if msg.len > 0 {
+        println!("lu status: last message: {msg}");
+    }
+}
+
+fn lu_exec() {
+    println!("lu exec: updating");
+    match hc::lu_exec() {
+        Ok(_) => match hc::lu_status() {
+            Ok(st) => println!(
+                "lu exec: done, now running build {} (update {})",
+                hex(&st.running_build_id[..8]),
+                st.sequence
+            ),
+            Err(_) => println!("lu exec: done"),
+        },
+        Err(e) => println!("lu exec: error: {}: {}", e.name(), lu_message()),
     }
 }

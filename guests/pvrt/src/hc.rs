@@ -2,7 +2,9 @@
 
 use core::arch::asm;
 
-use pv_abi::hypercall::{DomainInfo, DomctlOp, Error, Hypercall, MmuUpdate, Report, SysInfo};
+use pv_abi::hypercall::{
+    DomainInfo, DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, Report, SysInfo,
+};
 
 /// The result of a hypercall.
 pub type HcResult = Result<u64, Error>;
@@ -192,4 +194,38 @@ pub fn sysinfo() -> Result<SysInfo, Error> {
         0,
     )?;
     Ok(info)
+}
+
+/// Stages boot module `name` for a live update.
+pub fn lu_load(name: &str) -> HcResult {
+    call(
+        Hypercall::LuLoad,
+        name.as_ptr() as u64,
+        name.len() as u64,
+        0,
+        0,
+    )
+}
+
+/// The live-update status.
+pub fn lu_status() -> Result<LuStatus, Error> {
+    let mut status = LuStatus::default();
+    call(
+        Hypercall::LuStatus,
+        &mut status as *mut LuStatus as u64,
+        core::mem::size_of::<LuStatus>() as u64,
+        0,
+        0,
+    )?;
+    Ok(status)
+}
+
+/// Forgets the staged image.
+pub fn lu_unload() -> HcResult {
+    call(Hypercall::LuUnload, 0, 0, 0, 0)
+}
+
+/// Performs the staged update; returns in the new hypervisor.
+pub fn lu_exec() -> HcResult {
+    call(Hypercall::LuExec, 0, 0, 0, 0)
 }

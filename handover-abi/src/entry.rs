@@ -1,0 +1,328 @@
+//! The live-update entry contract: how the old hypervisor enters the new
+//! image, and the argument page it passes.
+//!
+//! # CPU state at the entry
+//!
+//! The old hypervisor jumps to the virtual address in the new image's `HVLU`
+//! note ([`crate::note::ImageNote::entry`]) with:
+//!
+//! - 64-bit long mode, CPL 0, interrupts disabled (RFLAGS.IF = 0), DF = 0;
+//! - `rdi` = physical address of an [`EntryArgs`] page; every other general
+//!   register, the stack pointer, GDTR, IDTR and TR are undefined: the entry
+//!   must load its own stack, GDT, IDT and TSS before anything else;
+//! - CR0.PG, CR0.WP, CR4.PAE, EFER.LME, EFER.NXE set; CR4.PGE set, with no
+//!   global translation left in the TLB from the old image;
+//! - CR3 = page tables built by the old hypervisor inside the live-update
+//!   region, mapping exactly:
+//!   1. every loadable segment of the new image at its link virtual address,
+//!      backed by the staged copy (4 KiB pages, writable and executable);
+//!   2. all physical memory below [`EntryArgs::ram_end`] at
+//!      [`DIRECT_MAP_BASE`]` + paddr` (2 MiB pages, writable, not executable);
+//!   3. one identity-mapped page holding the old hypervisor's trampoline;
+//! - the image's `.bss` zeroed in the staged copy.
+//!
+//! The new image may use those tables until it has built its own from the
+//! region; it must not touch memory outside the region before it has
+//! verified the handover state.
+//!
+//! # The argument page
+//!
+//! Fixed little-endian layout, [`ENTRY_ARGS_SIZE`] bytes, guarded by its own
+//! CRC32C:
+//!
+//! ```text
+//! offset size field
+//!      0    8 magic "HVLUARGS"
+//!      8    4 version (1)
+//!     12    4 size (ENTRY_ARGS_SIZE)
+//!     16    8 state_phys        physical address of the handover header
+//!     24    8 state_len         header + body bytes
+//!     32    8 image_phys        physical address of the staged image's first byte
+//!     40    8 image_len         bytes of the staged image span
+//!     48    8 region_base       live-update region
+//!     56    8 region_size
+//!     64    8 ram_end           end of the direct map the entry tables provide
+//!     72    8 digest            owned-frame digest the old hypervisor computed
+//!     80    8 tsc_khz           TSC frequency the old hypervisor measured
+//!     88    8 tsc_pause         TSC when the update began to pause the domains
+//!     96    8 tsc_paused        TSC when every vCPU was stopped
+//!    104    8 tsc_serialised    TSC when the state was written
+//!    112    8 tsc_preflight     TSC when the pre-flight check ended
+//!    120    8 tsc_jump          TSC just before the jump
+//!    128    8 free_frames       free frames of the old hypervisor's page allocator
+//!    136    8 sequence          updates so far since cold boot, this one included
+//!    144   16 from_build_id     the old image's build id
+//!    160    4 crc32c            of bytes 0..160
+//!    164    4 reserved (0)
+//! ```
+
+use crate::crc::crc32c;
+use crate::header::BuildId;
+
+/// Where the entry tables map physical memory.
+pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+/// Magic of the argument page.
+pub const ENTRY_ARGS_MAGIC: [u8; 8] = *b"HVLUARGS";
+/// Version of the argument page this crate writes and reads.
+pub const ENTRY_ARGS_VERSION: u32 = 1;
+/// Bytes of the argument page.
+pub const ENTRY_ARGS_SIZE: usize = 168;
+
+/// The arguments of the live-update entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryArgs {
+    /// Physical address of the handover header.
+    pub state_phys: u64,
+    /// Bytes of the handover state (header and body).
+    pub state_len: u64,
+    /// Physical address of the staged image.
+    pub image_phys: u64,
+    /// Bytes of the staged image span.
+    pub image_len: u64,
+    /// Base of the live-update region.
+    pub region_base: u64,
+    /// Size of the live-update region.
+    pub region_size: u64,
+    /// End of the physical memory the entry tables map.
+    pub ram_end: u64,
+    /// The owned-frame digest computed before the jump.
+    pub digest: u64,
+    /// TSC frequency in kHz.
+    pub tsc_khz: u64,
+    /// TSC when the update began to pause the domains.
+    pub tsc_pause: u64,
+    /// TSC when every vCPU was stopped.
+    pub tsc_paused: u64,
+    /// TSC when the state was written.
+    pub tsc_serialised: u64,
+    /// TSC when the pre-flight check ended.
+    pub tsc_preflight: u64,
+    /// TSC just before the jump.
+    pub tsc_jump: u64,
+    /// Free frames of the old hypervisor's page allocator.
+    pub free_frames: u64,
+    /// Updates since cold boot, this one included.
+    pub sequence: u64,
+    /// The old image's build id.
+    pub from_build_id: BuildId,
+}
+
+/// Why an argument page was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryArgsError {
+    /// The buffer is shorter than [`ENTRY_ARGS_SIZE`].
+    Truncated {
+        /// Bytes available.
+        len: usize,
+    },
+    /// The magic is not `HVLUARGS`.
+    BadMagic,
+    /// A version or size this reader does not know.
+    UnsupportedVersion {
+        /// The version found.
+        version: u32,
+        /// The size found.
+        size: u32,
+    },
+    /// The CRC32C does not match.
+    CrcMismatch {
+        /// The CRC stored in the page.
+        stored: u32,
+        /// The CRC of the page's bytes.
+        computed: u32,
+    },
+    /// The reserved word is not zero.
+    ReservedNotZero,
+}
+
+impl core::fmt::Display for EntryArgsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EntryArgsError::Truncated { len } => {
+                write!(f, "entry arguments truncated: {len} of {ENTRY_ARGS_SIZE} bytes")
+            }
+            EntryArgsError::BadMagic => f.write_str("entry arguments: bad magic"),
+            EntryArgsError::UnsupportedVersion { version, size } => write!(
+                f,
+                "entry arguments version {version} size {size} not supported (this image reads version {ENTRY_ARGS_VERSION} size {ENTRY_ARGS_SIZE})"
+            ),
+            EntryArgsError::CrcMismatch { stored, computed } => write!(
+                f,
+                "entry arguments CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            EntryArgsError::ReservedNotZero => f.write_str("entry arguments: reserved word not zero"),
+        }
+    }
+}
+
+const CRC_AT: usize = 160;
+
+impl EntryArgs {
+    /// The fields in layout order, after the 16-byte preamble.
+    fn words(&self) -> [u64; 16] {
+        [
+            self.state_phys,
+            self.state_len,
+            self.image_phys,
+            self.image_len,
+            self.region_base,
+            self.region_size,
+            self.ram_end,
+            self.digest,
+            self.tsc_khz,
+            self.tsc_pause,
+            self.tsc_paused,
+            self.tsc_serialised,
+            self.tsc_preflight,
+            self.tsc_jump,
+            self.free_frames,
+            self.sequence,
+        ]
+    }
+
+    /// The argument page's bytes.
+    pub fn to_bytes(&self) -> [u8; ENTRY_ARGS_SIZE] {
+        let mut b = [0u8; ENTRY_ARGS_SIZE];
+        b[..8].copy_from_slice(&ENTRY_ARGS_MAGIC);
+        b[8..12].copy_from_slice(&ENTRY_ARGS_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&(ENTRY_ARGS_SIZE as u32).to_le_bytes());
+        for (i, w) in self.words().iter().enumerate() {
+            b[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        b[144..160].copy_from_slice(&self.from_build_id.0);
+        let crc = crc32c(&b[..CRC_AT]);
+        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Reads an argument page, checking magic, version, size and CRC.
+    pub fn from_bytes(b: &[u8]) -> Result<EntryArgs, EntryArgsError> {
+        if b.len() < ENTRY_ARGS_SIZE {
+            return Err(EntryArgsError::Truncated { len: b.len() });
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        if b[..8] != ENTRY_ARGS_MAGIC {
+            return Err(EntryArgsError::BadMagic);
+        }
+        let (version, size) = (u32_at(8), u32_at(12));
+        if version != ENTRY_ARGS_VERSION || size as usize != ENTRY_ARGS_SIZE {
+            return Err(EntryArgsError::UnsupportedVersion { version, size });
+        }
+        let (stored, computed) = (u32_at(CRC_AT), crc32c(&b[..CRC_AT]));
+        if stored != computed {
+            return Err(EntryArgsError::CrcMismatch { stored, computed });
+        }
+        if u32_at(CRC_AT + 4) != 0 {
+            return Err(EntryArgsError::ReservedNotZero);
+        }
+        let w = |i: usize| u64_at(16 + 8 * i);
+        let mut build_id = [0u8; 16];
+        build_id.copy_from_slice(&b[144..160]);
+        Ok(EntryArgs {
+            state_phys: w(0),
+            state_len: w(1),
+            image_phys: w(2),
+            image_len: w(3),
+            region_base: w(4),
+            region_size: w(5),
+            ram_end: w(6),
+            digest: w(7),
+            tsc_khz: w(8),
+            tsc_pause: w(9),
+            tsc_paused: w(10),
+            tsc_serialised: w(11),
+            tsc_preflight: w(12),
+            tsc_jump: w(13),
+            free_frames: w(14),
+            sequence: w(15),
+            from_build_id: BuildId(build_id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EntryArgs {
+        EntryArgs {
+            state_phys: 0x1c40_0000,
+            state_len: 4321,
+            image_phys: 0x1c20_0000,
+            image_len: 0x8_0000,
+            region_base: 0x1c00_0000,
+            region_size: 64 << 20,
+            ram_end: 512 << 20,
+            digest: 0xdead_beef_f00d_cafe,
+            tsc_khz: 2_600_000,
+            tsc_pause: 1,
+            tsc_paused: 5,
+            tsc_serialised: 2,
+            tsc_preflight: 3,
+            tsc_jump: 4,
+            free_frames: 110_000,
+            sequence: 7,
+            from_build_id: BuildId([0xab; 16]),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let args = sample();
+        assert_eq!(EntryArgs::from_bytes(&args.to_bytes()), Ok(args));
+    }
+
+    #[test]
+    fn truncated() {
+        let b = sample().to_bytes();
+        assert_eq!(
+            EntryArgs::from_bytes(&b[..100]),
+            Err(EntryArgsError::Truncated { len: 100 })
+        );
+    }
+
+    #[test]
+    fn bad_magic() {
+        let mut b = sample().to_bytes();
+        b[0] = b'X';
+        assert_eq!(EntryArgs::from_bytes(&b), Err(EntryArgsError::BadMagic));
+    }
+
+    #[test]
+    fn unsupported_version() {
+        let mut b = sample().to_bytes();
+        b[8] = 2;
+        assert_eq!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::UnsupportedVersion {
+                version: 2,
+                size: ENTRY_ARGS_SIZE as u32
+            })
+        );
+    }
+
+    #[test]
+    fn corrupted_field_with_stale_crc() {
+        let mut b = sample().to_bytes();
+        b[72] ^= 1; // the digest
+        assert!(matches!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn reserved_not_zero() {
+        let mut b = sample().to_bytes();
+        b[164] = 1;
+        assert_eq!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::ReservedNotZero)
+        );
+    }
+}
