@@ -145,14 +145,4 @@ impl BootInfo {
     pub fn cmdline(&self) -> &str {
         core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
     }
-
-    /// The end of the highest RAM range.
-    pub fn ram_end(&self) -> u64 {
-        self.memmap()
-            .iter()
-            .filter(|e| e.kind == E820_RAM)
-            .map(MemEntry::end)
-            .max()
-            .unwrap_or(0)
-    }
 }

@@ -62,6 +62,30 @@ pub struct Hv {
     pub boot_tsc: u64,
     /// Reports of domains already destroyed: (id, name, reports).
     pub past_reports: Vec<(u16, String, crate::domain::Reports)>,
+    /// The outgoing live-update role's state.
+    pub lu: crate::lu::outgoing::LuState,
+    /// Live updates since cold boot.
+    pub lu_sequence: u64,
+    /// After a live update: RAM to release at the first tick, and the
+    /// figures of the update's report.
+    pub pending_release: Option<PendingRelease>,
+}
+
+/// What the incoming side of an update leaves for its first timer tick.
+#[derive(Debug)]
+pub struct PendingRelease {
+    /// Free RAM: the complement of the domains' runs.
+    pub ranges: Vec<handover_abi::MfnRange>,
+    /// The entry arguments (the old side's figures).
+    pub args: handover_abi::entry::EntryArgs,
+    /// The incoming side's timestamps.
+    pub times: crate::lu::incoming::InTimes,
+    /// The digest after the pass.
+    pub digest: u64,
+    /// Frames owned after the pass.
+    pub frames: u64,
+    /// Runs in the state.
+    pub runs: u64,
 }
 
 impl Hv {
@@ -264,6 +288,9 @@ impl Hv {
         match frame.vector {
             v if v == timer::TIMER_VECTOR => {
                 timer::eoi(v);
+                if let Some(pending) = self.pending_release.take() {
+                    crate::lu::incoming::release(self, pending);
+                }
                 self.poll_console();
                 self.schedule(frame, true);
             }
@@ -299,6 +326,14 @@ impl Hv {
             Some(Hypercall::Yield) => {
                 frame.rax = 0;
                 self.schedule(frame, true);
+                return;
+            }
+            Some(Hypercall::LuExec) => {
+                let result = self.require_privileged().and_then(|()| self.lu_exec(frame));
+                frame.rax = match result {
+                    Ok(v) => v,
+                    Err(e) => (-(e as i64)) as u64,
+                };
                 return;
             }
             Some(Hypercall::Shutdown) => {
@@ -385,7 +420,7 @@ impl Hv {
                     free_frames: self.mem.pages.free_frames(),
                     owned_frames: self.owned_frames(),
                     domains: self.domains.len() as u64,
-                    build_id: 0,
+                    build_id: crate::build_id::short(),
                     ticks: TICKS.load(Ordering::Relaxed),
                     tick_hz: u64::from(self.options.timer_hz),
                 };
@@ -461,7 +496,27 @@ impl Hv {
                 let dom = self.domains.get_mut(&d).ok_or(Error::Failed)?;
                 mmu::decrease_reservation(&mut self.mem, dom, &mfns)
             }
-            Hypercall::Yield | Hypercall::Shutdown => Err(Error::Invalid),
+            Hypercall::LuLoad => {
+                self.require_privileged()?;
+                let len = a[1].min(64) as usize;
+                let mut name = alloc::vec![0u8; len];
+                self.read_guest(a[0], &mut name)?;
+                let name = String::from_utf8(name).map_err(|_| Error::Invalid)?;
+                self.lu_load(&name)
+            }
+            Hypercall::LuStatus => {
+                self.require_privileged()?;
+                let status = self.lu_status();
+                let bytes = crate::arch::phys::as_bytes(&status);
+                let n = (a[1] as usize).min(bytes.len());
+                self.write_guest(a[0], &bytes[..n])?;
+                Ok(n as u64)
+            }
+            Hypercall::LuUnload => {
+                self.require_privileged()?;
+                self.lu_unload()
+            }
+            Hypercall::Yield | Hypercall::Shutdown | Hypercall::LuExec => Err(Error::Invalid),
         }
     }
 

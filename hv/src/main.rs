@@ -10,11 +10,13 @@ extern crate alloc;
 
 mod arch;
 mod boot_info;
+mod build_id;
 mod cmdline;
 mod console;
 mod domain;
 mod guest_mem;
 mod hv;
+mod lu;
 mod mm;
 mod mmu;
 mod modules;
@@ -55,7 +57,7 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
         Ok(region) => region,
         Err(e) => fatal(format_args!("no live-update region: {e}")),
     };
-    let memory = match mm::init(&info, region, &[]) {
+    let memory = match cold_memory(&info, region) {
         Ok(memory) => memory,
         Err(e) => fatal(format_args!("memory setup failed: {e}")),
     };
@@ -91,6 +93,9 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
         tsc_khz,
         boot_tsc,
         past_reports: alloc::vec::Vec::new(),
+        lu: lu::outgoing::LuState::default(),
+        lu_sequence: 0,
+        pending_release: None,
     };
     let dom0_cmdline = alloc::format!(
         "autostart={}",
@@ -117,10 +122,45 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
     arch::trap::enter(&vcpu.frame)
 }
 
+/// Memory on a cold boot: page tables, heap, frametable from the region,
+/// then every other RAM frame to the page allocator.
+fn cold_memory(
+    info: &boot_info::BootInfo,
+    region: boot_allocator::PhysRange,
+) -> Result<mm::Memory, mm::MemError> {
+    // No heap yet: the RAM ranges go into a fixed array first.
+    let mut fixed = [handover_abi::MfnRange::default(); boot_info::MAX_MEMMAP];
+    let mut n = 0;
+    for (slot, range) in fixed.iter_mut().zip(mm::ram_ranges(info)) {
+        *slot = range;
+        n += 1;
+    }
+    let mut boot = mm::BootMem::new(region, &[])?;
+    boot.page_tables(&fixed[..n])?;
+    boot.heap()?;
+    let mut memory = boot.finish(fixed[..n].to_vec(), mm::reserved_ranges(region))?;
+    let free = {
+        let parts = memory.parts();
+        frame_ownership::free_ranges::<(handover_abi::Mfn, handover_abi::RunKind), handover_abi::Mfn>(
+            &parts.layout,
+            &[],
+        )
+    };
+    memory.release(&free);
+    Ok(memory)
+}
+
 /// Stops the hypervisor with a diagnostic.
 fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     hvprintln!("FATAL: {args}");
     arch::cpu::exit(Outcome::Fail)
+}
+
+/// The first Rust code after a live update: called by `hv_lu_entry` on the
+/// boot stack with the physical address of the entry argument page.
+#[no_mangle]
+pub extern "C" fn hv_lu_main(args_phys: u64) -> ! {
+    lu::incoming::enter(args_phys)
 }
 
 #[panic_handler]

@@ -5,10 +5,25 @@
 //! handover state into the live-update region, checks it (pre-flight) and
 //! jumps to the new image. The logic is written against traits that a
 //! hypervisor implements, so it runs in host tests against a simulated
-//! machine. It is filled in by the live-update issue (#4); until then it only
-//! re-exports the format it will write.
+//! machine.
+//!
+//! - [`image`]: the load step — [`image::validate`] decides whether an ELF
+//!   file is an image this hypervisor can hand over to (x86_64, sane
+//!   segments, one `HVLU` note with a common ABI version, an entry in its
+//!   code, a span that fits the staging area) and describes it;
+//!   [`image::stage`] copies it into the staging area through the
+//!   [`image::StagingArea`] trait.
+//! - [`abi`]: the handover format this role writes (a re-export of
+//!   `handover-abi`).
+//!
+//! Pausing, serialisation, pre-flight and the jump are filled in by the
+//! live-update issue (#4).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub use handover_abi as abi;
+
+pub mod image;

@@ -29,7 +29,8 @@ pub struct Images {
 
 impl Images {
     /// The images `cargo xtask build --release` leaves in `target/`: the
-    /// hypervisor and modules `dom0` and `domu`.
+    /// hypervisor and modules `dom0`, `domu` and `hv` (the same hypervisor,
+    /// to update to).
     pub fn built() -> Result<Images, String> {
         let dir = root().join("target/x86_64-unknown-none/release");
         let images = Images {

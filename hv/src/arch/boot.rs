@@ -130,6 +130,7 @@ boot_stack_top:
     .section .bss.boot_stack, "aw", @nobits
     .p2align 12
     .skip 65536
+    .global boot_stack_top_high
 boot_stack_top_high:
     "#,
     options(att_syntax)

@@ -10,6 +10,7 @@ mod boot;
 pub mod cpu;
 pub mod fwcfg;
 pub mod gdt;
+pub mod kexec;
 pub mod lapic;
 pub mod paging;
 pub mod phys;
@@ -40,6 +41,13 @@ pub fn image_range() -> (u64, u64) {
         core::ptr::addr_of!(__image_end_phys) as u64,
     );
     (start.wrapping_add(shift), end.wrapping_add(shift))
+}
+
+/// Records where this image actually sits (the incoming side of a live
+/// update): `image_phys` is the physical address of its first byte.
+pub fn set_image_phys(image_phys: u64) {
+    let linked = core::ptr::addr_of!(__image_start_phys) as u64;
+    PHYS_SHIFT.store(image_phys.wrapping_sub(linked), Ordering::Relaxed);
 }
 
 /// The physical address of an object of the image (code, data, bss).

@@ -275,6 +275,10 @@ pub fn as_bytes<T: ZeroValid>(value: &T) -> &[u8] {
 // SAFETY: StartInfo is `#[repr(C)]` of u64s and a byte array: no padding,
 // and zero is a valid value.
 unsafe impl ZeroValid for pv_abi::start_info::StartInfo {}
+// SAFETY: LuStatus is `#[repr(C)]` u64, [u8; 16] x2, [u16; 4] x2, u64 x5,
+// [u8; 128]: offsets 0, 8, 24, 40, 48, 56..96, 96 — no padding; zero is
+// valid.
+unsafe impl ZeroValid for pv_abi::hypercall::LuStatus {}
 // SAFETY: SysInfo is `#[repr(C)]` of u64s: no padding, zero is valid.
 unsafe impl ZeroValid for pv_abi::hypercall::SysInfo {}
 // SAFETY: DomainInfo is `#[repr(C)]` u16, u8, u8, u32, u64, u64, [u8; 32]:

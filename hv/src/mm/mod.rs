@@ -157,55 +157,102 @@ pub fn choose_region(info: &BootInfo, size: u64) -> Result<PhysRange, MemError> 
     best.ok_or(MemError::NoRoomForRegion { size })
 }
 
-/// Sets memory up: page tables, frametable, M2P and heap from a boot
-/// allocator over `region` minus `holes`, then the page allocator over the
-/// RAM that is neither in the region nor reserved.
-pub fn init(info: &BootInfo, region: PhysRange, holes: &[PhysRange]) -> Result<Memory, MemError> {
-    let mut boot = BootAllocator::new(region, holes)?;
+/// The boot allocator over the region, and the steps of a boot that take
+/// memory from it. A cold boot calls them as page tables, heap, frametable;
+/// the incoming side of an update as heap (to decode the state), page
+/// tables, frametable — the entry tables already give it a direct map.
+#[derive(Debug)]
+pub struct BootMem {
+    boot: BootAllocator,
+    region: PhysRange,
+}
 
-    // Page tables: the direct map over RAM, the image by section.
-    let mut ram_iter = ram_ranges(info).map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
-    let mut alloc_frame = || {
-        boot.alloc_pages_tagged(1, PAGE_SIZE, "page tables")
-            .ok()
-            .map(|r| r.start)
-    };
-    paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
-
-    let frames = info.ram_end() / PAGE_SIZE;
-    let heap = boot.alloc_pages_tagged(HEAP_SIZE / PAGE_SIZE, TWO_MIB, "heap")?;
-    heap::init(phys::claim(heap.start, heap.size)?);
-
-    let ft_bytes = frames * core::mem::size_of::<FrameInfo>() as u64;
-    let ft = boot.alloc_pages_tagged(ft_bytes.div_ceil(PAGE_SIZE), PAGE_SIZE, "frametable")?;
-    let frametable = phys::claim_slice::<FrameInfo>(ft.start, frames as usize)?;
-    let m2p_range = boot.alloc_pages_tagged((frames * 8).div_ceil(PAGE_SIZE), PAGE_SIZE, "m2p")?;
-    let m2p = phys::claim_slice::<u64>(m2p_range.start, frames as usize)?;
-    m2p.fill(u64::MAX);
-
-    let handoff = boot.finish();
-    let ram: Vec<MfnRange> = ram_ranges(info).collect();
-    let (image_start, image_end) = arch::image_range();
-    let reserved = alloc::vec![
-        MfnRange::new(Mfn(0), LOW_RESERVED / PAGE_SIZE),
-        MfnRange::new(
-            Mfn::containing(image_start),
-            image_end.div_ceil(PAGE_SIZE) - image_start / PAGE_SIZE
-        ),
-    ];
-    let mut pages = PageAllocator::new(frames);
-    let layout =
-        MachineLayout::new(&ram, region_mfns(region), &reserved).map_err(MemError::Layout)?;
-    for range in frame_ownership::free_ranges::<(Mfn, handover_abi::RunKind), Mfn>(&layout, &[]) {
-        pages.release(range);
+impl BootMem {
+    /// A boot allocator over `region` minus `holes`.
+    pub fn new(region: PhysRange, holes: &[PhysRange]) -> Result<BootMem, MemError> {
+        Ok(BootMem {
+            boot: BootAllocator::new(region, holes)?,
+            region,
+        })
     }
-    Ok(Memory {
-        ram,
-        region,
-        reserved,
-        frametable,
-        m2p,
-        pages,
-        handoff,
-    })
+
+    /// Builds and loads the hypervisor's page tables: the direct map over
+    /// `ram`, the image by section.
+    pub fn page_tables(&mut self, ram: &[MfnRange]) -> Result<(), MemError> {
+        let boot = &mut self.boot;
+        let mut ram_iter = ram.iter().map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
+        let mut alloc_frame = || {
+            boot.alloc_pages_tagged(1, PAGE_SIZE, "page tables")
+                .ok()
+                .map(|r| r.start)
+        };
+        paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
+        Ok(())
+    }
+
+    /// Claims the heap and hands it to the global allocator. The direct map
+    /// must not move afterwards.
+    pub fn heap(&mut self) -> Result<(), MemError> {
+        let heap = self
+            .boot
+            .alloc_pages_tagged(HEAP_SIZE / PAGE_SIZE, TWO_MIB, "heap")?;
+        heap::init(phys::claim(heap.start, heap.size)?);
+        Ok(())
+    }
+
+    /// Claims a zeroed frametable and an invalid-filled M2P for `frames`
+    /// frames, retires the boot allocator and returns memory with no free
+    /// frame yet (see [`Memory::release`]).
+    pub fn finish(
+        mut self,
+        ram: Vec<MfnRange>,
+        reserved: Vec<MfnRange>,
+    ) -> Result<Memory, MemError> {
+        let frames = ram.iter().map(|r| r.end()).max().unwrap_or(0);
+        let ft_bytes = frames * core::mem::size_of::<FrameInfo>() as u64;
+        let ft =
+            self.boot
+                .alloc_pages_tagged(ft_bytes.div_ceil(PAGE_SIZE), PAGE_SIZE, "frametable")?;
+        let frametable = phys::claim_slice::<FrameInfo>(ft.start, frames as usize)?;
+        let m2p_range =
+            self.boot
+                .alloc_pages_tagged((frames * 8).div_ceil(PAGE_SIZE), PAGE_SIZE, "m2p")?;
+        let m2p = phys::claim_slice::<u64>(m2p_range.start, frames as usize)?;
+        m2p.fill(frame_ownership::M2P_INVALID);
+        MachineLayout::new(&ram, region_mfns(self.region), &reserved).map_err(MemError::Layout)?;
+        Ok(Memory {
+            ram,
+            region: self.region,
+            reserved,
+            frametable,
+            m2p,
+            pages: PageAllocator::new(frames),
+            handoff: self.boot.finish(),
+        })
+    }
+}
+
+/// Frames the hypervisor keeps outside the region: firmware memory below
+/// 1 MiB, and the running image when it is not inside the region (a cold
+/// boot's image).
+pub fn reserved_ranges(region: PhysRange) -> Vec<MfnRange> {
+    let (image_start, image_end) = arch::image_range();
+    let mut reserved = alloc::vec![MfnRange::new(Mfn(0), LOW_RESERVED / PAGE_SIZE)];
+    if !region.contains(image_start) {
+        let start = Mfn::containing(image_start);
+        reserved.push(MfnRange::new(
+            start,
+            image_end.div_ceil(PAGE_SIZE) - start.0,
+        ));
+    }
+    reserved
+}
+
+impl Memory {
+    /// Hands `ranges` to the page allocator.
+    pub fn release(&mut self, ranges: &[MfnRange]) {
+        for range in ranges {
+            self.pages.release(*range);
+        }
+    }
 }

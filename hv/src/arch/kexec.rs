@@ -1,0 +1,232 @@
+//! The live-update jump, both ends of it.
+//!
+//! **Outgoing.** [`prepare`] builds, in frames of the live-update region, the
+//! page tables the entry contract (`handover_abi::entry`) promises the new
+//! image: its segments at their link addresses, the direct map, and an
+//! identity mapping of one trampoline page, which it also maps in the
+//! hypervisor's own root. [`Prepared::jump`] then loads the hypervisor's
+//! root (which maps both the running image and the trampoline), jumps to the
+//! trampoline's identity address, which loads the new root, flushes global
+//! translations (the old image's global pages sit at the very addresses the
+//! new image is linked at) and jumps to the new image's entry.
+//!
+//! **Incoming.** `hv_lu_entry` is the address in this image's `HVLU` note:
+//! it takes the boot stack and calls `hv_lu_main` with the argument page's
+//! physical address.
+
+use core::arch::{asm, global_asm};
+
+use super::paging::{PTE_ADDR, PTE_NX, PTE_P, PTE_PS, PTE_RW};
+use super::phys::{self, PhysError, DIRECT_MAP_BASE};
+
+global_asm!(
+    r#"
+    .section .text.lu_entry, "ax"
+    .global hv_lu_entry
+hv_lu_entry:
+    movabs $boot_stack_top_high, %rsp
+    xor %ebp, %ebp
+    call hv_lu_main
+1:
+    hlt
+    jmp 1b
+
+    .section .text.lu_trampoline, "ax"
+    .global lu_trampoline_start
+    .global lu_trampoline_end
+lu_trampoline_start:
+    mov %rsi, %cr3
+    mov %cr4, %rax
+    and $~0x80, %rax
+    mov %rax, %cr4
+    or $0x80, %rax
+    mov %rax, %cr4
+    jmp *%rdx
+lu_trampoline_end:
+    "#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static lu_trampoline_start: u8;
+    static lu_trampoline_end: u8;
+}
+
+/// The trampoline's machine code.
+fn trampoline_code() -> &'static [u8] {
+    let start = core::ptr::addr_of!(lu_trampoline_start);
+    let end = core::ptr::addr_of!(lu_trampoline_end);
+    // SAFETY: both symbols delimit the trampoline in this image's .text,
+    // which is mapped read-only and never changes; start <= end.
+    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
+}
+
+/// One range of the new image to map: `len` bytes at link address `vaddr`,
+/// staged at `phys` (all page aligned).
+#[derive(Clone, Copy, Debug)]
+pub struct Mapping {
+    /// Link address.
+    pub vaddr: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Where the staged copy is.
+    pub phys: u64,
+}
+
+/// Everything the jump needs.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// The new image's segments.
+    pub segments: &'a [Mapping],
+    /// The direct map of the entry tables covers `[0, ram_end)`.
+    pub ram_end: u64,
+    /// A free page of the region for the trampoline code.
+    pub trampoline: u64,
+    /// The argument page.
+    pub args: u64,
+    /// The new image's entry (a link address inside `segments`).
+    pub entry: u64,
+}
+
+/// Why the jump could not be prepared. Nothing has happened yet then.
+#[derive(Clone, Copy, Debug)]
+pub enum PrepareError {
+    /// The staging area has no frame left for page tables.
+    OutOfFrames,
+    /// A range is not page aligned, or the entry is outside the segments.
+    BadPlan,
+    /// Region memory could not be written.
+    Phys(PhysError),
+}
+
+impl core::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PrepareError::OutOfFrames => {
+                f.write_str("no frame left in the staging area for the entry page tables")
+            }
+            PrepareError::BadPlan => f.write_str("unaligned range or entry outside the image"),
+            PrepareError::Phys(e) => write!(f, "cannot write the entry page tables: {e}"),
+        }
+    }
+}
+
+impl From<PhysError> for PrepareError {
+    fn from(e: PhysError) -> Self {
+        PrepareError::Phys(e)
+    }
+}
+
+/// A prepared jump.
+#[derive(Debug)]
+pub struct Prepared {
+    hv_root: u64,
+    new_root: u64,
+    trampoline: u64,
+    args: u64,
+    entry: u64,
+}
+
+fn index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * (level - 1))) & 511
+}
+
+fn table_for(
+    root: u64,
+    va: u64,
+    level: u32,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<u64, PrepareError> {
+    let mut table = root;
+    for l in (level + 1..=4).rev() {
+        let slot = table + 8 * index(va, l);
+        let entry = phys::read_u64(slot)?;
+        table = if entry & PTE_P != 0 {
+            entry & PTE_ADDR
+        } else {
+            let new = alloc().ok_or(PrepareError::OutOfFrames)?;
+            phys::zero(new, 4096)?;
+            phys::write_u64(slot, new | PTE_P | PTE_RW)?;
+            new
+        };
+    }
+    Ok(table)
+}
+
+/// Builds the entry tables in frames from `alloc` (region frames outside the
+/// staged image, the state and the argument page) and the trampoline.
+pub fn prepare(
+    plan: &Plan<'_>,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<Prepared, PrepareError> {
+    let aligned = |x: u64| x % 4096 == 0;
+    if !plan
+        .segments
+        .iter()
+        .all(|m| aligned(m.vaddr) && aligned(m.len) && aligned(m.phys))
+        || !aligned(plan.trampoline)
+        || !plan
+            .segments
+            .iter()
+            .any(|m| (m.vaddr..m.vaddr + m.len).contains(&plan.entry))
+    {
+        return Err(PrepareError::BadPlan);
+    }
+    let hv_root = super::paging::hv_root();
+    // A fresh identity mapping of the trampoline in the hypervisor's root:
+    // slot 0 of its lower half is otherwise empty.
+    phys::write_u64(hv_root + 8 * index(plan.trampoline, 4), 0)?;
+    let new_root = alloc().ok_or(PrepareError::OutOfFrames)?;
+    phys::zero(new_root, 4096)?;
+    for root in [hv_root, new_root] {
+        let pt = table_for(root, plan.trampoline, 1, alloc)?;
+        phys::write_u64(pt + 8 * index(plan.trampoline, 1), plan.trampoline | PTE_P)?;
+    }
+    phys::zero(plan.trampoline, 4096)?;
+    phys::write(plan.trampoline, trampoline_code())?;
+
+    for m in plan.segments {
+        for off in (0..m.len).step_by(4096) {
+            let va = m.vaddr + off;
+            let pt = table_for(new_root, va, 1, alloc)?;
+            phys::write_u64(pt + 8 * index(va, 1), (m.phys + off) | PTE_P | PTE_RW)?;
+        }
+    }
+    const TWO_MIB: u64 = 2 << 20;
+    for pa in (0..plan.ram_end.div_ceil(TWO_MIB) * TWO_MIB).step_by(TWO_MIB as usize) {
+        let va = DIRECT_MAP_BASE + pa;
+        let pd = table_for(new_root, va, 2, alloc)?;
+        phys::write_u64(pd + 8 * index(va, 2), pa | PTE_P | PTE_RW | PTE_PS | PTE_NX)?;
+    }
+    Ok(Prepared {
+        hv_root,
+        new_root,
+        trampoline: plan.trampoline,
+        args: plan.args,
+        entry: plan.entry,
+    })
+}
+
+impl Prepared {
+    /// The point of no return: enters the new image.
+    pub fn jump(self) -> ! {
+        // SAFETY: `prepare` built `new_root` to the entry contract and mapped
+        // the trampoline page identity in both roots; the hypervisor's root
+        // maps this code, so execution continues after the CR3 load, and the
+        // trampoline's identity address is valid in both roots. Interrupts
+        // are disabled first: nothing of this image runs again.
+        unsafe {
+            asm!(
+                "cli",
+                "mov cr3, {root}",
+                "jmp {tramp}",
+                root = in(reg) self.hv_root,
+                tramp = in(reg) self.trampoline,
+                in("rdi") self.args,
+                in("rsi") self.new_root,
+                in("rdx") self.entry,
+                options(noreturn),
+            )
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! The outgoing role: load, status, unload and exec.
+//!
+//! **Load** validates the image (`old_hv::image`: ELF64, x86_64, segments
+//! that fit, an `HVLU` note whose range includes a version this image
+//! writes, an entry in an executable segment) and stages it in the region's
+//! largest free gap before anything is paused. **Exec** pauses every vCPU
+//! (there is one CPU: the others are already stopped at a trap boundary,
+//! and the caller's context is saved with its result set to 0), serialises
+//! the handover state into the staging area, decodes it back and checks it
+//! (pre-flight, with the owned-frame digest), builds the entry tables and
+//! jumps. Any failure before the jump cancels: the caller gets the error and
+//! every domain runs on.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use boot_allocator::PhysRange;
+use handover_abi::entry::EntryArgs;
+use handover_abi::{
+    ConsoleRing, DomId, DomainFlags, GpRegs, Gpfn, HandoverState, HvGlobals, LuRegion, Machine,
+    Mfn, MfnRange, PinnedTable, Producer, RamRange, RamType, TimeBase, Vcpu as StateVcpu,
+    VcpuFlags, PAGE_SIZE,
+};
+use old_hv::image::{self, ImageInfo, ImageLimits, StagingArea};
+use pv_abi::hypercall::{Error, LuStatus};
+
+use crate::arch::kexec::{self, Mapping, Plan};
+use crate::arch::trap::TrapFrame;
+use crate::arch::{cpu, phys};
+use crate::hv::Hv;
+use crate::{build_id, hvprintln, modules};
+
+/// Frames set aside in the staging area for the entry page tables.
+const TABLE_FRAMES: u64 = 64;
+
+/// Where a staged update sits in the region.
+#[derive(Clone, Copy, Debug)]
+pub struct Staging {
+    /// The image span.
+    pub image: PhysRange,
+    /// The argument page.
+    pub args: u64,
+    /// The trampoline page.
+    pub trampoline: u64,
+    /// Frames for the entry tables.
+    pub tables: PhysRange,
+    /// The state area: the rest of the gap.
+    pub state: PhysRange,
+}
+
+/// A staged image.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The module it came from.
+    pub module: String,
+    /// What validation found.
+    pub info: ImageInfo,
+    /// Where it is staged.
+    pub staging: Staging,
+}
+
+/// The outgoing role's state.
+#[derive(Debug, Default)]
+pub struct LuState {
+    /// The staged image, if any.
+    pub loaded: Option<Loaded>,
+    /// The last refusal or failure, for `lu status`.
+    pub message: String,
+}
+
+struct Area {
+    base: u64,
+    len: u64,
+}
+
+impl StagingArea for Area {
+    type Error = phys::PhysError;
+
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Self::Error> {
+        if offset.saturating_add(bytes.len() as u64) > self.len {
+            return Err(phys::PhysError::Unmapped {
+                paddr: self.base + offset,
+                len: bytes.len() as u64,
+            });
+        }
+        phys::write(self.base + offset, bytes)
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
+        if offset.saturating_add(len) > self.len {
+            return Err(phys::PhysError::Unmapped {
+                paddr: self.base + offset,
+                len,
+            });
+        }
+        phys::zero(self.base + offset, len)
+    }
+}
+
+fn page_up(x: u64) -> u64 {
+    x.div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+impl Hv {
+    fn refuse<T>(&mut self, error: Error, message: String) -> Result<T, Error> {
+        hvprintln!("lu: {message}");
+        self.lu.message = message;
+        Err(error)
+    }
+
+    /// Builds the handover state of the running system: the machine, the
+    /// globals and every domain (runs and pins from the frametable, vCPUs
+    /// from their saved contexts).
+    pub fn handover_state(
+        &self,
+        image: MfnRange,
+        state: MfnRange,
+    ) -> Result<HandoverState, String> {
+        let owned = frame_ownership::collect_domains(self.mem.frametable, self.mem.m2p)
+            .map_err(|e| alloc::format!("cannot collect the domains' memory: {e}"))?;
+        let mut domains = Vec::new();
+        for o in owned {
+            let dom = self
+                .domains
+                .get(&o.id.0)
+                .ok_or_else(|| alloc::format!("frames owned by unknown d{}", o.id.0))?;
+            let vcpus = dom
+                .vcpus
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let f = &v.frame;
+                    StateVcpu {
+                        id: i as u32,
+                        regs: GpRegs {
+                            rax: f.rax,
+                            rbx: f.rbx,
+                            rcx: f.rcx,
+                            rdx: f.rdx,
+                            rsi: f.rsi,
+                            rdi: f.rdi,
+                            rbp: f.rbp,
+                            r8: f.r8,
+                            r9: f.r9,
+                            r10: f.r10,
+                            r11: f.r11,
+                            r12: f.r12,
+                            r13: f.r13,
+                            r14: f.r14,
+                            r15: f.r15,
+                        },
+                        rip: f.rip,
+                        rflags: f.rflags,
+                        rsp: f.rsp,
+                        cr3: v.cr3,
+                        fs_base: v.fs_base,
+                        gs_base: v.gs_base,
+                        kernel_gs_base: 0,
+                        pending_events: 0,
+                        flags: VcpuFlags::ONLINE,
+                    }
+                })
+                .collect();
+            let mut flags = DomainFlags::PV;
+            if dom.privileged {
+                flags = flags.union(DomainFlags::PRIVILEGED);
+            }
+            domains.push(handover_abi::Domain {
+                id: o.id,
+                flags,
+                name: dom.name.clone(),
+                max_frames: dom.max_frames,
+                runs: o.runs,
+                pinned: o
+                    .pinned
+                    .iter()
+                    .map(|&(mfn, level)| PinnedTable { mfn, level })
+                    .collect(),
+                mmio: Vec::new(),
+                start_info: Gpfn(0),
+                vcpus,
+                console: ConsoleRing::default(),
+            });
+        }
+        let now = cpu::rdtsc();
+        Ok(HandoverState {
+            machine: Machine {
+                ram_map: self
+                    .mem
+                    .ram
+                    .iter()
+                    .map(|r| RamRange {
+                        base: r.start.addr(),
+                        size: r.count * PAGE_SIZE,
+                        kind: RamType::Usable,
+                    })
+                    .collect(),
+                region: LuRegion {
+                    base: self.mem.region.start,
+                    size: self.mem.region.size,
+                    image,
+                    state,
+                },
+            },
+            globals: HvGlobals {
+                next_domid: DomId(self.next_domid),
+                time: TimeBase {
+                    tsc: now,
+                    tsc_khz: self.tsc_khz,
+                    system_time_ns: now.saturating_sub(self.boot_tsc).saturating_mul(1_000_000)
+                        / self.tsc_khz.max(1),
+                },
+            },
+            domains,
+        })
+    }
+
+    fn state_estimate(&self) -> u64 {
+        let dummy = MfnRange::new(Mfn(0), 1);
+        self.handover_state(dummy, dummy)
+            .ok()
+            .and_then(|s| handover_abi::encoded_len(&s).ok())
+            .unwrap_or(0) as u64
+    }
+
+    /// `lu load <module>`.
+    pub fn lu_load(&mut self, module: &str) -> Result<u64, Error> {
+        self.lu.loaded = None;
+        let Some(m) = self.modules.iter().find(|m| m.name == module).cloned() else {
+            return self.refuse(Error::NotFound, alloc::format!("no boot module `{module}`"));
+        };
+        let Some(gap) = self.mem.handoff.largest_free_gap() else {
+            return self.refuse(
+                Error::NoMemory,
+                String::from("the live-update region has no free gap"),
+            );
+        };
+        let estimate = self.state_estimate();
+        // The state may grow between load and exec: keep room for twice it.
+        let reserve = 2 * PAGE_SIZE + TABLE_FRAMES * PAGE_SIZE + page_up(2 * estimate + 4096);
+        let limits = ImageLimits {
+            max_span: gap.size.saturating_sub(reserve),
+        };
+        let bytes = match modules::read(&m) {
+            Ok(b) => b,
+            Err(e) => {
+                return self.refuse(
+                    Error::Failed,
+                    alloc::format!("cannot read module `{module}`: {e}"),
+                )
+            }
+        };
+        let info = match image::validate(&bytes, handover_abi::WRITES, &limits) {
+            Ok(info) => info,
+            Err(e) => {
+                return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
+            }
+        };
+        let image = PhysRange::new(gap.start, page_up(info.span));
+        let args = image.end();
+        let trampoline = args + PAGE_SIZE;
+        let tables = PhysRange::new(trampoline + PAGE_SIZE, TABLE_FRAMES * PAGE_SIZE);
+        let state = PhysRange::from_bounds(tables.end(), gap.end());
+        let mut area = Area {
+            base: image.start,
+            len: image.size,
+        };
+        if let Err(e) = image::stage(&info, &bytes, &mut area) {
+            return self.refuse(
+                Error::Failed,
+                alloc::format!("staging `{module}` failed: {e}"),
+            );
+        }
+        let reads = info.note.reads;
+        hvprintln!(
+            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writing {}, image {} KiB at {:#x}, state area {} KiB",
+            hex(&info.note.build_id.0[..8]),
+            reads.min,
+            reads.max,
+            info.version,
+            image.size >> 10,
+            image.start,
+            state.size >> 10
+        );
+        self.lu.message.clear();
+        self.lu.loaded = Some(Loaded {
+            module: String::from(module),
+            info,
+            staging: Staging {
+                image,
+                args,
+                trampoline,
+                tables,
+                state,
+            },
+        });
+        Ok(0)
+    }
+
+    /// `lu unload`.
+    pub fn lu_unload(&mut self) -> Result<u64, Error> {
+        match self.lu.loaded.take() {
+            Some(l) => {
+                hvprintln!("lu: unloaded `{}`", l.module);
+                Ok(0)
+            }
+            None => self.refuse(Error::NotFound, String::from("nothing is loaded")),
+        }
+    }
+
+    /// `lu status`.
+    pub fn lu_status(&self) -> LuStatus {
+        let mut st = LuStatus {
+            running_build_id: build_id::BUILD_ID.0,
+            capacity: self.mem.handoff.largest_free_gap().map_or(0, |g| g.size),
+            state_needed: self.state_estimate(),
+            sequence: self.lu_sequence,
+            ..LuStatus::default()
+        };
+        if let Some(l) = &self.lu.loaded {
+            let r = l.info.note.reads;
+            st.loaded = 1;
+            st.staged_build_id = l.info.note.build_id.0;
+            st.staged_reads = [r.min.major, r.min.minor, r.max.major, r.max.minor];
+            st.version = [l.info.version.major, l.info.version.minor, 0, 0];
+            st.image_bytes = l.staging.image.size;
+            st.state_bytes = l.staging.state.size + l.staging.tables.size + 2 * PAGE_SIZE;
+        }
+        let n = self.lu.message.len().min(st.message.len() - 1);
+        st.message[..n].copy_from_slice(&self.lu.message.as_bytes()[..n]);
+        st
+    }
+
+    /// `lu exec`: `frame` is the caller's context. Returns only on
+    /// cancellation.
+    pub fn lu_exec(&mut self, frame: &mut TrapFrame) -> Result<u64, Error> {
+        let tsc_pause = cpu::rdtsc();
+        let Some(loaded) = self.lu.loaded.take() else {
+            return self.refuse(
+                Error::NotFound,
+                String::from("nothing is loaded: `lu load <image>` first"),
+            );
+        };
+        // Pause: the caller's context is saved with the result it will see
+        // in the new hypervisor; every other vCPU is already stopped.
+        let mut saved = *frame;
+        saved.rax = 0;
+        if let Some((d, v)) = self.current {
+            if let Some(vcpu) = self
+                .domains
+                .get_mut(&d)
+                .and_then(|dom| dom.vcpus.get_mut(v))
+            {
+                vcpu.frame = saved;
+            }
+        }
+        let tsc_paused = cpu::rdtsc();
+        match self.exec_staged(&loaded, tsc_pause, tsc_paused) {
+            Ok(never) => match never {},
+            Err(message) => {
+                self.lu.loaded = Some(loaded);
+                self.refuse(
+                    Error::Failed,
+                    alloc::format!("update cancelled, every domain runs on: {message}"),
+                )
+            }
+        }
+    }
+
+    fn exec_staged(
+        &mut self,
+        l: &Loaded,
+        tsc_pause: u64,
+        tsc_paused: u64,
+    ) -> Result<core::convert::Infallible, String> {
+        let s = &l.staging;
+        let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
+        let state_area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
+        let state = self.handover_state(image, state_area)?;
+        let producer = Producer::this_build(build_id::BUILD_ID);
+        let len = handover_abi::encoded_len_as(l.info.version, &state)
+            .map_err(|e| alloc::format!("{e}"))?;
+        if len as u64 > s.state.size {
+            return Err(alloc::format!(
+                "the state needs {len} bytes, the staging area has {}",
+                s.state.size
+            ));
+        }
+        let mut blob = alloc::vec![0u8; len];
+        handover_abi::encode_as(l.info.version, &state, &producer, &mut blob)
+            .map_err(|e| alloc::format!("{e}"))?;
+        phys::write(s.state.start, &blob).map_err(|e| alloc::format!("{e}"))?;
+        let tsc_serialised = cpu::rdtsc();
+
+        // Pre-flight: read back what the new image will read, decode and
+        // check it, and take the digest of the owned frames it lists.
+        let mut back = alloc::vec![0u8; len];
+        phys::read(s.state.start, &mut back).map_err(|e| alloc::format!("{e}"))?;
+        let decoded = handover_abi::decode(&back).map_err(|e| alloc::format!("pre-flight: {e}"))?;
+        if decoded.state != state {
+            return Err(String::from(
+                "pre-flight: the decoded state differs from the one written",
+            ));
+        }
+        let digest = frame_ownership::owned_digest(
+            self.mem.frametable,
+            self.mem.m2p,
+            &super::views(&decoded.state),
+        );
+        let tsc_preflight = cpu::rdtsc();
+
+        let segments: Vec<Mapping> = l
+            .info
+            .mappings
+            .iter()
+            .map(|m| Mapping {
+                vaddr: m.vaddr,
+                len: m.len,
+                phys: s.image.start + m.offset,
+            })
+            .collect();
+        let mut next_table = s.tables.start;
+        let mut alloc = || {
+            (next_table < s.tables.end()).then(|| {
+                next_table += PAGE_SIZE;
+                next_table - PAGE_SIZE
+            })
+        };
+        let ram_end = self
+            .mem
+            .ram
+            .iter()
+            .map(|r| r.end() * PAGE_SIZE)
+            .max()
+            .unwrap_or(0);
+        let plan = Plan {
+            segments: &segments,
+            ram_end,
+            trampoline: s.trampoline,
+            args: s.args,
+            entry: l.info.note.entry,
+        };
+        let prepared = kexec::prepare(&plan, &mut alloc).map_err(|e| alloc::format!("{e}"))?;
+        hvprintln!(
+            "lu: exec `{}`: state {len} bytes, digest {digest:#018x}, free frames {}: jumping",
+            l.module,
+            self.mem.pages.free_frames()
+        );
+        let tsc_jump = cpu::rdtsc();
+        let args = EntryArgs {
+            state_phys: s.state.start,
+            state_len: len as u64,
+            image_phys: s.image.start,
+            image_len: s.image.size,
+            region_base: self.mem.region.start,
+            region_size: self.mem.region.size,
+            ram_end,
+            digest,
+            tsc_khz: self.tsc_khz,
+            tsc_pause,
+            tsc_paused,
+            tsc_serialised,
+            tsc_preflight,
+            tsc_jump,
+            free_frames: self.mem.pages.free_frames(),
+            sequence: self.lu_sequence + 1,
+            from_build_id: build_id::BUILD_ID,
+        };
+        phys::write(s.args, &args.to_bytes()).map_err(|e| alloc::format!("{e}"))?;
+        // The point of no return.
+        prepared.jump()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| alloc::format!("{b:02x}")).collect()
+}

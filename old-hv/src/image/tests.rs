@@ -1,0 +1,1164 @@
+//! Tests of the image loader.
+//!
+//! Inputs are made here by a small ELF64 writer ([`TestImage`]), not read
+//! from built hypervisors: [`hv_like`] lays out an image the way
+//! `hv/linker.ld` does (a `.boot` segment at its physical address 0x100000,
+//! text, rodata and data+bss in the upper half at `KERNEL_VBASE + paddr`, a
+//! `PT_NOTE` inside rodata holding a `Xen` note and the `HVLU` note). Each
+//! malformed-image test changes one thing of that image and is named after
+//! what is then wrong with it.
+
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use handover_abi::note::{ImageNote, NoteError};
+use handover_abi::version::{AbiVersion, VersionRange, READS, WRITES};
+use handover_abi::BuildId;
+use proptest::prelude::*;
+
+use super::*;
+
+const KERNEL_VBASE: u64 = 0xffff_ffff_8000_0000;
+const IMAGE_PHYS: u64 = 0x10_0000;
+
+const PT_NULL: u32 = 0;
+const RWX: u32 = PF_R | PF_W | PF_X;
+const RX: u32 = PF_R | PF_X;
+const R: u32 = PF_R;
+const RW: u32 = PF_R | PF_W;
+
+// ELF64 header field offsets.
+const E_TYPE: usize = 16;
+const E_MACHINE: usize = 18;
+const E_PHOFF: usize = 32;
+const E_PHENTSIZE: usize = 54;
+const E_PHNUM: usize = 56;
+
+// Program header indices of `hv_like`.
+const BOOT: usize = 0;
+const TEXT: usize = 1;
+const RODATA: usize = 2;
+const DATA: usize = 3;
+const NOTES: usize = 4;
+
+/// The entry of `hv_like`: 0x100 bytes into text.
+const ENTRY: u64 = KERNEL_VBASE + 0x10_2100;
+/// Where the notes start inside rodata.
+const NOTES_IN_RODATA: u64 = 0x800;
+
+/// Plenty of room for every test image.
+const LIMITS: ImageLimits = ImageLimits { max_span: 16 << 20 };
+
+#[derive(Clone, Copy, Debug)]
+struct Phdr {
+    p_type: u32,
+    p_flags: u32,
+    p_offset: u64,
+    p_vaddr: u64,
+    p_paddr: u64,
+    p_filesz: u64,
+    p_memsz: u64,
+    p_align: u64,
+}
+
+/// A segment's contents as the writer made them, to build the expected
+/// memory image independently of the parser.
+#[derive(Clone, Debug)]
+struct Contents {
+    paddr: u64,
+    data: Vec<u8>,
+    memsz: u64,
+}
+
+/// An ELF64 file being made: the program headers are written over the start
+/// of `file` by [`TestImage::bytes`], so tests edit `phdrs` then call it.
+#[derive(Clone, Debug)]
+struct TestImage {
+    phdrs: Vec<Phdr>,
+    file: Vec<u8>,
+    loads: Vec<Contents>,
+}
+
+impl TestImage {
+    /// The file: an ELF64 LE x86_64 `ET_EXEC` header, the program headers
+    /// right after it, the segment data where `file` has it.
+    fn bytes(&self) -> Vec<u8> {
+        let mut f = self.file.clone();
+        let mut h = Vec::new();
+        h.extend_from_slice(b"\x7fELF");
+        h.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, LSB, EV_CURRENT, SysV
+        h.extend_from_slice(&[0; 8]);
+        h.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        h.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+        h.extend_from_slice(&1u32.to_le_bytes()); // e_version
+        h.extend_from_slice(&0x10_0000u64.to_le_bytes()); // e_entry (PVH stub)
+        h.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+        h.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+        h.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+        h.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        h.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        h.extend_from_slice(&(self.phdrs.len() as u16).to_le_bytes());
+        h.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
+        h.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
+        h.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+        assert_eq!(h.len(), 64);
+        for p in &self.phdrs {
+            h.extend_from_slice(&p.p_type.to_le_bytes());
+            h.extend_from_slice(&p.p_flags.to_le_bytes());
+            h.extend_from_slice(&p.p_offset.to_le_bytes());
+            h.extend_from_slice(&p.p_vaddr.to_le_bytes());
+            h.extend_from_slice(&p.p_paddr.to_le_bytes());
+            h.extend_from_slice(&p.p_filesz.to_le_bytes());
+            h.extend_from_slice(&p.p_memsz.to_le_bytes());
+            h.extend_from_slice(&p.p_align.to_le_bytes());
+        }
+        assert!(h.len() <= 0x1000, "headers overrun the first page");
+        f[..h.len()].copy_from_slice(&h);
+        f
+    }
+
+    /// The memory image a loader would produce: zeros over the whole span,
+    /// each segment's data at `paddr - IMAGE_PHYS`.
+    fn expected_memory(&self, span: u64) -> Vec<u8> {
+        let mut mem = vec![0u8; span as usize];
+        for c in &self.loads {
+            let at = (c.paddr - IMAGE_PHYS) as usize;
+            mem[at..at + c.data.len()].copy_from_slice(&c.data);
+            assert!(c.data.len() as u64 <= c.memsz);
+        }
+        mem
+    }
+}
+
+/// Bytes that differ from segment to segment and from place to place, so a
+/// misplaced copy shows.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// One note record: header, name padded to 4, descriptor padded to 4.
+fn note_record(name: &[u8], n_type: u32, desc: &[u8]) -> Vec<u8> {
+    note_record_aligned(name, n_type, desc, 4)
+}
+
+/// One note record with name and descriptor padded to `align`.
+fn note_record_aligned(name: &[u8], n_type: u32, desc: &[u8], align: usize) -> Vec<u8> {
+    let mut r = Vec::new();
+    r.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    r.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    r.extend_from_slice(&n_type.to_le_bytes());
+    r.extend_from_slice(name);
+    r.resize(r.len().next_multiple_of(align), 0);
+    r.extend_from_slice(desc);
+    r.resize(r.len().next_multiple_of(align), 0);
+    r
+}
+
+/// The PVH note QEMU boots the image by (type 18, a 32-bit entry).
+fn xen_note() -> Vec<u8> {
+    note_record(b"Xen\0", 18, &0x10_0000u32.to_le_bytes())
+}
+
+fn image_note(reads: VersionRange, entry: u64) -> ImageNote {
+    ImageNote {
+        reads,
+        entry,
+        build_id: BuildId([0x42; 16]),
+    }
+}
+
+fn hvlu_note(reads: VersionRange, entry: u64) -> Vec<u8> {
+    image_note(reads, entry).to_note_bytes().to_vec()
+}
+
+/// A valid image laid out like `hv/linker.ld`, with these note records in
+/// its `PT_NOTE` segment:
+///
+/// | # | segment | flags | paddr | vaddr | file | filesz | memsz |
+/// |---|---|---|---|---|---|---|---|
+/// | 0 | boot | rwx | 0x100000 | = paddr | 0x1000 | 0x1234 | 0x2000 |
+/// | 1 | text | r-x | 0x102000 | KERNEL_VBASE + paddr | 0x3000 | 0x2345 | 0x2345 |
+/// | 2 | rodata | r-- | 0x105000 | KERNEL_VBASE + paddr | 0x6000 | 0x1000 | 0x1000 |
+/// | 3 | data+bss | rw- | 0x106000 | KERNEL_VBASE + paddr | 0x7000 | 0x321 | 0x4000 |
+/// | 4 | PT_NOTE | r-- | 0x105800 | KERNEL_VBASE + paddr | 0x6800 | notes | notes |
+fn hv_like_with_notes(notes: &[Vec<u8>]) -> TestImage {
+    let notes: Vec<u8> = notes.concat();
+    assert!(notes.len() as u64 <= 0x1000 - NOTES_IN_RODATA);
+    let seg = |flags, file: u64, paddr: u64, vaddr: u64, filesz: u64, memsz: u64| Phdr {
+        p_type: PT_LOAD,
+        p_flags: flags,
+        p_offset: file,
+        p_vaddr: vaddr,
+        p_paddr: paddr,
+        p_filesz: filesz,
+        p_memsz: memsz,
+        p_align: 0x1000,
+    };
+    let mut phdrs = vec![
+        seg(RWX, 0x1000, 0x10_0000, 0x10_0000, 0x1234, 0x2000),
+        seg(
+            RX,
+            0x3000,
+            0x10_2000,
+            KERNEL_VBASE + 0x10_2000,
+            0x2345,
+            0x2345,
+        ),
+        seg(
+            R,
+            0x6000,
+            0x10_5000,
+            KERNEL_VBASE + 0x10_5000,
+            0x1000,
+            0x1000,
+        ),
+        seg(
+            RW,
+            0x7000,
+            0x10_6000,
+            KERNEL_VBASE + 0x10_6000,
+            0x321,
+            0x4000,
+        ),
+    ];
+    phdrs.push(Phdr {
+        p_type: PT_NOTE,
+        p_flags: R,
+        p_offset: 0x6000 + NOTES_IN_RODATA,
+        p_vaddr: KERNEL_VBASE + 0x10_5000 + NOTES_IN_RODATA,
+        p_paddr: 0x10_5000 + NOTES_IN_RODATA,
+        p_filesz: notes.len() as u64,
+        p_memsz: notes.len() as u64,
+        p_align: 4,
+    });
+    let mut loads = Vec::new();
+    let mut file = vec![0u8; 0x7321];
+    for (i, p) in phdrs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.p_type == PT_LOAD)
+    {
+        let mut data = pattern(i as u64 + 1, p.p_filesz as usize);
+        if i == RODATA {
+            let at = NOTES_IN_RODATA as usize;
+            data[at..at + notes.len()].copy_from_slice(&notes);
+        }
+        let at = p.p_offset as usize;
+        file[at..at + data.len()].copy_from_slice(&data);
+        loads.push(Contents {
+            paddr: p.p_paddr,
+            data,
+            memsz: p.p_memsz,
+        });
+    }
+    TestImage { phdrs, file, loads }
+}
+
+/// The valid hypervisor-like image: a `Xen` note, then the `HVLU` note
+/// (reads `READS`, entry 0x100 bytes into text).
+fn hv_like() -> TestImage {
+    hv_like_with_notes(&[xen_note(), hvlu_note(READS, ENTRY)])
+}
+
+fn check(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
+    validate(bytes, WRITES, &LIMITS)
+}
+
+/// `hv_like` with one program header changed.
+fn with_phdr(index: usize, edit: impl FnOnce(&mut Phdr)) -> Vec<u8> {
+    let mut image = hv_like();
+    edit(&mut image.phdrs[index]);
+    image.bytes()
+}
+
+fn put_u16(bytes: &mut [u8], at: usize, v: u16) {
+    bytes[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(bytes: &mut [u8], at: usize, v: u64) {
+    bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// A staging area over a `Vec` that starts full of garbage and counts how
+/// often each byte is written.
+#[derive(Debug)]
+struct VecArea {
+    mem: Vec<u8>,
+    writes: Vec<u32>,
+}
+
+impl VecArea {
+    fn new(len: u64) -> Self {
+        VecArea {
+            mem: vec![0xa5; len as usize],
+            writes: vec![0; len as usize],
+        }
+    }
+
+    fn range(&mut self, offset: u64, len: u64) -> Result<core::ops::Range<usize>, OutOfArea> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.mem.len() as u64);
+        let Some(end) = end else {
+            return Err(OutOfArea { offset, len });
+        };
+        for w in &mut self.writes[offset as usize..end as usize] {
+            *w += 1;
+        }
+        Ok(offset as usize..end as usize)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OutOfArea {
+    offset: u64,
+    len: u64,
+}
+
+impl fmt::Display for OutOfArea {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}+{:#x} is outside the area", self.offset, self.len)
+    }
+}
+
+impl StagingArea for VecArea {
+    type Error = OutOfArea;
+
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), OutOfArea> {
+        let r = self.range(offset, bytes.len() as u64)?;
+        self.mem[r].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> Result<(), OutOfArea> {
+        let r = self.range(offset, len)?;
+        self.mem[r].fill(0);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Valid images
+
+#[test]
+fn hv_like_image_is_accepted_and_described() {
+    let info = check(&hv_like().bytes()).unwrap();
+    assert_eq!(info.version, AbiVersion::new(1, 0));
+    assert_eq!(info.note, image_note(READS, ENTRY));
+    assert_eq!(info.entry(), ENTRY);
+    assert_eq!(info.phys_start, IMAGE_PHYS);
+    assert_eq!(info.span, 0xa000);
+    assert_eq!(info.entry_offset, 0x2100);
+    assert_eq!(info.file_len, 0x7321);
+    let seg = |index, offset, vaddr, file_offset, filesz, memsz, flags| Segment {
+        index,
+        offset,
+        vaddr,
+        file_offset,
+        filesz,
+        memsz,
+        flags: SegmentFlags(flags),
+    };
+    assert_eq!(
+        info.segments,
+        vec![
+            seg(BOOT, 0, 0x10_0000, 0x1000, 0x1234, 0x2000, RWX),
+            seg(
+                TEXT,
+                0x2000,
+                KERNEL_VBASE + 0x10_2000,
+                0x3000,
+                0x2345,
+                0x2345,
+                RX
+            ),
+            seg(
+                RODATA,
+                0x5000,
+                KERNEL_VBASE + 0x10_5000,
+                0x6000,
+                0x1000,
+                0x1000,
+                R
+            ),
+            seg(
+                DATA,
+                0x6000,
+                KERNEL_VBASE + 0x10_6000,
+                0x7000,
+                0x321,
+                0x4000,
+                RW
+            ),
+        ]
+    );
+    let map = |vaddr, len, offset, flags| Mapping {
+        vaddr,
+        len,
+        offset,
+        flags: SegmentFlags(flags),
+    };
+    assert_eq!(
+        info.mappings,
+        vec![
+            map(0x10_0000, 0x2000, 0, RWX),
+            map(KERNEL_VBASE + 0x10_2000, 0x3000, 0x2000, RX),
+            map(KERNEL_VBASE + 0x10_5000, 0x1000, 0x5000, R),
+            map(KERNEL_VBASE + 0x10_6000, 0x4000, 0x6000, RW),
+        ]
+    );
+    assert_eq!(info.offset_of(ENTRY), Some(info.entry_offset));
+    assert_eq!(info.offset_of(0x10_0000), Some(0));
+    assert_eq!(info.offset_of(KERNEL_VBASE + 0x10_9fff), Some(0x9fff));
+    assert_eq!(info.offset_of(KERNEL_VBASE + 0x10_a000), None);
+    assert_eq!(info.offset_of(KERNEL_VBASE + 0x10_0000), None);
+}
+
+#[test]
+fn negotiation_picks_the_highest_common_version() {
+    let v = |minor| AbiVersion::new(1, minor);
+    let reads = VersionRange::new(v(1), v(2));
+    let image = hv_like_with_notes(&[hvlu_note(reads, ENTRY)]);
+    let info = validate(&image.bytes(), VersionRange::new(v(0), v(3)), &LIMITS).unwrap();
+    assert_eq!(info.version, v(2));
+    let info = validate(&image.bytes(), VersionRange::new(v(0), v(1)), &LIMITS).unwrap();
+    assert_eq!(info.version, v(1));
+}
+
+#[test]
+fn image_exactly_as_large_as_the_staging_area_fits() {
+    let limits = ImageLimits { max_span: 0xa000 };
+    assert!(validate(&hv_like().bytes(), WRITES, &limits).is_ok());
+}
+
+#[test]
+fn entry_in_the_boot_segment_is_accepted() {
+    // The boot segment is executable too (rwx); the entry may lie there.
+    let image = hv_like_with_notes(&[hvlu_note(READS, 0x10_0010)]);
+    assert_eq!(check(&image.bytes()).unwrap().entry_offset, 0x10);
+}
+
+#[test]
+fn notes_of_other_names_and_8_byte_note_alignment_are_handled() {
+    // In a segment with p_align 8, names and descriptors are padded to 8
+    // (the GNU property note's layout): the HVLU descriptor then starts at
+    // byte 24 of its record, not 20.
+    let foreign = note_record_aligned(b"GNU\0", 5, &[1, 2, 3, 4, 5], 8);
+    let desc = image_note(READS, ENTRY).to_desc();
+    let hvlu = note_record_aligned(b"HVLU\0", 1, &desc, 8);
+    let mut image = hv_like_with_notes(&[foreign, hvlu]);
+    image.phdrs[NOTES].p_align = 8;
+    assert_eq!(check(&image.bytes()).unwrap().note.entry, ENTRY);
+}
+
+#[test]
+fn empty_loadable_segments_are_ignored() {
+    let mut image = hv_like();
+    image.phdrs.push(Phdr {
+        p_type: PT_LOAD,
+        p_flags: RW,
+        p_offset: 0,
+        p_vaddr: 0,
+        p_paddr: 0,
+        p_filesz: 0,
+        p_memsz: 0,
+        p_align: 0x1000,
+    });
+    let info = check(&image.bytes()).unwrap();
+    assert_eq!(info.phys_start, IMAGE_PHYS);
+    assert_eq!(info.segments.len(), 4);
+}
+
+#[test]
+fn segments_sharing_a_page_share_its_mapping() {
+    // rodata ends mid-page and data starts right after it, on the same page:
+    // that page is mapped once, with both segments' flags.
+    let mut image = hv_like();
+    let rodata = image.phdrs[RODATA];
+    image.phdrs[RODATA].p_memsz = 0xa00;
+    image.phdrs[RODATA].p_filesz = 0xa00;
+    let data = &mut image.phdrs[DATA];
+    data.p_paddr = rodata.p_paddr + 0xa00;
+    data.p_vaddr = rodata.p_vaddr + 0xa00;
+    let info = check(&image.bytes()).unwrap();
+    // r-- | rw- is rw-, so the shared page continues data's mapping.
+    assert_eq!(
+        info.mappings[2..],
+        [Mapping {
+            vaddr: KERNEL_VBASE + 0x10_5000,
+            len: 0x5000,
+            offset: 0x5000,
+            flags: SegmentFlags(RW),
+        }]
+    );
+    assert_eq!(info.span, 0xa000);
+    assert_eq!(info.offset_of(KERNEL_VBASE + 0x10_5a10), Some(0x5a10));
+}
+
+#[test]
+fn tiny_segments_on_one_page_give_one_mapping() {
+    // Three segments inside one page, then one continuing it with the same
+    // flags: one page with the union of flags, then the rest.
+    let mut image = hv_like();
+    let base = image.phdrs[DATA];
+    let part = |at: u64, len: u64, flags: u32| Phdr {
+        p_paddr: base.p_paddr + at,
+        p_vaddr: base.p_vaddr + at,
+        p_filesz: 0,
+        p_memsz: len,
+        p_flags: flags,
+        ..base
+    };
+    image.phdrs[RODATA] = part(0x100, 0x100, RX);
+    image.phdrs[DATA] = part(0x400, 0x100, RW);
+    image.phdrs.push(part(0x800, 0x2000, RW));
+    let info = check(&image.bytes()).unwrap();
+    let map = |vaddr, len, offset, flags| Mapping {
+        vaddr,
+        len,
+        offset,
+        flags: SegmentFlags(flags),
+    };
+    assert_eq!(
+        info.mappings[2..],
+        [
+            map(KERNEL_VBASE + 0x10_6000, 0x1000, 0x6000, RWX),
+            map(KERNEL_VBASE + 0x10_7000, 0x2000, 0x7000, RW),
+        ]
+    );
+    assert_eq!(info.span, 0x9000);
+}
+
+// ---------------------------------------------------------------------------
+// Staging
+
+#[test]
+fn staging_reproduces_the_loaders_memory_image() {
+    let image = hv_like();
+    let bytes = image.bytes();
+    let info = check(&bytes).unwrap();
+    let mut area = VecArea::new(info.span + 0x1000);
+    stage(&info, &bytes, &mut area).unwrap();
+    let expected = image.expected_memory(info.span);
+    assert!(
+        area.mem[..info.span as usize] == expected[..],
+        "staged bytes differ"
+    );
+    // Every byte of the span written exactly once, nothing past it.
+    assert!(area.writes[..info.span as usize].iter().all(|&w| w == 1));
+    assert!(area.writes[info.span as usize..].iter().all(|&w| w == 0));
+    assert!(area.mem[info.span as usize..].iter().all(|&b| b == 0xa5));
+}
+
+#[test]
+fn staging_zeroes_bss_and_gaps() {
+    let bytes = hv_like().bytes();
+    let info = check(&bytes).unwrap();
+    let mut area = VecArea::new(info.span);
+    stage(&info, &bytes, &mut area).unwrap();
+    // boot's tail [0x1234, 0x2000), text's page tail, data's bss.
+    assert!(area.mem[0x1234..0x2000].iter().all(|&b| b == 0));
+    assert!(area.mem[0x4345..0x5000].iter().all(|&b| b == 0));
+    assert!(area.mem[0x6321..0xa000].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn staging_into_a_too_small_area_fails_in_the_area() {
+    let bytes = hv_like().bytes();
+    let info = check(&bytes).unwrap();
+    let mut area = VecArea::new(info.span - 1);
+    let err = stage(&info, &bytes, &mut area).unwrap_err();
+    assert_eq!(
+        err,
+        StageError::Area(OutOfArea {
+            offset: 0x6321,
+            len: 0xa000 - 0x6321
+        })
+    );
+    assert!(err.to_string().starts_with("staging area: "));
+}
+
+#[test]
+fn staging_other_bytes_than_validated_is_refused() {
+    let bytes = hv_like().bytes();
+    let info = check(&bytes).unwrap();
+    let mut area = VecArea::new(info.span);
+    let err = stage(&info, &bytes[..bytes.len() - 1], &mut area).unwrap_err();
+    assert_eq!(
+        err,
+        StageError::ImageMismatch {
+            expected_len: 0x7321,
+            len: 0x7320
+        }
+    );
+    assert!(area.writes.iter().all(|&w| w == 0), "nothing written");
+}
+
+// ---------------------------------------------------------------------------
+// Malformed images: one thing wrong each, named after it.
+
+#[test]
+fn bad_magic() {
+    let mut bytes = hv_like().bytes();
+    bytes[1] = b'X';
+    assert_eq!(check(&bytes), Err(ImageError::NotElf));
+}
+
+#[test]
+fn empty_file() {
+    assert_eq!(check(&[]), Err(ImageError::NotElf));
+}
+
+#[test]
+fn truncated_header() {
+    let bytes = hv_like().bytes();
+    assert_eq!(
+        check(&bytes[..40]),
+        Err(ImageError::TruncatedHeader { len: 40 })
+    );
+}
+
+#[test]
+fn not_64_bit() {
+    let mut bytes = hv_like().bytes();
+    bytes[4] = 1; // ELFCLASS32
+    assert_eq!(check(&bytes), Err(ImageError::Not64Bit { class: 1 }));
+}
+
+#[test]
+fn big_endian() {
+    let mut bytes = hv_like().bytes();
+    bytes[5] = 2; // ELFDATA2MSB
+    assert_eq!(check(&bytes), Err(ImageError::NotLittleEndian { data: 2 }));
+}
+
+#[test]
+fn not_x86_64() {
+    let mut bytes = hv_like().bytes();
+    put_u16(&mut bytes, E_MACHINE, 183); // EM_AARCH64
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::WrongMachine { machine: 183 })
+    );
+}
+
+#[test]
+fn not_an_executable() {
+    let mut bytes = hv_like().bytes();
+    put_u16(&mut bytes, E_TYPE, 3); // ET_DYN
+    assert_eq!(check(&bytes), Err(ImageError::NotExecutable { e_type: 3 }));
+}
+
+#[test]
+fn wrong_program_header_entry_size() {
+    let mut bytes = hv_like().bytes();
+    put_u16(&mut bytes, E_PHENTSIZE, 64);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::BadProgramHeaderSize { phentsize: 64 })
+    );
+}
+
+#[test]
+fn program_headers_beyond_end_of_file() {
+    let mut bytes = hv_like().bytes();
+    put_u64(&mut bytes, E_PHOFF, 0x7321 - 100);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::ProgramHeadersBeyondEndOfFile {
+            phoff: 0x7321 - 100,
+            phnum: 5,
+            file_len: 0x7321
+        })
+    );
+}
+
+#[test]
+fn program_header_offset_overflowing() {
+    let mut bytes = hv_like().bytes();
+    put_u64(&mut bytes, E_PHOFF, u64::MAX - 8);
+    assert!(matches!(
+        check(&bytes),
+        Err(ImageError::ProgramHeadersBeyondEndOfFile { .. })
+    ));
+}
+
+#[test]
+fn no_program_headers() {
+    let mut bytes = hv_like().bytes();
+    put_u16(&mut bytes, E_PHNUM, 0);
+    assert_eq!(check(&bytes), Err(ImageError::NoLoadableSegment));
+}
+
+#[test]
+fn no_loadable_segment() {
+    let mut image = hv_like();
+    for p in image.phdrs.iter_mut().filter(|p| p.p_type == PT_LOAD) {
+        p.p_type = PT_NULL;
+    }
+    assert_eq!(check(&image.bytes()), Err(ImageError::NoLoadableSegment));
+}
+
+#[test]
+fn segment_beyond_end_of_file() {
+    let bytes = with_phdr(DATA, |p| p.p_filesz = 0x322);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::SegmentBeyondEndOfFile {
+            index: DATA,
+            offset: 0x7000,
+            filesz: 0x322,
+            file_len: 0x7321
+        })
+    );
+}
+
+#[test]
+fn segment_file_offset_overflowing() {
+    let bytes = with_phdr(TEXT, |p| p.p_offset = u64::MAX - 0x100);
+    assert!(matches!(
+        check(&bytes),
+        Err(ImageError::SegmentBeyondEndOfFile { index: TEXT, .. })
+    ));
+}
+
+#[test]
+fn note_segment_beyond_end_of_file() {
+    let bytes = with_phdr(NOTES, |p| p.p_offset = 0x7300);
+    assert!(matches!(
+        check(&bytes),
+        Err(ImageError::SegmentBeyondEndOfFile { index: NOTES, .. })
+    ));
+}
+
+#[test]
+fn file_size_exceeds_memory_size() {
+    let bytes = with_phdr(TEXT, |p| p.p_filesz = 0x2346);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::FileSizeExceedsMemSize {
+            index: TEXT,
+            filesz: 0x2346,
+            memsz: 0x2345
+        })
+    );
+}
+
+#[test]
+fn overflowing_physical_address() {
+    let bytes = with_phdr(BOOT, |p| p.p_paddr = 0xffff_ffff_ffff_f000);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::AddressOverflow {
+            index: BOOT,
+            paddr: 0xffff_ffff_ffff_f000,
+            vaddr: 0x10_0000,
+            memsz: 0x2000
+        })
+    );
+}
+
+#[test]
+fn overflowing_virtual_address() {
+    let bytes = with_phdr(DATA, |p| p.p_vaddr = 0xffff_ffff_ffff_e000);
+    assert!(matches!(
+        check(&bytes),
+        Err(ImageError::AddressOverflow { index: DATA, .. })
+    ));
+}
+
+#[test]
+fn segment_end_overflowing_when_rounded_to_a_page() {
+    // vaddr + memsz fits, but its page-rounded end is 2^64.
+    let mut image = hv_like();
+    image.phdrs[DATA].p_vaddr = 0xffff_ffff_ffff_c000;
+    image.phdrs[DATA].p_memsz = 0x3800;
+    let bytes = image.bytes();
+    assert!(matches!(
+        check(&bytes),
+        Err(ImageError::AddressOverflow { index: DATA, .. })
+    ));
+}
+
+#[test]
+fn non_canonical_virtual_address() {
+    let bytes = with_phdr(TEXT, |p| p.p_vaddr = 0x0000_9000_0010_2000);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::NonCanonicalSegment {
+            index: TEXT,
+            vaddr: 0x0000_9000_0010_2000,
+            memsz: 0x2345
+        })
+    );
+}
+
+#[test]
+fn segment_crossing_the_canonical_hole() {
+    let bytes = with_phdr(TEXT, |p| p.p_vaddr = LOWER_HALF_END - 0x2000);
+    assert!(matches!(
+        check(&bytes),
+        Err(ImageError::NonCanonicalSegment { index: TEXT, .. })
+    ));
+}
+
+#[test]
+fn misaligned_segment() {
+    let bytes = with_phdr(TEXT, |p| p.p_vaddr += 0x10);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::MisalignedSegment {
+            index: TEXT,
+            vaddr: KERNEL_VBASE + 0x10_2010,
+            paddr: 0x10_2000
+        })
+    );
+}
+
+#[test]
+fn overlapping_segments() {
+    // text moved down onto boot's second page, physically and virtually alike.
+    let bytes = with_phdr(TEXT, |p| {
+        p.p_paddr -= 0x1000;
+        p.p_vaddr -= 0x1000;
+    });
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::OverlappingSegments {
+            first: BOOT,
+            second: TEXT
+        })
+    );
+}
+
+#[test]
+fn overlapping_virtual_ranges() {
+    // rodata linked onto text's last page, its physical place unchanged.
+    let bytes = with_phdr(RODATA, |p| p.p_vaddr = KERNEL_VBASE + 0x10_4000);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::OverlappingVirtualRanges {
+            first: TEXT,
+            second: RODATA
+        })
+    );
+}
+
+#[test]
+fn page_shared_by_segments_placed_apart() {
+    // rodata linked right after text, on text's last page, but placed
+    // physically after data: one virtual page would need two frames.
+    let bytes = with_phdr(RODATA, |p| {
+        p.p_vaddr = KERNEL_VBASE + 0x10_4800;
+        p.p_paddr = 0x10_a800;
+    });
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::ConflictingPageMapping {
+            first: TEXT,
+            second: RODATA,
+            page: KERNEL_VBASE + 0x10_4000
+        })
+    );
+}
+
+#[test]
+fn image_too_large_for_the_staging_area() {
+    let limits = ImageLimits { max_span: 0x9fff };
+    let err = validate(&hv_like().bytes(), WRITES, &limits).unwrap_err();
+    assert_eq!(
+        err,
+        ImageError::TooLarge {
+            span: 0xa000,
+            max_span: 0x9fff
+        }
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("40960") && msg.contains("40959"), "{msg}");
+}
+
+#[test]
+fn no_hvlu_note() {
+    let image = hv_like_with_notes(&[xen_note()]);
+    assert_eq!(check(&image.bytes()), Err(ImageError::NoNote));
+}
+
+#[test]
+fn no_note_segment() {
+    let bytes = with_phdr(NOTES, |p| p.p_type = PT_NULL);
+    assert_eq!(check(&bytes), Err(ImageError::NoNote));
+}
+
+#[test]
+fn duplicate_hvlu_note() {
+    let note = hvlu_note(READS, ENTRY);
+    let image = hv_like_with_notes(&[xen_note(), note.clone(), note]);
+    assert_eq!(check(&image.bytes()), Err(ImageError::DuplicateNote));
+}
+
+#[test]
+fn duplicate_hvlu_note_in_a_second_note_segment() {
+    let mut image = hv_like();
+    let second = image.phdrs[NOTES];
+    image.phdrs.push(second);
+    assert_eq!(check(&image.bytes()), Err(ImageError::DuplicateNote));
+}
+
+#[test]
+fn truncated_note() {
+    // The note segment ends 4 bytes before the HVLU note does.
+    let bytes = with_phdr(NOTES, |p| p.p_filesz -= 4);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::BadNote(NoteError::Truncated {
+            len: 52,
+            needed: 56
+        }))
+    );
+}
+
+#[test]
+fn unknown_note_version() {
+    let mut note = hvlu_note(READS, ENTRY);
+    note[20..24].copy_from_slice(&2u32.to_le_bytes());
+    let image = hv_like_with_notes(&[xen_note(), note]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::BadNote(NoteError::UnknownVersion { found: 2 }))
+    );
+}
+
+#[test]
+fn hvlu_note_of_wrong_type() {
+    let desc = image_note(READS, ENTRY).to_desc();
+    let image = hv_like_with_notes(&[note_record(b"HVLU\0", 7, &desc)]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::BadNote(NoteError::WrongType { found: 7 }))
+    );
+}
+
+#[test]
+fn zero_entry_in_note() {
+    let image = hv_like_with_notes(&[hvlu_note(READS, 0)]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::BadNote(NoteError::ZeroEntry))
+    );
+}
+
+#[test]
+fn abi_range_without_common_version() {
+    let reads = VersionRange::new(AbiVersion::new(2, 0), AbiVersion::new(2, 3));
+    let image = hv_like_with_notes(&[hvlu_note(reads, ENTRY)]);
+    let err = check(&image.bytes()).unwrap_err();
+    assert_eq!(
+        err,
+        ImageError::NoCommonVersion {
+            writes: WRITES,
+            reads
+        }
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("1.0..=1.0") && msg.contains("2.0..=2.3"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn entry_outside_executable_segment() {
+    // In rodata: mapped, but not code.
+    let entry = KERNEL_VBASE + 0x10_5010;
+    let image = hv_like_with_notes(&[hvlu_note(READS, entry)]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::EntryOutsideExecutableSegment { entry })
+    );
+}
+
+#[test]
+fn entry_outside_every_segment() {
+    let entry = KERNEL_VBASE + 0x20_0000;
+    let image = hv_like_with_notes(&[hvlu_note(READS, entry)]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::EntryOutsideExecutableSegment { entry })
+    );
+}
+
+#[test]
+fn entry_in_bss_of_executable_segment() {
+    // The boot segment's bytes past its file size are zeros, not code.
+    let entry = 0x10_1500;
+    let image = hv_like_with_notes(&[hvlu_note(READS, entry)]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::EntryOutsideExecutableSegment { entry })
+    );
+}
+
+#[test]
+fn every_error_message_is_distinct_and_non_empty() {
+    let r = VersionRange::single(AbiVersion::new(1, 0));
+    let errors = [
+        ImageError::NotElf,
+        ImageError::TruncatedHeader { len: 1 },
+        ImageError::Not64Bit { class: 1 },
+        ImageError::NotLittleEndian { data: 2 },
+        ImageError::WrongMachine { machine: 3 },
+        ImageError::NotExecutable { e_type: 3 },
+        ImageError::BadProgramHeaderSize { phentsize: 1 },
+        ImageError::ProgramHeadersBeyondEndOfFile {
+            phoff: 1,
+            phnum: 1,
+            file_len: 1,
+        },
+        ImageError::SegmentBeyondEndOfFile {
+            index: 1,
+            offset: 1,
+            filesz: 1,
+            file_len: 1,
+        },
+        ImageError::FileSizeExceedsMemSize {
+            index: 1,
+            filesz: 2,
+            memsz: 1,
+        },
+        ImageError::AddressOverflow {
+            index: 1,
+            paddr: 1,
+            vaddr: 1,
+            memsz: 1,
+        },
+        ImageError::NonCanonicalSegment {
+            index: 1,
+            vaddr: 1,
+            memsz: 1,
+        },
+        ImageError::MisalignedSegment {
+            index: 1,
+            vaddr: 1,
+            paddr: 2,
+        },
+        ImageError::NoLoadableSegment,
+        ImageError::OverlappingSegments {
+            first: 1,
+            second: 2,
+        },
+        ImageError::OverlappingVirtualRanges {
+            first: 1,
+            second: 2,
+        },
+        ImageError::ConflictingPageMapping {
+            first: 1,
+            second: 2,
+            page: 0,
+        },
+        ImageError::TooLarge {
+            span: 2,
+            max_span: 1,
+        },
+        ImageError::NoNote,
+        ImageError::DuplicateNote,
+        ImageError::BadNote(NoteError::ZeroEntry),
+        ImageError::NoCommonVersion {
+            writes: r,
+            reads: r,
+        },
+        ImageError::EntryOutsideExecutableSegment { entry: 1 },
+    ];
+    let messages: Vec<_> = errors.iter().map(|e| e.to_string()).collect();
+    for (i, m) in messages.iter().enumerate() {
+        assert!(!m.is_empty());
+        assert!(!messages[..i].contains(m), "duplicate message {m}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Robustness
+
+/// What must hold of any image `validate` accepts: it stages into exactly
+/// its span, and everything it describes lies inside that span.
+fn accepted_is_consistent(bytes: &[u8], info: &ImageInfo) {
+    assert!(info.entry_offset < info.span);
+    assert_eq!(info.span % PAGE_SIZE, 0);
+    for s in &info.segments {
+        assert!(s.offset + s.memsz <= info.span);
+    }
+    for m in &info.mappings {
+        assert!(m.offset + m.len <= info.span);
+    }
+    assert_eq!(info.offset_of(info.entry()), Some(info.entry_offset));
+    let mut area = VecArea::new(info.span);
+    stage(info, bytes, &mut area).unwrap();
+    assert!(area.writes.iter().all(|&w| w == 1));
+}
+
+fn offset_in_image() -> impl Strategy<Value = usize> {
+    let notes = (0x6000 + NOTES_IN_RODATA) as usize;
+    prop_oneof![
+        // The ELF header and program headers.
+        0..(64 + 5 * 56usize),
+        // The note segment.
+        notes..notes + 76,
+        // Anywhere.
+        0..0x7321usize,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Corrupting random bytes never makes `validate` panic, and whatever it
+    /// still accepts stages consistently.
+    #[test]
+    fn random_byte_corruption_never_panics(
+        edits in proptest::collection::vec((offset_in_image(), any::<u8>()), 1..8),
+        keep in prop_oneof![Just(usize::MAX), 0..0x7321usize],
+    ) {
+        let mut bytes = hv_like().bytes();
+        for (at, v) in edits {
+            bytes[at] = v;
+        }
+        bytes.truncate(keep);
+        if let Ok(info) = check(&bytes) {
+            accepted_is_consistent(&bytes, &info);
+        }
+    }
+
+    /// Random values in program header fields (where the overflow and
+    /// overlap rules live) never make `validate` panic.
+    #[test]
+    fn random_program_header_fields_never_panic(
+        index in 0..5usize,
+        field in 0..6usize,
+        value in prop_oneof![
+            any::<u64>(),
+            (0..0x2_0000u64),
+            (0..0x2_0000u64).prop_map(|v| KERNEL_VBASE + 0x10_0000 + v),
+            (0..0x2000u64).prop_map(|v| u64::MAX - v),
+        ],
+    ) {
+        let bytes = with_phdr(index, |p| match field {
+            0 => p.p_offset = value,
+            1 => p.p_vaddr = value,
+            2 => p.p_paddr = value,
+            3 => p.p_filesz = value,
+            4 => p.p_memsz = value,
+            _ => p.p_align = value,
+        });
+        if let Ok(info) = check(&bytes) {
+            accepted_is_consistent(&bytes, &info);
+        }
+    }
+}
