@@ -51,9 +51,11 @@
 //!    120    8 tsc_jump          TSC just before the jump
 //!    128    8 free_frames       free frames of the old hypervisor's page allocator
 //!    136    8 sequence          updates so far since cold boot, this one included
-//!    144   16 from_build_id     the old image's build id
-//!    160    4 crc32c            of bytes 0..160
-//!    164    4 reserved (0)
+//!    144    8 image_frames_out  frames of the old image outside the region (the
+//!                               new image releases them: a cold-boot image)
+//!    152   16 from_build_id     the old image's build id
+//!    168    4 crc32c            of bytes 0..168
+//!    172    4 reserved (0)
 //! ```
 
 use crate::crc::crc32c;
@@ -66,7 +68,7 @@ pub const ENTRY_ARGS_MAGIC: [u8; 8] = *b"HVLUARGS";
 /// Version of the argument page this crate writes and reads.
 pub const ENTRY_ARGS_VERSION: u32 = 1;
 /// Bytes of the argument page.
-pub const ENTRY_ARGS_SIZE: usize = 168;
+pub const ENTRY_ARGS_SIZE: usize = 176;
 
 /// The arguments of the live-update entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,6 +105,9 @@ pub struct EntryArgs {
     pub free_frames: u64,
     /// Updates since cold boot, this one included.
     pub sequence: u64,
+    /// Frames of the old image that lie outside the region: the new image
+    /// releases them with the rest of RAM (an image a cold boot loaded).
+    pub image_frames_out: u64,
     /// The old image's build id.
     pub from_build_id: BuildId,
 }
@@ -155,11 +160,11 @@ impl core::fmt::Display for EntryArgsError {
     }
 }
 
-const CRC_AT: usize = 160;
+const CRC_AT: usize = 168;
 
 impl EntryArgs {
     /// The fields in layout order, after the 16-byte preamble.
-    fn words(&self) -> [u64; 16] {
+    fn words(&self) -> [u64; 17] {
         [
             self.state_phys,
             self.state_len,
@@ -177,6 +182,7 @@ impl EntryArgs {
             self.tsc_jump,
             self.free_frames,
             self.sequence,
+            self.image_frames_out,
         ]
     }
 
@@ -189,7 +195,7 @@ impl EntryArgs {
         for (i, w) in self.words().iter().enumerate() {
             b[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_le_bytes());
         }
-        b[144..160].copy_from_slice(&self.from_build_id.0);
+        b[152..168].copy_from_slice(&self.from_build_id.0);
         let crc = crc32c(&b[..CRC_AT]);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         b
@@ -222,7 +228,7 @@ impl EntryArgs {
         }
         let w = |i: usize| u64_at(16 + 8 * i);
         let mut build_id = [0u8; 16];
-        build_id.copy_from_slice(&b[144..160]);
+        build_id.copy_from_slice(&b[152..168]);
         Ok(EntryArgs {
             state_phys: w(0),
             state_len: w(1),
@@ -240,6 +246,7 @@ impl EntryArgs {
             tsc_jump: w(13),
             free_frames: w(14),
             sequence: w(15),
+            image_frames_out: w(16),
             from_build_id: BuildId(build_id),
         })
     }
@@ -267,6 +274,7 @@ mod tests {
             tsc_jump: 4,
             free_frames: 110_000,
             sequence: 7,
+            image_frames_out: 175,
             from_build_id: BuildId([0xab; 16]),
         }
     }
@@ -319,7 +327,7 @@ mod tests {
     #[test]
     fn reserved_not_zero() {
         let mut b = sample().to_bytes();
-        b[164] = 1;
+        b[172] = 1;
         assert_eq!(
             EntryArgs::from_bytes(&b),
             Err(EntryArgsError::ReservedNotZero)

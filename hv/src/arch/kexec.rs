@@ -159,7 +159,7 @@ pub fn prepare(
     plan: &Plan<'_>,
     alloc: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<Prepared, PrepareError> {
-    let aligned = |x: u64| x % 4096 == 0;
+    let aligned = |x: u64| x.is_multiple_of(4096);
     if !plan
         .segments
         .iter()

@@ -164,10 +164,19 @@ pub fn zero(paddr: u64, len: u64) -> Result<(), PhysError> {
 }
 
 /// Takes ownership of `len` bytes of RAM at `paddr` as Rust data, zeroed.
+pub fn claim(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
+    let bytes = claim_uninit(paddr, len)?;
+    bytes.fill(0);
+    Ok(bytes)
+}
+
+/// Takes ownership of `len` bytes of RAM at `paddr` as Rust data, with
+/// whatever contents they have (for an allocator, which never reads memory
+/// it has not handed out and written).
 ///
 /// The range must be mapped, page aligned, and must not overlap the image or
 /// an earlier claim. It stays claimed for the life of this hypervisor.
-pub fn claim(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
+pub fn claim_uninit(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
     check(paddr, len)?;
     if !paddr.is_multiple_of(4096) {
         return Err(PhysError::Unmapped { paddr, len });
@@ -183,9 +192,7 @@ pub fn claim(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
     // SAFETY: the range is mapped and, as just checked and recorded, owned
     // by nobody else: no accessor of this module will touch it again and no
     // other claim overlaps it, so the unique reference is sound.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(virt(paddr) as *mut u8, len as usize) };
-    bytes.fill(0);
-    Ok(bytes)
+    Ok(unsafe { core::slice::from_raw_parts_mut(virt(paddr) as *mut u8, len as usize) })
 }
 
 /// Views initialised bytes as possibly-uninitialised ones (for allocators

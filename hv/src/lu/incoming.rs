@@ -165,7 +165,8 @@ pub fn enter(args_phys: u64) -> ! {
         next_domid: state.globals.next_domid.0,
         current: None,
         run_queue: VecDeque::new(),
-        modules: modules::discover(),
+        // Read at the first tick, outside the blackout.
+        modules: Vec::new(),
         console_in: VecDeque::new(),
         options: Options::default(),
         tsc_khz: args.tsc_khz,
@@ -290,17 +291,26 @@ fn rebuild_domains(state: &HandoverState) -> BTreeMap<u16, Domain> {
     domains
 }
 
-/// Prints the update's report line after the release; called at the first
-/// timer tick after the guests resumed.
+/// Releases free RAM and prints the update's report line; called at the
+/// first timer tick after the guests resumed. Then lists the boot modules
+/// (fw_cfg's directory), which the blackout need not wait for.
 pub fn release(hv: &mut Hv, pending: PendingRelease) {
+    report_release(hv, pending);
+    hv.modules = modules::discover();
+}
+
+fn report_release(hv: &mut Hv, pending: PendingRelease) {
     let t_release = cpu::rdtsc();
     hv.mem.release(&pending.ranges);
     let t_done = cpu::rdtsc();
     let (a, t, khz) = (&pending.args, &pending.times, pending.args.tsc_khz);
     let free_after = hv.mem.pages.free_frames();
     let equal = pending.digest == a.digest;
+    // The count before the update plus the old image's frames outside the
+    // region, which only a cold-boot image has.
+    let free_expected = a.free_frames + a.image_frames_out;
     hvprintln!(
-        "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} free_after={} free_equal={}",
+        "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_equal={}",
         a.sequence,
         short(&a.from_build_id),
         short(&build_id::BUILD_ID),
@@ -321,8 +331,9 @@ pub fn release(hv: &mut Hv, pending: PendingRelease) {
         pending.digest,
         if equal { "yes" } else { "no" },
         a.free_frames,
+        a.image_frames_out,
         free_after,
-        if free_after == a.free_frames { "yes" } else { "no" },
+        if free_after == free_expected { "yes" } else { "no" },
     );
 }
 

@@ -464,6 +464,14 @@ impl Hv {
             tsc_jump,
             free_frames: self.mem.pages.free_frames(),
             sequence: self.lu_sequence + 1,
+            image_frames_out: {
+                let (start, end) = crate::arch::image_range();
+                if self.mem.region.contains(start) {
+                    0
+                } else {
+                    end.div_ceil(PAGE_SIZE) - start / PAGE_SIZE
+                }
+            },
             from_build_id: build_id::BUILD_ID,
         };
         phys::write(s.args, &args.to_bytes()).map_err(|e| alloc::format!("{e}"))?;

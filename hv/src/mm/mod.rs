@@ -196,7 +196,7 @@ impl BootMem {
         let heap = self
             .boot
             .alloc_pages_tagged(HEAP_SIZE / PAGE_SIZE, TWO_MIB, "heap")?;
-        heap::init(phys::claim(heap.start, heap.size)?);
+        heap::init(phys::claim_uninit(heap.start, heap.size)?);
         Ok(())
     }
 
