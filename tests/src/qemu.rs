@@ -38,8 +38,15 @@ impl Images {
             modules: vec![
                 ("dom0".into(), dir.join("dom0")),
                 ("domu".into(), dir.join("domu")),
+                // The hypervisor itself, as an image to update to.
+                ("hv".into(), dir.join("hv")),
             ],
         };
+        let mut images = images;
+        // A second build of the hypervisor with another build id, for
+        // updates that visibly replace the image (`cargo xtask build
+        // --release` makes it).
+        images.modules.push(("hv-b".into(), second_build()));
         for path in std::iter::once(&images.hv).chain(images.modules.iter().map(|(_, p)| p)) {
             if !path.exists() {
                 return Err(format!(
@@ -51,6 +58,12 @@ impl Images {
         }
         Ok(images)
     }
+}
+
+/// Where `cargo xtask build --release` puts the second build of the
+/// hypervisor (built with `HVLU_BUILD_ID=hvlu-hv-b`).
+pub fn second_build() -> PathBuf {
+    root().join("target/hv-b/x86_64-unknown-none/release/hv")
 }
 
 /// How to start a machine.

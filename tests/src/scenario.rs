@@ -122,3 +122,146 @@ pub fn verdict(machine: &Machine, ending: Ending) -> Result<String, String> {
         )),
     }
 }
+
+/// The `key=value` fields of a line.
+pub fn fields(line: &str) -> std::collections::BTreeMap<String, String> {
+    line.split_ascii_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What a series of live updates showed.
+#[derive(Clone, Debug, Default)]
+pub struct SoakSummary {
+    /// Updates that completed (a report line was printed).
+    pub updates: u64,
+    /// Guest mismatches seen in heartbeats and hypervisor reports.
+    pub mismatches: u64,
+    /// Times a domain's check counter went backwards between heartbeats.
+    pub regressions: u64,
+    /// Updates whose digests or free-frame counts differed.
+    pub equivalence_failures: u64,
+    /// Sum over updates of |free_after - expected|.
+    pub frame_delta: u64,
+    /// Blackout of each update, in microseconds.
+    pub blackouts_us: Vec<u64>,
+}
+
+impl SoakSummary {
+    /// Minimum, median and maximum blackout.
+    pub fn blackout_stats(&self) -> Option<(u64, u64, u64)> {
+        let mut b = self.blackouts_us.clone();
+        b.sort_unstable();
+        Some((*b.first()?, b[b.len() / 2], *b.last()?))
+    }
+
+    /// Whether everything held.
+    pub fn clean(&self, expected_updates: u64) -> bool {
+        self.updates == expected_updates
+            && self.mismatches == 0
+            && self.regressions == 0
+            && self.equivalence_failures == 0
+            && self.frame_delta == 0
+    }
+}
+
+impl std::fmt::Display for SoakSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "updates={} mismatches={} regressions={} equivalence_failures={} frame_delta={}",
+            self.updates,
+            self.mismatches,
+            self.regressions,
+            self.equivalence_failures,
+            self.frame_delta
+        )?;
+        if let Some((min, median, max)) = self.blackout_stats() {
+            write!(f, " blackout_us min={min} median={median} max={max}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole run's transcript: every `lu-report` line, every domU
+/// heartbeat (check counters must never go back, mismatches must be 0) and
+/// the hypervisor's final reports.
+pub fn summarise(transcript: &[String]) -> SoakSummary {
+    let mut s = SoakSummary::default();
+    let mut last_checks: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in transcript {
+        if line.starts_with("(hv) lu-report ") {
+            let f = fields(line);
+            let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            s.updates += 1;
+            if f.get("digest_equal").map(String::as_str) != Some("yes")
+                || f.get("free_equal").map(String::as_str) != Some("yes")
+            {
+                s.equivalence_failures += 1;
+            }
+            let expected = num("free_before") + num("image_frames_released");
+            s.frame_delta += num("free_after").abs_diff(expected);
+            s.blackouts_us.push(num("blackout_us"));
+        } else if let Some(rest) = line.strip_prefix('(') {
+            let Some((dom, text)) = rest.split_once(") ") else {
+                continue;
+            };
+            if text.starts_with("heartbeat ") {
+                let f = fields(text);
+                let checks = f
+                    .get("checks")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                s.mismatches += f
+                    .get("mismatches")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    .min(1);
+                let last = last_checks.entry(dom.to_string()).or_insert(0);
+                if checks < *last {
+                    s.regressions += 1;
+                }
+                *last = checks;
+            } else if text.contains("MISMATCH") {
+                s.mismatches += 1;
+            }
+        }
+    }
+    s
+}
+
+/// Performs `updates` live updates from dom0, to `images[i % len]` in
+/// turn, letting the domUs run `settle_ms` between them; returns the
+/// summary of the whole transcript so far.
+pub fn soak(
+    machine: &mut Machine,
+    images: &[&str],
+    updates: u64,
+    settle_ms: u64,
+) -> Result<SoakSummary, String> {
+    for i in 0..updates {
+        let image = images[(i as usize) % images.len()];
+        let out = machine.command(&format!("live-update {image}"), CMD)?;
+        if !out.iter().any(|l| l.contains("lu exec: done")) {
+            return Err(format!(
+                "update {} to `{image}` failed: {out:?}; log: {}",
+                i + 1,
+                machine.log_path().display()
+            ));
+        }
+        // The report is printed at the new hypervisor's first tick, before
+        // or after dom0's prompt.
+        let needle = format!("lu-report seq={} ", i + 1);
+        if !machine.transcript.iter().any(|l| l.contains(&needle)) {
+            machine.wait_for_text(&needle, CMD)?;
+        }
+        if settle_ms > 0 {
+            machine.command(
+                &format!("sleep {settle_ms}"),
+                CMD + Duration::from_millis(settle_ms * 4),
+            )?;
+        }
+    }
+    Ok(summarise(&machine.transcript))
+}

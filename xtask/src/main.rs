@@ -102,7 +102,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds the framework crates and the images for the bare-metal target.
+/// Builds the framework crates and the images for the bare-metal target;
+/// with `release`, also a second hypervisor build with another build id
+/// (`target/hv-b/`), the image updates alternate with.
 fn build(release: bool) -> Result<(), Failure> {
     let mut cmd = Cmd::cargo("build")
         .bare_metal()
@@ -111,7 +113,21 @@ fn build(release: bool) -> Result<(), Failure> {
     if release {
         cmd = cmd.arg("--release");
     }
-    cmd.run()
+    cmd.run()?;
+    if release {
+        Cmd::cargo("build")
+            .bare_metal()
+            .args([
+                "--release",
+                "--package",
+                "hv",
+                "--target-dir",
+                "target/hv-b",
+            ])
+            .env("HVLU_BUILD_ID", "hvlu-hv-b")
+            .run()?;
+    }
+    Ok(())
 }
 
 fn test() -> Result<(), Failure> {

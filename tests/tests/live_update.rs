@@ -1,0 +1,167 @@
+//! Live update end to end: dom0's tool → old hypervisor → jump → new
+//! hypervisor → guests resume, with the equivalence checks of every update.
+
+use std::time::Duration;
+
+use tests::scenario::{boot, cmd, field, fields, poweroff_pass, soak, summarise, wait_all};
+use tests::Machine;
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn last_checks(m: &Machine, dom: u16) -> u64 {
+    m.lines_with(&format!("(d{dom}) heartbeat "))
+        .last()
+        .and_then(|l| field(l, "checks"))
+        .unwrap_or_else(|| panic!("no heartbeat from d{dom}"))
+}
+
+#[test]
+fn one_update_with_dom0_and_three_domus() {
+    let mut m = boot("lu-one", "autostart=domu,domu,domu");
+    wait_all(
+        &mut m,
+        &[
+            "(d1) heartbeat 2:",
+            "(d2) heartbeat 2:",
+            "(d3) heartbeat 2:",
+        ],
+        LONG,
+    );
+    let before: Vec<u64> = (1..=3).map(|d| last_checks(&m, d)).collect();
+
+    let out = cmd(&mut m, "live-update hv-b");
+    assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
+    let report = wait_all(&mut m, &["(hv) lu-report "], LONG).remove(0);
+    let f = fields(&report);
+    assert_eq!(f["seq"], "1", "{report}");
+    assert_eq!(f["digest_equal"], "yes", "{report}");
+    assert_eq!(f["free_equal"], "yes", "{report}");
+    assert_ne!(
+        f["from"], f["to"],
+        "the update replaced the build: {report}"
+    );
+    assert_eq!(f["frames"], (2048 + 3 * 1024).to_string(), "{report}");
+
+    // The guests go on from where they were: counters continue, never back.
+    let n: Vec<u64> = (1..=3)
+        .map(|d| m.lines_with(&format!("(d{d}) heartbeat ")).count() as u64)
+        .collect();
+    let needles: Vec<String> = (1..=3)
+        .map(|d| format!("(d{d}) heartbeat {}:", n[d - 1] + 2))
+        .collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    wait_all(&mut m, &needles, LONG);
+    for d in 1..=3u16 {
+        assert!(
+            last_checks(&m, d) > before[d as usize - 1],
+            "d{d} checks continued"
+        );
+    }
+    // dom0 can still create and destroy a domain.
+    let out = cmd(&mut m, "create domu");
+    assert!(
+        out.iter().any(|l| l.contains("created d4 from domu")),
+        "{out:?}"
+    );
+    m.wait_for_text("(d4) heartbeat 1:", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = cmd(&mut m, "destroy 4");
+    assert!(
+        out.iter().any(|l| l.contains("destroy d4: done")),
+        "{out:?}"
+    );
+
+    let summary = summarise(&m.transcript);
+    assert!(summary.clean(1), "{summary}");
+    poweroff_pass(&mut m);
+}
+
+#[test]
+fn soak_of_twenty_updates_alternating_builds() {
+    let mut m = boot("lu-soak-20", "autostart=domu,domu");
+    wait_all(&mut m, &["(d1) heartbeat 1:", "(d2) heartbeat 1:"], LONG);
+    let summary = soak(&mut m, &["hv-b", "hv"], 20, 200).unwrap_or_else(|e| panic!("{e}"));
+    println!("soak: {summary}");
+    assert!(
+        summary.clean(20),
+        "{summary}; log: {}",
+        m.log_path().display()
+    );
+    // Builds alternate: each update's `from` is the previous one's `to`.
+    let reports: Vec<_> = m.lines_with("(hv) lu-report ").map(fields).collect();
+    for pair in reports.windows(2) {
+        assert_eq!(pair[0]["to"], pair[1]["from"]);
+        assert_ne!(pair[1]["from"], pair[1]["to"]);
+    }
+    poweroff_pass(&mut m);
+}
+
+#[test]
+fn lu_unload_and_exec_with_nothing_loaded() {
+    let mut m = boot("lu-unload", "");
+    let out = cmd(&mut m, "lu exec");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("lu exec: error: not found: nothing is loaded")),
+        "{out:?}"
+    );
+    let out = cmd(&mut m, "lu unload");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("lu unload: error: not found")),
+        "{out:?}"
+    );
+    let out = cmd(&mut m, "lu load hv-b");
+    assert!(
+        out.iter().any(|l| l.contains("lu load hv-b: staged")),
+        "{out:?}"
+    );
+    let out = cmd(&mut m, "lu status");
+    assert!(
+        out.iter().any(|l| l.contains("lu status: loaded build")),
+        "{out:?}"
+    );
+    let out = cmd(&mut m, "lu unload");
+    assert!(out.iter().any(|l| l.contains("lu unload: done")), "{out:?}");
+    let out = cmd(&mut m, "lu status");
+    assert!(out.iter().any(|l| l.contains("lu status: idle")), "{out:?}");
+    let out = cmd(&mut m, "lu exec");
+    assert!(
+        out.iter().any(|l| l.contains("nothing is loaded")),
+        "{out:?}"
+    );
+    assert!(
+        m.lines_with("(hv) lu-report").next().is_none(),
+        "no update happened"
+    );
+    poweroff_pass(&mut m);
+}
+
+#[test]
+fn refused_image_leaves_guests_running_and_a_good_update_works_after() {
+    let mut m = boot("lu-refused", "autostart=domu");
+    m.wait_for_text("(d1) heartbeat 1:", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A guest kernel is an ELF, but not a hypervisor image: no HVLU note.
+    let out = cmd(&mut m, "live-update domu");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("lu load domu: error: invalid argument") && l.contains("HVLU")),
+        "{out:?}"
+    );
+    let out = cmd(&mut m, "lu load nosuchimage");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("lu load nosuchimage: error: not found")),
+        "{out:?}"
+    );
+    let n = m.lines_with("(d1) heartbeat ").count() as u64;
+    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = cmd(&mut m, "live-update hv-b");
+    assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
+    wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG);
+    let summary = summarise(&m.transcript);
+    assert!(summary.clean(1), "{summary}");
+    poweroff_pass(&mut m);
+}
