@@ -92,7 +92,7 @@ fn create_and_destroy_give_every_frame_back() {
 fn domu_refusals_are_refused_and_it_keeps_running() {
     let mut m = boot("probes", "");
     cmd(&mut m, "create domu probe");
-    for test in 1..=5 {
+    for test in 1..=7 {
         let line = m
             .wait_for_text(&format!("(d1) probe {test} "), BEATS)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -106,7 +106,7 @@ fn domu_refusals_are_refused_and_it_keeps_running() {
         .next()
         .unwrap_or_default()
         .to_string();
-    assert_eq!(field(&report, "refusals_ok"), Some(5), "{report}");
+    assert_eq!(field(&report, "refusals_ok"), Some(7), "{report}");
     assert_eq!(field(&report, "refusals_bad"), Some(0), "{report}");
 }
 

@@ -76,6 +76,25 @@ enum Command {
     Test,
     /// Run the benchmarks and print their figures.
     Bench,
+    /// Boot dom0 and K self-checking domUs and perform N live updates in a
+    /// row, alternating between two builds of the hypervisor (build ids
+    /// differ). Ends with a summary: updates done, guest mismatches, frame
+    /// delta, equivalence failures, blackout min/median/max. Exits non-zero if
+    /// any of those is wrong.
+    Soak {
+        /// Updates to perform.
+        #[arg(long, default_value_t = 200)]
+        updates: u64,
+        /// Self-checking domUs.
+        #[arg(long, default_value_t = 2)]
+        domus: u32,
+        /// Memory of each domU in MiB.
+        #[arg(long, default_value_t = 4)]
+        guest_mem: u64,
+        /// Milliseconds the domUs run between two updates.
+        #[arg(long, default_value_t = 200)]
+        settle_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +110,14 @@ fn main() -> ExitCode {
             .and_then(|()| build(true))
             .and_then(|()| run::run(script, domus, timeout)),
         Command::Test => test(),
+        Command::Soak {
+            updates,
+            domus,
+            guest_mem,
+            settle_ms,
+        } => setup::ensure_qemu()
+            .and_then(|()| build(true))
+            .and_then(|()| run::soak(updates, domus, guest_mem, settle_ms)),
         Command::Bench => bench(),
     });
     match result {

@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tests::scenario::{run_script, verdict};
+use tests::scenario::{self, run_script, verdict};
 use tests::{Machine, MachineConfig};
 
 use crate::shell::Failure;
@@ -55,4 +55,48 @@ pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Fail
         machine.log_path().display()
     );
     Ok(())
+}
+
+/// `cargo xtask soak`.
+pub fn soak(updates: u64, domus: u32, guest_mem: u64, settle_ms: u64) -> Result<(), Failure> {
+    let mut config = MachineConfig::new("soak").map_err(Failure::Failed)?;
+    // dom0 (8 MiB) and the domUs, with room to spare.
+    config.mem_mib = (256 + u64::from(domus) * guest_mem * 2).min(3072) as u32;
+    let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
+    machine
+        .wait_for_text("(d0) dom0>", scenario::BOOT)
+        .map_err(Failure::Failed)?;
+    for _ in 0..domus {
+        let out = machine
+            .command(&format!("create domu {}", guest_mem * 1024), scenario::CMD)
+            .map_err(Failure::Failed)?;
+        if !out.iter().any(|l| l.contains("created d")) {
+            return Err(Failure::Failed(format!("cannot create a domU: {out:?}")));
+        }
+    }
+    let needles: Vec<String> = (1..=domus)
+        .map(|d| format!("(d{d}) heartbeat 1:"))
+        .collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    scenario::wait_all(&mut machine, &needles, scenario::BOOT);
+    let started = std::time::Instant::now();
+    let summary = scenario::soak(&mut machine, &["hv-b", "hv"], updates, settle_ms)
+        .map_err(Failure::Failed)?;
+    let elapsed = started.elapsed();
+    machine.send("poweroff").map_err(Failure::Failed)?;
+    let ending = machine.wait_exit(scenario::CMD);
+    let verdict_line = verdict(&machine, ending);
+    println!(
+        "soak summary: {summary} ({} s); log: {}",
+        elapsed.as_secs(),
+        machine.log_path().display()
+    );
+    match verdict_line {
+        Ok(line) if summary.clean(updates) => {
+            println!("xtask: soak passed ({line})");
+            Ok(())
+        }
+        Ok(line) => Err(Failure::Failed(format!("soak failed: {summary}; {line}"))),
+        Err(e) => Err(Failure::Failed(format!("soak failed: {summary}; {e}"))),
+    }
 }

@@ -13,9 +13,10 @@
 //! unpin, base-pointer switch, giving frames back), then starts the loop.
 //!
 //! Command-line words change what it does first:
-//! - `probe`: tries hypercalls that must be refused (privileged call,
-//!   mapping a frame it does not own, a writable mapping of its own page
-//!   table, a pointer outside its memory) and reports each result;
+//! - `probe`: tries hypercalls that must be refused (privileged calls,
+//!   live-update calls, mapping a frame it does not own, a writable mapping
+//!   of its own page table, a pointer outside its memory) and reports each
+//!   result;
 //! - `fault`: after a few checks, announces and takes a page fault.
 
 #![no_std]
@@ -235,6 +236,14 @@ fn probes() {
         decode(r),
         Error::BadAddress,
     );
+    // 6 and 7. The live-update hypercalls are dom0's.
+    expect(
+        6,
+        "lu_load from a domU",
+        hc::lu_load("hv"),
+        Error::Permission,
+    );
+    expect(7, "lu_exec from a domU", hc::lu_exec(), Error::Permission);
 }
 
 /// Exercises the page-table hypercalls once: a new frame from
