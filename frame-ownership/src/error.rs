@@ -169,6 +169,14 @@ pub enum Error {
         /// Its raw value.
         entry: u64,
     },
+    /// A present L1 entry has the G (global) bit set: its translation would
+    /// survive the address-space switches that must drop it.
+    GlobalMapping {
+        /// The entry.
+        at: EntryRef,
+        /// Its raw value.
+        entry: u64,
+    },
     /// A pinned frame is not a page table of its domain of the pinned level
     /// (or the pin names a data level).
     BadPin {
@@ -313,6 +321,11 @@ impl fmt::Display for Error {
             Error::Superpage { at, entry } => write!(
                 f,
                 "{at} has the PS bit set (entry {entry:#018x}, mfn {:#x}); PV guests may not use superpages",
+                crate::pte::Pte(entry).mfn().0
+            ),
+            Error::GlobalMapping { at, entry } => write!(
+                f,
+                "{at} has the G bit set (entry {entry:#018x}, mfn {:#x}); a global mapping would outlive address-space switches",
                 crate::pte::Pte(entry).mfn().0
             ),
             Error::BadPin {

@@ -25,10 +25,13 @@
 //!    reference; one `Writable` type reference as well if RW is set), or
 //!    read-only at one of the domain's own page-table frames (one general
 //!    reference). A writable mapping of a page table is refused.
-//! 6. An L1 entry that points outside RAM must lie inside one of the
+//! 6. An L1 entry with the G (global) bit is refused: a global translation
+//!    survives the CR3 loads that switch address spaces, so it would outlive
+//!    the mapping and reach a frame after it changed hands.
+//! 7. An L1 entry that points outside RAM must lie inside one of the
 //!    domain's MMIO ranges; it counts nothing. An L2..L4 entry may not point
 //!    outside RAM at all.
-//! 7. Anything else — a frame of another domain, a frame nobody owns, a
+//! 8. Anything else — a frame of another domain, a frame nobody owns, a
 //!    live-update region or hv-reserved frame — is refused.
 
 use core::fmt;
@@ -229,6 +232,11 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
     let target = pte.mfn();
     match at.level.below() {
         None => {
+            if entry & crate::pte::GLOBAL != 0 {
+                // A global translation survives CR3 loads: it would outlive
+                // the mapping, the domain and the frame's ownership.
+                return Err(Error::GlobalMapping { at, entry });
+            }
             let class = lookup.classify(target);
             match class {
                 FrameClass::Own(RunKind::Data) => Ok(EntryEffect::Frame {

@@ -63,7 +63,8 @@ fn upper_flags(rng: &mut SmallRng) -> u64 {
     f
 }
 
-/// Flags of an L1 entry other than P and RW: anything the guest may set.
+/// Flags of an L1 entry other than P and RW: anything the guest may set (G
+/// may not be set: Invariant 6, `Error::GlobalMapping`).
 fn leaf_extra(rng: &mut SmallRng) -> u64 {
     let mut f = 0;
     for (bit, p) in [
@@ -71,7 +72,6 @@ fn leaf_extra(rng: &mut SmallRng) -> u64 {
         (pte::ACCESSED, 0.5),
         (pte::DIRTY, 0.3),
         (pte::PAGE_SIZE, 0.1), // PAT in an L1 entry: allowed
-        (pte::GLOBAL, 0.1),
         (pte::NO_EXECUTE, 0.3),
         (1 << 9, 0.1),
         (1 << 11, 0.1),

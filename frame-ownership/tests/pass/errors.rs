@@ -551,6 +551,21 @@ fn superpage_refused() {
 }
 
 #[test]
+fn global_l1_entry_refused() {
+    let (mut m, (table, index, e)) = machine_with(|m| data_entry(m, 0));
+    let entry = e | pte::GLOBAL;
+    set_entry(&mut m, table, index, entry);
+    expect(
+        &m,
+        Error::GlobalMapping {
+            at: at(&m, 0, table, PtLevel::L1, index),
+            entry,
+        },
+        "G bit",
+    );
+}
+
+#[test]
 fn pat_bit_in_l1_and_junk_in_hv_slots_are_fine() {
     let (mut m, (table, index, e)) = machine_with(|m| data_entry(m, 0));
     set_entry(&mut m, table, index, e | pte::PAGE_SIZE);
