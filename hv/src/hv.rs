@@ -26,6 +26,9 @@ use crate::mm::Memory;
 use crate::modules::{self, Module};
 use crate::{guest_mem, hvprintln, mmu};
 
+/// NMIs seen (ignored).
+pub static NMIS: AtomicU64 = AtomicU64::new(0);
+
 /// Timer ticks since boot; also counted while idle, without the lock.
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
 
@@ -150,6 +153,8 @@ impl Hv {
         self.run_queue.retain(|(d, _)| *d != id);
         if self.current.is_some_and(|(d, _)| d == id) {
             self.current = None;
+            // Its tables are loaded: leave them before they are freed.
+            paging::load_hv_root();
         }
         for &mfn in domain.p2m.iter().filter(|&&m| m != u64::MAX) {
             self.mem.frametable[mfn as usize] = FrameInfo::UNOWNED;
@@ -224,6 +229,14 @@ impl Hv {
                 hvprintln!("no domain left: powering off");
                 self.poweroff();
             }
+            if !self.domains.values().any(|d| d.privileged)
+                && self.domains.values().all(|d| d.paused)
+            {
+                hvprintln!(
+                    "dom0 is gone and every domain is paused: nothing can run again, powering off"
+                );
+                self.poweroff();
+            }
             // Nothing runnable: wait for the timer (or input) with the lock
             // held; the nested interrupt only counts the tick.
             crate::arch::trap::wait_for_interrupt();
@@ -294,7 +307,24 @@ impl Hv {
                 self.poll_console();
                 self.schedule(frame, true);
             }
-            SYSCALL_VECTOR => self.hypercall(frame),
+            SYSCALL_VECTOR => {
+                self.hypercall(frame);
+                // `iretq` to a non-canonical address faults in ring 0 on
+                // real CPUs: a guest that arranged for one (a `syscall` at
+                // the very top of the lower half) has faulted.
+                if frame.user_mode() && frame.rip >= 0x0000_8000_0000_0000 {
+                    let (d, _) = self.current.unwrap_or((u16::MAX, 0));
+                    hvprintln!(
+                        "d{d} would return to non-canonical rip {:#x}: destroying it",
+                        frame.rip
+                    );
+                    if let Some(dom) = self.domains.get_mut(&d) {
+                        dom.reports.unexpected_faults += 1;
+                    }
+                    let _ = self.destroy_domain(d);
+                    self.schedule(frame, false);
+                }
+            }
             v if v < 32 => {
                 let (d, _) = self.current.unwrap_or((u16::MAX, 0));
                 crate::trap::report(frame, &alloc::format!("d{d}"));
@@ -311,8 +341,10 @@ impl Hv {
                 self.schedule(frame, false);
             }
             v => {
-                hvprintln!("unexpected interrupt {v} from a guest");
-                timer::eoi(v);
+                if !timer::is_spurious(v) {
+                    hvprintln!("unexpected interrupt {v} from a guest");
+                    timer::eoi(v);
+                }
             }
         }
     }
@@ -606,13 +638,22 @@ fn le64(bytes: &[u8]) -> u64 {
 
 /// Entry from the trap layer.
 pub fn on_trap(frame: &mut TrapFrame) {
+    if frame.vector == 2 {
+        // NMI: nothing here raises one on purpose; it must not take the
+        // lock (it can arrive while the lock is held). Resume.
+        NMIS.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     if frame.vector == timer::TIMER_VECTOR {
         TICKS.fetch_add(1, Ordering::Relaxed);
-        if !frame.user_mode() {
-            // A tick while idle (the lock is held by the idle loop).
+    }
+    if frame.vector >= 32 && !frame.user_mode() {
+        // An interrupt while idle (the idle loop holds the lock): count,
+        // acknowledge unless spurious, return to the idle loop.
+        if !timer::is_spurious(frame.vector) {
             timer::eoi(frame.vector);
-            return;
         }
+        return;
     }
     let mut guard = HV.lock();
     match guard.as_mut() {

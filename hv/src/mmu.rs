@@ -191,7 +191,14 @@ pub fn increase_reservation(
             mem.pages.free(mfn);
             return Err(Error::Failed);
         }
-        let gpfn = Gpfn(dom.p2m.len() as u64);
+        // Reuse a guest frame number given back earlier, so the p2m stays
+        // within the memory limit however often frames come and go.
+        let gpfn = Gpfn(
+            dom.p2m
+                .iter()
+                .position(|&m| m == u64::MAX)
+                .unwrap_or(dom.p2m.len()) as u64,
+        );
         let parts = mem.parts();
         if let Err(e) =
             frame_ownership::claim_data(&parts.layout, parts.frametable, parts.m2p, &ctx, mfn, gpfn)
@@ -199,7 +206,10 @@ pub fn increase_reservation(
             parts.pages.free(mfn);
             return Err(error_of(&e));
         }
-        dom.p2m.push(mfn.0);
+        match dom.p2m.get_mut(gpfn.0 as usize) {
+            Some(slot) => *slot = mfn.0,
+            None => dom.p2m.push(mfn.0),
+        }
         given.push(mfn.0);
     }
     if given.is_empty() && count > 0 {
@@ -217,11 +227,13 @@ pub fn decrease_reservation(
 ) -> Result<u64, Error> {
     let mut done = 0;
     for &mfn in mfns {
+        // The guest frame, from the M2P, before the release clears it.
+        let gpfn = mem.m2p.get(mfn as usize).copied();
         let result = frame_ownership::release_data(mem.frametable, mem.m2p, dom.id, Mfn(mfn))
             .map_err(|e| error_of(&e));
         match result {
             Ok(()) => {
-                if let Some(slot) = dom.p2m.iter_mut().find(|m| **m == mfn) {
+                if let Some(slot) = gpfn.and_then(|g| dom.p2m.get_mut(g as usize)) {
                     *slot = u64::MAX;
                 }
                 mem.pages.free(Mfn(mfn));

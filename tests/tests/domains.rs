@@ -92,10 +92,9 @@ fn create_and_destroy_give_every_frame_back() {
 fn domu_refusals_are_refused_and_it_keeps_running() {
     let mut m = boot("probes", "");
     cmd(&mut m, "create domu probe");
-    for test in 1..=7 {
-        let line = m
-            .wait_for_text(&format!("(d1) probe {test} "), BEATS)
-            .unwrap_or_else(|e| panic!("{e}"));
+    let needles: Vec<String> = (1..=7).map(|t| format!("(d1) probe {t} ")).collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    for line in wait_all(&mut m, &needles, BEATS) {
         assert!(line.ends_with("as expected"), "{line}");
     }
     let beat = wait_heartbeat(&mut m, 1, 2);

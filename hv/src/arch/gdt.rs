@@ -182,13 +182,24 @@ pub fn init() {
         asm!("lidt [{}]", in(reg) &idt_ptr, options(readonly, nostack, preserves_flags));
 
         trap::set_syscall_stack(kernel_stack_top());
+        // CR0.EM: x87 and MMX instructions fault (#NM). The hypervisor and
+        // its guests are soft-float and no FPU state is switched, so a guest
+        // that tries the FPU ends, rather than seeing another domain's
+        // registers.
+        let cr0: u64;
+        asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack, preserves_flags));
+        asm!("mov cr0, {}", in(reg) cr0 | (1 << 2), options(nomem, nostack, preserves_flags));
         wrmsr(EFER, super::cpu::rdmsr(EFER) | 1); // SCE
         wrmsr(
             STAR,
             (u64::from(KERNEL_DS & !3 | 3) << 48) | (u64::from(KERNEL_CS) << 32),
         );
         wrmsr(LSTAR, trap::syscall_entry_addr());
-        // Clear IF, TF, DF and AC on entry.
-        wrmsr(SFMASK, (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18));
+        // Clear IF, TF, DF, NT and AC on entry: a guest's NT would make the
+        // hypervisor's own iretq fault.
+        wrmsr(
+            SFMASK,
+            (1 << 9) | (1 << 8) | (1 << 10) | (1 << 14) | (1 << 18),
+        );
     }
 }

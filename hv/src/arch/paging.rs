@@ -211,12 +211,32 @@ pub fn hv_slots() -> Result<[u64; 512 - HV_FIRST_SLOT], PhysError> {
     Ok(slots)
 }
 
-/// Flushes the TLB's non-global entries (the guest's), after a change to
-/// the current guest's page tables.
+/// Flushes the whole TLB, global entries included, after a change to a
+/// guest's page tables. (The type rules refuse global guest mappings; the
+/// full flush does not rely on it.)
 pub fn flush_guest_tlb() {
-    // SAFETY: reloading CR3 with its own value changes no mapping; it only
-    // drops cached non-global translations.
-    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+    // SAFETY: toggling CR4.PGE off and on changes no mapping; it drops every
+    // cached translation, which the hypervisor's own tables re-create.
+    unsafe {
+        asm!(
+            "mov {0}, cr4",
+            "mov {1}, {0}",
+            "and {1}, ~0x80",
+            "mov cr4, {1}",
+            "mov cr4, {0}",
+            out(reg) _,
+            out(reg) _,
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// Loads the hypervisor's own root (no guest mapped): before a domain's
+/// frames are freed while its tables are loaded.
+pub fn load_hv_root() {
+    // SAFETY: the hypervisor's root maps the image and the direct map like
+    // every guest root does; only the lower half (the guest) disappears.
+    unsafe { asm!("mov cr3, {}", in(reg) hv_root(), options(nostack, preserves_flags)) };
 }
 
 /// Writes the hypervisor's slots into the guest L4 at `root` (physical):

@@ -76,6 +76,12 @@ pub fn start(hz: u32) {
     }
 }
 
+/// Whether `vector` is a spurious interrupt (PIC line 7 or 15, or the local
+/// APIC's spurious vector, which is line 15's): those get no EOI.
+pub fn is_spurious(vector: u64) -> bool {
+    vector == u64::from(PIC_BASE) + 7 || vector == u64::from(PIC_BASE) + 15
+}
+
 /// Acknowledges an interrupt from PIC line `vector - 32`.
 pub fn eoi(vector: u64) {
     // SAFETY: an end-of-interrupt command to the PIC that raised `vector`.

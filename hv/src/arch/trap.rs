@@ -136,8 +136,9 @@ pub fn enter(frame: &TrapFrame) -> ! {
 /// Waits for an interrupt with interrupts enabled, then disables them again.
 pub fn wait_for_interrupt() {
     // SAFETY: sti; hlt; cli only waits; the handler of the interrupt that
-    // wakes us runs on this stack and returns here.
-    unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) }
+    // wakes us runs on this stack and returns here (it may write memory, so
+    // this is not `nomem`).
+    unsafe { asm!("sti; hlt; cli", options(nostack)) }
 }
 
 global_asm!(

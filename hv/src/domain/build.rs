@@ -230,7 +230,10 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
     {
         Ok(domain) => Ok(domain),
         Err((e, p2m)) => {
+            // A pass that failed part-way may have claimed some frames.
             for &mfn in &p2m {
+                mem.frametable[mfn as usize] = frame_ownership::FrameInfo::UNOWNED;
+                mem.m2p[mfn as usize] = frame_ownership::M2P_INVALID;
                 mem.pages.free(Mfn(mfn));
             }
             Err(e)
