@@ -92,7 +92,7 @@ fn create_and_destroy_give_every_frame_back() {
 fn domu_refusals_are_refused_and_it_keeps_running() {
     let mut m = boot("probes", "");
     cmd(&mut m, "create domu probe");
-    let needles: Vec<String> = (1..=7).map(|t| format!("(d1) probe {t} ")).collect();
+    let needles: Vec<String> = (1..=9).map(|t| format!("(d1) probe {t} ")).collect();
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
     for line in wait_all(&mut m, &needles, BEATS) {
         assert!(line.ends_with("as expected"), "{line}");
@@ -105,7 +105,7 @@ fn domu_refusals_are_refused_and_it_keeps_running() {
         .next()
         .unwrap_or_default()
         .to_string();
-    assert_eq!(field(&report, "refusals_ok"), Some(7), "{report}");
+    assert_eq!(field(&report, "refusals_ok"), Some(9), "{report}");
     assert_eq!(field(&report, "refusals_bad"), Some(0), "{report}");
 }
 
@@ -160,5 +160,20 @@ fn a_paused_domu_stops_and_resumes_where_it_was() {
             .any(|l| l.contains("pause d0: error: invalid argument")),
         "{out:?}"
     );
+    poweroff_pass(&mut m);
+}
+
+#[test]
+fn a_domu_using_the_fpu_ends_without_touching_anyone_else() {
+    let mut m = boot("fpu", "autostart=domu");
+    wait_heartbeat(&mut m, 1, 1);
+    cmd(&mut m, "create domu fpu");
+    m.wait_for_text(
+        "(hv) d2 took a fatal device not available: destroying it",
+        BEATS,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let n = m.lines_with("(d1) heartbeat").count() as u64;
+    wait_heartbeat(&mut m, 1, n + 1);
     poweroff_pass(&mut m);
 }

@@ -17,7 +17,9 @@
 //!   live-update calls, mapping a frame it does not own, a writable mapping
 //!   of its own page table, a pointer outside its memory) and reports each
 //!   result;
-//! - `fault`: after a few checks, announces and takes a page fault.
+//! - `fault`: after two heartbeats, announces and takes a page fault;
+//! - `fpu`: after two heartbeats, announces and executes an x87
+//!   instruction (the hypervisor runs with CR0.EM: it faults).
 
 #![no_std]
 #![no_main]
@@ -38,6 +40,7 @@ const PTE_P: u64 = 1;
 const PTE_RW: u64 = 2;
 const PTE_US: u64 = 4;
 const PTE_NX: u64 = 1 << 63;
+const PTE_G: u64 = 1 << 8;
 
 fn generation(i: usize) -> u32 {
     // SAFETY: single-threaded guest; the table is only used through these
@@ -244,6 +247,42 @@ fn probes() {
         Error::Permission,
     );
     expect(7, "lu_exec from a domU", hc::lu_exec(), Error::Permission);
+    // 8. A global mapping hidden in a frame that is then pinned as an L1.
+    let mut new = [0u64; 1];
+    if hc::increase_reservation(&mut new) == Ok(1) {
+        let slot = WINDOW_PAGES - 1;
+        let ptr = si.window_pte_maddr + 8 * slot;
+        let rw = MmuUpdate {
+            ptr,
+            val: (new[0] << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX,
+        };
+        let _ = hc::mmu_update(&[rw]);
+        let data = mem::mfn_of(si.first_free_gpfn);
+        mem::window_write(
+            slot,
+            0,
+            (data << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX | PTE_G,
+        );
+        let _ = hc::mmu_update(&[MmuUpdate { ptr, val: 0 }]);
+        expect(
+            8,
+            "pin an L1 holding a global mapping",
+            hc::pin_table(new[0], 1),
+            Error::TypeViolation,
+        );
+        let _ = hc::decrease_reservation(&new);
+    } else {
+        let _ = hc::report(Report::UnexpectedResult, 8);
+    }
+    // 9. A hypercall with RFLAGS.NT set: the hypervisor returns normally.
+    let r = pvrt::probe::yield_with_nested_task_flag();
+    if r == 0 {
+        println!("probe 9 (hypercall with NT set): returned normally as expected");
+        let _ = hc::report(Report::ExpectedRefusal, 9);
+    } else {
+        println!("probe 9 (hypercall with NT set): returned {r}");
+        let _ = hc::report(Report::UnexpectedResult, 9);
+    }
 }
 
 /// Exercises the page-table hypercalls once: a new frame from
@@ -369,6 +408,7 @@ fn main() -> ! {
     let cmdline = pvrt::cmdline();
     let probe = cmdline.split_ascii_whitespace().any(|w| w == "probe");
     let fault = cmdline.split_ascii_whitespace().any(|w| w == "fault");
+    let fpu = cmdline.split_ascii_whitespace().any(|w| w == "fpu");
     let pages = ((si.nr_pages - si.first_free_gpfn) as usize).min(MAX_PAGES);
     println!(
         "domU {} up: {} pages under test, args `{cmdline}`",
@@ -414,6 +454,11 @@ fn main() -> ! {
                 println!("taking a page fault on purpose");
                 let _ = hc::report(Report::ExpectFault, 1);
                 let _ = mem::read_byte_at(0x7fff_0000_0000);
+            }
+            if fpu && beats >= 2 {
+                println!("using the FPU on purpose");
+                let _ = hc::report(Report::ExpectFault, 1);
+                pvrt::probe::touch_fpu();
             }
         }
     }

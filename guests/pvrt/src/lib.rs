@@ -12,6 +12,7 @@
 pub mod console;
 pub mod hc;
 pub mod mem;
+pub mod probe;
 
 pub use pv_abi;
 
