@@ -6,6 +6,7 @@
 //! | `loglvl=LEVEL` | `error`, `info` or `debug` | `info` |
 //! | `timer_hz=N` | scheduler tick rate | `100` |
 //! | `autostart=M1,M2,..` | modules dom0 creates domUs from at boot | none |
+//! | `lu_inject=state\|digest` | fault injection for tests: corrupt the staged state (a body byte) or the digest in the argument page after the pre-flight check, so the incoming image must refuse | none |
 //!
 //! An unknown word or a bad value is an error: the hypervisor stops and
 //! names it rather than guessing.
@@ -32,6 +33,17 @@ pub struct Options {
     pub log_level: LogLevel,
     /// Timer interrupts per second.
     pub timer_hz: u32,
+    /// Fault injection for the live-update tests.
+    pub lu_inject: Option<Inject>,
+}
+
+/// What `lu_inject` corrupts after the pre-flight check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inject {
+    /// One byte of the staged state's body.
+    State,
+    /// The owned-frame digest in the argument page.
+    Digest,
 }
 
 impl Default for Options {
@@ -40,6 +52,7 @@ impl Default for Options {
             lu_region: 64 << 20,
             log_level: LogLevel::Info,
             timer_hz: 100,
+            lu_inject: None,
         }
     }
 }
@@ -126,6 +139,19 @@ impl Options {
                             value,
                             expected: "20..=1000",
                         })?;
+                }
+                "lu_inject" => {
+                    options.lu_inject = Some(match value {
+                        "state" => Inject::State,
+                        "digest" => Inject::Digest,
+                        _ => {
+                            return Err(CmdlineError::BadValue {
+                                option: key,
+                                value,
+                                expected: "state or digest",
+                            })
+                        }
+                    })
                 }
                 "autostart" => {
                     let ok = value.split(',').all(|m| {

@@ -165,3 +165,46 @@ fn refused_image_leaves_guests_running_and_a_good_update_works_after() {
     assert!(summary.clean(1), "{summary}");
     poweroff_pass(&mut m);
 }
+
+fn refused_by_incoming(inject: &str, needle: &str) {
+    let mut m = boot(
+        &format!("lu-inject-{inject}"),
+        &format!("autostart=domu lu_inject={inject}"),
+    );
+    m.wait_for_text("(d1) heartbeat 1:", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.send("live-update hv-b").unwrap_or_else(|e| panic!("{e}"));
+    let ending = m.wait_exit(LONG);
+    assert_eq!(
+        ending,
+        tests::Ending::Outcome(pv_abi::exit::Outcome::Refused),
+        "log: {}",
+        m.log_path().display()
+    );
+    let refusal = m
+        .lines_with("(hv) live update REFUSED by the incoming image: ")
+        .next()
+        .unwrap_or_else(|| panic!("no refusal line; log: {}", m.log_path().display()))
+        .to_string();
+    assert!(refusal.contains(needle), "{refusal}");
+    // No guest ran on the state it could not verify.
+    let entered = m
+        .transcript
+        .iter()
+        .position(|l| l.contains("entered by live update"))
+        .expect("entered");
+    assert!(
+        m.transcript[entered..].iter().all(|l| !l.starts_with("(d")),
+        "a guest ran after the refusal"
+    );
+}
+
+#[test]
+fn a_corrupted_state_is_never_run() {
+    refused_by_incoming("state", "body CRC mismatch");
+}
+
+#[test]
+fn a_digest_mismatch_is_never_run() {
+    refused_by_incoming("digest", "digest");
+}

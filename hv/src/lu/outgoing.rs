@@ -27,6 +27,7 @@ use pv_abi::hypercall::{Error, LuStatus};
 use crate::arch::kexec::{self, Mapping, Plan};
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
+use crate::cmdline::Inject;
 use crate::hv::Hv;
 use crate::{build_id, hvprintln, modules};
 
@@ -447,7 +448,7 @@ impl Hv {
             self.mem.pages.free_frames()
         );
         let tsc_jump = cpu::rdtsc();
-        let args = EntryArgs {
+        let mut args = EntryArgs {
             state_phys: s.state.start,
             state_len: len as u64,
             image_phys: s.image.start,
@@ -474,6 +475,22 @@ impl Hv {
             },
             from_build_id: build_id::BUILD_ID,
         };
+        match self.options.lu_inject {
+            Some(Inject::State) => {
+                // A flipped bit in the body, as if memory were corrupted
+                // after the pre-flight check.
+                let at = s.state.start + handover_abi::HEADER_SIZE as u64 + 5;
+                let mut byte = [0u8; 1];
+                phys::read(at, &mut byte).map_err(|e| alloc::format!("{e}"))?;
+                phys::write(at, &[byte[0] ^ 0x10]).map_err(|e| alloc::format!("{e}"))?;
+                hvprintln!("lu: fault injection: flipped a bit of the staged state at {at:#x}");
+            }
+            Some(Inject::Digest) => {
+                args.digest ^= 1;
+                hvprintln!("lu: fault injection: corrupted the digest in the argument page");
+            }
+            None => {}
+        }
         phys::write(s.args, &args.to_bytes()).map_err(|e| alloc::format!("{e}"))?;
         // The point of no return.
         prepared.jump()
