@@ -117,14 +117,22 @@ impl Hv {
         image: MfnRange,
         state: MfnRange,
     ) -> Result<HandoverState, String> {
-        let owned = frame_ownership::collect_domains(self.mem.frametable, self.mem.m2p)
-            .map_err(|e| alloc::format!("cannot collect the domains' memory: {e}"))?;
         let mut domains = Vec::new();
-        for o in owned {
-            let dom = self
-                .domains
-                .get(&o.id.0)
-                .ok_or_else(|| alloc::format!("frames owned by unknown d{}", o.id.0))?;
+        // Runs and pins from each domain's own frames (its p2m and their
+        // frametable entries): the cost follows guest memory, not RAM.
+        for dom in self.domains.values() {
+            let ft = &*self.mem.frametable;
+            let runs = crate::domain::build::runs_of(&dom.p2m, |gpfn| {
+                let info = &ft[dom.p2m[gpfn as usize] as usize];
+                info.page_type().map_or(handover_abi::RunKind::Data, |t| t.run_kind())
+            });
+            let pinned: Vec<PinnedTable> = runs
+                .iter()
+                .filter(|r| r.kind.is_page_table())
+                .flat_map(|r| (0..r.count).map(move |i| (Mfn(r.first_mfn.0 + i), r.kind)))
+                .filter(|(mfn, _)| ft[mfn.0 as usize].is_pinned())
+                .map(|(mfn, level)| PinnedTable { mfn, level })
+                .collect();
             let vcpus = dom
                 .vcpus
                 .iter()
@@ -167,16 +175,12 @@ impl Hv {
                 flags = flags.union(DomainFlags::PRIVILEGED);
             }
             domains.push(handover_abi::Domain {
-                id: o.id,
+                id: dom.id,
                 flags,
                 name: dom.name.clone(),
                 max_frames: dom.max_frames,
-                runs: o.runs,
-                pinned: o
-                    .pinned
-                    .iter()
-                    .map(|&(mfn, level)| PinnedTable { mfn, level })
-                    .collect(),
+                runs,
+                pinned,
                 mmio: Vec::new(),
                 start_info: Gpfn(0),
                 vcpus,
