@@ -25,7 +25,11 @@ static CONSOLE: Mutex<Serial> = Mutex::new(Serial);
 
 /// Sets up the serial port.
 pub fn init() {
-    serial::init();
+    serial::init(serial::Uart::Com1);
+    // The host link, when the machine has a second UART.
+    if serial::present(serial::Uart::Com2) {
+        serial::init(serial::Uart::Com2);
+    }
 }
 
 /// Writes one message from the hypervisor, prefixed with `(hv) `.

@@ -544,6 +544,39 @@ impl Hv {
                 self.write_guest(a[0], &bytes[..n])?;
                 Ok(n as u64)
             }
+            Hypercall::HostlinkRead => {
+                self.require_privileged()?;
+                let max = (a[1] as usize).min(64 * 1024);
+                let mut bytes = Vec::new();
+                while bytes.len() < max {
+                    match serial::read_from(serial::Uart::Com2) {
+                        Some(b) => bytes.push(b),
+                        None => break,
+                    }
+                }
+                self.write_guest(a[0], &bytes)?;
+                Ok(bytes.len() as u64)
+            }
+            Hypercall::HostlinkWrite => {
+                self.require_privileged()?;
+                let len = a[1].min(4096) as usize;
+                let mut bytes = alloc::vec![0u8; len];
+                self.read_guest(a[0], &mut bytes)?;
+                for b in bytes {
+                    serial::write_to(serial::Uart::Com2, b);
+                }
+                Ok(len as u64)
+            }
+            Hypercall::LuLoadBuffer => {
+                self.require_privileged()?;
+                let len = a[1] as usize;
+                if len > 16 << 20 {
+                    return self.refuse(Error::Invalid, alloc::format!("an image of {len} bytes is too large"));
+                }
+                let mut bytes = alloc::vec![0u8; len];
+                self.read_guest(a[0], &mut bytes)?;
+                self.lu_load_bytes("(from dom0)", &bytes)
+            }
             Hypercall::LuUnload => {
                 self.require_privileged()?;
                 self.lu_unload()

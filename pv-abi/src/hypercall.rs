@@ -67,6 +67,14 @@ pub enum Hypercall {
     /// Returns 0 in the new hypervisor; an error means the update was
     /// cancelled before the point of no return and every domain runs on.
     LuExec = 19,
+    /// `hostlink_read(buf, len)`: bytes waiting on the host link (the second
+    /// serial port), 0 if none (dom0 only).
+    HostlinkRead = 20,
+    /// `hostlink_write(buf, len)`: sends bytes to the host (dom0 only).
+    HostlinkWrite = 21,
+    /// `lu_load_buffer(buf, len)`: like [`Hypercall::LuLoad`], with the image
+    /// in the caller's memory instead of a boot module (dom0 only).
+    LuLoadBuffer = 22,
 }
 
 impl Hypercall {
@@ -93,6 +101,9 @@ impl Hypercall {
             LuStatus,
             LuUnload,
             LuExec,
+            HostlinkRead,
+            HostlinkWrite,
+            LuLoadBuffer,
         ]
         .into_iter()
         .find(|h| *h as u64 == n)

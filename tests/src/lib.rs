@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod hostlink;
 pub mod qemu;
 pub mod scenario;
 

@@ -79,6 +79,9 @@ pub struct MachineConfig {
     pub cmdline: String,
     /// Extra QEMU arguments (e.g. `-accel kvm`).
     pub extra: Vec<String>,
+    /// The host link: the machine's second serial port as a unix socket
+    /// (QEMU is the server) at this path.
+    pub hostlink: Option<PathBuf>,
 }
 
 impl MachineConfig {
@@ -90,6 +93,7 @@ impl MachineConfig {
             mem_mib: 512,
             cmdline: "lu_region=64M".into(),
             extra: Vec::new(),
+            hostlink: None,
         })
     }
 
@@ -112,6 +116,15 @@ impl MachineConfig {
             .arg(&self.images.hv)
             .arg("-append")
             .arg(&self.cmdline);
+        if let Some(socket) = &self.hostlink {
+            // microvm has one ISA UART of its own: add COM2 explicitly.
+            cmd.arg("-chardev")
+                .arg(format!(
+                    "socket,id=hostlink,path={},server=on,wait=off",
+                    socket.display()
+                ))
+                .args(["-device", "isa-serial,chardev=hostlink,iobase=0x2f8,irq=3"]);
+        }
         for (name, path) in &self.images.modules {
             cmd.arg("-fw_cfg")
                 .arg(format!("name=opt/hvlu/{name},file={}", path.display()));

@@ -208,3 +208,61 @@ fn a_corrupted_state_is_never_run() {
 fn a_digest_mismatch_is_never_run() {
     refused_by_incoming("digest", "digest");
 }
+
+#[test]
+fn an_image_from_the_host_reaches_dom0_over_the_host_link() {
+    let mut config = tests::MachineConfig::new("lu-hostlink").unwrap_or_else(|e| panic!("{e}"));
+    config.cmdline = format!("{} autostart=domu", config.cmdline);
+    let socket = tests::qemu::root().join("target/qemu/lu-hostlink.sock");
+    config.hostlink = Some(socket.clone());
+    let mut m = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    m.wait_for_text("(d1) heartbeat 1:", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let image = std::fs::read(tests::qemu::second_build()).expect("hv-b image");
+
+    // A frame whose payload does not match its CRC is refused, nothing
+    // staged (a small one: the link is a serial port).
+    let mut bad = tests::hostlink::frame(&image[..4096]);
+    bad[100] ^= 0xff;
+    let replies = send_raw(&socket, &bad);
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.starts_with("error: CRC32C mismatch")),
+        "{replies:?}"
+    );
+
+    let replies =
+        tests::hostlink::send_image(&socket, &image, LONG).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        replies.first().map(String::as_str),
+        Some("staged"),
+        "{replies:?}"
+    );
+    assert!(
+        replies
+            .last()
+            .is_some_and(|r| r.starts_with("done ") && r.ends_with(" 1")),
+        "{replies:?}"
+    );
+    let report = wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG).remove(0);
+    assert_eq!(fields(&report)["digest_equal"], "yes", "{report}");
+    let n = m.lines_with("(d1) heartbeat ").count() as u64;
+    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(summarise(&m.transcript).clean(1));
+    poweroff_pass(&mut m);
+}
+
+/// Sends raw bytes (a possibly broken frame) and collects dom0's answer.
+fn send_raw(socket: &std::path::Path, bytes: &[u8]) -> Vec<String> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("host link");
+    s.set_read_timeout(Some(LONG)).unwrap();
+    s.write_all(bytes).expect("send");
+    let mut line = String::new();
+    std::io::BufReader::new(s)
+        .read_line(&mut line)
+        .expect("reply");
+    vec![line.trim().to_string()]
+}

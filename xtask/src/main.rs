@@ -76,6 +76,16 @@ enum Command {
     Test,
     /// Run the benchmarks and print their figures.
     Bench,
+    /// Update a system started by `cargo xtask run` to a hypervisor image
+    /// from the host: the image travels over the host link (the machine's
+    /// second serial port) to dom0, whose tool stages and executes it; prints
+    /// dom0's answers and the update's report line.
+    LiveUpdate {
+        /// The hypervisor image (e.g. target/hv-b/x86_64-unknown-none/release/hv,
+        /// which `cargo xtask build --release` makes).
+        #[arg(long)]
+        image: PathBuf,
+    },
     /// Boot dom0 and K self-checking domUs and perform N live updates in a
     /// row, alternating between two builds of the hypervisor (build ids
     /// differ). Ends with a summary: updates done, guest mismatches, frame
@@ -110,6 +120,7 @@ fn main() -> ExitCode {
             .and_then(|()| build(true))
             .and_then(|()| run::run(script, domus, timeout)),
         Command::Test => test(),
+        Command::LiveUpdate { image } => run::live_update(&image),
         Command::Soak {
             updates,
             domus,

@@ -28,8 +28,13 @@ pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Fail
             })?),
             None => None,
         };
+    config.hostlink = Some(hostlink_socket());
     let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
     machine.echo(true);
+    println!(
+        "xtask: host link at {}: `cargo xtask live-update --image PATH` updates this system",
+        hostlink_socket().display()
+    );
     let limit = Duration::from_secs(timeout);
     let ending = match text {
         Some(text) => run_script(&mut machine, &text, limit).map_err(Failure::Failed)?,
@@ -99,4 +104,59 @@ pub fn soak(updates: u64, domus: u32, guest_mem: u64, settle_ms: u64) -> Result<
         Ok(line) => Err(Failure::Failed(format!("soak failed: {summary}; {line}"))),
         Err(e) => Err(Failure::Failed(format!("soak failed: {summary}; {e}"))),
     }
+}
+
+fn hostlink_socket() -> PathBuf {
+    tests::qemu::root().join("target/qemu/hostlink.sock")
+}
+
+/// `cargo xtask live-update --image PATH`.
+pub fn live_update(image: &std::path::Path) -> Result<(), Failure> {
+    let bytes = std::fs::read(image)
+        .map_err(|e| Failure::Failed(format!("cannot read {}: {e}", image.display())))?;
+    let log = tests::qemu::root().join("target/qemu/run.log");
+    let reports_before = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("lu-report")
+        .count();
+    println!(
+        "xtask: sending {} ({} bytes) to dom0",
+        image.display(),
+        bytes.len()
+    );
+    let replies = tests::hostlink::send_image(&hostlink_socket(), &bytes, Duration::from_secs(300))
+        .map_err(Failure::Failed)?;
+    for reply in &replies {
+        println!("dom0: {reply}");
+    }
+    if !replies.last().is_some_and(|r| r.starts_with("done")) {
+        return Err(Failure::Failed("the update did not happen".into()));
+    }
+    // The report line comes at the new hypervisor's first tick.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .filter(|l| l.contains("lu-report"))
+            .nth(reports_before)
+        {
+            println!("{line}");
+            let f = scenario::fields(line);
+            let ok = f.get("digest_equal").map(String::as_str) == Some("yes")
+                && f.get("free_equal").map(String::as_str) == Some("yes");
+            return if ok {
+                Ok(())
+            } else {
+                Err(Failure::Failed(
+                    "the update's equivalence checks failed".into(),
+                ))
+            };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(Failure::Failed(format!(
+        "no report line in {}",
+        log.display()
+    )))
 }

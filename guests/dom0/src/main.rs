@@ -44,28 +44,211 @@ fn main() -> ! {
     }
     let mut line = [0u8; 256];
     let mut len = 0;
+    let mut link = hostlink::Receiver::new();
     println!("dom0>");
     loop {
         let mut buf = [0u8; 64];
-        match hc::console_read(&mut buf) {
-            Ok(0) | Err(_) => hc::yield_now(),
-            Ok(n) => {
-                for &b in &buf[..n as usize] {
-                    if b == b'\n' {
-                        let text = core::str::from_utf8(&line[..len]).unwrap_or("");
-                        let words: heapless_words::Words<'_> = heapless_words::split(text);
-                        if !words.is_empty() {
-                            println!("> {text}");
-                            run(words.as_slice());
-                        }
-                        len = 0;
-                        println!("dom0>");
-                    } else if b == 8 || b == 127 {
-                        len = len.saturating_sub(1);
-                    } else if len < line.len() && (b.is_ascii_graphic() || b == b' ') {
-                        line[len] = b;
-                        len += 1;
+        let typed = match hc::console_read(&mut buf) {
+            Ok(n) => n as usize,
+            Err(_) => 0,
+        };
+        for &b in &buf[..typed] {
+            if b == b'\n' {
+                let text = core::str::from_utf8(&line[..len]).unwrap_or("");
+                let words: heapless_words::Words<'_> = heapless_words::split(text);
+                if !words.is_empty() {
+                    println!("> {text}");
+                    run(words.as_slice());
+                }
+                len = 0;
+                println!("dom0>");
+            } else if b == 8 || b == 127 {
+                len = len.saturating_sub(1);
+            } else if len < line.len() && (b.is_ascii_graphic() || b == b' ') {
+                line[len] = b;
+                len += 1;
+            }
+        }
+        let mut received = link.poll();
+        // While a frame is arriving, keep polling instead of yielding: the
+        // UART holds 16 bytes, and a yield hands the CPU to a busy domU for
+        // a whole time slice.
+        let mut idle_polls = 0;
+        while link.busy() && idle_polls < 20_000 {
+            let n = link.poll();
+            received += n;
+            idle_polls = if n == 0 { idle_polls + 1 } else { 0 };
+        }
+        if typed == 0 && received == 0 {
+            hc::yield_now();
+        }
+    }
+}
+
+/// The host link: hypervisor images sent from the host (`cargo xtask
+/// live-update --image PATH`) over the second serial port.
+///
+/// A frame is `"HVLUIMG1"`, the image length (u64 LE), its CRC32C (u32 LE),
+/// then the image. dom0 collects it in its free pages, checks the CRC, stages
+/// it with `lu_load_buffer` and updates to it, answering the host with one
+/// line per step: `staged`, `done <build> <update>` or `error <why>`.
+mod hostlink {
+    use pvrt::{hc, mem, println};
+
+    const MAGIC: &[u8; 8] = b"HVLUIMG1";
+    const HEADER: usize = 20;
+    static CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+    /// Where a frame stands.
+    pub struct Receiver {
+        header: [u8; HEADER],
+        have: usize,
+        len: u64,
+        crc: u32,
+        received: u64,
+        digest: crc::Digest<'static, u32>,
+    }
+
+    fn reply(args: core::fmt::Arguments<'_>) {
+        let mut line = pvrt::console::Line::new();
+        let _ = core::fmt::Write::write_fmt(&mut line, args);
+        let text = line_bytes(&line);
+        let _ = hc::hostlink_write(text);
+        let _ = hc::hostlink_write(b"\n");
+    }
+
+    fn line_bytes(line: &pvrt::console::Line) -> &[u8] {
+        line.as_bytes()
+    }
+
+    impl Receiver {
+        /// An idle receiver.
+        pub fn new() -> Self {
+            Receiver {
+                header: [0; HEADER],
+                have: 0,
+                len: 0,
+                crc: 0,
+                received: 0,
+                digest: CASTAGNOLI.digest(),
+            }
+        }
+
+        /// Whether a frame has begun and not ended.
+        pub fn busy(&self) -> bool {
+            self.have > 0
+        }
+
+        /// Takes what the host sent; returns how many bytes arrived.
+        pub fn poll(&mut self) -> usize {
+            let mut buf = [0u8; 4096];
+            let n = match hc::hostlink_read(&mut buf) {
+                Ok(n) => n as usize,
+                Err(_) => return 0,
+            };
+            let mut bytes = &buf[..n];
+            while !bytes.is_empty() {
+                if self.have < HEADER {
+                    let take = (HEADER - self.have).min(bytes.len());
+                    self.header[self.have..self.have + take].copy_from_slice(&bytes[..take]);
+                    self.have += take;
+                    bytes = &bytes[take..];
+                    if self.have == HEADER && !self.start() {
+                        *self = Receiver::new();
                     }
+                    continue;
+                }
+                let take = ((self.len - self.received) as usize).min(bytes.len());
+                mem::free_area_write(self.received, &bytes[..take]);
+                self.digest.update(&bytes[..take]);
+                self.received += take as u64;
+                bytes = &bytes[take..];
+                if self.received == self.len {
+                    self.finish();
+                    *self = Receiver::new();
+                }
+            }
+            n
+        }
+
+        fn start(&mut self) -> bool {
+            if &self.header[..8] != MAGIC {
+                reply(format_args!("error: bad frame magic"));
+                return false;
+            }
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&self.header[8..16]);
+            self.len = u64::from_le_bytes(len);
+            self.crc = u32::from_le_bytes([
+                self.header[16],
+                self.header[17],
+                self.header[18],
+                self.header[19],
+            ]);
+            let (_, room) = mem::free_area();
+            if self.len == 0 || self.len > room {
+                reply(format_args!(
+                    "error: an image of {} bytes does not fit dom0's {} free bytes",
+                    self.len, room
+                ));
+                return false;
+            }
+            println!(
+                "hostlink: receiving an image of {} bytes from the host",
+                self.len
+            );
+            true
+        }
+
+        fn finish(&mut self) {
+            let digest = core::mem::replace(&mut self.digest, CASTAGNOLI.digest());
+            let crc = digest.finalize();
+            if crc != self.crc {
+                println!(
+                    "hostlink: image CRC32C {crc:#010x} does not match {:#010x}",
+                    self.crc
+                );
+                reply(format_args!(
+                    "error: CRC32C mismatch: received {crc:#010x}, sent {:#010x}",
+                    self.crc
+                ));
+                return;
+            }
+            println!("hostlink: received {} bytes, CRC32C ok", self.len);
+            let (va, _) = mem::free_area();
+            // SAFETY: the image lies in this guest's free area, which
+            // nothing changes while the hypervisor reads it.
+            match unsafe { hc::lu_load_buffer(va, self.len) } {
+                Ok(_) => {
+                    println!("lu load (from host): staged");
+                    reply(format_args!("staged"));
+                }
+                Err(e) => {
+                    let msg = super::lu_message();
+                    println!("lu load (from host): error: {}: {msg}", e.name());
+                    reply(format_args!("error: {}: {msg}", e.name()));
+                    return;
+                }
+            }
+            println!("lu exec: updating");
+            match hc::lu_exec() {
+                Ok(_) => {
+                    let st = hc::lu_status().unwrap_or_default();
+                    println!(
+                        "lu exec: done, now running build {} (update {})",
+                        super::hex(&st.running_build_id[..8]),
+                        st.sequence
+                    );
+                    reply(format_args!(
+                        "done {} {}",
+                        super::hex(&st.running_build_id[..8]),
+                        st.sequence
+                    ));
+                }
+                Err(e) => {
+                    let msg = super::lu_message();
+                    println!("lu exec: error: {}: {msg}", e.name());
+                    reply(format_args!("error: {}: {msg}", e.name()));
                 }
             }
         }

@@ -18,6 +18,11 @@ impl Line {
         }
     }
 
+    /// The buffered bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
     /// Sends what is buffered.
     pub fn flush(&mut self) {
         if self.len > 0 {

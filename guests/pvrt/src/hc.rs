@@ -229,3 +229,34 @@ pub fn lu_unload() -> HcResult {
 pub fn lu_exec() -> HcResult {
     call(Hypercall::LuExec, 0, 0, 0, 0)
 }
+
+/// Reads bytes waiting on the host link.
+pub fn hostlink_read(buf: &mut [u8]) -> HcResult {
+    call(
+        Hypercall::HostlinkRead,
+        buf.as_mut_ptr() as u64,
+        buf.len() as u64,
+        0,
+        0,
+    )
+}
+
+/// Sends bytes to the host over the host link.
+pub fn hostlink_write(bytes: &[u8]) -> HcResult {
+    call(
+        Hypercall::HostlinkWrite,
+        bytes.as_ptr() as u64,
+        bytes.len() as u64,
+        0,
+        0,
+    )
+}
+
+/// Stages the hypervisor image at guest virtual address `va`, `len` bytes.
+///
+/// # Safety
+/// `va..va + len` must be memory of this guest that it does not change
+/// while the call runs (the hypervisor only reads it).
+pub unsafe fn lu_load_buffer(va: u64, len: u64) -> HcResult {
+    call(Hypercall::LuLoadBuffer, va, len, 0, 0)
+}

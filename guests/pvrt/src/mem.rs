@@ -80,3 +80,30 @@ pub fn read_byte_at(va: u64) -> u8 {
     // which the hypervisor turns into the domain's end.
     unsafe { core::ptr::read_volatile(va as *const u8) }
 }
+
+/// The guest's free pages as one virtually contiguous area of the physmap:
+/// `(virtual address, bytes)`.
+pub fn free_area() -> (u64, u64) {
+    let si = start_info();
+    (
+        PHYSMAP_VA + si.first_free_gpfn * 4096,
+        (si.nr_pages - si.first_free_gpfn) * 4096,
+    )
+}
+
+/// Writes `bytes` at byte `offset` of the free area.
+pub fn free_area_write(offset: u64, bytes: &[u8]) {
+    let (va, len) = free_area();
+    assert!(
+        offset
+            .checked_add(bytes.len() as u64)
+            .is_some_and(|end| end <= len),
+        "beyond the free area"
+    );
+    for (i, &b) in bytes.iter().enumerate() {
+        // SAFETY: the free area is mapped read-write in the physmap (builder
+        // contract), belongs to the guest program and is only accessed
+        // through this module; the range is checked above.
+        unsafe { core::ptr::write_volatile((va + offset + i as u64) as *mut u8, b) }
+    }
+}

@@ -1,39 +1,83 @@
-//! The 16550 UART on COM1, polled.
+//! The 16550 UARTs, polled: COM1 is the console, COM2 the host link (a
+//! byte channel between the host and dom0, used to bring hypervisor images
+//! in from the host).
 
 use super::port::{inb, outb};
 
-const COM1: u16 = 0x3f8;
+/// A UART the hypervisor owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uart {
+    /// The console.
+    Com1,
+    /// The host link.
+    Com2,
+}
 
-/// Programs COM1 for 115200 baud, 8N1, FIFO on, interrupts off.
-pub fn init() {
-    // SAFETY: COM1 belongs to the hypervisor; these are the standard 16550
-    // initialisation writes and touch no memory.
-    unsafe {
-        outb(COM1 + 1, 0x00); // no interrupts
-        outb(COM1 + 3, 0x80); // DLAB
-        outb(COM1, 0x01); // divisor 1: 115200 baud
-        outb(COM1 + 1, 0x00);
-        outb(COM1 + 3, 0x03); // 8N1
-        outb(COM1 + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
-        outb(COM1 + 4, 0x03); // DTR, RTS
+impl Uart {
+    const fn base(self) -> u16 {
+        match self {
+            Uart::Com1 => 0x3f8,
+            Uart::Com2 => 0x2f8,
+        }
     }
 }
 
-/// Sends one byte, waiting for room in the transmitter.
-pub fn write_byte(byte: u8) {
-    // SAFETY: COM1 belongs to the hypervisor; reading the line status and
-    // writing the transmit register have no effect beyond the UART.
+/// Programs `uart` for 115200 baud, 8N1, FIFO on, interrupts off.
+pub fn init(uart: Uart) {
+    let base = uart.base();
+    // SAFETY: the UARTs belong to the hypervisor; these are the standard
+    // 16550 initialisation writes and touch no memory. On a machine without
+    // the UART the writes go nowhere.
     unsafe {
-        while inb(COM1 + 5) & 0x20 == 0 {
+        outb(base + 1, 0x00); // no interrupts
+        outb(base + 3, 0x80); // DLAB
+        outb(base, 0x01); // divisor 1: 115200 baud
+        outb(base + 1, 0x00);
+        outb(base + 3, 0x03); // 8N1
+        outb(base + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
+        outb(base + 4, 0x03); // DTR, RTS
+    }
+}
+
+/// Whether a UART answers at `uart`'s ports (the scratch register keeps
+/// what is written to it).
+pub fn present(uart: Uart) -> bool {
+    let base = uart.base();
+    // SAFETY: the scratch register has no function; writing and reading it
+    // back only tells whether a UART is there.
+    unsafe {
+        outb(base + 7, 0x5a);
+        inb(base + 7) == 0x5a
+    }
+}
+
+/// Sends one byte on `uart`, waiting for room in the transmitter.
+pub fn write_to(uart: Uart, byte: u8) {
+    let base = uart.base();
+    // SAFETY: the UART belongs to the hypervisor; reading the line status
+    // and writing the transmit register have no effect beyond the UART.
+    unsafe {
+        while inb(base + 5) & 0x20 == 0 {
             core::hint::spin_loop();
         }
-        outb(COM1, byte);
+        outb(base, byte);
     }
 }
 
-/// Returns a received byte, if one is waiting.
+/// Returns a byte received on `uart`, if one is waiting.
+pub fn read_from(uart: Uart) -> Option<u8> {
+    let base = uart.base();
+    // SAFETY: the UART belongs to the hypervisor; reading the receive
+    // register pops the byte that the line status says is there.
+    unsafe { (inb(base + 5) & 0x01 != 0).then(|| inb(base)) }
+}
+
+/// Sends one byte on the console.
+pub fn write_byte(byte: u8) {
+    write_to(Uart::Com1, byte);
+}
+
+/// Returns a console byte, if one is waiting.
 pub fn try_read_byte() -> Option<u8> {
-    // SAFETY: COM1 belongs to the hypervisor; reading the receive register
-    // pops the byte that the line status says is there.
-    unsafe { (inb(COM1 + 5) & 0x01 != 0).then(|| inb(COM1)) }
+    read_from(Uart::Com1)
 }

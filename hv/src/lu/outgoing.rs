@@ -103,7 +103,8 @@ fn page_up(x: u64) -> u64 {
 }
 
 impl Hv {
-    fn refuse<T>(&mut self, error: Error, message: String) -> Result<T, Error> {
+    /// Records and logs a refusal of a live-update operation.
+    pub(crate) fn refuse<T>(&mut self, error: Error, message: String) -> Result<T, Error> {
         hvprintln!("lu: {message}");
         self.lu.message = message;
         Err(error)
@@ -234,28 +235,27 @@ impl Hv {
         let Some(m) = self.modules.iter().find(|m| m.name == module).cloned() else {
             return self.refuse(Error::NotFound, alloc::format!("no boot module `{module}`"));
         };
+        let bytes = match modules::read(&m) {
+            Ok(b) => b,
+            Err(e) => {
+                return self.refuse(Error::Failed, alloc::format!("cannot read module `{module}`: {e}"))
+            }
+        };
+        self.lu_load_bytes(module, &bytes)
+    }
+
+    /// Validates and stages the image in `bytes`, named `module` in logs
+    /// (`lu load` of a boot module, or an image dom0 received from the host).
+    pub fn lu_load_bytes(&mut self, module: &str, bytes: &[u8]) -> Result<u64, Error> {
+        self.lu.loaded = None;
         let Some(gap) = self.mem.handoff.largest_free_gap() else {
-            return self.refuse(
-                Error::NoMemory,
-                String::from("the live-update region has no free gap"),
-            );
+            return self.refuse(Error::NoMemory, String::from("the live-update region has no free gap"));
         };
         let estimate = self.state_estimate();
         // The state may grow between load and exec: keep room for twice it.
         let reserve = 2 * PAGE_SIZE + TABLE_FRAMES * PAGE_SIZE + page_up(2 * estimate + 4096);
-        let limits = ImageLimits {
-            max_span: gap.size.saturating_sub(reserve),
-        };
-        let bytes = match modules::read(&m) {
-            Ok(b) => b,
-            Err(e) => {
-                return self.refuse(
-                    Error::Failed,
-                    alloc::format!("cannot read module `{module}`: {e}"),
-                )
-            }
-        };
-        let info = match image::validate(&bytes, handover_abi::WRITES, &limits) {
+        let limits = ImageLimits { max_span: gap.size.saturating_sub(reserve) };
+        let info = match image::validate(bytes, handover_abi::WRITES, &limits) {
             Ok(info) => info,
             Err(e) => {
                 return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
@@ -270,7 +270,7 @@ impl Hv {
             base: image.start,
             len: image.size,
         };
-        if let Err(e) = image::stage(&info, &bytes, &mut area) {
+        if let Err(e) = image::stage(&info, bytes, &mut area) {
             return self.refuse(
                 Error::Failed,
                 alloc::format!("staging `{module}` failed: {e}"),
