@@ -62,18 +62,19 @@ pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Fail
     Ok(())
 }
 
-/// `cargo xtask soak`.
-pub fn soak(updates: u64, domus: u32, guest_mem: u64, settle_ms: u64) -> Result<(), Failure> {
-    let mut config = MachineConfig::new("soak").map_err(Failure::Failed)?;
+/// Boots a machine named `name` with dom0 and `domus` domUs of `guest_mib`
+/// MiB each, and waits for every domU's first heartbeat.
+fn boot_with_domus(name: &str, domus: u32, guest_mib: u64) -> Result<Machine, Failure> {
+    let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
     // dom0 (8 MiB) and the domUs, with room to spare.
-    config.mem_mib = (256 + u64::from(domus) * guest_mem * 2).min(3072) as u32;
+    config.mem_mib = (256 + u64::from(domus) * guest_mib * 2).min(3072) as u32;
     let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
     machine
         .wait_for_text("(d0) dom0>", scenario::BOOT)
         .map_err(Failure::Failed)?;
     for _ in 0..domus {
         let out = machine
-            .command(&format!("create domu {}", guest_mem * 1024), scenario::CMD)
+            .command(&format!("create domu {}", guest_mib * 1024), scenario::CMD)
             .map_err(Failure::Failed)?;
         if !out.iter().any(|l| l.contains("created d")) {
             return Err(Failure::Failed(format!("cannot create a domU: {out:?}")));
@@ -84,6 +85,12 @@ pub fn soak(updates: u64, domus: u32, guest_mem: u64, settle_ms: u64) -> Result<
         .collect();
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
     scenario::wait_all(&mut machine, &needles, scenario::BOOT);
+    Ok(machine)
+}
+
+/// `cargo xtask soak`.
+pub fn soak(updates: u64, domus: u32, guest_mem: u64, settle_ms: u64) -> Result<(), Failure> {
+    let mut machine = boot_with_domus("soak", domus, guest_mem)?;
     let started = std::time::Instant::now();
     let summary = scenario::soak(&mut machine, &["hv-b", "hv"], updates, settle_ms)
         .map_err(Failure::Failed)?;
@@ -159,4 +166,48 @@ pub fn live_update(image: &std::path::Path) -> Result<(), Failure> {
         "no report line in {}",
         log.display()
     )))
+}
+
+/// Blackout of live updates as guest memory and the number of domains grow:
+/// for each configuration, five updates; prints the medians of the phases.
+pub fn blackout_bench() -> Result<(), Failure> {
+    const UPDATES: u64 = 5;
+    for (domus, guest_mib) in [(1u32, 4u64), (1, 64), (1, 256), (4, 4), (8, 4), (4, 64)] {
+        let mut machine = boot_with_domus(&format!("bench-{domus}x{guest_mib}"), domus, guest_mib)?;
+        let summary =
+            scenario::soak(&mut machine, &["hv-b", "hv"], UPDATES, 100).map_err(Failure::Failed)?;
+        let reports: Vec<_> = machine
+            .lines_with("(hv) lu-report ")
+            .map(scenario::fields)
+            .collect();
+        let median = |key: &str| {
+            let mut v: Vec<u64> = reports
+                .iter()
+                .filter_map(|f| f.get(key)?.parse().ok())
+                .collect();
+            v.sort_unstable();
+            v.get(v.len() / 2).copied().unwrap_or(0)
+        };
+        println!(
+            "bench blackout domus={domus} guest_mib={guest_mib} frames={} runs={} state_bytes={} \
+             blackout_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} \
+             resume_us={} release_us={} clean={}",
+            median("frames"),
+            median("runs"),
+            median("state_bytes"),
+            median("blackout_us"),
+            median("serialise_us"),
+            median("preflight_us"),
+            median("jump_us"),
+            median("boot_us"),
+            median("verify_us"),
+            median("pass_us"),
+            median("resume_us"),
+            median("release_us"),
+            summary.clean(UPDATES),
+        );
+        let _ = machine.send("poweroff");
+        machine.wait_exit(scenario::CMD);
+    }
+    Ok(())
 }
