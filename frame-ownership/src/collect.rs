@@ -166,3 +166,59 @@ fn scan(
     out.sort_unstable_by_key(|d| d.id);
     Ok(out)
 }
+
+/// One domain's runs from its own frames: its p2m (`p2m[gpfn]` is the mfn,
+/// `u64::MAX` for a gpfn without a frame) and `kind(gpfn)`, grouped
+/// bottom-up (all `Data` runs, then `L1` … `L4`), each run contiguous in
+/// mfn and gpfn, each kind in increasing gpfn order.
+///
+/// The cost follows the domain's memory, not the machine's: the outgoing
+/// side uses it with the kinds of the live frametable, the domain builder
+/// with the kinds of its plan.
+pub fn p2m_runs(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<MemRun> {
+    let mut runs: Vec<MemRun> = Vec::new();
+    for k in [
+        RunKind::Data,
+        RunKind::L1,
+        RunKind::L2,
+        RunKind::L3,
+        RunKind::L4,
+    ] {
+        for (gpfn, &mfn) in p2m.iter().enumerate() {
+            if mfn == u64::MAX || kind(gpfn as u64) != k {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(run)
+                    if run.kind == k
+                        && run.first_mfn.0 + run.count == mfn
+                        && run.first_gpfn.0 + run.count == gpfn as u64 =>
+                {
+                    run.count += 1
+                }
+                _ => runs.push(MemRun {
+                    first_mfn: Mfn(mfn),
+                    count: 1,
+                    first_gpfn: Gpfn(gpfn as u64),
+                    kind: k,
+                }),
+            }
+        }
+    }
+    runs
+}
+
+/// The pinned tables among `runs`' page-table frames, by the `PINNED` flag
+/// of their frametable entries, at the level of their run, in run order.
+pub fn pinned_in(frametable: &[FrameInfo], runs: &[MemRun]) -> Vec<(Mfn, RunKind)> {
+    runs.iter()
+        .filter(|r| r.kind.is_page_table())
+        .flat_map(|r| (0..r.count).map(move |i| (Mfn(r.first_mfn.0 + i), r.kind)))
+        .filter(|(mfn, _)| {
+            usize::try_from(mfn.0)
+                .ok()
+                .and_then(|i| frametable.get(i))
+                .is_some_and(FrameInfo::is_pinned)
+        })
+        .collect()
+}

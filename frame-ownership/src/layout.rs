@@ -221,3 +221,26 @@ fn first_in(ranges: &[MfnRange], range: MfnRange) -> Option<Mfn> {
         .filter(|r| r.start.0 < range.end())
         .map(|r| Mfn(range.start.0.max(r.start.0)))
 }
+
+/// The view of a decoded handover domain: pins and vCPUs as the body holds
+/// them.
+pub type StateView<'a> = DomainView<'a, handover_abi::PinnedTable, handover_abi::Vcpu>;
+
+/// The pass's view of one domain of a decoded handover state, borrowing its
+/// lists (no copy).
+pub fn state_view(d: &handover_abi::Domain) -> StateView<'_> {
+    DomainView {
+        id: d.id,
+        runs: &d.runs,
+        mmio: &d.mmio,
+        pinned: &d.pinned,
+        pin_of: |p| (p.mfn, p.level),
+        vcpus: &d.vcpus,
+        cr3_of: |v| v.cr3,
+    }
+}
+
+/// Views of every domain of a decoded handover state, in its order.
+pub fn state_views(state: &handover_abi::HandoverState) -> alloc::vec::Vec<StateView<'_>> {
+    state.domains.iter().map(state_view).collect()
+}

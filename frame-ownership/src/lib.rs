@@ -20,7 +20,9 @@
 //!   pin, unpin, table release, CR3 switch, data claim and release), which
 //!   keep exactly the table the pass would rebuild.
 //! - [`collect`]: the runs and pins of each domain, read off a live
-//!   frametable, for the handover state.
+//!   frametable, for the handover state;
+//!   [`p2m_runs`] and [`pinned_in`] the same from one domain's p2m.
+//! - [`state_view`]: the pass's view of a decoded handover domain.
 //! - [`free_ranges`]: free RAM as the complement of the runs.
 //! - [`Digest`]: the digest over owned frames.
 //!
@@ -53,12 +55,12 @@ pub mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use collect::{collect_domains, domain_runs, OwnedDomain};
+pub use collect::{collect_domains, domain_runs, p2m_runs, pinned_in, OwnedDomain};
 pub use digest::{frametable_digest, owned_digest, Digest};
 pub use error::{Error, OpError, RangeList};
 pub use frame::{CountError, FrameFlags, FrameInfo, PageType};
 pub use free::free_ranges;
-pub use layout::{DomainView, MachineLayout};
+pub use layout::{state_view, state_views, DomainView, MachineLayout, StateView};
 pub use ops::{
     claim_data, pin, release_data, release_table, unpin, update_entry, use_as_cr3, DomainContext,
     LiveLookup, PageTableMemory,

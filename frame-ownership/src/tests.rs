@@ -585,3 +585,40 @@ fn every_error_message_is_specific() {
         "dom1: entry 5 of L1 table mfn 0x64 points at mfn 0xabc, a frame of the live-update region"
     );
 }
+
+#[test]
+fn p2m_runs_group_bottom_up_contiguous_in_mfn_and_gpfn() {
+    use handover_abi::{Gpfn, MemRun};
+    // gpfn:   0    1    2    3     4    5    6
+    let p2m = [10, 11, 13, u64::MAX, 20, 21, 12];
+    let kind = |g: u64| match g {
+        4 | 5 => RunKind::L1,
+        6 => RunKind::L4,
+        _ => RunKind::Data,
+    };
+    let run = |m, c, g, kind| MemRun {
+        first_mfn: Mfn(m),
+        count: c,
+        first_gpfn: Gpfn(g),
+        kind,
+    };
+    let runs = crate::p2m_runs(&p2m, kind);
+    assert_eq!(
+        runs,
+        [
+            run(10, 2, 0, RunKind::Data),
+            run(13, 1, 2, RunKind::Data),
+            run(20, 2, 4, RunKind::L1),
+            run(12, 1, 6, RunKind::L4),
+        ]
+    );
+    let mut ft = alloc::vec![FrameInfo::UNOWNED; 22];
+    let pinned = FrameInfo::new(Some(DomId(1)), PageType::L1, 1, 1, FrameFlags::PINNED);
+    ft[21] = pinned;
+    ft[12] = pinned;
+    ft[10] = pinned;
+    assert_eq!(
+        crate::pinned_in(&ft, &runs),
+        [(Mfn(21), RunKind::L1), (Mfn(12), RunKind::L4)]
+    );
+}

@@ -571,7 +571,10 @@ impl Hv {
                 self.require_privileged()?;
                 let len = a[1] as usize;
                 if len > 16 << 20 {
-                    return self.refuse(Error::Invalid, alloc::format!("an image of {len} bytes is too large"));
+                    return self.refuse(
+                        Error::Invalid,
+                        alloc::format!("an image of {len} bytes is too large"),
+                    );
                 }
                 let mut bytes = alloc::vec![0u8; len];
                 self.read_guest(a[0], &mut bytes)?;

@@ -4,14 +4,115 @@
 //! live-update entry: it boots with an allocator confined to the live-update
 //! region, verifies the handover state, runs the single frametable pass,
 //! rebuilds and resumes every domain and only then releases the rest of RAM.
-//! The logic is written against traits that a hypervisor implements, so it
-//! runs in host tests against a simulated machine. It is filled in by the
-//! live-update issue (#4); until then it only re-exports the crates it builds
-//! on.
+//! The logic here is hardware-independent and runs in host tests against a
+//! simulated machine; the hypervisor reads and writes physical memory,
+//! builds its page tables, rewrites the guest L4s and schedules.
+//!
+//! - [`verify`](mod@verify): the argument page ([`read_args`]), the staged range the
+//!   boot allocator must respect ([`staged_range`]), decoding the state and
+//!   cross-checking it with the argument page ([`verify_state`]), and the
+//!   usable RAM of the decoded state ([`ram_ranges`]).
+//! - [`adopt`](mod@adopt): the frametable pass over the decoded domains, the
+//!   digest check and the free RAM ([`adopt()`]); each domain's p2m
+//!   ([`p2m_of`]) and the L4s whose hypervisor slots must be rewritten
+//!   ([`l4_frames`]).
+//! - [`report`]: the incoming timestamps ([`InTimes`]) and the `lu-report`
+//!   line ([`Report`]).
+//!
+//! Every refusal is an [`IncomingError`]; its `Display` names the failure
+//! (the hypervisor prints it after "live update REFUSED by the incoming
+//! image: ").
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub use boot_allocator;
 pub use frame_ownership;
 pub use handover_abi as abi;
+
+pub mod adopt;
+pub mod report;
+pub mod verify;
+
+pub use adopt::{adopt, l4_frames, p2m_of, Adopted};
+pub use report::{us, InTimes, Report};
+pub use verify::{ram_ranges, read_args, staged_range, verify, verify_state};
+
+use handover_abi::entry::EntryArgsError;
+use handover_abi::{DecodeError, MfnRange};
+
+/// Why the incoming image refuses a live update.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IncomingError {
+    /// The argument page is unreadable as one (magic, version, CRC, …).
+    #[error("{0}")]
+    Args(EntryArgsError),
+    /// The argument page puts the state before the image.
+    #[error("staged image and state are not inside the region in order: the state at {state:#x} precedes the image at {image:#x}")]
+    StateBeforeImage {
+        /// The image's physical address.
+        image: u64,
+        /// The state's physical address.
+        state: u64,
+    },
+    /// The staged image and state are not inside the region.
+    #[error("staged image and state are not inside the region in order: [{start:#x}, {end:#x}) is not inside the region {region_base:#x}+{region_size:#x}")]
+    StagedOutsideRegion {
+        /// Start of the staged range (the image).
+        start: u64,
+        /// End of the staged range (the state, page-rounded).
+        end: u64,
+        /// The region's base.
+        region_base: u64,
+        /// The region's size.
+        region_size: u64,
+    },
+    /// The state does not decode (header, CRCs, version, body, structure).
+    #[error("handover state: {0}")]
+    Decode(#[from] DecodeError),
+    /// The state's region is not the argument page's.
+    #[error("the state's region {:#x}+{:#x} disagrees with the entry arguments' {:#x}+{:#x}", .state.0, .state.1, .args.0, .args.1)]
+    RegionMismatch {
+        /// The state's `(base, size)`.
+        state: (u64, u64),
+        /// The argument page's `(base, size)`.
+        args: (u64, u64),
+    },
+    /// The state's image range is not the argument page's.
+    #[error("the state's image {state} disagrees with the entry arguments' {args}")]
+    ImageMismatch {
+        /// The image range the state lists.
+        state: MfnRange,
+        /// The image range of the argument page.
+        args: MfnRange,
+    },
+    /// The state is not in the state area it lists.
+    #[error("the state is not where the state says it is: it is at {state_phys:#x}, the state lists {listed}")]
+    StateMisplaced {
+        /// Where the argument page says the state is.
+        state_phys: u64,
+        /// The state area the state lists.
+        listed: MfnRange,
+    },
+    /// The frametable pass refused the state.
+    #[error("frametable pass: {0}")]
+    Pass(#[from] frame_ownership::Error),
+    /// The owned-frame digest after the pass is not the old side's.
+    #[error(
+        "owned-frame digest {computed:#018x} differs from the old hypervisor's {expected:#018x}"
+    )]
+    DigestMismatch {
+        /// The digest after the pass.
+        computed: u64,
+        /// The digest in the argument page.
+        expected: u64,
+    },
+}
+
+impl From<EntryArgsError> for IncomingError {
+    fn from(e: EntryArgsError) -> Self {
+        IncomingError::Args(e)
+    }
+}

@@ -13,11 +13,20 @@
 //!   code, a span that fits the staging area) and describes it;
 //!   [`image::stage`] copies it into the staging area through the
 //!   [`image::StagingArea`] trait.
+//! - [`staging`]: where the image, the argument and trampoline pages, the
+//!   entry tables and the state sit in the region's free gap
+//!   ([`staging::Staging::plan`]).
+//! - [`handover`]: the exec step — [`handover::handover_state`] builds the
+//!   state from the hypervisor's view ([`handover::DomainInput`] per domain
+//!   and its live frametable), [`handover::serialise`] encodes it for the
+//!   staging area, [`handover::preflight`] decodes it back, compares and
+//!   takes the owned-frame digest.
 //! - [`abi`]: the handover format this role writes (a re-export of
 //!   `handover-abi`).
 //!
-//! Pausing, serialisation, pre-flight and the jump are filled in by the
-//! live-update issue (#4).
+//! Pausing (saving the caller's context), writing physical memory, the
+//! entry page tables and the jump touch the hardware and stay in the
+//! hypervisor.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -26,4 +35,6 @@ extern crate alloc;
 
 pub use handover_abi as abi;
 
+pub mod handover;
 pub mod image;
+pub mod staging;

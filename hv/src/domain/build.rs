@@ -421,7 +421,7 @@ fn adopt(
     // Runs straight from the plan: everything is data except the tables.
     let l4 = Mfn(domain.p2m[(layout.first_free - 1) as usize]);
     let kinds = table_kinds(layout);
-    let runs = runs_of(&domain.p2m, kinds);
+    let runs = frame_ownership::p2m_runs(&domain.p2m, kinds);
     let pinned = [(l4, RunKind::L4)];
     let cr3 = [l4];
     let view = DomainView::new(spec.id, &runs, &[], &pinned, &cr3);
@@ -461,38 +461,4 @@ fn table_kinds(layout: &Layout) -> impl Fn(u64) -> RunKind + '_ {
             RunKind::L4
         }
     }
-}
-
-/// Runs of `p2m` grouped bottom-up by `kind(gpfn)`, contiguous in mfn and gpfn.
-pub fn runs_of(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<handover_abi::MemRun> {
-    let mut runs: Vec<handover_abi::MemRun> = Vec::new();
-    for k in [
-        RunKind::Data,
-        RunKind::L1,
-        RunKind::L2,
-        RunKind::L3,
-        RunKind::L4,
-    ] {
-        for (gpfn, &mfn) in p2m.iter().enumerate() {
-            if mfn == u64::MAX || kind(gpfn as u64) != k {
-                continue;
-            }
-            match runs.last_mut() {
-                Some(run)
-                    if run.kind == k
-                        && run.first_mfn.0 + run.count == mfn
-                        && run.first_gpfn.0 + run.count == gpfn as u64 =>
-                {
-                    run.count += 1
-                }
-                _ => runs.push(handover_abi::MemRun {
-                    first_mfn: Mfn(mfn),
-                    count: 1,
-                    first_gpfn: handover_abi::Gpfn(gpfn as u64),
-                    kind: k,
-                }),
-            }
-        }
-    }
-    runs
 }

@@ -8,17 +8,21 @@
 //! frames (the hypervisor slots of every guest L4 rewritten); resume. The
 //! rest of RAM is released at the first timer tick, after the guests run
 //! again, and the update's report line is printed then.
+//!
+//! Every check, the pass and the report line are `new_hv`'s; this module
+//! reads physical memory, builds this hypervisor's memory and page tables,
+//! rewrites the guest L4s, schedules and prints.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use boot_allocator::PhysRange;
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
-use handover_abi::{HandoverState, Mfn, MfnRange, RamType, RunKind, PAGE_SIZE};
+use handover_abi::{HandoverState, PAGE_SIZE};
+pub use new_hv::InTimes;
+use new_hv::Report;
 use pv_abi::exit::Outcome;
 
-use super::us;
 use crate::arch::trap::TrapFrame;
 use crate::arch::{self, cpu, paging, phys};
 use crate::cmdline::Options;
@@ -32,23 +36,6 @@ fn refuse(what: core::fmt::Arguments<'_>) -> ! {
     hvprintln!("live update REFUSED by the incoming image: {what}");
     hvprintln!("no guest will run on a state that could not be verified; stopping");
     cpu::exit(Outcome::Refused)
-}
-
-/// Timestamps of the incoming side.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct InTimes {
-    /// Entry reached.
-    pub entry: u64,
-    /// Heap ready (first part of the restricted boot).
-    pub heap: u64,
-    /// State decoded and verified.
-    pub verified: u64,
-    /// Page tables, frametable and M2P ready.
-    pub booted: u64,
-    /// Frametable pass done.
-    pub pass: u64,
-    /// Domains rebuilt, ready to run.
-    pub resumed: u64,
 }
 
 /// The incoming path. `args_phys` is the argument page (entry contract).
@@ -68,10 +55,7 @@ pub fn enter(args_phys: u64) -> ! {
             "argument page at {args_phys:#x} unreadable: {e}"
         ));
     }
-    let args = match EntryArgs::from_bytes(&raw) {
-        Ok(args) => args,
-        Err(e) => refuse(format_args!("{e}")),
-    };
+    let args = new_hv::read_args(&raw).unwrap_or_else(|e| refuse(format_args!("{e}")));
     arch::set_image_phys(args.image_phys);
     let (image_start, image_end) = arch::image_range();
     phys::set_image_range(image_start, image_end);
@@ -85,20 +69,8 @@ pub fn enter(args_phys: u64) -> ! {
         args.state_len
     );
 
-    let region = PhysRange::new(args.region_base, args.region_size);
-    let staged_end = args
-        .state_phys
-        .saturating_add(args.state_len)
-        .div_ceil(PAGE_SIZE)
-        * PAGE_SIZE;
-    if args.state_phys < args.image_phys
-        || !region.contains_range(PhysRange::from_bounds(args.image_phys, staged_end))
-    {
-        refuse(format_args!(
-            "staged image and state are not inside the region in order"
-        ));
-    }
-    let staged = PhysRange::from_bounds(args.image_phys, staged_end);
+    let staged = new_hv::staged_range(&args).unwrap_or_else(|e| refuse(format_args!("{e}")));
+    let region = boot_allocator::PhysRange::new(args.region_base, args.region_size);
     let mut boot = match BootMem::new(region, &[staged]) {
         Ok(b) => b,
         Err(e) => refuse(format_args!("boot allocator: {e}")),
@@ -111,17 +83,7 @@ pub fn enter(args_phys: u64) -> ! {
     let state = verify(&args);
     t.verified = cpu::rdtsc();
 
-    let ram: Vec<MfnRange> = state
-        .machine
-        .ram_map
-        .iter()
-        .filter(|r| r.kind == RamType::Usable)
-        .filter_map(|r| {
-            let start = r.base.div_ceil(PAGE_SIZE);
-            let end = r.base.saturating_add(r.size) / PAGE_SIZE;
-            (end > start).then(|| MfnRange::new(Mfn(start), end - start))
-        })
-        .collect();
+    let ram = new_hv::ram_ranges(&state);
     if let Err(e) = boot.page_tables(&ram) {
         refuse(format_args!("page tables: {e}"));
     }
@@ -131,33 +93,18 @@ pub fn enter(args_phys: u64) -> ! {
     };
     t.booted = cpu::rdtsc();
 
-    let views = super::views(&state);
     let parts = mem.parts();
-    let report = match frame_ownership::rebuild(
+    let adopted = new_hv::adopt(
         &parts.layout,
-        &views,
+        &state,
         &phys::table_reader(),
         parts.frametable,
         parts.m2p,
-    ) {
-        Ok(r) => r,
-        Err(e) => refuse(format_args!("frametable pass: {e}")),
-    };
-    let digest = frame_ownership::owned_digest(mem.frametable, mem.m2p, &views);
+        args.digest,
+    )
+    .unwrap_or_else(|e| refuse(format_args!("{e}")));
     t.pass = cpu::rdtsc();
-    if digest != args.digest {
-        refuse(format_args!(
-            "owned-frame digest {digest:#018x} differs from the old hypervisor's {:#018x}",
-            args.digest
-        ));
-    }
 
-    let free = {
-        let parts = mem.parts();
-        frame_ownership::free_ranges(&parts.layout, &views)
-    };
-    let runs: usize = state.domains.iter().map(|d| d.runs.len()).sum();
-    drop(views);
     let domains = rebuild_domains(&state);
     let mut hv = Hv {
         mem,
@@ -183,12 +130,12 @@ pub fn enter(args_phys: u64) -> ! {
     }
     t.resumed = cpu::rdtsc();
     hv.pending_release = Some(PendingRelease {
-        ranges: free,
+        ranges: adopted.free,
         args,
         times: t,
-        digest,
-        frames: report.frames_owned,
-        runs: runs as u64,
+        digest: adopted.digest,
+        frames: adopted.report.frames_owned,
+        runs: adopted.runs,
     });
     let Some((d, v)) = hv.run_queue.pop_front() else {
         refuse(format_args!("the state has no vCPU to run"))
@@ -211,49 +158,18 @@ fn verify(args: &EntryArgs) -> HandoverState {
     if let Err(e) = phys::read(args.state_phys, &mut bytes) {
         refuse(format_args!("state unreadable: {e}"));
     }
-    let decoded = match handover_abi::decode(&bytes) {
-        Ok(d) => d,
-        Err(e) => refuse(format_args!("handover state: {e}")),
-    };
-    let r = &decoded.state.machine.region;
-    let image = MfnRange::new(
-        Mfn::containing(args.image_phys),
-        args.image_len.div_ceil(PAGE_SIZE),
-    );
-    if r.base != args.region_base || r.size != args.region_size || r.image != image {
-        refuse(format_args!(
-            "the state's region {:#x}+{:#x} (image {:?}) disagrees with the entry arguments {:#x}+{:#x} (image {:?})",
-            r.base, r.size, r.image, args.region_base, args.region_size, image
-        ));
-    }
-    if !r.state.contains(Mfn::containing(args.state_phys)) {
-        refuse(format_args!("the state is not where the state says it is"));
-    }
-    decoded.state
+    new_hv::verify_state(args, &bytes).unwrap_or_else(|e| refuse(format_args!("{e}")))
 }
 
 /// Hypervisor domains around the preserved frames of `state`.
 fn rebuild_domains(state: &HandoverState) -> BTreeMap<u16, Domain> {
     let mut domains = BTreeMap::new();
     for d in &state.domains {
-        let gpfns = d
-            .runs
-            .iter()
-            .map(|r| r.first_gpfn.0 + r.count)
-            .max()
-            .unwrap_or(0);
-        let mut p2m = alloc::vec![u64::MAX; gpfns as usize];
-        for run in &d.runs {
-            for i in 0..run.count {
-                p2m[(run.first_gpfn.0 + i) as usize] = run.first_mfn.0 + i;
-            }
-            if run.kind == RunKind::L4 {
-                // Every guest L4 carries this hypervisor's upper half.
-                for i in 0..run.count {
-                    if let Err(e) = paging::install_hv_slots(Mfn(run.first_mfn.0 + i).addr()) {
-                        refuse(format_args!("d{}: cannot rewrite an L4: {e}", d.id.0));
-                    }
-                }
+        let p2m = new_hv::p2m_of(&d.runs);
+        // Every guest L4 carries this hypervisor's upper half.
+        for l4 in new_hv::l4_frames(d) {
+            if let Err(e) = paging::install_hv_slots(l4.addr()) {
+                refuse(format_args!("d{}: cannot rewrite an L4: {e}", d.id.0));
             }
         }
         let vcpus = d
@@ -303,43 +219,17 @@ fn report_release(hv: &mut Hv, pending: PendingRelease) {
     let t_release = cpu::rdtsc();
     hv.mem.release(&pending.ranges);
     let t_done = cpu::rdtsc();
-    let (a, t, khz) = (&pending.args, &pending.times, pending.args.tsc_khz);
-    let free_after = hv.mem.pages.free_frames();
-    let equal = pending.digest == a.digest;
-    // The count before the update plus the old image's frames outside the
-    // region, which only a cold-boot image has.
-    let free_expected = a.free_frames + a.image_frames_out;
-    hvprintln!(
-        "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_equal={}",
-        a.sequence,
-        short(&a.from_build_id),
-        short(&build_id::BUILD_ID),
-        us(a.tsc_pause, a.tsc_paused, khz),
-        us(a.tsc_paused, a.tsc_serialised, khz),
-        us(a.tsc_serialised, a.tsc_preflight, khz),
-        us(a.tsc_preflight, t.entry, khz),
-        us(t.entry, t.heap, khz) + us(t.verified, t.booted, khz),
-        us(t.heap, t.verified, khz),
-        us(t.booted, t.pass, khz),
-        us(t.pass, t.resumed, khz),
-        us(a.tsc_pause, t.resumed, khz),
-        us(t_release, t_done, khz),
-        a.state_len,
-        pending.frames,
-        pending.runs,
-        a.digest,
-        pending.digest,
-        if equal { "yes" } else { "no" },
-        a.free_frames,
-        a.image_frames_out,
-        free_after,
-        if free_after == free_expected { "yes" } else { "no" },
-    );
-}
-
-fn short(id: &handover_abi::BuildId) -> String {
-    id.0[..8]
-        .iter()
-        .map(|b| alloc::format!("{b:02x}"))
-        .collect()
+    let report = Report {
+        frames: pending.frames,
+        runs: pending.runs,
+        digest_new: pending.digest,
+        free_after: hv.mem.pages.free_frames(),
+        ..Report::new(
+            &pending.args,
+            &pending.times,
+            (t_release, t_done),
+            build_id::BUILD_ID,
+        )
+    };
+    hvprintln!("{report}");
 }

@@ -10,44 +10,31 @@
 //! (pre-flight, with the owned-frame digest), builds the entry tables and
 //! jumps. Any failure before the jump cancels: the caller gets the error and
 //! every domain runs on.
+//!
+//! The staging layout, the handover state, its encoding and the pre-flight
+//! check are `old_hv`'s; this module reads and writes physical memory,
+//! saves the caller's context, builds the entry tables and jumps.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use boot_allocator::PhysRange;
 use handover_abi::entry::EntryArgs;
 use handover_abi::{
-    ConsoleRing, DomId, DomainFlags, GpRegs, Gpfn, HandoverState, HvGlobals, LuRegion, Machine,
-    Mfn, MfnRange, PinnedTable, Producer, RamRange, RamType, TimeBase, Vcpu as StateVcpu,
-    VcpuFlags, PAGE_SIZE,
+    DomId, GpRegs, Gpfn, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer, TimeBase,
+    Vcpu as StateVcpu, VcpuFlags, PAGE_SIZE,
 };
-use old_hv::image::{self, ImageInfo, ImageLimits, StagingArea};
+use old_hv::handover::{self, DomainInput};
+use old_hv::image::{self, ImageInfo, StagingArea};
+pub use old_hv::staging::Staging;
 use pv_abi::hypercall::{Error, LuStatus};
 
 use crate::arch::kexec::{self, Mapping, Plan};
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
 use crate::cmdline::Inject;
+use crate::domain::Vcpu;
 use crate::hv::Hv;
 use crate::{build_id, hvprintln, modules};
-
-/// Frames set aside in the staging area for the entry page tables.
-const TABLE_FRAMES: u64 = 64;
-
-/// Where a staged update sits in the region.
-#[derive(Clone, Copy, Debug)]
-pub struct Staging {
-    /// The image span.
-    pub image: PhysRange,
-    /// The argument page.
-    pub args: u64,
-    /// The trampoline page.
-    pub trampoline: u64,
-    /// Frames for the entry tables.
-    pub tables: PhysRange,
-    /// The state area: the rest of the gap.
-    pub state: PhysRange,
-}
 
 /// A staged image.
 #[derive(Debug)]
@@ -98,8 +85,38 @@ impl StagingArea for Area {
     }
 }
 
-fn page_up(x: u64) -> u64 {
-    x.div_ceil(PAGE_SIZE) * PAGE_SIZE
+/// The handover state's view of a vCPU's saved context.
+fn vcpu_state(i: usize, v: &Vcpu) -> StateVcpu {
+    let f = &v.frame;
+    StateVcpu {
+        id: i as u32,
+        regs: GpRegs {
+            rax: f.rax,
+            rbx: f.rbx,
+            rcx: f.rcx,
+            rdx: f.rdx,
+            rsi: f.rsi,
+            rdi: f.rdi,
+            rbp: f.rbp,
+            r8: f.r8,
+            r9: f.r9,
+            r10: f.r10,
+            r11: f.r11,
+            r12: f.r12,
+            r13: f.r13,
+            r14: f.r14,
+            r15: f.r15,
+        },
+        rip: f.rip,
+        rflags: f.rflags,
+        rsp: f.rsp,
+        cr3: v.cr3,
+        fs_base: v.fs_base,
+        gs_base: v.gs_base,
+        kernel_gs_base: 0,
+        pending_events: 0,
+        flags: VcpuFlags::ONLINE,
+    }
 }
 
 impl Hv {
@@ -111,122 +128,46 @@ impl Hv {
     }
 
     /// Builds the handover state of the running system: the machine, the
-    /// globals and every domain (runs and pins from the frametable, vCPUs
-    /// from their saved contexts).
-    pub fn handover_state(
-        &self,
-        image: MfnRange,
-        state: MfnRange,
-    ) -> Result<HandoverState, String> {
-        let mut domains = Vec::new();
-        // Runs and pins from each domain's own frames (its p2m and their
-        // frametable entries): the cost follows guest memory, not RAM.
-        for dom in self.domains.values() {
-            let ft = &*self.mem.frametable;
-            let runs = crate::domain::build::runs_of(&dom.p2m, |gpfn| {
-                let info = &ft[dom.p2m[gpfn as usize] as usize];
-                info.page_type().map_or(handover_abi::RunKind::Data, |t| t.run_kind())
-            });
-            let pinned: Vec<PinnedTable> = runs
-                .iter()
-                .filter(|r| r.kind.is_page_table())
-                .flat_map(|r| (0..r.count).map(move |i| (Mfn(r.first_mfn.0 + i), r.kind)))
-                .filter(|(mfn, _)| ft[mfn.0 as usize].is_pinned())
-                .map(|(mfn, level)| PinnedTable { mfn, level })
-                .collect();
-            let vcpus = dom
+    /// globals and every domain (`old_hv::handover`: runs and pins from each
+    /// domain's own frames, vCPUs from their saved contexts).
+    pub fn handover_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
+        let now = cpu::rdtsc();
+        let globals = HvGlobals {
+            next_domid: DomId(self.next_domid),
+            time: TimeBase {
+                tsc: now,
+                tsc_khz: self.tsc_khz,
+                system_time_ns: now.saturating_sub(self.boot_tsc).saturating_mul(1_000_000)
+                    / self.tsc_khz.max(1),
+            },
+        };
+        let region = LuRegion {
+            base: self.mem.region.start,
+            size: self.mem.region.size,
+            image,
+            state,
+        };
+        let domains = self.domains.values().map(|dom| DomainInput {
+            id: dom.id,
+            privileged: dom.privileged,
+            name: &dom.name,
+            max_frames: dom.max_frames,
+            p2m: &dom.p2m,
+            mmio: &[],
+            vcpus: dom
                 .vcpus
                 .iter()
                 .enumerate()
-                .map(|(i, v)| {
-                    let f = &v.frame;
-                    StateVcpu {
-                        id: i as u32,
-                        regs: GpRegs {
-                            rax: f.rax,
-                            rbx: f.rbx,
-                            rcx: f.rcx,
-                            rdx: f.rdx,
-                            rsi: f.rsi,
-                            rdi: f.rdi,
-                            rbp: f.rbp,
-                            r8: f.r8,
-                            r9: f.r9,
-                            r10: f.r10,
-                            r11: f.r11,
-                            r12: f.r12,
-                            r13: f.r13,
-                            r14: f.r14,
-                            r15: f.r15,
-                        },
-                        rip: f.rip,
-                        rflags: f.rflags,
-                        rsp: f.rsp,
-                        cr3: v.cr3,
-                        fs_base: v.fs_base,
-                        gs_base: v.gs_base,
-                        kernel_gs_base: 0,
-                        pending_events: 0,
-                        flags: VcpuFlags::ONLINE,
-                    }
-                })
-                .collect();
-            let mut flags = DomainFlags::PV;
-            if dom.privileged {
-                flags = flags.union(DomainFlags::PRIVILEGED);
-            }
-            domains.push(handover_abi::Domain {
-                id: dom.id,
-                flags,
-                name: dom.name.clone(),
-                max_frames: dom.max_frames,
-                runs,
-                pinned,
-                mmio: Vec::new(),
-                start_info: Gpfn(0),
-                vcpus,
-                console: ConsoleRing::default(),
-            });
-        }
-        let now = cpu::rdtsc();
-        Ok(HandoverState {
-            machine: Machine {
-                ram_map: self
-                    .mem
-                    .ram
-                    .iter()
-                    .map(|r| RamRange {
-                        base: r.start.addr(),
-                        size: r.count * PAGE_SIZE,
-                        kind: RamType::Usable,
-                    })
-                    .collect(),
-                region: LuRegion {
-                    base: self.mem.region.start,
-                    size: self.mem.region.size,
-                    image,
-                    state,
-                },
-            },
-            globals: HvGlobals {
-                next_domid: DomId(self.next_domid),
-                time: TimeBase {
-                    tsc: now,
-                    tsc_khz: self.tsc_khz,
-                    system_time_ns: now.saturating_sub(self.boot_tsc).saturating_mul(1_000_000)
-                        / self.tsc_khz.max(1),
-                },
-            },
-            domains,
-        })
+                .map(|(i, v)| vcpu_state(i, v))
+                .collect(),
+            start_info: Gpfn(0),
+        });
+        handover::handover_state(&self.mem.ram, region, globals, domains, self.mem.frametable)
     }
 
     fn state_estimate(&self) -> u64 {
         let dummy = MfnRange::new(Mfn(0), 1);
-        self.handover_state(dummy, dummy)
-            .ok()
-            .and_then(|s| handover_abi::encoded_len(&s).ok())
-            .unwrap_or(0) as u64
+        handover_abi::encoded_len(&self.handover_state(dummy, dummy)).unwrap_or(0) as u64
     }
 
     /// `lu load <module>`.
@@ -238,7 +179,10 @@ impl Hv {
         let bytes = match modules::read(&m) {
             Ok(b) => b,
             Err(e) => {
-                return self.refuse(Error::Failed, alloc::format!("cannot read module `{module}`: {e}"))
+                return self.refuse(
+                    Error::Failed,
+                    alloc::format!("cannot read module `{module}`: {e}"),
+                )
             }
         };
         self.lu_load_bytes(module, &bytes)
@@ -249,23 +193,25 @@ impl Hv {
     pub fn lu_load_bytes(&mut self, module: &str, bytes: &[u8]) -> Result<u64, Error> {
         self.lu.loaded = None;
         let Some(gap) = self.mem.handoff.largest_free_gap() else {
-            return self.refuse(Error::NoMemory, String::from("the live-update region has no free gap"));
+            return self.refuse(
+                Error::NoMemory,
+                String::from("the live-update region has no free gap"),
+            );
         };
         let estimate = self.state_estimate();
         // The state may grow between load and exec: keep room for twice it.
-        let reserve = 2 * PAGE_SIZE + TABLE_FRAMES * PAGE_SIZE + page_up(2 * estimate + 4096);
-        let limits = ImageLimits { max_span: gap.size.saturating_sub(reserve) };
+        let limits = old_hv::staging::image_limits(gap, estimate);
         let info = match image::validate(bytes, handover_abi::WRITES, &limits) {
             Ok(info) => info,
             Err(e) => {
                 return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
             }
         };
-        let image = PhysRange::new(gap.start, page_up(info.span));
-        let args = image.end();
-        let trampoline = args + PAGE_SIZE;
-        let tables = PhysRange::new(trampoline + PAGE_SIZE, TABLE_FRAMES * PAGE_SIZE);
-        let state = PhysRange::from_bounds(tables.end(), gap.end());
+        let staging = match Staging::plan(gap, info.span, estimate) {
+            Ok(s) => s,
+            Err(e) => return self.refuse(Error::NoMemory, alloc::format!("`{module}`: {e}")),
+        };
+        let (image, state) = (staging.image, staging.state);
         let mut area = Area {
             base: image.start,
             len: image.size,
@@ -291,13 +237,7 @@ impl Hv {
         self.lu.loaded = Some(Loaded {
             module: String::from(module),
             info,
-            staging: Staging {
-                image,
-                args,
-                trampoline,
-                tables,
-                state,
-            },
+            staging,
         });
         Ok(0)
     }
@@ -329,7 +269,7 @@ impl Hv {
             st.staged_reads = [r.min.major, r.min.minor, r.max.major, r.max.minor];
             st.version = [l.info.version.major, l.info.version.minor, 0, 0];
             st.image_bytes = l.staging.image.size;
-            st.state_bytes = l.staging.state.size + l.staging.tables.size + 2 * PAGE_SIZE;
+            st.state_bytes = l.staging.after_image();
         }
         let n = self.lu.message.len().min(st.message.len() - 1);
         st.message[..n].copy_from_slice(&self.lu.message.as_bytes()[..n]);
@@ -381,19 +321,11 @@ impl Hv {
         let s = &l.staging;
         let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
         let state_area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
-        let state = self.handover_state(image, state_area)?;
+        let state = self.handover_state(image, state_area);
         let producer = Producer::this_build(build_id::BUILD_ID);
-        let len = handover_abi::encoded_len_as(l.info.version, &state)
+        let blob = handover::serialise(l.info.version, &state, &producer, s.state.size)
             .map_err(|e| alloc::format!("{e}"))?;
-        if len as u64 > s.state.size {
-            return Err(alloc::format!(
-                "the state needs {len} bytes, the staging area has {}",
-                s.state.size
-            ));
-        }
-        let mut blob = alloc::vec![0u8; len];
-        handover_abi::encode_as(l.info.version, &state, &producer, &mut blob)
-            .map_err(|e| alloc::format!("{e}"))?;
+        let len = blob.len();
         phys::write(s.state.start, &blob).map_err(|e| alloc::format!("{e}"))?;
         let tsc_serialised = cpu::rdtsc();
 
@@ -401,17 +333,8 @@ impl Hv {
         // check it, and take the digest of the owned frames it lists.
         let mut back = alloc::vec![0u8; len];
         phys::read(s.state.start, &mut back).map_err(|e| alloc::format!("{e}"))?;
-        let decoded = handover_abi::decode(&back).map_err(|e| alloc::format!("pre-flight: {e}"))?;
-        if decoded.state != state {
-            return Err(String::from(
-                "pre-flight: the decoded state differs from the one written",
-            ));
-        }
-        let digest = frame_ownership::owned_digest(
-            self.mem.frametable,
-            self.mem.m2p,
-            &super::views(&decoded.state),
-        );
+        let digest = handover::preflight(&back, &state, self.mem.frametable, self.mem.m2p)
+            .map_err(|e| alloc::format!("{e}"))?;
         let tsc_preflight = cpu::rdtsc();
 
         let segments: Vec<Mapping> = l

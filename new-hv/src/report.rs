@@ -1,0 +1,167 @@
+//! The update's report line: the phases of the blackout, measured with the
+//! TSC by both sides, and the checks' figures.
+
+use core::fmt;
+
+use handover_abi::entry::EntryArgs;
+use handover_abi::BuildId;
+
+/// Microseconds between two TSC readings.
+pub fn us(from: u64, to: u64, tsc_khz: u64) -> u64 {
+    to.saturating_sub(from).saturating_mul(1000) / tsc_khz.max(1)
+}
+
+/// Timestamps of the incoming side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InTimes {
+    /// Entry reached.
+    pub entry: u64,
+    /// Heap ready (first part of the restricted boot).
+    pub heap: u64,
+    /// State decoded and verified.
+    pub verified: u64,
+    /// Page tables, frametable and M2P ready.
+    pub booted: u64,
+    /// Frametable pass done.
+    pub pass: u64,
+    /// Domains rebuilt, ready to run.
+    pub resumed: u64,
+}
+
+/// The figures of one update. [`Report::new`] fills the phases from the
+/// argument page and the incoming timestamps; the caller sets `frames`,
+/// `runs`, `digest_new` and `free_after`. `Display` writes the `lu-report`
+/// line (without the console prefix); its fields and their order are part of
+/// the operator interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Update number since cold boot.
+    pub seq: u64,
+    /// The old image's build id.
+    pub from: BuildId,
+    /// This image's build id.
+    pub to: BuildId,
+    /// Pausing every vCPU.
+    pub pause_us: u64,
+    /// Serialising the state.
+    pub serialise_us: u64,
+    /// The pre-flight check.
+    pub preflight_us: u64,
+    /// Entry tables and the jump, up to this image's entry.
+    pub jump_us: u64,
+    /// The restricted boot (heap, then page tables, frametable, M2P).
+    pub boot_us: u64,
+    /// Decoding and verifying the state.
+    pub verify_us: u64,
+    /// The frametable pass and the digest.
+    pub pass_us: u64,
+    /// Rebuilding the domains.
+    pub resume_us: u64,
+    /// From the pause to the resume.
+    pub blackout_us: u64,
+    /// Releasing free RAM (after the resume).
+    pub release_us: u64,
+    /// Bytes of the encoded state.
+    pub state_bytes: u64,
+    /// Frames owned after the pass.
+    pub frames: u64,
+    /// Runs in the state.
+    pub runs: u64,
+    /// The old side's digest.
+    pub digest_old: u64,
+    /// The digest after the pass.
+    pub digest_new: u64,
+    /// Free frames before the update.
+    pub free_before: u64,
+    /// The old image's frames outside the region, released with free RAM.
+    pub image_frames_released: u64,
+    /// Free frames after the release.
+    pub free_after: u64,
+}
+
+impl Report {
+    /// The phases from the argument page `a`, the incoming timestamps `t`
+    /// and the release, `(start, done)` TSC readings; `to` is this image.
+    pub fn new(a: &EntryArgs, t: &InTimes, release: (u64, u64), to: BuildId) -> Report {
+        let khz = a.tsc_khz;
+        Report {
+            seq: a.sequence,
+            from: a.from_build_id,
+            to,
+            pause_us: us(a.tsc_pause, a.tsc_paused, khz),
+            serialise_us: us(a.tsc_paused, a.tsc_serialised, khz),
+            preflight_us: us(a.tsc_serialised, a.tsc_preflight, khz),
+            jump_us: us(a.tsc_preflight, t.entry, khz),
+            boot_us: us(t.entry, t.heap, khz) + us(t.verified, t.booted, khz),
+            verify_us: us(t.heap, t.verified, khz),
+            pass_us: us(t.booted, t.pass, khz),
+            resume_us: us(t.pass, t.resumed, khz),
+            blackout_us: us(a.tsc_pause, t.resumed, khz),
+            release_us: us(release.0, release.1, khz),
+            state_bytes: a.state_len,
+            digest_old: a.digest,
+            free_before: a.free_frames,
+            image_frames_released: a.image_frames_out,
+            ..Report::default()
+        }
+    }
+
+    /// Whether both sides' digests agree.
+    pub fn digest_equal(&self) -> bool {
+        self.digest_old == self.digest_new
+    }
+
+    /// Whether the free count is the old one plus the old image's frames
+    /// outside the region (which only a cold-boot image has).
+    pub fn free_equal(&self) -> bool {
+        self.free_after == self.free_before + self.image_frames_released
+    }
+}
+
+struct Short<'a>(&'a BuildId);
+
+impl fmt::Display for Short<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0 .0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_equal={}",
+            self.seq,
+            Short(&self.from),
+            Short(&self.to),
+            self.pause_us,
+            self.serialise_us,
+            self.preflight_us,
+            self.jump_us,
+            self.boot_us,
+            self.verify_us,
+            self.pass_us,
+            self.resume_us,
+            self.blackout_us,
+            self.release_us,
+            self.state_bytes,
+            self.frames,
+            self.runs,
+            self.digest_old,
+            self.digest_new,
+            yes(self.digest_equal()),
+            self.free_before,
+            self.image_frames_released,
+            self.free_after,
+            yes(self.free_equal()),
+        )
+    }
+}

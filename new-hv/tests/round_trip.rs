@@ -1,0 +1,427 @@
+//! The whole handover on simulated machines: the outgoing role builds,
+//! serialises and pre-flights the state of a random machine (its frametable
+//! built by the pass), the incoming role verifies it and adopts it on fresh
+//! tables over the same memory.
+
+use frame_ownership::testkit::{random_machine, Machine};
+use frame_ownership::{frametable_digest, FrameInfo};
+use handover_abi::entry::EntryArgs;
+use handover_abi::{
+    BuildId, DomId, GpRegs, Gpfn, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer,
+    TimeBase, Vcpu, VcpuFlags, PAGE_SIZE,
+};
+use new_hv::{InTimes, IncomingError, Report};
+use old_hv::handover::{self, DomainInput};
+
+/// Frames of the region the image takes; the state area is the rest.
+const IMAGE_FRAMES: u64 = 2;
+
+fn vcpu(id: usize, cr3: Mfn) -> Vcpu {
+    Vcpu {
+        id: id as u32,
+        regs: GpRegs::default(),
+        rip: 0x40_0000 + id as u64,
+        rflags: 0x202,
+        rsp: 0x7fff_0000,
+        cr3,
+        fs_base: 0,
+        gs_base: 0,
+        kernel_gs_base: 0,
+        pending_events: 0,
+        flags: VcpuFlags::ONLINE,
+    }
+}
+
+/// A staged update of a random machine: what the old side wrote.
+struct Staged {
+    machine: Machine,
+    /// The old side's tables.
+    frametable: Vec<FrameInfo>,
+    m2p: Vec<u64>,
+    state: HandoverState,
+    blob: Vec<u8>,
+    args: EntryArgs,
+}
+
+impl Staged {
+    fn image(&self) -> MfnRange {
+        MfnRange::new(self.machine.region.start, IMAGE_FRAMES)
+    }
+
+    fn state_area(&self) -> MfnRange {
+        let r = self.machine.region;
+        MfnRange::new(Mfn(r.start.0 + IMAGE_FRAMES), r.count - IMAGE_FRAMES)
+    }
+
+    fn args_bytes(&self) -> [u8; handover_abi::entry::ENTRY_ARGS_SIZE] {
+        self.args.to_bytes()
+    }
+}
+
+fn stage(seed: u64, domains: usize) -> Staged {
+    let machine = random_machine(seed, domains);
+    let out = machine.run_pass();
+    out.result.as_ref().expect("the random machine passes");
+    let (frametable, m2p) = (out.frametable, out.m2p);
+    let p2ms: Vec<Vec<u64>> = machine
+        .domains
+        .iter()
+        .map(|d| new_hv::p2m_of(&d.runs))
+        .collect();
+    let names: Vec<String> = machine
+        .domains
+        .iter()
+        .map(|d| format!("d{}", d.id.0))
+        .collect();
+    let inputs = machine
+        .domains
+        .iter()
+        .zip(&p2ms)
+        .zip(&names)
+        .map(|((d, p2m), name)| DomainInput {
+            id: d.id,
+            privileged: d.id == DomId::DOM0,
+            name,
+            max_frames: p2m.len() as u64 * 2,
+            p2m,
+            mmio: &d.mmio,
+            vcpus: d
+                .vcpu_cr3
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| vcpu(i, c))
+                .collect(),
+            start_info: d
+                .runs
+                .iter()
+                .find(|r| r.kind == handover_abi::RunKind::Data && r.count > 0)
+                .map_or(Gpfn(0), |r| r.first_gpfn),
+        });
+    let r = machine.region;
+    let image = MfnRange::new(r.start, IMAGE_FRAMES);
+    let area = MfnRange::new(Mfn(r.start.0 + IMAGE_FRAMES), r.count - IMAGE_FRAMES);
+    let region = LuRegion {
+        base: r.start.addr(),
+        size: r.count * PAGE_SIZE,
+        image,
+        state: area,
+    };
+    let globals = HvGlobals {
+        next_domid: DomId(
+            machine
+                .domains
+                .iter()
+                .map(|d| d.id.0.saturating_add(1))
+                .max()
+                .unwrap_or(1),
+        ),
+        time: TimeBase {
+            tsc: 1,
+            tsc_khz: 1_000_000,
+            system_time_ns: 0,
+        },
+    };
+    let state = handover::handover_state(&machine.ram, region, globals, inputs, &frametable);
+    let producer = Producer::this_build(BuildId([7; 16]));
+    let blob = handover::serialise(
+        handover_abi::CURRENT,
+        &state,
+        &producer,
+        area.count * PAGE_SIZE,
+    )
+    .expect("the state fits the region");
+    let digest =
+        handover::preflight(&blob, &state, &frametable, &m2p).expect("the pre-flight passes");
+    let args = EntryArgs {
+        state_phys: area.start.addr(),
+        state_len: blob.len() as u64,
+        image_phys: image.start.addr(),
+        image_len: IMAGE_FRAMES * PAGE_SIZE,
+        region_base: region.base,
+        region_size: region.size,
+        ram_end: machine.ram_end() * PAGE_SIZE,
+        digest,
+        tsc_khz: 1_000_000,
+        tsc_pause: 1_000,
+        tsc_paused: 2_000,
+        tsc_serialised: 3_000,
+        tsc_preflight: 4_000,
+        tsc_jump: 5_000,
+        free_frames: 10,
+        sequence: 1,
+        image_frames_out: 0,
+        from_build_id: BuildId([7; 16]),
+    };
+    Staged {
+        machine,
+        frametable,
+        m2p,
+        state,
+        blob,
+        args,
+    }
+}
+
+#[test]
+fn round_trip_on_random_machines() {
+    let mut tested = 0;
+    for seed in 0..32 {
+        let domains = 1 + (seed % 4) as usize;
+        // A state cannot carry domain id 0xffff (no next id above it).
+        if random_machine(seed, domains)
+            .domains
+            .iter()
+            .any(|d| d.id.0 == u16::MAX)
+        {
+            continue;
+        }
+        tested += 1;
+        let s = stage(seed, domains);
+        let m = &s.machine;
+        let (args, state) = new_hv::verify(&s.args_bytes(), &s.blob).expect("verified");
+        assert_eq!(state, s.state, "seed {seed}");
+        let staged = new_hv::staged_range(&args).unwrap();
+        assert_eq!(staged.start, s.image().start.addr());
+        assert!(staged.end() <= s.state_area().end() * PAGE_SIZE);
+        assert_eq!(new_hv::ram_ranges(&state), m.ram, "seed {seed}");
+
+        let (mut ft, mut m2p) = m.new_tables();
+        let layout = m.layout().unwrap();
+        let adopted = new_hv::adopt(&layout, &state, &m.memory, &mut ft, &mut m2p, args.digest)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(adopted.digest, args.digest, "seed {seed}");
+        assert_eq!(adopted.digest, frametable_digest(&s.frametable, &s.m2p));
+        assert_eq!(ft, s.frametable, "seed {seed}: frametables differ");
+        assert_eq!(m2p, s.m2p, "seed {seed}: M2Ps differ");
+        let owned = ft.iter().filter(|f| f.is_owned()).count() as u64;
+        assert_eq!(adopted.report.frames_owned, owned);
+
+        // Free = RAM minus owned, region and reserved frames.
+        let mut expected = Vec::new();
+        for r in &m.ram {
+            for mfn in r.start.0..r.end() {
+                let taken = ft[mfn as usize].is_owned()
+                    || m.region.contains(Mfn(mfn))
+                    || m.hv_reserved.iter().any(|h| h.contains(Mfn(mfn)));
+                if !taken {
+                    expected.push(mfn);
+                }
+            }
+        }
+        let free: Vec<u64> = adopted
+            .free
+            .iter()
+            .flat_map(|r| r.start.0..r.end())
+            .collect();
+        assert_eq!(free, expected, "seed {seed}");
+
+        // Each domain's p2m comes back; its L4s are its L4 runs' frames.
+        for (d, sd) in state.domains.iter().zip(&m.domains) {
+            let p2m = new_hv::p2m_of(&d.runs);
+            for r in &sd.runs {
+                for i in 0..r.count {
+                    assert_eq!(p2m[(r.first_gpfn.0 + i) as usize], r.first_mfn.0 + i);
+                }
+            }
+            let mut l4s: Vec<Mfn> = new_hv::l4_frames(d).collect();
+            l4s.sort();
+            let mut want: Vec<Mfn> = sd.tables_of(frame_ownership::PtLevel::L4).collect();
+            want.sort();
+            let want: Vec<Mfn> = want
+                .into_iter()
+                .filter(|t| ft[t.0 as usize].is_owned())
+                .collect();
+            assert_eq!(l4s, want, "seed {seed}");
+        }
+    }
+    assert!(tested >= 20, "only {tested} machines tested");
+}
+
+fn verify_err(args: &EntryArgs, blob: &[u8]) -> IncomingError {
+    new_hv::verify(&args.to_bytes(), blob).expect_err("refused")
+}
+
+#[test]
+fn bad_argument_page_is_refused() {
+    let s = stage(1, 2);
+    let mut raw = s.args_bytes();
+    raw[40] ^= 1;
+    let e = new_hv::verify(&raw, &s.blob).unwrap_err();
+    assert!(matches!(e, IncomingError::Args(_)), "{e:?}");
+    assert!(e.to_string().contains("CRC32C mismatch"), "{e}");
+}
+
+#[test]
+fn state_before_image_is_refused() {
+    let s = stage(2, 1);
+    let mut a = s.args;
+    a.image_phys = a.state_phys + PAGE_SIZE;
+    let e = verify_err(&a, &s.blob);
+    assert!(matches!(e, IncomingError::StateBeforeImage { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("not inside the region in order"),
+        "{e}"
+    );
+}
+
+#[test]
+fn state_outside_region_is_refused() {
+    let s = stage(3, 1);
+    let mut a = s.args;
+    a.state_len = a.region_size;
+    let e = verify_err(&a, &s.blob);
+    assert!(
+        matches!(e, IncomingError::StagedOutsideRegion { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("not inside the region"), "{e}");
+}
+
+#[test]
+fn region_mismatch_is_refused() {
+    let s = stage(4, 1);
+    let mut a = s.args;
+    a.region_size += PAGE_SIZE;
+    let e = verify_err(&a, &s.blob);
+    assert!(matches!(e, IncomingError::RegionMismatch { .. }), "{e:?}");
+    assert!(e.to_string().contains("the state's region"), "{e}");
+}
+
+#[test]
+fn image_mismatch_is_refused() {
+    let s = stage(5, 1);
+    let mut a = s.args;
+    a.image_len -= PAGE_SIZE;
+    let e = verify_err(&a, &s.blob);
+    assert!(matches!(e, IncomingError::ImageMismatch { .. }), "{e:?}");
+    assert!(e.to_string().contains("the state's image"), "{e}");
+}
+
+#[test]
+fn misplaced_state_is_refused() {
+    let s = stage(6, 1);
+    let mut a = s.args;
+    a.state_phys = a.image_phys;
+    let e = verify_err(&a, &s.blob);
+    assert!(matches!(e, IncomingError::StateMisplaced { .. }), "{e:?}");
+    assert!(e.to_string().contains("not where the state says"), "{e}");
+}
+
+#[test]
+fn corrupted_body_is_refused() {
+    let s = stage(7, 2);
+    let mut blob = s.blob.clone();
+    blob[handover_abi::HEADER_SIZE + 5] ^= 0x10;
+    let e = verify_err(&s.args, &blob);
+    assert!(matches!(e, IncomingError::Decode(_)), "{e:?}");
+    // The QEMU test looks for this phrase.
+    assert!(e.to_string().contains("body CRC mismatch"), "{e}");
+}
+
+#[test]
+fn digest_mismatch_is_refused() {
+    let s = stage(8, 2);
+    let m = &s.machine;
+    let (mut ft, mut m2p) = m.new_tables();
+    let e = new_hv::adopt(
+        &m.layout().unwrap(),
+        &s.state,
+        &m.memory,
+        &mut ft,
+        &mut m2p,
+        s.args.digest ^ 1,
+    )
+    .unwrap_err();
+    assert!(matches!(e, IncomingError::DigestMismatch { .. }), "{e:?}");
+    assert!(e.to_string().contains("digest"), "{e}");
+}
+
+#[test]
+fn a_state_the_pass_refuses_is_refused() {
+    let s = stage(9, 1);
+    let m = &s.machine;
+    let mut state = s.state.clone();
+    // A data run inside the live-update region.
+    state.domains[0].runs.insert(
+        0,
+        handover_abi::MemRun {
+            first_mfn: m.region.start,
+            count: 1,
+            first_gpfn: Gpfn(1 << 30),
+            kind: handover_abi::RunKind::Data,
+        },
+    );
+    let (mut ft, mut m2p) = m.new_tables();
+    let e = new_hv::adopt(
+        &m.layout().unwrap(),
+        &state,
+        &m.memory,
+        &mut ft,
+        &mut m2p,
+        0,
+    )
+    .unwrap_err();
+    assert!(matches!(e, IncomingError::Pass(_)), "{e:?}");
+    assert!(e.to_string().starts_with("frametable pass: "), "{e}");
+}
+
+#[test]
+fn report_line_keeps_its_fields_in_order() {
+    let s = stage(10, 1);
+    let t = InTimes {
+        entry: 6_000,
+        heap: 7_000,
+        verified: 8_000,
+        booted: 9_000,
+        pass: 10_000,
+        resumed: 11_000,
+    };
+    let r = Report {
+        frames: 5,
+        runs: 3,
+        digest_new: s.args.digest,
+        free_after: 10,
+        ..Report::new(&s.args, &t, (12_000, 14_000), BuildId([0xab; 16]))
+    };
+    let line = r.to_string();
+    let names: Vec<&str> = line
+        .strip_prefix("lu-report ")
+        .unwrap()
+        .split(' ')
+        .map(|f| f.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "seq",
+            "from",
+            "to",
+            "pause_us",
+            "serialise_us",
+            "preflight_us",
+            "jump_us",
+            "boot_us",
+            "verify_us",
+            "pass_us",
+            "resume_us",
+            "blackout_us",
+            "release_us",
+            "state_bytes",
+            "frames",
+            "runs",
+            "digest_old",
+            "digest_new",
+            "digest_equal",
+            "free_before",
+            "image_frames_released",
+            "free_after",
+            "free_equal"
+        ]
+    );
+    assert!(line.starts_with("lu-report seq=1 from=0707070707070707 to=abababababababab pause_us=1 serialise_us=1 preflight_us=1 jump_us=2 boot_us=2 verify_us=1 pass_us=1 resume_us=1 blackout_us=10 release_us=2 "), "{line}");
+    assert!(line.contains(" digest_equal=yes "), "{line}");
+    assert!(
+        line.ends_with(" free_before=10 image_frames_released=0 free_after=10 free_equal=yes"),
+        "{line}"
+    );
+}

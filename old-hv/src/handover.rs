@@ -1,0 +1,171 @@
+//! The exec step: the handover state of a running hypervisor, its encoding
+//! and the pre-flight check.
+//!
+//! - [`handover_state`] builds the state from the hypervisor's view of
+//!   itself ([`DomainInput`] per domain, the RAM map, the region, the
+//!   globals) and its live frametable: each domain's runs and pins come from
+//!   its own frames (its p2m and their frametable entries), so the cost
+//!   follows guest memory, not RAM.
+//! - [`serialise`] encodes it, as the negotiated version, into a buffer that
+//!   must fit the staging area's state part.
+//! - [`preflight`] decodes what was written, compares it with what was
+//!   meant, and takes the owned-frame digest over the decoded runs: the
+//!   figure the incoming image must reproduce after its pass.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use frame_ownership::{p2m_runs, pinned_in, state_views, FrameInfo};
+use handover_abi::{
+    AbiVersion, ConsoleRing, DecodeError, DomId, DomainFlags, EncodeError, Gpfn, HandoverState,
+    HvGlobals, LuRegion, Machine, MfnRange, PinnedTable, Producer, RamRange, RamType, RunKind,
+    Vcpu, PAGE_SIZE,
+};
+
+/// One domain as the hypervisor sees it, for the handover state.
+#[derive(Clone, Debug)]
+pub struct DomainInput<'a> {
+    /// Its id.
+    pub id: DomId,
+    /// Whether it is the privileged control domain.
+    pub privileged: bool,
+    /// Its name.
+    pub name: &'a str,
+    /// Its memory limit in frames.
+    pub max_frames: u64,
+    /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
+    pub p2m: &'a [u64],
+    /// The device ranges its L1 entries may map, sorted.
+    pub mmio: &'a [MfnRange],
+    /// Its vCPUs' saved contexts.
+    pub vcpus: Vec<Vcpu>,
+    /// The gpfn of its start-info page.
+    pub start_info: Gpfn,
+}
+
+/// One domain of the handover state: runs from its p2m grouped by the page
+/// types `frametable` holds for its frames (frame-ownership's
+/// [`p2m_runs`]), pins from the `PINNED` flags of its page-table frames.
+pub fn domain_state(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domain {
+    let runs = p2m_runs(d.p2m, |gpfn| {
+        d.p2m
+            .get(gpfn as usize)
+            .and_then(|&mfn| usize::try_from(mfn).ok())
+            .and_then(|i| frametable.get(i))
+            .and_then(FrameInfo::page_type)
+            .map_or(RunKind::Data, |t| t.run_kind())
+    });
+    let pinned = pinned_in(frametable, &runs)
+        .into_iter()
+        .map(|(mfn, level)| PinnedTable { mfn, level })
+        .collect();
+    let mut flags = DomainFlags::PV;
+    if d.privileged {
+        flags = flags.union(DomainFlags::PRIVILEGED);
+    }
+    handover_abi::Domain {
+        id: d.id,
+        flags,
+        name: String::from(d.name),
+        max_frames: d.max_frames,
+        runs,
+        pinned,
+        mmio: d.mmio.to_vec(),
+        start_info: d.start_info,
+        vcpus: d.vcpus,
+        console: ConsoleRing::default(),
+    }
+}
+
+/// The handover state of a running system: `ram` (sorted frame ranges, all
+/// usable), the live-update region with the staged image and state areas,
+/// the globals and every domain, in the order given.
+pub fn handover_state<'a>(
+    ram: &[MfnRange],
+    region: LuRegion,
+    globals: HvGlobals,
+    domains: impl IntoIterator<Item = DomainInput<'a>>,
+    frametable: &[FrameInfo],
+) -> HandoverState {
+    HandoverState {
+        machine: Machine {
+            ram_map: ram
+                .iter()
+                .map(|r| RamRange {
+                    base: r.start.addr(),
+                    size: r.count * PAGE_SIZE,
+                    kind: RamType::Usable,
+                })
+                .collect(),
+            region,
+        },
+        globals,
+        domains: domains
+            .into_iter()
+            .map(|d| domain_state(d, frametable))
+            .collect(),
+    }
+}
+
+/// Why the state could not be serialised.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SerialiseError {
+    /// The encoder refused (version not written, body error).
+    #[error("{0}")]
+    Encode(#[from] EncodeError),
+    /// The encoded state is larger than the staging area's state part.
+    #[error("the state needs {needed} bytes, the staging area has {capacity}")]
+    TooLarge {
+        /// Bytes the blob needs.
+        needed: usize,
+        /// Bytes the state area has.
+        capacity: u64,
+    },
+}
+
+/// Encodes `state` as `version` (the version negotiated at load) into a
+/// blob of at most `capacity` bytes.
+pub fn serialise(
+    version: AbiVersion,
+    state: &HandoverState,
+    producer: &Producer,
+    capacity: u64,
+) -> Result<Vec<u8>, SerialiseError> {
+    let needed = handover_abi::encoded_len_as(version, state)?;
+    if needed as u64 > capacity {
+        return Err(SerialiseError::TooLarge { needed, capacity });
+    }
+    let mut blob = alloc::vec![0u8; needed];
+    handover_abi::encode_as(version, state, producer, &mut blob)?;
+    Ok(blob)
+}
+
+/// Why the pre-flight check failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PreflightError {
+    /// The blob read back does not decode.
+    #[error("pre-flight: {0}")]
+    Decode(#[from] DecodeError),
+    /// It decodes to another state than the one written.
+    #[error("pre-flight: the decoded state differs from the one written")]
+    Differs,
+}
+
+/// Decodes `blob` (the staged state, read back), checks it is `expected`
+/// and returns the owned-frame digest over the decoded runs.
+pub fn preflight(
+    blob: &[u8],
+    expected: &HandoverState,
+    frametable: &[FrameInfo],
+    m2p: &[u64],
+) -> Result<u64, PreflightError> {
+    let decoded = handover_abi::decode(blob)?;
+    if decoded.state != *expected {
+        return Err(PreflightError::Differs);
+    }
+    Ok(frame_ownership::owned_digest(
+        frametable,
+        m2p,
+        &state_views(&decoded.state),
+    ))
+}
