@@ -98,6 +98,27 @@ impl<'a> MachineLayout<'a> {
             .then(|| Mfn(range.start.0.max(self.region.start.0)))
     }
 
+    /// What `mfn` is for a domain whose MMIO ranges are `mmio`, when no
+    /// domain owns it: permitted or forbidden MMIO outside RAM, a region
+    /// frame, an hv-reserved frame, or free RAM. Shared by the pass and the
+    /// live operations, so both classify alike.
+    pub fn classify_not_owned(&self, mfn: Mfn, mmio: &[MfnRange]) -> crate::rules::FrameClass {
+        use crate::rules::FrameClass;
+        if !self.is_ram(mfn) {
+            if contains(mmio, mfn) {
+                FrameClass::PermittedMmio
+            } else {
+                FrameClass::ForbiddenMmio
+            }
+        } else if self.in_region(mfn) {
+            FrameClass::Region
+        } else if self.is_hv_reserved(mfn) {
+            FrameClass::HvReserved
+        } else {
+            FrameClass::Unowned
+        }
+    }
+
     /// The first hv-reserved frame of `range`, if any.
     pub fn first_hv_reserved(&self, range: MfnRange) -> Option<Mfn> {
         first_in(self.hv_reserved, range)

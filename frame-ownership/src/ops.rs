@@ -40,7 +40,7 @@ use handover_abi::{DomId, Gpfn, Mfn, MfnRange, RunKind};
 
 use crate::error::{Error, OpError, RangeList};
 use crate::frame::{FrameInfo, PageType};
-use crate::layout::{check_sorted, contains, MachineLayout};
+use crate::layout::{check_sorted, MachineLayout};
 use crate::pass::{PageTableReader, M2P_INVALID};
 use crate::rules::{
     check_entry, EntryEffect, EntryRef, FrameClass, FrameLookup, PtLevel, ENTRIES_PER_TABLE,
@@ -129,19 +129,7 @@ impl FrameLookup for LiveLookup<'_> {
                 return FrameClass::OtherDomain(other);
             }
         }
-        if !self.layout.is_ram(mfn) {
-            if contains(self.domain.mmio, mfn) {
-                FrameClass::PermittedMmio
-            } else {
-                FrameClass::ForbiddenMmio
-            }
-        } else if self.layout.in_region(mfn) {
-            FrameClass::Region
-        } else if self.layout.is_hv_reserved(mfn) {
-            FrameClass::HvReserved
-        } else {
-            FrameClass::Unowned
-        }
+        self.layout.classify_not_owned(mfn, self.domain.mmio)
     }
 }
 

@@ -22,7 +22,7 @@ use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
 
 use crate::error::{Error, RangeList};
 use crate::frame::{CountError, FrameInfo, PageType};
-use crate::layout::{check_sorted, contains, DomainView, MachineLayout};
+use crate::layout::{check_sorted, DomainView, MachineLayout};
 use crate::rules::{
     check_entry, EntryEffect, EntryRef, FrameClass, FrameLookup, PtLevel, ENTRIES_PER_TABLE,
 };
@@ -310,19 +310,7 @@ impl Scope<'_> {
                 return FrameClass::Own(r.kind);
             }
         }
-        if !self.layout.is_ram(mfn) {
-            if contains(self.mmio, mfn) {
-                FrameClass::PermittedMmio
-            } else {
-                FrameClass::ForbiddenMmio
-            }
-        } else if self.layout.in_region(mfn) {
-            FrameClass::Region
-        } else if self.layout.is_hv_reserved(mfn) {
-            FrameClass::HvReserved
-        } else {
-            FrameClass::Unowned
-        }
+        self.layout.classify_not_owned(mfn, self.mmio)
     }
 }
 
