@@ -176,36 +176,30 @@ fn scan(
 /// side uses it with the kinds of the live frametable, the domain builder
 /// with the kinds of its plan.
 pub fn p2m_runs(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<MemRun> {
-    let mut runs: Vec<MemRun> = Vec::new();
-    for k in [
-        RunKind::Data,
-        RunKind::L1,
-        RunKind::L2,
-        RunKind::L3,
-        RunKind::L4,
-    ] {
-        for (gpfn, &mfn) in p2m.iter().enumerate() {
-            if mfn == u64::MAX || kind(gpfn as u64) != k {
-                continue;
+    // One walk over the p2m; a run list per kind, joined bottom-up.
+    let mut by_kind: [Vec<MemRun>; 5] = Default::default();
+    for (gpfn, &mfn) in p2m.iter().enumerate() {
+        if mfn == u64::MAX {
+            continue;
+        }
+        let k = kind(gpfn as u64);
+        let runs = &mut by_kind[k as usize];
+        match runs.last_mut() {
+            Some(run)
+                if run.first_mfn.0 + run.count == mfn
+                    && run.first_gpfn.0 + run.count == gpfn as u64 =>
+            {
+                run.count += 1
             }
-            match runs.last_mut() {
-                Some(run)
-                    if run.kind == k
-                        && run.first_mfn.0 + run.count == mfn
-                        && run.first_gpfn.0 + run.count == gpfn as u64 =>
-                {
-                    run.count += 1
-                }
-                _ => runs.push(MemRun {
-                    first_mfn: Mfn(mfn),
-                    count: 1,
-                    first_gpfn: Gpfn(gpfn as u64),
-                    kind: k,
-                }),
-            }
+            _ => runs.push(MemRun {
+                first_mfn: Mfn(mfn),
+                count: 1,
+                first_gpfn: Gpfn(gpfn as u64),
+                kind: k,
+            }),
         }
     }
-    runs
+    by_kind.concat()
 }
 
 /// The pinned tables among `runs`' page-table frames, by the `PINNED` flag

@@ -622,3 +622,64 @@ fn p2m_runs_group_bottom_up_contiguous_in_mfn_and_gpfn() {
         [(Mfn(21), RunKind::L1), (Mfn(12), RunKind::L4)]
     );
 }
+
+/// `p2m_runs` against its definition: for each kind bottom-up, the frames
+/// of that kind in gpfn order, merged where both mfn and gpfn continue.
+#[test]
+fn p2m_runs_match_their_definition() {
+    use handover_abi::{Gpfn, MemRun};
+    let kinds = [
+        RunKind::Data,
+        RunKind::L1,
+        RunKind::L2,
+        RunKind::L3,
+        RunKind::L4,
+    ];
+    let mut seed = 0x5eed_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..200 {
+        let len = (next() % 300) as usize;
+        let mut mfn = next() % 1000;
+        let p2m: std::vec::Vec<u64> = (0..len)
+            .map(|_| {
+                mfn += if next() % 4 == 0 { 1 + next() % 5 } else { 1 };
+                if next() % 10 == 0 {
+                    u64::MAX
+                } else {
+                    mfn
+                }
+            })
+            .collect();
+        let kind_of: std::vec::Vec<RunKind> =
+            (0..len).map(|_| kinds[(next() % 5) as usize]).collect();
+        let mut expected: std::vec::Vec<MemRun> = std::vec::Vec::new();
+        for k in kinds {
+            for (g, &m) in p2m.iter().enumerate() {
+                if m == u64::MAX || kind_of[g] != k {
+                    continue;
+                }
+                match expected.last_mut() {
+                    Some(r)
+                        if r.kind == k
+                            && r.first_mfn.0 + r.count == m
+                            && r.first_gpfn.0 + r.count == g as u64 =>
+                    {
+                        r.count += 1
+                    }
+                    _ => expected.push(MemRun {
+                        first_mfn: Mfn(m),
+                        count: 1,
+                        first_gpfn: Gpfn(g as u64),
+                        kind: k,
+                    }),
+                }
+            }
+        }
+        assert_eq!(crate::p2m_runs(&p2m, |g| kind_of[g as usize]), expected);
+    }
+}
