@@ -263,7 +263,7 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
             }
         }
         Some(below) => {
-            if pte.has_page_size_bit() {
+            if pte.has_huge_bit() {
                 return Err(Error::Superpage { at, entry });
             }
             let class = lookup.classify(target);

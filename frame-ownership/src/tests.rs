@@ -146,12 +146,12 @@ fn pte_fields() {
     );
     assert!(p.is_present());
     assert!(p.is_writable());
-    assert!(!p.has_page_size_bit());
+    assert!(!p.has_huge_bit());
     assert_eq!(p.mfn(), Mfn(0xF_FFFF_FFFF));
     assert_eq!(p.0 >> 63, 1);
     // Address bits above 51 are not part of the frame number.
     assert_eq!(Pte(0xFFF0_0000_0000_1001).mfn(), Mfn(1));
-    assert!(Pte(pte::PAGE_SIZE).has_page_size_bit());
+    assert!(Pte(pte::HUGE).has_huge_bit());
 }
 
 // ---------------------------------------------------------------- rules
@@ -217,7 +217,7 @@ const RW: u64 = pte::WRITABLE;
 #[test]
 fn rule_non_present_entries_count_nothing() {
     for level in [PtLevel::L1, PtLevel::L2, PtLevel::L3, PtLevel::L4] {
-        for v in [0, !P, e(OTHER, RW | pte::PAGE_SIZE)] {
+        for v in [0, !P, e(OTHER, RW | pte::HUGE)] {
             assert_eq!(
                 check_entry(&lookup(), at(level, 0), v),
                 Ok(EntryEffect::NotPresent)
@@ -251,7 +251,7 @@ fn rule_l1_data_mappings() {
         })
     );
     assert_eq!(
-        check_entry(&l, at(PtLevel::L1, 0), e(DATA, P | RW | pte::PAGE_SIZE)),
+        check_entry(&l, at(PtLevel::L1, 0), e(DATA, P | RW | pte::HUGE)),
         Ok(EntryEffect::Frame {
             target: Mfn(DATA),
             typed: Some(PageType::Writable)
@@ -374,7 +374,7 @@ fn rule_upper_levels_point_one_level_down() {
 fn rule_superpages_refused_above_l1() {
     let l = lookup();
     for (level, t) in [(PtLevel::L2, L1T), (PtLevel::L3, L2T), (PtLevel::L4, L3T)] {
-        let v = e(t, P | pte::PAGE_SIZE);
+        let v = e(t, P | pte::HUGE);
         assert_eq!(
             check_entry(&l, at(level, 0), v),
             Err(Error::Superpage {

@@ -4,91 +4,11 @@
 //! versioned body types, so changing the shape of any of them is a change of
 //! the ABI: add a new version instead.
 
-use core::fmt;
-
 use serde::{Deserialize, Serialize};
 
-/// Size of a machine frame (and of a guest page) in bytes.
-pub const PAGE_SIZE: u64 = 4096;
-/// log2 of [`PAGE_SIZE`].
-pub const PAGE_SHIFT: u32 = 12;
-/// Width of a physical address on x86-64 (the architectural maximum).
-pub const PHYS_ADDR_BITS: u32 = 52;
-/// One past the highest machine frame number a physical address can reach.
-pub const MFN_LIMIT: u64 = 1 << (PHYS_ADDR_BITS - PAGE_SHIFT);
-
-/// A machine frame number: physical address >> 12.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Mfn(pub u64);
-
-impl Mfn {
-    /// The physical address of the first byte of this frame.
-    pub const fn addr(self) -> u64 {
-        self.0 << PAGE_SHIFT
-    }
-
-    /// The frame that holds physical address `addr`.
-    pub const fn containing(addr: u64) -> Self {
-        Mfn(addr >> PAGE_SHIFT)
-    }
-}
-
-/// A guest pseudo-physical frame number, as a PV guest numbers its own pages.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Gpfn(pub u64);
-
-/// A domain identifier. Domain 0 is the privileged control domain.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct DomId(pub u16);
-
-impl DomId {
-    /// The control domain.
-    pub const DOM0: DomId = DomId(0);
-}
-
-/// A half-open range of machine frames `[start, start + count)`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct MfnRange {
-    /// First frame of the range.
-    pub start: Mfn,
-    /// Number of frames. A range of zero frames is empty.
-    pub count: u64,
-}
-
-impl MfnRange {
-    /// A range of `count` frames starting at `start`.
-    pub const fn new(start: Mfn, count: u64) -> Self {
-        MfnRange { start, count }
-    }
-
-    /// One past the last frame, saturating at `u64::MAX`.
-    pub const fn end(self) -> u64 {
-        self.start.0.saturating_add(self.count)
-    }
-
-    /// Whether `mfn` lies in this range.
-    pub const fn contains(self, mfn: Mfn) -> bool {
-        mfn.0 >= self.start.0 && mfn.0 < self.end()
-    }
-
-    /// Whether the two ranges share at least one frame.
-    pub const fn overlaps(self, other: MfnRange) -> bool {
-        self.start.0 < other.end() && other.start.0 < self.end()
-    }
-
-    /// Whether the range has no frames.
-    pub const fn is_empty(self) -> bool {
-        self.count == 0
-    }
-}
+pub use hvlu_types::{
+    DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE, PHYS_ADDR_BITS,
+};
 
 /// What the frames of a memory run hold.
 ///
@@ -157,30 +77,5 @@ impl MemRun {
     /// The machine frames of the run.
     pub const fn mfns(&self) -> MfnRange {
         MfnRange::new(self.first_mfn, self.count)
-    }
-}
-
-impl fmt::Display for Mfn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mfn {:#x}", self.0)
-    }
-}
-
-impl fmt::Display for Gpfn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "gpfn {:#x}", self.0)
-    }
-}
-
-impl fmt::Display for DomId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl fmt::Display for MfnRange {
-    /// `mfns [start, end)` in hex.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mfns [{:#x}, {:#x})", self.start.0, self.end())
     }
 }

@@ -117,13 +117,9 @@ use goblin::elf64::program_header::SIZEOF_PHDR;
 use handover_abi::note::{find_note, ImageNote, NoteError, NHDR_SIZE};
 use handover_abi::version::{negotiate, AbiVersion, VersionRange};
 
+pub use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 /// The page size the image is laid out and mapped with.
-pub const PAGE_SIZE: u64 = 4096;
-
-/// The end of the canonical lower half (4-level paging), exclusive.
-pub const LOWER_HALF_END: u64 = 0x0000_8000_0000_0000;
-/// The start of the canonical upper half (4-level paging).
-pub const UPPER_HALF_START: u64 = 0xffff_8000_0000_0000;
+pub use hvlu_types::PAGE_SIZE;
 
 const PAGE_MASK: u64 = PAGE_SIZE - 1;
 

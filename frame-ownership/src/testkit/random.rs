@@ -71,7 +71,7 @@ fn leaf_extra(rng: &mut SmallRng) -> u64 {
         (pte::USER, 0.8),
         (pte::ACCESSED, 0.5),
         (pte::DIRTY, 0.3),
-        (pte::PAGE_SIZE, 0.1), // PAT in an L1 entry: allowed
+        (pte::HUGE, 0.1), // PAT in an L1 entry: allowed
         (pte::NO_EXECUTE, 0.3),
         (1 << 9, 0.1),
         (1 << 11, 0.1),

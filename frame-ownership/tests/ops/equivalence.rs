@@ -431,7 +431,7 @@ impl World {
             (pte::USER, 0.8),
             (pte::ACCESSED, 0.5),
             (pte::DIRTY, 0.3),
-            (pte::PAGE_SIZE, 0.1), // PAT in an L1 entry
+            (pte::HUGE, 0.1), // PAT in an L1 entry
             (pte::NO_EXECUTE, 0.2),
             (1 << 9, 0.1),
         ] {
@@ -480,7 +480,7 @@ impl World {
                     flags |= pte::WRITABLE;
                 }
                 if self.rng.random_bool(0.04) {
-                    flags |= pte::PAGE_SIZE;
+                    flags |= pte::HUGE;
                 }
                 Pte::new(target, flags).0
             }

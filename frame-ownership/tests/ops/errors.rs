@@ -189,10 +189,10 @@ fn entry_that_breaks_a_type_rule() {
         ),
         (
             L3,
-            entry(L2, RW | pte::PAGE_SIZE),
+            entry(L2, RW | pte::HUGE),
             Error::Superpage {
                 at: at(L3, PtLevel::L3, 9),
-                entry: entry(L2, RW | pte::PAGE_SIZE),
+                entry: entry(L2, RW | pte::HUGE),
             },
         ),
     ];

@@ -537,7 +537,7 @@ fn mmio_in_an_upper_entry() {
 fn superpage_refused() {
     for level in [PtLevel::L2, PtLevel::L3, PtLevel::L4] {
         let (mut m, (table, index, e)) = machine_with(|m| find_entry(m, 0, level, |_, _| true));
-        let entry = e | pte::PAGE_SIZE;
+        let entry = e | pte::HUGE;
         set_entry(&mut m, table, index, entry);
         expect(
             &m,
@@ -568,7 +568,7 @@ fn global_l1_entry_refused() {
 #[test]
 fn pat_bit_in_l1_and_junk_in_hv_slots_are_fine() {
     let (mut m, (table, index, e)) = machine_with(|m| data_entry(m, 0));
-    set_entry(&mut m, table, index, e | pte::PAGE_SIZE);
+    set_entry(&mut m, table, index, e | pte::HUGE);
     let root = m.domains[0].tables_of(PtLevel::L4).next().unwrap();
     for slot in 256..512 {
         set_entry(&mut m, root, slot, u64::MAX);

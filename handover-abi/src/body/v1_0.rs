@@ -252,40 +252,9 @@ pub struct Vcpu {
     pub flags: VcpuFlags,
 }
 
-/// General-purpose registers, `rsp` excepted (it is [`Vcpu::rsp`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct GpRegs {
-    /// `rax`.
-    pub rax: u64,
-    /// `rbx`.
-    pub rbx: u64,
-    /// `rcx`.
-    pub rcx: u64,
-    /// `rdx`.
-    pub rdx: u64,
-    /// `rsi`.
-    pub rsi: u64,
-    /// `rdi`.
-    pub rdi: u64,
-    /// `rbp`.
-    pub rbp: u64,
-    /// `r8`.
-    pub r8: u64,
-    /// `r9`.
-    pub r9: u64,
-    /// `r10`.
-    pub r10: u64,
-    /// `r11`.
-    pub r11: u64,
-    /// `r12`.
-    pub r12: u64,
-    /// `r13`.
-    pub r13: u64,
-    /// `r14`.
-    pub r14: u64,
-    /// `r15`.
-    pub r15: u64,
-}
+/// The register file, defined once for every layer (see `hvlu_types::GpRegs`);
+/// its wire shape is fixed by the golden blob of this version.
+pub use hvlu_types::GpRegs;
 
 /// Flags of a vCPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

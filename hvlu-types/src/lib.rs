@@ -1,0 +1,34 @@
+//! The vocabulary every hvlu layer shares.
+//!
+//! Frames and addresses ([`Mfn`], [`Gpfn`], [`PhysAddr`]), ranges of them
+//! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), the x86-64
+//! page-table entry format ([`pte`]), the canonical-address bounds
+//! ([`canonical`]) and the general-purpose register file ([`GpRegs`]).
+//!
+//! This is a leaf crate: no dependency but an optional `serde` (feature
+//! `serde`, which `handover-abi` turns on because these types appear in the
+//! handover body; the wire shape of each is fixed there by golden blobs).
+//! Everything is `const` where it can be, conversions between frames and
+//! addresses are lossless or say why not, and nothing here allocates.
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod canonical;
+mod frame;
+pub mod pte;
+mod range;
+mod regs;
+
+pub use frame::{DomId, Gpfn, Mfn, PhysAddr};
+pub use range::{MfnRange, PhysRange};
+pub use regs::GpRegs;
+
+/// Size of a machine frame (and of a guest page) in bytes.
+pub const PAGE_SIZE: u64 = 4096;
+/// log2 of [`PAGE_SIZE`].
+pub const PAGE_SHIFT: u32 = 12;
+/// Width of a physical address on x86-64 (the architectural maximum).
+pub const PHYS_ADDR_BITS: u32 = 52;
+/// One past the highest machine frame number a physical address can reach.
+pub const MFN_LIMIT: u64 = 1 << (PHYS_ADDR_BITS - PAGE_SHIFT);

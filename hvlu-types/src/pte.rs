@@ -1,0 +1,109 @@
+//! The x86-64 page-table entry format (4-level paging).
+//!
+//! ```text
+//!  63  62..52  51..............12  11..9  8  7   6  5  4   3   2  1  0
+//! [NX][avail][ physical frame    ][avail][G][PS][D][A][PCD][PWT][US][RW][P]
+//! ```
+//!
+//! Bit 7 is `PS` (page size) in L2 and L3 entries, reserved in L4 entries
+//! and `PAT` in L1 entries. The hypervisor builds its own tables with these
+//! bits, the PV rules (`frame-ownership`) read the guests' with them, and the
+//! guests write theirs with them.
+
+use crate::{Mfn, PAGE_SHIFT};
+
+/// Present.
+pub const PRESENT: u64 = 1 << 0;
+/// Writable (read/write).
+pub const WRITABLE: u64 = 1 << 1;
+/// User-accessible.
+pub const USER: u64 = 1 << 2;
+/// Write-through.
+pub const WRITE_THROUGH: u64 = 1 << 3;
+/// Cache disable.
+pub const CACHE_DISABLE: u64 = 1 << 4;
+/// Accessed.
+pub const ACCESSED: u64 = 1 << 5;
+/// Dirty (leaf entries).
+pub const DIRTY: u64 = 1 << 6;
+/// Page size: the entry maps a 2 MiB (L2) or 1 GiB (L3) superpage. In an
+/// L1 entry this bit is PAT.
+pub const HUGE: u64 = 1 << 7;
+/// Global (leaf entries).
+pub const GLOBAL: u64 = 1 << 8;
+/// No-execute.
+pub const NO_EXECUTE: u64 = 1 << 63;
+/// The physical address bits 12..=51.
+pub const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+/// Entries in one page table.
+pub const ENTRIES: usize = 512;
+
+/// One page-table entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pte(pub u64);
+
+impl Pte {
+    /// An entry mapping `mfn` with the given flag bits (the address bits of
+    /// `flags` are ignored).
+    pub const fn new(mfn: Mfn, flags: u64) -> Pte {
+        Pte(((mfn.0 << PAGE_SHIFT) & ADDR_MASK) | (flags & !ADDR_MASK))
+    }
+
+    /// Whether the present bit is set.
+    pub const fn is_present(self) -> bool {
+        self.0 & PRESENT != 0
+    }
+
+    /// Whether the read/write bit is set.
+    pub const fn is_writable(self) -> bool {
+        self.0 & WRITABLE != 0
+    }
+
+    /// Whether bit 7 is set (PS in L2/L3 entries, reserved in L4, PAT in L1).
+    pub const fn has_huge_bit(self) -> bool {
+        self.0 & HUGE != 0
+    }
+
+    /// The machine frame the entry points at (address bits 12..=51).
+    pub const fn mfn(self) -> Mfn {
+        Mfn((self.0 & ADDR_MASK) >> PAGE_SHIFT)
+    }
+
+    /// The physical address the entry points at.
+    pub const fn addr(self) -> u64 {
+        self.0 & ADDR_MASK
+    }
+}
+
+/// The index into the table of `level` (1 = L1 … 4 = L4) that translates
+/// virtual address `va`.
+pub const fn index(va: u64, level: u32) -> usize {
+    ((va >> (PAGE_SHIFT + 9 * (level - 1))) & 511) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_fields() {
+        let e = Pte::new(
+            Mfn(0x1234),
+            PRESENT | WRITABLE | NO_EXECUTE | 0xfff0_0000_0000_0000,
+        );
+        assert!(e.is_present() && e.is_writable() && !e.has_huge_bit());
+        assert_eq!(e.mfn(), Mfn(0x1234));
+        assert_eq!(e.addr(), 0x123_4000);
+        // Address bits in the flags are dropped, not merged.
+        assert_eq!(Pte::new(Mfn(1), 0x5000 | PRESENT).mfn(), Mfn(1));
+    }
+
+    #[test]
+    fn indices_of_each_level() {
+        let va = 0xffff_8000_0000_0000u64 | (3 << 30) | (5 << 21) | (7 << 12);
+        assert_eq!(index(va, 4), 256);
+        assert_eq!(index(va, 3), 3);
+        assert_eq!(index(va, 2), 5);
+        assert_eq!(index(va, 1), 7);
+    }
+}
