@@ -202,8 +202,22 @@ impl fmt::Display for CountError {
 /// Every field is a plain integer, so any bit pattern is a valid Rust value;
 /// the legal ranges below are what the pass produces and the old hypervisor
 /// maintains. Outside them a frametable is corrupt, and the digest (which
-/// hashes the raw values) tells the two sides apart.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// hashes the raw values) tells the two sides apart. The `zerocopy` derives
+/// check that layout at compile time (no padding, all-zero is a valid value),
+/// so the hypervisor can place a frametable in zeroed memory without a
+/// hand-kept claim.
+#[derive(
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    zerocopy::FromZeros,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct FrameInfo {
     /// The type count: how many references pin the frame's [`PageType`].
