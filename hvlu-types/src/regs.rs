@@ -47,3 +47,31 @@ pub struct GpRegs {
 
 /// Fifteen registers, no padding: the trap entry's save area.
 const _: () = assert!(core::mem::size_of::<GpRegs>() == 15 * 8);
+
+/// What the hypervisor keeps of a PV vCPU while it does not run: the whole
+/// architectural state a guest can change and expects back.
+///
+/// The hypervisor converts its trap frame to and from this in one place;
+/// the outgoing role saves it into the handover state and the incoming role
+/// restores it from there (`old_hv::vcpu`, `new_hv::vcpu`), each naming
+/// every field, so a field added here does not compile until both sides
+/// carry it, and their round-trip test fails until they carry it right.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VcpuContext {
+    /// General-purpose registers.
+    pub regs: GpRegs,
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// Flags.
+    pub rflags: u64,
+    /// The root page table (an L4 the domain owns, pinned by use as CR3).
+    pub cr3: crate::Mfn,
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+    /// The GS base `swapgs` exchanges with.
+    pub kernel_gs_base: u64,
+}
