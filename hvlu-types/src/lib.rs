@@ -18,7 +18,7 @@ pub mod canonical;
 mod frame;
 pub mod pte;
 mod range;
-mod regs;
+pub mod regs;
 
 pub use frame::{DomId, Gpfn, Mfn, PhysAddr};
 pub use range::{MfnRange, PhysRange};

@@ -177,6 +177,19 @@ impl PhysRange {
         }
     }
 
+    /// The whole frames inside the range (the start rounded up, the end
+    /// down), or `None` if it holds no whole frame: how a RAM map's bytes
+    /// become frames the hypervisor can use.
+    pub const fn inner_frames(self) -> Option<MfnRange> {
+        let first = self.start.div_ceil(PAGE_SIZE);
+        let end = self.end() / PAGE_SIZE;
+        if end > first {
+            Some(MfnRange::new(Mfn(first), end - first))
+        } else {
+            None
+        }
+    }
+
     /// Every frame the range touches (the start rounded down, the end up).
     pub const fn covering_frames(self) -> MfnRange {
         let first = self.start >> PAGE_SHIFT;
@@ -211,6 +224,11 @@ mod tests {
             MfnRange::new(Mfn(1), 2)
         );
         assert_eq!(MfnRange::new(Mfn(u64::MAX >> 12), 2).checked_bytes(), None);
+        assert_eq!(
+            PhysRange::new(0x1001, 0x2fff).inner_frames(),
+            Some(MfnRange::new(Mfn(2), 2))
+        );
+        assert_eq!(PhysRange::new(0x1001, 0x1ffe).inner_frames(), None);
     }
 
     #[test]
@@ -228,6 +246,7 @@ mod tests {
             let r = MfnRange::new(Mfn(start), count);
             prop_assert_eq!(r.bytes().frames(), Some(r));
             prop_assert_eq!(r.bytes().covering_frames(), r);
+            prop_assert_eq!(r.bytes().inner_frames(), (!r.is_empty()).then_some(r));
         }
 
         #[test]

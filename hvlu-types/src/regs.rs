@@ -75,3 +75,46 @@ pub struct VcpuContext {
     /// The GS base `swapgs` exchanges with.
     pub kernel_gs_base: u64,
 }
+
+/// RFLAGS bits.
+pub mod rflags {
+    /// Carry.
+    pub const CF: u64 = 1 << 0;
+    /// Always one.
+    pub const RESERVED_ONE: u64 = 1 << 1;
+    /// Parity.
+    pub const PF: u64 = 1 << 2;
+    /// Auxiliary carry.
+    pub const AF: u64 = 1 << 4;
+    /// Zero.
+    pub const ZF: u64 = 1 << 6;
+    /// Sign.
+    pub const SF: u64 = 1 << 7;
+    /// Trap (single step).
+    pub const TF: u64 = 1 << 8;
+    /// Interrupts enabled.
+    pub const IF: u64 = 1 << 9;
+    /// Direction.
+    pub const DF: u64 = 1 << 10;
+    /// Overflow.
+    pub const OF: u64 = 1 << 11;
+    /// I/O privilege level (two bits).
+    pub const IOPL: u64 = 3 << 12;
+    /// Nested task.
+    pub const NT: u64 = 1 << 14;
+    /// Resume.
+    pub const RF: u64 = 1 << 16;
+    /// Virtual-8086 mode.
+    pub const VM: u64 = 1 << 17;
+    /// Alignment check.
+    pub const AC: u64 = 1 << 18;
+    /// CPUID available.
+    pub const ID: u64 = 1 << 21;
+
+    /// The bits a PV guest's saved flags may have: what ring 3 can set
+    /// (arithmetic flags, TF, DF, NT, RF, AC, ID), IF and the reserved one.
+    /// Never IOPL, VM or anything undefined: a context carrying them did
+    /// not come from a guest.
+    pub const GUEST_ALLOWED: u64 =
+        CF | RESERVED_ONE | PF | AF | ZF | SF | TF | IF | DF | OF | NT | RF | AC | ID;
+}

@@ -1,10 +1,10 @@
 //! Adopting the preserved frames: the single frametable pass over the
-//! decoded state, the digest check, the free RAM, and each domain's p2m.
+//! decoded state, the digest check and the free RAM.
 
 use alloc::vec::Vec;
 
 use frame_ownership::{state_views, FrameInfo, MachineLayout, PageTableReader, PassReport};
-use handover_abi::{Domain, HandoverState, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{HandoverState, MfnRange};
 
 use crate::IncomingError;
 
@@ -48,29 +48,4 @@ pub fn adopt<R: PageTableReader + ?Sized>(
         free: frame_ownership::free_ranges(layout, &views),
         runs: state.domains.iter().map(|d| d.runs.len() as u64).sum(),
     })
-}
-
-/// A domain's p2m from its runs: `p2m[gpfn]` is the mfn, `u64::MAX` for a
-/// gpfn no run covers; as long as the highest gpfn + 1.
-pub fn p2m_of(runs: &[MemRun]) -> Vec<u64> {
-    let gpfns = runs
-        .iter()
-        .map(|r| r.first_gpfn.0 + r.count)
-        .max()
-        .unwrap_or(0);
-    let mut p2m = alloc::vec![u64::MAX; gpfns as usize];
-    for run in runs {
-        for i in 0..run.count {
-            p2m[(run.first_gpfn.0 + i) as usize] = run.first_mfn.0 + i;
-        }
-    }
-    p2m
-}
-
-/// The domain's L4 frames, whose hypervisor slots the new image rewrites.
-pub fn l4_frames(d: &Domain) -> impl Iterator<Item = Mfn> + '_ {
-    d.runs
-        .iter()
-        .filter(|r| r.kind == RunKind::L4)
-        .flat_map(|r| (0..r.count).map(move |i| Mfn(r.first_mfn.0 + i)))
 }

@@ -8,14 +8,19 @@
 //! simulated machine; the hypervisor reads and writes physical memory,
 //! builds its page tables, rewrites the guest L4s and schedules.
 //!
-//! - [`verify`](mod@verify): the argument page ([`read_args`]), the staged range the
-//!   boot allocator must respect ([`staged_range`]), decoding the state and
-//!   cross-checking it with the argument page ([`verify_state`]), and the
-//!   usable RAM of the decoded state ([`ram_ranges`]).
+//! - One module per item of the state, each the restore side of the module
+//!   of the same name in `old-hv` (a round-trip test per item,
+//!   `tests/items.rs`, saves on a simulated machine and restores):
+//!   [`staging`] (the staged range the boot allocator must respect,
+//!   [`staged_range`]), [`ram`] (the usable frames of the RAM map),
+//!   [`domain`] (p2m, limits, flags, the L4s to rewrite), [`vcpu`]
+//!   (registers and bases, checked), [`pins`] (the pinned tables, read back
+//!   after the pass).
+//! - [`verify`](mod@verify): the argument page ([`read_args`]), decoding
+//!   the state and cross-checking it with the argument page
+//!   ([`verify_state`]).
 //! - [`adopt`](mod@adopt): the frametable pass over the decoded domains, the
-//!   digest check and the free RAM ([`adopt()`]); each domain's p2m
-//!   ([`p2m_of`]) and the L4s whose hypervisor slots must be rewritten
-//!   ([`l4_frames`]).
+//!   digest check and the free RAM ([`adopt()`]).
 //! - [`report`]: the incoming timestamps ([`InTimes`]) and the `lu-report`
 //!   line ([`Report`]).
 //!
@@ -33,15 +38,23 @@ pub use frame_ownership;
 pub use handover_abi as abi;
 
 pub mod adopt;
+pub mod domain;
+pub mod pins;
+pub mod ram;
 pub mod report;
+pub mod staging;
+pub mod vcpu;
 pub mod verify;
 
-pub use adopt::{adopt, l4_frames, p2m_of, Adopted};
+pub use adopt::{adopt, Adopted};
+pub use domain::{l4_frames, p2m_of};
+pub use ram::of_state as ram_ranges;
 pub use report::{us, InTimes, Report};
-pub use verify::{ram_ranges, read_args, staged_range, verify, verify_state};
+pub use staging::staged_range;
+pub use verify::{read_args, verify, verify_state};
 
 use handover_abi::entry::EntryArgsError;
-use handover_abi::{DecodeError, MfnRange};
+use handover_abi::{DecodeError, DomId, Gpfn, MfnRange};
 
 /// Why the incoming image refuses a live update.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +108,39 @@ pub enum IncomingError {
         state_phys: u64,
         /// The state area the state lists.
         listed: MfnRange,
+    },
+    /// A vCPU's instruction pointer, stack pointer or a segment base is not
+    /// a guest (lower-half) address.
+    #[error("d{domain} vCPU {vcpu}: {register} {value:#x} is not a guest address")]
+    VcpuAddress {
+        /// The domain.
+        domain: DomId,
+        /// The vCPU.
+        vcpu: u32,
+        /// The register.
+        register: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// A vCPU's flags have bits a guest cannot set.
+    #[error("d{domain} vCPU {vcpu}: rflags {rflags:#x} has bits a guest cannot have (allowed {allowed:#x})", allowed = hvlu_types::regs::rflags::GUEST_ALLOWED)]
+    VcpuFlags {
+        /// The domain.
+        domain: DomId,
+        /// The vCPU.
+        vcpu: u32,
+        /// The flags.
+        rflags: u64,
+    },
+    /// A run reaches past the domain's memory limit.
+    #[error("d{domain}: a run reaches {gpfn}, beyond its limit of {max_frames} frames")]
+    GpfnBeyondLimit {
+        /// The domain.
+        domain: DomId,
+        /// The highest gpfn of the run.
+        gpfn: Gpfn,
+        /// The domain's limit.
+        max_frames: u64,
     },
     /// The frametable pass refused the state.
     #[error("frametable pass: {0}")]

@@ -2,49 +2,20 @@
 //! anything is built on it.
 //!
 //! The order is the incoming image's: the argument page ([`read_args`]),
-//! the staged range the boot allocator must leave alone ([`staged_range`]),
+//! the staged range the boot allocator must leave alone
+//! ([`staged_range`](crate::staging::staged_range)),
 //! then — once there is a heap — the state itself ([`verify_state`]).
 //! [`verify`] does all three.
 
-use alloc::vec::Vec;
-
-use boot_allocator::PhysRange;
 use handover_abi::entry::EntryArgs;
-use handover_abi::{HandoverState, Mfn, MfnRange, RamType, PAGE_SIZE};
+use handover_abi::{HandoverState, Mfn, MfnRange, PAGE_SIZE};
 
+use crate::staging::staged_range;
 use crate::IncomingError;
 
 /// Reads the argument page (magic, version, size, CRC).
 pub fn read_args(bytes: &[u8]) -> Result<EntryArgs, IncomingError> {
     Ok(EntryArgs::from_bytes(bytes)?)
-}
-
-/// The staged image and state, `[image, end of state rounded up to a page)`:
-/// the hole the boot allocator must respect. Refuses a state before the
-/// image or a range that is not inside the region.
-pub fn staged_range(args: &EntryArgs) -> Result<PhysRange, IncomingError> {
-    let staged_end = args
-        .state_phys
-        .saturating_add(args.state_len)
-        .div_ceil(PAGE_SIZE)
-        * PAGE_SIZE;
-    if args.state_phys < args.image_phys {
-        return Err(IncomingError::StateBeforeImage {
-            image: args.image_phys,
-            state: args.state_phys,
-        });
-    }
-    let region = PhysRange::new(args.region_base, args.region_size);
-    let staged = PhysRange::from_bounds(args.image_phys, staged_end);
-    if !region.contains_range(staged) {
-        return Err(IncomingError::StagedOutsideRegion {
-            start: staged.start,
-            end: staged.end(),
-            region_base: region.start,
-            region_size: region.size,
-        });
-    }
-    Ok(staged)
 }
 
 /// Decodes the state (`bytes`, the `state_len` bytes at `state_phys`) and
@@ -86,20 +57,4 @@ pub fn verify(
     staged_range(&args)?;
     let state = verify_state(&args, state_bytes)?;
     Ok((args, state))
-}
-
-/// The usable RAM of a decoded state's RAM map, as whole frames (partial
-/// pages at either end dropped, empty ranges skipped).
-pub fn ram_ranges(state: &HandoverState) -> Vec<MfnRange> {
-    state
-        .machine
-        .ram_map
-        .iter()
-        .filter(|r| r.kind == RamType::Usable)
-        .filter_map(|r| {
-            let start = r.base.div_ceil(PAGE_SIZE);
-            let end = r.base.saturating_add(r.size) / PAGE_SIZE;
-            (end > start).then(|| MfnRange::new(Mfn(start), end - start))
-        })
-        .collect()
 }

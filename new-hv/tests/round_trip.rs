@@ -8,17 +8,17 @@ use frame_ownership::{frametable_digest, FrameInfo};
 use handover_abi::entry::EntryArgs;
 use handover_abi::{
     BuildId, DomId, GpRegs, Gpfn, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer,
-    TimeBase, Vcpu, VcpuFlags, PAGE_SIZE,
+    TimeBase, PAGE_SIZE,
 };
+use hvlu_types::VcpuContext;
 use new_hv::{InTimes, IncomingError, Report};
 use old_hv::handover::{self, DomainInput};
 
 /// Frames of the region the image takes; the state area is the rest.
 const IMAGE_FRAMES: u64 = 2;
 
-fn vcpu(id: usize, cr3: Mfn) -> Vcpu {
-    Vcpu {
-        id: id as u32,
+fn vcpu(id: usize, cr3: Mfn) -> VcpuContext {
+    VcpuContext {
         regs: GpRegs::default(),
         rip: 0x40_0000 + id as u64,
         rflags: 0x202,
@@ -27,8 +27,6 @@ fn vcpu(id: usize, cr3: Mfn) -> Vcpu {
         fs_base: 0,
         gs_base: 0,
         kernel_gs_base: 0,
-        pending_events: 0,
-        flags: VcpuFlags::ONLINE,
     }
 }
 

@@ -2,80 +2,27 @@
 //! and the pre-flight check.
 //!
 //! - [`handover_state`] builds the state from the hypervisor's view of
-//!   itself ([`DomainInput`] per domain, the RAM map, the region, the
-//!   globals) and its live frametable: each domain's runs and pins come from
-//!   its own frames (its p2m and their frametable entries), so the cost
-//!   follows guest memory, not RAM.
+//!   itself — the RAM map ([`ram`](crate::ram)), the region, the globals and
+//!   each domain ([`domain`](crate::domain), with its [`pins`](crate::pins)
+//!   and [`vcpu`](crate::vcpu)s) — and its live frametable: each domain's
+//!   runs and pins come from its own frames (its p2m and their frametable
+//!   entries), so the cost follows guest memory, not RAM.
 //! - [`serialise`] encodes it, as the negotiated version, into a buffer that
 //!   must fit the staging area's state part.
 //! - [`preflight`] decodes what was written, compares it with what was
 //!   meant, and takes the owned-frame digest over the decoded runs: the
 //!   figure the incoming image must reproduce after its pass.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 
-use frame_ownership::{p2m_runs, pinned_in, state_views, FrameInfo};
+use frame_ownership::{state_views, FrameInfo};
 use handover_abi::{
-    AbiVersion, ConsoleRing, DecodeError, DomId, DomainFlags, EncodeError, Gpfn, HandoverState,
-    HvGlobals, LuRegion, Machine, MfnRange, PinnedTable, Producer, RamRange, RamType, RunKind,
-    Vcpu, PAGE_SIZE,
+    AbiVersion, DecodeError, EncodeError, HandoverState, HvGlobals, LuRegion, Machine, MfnRange,
+    Producer,
 };
 
-/// One domain as the hypervisor sees it, for the handover state.
-#[derive(Clone, Debug)]
-pub struct DomainInput<'a> {
-    /// Its id.
-    pub id: DomId,
-    /// Whether it is the privileged control domain.
-    pub privileged: bool,
-    /// Its name.
-    pub name: &'a str,
-    /// Its memory limit in frames.
-    pub max_frames: u64,
-    /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
-    pub p2m: &'a [u64],
-    /// The device ranges its L1 entries may map, sorted.
-    pub mmio: &'a [MfnRange],
-    /// Its vCPUs' saved contexts.
-    pub vcpus: Vec<Vcpu>,
-    /// The gpfn of its start-info page.
-    pub start_info: Gpfn,
-}
-
-/// One domain of the handover state: runs from its p2m grouped by the page
-/// types `frametable` holds for its frames (frame-ownership's
-/// [`p2m_runs`]), pins from the `PINNED` flags of its page-table frames.
-pub fn domain_state(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domain {
-    let runs = p2m_runs(d.p2m, |gpfn| {
-        d.p2m
-            .get(gpfn as usize)
-            .and_then(|&mfn| usize::try_from(mfn).ok())
-            .and_then(|i| frametable.get(i))
-            .and_then(FrameInfo::page_type)
-            .map_or(RunKind::Data, |t| t.run_kind())
-    });
-    let pinned = pinned_in(frametable, &runs)
-        .into_iter()
-        .map(|(mfn, level)| PinnedTable { mfn, level })
-        .collect();
-    let mut flags = DomainFlags::PV;
-    if d.privileged {
-        flags = flags.union(DomainFlags::PRIVILEGED);
-    }
-    handover_abi::Domain {
-        id: d.id,
-        flags,
-        name: String::from(d.name),
-        max_frames: d.max_frames,
-        runs,
-        pinned,
-        mmio: d.mmio.to_vec(),
-        start_info: d.start_info,
-        vcpus: d.vcpus,
-        console: ConsoleRing::default(),
-    }
-}
+pub use crate::domain::DomainInput;
+use crate::{domain, ram};
 
 /// The handover state of a running system: `ram` (sorted frame ranges, all
 /// usable), the live-update region with the staged image and state areas,
@@ -89,20 +36,13 @@ pub fn handover_state<'a>(
 ) -> HandoverState {
     HandoverState {
         machine: Machine {
-            ram_map: ram
-                .iter()
-                .map(|r| RamRange {
-                    base: r.start.addr(),
-                    size: r.count * PAGE_SIZE,
-                    kind: RamType::Usable,
-                })
-                .collect(),
+            ram_map: ram::save(ram),
             region,
         },
         globals,
         domains: domains
             .into_iter()
-            .map(|d| domain_state(d, frametable))
+            .map(|d| domain::save(d, frametable))
             .collect(),
     }
 }

@@ -15,7 +15,15 @@
 //!   [`image::StagingArea`] trait.
 //! - [`staging`]: where the image, the argument and trampoline pages, the
 //!   entry tables and the state sit in the region's free gap
-//!   ([`staging::Staging::plan`]).
+//!   ([`staging::Staging::plan`]), recorded in the entry arguments
+//!   ([`staging::Staging::place`]); the incoming boot allocator must leave
+//!   [`staging::Staging::hole`] alone.
+//! - One module per item of the state, each the save side of the module of
+//!   the same name in `new-hv` (which restores it; a round-trip test per
+//!   item there checks the pair): [`staging`] (where the update sits in the
+//!   region), [`ram`] (the RAM map), [`domain`] (runs from the p2m, name,
+//!   flags, limits), [`vcpu`] (registers and bases), [`pins`] (pinned
+//!   tables).
 //! - [`handover`]: the exec step — [`handover::handover_state`] builds the
 //!   state from the hypervisor's view ([`handover::DomainInput`] per domain
 //!   and its live frametable), [`handover::serialise`] encodes it for the
@@ -35,6 +43,10 @@ extern crate alloc;
 
 pub use handover_abi as abi;
 
+pub mod domain;
 pub mod handover;
 pub mod image;
+pub mod pins;
+pub mod ram;
 pub mod staging;
+pub mod vcpu;

@@ -8,6 +8,7 @@
 //! for twice the current estimate.
 
 use boot_allocator::PhysRange;
+use handover_abi::entry::EntryArgs;
 use handover_abi::PAGE_SIZE;
 
 use crate::image::ImageLimits;
@@ -97,5 +98,24 @@ impl Staging {
     /// Bytes after the image: the two pages, the tables and the state area.
     pub fn after_image(&self) -> u64 {
         self.state.size + self.tables.size + 2 * PAGE_SIZE
+    }
+
+    /// Records where the update sits in the entry arguments: the region
+    /// (`region`, the whole live-update region), the image and the state of
+    /// `state_len` bytes. The incoming side reads these back with
+    /// `new_hv::staging::staged_range`.
+    pub fn place(&self, region: PhysRange, state_len: u64, args: &mut EntryArgs) {
+        args.region_base = region.start;
+        args.region_size = region.size;
+        args.image_phys = self.image.start;
+        args.image_len = self.image.size;
+        args.state_phys = self.state.start;
+        args.state_len = state_len;
+    }
+
+    /// What the incoming image's boot allocator must leave alone for a state
+    /// of `state_len` bytes: `[image, end of state rounded up to a page)`.
+    pub fn hole(&self, state_len: u64) -> PhysRange {
+        PhysRange::from_bounds(self.image.start, page_up(self.state.start + state_len))
     }
 }

@@ -1,0 +1,277 @@
+//! One round-trip test per item of the handover state: the outgoing role's
+//! `old_hv::<item>` saves it on a simulated machine and the incoming role's
+//! `new_hv::<item>` restores it. The whole handover (encode, decode, the
+//! pass, the digest) is `round_trip.rs`; here each pair is checked on its
+//! own, so that a field one side carries and the other drops fails here,
+//! by name.
+
+use frame_ownership::testkit::random_machine;
+use frame_ownership::{rebuild, state_view, FrameInfo};
+use handover_abi::entry::EntryArgs;
+use handover_abi::{DomId, GpRegs, Gpfn, Mfn, MfnRange, RunKind, PAGE_SIZE};
+use hvlu_types::regs::rflags;
+use hvlu_types::{PhysRange, VcpuContext};
+use new_hv::IncomingError;
+use old_hv::domain::DomainInput;
+use old_hv::staging::Staging;
+use proptest::prelude::*;
+
+/// A context whose every field holds a different value, all of them legal
+/// for a guest: a field dropped or swapped by either side shows.
+fn distinct_context(seed: u64) -> VcpuContext {
+    let v = |i: u64| 0x1000 * (seed + 1) + i * 8;
+    VcpuContext {
+        regs: GpRegs {
+            rax: v(1),
+            rbx: v(2),
+            rcx: v(3),
+            rdx: v(4),
+            rsi: v(5),
+            rdi: v(6),
+            rbp: v(7),
+            r8: v(8),
+            r9: v(9),
+            r10: v(10),
+            r11: v(11),
+            r12: v(12),
+            r13: v(13),
+            r14: v(14),
+            r15: v(15),
+        },
+        rip: v(16),
+        rsp: v(17),
+        rflags: rflags::RESERVED_ONE | rflags::IF | rflags::ZF | ((seed & 1) * rflags::CF),
+        cr3: Mfn(v(18)),
+        fs_base: v(19),
+        gs_base: v(20),
+        kernel_gs_base: v(21),
+    }
+}
+
+#[test]
+fn vcpu_round_trip() {
+    for seed in 0..16 {
+        let ctx = distinct_context(seed);
+        let saved = old_hv::vcpu::save(seed as u32, &ctx);
+        assert_eq!(saved.id, seed as u32);
+        assert_eq!(new_hv::vcpu::restore(DomId(1), &saved), Ok(ctx));
+    }
+}
+
+#[test]
+fn vcpu_restore_refuses_what_would_fault_the_hypervisor() {
+    let saved = old_hv::vcpu::save(0, &distinct_context(0));
+    for (register, set) in [
+        (
+            "rip",
+            (|v, x| v.rip = x) as fn(&mut handover_abi::Vcpu, u64),
+        ),
+        ("rsp", |v, x| v.rsp = x),
+        ("fs_base", |v, x| v.fs_base = x),
+        ("gs_base", |v, x| v.gs_base = x),
+        ("kernel_gs_base", |v, x| v.kernel_gs_base = x),
+    ] {
+        for value in [0x0000_8000_0000_0000, 0xffff_8000_0000_0000, u64::MAX] {
+            let mut bad = saved;
+            set(&mut bad, value);
+            assert_eq!(
+                new_hv::vcpu::restore(DomId(3), &bad),
+                Err(IncomingError::VcpuAddress {
+                    domain: DomId(3),
+                    vcpu: 0,
+                    register,
+                    value
+                })
+            );
+        }
+    }
+    for flags in [rflags::IOPL, rflags::VM, 1 << 3, 1 << 22, 1 << 63] {
+        let mut bad = saved;
+        bad.rflags |= flags;
+        let e = new_hv::vcpu::restore(DomId(3), &bad).unwrap_err();
+        assert!(matches!(e, IncomingError::VcpuFlags { .. }), "{flags:#x}");
+        assert!(e.to_string().starts_with("d3 vCPU 0: rflags"), "{e}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn ram_round_trip(raw in proptest::collection::vec((1u64..64, 1u64..4096), 0..12)) {
+        // Sorted, disjoint frame ranges with gaps between them.
+        let mut next = 0u64;
+        let ram: Vec<MfnRange> = raw
+            .iter()
+            .map(|&(gap, count)| {
+                let r = MfnRange::new(Mfn(next + gap), count);
+                next = r.end();
+                r
+            })
+            .collect();
+        let saved = old_hv::ram::save(&ram);
+        prop_assert_eq!(new_hv::ram::restore(&saved), ram.clone());
+        prop_assert_eq!(old_hv::ram::end(&ram), next * PAGE_SIZE);
+    }
+
+    #[test]
+    fn staging_round_trip(
+        gap_start in 0u64..(1 << 20),
+        gap_pages in 100u64..4096,
+        image_span in 1u64..(64 * 4096),
+        estimate in 0u64..8192,
+        state_len in 64u64..8192,
+    ) {
+        let gap = PhysRange::new(gap_start * PAGE_SIZE, gap_pages * PAGE_SIZE);
+        let region = PhysRange::new(gap.start.saturating_sub(PAGE_SIZE * 3), gap.size + PAGE_SIZE * 5);
+        let Ok(staging) = Staging::plan(gap, image_span, estimate) else {
+            return Ok(());
+        };
+        prop_assume!(state_len <= staging.state.size);
+        let mut args = EntryArgs::default();
+        staging.place(region, state_len, &mut args);
+        prop_assert_eq!(new_hv::staging::staged_range(&args), Ok(staging.hole(state_len)));
+        prop_assert!(gap.contains_range(staging.hole(state_len)));
+    }
+}
+
+fn inputs_of(m: &frame_ownership::testkit::Machine) -> Vec<(Vec<u64>, String)> {
+    m.domains
+        .iter()
+        .map(|d| (new_hv::p2m_of(&d.runs), format!("dom{}", d.id.0)))
+        .collect()
+}
+
+#[test]
+fn domain_round_trip() {
+    for seed in 0..24 {
+        let m = random_machine(seed, 1 + (seed % 4) as usize);
+        let out = m.run_pass();
+        if out.result.is_err() {
+            continue;
+        }
+        for (sd, (p2m, name)) in m.domains.iter().zip(inputs_of(&m)) {
+            let vcpus: Vec<VcpuContext> = sd
+                .vcpu_cr3
+                .iter()
+                .zip(0..)
+                .map(|(&cr3, i)| VcpuContext {
+                    cr3,
+                    ..distinct_context(i)
+                })
+                .collect();
+            let input = DomainInput {
+                id: sd.id,
+                privileged: sd.id == DomId::DOM0,
+                name: &name,
+                max_frames: p2m.len() as u64 + 7,
+                p2m: &p2m,
+                mmio: &sd.mmio,
+                vcpus: vcpus.clone(),
+                start_info: Gpfn(seed % 3),
+            };
+            let saved = old_hv::domain::save(input.clone(), &out.frametable);
+            let back = new_hv::domain::restore(&saved).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(back.id, input.id);
+            assert_eq!(back.name, name);
+            assert_eq!(back.privileged, input.privileged);
+            assert_eq!(back.max_frames, input.max_frames);
+            assert_eq!(back.start_info, input.start_info);
+            assert_eq!(back.vcpus, vcpus);
+            // The p2m comes back up to its highest frame.
+            let used = p2m
+                .iter()
+                .rposition(|&m| m != u64::MAX)
+                .map_or(0, |i| i + 1);
+            assert_eq!(back.p2m, p2m[..used], "seed {seed} d{}", sd.id.0);
+            // Runs carry the frames' types.
+            for run in &saved.runs {
+                for i in 0..run.count {
+                    let t = out.frametable[(run.first_mfn.0 + i) as usize].page_type();
+                    assert_eq!(t.map_or(RunKind::Data, |t| t.run_kind()), run.kind);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn domain_restore_refuses_a_run_past_the_limit() {
+    let m = random_machine(5, 1);
+    let out = m.run_pass();
+    let sd = &m.domains[0];
+    let p2m = new_hv::p2m_of(&sd.runs);
+    let mut saved = old_hv::domain::save(
+        DomainInput {
+            id: sd.id,
+            privileged: false,
+            name: "d",
+            max_frames: p2m.len() as u64,
+            p2m: &p2m,
+            mmio: &sd.mmio,
+            vcpus: Vec::new(),
+            start_info: Gpfn(0),
+        },
+        &out.frametable,
+    );
+    assert!(new_hv::domain::restore(&saved).is_ok());
+    saved.max_frames -= 1;
+    let e = new_hv::domain::restore(&saved).unwrap_err();
+    assert!(matches!(e, IncomingError::GpfnBeyondLimit { .. }), "{e}");
+}
+
+#[test]
+fn pins_round_trip() {
+    let mut pinned_somewhere = 0;
+    for seed in 0..24 {
+        let m = random_machine(seed, 1 + (seed % 4) as usize);
+        let out = m.run_pass();
+        if out.result.is_err() {
+            continue;
+        }
+        let inputs = inputs_of(&m);
+        let saved: Vec<handover_abi::Domain> = m
+            .domains
+            .iter()
+            .zip(&inputs)
+            .map(|(sd, (p2m, name))| {
+                old_hv::domain::save(
+                    DomainInput {
+                        id: sd.id,
+                        privileged: false,
+                        name,
+                        max_frames: p2m.len() as u64,
+                        p2m,
+                        mmio: &sd.mmio,
+                        vcpus: sd
+                            .vcpu_cr3
+                            .iter()
+                            .map(|&cr3| VcpuContext {
+                                cr3,
+                                ..distinct_context(0)
+                            })
+                            .collect(),
+                        start_info: Gpfn(0),
+                    },
+                    &out.frametable,
+                )
+            })
+            .collect();
+        // What the old frametable holds pinned is what is saved …
+        for (sd, d) in m.domains.iter().zip(&saved) {
+            let mut want: Vec<(Mfn, RunKind)> = sd.pinned.clone();
+            want.sort();
+            let mut got: Vec<(Mfn, RunKind)> = d.pinned.iter().map(|p| (p.mfn, p.level)).collect();
+            got.sort();
+            assert_eq!(got, want, "seed {seed}");
+            pinned_somewhere += got.len();
+        }
+        // … and a pass over the saved domains on fresh tables pins exactly it.
+        let (mut ft, mut m2p): (Vec<FrameInfo>, Vec<u64>) = m.new_tables();
+        let views: Vec<_> = saved.iter().map(state_view).collect();
+        rebuild(&m.layout().unwrap(), &views, &m.memory, &mut ft, &mut m2p)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for d in &saved {
+            assert_eq!(new_hv::pins::pinned(&ft, d), d.pinned, "seed {seed}");
+        }
+    }
+    assert!(pinned_somewhere > 0, "no machine had a pin");
+}

@@ -1,0 +1,70 @@
+//! Domain: one domain as the hypervisor keeps it — its p2m, whose frames'
+//! types give its runs, its pins and its vCPUs — into the state. Restored
+//! by `new_hv::domain`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use frame_ownership::{p2m_runs, FrameInfo};
+use handover_abi::{ConsoleRing, DomId, DomainFlags, Gpfn, MfnRange, RunKind};
+use hvlu_types::VcpuContext;
+
+use crate::{pins, vcpu};
+
+/// One domain as the hypervisor sees it, for the handover state.
+#[derive(Clone, Debug)]
+pub struct DomainInput<'a> {
+    /// Its id.
+    pub id: DomId,
+    /// Whether it is the privileged control domain.
+    pub privileged: bool,
+    /// Its name.
+    pub name: &'a str,
+    /// Its memory limit in frames.
+    pub max_frames: u64,
+    /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
+    pub p2m: &'a [u64],
+    /// The device ranges its L1 entries may map, sorted.
+    pub mmio: &'a [MfnRange],
+    /// Its vCPUs' saved contexts, in vCPU id order.
+    pub vcpus: Vec<VcpuContext>,
+    /// The gpfn of its start-info page.
+    pub start_info: Gpfn,
+}
+
+/// One domain of the handover state: runs from its p2m grouped by the page
+/// types `frametable` holds for its frames (frame-ownership's
+/// [`p2m_runs`]), pins from the `PINNED` flags of its page-table frames,
+/// vCPUs from their contexts.
+pub fn save(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domain {
+    let runs = p2m_runs(d.p2m, |gpfn| {
+        d.p2m
+            .get(gpfn as usize)
+            .and_then(|&mfn| usize::try_from(mfn).ok())
+            .and_then(|i| frametable.get(i))
+            .and_then(FrameInfo::page_type)
+            .map_or(RunKind::Data, |t| t.run_kind())
+    });
+    let pinned = pins::save(frametable, &runs);
+    let mut flags = DomainFlags::PV;
+    if d.privileged {
+        flags = flags.union(DomainFlags::PRIVILEGED);
+    }
+    handover_abi::Domain {
+        id: d.id,
+        flags,
+        name: String::from(d.name),
+        max_frames: d.max_frames,
+        runs,
+        pinned,
+        mmio: d.mmio.to_vec(),
+        start_info: d.start_info,
+        vcpus: d
+            .vcpus
+            .iter()
+            .zip(0u32..)
+            .map(|(ctx, id)| vcpu::save(id, ctx))
+            .collect(),
+        console: ConsoleRing::default(),
+    }
+}
