@@ -1,5 +1,5 @@
 //! The single pass in ns per frame, against a plain write of the same
-//! frametable bytes measured in the same run (DESIGN §8).
+//! frametable bytes measured in the same run (`docs/design.md` section 8).
 //!
 //! `cargo bench -p frame-ownership` runs two sizes, 1 Mi and 16 Mi owned
 //! frames (4 GiB and 64 GiB of guest memory), each split over 4 synthetic PV

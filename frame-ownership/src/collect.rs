@@ -17,8 +17,21 @@
 //!
 //! The vCPUs' CR3s are not in the frametable; the caller adds them.
 //!
-//! [`collect_domains`] does this for every domain in one scan of the
-//! frametable; [`domain_runs`] for one domain.
+//! Two ways to read them, which give the same runs and pins (only the order
+//! of the runs of one kind differs, which the pass does not care about):
+//! - from the frametable: [`collect_domains`] for every domain in one scan
+//!   of the frametable, [`domain_runs`] for one domain. Each kind's runs are
+//!   in increasing mfn order. The cost follows the machine's memory; the
+//!   host tests use these.
+//! - from a domain's p2m: [`p2m_runs`], the kinds given by a function, and
+//!   [`p2m_domain`], the kinds and pins read off the frametable. Each kind's
+//!   runs are in increasing gpfn order. The cost follows the domain's
+//!   memory; this is what the hypervisors use (the outgoing side to
+//!   describe a domain, the domain builder with the kinds of its plan).
+//!
+//! The ops equivalence property (`tests/ops/equivalence.rs`) rebuilds the
+//! live table from the p2m path and requires the frametable path to give
+//! the same runs and pins.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -26,7 +39,8 @@ use alloc::vec::Vec;
 use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
 
 use crate::error::OpError;
-use crate::frame::FrameInfo;
+use crate::frame::{frame_at, FrameInfo};
+use crate::page_type::PageType;
 use crate::pass::M2P_INVALID;
 
 /// One domain's memory as the handover state lists it.
@@ -202,17 +216,33 @@ pub fn p2m_runs(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<MemRun> {
     by_kind.concat()
 }
 
+/// One domain's runs and pins as the outgoing hypervisor describes it: the
+/// runs of its p2m ([`p2m_runs`]) with each frame's kind read off its
+/// frametable entry (`None` and `Writable` → `Data`, `Ln` → `Ln`; a frame
+/// beyond the table or with a reserved type byte counts as `Data`, and the
+/// pass will refuse what that makes wrong), and its pins from the `PINNED`
+/// flags of those runs' page-table frames ([`pinned_in`]).
+///
+/// `p2m[gpfn]` is the mfn of guest frame `gpfn`, `u64::MAX` for none. For a
+/// domain whose p2m and the M2P agree (Invariant 10), this is the domain's
+/// part of [`collect_domains`], up to the order of the runs of one kind.
+pub fn p2m_domain(frametable: &[FrameInfo], id: DomId, p2m: &[u64]) -> OwnedDomain {
+    let runs = p2m_runs(p2m, |gpfn| {
+        p2m.get(gpfn as usize)
+            .and_then(|&mfn| frame_at(frametable, Mfn(mfn)))
+            .and_then(FrameInfo::page_type)
+            .map_or(RunKind::Data, PageType::run_kind)
+    });
+    let pinned = pinned_in(frametable, &runs);
+    OwnedDomain { id, runs, pinned }
+}
+
 /// The pinned tables among `runs`' page-table frames, by the `PINNED` flag
 /// of their frametable entries, at the level of their run, in run order.
 pub fn pinned_in(frametable: &[FrameInfo], runs: &[MemRun]) -> Vec<(Mfn, RunKind)> {
     runs.iter()
         .filter(|r| r.kind.is_page_table())
         .flat_map(|r| (0..r.count).map(move |i| (Mfn(r.first_mfn.0 + i), r.kind)))
-        .filter(|(mfn, _)| {
-            usize::try_from(mfn.0)
-                .ok()
-                .and_then(|i| frametable.get(i))
-                .is_some_and(FrameInfo::is_pinned)
-        })
+        .filter(|&(mfn, _)| frame_at(frametable, mfn).is_some_and(FrameInfo::is_pinned))
         .collect()
 }

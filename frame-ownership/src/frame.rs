@@ -11,109 +11,9 @@
 
 use core::fmt;
 
-use handover_abi::{DomId, RunKind};
+use handover_abi::{DomId, Mfn, RunKind};
 
-use crate::rules::PtLevel;
-
-/// What a frame holds, as far as the PV type system is concerned.
-///
-/// Stored in [`FrameInfo`] as one byte. The numbers are part of the digest
-/// (and so of the agreement between the old and the new hypervisor): never
-/// renumber a variant, only add new ones.
-///
-/// | byte | meaning |
-/// |---|---|
-/// | 0 | [`PageType::None`] |
-/// | 1 | [`PageType::Writable`] |
-/// | 2..=5 | [`PageType::L1`] .. [`PageType::L4`] |
-/// | 6 | reserved for `P2m`, the nested page-table frames of HVM domains (DESIGN §9) |
-/// | 7..=255 | reserved; a frametable holding one is corrupt |
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-#[non_exhaustive]
-pub enum PageType {
-    /// A data frame with no writable mapping (or a frame nobody owns).
-    None = 0,
-    /// A data frame that at least one L1 entry of its domain maps writable.
-    Writable = 1,
-    /// A level-1 page table.
-    L1 = 2,
-    /// A level-2 page table.
-    L2 = 3,
-    /// A level-3 page table.
-    L3 = 4,
-    /// A level-4 page table (a root that CR3 may hold).
-    L4 = 5,
-}
-
-impl PageType {
-    /// The byte stored in [`FrameInfo`].
-    pub const fn to_byte(self) -> u8 {
-        self as u8
-    }
-
-    /// The type stored as `byte`, or `None` for a reserved value.
-    pub const fn from_byte(byte: u8) -> Option<PageType> {
-        match byte {
-            0 => Some(PageType::None),
-            1 => Some(PageType::Writable),
-            2 => Some(PageType::L1),
-            3 => Some(PageType::L2),
-            4 => Some(PageType::L3),
-            5 => Some(PageType::L4),
-            _ => None,
-        }
-    }
-
-    /// The type a frame of a run of `kind` gets when it is claimed: `None`
-    /// for data (it becomes `Writable` only through writable mappings), `Ln`
-    /// for a level-n page table.
-    pub const fn of_run(kind: RunKind) -> PageType {
-        match kind {
-            RunKind::Data => PageType::None,
-            RunKind::L1 => PageType::L1,
-            RunKind::L2 => PageType::L2,
-            RunKind::L3 => PageType::L3,
-            RunKind::L4 => PageType::L4,
-        }
-    }
-
-    /// The page-table level of this type, or `None` for data types.
-    pub const fn level(self) -> Option<PtLevel> {
-        match self {
-            PageType::None | PageType::Writable => None,
-            PageType::L1 => Some(PtLevel::L1),
-            PageType::L2 => Some(PtLevel::L2),
-            PageType::L3 => Some(PtLevel::L3),
-            PageType::L4 => Some(PtLevel::L4),
-        }
-    }
-
-    /// The run kind a frame of this type is listed under in the handover
-    /// state: `Data` for `None` and `Writable`, `Ln` for a level-n table.
-    pub const fn run_kind(self) -> RunKind {
-        match self {
-            PageType::None | PageType::Writable => RunKind::Data,
-            PageType::L1 => RunKind::L1,
-            PageType::L2 => RunKind::L2,
-            PageType::L3 => RunKind::L3,
-            PageType::L4 => RunKind::L4,
-        }
-    }
-}
-
-impl fmt::Display for PageType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PageType::None => "none",
-            PageType::Writable => "writable",
-            PageType::L1 => "L1",
-            PageType::L2 => "L2",
-            PageType::L3 => "L3",
-            PageType::L4 => "L4",
-        })
-    }
-}
+pub use crate::page_type::PageType;
 
 /// The flag bits of a [`FrameInfo`].
 ///
@@ -166,22 +66,15 @@ impl FrameFlags {
 }
 
 /// A reference count would leave its legal range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum CountError {
     /// A count is already `u32::MAX`.
+    #[error("reference count overflow")]
     Overflow,
     /// A count that must be decremented is already 0 (or the type reference
     /// to drop is not of the frame's type).
+    #[error("reference count underflow")]
     Underflow,
-}
-
-impl fmt::Display for CountError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CountError::Overflow => "reference count overflow",
-            CountError::Underflow => "reference count underflow",
-        })
-    }
 }
 
 /// One frametable entry: 16 bytes, `#[repr(C)]`, all-zero = a frame no
@@ -272,7 +165,7 @@ pub struct FrameInfo {
     /// - `1` (`Writable`): a data frame with at least one writable L1 mapping.
     /// - `2..=5` (`L1`..`L4`): a page table of that level; set when the frame
     ///   is claimed from a page-table run and never changed by mappings.
-    /// - `6`: reserved for HVM `P2m` frames (DESIGN §9); illegal today.
+    /// - `6`: reserved for HVM `P2m` frames (planned, `docs/abi.md` §2.4); illegal today.
     /// - `7..=255`: illegal.
     page_type: u8,
     /// [`FrameFlags`] bits.
@@ -484,4 +377,18 @@ const fn decode_owner(raw: u32) -> Option<DomId> {
     } else {
         Some(DomId((raw - 1) as u16))
     }
+}
+
+/// The entry of `mfn` in `frametable`, `None` beyond its end.
+#[inline(always)]
+pub(crate) fn frame_at(frametable: &[FrameInfo], mfn: Mfn) -> Option<&FrameInfo> {
+    usize::try_from(mfn.0).ok().and_then(|i| frametable.get(i))
+}
+
+/// The entry of `mfn` in `frametable`, mutable; `None` beyond its end.
+#[inline(always)]
+pub(crate) fn frame_at_mut(frametable: &mut [FrameInfo], mfn: Mfn) -> Option<&mut FrameInfo> {
+    usize::try_from(mfn.0)
+        .ok()
+        .and_then(|i| frametable.get_mut(i))
 }

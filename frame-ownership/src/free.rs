@@ -8,7 +8,7 @@ use crate::layout::{DomainView, MachineLayout};
 
 /// The RAM that no domain owns and that is neither the live-update region
 /// nor hv-reserved: what the new hypervisor hands to its page allocator
-/// (release, DESIGN §1 step 7).
+/// (release, `docs/design.md` section 1, step 7).
 ///
 /// Computed from the runs, never from the frametable: the owned runs of all
 /// domains, the region and the reserved ranges are sorted by mfn and merged,

@@ -7,21 +7,26 @@
 //! L3, L4), pinned tables and vCPU CR3s. This crate turns that into a
 //! frametable — owner, PV page type, type count, reference count, flags — and
 //! an M2P table, in **one pass** over the runs that reads only page-table
-//! frames and validates every guest page-table entry (DESIGN.md §4). The
+//! frames and validates every guest page-table entry (`docs/design.md` section 4). The
 //! result must be identical to the old hypervisor's incrementally maintained
 //! table; [`frametable_digest`] lets both sides check that.
 //!
 //! - [`FrameInfo`]: the 16-byte frametable entry, every field's legal values
-//!   documented on the field.
+//!   documented on the field; [`PageType`] and [`PtLevel`], what a frame
+//!   holds.
 //! - [`rules`]: the PV type rules as pure functions over [`FrameLookup`],
-//!   shared by the pass and the live operations.
-//! - [`rebuild`]: the pass, generic over a [`PageTableReader`].
+//!   shared by the pass and the live operations; a refused entry is an
+//!   [`EntryError`].
+//! - [`rebuild`]: the pass, generic over a [`PageTableReader`]; it refuses
+//!   its input with an [`Error`].
 //! - [`ops`]: the live hypervisor's incremental operations (`mmu_update`,
-//!   pin, unpin, table release, CR3 switch, data claim and release), which
-//!   keep exactly the table the pass would rebuild.
+//!   pin, unpin, table release, CR3 switch, data claim and release, domain
+//!   release), which keep exactly the table the pass would rebuild; they
+//!   refuse with an [`OpError`].
 //! - [`collect`]: the runs and pins of each domain, read off a live
 //!   frametable, for the handover state;
-//!   [`p2m_runs`] and [`pinned_in`] the same from one domain's p2m.
+//!   [`p2m_runs`], [`p2m_domain`] and [`pinned_in`] the same from one
+//!   domain's p2m (what the hypervisors use).
 //! - [`state_view`]: the pass's view of a decoded handover domain.
 //! - [`free_ranges`]: free RAM as the complement of the runs.
 //! - [`Digest`]: the digest over owned frames.
@@ -45,6 +50,7 @@ pub mod frame;
 pub mod free;
 pub mod layout;
 pub mod ops;
+pub mod page_type;
 pub mod pass;
 pub mod pte;
 pub mod rules;
@@ -55,15 +61,16 @@ pub mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use collect::{collect_domains, domain_runs, p2m_runs, pinned_in, OwnedDomain};
+pub use collect::{collect_domains, domain_runs, p2m_domain, p2m_runs, pinned_in, OwnedDomain};
 pub use digest::{frametable_digest, owned_digest, Digest};
 pub use error::{Error, OpError, RangeList};
-pub use frame::{CountError, FrameFlags, FrameInfo, PageType};
+pub use frame::{CountError, FrameFlags, FrameInfo};
 pub use free::free_ranges;
 pub use layout::{state_view, state_views, DomainView, MachineLayout, StateView};
 pub use ops::{
-    claim_data, pin, release_data, release_table, unpin, update_entry, use_as_cr3, DomainContext,
-    LiveLookup, PageTableMemory,
+    claim_data, pin, release_data, release_domain, release_table, unpin, update_entry, use_as_cr3,
+    DomainContext, LiveLookup, PageTableMemory,
 };
+pub use page_type::{PageType, PtLevel};
 pub use pass::{rebuild, DomainReport, PageTableReader, PassReport, M2P_INVALID};
-pub use rules::{check_entry, EntryEffect, EntryRef, FrameClass, FrameLookup, PtLevel};
+pub use rules::{check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup};

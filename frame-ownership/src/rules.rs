@@ -11,6 +11,12 @@
 //!   [`crate::FrameInfo::get_ref`], and drops the old value's effect (computed
 //!   the same way) with [`crate::FrameInfo::put_ref`].
 //!
+//! A refused entry is an [`EntryError`]: what is wrong with the value, the
+//! rule it breaks. The caller knows where the entry is ([`EntryRef`]) and
+//! wraps the two together: [`crate::Error::Entry`] in the pass,
+//! [`crate::OpError::Entry`] and [`crate::OpError::StaleEntry`] in the live
+//! operations. This module depends on no error type above it.
+//!
 //! The rules (Invariants 6–8 in `docs/invariants.md`):
 //! 1. An entry without the present bit is always fine and counts nothing.
 //! 2. Slots [`HV_L4_FIRST_SLOT`]`..512` of an L4 belong to the hypervisor
@@ -38,84 +44,16 @@ use core::fmt;
 
 use handover_abi::{DomId, Mfn, RunKind};
 
-use crate::error::Error;
-use crate::frame::PageType;
-use crate::pte::Pte;
+use crate::page_type::PageType;
+pub use crate::page_type::PtLevel;
+use crate::pte::{self, Pte};
 
 /// Number of entries in one page table.
-pub const ENTRIES_PER_TABLE: usize = 512;
+pub const ENTRIES_PER_TABLE: usize = pte::ENTRIES;
 
 /// The first L4 slot that belongs to the hypervisor (the upper half of the
 /// address space). Slots `HV_L4_FIRST_SLOT..512` of a guest L4 are skipped.
-pub const HV_L4_FIRST_SLOT: usize = 256;
-
-/// The level of a page table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum PtLevel {
-    /// Entries map 4 KiB pages.
-    L1 = 1,
-    /// Entries point at L1 tables.
-    L2 = 2,
-    /// Entries point at L2 tables.
-    L3 = 3,
-    /// Entries point at L3 tables; the root.
-    L4 = 4,
-}
-
-impl PtLevel {
-    /// The level as a number, 1..=4.
-    pub const fn number(self) -> u8 {
-        self as u8
-    }
-
-    /// The level of a page-table run, or `None` for a data run.
-    pub const fn of_run(kind: RunKind) -> Option<PtLevel> {
-        match kind {
-            RunKind::Data => None,
-            RunKind::L1 => Some(PtLevel::L1),
-            RunKind::L2 => Some(PtLevel::L2),
-            RunKind::L3 => Some(PtLevel::L3),
-            RunKind::L4 => Some(PtLevel::L4),
-        }
-    }
-
-    /// The run kind of tables of this level.
-    pub const fn run_kind(self) -> RunKind {
-        match self {
-            PtLevel::L1 => RunKind::L1,
-            PtLevel::L2 => RunKind::L2,
-            PtLevel::L3 => RunKind::L3,
-            PtLevel::L4 => RunKind::L4,
-        }
-    }
-
-    /// The page type of tables of this level.
-    pub const fn page_type(self) -> PageType {
-        match self {
-            PtLevel::L1 => PageType::L1,
-            PtLevel::L2 => PageType::L2,
-            PtLevel::L3 => PageType::L3,
-            PtLevel::L4 => PageType::L4,
-        }
-    }
-
-    /// The level one down, or `None` for L1 (whose entries map pages).
-    pub const fn below(self) -> Option<PtLevel> {
-        match self {
-            PtLevel::L1 => None,
-            PtLevel::L2 => Some(PtLevel::L1),
-            PtLevel::L3 => Some(PtLevel::L2),
-            PtLevel::L4 => Some(PtLevel::L3),
-        }
-    }
-}
-
-impl fmt::Display for PtLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "L{}", self.number())
-    }
-}
+pub const HV_L4_FIRST_SLOT: usize = ENTRIES_PER_TABLE / 2;
 
 /// What a frame is, seen from the domain whose page table is being checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -143,7 +81,7 @@ impl fmt::Display for FrameClass {
         match self {
             FrameClass::Own(RunKind::Data) => f.write_str("a data frame of the same domain"),
             FrameClass::Own(kind) => write!(f, "an {kind:?} table of the same domain"),
-            FrameClass::OtherDomain(d) => write!(f, "a frame of dom{}", d.0),
+            FrameClass::OtherDomain(d) => write!(f, "a frame of dom{d}"),
             FrameClass::Unowned => f.write_str("a RAM frame that no domain owns"),
             FrameClass::Region => f.write_str("a frame of the live-update region"),
             FrameClass::HvReserved => f.write_str("an hv-reserved frame"),
@@ -167,7 +105,7 @@ pub trait FrameLookup {
 }
 
 /// Where an entry lives: its domain, its table, the table's level and the
-/// entry's index. Carried by every entry error.
+/// entry's index. Carried by every error that wraps an [`EntryError`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EntryRef {
     /// The domain that owns the table.
@@ -184,8 +122,8 @@ impl fmt::Display for EntryRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "dom{}: entry {} of {} table mfn {:#x}",
-            self.domain.0, self.index, self.level, self.table.0
+            "dom{}: entry {} of {} table {}",
+            self.domain, self.index, self.level, self.table
         )
     }
 }
@@ -211,17 +149,104 @@ pub enum EntryEffect {
     },
 }
 
+/// Why [`check_entry`] refuses an entry: the PV type rule its value breaks
+/// (Invariants 6–8), with the frame it points at.
+///
+/// The error does not say where the entry is: the caller does, by wrapping
+/// it with the entry's [`EntryRef`] ([`crate::Error::Entry`],
+/// [`crate::OpError::Entry`], [`crate::OpError::StaleEntry`]). The message
+/// is written to follow the entry's own (`"{at} {error}"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The entry points at a frame that is not its domain's: another
+    /// domain's, one nobody owns (or, during the pass, a domain later in the
+    /// list claims), a region or hv-reserved frame.
+    #[error("points at {target}, {found}")]
+    ForeignTarget {
+        /// The frame it points at.
+        target: Mfn,
+        /// What that frame is.
+        found: FrameClass,
+    },
+    /// An L2, L3 or L4 entry points at a frame of its domain that is not a
+    /// table one level down.
+    #[error(
+        "points at {target}, which is {}, but must point at an {expected:?} table",
+        kind_phrase(*.found)
+    )]
+    TypeMismatch {
+        /// The frame it points at.
+        target: Mfn,
+        /// The kind the entry requires.
+        expected: RunKind,
+        /// The kind the target has.
+        found: RunKind,
+    },
+    /// An L1 entry maps one of its domain's page tables writable.
+    #[error("maps the {kind:?} table {target} writable; page tables may only be mapped read-only")]
+    WritablePageTable {
+        /// The page table it maps.
+        target: Mfn,
+        /// That table's level.
+        kind: RunKind,
+    },
+    /// The entry points outside RAM but is not an L1 entry inside one of
+    /// the domain's MMIO ranges (the entry's level says which of the two it
+    /// is not).
+    #[error(
+        "points at non-RAM {target}; only L1 entries may map MMIO, and only inside the domain's MMIO ranges"
+    )]
+    MmioNotPermitted {
+        /// The non-RAM frame it points at.
+        target: Mfn,
+    },
+    /// A present L2, L3 or L4 entry has bit 7 (PS, [`pte::HUGE`]) set:
+    /// superpages are refused for PV guests.
+    #[error(
+        "has the PS bit set (entry {entry:#018x}, {}); PV guests may not use superpages",
+        Pte(*.entry).mfn()
+    )]
+    Superpage {
+        /// Its raw value.
+        entry: u64,
+    },
+    /// A present L1 entry has the G bit ([`pte::GLOBAL`]) set: its
+    /// translation would survive the address-space switches that must drop
+    /// it.
+    #[error(
+        "has the G bit set (entry {entry:#018x}, {}); a global mapping would outlive address-space switches",
+        Pte(*.entry).mfn()
+    )]
+    GlobalMapping {
+        /// Its raw value.
+        entry: u64,
+    },
+}
+
+/// "a data frame", "an L1 table", …: what a frame of `kind` is.
+fn kind_phrase(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Data => "a data frame",
+        RunKind::L1 => "an L1 table",
+        RunKind::L2 => "an L2 table",
+        RunKind::L3 => "an L3 table",
+        RunKind::L4 => "an L4 table",
+    }
+}
+
 /// Checks one page-table entry against the PV type rules (module docs) and
 /// says which counts it takes.
 ///
 /// `at` names the entry (its table's owner is the domain `lookup` answers
-/// for); `entry` is its raw value. Errors name the entry and its target.
+/// for; its level and index decide which rules apply); `entry` is its raw
+/// value. A refusal names the rule and the target; the caller adds `at`.
 #[inline]
 pub fn check_entry<L: FrameLookup + ?Sized>(
     lookup: &L,
     at: EntryRef,
     entry: u64,
-) -> Result<EntryEffect, Error> {
+) -> Result<EntryEffect, EntryError> {
     if at.level == PtLevel::L4 && usize::from(at.index) >= HV_L4_FIRST_SLOT {
         return Ok(EntryEffect::HvSlot);
     }
@@ -232,10 +257,10 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
     let target = pte.mfn();
     match at.level.below() {
         None => {
-            if entry & crate::pte::GLOBAL != 0 {
+            if entry & pte::GLOBAL != 0 {
                 // A global translation survives CR3 loads: it would outlive
                 // the mapping, the domain and the frame's ownership.
-                return Err(Error::GlobalMapping { at, entry });
+                return Err(EntryError::GlobalMapping { entry });
             }
             let class = lookup.classify(target);
             match class {
@@ -245,7 +270,7 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
                 }),
                 FrameClass::Own(kind) => {
                     if pte.is_writable() {
-                        Err(Error::WritablePageTable { at, target, kind })
+                        Err(EntryError::WritablePageTable { target, kind })
                     } else {
                         Ok(EntryEffect::Frame {
                             target,
@@ -254,9 +279,8 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
                     }
                 }
                 FrameClass::PermittedMmio => Ok(EntryEffect::Mmio(target)),
-                FrameClass::ForbiddenMmio => Err(Error::MmioNotPermitted { at, target }),
-                _ => Err(Error::ForeignTarget {
-                    at,
+                FrameClass::ForbiddenMmio => Err(EntryError::MmioNotPermitted { target }),
+                _ => Err(EntryError::ForeignTarget {
                     target,
                     found: class,
                 }),
@@ -264,7 +288,7 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
         }
         Some(below) => {
             if pte.has_huge_bit() {
-                return Err(Error::Superpage { at, entry });
+                return Err(EntryError::Superpage { entry });
             }
             let class = lookup.classify(target);
             match class {
@@ -272,17 +296,15 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
                     target,
                     typed: Some(below.page_type()),
                 }),
-                FrameClass::Own(found) => Err(Error::TypeMismatch {
-                    at,
+                FrameClass::Own(found) => Err(EntryError::TypeMismatch {
                     target,
                     expected: below.run_kind(),
                     found,
                 }),
                 FrameClass::PermittedMmio | FrameClass::ForbiddenMmio => {
-                    Err(Error::MmioNotPermitted { at, target })
+                    Err(EntryError::MmioNotPermitted { target })
                 }
-                _ => Err(Error::ForeignTarget {
-                    at,
+                _ => Err(EntryError::ForeignTarget {
                     target,
                     found: class,
                 }),

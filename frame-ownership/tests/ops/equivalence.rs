@@ -5,14 +5,17 @@
 //! sequence of operations: map, unmap and remap data read-write and
 //! read-only in L1s, map tables read-only, link and unlink tables in their
 //! parents, guest writes into data frames, pin (promoting data frames to
-//! tables), unpin, release tables, switch CR3s, claim and release data —
-//! including, on purpose, many operations that must be refused. A refused
-//! operation must leave the frametable, the M2P and the page-table memory
-//! exactly as they were. Every few operations, collect each domain's runs
-//! and pins from the live frametable (`collect_domains`), add the vCPUs'
-//! CR3s, run the pass on a fresh zeroed frametable over the same memory, and
-//! require that it succeeds and that its frametable equals the live one
-//! entry for entry, the M2P too, and the digests.
+//! tables), unpin, release tables, switch CR3s, claim and release data,
+//! destroy whole domains — including, on purpose, many operations that must
+//! be refused. A refused operation must leave the frametable, the M2P and
+//! the page-table memory exactly as they were. Every few operations (and
+//! right after a domain is destroyed), read each domain's runs and pins the
+//! way the outgoing hypervisor does, from its p2m (`p2m_domain`, over
+//! `p2m_runs`), require the frametable scan (`collect_domains`) to give the
+//! same ones, add the vCPUs' CR3s, run the pass on a fresh zeroed
+//! frametable over the same memory, and require that it succeeds and that
+//! its frametable equals the live one entry for entry, the M2P too, and the
+//! digests.
 //!
 //! Seeded: a failure names the sequence, the step and the last operations.
 
@@ -21,11 +24,11 @@ use std::collections::BTreeMap;
 use frame_ownership::pte::{self, Pte};
 use frame_ownership::testkit::{random_machine, SimMemory};
 use frame_ownership::{
-    collect_domains, domain_runs, frametable_digest, free_ranges, ops, owned_digest, rebuild,
-    DomainContext, DomainView, FrameInfo, MachineLayout, OpError, OwnedDomain, PageTableMemory,
-    PageTableReader, PageType, PtLevel, M2P_INVALID,
+    collect_domains, domain_runs, frametable_digest, free_ranges, ops, owned_digest, p2m_domain,
+    rebuild, DomainContext, DomainView, FrameInfo, MachineLayout, OpError, OwnedDomain,
+    PageTableMemory, PageTableReader, PageType, PtLevel, M2P_INVALID,
 };
-use handover_abi::{DomId, Gpfn, Mfn, MfnRange};
+use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -35,8 +38,50 @@ const STEPS: usize = 160;
 /// (and after the last).
 const CHECK_EVERY: usize = 10;
 
-/// Collects the runs of the live table, rebuilds it with the pass over the
-/// same memory, and requires the same frametable, M2P and digests.
+/// Domain `id`'s runs and pins as the outgoing hypervisor reads them: with
+/// [`p2m_domain`] (the production path, over `p2m_runs`), from its p2m.
+///
+/// `frames`: the domain's `(gpfn, mfn)` pairs, from the live table's M2P,
+/// from which its p2m is rebuilt. The test's guest frame numbers are sparse
+/// (up to 2^40), so the p2m is compressed: consecutive gpfns stay
+/// consecutive and every gap becomes a single hole, which keeps exactly the
+/// adjacencies that make runs; the runs' gpfns are then mapped back.
+fn from_p2m(ft: &[FrameInfo], id: DomId, mut frames: Vec<(u64, u64)>) -> OwnedDomain {
+    frames.sort_unstable();
+    let (mut p2m, mut gpfn_of) = (Vec::new(), Vec::new());
+    for (k, &(gpfn, mfn)) in frames.iter().enumerate() {
+        if let Some(&(prev, _)) = k.checked_sub(1).map(|p| &frames[p]) {
+            assert_ne!(prev, gpfn, "dom{}: two frames have gpfn {gpfn:#x}", id.0);
+            if prev + 1 != gpfn {
+                p2m.push(u64::MAX);
+                gpfn_of.push(u64::MAX);
+            }
+        }
+        p2m.push(mfn);
+        gpfn_of.push(gpfn);
+    }
+    let mut d = p2m_domain(ft, id, &p2m);
+    for r in &mut d.runs {
+        r.first_gpfn = Gpfn(gpfn_of[r.first_gpfn.0 as usize]);
+    }
+    d
+}
+
+/// A domain's runs and pins in one order: runs bottom-up and by mfn within
+/// a kind (the frametable scan's order; the p2m gives gpfn order), pins by
+/// mfn.
+fn normalised(d: &OwnedDomain) -> (Vec<MemRun>, Vec<(Mfn, RunKind)>) {
+    let mut runs = d.runs.clone();
+    runs.sort_unstable_by_key(|r| (r.kind, r.first_mfn.0));
+    let mut pinned = d.pinned.clone();
+    pinned.sort_unstable_by_key(|p| p.0 .0);
+    (runs, pinned)
+}
+
+/// Reads the runs of the live table as the outgoing hypervisor does (from
+/// each domain's p2m) and by a frametable scan, requires the two to agree,
+/// rebuilds the table with the pass over the same memory from the first,
+/// and requires the same frametable, M2P and digests.
 ///
 /// `domains`: every domain that may own frames, with its MMIO ranges and
 /// its vCPUs' CR3s.
@@ -57,11 +102,36 @@ pub fn assert_rebuild_matches<R: PageTableReader + ?Sized>(
             o.id.0
         );
     }
-    let none = OwnedDomain::default();
-    let per: Vec<&OwnedDomain> = domains
+    // Every domain's (gpfn, mfn) pairs, in one scan.
+    let mut frames: BTreeMap<DomId, Vec<(u64, u64)>> = BTreeMap::new();
+    for (mfn, fi) in ft.iter().enumerate() {
+        if let Some(owner) = fi.owner() {
+            frames
+                .entry(owner)
+                .or_default()
+                .push((m2p[mfn], mfn as u64));
+        }
+    }
+    let per: Vec<OwnedDomain> = domains
         .iter()
-        .map(|d| owned.iter().find(|o| o.id == d.0).unwrap_or(&none))
+        .map(|d| from_p2m(ft, d.0, frames.remove(&d.0).unwrap_or_default()))
         .collect();
+    for p in &per {
+        let scanned = owned
+            .iter()
+            .find(|o| o.id == p.id)
+            .cloned()
+            .unwrap_or(OwnedDomain {
+                id: p.id,
+                ..OwnedDomain::default()
+            });
+        assert_eq!(
+            normalised(p),
+            normalised(&scanned),
+            "{what}: dom{}: the p2m and the frametable scan give different runs or pins",
+            p.id.0
+        );
+    }
     let views: Vec<DomainView<'_>> = domains
         .iter()
         .zip(&per)
@@ -167,6 +237,13 @@ enum Op {
         d: usize,
         mfn: Mfn,
     },
+    /// Domain destruction: every frame of the domain, as its p2m lists
+    /// them, and, to be refused, one frame that is not the domain's listed
+    /// last.
+    ReleaseDomain {
+        d: usize,
+        foreign: Option<Mfn>,
+    },
 }
 
 impl Op {
@@ -180,6 +257,7 @@ impl Op {
             Op::Cr3 { .. } => "cr3",
             Op::Claim { .. } => "claim",
             Op::ReleaseData { .. } => "release data",
+            Op::ReleaseDomain { .. } => "release domain",
         }
     }
 }
@@ -204,6 +282,8 @@ pub struct Stats {
     demotions_with_entries: u64,
     writable_to_none: u64,
     remaps: u64,
+    /// Successful destructions of domains that owned frames.
+    domains_destroyed: u64,
     checks: u64,
     ops: u64,
 }
@@ -221,6 +301,7 @@ impl Stats {
         self.demotions_with_entries += o.demotions_with_entries;
         self.writable_to_none += o.writable_to_none;
         self.remaps += o.remaps;
+        self.domains_destroyed += o.domains_destroyed;
         self.checks += o.checks;
         self.ops += o.ops;
     }
@@ -235,7 +316,7 @@ fn variant(e: &OpError) -> String {
             .to_string()
     };
     match e {
-        OpError::Entry(inner) => format!("Entry({})", name(format!("{inner:?}"))),
+        OpError::Entry { source, .. } => format!("Entry({})", name(format!("{source:?}"))),
         _ => name(format!("{e:?}")),
     }
 }
@@ -255,6 +336,8 @@ struct World {
     stats: Stats,
     trace: Vec<Op>,
     name: String,
+    /// A domain was destroyed: compare with the pass after this operation.
+    check_now: bool,
 }
 
 impl World {
@@ -320,6 +403,7 @@ impl World {
                 "sequence {seq}{}",
                 if empty { " (empty start)" } else { "" }
             ),
+            check_now: false,
         }
     }
 
@@ -638,6 +722,11 @@ impl World {
                     gpfn: Gpfn(gpfn),
                 }
             }
+            // One operation in about 150: the domain is destroyed.
+            _ if self.rng.random_bool(0.08) => {
+                let foreign = self.rng.random_bool(0.3).then(|| self.foreign(d));
+                Op::ReleaseDomain { d, foreign }
+            }
             _ => {
                 let mfn = if self.rng.random_bool(0.7) {
                     self.own_where(d, |f| {
@@ -725,7 +814,13 @@ impl World {
             Op::Unpin { d, mfn } => ops::unpin(&mut self.ft, id(d), mfn),
             Op::ReleaseTable { d, mfn } => {
                 let r = ops::release_table(&layout, &mut self.ft, &*tracked.mem, &ctx(d), mfn);
-                if r.is_ok() && tracked.mem.read_table(mfn).iter().any(|e| e & 1 != 0) {
+                if r.is_ok()
+                    && tracked
+                        .mem
+                        .read_table(mfn)
+                        .iter()
+                        .any(|e| e & pte::PRESENT != 0)
+                {
                     info = Some("demotion with entries");
                 }
                 r
@@ -770,6 +865,26 @@ impl World {
                 }
                 r
             }
+            Op::ReleaseDomain { d, foreign } => {
+                // As the hypervisor's p2m lists them: holes, the frames in
+                // any order (claims push, releases swap-remove).
+                let mut p2m = vec![u64::MAX];
+                p2m.extend(self.doms[d].owned.iter().map(|m| m.0));
+                p2m.push(u64::MAX);
+                p2m.extend(foreign.map(|m| m.0));
+                let r = ops::release_domain(&mut self.ft, &mut self.m2p, id(d), &p2m);
+                r.map(|released| {
+                    let dom = &mut self.doms[d];
+                    assert_eq!(released, dom.owned.len() as u64, "{}", self.name);
+                    if released > 0 {
+                        info = Some("domain destroyed");
+                    }
+                    self.free.append(&mut dom.owned);
+                    // Its vCPUs are gone; the domain id is reused empty.
+                    dom.cr3.iter_mut().for_each(|c| *c = None);
+                    self.check_now = true;
+                })
+            }
         };
         let writes = std::mem::take(&mut tracked.writes);
         self.trace.push(op);
@@ -781,6 +896,7 @@ impl World {
                     Some("promotion") => self.stats.promotions += 1,
                     Some("demotion with entries") => self.stats.demotions_with_entries += 1,
                     Some("writable to none") => self.stats.writable_to_none += 1,
+                    Some("domain destroyed") => self.stats.domains_destroyed += 1,
                     _ => {}
                 }
             }
@@ -867,7 +983,7 @@ fn run_sequences(seqs: std::ops::Range<u64>) -> Stats {
         for step in 1..=STEPS {
             let op = w.generate();
             w.apply(op);
-            if step % CHECK_EVERY == 0 || step == STEPS {
+            if step % CHECK_EVERY == 0 || step == STEPS || std::mem::take(&mut w.check_now) {
                 w.check(step);
             }
         }
@@ -886,6 +1002,9 @@ const EXPECTED: &[&str] = &[
     "cr3 ok",
     "claim ok",
     "release data ok",
+    "release domain ok",
+    "release domain refused: NotOwner",
+    "release domain refused: OutOfRange",
     "OutOfRange",
     "NotOwner",
     "NotPageTable",
@@ -914,8 +1033,8 @@ fn property(seqs: std::ops::Range<u64>) {
     let n = seqs.end - seqs.start;
     let stats = run_sequences(seqs);
     println!(
-        "{n} sequences, {} operations, {} comparisons with the pass; promotions {}, releases of tables with entries {}, writable→none {}, remaps {}",
-        stats.ops, stats.checks, stats.promotions, stats.demotions_with_entries, stats.writable_to_none, stats.remaps
+        "{n} sequences, {} operations, {} comparisons with the pass; promotions {}, releases of tables with entries {}, writable→none {}, remaps {}, domains destroyed {}",
+        stats.ops, stats.checks, stats.promotions, stats.demotions_with_entries, stats.writable_to_none, stats.remaps, stats.domains_destroyed
     );
     for (k, v) in &stats.outcomes {
         println!("  {k}: {v}");
@@ -934,6 +1053,10 @@ fn property(seqs: std::ops::Range<u64>) {
         ),
         ("writable data back to none", stats.writable_to_none),
         ("remaps of the same target", stats.remaps),
+        (
+            "destructions of domains that own frames",
+            stats.domains_destroyed,
+        ),
     ] {
         assert!(count > 0, "the generator never produced {what}");
     }

@@ -5,8 +5,8 @@
 
 use frame_ownership::pte;
 use frame_ownership::{
-    collect_domains, DomainContext, EntryRef, Error, FrameClass, FrameFlags, FrameInfo, OpError,
-    PageType, PtLevel, RangeList,
+    collect_domains, DomainContext, EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo,
+    OpError, PageType, PtLevel, RangeList,
 };
 use handover_abi::{Gpfn, Mfn, MfnRange, RunKind};
 
@@ -115,48 +115,28 @@ fn entry_update_in_a_hypervisor_slot() {
 #[test]
 fn entry_that_breaks_a_type_rule() {
     let mut t = Tiny::with_trees();
+    let foreign = |target, found| EntryError::ForeignTarget { target, found };
     let cases = [
         (
             L1,
             entry(Mfn(21), RO),
-            Error::ForeignTarget {
-                at: at(L1, PtLevel::L1, 9),
-                target: Mfn(21),
-                found: FrameClass::OtherDomain(D2),
-            },
+            foreign(Mfn(21), FrameClass::OtherDomain(D2)),
         ),
-        (
-            L1,
-            entry(Mfn(50), RO),
-            Error::ForeignTarget {
-                at: at(L1, PtLevel::L1, 9),
-                target: Mfn(50),
-                found: FrameClass::Region,
-            },
-        ),
+        (L1, entry(Mfn(50), RO), foreign(Mfn(50), FrameClass::Region)),
         (
             L1,
             entry(Mfn(2), RO),
-            Error::ForeignTarget {
-                at: at(L1, PtLevel::L1, 9),
-                target: Mfn(2),
-                found: FrameClass::HvReserved,
-            },
+            foreign(Mfn(2), FrameClass::HvReserved),
         ),
         (
             L1,
             entry(Mfn(40), RO),
-            Error::ForeignTarget {
-                at: at(L1, PtLevel::L1, 9),
-                target: Mfn(40),
-                found: FrameClass::Unowned,
-            },
+            foreign(Mfn(40), FrameClass::Unowned),
         ),
         (
             L2,
             entry(Mfn(6), RW),
-            Error::TypeMismatch {
-                at: at(L2, PtLevel::L2, 9),
+            EntryError::TypeMismatch {
                 target: Mfn(6),
                 expected: RunKind::L1,
                 found: RunKind::Data,
@@ -165,8 +145,7 @@ fn entry_that_breaks_a_type_rule() {
         (
             L1,
             entry(L3, RW),
-            Error::WritablePageTable {
-                at: at(L1, PtLevel::L1, 9),
+            EntryError::WritablePageTable {
                 target: L3,
                 kind: RunKind::L3,
             },
@@ -174,41 +153,54 @@ fn entry_that_breaks_a_type_rule() {
         (
             L1,
             entry(Mfn(72), RO),
-            Error::MmioNotPermitted {
-                at: at(L1, PtLevel::L1, 9),
-                target: Mfn(72),
-            },
+            EntryError::MmioNotPermitted { target: Mfn(72) },
         ),
         (
             L3,
             entry(Mfn(70), RW),
-            Error::MmioNotPermitted {
-                at: at(L3, PtLevel::L3, 9),
-                target: Mfn(70),
-            },
+            EntryError::MmioNotPermitted { target: Mfn(70) },
         ),
         (
             L3,
             entry(L2, RW | pte::HUGE),
-            Error::Superpage {
-                at: at(L3, PtLevel::L3, 9),
+            EntryError::Superpage {
                 entry: entry(L2, RW | pte::HUGE),
             },
         ),
+        (
+            L1,
+            entry(Mfn(6), RO | pte::GLOBAL),
+            EntryError::GlobalMapping {
+                entry: entry(Mfn(6), RO | pte::GLOBAL),
+            },
+        ),
     ];
-    for (table, value, err) in cases {
-        t.refused(OpError::Entry(err), &["dom1", "entry 9"], |t| {
-            t.update(D1, table, 9, value)
-        });
+    let level = |table| match table {
+        L1 => PtLevel::L1,
+        L2 => PtLevel::L2,
+        _ => PtLevel::L3,
+    };
+    for (table, value, source) in cases {
+        let want = OpError::Entry {
+            at: at(table, level(table), 9),
+            source,
+        };
+        t.refused(
+            want,
+            &["dom1", "entry 9", &format!("{:#x}", table.0)],
+            |t| t.update(D1, table, 9, value),
+        );
     }
     // Replacing a valid entry by a refused one keeps the old one and its
     // references.
     t.refused(
-        OpError::Entry(Error::WritablePageTable {
+        OpError::Entry {
             at: at(L1, PtLevel::L1, 0),
-            target: L1,
-            kind: RunKind::L1,
-        }),
+            source: EntryError::WritablePageTable {
+                target: L1,
+                kind: RunKind::L1,
+            },
+        },
         &["0xa"],
         |t| t.update(D1, L1, 0, entry(L1, RW)),
     );
@@ -220,33 +212,39 @@ fn pin_of_a_frame_whose_entries_break_a_type_rule() {
     // A data frame that maps itself writable: as an L1 it would let the
     // guest write its own page table.
     t.mem.table_mut(Mfn(7))[3] = entry(Mfn(7), RW);
-    let want = OpError::Entry(Error::WritablePageTable {
+    let want = OpError::Entry {
         at: at(Mfn(7), PtLevel::L1, 3),
-        target: Mfn(7),
-        kind: RunKind::L1,
-    });
+        source: EntryError::WritablePageTable {
+            target: Mfn(7),
+            kind: RunKind::L1,
+        },
+    };
     t.refused(want, &["dom1", "0x7"], |t| t.pin(D1, Mfn(7), PtLevel::L1));
     // An entry that is fine for one level and wrong for another; valid
     // entries before the bad one take nothing.
     t.mem.table_mut(Mfn(7))[3] = entry(L1, RW);
     t.mem.table_mut(Mfn(7))[4] = entry(L3, RW);
-    let want = OpError::Entry(Error::TypeMismatch {
+    let want = OpError::Entry {
         at: at(Mfn(7), PtLevel::L2, 4),
-        target: L3,
-        expected: RunKind::L1,
-        found: RunKind::L3,
-    });
+        source: EntryError::TypeMismatch {
+            target: L3,
+            expected: RunKind::L1,
+            found: RunKind::L3,
+        },
+    };
     t.refused(want, &["0x7", "0xc"], |t| t.pin(D1, Mfn(7), PtLevel::L2));
     // A table's reference to itself is refused as the pass refuses it: the
     // frame being pinned already counts as a table of the pinned level.
     t.mem.table_mut(Mfn(7))[3] = 0;
     t.mem.table_mut(Mfn(7))[4] = entry(Mfn(7), RW);
-    let want = OpError::Entry(Error::TypeMismatch {
+    let want = OpError::Entry {
         at: at(Mfn(7), PtLevel::L4, 4),
-        target: Mfn(7),
-        expected: RunKind::L3,
-        found: RunKind::L4,
-    });
+        source: EntryError::TypeMismatch {
+            target: Mfn(7),
+            expected: RunKind::L3,
+            found: RunKind::L4,
+        },
+    };
     t.refused(want, &["0x7"], |t| t.pin(D1, Mfn(7), PtLevel::L4));
 }
 
@@ -426,6 +424,49 @@ fn release_of_a_frame_in_use() {
 }
 
 #[test]
+fn domain_release_listing_a_frame_not_the_domains() {
+    let mut t = Tiny::with_trees();
+    // The bad frame comes last: nothing before it may have been released.
+    let with = |extra: u64| {
+        let mut p2m = t.p2m(D1);
+        p2m.push(extra);
+        p2m
+    };
+    let (of_d2, free, beyond) = (with(D2_L1.0), with(40), with(0x1000));
+    let want = OpError::NotOwner {
+        domain: D1,
+        mfn: D2_L1,
+        owner: Some(D2),
+    };
+    t.refused(want, &["dom1", "dom2", "0x14"], |t| {
+        t.release_domain(D1, &of_d2).map(drop)
+    });
+    let want = OpError::NotOwner {
+        domain: D1,
+        mfn: Mfn(40),
+        owner: None,
+    };
+    t.refused(want, &["dom1", "0x28", "no domain"], |t| {
+        t.release_domain(D1, &free).map(drop)
+    });
+    let want = OpError::OutOfRange {
+        domain: D1,
+        mfn: Mfn(0x1000),
+    };
+    t.refused(want, &["dom1", "0x1000"], |t| {
+        t.release_domain(D1, &beyond).map(drop)
+    });
+    // Another domain's whole p2m.
+    let d2 = t.p2m(D2);
+    let want = OpError::NotOwner {
+        domain: D1,
+        mfn: D2_L1,
+        owner: Some(D2),
+    };
+    t.refused(want, &[], |t| t.release_domain(D1, &d2).map(drop));
+}
+
+#[test]
 fn reference_count_full() {
     let mut t = Tiny::with_trees();
     // Frame 6 at the limit of its reference count.
@@ -455,8 +496,7 @@ fn entry_already_in_a_table_breaks_the_rules() {
     let stale = at(L1, PtLevel::L1, 5);
     let want = OpError::StaleEntry {
         at: stale,
-        cause: Error::ForeignTarget {
-            at: stale,
+        source: EntryError::ForeignTarget {
             target: Mfn(22),
             found: FrameClass::OtherDomain(D2),
         },

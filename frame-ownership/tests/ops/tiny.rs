@@ -168,6 +168,26 @@ impl Tiny {
         ops::release_data(&mut self.ft, &mut self.m2p, d, m)
     }
 
+    pub fn release_domain(&mut self, d: DomId, p2m: &[u64]) -> Result<u64, OpError> {
+        ops::release_domain(&mut self.ft, &mut self.m2p, d, p2m)
+    }
+
+    /// Domain `d`'s p2m, as the hypervisor keeps it: `p2m[gpfn]` is the mfn,
+    /// `u64::MAX` for a gpfn without a frame.
+    pub fn p2m(&self, d: DomId) -> Vec<u64> {
+        let mut p2m = Vec::new();
+        for (mfn, fi) in self.ft.iter().enumerate() {
+            if fi.is_owned_by(d) {
+                let gpfn = self.m2p[mfn] as usize;
+                if p2m.len() <= gpfn {
+                    p2m.resize(gpfn + 1, u64::MAX);
+                }
+                p2m[gpfn] = mfn as u64;
+            }
+        }
+        p2m
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             frametable: self.ft.clone(),

@@ -5,7 +5,8 @@
 use frame_ownership::pte::{self, Pte};
 use frame_ownership::testkit::{random_machine, Machine};
 use frame_ownership::{
-    EntryRef, Error, FrameClass, FrameFlags, FrameInfo, PageType, PtLevel, RangeList, M2P_INVALID,
+    EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo, PageType, PtLevel, RangeList,
+    M2P_INVALID,
 };
 use handover_abi::{Gpfn, Mfn, RunKind};
 
@@ -86,7 +87,7 @@ fn set_entry(m: &mut Machine, table: Mfn, index: usize, value: u64) {
 }
 
 fn with_target(entry: u64, target: Mfn) -> u64 {
-    (entry & !pte::ADDR_MASK) | (target.0 << 12)
+    (entry & !pte::ADDR_MASK) | Pte::new(target, 0).0
 }
 
 fn at(m: &Machine, d: usize, table: Mfn, level: PtLevel, index: usize) -> EntryRef {
@@ -345,10 +346,12 @@ fn entry_points_at_another_domains_frame() {
     let (mut m, (table, index, e)) = machine_with(|m| data_entry(m, 1));
     let target = m.domains[0].data[0];
     set_entry(&mut m, table, index, with_target(e, target));
-    let want = Error::ForeignTarget {
+    let want = Error::Entry {
         at: at(&m, 1, table, PtLevel::L1, index),
-        target,
-        found: FrameClass::OtherDomain(m.domains[0].id),
+        source: EntryError::ForeignTarget {
+            target,
+            found: FrameClass::OtherDomain(m.domains[0].id),
+        },
     };
     expect(&m, want, &format!("dom{}", m.domains[0].id.0));
 }
@@ -360,10 +363,12 @@ fn entry_points_at_a_later_domains_frame() {
     let (mut m, (table, index, e)) = machine_with(|m| data_entry(m, 0));
     let target = m.domains[1].data[0];
     set_entry(&mut m, table, index, with_target(e, target));
-    let want = Error::ForeignTarget {
+    let want = Error::Entry {
         at: at(&m, 0, table, PtLevel::L1, index),
-        target,
-        found: FrameClass::Unowned,
+        source: EntryError::ForeignTarget {
+            target,
+            found: FrameClass::Unowned,
+        },
     };
     expect(&m, want, &hex(target));
 }
@@ -384,10 +389,9 @@ fn entry_points_at_free_region_and_reserved_frames() {
     for (target, found) in cases {
         let mut m = seed_machine();
         set_entry(&mut m, table, index, with_target(e, target));
-        let want = Error::ForeignTarget {
+        let want = Error::Entry {
             at: at(&m, 0, table, PtLevel::L1, index),
-            target,
-            found,
+            source: EntryError::ForeignTarget { target, found },
         };
         expect(&m, want, &hex(target));
     }
@@ -410,11 +414,13 @@ fn upper_entry_type_mismatch() {
                 .unwrap(),
         };
         set_entry(&mut m, table, index, with_target(e, target));
-        let want = Error::TypeMismatch {
+        let want = Error::Entry {
             at: at(&m, 0, table, level, index),
-            target,
-            expected: level.below().unwrap().run_kind(),
-            found: to,
+            source: EntryError::TypeMismatch {
+                target,
+                expected: level.below().unwrap().run_kind(),
+                found: to,
+            },
         };
         expect(&m, want, &hex(target));
     }
@@ -448,11 +454,13 @@ fn upper_entry_pointing_at_a_table_not_yet_written() {
     set_entry(&mut m, table, index, with_target(e, target));
     assert_eq!(
         run(&m),
-        Error::TypeMismatch {
+        Error::Entry {
             at: at(&m, 0, table, PtLevel::L2, index),
-            target,
-            expected: RunKind::L1,
-            found: RunKind::L2,
+            source: EntryError::TypeMismatch {
+                target,
+                expected: RunKind::L1,
+                found: RunKind::L2,
+            }
         }
     );
 }
@@ -472,10 +480,9 @@ fn writable_mapping_of_a_page_table() {
     let kind = m.owner_of(target).unwrap().1;
     expect(
         &m,
-        Error::WritablePageTable {
+        Error::Entry {
             at: at(&m, 0, table, PtLevel::L1, index),
-            target,
-            kind,
+            source: EntryError::WritablePageTable { target, kind },
         },
         "writable",
     );
@@ -488,11 +495,11 @@ fn mmio_outside_the_permitted_ranges() {
     set_entry(&mut m, table, index, with_target(e, far));
     expect(
         &m,
-        Error::MmioNotPermitted {
+        Error::Entry {
             at: at(&m, 0, table, PtLevel::L1, index),
-            target: far,
+            source: EntryError::MmioNotPermitted { target: far },
         },
-        "outside the domain's MMIO ranges",
+        "only inside the domain's MMIO ranges",
     );
 
     // A device range that exists but is not this domain's.
@@ -507,9 +514,9 @@ fn mmio_outside_the_permitted_ranges() {
     set_entry(&mut m, table, index, with_target(e, dev.start));
     assert_eq!(
         run(&m),
-        Error::MmioNotPermitted {
+        Error::Entry {
             at: at(&m, 0, table, PtLevel::L1, index),
-            target: dev.start,
+            source: EntryError::MmioNotPermitted { target: dev.start }
         }
     );
 }
@@ -525,9 +532,9 @@ fn mmio_in_an_upper_entry() {
     set_entry(&mut m, table, index, with_target(e, dev.start));
     expect(
         &m,
-        Error::MmioNotPermitted {
+        Error::Entry {
             at: at(&m, 0, table, PtLevel::L2, index),
-            target: dev.start,
+            source: EntryError::MmioNotPermitted { target: dev.start },
         },
         "only L1 entries may map MMIO",
     );
@@ -541,9 +548,9 @@ fn superpage_refused() {
         set_entry(&mut m, table, index, entry);
         expect(
             &m,
-            Error::Superpage {
+            Error::Entry {
                 at: at(&m, 0, table, level, index),
-                entry,
+                source: EntryError::Superpage { entry },
             },
             "PS bit",
         );
@@ -557,9 +564,9 @@ fn global_l1_entry_refused() {
     set_entry(&mut m, table, index, entry);
     expect(
         &m,
-        Error::GlobalMapping {
+        Error::Entry {
             at: at(&m, 0, table, PtLevel::L1, index),
-            entry,
+            source: EntryError::GlobalMapping { entry },
         },
         "G bit",
     );

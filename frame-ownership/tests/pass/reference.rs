@@ -1,6 +1,7 @@
 //! A deliberately simple, multi-pass reference for the frametable: it exists
 //! only here, shares no code with the pass beyond the `FrameInfo`
-//! constructor, and keeps its state in maps rather than in a frametable.
+//! constructor (and the PTE bit names of `hvlu_types::pte`), and keeps its
+//! state in maps rather than in a frametable.
 //!
 //! Pass 1 sets owners and gpfns from the runs. Pass 2 sets types from the
 //! run kinds. Pass 3 visits every page table of every domain and counts each
@@ -9,9 +10,11 @@
 
 use std::collections::BTreeMap;
 
+use frame_ownership::pte;
 use frame_ownership::testkit::Machine;
 use frame_ownership::{FrameFlags, FrameInfo, PageType, M2P_INVALID};
 use handover_abi::{DomId, RunKind};
+use hvlu_types::PAGE_SHIFT;
 
 #[derive(Clone, Copy, Debug)]
 struct Owned {
@@ -79,10 +82,10 @@ pub fn reference(m: &Machine) -> Expected {
                 let Some(table) = table else { continue };
                 let slots = if level == 4 { 256 } else { 512 };
                 for &e in &table[..slots] {
-                    if e & 1 == 0 {
+                    if e & pte::PRESENT == 0 {
                         continue;
                     }
-                    let target = (e >> 12) & ((1 << 40) - 1);
+                    let target = (e & pte::ADDR_MASK) >> PAGE_SHIFT;
                     match owned.get(&target) {
                         Some(o) if o.domain == d.id => {
                             let c = counts.get_mut(&target).unwrap();
@@ -90,7 +93,7 @@ pub fn reference(m: &Machine) -> Expected {
                             if level > 1 {
                                 assert_eq!(o.kind.level(), Some(level - 1));
                                 c.type_count += 1;
-                            } else if e & 2 != 0 {
+                            } else if e & pte::WRITABLE != 0 {
                                 assert_eq!(o.kind, RunKind::Data);
                                 c.type_count += 1;
                                 c.writable = true;

@@ -1,4 +1,4 @@
-//! The single frametable pass (DESIGN.md §4).
+//! The single frametable pass (`docs/design.md` section 4).
 //!
 //! [`rebuild`] walks every domain's runs once, in order, on a zeroed
 //! frametable. For each domain it first checks the inputs that are cheap to
@@ -16,16 +16,24 @@
 //! increment per reference; only page-table frames are read; no frame is
 //! visited twice.
 
+mod lookup;
+mod runs;
+
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
 
-use crate::error::{Error, RangeList};
-use crate::frame::{CountError, FrameInfo, PageType};
-use crate::layout::{check_sorted, DomainView, MachineLayout};
+use crate::error::Error;
+use crate::frame::{frame_at_mut as frame_mut, CountError, FrameInfo};
+use crate::layout::{DomainView, MachineLayout};
+use crate::page_type::{PageType, PtLevel};
+use crate::pte;
 use crate::rules::{
-    check_entry, EntryEffect, EntryRef, FrameClass, FrameLookup, PtLevel, ENTRIES_PER_TABLE,
+    check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup, ENTRIES_PER_TABLE,
+    HV_L4_FIRST_SLOT,
 };
+use lookup::Scope;
+use runs::{check_runs, check_table_size, IndexedRun};
 
 /// The value of an M2P entry whose frame no domain owns.
 ///
@@ -88,14 +96,6 @@ pub struct PassReport {
     pub domains: Vec<DomainReport>,
 }
 
-/// One run in a domain's mfn-sorted index.
-#[derive(Clone, Copy, Debug)]
-struct IndexedRun {
-    start: u64,
-    end: u64,
-    kind: RunKind,
-}
-
 /// Rebuilds the frametable and the M2P of every domain-owned frame in one
 /// pass, validating every page-table entry (module docs, Invariants 1–10).
 ///
@@ -136,192 +136,6 @@ pub fn rebuild<R: PageTableReader + ?Sized, P, V>(
         report.domains.push(dr);
     }
     Ok(report)
-}
-
-/// Refuses a frametable or M2P table that does not cover all RAM.
-fn check_table_size(
-    layout: &MachineLayout<'_>,
-    frametable_len: usize,
-    m2p_len: usize,
-) -> Result<(), Error> {
-    let limit = frametable_len.min(m2p_len) as u64;
-    let uncovered = layout
-        .ram()
-        .iter()
-        .find(|r| !r.is_empty() && r.end() > limit)
-        .map(|r| Mfn(r.start.0.max(limit)));
-    match uncovered {
-        Some(mfn) => Err(Error::BeyondFrametable {
-            mfn,
-            frametable_len: frametable_len as u64,
-            m2p_len: m2p_len as u64,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Checks a domain's runs before any of its frames is claimed: order,
-/// layout, guest frame numbers, overlaps. Fills `index` with the runs sorted
-/// by mfn.
-fn check_runs<P, V>(
-    layout: &MachineLayout<'_>,
-    dom: &DomainView<'_, P, V>,
-    index: &mut Vec<IndexedRun>,
-) -> Result<(), Error> {
-    let domain = dom.id;
-    check_sorted(dom.mmio, RangeList::Mmio(domain))?;
-    // Invariant 9: bottom-up, so that L2..L4 targets are written first.
-    for (run, w) in dom.runs.windows(2).enumerate() {
-        if w[1].kind < w[0].kind {
-            return Err(Error::RunsNotBottomUp {
-                domain,
-                run: run + 1,
-                kind: w[1].kind,
-                previous: w[0].kind,
-            });
-        }
-    }
-    index.clear();
-    for (run, r) in dom.runs.iter().enumerate() {
-        if r.count == 0 {
-            continue;
-        }
-        let range = r.mfns();
-        // Invariant 1. The first bad frame of the run; for one frame, "not RAM" is
-        // reported before "region" before "hv-reserved".
-        let mut bad: Option<Error> = None;
-        let mut consider = |mfn: Option<Mfn>, err: fn(DomId, usize, Mfn) -> Error| {
-            if let Some(m) = mfn {
-                if bad.as_ref().is_none_or(|b| m.0 < error_mfn(b)) {
-                    bad = Some(err(domain, run, m));
-                }
-            }
-        };
-        consider(layout.first_non_ram(range), |domain, run, mfn| {
-            Error::OutsideRam { domain, run, mfn }
-        });
-        consider(layout.first_in_region(range), |domain, run, mfn| {
-            Error::InRegion { domain, run, mfn }
-        });
-        consider(layout.first_hv_reserved(range), |domain, run, mfn| {
-            Error::HvReserved { domain, run, mfn }
-        });
-        if let Some(err) = bad {
-            return Err(err);
-        }
-        // Invariant 10: no gpfn may equal M2P_INVALID or wrap.
-        if r.first_gpfn.0.checked_add(r.count).is_none() {
-            // gpfn first_gpfn + k == u64::MAX for k = u64::MAX - first_gpfn.
-            let k = u64::MAX - r.first_gpfn.0;
-            return Err(Error::GpfnOutOfRange {
-                domain,
-                run,
-                mfn: Mfn(r.first_mfn.0 + k),
-            });
-        }
-        index.push(IndexedRun {
-            start: range.start.0,
-            end: range.end(),
-            kind: r.kind,
-        });
-    }
-    index.sort_unstable_by_key(|r| r.start);
-    // Invariant 1 within the domain; across domains the claim checks it.
-    for w in index.windows(2) {
-        if w[1].start < w[0].end {
-            return Err(Error::OwnedTwice {
-                mfn: Mfn(w[1].start),
-                first: domain,
-                second: domain,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The frame a run-layout error names.
-fn error_mfn(e: &Error) -> u64 {
-    match *e {
-        Error::OutsideRam { mfn, .. }
-        | Error::InRegion { mfn, .. }
-        | Error::HvReserved { mfn, .. } => mfn.0,
-        _ => u64::MAX,
-    }
-}
-
-/// What the pass knows while it works on one domain.
-#[derive(Clone, Copy)]
-struct Scope<'p> {
-    layout: &'p MachineLayout<'p>,
-    /// The domain.
-    domain: DomId,
-    /// Its MMIO ranges, sorted.
-    mmio: &'p [MfnRange],
-    /// The domain's non-empty runs, sorted by mfn, disjoint.
-    index: &'p [IndexedRun],
-}
-
-impl<'p> Scope<'p> {
-    /// The lookup of the rules over the frametable as it is now.
-    fn lookup<'t>(&'t self, frametable: &'t [FrameInfo]) -> PassLookup<'t>
-    where
-        'p: 't,
-    {
-        PassLookup {
-            frametable,
-            scope: self,
-        }
-    }
-}
-
-/// The lookup of the pass, for one domain: the frametable first, then the
-/// domain's runs for its frames not written yet, then the layout.
-struct PassLookup<'p> {
-    frametable: &'p [FrameInfo],
-    scope: &'p Scope<'p>,
-}
-
-impl FrameLookup for PassLookup<'_> {
-    // The common case — a frame already written — is a single frametable
-    // load, inlined into the entry loop; the rest is out of line.
-    #[inline(always)]
-    fn classify(&self, mfn: Mfn) -> FrameClass {
-        if let Some(fi) = frame(self.frametable, mfn) {
-            if fi.is_owned_by(self.scope.domain) {
-                return FrameClass::Own(fi.page_type().map_or(RunKind::Data, PageType::run_kind));
-            }
-            if let Some(other) = fi.owner() {
-                return FrameClass::OtherDomain(other);
-            }
-        }
-        self.scope.classify_unwritten(mfn)
-    }
-}
-
-impl Scope<'_> {
-    /// Classifies a frame that no domain has claimed yet (or that lies
-    /// beyond the frametable): one of this domain's frames in a later run
-    /// (a page table, since data runs come first), or not this domain's.
-    #[inline(never)]
-    fn classify_unwritten(&self, mfn: Mfn) -> FrameClass {
-        let i = self.index.partition_point(|r| r.end <= mfn.0);
-        if let Some(r) = self.index.get(i) {
-            if r.start <= mfn.0 {
-                return FrameClass::Own(r.kind);
-            }
-        }
-        self.layout.classify_not_owned(mfn, self.mmio)
-    }
-}
-
-fn frame(frametable: &[FrameInfo], mfn: Mfn) -> Option<&FrameInfo> {
-    usize::try_from(mfn.0).ok().and_then(|i| frametable.get(i))
-}
-
-fn frame_mut(frametable: &mut [FrameInfo], mfn: Mfn) -> Option<&mut FrameInfo> {
-    usize::try_from(mfn.0)
-        .ok()
-        .and_then(|i| frametable.get_mut(i))
 }
 
 /// The error for a frame index that the layout check should have made
@@ -507,7 +321,7 @@ fn check_table<R: PageTableReader + ?Sized>(
     let domain = scope.domain;
     let (mut checked, mut mmio, mut writable) = (0u64, 0u64, 0u64);
     let limit = if level == PtLevel::L4 {
-        crate::rules::HV_L4_FIRST_SLOT
+        HV_L4_FIRST_SLOT
     } else {
         ENTRIES_PER_TABLE
     };
@@ -515,7 +329,7 @@ fn check_table<R: PageTableReader + ?Sized>(
     // are skipped here without a call, exactly as `check_entry` would skip
     // them.
     for (i, &entry) in entries[..limit].iter().enumerate() {
-        if entry & crate::pte::PRESENT == 0 {
+        if entry & pte::PRESENT == 0 {
             continue;
         }
         let at = EntryRef {
@@ -524,17 +338,20 @@ fn check_table<R: PageTableReader + ?Sized>(
             level,
             index: i as u16,
         };
-        let effect = check_entry(&scope.lookup(frametable), at, entry)?;
+        let effect = check_entry(&scope.lookup(frametable), at, entry)
+            .map_err(|source| Error::Entry { at, source })?;
         checked += 1;
         match effect {
             EntryEffect::NotPresent | EntryEffect::HvSlot => {}
             EntryEffect::Mmio(_) => mmio += 1,
             EntryEffect::Frame { target, typed } => {
                 writable += u64::from(typed == Some(PageType::Writable));
-                let fi = frame_mut(frametable, target).ok_or(Error::ForeignTarget {
+                let fi = frame_mut(frametable, target).ok_or(Error::Entry {
                     at,
-                    target,
-                    found: FrameClass::Unowned,
+                    source: EntryError::ForeignTarget {
+                        target,
+                        found: FrameClass::Unowned,
+                    },
                 })?;
                 fi.get_ref(typed).map_err(overflow(target, domain))?;
             }

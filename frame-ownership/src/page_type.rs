@@ -1,0 +1,178 @@
+//! What a frame holds: its PV page type ([`PageType`], the byte stored in
+//! [`crate::FrameInfo`]) and, for page tables, their level ([`PtLevel`]).
+//!
+//! Both are plain vocabulary with no dependency inside the crate, so the
+//! frametable entry ([`crate::frame`]), the type rules ([`crate::rules`])
+//! and the errors can all use them without depending on each other.
+
+use core::fmt;
+
+use handover_abi::RunKind;
+
+/// What a frame holds, as far as the PV type system is concerned.
+///
+/// Stored in [`crate::FrameInfo`] as one byte. The numbers are part of the digest
+/// (and so of the agreement between the old and the new hypervisor): never
+/// renumber a variant, only add new ones.
+///
+/// | byte | meaning |
+/// |---|---|
+/// | 0 | [`PageType::None`] |
+/// | 1 | [`PageType::Writable`] |
+/// | 2..=5 | [`PageType::L1`] .. [`PageType::L4`] |
+/// | 6 | reserved for `P2m`, the nested page-table frames of HVM domains (planned, `docs/abi.md` §2.4) |
+/// | 7..=255 | reserved; a frametable holding one is corrupt |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum PageType {
+    /// A data frame with no writable mapping (or a frame nobody owns).
+    None = 0,
+    /// A data frame that at least one L1 entry of its domain maps writable.
+    Writable = 1,
+    /// A level-1 page table.
+    L1 = 2,
+    /// A level-2 page table.
+    L2 = 3,
+    /// A level-3 page table.
+    L3 = 4,
+    /// A level-4 page table (a root that CR3 may hold).
+    L4 = 5,
+}
+
+impl PageType {
+    /// The byte stored in [`crate::FrameInfo`].
+    pub const fn to_byte(self) -> u8 {
+        self as u8
+    }
+
+    /// The type stored as `byte`, or `None` for a reserved value.
+    pub const fn from_byte(byte: u8) -> Option<PageType> {
+        match byte {
+            0 => Some(PageType::None),
+            1 => Some(PageType::Writable),
+            2 => Some(PageType::L1),
+            3 => Some(PageType::L2),
+            4 => Some(PageType::L3),
+            5 => Some(PageType::L4),
+            _ => None,
+        }
+    }
+
+    /// The type a frame of a run of `kind` gets when it is claimed: `None`
+    /// for data (it becomes `Writable` only through writable mappings), `Ln`
+    /// for a level-n page table.
+    pub const fn of_run(kind: RunKind) -> PageType {
+        match kind {
+            RunKind::Data => PageType::None,
+            RunKind::L1 => PageType::L1,
+            RunKind::L2 => PageType::L2,
+            RunKind::L3 => PageType::L3,
+            RunKind::L4 => PageType::L4,
+        }
+    }
+
+    /// The page-table level of this type, or `None` for data types.
+    pub const fn level(self) -> Option<PtLevel> {
+        match self {
+            PageType::None | PageType::Writable => None,
+            PageType::L1 => Some(PtLevel::L1),
+            PageType::L2 => Some(PtLevel::L2),
+            PageType::L3 => Some(PtLevel::L3),
+            PageType::L4 => Some(PtLevel::L4),
+        }
+    }
+
+    /// The run kind a frame of this type is listed under in the handover
+    /// state: `Data` for `None` and `Writable`, `Ln` for a level-n table.
+    pub const fn run_kind(self) -> RunKind {
+        match self {
+            PageType::None | PageType::Writable => RunKind::Data,
+            PageType::L1 => RunKind::L1,
+            PageType::L2 => RunKind::L2,
+            PageType::L3 => RunKind::L3,
+            PageType::L4 => RunKind::L4,
+        }
+    }
+}
+
+impl fmt::Display for PageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PageType::None => "none",
+            PageType::Writable => "writable",
+            PageType::L1 => "L1",
+            PageType::L2 => "L2",
+            PageType::L3 => "L3",
+            PageType::L4 => "L4",
+        })
+    }
+}
+
+/// The level of a page table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum PtLevel {
+    /// Entries map 4 KiB pages.
+    L1 = 1,
+    /// Entries point at L1 tables.
+    L2 = 2,
+    /// Entries point at L2 tables.
+    L3 = 3,
+    /// Entries point at L3 tables; the root.
+    L4 = 4,
+}
+
+impl PtLevel {
+    /// The level as a number, 1..=4.
+    pub const fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// The level of a page-table run, or `None` for a data run.
+    pub const fn of_run(kind: RunKind) -> Option<PtLevel> {
+        match kind {
+            RunKind::Data => None,
+            RunKind::L1 => Some(PtLevel::L1),
+            RunKind::L2 => Some(PtLevel::L2),
+            RunKind::L3 => Some(PtLevel::L3),
+            RunKind::L4 => Some(PtLevel::L4),
+        }
+    }
+
+    /// The run kind of tables of this level.
+    pub const fn run_kind(self) -> RunKind {
+        match self {
+            PtLevel::L1 => RunKind::L1,
+            PtLevel::L2 => RunKind::L2,
+            PtLevel::L3 => RunKind::L3,
+            PtLevel::L4 => RunKind::L4,
+        }
+    }
+
+    /// The page type of tables of this level.
+    pub const fn page_type(self) -> PageType {
+        match self {
+            PtLevel::L1 => PageType::L1,
+            PtLevel::L2 => PageType::L2,
+            PtLevel::L3 => PageType::L3,
+            PtLevel::L4 => PageType::L4,
+        }
+    }
+
+    /// The level one down, or `None` for L1 (whose entries map pages).
+    pub const fn below(self) -> Option<PtLevel> {
+        match self {
+            PtLevel::L1 => None,
+            PtLevel::L2 => Some(PtLevel::L1),
+            PtLevel::L3 => Some(PtLevel::L2),
+            PtLevel::L4 => Some(PtLevel::L3),
+        }
+    }
+}
+
+impl fmt::Display for PtLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "L{}", self.number())
+    }
+}

@@ -1,0 +1,11 @@
+//! Unit tests: the entry layout, the counting primitives, the PTE format,
+//! each type rule on a hand-made lookup, the layout lookups, the digest,
+//! the error messages, the runs of a p2m.
+//! The pass itself is tested against simulated machines in `tests/pass/`,
+//! the live operations in `tests/ops/`.
+
+mod collect;
+mod frame;
+mod layout;
+mod messages;
+mod rules;

@@ -1,0 +1,226 @@
+//! Each PV type rule on a hand-made lookup.
+
+use std::collections::BTreeMap;
+
+use handover_abi::{DomId, Mfn, RunKind};
+
+use crate::pte::{self, Pte};
+use crate::rules::{check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup};
+use crate::{PageType, PtLevel};
+
+/// A hand-made lookup: frames by class.
+struct MapLookup(BTreeMap<u64, FrameClass>);
+
+impl FrameLookup for MapLookup {
+    fn classify(&self, mfn: Mfn) -> FrameClass {
+        self.0
+            .get(&mfn.0)
+            .copied()
+            .unwrap_or(FrameClass::ForbiddenMmio)
+    }
+}
+
+const DATA: u64 = 10;
+const L1T: u64 = 11;
+const L2T: u64 = 12;
+const L3T: u64 = 13;
+const L4T: u64 = 14;
+const OTHER: u64 = 20;
+const FREE: u64 = 21;
+const REGION: u64 = 22;
+const RESERVED: u64 = 23;
+const MMIO: u64 = 30;
+
+fn lookup() -> MapLookup {
+    MapLookup(
+        [
+            (DATA, FrameClass::Own(RunKind::Data)),
+            (L1T, FrameClass::Own(RunKind::L1)),
+            (L2T, FrameClass::Own(RunKind::L2)),
+            (L3T, FrameClass::Own(RunKind::L3)),
+            (L4T, FrameClass::Own(RunKind::L4)),
+            (OTHER, FrameClass::OtherDomain(DomId(9))),
+            (FREE, FrameClass::Unowned),
+            (REGION, FrameClass::Region),
+            (RESERVED, FrameClass::HvReserved),
+            (MMIO, FrameClass::PermittedMmio),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
+
+pub(super) fn at(level: PtLevel, index: u16) -> EntryRef {
+    EntryRef {
+        domain: DomId(1),
+        table: Mfn(100),
+        level,
+        index,
+    }
+}
+
+fn e(mfn: u64, flags: u64) -> u64 {
+    Pte::new(Mfn(mfn), flags).0
+}
+
+const P: u64 = pte::PRESENT;
+const RW: u64 = pte::WRITABLE;
+
+#[test]
+fn rule_non_present_entries_count_nothing() {
+    for level in [PtLevel::L1, PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+        for v in [0, !P, e(OTHER, RW | pte::HUGE)] {
+            assert_eq!(
+                check_entry(&lookup(), at(level, 0), v),
+                Ok(EntryEffect::NotPresent)
+            );
+        }
+    }
+}
+
+#[test]
+fn rule_hv_slots_are_skipped() {
+    for i in [256u16, 300, 511] {
+        assert_eq!(
+            check_entry(&lookup(), at(PtLevel::L4, i), u64::MAX),
+            Ok(EntryEffect::HvSlot)
+        );
+    }
+    // Slot 255 is the guest's.
+    assert!(check_entry(&lookup(), at(PtLevel::L4, 255), e(OTHER, P)).is_err());
+    // Only L4s have hypervisor slots.
+    assert!(check_entry(&lookup(), at(PtLevel::L3, 300), e(OTHER, P)).is_err());
+}
+
+#[test]
+fn rule_l1_data_mappings() {
+    let l = lookup();
+    assert_eq!(
+        check_entry(&l, at(PtLevel::L1, 0), e(DATA, P)),
+        Ok(EntryEffect::Frame {
+            target: Mfn(DATA),
+            typed: None
+        })
+    );
+    assert_eq!(
+        check_entry(&l, at(PtLevel::L1, 0), e(DATA, P | RW | pte::HUGE)),
+        Ok(EntryEffect::Frame {
+            target: Mfn(DATA),
+            typed: Some(PageType::Writable)
+        })
+    );
+}
+
+#[test]
+fn rule_l1_read_only_table_mappings() {
+    let l = lookup();
+    for (t, kind) in [
+        (L1T, RunKind::L1),
+        (L2T, RunKind::L2),
+        (L3T, RunKind::L3),
+        (L4T, RunKind::L4),
+    ] {
+        assert_eq!(
+            check_entry(&l, at(PtLevel::L1, 0), e(t, P)),
+            Ok(EntryEffect::Frame {
+                target: Mfn(t),
+                typed: None
+            })
+        );
+        assert_eq!(
+            check_entry(&l, at(PtLevel::L1, 7), e(t, P | RW)),
+            Err(EntryError::WritablePageTable {
+                target: Mfn(t),
+                kind
+            })
+        );
+    }
+}
+
+#[test]
+fn rule_mmio() {
+    let l = lookup();
+    assert_eq!(
+        check_entry(&l, at(PtLevel::L1, 0), e(MMIO, P | RW)),
+        Ok(EntryEffect::Mmio(Mfn(MMIO)))
+    );
+    assert_eq!(
+        check_entry(&l, at(PtLevel::L1, 0), e(999, P)),
+        Err(EntryError::MmioNotPermitted { target: Mfn(999) })
+    );
+    assert_eq!(
+        check_entry(&l, at(PtLevel::L2, 0), e(MMIO, P)),
+        Err(EntryError::MmioNotPermitted { target: Mfn(MMIO) })
+    );
+}
+
+#[test]
+fn rule_foreign_targets() {
+    let l = lookup();
+    for level in [PtLevel::L1, PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+        for (t, found) in [
+            (OTHER, FrameClass::OtherDomain(DomId(9))),
+            (FREE, FrameClass::Unowned),
+            (REGION, FrameClass::Region),
+            (RESERVED, FrameClass::HvReserved),
+        ] {
+            assert_eq!(
+                check_entry(&l, at(level, 1), e(t, P)),
+                Err(EntryError::ForeignTarget {
+                    target: Mfn(t),
+                    found
+                })
+            );
+        }
+    }
+}
+
+#[test]
+fn rule_upper_levels_point_one_level_down() {
+    let l = lookup();
+    let tables = [
+        (DATA, RunKind::Data),
+        (L1T, RunKind::L1),
+        (L2T, RunKind::L2),
+        (L3T, RunKind::L3),
+        (L4T, RunKind::L4),
+    ];
+    for level in [PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+        let want = level.below().unwrap();
+        for (t, kind) in tables {
+            for flags in [P, P | RW] {
+                let got = check_entry(&l, at(level, 3), e(t, flags));
+                if kind == want.run_kind() {
+                    assert_eq!(
+                        got,
+                        Ok(EntryEffect::Frame {
+                            target: Mfn(t),
+                            typed: Some(want.page_type())
+                        })
+                    );
+                } else {
+                    assert_eq!(
+                        got,
+                        Err(EntryError::TypeMismatch {
+                            target: Mfn(t),
+                            expected: want.run_kind(),
+                            found: kind
+                        })
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rule_superpages_refused_above_l1() {
+    let l = lookup();
+    for (level, t) in [(PtLevel::L2, L1T), (PtLevel::L3, L2T), (PtLevel::L4, L3T)] {
+        let v = e(t, P | pte::HUGE);
+        assert_eq!(
+            check_entry(&l, at(level, 0), v),
+            Err(EntryError::Superpage { entry: v })
+        );
+    }
+}
