@@ -1,8 +1,7 @@
-//! This image's identity: its build id (baked in by `build.rs`) and the
-//! `HVLU` note that carries it, the live-update entry and the handover
-//! versions this image reads.
+//! This image's identity: its build id (baked in by `build.rs`). The
+//! `HVLU` note that carries it, with the live-update entry and the handover
+//! versions this image reads, is placed by `arch::start`.
 
-use handover_abi::note::HvluNote;
 use handover_abi::BuildId;
 
 const fn hex_digit(c: u8) -> u8 {
@@ -29,18 +28,6 @@ const fn parse(hex: &str) -> [u8; 16] {
 pub const BUILD_ID: BuildId = BuildId(parse(env!("HVLU_BUILD_ID_HEX")));
 /// The text the build id was derived from.
 pub const BUILD_TEXT: &str = env!("HVLU_BUILD_ID_TEXT");
-
-extern "C" {
-    /// The live-update entry (`arch::kexec`).
-    fn hv_lu_entry() -> !;
-}
-
-/// The `HVLU` note: what an old hypervisor reads to decide whether it can
-/// hand over to this image, and where to enter it.
-#[used]
-#[link_section = ".note.hvlu"]
-static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> =
-    HvluNote::new(handover_abi::READS, hv_lu_entry, BUILD_ID);
 
 /// The first 8 bytes of the build id, for compact logs and `sysinfo`.
 pub fn short() -> u64 {

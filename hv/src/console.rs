@@ -1,8 +1,12 @@
 //! The hypervisor console: COM1, one line per message, with a prefix that
-//! names the source — `(hv)` for the hypervisor, `(dN)` for domain N.
+//! names the source — `(hv)` for the hypervisor, `(dN)` for domain N — and
+//! the input that waits for dom0.
 
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
+use handover_abi::DomId;
 use spin::Mutex;
 
 use crate::arch::serial;
@@ -50,7 +54,37 @@ macro_rules! hvprintln {
 }
 
 /// Writes one line of domain `id`'s console, prefixed with `(dN) `.
-pub fn domain_print(id: u16, line: &str) {
+pub fn domain_print(id: DomId, line: &str) {
     let mut console = CONSOLE.lock();
     let _ = writeln!(console, "(d{id}) {line}");
+}
+
+/// Console input waiting for dom0 (`console_read`), at most
+/// [`ConsoleIn::CAPACITY`] bytes; more is dropped.
+#[derive(Debug, Default)]
+pub struct ConsoleIn(VecDeque<u8>);
+
+impl ConsoleIn {
+    /// Most bytes kept.
+    pub const CAPACITY: usize = 4096;
+
+    /// Moves what the serial port received into the buffer, a carriage
+    /// return as a newline.
+    pub fn poll(&mut self) {
+        while let Some(byte) = serial::try_read_byte() {
+            if self.0.len() < Self::CAPACITY {
+                self.0.push_back(if byte == b'\r' { b'\n' } else { byte });
+            }
+        }
+    }
+
+    /// The first `max` bytes waiting (fewer if fewer are), left in place.
+    pub fn peek(&self, max: usize) -> Vec<u8> {
+        self.0.iter().take(max).copied().collect()
+    }
+
+    /// Drops the first `n` bytes.
+    pub fn consume(&mut self, n: usize) {
+        self.0.drain(..n.min(self.0.len()));
+    }
 }

@@ -6,7 +6,9 @@ use frame_ownership::FrameInfo;
 use handover_abi::{DomId, Mfn};
 use pv_abi::hypercall::Error;
 
-use crate::arch::paging::{PTE_ADDR, PTE_P, PTE_PS, PTE_RW, PTE_US};
+use hvlu_types::canonical::is_lower_half;
+use hvlu_types::pte::{self, ADDR_MASK, HUGE, PRESENT, USER, WRITABLE};
+
 use crate::arch::phys;
 
 /// Translates guest virtual address `va` to a machine address, checking the
@@ -19,20 +21,20 @@ pub fn translate(
     write: bool,
 ) -> Result<u64, Error> {
     // Lower half only: the upper half is the hypervisor's.
-    if va >= 0x0000_8000_0000_0000 {
+    if !is_lower_half(va) {
         return Err(Error::BadAddress);
     }
     let mut table = cr3.addr();
     for level in (1..=4u32).rev() {
-        let index = (va >> (12 + 9 * (level - 1))) & 511;
+        let index = pte::index(va, level) as u64;
         let entry = phys::read_u64(table + 8 * index).map_err(|_| Error::BadAddress)?;
-        if entry & PTE_P == 0 || entry & PTE_US == 0 || (write && entry & PTE_RW == 0) {
+        if entry & PRESENT == 0 || entry & USER == 0 || (write && entry & WRITABLE == 0) {
             return Err(Error::BadAddress);
         }
-        if level > 1 && entry & PTE_PS != 0 {
+        if level > 1 && entry & HUGE != 0 {
             return Err(Error::BadAddress);
         }
-        table = entry & PTE_ADDR;
+        table = entry & ADDR_MASK;
     }
     let mfn = Mfn::containing(table);
     if !frametable

@@ -1,13 +1,20 @@
 //! The hvlu reference hypervisor.
 //!
 //! Built for `x86_64-unknown-none` by `cargo xtask` and booted by QEMU
-//! through the PVH entry (see `arch::boot`).
+//! through the PVH entry (see `arch::boot`), which calls [`cold_boot`]; an
+//! older hypervisor's live update enters through `arch::kexec`, which calls
+//! [`lu_boot`]. Both build an [`hv::Hv`] and [`hv::Hv::start`] it.
+//!
+//! Every `unsafe` is in [`arch`] (`#![deny(unsafe_code)]` below enforces it):
+//! the rest of the hypervisor is safe Rust over the functions it exports.
 
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
+#[allow(unsafe_code)]
 mod arch;
 mod boot_info;
 mod build_id;
@@ -16,21 +23,22 @@ mod console;
 mod domain;
 mod guest_mem;
 mod hv;
+mod hypercall;
 mod lu;
 mod mm;
 mod mmu;
 mod modules;
+mod sched;
 mod trap;
 
 use core::panic::PanicInfo;
 
 use pv_abi::exit::Outcome;
 
-/// The first Rust code: called by the PVH boot stub in long mode, in the
-/// upper half, on the boot stack, with the physical address of the PVH
-/// start-info structure.
-#[no_mangle]
-pub extern "C" fn hv_entry64(start_info: u64) -> ! {
+/// A cold boot: called by the PVH entry (`arch::start`) on the boot stack,
+/// in the upper half, with the physical address of the PVH start-info
+/// structure.
+pub fn cold_boot(start_info: u64) -> ! {
     let boot_tsc = arch::cpu::rdtsc();
     console::init();
     hvprintln!("hvlu hypervisor starting, start_info at {start_info:#x}");
@@ -81,45 +89,25 @@ pub extern "C" fn hv_entry64(start_info: u64) -> ! {
             .collect::<alloc::vec::Vec<_>>()
             .join(" ")
     );
-    let mut hv = hv::Hv {
-        mem: memory,
-        domains: alloc::collections::BTreeMap::new(),
-        next_domid: 0,
-        current: None,
-        run_queue: alloc::collections::VecDeque::new(),
-        modules,
-        console_in: alloc::collections::VecDeque::new(),
-        options,
-        tsc_khz,
-        boot_tsc,
-        past_reports: alloc::vec::Vec::new(),
-        lu: lu::outgoing::LuState::default(),
-        lu_sequence: 0,
-        pending_release: None,
-    };
+    let mut hv = hv::Hv::new(memory, options, modules, tsc_khz, boot_tsc);
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")
     );
-    if let Err(e) = hv.create_domain("dom0", hv::DOM0_KIB, &dom0_cmdline, true) {
+    if let Err(e) = hv.create_domain("dom0", domain::DOM0_KIB, &dom0_cmdline, true) {
         fatal(format_args!("cannot create dom0: {}", e.name()));
     }
-    let Some((d, _)) = hv.run_queue.pop_front() else {
-        fatal(format_args!("dom0 has no vCPU"))
-    };
-    let vcpu = hv.domains[&d].vcpus[0].clone();
-    if let Err(e) = arch::paging::load_guest_root(vcpu.cr3.addr()) {
-        fatal(format_args!("cannot load dom0's page tables: {e}"));
-    }
-    hv.current = Some((d, 0));
-    *hv::HV.lock() = Some(hv);
-    arch::lapic::init_virtual_wire();
-    arch::timer::start(options.timer_hz);
     hvprintln!(
         "boot done in {} ms: starting dom0",
         arch::cpu::rdtsc().saturating_sub(boot_tsc) / tsc_khz.max(1)
     );
-    arch::trap::enter(&vcpu.frame)
+    match hv.start() {
+        Ok(never) => match never {},
+        Err(hv::StartError::NoVcpu) => fatal(format_args!("dom0 has no vCPU")),
+        Err(hv::StartError::Root { error, .. }) => {
+            fatal(format_args!("cannot load dom0's page tables: {error}"))
+        }
+    }
 }
 
 /// Memory on a cold boot: page tables, heap, frametable from the region,
@@ -156,10 +144,9 @@ fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     arch::cpu::exit(Outcome::Fail)
 }
 
-/// The first Rust code after a live update: called by `hv_lu_entry` on the
-/// boot stack with the physical address of the entry argument page.
-#[no_mangle]
-pub extern "C" fn hv_lu_main(args_phys: u64) -> ! {
+/// A boot by live update: called by the live-update entry (`arch::start`)
+/// on the boot stack with the physical address of the entry argument page.
+pub fn lu_boot(args_phys: u64) -> ! {
     lu::incoming::enter(args_phys)
 }
 

@@ -9,8 +9,9 @@
 //! address space bottom-up: fill data frames, unmap them, pin the L1s, then
 //! the L2s that point at them, and so on.
 
-use frame_ownership::{pte, DomainContext, Error as PassError, OpError, PageType, PtLevel};
+use frame_ownership::{DomainContext, EntryError, OpError, PageType, PtLevel};
 use handover_abi::{Gpfn, Mfn};
+use hvlu_types::pte;
 use pv_abi::hypercall::{Error, MmuUpdate};
 
 use crate::arch::{paging, phys};
@@ -26,8 +27,11 @@ pub const MAX_BATCH: usize = 512;
 pub fn error_of(e: &OpError) -> Error {
     match e {
         OpError::OutOfRange { .. } | OpError::NotOwner { .. } => Error::NotOwner,
-        OpError::Entry(PassError::ForeignTarget { .. }) => Error::NotOwner,
-        OpError::Entry(_)
+        OpError::Entry {
+            source: EntryError::ForeignTarget { .. },
+            ..
+        } => Error::NotOwner,
+        OpError::Entry { .. }
         | OpError::NotPageTable { .. }
         | OpError::LevelMismatch { .. }
         | OpError::WritableData { .. }
@@ -165,7 +169,7 @@ pub fn new_baseptr(
     paging::load_guest_root(mfn.addr()).map_err(|e| {
         hvprintln!(
             "BUG: d{} pinned L4 {:#x} cannot be loaded: {e}",
-            dom.id.0,
+            dom.id,
             mfn.0
         );
         Error::Failed

@@ -48,7 +48,6 @@ pub mod verify;
 
 pub use adopt::{adopt, Adopted};
 pub use domain::{l4_frames, p2m_of};
-pub use ram::of_state as ram_ranges;
 pub use report::{us, InTimes, Report};
 pub use staging::staged_range;
 pub use verify::{read_args, verify, verify_state};

@@ -9,6 +9,7 @@ use frame_ownership::testkit::random_machine;
 use frame_ownership::{rebuild, state_view, FrameInfo};
 use handover_abi::entry::EntryArgs;
 use handover_abi::{DomId, GpRegs, Gpfn, Mfn, MfnRange, RunKind, PAGE_SIZE};
+use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 use hvlu_types::regs::rflags;
 use hvlu_types::{PhysRange, VcpuContext};
 use new_hv::IncomingError;
@@ -71,7 +72,7 @@ fn vcpu_restore_refuses_what_would_fault_the_hypervisor() {
         ("gs_base", |v, x| v.gs_base = x),
         ("kernel_gs_base", |v, x| v.kernel_gs_base = x),
     ] {
-        for value in [0x0000_8000_0000_0000, 0xffff_8000_0000_0000, u64::MAX] {
+        for value in [LOWER_HALF_END, UPPER_HALF_START, u64::MAX] {
             let mut bad = saved;
             set(&mut bad, value);
             assert_eq!(

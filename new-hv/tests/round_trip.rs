@@ -181,7 +181,7 @@ fn round_trip_on_random_machines() {
         let staged = new_hv::staged_range(&args).unwrap();
         assert_eq!(staged.start, s.image().start.addr());
         assert!(staged.end() <= s.state_area().end() * PAGE_SIZE);
-        assert_eq!(new_hv::ram_ranges(&state), m.ram, "seed {seed}");
+        assert_eq!(new_hv::ram::of_state(&state), m.ram, "seed {seed}");
 
         let (mut ft, mut m2p) = m.new_tables();
         let layout = m.layout().unwrap();

@@ -5,8 +5,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use frame_ownership::{p2m_runs, FrameInfo};
-use handover_abi::{ConsoleRing, DomId, DomainFlags, Gpfn, MfnRange, RunKind};
+use frame_ownership::{p2m_domain, FrameInfo};
+use handover_abi::{ConsoleRing, DomId, DomainFlags, Gpfn, MfnRange};
 use hvlu_types::VcpuContext;
 
 use crate::{pins, vcpu};
@@ -33,19 +33,13 @@ pub struct DomainInput<'a> {
 }
 
 /// One domain of the handover state: runs from its p2m grouped by the page
-/// types `frametable` holds for its frames (frame-ownership's
-/// [`p2m_runs`]), pins from the `PINNED` flags of its page-table frames,
-/// vCPUs from their contexts.
+/// types `frametable` holds for its frames and pins from the `PINNED` flags
+/// of its page-table frames (frame-ownership's [`p2m_domain`], the path
+/// its equivalence property checks against the pass), vCPUs from their
+/// contexts.
 pub fn save(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domain {
-    let runs = p2m_runs(d.p2m, |gpfn| {
-        d.p2m
-            .get(gpfn as usize)
-            .and_then(|&mfn| usize::try_from(mfn).ok())
-            .and_then(|i| frametable.get(i))
-            .and_then(FrameInfo::page_type)
-            .map_or(RunKind::Data, |t| t.run_kind())
-    });
-    let pinned = pins::save(frametable, &runs);
+    let owned = p2m_domain(frametable, d.id, d.p2m);
+    let pinned = pins::save(&owned.pinned);
     let mut flags = DomainFlags::PV;
     if d.privileged {
         flags = flags.union(DomainFlags::PRIVILEGED);
@@ -55,7 +49,7 @@ pub fn save(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domai
         flags,
         name: String::from(d.name),
         max_frames: d.max_frames,
-        runs,
+        runs: owned.runs,
         pinned,
         mmio: d.mmio.to_vec(),
         start_info: d.start_info,

@@ -1,16 +1,16 @@
-//! Pins: which of a domain's page tables are pinned, from the `PINNED`
-//! flags of their frametable entries. Restored by the incoming pass (a pin
-//! in the state pins the frame) and read back by `new_hv::pins`.
+//! Pins: which of a domain's page tables are pinned, as frame-ownership
+//! reads them from the `PINNED` flags of their frametable entries
+//! (`p2m_domain`), into the state's list. Restored by the incoming pass (a
+//! pin in the state pins the frame) and read back by `new_hv::pins`.
 
 use alloc::vec::Vec;
 
-use frame_ownership::{pinned_in, FrameInfo};
-use handover_abi::{MemRun, PinnedTable};
+use handover_abi::{Mfn, PinnedTable, RunKind};
 
-/// The pinned tables among `runs`' page-table frames, in run order.
-pub fn save(frametable: &[FrameInfo], runs: &[MemRun]) -> Vec<PinnedTable> {
-    pinned_in(frametable, runs)
-        .into_iter()
-        .map(|(mfn, level)| PinnedTable { mfn, level })
+/// The state's list of pinned tables, in the order given.
+pub fn save(pinned: &[(Mfn, RunKind)]) -> Vec<PinnedTable> {
+    pinned
+        .iter()
+        .map(|&(mfn, level)| PinnedTable { mfn, level })
         .collect()
 }

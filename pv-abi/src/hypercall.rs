@@ -224,7 +224,18 @@ impl DomctlOp {
 }
 
 /// One domain, as `domctl list` reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromZeros,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct DomainInfo {
     /// Domain id.
@@ -262,7 +273,18 @@ pub enum Report {
 }
 
 /// System information, `sysinfo(buf, len)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromZeros,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct SysInfo {
     /// Free frames in the page allocator.
@@ -280,7 +302,17 @@ pub struct SysInfo {
 }
 
 /// Live-update status, `lu_status(buf, len)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    zerocopy::FromZeros,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct LuStatus {
     /// 1 if an image is staged.

@@ -4,6 +4,11 @@
 //! Everything that two of these three parties must agree on is defined here
 //! once: hypercall numbers and error codes, the start-info page and guest
 //! virtual layout, and the codes with which a run ends in QEMU.
+//!
+//! The structures the hypervisor copies into guest memory as bytes
+//! ([`start_info::StartInfo`], [`hypercall::SysInfo`], [`hypercall::LuStatus`],
+//! [`hypercall::DomainInfo`]) derive `zerocopy`'s layout traits: a padding
+//! byte, which would leak hypervisor memory to a guest, does not compile.
 
 #![no_std]
 #![forbid(unsafe_code)]

@@ -26,7 +26,20 @@ pub const START_INFO_MAGIC: u64 = 0x6876_6c75_5056_0001; // "hvluPV", v1
 pub const SIF_PRIVILEGED: u64 = 1;
 
 /// The start-info page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// The `zerocopy` derives check at compile time that it has no padding and
+/// that all-zero is a valid value, so the hypervisor copies its bytes as is.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    zerocopy::FromZeros,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct StartInfo {
     /// [`START_INFO_MAGIC`].

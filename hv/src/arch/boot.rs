@@ -9,10 +9,10 @@
 //! 4 GiB identity (so the stub keeps running once paging is on, and so that
 //! the hypervisor can reach the memory map, the region and its first page
 //! tables before its own direct map exists), maps the first GiB again at
-//! `KERNEL_VBASE` (where the rest of the image is linked), enables long mode and jumps to [`super::start::hv_entry64`] on
-//! the boot stack with the start-info address as its argument. The
-//! hypervisor replaces these tables with its own as soon as it has a boot
-//! allocator.
+//! `KERNEL_VBASE` (where the rest of the image is linked), enables long mode
+//! and jumps to `hv_entry64` (`super::start`) on the boot stack with the
+//! start-info address as its argument. The hypervisor replaces these tables
+//! with its own as soon as it has a boot allocator.
 
 use core::arch::global_asm;
 

@@ -2,6 +2,7 @@
 
 use core::arch::asm;
 
+use hvlu_types::canonical::is_lower_half;
 use pv_abi::exit::{Outcome, DEBUG_EXIT_PORT};
 
 /// Reads the time-stamp counter.
@@ -36,8 +37,8 @@ const GS_BASE: u32 = 0xc000_0101;
 pub fn set_guest_segment_bases(fs: u64, gs: u64) {
     // Non-canonical values would fault on wrmsr: the hypercall only accepts
     // lower-half addresses, and so does this function.
-    let fs = if fs < 0x0000_8000_0000_0000 { fs } else { 0 };
-    let gs = if gs < 0x0000_8000_0000_0000 { gs } else { 0 };
+    let fs = if is_lower_half(fs) { fs } else { 0 };
+    let gs = if is_lower_half(gs) { gs } else { 0 };
     // SAFETY: FS_BASE and GS_BASE exist on every x86_64 CPU; canonical
     // values (checked) are valid; the hypervisor does not use FS or GS.
     unsafe {

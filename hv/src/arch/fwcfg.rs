@@ -3,7 +3,8 @@
 //! Boot modules (guest kernels, hypervisor images for later updates) come as
 //! fw_cfg files `opt/hvlu/<name>`. The directory is read through the port
 //! interface; file contents through the DMA interface, straight into their
-//! destination (shared/PLATFORM.md: DMA is ~600x faster than the data port).
+//! destination: under QEMU, DMA is about 600 times faster than reading the
+//! data port a byte at a time.
 
 use core::sync::atomic::{compiler_fence, Ordering};
 

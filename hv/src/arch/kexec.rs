@@ -16,8 +16,11 @@
 
 use core::arch::{asm, global_asm};
 
-use super::paging::{PTE_ADDR, PTE_NX, PTE_P, PTE_PS, PTE_RW};
-use super::phys::{self, PhysError, DIRECT_MAP_BASE};
+use handover_abi::entry::DIRECT_MAP_BASE;
+use hvlu_types::pte::{ADDR_MASK, HUGE, NO_EXECUTE, PRESENT, WRITABLE};
+
+use super::paging::entry_offset;
+use super::phys::{self, PhysError};
 
 global_asm!(
     r#"
@@ -127,10 +130,6 @@ pub struct Prepared {
     entry: u64,
 }
 
-fn index(va: u64, level: u32) -> u64 {
-    (va >> (12 + 9 * (level - 1))) & 511
-}
-
 fn table_for(
     root: u64,
     va: u64,
@@ -139,14 +138,14 @@ fn table_for(
 ) -> Result<u64, PrepareError> {
     let mut table = root;
     for l in (level + 1..=4).rev() {
-        let slot = table + 8 * index(va, l);
+        let slot = table + entry_offset(va, l);
         let entry = phys::read_u64(slot)?;
-        table = if entry & PTE_P != 0 {
-            entry & PTE_ADDR
+        table = if entry & PRESENT != 0 {
+            entry & ADDR_MASK
         } else {
             let new = alloc().ok_or(PrepareError::OutOfFrames)?;
             phys::zero(new, 4096)?;
-            phys::write_u64(slot, new | PTE_P | PTE_RW)?;
+            phys::write_u64(slot, new | PRESENT | WRITABLE)?;
             new
         };
     }
@@ -175,12 +174,15 @@ pub fn prepare(
     let hv_root = super::paging::hv_root();
     // A fresh identity mapping of the trampoline in the hypervisor's root:
     // slot 0 of its lower half is otherwise empty.
-    phys::write_u64(hv_root + 8 * index(plan.trampoline, 4), 0)?;
+    phys::write_u64(hv_root + entry_offset(plan.trampoline, 4), 0)?;
     let new_root = alloc().ok_or(PrepareError::OutOfFrames)?;
     phys::zero(new_root, 4096)?;
     for root in [hv_root, new_root] {
         let pt = table_for(root, plan.trampoline, 1, alloc)?;
-        phys::write_u64(pt + 8 * index(plan.trampoline, 1), plan.trampoline | PTE_P)?;
+        phys::write_u64(
+            pt + entry_offset(plan.trampoline, 1),
+            plan.trampoline | PRESENT,
+        )?;
     }
     phys::zero(plan.trampoline, 4096)?;
     phys::write(plan.trampoline, trampoline_code())?;
@@ -189,14 +191,20 @@ pub fn prepare(
         for off in (0..m.len).step_by(4096) {
             let va = m.vaddr + off;
             let pt = table_for(new_root, va, 1, alloc)?;
-            phys::write_u64(pt + 8 * index(va, 1), (m.phys + off) | PTE_P | PTE_RW)?;
+            phys::write_u64(
+                pt + entry_offset(va, 1),
+                (m.phys + off) | PRESENT | WRITABLE,
+            )?;
         }
     }
     const TWO_MIB: u64 = 2 << 20;
     for pa in (0..plan.ram_end.div_ceil(TWO_MIB) * TWO_MIB).step_by(TWO_MIB as usize) {
         let va = DIRECT_MAP_BASE + pa;
         let pd = table_for(new_root, va, 2, alloc)?;
-        phys::write_u64(pd + 8 * index(va, 2), pa | PTE_P | PTE_RW | PTE_PS | PTE_NX)?;
+        phys::write_u64(
+            pd + entry_offset(va, 2),
+            pa | PRESENT | WRITABLE | HUGE | NO_EXECUTE,
+        )?;
     }
     Ok(Prepared {
         hv_root,

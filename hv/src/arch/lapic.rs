@@ -3,7 +3,7 @@
 //! software-disabled; we enable it and route LINT0 as ExtINT (virtual-wire
 //! mode), so the 8259's timer interrupt arrives as before.
 
-use super::phys::DIRECT_MAP_BASE;
+use handover_abi::entry::DIRECT_MAP_BASE;
 
 /// Physical address of the local APIC's registers.
 pub const LAPIC_PHYS: u64 = 0xfee0_0000;

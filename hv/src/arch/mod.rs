@@ -1,8 +1,10 @@
 //! The architecture layer: every `unsafe` of the hypervisor lives here.
 //!
 //! Port I/O, control registers and MSRs, descriptor tables, the boot path,
-//! physical memory access, page-table switches and the live-update jump.
-//! Everything above this layer is safe Rust over the functions it exports.
+//! physical memory access, page-table switches and the live-update jump,
+//! and the exported entry symbols and ELF note (`start`). Everything above
+//! this layer is safe Rust over the functions it exports: the crate root
+//! denies `unsafe_code` and allows it for this module alone.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,7 @@ pub mod paging;
 pub mod phys;
 pub mod port;
 pub mod serial;
+mod start;
 pub mod timer;
 pub mod trap;
 

@@ -16,27 +16,13 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::phys::{self, PhysError, DIRECT_MAP_BASE};
-use super::{image_range, kernel_virt_to_phys, KERNEL_VBASE};
+use handover_abi::entry::DIRECT_MAP_BASE;
+use hvlu_types::pte::{
+    self, ADDR_MASK, CACHE_DISABLE, GLOBAL, HUGE, NO_EXECUTE, PRESENT, WRITABLE, WRITE_THROUGH,
+};
 
-/// Present.
-pub const PTE_P: u64 = 1 << 0;
-/// Writable.
-pub const PTE_RW: u64 = 1 << 1;
-/// User-accessible.
-pub const PTE_US: u64 = 1 << 2;
-/// Large page (2 MiB in an L2 entry).
-pub const PTE_PS: u64 = 1 << 7;
-/// Write-through.
-pub const PTE_PWT: u64 = 1 << 3;
-/// Cache disable.
-pub const PTE_PCD: u64 = 1 << 4;
-/// Global.
-pub const PTE_G: u64 = 1 << 8;
-/// No execute.
-pub const PTE_NX: u64 = 1 << 63;
-/// Address bits of an entry.
-pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+use super::phys::{self, PhysError};
+use super::{image_range, kernel_virt_to_phys, KERNEL_VBASE};
 
 /// First L4 slot that belongs to the hypervisor.
 pub const HV_FIRST_SLOT: usize = 256;
@@ -50,8 +36,9 @@ extern "C" {
     static __rodata_end: u8;
 }
 
-fn index(vaddr: u64, level: u32) -> u64 {
-    (vaddr >> (12 + 9 * (level - 1))) & 511
+/// The byte offset, in the table of `level`, of the entry that maps `vaddr`.
+pub(super) fn entry_offset(vaddr: u64, level: u32) -> u64 {
+    8 * pte::index(vaddr, level) as u64
 }
 
 /// Walks from `root` to the table of `level` that maps `vaddr`, creating
@@ -64,15 +51,15 @@ fn walk_create(
 ) -> Result<u64, PagingError> {
     let mut table = root;
     for l in (level + 1..=4).rev() {
-        let slot = table + 8 * index(vaddr, l);
+        let slot = table + entry_offset(vaddr, l);
         let entry = phys::read_u64(slot)?;
-        table = if entry & PTE_P != 0 {
-            entry & PTE_ADDR
+        table = if entry & PRESENT != 0 {
+            entry & ADDR_MASK
         } else {
             let new = alloc().ok_or(PagingError::OutOfFrames)?;
             phys::zero(new, 4096)?;
             // Intermediate entries are permissive; leaves decide.
-            phys::write_u64(slot, new | PTE_P | PTE_RW)?;
+            phys::write_u64(slot, new | PRESENT | WRITABLE)?;
             new
         };
     }
@@ -137,8 +124,8 @@ pub fn build_and_load(
         while pa < end {
             let pd = walk_create(root, DIRECT_MAP_BASE + pa, 2, alloc)?;
             phys::write_u64(
-                pd + 8 * index(DIRECT_MAP_BASE + pa, 2),
-                pa | PTE_P | PTE_RW | PTE_PS | PTE_G | PTE_NX,
+                pd + entry_offset(DIRECT_MAP_BASE + pa, 2),
+                pa | PRESENT | WRITABLE | HUGE | GLOBAL | NO_EXECUTE,
             )?;
             pa += TWO_MIB;
         }
@@ -149,8 +136,8 @@ pub fn build_and_load(
     let lapic_va = DIRECT_MAP_BASE + super::lapic::LAPIC_PHYS;
     let pt = walk_create(root, lapic_va, 1, alloc)?;
     phys::write_u64(
-        pt + 8 * index(lapic_va, 1),
-        super::lapic::LAPIC_PHYS | PTE_P | PTE_RW | PTE_PCD | PTE_PWT | PTE_NX,
+        pt + entry_offset(lapic_va, 1),
+        super::lapic::LAPIC_PHYS | PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH | NO_EXECUTE,
     )?;
 
     // SAFETY: only the addresses of linker-defined symbols are taken.
@@ -168,14 +155,14 @@ pub fn build_and_load(
     let virt_end = kernel_phys_end_virt(img_end);
     while va < virt_end {
         let flags = if (text..text_end).contains(&va) {
-            PTE_P | PTE_G
+            PRESENT | GLOBAL
         } else if (ro..ro_end).contains(&va) {
-            PTE_P | PTE_G | PTE_NX
+            PRESENT | GLOBAL | NO_EXECUTE
         } else {
-            PTE_P | PTE_RW | PTE_G | PTE_NX
+            PRESENT | WRITABLE | GLOBAL | NO_EXECUTE
         };
         let pt = walk_create(root, va, 1, alloc)?;
-        phys::write_u64(pt + 8 * index(va, 1), kernel_virt_to_phys(va) | flags)?;
+        phys::write_u64(pt + entry_offset(va, 1), kernel_virt_to_phys(va) | flags)?;
         va += 4096;
     }
 

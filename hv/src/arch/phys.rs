@@ -16,9 +16,11 @@
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Where the direct map starts once the hypervisor's page tables are loaded
-/// (L4 slot 256, the first upper-half slot).
-pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+// Where the direct map starts once the hypervisor's page tables are loaded
+// (L4 slot 256, the first upper-half slot): the address the live-update
+// entry contract maps RAM at too, so one constant serves both.
+use handover_abi::entry::DIRECT_MAP_BASE;
+use zerocopy::{FromZeros, IntoBytes, KnownLayout, TryFromBytes};
 
 static BASE: AtomicU64 = AtomicU64::new(0);
 /// Highest physical address (exclusive) the current map covers.
@@ -204,32 +206,25 @@ pub fn bytes_as_uninit(bytes: &'static mut [u8]) -> &'static mut [core::mem::May
     unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), len) }
 }
 
-/// Plain-data types: all-zero bytes are a valid value, and there is no
-/// padding, so every byte of a value is initialised.
-///
-/// # Safety
-/// Implement only for `#[repr(C)]` types whose fields are all integers (or
-/// arrays of them) laid out without padding.
-pub unsafe trait ZeroValid: Sized {}
-
-// SAFETY: u64 is an integer.
-unsafe impl ZeroValid for u64 {}
-// SAFETY: FrameInfo is `#[repr(C)]` of integers; all-zero is
-// `FrameInfo::UNOWNED` (frame-ownership documents this).
-unsafe impl ZeroValid for frame_ownership::FrameInfo {}
-
 /// Claims `count` values of `T` at `paddr` (see [`claim`]), zeroed.
-pub fn claim_slice<T: ZeroValid>(paddr: u64, count: usize) -> Result<&'static mut [T], PhysError> {
+///
+/// `FromZeros` (derived, so checked by the compiler) makes the zeroed bytes
+/// a valid `T`; `IntoBytes` (no padding) and `KnownLayout` are what
+/// `zerocopy` needs to hand out a mutable `[T]` view of bytes, whose size
+/// and alignment it checks itself. No `unsafe` here.
+pub fn claim_slice<T: FromZeros + IntoBytes + KnownLayout>(
+    paddr: u64,
+    count: usize,
+) -> Result<&'static mut [T], PhysError> {
     let len = (count * core::mem::size_of::<T>()) as u64;
     if !paddr.is_multiple_of(core::mem::align_of::<T>() as u64) {
         return Err(PhysError::Unmapped { paddr, len });
     }
     let bytes = claim(paddr, len)?;
-    // SAFETY: the claimed bytes are zeroed, aligned for `T` (checked, and
-    // page aligned by `claim`), exactly `count * size_of::<T>()` long, and
-    // zero is a valid `T` (`ZeroValid`); the unique borrow moves into the
-    // result.
-    Ok(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), count) })
+    // Cannot fail: the bytes are zeroed (valid for `T`), aligned (checked,
+    // and page aligned by `claim`) and exactly `count` values long.
+    <[T]>::try_mut_from_bytes_with_elems(bytes, count)
+        .map_err(|_| PhysError::Unmapped { paddr, len })
 }
 
 /// Reads and writes guest page-table frames for the frametable pass and the
@@ -268,26 +263,3 @@ impl frame_ownership::PageTableReader for TableReader {
         unsafe { &*(virt(paddr) as *const [u64; 512]) }
     }
 }
-
-/// The bytes of a plain `#[repr(C)]` value, to copy it into physical memory.
-pub fn as_bytes<T: ZeroValid>(value: &T) -> &[u8] {
-    // SAFETY: `ZeroValid` types are plain integers without padding-derived
-    // invariants; reading their bytes is reading initialised integers. The
-    // borrow of `value` covers the returned slice.
-    unsafe {
-        core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>())
-    }
-}
-
-// SAFETY: StartInfo is `#[repr(C)]` of u64s and a byte array: no padding,
-// and zero is a valid value.
-unsafe impl ZeroValid for pv_abi::start_info::StartInfo {}
-// SAFETY: LuStatus is `#[repr(C)]` u64, [u8; 16] x2, [u16; 4] x2, u64 x5,
-// [u8; 128]: offsets 0, 8, 24, 40, 48, 56..96, 96 — no padding; zero is
-// valid.
-unsafe impl ZeroValid for pv_abi::hypercall::LuStatus {}
-// SAFETY: SysInfo is `#[repr(C)]` of u64s: no padding, zero is valid.
-unsafe impl ZeroValid for pv_abi::hypercall::SysInfo {}
-// SAFETY: DomainInfo is `#[repr(C)]` u16, u8, u8, u32, u64, u64, [u8; 32]:
-// offsets 0, 2, 3, 4, 8, 16, 24, size 56 — no padding; zero is valid.
-unsafe impl ZeroValid for pv_abi::hypercall::DomainInfo {}

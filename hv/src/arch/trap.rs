@@ -15,28 +15,23 @@
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
 
+use hvlu_types::regs::rflags;
+use hvlu_types::GpRegs;
+
 use super::gdt::{KERNEL_CS, USER_CS, USER_DS};
 
 /// The state of an interrupted context, as `trap_common` saves it.
+///
+/// `trap_common` pushes `r15` first and `rax` last, so the general registers
+/// sit in [`GpRegs`] order at the start of the frame; the stubs (or
+/// `syscall_entry`) pushed the vector and error code above them, and the
+/// CPU (or `syscall_entry`) the `iretq` frame above those. The offsets are
+/// checked below.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrapFrame {
     /// General registers (rsp is in the hardware part below).
-    pub rax: u64,
-    pub rbx: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rbp: u64,
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
+    pub regs: GpRegs,
     /// The vector, or [`SYSCALL_VECTOR`] for a hypercall.
     pub vector: u64,
     /// The exception's error code, or 0.
@@ -52,9 +47,6 @@ pub struct TrapFrame {
 /// The pseudo-vector of a `syscall` (hypercall) entry.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
-/// RFLAGS.IF.
-pub const RFLAGS_IF: u64 = 1 << 9;
-
 impl TrapFrame {
     /// Whether the interrupted context ran in ring 3 (a guest).
     pub fn user_mode(&self) -> bool {
@@ -69,13 +61,46 @@ impl TrapFrame {
             rsp,
             cs: u64::from(USER_CS),
             ss: u64::from(USER_DS),
-            rflags: RFLAGS_IF | 0x2,
+            rflags: rflags::IF | rflags::RESERVED_ONE,
             ..TrapFrame::default()
         }
     }
 }
 
-const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
+// The layout `trap_common`, `trap_return` and `syscall_entry` assume: the
+// pushes of `trap_common` in reverse (rax at the lowest address), then the
+// stub's vector and error code, then the `iretq` frame.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(size_of::<GpRegs>() == 15 * 8);
+    assert!(offset_of!(TrapFrame, regs) == 0);
+    assert!(offset_of!(TrapFrame, regs.rax) == 0);
+    assert!(offset_of!(TrapFrame, regs.rbx) == 8);
+    assert!(offset_of!(TrapFrame, regs.rcx) == 2 * 8);
+    assert!(offset_of!(TrapFrame, regs.rdx) == 3 * 8);
+    assert!(offset_of!(TrapFrame, regs.rsi) == 4 * 8);
+    assert!(offset_of!(TrapFrame, regs.rdi) == 5 * 8);
+    assert!(offset_of!(TrapFrame, regs.rbp) == 6 * 8);
+    assert!(offset_of!(TrapFrame, regs.r8) == 7 * 8);
+    assert!(offset_of!(TrapFrame, regs.r9) == 8 * 8);
+    assert!(offset_of!(TrapFrame, regs.r10) == 9 * 8);
+    assert!(offset_of!(TrapFrame, regs.r11) == 10 * 8);
+    assert!(offset_of!(TrapFrame, regs.r12) == 11 * 8);
+    assert!(offset_of!(TrapFrame, regs.r13) == 12 * 8);
+    assert!(offset_of!(TrapFrame, regs.r14) == 13 * 8);
+    assert!(offset_of!(TrapFrame, regs.r15) == 14 * 8);
+    // `push ${syscall_vector}` / `push $\n`, then the error code; `trap_return`
+    // drops both with `add $16, %rsp`.
+    assert!(offset_of!(TrapFrame, vector) == 15 * 8);
+    assert!(offset_of!(TrapFrame, error_code) == 16 * 8);
+    // The `iretq` frame.
+    assert!(offset_of!(TrapFrame, rip) == 17 * 8);
+    assert!(offset_of!(TrapFrame, cs) == 18 * 8);
+    assert!(offset_of!(TrapFrame, rflags) == 19 * 8);
+    assert!(offset_of!(TrapFrame, rsp) == 20 * 8);
+    assert!(offset_of!(TrapFrame, ss) == 21 * 8);
+    assert!(size_of::<TrapFrame>() == 22 * 8);
+};
 
 extern "C" {
     static trap_stubs: [u64; 48];

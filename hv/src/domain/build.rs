@@ -17,20 +17,22 @@
 //! the tables, checks every entry and takes every count. A domain the pass
 //! would refuse is never started.
 
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use frame_ownership::DomainView;
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use handover_abi::{DomId, Mfn, RunKind};
+use hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pv_abi::start_info::{
     StartInfo, IMAGE_BASE, PHYSMAP_VA, SIF_PRIVILEGED, STACK_PAGES, STACK_TOP, START_INFO_MAGIC,
     START_INFO_VA, WINDOW_PAGES, WINDOW_VA,
 };
 
-use super::{Domain, Reports, Vcpu};
-use crate::arch::paging::{self, PTE_NX, PTE_P, PTE_RW, PTE_US};
+use zerocopy::IntoBytes;
+
+use super::{Domain, Vcpu};
+use crate::arch::paging;
 use crate::arch::phys;
 use crate::arch::trap::TrapFrame;
 use crate::mm::Memory;
@@ -169,9 +171,9 @@ impl Guest {
     }
 }
 
-const TABLE: u64 = PTE_P | PTE_RW | PTE_US;
-const DATA_RW: u64 = PTE_P | PTE_RW | PTE_US | PTE_NX;
-const DATA_RO: u64 = PTE_P | PTE_US | PTE_NX;
+const TABLE: u64 = PRESENT | WRITABLE | USER;
+const DATA_RW: u64 = PRESENT | WRITABLE | USER | NO_EXECUTE;
+const DATA_RO: u64 = PRESENT | USER | NO_EXECUTE;
 
 /// Builds a domain from `spec`, taking its frames from `mem`.
 pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
@@ -331,7 +333,7 @@ fn write_tables(
         let va = IMAGE_BASE + p * 4096;
         // Permissions of the segment that covers the page (the most
         // permissive if two share it).
-        let mut flags = PTE_P | PTE_US | PTE_NX;
+        let mut flags = PRESENT | USER | NO_EXECUTE;
         for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
             let (start, end) = (
                 ph.p_vaddr & !4095,
@@ -339,10 +341,10 @@ fn write_tables(
             );
             if (start..end).contains(&va) {
                 if ph.p_flags & 2 != 0 {
-                    flags |= PTE_RW;
+                    flags |= WRITABLE;
                 }
                 if ph.p_flags & 1 != 0 {
-                    flags &= !PTE_NX;
+                    flags &= !NO_EXECUTE;
                 }
             }
         }
@@ -388,15 +390,11 @@ fn write_tables(
     };
     let n = spec.cmdline.len().min(si.cmdline.len() - 1);
     si.cmdline[..n].copy_from_slice(&spec.cmdline.as_bytes()[..n]);
-    phys::write(guest.maddr(0), start_info_bytes(&si))?;
+    phys::write(guest.maddr(0), si.as_bytes())?;
 
     let mut frame = TrapFrame::user(elf.entry, STACK_TOP);
-    frame.rdi = START_INFO_VA;
+    frame.regs.rdi = START_INFO_VA;
     Ok(frame)
-}
-
-fn start_info_bytes(si: &StartInfo) -> &[u8] {
-    crate::arch::phys::as_bytes(si)
 }
 
 /// Hands the written guest to the frametable pass and makes it a domain.
@@ -407,17 +405,14 @@ fn adopt(
     frame: TrapFrame,
     mem: &mut Memory,
 ) -> Result<Domain, Failed> {
-    let mut domain = Domain {
-        id: spec.id,
-        name: String::from(spec.name),
-        privileged: spec.privileged,
-        max_frames: spec.pages + spec.pages / 4,
-        p2m: guest.p2m,
-        vcpus: Vec::new(),
-        paused: false,
-        console_line: Vec::new(),
-        reports: Reports::default(),
-    };
+    let mut domain = Domain::new(
+        spec.id,
+        spec.name,
+        spec.privileged,
+        spec.pages + spec.pages / 4,
+        guest.p2m,
+        Vec::new(),
+    );
     // Runs straight from the plan: everything is data except the tables.
     let l4 = Mfn(domain.p2m[(layout.first_free - 1) as usize]);
     let kinds = table_kinds(layout);
@@ -435,12 +430,7 @@ fn adopt(
     ) {
         return Err((BuildError::Refused(e), domain.p2m));
     }
-    domain.vcpus = vec![Vcpu {
-        frame,
-        cr3: l4,
-        fs_base: 0,
-        gs_base: 0,
-    }];
+    domain.vcpus = vec![Vcpu::new(frame, l4)];
     Ok(domain)
 }
 

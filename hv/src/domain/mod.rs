@@ -1,26 +1,17 @@
-//! PV domains: their memory, vCPUs, consoles and self-check reports.
+//! PV domains: their memory, vCPUs, consoles and self-check reports; how
+//! they are built ([`build`]) and created and destroyed ([`lifecycle`]).
 
 pub mod build;
+pub mod lifecycle;
+mod vcpu;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Mfn};
+use handover_abi::DomId;
 
-use crate::arch::trap::TrapFrame;
-
-/// One virtual CPU.
-#[derive(Clone, Debug)]
-pub struct Vcpu {
-    /// The saved context while the vCPU is not running.
-    pub frame: TrapFrame,
-    /// The L4 it runs on.
-    pub cr3: Mfn,
-    /// FS base.
-    pub fs_base: u64,
-    /// GS base.
-    pub gs_base: u64,
-}
+pub use lifecycle::{DEFAULT_DOMU_KIB, DOM0_KIB};
+pub use vcpu::Vcpu;
 
 /// What a domain reported about itself (`report` hypercall).
 #[derive(Clone, Copy, Debug, Default)]
@@ -75,6 +66,30 @@ pub struct Domain {
 }
 
 impl Domain {
+    /// A running (not paused) domain around the frames of `p2m`, with no
+    /// console output and no reports yet: built by the domain builder, or
+    /// rebuilt around preserved frames after a live update.
+    pub fn new(
+        id: DomId,
+        name: &str,
+        privileged: bool,
+        max_frames: u64,
+        p2m: Vec<u64>,
+        vcpus: Vec<Vcpu>,
+    ) -> Domain {
+        Domain {
+            id,
+            name: String::from(name),
+            privileged,
+            max_frames,
+            p2m,
+            vcpus,
+            paused: false,
+            console_line: Vec::new(),
+            reports: Reports::default(),
+        }
+    }
+
     /// Frames the domain owns.
     pub fn frames(&self) -> u64 {
         self.p2m.iter().filter(|&&m| m != u64::MAX).count() as u64

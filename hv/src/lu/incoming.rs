@@ -1,6 +1,6 @@
 //! The incoming role: this image entered through its live-update entry.
 //!
-//! The order is DESIGN.md section 1, steps 3 to 7: a boot allocator over
+//! The order is `docs/design.md` section 1, steps 3 to 7: a boot allocator over
 //! the region minus what the old hypervisor staged; the heap, so the state
 //! can be decoded and verified before anything else is built; the
 //! hypervisor's page tables, frametable and M2P; the single frametable pass
@@ -13,23 +13,37 @@
 //! reads physical memory, builds this hypervisor's memory and page tables,
 //! rewrites the guest L4s, schedules and prints.
 
-use alloc::collections::{BTreeMap, VecDeque};
-use alloc::string::String;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
-use handover_abi::{HandoverState, PAGE_SIZE};
-pub use new_hv::InTimes;
-use new_hv::Report;
+use handover_abi::{DomId, HandoverState, PAGE_SIZE};
+use new_hv::{InTimes, Report};
 use pv_abi::exit::Outcome;
 
-use crate::arch::trap::TrapFrame;
 use crate::arch::{self, cpu, paging, phys};
 use crate::cmdline::Options;
-use crate::domain::{Domain, Reports, Vcpu};
-use crate::hv::{Hv, PendingRelease};
+use crate::domain::{Domain, Vcpu};
+use crate::hv::{Hv, StartError};
 use crate::mm::{self, BootMem};
 use crate::{build_id, hvprintln, modules};
+
+/// What the incoming side of an update leaves for its first timer tick.
+#[derive(Debug)]
+struct PendingRelease {
+    /// Free RAM: the complement of the domains' runs.
+    ranges: Vec<handover_abi::MfnRange>,
+    /// The entry arguments (the old side's figures).
+    args: EntryArgs,
+    /// The incoming side's timestamps.
+    times: InTimes,
+    /// The digest after the pass.
+    digest: u64,
+    /// Frames owned after the pass.
+    frames: u64,
+    /// Runs in the state.
+    runs: u64,
+}
 
 /// Stops with a diagnostic: a state that fails verification never runs.
 fn refuse(what: core::fmt::Arguments<'_>) -> ! {
@@ -69,7 +83,8 @@ pub fn enter(args_phys: u64) -> ! {
         args.state_len
     );
 
-    let staged = new_hv::staged_range(&args).unwrap_or_else(|e| refuse(format_args!("{e}")));
+    let staged =
+        new_hv::staging::staged_range(&args).unwrap_or_else(|e| refuse(format_args!("{e}")));
     let region = boot_allocator::PhysRange::new(args.region_base, args.region_size);
     let mut boot = match BootMem::new(region, &[staged]) {
         Ok(b) => b,
@@ -83,7 +98,7 @@ pub fn enter(args_phys: u64) -> ! {
     let state = verify(&args);
     t.verified = cpu::rdtsc();
 
-    let ram = new_hv::ram_ranges(&state);
+    let ram = new_hv::ram::of_state(&state);
     if let Err(e) = boot.page_tables(&ram) {
         refuse(format_args!("page tables: {e}"));
     }
@@ -105,51 +120,31 @@ pub fn enter(args_phys: u64) -> ! {
     .unwrap_or_else(|e| refuse(format_args!("{e}")));
     t.pass = cpu::rdtsc();
 
-    let domains = rebuild_domains(&state);
-    let mut hv = Hv {
-        mem,
-        domains,
-        next_domid: state.globals.next_domid.0,
-        current: None,
-        run_queue: VecDeque::new(),
-        // Read at the first tick, outside the blackout.
-        modules: Vec::new(),
-        console_in: VecDeque::new(),
-        options: Options::default(),
-        tsc_khz: args.tsc_khz,
-        boot_tsc: t.entry,
-        past_reports: Vec::new(),
-        lu: super::outgoing::LuState::default(),
-        lu_sequence: args.sequence,
-        pending_release: None,
-    };
-    for dom in hv.domains.values() {
-        for v in 0..dom.vcpus.len() {
-            hv.run_queue.push_back((dom.id.0, v));
-        }
-    }
+    // The boot modules are read at the first tick, outside the blackout.
+    let mut hv = Hv::new(mem, Options::default(), Vec::new(), args.tsc_khz, t.entry);
+    hv.domains = rebuild_domains(&state);
+    hv.next_domid = state.globals.next_domid;
+    hv.lu_sequence = args.sequence;
+    hv.enqueue_all();
     t.resumed = cpu::rdtsc();
-    hv.pending_release = Some(PendingRelease {
+    let pending = PendingRelease {
         ranges: adopted.free,
         args,
         times: t,
         digest: adopted.digest,
         frames: adopted.report.frames_owned,
         runs: adopted.runs,
-    });
-    let Some((d, v)) = hv.run_queue.pop_front() else {
-        refuse(format_args!("the state has no vCPU to run"))
     };
-    let vcpu = hv.domains[&d].vcpus[v].clone();
-    if let Err(e) = paging::load_guest_root(vcpu.cr3.addr()) {
-        refuse(format_args!("d{d} vCPU {v}: its L4 cannot be loaded: {e}"));
+    hv.defer(move |hv| release(hv, pending));
+    match hv.start() {
+        Ok(never) => match never {},
+        Err(StartError::NoVcpu) => refuse(format_args!("the state has no vCPU to run")),
+        Err(StartError::Root {
+            domain: d,
+            vcpu: v,
+            error: e,
+        }) => refuse(format_args!("d{d} vCPU {v}: its L4 cannot be loaded: {e}")),
     }
-    cpu::set_guest_segment_bases(vcpu.fs_base, vcpu.gs_base);
-    hv.current = Some((d, v));
-    *crate::hv::HV.lock() = Some(hv);
-    arch::lapic::init_virtual_wire();
-    arch::timer::start(Options::default().timer_hz);
-    arch::trap::enter(&vcpu.frame)
 }
 
 /// Reads, decodes and verifies the handover state; refuses on any failure.
@@ -161,56 +156,29 @@ fn verify(args: &EntryArgs) -> HandoverState {
     new_hv::verify_state(args, &bytes).unwrap_or_else(|e| refuse(format_args!("{e}")))
 }
 
-/// Hypervisor domains around the preserved frames of `state`.
-fn rebuild_domains(state: &HandoverState) -> BTreeMap<u16, Domain> {
+/// Hypervisor domains around the preserved frames of `state`: each domain
+/// as `new_hv::domain::restore` checks and rebuilds it, its L4s given this
+/// hypervisor's upper half.
+fn rebuild_domains(state: &HandoverState) -> BTreeMap<DomId, Domain> {
     let mut domains = BTreeMap::new();
     for d in &state.domains {
-        let p2m = new_hv::p2m_of(&d.runs);
-        // Every guest L4 carries this hypervisor's upper half.
-        for l4 in new_hv::l4_frames(d) {
+        let r = new_hv::domain::restore(d).unwrap_or_else(|e| refuse(format_args!("{e}")));
+        for l4 in new_hv::domain::l4_frames(d) {
             if let Err(e) = paging::install_hv_slots(l4.addr()) {
-                refuse(format_args!("d{}: cannot rewrite an L4: {e}", d.id.0));
+                refuse(format_args!("d{}: cannot rewrite an L4: {e}", d.id));
             }
         }
-        let vcpus = d
-            .vcpus
-            .iter()
-            .map(|v| {
-                let r = &v.regs;
-                let mut frame = TrapFrame::user(v.rip, v.rsp);
-                frame.rflags = (v.rflags & !0x3000) | arch::trap::RFLAGS_IF | 0x2;
-                (frame.rax, frame.rbx, frame.rcx, frame.rdx) = (r.rax, r.rbx, r.rcx, r.rdx);
-                (frame.rsi, frame.rdi, frame.rbp) = (r.rsi, r.rdi, r.rbp);
-                (frame.r8, frame.r9, frame.r10, frame.r11) = (r.r8, r.r9, r.r10, r.r11);
-                (frame.r12, frame.r13, frame.r14, frame.r15) = (r.r12, r.r13, r.r14, r.r15);
-                Vcpu {
-                    frame,
-                    cr3: v.cr3,
-                    fs_base: v.fs_base,
-                    gs_base: v.gs_base,
-                }
-            })
-            .collect();
-        let domain = Domain {
-            id: d.id,
-            name: String::from(d.name.as_str()),
-            privileged: d.flags.contains(handover_abi::DomainFlags::PRIVILEGED),
-            max_frames: d.max_frames,
-            p2m,
-            vcpus,
-            paused: false,
-            console_line: Vec::new(),
-            reports: Reports::default(),
-        };
-        domains.insert(d.id.0, domain);
+        let vcpus = r.vcpus.iter().map(Vcpu::from_context).collect();
+        let domain = Domain::new(r.id, &r.name, r.privileged, r.max_frames, r.p2m, vcpus);
+        domains.insert(r.id, domain);
     }
     domains
 }
 
 /// Releases free RAM and prints the update's report line; called at the
-/// first timer tick after the guests resumed. Then lists the boot modules
-/// (fw_cfg's directory), which the blackout need not wait for.
-pub fn release(hv: &mut Hv, pending: PendingRelease) {
+/// first timer tick after the guests resumed ([`Hv::defer`]). Then lists the
+/// boot modules (fw_cfg's directory), which the blackout need not wait for.
+fn release(hv: &mut Hv, pending: PendingRelease) {
     report_release(hv, pending);
     hv.modules = modules::discover();
 }

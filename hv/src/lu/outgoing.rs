@@ -20,12 +20,11 @@ use alloc::vec::Vec;
 
 use handover_abi::entry::EntryArgs;
 use handover_abi::{
-    DomId, GpRegs, Gpfn, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer, TimeBase,
-    Vcpu as StateVcpu, VcpuFlags, PAGE_SIZE,
+    Gpfn, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer, TimeBase, PAGE_SIZE,
 };
 use old_hv::handover::{self, DomainInput};
-use old_hv::image::{self, ImageInfo, StagingArea};
-pub use old_hv::staging::Staging;
+use old_hv::image::{self, StagingArea};
+use old_hv::staging::Staging;
 use pv_abi::hypercall::{Error, LuStatus};
 
 use crate::arch::kexec::{self, Mapping, Plan};
@@ -33,27 +32,35 @@ use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
 use crate::cmdline::Inject;
 use crate::domain::Vcpu;
-use crate::hv::Hv;
+use crate::hv::{Hv, Loaded};
 use crate::{build_id, hvprintln, modules};
 
-/// A staged image.
-#[derive(Debug)]
-pub struct Loaded {
-    /// The module it came from.
-    pub module: String,
-    /// What validation found.
-    pub info: ImageInfo,
-    /// Where it is staged.
-    pub staging: Staging,
+/// Why `lu exec` was cancelled before the point of no return. Every
+/// domain runs on.
+#[derive(Debug, thiserror::Error)]
+enum ExecError {
+    /// The state could not be encoded into the staging area.
+    #[error("{0}")]
+    Serialise(old_hv::handover::SerialiseError),
+    /// Physical memory of the staging area could not be reached.
+    #[error("{step}: {error}")]
+    Phys {
+        /// What was being done.
+        step: &'static str,
+        /// Why it failed.
+        error: phys::PhysError,
+    },
+    /// The state read back is not the state written.
+    #[error("{0}")]
+    Preflight(old_hv::handover::PreflightError),
+    /// The entry page tables could not be built.
+    #[error("entry tables: {0}")]
+    EntryTables(kexec::PrepareError),
 }
 
-/// The outgoing role's state.
-#[derive(Debug, Default)]
-pub struct LuState {
-    /// The staged image, if any.
-    pub loaded: Option<Loaded>,
-    /// The last refusal or failure, for `lu status`.
-    pub message: String,
+/// A physical-memory failure during `step`.
+fn phys_step(step: &'static str) -> impl FnOnce(phys::PhysError) -> ExecError {
+    move |error| ExecError::Phys { step, error }
 }
 
 struct Area {
@@ -85,40 +92,6 @@ impl StagingArea for Area {
     }
 }
 
-/// The handover state's view of a vCPU's saved context.
-fn vcpu_state(i: usize, v: &Vcpu) -> StateVcpu {
-    let f = &v.frame;
-    StateVcpu {
-        id: i as u32,
-        regs: GpRegs {
-            rax: f.rax,
-            rbx: f.rbx,
-            rcx: f.rcx,
-            rdx: f.rdx,
-            rsi: f.rsi,
-            rdi: f.rdi,
-            rbp: f.rbp,
-            r8: f.r8,
-            r9: f.r9,
-            r10: f.r10,
-            r11: f.r11,
-            r12: f.r12,
-            r13: f.r13,
-            r14: f.r14,
-            r15: f.r15,
-        },
-        rip: f.rip,
-        rflags: f.rflags,
-        rsp: f.rsp,
-        cr3: v.cr3,
-        fs_base: v.fs_base,
-        gs_base: v.gs_base,
-        kernel_gs_base: 0,
-        pending_events: 0,
-        flags: VcpuFlags::ONLINE,
-    }
-}
-
 impl Hv {
     /// Records and logs a refusal of a live-update operation.
     pub(crate) fn refuse<T>(&mut self, error: Error, message: String) -> Result<T, Error> {
@@ -133,7 +106,7 @@ impl Hv {
     pub fn handover_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
         let now = cpu::rdtsc();
         let globals = HvGlobals {
-            next_domid: DomId(self.next_domid),
+            next_domid: self.next_domid,
             time: TimeBase {
                 tsc: now,
                 tsc_khz: self.tsc_khz,
@@ -154,12 +127,7 @@ impl Hv {
             max_frames: dom.max_frames,
             p2m: &dom.p2m,
             mmio: &[],
-            vcpus: dom
-                .vcpus
-                .iter()
-                .enumerate()
-                .map(|(i, v)| vcpu_state(i, v))
-                .collect(),
+            vcpus: dom.vcpus.iter().map(Vcpu::context).collect(),
             start_info: Gpfn(0),
         });
         handover::handover_state(&self.mem.ram, region, globals, domains, self.mem.frametable)
@@ -289,24 +257,18 @@ impl Hv {
         // Pause: the caller's context is saved with the result it will see
         // in the new hypervisor; every other vCPU is already stopped.
         let mut saved = *frame;
-        saved.rax = 0;
-        if let Some((d, v)) = self.current {
-            if let Some(vcpu) = self
-                .domains
-                .get_mut(&d)
-                .and_then(|dom| dom.vcpus.get_mut(v))
-            {
-                vcpu.frame = saved;
-            }
+        saved.regs.rax = 0;
+        if let Some(vcpu) = self.current_vcpu_mut() {
+            vcpu.frame = saved;
         }
         let tsc_paused = cpu::rdtsc();
         match self.exec_staged(&loaded, tsc_pause, tsc_paused) {
             Ok(never) => match never {},
-            Err(message) => {
+            Err(error) => {
                 self.lu.loaded = Some(loaded);
                 self.refuse(
                     Error::Failed,
-                    alloc::format!("update cancelled, every domain runs on: {message}"),
+                    alloc::format!("update cancelled, every domain runs on: {error}"),
                 )
             }
         }
@@ -317,24 +279,24 @@ impl Hv {
         l: &Loaded,
         tsc_pause: u64,
         tsc_paused: u64,
-    ) -> Result<core::convert::Infallible, String> {
+    ) -> Result<core::convert::Infallible, ExecError> {
         let s = &l.staging;
         let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
         let state_area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
         let state = self.handover_state(image, state_area);
         let producer = Producer::this_build(build_id::BUILD_ID);
         let blob = handover::serialise(l.info.version, &state, &producer, s.state.size)
-            .map_err(|e| alloc::format!("{e}"))?;
+            .map_err(ExecError::Serialise)?;
         let len = blob.len();
-        phys::write(s.state.start, &blob).map_err(|e| alloc::format!("{e}"))?;
+        phys::write(s.state.start, &blob).map_err(phys_step("writing the state"))?;
         let tsc_serialised = cpu::rdtsc();
 
         // Pre-flight: read back what the new image will read, decode and
         // check it, and take the digest of the owned frames it lists.
         let mut back = alloc::vec![0u8; len];
-        phys::read(s.state.start, &mut back).map_err(|e| alloc::format!("{e}"))?;
+        phys::read(s.state.start, &mut back).map_err(phys_step("reading the state back"))?;
         let digest = handover::preflight(&back, &state, self.mem.frametable, self.mem.m2p)
-            .map_err(|e| alloc::format!("{e}"))?;
+            .map_err(ExecError::Preflight)?;
         let tsc_preflight = cpu::rdtsc();
 
         let segments: Vec<Mapping> = l
@@ -354,13 +316,7 @@ impl Hv {
                 next_table - PAGE_SIZE
             })
         };
-        let ram_end = self
-            .mem
-            .ram
-            .iter()
-            .map(|r| r.end() * PAGE_SIZE)
-            .max()
-            .unwrap_or(0);
+        let ram_end = old_hv::ram::end(&self.mem.ram);
         let plan = Plan {
             segments: &segments,
             ram_end,
@@ -368,7 +324,7 @@ impl Hv {
             args: s.args,
             entry: l.info.note.entry,
         };
-        let prepared = kexec::prepare(&plan, &mut alloc).map_err(|e| alloc::format!("{e}"))?;
+        let prepared = kexec::prepare(&plan, &mut alloc).map_err(ExecError::EntryTables)?;
         hvprintln!(
             "lu: exec `{}`: state {len} bytes, digest {digest:#018x}, free frames {}: jumping",
             l.module,
@@ -376,12 +332,6 @@ impl Hv {
         );
         let tsc_jump = cpu::rdtsc();
         let mut args = EntryArgs {
-            state_phys: s.state.start,
-            state_len: len as u64,
-            image_phys: s.image.start,
-            image_len: s.image.size,
-            region_base: self.mem.region.start,
-            region_size: self.mem.region.size,
             ram_end,
             digest,
             tsc_khz: self.tsc_khz,
@@ -401,15 +351,17 @@ impl Hv {
                 }
             },
             from_build_id: build_id::BUILD_ID,
+            ..EntryArgs::default()
         };
+        s.place(self.mem.region, len as u64, &mut args);
         match self.options.lu_inject {
             Some(Inject::State) => {
                 // A flipped bit in the body, as if memory were corrupted
                 // after the pre-flight check.
                 let at = s.state.start + handover_abi::HEADER_SIZE as u64 + 5;
                 let mut byte = [0u8; 1];
-                phys::read(at, &mut byte).map_err(|e| alloc::format!("{e}"))?;
-                phys::write(at, &[byte[0] ^ 0x10]).map_err(|e| alloc::format!("{e}"))?;
+                phys::read(at, &mut byte).map_err(phys_step("fault injection"))?;
+                phys::write(at, &[byte[0] ^ 0x10]).map_err(phys_step("fault injection"))?;
                 hvprintln!("lu: fault injection: flipped a bit of the staged state at {at:#x}");
             }
             Some(Inject::Digest) => {
@@ -418,7 +370,7 @@ impl Hv {
             }
             None => {}
         }
-        phys::write(s.args, &args.to_bytes()).map_err(|e| alloc::format!("{e}"))?;
+        phys::write(s.args, &args.to_bytes()).map_err(phys_step("writing the argument page"))?;
         // The point of no return.
         prepared.jump()
     }

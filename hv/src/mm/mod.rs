@@ -1,7 +1,7 @@
 //! Memory: the live-update region, the boot allocator, the hypervisor's page
 //! tables, the frametable, the heap and the page allocator.
 //!
-//! The order of a boot (DESIGN.md section 3): choose the region; the boot
+//! The order of a boot (`docs/design.md` section 3): choose the region; the boot
 //! allocator sees only it; page tables, frametable, M2P and heap come from
 //! it; the boot allocator is retired and its report kept; only then does the
 //! page allocator receive the rest of RAM. A cold boot takes this path with
@@ -125,16 +125,12 @@ pub fn ram_ranges(info: &BootInfo) -> impl Iterator<Item = MfnRange> + '_ {
     info.memmap()
         .iter()
         .filter(|e| e.kind == E820_RAM)
-        .filter_map(|e| {
-            let start = e.addr.div_ceil(PAGE_SIZE);
-            let end = e.end() / PAGE_SIZE;
-            (end > start).then(|| MfnRange::new(Mfn(start), end - start))
-        })
+        .filter_map(|e| PhysRange::new(e.addr, e.size).inner_frames())
 }
 
 /// The region as a range of frames.
 pub fn region_mfns(region: PhysRange) -> MfnRange {
-    MfnRange::new(Mfn::containing(region.start), region.size / PAGE_SIZE)
+    region.covering_frames()
 }
 
 /// Chooses the live-update region on a cold boot: the top of the highest RAM

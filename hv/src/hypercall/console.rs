@@ -1,0 +1,42 @@
+//! `console_write` and `console_read`.
+
+use alloc::string::String;
+
+use handover_abi::DomId;
+use pv_abi::hypercall::Error;
+
+use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
+use crate::console::{self, ConsoleIn};
+use crate::hv::Hv;
+
+/// Longest line a domain's console keeps before its newline.
+const MAX_LINE: usize = 1024;
+
+/// `console_write(buf, len)`: prints whole lines, `(dN) ` prefixed; keeps
+/// the rest until its newline.
+pub fn do_console_write(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
+    let len = a[1].min(4096) as usize;
+    let mut buf = alloc::vec![0u8; len];
+    copy_from_guest(hv, a[0], &mut buf)?;
+    let dom = hv.domains.get_mut(&d).ok_or(Error::Failed)?;
+    for &b in &buf {
+        if b == b'\n' {
+            let line = String::from_utf8_lossy(&dom.console_line).into_owned();
+            console::domain_print(d, &line);
+            dom.console_line.clear();
+        } else if dom.console_line.len() < MAX_LINE {
+            dom.console_line.push(b);
+        }
+    }
+    Ok(len as u64)
+}
+
+/// `console_read(buf, len)` (dom0): the console input waiting.
+pub fn do_console_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    hv.console_in.poll();
+    let bytes = hv.console_in.peek((a[1] as usize).min(ConsoleIn::CAPACITY));
+    copy_to_guest(hv, a[0], &bytes)?;
+    hv.console_in.consume(bytes.len());
+    Ok(bytes.len() as u64)
+}

@@ -1,0 +1,92 @@
+//! The live-update hypercalls (dom0 only) and the host link dom0's tool
+//! receives images over. The work is `crate::lu::outgoing`'s; these check
+//! the caller and copy arguments and results.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use pv_abi::hypercall::Error;
+use zerocopy::IntoBytes;
+
+use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
+use crate::arch::serial;
+use crate::arch::trap::TrapFrame;
+use crate::hv::Hv;
+
+/// Largest image `lu_load_buffer` takes.
+const MAX_IMAGE: usize = 16 << 20;
+
+/// `lu_load(name, len)`: stages boot module `name`.
+pub fn do_lu_load(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    let len = a[1].min(64) as usize;
+    let mut name = alloc::vec![0u8; len];
+    copy_from_guest(hv, a[0], &mut name)?;
+    let name = String::from_utf8(name).map_err(|_| Error::Invalid)?;
+    hv.lu_load(&name)
+}
+
+/// `lu_load_buffer(buf, len)`: stages the image in the caller's memory.
+pub fn do_lu_load_buffer(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    let len = a[1] as usize;
+    if len > MAX_IMAGE {
+        return hv.refuse(
+            Error::Invalid,
+            alloc::format!("an image of {len} bytes is too large"),
+        );
+    }
+    let mut bytes = alloc::vec![0u8; len];
+    copy_from_guest(hv, a[0], &mut bytes)?;
+    hv.lu_load_bytes("(from dom0)", &bytes)
+}
+
+/// `lu_status(buf, len)`: up to `len` bytes of a `LuStatus`.
+pub fn do_lu_status(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    let status = hv.lu_status();
+    let bytes = status.as_bytes();
+    let n = (a[1] as usize).min(bytes.len());
+    copy_to_guest(hv, a[0], &bytes[..n])?;
+    Ok(n as u64)
+}
+
+/// `lu_unload()`.
+pub fn do_lu_unload(hv: &mut Hv) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    hv.lu_unload()
+}
+
+/// `lu_exec()`: `frame` is the caller's context, saved into the handover
+/// state. Returns only if the update was cancelled.
+pub fn do_lu_exec(hv: &mut Hv, frame: &mut TrapFrame) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    hv.lu_exec(frame)
+}
+
+/// `hostlink_read(buf, len)`: the bytes waiting on the host link.
+pub fn do_hostlink_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    let max = (a[1] as usize).min(64 * 1024);
+    let mut bytes = Vec::new();
+    while bytes.len() < max {
+        match serial::read_from(serial::Uart::Com2) {
+            Some(b) => bytes.push(b),
+            None => break,
+        }
+    }
+    copy_to_guest(hv, a[0], &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// `hostlink_write(buf, len)`: sends bytes to the host.
+pub fn do_hostlink_write(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    let len = a[1].min(4096) as usize;
+    let mut bytes = alloc::vec![0u8; len];
+    copy_from_guest(hv, a[0], &mut bytes)?;
+    for b in bytes {
+        serial::write_to(serial::Uart::Com2, b);
+    }
+    Ok(len as u64)
+}
