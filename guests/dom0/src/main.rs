@@ -1,28 +1,36 @@
 //! dom0: the control domain, with a small toolstack on the console.
 //!
-//! Commands (one per line):
+//! Commands (one per line; `help` prints the same list):
 //!
 //! | command | what |
 //! |---|---|
 //! | `help` | this list |
-//! | `list` | domains: id, name, frames, state |
+//! | `list` | domains: id, name, frames, memory limit, state |
 //! | `modules` | boot modules a domain can be created from |
-//! | `create <module> [mem_kib] [args...]` | a new domU; args become its command line |
-//! | `destroy <id>`, `pause <id>`, `unpause <id>` | domain control |
-//! | `free` | free frames, owned frames, domains |
+//! | `create <module> [mem_kib] [args...]` | a new domU (default 4096 KiB); args become its command line |
+//! | `destroy <id>` | end a domU and take back its frames |
+//! | `pause <id>` | stop scheduling a domU |
+//! | `unpause <id>` | schedule a paused domU again |
+//! | `free` | free frames, owned frames, domains, ticks |
 //! | `sleep <ms>` | wait (scripts use it to let domUs run) |
 //! | `poweroff` | end the system; the hypervisor prints every domain's report |
-//! | `lu load <image>` | validate and stage a hypervisor image (a boot module) |
-//! | `lu status` | idle or loaded; build ids, ABI range, capacity and needs |
+//! | `lu load <image>` | validate a boot module as a hypervisor image and stage it |
+//! | `lu status` | running build; idle, or the staged build, its ABI range, sizes against capacity |
 //! | `lu unload` | forget the staged image |
 //! | `lu exec` | update to the staged image |
-//! | `live-update <image>` | `lu load` then `lu exec` |
+//! | `live-update <image>` | `lu load <image>`, then `lu exec` |
+//!
+//! Images sent from the host (`cargo xtask live-update --image PATH`) need no
+//! command: they arrive on the host link (module `hostlink`) and are staged and
+//! executed as they come.
 //!
 //! At boot it creates a domU from each module named in its command line's
 //! `autostart=` list.
 
 #![no_std]
 #![no_main]
+// Every `unsafe` block of the guest lives in `pvrt`, behind safe functions.
+#![deny(unsafe_code)]
 
 use pvrt::hc;
 use pvrt::println;
@@ -30,9 +38,26 @@ use pvrt::pv_abi::hypercall::{DomainInfo, DomctlOp};
 
 pvrt::entry!(main);
 
-const HELP: &str =
-    "commands: help | list | modules | create <module> [mem_kib] [args...] | destroy <id> | \
-pause <id> | unpause <id> | free | sleep <ms> | poweroff";
+/// What `help` prints: every command [`run`] accepts, one line each (the
+/// table at the top of this file and `docs/operator-guide.md` say the same).
+const HELP: &str = "commands:
+  help                                 this list
+  list                                 domains: id, name, frames, memory limit, state
+  modules                              boot modules a domain can be created from
+  create <module> [mem_kib] [args...]  a new domU (default 4096 KiB); args become its command line
+  destroy <id>                         end a domU and take back its frames
+  pause <id>                           stop scheduling a domU
+  unpause <id>                         schedule a paused domU again
+  free                                 free frames, owned frames, domains, ticks
+  sleep <ms>                           wait (scripts use it to let domUs run)
+  poweroff                             end the system; the hypervisor prints every domain's report
+  lu load <image>                      validate a boot module as a hypervisor image and stage it
+  lu status                            running build; idle, or the staged build, its ABI range, sizes against capacity
+  lu unload                            forget the staged image
+  lu exec                              update to the staged image
+  live-update <image>                  lu load <image>, then lu exec
+images sent from the host (cargo xtask live-update --image PATH) need no command: \
+they arrive on the host link and are staged and executed";
 
 fn main() -> ! {
     println!("dom0 toolstack ready (type `help`)");
@@ -215,10 +240,7 @@ mod hostlink {
                 return;
             }
             println!("hostlink: received {} bytes, CRC32C ok", self.len);
-            let (va, _) = mem::free_area();
-            // SAFETY: the image lies in this guest's free area, which
-            // nothing changes while the hypervisor reads it.
-            match unsafe { hc::lu_load_buffer(va, self.len) } {
+            match hc::lu_load_free_area(self.len) {
                 Ok(_) => {
                     println!("lu load (from host): staged");
                     reply(format_args!("staged"));

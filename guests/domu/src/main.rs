@@ -23,8 +23,14 @@
 
 #![no_std]
 #![no_main]
+// Every `unsafe` block of the guest lives in `pvrt`, behind safe functions.
+#![deny(unsafe_code)]
+
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use pvrt::hc;
+use pvrt::hvlu_types::pte::{Pte, GLOBAL, NO_EXECUTE, PRESENT, USER, WRITABLE};
+use pvrt::hvlu_types::Mfn;
 use pvrt::mem;
 use pvrt::pv_abi::hypercall::{DomctlOp, Error, MmuUpdate, Report};
 use pvrt::pv_abi::start_info::WINDOW_PAGES;
@@ -34,23 +40,22 @@ pvrt::entry!(main);
 
 /// Most pages checked (generation table size).
 const MAX_PAGES: usize = 16384;
-static mut GENERATIONS: [u32; MAX_PAGES] = [0; MAX_PAGES];
-
-const PTE_P: u64 = 1;
-const PTE_RW: u64 = 2;
-const PTE_US: u64 = 4;
-const PTE_NX: u64 = 1 << 63;
-const PTE_G: u64 = 1 << 8;
+/// The generation each page under test was last written with. The guest has
+/// one thread, so relaxed atomics are plain loads and stores here; they only
+/// make the shared table safe to use without `static mut`.
+static GENERATIONS: [AtomicU32; MAX_PAGES] = [const { AtomicU32::new(0) }; MAX_PAGES];
 
 fn generation(i: usize) -> u32 {
-    // SAFETY: single-threaded guest; the table is only used through these
-    // two functions.
-    unsafe { (*core::ptr::addr_of!(GENERATIONS))[i] }
+    GENERATIONS[i].load(Ordering::Relaxed)
 }
 
 fn set_generation(i: usize, g: u32) {
-    // SAFETY: as in `generation`.
-    unsafe { (*core::ptr::addr_of_mut!(GENERATIONS))[i] = g }
+    GENERATIONS[i].store(g, Ordering::Relaxed)
+}
+
+/// A page-table entry mapping machine frame `mfn` with `flags`.
+fn pte_for(mfn: u64, flags: u64) -> u64 {
+    Pte::new(Mfn(mfn), flags).0
 }
 
 fn pattern(gpfn: u64, gen: u32, word: usize) -> u64 {
@@ -90,7 +95,7 @@ impl Workload {
         let si = start_info();
         let req = MmuUpdate {
             ptr: si.window_pte_maddr + 8 * slot,
-            val: (mem::mfn_of(gpfn) << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX,
+            val: pte_for(mem::mfn_of(gpfn), PRESENT | WRITABLE | USER | NO_EXECUTE),
         };
         match hc::mmu_update(&[req]) {
             Ok(_) => {
@@ -184,7 +189,7 @@ fn probes() {
     // 2. Mapping a frame it does not own (frame 0: firmware memory).
     let req = MmuUpdate {
         ptr: si.window_pte_maddr,
-        val: PTE_P | PTE_US | PTE_NX,
+        val: pte_for(0, PRESENT | USER | NO_EXECUTE),
     };
     expect(
         2,
@@ -195,7 +200,7 @@ fn probes() {
     // 3. A writable mapping of its own L4.
     let req = MmuUpdate {
         ptr: si.window_pte_maddr,
-        val: (si.l4_mfn << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX,
+        val: pte_for(si.l4_mfn, PRESENT | WRITABLE | USER | NO_EXECUTE),
     };
     expect(
         3,
@@ -205,38 +210,16 @@ fn probes() {
     );
     // 4. A pointer outside its memory (an unmapped address and the
     //    hypervisor's half).
-    // SAFETY: the hypervisor must refuse these pointers without writing.
-    let r = unsafe {
-        hc::raw(
-            pvrt::pv_abi::hypercall::Hypercall::ConsoleWrite as u64,
-            0x7000_0000_0000,
-            16,
-            0,
-            0,
-            0,
-        )
-    };
     expect(
         4,
         "console_write from an unmapped address",
-        decode(r),
+        pvrt::probe::console_write_from(0x7000_0000_0000, 16),
         Error::BadAddress,
     );
-    // SAFETY: as above.
-    let r = unsafe {
-        hc::raw(
-            pvrt::pv_abi::hypercall::Hypercall::SysInfo as u64,
-            0xffff_8000_0000_0000,
-            40,
-            0,
-            0,
-            0,
-        )
-    };
     expect(
         5,
         "sysinfo into the hypervisor's memory",
-        decode(r),
+        pvrt::probe::sysinfo_into_hypervisor_half(40),
         Error::BadAddress,
     );
     // 6 and 7. The live-update hypercalls are dom0's.
@@ -254,14 +237,14 @@ fn probes() {
         let ptr = si.window_pte_maddr + 8 * slot;
         let rw = MmuUpdate {
             ptr,
-            val: (new[0] << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX,
+            val: pte_for(new[0], PRESENT | WRITABLE | USER | NO_EXECUTE),
         };
         let _ = hc::mmu_update(&[rw]);
         let data = mem::mfn_of(si.first_free_gpfn);
         mem::window_write(
             slot,
             0,
-            (data << 12) | PTE_P | PTE_RW | PTE_US | PTE_NX | PTE_G,
+            pte_for(data, PRESENT | WRITABLE | USER | NO_EXECUTE | GLOBAL),
         );
         let _ = hc::mmu_update(&[MmuUpdate { ptr, val: 0 }]);
         expect(
@@ -304,7 +287,10 @@ fn exercise_tables() -> u64 {
     };
     let map = |mfn: u64, rw: bool| MmuUpdate {
         ptr: pte(slot),
-        val: (mfn << 12) | PTE_P | PTE_US | PTE_NX | if rw { PTE_RW } else { 0 },
+        val: pte_for(
+            mfn,
+            PRESENT | USER | NO_EXECUTE | if rw { WRITABLE } else { 0 },
+        ),
     };
     let unmap = MmuUpdate {
         ptr: pte(slot),
@@ -320,7 +306,7 @@ fn exercise_tables() -> u64 {
     );
     let l1 = new[0];
     let data_mfn = mem::mfn_of(si.first_free_gpfn);
-    let entry = (data_mfn << 12) | PTE_P | PTE_US | PTE_NX;
+    let entry = pte_for(data_mfn, PRESENT | USER | NO_EXECUTE);
     check(
         2,
         "map the new frame writable",
@@ -393,14 +379,6 @@ fn exercise_tables() -> u64 {
         hc::unpin_table(l4).is_ok() && hc::decrease_reservation(&new) == Ok(1),
     );
     failures
-}
-
-fn decode(rax: i64) -> Result<u64, Error> {
-    if rax >= 0 {
-        Ok(rax as u64)
-    } else {
-        Err(Error::from_code(rax).unwrap_or(Error::Failed))
-    }
 }
 
 fn main() -> ! {

@@ -9,7 +9,9 @@ use pv_abi::hypercall::{
 /// The result of a hypercall.
 pub type HcResult = Result<u64, Error>;
 
-fn decode(rax: i64) -> HcResult {
+/// The result of a hypercall from its raw return value (`rax`): a
+/// non-negative count or value, or a negative error code.
+pub(crate) fn decode(rax: i64) -> HcResult {
     if rax >= 0 {
         Ok(rax as u64)
     } else {
@@ -259,4 +261,24 @@ pub fn hostlink_write(bytes: &[u8]) -> HcResult {
 /// while the call runs (the hypervisor only reads it).
 pub unsafe fn lu_load_buffer(va: u64, len: u64) -> HcResult {
     call(Hypercall::LuLoadBuffer, va, len, 0, 0)
+}
+
+/// Stages the hypervisor image held in the first `len` bytes of this guest's
+/// free area (see [`crate::mem::free_area`], written with
+/// [`crate::mem::free_area_write`]) for a live update.
+///
+/// # Panics
+/// If `len` is larger than the free area.
+pub fn lu_load_free_area(len: u64) -> HcResult {
+    let (va, room) = crate::mem::free_area();
+    assert!(
+        len <= room,
+        "an image of {len} bytes is beyond the free area"
+    );
+    // SAFETY: `va..va + len` is the guest's free area (checked above), which
+    // is mapped in the physmap and only ever accessed through `crate::mem`
+    // with volatile accesses: no Rust reference points into it. The guest is
+    // single-threaded and this call is synchronous, so nothing changes the
+    // area while the hypervisor reads it.
+    unsafe { lu_load_buffer(va, len) }
 }

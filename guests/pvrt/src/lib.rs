@@ -4,8 +4,13 @@
 //! with the layout of [`pv_abi::start_info`]. This crate gives it an entry
 //! point ([`entry!`]), hypercalls with typed wrappers, a console, and
 //! access to its own memory through the physmap. The few `unsafe` blocks
-//! (the `syscall` instruction, reading the mappings the builder made) are
-//! all here.
+//! (the `syscall` instruction, the deliberately hostile probes, reading and
+//! writing the mappings the builder made) are all here, each behind a safe
+//! function: the guests themselves (`dom0`, `domu`) deny `unsafe_code`.
+//!
+//! The shared vocabulary (`hvlu_types`: page size, page-table entry bits,
+//! canonical bounds) and the guest ABI (`pv_abi`) are re-exported, so a guest
+//! depends on this crate alone.
 
 #![no_std]
 
@@ -14,9 +19,36 @@ pub mod hc;
 pub mod mem;
 pub mod probe;
 
+pub use hvlu_types;
 pub use pv_abi;
 
 use pv_abi::start_info::{StartInfo, START_INFO_MAGIC, START_INFO_VA};
+
+/// The guests' global allocator, which refuses every allocation: guests
+/// never allocate.
+///
+/// It exists because `alloc` can still be in a guest's crate graph without
+/// the guest using it: `cargo xtask build` builds the guests in the same cargo
+/// invocation as the hypervisor, feature unification then gives
+/// `hvlu-types` its `serde` feature there too, and serde links `alloc`, which
+/// does not link without a global allocator. An allocation that somehow
+/// happens fails (a null pointer: the caller panics, and the panic handler
+/// ends the domain), loudly, never silently.
+struct NoAlloc;
+
+// SAFETY: returning null from `alloc` is how a `GlobalAlloc` reports a
+// failed allocation, which every caller must handle; `dealloc` is only ever
+// called with a pointer `alloc` returned, and it never returned one.
+unsafe impl core::alloc::GlobalAlloc for NoAlloc {
+    unsafe fn alloc(&self, _layout: core::alloc::Layout) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
+}
+
+#[global_allocator]
+static NO_ALLOC: NoAlloc = NoAlloc;
 
 /// The start-info page.
 pub fn start_info() -> &'static StartInfo {

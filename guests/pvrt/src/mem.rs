@@ -6,18 +6,19 @@
 //! builder maps them read-only). The remapping window is accessed the same
 //! way.
 
+use hvlu_types::PAGE_SIZE;
 use pv_abi::start_info::{PHYSMAP_VA, WINDOW_PAGES};
 
 use crate::start_info;
 
 /// Words in a page.
-pub const WORDS: usize = 512;
+pub const WORDS: usize = (PAGE_SIZE / 8) as usize;
 
 /// The mfn of guest page `gpfn`.
 pub fn mfn_of(gpfn: u64) -> u64 {
     let si = start_info();
     assert!(gpfn < si.nr_pages, "gpfn {gpfn} out of range");
-    let list = PHYSMAP_VA + si.mfn_list_gpfn * 4096;
+    let list = PHYSMAP_VA + si.mfn_list_gpfn * PAGE_SIZE;
     // SAFETY: the builder maps the mfn list (nr_pages u64s) read-write in the
     // physmap and never changes it; the index is checked.
     unsafe { core::ptr::read_volatile((list as *const u64).wrapping_add(gpfn as usize)) }
@@ -29,7 +30,7 @@ fn free_page_ptr(gpfn: u64) -> *mut u64 {
         gpfn >= si.first_free_gpfn && gpfn < si.nr_pages,
         "gpfn {gpfn} is not a free page of the guest"
     );
-    (PHYSMAP_VA + gpfn * 4096) as *mut u64
+    (PHYSMAP_VA + gpfn * PAGE_SIZE) as *mut u64
 }
 
 /// Reads word `index` of free page `gpfn`.
@@ -50,7 +51,7 @@ pub fn write(gpfn: u64, index: usize, value: u64) {
 /// Reads word `index` of window page `page` (which must be mapped).
 pub fn window_read(page: u64, index: usize) -> u64 {
     assert!(page < WINDOW_PAGES && index < WORDS);
-    let va = start_info().window_va + page * 4096;
+    let va = start_info().window_va + page * PAGE_SIZE;
     // SAFETY: the caller mapped this window page through mmu_update; a
     // read of an unmapped page faults and ends the domain, nothing worse.
     unsafe { core::ptr::read_volatile((va as *const u64).wrapping_add(index)) }
@@ -59,7 +60,7 @@ pub fn window_read(page: u64, index: usize) -> u64 {
 /// Writes word `index` of window page `page` (which must be mapped writable).
 pub fn window_write(page: u64, index: usize, value: u64) {
     assert!(page < WINDOW_PAGES && index < WORDS);
-    let va = start_info().window_va + page * 4096;
+    let va = start_info().window_va + page * PAGE_SIZE;
     // SAFETY: as in `window_read`.
     unsafe { core::ptr::write_volatile((va as *mut u64).wrapping_add(index), value) }
 }
@@ -70,7 +71,9 @@ pub fn read_pte(gpfn: u64, index: usize) -> u64 {
     assert!(gpfn >= si.pt_first_gpfn && gpfn < si.pt_first_gpfn + si.pt_count && index < WORDS);
     // SAFETY: the builder maps page tables read-only in the physmap.
     unsafe {
-        core::ptr::read_volatile(((PHYSMAP_VA + gpfn * 4096) as *const u64).wrapping_add(index))
+        core::ptr::read_volatile(
+            ((PHYSMAP_VA + gpfn * PAGE_SIZE) as *const u64).wrapping_add(index),
+        )
     }
 }
 
@@ -86,8 +89,8 @@ pub fn read_byte_at(va: u64) -> u8 {
 pub fn free_area() -> (u64, u64) {
     let si = start_info();
     (
-        PHYSMAP_VA + si.first_free_gpfn * 4096,
-        (si.nr_pages - si.first_free_gpfn) * 4096,
+        PHYSMAP_VA + si.first_free_gpfn * PAGE_SIZE,
+        (si.nr_pages - si.first_free_gpfn) * PAGE_SIZE,
     )
 }
 

@@ -3,7 +3,30 @@
 
 use core::arch::asm;
 
+use hvlu_types::canonical::UPPER_HALF_START;
 use pv_abi::hypercall::Hypercall;
+
+use crate::hc::{self, HcResult};
+
+/// `console_write` of `len` bytes from guest virtual address `va`, which
+/// need not be mapped: the hypervisor must refuse a range outside the
+/// guest's memory with `BadAddress`.
+pub fn console_write_from(va: u64, len: u64) -> HcResult {
+    // SAFETY: `console_write` only reads the described memory; whatever `va`
+    // is, the hypervisor writes nothing of the guest's, so no Rust value of
+    // the guest can change.
+    hc::decode(unsafe { hc::raw(Hypercall::ConsoleWrite as u64, va, len, 0, 0, 0) })
+}
+
+/// `sysinfo` told to write `len` bytes at the first address of the
+/// hypervisor's half ([`UPPER_HALF_START`]): the hypervisor must refuse it
+/// with `BadAddress`.
+pub fn sysinfo_into_hypervisor_half(len: u64) -> HcResult {
+    // SAFETY: the guest has no memory in the upper half (ring 3 cannot
+    // access it), so even a hypervisor that wrongly wrote there could not
+    // change any Rust value of the guest.
+    hc::decode(unsafe { hc::raw(Hypercall::SysInfo as u64, UPPER_HALF_START, len, 0, 0, 0) })
+}
 
 /// Makes a `yield` hypercall with RFLAGS.NT set (then clears NT). The
 /// hypervisor must return normally: a guest's NT must not reach its own
