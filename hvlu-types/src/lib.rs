@@ -22,7 +22,7 @@ pub mod regs;
 
 pub use frame::{DomId, Gpfn, Mfn, PhysAddr};
 pub use range::{MfnRange, PhysRange};
-pub use regs::{GpRegs, VcpuContext};
+pub use regs::{ContextError, GpRegs, VcpuContext};
 
 /// Size of a machine frame (and of a guest page) in bytes.
 pub const PAGE_SIZE: u64 = 4096;

@@ -118,3 +118,65 @@ pub mod rflags {
     pub const GUEST_ALLOWED: u64 =
         CF | RESERVED_ONE | PF | AF | ZF | SF | TF | IF | DF | OF | NT | RF | AC | ID;
 }
+
+/// Why a [`VcpuContext`] cannot be a PV guest's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextError {
+    /// An address register holds something outside the guest (lower) half:
+    /// loading it would fault in the hypervisor (`iretq` to a non-canonical
+    /// address, `wrmsr` of a non-canonical base) or hand the guest a
+    /// hypervisor address.
+    NotGuestAddress {
+        /// The register's name.
+        register: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// The flags have bits a guest cannot set ([`rflags::GUEST_ALLOWED`]).
+    Flags {
+        /// The flags.
+        rflags: u64,
+    },
+}
+
+impl core::fmt::Display for ContextError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ContextError::NotGuestAddress { register, value } => {
+                write!(f, "{register} {value:#x} is not a guest address")
+            }
+            ContextError::Flags { rflags: v } => write!(
+                f,
+                "rflags {v:#x} has bits a guest cannot have (allowed {:#x})",
+                rflags::GUEST_ALLOWED
+            ),
+        }
+    }
+}
+
+impl VcpuContext {
+    /// Checks that this can be a PV guest's context: `rip`, `rsp` and the
+    /// segment bases in the guest half, flags within
+    /// [`rflags::GUEST_ALLOWED`]. Both live-update roles run it: the
+    /// outgoing one before the point of no return, the incoming one before
+    /// it loads anything.
+    pub fn check_guest(&self) -> Result<(), ContextError> {
+        for (register, value) in [
+            ("rip", self.rip),
+            ("rsp", self.rsp),
+            ("fs_base", self.fs_base),
+            ("gs_base", self.gs_base),
+            ("kernel_gs_base", self.kernel_gs_base),
+        ] {
+            if !crate::canonical::is_lower_half(value) {
+                return Err(ContextError::NotGuestAddress { register, value });
+            }
+        }
+        if self.rflags & !rflags::GUEST_ALLOWED != 0 {
+            return Err(ContextError::Flags {
+                rflags: self.rflags,
+            });
+        }
+        Ok(())
+    }
+}

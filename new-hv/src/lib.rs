@@ -108,28 +108,15 @@ pub enum IncomingError {
         /// The state area the state lists.
         listed: MfnRange,
     },
-    /// A vCPU's instruction pointer, stack pointer or a segment base is not
-    /// a guest (lower-half) address.
-    #[error("d{domain} vCPU {vcpu}: {register} {value:#x} is not a guest address")]
-    VcpuAddress {
+    /// A vCPU's context cannot be a guest's.
+    #[error("d{domain} vCPU {vcpu}: {error}")]
+    Vcpu {
         /// The domain.
         domain: DomId,
         /// The vCPU.
         vcpu: u32,
-        /// The register.
-        register: &'static str,
-        /// Its value.
-        value: u64,
-    },
-    /// A vCPU's flags have bits a guest cannot set.
-    #[error("d{domain} vCPU {vcpu}: rflags {rflags:#x} has bits a guest cannot have (allowed {allowed:#x})", allowed = hvlu_types::regs::rflags::GUEST_ALLOWED)]
-    VcpuFlags {
-        /// The domain.
-        domain: DomId,
-        /// The vCPU.
-        vcpu: u32,
-        /// The flags.
-        rflags: u64,
+        /// What is wrong with it.
+        error: hvlu_types::ContextError,
     },
     /// A run reaches past the domain's memory limit.
     #[error("d{domain}: a run reaches {gpfn}, beyond its limit of {max_frames} frames")]

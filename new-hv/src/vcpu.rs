@@ -3,19 +3,15 @@
 //! when it loads it.
 
 use handover_abi::{DomId, Vcpu};
-use hvlu_types::canonical::is_lower_half;
-use hvlu_types::regs::rflags;
 use hvlu_types::VcpuContext;
 
 use crate::IncomingError;
 
 /// The context of vCPU `v` of domain `domain`.
 ///
-/// Refuses an instruction pointer, stack pointer or segment base outside
-/// the guest half of the address space (loading one would fault in the
-/// hypervisor: `iretq` to a non-canonical address, `wrmsr` of a
-/// non-canonical base) and flags a guest cannot have
-/// ([`rflags::GUEST_ALLOWED`]). Every field is named, so a field added to
+/// Refuses what [`VcpuContext::check_guest`] refuses: an instruction
+/// pointer, stack pointer or segment base outside the guest half, flags a
+/// guest cannot have. Every field is named, so a field added to
 /// [`VcpuContext`] does not compile until it is restored.
 pub fn restore(domain: DomId, v: &Vcpu) -> Result<VcpuContext, IncomingError> {
     let Vcpu {
@@ -31,30 +27,7 @@ pub fn restore(domain: DomId, v: &Vcpu) -> Result<VcpuContext, IncomingError> {
         pending_events: _,
         flags: _,
     } = *v;
-    for (register, value) in [
-        ("rip", rip),
-        ("rsp", rsp),
-        ("fs_base", fs_base),
-        ("gs_base", gs_base),
-        ("kernel_gs_base", kernel_gs_base),
-    ] {
-        if !is_lower_half(value) {
-            return Err(IncomingError::VcpuAddress {
-                domain,
-                vcpu: id,
-                register,
-                value,
-            });
-        }
-    }
-    if rflags & !rflags::GUEST_ALLOWED != 0 {
-        return Err(IncomingError::VcpuFlags {
-            domain,
-            vcpu: id,
-            rflags,
-        });
-    }
-    Ok(VcpuContext {
+    let ctx = VcpuContext {
         regs,
         rip,
         rsp,
@@ -63,5 +36,11 @@ pub fn restore(domain: DomId, v: &Vcpu) -> Result<VcpuContext, IncomingError> {
         fs_base,
         gs_base,
         kernel_gs_base,
-    })
+    };
+    ctx.check_guest().map_err(|error| IncomingError::Vcpu {
+        domain,
+        vcpu: id,
+        error,
+    })?;
+    Ok(ctx)
 }

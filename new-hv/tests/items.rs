@@ -11,7 +11,7 @@ use handover_abi::entry::EntryArgs;
 use handover_abi::{DomId, GpRegs, Gpfn, Mfn, MfnRange, RunKind, PAGE_SIZE};
 use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 use hvlu_types::regs::rflags;
-use hvlu_types::{PhysRange, VcpuContext};
+use hvlu_types::{ContextError, PhysRange, VcpuContext};
 use new_hv::IncomingError;
 use old_hv::domain::DomainInput;
 use old_hv::staging::Staging;
@@ -77,11 +77,10 @@ fn vcpu_restore_refuses_what_would_fault_the_hypervisor() {
             set(&mut bad, value);
             assert_eq!(
                 new_hv::vcpu::restore(DomId(3), &bad),
-                Err(IncomingError::VcpuAddress {
+                Err(IncomingError::Vcpu {
                     domain: DomId(3),
                     vcpu: 0,
-                    register,
-                    value
+                    error: ContextError::NotGuestAddress { register, value }
                 })
             );
         }
@@ -90,7 +89,16 @@ fn vcpu_restore_refuses_what_would_fault_the_hypervisor() {
         let mut bad = saved;
         bad.rflags |= flags;
         let e = new_hv::vcpu::restore(DomId(3), &bad).unwrap_err();
-        assert!(matches!(e, IncomingError::VcpuFlags { .. }), "{flags:#x}");
+        assert!(
+            matches!(
+                e,
+                IncomingError::Vcpu {
+                    error: ContextError::Flags { .. },
+                    ..
+                }
+            ),
+            "{flags:#x}"
+        );
         assert!(e.to_string().starts_with("d3 vCPU 0: rflags"), "{e}");
     }
 }
