@@ -1,40 +1,74 @@
-//! Writes the golden blob of ABI v1.0, `tests/golden/v1_0.bin`, from the state
-//! defined in `tests/golden/state_v1_0.rs`.
+//! Writes the golden blobs, `tests/golden/v1_0.bin` and `v1_1.bin`, from the
+//! states defined in `tests/golden/state_v1_0.rs` and `state_v1_1.rs`.
 //!
 //! ```text
 //! cargo run -p handover-abi --example make-golden
 //! ```
 //!
-//! Golden blobs are never edited: if the file exists, this only checks that
+//! Golden blobs are never edited: if a file exists, this only checks that
 //! it still matches what the code encodes, and fails if it does not.
+
+// `state_v1_1.rs` builds on the v1.0 state and includes its file too.
+#![allow(clippy::duplicate_mod)]
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use handover_abi::{AbiVersion, HandoverState, Producer};
+
 #[path = "../tests/golden/state_v1_0.rs"]
-mod golden;
+mod golden_v1_0;
+#[path = "../tests/golden/state_v1_1.rs"]
+mod golden_v1_1;
 
 fn main() -> ExitCode {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1_0.bin");
-    let state: handover_abi::HandoverState = golden::state();
+    let blobs = [
+        (
+            "v1_0.bin",
+            golden_v1_0::VERSION,
+            HandoverState::from(golden_v1_0::state()),
+            golden_v1_0::producer(),
+        ),
+        (
+            "v1_1.bin",
+            golden_v1_1::VERSION,
+            golden_v1_1::state(),
+            golden_v1_1::producer(),
+        ),
+    ];
+    let mut ok = true;
+    for (file, version, state, producer) in &blobs {
+        ok &= make(file, *version, state, producer);
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes or checks one blob; false on any failure (already reported).
+fn make(file: &str, version: AbiVersion, state: &HandoverState, producer: &Producer) -> bool {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
     if let Err(e) = state.validate() {
-        eprintln!("make-golden: the golden state is invalid: {e}");
-        return ExitCode::FAILURE;
+        eprintln!("make-golden: the golden state of {file} is invalid: {e}");
+        return false;
     }
     let mut buf = vec![0u8; 64 * 1024];
-    let len = match handover_abi::encode_as(golden::VERSION, &state, &golden::producer(), &mut buf)
-    {
+    let len = match handover_abi::encode_as(version, state, producer, &mut buf) {
         Ok(len) => len,
         Err(e) => {
-            eprintln!("make-golden: encoding failed: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("make-golden: encoding {file} failed: {e}");
+            return false;
         }
     };
     let blob = &buf[..len];
     match std::fs::read(&path) {
         Ok(existing) if existing == blob => {
             println!("{}: up to date ({len} bytes)", path.display());
-            ExitCode::SUCCESS
+            true
         }
         Ok(_) => {
             eprintln!(
@@ -43,21 +77,21 @@ fn main() -> ExitCode {
                  (a new body module and a new blob), it never rewrites an old one.",
                 path.display()
             );
-            ExitCode::FAILURE
+            false
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::write(&path, blob) {
             Ok(()) => {
                 println!("{}: written ({len} bytes)", path.display());
-                ExitCode::SUCCESS
+                true
             }
             Err(e) => {
                 eprintln!("make-golden: writing {}: {e}", path.display());
-                ExitCode::FAILURE
+                false
             }
         },
         Err(e) => {
             eprintln!("make-golden: reading {}: {e}", path.display());
-            ExitCode::FAILURE
+            false
         }
     }
 }

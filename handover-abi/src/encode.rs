@@ -22,6 +22,15 @@ pub enum EncodeError {
         /// Bytes the buffer has.
         available: usize,
     },
+    /// The version cannot carry the state without changing what a guest
+    /// sees.
+    #[error("ABI {version} cannot carry this state: {what}")]
+    Inexpressible {
+        /// The version asked for.
+        version: AbiVersion,
+        /// What it cannot say.
+        what: body::Inexpressible,
+    },
     /// The serializer failed for another reason than space.
     #[error("serializing the body failed: {0}")]
     Body(postcard::Error),
@@ -51,6 +60,8 @@ pub fn encode_as(
     if !WRITES.contains(version) {
         return Err(EncodeError::UnsupportedVersion { requested: version });
     }
+    body::expressible(version, state)
+        .map_err(|what| EncodeError::Inexpressible { version, what })?;
     let available = buf.len();
     let too_small = || match encoded_len_as(version, state) {
         Ok(needed) => EncodeError::BufferTooSmall { needed, available },
@@ -81,6 +92,8 @@ pub fn encoded_len_as(version: AbiVersion, state: &HandoverState) -> Result<usiz
     if !WRITES.contains(version) {
         return Err(EncodeError::UnsupportedVersion { requested: version });
     }
+    body::expressible(version, state)
+        .map_err(|what| EncodeError::Inexpressible { version, what })?;
     match body::body_len(version, state) {
         None => Err(EncodeError::UnsupportedVersion { requested: version }),
         Some(Err(e)) => Err(EncodeError::Body(e)),

@@ -33,7 +33,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "HVLUARGS"
-//!      8    4 version (1)
+//!      8    4 version (2)
 //!     12    4 size (ENTRY_ARGS_SIZE)
 //!     16    8 state_phys        physical address of the handover header
 //!     24    8 state_len         header + body bytes
@@ -54,9 +54,15 @@
 //!    144    8 image_frames_out  frames of the old image outside the region (the
 //!                               new image releases them: a cold-boot image)
 //!    152   16 from_build_id     the old image's build id
-//!    168    4 crc32c            of bytes 0..168
-//!    172    4 reserved (0)
+//!    168    8 free_digest       digest of the frames the new image must find free:
+//!                               the old page allocator's free frames plus
+//!                               image_frames_out (`new_hv::free`)
+//!    176    4 crc32c            of bytes 0..176
+//!    180    4 reserved (0)
 //! ```
+//!
+//! Version 1 (176 bytes, without `free_digest`, CRC at 168) is no longer
+//! read: a new layout is a new version.
 
 use crate::crc::crc32c;
 use crate::header::BuildId;
@@ -66,9 +72,9 @@ pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
 /// Magic of the argument page.
 pub const ENTRY_ARGS_MAGIC: [u8; 8] = *b"HVLUARGS";
 /// Version of the argument page this crate writes and reads.
-pub const ENTRY_ARGS_VERSION: u32 = 1;
+pub const ENTRY_ARGS_VERSION: u32 = 2;
 /// Bytes of the argument page.
-pub const ENTRY_ARGS_SIZE: usize = 176;
+pub const ENTRY_ARGS_SIZE: usize = 184;
 
 /// The arguments of the live-update entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,6 +116,10 @@ pub struct EntryArgs {
     pub image_frames_out: u64,
     /// The old image's build id.
     pub from_build_id: BuildId,
+    /// The digest of the free frames the new image must end up with: the
+    /// old page allocator's free frames and the old image's frames outside
+    /// the region (`new_hv::free`).
+    pub free_digest: u64,
 }
 
 /// Why an argument page was refused.
@@ -160,7 +170,9 @@ impl core::fmt::Display for EntryArgsError {
     }
 }
 
-const CRC_AT: usize = 168;
+const BUILD_ID_AT: usize = 152;
+const FREE_DIGEST_AT: usize = 168;
+const CRC_AT: usize = 176;
 
 impl EntryArgs {
     /// The fields in layout order, after the 16-byte preamble.
@@ -195,7 +207,8 @@ impl EntryArgs {
         for (i, w) in self.words().iter().enumerate() {
             b[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_le_bytes());
         }
-        b[152..168].copy_from_slice(&self.from_build_id.0);
+        b[BUILD_ID_AT..BUILD_ID_AT + 16].copy_from_slice(&self.from_build_id.0);
+        b[FREE_DIGEST_AT..FREE_DIGEST_AT + 8].copy_from_slice(&self.free_digest.to_le_bytes());
         let crc = crc32c(&b[..CRC_AT]);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         b
@@ -228,7 +241,7 @@ impl EntryArgs {
         }
         let w = |i: usize| u64_at(16 + 8 * i);
         let mut build_id = [0u8; 16];
-        build_id.copy_from_slice(&b[152..168]);
+        build_id.copy_from_slice(&b[BUILD_ID_AT..BUILD_ID_AT + 16]);
         Ok(EntryArgs {
             state_phys: w(0),
             state_len: w(1),
@@ -248,6 +261,7 @@ impl EntryArgs {
             sequence: w(15),
             image_frames_out: w(16),
             from_build_id: BuildId(build_id),
+            free_digest: u64_at(FREE_DIGEST_AT),
         })
     }
 }
@@ -276,6 +290,7 @@ mod tests {
             sequence: 7,
             image_frames_out: 175,
             from_build_id: BuildId([0xab; 16]),
+            free_digest: 0x0123_4567_89ab_cdef,
         }
     }
 
@@ -304,11 +319,11 @@ mod tests {
     #[test]
     fn unsupported_version() {
         let mut b = sample().to_bytes();
-        b[8] = 2;
+        b[8] = 3;
         assert_eq!(
             EntryArgs::from_bytes(&b),
             Err(EntryArgsError::UnsupportedVersion {
-                version: 2,
+                version: 3,
                 size: ENTRY_ARGS_SIZE as u32
             })
         );
@@ -325,9 +340,35 @@ mod tests {
     }
 
     #[test]
+    fn version_1_is_no_longer_read() {
+        // A version-1 page: 176 bytes, CRC at 168.
+        let mut b = sample().to_bytes();
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        b[12..16].copy_from_slice(&176u32.to_le_bytes());
+        assert_eq!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::UnsupportedVersion {
+                version: 1,
+                size: 176
+            })
+        );
+    }
+
+    #[test]
+    fn the_free_digest_is_covered_by_the_crc() {
+        let mut b = sample().to_bytes();
+        assert_eq!(b[FREE_DIGEST_AT], 0xef);
+        b[FREE_DIGEST_AT] ^= 1;
+        assert!(matches!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
     fn reserved_not_zero() {
         let mut b = sample().to_bytes();
-        b[172] = 1;
+        b[CRC_AT + 4] = 1;
         assert_eq!(
             EntryArgs::from_bytes(&b),
             Err(EntryArgsError::ReservedNotZero)

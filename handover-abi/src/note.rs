@@ -1,16 +1,17 @@
 //! The `HVLU` ELF note that every hypervisor image carries.
 //!
 //! It tells an outgoing hypervisor, before anything is paused, which handover
-//! versions the image reads and where its live-update entry is. It is an
-//! ordinary ELF note (`Elf64_Nhdr`: 4-byte words, name and descriptor each
-//! padded to 4 bytes), 56 bytes in all, in a section `.note.hvlu` that must be
-//! 4-byte aligned (put it in a `PT_NOTE` segment of alignment 4):
+//! versions the image reads and writes and where its live-update entry is. It
+//! is an ordinary ELF note (`Elf64_Nhdr`: 4-byte words, name and descriptor
+//! each padded to 4 bytes), 64 bytes in all as this crate writes it, in a
+//! section `.note.hvlu` that must be 4-byte aligned (put it in a `PT_NOTE`
+//! segment of alignment 4):
 //!
 //! ```text
 //! offset size field
 //! ------ ---- -------------------------------------------------------------
 //!      0    4 namesz      5
-//!      4    4 descsz      36 for note version 1 (a later version may append)
+//!      4    4 descsz      44 (36 in images built before `writes` existed)
 //!      8    4 type        1 (NOTE_TYPE)
 //!     12    8 name        "HVLU\0" and 3 bytes of zero padding
 //!     20    - desc:
@@ -22,18 +23,27 @@
 //!     32    8   entry       live-update entry: a virtual address in the
 //!                           image's ELF address space, not zero
 //!     40   16   build_id    the image's build id
-//!     56
+//!     56    - (end of the 36-byte descriptor of older images)
+//!     56    2   writes_min_major  oldest handover ABI version the image
+//!     58    2   writes_min_minor  writes ...
+//!     60    2   writes_max_major  ... and the newest
+//!     62    2   writes_max_minor
+//!     64
 //! ```
 //!
 //! All integers are little-endian. The note version changes only when the
 //! layout above changes incompatibly; fields added later are appended to the
 //! descriptor, and a parser ignores descriptor bytes past the ones it knows.
+//! The `writes` range is such an addition: a descriptor of at least
+//! [`MIN_DESC_SIZE`] (36) bytes but shorter than [`DESC_SIZE`] (44), as older
+//! images carry, parses with [`ImageNote::writes`] `None` (the bytes past 36,
+//! if any, are ignored); one of 44 bytes or more has it.
 //!
 //! An image places the note with [`HvluNote`] (no unsafe code needed):
 //!
 //! ```no_run
 //! use handover_abi::note::HvluNote;
-//! use handover_abi::{BuildId, READS};
+//! use handover_abi::{BuildId, READS, WRITES};
 //!
 //! unsafe extern "C" fn lu_entry() -> ! {
 //!     loop {}
@@ -42,7 +52,7 @@
 //! #[used]
 //! #[link_section = ".note.hvlu"]
 //! static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> =
-//!     HvluNote::new(READS, lu_entry, BuildId([0x42; 16]));
+//!     HvluNote::new(READS, WRITES, lu_entry, BuildId([0x42; 16]));
 //! ```
 //!
 //! The loader finds it with [`find_note`] (from an iterator of
@@ -51,6 +61,7 @@
 
 use core::fmt;
 use core::mem::{align_of, offset_of, size_of};
+use core::ops::Deref;
 
 use crate::header::BuildId;
 use crate::version::{AbiVersion, VersionRange};
@@ -69,10 +80,15 @@ pub const NHDR_SIZE: usize = 12;
 pub const NAME_FIELD_SIZE: usize = 8;
 /// Offset of the descriptor in the note.
 pub const DESC_OFFSET: usize = NHDR_SIZE + NAME_FIELD_SIZE;
-/// Size of the version-1 descriptor.
-pub const DESC_SIZE: usize = 36;
-/// Size of the whole version-1 note.
+/// Size of the version-1 descriptor this crate writes (with `writes`).
+pub const DESC_SIZE: usize = 44;
+/// Size of the whole version-1 note this crate writes.
 pub const NOTE_SIZE: usize = DESC_OFFSET + DESC_SIZE;
+/// The shortest version-1 descriptor a parser accepts: the one of images
+/// built before the `writes` range was appended (no `writes`).
+pub const MIN_DESC_SIZE: usize = 36;
+/// Size of the whole note of such an image.
+pub const MIN_NOTE_SIZE: usize = DESC_OFFSET + MIN_DESC_SIZE;
 
 /// Byte offsets of the fields inside the descriptor.
 pub mod desc_offset {
@@ -90,6 +106,15 @@ pub mod desc_offset {
     pub const ENTRY: usize = 12;
     /// Build id, 16 bytes.
     pub const BUILD_ID: usize = 20;
+    /// Oldest ABI version written: major, u16. Absent from the 36-byte
+    /// descriptors of older images.
+    pub const WRITES_MIN_MAJOR: usize = 36;
+    /// Oldest ABI version written: minor, u16.
+    pub const WRITES_MIN_MINOR: usize = 38;
+    /// Newest ABI version written: major, u16.
+    pub const WRITES_MAX_MAJOR: usize = 40;
+    /// Newest ABI version written: minor, u16.
+    pub const WRITES_MAX_MINOR: usize = 42;
 }
 
 /// What an image's `HVLU` note says.
@@ -97,6 +122,10 @@ pub mod desc_offset {
 pub struct ImageNote {
     /// The handover ABI versions the image reads.
     pub reads: VersionRange,
+    /// The handover ABI versions the image writes (hands over in), or `None`
+    /// if the note is the short form of an image built before the field
+    /// existed ([`MIN_DESC_SIZE`]-byte descriptor).
+    pub writes: Option<VersionRange>,
     /// The live-update entry: a virtual address in the image's ELF address space.
     pub entry: u64,
     /// The image's build id.
@@ -132,8 +161,9 @@ pub enum NoteError {
         /// The note's type.
         found: u32,
     },
-    /// The descriptor is too short for its version.
-    #[error("HVLU note descriptor is {len} bytes, version {NOTE_VERSION} needs {DESC_SIZE}")]
+    /// The descriptor is too short for its version (shorter than
+    /// [`MIN_DESC_SIZE`]).
+    #[error("HVLU note descriptor is {len} bytes, version {NOTE_VERSION} needs at least {MIN_DESC_SIZE}")]
     DescTooShort {
         /// The descriptor's length.
         len: usize,
@@ -144,9 +174,19 @@ pub enum NoteError {
         /// The note's version.
         found: u32,
     },
-    /// The ABI range is empty (its maximum is older than its minimum).
-    #[error("HVLU note ABI range {min}..={max} is empty")]
+    /// The range of ABI versions read is empty (its maximum is older than
+    /// its minimum).
+    #[error("HVLU note ABI range read {min}..={max} is empty")]
     EmptyAbiRange {
+        /// The oldest version.
+        min: AbiVersion,
+        /// The newest version.
+        max: AbiVersion,
+    },
+    /// The range of ABI versions written is empty (its maximum is older than
+    /// its minimum).
+    #[error("HVLU note ABI range written {min}..={max} is empty")]
+    EmptyWritesRange {
         /// The oldest version.
         min: AbiVersion,
         /// The newest version.
@@ -158,26 +198,31 @@ pub enum NoteError {
 }
 
 impl ImageNote {
-    /// Parses a note descriptor (the bytes after the padded name).
+    /// Parses a note descriptor (the bytes after the padded name): at least
+    /// [`MIN_DESC_SIZE`] bytes; [`ImageNote::writes`] is read if the
+    /// descriptor has [`DESC_SIZE`] bytes or more, and bytes past those are
+    /// ignored.
     pub fn parse_desc(desc: &[u8]) -> Result<ImageNote, NoteError> {
         let too_short = NoteError::DescTooShort { len: desc.len() };
         let version = u32::from_le_bytes(*desc.first_chunk::<4>().ok_or(too_short)?);
         if version != NOTE_VERSION {
             return Err(NoteError::UnknownVersion { found: version });
         }
-        let d: &[u8; DESC_SIZE] = desc.first_chunk().ok_or(too_short)?;
-        let u16_at = |at: usize| u16::from_le_bytes([d[at], d[at + 1]]);
-        let min = AbiVersion::new(
-            u16_at(desc_offset::MIN_MAJOR),
-            u16_at(desc_offset::MIN_MINOR),
+        let d: &[u8; MIN_DESC_SIZE] = desc.first_chunk().ok_or(too_short)?;
+        let reads = range_at(
+            d,
+            [
+                desc_offset::MIN_MAJOR,
+                desc_offset::MIN_MINOR,
+                desc_offset::MAX_MAJOR,
+                desc_offset::MAX_MINOR,
+            ],
         );
-        let max = AbiVersion::new(
-            u16_at(desc_offset::MAX_MAJOR),
-            u16_at(desc_offset::MAX_MINOR),
-        );
-        let reads = VersionRange::new(min, max);
         if reads.is_empty() {
-            return Err(NoteError::EmptyAbiRange { min, max });
+            return Err(NoteError::EmptyAbiRange {
+                min: reads.min,
+                max: reads.max,
+            });
         }
         let mut entry = [0u8; 8];
         entry.copy_from_slice(&d[desc_offset::ENTRY..desc_offset::ENTRY + 8]);
@@ -187,15 +232,39 @@ impl ImageNote {
         }
         let mut build_id = [0u8; 16];
         build_id.copy_from_slice(&d[desc_offset::BUILD_ID..desc_offset::BUILD_ID + 16]);
+        let writes = match desc.first_chunk::<DESC_SIZE>() {
+            None => None,
+            Some(d) => {
+                let writes = range_at(
+                    d,
+                    [
+                        desc_offset::WRITES_MIN_MAJOR,
+                        desc_offset::WRITES_MIN_MINOR,
+                        desc_offset::WRITES_MAX_MAJOR,
+                        desc_offset::WRITES_MAX_MINOR,
+                    ],
+                );
+                if writes.is_empty() {
+                    return Err(NoteError::EmptyWritesRange {
+                        min: writes.min,
+                        max: writes.max,
+                    });
+                }
+                Some(writes)
+            }
+        };
         Ok(ImageNote {
             reads,
+            writes,
             entry,
             build_id: BuildId(build_id),
         })
     }
 
-    /// The version-1 descriptor, encoded field by field.
-    pub fn to_desc(&self) -> [u8; DESC_SIZE] {
+    /// The version-1 descriptor, encoded field by field: [`DESC_SIZE`] bytes,
+    /// or the [`MIN_DESC_SIZE`]-byte form of older images if `writes` is
+    /// `None` (so that it parses back to the same note).
+    pub fn to_desc(&self) -> NoteBytes<DESC_SIZE> {
         let mut d = [0u8; DESC_SIZE];
         let mut put = |at: usize, bytes: &[u8]| d[at..at + bytes.len()].copy_from_slice(bytes);
         put(desc_offset::VERSION, &NOTE_VERSION.to_le_bytes());
@@ -205,19 +274,101 @@ impl ImageNote {
         put(desc_offset::MAX_MINOR, &self.reads.max.minor.to_le_bytes());
         put(desc_offset::ENTRY, &self.entry.to_le_bytes());
         put(desc_offset::BUILD_ID, &self.build_id.0);
-        d
+        let len = match self.writes {
+            Some(w) => {
+                put(desc_offset::WRITES_MIN_MAJOR, &w.min.major.to_le_bytes());
+                put(desc_offset::WRITES_MIN_MINOR, &w.min.minor.to_le_bytes());
+                put(desc_offset::WRITES_MAX_MAJOR, &w.max.major.to_le_bytes());
+                put(desc_offset::WRITES_MAX_MINOR, &w.max.minor.to_le_bytes());
+                DESC_SIZE
+            }
+            None => MIN_DESC_SIZE,
+        };
+        NoteBytes { bytes: d, len }
     }
 
     /// The whole note record (header, padded name, descriptor), encoded
-    /// field by field.
-    pub fn to_note_bytes(&self) -> [u8; NOTE_SIZE] {
+    /// field by field: [`NOTE_SIZE`] bytes, or [`MIN_NOTE_SIZE`] if `writes`
+    /// is `None` (see [`ImageNote::to_desc`]).
+    pub fn to_note_bytes(&self) -> NoteBytes<NOTE_SIZE> {
+        let desc = self.to_desc();
         let mut n = [0u8; NOTE_SIZE];
         n[0..4].copy_from_slice(&(NOTE_NAME.len() as u32).to_le_bytes());
-        n[4..8].copy_from_slice(&(DESC_SIZE as u32).to_le_bytes());
+        n[4..8].copy_from_slice(&(desc.len() as u32).to_le_bytes());
         n[8..12].copy_from_slice(&NOTE_TYPE.to_le_bytes());
         n[NHDR_SIZE..NHDR_SIZE + NOTE_NAME.len()].copy_from_slice(NOTE_NAME);
-        n[DESC_OFFSET..].copy_from_slice(&self.to_desc());
-        n
+        n[DESC_OFFSET..DESC_OFFSET + desc.len()].copy_from_slice(&desc);
+        NoteBytes {
+            bytes: n,
+            len: DESC_OFFSET + desc.len(),
+        }
+    }
+}
+
+/// The version range whose `min_major`, `min_minor`, `max_major` and
+/// `max_minor` are the u16s at these offsets of `d`.
+fn range_at(d: &[u8], [min_major, min_minor, max_major, max_minor]: [usize; 4]) -> VersionRange {
+    let u16_at = |at: usize| u16::from_le_bytes([d[at], d[at + 1]]);
+    VersionRange::new(
+        AbiVersion::new(u16_at(min_major), u16_at(min_minor)),
+        AbiVersion::new(u16_at(max_major), u16_at(max_minor)),
+    )
+}
+
+/// An encoded descriptor or note record ([`ImageNote::to_desc`],
+/// [`ImageNote::to_note_bytes`]): the first bytes of an `N`-byte buffer, `N`
+/// being the size of the full form; fewer for the short form of a note
+/// without `writes`. It dereferences to those bytes.
+#[derive(Clone, Copy)]
+pub struct NoteBytes<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> NoteBytes<N> {
+    /// The encoded bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl<const N: usize> Deref for NoteBytes<N> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for NoteBytes<N> {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl<const N: usize> PartialEq for NoteBytes<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<const N: usize> Eq for NoteBytes<N> {}
+
+impl<const N: usize> PartialEq<[u8]> for NoteBytes<N> {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl<const N: usize, const M: usize> PartialEq<[u8; M]> for NoteBytes<N> {
+    fn eq(&self, other: &[u8; M]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl<const N: usize> fmt::Debug for NoteBytes<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_slice(), f)
     }
 }
 
@@ -335,12 +486,22 @@ pub struct HvluNote<E: NoteEntry> {
     max_minor: u16,
     entry: E,
     build_id: [u8; 16],
+    writes_min_major: u16,
+    writes_min_minor: u16,
+    writes_max_major: u16,
+    writes_max_minor: u16,
 }
 
 impl<E: NoteEntry> HvluNote<E> {
-    /// The note of an image that reads `reads`, enters a live update at
-    /// `entry` and has build id `build_id`.
-    pub const fn new(reads: VersionRange, entry: E, build_id: BuildId) -> Self {
+    /// The note of an image that reads `reads`, writes `writes`, enters a
+    /// live update at `entry` and has build id `build_id`. It has the
+    /// [`DESC_SIZE`]-byte descriptor.
+    pub const fn new(
+        reads: VersionRange,
+        writes: VersionRange,
+        entry: E,
+        build_id: BuildId,
+    ) -> Self {
         HvluNote {
             namesz: NOTE_NAME.len() as u32,
             descsz: DESC_SIZE as u32,
@@ -353,14 +514,26 @@ impl<E: NoteEntry> HvluNote<E> {
             max_minor: reads.max.minor,
             entry,
             build_id: build_id.0,
+            writes_min_major: writes.min.major,
+            writes_min_minor: writes.min.minor,
+            writes_max_major: writes.max.major,
+            writes_max_minor: writes.max.minor,
         }
     }
 
-    /// The ABI range the note advertises.
+    /// The ABI versions the note says the image reads.
     pub const fn reads(&self) -> VersionRange {
         VersionRange::new(
             AbiVersion::new(self.min_major, self.min_minor),
             AbiVersion::new(self.max_major, self.max_minor),
+        )
+    }
+
+    /// The ABI versions the note says the image writes.
+    pub const fn writes(&self) -> VersionRange {
+        VersionRange::new(
+            AbiVersion::new(self.writes_min_major, self.writes_min_minor),
+            AbiVersion::new(self.writes_max_major, self.writes_max_minor),
         )
     }
 
@@ -394,6 +567,22 @@ impl HvluNote<u64> {
         put(offset_of!(Self, max_minor), &{ n.max_minor }.to_le_bytes());
         put(offset_of!(Self, entry), &{ n.entry }.to_le_bytes());
         put(offset_of!(Self, build_id), &{ n.build_id });
+        put(
+            offset_of!(Self, writes_min_major),
+            &{ n.writes_min_major }.to_le_bytes(),
+        );
+        put(
+            offset_of!(Self, writes_min_minor),
+            &{ n.writes_min_minor }.to_le_bytes(),
+        );
+        put(
+            offset_of!(Self, writes_max_major),
+            &{ n.writes_max_major }.to_le_bytes(),
+        );
+        put(
+            offset_of!(Self, writes_max_minor),
+            &{ n.writes_max_minor }.to_le_bytes(),
+        );
         b
     }
 }
@@ -402,6 +591,7 @@ impl<E: NoteEntry + fmt::Debug> fmt::Debug for HvluNote<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HvluNote")
             .field("reads", &self.reads())
+            .field("writes", &self.writes())
             .field("entry", &self.entry())
             .field("build_id", &self.build_id())
             .finish()
@@ -426,6 +616,10 @@ macro_rules! check_layout {
             assert!(offset_of!(N, max_minor) == DESC_OFFSET + desc_offset::MAX_MINOR);
             assert!(offset_of!(N, entry) == DESC_OFFSET + desc_offset::ENTRY);
             assert!(offset_of!(N, build_id) == DESC_OFFSET + desc_offset::BUILD_ID);
+            assert!(offset_of!(N, writes_min_major) == DESC_OFFSET + desc_offset::WRITES_MIN_MAJOR);
+            assert!(offset_of!(N, writes_min_minor) == DESC_OFFSET + desc_offset::WRITES_MIN_MINOR);
+            assert!(offset_of!(N, writes_max_major) == DESC_OFFSET + desc_offset::WRITES_MAX_MAJOR);
+            assert!(offset_of!(N, writes_max_minor) == DESC_OFFSET + desc_offset::WRITES_MAX_MINOR);
         };
     )*};
 }

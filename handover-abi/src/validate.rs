@@ -24,7 +24,9 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::body::current::{Domain, HandoverState, LuRegion, RamRange, RamType, MAX_NAME_LEN};
+use crate::body::current::{
+    Domain, HandoverState, LuRegion, RamRange, RamType, MAX_CMDLINE_LEN, MAX_NAME_LEN, MAX_RETIRED,
+};
 use crate::types::{DomId, Gpfn, Mfn, MfnRange, RunKind, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
 
 /// Names one memory run: the domain's id and the run's index in its list.
@@ -123,6 +125,28 @@ pub enum StateError {
         /// The highest domain id present.
         domain: DomId,
     },
+    /// The hypervisor command line is longer than [`MAX_CMDLINE_LEN`] bytes.
+    #[error(
+        "the hypervisor command line is {len} bytes long, more than the limit of {MAX_CMDLINE_LEN}"
+    )]
+    CmdlineTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// More than [`MAX_RETIRED`] retired domains.
+    #[error("{count} retired domains, more than the limit of {MAX_RETIRED}")]
+    TooManyRetired {
+        /// How many the state lists.
+        count: usize,
+    },
+    /// A retired domain's name is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("retired domain {index}: name is {len} bytes long, more than the limit of 32")]
+    RetiredNameTooLong {
+        /// Its index in the list.
+        index: usize,
+        /// The name's length in bytes.
+        len: usize,
+    },
     /// A domain has flag bits this version does not know.
     #[error("domain {domain}: unknown flag bits {bits:#x}")]
     BadDomainFlags {
@@ -208,6 +232,22 @@ pub enum StateError {
         domain: DomId,
         /// Frames in its runs.
         frames: u64,
+        /// Its limit.
+        max: u64,
+    },
+    /// A run reaches a guest frame at or above the domain's memory limit:
+    /// a domain's guest frames are `0..max_frames` (its p2m is sized by the
+    /// limit, never by a number the state could inflate).
+    #[error(
+        "domain {domain}: run {run} reaches guest frame {gpfn}, beyond its limit of {max} frames"
+    )]
+    GpfnBeyondLimit {
+        /// The domain.
+        domain: DomId,
+        /// Index of the run.
+        run: usize,
+        /// The run's highest guest frame.
+        gpfn: Gpfn,
         /// Its limit.
         max: u64,
     },
@@ -328,6 +368,7 @@ impl HandoverState {
         if self.globals.time.tsc_khz == 0 {
             return Err(StateError::ZeroTscFrequency);
         }
+        check_records(self)?;
         check_domain_ids(self)?;
         for domain in &self.domains {
             check_domain(domain, &ram, region)?;
@@ -600,6 +641,18 @@ fn check_domain(domain: &Domain, ram: &UsableRam, region: Span) -> Result<(), St
             max: domain.max_frames,
         });
     }
+    for (run, r) in domain.runs.iter().enumerate() {
+        // Runs do not wrap (checked above).
+        let end = r.first_gpfn.0 + r.count;
+        if end > domain.max_frames {
+            return Err(StateError::GpfnBeyondLimit {
+                domain: id,
+                run,
+                gpfn: Gpfn(end - 1),
+                max: domain.max_frames,
+            });
+        }
+    }
     if lookup(&by_gpfn, domain.start_info.0).map(|p| p.kind) != Some(RunKind::Data) {
         return Err(StateError::StartInfoNotInData {
             domain: id,
@@ -718,4 +771,27 @@ fn check_runs_disjoint(domains: &[Domain]) -> Result<(), StateError> {
         }),
         None => Ok(()),
     }
+}
+
+/// The hypervisor's own records (v1.1): command line and retired domains
+/// within their limits.
+fn check_records(state: &HandoverState) -> Result<(), StateError> {
+    let len = state.globals.cmdline.len();
+    if len > MAX_CMDLINE_LEN {
+        return Err(StateError::CmdlineTooLong { len });
+    }
+    if state.retired.len() > MAX_RETIRED {
+        return Err(StateError::TooManyRetired {
+            count: state.retired.len(),
+        });
+    }
+    for (index, r) in state.retired.iter().enumerate() {
+        if r.name.len() > MAX_NAME_LEN {
+            return Err(StateError::RetiredNameTooLong {
+                index,
+                len: r.name.len(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ mod common;
 use common::{encode_vec, header_of, reseal_body, reseal_header, sample};
 use handover_abi::header::offset;
 use handover_abi::{
-    decode, read_header, AbiVersion, DecodeError, Mfn, MfnRange, HEADER_SIZE, MAGIC,
+    decode, read_header, AbiVersion, DecodeError, Mfn, MfnRange, CURRENT, HEADER_SIZE, MAGIC,
 };
 
 fn blob() -> Vec<u8> {
@@ -89,8 +89,8 @@ fn unsupported_major_version() {
     assert_eq!(
         decode(&b),
         Err(DecodeError::UnsupportedMajor {
-            found: AbiVersion::new(2, 0),
-            reader: AbiVersion::new(1, 0)
+            found: AbiVersion::new(2, CURRENT.minor),
+            reader: CURRENT
         })
     );
 }
@@ -98,13 +98,13 @@ fn unsupported_major_version() {
 #[test]
 fn newer_minor_version() {
     let mut b = blob();
-    set_u16(&mut b, offset::ABI_MINOR, 1);
+    set_u16(&mut b, offset::ABI_MINOR, CURRENT.minor + 1);
     reseal_header(&mut b);
     assert_eq!(
         decode(&b),
         Err(DecodeError::NewerMinor {
-            found: AbiVersion::new(1, 1),
-            reader: AbiVersion::new(1, 0)
+            found: AbiVersion::new(1, CURRENT.minor + 1),
+            reader: CURRENT
         })
     );
 }
@@ -117,7 +117,7 @@ fn wrong_header_size_field() {
     assert_eq!(
         decode(&b),
         Err(DecodeError::HeaderSizeMismatch {
-            version: AbiVersion::new(1, 0),
+            version: CURRENT,
             found: 128,
             expected: 64
         })
@@ -293,7 +293,7 @@ fn read_header_reports_the_total_length() {
     let b = blob();
     let header = read_header(&b[..HEADER_SIZE]).expect("header alone");
     assert_eq!(header.total_len(), Some(b.len() as u64));
-    assert_eq!(header.version, AbiVersion::new(1, 0));
+    assert_eq!(header.version, CURRENT);
     assert_eq!(&b[..8], &MAGIC);
 }
 

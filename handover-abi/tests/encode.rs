@@ -99,7 +99,7 @@ fn unsupported_version() {
     let state = sample();
     let mut buf = vec![0u8; 4096];
     for v in [
-        AbiVersion::new(1, 1),
+        AbiVersion::new(1, 2),
         AbiVersion::new(2, 0),
         AbiVersion::new(0, 9),
     ] {
@@ -114,9 +114,9 @@ fn unsupported_version() {
     }
     assert_eq!(
         EncodeError::UnsupportedVersion {
-            requested: AbiVersion::new(1, 1)
+            requested: AbiVersion::new(1, 2)
         }
         .to_string(),
-        "this build does not write ABI version 1.1 (it writes 1.0..=1.0)"
+        "this build does not write ABI version 1.2 (it writes 1.0..=1.1)"
     );
 }

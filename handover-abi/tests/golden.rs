@@ -1,18 +1,42 @@
 //! The committed golden blobs decode to their known states and, for the
 //! versions this build writes, re-encode to the same bytes.
 
-mod common;
+// `state_v1_1.rs` builds on the v1.0 state and includes its file too.
+#![allow(clippy::duplicate_mod)]
 
-use common::golden;
-use handover_abi::{decode, encode_as, AbiVersion, HandoverState, Header, HEADER_SIZE, MAGIC};
+#[path = "golden/state_v1_0.rs"]
+mod golden;
+#[path = "golden/state_v1_1.rs"]
+mod golden_v1_1;
+
+use handover_abi::body::Inexpressible;
+use handover_abi::{
+    decode, encode_as, AbiVersion, DomId, EncodeError, HandoverState, Header, HEADER_SIZE, MAGIC,
+};
 
 const V1_0: &[u8] = include_bytes!("golden/v1_0.bin");
+const V1_1: &[u8] = include_bytes!("golden/v1_1.bin");
+
+fn encode(version: AbiVersion, state: &HandoverState) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let producer = if version == golden::VERSION {
+        golden::producer()
+    } else {
+        golden_v1_1::producer()
+    };
+    let len = encode_as(version, state, &producer, &mut buf)?;
+    buf.truncate(len);
+    Ok(buf)
+}
 
 #[test]
 fn v1_0_decodes_to_the_known_state() {
     let decoded = decode(V1_0).expect("the golden v1.0 blob decodes");
-    let expected: HandoverState = golden::state();
+    // A 1.0 blob becomes this build's types with every v1.1 addition empty.
+    let expected = HandoverState::from(golden::state());
     assert_eq!(decoded.state, expected);
+    assert!(decoded.state.domains.iter().all(|d| !d.paused));
+    assert!(decoded.state.retired.is_empty() && decoded.state.globals.cmdline.is_empty());
     assert_eq!(decoded.header.version, AbiVersion::new(1, 0));
     assert_eq!(decoded.header.producer, golden::producer());
     assert_eq!(decoded.header.body_len as usize, V1_0.len() - HEADER_SIZE);
@@ -20,14 +44,87 @@ fn v1_0_decodes_to_the_known_state() {
 
 #[test]
 fn v1_0_reencodes_to_the_same_bytes() {
-    let state: HandoverState = golden::state();
-    let mut buf = vec![0u8; V1_0.len() + 100];
-    let len = encode_as(golden::VERSION, &state, &golden::producer(), &mut buf).expect("encode");
+    let state = HandoverState::from(golden::state());
     assert_eq!(
-        &buf[..len],
+        encode(golden::VERSION, &state).expect("encode"),
         V1_0,
         "re-encoding the golden state changed its bytes"
     );
+}
+
+#[test]
+fn v1_1_decodes_to_the_known_state() {
+    let decoded = decode(V1_1).expect("the golden v1.1 blob decodes");
+    assert_eq!(decoded.state, golden_v1_1::state());
+    assert_eq!(decoded.header.version, AbiVersion::new(1, 1));
+    assert_eq!(decoded.header.producer, golden_v1_1::producer());
+}
+
+#[test]
+fn v1_1_reencodes_to_the_same_bytes() {
+    assert_eq!(
+        encode(golden_v1_1::VERSION, &golden_v1_1::state()).expect("encode"),
+        V1_1,
+        "re-encoding the golden state changed its bytes"
+    );
+}
+
+#[test]
+fn v1_1_state_is_complete() {
+    // Every addition of v1.1 is exercised by its blob.
+    let state = golden_v1_1::state();
+    assert!(state.domains.iter().any(|d| d.paused));
+    assert!(state.domains.iter().any(|d| !d.paused));
+    assert!(state.domains.iter().all(|d| d.reports.checks > 0));
+    assert!(state.domains.iter().any(|d| d.reports.expect_fault));
+    assert!(!state.globals.cmdline.is_empty());
+    assert_eq!(state.retired.len(), 2);
+}
+
+#[test]
+fn a_paused_domain_cannot_be_written_as_v1_0() {
+    assert_eq!(
+        encode(golden::VERSION, &golden_v1_1::state()),
+        Err(EncodeError::Inexpressible {
+            version: AbiVersion::new(1, 0),
+            what: Inexpressible::PausedDomain(DomId(3)),
+        })
+    );
+    let e = handover_abi::encoded_len_as(golden::VERSION, &golden_v1_1::state()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ABI 1.0 cannot carry this state: d3 is paused, and ABI 1.0 cannot say so \
+         (the new image would resume it)"
+    );
+}
+
+#[test]
+fn writing_v1_0_drops_the_hypervisors_records_only() {
+    // Nothing paused: 1.0 carries every guest-visible field, and drops the
+    // reports, the command line and the retired domains.
+    let mut state = golden_v1_1::state();
+    for d in &mut state.domains {
+        d.paused = false;
+    }
+    let back = decode(&encode(golden::VERSION, &state).expect("encode"))
+        .expect("decode")
+        .state;
+    let mut expected = state.clone();
+    expected.globals.cmdline.clear();
+    expected.retired.clear();
+    for d in &mut expected.domains {
+        d.reports = Default::default();
+    }
+    assert_eq!(back, expected);
+    assert_eq!(
+        handover_abi::body::carried(golden::VERSION, &state),
+        expected
+    );
+    // And 1.1 carries it all.
+    let back = decode(&encode(golden_v1_1::VERSION, &state).expect("encode"))
+        .expect("decode")
+        .state;
+    assert_eq!(back, state);
 }
 
 #[test]
@@ -48,7 +145,7 @@ fn v1_0_state_is_complete() {
     // The golden state covers what the format can say: keep it that way for
     // every new version's blob.
     use handover_abi::RunKind;
-    let state = golden::state();
+    let state = HandoverState::from(golden::state());
     let dom0 = &state.domains[0];
     for kind in [
         RunKind::Data,

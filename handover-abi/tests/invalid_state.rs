@@ -339,6 +339,25 @@ fn more_frames_than_the_memory_limit() {
 }
 
 #[test]
+fn a_guest_frame_beyond_the_memory_limit() {
+    let mut s = sample();
+    // The L4 run of domain 1 (limit 0x2000) moved to the first gpfn past it.
+    s.domains[DOMU1].runs[7].first_gpfn = Gpfn(0x2000);
+    assert_eq!(
+        invalid(&s),
+        StateError::GpfnBeyondLimit {
+            domain: DomId(1),
+            run: 7,
+            gpfn: Gpfn(0x2000),
+            max: 0x2000
+        }
+    );
+    // The last gpfn below the limit is fine.
+    s.domains[DOMU1].runs[7].first_gpfn = Gpfn(0x1fff);
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
 fn start_info_in_a_page_table_run() {
     let mut s = sample();
     s.domains[DOMU1].start_info = Gpfn(0x1100); // first L1 frame

@@ -6,13 +6,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::reseal_body;
-use handover_abi::body::v1_0::{
-    ConsoleRing, Domain, DomainFlags, GpRegs, HandoverState, HvGlobals, LuRegion, Machine,
-    PinnedTable, RamRange, RamType, TimeBase, Vcpu, VcpuFlags,
+use handover_abi::body::current::{
+    ConsoleRing, Domain, DomainFlags, GpRegs, GuestReports, HandoverState, HvGlobals, LuRegion,
+    Machine, PinnedTable, RamRange, RamType, RetiredDomain, TimeBase, Vcpu, VcpuFlags,
 };
 use handover_abi::{
-    decode, encode, encoded_len, BuildId, DecodeError, DomId, Gpfn, MemRun, Mfn, MfnRange,
-    Producer, RunKind, CURRENT, HEADER_SIZE,
+    decode, encode, encode_as, encoded_len, encoded_len_as, AbiVersion, BuildId, DecodeError,
+    DomId, Gpfn, MemRun, Mfn, MfnRange, Producer, RunKind, CURRENT, HEADER_SIZE,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -230,7 +230,9 @@ fn build(
             id: DomId(id),
             flags,
             name: shape.name,
-            max_frames: frames + shape.slack,
+            // Every guest frame is below the limit (the last run ends
+            // highest: gpfns only grow).
+            max_frames: frames.max(gpfn) + shape.slack,
             runs,
             pinned,
             mmio: shape
@@ -246,8 +248,27 @@ fn build(
                 out_cons,
                 out_prod,
             },
+            paused: shape.slack % 3 == 1,
+            reports: GuestReports {
+                checks: u64::from(in_cons) << 20 | u64::from(out_prod),
+                mismatches: u64::from(in_prod % 3),
+                expected_refusals: u64::from(out_cons),
+                unexpected_refusals: shape.slack % 2,
+                regressions: 0,
+                unexpected_faults: u64::from(in_prod) * 7,
+                expect_fault: shape.privileged,
+            },
         });
     }
+    let retired = domains
+        .iter()
+        .filter(|d| d.reports.mismatches == 1)
+        .map(|d| RetiredDomain {
+            id: DomId(d.id.0.wrapping_add(1000)),
+            name: d.name.clone(),
+            reports: d.reports,
+        })
+        .collect();
     if reverse {
         domains.reverse();
     }
@@ -285,8 +306,10 @@ fn build(
                 tsc_khz: time.1,
                 system_time_ns: time.2,
             },
+            cmdline: format!("loglvl=info timer_hz={}", time.0 % 1000),
         },
         domains,
+        retired,
     }
 }
 
@@ -317,6 +340,29 @@ proptest! {
         let decoded = decode(&b).expect("a valid state decodes");
         prop_assert_eq!(decoded.header.version, CURRENT);
         prop_assert_eq!(decoded.state, state);
+    }
+
+    #[test]
+    fn random_states_written_as_v1_0_keep_what_a_guest_sees(state in valid_state()) {
+        let v1_0 = AbiVersion::new(1, 0);
+        let producer = Producer::this_build(BuildId([7; 16]));
+        let paused = state.domains.iter().find(|d| d.paused).map(|d| d.id);
+        match (paused, encoded_len_as(v1_0, &state)) {
+            (Some(_), Err(_)) => {}
+            (None, Ok(len)) => {
+                let mut buf = vec![0u8; len];
+                encode_as(v1_0, &state, &producer, &mut buf).expect("encode");
+                let back = decode(&buf).expect("decode").state;
+                let mut expected = state.clone();
+                expected.globals.cmdline.clear();
+                expected.retired.clear();
+                for d in &mut expected.domains {
+                    d.reports = GuestReports::default();
+                }
+                prop_assert_eq!(back, expected);
+            }
+            (paused, len) => prop_assert!(false, "paused {paused:?} but {len:?}"),
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod frame;
 pub mod pte;
 mod range;
 pub mod regs;
+pub mod time;
 
 pub use frame::{DomId, Gpfn, Mfn, PhysAddr};
 pub use range::{MfnRange, PhysRange};

@@ -6,38 +6,83 @@
 //! primitive types of [`crate::types`] they use, never change again.
 //!
 //! [`current`] names the in-memory types of this build, which are those of
-//! [`crate::CURRENT`]. Today that is v1.0 itself. When v1.1 is added:
+//! [`crate::CURRENT`], v1.1. How a minor version is added (v1.1 did it):
 //!
-//! 1. write `v1_1` with its own types (for example a domain kind with HVM
-//!    domains and their p2m runs), and point [`current`] at them;
-//! 2. add `impl From<v1_0::HandoverState> for current::HandoverState` (an old
-//!    blob becomes a state with only PV domains), and let `decode_body` map
-//!    1.0 to it;
-//! 3. let `encode_body` write 1.0 from the current type through a borrowing
-//!    view (a type that holds `&current::HandoverState` and implements
-//!    `Serialize` in v1.0's field order), so that encoding still does not
-//!    allocate; a state that v1.0 cannot express (an HVM domain) is refused
-//!    with a new `EncodeError` variant;
-//! 4. bump [`crate::CURRENT`] and add a golden blob for 1.1.
+//! 1. write `vM_m` with its own types for what changes, re-exporting the
+//!    older module's types for what does not, and point [`current`] at it;
+//! 2. add `From<older::HandoverState> for current::HandoverState` (an old
+//!    blob becomes a state with every addition empty), and let
+//!    [`decode_body`] map the older version to it;
+//! 3. let [`encode_body`] write the older version from the current type
+//!    through a borrowing view that serializes the older version's fields
+//!    in its order ([`v1_0_view`]), so that encoding still does not
+//!    allocate; a state the older version cannot express is refused first
+//!    ([`expressible`]);
+//! 4. bump [`crate::CURRENT`] and add a golden blob.
 
 pub mod v1_0;
+mod v1_0_view;
+pub mod v1_1;
 
-/// The in-memory types of this build: those of [`crate::CURRENT`] (v1.0).
+/// The in-memory types of this build: those of [`crate::CURRENT`] (v1.1).
 pub mod current {
-    pub use super::v1_0::*;
+    pub use super::v1_1::*;
 }
 
+use crate::types::DomId;
 use crate::version::AbiVersion;
+
+/// What a version cannot say about a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Inexpressible {
+    /// A paused domain: a 1.0 reader would resume it.
+    #[error("d{0} is paused, and ABI 1.0 cannot say so (the new image would resume it)")]
+    PausedDomain(DomId),
+}
+
+/// Whether `version` can carry `state` without changing what a guest sees.
+/// What it cannot carry of the hypervisor's own records (1.0: the guests'
+/// reports, the command line, retired domains) is dropped, not refused.
+pub(crate) fn expressible(
+    version: AbiVersion,
+    state: &current::HandoverState,
+) -> Result<(), Inexpressible> {
+    if (version.major, version.minor) == (1, 0) {
+        if let Some(d) = state.domains.iter().find(|d| d.paused) {
+            return Err(Inexpressible::PausedDomain(d.id));
+        }
+    }
+    Ok(())
+}
+
+/// What a reader gets back when `state` is written as `version` (which must
+/// be one this build writes and able to carry it, [`expressible`]): the
+/// state itself for the current version; for 1.0, the state without the
+/// hypervisor's records (reports, command line, retired domains), which
+/// 1.0 drops. The writer's pre-flight compares the decoded blob with this.
+pub fn carried(version: AbiVersion, state: &current::HandoverState) -> current::HandoverState {
+    let mut s = state.clone();
+    if (version.major, version.minor) == (1, 0) {
+        s.globals.cmdline.clear();
+        s.retired.clear();
+        for d in &mut s.domains {
+            d.reports = v1_1::GuestReports::default();
+        }
+    }
+    s
+}
 
 /// Serializes `state` as the body of `version` into `buf`, returning the
 /// number of bytes written, or `None` if this build does not write `version`.
+/// The caller has checked [`expressible`].
 pub(crate) fn encode_body(
     version: AbiVersion,
     state: &current::HandoverState,
     buf: &mut [u8],
 ) -> Option<Result<usize, postcard::Error>> {
     match (version.major, version.minor) {
-        (1, 0) => Some(postcard::to_slice(state, buf).map(|used| used.len())),
+        (1, 0) => Some(postcard::to_slice(&v1_0_view::State(state), buf).map(|used| used.len())),
+        (1, 1) => Some(postcard::to_slice(state, buf).map(|used| used.len())),
         _ => None,
     }
 }
@@ -48,11 +93,13 @@ pub(crate) fn body_len(
     version: AbiVersion,
     state: &current::HandoverState,
 ) -> Option<Result<usize, postcard::Error>> {
+    let size = postcard::ser_flavors::Size::default();
     match (version.major, version.minor) {
         (1, 0) => Some(postcard::serialize_with_flavor(
-            state,
-            postcard::ser_flavors::Size::default(),
+            &v1_0_view::State(state),
+            size,
         )),
+        (1, 1) => Some(postcard::serialize_with_flavor(state, size)),
         _ => None,
     }
 }
@@ -67,6 +114,10 @@ pub(crate) fn decode_body(version: AbiVersion, body: &[u8]) -> Option<BodyRead> 
     match (version.major, version.minor) {
         (1, 0) => Some(
             postcard::take_from_bytes::<v1_0::HandoverState>(body)
+                .map(|(state, rest)| (state.into(), rest.len())),
+        ),
+        (1, 1) => Some(
+            postcard::take_from_bytes::<v1_1::HandoverState>(body)
                 .map(|(state, rest)| (state, rest.len())),
         ),
         _ => None,

@@ -1,24 +1,32 @@
 use super::*;
-use crate::version::READS;
+use crate::version::{READS, WRITES};
 use proptest::prelude::*;
 
 const BUILD: BuildId = BuildId(*b"image-build-id-1");
 const ENTRY: u64 = 0xffff_ffff_8010_0000;
 
+const INFO_READS: VersionRange = VersionRange::new(AbiVersion::new(1, 0), AbiVersion::new(1, 2));
+const INFO_WRITES: VersionRange = VersionRange::new(AbiVersion::new(1, 1), AbiVersion::new(1, 3));
+
 fn info() -> ImageNote {
     ImageNote {
-        reads: VersionRange::new(AbiVersion::new(1, 0), AbiVersion::new(1, 2)),
+        reads: INFO_READS,
+        writes: Some(INFO_WRITES),
         entry: ENTRY,
         build_id: BUILD,
     }
 }
 
+/// `info()` as an image built before `writes` existed says it.
+fn old_info() -> ImageNote {
+    ImageNote {
+        writes: None,
+        ..info()
+    }
+}
+
 /// Built in a const context, as an image builds its static note.
-const CONST_NOTE: HvluNote<u64> = HvluNote::new(
-    VersionRange::new(AbiVersion::new(1, 0), AbiVersion::new(1, 2)),
-    ENTRY,
-    BUILD,
-);
+const CONST_NOTE: HvluNote<u64> = HvluNote::new(INFO_READS, INFO_WRITES, ENTRY, BUILD);
 
 extern "C" fn entry_fn() -> ! {
     panic!("never called")
@@ -27,17 +35,37 @@ extern "C" fn entry_fn() -> ! {
 /// The kind of type an image uses: the linker fills the entry. (An image
 /// would use `unsafe extern "C" fn() -> !`; this crate forbids declaring
 /// unsafe functions, and both types have the same layout.)
-static FN_NOTE: HvluNote<extern "C" fn() -> !> = HvluNote::new(READS, entry_fn, BUILD);
+static FN_NOTE: HvluNote<extern "C" fn() -> !> = HvluNote::new(READS, WRITES, entry_fn, BUILD);
 
+/// `info()`'s descriptor (the full, 44-byte form), edited.
 fn desc_with(f: impl FnOnce(&mut [u8; DESC_SIZE])) -> [u8; DESC_SIZE] {
-    let mut d = info().to_desc();
+    let mut d: [u8; DESC_SIZE] = info().to_desc().as_slice().try_into().unwrap();
     f(&mut d);
     d
 }
 
+/// A raw note record named `HVLU\0` of type 1 around `desc`.
+fn record(desc: &[u8]) -> Vec<u8> {
+    let mut r = Vec::new();
+    r.extend_from_slice(&(NOTE_NAME.len() as u32).to_le_bytes());
+    r.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    r.extend_from_slice(&NOTE_TYPE.to_le_bytes());
+    r.extend_from_slice(b"HVLU\0\0\0\0");
+    r.extend_from_slice(desc);
+    r
+}
+
+#[test]
+fn sizes_are_as_documented() {
+    assert_eq!(MIN_DESC_SIZE, 36);
+    assert_eq!(DESC_SIZE, 44);
+    assert_eq!(MIN_NOTE_SIZE, 56);
+    assert_eq!(NOTE_SIZE, 64);
+}
+
 #[test]
 fn const_built_note_has_the_bytes_of_the_field_by_field_encoder() {
-    assert_eq!(CONST_NOTE.to_bytes(), info().to_note_bytes());
+    assert_eq!(info().to_note_bytes(), CONST_NOTE.to_bytes());
 }
 
 #[test]
@@ -48,12 +76,26 @@ fn const_built_note_parses_back() {
 #[test]
 fn note_bytes_are_as_documented() {
     let b = info().to_note_bytes();
-    assert_eq!(&b[0..12], &[5, 0, 0, 0, 36, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(b.len(), 64);
+    assert_eq!(&b[0..12], &[5, 0, 0, 0, 44, 0, 0, 0, 1, 0, 0, 0]);
     assert_eq!(&b[12..20], b"HVLU\0\0\0\0");
     assert_eq!(&b[20..24], &[1, 0, 0, 0]);
     assert_eq!(&b[24..32], &[1, 0, 0, 0, 1, 0, 2, 0]);
     assert_eq!(&b[32..40], &ENTRY.to_le_bytes());
     assert_eq!(&b[40..56], &BUILD.0);
+    assert_eq!(&b[56..64], &[1, 0, 1, 0, 1, 0, 3, 0]);
+}
+
+#[test]
+fn note_without_writes_is_the_old_56_byte_form() {
+    let old = old_info().to_note_bytes();
+    let new = info().to_note_bytes();
+    assert_eq!(old.len(), MIN_NOTE_SIZE);
+    assert_eq!(&old[4..8], &36u32.to_le_bytes());
+    // Everything but descsz is the start of the full form.
+    assert_eq!(old[..4], new[..4]);
+    assert_eq!(old[8..], new[8..MIN_NOTE_SIZE]);
+    assert_eq!(old_info().to_desc().len(), MIN_DESC_SIZE);
 }
 
 #[test]
@@ -64,12 +106,14 @@ fn function_pointer_note_has_the_same_shape() {
     );
     assert_eq!(size_of::<HvluNote<extern "C" fn() -> !>>(), NOTE_SIZE);
     assert_eq!(FN_NOTE.reads(), READS);
+    assert_eq!(FN_NOTE.writes(), WRITES);
     assert_eq!(FN_NOTE.build_id(), BUILD);
     assert_eq!(
         FN_NOTE.entry() as usize,
         entry_fn as extern "C" fn() -> ! as usize
     );
     assert!(format!("{FN_NOTE:?}").starts_with("HvluNote { reads:"));
+    assert!(format!("{FN_NOTE:?}").contains("writes:"));
 }
 
 #[test]
@@ -78,10 +122,63 @@ fn desc_round_trips() {
 }
 
 #[test]
+fn full_44_byte_note_round_trips() {
+    let b = info().to_note_bytes();
+    assert_eq!(info().to_desc().len(), DESC_SIZE);
+    let note = parse_note(&b).unwrap();
+    assert_eq!(note, info());
+    assert_eq!(note.writes, Some(INFO_WRITES));
+    assert_eq!(note.to_note_bytes(), b);
+}
+
+#[test]
+fn old_36_byte_desc_parses_without_writes() {
+    // What an image built before `writes` existed carries: the first 36
+    // bytes of today's descriptor, in a 56-byte record.
+    let full = info().to_desc();
+    let old = &full[..MIN_DESC_SIZE];
+    assert_eq!(ImageNote::parse_desc(old), Ok(old_info()));
+    let rec = record(old);
+    assert_eq!(rec.len(), MIN_NOTE_SIZE);
+    assert_eq!(parse_note(&rec), Ok(old_info()));
+    assert_eq!(
+        find_note([(&NOTE_NAME[..], NOTE_TYPE, old)]),
+        Ok(old_info())
+    );
+    // And encodes back to the same bytes.
+    assert_eq!(old_info().to_note_bytes(), rec[..]);
+}
+
+#[test]
+fn desc_cut_inside_writes_has_no_writes() {
+    // Between the old and the full size, the writes field is not whole:
+    // the bytes past 36 are ignored like unknown ones.
+    let d = info().to_desc();
+    for len in MIN_DESC_SIZE + 1..DESC_SIZE {
+        assert_eq!(ImageNote::parse_desc(&d[..len]), Ok(old_info()), "{len}");
+    }
+}
+
+#[test]
 fn longer_desc_of_the_same_version_is_read() {
     let mut d = info().to_desc().to_vec();
     d.extend_from_slice(&[0xEE; 8]);
     assert_eq!(ImageNote::parse_desc(&d), Ok(info()));
+}
+
+#[test]
+fn longer_note_with_unknown_trailing_fields_is_read() {
+    // A later crate appends two fields: a 52-byte descriptor.
+    let mut d = info().to_desc().to_vec();
+    d.extend_from_slice(&0xdead_beef_u32.to_le_bytes());
+    d.extend_from_slice(&[0xEE; 4]);
+    assert_eq!(d.len(), 52);
+    let rec = record(&d);
+    assert_eq!(parse_note(&rec), Ok(info()));
+    assert_eq!(
+        find_note([(b"HVLU".as_slice(), NOTE_TYPE, d.as_slice())]),
+        Ok(info())
+    );
 }
 
 #[test]
@@ -138,7 +235,7 @@ fn truncated_note_record() {
         })
     );
     // A huge descsz.
-    let mut b = b;
+    let mut b = b.to_vec();
     b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(
         parse_note(&b),
@@ -151,18 +248,18 @@ fn truncated_note_record() {
 
 #[test]
 fn wrong_note_name() {
-    let mut b = info().to_note_bytes();
+    let mut b = info().to_note_bytes().to_vec();
     b[12..16].copy_from_slice(b"Xen\0");
     assert_eq!(parse_note(&b), Err(NoteError::WrongName { namesz: 5 }));
     // The right letters without the NUL.
-    let mut b = info().to_note_bytes();
+    let mut b = info().to_note_bytes().to_vec();
     b[0..4].copy_from_slice(&4u32.to_le_bytes());
     assert_eq!(parse_note(&b), Err(NoteError::WrongName { namesz: 4 }));
 }
 
 #[test]
 fn wrong_note_type() {
-    let mut b = info().to_note_bytes();
+    let mut b = info().to_note_bytes().to_vec();
     b[8..12].copy_from_slice(&7u32.to_le_bytes());
     assert_eq!(parse_note(&b), Err(NoteError::WrongType { found: 7 }));
     let desc = info().to_desc();
@@ -216,6 +313,44 @@ fn inverted_abi_range() {
 }
 
 #[test]
+fn empty_writes_range() {
+    // writes max 0.9 < min 1.1
+    let d = desc_with(|d| d[40..44].copy_from_slice(&[0, 0, 9, 0]));
+    assert_eq!(
+        ImageNote::parse_desc(&d),
+        Err(NoteError::EmptyWritesRange {
+            min: AbiVersion::new(1, 1),
+            max: AbiVersion::new(0, 9)
+        })
+    );
+    assert_eq!(
+        parse_note(&record(&d)),
+        Err(NoteError::EmptyWritesRange {
+            min: AbiVersion::new(1, 1),
+            max: AbiVersion::new(0, 9)
+        })
+    );
+    // The same bytes past a short descriptor are not read.
+    assert_eq!(ImageNote::parse_desc(&d[..40]), Ok(old_info()));
+}
+
+#[test]
+fn empty_ranges_have_distinct_messages() {
+    let (min, max) = (AbiVersion::new(1, 0), AbiVersion::new(0, 9));
+    let reads = NoteError::EmptyAbiRange { min, max }.to_string();
+    let writes = NoteError::EmptyWritesRange { min, max }.to_string();
+    assert_ne!(reads, writes);
+    assert!(
+        reads.contains("read") && reads.contains("1.0..=0.9"),
+        "{reads}"
+    );
+    assert!(
+        writes.contains("written") && writes.contains("1.0..=0.9"),
+        "{writes}"
+    );
+}
+
+#[test]
 fn zero_entry() {
     let d = desc_with(|d| d[12..20].fill(0));
     assert_eq!(ImageNote::parse_desc(&d), Err(NoteError::ZeroEntry));
@@ -228,12 +363,28 @@ proptest! {
         b in any::<(u16, u16)>(),
         entry in 1..=u64::MAX,
         id in any::<[u8; 16]>(),
+        c in any::<(u16, u16)>(),
+        d in any::<(u16, u16)>(),
+        with_writes in any::<bool>(),
     ) {
         let (x, y) = (AbiVersion::new(a.0, a.1), AbiVersion::new(b.0, b.1));
         let reads = VersionRange::new(x.min(y), x.max(y));
-        let note = ImageNote { reads, entry, build_id: BuildId(id) };
+        let (x, y) = (AbiVersion::new(c.0, c.1), AbiVersion::new(d.0, d.1));
+        let writes = VersionRange::new(x.min(y), x.max(y));
+        let note = ImageNote {
+            reads,
+            writes: with_writes.then_some(writes),
+            entry,
+            build_id: BuildId(id),
+        };
         prop_assert_eq!(parse_note(&note.to_note_bytes()), Ok(note));
-        prop_assert_eq!(HvluNote::new(reads, entry, BuildId(id)).to_bytes(), note.to_note_bytes());
+        prop_assert_eq!(ImageNote::parse_desc(&note.to_desc()), Ok(note));
+        if with_writes {
+            prop_assert_eq!(
+                note.to_note_bytes(),
+                HvluNote::new(reads, writes, entry, BuildId(id)).to_bytes()
+            );
+        }
     }
 
     #[test]

@@ -8,10 +8,11 @@ use handover_abi::{
     StateError, HEADER_SIZE,
 };
 
-#[path = "../golden/state_v1_0.rs"]
+#[path = "../golden/state_v1_1.rs"]
 pub mod golden;
 
-/// A complete valid state: the golden v1.0 state, as this build's in-memory type.
+/// A complete valid state: the golden v1.1 state (this build's in-memory
+/// type, every field of the format filled in).
 pub fn sample() -> HandoverState {
     golden::state()
 }
