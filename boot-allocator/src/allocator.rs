@@ -359,6 +359,62 @@ impl<const MAX_HOLES: usize, const MAX_ALLOCS: usize> HandOff<MAX_HOLES, MAX_ALL
             })
     }
 
+    /// Returns the whole pages of `range` to the free gaps: the caller no
+    /// longer needs that part of a hole (after a live update, the handover
+    /// state, the argument page and the entry tables once the new image has
+    /// consumed them; the image itself stays a hole). `range` is shrunk to
+    /// the whole pages it covers; if none, nothing changes.
+    ///
+    /// Those pages must lie inside one hole ([`NotInHole`] otherwise).
+    /// Releasing the middle of a hole splits it in two, which needs a free
+    /// hole record ([`TooManyHoles`] otherwise). On error nothing changes.
+    /// The allocator never handed these pages out, so the report's tiling
+    /// (holes, allocations, free gaps) stays exact.
+    ///
+    /// [`NotInHole`]: BootAllocError::NotInHole
+    /// [`TooManyHoles`]: BootAllocError::TooManyHoles
+    pub fn release_hole(&mut self, range: PhysRange) -> Result<(), BootAllocError> {
+        let start = align_up(range.start, PAGE_SIZE);
+        let end = range.checked_end().map(|e| e & !(PAGE_SIZE - 1));
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(BootAllocError::NotInHole { range });
+        };
+        if start >= end {
+            return Ok(());
+        }
+        let Some(at) = self
+            .holes()
+            .iter()
+            .position(|h| h.start <= start && end <= h.end())
+        else {
+            return Err(BootAllocError::NotInHole { range });
+        };
+        let hole = self.holes[at];
+        let below = PhysRange::from_bounds(hole.start, start);
+        let above = PhysRange::from_bounds(end, hole.end());
+        match (below.is_empty(), above.is_empty()) {
+            (true, true) => {
+                self.holes.copy_within(at + 1..self.n_holes, at);
+                self.n_holes -= 1;
+            }
+            (false, true) => self.holes[at] = below,
+            (true, false) => self.holes[at] = above,
+            (false, false) => {
+                if self.n_holes == MAX_HOLES {
+                    return Err(BootAllocError::TooManyHoles {
+                        distinct: MAX_HOLES + 1,
+                        capacity: MAX_HOLES,
+                    });
+                }
+                self.holes.copy_within(at + 1..self.n_holes, at + 2);
+                self.holes[at] = below;
+                self.holes[at + 1] = above;
+                self.n_holes += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Every hole, allocation and free gap, in address order. The tiles
     /// cover the region exactly, without overlap.
     pub fn tiles(&self) -> Tiles<'_> {

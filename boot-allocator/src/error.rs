@@ -43,6 +43,14 @@ pub enum BootAllocError {
         /// How many the allocator can record.
         capacity: usize,
     },
+    /// [`HandOff::release_hole`](crate::HandOff::release_hole): the whole
+    /// pages of the range do not lie inside one hole (or its end does not
+    /// fit in a `u64`). Only what the region held before boot can be
+    /// released; an allocation or a free gap cannot.
+    NotInHole {
+        /// The range as given.
+        range: PhysRange,
+    },
     /// The requested alignment is not a power of two at least [`PAGE_SIZE`].
     BadAlignment {
         /// The alignment asked for, in bytes.
@@ -91,6 +99,10 @@ impl core::fmt::Display for BootAllocError {
             BootAllocError::TooManyHoles { distinct, capacity } => write!(
                 f,
                 "{distinct} distinct reserved holes after merging, but the boot allocator records at most {capacity}"
+            ),
+            BootAllocError::NotInHole { range } => write!(
+                f,
+                "cannot release {range}: its pages do not lie inside one reserved hole"
             ),
             BootAllocError::BadAlignment { align } => write!(
                 f,

@@ -5,7 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Domain, DomainFlags, Gpfn, MemRun, Mfn, RunKind};
+use handover_abi::{DomId, Domain, DomainFlags, Gpfn, GuestReports, MemRun, Mfn, RunKind};
 use hvlu_types::VcpuContext;
 
 use crate::{vcpu, IncomingError};
@@ -27,6 +27,10 @@ pub struct Restored {
     pub vcpus: Vec<VcpuContext>,
     /// The gpfn of its start-info page.
     pub start_info: Gpfn,
+    /// Paused by the toolstack: it stays paused.
+    pub paused: bool,
+    /// What the guest reported about itself.
+    pub reports: GuestReports,
 }
 
 /// Rebuilds domain `d` of a verified state. Refuses a run that reaches past
@@ -57,6 +61,8 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
         p2m: p2m_of(&d.runs),
         vcpus,
         start_info: d.start_info,
+        paused: d.paused,
+        reports: d.reports,
     })
 }
 

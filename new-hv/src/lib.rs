@@ -21,6 +21,12 @@
 //!   ([`verify_state`]).
 //! - [`adopt`](mod@adopt): the frametable pass over the decoded domains, the
 //!   digest check and the free RAM ([`adopt()`]).
+//! - [`boot`]: what the restricted boot takes from the region and in which
+//!   order ([`boot::needs`]), and the same sequence as a dry run the old
+//!   side makes before the point of no return ([`boot::dry_run`]).
+//! - [`free`]: the digest of a set of free frames ([`free::digest_of`]),
+//!   which both sides compute so that `free_equal` compares frames, not
+//!   counts.
 //! - [`report`]: the incoming timestamps ([`InTimes`]) and the `lu-report`
 //!   line ([`Report`]).
 //!
@@ -38,7 +44,9 @@ pub use frame_ownership;
 pub use handover_abi as abi;
 
 pub mod adopt;
+pub mod boot;
 pub mod domain;
+pub mod free;
 pub mod pins;
 pub mod ram;
 pub mod report;
@@ -61,20 +69,20 @@ pub enum IncomingError {
     /// The argument page is unreadable as one (magic, version, CRC, …).
     #[error("{0}")]
     Args(EntryArgsError),
-    /// The argument page puts the state before the image.
-    #[error("staged image and state are not inside the region in order: the state at {state:#x} precedes the image at {image:#x}")]
-    StateBeforeImage {
+    /// The argument page puts the image and the state on the same bytes.
+    #[error("the staged image at {image:#x} and the state at {state:#x} overlap")]
+    StagedOverlap {
         /// The image's physical address.
         image: u64,
         /// The state's physical address.
         state: u64,
     },
     /// The staged image and state are not inside the region.
-    #[error("staged image and state are not inside the region in order: [{start:#x}, {end:#x}) is not inside the region {region_base:#x}+{region_size:#x}")]
+    #[error("staged image and state are not inside the region: [{start:#x}, {end:#x}) is not inside the region {region_base:#x}+{region_size:#x}")]
     StagedOutsideRegion {
-        /// Start of the staged range (the image).
+        /// Start of the staged range (page-rounded).
         start: u64,
-        /// End of the staged range (the state, page-rounded).
+        /// End of the staged range (page-rounded).
         end: u64,
         /// The region's base.
         region_base: u64,
@@ -84,6 +92,15 @@ pub enum IncomingError {
     /// The state does not decode (header, CRCs, version, body, structure).
     #[error("handover state: {0}")]
     Decode(#[from] DecodeError),
+    /// The state is of a version this image does not read (its note said
+    /// which it reads; the old side should have negotiated one of them).
+    #[error("the state is ABI {found}, this image reads {reads}")]
+    VersionNotRead {
+        /// The blob's version.
+        found: handover_abi::AbiVersion,
+        /// What this image reads.
+        reads: handover_abi::version::VersionRange,
+    },
     /// The state's region is not the argument page's.
     #[error("the state's region {:#x}+{:#x} disagrees with the entry arguments' {:#x}+{:#x}", .state.0, .state.1, .args.0, .args.1)]
     RegionMismatch {

@@ -30,7 +30,8 @@ pub struct InTimes {
 
 /// The figures of one update. [`Report::new`] fills the phases from the
 /// argument page and the incoming timestamps; the caller sets `frames`,
-/// `runs`, `digest_new` and `free_after`. `Display` writes the `lu-report`
+/// `runs`, `digest_new`, `free_after`, `free_digest_new` and
+/// `capacity`. `Display` writes the `lu-report`
 /// line (without the console prefix); its fields and their order are part of
 /// the operator interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,9 +68,11 @@ pub struct Report {
     pub frames: u64,
     /// Runs in the state.
     pub runs: u64,
-    /// The old side's digest.
+    /// The old side's owned-frame digest.
     pub digest_old: u64,
-    /// The digest after the pass.
+    /// The new side's digest of its whole frametable, computed by a scan
+    /// independent of the runs and of the check that refuses a mismatch
+    /// (`Adopted::digest_scan`).
     pub digest_new: u64,
     /// Free frames before the update.
     pub free_before: u64,
@@ -77,6 +80,14 @@ pub struct Report {
     pub image_frames_released: u64,
     /// Free frames after the release.
     pub free_after: u64,
+    /// The old side's digest of the frames the new side must find free
+    /// (its free frames and its image's frames outside the region).
+    pub free_digest_old: u64,
+    /// The new side's digest of the frames it released.
+    pub free_digest_new: u64,
+    /// The live-update capacity after the update: the region's largest free
+    /// gap, in bytes (what `lu status` shows).
+    pub capacity: u64,
 }
 
 impl Report {
@@ -102,6 +113,7 @@ impl Report {
             digest_old: a.digest,
             free_before: a.free_frames,
             image_frames_released: a.image_frames_out,
+            free_digest_old: a.free_digest,
             ..Report::default()
         }
     }
@@ -111,10 +123,12 @@ impl Report {
         self.digest_old == self.digest_new
     }
 
-    /// Whether the free count is the old one plus the old image's frames
-    /// outside the region (which only a cold-boot image has).
+    /// Whether the free frames are the old ones plus the old image's frames
+    /// outside the region (which only a cold-boot image has): the same
+    /// count, and the same frames (equal free-frame digests).
     pub fn free_equal(&self) -> bool {
         self.free_after == self.free_before + self.image_frames_released
+            && self.free_digest_old == self.free_digest_new
     }
 }
 
@@ -138,7 +152,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_equal={}",
+            "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_digest_old={:#018x} free_digest_new={:#018x} free_equal={} capacity_kib={}",
             self.seq,
             Short(&self.from),
             Short(&self.to),
@@ -161,7 +175,71 @@ impl fmt::Display for Report {
             self.free_before,
             self.image_frames_released,
             self.free_after,
+            self.free_digest_old,
+            self.free_digest_new,
             yes(self.free_equal()),
+            self.capacity >> 10,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Report {
+        Report {
+            seq: 3,
+            digest_old: 0x11,
+            digest_new: 0x11,
+            free_before: 100,
+            image_frames_released: 7,
+            free_after: 107,
+            free_digest_old: 0x22,
+            free_digest_new: 0x22,
+            capacity: 51 << 20,
+            ..Report::default()
+        }
+    }
+
+    fn field<'a>(line: &'a str, key: &str) -> &'a str {
+        line.split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    }
+
+    #[test]
+    fn equal_figures_print_yes() {
+        let line = sample().to_string();
+        assert_eq!(field(&line, "digest_equal"), "yes");
+        assert_eq!(field(&line, "free_equal"), "yes");
+        assert_eq!(field(&line, "digest_new"), "0x0000000000000011");
+        assert_eq!(field(&line, "free_digest_old"), "0x0000000000000022");
+        assert_eq!(field(&line, "capacity_kib"), "52224");
+    }
+
+    #[test]
+    fn a_different_digest_prints_no() {
+        let r = Report {
+            digest_new: 0x12,
+            ..sample()
+        };
+        assert!(!r.digest_equal());
+        assert_eq!(field(&r.to_string(), "digest_equal"), "no");
+    }
+
+    #[test]
+    fn other_free_frames_print_no_even_with_the_same_count() {
+        let r = Report {
+            free_digest_new: 0x23,
+            ..sample()
+        };
+        assert!(!r.free_equal());
+        assert_eq!(field(&r.to_string(), "free_equal"), "no");
+        let r = Report {
+            free_after: 106,
+            ..sample()
+        };
+        assert_eq!(field(&r.to_string(), "free_equal"), "no");
     }
 }

@@ -8,6 +8,7 @@
 //! [`verify`] does all three.
 
 use handover_abi::entry::EntryArgs;
+use handover_abi::version::VersionRange;
 use handover_abi::{HandoverState, Mfn, MfnRange, PAGE_SIZE};
 
 use crate::staging::staged_range;
@@ -18,10 +19,20 @@ pub fn read_args(bytes: &[u8]) -> Result<EntryArgs, IncomingError> {
     Ok(EntryArgs::from_bytes(bytes)?)
 }
 
-/// Decodes the state (`bytes`, the `state_len` bytes at `state_phys`) and
-/// checks that its region, image and state ranges are the argument page's.
-pub fn verify_state(args: &EntryArgs, bytes: &[u8]) -> Result<HandoverState, IncomingError> {
+/// Decodes the state (`bytes`, the `state_len` bytes at `state_phys`),
+/// checks that it is of a version this image reads (`reads`, what its note
+/// advertised) and that its region, image and state ranges are the argument
+/// page's.
+pub fn verify_state(
+    args: &EntryArgs,
+    bytes: &[u8],
+    reads: VersionRange,
+) -> Result<HandoverState, IncomingError> {
     let decoded = handover_abi::decode(bytes)?;
+    let found = decoded.header.version;
+    if !reads.contains(found) {
+        return Err(IncomingError::VersionNotRead { found, reads });
+    }
     let r = &decoded.state.machine.region;
     if r.base != args.region_base || r.size != args.region_size {
         return Err(IncomingError::RegionMismatch {
@@ -52,9 +63,10 @@ pub fn verify_state(args: &EntryArgs, bytes: &[u8]) -> Result<HandoverState, Inc
 pub fn verify(
     args_bytes: &[u8],
     state_bytes: &[u8],
+    reads: VersionRange,
 ) -> Result<(EntryArgs, HandoverState), IncomingError> {
     let args = read_args(args_bytes)?;
     staged_range(&args)?;
-    let state = verify_state(&args, state_bytes)?;
+    let state = verify_state(&args, state_bytes, reads)?;
     Ok((args, state))
 }

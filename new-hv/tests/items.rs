@@ -8,13 +8,13 @@
 use frame_ownership::testkit::random_machine;
 use frame_ownership::{rebuild, state_view, FrameInfo};
 use handover_abi::entry::EntryArgs;
-use handover_abi::{DomId, GpRegs, Gpfn, Mfn, MfnRange, RunKind, PAGE_SIZE};
+use handover_abi::{DomId, GpRegs, Gpfn, GuestReports, Mfn, MfnRange, RunKind, PAGE_SIZE};
 use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 use hvlu_types::regs::rflags;
 use hvlu_types::{ContextError, PhysRange, VcpuContext};
 use new_hv::IncomingError;
 use old_hv::domain::DomainInput;
-use old_hv::staging::Staging;
+use old_hv::staging::{End, Staging};
 use proptest::prelude::*;
 
 /// A context whose every field holds a different value, all of them legal
@@ -128,17 +128,31 @@ proptest! {
         image_span in 1u64..(64 * 4096),
         estimate in 0u64..8192,
         state_len in 64u64..8192,
+        top in any::<bool>(),
+        tables in 8u64..128,
     ) {
         let gap = PhysRange::new(gap_start * PAGE_SIZE, gap_pages * PAGE_SIZE);
         let region = PhysRange::new(gap.start.saturating_sub(PAGE_SIZE * 3), gap.size + PAGE_SIZE * 5);
-        let Ok(staging) = Staging::plan(gap, image_span, estimate) else {
+        let end = if top { End::Top } else { End::Bottom };
+        let Ok(staging) = Staging::plan_at(end, gap, image_span, estimate, tables) else {
             return Ok(());
         };
         prop_assume!(state_len <= staging.state.size);
         let mut args = EntryArgs::default();
         staging.place(region, state_len, &mut args);
-        prop_assert_eq!(new_hv::staging::staged_range(&args), Ok(staging.hole(state_len)));
-        prop_assert!(gap.contains_range(staging.hole(state_len)));
+        let hole = staging.hole(state_len);
+        prop_assert_eq!(new_hv::staging::staged_range(&args), Ok(hole));
+        prop_assert!(gap.contains_range(hole));
+        // The image touches the gap's end it was staged at.
+        match end {
+            End::Bottom => prop_assert_eq!(staging.image.start, gap.start),
+            End::Top => prop_assert_eq!(staging.image.end(), gap.end()),
+        }
+        // Once consumed, all of the hole but the image is free again.
+        let consumed = new_hv::staging::consumed_range(&args, hole);
+        prop_assert_eq!(consumed.size + staging.image.size, hole.size);
+        prop_assert!(hole.contains_range(consumed));
+        prop_assert!(!consumed.contains(staging.image.start));
     }
 }
 
@@ -176,6 +190,16 @@ fn domain_round_trip() {
                 mmio: &sd.mmio,
                 vcpus: vcpus.clone(),
                 start_info: Gpfn(seed % 3),
+                paused: seed % 2 == 1,
+                reports: GuestReports {
+                    checks: seed * 1000 + 1,
+                    mismatches: seed % 2,
+                    expected_refusals: seed,
+                    unexpected_refusals: seed / 3,
+                    regressions: seed % 5,
+                    unexpected_faults: seed / 7,
+                    expect_fault: seed % 4 == 0,
+                },
             };
             let saved = old_hv::domain::save(input.clone(), &out.frametable);
             let back = new_hv::domain::restore(&saved).unwrap_or_else(|e| panic!("{e}"));
@@ -184,6 +208,8 @@ fn domain_round_trip() {
             assert_eq!(back.privileged, input.privileged);
             assert_eq!(back.max_frames, input.max_frames);
             assert_eq!(back.start_info, input.start_info);
+            assert_eq!(back.paused, input.paused);
+            assert_eq!(back.reports, input.reports);
             assert_eq!(back.vcpus, vcpus);
             // The p2m comes back up to its highest frame.
             let used = p2m
@@ -218,6 +244,8 @@ fn domain_restore_refuses_a_run_past_the_limit() {
             mmio: &sd.mmio,
             vcpus: Vec::new(),
             start_info: Gpfn(0),
+            paused: false,
+            reports: GuestReports::default(),
         },
         &out.frametable,
     );
@@ -259,6 +287,8 @@ fn pins_round_trip() {
                             })
                             .collect(),
                         start_info: Gpfn(0),
+                        paused: false,
+                        reports: GuestReports::default(),
                     },
                     &out.frametable,
                 )

@@ -6,9 +6,11 @@
 use frame_ownership::testkit::{random_machine, Machine};
 use frame_ownership::{frametable_digest, FrameInfo};
 use handover_abi::entry::EntryArgs;
+use handover_abi::version::{AbiVersion, VersionRange};
+use handover_abi::READS;
 use handover_abi::{
-    BuildId, DomId, GpRegs, Gpfn, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer,
-    TimeBase, PAGE_SIZE,
+    BuildId, DomId, GpRegs, Gpfn, GuestReports, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange,
+    Producer, RetiredDomain, TimeBase, PAGE_SIZE,
 };
 use hvlu_types::VcpuContext;
 use new_hv::{InTimes, IncomingError, Report};
@@ -94,6 +96,11 @@ fn stage(seed: u64, domains: usize) -> Staged {
                 .iter()
                 .find(|r| r.kind == handover_abi::RunKind::Data && r.count > 0)
                 .map_or(Gpfn(0), |r| r.first_gpfn),
+            paused: d.id.0 % 2 == 1,
+            reports: GuestReports {
+                checks: seed + 1,
+                ..GuestReports::default()
+            },
         });
     let r = machine.region;
     let image = MfnRange::new(r.start, IMAGE_FRAMES);
@@ -118,8 +125,15 @@ fn stage(seed: u64, domains: usize) -> Staged {
             tsc_khz: 1_000_000,
             system_time_ns: 0,
         },
+        cmdline: "loglvl=debug".into(),
     };
-    let state = handover::handover_state(&machine.ram, region, globals, inputs, &frametable);
+    let retired = vec![RetiredDomain {
+        id: DomId(0x7fff),
+        name: "gone".into(),
+        reports: GuestReports::default(),
+    }];
+    let state =
+        handover::handover_state(&machine.ram, region, globals, inputs, retired, &frametable);
     let producer = Producer::this_build(BuildId([7; 16]));
     let blob = handover::serialise(
         handover_abi::CURRENT,
@@ -149,6 +163,7 @@ fn stage(seed: u64, domains: usize) -> Staged {
         sequence: 1,
         image_frames_out: 0,
         from_build_id: BuildId([7; 16]),
+        free_digest: 0,
     };
     Staged {
         machine,
@@ -176,7 +191,7 @@ fn round_trip_on_random_machines() {
         tested += 1;
         let s = stage(seed, domains);
         let m = &s.machine;
-        let (args, state) = new_hv::verify(&s.args_bytes(), &s.blob).expect("verified");
+        let (args, state) = new_hv::verify(&s.args_bytes(), &s.blob, READS).expect("verified");
         assert_eq!(state, s.state, "seed {seed}");
         let staged = new_hv::staged_range(&args).unwrap();
         assert_eq!(staged.start, s.image().start.addr());
@@ -188,6 +203,8 @@ fn round_trip_on_random_machines() {
         let adopted = new_hv::adopt(&layout, &state, &m.memory, &mut ft, &mut m2p, args.digest)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(adopted.digest, args.digest, "seed {seed}");
+        // The independent scan of the whole new table agrees too.
+        assert_eq!(adopted.digest_scan, args.digest, "seed {seed}");
         assert_eq!(adopted.digest, frametable_digest(&s.frametable, &s.m2p));
         assert_eq!(ft, s.frametable, "seed {seed}: frametables differ");
         assert_eq!(m2p, s.m2p, "seed {seed}: M2Ps differ");
@@ -235,8 +252,42 @@ fn round_trip_on_random_machines() {
     assert!(tested >= 20, "only {tested} machines tested");
 }
 
+#[test]
+fn a_stray_entry_outside_the_runs_shows_in_the_independent_digest() {
+    // The owned-frame digest follows the runs, so a frametable entry the
+    // boot left behind outside them passes the check; the scan sees it.
+    let s = stage(5, 2);
+    let m = &s.machine;
+    let (args, state) = new_hv::verify(&s.args_bytes(), &s.blob, READS).expect("verified");
+    let (mut ft, mut m2p) = m.new_tables();
+    let in_runs = |mfn: u64| {
+        state
+            .domains
+            .iter()
+            .flat_map(|d| d.runs.iter())
+            .any(|r| r.mfns().contains(Mfn(mfn)))
+    };
+    let stray = (0..ft.len() as u64)
+        .rev()
+        .find(|&mfn| !in_runs(mfn))
+        .expect("a frame outside the runs");
+    ft[stray as usize]
+        .claim(DomId(1), handover_abi::RunKind::Data)
+        .unwrap();
+    let layout = m.layout().unwrap();
+    let adopted = new_hv::adopt(&layout, &state, &m.memory, &mut ft, &mut m2p, args.digest)
+        .expect("the check over the runs passes");
+    assert_eq!(adopted.digest, args.digest);
+    assert_ne!(adopted.digest_scan, args.digest);
+    let report = new_hv::Report {
+        digest_new: adopted.digest_scan,
+        ..new_hv::Report::new(&args, &new_hv::InTimes::default(), (0, 0), BuildId([8; 16]))
+    };
+    assert!(report.to_string().contains(" digest_equal=no "), "{report}");
+}
+
 fn verify_err(args: &EntryArgs, blob: &[u8]) -> IncomingError {
-    new_hv::verify(&args.to_bytes(), blob).expect_err("refused")
+    new_hv::verify(&args.to_bytes(), blob, READS).expect_err("refused")
 }
 
 #[test]
@@ -244,22 +295,20 @@ fn bad_argument_page_is_refused() {
     let s = stage(1, 2);
     let mut raw = s.args_bytes();
     raw[40] ^= 1;
-    let e = new_hv::verify(&raw, &s.blob).unwrap_err();
+    let e = new_hv::verify(&raw, &s.blob, READS).unwrap_err();
     assert!(matches!(e, IncomingError::Args(_)), "{e:?}");
     assert!(e.to_string().contains("CRC32C mismatch"), "{e}");
 }
 
 #[test]
-fn state_before_image_is_refused() {
+fn image_overlapping_the_state_is_refused() {
     let s = stage(2, 1);
     let mut a = s.args;
-    a.image_phys = a.state_phys + PAGE_SIZE;
+    a.image_phys = a.state_phys - PAGE_SIZE;
+    a.image_len = 2 * PAGE_SIZE;
     let e = verify_err(&a, &s.blob);
-    assert!(matches!(e, IncomingError::StateBeforeImage { .. }), "{e:?}");
-    assert!(
-        e.to_string().contains("not inside the region in order"),
-        "{e}"
-    );
+    assert!(matches!(e, IncomingError::StagedOverlap { .. }), "{e:?}");
+    assert!(e.to_string().contains("overlap"), "{e}");
 }
 
 #[test]
@@ -297,10 +346,21 @@ fn image_mismatch_is_refused() {
 
 #[test]
 fn misplaced_state_is_refused() {
+    // The state lists its area one page above where the argument page puts it.
     let s = stage(6, 1);
+    let mut state = s.state.clone();
+    let listed = state.machine.region.state;
+    state.machine.region.state = MfnRange::new(Mfn(listed.start.0 + 1), listed.count - 1);
+    let blob = handover::serialise(
+        handover_abi::CURRENT,
+        &state,
+        &Producer::this_build(BuildId([7; 16])),
+        1 << 20,
+    )
+    .unwrap();
     let mut a = s.args;
-    a.state_phys = a.image_phys;
-    let e = verify_err(&a, &s.blob);
+    a.state_len = blob.len() as u64;
+    let e = verify_err(&a, &blob);
     assert!(matches!(e, IncomingError::StateMisplaced { .. }), "{e:?}");
     assert!(e.to_string().contains("not where the state says"), "{e}");
 }
@@ -413,13 +473,39 @@ fn report_line_keeps_its_fields_in_order() {
             "free_before",
             "image_frames_released",
             "free_after",
-            "free_equal"
+            "free_digest_old",
+            "free_digest_new",
+            "free_equal",
+            "capacity_kib"
         ]
     );
     assert!(line.starts_with("lu-report seq=1 from=0707070707070707 to=abababababababab pause_us=1 serialise_us=1 preflight_us=1 jump_us=2 boot_us=2 verify_us=1 pass_us=1 resume_us=1 blackout_us=10 release_us=2 "), "{line}");
     assert!(line.contains(" digest_equal=yes "), "{line}");
     assert!(
-        line.ends_with(" free_before=10 image_frames_released=0 free_after=10 free_equal=yes"),
+        line.ends_with(
+            " free_before=10 image_frames_released=0 free_after=10 \
+             free_digest_old=0x0000000000000000 free_digest_new=0x0000000000000000 \
+             free_equal=yes capacity_kib=0"
+        ),
         "{line}"
+    );
+}
+
+#[test]
+fn a_version_this_image_does_not_read_is_refused() {
+    // An image whose note said it reads only 1.0 gets a 1.1 state.
+    let s = stage(3, 2);
+    let only_1_0 = VersionRange::single(AbiVersion::new(1, 0));
+    let e = new_hv::verify(&s.args_bytes(), &s.blob, only_1_0).unwrap_err();
+    assert_eq!(
+        e,
+        IncomingError::VersionNotRead {
+            found: handover_abi::CURRENT,
+            reads: only_1_0
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "the state is ABI 1.1, this image reads 1.0..=1.0"
     );
 }

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use frame_ownership::{p2m_domain, FrameInfo};
-use handover_abi::{ConsoleRing, DomId, DomainFlags, Gpfn, MfnRange};
+use handover_abi::{ConsoleRing, DomId, DomainFlags, Gpfn, GuestReports, MfnRange};
 use hvlu_types::VcpuContext;
 
 use crate::{pins, vcpu};
@@ -30,6 +30,10 @@ pub struct DomainInput<'a> {
     pub vcpus: Vec<VcpuContext>,
     /// The gpfn of its start-info page.
     pub start_info: Gpfn,
+    /// Paused by the toolstack.
+    pub paused: bool,
+    /// What the guest reported about itself.
+    pub reports: GuestReports,
 }
 
 /// One domain of the handover state: runs from its p2m grouped by the page
@@ -60,5 +64,7 @@ pub fn save(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domai
             .map(|(ctx, id)| vcpu::save(id, ctx))
             .collect(),
         console: ConsoleRing::default(),
+        paused: d.paused,
+        reports: d.reports,
     }
 }

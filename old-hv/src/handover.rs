@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use frame_ownership::{state_views, FrameInfo};
 use handover_abi::{
     AbiVersion, DecodeError, EncodeError, HandoverState, HvGlobals, LuRegion, Machine, MfnRange,
-    Producer,
+    Producer, RetiredDomain,
 };
 
 pub use crate::domain::DomainInput;
@@ -26,12 +26,14 @@ use crate::{domain, ram};
 
 /// The handover state of a running system: `ram` (sorted frame ranges, all
 /// usable), the live-update region with the staged image and state areas,
-/// the globals and every domain, in the order given.
+/// the globals, every domain, in the order given, and the domains destroyed
+/// earlier whose reports still count.
 pub fn handover_state<'a>(
     ram: &[MfnRange],
     region: LuRegion,
     globals: HvGlobals,
     domains: impl IntoIterator<Item = DomainInput<'a>>,
+    retired: Vec<RetiredDomain>,
     frametable: &[FrameInfo],
 ) -> HandoverState {
     HandoverState {
@@ -44,6 +46,7 @@ pub fn handover_state<'a>(
             .into_iter()
             .map(|d| domain::save(d, frametable))
             .collect(),
+        retired,
     }
 }
 
@@ -91,8 +94,10 @@ pub enum PreflightError {
     Differs,
 }
 
-/// Decodes `blob` (the staged state, read back), checks it is `expected`
-/// and returns the owned-frame digest over the decoded runs.
+/// Decodes `blob` (the staged state, read back), checks it is `expected` as
+/// the blob's version carries it (`handover_abi::body::carried`: an older
+/// minor drops the hypervisor's own records) and returns the owned-frame
+/// digest over the decoded runs.
 pub fn preflight(
     blob: &[u8],
     expected: &HandoverState,
@@ -100,7 +105,7 @@ pub fn preflight(
     m2p: &[u64],
 ) -> Result<u64, PreflightError> {
     let decoded = handover_abi::decode(blob)?;
-    if decoded.state != *expected {
+    if decoded.state != handover_abi::body::carried(decoded.header.version, expected) {
         return Err(PreflightError::Differs);
     }
     Ok(frame_ownership::owned_digest(

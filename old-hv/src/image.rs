@@ -226,7 +226,8 @@ pub struct Mapping {
 pub struct ImageInfo {
     /// The handover ABI version the state will be written in.
     pub version: AbiVersion,
-    /// The image's `HVLU` note: the versions it reads, its entry, its build id.
+    /// The image's `HVLU` note: the versions it reads (and writes, unless the
+    /// note is the older short form), its entry, its build id.
     pub note: ImageNote,
     /// The image's physical link start: the lowest `p_paddr`, rounded down to
     /// 4 KiB. Offsets below are from here.

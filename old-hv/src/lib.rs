@@ -14,8 +14,9 @@
 //!   [`image::stage`] copies it into the staging area through the
 //!   [`image::StagingArea`] trait.
 //! - [`staging`]: where the image, the argument and trampoline pages, the
-//!   entry tables and the state sit in the region's free gap
-//!   ([`staging::Staging::plan`]), recorded in the entry arguments
+//!   entry tables and the state sit in the region's free gap, at the end
+//!   away from the running image ([`staging::choose_end`],
+//!   [`staging::Staging::plan_at`]), recorded in the entry arguments
 //!   ([`staging::Staging::place`]); the incoming boot allocator must leave
 //!   [`staging::Staging::hole`] alone.
 //! - One module per item of the state, each the save side of the module of
@@ -29,6 +30,10 @@
 //!   and its live frametable), [`handover::serialise`] encodes it for the
 //!   staging area, [`handover::preflight`] decodes it back, compares and
 //!   takes the owned-frame digest.
+//! - [`checks`]: what else is checked before the point of no return — the
+//!   vCPU contexts, every frame in use in some run, and a dry run of the
+//!   new image's boot on the region minus the staged range
+//!   ([`checks::before_jump`]).
 //! - [`abi`]: the handover format this role writes (a re-export of
 //!   `handover-abi`).
 //!
@@ -43,6 +48,7 @@ extern crate alloc;
 
 pub use handover_abi as abi;
 
+pub mod checks;
 pub mod domain;
 pub mod handover;
 pub mod image;

@@ -1,24 +1,133 @@
 //! The staging area: where a loaded image and the handover state sit in the
 //! live-update region.
 //!
-//! The area is a free gap of the region, laid out as
-//! `[image][argument page][trampoline page][entry tables][state]`; the
-//! incoming image's boot allocator treats `[image, end of state)` as one
-//! hole. The state may grow between load and exec, so the load keeps room
-//! for twice the current estimate.
+//! The area is a free gap of the region, laid out at one of its ends:
+//!
+//! - at the bottom ([`End::Bottom`]): `[image][argument page][trampoline
+//!   page][entry tables][state]`, the state area taking the rest of the gap;
+//! - at the top ([`End::Top`]): `[state][argument page][trampoline
+//!   page][entry tables][image]`, the image ending at the gap's end and the
+//!   state area holding what the load reserved for it.
+//!
+//! The image is at one end, the state at the other; the incoming image's
+//! boot allocator treats the hull of both as one hole, and once it has
+//! consumed the state returns all of it but its own image to the region's
+//! free space (`new_hv::staging`). [`choose_end`] picks the end away from
+//! the running image, so that the images alternate between the two ends of
+//! the free space and the live-update capacity after every update is the
+//! same: the region minus the boot allocations minus one image. The state
+//! may grow between load and exec, so the load keeps room for twice the
+//! current estimate.
+//!
+//! The entry tables grow with the machine: their direct map covers all of
+//! RAM with 2 MiB pages, one L2 table per GiB and one L3 per 512 GiB
+//! ([`table_frames`], which the load sizes from the end of RAM and the
+//! image's mappings).
+
+use alloc::vec::Vec;
 
 use boot_allocator::PhysRange;
 use handover_abi::entry::EntryArgs;
 use handover_abi::PAGE_SIZE;
 
-use crate::image::ImageLimits;
+use crate::image::{ImageLimits, Mapping};
 
-/// Frames set aside in the staging area for the entry page tables.
-pub const TABLE_FRAMES: u64 = 64;
+const TWO_MIB: u64 = 2 << 20;
+const ONE_GIB: u64 = 1 << 30;
+const L4_SPAN: u64 = 1 << 39;
+
+/// Entry-table frames besides the direct map and the image: the new root,
+/// and an L3, an L2 and an L1 for the trampoline's identity mapping in each
+/// of the two roots (the new one and the running hypervisor's).
+pub const FIXED_TABLE_FRAMES: u64 = 1 + 2 * 3;
+
+/// Virtual areas [`image_limits`] assumes an image's mappings form: its
+/// cold-boot stub at its physical address and everything else in the upper
+/// half (`hv/linker.ld`). An image laid out otherwise is sized exactly by
+/// [`table_frames`] when it is staged.
+pub const LIMIT_IMAGE_AREAS: u64 = 2;
+
+/// Entry-table frames the direct map of `[0, ram_end)` takes with 2 MiB
+/// pages: one L2 per GiB and one L3 per 512 GiB.
+pub fn direct_map_table_frames(ram_end: u64) -> u64 {
+    ram_end.div_ceil(L4_SPAN) + ram_end.div_ceil(ONE_GIB)
+}
+
+/// Distinct `vaddr / unit` over the pages of `areas` (virtual `[start,
+/// end)` ranges, sorted by start).
+fn distinct_units(areas: &[(u64, u64)], unit: u64) -> u64 {
+    let mut count = 0;
+    let mut next: Option<u64> = None;
+    for &(start, end) in areas.iter().filter(|(s, e)| e > s) {
+        let (first, last) = (start / unit, (end - 1) / unit);
+        let from = next.map_or(first, |n| n.max(first));
+        if last >= from {
+            count += last - from + 1;
+        }
+        next = Some(next.map_or(last + 1, |n| n.max(last + 1)));
+    }
+    count
+}
+
+/// The entry-table frames of a jump (`hv/src/arch/kexec.rs`: `prepare`)
+/// for a machine whose RAM ends at byte `ram_end` to an image with
+/// `mappings`, an upper bound: [`FIXED_TABLE_FRAMES`], the direct map
+/// ([`direct_map_table_frames`]) and, for the image's 4 KiB pages, one L3
+/// per 512 GiB, one L2 per GiB and one L1 per 2 MiB of virtual space its
+/// mappings touch.
+pub fn table_frames(ram_end: u64, mappings: &[Mapping]) -> u64 {
+    let mut areas: Vec<(u64, u64)> = mappings
+        .iter()
+        .map(|m| (m.vaddr, m.vaddr.saturating_add(m.len)))
+        .collect();
+    areas.sort_unstable();
+    FIXED_TABLE_FRAMES
+        + direct_map_table_frames(ram_end)
+        + distinct_units(&areas, L4_SPAN)
+        + distinct_units(&areas, ONE_GIB)
+        + distinct_units(&areas, TWO_MIB)
+}
+
+/// An upper bound of [`table_frames`] for an image of `span` bytes whose
+/// mappings form at most [`LIMIT_IMAGE_AREAS`] contiguous virtual areas:
+/// each area of `len` bytes touches at most `len / unit + 2` units of each
+/// level.
+pub fn table_frames_for_span(ram_end: u64, span: u64) -> u64 {
+    let per_level = |unit: u64| span.div_ceil(unit) + 2 * LIMIT_IMAGE_AREAS;
+    FIXED_TABLE_FRAMES
+        + direct_map_table_frames(ram_end)
+        + per_level(L4_SPAN)
+        + per_level(ONE_GIB)
+        + per_level(TWO_MIB)
+}
+
+/// Which end of the gap the image is staged at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The image at the gap's start, the state area after it.
+    Bottom,
+    /// The image at the gap's end, the state area before it.
+    Top,
+}
+
+/// The end of `gap` away from the running image `running` (its physical
+/// span): the bottom if the running image starts where the gap ends, the
+/// top otherwise (in particular for a cold-boot image outside the region).
+/// After an update staged at the top the free space ends at the image, so
+/// the next one is staged at the bottom, and the reverse.
+pub fn choose_end(gap: PhysRange, running: PhysRange) -> End {
+    if running.start == gap.end() {
+        End::Bottom
+    } else {
+        End::Top
+    }
+}
 
 /// Where a staged update sits in the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Staging {
+    /// Which end of the gap it was staged at.
+    pub end: End,
     /// The image span.
     pub image: PhysRange,
     /// The argument page.
@@ -27,7 +136,8 @@ pub struct Staging {
     pub trampoline: u64,
     /// Frames for the entry tables.
     pub tables: PhysRange,
-    /// The state area: the rest of the gap.
+    /// The state area: the rest of the gap (bottom), or what the load
+    /// reserved for the state (top).
     pub state: PhysRange,
 }
 
@@ -49,53 +159,124 @@ fn page_up(x: u64) -> u64 {
     x.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
 
-/// Bytes the area needs after the image for a state of about
-/// `state_estimate` bytes: the argument and trampoline pages, the entry
-/// tables and twice the estimate plus a page.
-pub fn reserve(state_estimate: u64) -> u64 {
-    2 * PAGE_SIZE + TABLE_FRAMES * PAGE_SIZE + page_up(2 * state_estimate + 4096)
+/// Bytes the area needs besides the image for a state of about
+/// `state_estimate` bytes and `tables` entry-table frames
+/// ([`table_frames`]): the argument and trampoline pages, the entry tables
+/// and twice the estimate plus a page.
+pub fn reserve(state_estimate: u64, tables: u64) -> u64 {
+    (2 + tables) * PAGE_SIZE + state_reserve(state_estimate)
+}
+
+/// The state area's part of [`reserve`]: twice the estimate plus a page.
+fn state_reserve(state_estimate: u64) -> u64 {
+    page_up(2 * state_estimate + 4096)
 }
 
 /// The limits an image must meet to be staged in `gap` with room for the
-/// state ([`reserve`]).
-pub fn image_limits(gap: PhysRange, state_estimate: u64) -> ImageLimits {
+/// state ([`reserve`]) and the entry tables of a machine whose RAM ends at
+/// `ram_end`: the largest span (a whole number of pages) that fits with the
+/// tables [`table_frames_for_span`] bounds. An image laid out like this
+/// one (at most [`LIMIT_IMAGE_AREAS`] virtual areas) that passes also fits
+/// [`Staging::plan_at`] with its exact [`table_frames`].
+pub fn image_limits(gap: PhysRange, state_estimate: u64, ram_end: u64) -> ImageLimits {
+    let fits = |span: u64| {
+        span.saturating_add(reserve(
+            state_estimate,
+            table_frames_for_span(ram_end, span),
+        )) <= gap.size
+    };
+    if !fits(0) {
+        return ImageLimits { max_span: 0 };
+    }
+    // What is needed grows with the span: the largest page count that
+    // fits, by bisection.
+    let (mut lo, mut hi) = (0u64, gap.size / PAGE_SIZE);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid * PAGE_SIZE) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
     ImageLimits {
-        max_span: gap.size.saturating_sub(reserve(state_estimate)),
+        max_span: lo * PAGE_SIZE,
     }
 }
 
 impl Staging {
     /// Lays out an image of `image_span` bytes at the start of `gap`, the
-    /// state area taking the rest; refuses if the state area would be
-    /// smaller than [`reserve`] leaves for it.
+    /// state area taking the rest ([`Staging::plan_at`] with
+    /// [`End::Bottom`]).
     pub fn plan(
         gap: PhysRange,
         image_span: u64,
         state_estimate: u64,
+        tables: u64,
+    ) -> Result<Staging, StagingError> {
+        Self::plan_at(End::Bottom, gap, image_span, state_estimate, tables)
+    }
+
+    /// Lays out an image of `image_span` bytes at `end` of `gap`, with
+    /// `tables` frames for the entry tables ([`table_frames`]): at the
+    /// bottom the state area takes the rest of the gap; at the top the image
+    /// ends at the gap's end and the state area is what [`reserve`] keeps
+    /// for it, just below the tables. Refuses if the image and [`reserve`]
+    /// do not fit the gap.
+    pub fn plan_at(
+        end: End,
+        gap: PhysRange,
+        image_span: u64,
+        state_estimate: u64,
+        tables: u64,
     ) -> Result<Staging, StagingError> {
         let image_bytes = page_up(image_span);
-        let needed = image_bytes.saturating_add(reserve(state_estimate));
+        let needed = image_bytes.saturating_add(reserve(state_estimate, tables));
         if needed > gap.size {
             return Err(StagingError::DoesNotFit {
                 needed,
                 gap: gap.size,
             });
         }
-        let image = PhysRange::new(gap.start, image_bytes);
-        let args = image.end();
-        let trampoline = args + PAGE_SIZE;
-        let tables = PhysRange::new(trampoline + PAGE_SIZE, TABLE_FRAMES * PAGE_SIZE);
-        let state = PhysRange::from_bounds(tables.end(), gap.end());
-        Ok(Staging {
-            image,
-            args,
-            trampoline,
-            tables,
-            state,
-        })
+        let table_bytes = tables * PAGE_SIZE;
+        let staging = match end {
+            End::Bottom => {
+                let image = PhysRange::new(gap.start, image_bytes);
+                let args = image.end();
+                let trampoline = args + PAGE_SIZE;
+                let tables = PhysRange::new(trampoline + PAGE_SIZE, table_bytes);
+                let state = PhysRange::from_bounds(tables.end(), gap.end());
+                Staging {
+                    end,
+                    image,
+                    args,
+                    trampoline,
+                    tables,
+                    state,
+                }
+            }
+            End::Top => {
+                let image = PhysRange::from_bounds(gap.end() - image_bytes, gap.end());
+                let tables = PhysRange::from_bounds(image.start - table_bytes, image.start);
+                let trampoline = tables.start - PAGE_SIZE;
+                let args = trampoline - PAGE_SIZE;
+                let state_bytes = state_reserve(state_estimate);
+                let state = PhysRange::from_bounds(args - state_bytes, args);
+                Staging {
+                    end,
+                    image,
+                    args,
+                    trampoline,
+                    tables,
+                    state,
+                }
+            }
+        };
+        Ok(staging)
     }
 
-    /// Bytes after the image: the two pages, the tables and the state area.
+    /// Bytes of the area besides the image: the two pages, the tables and
+    /// the state area.
     pub fn after_image(&self) -> u64 {
         self.state.size + self.tables.size + 2 * PAGE_SIZE
     }
@@ -114,8 +295,15 @@ impl Staging {
     }
 
     /// What the incoming image's boot allocator must leave alone for a state
-    /// of `state_len` bytes: `[image, end of state rounded up to a page)`.
+    /// of `state_len` bytes (what `new_hv::staging::staged_range` computes
+    /// from the entry arguments): `[image, end of state rounded up to a
+    /// page)` at the bottom, `[state, end of image)` at the top.
     pub fn hole(&self, state_len: u64) -> PhysRange {
-        PhysRange::from_bounds(self.image.start, page_up(self.state.start + state_len))
+        match self.end {
+            End::Bottom => {
+                PhysRange::from_bounds(self.image.start, page_up(self.state.start + state_len))
+            }
+            End::Top => PhysRange::from_bounds(self.state.start, self.image.end()),
+        }
     }
 }

@@ -295,3 +295,45 @@ fn phys_range_helpers() {
     assert_eq!(PhysRange::from_bounds(5, 3), PhysRange::new(5, 0));
     assert!(r.is_page_aligned() && !PhysRange::new(0x1000, 1).is_page_aligned());
 }
+
+#[test]
+fn releasing_a_hole_after_the_state_is_consumed() {
+    // After an update: the image at 8..12 and the state 12..15 are one hole;
+    // the boot allocations sit below.
+    let region = pages(0, 32);
+    let mut a = alloc(region, &[pages(8, 7)]);
+    assert_eq!(a.alloc_pages(8, PAGE), Ok(pages(0, 8)));
+    let mut report = a.finish();
+    assert_eq!(report.largest_free_gap(), Some(pages(15, 17)));
+    // The state part goes back: the image stays, the gap above grows.
+    report.release_hole(pages(12, 3)).unwrap();
+    assert_eq!(report.holes(), &[pages(8, 4)]);
+    assert_eq!(report.free_gaps().collect::<Vec<_>>(), vec![pages(12, 20)]);
+    assert_eq!(report.largest_free_gap(), Some(pages(12, 20)));
+    // A range with partial pages releases only the whole pages it covers.
+    report
+        .release_hole(PhysRange::new(8 * PAGE + 1, 2 * PAGE))
+        .unwrap();
+    assert_eq!(report.holes(), &[pages(8, 1), pages(10, 2)]);
+    // Less than a whole page: nothing.
+    report
+        .release_hole(PhysRange::new(8 * PAGE + 1, 100))
+        .unwrap();
+    assert_eq!(report.holes(), &[pages(8, 1), pages(10, 2)]);
+    // A whole hole disappears; the tiling stays exact.
+    report.release_hole(pages(8, 1)).unwrap();
+    assert_eq!(report.holes(), &[pages(10, 2)]);
+    let tiles: Vec<Tile> = report.tiles().collect();
+    assert_eq!(
+        tiles,
+        vec![
+            Tile::Allocated(Allocation {
+                range: pages(0, 8),
+                tag: None
+            }),
+            Tile::Free(pages(8, 2)),
+            Tile::Hole(pages(10, 2)),
+            Tile::Free(pages(12, 20)),
+        ]
+    );
+}

@@ -257,6 +257,60 @@ fn record_full() {
 }
 
 #[test]
+fn not_in_hole() {
+    let region = pages(0, 64);
+    let a = alloc(region, &[pages(10, 4)]);
+    let mut report = a.finish();
+    for bad in [
+        pages(9, 2),                         // straddles the hole's start
+        pages(13, 2),                        // straddles its end
+        pages(20, 1),                        // a free gap
+        PhysRange::new(11 * PAGE, u64::MAX), // end overflows
+    ] {
+        let before = report.clone();
+        let err = report.release_hole(bad).unwrap_err();
+        assert_eq!(err, BootAllocError::NotInHole { range: bad });
+        assert_eq!(report.holes(), before.holes(), "nothing changed");
+    }
+    // An allocation is not a hole either.
+    let mut a = alloc(region, &[pages(10, 4)]);
+    let got = a.alloc_pages(2, PAGE).unwrap();
+    let mut report = a.finish();
+    assert_eq!(
+        report.release_hole(got),
+        Err(BootAllocError::NotInHole { range: got })
+    );
+    assert_eq!(
+        BootAllocError::NotInHole {
+            range: pages(20, 1)
+        }
+        .to_string(),
+        "cannot release [0x14000, 0x15000): its pages do not lie inside one reserved hole"
+    );
+}
+
+#[test]
+fn too_many_holes_when_a_release_splits_one() {
+    let region = pages(0, 64);
+    let mut report = BootAllocator::<2, 4>::new(region, &[pages(1, 1), pages(10, 10)])
+        .unwrap()
+        .finish();
+    let err = report.release_hole(pages(12, 2)).unwrap_err();
+    assert_eq!(
+        err,
+        BootAllocError::TooManyHoles {
+            distinct: 3,
+            capacity: 2
+        }
+    );
+    assert_eq!(report.holes(), &[pages(1, 1), pages(10, 10)]);
+    // Shrinking from either end needs no record.
+    report.release_hole(pages(10, 2)).unwrap();
+    report.release_hole(pages(18, 2)).unwrap();
+    assert_eq!(report.holes(), &[pages(1, 1), pages(12, 6)]);
+}
+
+#[test]
 fn errors_are_core_errors() {
     fn is_error<E: core::error::Error>(_: &E) {}
     is_error(&BootAllocError::ZeroSize);

@@ -308,4 +308,54 @@ proptest! {
         }
         prop_assert_eq!(a.allocations(), b.allocations());
     }
+
+    /// Releasing part of a hole frees exactly its whole pages: they join the
+    /// free gaps, every other page keeps its kind, and the holes,
+    /// allocations and gaps still tile the region.
+    #[test]
+    fn releasing_part_of_a_hole_frees_exactly_its_pages(
+        (region, holes) in region().prop_flat_map(|r| (Just(r), holes_in(r))),
+        requests in proptest::collection::vec(request(), 0..8),
+        pick in any::<prop::sample::Index>(),
+        (a, b) in (0u64..=256 * PAGE, 0u64..=256 * PAGE),
+    ) {
+        let mut alloc = BootAllocator::<MAX_HOLES, MAX_ALLOCS>::new(region, &holes).unwrap();
+        for (pages, align, _) in requests {
+            let _ = alloc.alloc_pages(pages, align);
+        }
+        let before = alloc.finish();
+        prop_assume!(!before.holes().is_empty());
+        let hole = before.holes()[pick.index(before.holes().len())];
+        let (lo, hi) = (a.min(b) % (hole.size + 1), a.max(b) % (hole.size + 1));
+        let range = PhysRange::from_bounds(hole.start + lo.min(hi), hole.start + lo.max(hi));
+        let mut after = before.clone();
+        match after.release_hole(range) {
+            Ok(()) => {}
+            Err(BootAllocError::TooManyHoles { .. }) => {
+                prop_assert_eq!(before.holes().len(), MAX_HOLES);
+                prop_assert_eq!(after.holes(), before.holes());
+                return Ok(());
+            }
+            Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+        }
+        let kind = |r: &HandOff<MAX_HOLES, MAX_ALLOCS>, addr: u64| {
+            r.tiles()
+                .find(|t| t.range().contains(addr))
+                .map(|t| match t {
+                    Tile::Hole(_) => 0,
+                    Tile::Allocated(_) => 1,
+                    Tile::Free(_) => 2,
+                })
+        };
+        let mut addr = region.start;
+        while addr < region.end() {
+            let released = range.start <= addr && addr + PAGE <= range.end();
+            let want = if released { Some(2) } else { kind(&before, addr) };
+            prop_assert_eq!(kind(&after, addr), want, "page {:#x}", addr);
+            addr += PAGE;
+        }
+        let tiled: u64 = after.tiles().map(|t| t.range().size).sum();
+        prop_assert_eq!(tiled, region.size);
+        prop_assert_eq!(after.allocations(), before.allocations());
+    }
 }

@@ -12,7 +12,7 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use handover_abi::note::{ImageNote, NoteError};
+use handover_abi::note::{ImageNote, NoteError, MIN_DESC_SIZE, MIN_NOTE_SIZE, NOTE_SIZE};
 use handover_abi::version::{AbiVersion, VersionRange, READS, WRITES};
 use handover_abi::BuildId;
 use proptest::prelude::*;
@@ -168,16 +168,26 @@ fn xen_note() -> Vec<u8> {
     note_record(b"Xen\0", 18, &0x10_0000u32.to_le_bytes())
 }
 
+/// The note of an image that reads `reads` and writes what this build writes.
 fn image_note(reads: VersionRange, entry: u64) -> ImageNote {
     ImageNote {
         reads,
+        writes: Some(WRITES),
         entry,
         build_id: BuildId([0x42; 16]),
     }
 }
 
+/// `image_note` as a note record: the full form (44-byte descriptor).
 fn hvlu_note(reads: VersionRange, entry: u64) -> Vec<u8> {
     image_note(reads, entry).to_note_bytes().to_vec()
+}
+
+/// The note record of an image built before the note said what it writes:
+/// the first 36 bytes of `image_note`'s descriptor.
+fn old_hvlu_note(reads: VersionRange, entry: u64) -> Vec<u8> {
+    let desc = image_note(reads, entry).to_desc();
+    note_record(b"HVLU\0", 1, &desc[..MIN_DESC_SIZE])
 }
 
 /// A valid image laid out like `hv/linker.ld`, with these note records in
@@ -352,7 +362,7 @@ impl StagingArea for VecArea {
 #[test]
 fn hv_like_image_is_accepted_and_described() {
     let info = check(&hv_like().bytes()).unwrap();
-    assert_eq!(info.version, AbiVersion::new(1, 0));
+    assert_eq!(info.version, handover_abi::CURRENT);
     assert_eq!(info.note, image_note(READS, ENTRY));
     assert_eq!(info.entry(), ENTRY);
     assert_eq!(info.phys_start, IMAGE_PHYS);
@@ -421,6 +431,24 @@ fn hv_like_image_is_accepted_and_described() {
     assert_eq!(info.offset_of(KERNEL_VBASE + 0x10_9fff), Some(0x9fff));
     assert_eq!(info.offset_of(KERNEL_VBASE + 0x10_a000), None);
     assert_eq!(info.offset_of(KERNEL_VBASE + 0x10_0000), None);
+}
+
+#[test]
+fn image_with_an_old_form_note_is_accepted() {
+    let note = old_hvlu_note(READS, ENTRY);
+    assert_eq!(note.len(), MIN_NOTE_SIZE);
+    let image = hv_like_with_notes(&[xen_note(), note]);
+    let info = check(&image.bytes()).unwrap();
+    assert_eq!(info.note.writes, None);
+    assert_eq!(
+        info.note,
+        ImageNote {
+            writes: None,
+            ..image_note(READS, ENTRY)
+        }
+    );
+    assert_eq!(info.version, handover_abi::CURRENT);
+    assert_eq!(info.entry_offset, 0x2100);
 }
 
 #[test]
@@ -920,8 +948,8 @@ fn truncated_note() {
     assert_eq!(
         check(&bytes),
         Err(ImageError::BadNote(NoteError::Truncated {
-            len: 52,
-            needed: 56
+            len: NOTE_SIZE - 4,
+            needed: NOTE_SIZE as u64
         }))
     );
 }
@@ -970,7 +998,7 @@ fn abi_range_without_common_version() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("1.0..=1.0") && msg.contains("2.0..=2.3"),
+        msg.contains(&WRITES.to_string()) && msg.contains("2.0..=2.3"),
         "{msg}"
     );
 }
@@ -1109,8 +1137,8 @@ fn offset_in_image() -> impl Strategy<Value = usize> {
     prop_oneof![
         // The ELF header and program headers.
         0..(64 + 5 * 56usize),
-        // The note segment.
-        notes..notes + 76,
+        // The note segment: the Xen note, then the HVLU note.
+        notes..notes + 20 + NOTE_SIZE,
         // Anywhere.
         0..0x7321usize,
     ]

@@ -1,0 +1,331 @@
+//! Boot needs: what the restricted boot of an incoming image takes from the
+//! live-update region, and the order it takes it in.
+//!
+//! The incoming image's boot allocator (first fit, `boot_allocator`) sees
+//! the region minus the staged range. It allocates, in this order:
+//!
+//! 1. the heap ([`heap_bytes`]: it grows with RAM, 2 MiB aligned) — first,
+//!    so the state can be decoded and verified ([`alloc_heap`]);
+//! 2. the page tables, one block of [`BootNeeds::page_table_frames`] frames
+//!    (an upper bound of what the direct map over RAM, the local APIC page
+//!    and the image by section need), then the frametable and the M2P, one
+//!    entry per frame up to the end of RAM ([`alloc_tables`]).
+//!
+//! [`needs`] sizes it all from the RAM map and the image's span; both roles
+//! call it: the incoming image to boot, the outgoing one before the point of
+//! no return to dry-run the same sequence ([`dry_run`]) against the region
+//! minus the range it staged. Because the allocator is deterministic, a dry
+//! run that succeeds is exactly the boot the new image will make (cold boots
+//! use the same sizes, in their own order).
+
+use boot_allocator::{BootAllocError, BootAllocator, PhysRange};
+use frame_ownership::FrameInfo;
+use handover_abi::{MfnRange, PAGE_SIZE};
+
+/// The fixed part of the hypervisor heap: what is not per frame of RAM —
+/// the image a load reads and validates, the handover state of an update
+/// (built, encoded, read back and decoded), consoles, scheduling, and the
+/// headroom a new domain must leave.
+pub const HEAP_BASE: u64 = 2 << 20;
+/// Heap bytes per frame of RAM: each domain's p2m (8 bytes) and free-gpfn
+/// list (4 bytes) are reserved for its whole limit, 125 % of its pages, so
+/// domains holding all of RAM need 15 bytes a frame; the page allocator's
+/// bitmap takes one bit more.
+pub const HEAP_PER_FRAME: u64 = 16;
+/// Alignment of the heap (and of the direct map's pages).
+pub const HEAP_ALIGN: u64 = 2 << 20;
+
+/// Bytes of the hypervisor heap of a machine with `frames` frames (one
+/// past the highest RAM frame): [`HEAP_BASE`] and [`HEAP_PER_FRAME`] for
+/// each, whole pages. A domain the heap cannot back is refused when it is
+/// created, never failed later.
+pub const fn heap_bytes(frames: u64) -> u64 {
+    HEAP_BASE
+        .saturating_add(frames.saturating_mul(HEAP_PER_FRAME))
+        .div_ceil(PAGE_SIZE)
+        .saturating_mul(PAGE_SIZE)
+}
+
+/// Pages of the heap of a machine whose RAM ends at byte `ram_end`: what
+/// the incoming image takes before it has read the RAM map (the argument
+/// page's `ram_end`), the same as [`needs`] computes from the map.
+pub const fn heap_pages(ram_end: u64) -> u64 {
+    heap_bytes(ram_end.div_ceil(PAGE_SIZE)) / PAGE_SIZE
+}
+
+const TWO_MIB: u64 = 2 << 20;
+const ONE_GIB: u64 = 1 << 30;
+const L4_SPAN: u64 = 1 << 39;
+
+/// What an image's boot takes from the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootNeeds {
+    /// Pages of the heap.
+    pub heap_pages: u64,
+    /// Frames for the hypervisor's page tables (an upper bound).
+    pub page_table_frames: u64,
+    /// Entries of the frametable and of the M2P: one past the highest RAM
+    /// frame.
+    pub frames: u64,
+    /// Pages of the frametable.
+    pub frametable_pages: u64,
+    /// Pages of the M2P.
+    pub m2p_pages: u64,
+}
+
+impl BootNeeds {
+    /// Bytes of all of it (alignment padding aside).
+    pub fn bytes(&self) -> u64 {
+        (self.heap_pages + self.page_table_frames + self.frametable_pages + self.m2p_pages)
+            * PAGE_SIZE
+    }
+}
+
+/// Distinct values of `addr / unit` over the 2 MiB pages of `ram` (sorted
+/// ranges, as the hypervisor maps them: each range from its 2 MiB-aligned
+/// start up to its end).
+fn distinct_units(ram: &[MfnRange], unit: u64) -> u64 {
+    let mut count = 0;
+    let mut last: Option<u64> = None;
+    for r in ram.iter().filter(|r| !r.is_empty()) {
+        let start = (r.start.0 * PAGE_SIZE) & !(TWO_MIB - 1);
+        let end = r.end() * PAGE_SIZE;
+        let (first, final_) = (start / unit, (end - 1) / unit);
+        let first = match last {
+            Some(l) if l >= first => l + 1,
+            _ => first,
+        };
+        if final_ >= first {
+            count += final_ - first + 1;
+            last = Some(final_);
+        }
+    }
+    count
+}
+
+/// An upper bound of the page-table frames of an image whose span is
+/// `image_bytes`, over `ram` (sorted frame ranges): the root; for the
+/// direct map (2 MiB pages) one L3 per 512 GiB and one L2 per GiB that RAM
+/// touches; three for the local APIC's page (L3, L2, L1); for the image
+/// (4 KiB pages in the top slot) one L3, two L2s and one L1 per 2 MiB it
+/// spans plus two.
+pub fn page_table_frames(ram: &[MfnRange], image_bytes: u64) -> u64 {
+    1 + distinct_units(ram, L4_SPAN)
+        + distinct_units(ram, ONE_GIB)
+        + 3
+        + 3
+        + image_bytes.div_ceil(TWO_MIB)
+        + 2
+}
+
+/// The boot needs of an image of `image_bytes` over `ram` (sorted frame
+/// ranges).
+pub fn needs(ram: &[MfnRange], image_bytes: u64) -> BootNeeds {
+    let frames = ram.iter().map(|r| r.end()).max().unwrap_or(0);
+    BootNeeds {
+        heap_pages: heap_bytes(frames) / PAGE_SIZE,
+        page_table_frames: page_table_frames(ram, image_bytes),
+        frames,
+        frametable_pages: (frames * core::mem::size_of::<FrameInfo>() as u64).div_ceil(PAGE_SIZE),
+        m2p_pages: (frames * 8).div_ceil(PAGE_SIZE),
+    }
+}
+
+/// Which allocation of the boot failed, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {error}")]
+pub struct BootError {
+    /// `"boot allocator"`, `"heap"`, `"page tables"`, `"frametable"` or
+    /// `"m2p"`.
+    pub what: &'static str,
+    /// The allocator's refusal.
+    pub error: BootAllocError,
+}
+
+fn step(what: &'static str) -> impl FnOnce(BootAllocError) -> BootError {
+    move |error| BootError { what, error }
+}
+
+/// The heap of `pages` pages ([`heap_pages`], [`BootNeeds::heap_pages`]):
+/// the first allocation of an incoming boot.
+pub fn alloc_heap<const H: usize, const A: usize>(
+    alloc: &mut BootAllocator<H, A>,
+    pages: u64,
+) -> Result<PhysRange, BootError> {
+    alloc
+        .alloc_pages_tagged(pages, HEAP_ALIGN, "heap")
+        .map_err(step("heap"))
+}
+
+/// The page-table frames of a boot, as one block.
+pub fn alloc_page_tables<const H: usize, const A: usize>(
+    alloc: &mut BootAllocator<H, A>,
+    needs: &BootNeeds,
+) -> Result<PhysRange, BootError> {
+    alloc
+        .alloc_pages_tagged(needs.page_table_frames, PAGE_SIZE, "page tables")
+        .map_err(step("page tables"))
+}
+
+/// The frametable and the M2P, in that order.
+pub fn alloc_frametable<const H: usize, const A: usize>(
+    alloc: &mut BootAllocator<H, A>,
+    needs: &BootNeeds,
+) -> Result<(PhysRange, PhysRange), BootError> {
+    let ft = alloc
+        .alloc_pages_tagged(needs.frametable_pages.max(1), PAGE_SIZE, "frametable")
+        .map_err(step("frametable"))?;
+    let m2p = alloc
+        .alloc_pages_tagged(needs.m2p_pages.max(1), PAGE_SIZE, "m2p")
+        .map_err(step("m2p"))?;
+    Ok((ft, m2p))
+}
+
+/// Where an incoming boot's allocations land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootPlan {
+    /// The heap.
+    pub heap: PhysRange,
+    /// The page-table frames.
+    pub page_tables: PhysRange,
+    /// The frametable.
+    pub frametable: PhysRange,
+    /// The M2P.
+    pub m2p: PhysRange,
+}
+
+/// The allocations after the heap (page tables, frametable, M2P), in the
+/// incoming boot's order.
+pub fn alloc_tables<const H: usize, const A: usize>(
+    alloc: &mut BootAllocator<H, A>,
+    needs: &BootNeeds,
+) -> Result<(PhysRange, PhysRange, PhysRange), BootError> {
+    let pt = alloc_page_tables(alloc, needs)?;
+    let (ft, m2p) = alloc_frametable(alloc, needs)?;
+    Ok((pt, ft, m2p))
+}
+
+/// The incoming boot of `needs` on a fresh boot allocator over `region`
+/// minus `staged` (what `staging::staged_range` gives the new image):
+/// where each allocation lands, or which one does not fit. Only arithmetic
+/// on addresses: nothing is touched.
+pub fn dry_run(
+    region: PhysRange,
+    staged: PhysRange,
+    needs: &BootNeeds,
+) -> Result<BootPlan, BootError> {
+    let mut alloc: BootAllocator =
+        BootAllocator::new(region, &[staged]).map_err(step("boot allocator"))?;
+    let heap = alloc_heap(&mut alloc, needs.heap_pages)?;
+    let (page_tables, frametable, m2p) = alloc_tables(&mut alloc, needs)?;
+    Ok(BootPlan {
+        heap,
+        page_tables,
+        frametable,
+        m2p,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use handover_abi::Mfn;
+
+    const MIB: u64 = 1 << 20;
+
+    fn frames(start_mib: u64, mib: u64) -> MfnRange {
+        MfnRange::new(Mfn(start_mib * MIB / PAGE_SIZE), mib * MIB / PAGE_SIZE)
+    }
+
+    #[test]
+    fn needs_of_a_512_mib_machine() {
+        // QEMU microvm with 512 MiB: RAM below 640 KiB and from 1 MiB.
+        let ram = [
+            MfnRange::new(Mfn(0), 0x9f),
+            MfnRange::new(Mfn(0x100), (512 * MIB / PAGE_SIZE) - 0x100),
+        ];
+        let n = needs(&ram, 700 << 10);
+        assert_eq!(n.frames, 131_072);
+        assert_eq!(n.frametable_pages, 512); // 16 bytes a frame
+        assert_eq!(n.m2p_pages, 256); // 8 bytes a frame
+                                      // 2 MiB and 16 bytes a frame (2 MiB).
+        assert_eq!(n.heap_pages, 1024);
+        assert_eq!(heap_pages(512 * MIB), n.heap_pages);
+        // Root, one L3 and one L2 for the direct map, 3 + 3, one L1 + 2.
+        assert_eq!(n.page_table_frames, 1 + 1 + 1 + 3 + 3 + 1 + 2);
+        assert_eq!(n.bytes(), (1024 + 12 + 512 + 256) * PAGE_SIZE);
+    }
+
+    #[test]
+    fn the_heap_grows_with_ram() {
+        assert_eq!(heap_bytes(0), HEAP_BASE);
+        assert_eq!(heap_bytes(1), HEAP_BASE + PAGE_SIZE);
+        // 64 GiB: 16 Mi frames, 256 MiB and the base.
+        assert_eq!(heap_bytes(16 << 20), HEAP_BASE + (256 << 20));
+        assert_eq!(heap_pages(64 << 30), heap_bytes(16 << 20) / PAGE_SIZE);
+        // The incoming image sizes it from the end of RAM as `needs` does
+        // from the map.
+        let ram = [frames(1, 1023), frames(4096, 4096)];
+        assert_eq!(needs(&ram, MIB).heap_pages, heap_pages(8 << 30));
+        // Saturates, never wraps.
+        assert_eq!(heap_bytes(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn page_tables_grow_with_every_gib_of_ram_and_the_image() {
+        let small = page_table_frames(&[frames(0, 512)], 1);
+        assert_eq!(page_table_frames(&[frames(0, 1024)], 1), small);
+        assert_eq!(page_table_frames(&[frames(0, 1025)], 1), small + 1);
+        // Two ranges in the same GiB count it once.
+        assert_eq!(
+            page_table_frames(&[frames(0, 100), frames(200, 100)], 1),
+            small
+        );
+        // A range that starts inside a 2 MiB page maps it from its start.
+        let r = MfnRange::new(Mfn((ONE_GIB + MIB) / PAGE_SIZE), 1);
+        assert_eq!(page_table_frames(&[frames(0, 512), r], 1), small + 1);
+        assert_eq!(page_table_frames(&[frames(0, 512)], 4 * MIB + 1), small + 2);
+        assert_eq!(page_table_frames(&[], 0), 1 + 3 + 3 + 2);
+    }
+
+    #[test]
+    fn the_dry_run_is_first_fit_in_the_boot_order() {
+        let region = PhysRange::new(448 * MIB, 64 * MIB);
+        let staged = PhysRange::new(508 * MIB, 2 * MIB);
+        let n = needs(&[frames(1, 511)], MIB);
+        let plan = dry_run(region, staged, &n).unwrap();
+        assert_eq!(plan.heap, PhysRange::new(448 * MIB, heap_bytes(n.frames)));
+        assert_eq!(plan.page_tables.start, plan.heap.end());
+        assert_eq!(plan.frametable.start, plan.page_tables.end());
+        assert_eq!(plan.m2p.start, plan.frametable.end());
+        // The same sequence on a real allocator lands at the same places.
+        let mut a: BootAllocator = BootAllocator::new(region, &[staged]).unwrap();
+        assert_eq!(alloc_heap(&mut a, n.heap_pages), Ok(plan.heap));
+        assert_eq!(
+            alloc_tables(&mut a, &n),
+            Ok((plan.page_tables, plan.frametable, plan.m2p))
+        );
+    }
+
+    #[test]
+    fn a_dry_run_that_does_not_fit_names_the_allocation() {
+        // 12 MiB region, the staged range in its middle: the heap of 1 GiB
+        // of RAM (6 MiB) fits below it, its frametable (4 MiB) nowhere.
+        let region = PhysRange::new(64 * MIB, 12 * MIB);
+        let staged = PhysRange::new(72 * MIB, 2 * MIB);
+        let n = needs(&[frames(0, 1 << 10)], MIB);
+        let e = dry_run(region, staged, &n).unwrap_err();
+        assert_eq!(e.what, "frametable");
+        assert!(matches!(e.error, BootAllocError::Exhausted { .. }), "{e:?}");
+        assert!(e
+            .to_string()
+            .starts_with("frametable: live-update region exhausted"));
+        // A heap that fits neither below nor above the hole.
+        let staged = PhysRange::new(65 * MIB, 10 * MIB);
+        let e = dry_run(region, staged, &needs(&[frames(0, 16)], MIB)).unwrap_err();
+        assert_eq!(e.what, "heap");
+        // A staged range outside the region.
+        let e = dry_run(region, PhysRange::new(0, MIB), &n).unwrap_err();
+        assert_eq!(e.what, "boot allocator");
+    }
+}
