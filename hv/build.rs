@@ -30,4 +30,17 @@ fn main() {
     );
     println!("cargo:rustc-env=HVLU_BUILD_ID_HEX={id}");
     println!("cargo:rustc-env=HVLU_BUILD_ID_TEXT={text}");
+
+    // `HVLU_ABI=1.0` builds an image that reads and writes only handover
+    // ABI 1.0, as an image from before 1.1 did: the compatibility tests
+    // update between it and a current image in both directions.
+    println!("cargo:rustc-check-cfg=cfg(hvlu_abi_1_0)");
+    println!("cargo:rerun-if-env-changed=HVLU_ABI");
+    match std::env::var("HVLU_ABI").as_deref() {
+        Ok("1.0") => println!("cargo:rustc-cfg=hvlu_abi_1_0"),
+        Ok("") | Err(_) => {}
+        Ok(other) => {
+            panic!("HVLU_ABI={other}: the only other ABI an image can be built for is 1.0")
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! | `loglvl=LEVEL` | `error`, `info` or `debug` | `info` |
 //! | `timer_hz=N` | scheduler tick rate | `100` |
 //! | `autostart=M1,M2,..` | modules dom0 creates domUs from at boot | none |
-//! | `lu_inject=state\|digest` | fault injection for tests: corrupt the staged state (a body byte) or the digest in the argument page after the pre-flight check, so the incoming image must refuse | none |
+//! | `lu_inject=state\|digest\|guest\|vcpu` | fault injection for tests: corrupt the staged state (a body byte) or the digest in the argument page after the pre-flight check, so the incoming image must refuse; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
 //!
 //! An unknown word or a bad value is an error: the hypervisor stops and
 //! names it rather than guessing.
@@ -44,6 +44,12 @@ pub enum Inject {
     State,
     /// The owned-frame digest in the argument page.
     Digest,
+    /// One bit of a domU's memory (its highest data page), which the
+    /// domU's checker must find after the update.
+    Guest,
+    /// A vCPU's instruction pointer in the state (not the vCPU itself),
+    /// which the checks before the jump must refuse.
+    Vcpu,
 }
 
 impl Default for Options {
@@ -144,11 +150,13 @@ impl Options {
                     options.lu_inject = Some(match value {
                         "state" => Inject::State,
                         "digest" => Inject::Digest,
+                        "guest" => Inject::Guest,
+                        "vcpu" => Inject::Vcpu,
                         _ => {
                             return Err(CmdlineError::BadValue {
                                 option: key,
                                 value,
-                                expected: "state or digest",
+                                expected: "state, digest, guest or vcpu",
                             })
                         }
                     })

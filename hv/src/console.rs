@@ -11,7 +11,11 @@ use spin::Mutex;
 
 use crate::arch::serial;
 
-struct Serial;
+/// The console's UART as a `fmt::Write`, translating `\n` to `\r\n`. It
+/// takes no lock itself: the console below serialises ordinary output with
+/// one, and the fatal path of `crate::trap`, which must not wait for a lock
+/// the interrupted code may hold, writes through it directly.
+pub struct Serial;
 
 impl Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {

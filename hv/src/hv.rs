@@ -26,10 +26,11 @@ use spin::Mutex;
 use crate::arch::{self, cpu, paging};
 use crate::cmdline::Options;
 use crate::console::ConsoleIn;
-use crate::domain::{Domain, Reports};
+use crate::domain::Domain;
 use crate::mm::Memory;
 use crate::modules::Module;
 use crate::sched::Sched;
+use handover_abi::RetiredDomain;
 
 /// The hypervisor state, once started.
 pub static HV: Mutex<Option<Hv>> = Mutex::new(None);
@@ -55,8 +56,12 @@ pub struct Hv {
     pub tsc_khz: u64,
     /// TSC when this hypervisor started.
     pub boot_tsc: u64,
-    /// Reports of domains already destroyed: (id, name, reports).
-    pub past_reports: Vec<(DomId, String, Reports)>,
+    /// Domains already destroyed, with their last reports (at most
+    /// `handover_abi::MAX_RETIRED`; see `Hv::retire`).
+    pub retired: Vec<RetiredDomain>,
+    /// The command line this hypervisor was booted with (cold boot), or the
+    /// one its predecessor handed over.
+    pub cmdline: String,
     /// The outgoing live-update role's state.
     pub lu: LuState,
     /// Live updates since cold boot.
@@ -115,6 +120,7 @@ impl Hv {
     /// A hypervisor with memory set up and no domain yet.
     pub fn new(
         mem: Memory,
+        cmdline: &str,
         options: Options,
         modules: Vec<Module>,
         tsc_khz: u64,
@@ -130,7 +136,8 @@ impl Hv {
             options,
             tsc_khz,
             boot_tsc,
-            past_reports: Vec::new(),
+            retired: Vec::new(),
+            cmdline: String::from(cmdline),
             lu: LuState::default(),
             lu_sequence: 0,
             deferred: None,
@@ -150,12 +157,22 @@ impl Hv {
         }
     }
 
-    /// Runs the first queued vCPU: loads its page tables and segment bases,
-    /// installs the state in [`HV`], starts the interrupt controller and the
-    /// timer and leaves the boot path for the guest. Returns only if there
-    /// is no vCPU it can run.
+    /// Runs the first queued vCPU of a domain that is not paused: loads its
+    /// page tables and segment bases, installs the state in [`HV`], starts
+    /// the interrupt controller and the timer and leaves the boot path for
+    /// the guest. Returns only if there is no vCPU it can run.
     pub fn start(mut self) -> Result<Infallible, StartError> {
-        let (d, v) = self.sched.run_queue.pop_front().ok_or(StartError::NoVcpu)?;
+        let runnable = self
+            .sched
+            .run_queue
+            .iter()
+            .position(|(d, _)| self.domains.get(d).is_some_and(|dom| !dom.paused))
+            .ok_or(StartError::NoVcpu)?;
+        let (d, v) = self
+            .sched
+            .run_queue
+            .remove(runnable)
+            .ok_or(StartError::NoVcpu)?;
         let vcpu = self.domains[&d].vcpus[v].clone();
         paging::load_guest_root(vcpu.cr3.addr()).map_err(|error| StartError::Root {
             domain: d,

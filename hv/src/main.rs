@@ -70,12 +70,13 @@ pub fn cold_boot(start_info: u64) -> ! {
         Err(e) => fatal(format_args!("memory setup failed: {e}")),
     };
     hvprintln!(
-        "live-update region {:#x}-{:#x} ({} MiB), capacity {} KiB, boot allocations {} KiB",
+        "live-update region {:#x}-{:#x} ({} MiB), capacity {} KiB, boot allocations {} KiB (heap {} KiB)",
         region.start,
         region.end(),
         region.size >> 20,
         memory.handoff.largest_free_gap().map_or(0, |g| g.size) >> 10,
-        memory.handoff.used_bytes() >> 10
+        memory.handoff.used_bytes() >> 10,
+        mm::heap::stats().size >> 10
     );
     let tsc_khz = arch::timer::calibrate_tsc_khz();
     let modules = modules::discover();
@@ -89,7 +90,7 @@ pub fn cold_boot(start_info: u64) -> ! {
             .collect::<alloc::vec::Vec<_>>()
             .join(" ")
     );
-    let mut hv = hv::Hv::new(memory, options, modules, tsc_khz, boot_tsc);
+    let mut hv = hv::Hv::new(memory, info.cmdline(), options, modules, tsc_khz, boot_tsc);
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")
@@ -123,10 +124,12 @@ fn cold_memory(
         *slot = range;
         n += 1;
     }
+    let (image_start, image_end) = arch::image_range();
+    let needs = new_hv::boot::needs(&fixed[..n], image_end - image_start);
     let mut boot = mm::BootMem::new(region, &[])?;
-    boot.page_tables(&fixed[..n])?;
-    boot.heap()?;
-    let mut memory = boot.finish(fixed[..n].to_vec(), mm::reserved_ranges(region))?;
+    boot.page_tables(&fixed[..n], &needs)?;
+    boot.heap(needs.heap_pages)?;
+    let mut memory = boot.finish(fixed[..n].to_vec(), mm::reserved_ranges(region), &needs)?;
     let free = {
         let parts = memory.parts();
         frame_ownership::free_ranges::<(handover_abi::Mfn, handover_abi::RunKind), handover_abi::Mfn>(
@@ -152,6 +155,8 @@ pub fn lu_boot(args_phys: u64) -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    hvprintln!("PANIC: {info}");
+    // Without the console's lock: the panic may have happened while it was
+    // held (single CPU, interrupts off: nothing else writes meanwhile).
+    let _ = core::fmt::Write::write_fmt(&mut console::Serial, format_args!("(hv) PANIC: {info}\n"));
     arch::cpu::exit(Outcome::Panic)
 }

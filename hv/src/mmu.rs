@@ -8,6 +8,14 @@
 //! may point only at tables of the level below, so a guest builds a new
 //! address space bottom-up: fill data frames, unmap them, pin the L1s, then
 //! the L2s that point at them, and so on.
+//!
+//! Reservations cost what they are asked for, not what the domain holds:
+//! the domain's frame space ([`crate::domain::P2m`]) hands out and takes back
+//! guest frame numbers without scanning its p2m and keeps the frame count,
+//! and nothing here allocates more than the request's result. The start-info
+//! page must stay a data frame of its domain (the handover state lists it
+//! among the data runs): it can be neither given back nor pinned
+//! ([`Error::Permission`]).
 
 use frame_ownership::{DomainContext, EntryError, OpError, PageType, PtLevel};
 use handover_abi::{Gpfn, Mfn};
@@ -17,7 +25,7 @@ use pv_abi::hypercall::{Error, MmuUpdate};
 use crate::arch::{paging, phys};
 use crate::domain::Domain;
 use crate::hvprintln;
-use crate::mm::Memory;
+use crate::mm::{heap, Memory};
 
 /// Most requests one `mmu_update` call handles.
 pub const MAX_BATCH: usize = 512;
@@ -101,10 +109,22 @@ fn level_of(n: u64) -> Result<PtLevel, Error> {
     }
 }
 
+/// Whether `mfn` is `dom`'s start-info page (its frame, at the start-info
+/// gpfn in the M2P).
+fn is_start_info(mem: &Memory, dom: &Domain, mfn: Mfn) -> bool {
+    let i = mfn.0 as usize;
+    mem.frametable.get(i).is_some_and(|f| f.is_owned_by(dom.id))
+        && mem.m2p.get(i) == Some(&dom.start_info.0)
+}
+
 /// Validates and pins `mfn` as a table of `level`. A new L4 gets the
-/// hypervisor's slots written into it.
+/// hypervisor's slots written into it. The start-info page is refused
+/// ([`Error::Permission`]).
 pub fn pin_table(mem: &mut Memory, dom: &Domain, mfn: Mfn, level: u64) -> Result<u64, Error> {
     let level = level_of(level)?;
+    if is_start_info(mem, dom, mfn) {
+        return Err(Error::Permission);
+    }
     let ctx = context(dom)?;
     let parts = mem.parts();
     frame_ownership::pin(
@@ -177,8 +197,11 @@ pub fn new_baseptr(
     Ok(0)
 }
 
-/// Gives `dom` up to `count` new zeroed frames, appended to its guest frame
-/// space; returns their mfns.
+/// Gives `dom` up to `count` new zeroed frames, at the lowest guest frame
+/// numbers given back earlier, then past the end of its p2m (which stays
+/// within the memory limit however often frames come and go); returns
+/// their mfns. The cost is `count` frames: the frame space finds each gpfn
+/// without a scan, and the result is the only allocation.
 pub fn increase_reservation(
     mem: &mut Memory,
     dom: &mut Domain,
@@ -188,21 +211,20 @@ pub fn increase_reservation(
         return Err(Error::Limit);
     }
     let ctx = DomainContext::new(dom.id, &[]).map_err(|_| Error::Failed)?;
-    let mut given = alloc::vec::Vec::with_capacity(count);
-    for _ in 0..count {
-        let Some(mfn) = mem.pages.alloc() else { break };
+    let mut given = alloc::vec::Vec::new();
+    heap::reserve(&mut given, count)?;
+    // One frame: the lowest free gpfn, a zeroed frame, claimed.
+    let mut one = |dom: &mut Domain| -> Result<Option<u64>, Error> {
+        let Some(gpfn) = dom.p2m.next_gpfn() else {
+            return Ok(None);
+        };
+        let Some(mfn) = mem.pages.alloc() else {
+            return Ok(None);
+        };
         if phys::zero(mfn.addr(), 4096).is_err() {
             mem.pages.free(mfn);
             return Err(Error::Failed);
         }
-        // Reuse a guest frame number given back earlier, so the p2m stays
-        // within the memory limit however often frames come and go.
-        let gpfn = Gpfn(
-            dom.p2m
-                .iter()
-                .position(|&m| m == u64::MAX)
-                .unwrap_or(dom.p2m.len()) as u64,
-        );
         let parts = mem.parts();
         if let Err(e) =
             frame_ownership::claim_data(&parts.layout, parts.frametable, parts.m2p, &ctx, mfn, gpfn)
@@ -210,11 +232,23 @@ pub fn increase_reservation(
             parts.pages.free(mfn);
             return Err(error_of(&e));
         }
-        match dom.p2m.get_mut(gpfn.0 as usize) {
-            Some(slot) => *slot = mfn.0,
-            None => dom.p2m.push(mfn.0),
+        if dom.p2m.add(mfn.0) != Some(gpfn) {
+            hvprintln!(
+                "BUG: d{} frame space moved under increase_reservation",
+                dom.id
+            );
+            return Err(Error::Failed);
         }
-        given.push(mfn.0);
+        Ok(Some(mfn.0))
+    };
+    for _ in 0..count {
+        match one(dom) {
+            Ok(Some(mfn)) => given.push(mfn),
+            Ok(None) => break,
+            // The frames given so far are the guest's: it learns them.
+            Err(e) if given.is_empty() => return Err(e),
+            Err(_) => break,
+        }
     }
     if given.is_empty() && count > 0 {
         return Err(Error::NoMemory);
@@ -223,7 +257,9 @@ pub fn increase_reservation(
 }
 
 /// Takes back frames of `dom` that are unmapped, untyped and unpinned.
-/// Stops at the first refused one; returns how many were taken.
+/// Stops at the first refused one; returns how many were taken. The
+/// start-info page is refused ([`Error::Permission`]): the handover state
+/// must find it among the domain's data frames.
 pub fn decrease_reservation(
     mem: &mut Memory,
     dom: &mut Domain,
@@ -233,12 +269,22 @@ pub fn decrease_reservation(
     for &mfn in mfns {
         // The guest frame, from the M2P, before the release clears it.
         let gpfn = mem.m2p.get(mfn as usize).copied();
-        let result = frame_ownership::release_data(mem.frametable, mem.m2p, dom.id, Mfn(mfn))
-            .map_err(|e| error_of(&e));
+        let result = if is_start_info(mem, dom, Mfn(mfn)) {
+            Err(Error::Permission)
+        } else {
+            frame_ownership::release_data(mem.frametable, mem.m2p, dom.id, Mfn(mfn))
+                .map_err(|e| error_of(&e))
+        };
         match result {
             Ok(()) => {
-                if let Some(slot) = gpfn.and_then(|g| dom.p2m.get_mut(g as usize)) {
-                    *slot = u64::MAX;
+                match gpfn.filter(|&g| dom.p2m.get(g as usize) == Some(&mfn)) {
+                    Some(g) => {
+                        dom.p2m.remove(Gpfn(g));
+                    }
+                    None => hvprintln!(
+                        "BUG: d{} gave back mfn {mfn:#x}, which its p2m does not hold at gpfn {gpfn:?}",
+                        dom.id
+                    ),
                 }
                 mem.pages.free(Mfn(mfn));
                 done += 1;

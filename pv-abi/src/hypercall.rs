@@ -27,17 +27,24 @@ pub enum Hypercall {
     /// first refused one and returns its error.
     MmuUpdate = 4,
     /// `pin_table(mfn, level)`: validates and pins a page table of `level`
-    /// (1..=4) that the caller owns.
+    /// (1..=4) that the caller owns. The caller's start-info page is refused
+    /// with [`Error::Permission`]: it must stay a data frame.
     PinTable = 5,
     /// `unpin_table(mfn)`: drops the pin.
     UnpinTable = 6,
     /// `new_baseptr(mfn)`: switches the calling vCPU to the pinned L4 `mfn`.
     NewBaseptr = 7,
-    /// `increase_reservation(mfns_out, count)`: gives the caller `count` new
-    /// frames (writes their mfns). Returns the number given.
+    /// `increase_reservation(mfns_out, count)`: gives the caller up to
+    /// `count` (at most 512) new zeroed frames (writes their mfns). Returns
+    /// the number given; [`Error::Limit`] if they would take the caller past
+    /// its memory limit, [`Error::NoMemory`] if no frame (or no hypervisor
+    /// memory for the answer) is left.
     IncreaseReservation = 8,
-    /// `decrease_reservation(mfns, count)`: gives frames back. A frame that is
-    /// still mapped, typed or pinned is refused.
+    /// `decrease_reservation(mfns, count)`: gives frames back (at most 512).
+    /// A frame that is still mapped, typed or pinned is refused
+    /// ([`Error::Busy`]), and so is the caller's start-info page, always
+    /// ([`Error::Permission`]): the handover state of a live update must
+    /// find it among the caller's data frames.
     DecreaseReservation = 9,
     /// `domctl(op, arg0, arg1, arg2)`: domain control, dom0 only; see
     /// [`DomctlOp`].

@@ -24,32 +24,6 @@ pub use pv_abi;
 
 use pv_abi::start_info::{StartInfo, START_INFO_MAGIC, START_INFO_VA};
 
-/// The guests' global allocator, which refuses every allocation: guests
-/// never allocate.
-///
-/// It exists because `alloc` can still be in a guest's crate graph without
-/// the guest using it: `cargo xtask build` builds the guests in the same cargo
-/// invocation as the hypervisor, feature unification then gives
-/// `hvlu-types` its `serde` feature there too, and serde links `alloc`, which
-/// does not link without a global allocator. An allocation that somehow
-/// happens fails (a null pointer: the caller panics, and the panic handler
-/// ends the domain), loudly, never silently.
-struct NoAlloc;
-
-// SAFETY: returning null from `alloc` is how a `GlobalAlloc` reports a
-// failed allocation, which every caller must handle; `dealloc` is only ever
-// called with a pointer `alloc` returned, and it never returned one.
-unsafe impl core::alloc::GlobalAlloc for NoAlloc {
-    unsafe fn alloc(&self, _layout: core::alloc::Layout) -> *mut u8 {
-        core::ptr::null_mut()
-    }
-
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
-}
-
-#[global_allocator]
-static NO_ALLOC: NoAlloc = NoAlloc;
-
 /// The start-info page.
 pub fn start_info() -> &'static StartInfo {
     // SAFETY: the domain builder maps a `StartInfo` at START_INFO_VA before

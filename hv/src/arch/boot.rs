@@ -10,8 +10,9 @@
 //! the hypervisor can reach the memory map, the region and its first page
 //! tables before its own direct map exists), maps the first GiB again at
 //! `KERNEL_VBASE` (where the rest of the image is linked), enables long mode
-//! and jumps to `hv_entry64` (`super::start`) on the boot stack with the
-//! start-info address as its argument. The hypervisor replaces these tables
+//! and jumps to `hv_entry64` (`super::start`) on the boot stack
+//! (`boot_stack_top_high`, `super::stack`) with the start-info address as
+//! its argument. The hypervisor replaces these tables
 //! with its own as soon as it has a boot allocator.
 
 use core::arch::global_asm;
@@ -126,12 +127,6 @@ boot_gdt_desc:
     .p2align 4
     .fill 256, 1, 0
 boot_stack_top:
-
-    .section .bss.boot_stack, "aw", @nobits
-    .p2align 12
-    .skip 65536
-    .global boot_stack_top_high
-boot_stack_top_high:
     "#,
     options(att_syntax)
 );

@@ -119,6 +119,27 @@ pub fn for_each_file(mut f: impl FnMut(&FwFile)) {
     }
 }
 
+/// The file named `name`, if the device is there and has one.
+pub fn find(name: &str) -> Option<FwFile> {
+    probe().ok()?;
+    let mut found = None;
+    for_each_file(|file| {
+        if found.is_none() && file.name() == name {
+            found = Some(*file);
+        }
+    });
+    found
+}
+
+/// Copies the first bytes of `file` into `buf` through the data port (for
+/// small files: no DMA, no direct-map buffer). Returns how many were copied.
+pub fn read_small(file: &FwFile, buf: &mut [u8]) -> usize {
+    let len = buf.len().min(file.size as usize);
+    select(file.select);
+    read_bytes(&mut buf[..len]);
+    len
+}
+
 #[repr(C, align(16))]
 struct DmaAccess {
     control: u32,

@@ -8,6 +8,7 @@ use core::mem::size_of;
 use core::ptr::addr_of;
 
 use super::cpu::wrmsr;
+use super::stack::Stack;
 use super::trap;
 
 /// Kernel code selector.
@@ -20,18 +21,6 @@ pub const USER_DS: u16 = 0x18 | 3;
 pub const USER_CS: u16 = 0x20 | 3;
 /// TSS selector.
 const TSS_SEL: u16 = 0x28;
-
-const STACK_SIZE: usize = 64 * 1024;
-
-#[repr(C, align(4096))]
-struct Stack([u8; STACK_SIZE]);
-
-/// The stack traps from guests and hypercalls run on (TSS.RSP0).
-static mut KERNEL_STACK: Stack = Stack([0; STACK_SIZE]);
-/// The stack of the double-fault handler (IST1).
-static mut DOUBLE_FAULT_STACK: Stack = Stack([0; STACK_SIZE]);
-/// The stack of the NMI handler (IST2).
-static mut NMI_STACK: Stack = Stack([0; STACK_SIZE]);
 
 #[repr(C, packed)]
 struct Tss {
@@ -92,13 +81,9 @@ struct Pointer {
     base: u64,
 }
 
-fn stack_top(stack: *const Stack) -> u64 {
-    stack as u64 + STACK_SIZE as u64
-}
-
 /// The top of the stack traps from ring 3 arrive on.
 pub fn kernel_stack_top() -> u64 {
-    stack_top(addr_of!(KERNEL_STACK))
+    Stack::Kernel.top()
 }
 
 const EFER: u32 = 0xc000_0080;
@@ -121,13 +106,14 @@ pub fn init() {
     // SAFETY: called once at boot on the only CPU with interrupts off, so
     // nothing else reads or writes these tables while they are filled; the
     // descriptors written are valid 64-bit descriptors, the stacks are
-    // statics that live forever, and every IDT gate points at a stub of
+    // `.bss` blocks of the image that live forever (`super::stack`), and
+    // every IDT gate points at a stub of
     // `trap` that builds a `TrapFrame`.
     unsafe {
         let tss = &mut *core::ptr::addr_of_mut!(TSS);
         tss.rsp[0] = kernel_stack_top();
-        tss.ist[0] = stack_top(addr_of!(DOUBLE_FAULT_STACK));
-        tss.ist[1] = stack_top(addr_of!(NMI_STACK));
+        tss.ist[0] = Stack::DoubleFault.top();
+        tss.ist[1] = Stack::Nmi.top();
 
         let gdt = &mut *core::ptr::addr_of_mut!(GDT);
         gdt[5] = tss_lo;

@@ -136,16 +136,20 @@ fn table_for(
     level: u32,
     alloc: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<u64, PrepareError> {
+    // `root` may be the hypervisor's own root (the trampoline's mapping), so
+    // the walk goes through the page-table accessors; the frames it adds
+    // come from the staging area and are not the hypervisor's tables for
+    // good (they are not recorded).
     let mut table = root;
     for l in (level + 1..=4).rev() {
         let slot = table + entry_offset(va, l);
-        let entry = phys::read_u64(slot)?;
+        let entry = phys::table_read_u64(slot)?;
         table = if entry & PRESENT != 0 {
             entry & ADDR_MASK
         } else {
             let new = alloc().ok_or(PrepareError::OutOfFrames)?;
-            phys::zero(new, 4096)?;
-            phys::write_u64(slot, new | PRESENT | WRITABLE)?;
+            phys::table_zero(new)?;
+            phys::table_write_u64(slot, new | PRESENT | WRITABLE)?;
             new
         };
     }
@@ -174,12 +178,12 @@ pub fn prepare(
     let hv_root = super::paging::hv_root();
     // A fresh identity mapping of the trampoline in the hypervisor's root:
     // slot 0 of its lower half is otherwise empty.
-    phys::write_u64(hv_root + entry_offset(plan.trampoline, 4), 0)?;
+    phys::table_write_u64(hv_root + entry_offset(plan.trampoline, 4), 0)?;
     let new_root = alloc().ok_or(PrepareError::OutOfFrames)?;
     phys::zero(new_root, 4096)?;
     for root in [hv_root, new_root] {
         let pt = table_for(root, plan.trampoline, 1, alloc)?;
-        phys::write_u64(
+        phys::table_write_u64(
             pt + entry_offset(plan.trampoline, 1),
             plan.trampoline | PRESENT,
         )?;
@@ -191,7 +195,7 @@ pub fn prepare(
         for off in (0..m.len).step_by(4096) {
             let va = m.vaddr + off;
             let pt = table_for(new_root, va, 1, alloc)?;
-            phys::write_u64(
+            phys::table_write_u64(
                 pt + entry_offset(va, 1),
                 (m.phys + off) | PRESENT | WRITABLE,
             )?;
@@ -201,7 +205,7 @@ pub fn prepare(
     for pa in (0..plan.ram_end.div_ceil(TWO_MIB) * TWO_MIB).step_by(TWO_MIB as usize) {
         let va = DIRECT_MAP_BASE + pa;
         let pd = table_for(new_root, va, 2, alloc)?;
-        phys::write_u64(
+        phys::table_write_u64(
             pd + entry_offset(va, 2),
             pa | PRESENT | WRITABLE | HUGE | NO_EXECUTE,
         )?;

@@ -1,8 +1,9 @@
 //! The architecture layer: every `unsafe` of the hypervisor lives here.
 //!
-//! Port I/O, control registers and MSRs, descriptor tables, the boot path,
-//! physical memory access, page-table switches and the live-update jump,
-//! and the exported entry symbols and ELF note (`start`). Everything above
+//! Port I/O, control registers and MSRs, descriptor tables, the stacks and
+//! their guard pages, the boot path, physical memory access, page-table
+//! switches and the live-update jump, the exported entry symbols and ELF
+//! note (`start`), and the test-only self-test triggers (`selftest`). Everything above
 //! this layer is safe Rust over the functions it exports: the crate root
 //! denies `unsafe_code` and allows it for this module alone.
 
@@ -17,7 +18,9 @@ pub mod lapic;
 pub mod paging;
 pub mod phys;
 pub mod port;
+pub mod selftest;
 pub mod serial;
+pub mod stack;
 mod start;
 pub mod timer;
 pub mod trap;

@@ -6,12 +6,16 @@
 //! |---|---|---|
 //! | 0..256 | lower half | the guest (PV, ring 3) |
 //! | 256 | `0xffff_8000_0000_0000` + pa | direct map of RAM, 2 MiB pages, NX |
-//! | 511 | `0xffff_ffff_8000_0000` + link pa | the hypervisor image, 4 KiB pages by section |
+//! | 511 | `0xffff_ffff_8000_0000` + link pa | the hypervisor image, 4 KiB pages by section, the guard page below each stack left out |
 //!
 //! Slots 256..512 of every guest L4 are copies of the hypervisor root's and
 //! are written only by the hypervisor; the guest cannot change them (the
 //! type rules refuse guest writes there), and after a live update the new
 //! hypervisor rewrites them.
+//!
+//! Every frame of these tables is recorded with `phys` as it is allocated
+//! (`phys::record_table`): the public physical accessors refuse them, and
+//! this module (and `kexec`) reach them through `phys::table_*` only.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +26,7 @@ use hvlu_types::pte::{
 };
 
 use super::phys::{self, PhysError};
-use super::{image_range, kernel_virt_to_phys, KERNEL_VBASE};
+use super::{image_range, kernel_virt_to_phys, stack, KERNEL_VBASE};
 
 /// First L4 slot that belongs to the hypervisor.
 pub const HV_FIRST_SLOT: usize = 256;
@@ -41,6 +45,15 @@ pub(super) fn entry_offset(vaddr: u64, level: u32) -> u64 {
     8 * pte::index(vaddr, level) as u64
 }
 
+/// A zeroed frame from `alloc` for the hypervisor's page tables, recorded
+/// as such before anything is written to it.
+fn new_table(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, PagingError> {
+    let frame = alloc().ok_or(PagingError::OutOfFrames)?;
+    phys::record_table(frame)?;
+    phys::table_zero(frame)?;
+    Ok(frame)
+}
+
 /// Walks from `root` to the table of `level` that maps `vaddr`, creating
 /// tables from `alloc` on the way. Returns that table's physical address.
 fn walk_create(
@@ -52,14 +65,13 @@ fn walk_create(
     let mut table = root;
     for l in (level + 1..=4).rev() {
         let slot = table + entry_offset(vaddr, l);
-        let entry = phys::read_u64(slot)?;
+        let entry = phys::table_read_u64(slot)?;
         table = if entry & PRESENT != 0 {
             entry & ADDR_MASK
         } else {
-            let new = alloc().ok_or(PagingError::OutOfFrames)?;
-            phys::zero(new, 4096)?;
+            let new = new_table(alloc)?;
             // Intermediate entries are permissive; leaves decide.
-            phys::write_u64(slot, new | PRESENT | WRITABLE)?;
+            phys::table_write_u64(slot, new | PRESENT | WRITABLE)?;
             new
         };
     }
@@ -108,14 +120,14 @@ fn sym(s: &u8) -> u64 {
 }
 
 /// Builds the hypervisor's page tables — the direct map over `ram` (ranges
-/// `[start, end)`) and the image by section — in frames from `alloc`, and
-/// loads them. Returns the highest physical address the direct map covers.
+/// `[start, end)`) and the image by section, without the stacks' guard
+/// pages — in frames from `alloc`, and loads them. Returns the highest
+/// physical address the direct map covers.
 pub fn build_and_load(
     ram: &mut dyn Iterator<Item = (u64, u64)>,
     alloc: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<u64, PagingError> {
-    let root = alloc().ok_or(PagingError::OutOfFrames)?;
-    phys::zero(root, 4096)?;
+    let root = new_table(alloc)?;
 
     const TWO_MIB: u64 = 2 << 20;
     let mut limit = 0;
@@ -123,7 +135,7 @@ pub fn build_and_load(
         let mut pa = start & !(TWO_MIB - 1);
         while pa < end {
             let pd = walk_create(root, DIRECT_MAP_BASE + pa, 2, alloc)?;
-            phys::write_u64(
+            phys::table_write_u64(
                 pd + entry_offset(DIRECT_MAP_BASE + pa, 2),
                 pa | PRESENT | WRITABLE | HUGE | GLOBAL | NO_EXECUTE,
             )?;
@@ -135,7 +147,7 @@ pub fn build_and_load(
     // The local APIC's registers, uncached, at their direct-map address.
     let lapic_va = DIRECT_MAP_BASE + super::lapic::LAPIC_PHYS;
     let pt = walk_create(root, lapic_va, 1, alloc)?;
-    phys::write_u64(
+    phys::table_write_u64(
         pt + entry_offset(lapic_va, 1),
         super::lapic::LAPIC_PHYS | PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH | NO_EXECUTE,
     )?;
@@ -150,10 +162,16 @@ pub fn build_and_load(
         )
     };
     let (_, img_end) = image_range();
-    // Map every page of the image's upper-half part (from .text on).
+    // Map every page of the image's upper-half part (from .text on) but the
+    // stacks' guard pages, which stay not present so that an overflow
+    // faults (see `super::stack`).
     let mut va = text & !0xfff;
     let virt_end = kernel_phys_end_virt(img_end);
     while va < virt_end {
+        if stack::is_guard_page(va) {
+            va += 4096;
+            continue;
+        }
         let flags = if (text..text_end).contains(&va) {
             PRESENT | GLOBAL
         } else if (ro..ro_end).contains(&va) {
@@ -162,14 +180,17 @@ pub fn build_and_load(
             PRESENT | WRITABLE | GLOBAL | NO_EXECUTE
         };
         let pt = walk_create(root, va, 1, alloc)?;
-        phys::write_u64(pt + entry_offset(va, 1), kernel_virt_to_phys(va) | flags)?;
+        phys::table_write_u64(pt + entry_offset(va, 1), kernel_virt_to_phys(va) | flags)?;
         va += 4096;
     }
 
     // SAFETY: the new root maps the image at its link addresses with the
     // same contents (the code running now, its stack in .bss, its statics)
     // and the direct map that `phys` switches to right after; the boot
-    // stub's identity map is no longer used by anything.
+    // stub's identity map is no longer used by anything. The guard pages
+    // left out are never accessed (an access is a stack overflow, and
+    // faults). The old tables had no global entries for them, so none
+    // survives the switch.
     unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
     HV_ROOT.store(root, Ordering::Relaxed);
     phys::set_direct_map(limit);
@@ -193,7 +214,7 @@ pub fn hv_slots() -> Result<[u64; 512 - HV_FIRST_SLOT], PhysError> {
     let mut slots = [0u64; 512 - HV_FIRST_SLOT];
     let root = hv_root();
     for (i, slot) in slots.iter_mut().enumerate() {
-        *slot = phys::read_u64(root + 8 * (HV_FIRST_SLOT + i) as u64)?;
+        *slot = phys::table_read_u64(root + 8 * (HV_FIRST_SLOT + i) as u64)?;
     }
     Ok(slots)
 }
@@ -250,7 +271,7 @@ pub enum LoadRootError {
 pub fn load_guest_root(root: u64) -> Result<(), LoadRootError> {
     let hv = hv_root();
     for slot in [HV_FIRST_SLOT as u64, 511] {
-        let mine = phys::read_u64(hv + 8 * slot).map_err(LoadRootError::Phys)?;
+        let mine = phys::table_read_u64(hv + 8 * slot).map_err(LoadRootError::Phys)?;
         let theirs = phys::read_u64(root + 8 * slot).map_err(LoadRootError::Phys)?;
         if mine != theirs {
             return Err(LoadRootError::ForeignUpperHalf);

@@ -9,9 +9,14 @@
 //!   hypervisor then owns as ordinary Rust data (its heap, the frametable).
 //!   A range can be claimed once; claims are recorded.
 //! - [`read`], [`write`] and friends copy bytes to and from any other RAM
-//!   (guest frames, page tables, free frames) and refuse an address inside
-//!   a claim or inside the hypervisor image, so they never alias a Rust
-//!   reference.
+//!   (guest frames, guest page tables, free frames) and refuse an address
+//!   inside a claim, inside the hypervisor image or inside the hypervisor's
+//!   own page tables, so they never alias a Rust reference and nothing
+//!   outside `arch::paging` and `arch::kexec` can remap the hypervisor.
+//!
+//! The frames of the hypervisor's own page tables are recorded as they are
+//! allocated ([`record_table`], by `arch::paging`); the arch layer reaches
+//! them through the `table_*` accessors, which are not exported.
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +34,14 @@ static LIMIT: AtomicU64 = AtomicU64::new(4 << 30);
 const MAX_CLAIMS: usize = 16;
 static mut CLAIMS: [(u64, u64); MAX_CLAIMS] = [(0, 0); MAX_CLAIMS];
 static CLAIM_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// The frames of the hypervisor's own page tables, as ranges `[start, end)`
+/// merged as frames are recorded (the boot allocator hands them out in
+/// order, so there are few).
+const MAX_TABLE_RANGES: usize = 32;
+static TABLES: [[AtomicU64; 2]; MAX_TABLE_RANGES] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_TABLE_RANGES];
+static TABLE_COUNT: AtomicU64 = AtomicU64::new(0);
 
 /// The hypervisor image's physical range, recorded at boot.
 static IMAGE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
@@ -77,7 +90,9 @@ pub enum PhysError {
     Unmapped { paddr: u64, len: u64 },
     /// The range touches memory the hypervisor owns as Rust data or code.
     Private { paddr: u64, len: u64 },
-    /// No more claims can be recorded.
+    /// The range touches one of the hypervisor's own page tables.
+    PageTable { paddr: u64, len: u64 },
+    /// No more claims (or page-table ranges) can be recorded.
     TooManyClaims,
 }
 
@@ -96,12 +111,34 @@ impl core::fmt::Display for PhysError {
                     "{len} bytes at {paddr:#x} belong to the hypervisor's own data or image"
                 )
             }
-            PhysError::TooManyClaims => f.write_str("too many claimed ranges"),
+            PhysError::PageTable { paddr, len } => {
+                write!(
+                    f,
+                    "{len} bytes at {paddr:#x} belong to the hypervisor's own page tables"
+                )
+            }
+            PhysError::TooManyClaims => f.write_str("too many claimed or page-table ranges"),
         }
     }
 }
 
-fn check(paddr: u64, len: u64) -> Result<(), PhysError> {
+/// The frames of the hypervisor's own page tables, as ranges `[start, end)`.
+pub fn table_ranges() -> impl Iterator<Item = (u64, u64)> {
+    let n = TABLE_COUNT.load(Ordering::Acquire) as usize;
+    TABLES[..n]
+        .iter()
+        .map(|r| (r[0].load(Ordering::Relaxed), r[1].load(Ordering::Relaxed)))
+}
+
+/// Whether the hypervisor's page tables are exempt from the check (the
+/// arch layer's own table accessors) or refused (everyone else).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tables {
+    Refuse,
+    Allow,
+}
+
+fn check_with(paddr: u64, len: u64, tables_rule: Tables) -> Result<(), PhysError> {
     let end = paddr
         .checked_add(len)
         .ok_or(PhysError::Unmapped { paddr, len })?;
@@ -117,6 +154,65 @@ fn check(paddr: u64, len: u64) -> Result<(), PhysError> {
     {
         return Err(PhysError::Private { paddr, len });
     }
+    if tables_rule == Tables::Refuse && table_ranges().any(|(s, e)| overlaps(paddr, end, s, e)) {
+        return Err(PhysError::PageTable { paddr, len });
+    }
+    Ok(())
+}
+
+fn check(paddr: u64, len: u64) -> Result<(), PhysError> {
+    check_with(paddr, len, Tables::Refuse)
+}
+
+/// Records the frame at `paddr` as one of the hypervisor's own page
+/// tables: from now on only the `table_*` accessors reach it. The frame
+/// must be mapped, page aligned, and neither claimed, nor part of the
+/// image, nor recorded already.
+pub(super) fn record_table(paddr: u64) -> Result<(), PhysError> {
+    check(paddr, 4096)?;
+    if !paddr.is_multiple_of(4096) {
+        return Err(PhysError::Unmapped { paddr, len: 4096 });
+    }
+    let n = TABLE_COUNT.load(Ordering::Relaxed) as usize;
+    for range in &TABLES[..n] {
+        if range[1].load(Ordering::Relaxed) == paddr {
+            range[1].store(paddr + 4096, Ordering::Release);
+            return Ok(());
+        }
+        if range[0].load(Ordering::Relaxed) == paddr + 4096 {
+            range[0].store(paddr, Ordering::Release);
+            return Ok(());
+        }
+    }
+    let range = TABLES.get(n).ok_or(PhysError::TooManyClaims)?;
+    range[0].store(paddr, Ordering::Relaxed);
+    range[1].store(paddr + 4096, Ordering::Relaxed);
+    TABLE_COUNT.store(n as u64 + 1, Ordering::Release);
+    Ok(())
+}
+
+/// Reads the 64-bit page-table entry at `paddr`, which may be in one of the
+/// hypervisor's own page tables (for `arch::paging` and `arch::kexec`).
+pub(super) fn table_read_u64(paddr: u64) -> Result<u64, PhysError> {
+    check_with(paddr, 8, Tables::Allow)?;
+    // SAFETY: mapped, and not part of any Rust object (checked: not claimed,
+    // not the image; page tables are never Rust objects).
+    Ok(unsafe { core::ptr::read_unaligned(virt(paddr) as *const u64) })
+}
+
+/// Writes the 64-bit page-table entry at `paddr` (see [`table_read_u64`]).
+pub(super) fn table_write_u64(paddr: u64, value: u64) -> Result<(), PhysError> {
+    check_with(paddr, 8, Tables::Allow)?;
+    // SAFETY: as in `table_read_u64`.
+    unsafe { core::ptr::write_unaligned(virt(paddr) as *mut u64, value) };
+    Ok(())
+}
+
+/// Zeroes the page-table frame at `paddr` (see [`table_read_u64`]).
+pub(super) fn table_zero(paddr: u64) -> Result<(), PhysError> {
+    check_with(paddr, 4096, Tables::Allow)?;
+    // SAFETY: as in `table_read_u64`.
+    unsafe { core::ptr::write_bytes(virt(paddr) as *mut u8, 0, 4096) };
     Ok(())
 }
 
@@ -176,8 +272,8 @@ pub fn claim(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
 /// whatever contents they have (for an allocator, which never reads memory
 /// it has not handed out and written).
 ///
-/// The range must be mapped, page aligned, and must not overlap the image or
-/// an earlier claim. It stays claimed for the life of this hypervisor.
+/// The range must be mapped, page aligned, and must not overlap the image,
+/// an earlier claim or the hypervisor's page tables. It stays claimed for the life of this hypervisor.
 pub fn claim_uninit(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
     check(paddr, len)?;
     if !paddr.is_multiple_of(4096) {
@@ -252,7 +348,8 @@ impl frame_ownership::PageTableReader for TableReader {
     fn read_table(&self, mfn: handover_abi::Mfn) -> &[u64; 512] {
         let paddr = mfn.addr();
         // The pass reads only frames it has checked are RAM outside the
-        // region and the hv-reserved ranges, so a refusal is a bug.
+        // region and the hv-reserved ranges (so never the hypervisor's own
+        // tables, which are in the region), so a refusal is a bug.
         if let Err(e) = check(paddr, 4096) {
             panic!("page-table reader: frame {:#x} refused: {e:?}", mfn.0);
         }

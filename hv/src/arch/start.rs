@@ -21,8 +21,12 @@ extern "C" {
 /// hand over to this image, and where to enter it.
 #[used]
 #[link_section = ".note.hvlu"]
-static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> =
-    HvluNote::new(handover_abi::READS, hv_lu_entry, BUILD_ID);
+static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> = HvluNote::new(
+    crate::build_id::READS,
+    crate::build_id::WRITES,
+    hv_lu_entry,
+    BUILD_ID,
+);
 
 /// The first Rust code of a cold boot: in long mode, in the upper half, on
 /// the boot stack, with the physical address of the PVH start-info

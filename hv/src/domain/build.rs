@@ -5,7 +5,7 @@
 //!
 //! | gpfns | what |
 //! |---|---|
-//! | 0 | start-info page |
+//! | 0 ([`START_INFO_GPFN`]) | start-info page |
 //! | 1.. | gpfn → mfn list |
 //! | .. | the ELF image, then the initial stack |
 //! | `pt_first_gpfn`.. | page tables: L1s, L2s, L3s, the L4 |
@@ -16,13 +16,18 @@
 //! that adopts domains after a live update — which claims every frame, types
 //! the tables, checks every entry and takes every count. A domain the pass
 //! would refuse is never started.
+//!
+//! Before any frame is taken, the domain's frame space ([`P2m`]: its p2m and
+//! free-gpfn list, sized by its memory limit of 125 % of its pages) is
+//! reserved on the heap; a domain the machine cannot back — not enough free
+//! frames, or not enough heap — is refused with both numbers.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use frame_ownership::DomainView;
 use goblin::elf::{program_header::PT_LOAD, Elf};
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::{DomId, Gpfn, Mfn, RunKind};
 use hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pv_abi::start_info::{
     StartInfo, IMAGE_BASE, PHYSMAP_VA, SIF_PRIVILEGED, STACK_PAGES, STACK_TOP, START_INFO_MAGIC,
@@ -31,16 +36,29 @@ use pv_abi::start_info::{
 
 use zerocopy::IntoBytes;
 
+use super::p2m::{self, P2m, P2mError};
 use super::{Domain, Vcpu};
 use crate::arch::paging;
 use crate::arch::phys;
 use crate::arch::trap::TrapFrame;
-use crate::mm::Memory;
+use crate::mm::{heap, Memory};
 
 /// Largest image the layout allows: it must end below the window.
 const IMAGE_LIMIT: u64 = WINDOW_VA;
 /// The fewest free pages a guest gets beyond the builder's own.
 const MIN_FREE_PAGES: u64 = 16;
+/// Where the builder puts the start-info page.
+pub const START_INFO_GPFN: u64 = 0;
+/// Heap that must stay free after a new domain's frame space is reserved:
+/// for its name, vCPU, console line and scheduling, and for the
+/// hypervisor's own small allocations.
+const HEAP_HEADROOM: u64 = 256 << 10;
+
+/// A domain's memory limit for `pages` pages: room to grow by a quarter
+/// with `increase_reservation`.
+pub fn max_frames(pages: u64) -> u64 {
+    pages + pages / 4
+}
 
 /// Why a domain could not be built.
 #[derive(Debug)]
@@ -54,6 +72,10 @@ pub enum BuildError {
     TooSmall { pages: u64, needed: u64 },
     /// Not enough free frames.
     NoMemory { pages: u64, free: u64 },
+    /// The heap cannot hold the domain's frame space (p2m and free list).
+    NoHeap(heap::Exhausted),
+    /// The memory limit cannot be represented.
+    Limit(P2mError),
     /// The pass refused the built domain (a builder bug).
     Refused(frame_ownership::Error),
     /// A frame could not be written.
@@ -74,6 +96,12 @@ impl core::fmt::Display for BuildError {
             BuildError::NoMemory { pages, free } => {
                 write!(f, "{pages} pages asked for, {free} free")
             }
+            BuildError::NoHeap(e) => write!(
+                f,
+                "its p2m and free-gpfn list and {} KiB of headroom do not fit: {e}",
+                HEAP_HEADROOM >> 10
+            ),
+            BuildError::Limit(e) => write!(f, "{e}"),
             BuildError::Refused(e) => write!(f, "the frametable pass refused the new domain: {e}"),
             BuildError::Phys(e) => write!(f, "cannot write guest memory: {e}"),
         }
@@ -157,7 +185,7 @@ fn plan(pages: u64, image_end: u64) -> Layout {
 
 /// The builder's view of a guest under construction.
 struct Guest {
-    p2m: Vec<u64>,
+    p2m: P2m,
 }
 
 impl Guest {
@@ -219,31 +247,55 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
             free: mem.pages.free_frames(),
         });
     }
-    let mut p2m = Vec::with_capacity(spec.pages as usize);
+    // The frame space, sized by the limit, before any frame is taken.
+    let limit = max_frames(spec.pages);
+    let needed = p2m::heap_bytes(limit) + HEAP_HEADROOM;
+    let free = heap::free();
+    if free < needed {
+        return Err(BuildError::NoHeap(heap::Exhausted { needed, free }));
+    }
+    let mut p2m = P2m::with_limit(limit).map_err(|e| match e {
+        P2mError::NoHeap(e) => BuildError::NoHeap(heap::Exhausted {
+            needed: e.needed + HEAP_HEADROOM,
+            ..e
+        }),
+        e => BuildError::Limit(e),
+    })?;
     for _ in 0..spec.pages {
-        match mem.pages.alloc() {
-            Some(mfn) => p2m.push(mfn.0),
-            None => unreachable!("free frames were counted"),
+        let Some(mfn) = mem.pages.alloc() else {
+            unreachable!("free frames were counted")
+        };
+        if p2m.add(mfn.0).is_none() {
+            unreachable!("the limit is above the pages")
         }
     }
     let guest = Guest { p2m };
-    match write_guest(spec, &elf, &layout, &guest)
-        .and_then(|frame| adopt(spec, &layout, guest, frame, mem))
-    {
-        Ok(domain) => Ok(domain),
-        Err((e, p2m)) => {
-            // A pass that failed part-way may have claimed some frames.
-            for &mfn in &p2m {
-                mem.frametable[mfn as usize] = frame_ownership::FrameInfo::UNOWNED;
-                mem.m2p[mfn as usize] = frame_ownership::M2P_INVALID;
-                mem.pages.free(Mfn(mfn));
-            }
-            Err(e)
-        }
-    }
+    let frame = match write_guest(spec, &elf, &layout, &guest) {
+        Ok(frame) => frame,
+        Err(e) => return Err(give_back(mem, guest.p2m, e)),
+    };
+    adopt(spec, &layout, guest, frame, mem).map_err(|(e, p2m)| give_back(mem, p2m, e))
 }
 
-type Failed = (BuildError, Vec<u64>);
+/// Returns the frames of a domain that could not be built to the page
+/// allocator: a pass that failed part-way may have claimed some of them.
+fn give_back(mem: &mut Memory, p2m: P2m, e: BuildError) -> BuildError {
+    for mfn in p2m.mfns() {
+        mem.frametable[mfn as usize] = frame_ownership::FrameInfo::UNOWNED;
+        mem.m2p[mfn as usize] = frame_ownership::M2P_INVALID;
+        mem.pages.free(Mfn(mfn));
+    }
+    e
+}
+
+/// A page of 512 entries as bytes.
+fn page_bytes(words: impl Iterator<Item = u64>) -> [u8; 4096] {
+    let mut page = [0u8; 4096];
+    for (chunk, w) in page.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    page
+}
 
 /// Writes every frame of the guest: zeroes, image, start info, mfn list,
 /// page tables. Returns the initial register frame.
@@ -252,9 +304,8 @@ fn write_guest(
     elf: &Elf<'_>,
     layout: &Layout,
     guest: &Guest,
-) -> Result<TrapFrame, Failed> {
-    let fail = |e: BuildError| (e, guest.p2m.clone());
-    let result = (|| -> Result<TrapFrame, BuildError> {
+) -> Result<TrapFrame, BuildError> {
+    (|| -> Result<TrapFrame, BuildError> {
         for gpfn in 0..spec.pages {
             phys::zero(guest.maddr(gpfn), 4096)?;
         }
@@ -276,13 +327,16 @@ fn write_guest(
                 }
             }
         }
-        // The gpfn → mfn list.
-        for (gpfn, &mfn) in guest.p2m.iter().enumerate() {
-            phys::write_u64(guest.maddr(layout.mfn_list.0) + 8 * gpfn as u64, mfn)?;
+        // The gpfn → mfn list, a page at a time.
+        for (page, mfns) in guest.p2m.chunks(512).enumerate() {
+            let bytes = page_bytes(mfns.iter().copied());
+            phys::write(
+                guest.maddr(layout.mfn_list.0 + page as u64),
+                &bytes[..mfns.len() * 8],
+            )?;
         }
         write_tables(spec, elf, layout, guest)
-    })();
-    result.map_err(fail)
+    })()
 }
 
 fn write_tables(
@@ -321,7 +375,7 @@ fn write_tables(
             .unwrap_or(0) as u64;
         guest.set(l1_low0 + i, (va >> 12) & 511, guest.maddr(gpfn) | flags)
     };
-    map_low(START_INFO_VA, 0, DATA_RW)?;
+    map_low(START_INFO_VA, START_INFO_GPFN, DATA_RW)?;
     for p in 0..layout.stack.1 {
         map_low(
             STACK_TOP - (layout.stack.1 - p) * 4096,
@@ -362,9 +416,15 @@ fn write_tables(
         let l2 = l2_phys0 + k / 512;
         guest.set(l2, k % 512, guest.maddr(l1_phys0 + k) | TABLE)?;
     }
-    for gpfn in 0..spec.pages {
-        let flags = if is_table(gpfn) { DATA_RO } else { DATA_RW };
-        guest.set(l1_phys0 + gpfn / 512, gpfn % 512, guest.maddr(gpfn) | flags)?;
+    // The physmap's L1 entries, a table at a time.
+    for (k, mfns) in guest.p2m.chunks(512).enumerate() {
+        let first = k as u64 * 512;
+        let entries = mfns
+            .iter()
+            .zip(first..)
+            .map(|(&mfn, gpfn)| (mfn << 12) | if is_table(gpfn) { DATA_RO } else { DATA_RW });
+        let bytes = page_bytes(entries);
+        phys::write(guest.maddr(l1_phys0 + k as u64), &bytes[..mfns.len() * 8])?;
     }
 
     // The start-info page.
@@ -390,7 +450,7 @@ fn write_tables(
     };
     let n = spec.cmdline.len().min(si.cmdline.len() - 1);
     si.cmdline[..n].copy_from_slice(&spec.cmdline.as_bytes()[..n]);
-    phys::write(guest.maddr(0), si.as_bytes())?;
+    phys::write(guest.maddr(START_INFO_GPFN), si.as_bytes())?;
 
     let mut frame = TrapFrame::user(elf.entry, STACK_TOP);
     frame.regs.rdi = START_INFO_VA;
@@ -404,13 +464,13 @@ fn adopt(
     guest: Guest,
     frame: TrapFrame,
     mem: &mut Memory,
-) -> Result<Domain, Failed> {
+) -> Result<Domain, (BuildError, P2m)> {
     let mut domain = Domain::new(
         spec.id,
         spec.name,
         spec.privileged,
-        spec.pages + spec.pages / 4,
         guest.p2m,
+        Gpfn(START_INFO_GPFN),
         Vec::new(),
     );
     // Runs straight from the plan: everything is data except the tables.

@@ -5,7 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Mfn};
+use handover_abi::{DomId, Mfn, RetiredDomain, MAX_RETIRED};
 use pv_abi::exit::Outcome;
 use pv_abi::hypercall::Error;
 
@@ -54,17 +54,23 @@ impl Hv {
         let domain = build::build(&spec, &mut self.mem).map_err(|e| {
             hvprintln!("cannot build d{id} from {}: {e}", module.name);
             match e {
-                build::BuildError::NoMemory { .. } => Error::NoMemory,
-                build::BuildError::TooSmall { .. } => Error::Invalid,
+                build::BuildError::NoMemory { .. } | build::BuildError::NoHeap(_) => {
+                    Error::NoMemory
+                }
+                build::BuildError::TooSmall { .. } | build::BuildError::Limit(_) => Error::Invalid,
                 _ => Error::Failed,
             }
         })?;
+        let heap = crate::mm::heap::stats();
         hvprintln!(
-            "d{id} created from module {} ({} KiB, {} frames, L4 mfn {:#x})",
+            "d{id} created from module {} ({} KiB, {} frames, limit {}, L4 mfn {:#x}; heap {} of {} KiB in use)",
             module.name,
             kib,
             domain.frames(),
-            domain.vcpus[0].cr3.0
+            domain.max_frames,
+            domain.vcpus[0].cr3.0,
+            heap.used >> 10,
+            heap.size >> 10
         );
         self.domains.insert(id, domain);
         self.next_domid = DomId(id.0 + 1);
@@ -82,7 +88,7 @@ impl Hv {
         let mem = &mut self.mem;
         match frame_ownership::release_domain(mem.frametable, mem.m2p, id, &domain.p2m) {
             Ok(_) => {
-                for &mfn in domain.p2m.iter().filter(|&&m| m != u64::MAX) {
+                for mfn in domain.p2m.mfns() {
                     self.mem.pages.free(Mfn(mfn));
                 }
             }
@@ -97,12 +103,37 @@ impl Hv {
             domain.frames(),
             self.mem.pages.free_frames()
         );
-        self.past_reports
-            .push((id, domain.name.clone(), domain.reports));
+        self.retire(RetiredDomain {
+            id,
+            name: domain.name.clone(),
+            reports: domain.reports,
+        });
         Ok(())
     }
 
-    /// Frames owned by all domains.
+    /// Keeps a destroyed domain's reports for the poweroff verdict. The list
+    /// is bounded (it crosses updates in the handover state): past
+    /// `MAX_RETIRED` entries the oldest two are folded into one, whose
+    /// counters are their sums, named `earlier`.
+    fn retire(&mut self, gone: RetiredDomain) {
+        if self.retired.len() == MAX_RETIRED {
+            let a = self.retired.remove(0);
+            let b = &mut self.retired[0];
+            let (x, y) = (&a.reports, &mut b.reports);
+            y.checks = y.checks.saturating_add(x.checks);
+            y.mismatches = y.mismatches.saturating_add(x.mismatches);
+            y.expected_refusals = y.expected_refusals.saturating_add(x.expected_refusals);
+            y.unexpected_refusals = y.unexpected_refusals.saturating_add(x.unexpected_refusals);
+            y.regressions = y.regressions.saturating_add(x.regressions);
+            y.unexpected_faults = y.unexpected_faults.saturating_add(x.unexpected_faults);
+            b.id = DomId::INVALID;
+            b.name = String::from("earlier");
+        }
+        self.retired.push(gone);
+    }
+
+    /// Frames owned by all domains: the domains' counters, no p2m is
+    /// scanned.
     pub fn owned_frames(&self) -> u64 {
         self.domains.values().map(Domain::frames).sum()
     }
@@ -116,21 +147,26 @@ impl Hv {
             .values()
             .map(|d| (d.id, d.name.clone(), d.reports))
             .collect();
-        for (id, name, r) in self.past_reports.iter().chain(live.iter()) {
+        let retired = self
+            .retired
+            .iter()
+            .map(|r| (r.id, r.name.clone(), r.reports));
+        for (id, name, r) in retired.chain(live) {
             hvprintln!(
                 "report d{id} ({name}): checks={} mismatches={} regressions={} refusals_ok={} refusals_bad={} unexpected_faults={}",
                 r.checks,
                 r.mismatches,
                 r.regressions,
                 r.expected_refusals,
-                r.unexpected,
+                r.unexpected_refusals,
                 r.unexpected_faults
             );
-            clean &= r.clean();
+            clean &= super::clean(&r);
         }
         let uptime_ms = cpu::rdtsc().saturating_sub(self.boot_tsc) / self.tsc_khz.max(1);
         hvprintln!(
-            "poweroff: uptime {uptime_ms} ms, {} domains, free frames {}, verdict {}",
+            "poweroff: uptime {uptime_ms} ms since cold boot, {} live updates, {} domains, free frames {}, verdict {}",
+            self.lu_sequence,
             self.domains.len(),
             self.mem.pages.free_frames(),
             if clean { "PASS" } else { "FAIL" }

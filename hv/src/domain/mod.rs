@@ -3,43 +3,29 @@
 
 pub mod build;
 pub mod lifecycle;
+pub mod p2m;
 mod vcpu;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use handover_abi::DomId;
+use handover_abi::{DomId, Gpfn};
 
 pub use lifecycle::{DEFAULT_DOMU_KIB, DOM0_KIB};
+pub use p2m::P2m;
 pub use vcpu::Vcpu;
 
-/// What a domain reported about itself (`report` hypercall).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Reports {
-    /// Memory checks done (must never go back).
-    pub checks: u64,
-    /// Mismatches found (must stay 0).
-    pub mismatches: u64,
-    /// Refusal tests that got the expected error.
-    pub expected_refusals: u64,
-    /// Refusal tests that did not.
-    pub unexpected: u64,
-    /// Times `checks` went backwards.
-    pub regressions: u64,
-    /// The guest announced a deliberate fault.
-    pub expect_fault: bool,
-    /// The guest faulted without announcing it.
-    pub unexpected_faults: u64,
-}
+/// What a domain reported about itself (`report` hypercall): the counters
+/// the handover state carries (ABI 1.1), so they survive an update.
+pub type Reports = handover_abi::GuestReports;
 
-impl Reports {
-    /// Whether the domain's self-checks are clean.
-    pub fn clean(&self) -> bool {
-        self.mismatches == 0
-            && self.unexpected == 0
-            && self.regressions == 0
-            && self.unexpected_faults == 0
-    }
+/// Whether a domain's self-checks are clean: no mismatch, no unexpected
+/// result, no regression of its check count, no unannounced fault.
+pub fn clean(r: &Reports) -> bool {
+    r.mismatches == 0
+        && r.unexpected_refusals == 0
+        && r.regressions == 0
+        && r.unexpected_faults == 0
 }
 
 /// A PV domain.
@@ -53,8 +39,15 @@ pub struct Domain {
     pub privileged: bool,
     /// Memory limit in frames.
     pub max_frames: u64,
-    /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
-    pub p2m: Vec<u64>,
+    /// Guest frame → machine frame (`u64::MAX` for a gpfn with no frame),
+    /// with the free guest frame numbers and the frame count: reads as the
+    /// p2m slice, changes only through its methods ([`P2m`]).
+    pub p2m: P2m,
+    /// The gpfn of its start-info page: where the builder put it, or what
+    /// the handover state says. The domain may not give it back
+    /// (`decrease_reservation`) nor make it a page table (`pin_table`): the
+    /// handover state must find it among its data frames.
+    pub start_info: Gpfn,
     /// Its vCPUs.
     pub vcpus: Vec<Vcpu>,
     /// Paused by the toolstack.
@@ -66,23 +59,25 @@ pub struct Domain {
 }
 
 impl Domain {
-    /// A running (not paused) domain around the frames of `p2m`, with no
+    /// A running (not paused) domain around the frames of `p2m` (whose
+    /// limit is the domain's), its start-info page at `start_info`, with no
     /// console output and no reports yet: built by the domain builder, or
     /// rebuilt around preserved frames after a live update.
     pub fn new(
         id: DomId,
         name: &str,
         privileged: bool,
-        max_frames: u64,
-        p2m: Vec<u64>,
+        p2m: P2m,
+        start_info: Gpfn,
         vcpus: Vec<Vcpu>,
     ) -> Domain {
         Domain {
             id,
             name: String::from(name),
             privileged,
-            max_frames,
+            max_frames: p2m.limit(),
             p2m,
+            start_info,
             vcpus,
             paused: false,
             console_line: Vec::new(),
@@ -90,8 +85,8 @@ impl Domain {
         }
     }
 
-    /// Frames the domain owns.
+    /// Frames the domain owns (a counter: no scan).
     pub fn frames(&self) -> u64 {
-        self.p2m.iter().filter(|&&m| m != u64::MAX).count() as u64
+        self.p2m.frames()
     }
 }

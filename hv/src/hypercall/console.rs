@@ -8,6 +8,7 @@ use pv_abi::hypercall::Error;
 use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
 use crate::console::{self, ConsoleIn};
 use crate::hv::Hv;
+use crate::mm::heap;
 
 /// Longest line a domain's console keeps before its newline.
 const MAX_LINE: usize = 1024;
@@ -16,15 +17,14 @@ const MAX_LINE: usize = 1024;
 /// the rest until its newline.
 pub fn do_console_write(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
     let len = a[1].min(4096) as usize;
-    let mut buf = alloc::vec![0u8; len];
+    let mut buf = heap::zeroed(len)?;
     copy_from_guest(hv, a[0], &mut buf)?;
     let dom = hv.domains.get_mut(&d).ok_or(Error::Failed)?;
     for &b in &buf {
         if b == b'\n' {
-            let line = String::from_utf8_lossy(&dom.console_line).into_owned();
-            console::domain_print(d, &line);
+            console::domain_print(d, &String::from_utf8_lossy(&dom.console_line));
             dom.console_line.clear();
-        } else if dom.console_line.len() < MAX_LINE {
+        } else if dom.console_line.len() < MAX_LINE && dom.console_line.try_reserve(1).is_ok() {
             dom.console_line.push(b);
         }
     }

@@ -10,6 +10,7 @@ use zerocopy::IntoBytes;
 use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
 use crate::domain::{Domain, DEFAULT_DOMU_KIB};
 use crate::hv::Hv;
+use crate::mm::heap;
 
 /// `domctl(op, arg0, arg1, arg2)`: the operation's arguments are `a[1..]`.
 pub fn do_domctl(hv: &mut Hv, a: Args) -> Result<u64, Error> {
@@ -54,10 +55,12 @@ fn domid(arg: u64) -> Result<DomId, Error> {
 }
 
 /// `create(buf, len, kib)`: `buf` holds the module name, then optionally a
-/// NUL and the domain's command line.
+/// NUL and the domain's command line. A domain the machine cannot back (its
+/// frames, or its frame space on the hypervisor heap) is refused with
+/// `Error::NoMemory`; the hypervisor log has the numbers.
 fn create(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     let len = a[2].min(256) as usize;
-    let mut buf = alloc::vec![0u8; len];
+    let mut buf = heap::zeroed(len)?;
     copy_from_guest(hv, a[1], &mut buf)?;
     let (name, cmdline) = match buf.iter().position(|&b| b == 0) {
         Some(i) => (&buf[..i], &buf[i + 1..]),
@@ -76,7 +79,9 @@ fn create(hv: &mut Hv, a: Args) -> Result<u64, Error> {
 /// `list(buf, count)`: up to `count` entries; returns how many domains there
 /// are.
 fn list(hv: &mut Hv, a: Args) -> Result<u64, Error> {
-    let infos: Vec<DomainInfo> = hv.domains.values().map(info).collect();
+    let mut infos: Vec<DomainInfo> = Vec::new();
+    heap::reserve(&mut infos, hv.domains.len())?;
+    infos.extend(hv.domains.values().map(info));
     let n = (a[2] as usize).min(infos.len());
     copy_to_guest(hv, a[1], infos[..n].as_bytes())?;
     Ok(infos.len() as u64)

@@ -30,7 +30,7 @@ pub fn do_report(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
         x if x == Report::ExpectFault as u64 => r.expect_fault = true,
         x if x == Report::UnexpectedResult as u64 => {
             hvprintln!("d{d} reports an unexpected result in test {}", a[1]);
-            r.unexpected += 1
+            r.unexpected_refusals += 1
         }
         _ => return Err(Error::Invalid),
     }
@@ -53,7 +53,9 @@ pub fn do_set_segment_base(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     Ok(0)
 }
 
-/// `sysinfo(buf, len)`: up to `len` bytes of a [`SysInfo`].
+/// `sysinfo(buf, len)`: up to `len` bytes of a [`SysInfo`]. Every figure
+/// is a counter (the page allocator's free count, each domain's frame
+/// count): the cost does not grow with the domains' memory.
 pub fn do_sysinfo(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     let info = SysInfo {
         free_frames: hv.mem.pages.free_frames(),

@@ -12,6 +12,7 @@ use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
 use crate::arch::serial;
 use crate::arch::trap::TrapFrame;
 use crate::hv::Hv;
+use crate::mm::heap;
 
 /// Largest image `lu_load_buffer` takes.
 const MAX_IMAGE: usize = 16 << 20;
@@ -20,7 +21,7 @@ const MAX_IMAGE: usize = 16 << 20;
 pub fn do_lu_load(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     require_privileged(hv)?;
     let len = a[1].min(64) as usize;
-    let mut name = alloc::vec![0u8; len];
+    let mut name = heap::zeroed(len)?;
     copy_from_guest(hv, a[0], &mut name)?;
     let name = String::from_utf8(name).map_err(|_| Error::Invalid)?;
     hv.lu_load(&name)
@@ -36,7 +37,15 @@ pub fn do_lu_load_buffer(hv: &mut Hv, a: Args) -> Result<u64, Error> {
             alloc::format!("an image of {len} bytes is too large"),
         );
     }
-    let mut bytes = alloc::vec![0u8; len];
+    let mut bytes = match heap::zeroed(len) {
+        Ok(b) => b,
+        Err(e) => {
+            return hv.refuse(
+                Error::NoMemory,
+                alloc::format!("an image of {len} bytes: {e}"),
+            )
+        }
+    };
     copy_from_guest(hv, a[0], &mut bytes)?;
     hv.lu_load_bytes("(from dom0)", &bytes)
 }
@@ -69,6 +78,7 @@ pub fn do_hostlink_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     require_privileged(hv)?;
     let max = (a[1] as usize).min(64 * 1024);
     let mut bytes = Vec::new();
+    heap::reserve(&mut bytes, max)?;
     while bytes.len() < max {
         match serial::read_from(serial::Uart::Com2) {
             Some(b) => bytes.push(b),
@@ -83,7 +93,7 @@ pub fn do_hostlink_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
 pub fn do_hostlink_write(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     require_privileged(hv)?;
     let len = a[1].min(4096) as usize;
-    let mut bytes = alloc::vec![0u8; len];
+    let mut bytes = heap::zeroed(len)?;
     copy_from_guest(hv, a[0], &mut bytes)?;
     for b in bytes {
         serial::write_to(serial::Uart::Com2, b);

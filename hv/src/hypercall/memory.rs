@@ -1,6 +1,7 @@
 //! The memory hypercalls: page-table updates, pins, base pointer switches
 //! and reservations. The type rules are `crate::mmu`'s; these copy the
-//! requests in and the results out.
+//! requests in and the results out. Every buffer whose size the guest
+//! chooses is taken from the heap fallibly (`Error::NoMemory`).
 
 use alloc::vec::Vec;
 
@@ -9,20 +10,20 @@ use pv_abi::hypercall::{Error, MmuUpdate};
 
 use super::{copy_from_guest, copy_to_guest, le64, Args};
 use crate::hv::Hv;
+use crate::mm::heap;
 use crate::mmu;
 
 /// `mmu_update(reqs, count)`.
 pub fn do_mmu_update(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
     let count = (a[1] as usize).min(mmu::MAX_BATCH);
-    let mut bytes = alloc::vec![0u8; count * 16];
+    let mut bytes = heap::zeroed(count * 16)?;
     copy_from_guest(hv, a[0], &mut bytes)?;
-    let reqs: Vec<MmuUpdate> = bytes
-        .chunks_exact(16)
-        .map(|c| MmuUpdate {
-            ptr: le64(&c[..8]),
-            val: le64(&c[8..]),
-        })
-        .collect();
+    let mut reqs: Vec<MmuUpdate> = Vec::new();
+    heap::reserve(&mut reqs, count)?;
+    reqs.extend(bytes.chunks_exact(16).map(|c| MmuUpdate {
+        ptr: le64(&c[..8]),
+        val: le64(&c[8..]),
+    }));
     let dom = hv.domains.get(&d).ok_or(Error::Failed)?;
     mmu::mmu_update(&mut hv.mem, dom, &reqs)
 }
@@ -50,20 +51,25 @@ pub fn do_new_baseptr(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
 pub fn do_increase_reservation(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
     let count = (a[1] as usize).min(mmu::MAX_BATCH);
     // Check the output buffer before taking any frame.
-    copy_to_guest(hv, a[0], &alloc::vec![0u8; count * 8])?;
+    let mut bytes = heap::zeroed(count * 8)?;
+    copy_to_guest(hv, a[0], &bytes)?;
     let dom = hv.domains.get_mut(&d).ok_or(Error::Failed)?;
     let mfns = mmu::increase_reservation(&mut hv.mem, dom, count)?;
-    let bytes: Vec<u8> = mfns.iter().flat_map(|m| m.to_le_bytes()).collect();
-    copy_to_guest(hv, a[0], &bytes)?;
+    for (chunk, m) in bytes.chunks_exact_mut(8).zip(&mfns) {
+        chunk.copy_from_slice(&m.to_le_bytes());
+    }
+    copy_to_guest(hv, a[0], &bytes[..mfns.len() * 8])?;
     Ok(mfns.len() as u64)
 }
 
 /// `decrease_reservation(mfns, count)`.
 pub fn do_decrease_reservation(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
     let count = (a[1] as usize).min(mmu::MAX_BATCH);
-    let mut bytes = alloc::vec![0u8; count * 8];
+    let mut bytes = heap::zeroed(count * 8)?;
     copy_from_guest(hv, a[0], &mut bytes)?;
-    let mfns: Vec<u64> = bytes.chunks_exact(8).map(le64).collect();
+    let mut mfns: Vec<u64> = Vec::new();
+    heap::reserve(&mut mfns, count)?;
+    mfns.extend(bytes.chunks_exact(8).map(le64));
     let dom = hv.domains.get_mut(&d).ok_or(Error::Failed)?;
     mmu::decrease_reservation(&mut hv.mem, dom, &mfns)
 }

@@ -7,7 +7,11 @@
 //! over the handover state; the domains rebuilt around their preserved
 //! frames (the hypervisor slots of every guest L4 rewritten); resume. The
 //! rest of RAM is released at the first timer tick, after the guests run
-//! again, and the update's report line is printed then.
+//! again, and the update's report line is printed then. Once the state is
+//! decoded and this image runs on its own page tables, the staged range
+//! but this image (state, argument page, entry tables) goes back to the
+//! region's free space, so the capacity for the next update is the same
+//! after every update.
 //!
 //! Every check, the pass and the report line are `new_hv`'s; this module
 //! reads physical memory, builds this hypervisor's memory and page tables,
@@ -23,7 +27,7 @@ use pv_abi::exit::Outcome;
 
 use crate::arch::{self, cpu, paging, phys};
 use crate::cmdline::Options;
-use crate::domain::{Domain, Vcpu};
+use crate::domain::{Domain, P2m, Vcpu};
 use crate::hv::{Hv, StartError};
 use crate::mm::{self, BootMem};
 use crate::{build_id, hvprintln, modules};
@@ -37,7 +41,8 @@ struct PendingRelease {
     args: EntryArgs,
     /// The incoming side's timestamps.
     times: InTimes,
-    /// The digest after the pass.
+    /// The digest of the whole frametable after the pass, by a scan
+    /// independent of the runs and of the check.
     digest: u64,
     /// Frames owned after the pass.
     frames: u64,
@@ -90,22 +95,31 @@ pub fn enter(args_phys: u64) -> ! {
         Ok(b) => b,
         Err(e) => refuse(format_args!("boot allocator: {e}")),
     };
-    if let Err(e) = boot.heap() {
-        refuse(format_args!("heap: {e}"));
+    // Sized from the end of RAM, as the outgoing side's dry run sized it.
+    if let Err(e) = boot.heap(new_hv::boot::heap_pages(args.ram_end)) {
+        refuse(format_args!("boot: {e}"));
     }
     t.heap = cpu::rdtsc();
 
     let state = verify(&args);
     t.verified = cpu::rdtsc();
 
+    // The boot needs, as the old side dry-ran them (`new_hv::boot`).
     let ram = new_hv::ram::of_state(&state);
-    if let Err(e) = boot.page_tables(&ram) {
-        refuse(format_args!("page tables: {e}"));
+    let needs = new_hv::boot::needs(&ram, args.image_len);
+    if let Err(e) = boot.page_tables(&ram, &needs) {
+        refuse(format_args!("boot: {e}"));
     }
-    let mut mem = match boot.finish(ram, mm::reserved_ranges(region)) {
+    let mut mem = match boot.finish(ram, mm::reserved_ranges(region), &needs) {
         Ok(m) => m,
-        Err(e) => refuse(format_args!("frametable: {e}")),
+        Err(e) => refuse(format_args!("boot: {e}")),
     };
+    // The state is decoded and the entry tables are no longer in use: all
+    // of the staged range but this image is free region again.
+    let consumed = new_hv::staging::consumed_range(&args, staged);
+    if let Err(e) = mem.handoff.release_hole(consumed) {
+        hvprintln!("lu: the consumed staging area {consumed} stays reserved: {e}");
+    }
     t.booted = cpu::rdtsc();
 
     let parts = mem.parts();
@@ -121,8 +135,21 @@ pub fn enter(args_phys: u64) -> ! {
     t.pass = cpu::rdtsc();
 
     // The boot modules are read at the first tick, outside the blackout.
-    let mut hv = Hv::new(mem, Options::default(), Vec::new(), args.tsc_khz, t.entry);
+    // The predecessor's command line goes on (log level, timer rate, …);
+    // its uptime too: this image "booted" when the first one did.
+    let cmdline = state.globals.cmdline.as_str();
+    let options = Options::parse(cmdline).unwrap_or_else(|e| {
+        hvprintln!("the handed-over command line `{cmdline}` does not parse ({e}): using defaults");
+        Options::default()
+    });
+    let time = state.globals.time;
+    let boot_tsc = time.tsc.saturating_sub(hvlu_types::time::ns_to_tsc(
+        time.system_time_ns,
+        time.tsc_khz,
+    ));
+    let mut hv = Hv::new(mem, cmdline, options, Vec::new(), args.tsc_khz, boot_tsc);
     hv.domains = rebuild_domains(&state);
+    hv.retired = state.retired.clone();
     hv.next_domid = state.globals.next_domid;
     hv.lu_sequence = args.sequence;
     hv.enqueue_all();
@@ -131,7 +158,7 @@ pub fn enter(args_phys: u64) -> ! {
         ranges: adopted.free,
         args,
         times: t,
-        digest: adopted.digest,
+        digest: adopted.digest_scan,
         frames: adopted.report.frames_owned,
         runs: adopted.runs,
     };
@@ -153,7 +180,8 @@ fn verify(args: &EntryArgs) -> HandoverState {
     if let Err(e) = phys::read(args.state_phys, &mut bytes) {
         refuse(format_args!("state unreadable: {e}"));
     }
-    new_hv::verify_state(args, &bytes).unwrap_or_else(|e| refuse(format_args!("{e}")))
+    new_hv::verify_state(args, &bytes, build_id::READS)
+        .unwrap_or_else(|e| refuse(format_args!("{e}")))
 }
 
 /// Hypervisor domains around the preserved frames of `state`: each domain
@@ -169,7 +197,12 @@ fn rebuild_domains(state: &HandoverState) -> BTreeMap<DomId, Domain> {
             }
         }
         let vcpus = r.vcpus.iter().map(Vcpu::from_context).collect();
-        let domain = Domain::new(r.id, &r.name, r.privileged, r.max_frames, r.p2m, vcpus);
+        // The frame space is sized by the limit, as the builder sized it.
+        let p2m = P2m::from_map(r.p2m, r.max_frames)
+            .unwrap_or_else(|e| refuse(format_args!("d{}: its frame space: {e}", r.id)));
+        let mut domain = Domain::new(r.id, &r.name, r.privileged, p2m, r.start_info, vcpus);
+        domain.paused = r.paused;
+        domain.reports = r.reports;
         domains.insert(r.id, domain);
     }
     domains
@@ -192,6 +225,8 @@ fn report_release(hv: &mut Hv, pending: PendingRelease) {
         runs: pending.runs,
         digest_new: pending.digest,
         free_after: hv.mem.pages.free_frames(),
+        free_digest_new: new_hv::free::digest_of(pending.ranges.iter().copied()),
+        capacity: hv.mem.handoff.largest_free_gap().map_or(0, |g| g.size),
         ..Report::new(
             &pending.args,
             &pending.times,

@@ -10,10 +10,15 @@
 //! hypervisor's use of them: physical memory, page tables, the jump, the
 //! scheduler and the console.
 //!
-//! The staging area is the region's largest free gap at load time, laid out
-//! as `[image][argument page][trampoline page][entry tables][state]`
-//! (`old_hv::staging`); the incoming image's boot allocator treats
-//! `[image, end of state)` as one hole (`new_hv::staged_range`).
+//! The staging area is the region's largest free gap at load time, the
+//! image at the end away from the running image: `[image][argument
+//! page][trampoline page][entry tables][state]` at the bottom,
+//! `[state][argument page][trampoline page][entry tables][image]` at the top
+//! (`old_hv::staging`). The incoming image's boot allocator treats the hull
+//! of image and state as one hole (`new_hv::staged_range`) and returns all
+//! of it but the image once the state is consumed
+//! (`new_hv::staging::consumed_range`), so the capacity stays the same
+//! from one update to the next.
 
 pub mod incoming;
 pub mod outgoing;

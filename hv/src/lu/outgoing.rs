@@ -3,13 +3,17 @@
 //! **Load** validates the image (`old_hv::image`: ELF64, x86_64, segments
 //! that fit, an `HVLU` note whose range includes a version this image
 //! writes, an entry in an executable segment) and stages it in the region's
-//! largest free gap before anything is paused. **Exec** pauses every vCPU
-//! (there is one CPU: the others are already stopped at a trap boundary,
-//! and the caller's context is saved with its result set to 0), serialises
-//! the handover state into the staging area, decodes it back and checks it
-//! (pre-flight, with the owned-frame digest), builds the entry tables and
-//! jumps. Any failure before the jump cancels: the caller gets the error and
-//! every domain runs on.
+//! largest free gap, at the end away from the running image, before
+//! anything is paused. **Exec** pauses every vCPU (there is one CPU: the
+//! others are already stopped at a trap boundary, and the caller's context
+//! is saved with its result set to 0), serialises the handover state into
+//! the staging area, decodes it back and checks it (pre-flight, with the
+//! owned-frame digest), checks the rest of what can be checked before the
+//! point of no return (`old_hv::checks`: vCPU contexts, every frame in use
+//! in some run, a dry run of the new image's boot), builds the entry tables,
+//! takes the free-frame digest and jumps. Any failure before the jump
+//! cancels: the caller gets the error, `lu status` shows it, and every
+//! domain runs on.
 //!
 //! The staging layout, the handover state, its encoding and the pre-flight
 //! check are `old_hv`'s; this module reads and writes physical memory,
@@ -20,11 +24,11 @@ use alloc::vec::Vec;
 
 use handover_abi::entry::EntryArgs;
 use handover_abi::{
-    Gpfn, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer, TimeBase, PAGE_SIZE,
+    HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer, TimeBase, PAGE_SIZE,
 };
 use old_hv::handover::{self, DomainInput};
 use old_hv::image::{self, StagingArea};
-use old_hv::staging::Staging;
+use old_hv::staging::{self as staging_layout, Staging};
 use pv_abi::hypercall::{Error, LuStatus};
 
 use crate::arch::kexec::{self, Mapping, Plan};
@@ -56,6 +60,13 @@ enum ExecError {
     /// The entry page tables could not be built.
     #[error("entry tables: {0}")]
     EntryTables(kexec::PrepareError),
+    /// The argument page would describe a staged range the new image
+    /// refuses.
+    #[error("{0}")]
+    Staged(new_hv::IncomingError),
+    /// A check before the point of no return failed (`old_hv::checks`).
+    #[error("{0}")]
+    Check(old_hv::checks::CheckError),
 }
 
 /// A physical-memory failure during `step`.
@@ -110,9 +121,12 @@ impl Hv {
             time: TimeBase {
                 tsc: now,
                 tsc_khz: self.tsc_khz,
-                system_time_ns: now.saturating_sub(self.boot_tsc).saturating_mul(1_000_000)
-                    / self.tsc_khz.max(1),
+                system_time_ns: hvlu_types::time::tsc_to_ns(
+                    now.saturating_sub(self.boot_tsc),
+                    self.tsc_khz,
+                ),
             },
+            cmdline: self.cmdline.clone(),
         };
         let region = LuRegion {
             base: self.mem.region.start,
@@ -128,9 +142,18 @@ impl Hv {
             p2m: &dom.p2m,
             mmio: &[],
             vcpus: dom.vcpus.iter().map(Vcpu::context).collect(),
-            start_info: Gpfn(0),
+            start_info: dom.start_info,
+            paused: dom.paused,
+            reports: dom.reports,
         });
-        handover::handover_state(&self.mem.ram, region, globals, domains, self.mem.frametable)
+        handover::handover_state(
+            &self.mem.ram,
+            region,
+            globals,
+            domains,
+            self.retired.clone(),
+            self.mem.frametable,
+        )
     }
 
     fn state_estimate(&self) -> u64 {
@@ -168,14 +191,25 @@ impl Hv {
         };
         let estimate = self.state_estimate();
         // The state may grow between load and exec: keep room for twice it.
-        let limits = old_hv::staging::image_limits(gap, estimate);
-        let info = match image::validate(bytes, handover_abi::WRITES, &limits) {
+        // The entry tables grow with RAM (their direct map covers all of it).
+        let ram_end = old_hv::ram::end(&self.mem.ram);
+        let limits = old_hv::staging::image_limits(gap, estimate, ram_end);
+        let info = match image::validate(bytes, build_id::WRITES, &limits) {
             Ok(info) => info,
             Err(e) => {
                 return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
             }
         };
-        let staging = match Staging::plan(gap, info.span, estimate) {
+        // The end of the gap away from the running image, so that images
+        // alternate between the two ends of the free space and the capacity
+        // stays the same from one update to the next.
+        let running = {
+            let (start, end) = crate::arch::image_range();
+            boot_allocator::PhysRange::from_bounds(start, end)
+        };
+        let end = staging_layout::choose_end(gap, running);
+        let tables = staging_layout::table_frames(ram_end, &info.mappings);
+        let staging = match Staging::plan_at(end, gap, info.span, estimate, tables) {
             Ok(s) => s,
             Err(e) => return self.refuse(Error::NoMemory, alloc::format!("`{module}`: {e}")),
         };
@@ -191,8 +225,12 @@ impl Hv {
             );
         }
         let reads = info.note.reads;
+        let writes: &dyn core::fmt::Display = match &info.note.writes {
+            Some(w) => w,
+            None => &"unstated (an older note)",
+        };
         hvprintln!(
-            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writing {}, image {} KiB at {:#x}, state area {} KiB",
+            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writes ABI {writes}, writing {}, image {} KiB at {:#x}, state area {} KiB",
             hex(&info.note.build_id.0[..8]),
             reads.min,
             reads.max,
@@ -283,7 +321,22 @@ impl Hv {
         let s = &l.staging;
         let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
         let state_area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
-        let state = self.handover_state(image, state_area);
+        let mut state = self.handover_state(image, state_area);
+        if self.options.lu_inject == Some(Inject::Vcpu) {
+            // A context no guest can have, in the state only: the checks
+            // before the jump must cancel.
+            if let Some(v) = state
+                .domains
+                .iter_mut()
+                .flat_map(|d| d.vcpus.iter_mut())
+                .last()
+            {
+                v.rip = hvlu_types::canonical::UPPER_HALF_START;
+                hvprintln!(
+                    "lu: fault injection: a vCPU's rip in the state is a hypervisor address"
+                );
+            }
+        }
         let producer = Producer::this_build(build_id::BUILD_ID);
         let blob = handover::serialise(l.info.version, &state, &producer, s.state.size)
             .map_err(ExecError::Serialise)?;
@@ -297,6 +350,7 @@ impl Hv {
         phys::read(s.state.start, &mut back).map_err(phys_step("reading the state back"))?;
         let digest = handover::preflight(&back, &state, self.mem.frametable, self.mem.m2p)
             .map_err(ExecError::Preflight)?;
+        let boot = self.check_before_jump(s, &state, len as u64)?;
         let tsc_preflight = cpu::rdtsc();
 
         let segments: Vec<Mapping> = l
@@ -326,9 +380,11 @@ impl Hv {
         };
         let prepared = kexec::prepare(&plan, &mut alloc).map_err(ExecError::EntryTables)?;
         hvprintln!(
-            "lu: exec `{}`: state {len} bytes, digest {digest:#018x}, free frames {}: jumping",
+            "lu: exec `{}`: state {len} bytes, digest {digest:#018x}, free frames {}, the new image's boot fits ({:#x}..{:#x}): jumping",
             l.module,
-            self.mem.pages.free_frames()
+            self.mem.pages.free_frames(),
+            boot.heap.start.min(boot.m2p.start),
+            boot.heap.end().max(boot.m2p.end())
         );
         let tsc_jump = cpu::rdtsc();
         let mut args = EntryArgs {
@@ -342,15 +398,14 @@ impl Hv {
             tsc_jump,
             free_frames: self.mem.pages.free_frames(),
             sequence: self.lu_sequence + 1,
-            image_frames_out: {
-                let (start, end) = crate::arch::image_range();
-                if self.mem.region.contains(start) {
-                    0
-                } else {
-                    end.div_ceil(PAGE_SIZE) - start / PAGE_SIZE
-                }
-            },
+            image_frames_out: self.image_out().map_or(0, |r| r.count),
             from_build_id: build_id::BUILD_ID,
+            // The frames the new image must find free: this page
+            // allocator's free frames and this image's frames outside the
+            // region (a bitmap pass, a word at a time).
+            free_digest: new_hv::free::digest_of(
+                self.mem.pages.free_runs().chain(self.image_out()),
+            ),
             ..EntryArgs::default()
         };
         s.place(self.mem.region, len as u64, &mut args);
@@ -368,11 +423,99 @@ impl Hv {
                 args.digest ^= 1;
                 hvprintln!("lu: fault injection: corrupted the digest in the argument page");
             }
-            None => {}
+            Some(Inject::Guest) => self.inject_guest_bit()?,
+            Some(Inject::Vcpu) | None => {}
         }
         phys::write(s.args, &args.to_bytes()).map_err(phys_step("writing the argument page"))?;
         // The point of no return.
         prepared.jump()
+    }
+}
+
+impl Hv {
+    /// This image's frames outside the region: a cold-boot image's, which
+    /// the new image frees; none once the image runs from the region.
+    fn image_out(&self) -> Option<MfnRange> {
+        let (start, end) = crate::arch::image_range();
+        (!self.mem.region.contains(start)).then(|| {
+            MfnRange::new(
+                Mfn::containing(start),
+                end.div_ceil(PAGE_SIZE) - start / PAGE_SIZE,
+            )
+        })
+    }
+
+    /// The checks before the point of no return (`old_hv::checks`): every
+    /// vCPU context loadable by the new image, every frame in use in some
+    /// run, and the new image's boot dry-run on the region minus the range
+    /// the argument page will describe (`new_hv::staging::staged_range`,
+    /// the incoming image's own computation). Returns where that boot will
+    /// land.
+    fn check_before_jump(
+        &self,
+        s: &Staging,
+        state: &HandoverState,
+        state_len: u64,
+    ) -> Result<new_hv::boot::BootPlan, ExecError> {
+        let mut placed = EntryArgs::default();
+        s.place(self.mem.region, state_len, &mut placed);
+        let staged = new_hv::staging::staged_range(&placed).map_err(ExecError::Staged)?;
+        // The frames the page allocator has handed out: every one belongs
+        // to a domain from the moment it leaves the allocator (a count, not
+        // a frame scan).
+        let layout = frame_ownership::MachineLayout::new(
+            &self.mem.ram,
+            crate::mm::region_mfns(self.mem.region),
+            &self.mem.reserved,
+        )
+        .unwrap_or_else(|e| panic!("memory layout became invalid: {e}"));
+        let in_use =
+            old_hv::checks::managed_frames(&layout).saturating_sub(self.mem.pages.free_frames());
+        old_hv::checks::before_jump(
+            state,
+            in_use,
+            self.mem.region,
+            staged,
+            &self.mem.ram,
+            s.image.size,
+        )
+        .map_err(ExecError::Check)
+    }
+
+    /// `lu_inject=guest`: flips one bit of the first domU's highest data
+    /// page (a page its checker owns), as if memory changed during the
+    /// update. Nothing in the hypervisor's checks covers guest data; the
+    /// domU's own checker must report it.
+    fn inject_guest_bit(&self) -> Result<(), ExecError> {
+        let target = self
+            .domains
+            .values()
+            .filter(|d| !d.privileged)
+            .find_map(|d| {
+                let (gpfn, &mfn) = d.p2m.iter().enumerate().rev().find(|&(_, &mfn)| {
+                    self.mem.frametable.get(mfn as usize).is_some_and(|f| {
+                        f.is_owned_by(d.id)
+                            && matches!(
+                                f.page_type(),
+                                Some(frame_ownership::PageType::None)
+                                    | Some(frame_ownership::PageType::Writable)
+                            )
+                    })
+                })?;
+                Some((d.id, gpfn, mfn))
+            });
+        let Some((dom, gpfn, mfn)) = target else {
+            hvprintln!("lu: fault injection: no domU to corrupt");
+            return Ok(());
+        };
+        let at = Mfn(mfn).addr();
+        let mut byte = [0u8; 1];
+        phys::read(at, &mut byte).map_err(phys_step("fault injection"))?;
+        phys::write(at, &[byte[0] ^ 0x01]).map_err(phys_step("fault injection"))?;
+        hvprintln!(
+            "lu: fault injection: flipped a bit of d{dom}'s memory at gpfn {gpfn} (mfn {mfn:#x})"
+        );
+        Ok(())
     }
 }
 

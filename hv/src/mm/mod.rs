@@ -21,8 +21,7 @@ use crate::arch::{self, paging, phys};
 use crate::boot_info::{BootInfo, E820_RAM};
 use pages::PageAllocator;
 
-/// Size of the hypervisor heap, claimed from the region.
-const HEAP_SIZE: u64 = 8 << 20;
+// The heap's size and every other boot size: `new_hv::boot`.
 const TWO_MIB: u64 = 2 << 20;
 /// Memory below this is left to firmware (start info, tables).
 const LOW_RESERVED: u64 = 1 << 20;
@@ -84,6 +83,8 @@ pub enum MemError {
     NoRoomForRegion { size: u64 },
     /// The boot allocator refused.
     Boot(boot_allocator::BootAllocError),
+    /// A boot allocation (`new_hv::boot`) did not fit.
+    BootStep(new_hv::boot::BootError),
     /// The hypervisor's page tables could not be built.
     Paging(paging::PagingError),
     /// Claiming memory for Rust data failed.
@@ -101,6 +102,7 @@ impl core::fmt::Display for MemError {
                 size >> 20
             ),
             MemError::Boot(e) => write!(f, "boot allocator: {e}"),
+            MemError::BootStep(e) => write!(f, "{e}"),
             MemError::Paging(e) => write!(f, "page tables: {e}"),
             MemError::Phys(e) => write!(f, "{e}"),
             MemError::Layout(e) => write!(f, "memory map: {e}"),
@@ -157,6 +159,8 @@ pub fn choose_region(info: &BootInfo, size: u64) -> Result<PhysRange, MemError> 
 /// memory from it. A cold boot calls them as page tables, heap, frametable;
 /// the incoming side of an update as heap (to decode the state), page
 /// tables, frametable — the entry tables already give it a direct map.
+/// Sizes and the incoming order are `new_hv::boot`'s, which the outgoing
+/// side dry-runs before the point of no return.
 #[derive(Debug)]
 pub struct BootMem {
     boot: BootAllocator,
@@ -173,46 +177,51 @@ impl BootMem {
     }
 
     /// Builds and loads the hypervisor's page tables: the direct map over
-    /// `ram`, the image by section.
-    pub fn page_tables(&mut self, ram: &[MfnRange]) -> Result<(), MemError> {
-        let boot = &mut self.boot;
+    /// `ram`, the image by section, in the block of
+    /// `needs.page_table_frames` frames `new_hv::boot` sizes (more would
+    /// be refused).
+    pub fn page_tables(
+        &mut self,
+        ram: &[MfnRange],
+        needs: &new_hv::boot::BootNeeds,
+    ) -> Result<(), MemError> {
+        let block =
+            new_hv::boot::alloc_page_tables(&mut self.boot, needs).map_err(MemError::BootStep)?;
         let mut ram_iter = ram.iter().map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
+        let mut next = block.start;
         let mut alloc_frame = || {
-            boot.alloc_pages_tagged(1, PAGE_SIZE, "page tables")
-                .ok()
-                .map(|r| r.start)
+            (next < block.end()).then(|| {
+                next += PAGE_SIZE;
+                next - PAGE_SIZE
+            })
         };
         paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
         Ok(())
     }
 
-    /// Claims the heap and hands it to the global allocator. The direct map
-    /// must not move afterwards.
-    pub fn heap(&mut self) -> Result<(), MemError> {
-        let heap = self
-            .boot
-            .alloc_pages_tagged(HEAP_SIZE / PAGE_SIZE, TWO_MIB, "heap")?;
+    /// Claims the heap of `pages` pages (sized from RAM,
+    /// `new_hv::boot::heap_pages`) and hands it to the global allocator. The
+    /// direct map must not move afterwards.
+    pub fn heap(&mut self, pages: u64) -> Result<(), MemError> {
+        let heap = new_hv::boot::alloc_heap(&mut self.boot, pages).map_err(MemError::BootStep)?;
         heap::init(phys::claim_uninit(heap.start, heap.size)?);
         Ok(())
     }
 
-    /// Claims a zeroed frametable and an invalid-filled M2P for `frames`
-    /// frames, retires the boot allocator and returns memory with no free
-    /// frame yet (see [`Memory::release`]).
+    /// Claims a zeroed frametable and an invalid-filled M2P for
+    /// `needs.frames` frames (one past the end of `ram`), retires the boot
+    /// allocator and returns memory with no free frame yet (see
+    /// [`Memory::release`]).
     pub fn finish(
         mut self,
         ram: Vec<MfnRange>,
         reserved: Vec<MfnRange>,
+        needs: &new_hv::boot::BootNeeds,
     ) -> Result<Memory, MemError> {
-        let frames = ram.iter().map(|r| r.end()).max().unwrap_or(0);
-        let ft_bytes = frames * core::mem::size_of::<FrameInfo>() as u64;
-        let ft =
-            self.boot
-                .alloc_pages_tagged(ft_bytes.div_ceil(PAGE_SIZE), PAGE_SIZE, "frametable")?;
+        let frames = needs.frames;
+        let (ft, m2p_range) =
+            new_hv::boot::alloc_frametable(&mut self.boot, needs).map_err(MemError::BootStep)?;
         let frametable = phys::claim_slice::<FrameInfo>(ft.start, frames as usize)?;
-        let m2p_range =
-            self.boot
-                .alloc_pages_tagged((frames * 8).div_ceil(PAGE_SIZE), PAGE_SIZE, "m2p")?;
         let m2p = phys::claim_slice::<u64>(m2p_range.start, frames as usize)?;
         m2p.fill(frame_ownership::M2P_INVALID);
         MachineLayout::new(&ram, region_mfns(self.region), &reserved).map_err(MemError::Layout)?;
