@@ -47,6 +47,9 @@ impl Images {
         // updates that visibly replace the image (`cargo xtask build
         // --release` makes it).
         images.modules.push(("hv-b".into(), second_build()));
+        // A build that reads and writes only handover ABI 1.0, as images
+        // from before 1.1 did, for the compatibility tests.
+        images.modules.push(("hv-abi-1.0".into(), abi_1_0_build()));
         for path in std::iter::once(&images.hv).chain(images.modules.iter().map(|(_, p)| p)) {
             if !path.exists() {
                 return Err(format!(
@@ -64,6 +67,47 @@ impl Images {
 /// hypervisor (built with `HVLU_BUILD_ID=hvlu-hv-b`).
 pub fn second_build() -> PathBuf {
     root().join("target/hv-b/x86_64-unknown-none/release/hv")
+}
+
+/// Where `cargo xtask build --release` puts the hypervisor built with
+/// `HVLU_ABI=1.0` (and `HVLU_BUILD_ID=hvlu-hv-abi-1.0`).
+pub fn abi_1_0_build() -> PathBuf {
+    root().join("target/hv-abi-1.0/x86_64-unknown-none/release/hv")
+}
+
+/// Guest RAM above this many MiB is not reserved on the host
+/// ([`MachineConfig::command`]): a 64 GiB machine on a smaller host.
+pub const LAZY_RAM_ABOVE_MIB: u64 = 4096;
+
+/// Guest RAM in MiB from a size such as `512M`, `64G` or `4096` (MiB): what
+/// `--ram` takes.
+pub fn parse_ram(text: &str) -> Result<u32, String> {
+    let bad = || format!("`{text}` is not a RAM size (e.g. 512M, 4G, 64G)");
+    let (digits, mib_per_unit) = match text.as_bytes().last() {
+        Some(b'G' | b'g') => (&text[..text.len() - 1], 1024),
+        Some(b'M' | b'm') => (&text[..text.len() - 1], 1),
+        _ => (text, 1),
+    };
+    let n: u32 = digits.parse().map_err(|_| bad())?;
+    let mib = n
+        .checked_mul(mib_per_unit)
+        .filter(|&m| m >= 64)
+        .ok_or_else(bad)?;
+    Ok(mib)
+}
+
+/// The smallest live-update region, in MiB, for a machine with `mem_mib` of
+/// RAM that still leaves room for updates (`docs/operator-guide.md`): the
+/// frametable (16 bytes a frame), the M2P (8) and the heap (16, and 2 MiB)
+/// for every frame up to the end of RAM — microvm puts RAM past 3 GiB above
+/// a 1 GiB hole — and 5 MiB for the heap's fixed part, the page tables,
+/// the running image and the staged one with its state; whole 2 MiB, at
+/// least 8 MiB.
+pub fn min_region_mib(mem_mib: u32) -> u64 {
+    let mib = u64::from(mem_mib);
+    let end_mib = if mib > 3072 { mib + 1024 } else { mib };
+    let bytes = end_mib * 256 * 40 + (5 << 20);
+    (bytes.div_ceil(2 << 20) * 2).max(8)
 }
 
 /// How to start a machine.
@@ -97,11 +141,48 @@ impl MachineConfig {
         })
     }
 
+    /// Gives the machine `mem_mib` of RAM and, if the command line's
+    /// live-update region is too small for that much, the smallest region
+    /// that is not ([`min_region_mib`]).
+    pub fn set_ram(&mut self, mem_mib: u32) {
+        self.mem_mib = mem_mib;
+        let region = self
+            .cmdline
+            .split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix("lu_region="))
+            .and_then(|v| parse_ram(v).ok());
+        let least = min_region_mib(mem_mib);
+        if region.is_some_and(|r| u64::from(r) < least) {
+            self.cmdline = self
+                .cmdline
+                .split_ascii_whitespace()
+                .map(|w| {
+                    if w.starts_with("lu_region=") {
+                        format!("lu_region={least}M")
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+    }
+
     /// The QEMU command line.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-machine", "microvm", "-m"])
-            .arg(format!("{}M", self.mem_mib))
+        let ram = format!("{}M", self.mem_mib);
+        if u64::from(self.mem_mib) > LAZY_RAM_ABOVE_MIB {
+            // QEMU reserves guest RAM on the host up front, which a host
+            // with less memory refuses; unreserved, pages are taken only as
+            // the guest touches them.
+            cmd.args(["-machine", "microvm,memory-backend=ram", "-object"])
+                .arg(format!("memory-backend-ram,id=ram,size={ram},reserve=off"));
+        } else {
+            cmd.args(["-machine", "microvm"]);
+        }
+        cmd.arg("-m")
+            .arg(&ram)
             .args([
                 "-no-reboot",
                 "-display",
@@ -347,5 +428,76 @@ impl Drop for Machine {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_sizes_parse_to_mib() {
+        assert_eq!(parse_ram("512M"), Ok(512));
+        assert_eq!(parse_ram("64G"), Ok(65536));
+        assert_eq!(parse_ram("4g"), Ok(4096));
+        assert_eq!(parse_ram("1024"), Ok(1024));
+        for bad in ["", "G", "12X", "-1G", "32M", "5000000G"] {
+            assert!(parse_ram(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_region_grows_with_the_ram() {
+        assert_eq!(min_region_mib(128), 8);
+        assert_eq!(min_region_mib(256), 8);
+        assert_eq!(min_region_mib(512), 10);
+        // 64 GiB end at 65 GiB: 17 Mi frames, 650 MiB, and the rest.
+        assert_eq!(min_region_mib(65536), 656);
+        let mut config = MachineConfig {
+            name: "t".into(),
+            images: Images {
+                hv: "hv".into(),
+                modules: Vec::new(),
+            },
+            mem_mib: 512,
+            cmdline: "lu_region=64M autostart=domu".into(),
+            extra: Vec::new(),
+            hostlink: None,
+        };
+        config.set_ram(4096);
+        assert_eq!(config.cmdline, "lu_region=64M autostart=domu");
+        config.set_ram(65536);
+        assert_eq!(config.mem_mib, 65536);
+        assert_eq!(config.cmdline, "lu_region=656M autostart=domu");
+    }
+
+    #[test]
+    fn large_machines_do_not_reserve_their_ram() {
+        let mut config = MachineConfig {
+            name: "t".into(),
+            images: Images {
+                hv: "hv".into(),
+                modules: Vec::new(),
+            },
+            mem_mib: 512,
+            cmdline: String::new(),
+            extra: Vec::new(),
+            hostlink: None,
+        };
+        let args = |c: &MachineConfig| -> Vec<String> {
+            c.command()
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert!(args(&config)
+            .windows(2)
+            .any(|w| w == ["-machine", "microvm"]));
+        config.mem_mib = 65536;
+        let a = args(&config);
+        assert!(a
+            .iter()
+            .any(|x| x == "memory-backend-ram,id=ram,size=65536M,reserve=off"));
+        assert!(a.windows(2).any(|w| w == ["-m", "65536M"]));
     }
 }

@@ -14,7 +14,17 @@ pub const CMD: Duration = Duration::from_secs(60);
 /// Boots a machine named `name` with the given hypervisor command-line
 /// additions and waits for dom0's first prompt.
 pub fn boot(name: &str, extra_cmdline: &str) -> Machine {
+    boot_with(name, extra_cmdline, |_| {})
+}
+
+/// [`boot`], with `setup` changing the machine first (its RAM, say).
+pub fn boot_with(
+    name: &str,
+    extra_cmdline: &str,
+    setup: impl FnOnce(&mut MachineConfig),
+) -> Machine {
     let mut config = MachineConfig::new(name).unwrap_or_else(|e| panic!("{e}"));
+    setup(&mut config);
     if !extra_cmdline.is_empty() {
         config.cmdline = format!("{} {extra_cmdline}", config.cmdline);
     }
@@ -140,12 +150,16 @@ pub struct SoakSummary {
     pub mismatches: u64,
     /// Times a domain's check counter went backwards between heartbeats.
     pub regressions: u64,
-    /// Updates whose digests or free-frame counts differed.
+    /// Updates whose digests, free-frame counts or free-frame digests
+    /// differed (`digest_equal`, `free_equal`).
     pub equivalence_failures: u64,
     /// Sum over updates of |free_after - expected|.
     pub frame_delta: u64,
     /// Blackout of each update, in microseconds.
     pub blackouts_us: Vec<u64>,
+    /// The live-update capacity after each update (`capacity_kib`, what
+    /// `lu status` shows), in KiB.
+    pub capacities_kib: Vec<u64>,
 }
 
 impl SoakSummary {
@@ -156,13 +170,31 @@ impl SoakSummary {
         Some((*b.first()?, b[b.len() / 2], *b.last()?))
     }
 
-    /// Whether everything held.
+    /// The capacity after the first update, and the least and the most
+    /// after any update.
+    pub fn capacity_stats(&self) -> Option<(u64, u64, u64)> {
+        let first = *self.capacities_kib.first()?;
+        let min = *self.capacities_kib.iter().min()?;
+        let max = *self.capacities_kib.iter().max()?;
+        Some((first, min, max))
+    }
+
+    /// KiB the capacity lost after some update against the first one (0 if
+    /// it never went below).
+    pub fn capacity_shrink_kib(&self) -> u64 {
+        self.capacity_stats()
+            .map_or(0, |(first, min, _)| first.saturating_sub(min))
+    }
+
+    /// Whether everything held: the updates, the guests' checks, both
+    /// sides' digests and free frames, and a capacity that never shrinks.
     pub fn clean(&self, expected_updates: u64) -> bool {
         self.updates == expected_updates
             && self.mismatches == 0
             && self.regressions == 0
             && self.equivalence_failures == 0
             && self.frame_delta == 0
+            && self.capacity_shrink_kib() == 0
     }
 }
 
@@ -180,13 +212,21 @@ impl std::fmt::Display for SoakSummary {
         if let Some((min, median, max)) = self.blackout_stats() {
             write!(f, " blackout_us min={min} median={median} max={max}")?;
         }
+        if let Some((first, min, max)) = self.capacity_stats() {
+            write!(
+                f,
+                " capacity_kib first={first} min={min} max={max} shrink={}",
+                self.capacity_shrink_kib()
+            )?;
+        }
         Ok(())
     }
 }
 
-/// Reads a whole run's transcript: every `lu-report` line, every domU
-/// heartbeat (check counters must never go back, mismatches must be 0) and
-/// the hypervisor's final reports.
+/// Reads a whole run's transcript: every `lu-report` line (both digests and
+/// the free frames equal, the capacity after it), every domU heartbeat
+/// (check counters must never go back, mismatches must be 0) and the
+/// hypervisor's final reports.
 pub fn summarise(transcript: &[String]) -> SoakSummary {
     let mut s = SoakSummary::default();
     let mut last_checks: std::collections::BTreeMap<String, u64> = Default::default();
@@ -203,6 +243,9 @@ pub fn summarise(transcript: &[String]) -> SoakSummary {
             let expected = num("free_before") + num("image_frames_released");
             s.frame_delta += num("free_after").abs_diff(expected);
             s.blackouts_us.push(num("blackout_us"));
+            if let Some(kib) = f.get("capacity_kib").and_then(|v| v.parse::<u64>().ok()) {
+                s.capacities_kib.push(kib);
+            }
         } else if let Some(rest) = line.strip_prefix('(') {
             let Some((dom, text)) = rest.split_once(") ") else {
                 continue;
@@ -264,4 +307,47 @@ pub fn soak(
         }
     }
     Ok(summarise(&machine.transcript))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(seq: u64, capacity_kib: u64, free_equal: &str) -> String {
+        format!(
+            "(hv) lu-report seq={seq} blackout_us=10 digest_equal=yes free_before=5 \
+             image_frames_released=0 free_after=5 free_equal={free_equal} capacity_kib={capacity_kib}"
+        )
+    }
+
+    #[test]
+    fn a_steady_capacity_is_clean() {
+        let t = vec![report(1, 900, "yes"), report(2, 900, "yes")];
+        let s = summarise(&t);
+        assert_eq!(s.capacity_stats(), Some((900, 900, 900)));
+        assert!(s.clean(2), "{s}");
+        assert!(s
+            .to_string()
+            .contains("capacity_kib first=900 min=900 max=900 shrink=0"));
+    }
+
+    #[test]
+    fn a_shrinking_capacity_fails() {
+        let t = vec![
+            report(1, 900, "yes"),
+            report(2, 850, "yes"),
+            report(3, 900, "yes"),
+        ];
+        let s = summarise(&t);
+        assert_eq!(s.capacity_shrink_kib(), 50);
+        assert!(!s.clean(3), "{s}");
+    }
+
+    #[test]
+    fn a_free_set_mismatch_fails() {
+        let t = vec![report(1, 900, "no")];
+        let s = summarise(&t);
+        assert_eq!(s.equivalence_failures, 1);
+        assert!(!s.clean(1));
+    }
 }

@@ -93,6 +93,97 @@ fn soak_of_twenty_updates_alternating_builds() {
         assert_eq!(pair[0]["to"], pair[1]["from"]);
         assert_ne!(pair[1]["from"], pair[1]["to"]);
     }
+    // The capacity does not drift: after every update it is the capacity
+    // after the first, and `lu status` shows that figure.
+    let (first, min, max) = summary.capacity_stats().expect("capacity figures");
+    assert_eq!((min, max), (first, first), "{summary}");
+    let out = cmd(&mut m, "lu status");
+    let idle = out
+        .iter()
+        .find(|l| l.contains("lu status: idle; capacity "))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        idle.contains(&format!("capacity {first} KiB")),
+        "{idle} (after the first update: {first} KiB)"
+    );
+    poweroff_pass(&mut m);
+}
+
+#[test]
+fn a_flipped_bit_of_guest_memory_is_found_by_the_guest_and_fails_the_verdict() {
+    let mut m = boot("lu-inject-guest", "autostart=domu lu_inject=guest");
+    m.wait_for_text("(d1) heartbeat 1:", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = cmd(&mut m, "live-update hv-b");
+    assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
+    let injected = wait_all(
+        &mut m,
+        &["(hv) lu: fault injection: flipped a bit of d1"],
+        LONG,
+    );
+    // The hypervisor's own checks cannot see guest data: the update
+    // completes with equal digests and free frames ...
+    let report = wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG).remove(0);
+    assert_eq!(fields(&report)["digest_equal"], "yes", "{report}");
+    assert_eq!(fields(&report)["free_equal"], "yes", "{report}");
+    // ... and the domU's checker finds the bit (at the latest in its next
+    // sweep of every page).
+    let gpfn = injected[0]
+        .split("gpfn ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{injected:?}"))
+        .to_string();
+    let mismatch = wait_all(&mut m, &["(d1) MISMATCH"], LONG).remove(0);
+    assert!(mismatch.contains(&format!("gpfn {gpfn}")), "{mismatch}");
+    m.send("poweroff").unwrap_or_else(|e| panic!("{e}"));
+    let ending = m.wait_exit(LONG);
+    assert_eq!(
+        ending,
+        tests::Ending::Outcome(pv_abi::exit::Outcome::Fail),
+        "log: {}",
+        m.log_path().display()
+    );
+    assert_eq!(pv_abi::exit::Outcome::Fail.qemu_status(), 35);
+    let summary = m
+        .lines_with("(hv) poweroff:")
+        .last()
+        .unwrap_or_else(|| panic!("no poweroff summary; log: {}", m.log_path().display()))
+        .to_string();
+    assert!(summary.contains("verdict FAIL"), "{summary}");
+}
+
+#[test]
+fn a_failed_check_before_the_jump_cancels_and_every_guest_runs_on() {
+    let mut m = boot("lu-inject-vcpu", "autostart=domu lu_inject=vcpu");
+    m.wait_for_text("(d1) heartbeat 1:", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = cmd(&mut m, "live-update hv-b");
+    let cancelled = "update cancelled, every domain runs on: d1 vCPU 0: rip 0xffff800000000000 is not a guest address";
+    assert!(
+        out.iter()
+            .any(|l| l.contains("lu exec: error: failed:") && l.contains(cancelled)),
+        "{out:?}"
+    );
+    let out = cmd(&mut m, "lu status");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("lu status: last message: ") && l.contains(cancelled)),
+        "{out:?}"
+    );
+    // The image stays staged and nothing was handed over.
+    assert!(
+        out.iter().any(|l| l.contains("lu status: loaded build")),
+        "{out:?}"
+    );
+    assert!(m.lines_with("(hv) lu-report").next().is_none());
+    assert!(m.lines_with("entered by live update").next().is_none());
+    // The guests run on.
+    let n = m.lines_with("(d1) heartbeat ").count() as u64;
+    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 2), LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let summary = summarise(&m.transcript);
+    assert!(summary.clean(0), "{summary}");
     poweroff_pass(&mut m);
 }
 

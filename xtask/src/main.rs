@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod fuzz;
 mod run;
 mod setup;
 mod shell;
@@ -25,9 +26,17 @@ pub const BARE_TARGET: &str = "x86_64-unknown-none";
 /// Crates built for [`BARE_TARGET`] only: the images and the guest runtime.
 const BARE_ONLY: &[&str] = &["hv", "dom0", "domu", "pvrt"];
 
-/// `no_std` crates: tested on the host, and also built for [`BARE_TARGET`]
-/// to prove they stay `no_std`.
-const FRAMEWORK: &[&str] = &[
+/// The guests and their runtime: built in a cargo run of their own, so that
+/// features the hypervisor turns on in shared crates (serde, and with it
+/// `alloc`, in `hvlu-types`) are not unified into the guests, which have no
+/// heap.
+const GUESTS: &[&str] = &["dom0", "domu", "pvrt"];
+
+/// The hypervisor and the `no_std` framework crates, which are tested on the
+/// host and also built for [`BARE_TARGET`] to prove they stay `no_std`.
+const HV_AND_FRAMEWORK: &[&str] = &[
+    "hv",
+    "hvlu-types",
     "handover-abi",
     "boot-allocator",
     "frame-ownership",
@@ -70,14 +79,51 @@ enum Command {
         /// Stop QEMU after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
+        /// with it when the default is too small. Default: unchanged.
+        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        ram: Option<u32>,
     },
     /// Run every test: formatting, clippy (-D warnings), bare-metal builds,
-    /// host tests, QEMU scenarios.
+    /// host tests, QEMU scenarios, and 10 s of each fuzz target.
+    ///
+    /// The fuzz step needs a nightly toolchain and a C++ compiler; without
+    /// them it is skipped, with a line saying why. HVLU_FUZZ=skip skips it
+    /// always, HVLU_FUZZ=require makes its absence a failure;
+    /// HVLU_FUZZ_TOOLCHAIN names another toolchain than `nightly`.
     Test,
+    /// Run the fuzz targets of fuzz/ (libFuzzer, AddressSanitizer) for a fixed
+    /// time each and print executions, exec/s and whether each crashed.
+    ///
+    /// Needs a nightly toolchain (HVLU_FUZZ_TOOLCHAIN names another) and a C++
+    /// compiler, not cargo-fuzz. Binaries go to target/fuzz/, corpora to
+    /// target/fuzz-corpus/<target>/ (kept between runs), crashing inputs to
+    /// target/fuzz-artifacts/<target>/, libFuzzer's output to
+    /// target/fuzz-logs/<target>.log. Fails if any target crashed.
+    Fuzz {
+        /// Seconds each target runs for.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Run only this target (state_decoder, note_parser, image_validator).
+        #[arg(long)]
+        target: Option<String>,
+        /// Further libFuzzer flags, after `--` (e.g. -- -max_len=65536 -dict=FILE).
+        #[arg(last = true)]
+        libfuzzer_args: Vec<String>,
+        /// Run only the fuzz step of `cargo xtask test`, as it runs there
+        /// (10 s per target, skipped without nightly, honours HVLU_FUZZ).
+        #[arg(long, conflicts_with_all = ["seconds", "target", "libfuzzer_args"])]
+        test_step: bool,
+    },
     /// Run the benchmarks and print their figures: the frametable pass in
     /// ns per frame against a plain write of the same bytes, and the live
     /// update's blackout as guest memory and domain count grow.
-    Bench,
+    Bench {
+        /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
+        /// with it when the default is too small. Default: unchanged.
+        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        ram: Option<u32>,
+    },
     /// Update a system started by `cargo xtask run` to a hypervisor image
     /// from the host: the image travels over the host link (the machine's
     /// second serial port) to dom0, whose tool stages and executes it; prints
@@ -106,6 +152,10 @@ enum Command {
         /// Milliseconds the domUs run between two updates.
         #[arg(long, default_value_t = 200)]
         settle_ms: u64,
+        /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
+        /// with it when the default is too small. Default: unchanged.
+        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        ram: Option<u32>,
     },
 }
 
@@ -118,20 +168,31 @@ fn main() -> ExitCode {
             script,
             domus,
             timeout,
+            ram,
         } => setup::ensure_qemu()
             .and_then(|()| build(true))
-            .and_then(|()| run::run(script, domus, timeout)),
+            .and_then(|()| run::run(script, domus, timeout, ram)),
         Command::Test => test(),
+        Command::Fuzz {
+            test_step: true, ..
+        } => fuzz::test_step(),
+        Command::Fuzz {
+            seconds,
+            target,
+            libfuzzer_args,
+            test_step: false,
+        } => fuzz::fuzz(seconds, target.as_deref(), &libfuzzer_args),
         Command::LiveUpdate { image } => run::live_update(&image),
         Command::Soak {
             updates,
             domus,
             guest_mem,
             settle_ms,
+            ram,
         } => setup::ensure_qemu()
             .and_then(|()| build(true))
-            .and_then(|()| run::soak(updates, domus, guest_mem, settle_ms)),
-        Command::Bench => bench(),
+            .and_then(|()| run::soak(updates, domus, guest_mem, settle_ms, ram)),
+        Command::Bench { ram } => bench(ram),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,14 +207,13 @@ fn main() -> ExitCode {
 /// with `release`, also a second hypervisor build with another build id
 /// (`target/hv-b/`), the image updates alternate with.
 fn build(release: bool) -> Result<(), Failure> {
-    let mut cmd = Cmd::cargo("build")
-        .bare_metal()
-        .packages(FRAMEWORK)
-        .packages(BARE_ONLY);
-    if release {
-        cmd = cmd.arg("--release");
+    for set in [HV_AND_FRAMEWORK, GUESTS] {
+        let mut cmd = Cmd::cargo("build").bare_metal().packages(set);
+        if release {
+            cmd = cmd.arg("--release");
+        }
+        cmd.run()?;
     }
-    cmd.run()?;
     if release {
         Cmd::cargo("build")
             .bare_metal()
@@ -165,6 +225,20 @@ fn build(release: bool) -> Result<(), Failure> {
                 "target/hv-b",
             ])
             .env("HVLU_BUILD_ID", "hvlu-hv-b")
+            .run()?;
+        // An image that speaks only handover ABI 1.0, for the
+        // compatibility tests (updates between ABI versions).
+        Cmd::cargo("build")
+            .bare_metal()
+            .args([
+                "--release",
+                "--package",
+                "hv",
+                "--target-dir",
+                "target/hv-abi-1.0",
+            ])
+            .env("HVLU_BUILD_ID", "hvlu-hv-abi-1.0")
+            .env("HVLU_ABI", "1.0")
             .run()?;
     }
     Ok(())
@@ -182,12 +256,13 @@ fn test() -> Result<(), Failure> {
         .run()?;
 
     shell::step("clippy, bare-metal crates");
-    Cmd::cargo("clippy")
-        .bare_metal()
-        .packages(FRAMEWORK)
-        .packages(BARE_ONLY)
-        .args(["--", "-D", "warnings"])
-        .run()?;
+    for set in [HV_AND_FRAMEWORK, GUESTS] {
+        Cmd::cargo("clippy")
+            .bare_metal()
+            .packages(set)
+            .args(["--", "-D", "warnings"])
+            .run()?;
+    }
 
     shell::step("bare-metal build (debug and release)");
     build(false)?;
@@ -205,11 +280,17 @@ fn test() -> Result<(), Failure> {
         .excluding(BARE_ONLY)
         .run()?;
 
+    shell::step(&format!(
+        "fuzzing ({} s per target, when a nightly toolchain is present)",
+        fuzz::TEST_SECONDS
+    ));
+    fuzz::test_step()?;
+
     println!("xtask: all tests passed");
     Ok(())
 }
 
-fn bench() -> Result<(), Failure> {
+fn bench(ram: Option<u32>) -> Result<(), Failure> {
     shell::step("the frametable pass against a plain write (host)");
     Cmd::cargo("bench")
         .args(["--package", "frame-ownership"])
@@ -217,5 +298,5 @@ fn bench() -> Result<(), Failure> {
     shell::step("blackout against guest memory and domain count (QEMU, TCG)");
     setup::ensure_qemu()?;
     build(true)?;
-    run::blackout_bench()
+    run::blackout_bench(ram)
 }

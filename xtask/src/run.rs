@@ -9,14 +9,23 @@ use tests::{Machine, MachineConfig};
 
 use crate::shell::Failure;
 
-/// Boots dom0 and `domus` domUs; runs `script` or forwards the terminal.
-pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Failure> {
+/// Boots dom0 and `domus` domUs (on `ram` MiB of RAM, if given); runs
+/// `script` or forwards the terminal.
+pub fn run(
+    script: Option<PathBuf>,
+    domus: u32,
+    timeout: u64,
+    ram: Option<u32>,
+) -> Result<(), Failure> {
     let name = if script.is_some() {
         "run-script"
     } else {
         "run"
     };
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
+    if let Some(mib) = ram {
+        config.set_ram(mib);
+    }
     if domus > 0 {
         let list = vec!["domu"; domus as usize].join(",");
         config.cmdline = format!("{} autostart={list}", config.cmdline);
@@ -63,11 +72,20 @@ pub fn run(script: Option<PathBuf>, domus: u32, timeout: u64) -> Result<(), Fail
 }
 
 /// Boots a machine named `name` with dom0 and `domus` domUs of `guest_mib`
-/// MiB each, and waits for every domU's first heartbeat.
-fn boot_with_domus(name: &str, domus: u32, guest_mib: u64) -> Result<Machine, Failure> {
+/// MiB each, and waits for every domU's first heartbeat. Its RAM is `ram`
+/// MiB if given, else enough for the domUs.
+fn boot_with_domus(
+    name: &str,
+    domus: u32,
+    guest_mib: u64,
+    ram: Option<u32>,
+) -> Result<Machine, Failure> {
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
     // dom0 (8 MiB) and the domUs, with room to spare.
     config.mem_mib = (256 + u64::from(domus) * guest_mib * 2).min(3072) as u32;
+    if let Some(mib) = ram {
+        config.set_ram(mib);
+    }
     let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
     machine
         .wait_for_text("(d0) dom0>", scenario::BOOT)
@@ -89,8 +107,14 @@ fn boot_with_domus(name: &str, domus: u32, guest_mib: u64) -> Result<Machine, Fa
 }
 
 /// `cargo xtask soak`.
-pub fn soak(updates: u64, domus: u32, guest_mem: u64, settle_ms: u64) -> Result<(), Failure> {
-    let mut machine = boot_with_domus("soak", domus, guest_mem)?;
+pub fn soak(
+    updates: u64,
+    domus: u32,
+    guest_mem: u64,
+    settle_ms: u64,
+    ram: Option<u32>,
+) -> Result<(), Failure> {
+    let mut machine = boot_with_domus("soak", domus, guest_mem, ram)?;
     let started = std::time::Instant::now();
     let summary = scenario::soak(&mut machine, &["hv-b", "hv"], updates, settle_ms)
         .map_err(Failure::Failed)?;
@@ -170,10 +194,11 @@ pub fn live_update(image: &std::path::Path) -> Result<(), Failure> {
 
 /// Blackout of live updates as guest memory and the number of domains grow:
 /// for each configuration, five updates; prints the medians of the phases.
-pub fn blackout_bench() -> Result<(), Failure> {
+pub fn blackout_bench(ram: Option<u32>) -> Result<(), Failure> {
     const UPDATES: u64 = 5;
     for (domus, guest_mib) in [(1u32, 4u64), (1, 64), (1, 256), (4, 4), (8, 4), (4, 64)] {
-        let mut machine = boot_with_domus(&format!("bench-{domus}x{guest_mib}"), domus, guest_mib)?;
+        let mut machine =
+            boot_with_domus(&format!("bench-{domus}x{guest_mib}"), domus, guest_mib, ram)?;
         let summary =
             scenario::soak(&mut machine, &["hv-b", "hv"], UPDATES, 100).map_err(Failure::Failed)?;
         let reports: Vec<_> = machine

@@ -3,8 +3,9 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
 
 use crate::BARE_TARGET;
 
@@ -110,6 +111,12 @@ impl Cmd {
         self
     }
 
+    /// Removes an environment variable for the command.
+    pub fn env_remove(mut self, key: &'static str) -> Self {
+        self.remove_env.push(key);
+        self
+    }
+
     /// `--package P` for each package.
     pub fn packages(self, packages: &[&str]) -> Self {
         packages
@@ -179,6 +186,25 @@ impl Cmd {
                 code: status.code(),
             })
         }
+    }
+
+    /// Runs the command with its standard output and error written to `log`
+    /// (created or truncated); returns how it exited, whatever that was.
+    pub fn status_to_log(&self, log: &Path) -> Result<ExitStatus, Failure> {
+        let line = self.display();
+        println!("$ {line} > {} 2>&1", log.display());
+        let spawn = |error| Failure::Spawn {
+            command: line.clone(),
+            error,
+        };
+        let out = File::create(log).map_err(spawn)?;
+        let err = out.try_clone().map_err(spawn)?;
+        self.command()
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(spawn)
     }
 
     /// Runs the command quietly and returns its standard output, or `None`
