@@ -1,43 +1,23 @@
-//! The outgoing role: load, status, unload and exec.
-//!
-//! **Load** validates the image (`old_hv::image`: ELF64, x86_64, segments
-//! that fit, an `HVLU` note whose range includes a version this image
-//! writes, an entry in an executable segment) and stages it in the region's
-//! largest free gap, at the end away from the running image, before
-//! anything is paused. **Exec** pauses every vCPU (there is one CPU: the
-//! others are already stopped at a trap boundary, and the caller's context
-//! is saved with its result set to 0), serialises the handover state into
-//! the staging area, decodes it back and checks it (pre-flight, with the
-//! owned-frame digest), checks the rest of what can be checked before the
-//! point of no return (`old_hv::checks`: vCPU contexts, every frame in use
-//! in some run, a dry run of the new image's boot), builds the entry tables,
-//! takes the free-frame digest and jumps. Any failure before the jump
-//! cancels: the caller gets the error, `lu status` shows it, and every
-//! domain runs on.
-//!
-//! The staging layout, the handover state, its encoding and the pre-flight
-//! check are `old_hv`'s; this module reads and writes physical memory,
-//! saves the caller's context, builds the entry tables and jumps.
+//! `lu exec`: pause, serialise, pre-flight, the checks before the point of
+//! no return, the entry tables, the argument page and the jump. Any failure
+//! before the jump cancels ([`ExecError`]): the caller gets the error and
+//! every domain runs on.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use handover_abi::entry::EntryArgs;
-use handover_abi::{
-    HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, Producer, TimeBase, PAGE_SIZE,
-};
-use old_hv::handover::{self, DomainInput};
-use old_hv::image::{self, StagingArea};
-use old_hv::staging::{self as staging_layout, Staging};
-use pv_abi::hypercall::{Error, LuStatus};
+use handover_abi::{HandoverState, Mfn, MfnRange, Producer, PAGE_SIZE};
+use old_hv::handover::{self};
+use old_hv::staging::Staging;
+use pv_abi::hypercall::Error;
 
 use crate::arch::kexec::{self, Mapping, Plan};
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
 use crate::cmdline::Inject;
-use crate::domain::Vcpu;
 use crate::hv::{Hv, Loaded};
-use crate::{build_id, hvprintln, modules};
+use crate::{build_id, hvprintln};
 
 /// Why `lu exec` was cancelled before the point of no return. Every
 /// domain runs on.
@@ -74,214 +54,7 @@ fn phys_step(step: &'static str) -> impl FnOnce(phys::PhysError) -> ExecError {
     move |error| ExecError::Phys { step, error }
 }
 
-struct Area {
-    base: u64,
-    len: u64,
-}
-
-impl StagingArea for Area {
-    type Error = phys::PhysError;
-
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Self::Error> {
-        if offset.saturating_add(bytes.len() as u64) > self.len {
-            return Err(phys::PhysError::Unmapped {
-                paddr: self.base + offset,
-                len: bytes.len() as u64,
-            });
-        }
-        phys::write(self.base + offset, bytes)
-    }
-
-    fn zero(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
-        if offset.saturating_add(len) > self.len {
-            return Err(phys::PhysError::Unmapped {
-                paddr: self.base + offset,
-                len,
-            });
-        }
-        phys::zero(self.base + offset, len)
-    }
-}
-
 impl Hv {
-    /// Records and logs a refusal of a live-update operation.
-    pub(crate) fn refuse<T>(&mut self, error: Error, message: String) -> Result<T, Error> {
-        hvprintln!("lu: {message}");
-        self.lu.message = message;
-        Err(error)
-    }
-
-    /// Builds the handover state of the running system: the machine, the
-    /// globals and every domain (`old_hv::handover`: runs and pins from each
-    /// domain's own frames, vCPUs from their saved contexts).
-    pub fn handover_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
-        let now = cpu::rdtsc();
-        let globals = HvGlobals {
-            next_domid: self.next_domid,
-            time: TimeBase {
-                tsc: now,
-                tsc_khz: self.tsc_khz,
-                system_time_ns: hvlu_types::time::tsc_to_ns(
-                    now.saturating_sub(self.boot_tsc),
-                    self.tsc_khz,
-                ),
-            },
-            cmdline: self.cmdline.clone(),
-        };
-        let region = LuRegion {
-            base: self.mem.region.start,
-            size: self.mem.region.size,
-            image,
-            state,
-        };
-        let domains = self.domains.values().map(|dom| DomainInput {
-            id: dom.id,
-            privileged: dom.privileged,
-            name: &dom.name,
-            max_frames: dom.max_frames,
-            p2m: &dom.p2m,
-            mmio: &[],
-            vcpus: dom.vcpus.iter().map(Vcpu::context).collect(),
-            start_info: dom.start_info,
-            paused: dom.paused,
-            reports: dom.reports,
-        });
-        handover::handover_state(
-            &self.mem.ram,
-            region,
-            globals,
-            domains,
-            self.retired.clone(),
-            self.mem.frametable,
-        )
-    }
-
-    fn state_estimate(&self) -> u64 {
-        let dummy = MfnRange::new(Mfn(0), 1);
-        handover_abi::encoded_len(&self.handover_state(dummy, dummy)).unwrap_or(0) as u64
-    }
-
-    /// `lu load <module>`.
-    pub fn lu_load(&mut self, module: &str) -> Result<u64, Error> {
-        self.lu.loaded = None;
-        let Some(m) = self.modules.iter().find(|m| m.name == module).cloned() else {
-            return self.refuse(Error::NotFound, alloc::format!("no boot module `{module}`"));
-        };
-        let bytes = match modules::read(&m) {
-            Ok(b) => b,
-            Err(e) => {
-                return self.refuse(
-                    Error::Failed,
-                    alloc::format!("cannot read module `{module}`: {e}"),
-                )
-            }
-        };
-        self.lu_load_bytes(module, &bytes)
-    }
-
-    /// Validates and stages the image in `bytes`, named `module` in logs
-    /// (`lu load` of a boot module, or an image dom0 received from the host).
-    pub fn lu_load_bytes(&mut self, module: &str, bytes: &[u8]) -> Result<u64, Error> {
-        self.lu.loaded = None;
-        let Some(gap) = self.mem.handoff.largest_free_gap() else {
-            return self.refuse(
-                Error::NoMemory,
-                String::from("the live-update region has no free gap"),
-            );
-        };
-        let estimate = self.state_estimate();
-        // The state may grow between load and exec: keep room for twice it.
-        // The entry tables grow with RAM (their direct map covers all of it).
-        let ram_end = old_hv::ram::end(&self.mem.ram);
-        let limits = old_hv::staging::image_limits(gap, estimate, ram_end);
-        let info = match image::validate(bytes, build_id::WRITES, &limits) {
-            Ok(info) => info,
-            Err(e) => {
-                return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
-            }
-        };
-        // The end of the gap away from the running image, so that images
-        // alternate between the two ends of the free space and the capacity
-        // stays the same from one update to the next.
-        let running = {
-            let (start, end) = crate::arch::image_range();
-            boot_allocator::PhysRange::from_bounds(start, end)
-        };
-        let end = staging_layout::choose_end(gap, running);
-        let tables = staging_layout::table_frames(ram_end, &info.mappings);
-        let staging = match Staging::plan_at(end, gap, info.span, estimate, tables) {
-            Ok(s) => s,
-            Err(e) => return self.refuse(Error::NoMemory, alloc::format!("`{module}`: {e}")),
-        };
-        let (image, state) = (staging.image, staging.state);
-        let mut area = Area {
-            base: image.start,
-            len: image.size,
-        };
-        if let Err(e) = image::stage(&info, bytes, &mut area) {
-            return self.refuse(
-                Error::Failed,
-                alloc::format!("staging `{module}` failed: {e}"),
-            );
-        }
-        let reads = info.note.reads;
-        let writes: &dyn core::fmt::Display = match &info.note.writes {
-            Some(w) => w,
-            None => &"unstated (an older note)",
-        };
-        hvprintln!(
-            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writes ABI {writes}, writing {}, image {} KiB at {:#x}, state area {} KiB",
-            hex(&info.note.build_id.0[..8]),
-            reads.min,
-            reads.max,
-            info.version,
-            image.size >> 10,
-            image.start,
-            state.size >> 10
-        );
-        self.lu.message.clear();
-        self.lu.loaded = Some(Loaded {
-            module: String::from(module),
-            info,
-            staging,
-        });
-        Ok(0)
-    }
-
-    /// `lu unload`.
-    pub fn lu_unload(&mut self) -> Result<u64, Error> {
-        match self.lu.loaded.take() {
-            Some(l) => {
-                hvprintln!("lu: unloaded `{}`", l.module);
-                Ok(0)
-            }
-            None => self.refuse(Error::NotFound, String::from("nothing is loaded")),
-        }
-    }
-
-    /// `lu status`.
-    pub fn lu_status(&self) -> LuStatus {
-        let mut st = LuStatus {
-            running_build_id: build_id::BUILD_ID.0,
-            capacity: self.mem.handoff.largest_free_gap().map_or(0, |g| g.size),
-            state_needed: self.state_estimate(),
-            sequence: self.lu_sequence,
-            ..LuStatus::default()
-        };
-        if let Some(l) = &self.lu.loaded {
-            let r = l.info.note.reads;
-            st.loaded = 1;
-            st.staged_build_id = l.info.note.build_id.0;
-            st.staged_reads = [r.min.major, r.min.minor, r.max.major, r.max.minor];
-            st.version = [l.info.version.major, l.info.version.minor, 0, 0];
-            st.image_bytes = l.staging.image.size;
-            st.state_bytes = l.staging.after_image();
-        }
-        let n = self.lu.message.len().min(st.message.len() - 1);
-        st.message[..n].copy_from_slice(&self.lu.message.as_bytes()[..n]);
-        st
-    }
-
     /// `lu exec`: `frame` is the caller's context. Returns only on
     /// cancellation.
     pub fn lu_exec(&mut self, frame: &mut TrapFrame) -> Result<u64, Error> {
@@ -517,8 +290,4 @@ impl Hv {
         );
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| alloc::format!("{b:02x}")).collect()
 }
