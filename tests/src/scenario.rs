@@ -283,7 +283,143 @@ pub fn soak(
     updates: u64,
     settle_ms: u64,
 ) -> Result<SoakSummary, String> {
+    soak_with(machine, images, updates, settle_ms, None)
+}
+
+/// [`soak`] with churn: before each update dom0 also performs one
+/// toolstack action of `churn` (create, destroy, pause or unpause a domU).
+pub fn soak_with_churn(
+    machine: &mut Machine,
+    images: &[&str],
+    updates: u64,
+    settle_ms: u64,
+    churn: &mut Churn,
+) -> Result<SoakSummary, String> {
+    soak_with(machine, images, updates, settle_ms, Some(churn))
+}
+
+/// What dom0 does to the domains between updates in a soak with churn:
+/// a small set of extra domUs (started with `churn`, so they also pin,
+/// switch and release page tables all the time) is created, destroyed,
+/// paused and unpaused in a pseudo-random order from a seed, so that every
+/// update hands over a different set of domains, some of them paused.
+#[derive(Debug)]
+pub struct Churn {
+    rng: u64,
+    /// The extra domUs alive: (id, paused).
+    live: Vec<(u16, bool)>,
+    /// Memory of each extra domU, in KiB.
+    kib: u64,
+    /// Actions done, by kind.
+    pub created: u64,
+    /// Extra domUs destroyed.
+    pub destroyed: u64,
+    /// Pauses.
+    pub paused: u64,
+    /// Unpauses.
+    pub unpaused: u64,
+}
+
+impl Churn {
+    /// Churn from `seed`, with extra domUs of `kib` KiB.
+    pub fn new(seed: u64, kib: u64) -> Churn {
+        Churn {
+            rng: seed | 1,
+            live: Vec::new(),
+            kib,
+            created: 0,
+            destroyed: 0,
+            paused: 0,
+            unpaused: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// One toolstack action; fails if dom0 does not confirm it.
+    pub fn step(&mut self, machine: &mut Machine) -> Result<(), String> {
+        let r = self.next();
+        let n = self.live.len();
+        let pick = (r >> 8) as usize % n.max(1);
+        let action = match (n, r % 5) {
+            (0 | 1, _) | (2, 0) => "create",
+            (_, 0 | 1) => "destroy",
+            _ if self.live[pick].1 => "unpause",
+            _ => "pause",
+        };
+        let line = match action {
+            "create" => format!("create domu {} churn", self.kib),
+            op => format!("{op} {}", self.live[pick].0),
+        };
+        let out = machine.command(&line, CMD)?;
+        let confirmed = |needle: &str| out.iter().any(|l| l.contains(needle));
+        match action {
+            "create" => {
+                let id = out
+                    .iter()
+                    .find_map(|l| l.split("created d").nth(1))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|id| id.parse::<u16>().ok())
+                    .ok_or_else(|| format!("churn: `{line}` did not create a domain: {out:?}"))?;
+                self.live.push((id, false));
+                self.created += 1;
+            }
+            op => {
+                let id = self.live[pick].0;
+                if !confirmed(&format!("{op} d{id}: done")) {
+                    return Err(format!("churn: `{line}` failed: {out:?}"));
+                }
+                match op {
+                    "destroy" => {
+                        self.live.remove(pick);
+                        self.destroyed += 1;
+                    }
+                    "pause" => {
+                        self.live[pick].1 = true;
+                        self.paused += 1;
+                    }
+                    _ => {
+                        self.live[pick].1 = false;
+                        self.unpaused += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Churn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "churn created={} destroyed={} paused={} unpaused={} alive={}",
+            self.created,
+            self.destroyed,
+            self.paused,
+            self.unpaused,
+            self.live.len()
+        )
+    }
+}
+
+fn soak_with(
+    machine: &mut Machine,
+    images: &[&str],
+    updates: u64,
+    settle_ms: u64,
+    mut churn: Option<&mut Churn>,
+) -> Result<SoakSummary, String> {
     for i in 0..updates {
+        if let Some(churn) = churn.as_deref_mut() {
+            churn.step(machine)?;
+        }
         let image = images[(i as usize) % images.len()];
         let out = machine.command(&format!("live-update {image}"), CMD)?;
         if !out.iter().any(|l| l.contains("lu exec: done")) {

@@ -156,6 +156,11 @@ enum Command {
         /// with it when the default is too small. Default: unchanged.
         #[arg(long, value_parser = tests::qemu::parse_ram)]
         ram: Option<u32>,
+        /// Between updates dom0 creates, destroys, pauses and unpauses
+        /// extra domUs, and every domU keeps pinning, switching and
+        /// releasing page tables (`domu churn`) while updates come.
+        #[arg(long)]
+        churn: bool,
     },
 }
 
@@ -189,9 +194,10 @@ fn main() -> ExitCode {
             guest_mem,
             settle_ms,
             ram,
+            churn,
         } => setup::ensure_qemu()
             .and_then(|()| build(true))
-            .and_then(|()| run::soak(updates, domus, guest_mem, settle_ms, ram)),
+            .and_then(|()| run::soak(updates, domus, guest_mem, settle_ms, ram, churn)),
         Command::Bench { ram } => bench(ram),
     });
     match result {

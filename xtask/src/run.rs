@@ -79,6 +79,7 @@ fn boot_with_domus(
     domus: u32,
     guest_mib: u64,
     ram: Option<u32>,
+    domu_args: &str,
 ) -> Result<Machine, Failure> {
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
     // dom0 (8 MiB) and the domUs, with room to spare.
@@ -92,7 +93,10 @@ fn boot_with_domus(
         .map_err(Failure::Failed)?;
     for _ in 0..domus {
         let out = machine
-            .command(&format!("create domu {}", guest_mib * 1024), scenario::CMD)
+            .command(
+                &format!("create domu {} {domu_args}", guest_mib * 1024),
+                scenario::CMD,
+            )
             .map_err(Failure::Failed)?;
         if !out.iter().any(|l| l.contains("created d")) {
             return Err(Failure::Failed(format!("cannot create a domU: {out:?}")));
@@ -113,11 +117,28 @@ pub fn soak(
     guest_mem: u64,
     settle_ms: u64,
     ram: Option<u32>,
+    churn: bool,
 ) -> Result<(), Failure> {
-    let mut machine = boot_with_domus("soak", domus, guest_mem, ram)?;
+    let args = if churn { "churn" } else { "" };
+    let mut machine = boot_with_domus("soak", domus, guest_mem, ram, args)?;
     let started = std::time::Instant::now();
-    let summary = scenario::soak(&mut machine, &["hv-b", "hv"], updates, settle_ms)
-        .map_err(Failure::Failed)?;
+    let mut churner = scenario::Churn::new(0x5eed_0000 + updates, 4096);
+    let summary = if churn {
+        // Room for the extra domUs (at most four of 4 MiB alive).
+        scenario::soak_with_churn(
+            &mut machine,
+            &["hv-b", "hv"],
+            updates,
+            settle_ms,
+            &mut churner,
+        )
+    } else {
+        scenario::soak(&mut machine, &["hv-b", "hv"], updates, settle_ms)
+    }
+    .map_err(Failure::Failed)?;
+    if churn {
+        println!("soak {churner}");
+    }
     let elapsed = started.elapsed();
     machine.send("poweroff").map_err(Failure::Failed)?;
     let ending = machine.wait_exit(scenario::CMD);
@@ -197,8 +218,13 @@ pub fn live_update(image: &std::path::Path) -> Result<(), Failure> {
 pub fn blackout_bench(ram: Option<u32>) -> Result<(), Failure> {
     const UPDATES: u64 = 5;
     for (domus, guest_mib) in [(1u32, 4u64), (1, 64), (1, 256), (4, 4), (8, 4), (4, 64)] {
-        let mut machine =
-            boot_with_domus(&format!("bench-{domus}x{guest_mib}"), domus, guest_mib, ram)?;
+        let mut machine = boot_with_domus(
+            &format!("bench-{domus}x{guest_mib}"),
+            domus,
+            guest_mib,
+            ram,
+            "",
+        )?;
         let summary =
             scenario::soak(&mut machine, &["hv-b", "hv"], UPDATES, 100).map_err(Failure::Failed)?;
         let reports: Vec<_> = machine

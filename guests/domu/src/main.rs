@@ -27,7 +27,11 @@
 //!   and runs on;
 //! - `grow`: besides the loop, takes a quarter of its pages more with
 //!   `increase_reservation` and gives them back with `decrease_reservation`,
-//!   cycle after cycle, checking each frame's pattern in between.
+//!   cycle after cycle, checking each frame's pattern in between;
+//! - `churn`: besides the loop, repeats the page-table exercise (a new
+//!   frame pinned as an L1, an L4 copy pinned and run on, both released and
+//!   given back) at every heartbeat, so that an update can come at any step
+//!   of it.
 
 #![no_std]
 #![no_main]
@@ -694,6 +698,7 @@ fn main() -> ! {
     let fault = cmdline.split_ascii_whitespace().any(|w| w == "fault");
     let fpu = cmdline.split_ascii_whitespace().any(|w| w == "fpu");
     let give_back = cmdline.split_ascii_whitespace().any(|w| w == "giveback");
+    let churn = cmdline.split_ascii_whitespace().any(|w| w == "churn");
     // The grower's store is taken from the end of the pages under test.
     let mut grower = cmdline
         .split_ascii_whitespace()
@@ -751,6 +756,10 @@ fn main() -> ! {
             beats += 1;
             if beats.is_multiple_of(8) {
                 work.sweep();
+            }
+            if churn {
+                // Each failed step is reported as an unexpected result.
+                let _ = exercise_tables();
             }
             println!(
                 "heartbeat {beats}: checks={} remaps={} mismatches={}",
