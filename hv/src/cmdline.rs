@@ -6,7 +6,7 @@
 //! | `loglvl=LEVEL` | `error`, `info` or `debug` | `info` |
 //! | `timer_hz=N` | scheduler tick rate | `100` |
 //! | `autostart=M1,M2,..` | modules dom0 creates domUs from at boot | none |
-//! | `lu_inject=state\|digest\|guest\|vcpu` | fault injection for tests: corrupt the staged state (a body byte) or the digest in the argument page after the pre-flight check, so the incoming image must refuse; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
+//! | `lu_inject=state\|digest\|args\|guest\|vcpu\|fail-<step>` | fault injection for tests (never handed to the next image): corrupt the staged state (a bit at a pseudo-random place of the body), the digest or a bit of the argument page after the pre-flight check, so the incoming image must refuse; make one step before the point of no return fail (`fail-too-large`, `fail-encode`, `fail-preflight`, `fail-boot`, `fail-tables`), so the update is cancelled and the next one succeeds; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
 //!
 //! An unknown word or a bad value is an error: the hypervisor stops and
 //! names it rather than guessing.
@@ -50,6 +50,33 @@ pub enum Inject {
     /// A vCPU's instruction pointer in the state (not the vCPU itself),
     /// which the checks before the jump must refuse.
     Vcpu,
+    /// One bit at a pseudo-random place of the argument page, which the
+    /// incoming image must refuse (its CRC).
+    Args,
+    /// One step of `lu exec` before the point of no return fails for real
+    /// (`fail-<step>`): the update is cancelled, every guest runs on, and
+    /// the injection is spent, so the next update succeeds.
+    Fail(ExecStep),
+}
+
+/// The steps of `lu exec` before the point of no return that
+/// `lu_inject=fail-<step>` makes fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecStep {
+    /// `fail-too-large`: the state area is taken as 64 bytes, so the
+    /// serialiser refuses a state that does not fit.
+    TooLarge,
+    /// `fail-encode`: the state is encoded as a version this build does
+    /// not write, so the encoder refuses.
+    Encode,
+    /// `fail-preflight`: one byte of the state read back is changed before
+    /// the pre-flight decodes it.
+    Preflight,
+    /// `fail-boot`: the new image's boot needs are computed for a machine
+    /// with 4 TiB more RAM, so they cannot fit the region.
+    Boot,
+    /// `fail-tables`: the entry tables get no frame to be built in.
+    Tables,
 }
 
 impl Default for Options {
@@ -152,11 +179,18 @@ impl Options {
                         "digest" => Inject::Digest,
                         "guest" => Inject::Guest,
                         "vcpu" => Inject::Vcpu,
+                        "args" => Inject::Args,
+                        "fail-too-large" => Inject::Fail(ExecStep::TooLarge),
+                        "fail-encode" => Inject::Fail(ExecStep::Encode),
+                        "fail-preflight" => Inject::Fail(ExecStep::Preflight),
+                        "fail-boot" => Inject::Fail(ExecStep::Boot),
+                        "fail-tables" => Inject::Fail(ExecStep::Tables),
                         _ => {
                             return Err(CmdlineError::BadValue {
                                 option: key,
                                 value,
-                                expected: "state, digest, guest or vcpu",
+                                expected: "state, digest, guest, vcpu, args, fail-too-large, \
+                                           fail-encode, fail-preflight, fail-boot or fail-tables",
                             })
                         }
                     })

@@ -7,15 +7,15 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use handover_abi::entry::EntryArgs;
-use handover_abi::{HandoverState, Mfn, MfnRange, Producer, PAGE_SIZE};
-use old_hv::handover::{self};
+use handover_abi::{AbiVersion, HandoverState, Mfn, MfnRange, Producer, PAGE_SIZE};
+use old_hv::handover;
 use old_hv::staging::Staging;
 use pv_abi::hypercall::Error;
 
 use crate::arch::kexec::{self, Mapping, Plan};
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
-use crate::cmdline::Inject;
+use crate::cmdline::{ExecStep, Inject};
 use crate::hv::{Hv, Loaded};
 use crate::{build_id, hvprintln};
 
@@ -77,6 +77,10 @@ impl Hv {
             Ok(never) => match never {},
             Err(error) => {
                 self.lu.loaded = Some(loaded);
+                if matches!(self.options.lu_inject, Some(Inject::Fail(_))) {
+                    // Spent: the next update runs without it.
+                    self.options.lu_inject = None;
+                }
                 self.refuse(
                     Error::Failed,
                     alloc::format!("update cancelled, every domain runs on: {error}"),
@@ -110,8 +114,25 @@ impl Hv {
                 );
             }
         }
+        let fail = |step| {
+            let on = self.options.lu_inject == Some(Inject::Fail(step));
+            if on {
+                hvprintln!("lu: fault injection: making {step:?} fail");
+            }
+            on
+        };
         let producer = Producer::this_build(build_id::BUILD_ID);
-        let blob = handover::serialise(l.info.version, &state, &producer, s.state.size)
+        let version = if fail(ExecStep::Encode) {
+            AbiVersion::new(l.info.version.major, 99)
+        } else {
+            l.info.version
+        };
+        let capacity = if fail(ExecStep::TooLarge) {
+            64
+        } else {
+            s.state.size
+        };
+        let blob = handover::serialise(version, &state, &producer, capacity)
             .map_err(ExecError::Serialise)?;
         let len = blob.len();
         phys::write(s.state.start, &blob).map_err(phys_step("writing the state"))?;
@@ -121,9 +142,13 @@ impl Hv {
         // check it, and take the digest of the owned frames it lists.
         let mut back = alloc::vec![0u8; len];
         phys::read(s.state.start, &mut back).map_err(phys_step("reading the state back"))?;
+        if fail(ExecStep::Preflight) {
+            let at = back.len() / 2;
+            back[at] ^= 0x40;
+        }
         let digest = handover::preflight(&back, &state, self.mem.frametable, self.mem.m2p)
             .map_err(ExecError::Preflight)?;
-        let boot = self.check_before_jump(s, &state, len as u64)?;
+        let boot = self.check_before_jump(s, &state, len as u64, fail(ExecStep::Boot))?;
         let tsc_preflight = cpu::rdtsc();
 
         let segments: Vec<Mapping> = l
@@ -136,7 +161,11 @@ impl Hv {
                 phys: s.image.start + m.offset,
             })
             .collect();
-        let mut next_table = s.tables.start;
+        let mut next_table = if fail(ExecStep::Tables) {
+            s.tables.end()
+        } else {
+            s.tables.start
+        };
         let mut alloc = || {
             (next_table < s.tables.end()).then(|| {
                 next_table += PAGE_SIZE;
@@ -184,22 +213,31 @@ impl Hv {
         s.place(self.mem.region, len as u64, &mut args);
         match self.options.lu_inject {
             Some(Inject::State) => {
-                // A flipped bit in the body, as if memory were corrupted
-                // after the pre-flight check.
-                let at = s.state.start + handover_abi::HEADER_SIZE as u64 + 5;
-                let mut byte = [0u8; 1];
-                phys::read(at, &mut byte).map_err(phys_step("fault injection"))?;
-                phys::write(at, &[byte[0] ^ 0x10]).map_err(phys_step("fault injection"))?;
-                hvprintln!("lu: fault injection: flipped a bit of the staged state at {at:#x}");
+                // A flipped bit at a pseudo-random place of the body, as if
+                // memory were corrupted after the pre-flight check.
+                let body = len as u64 - handover_abi::HEADER_SIZE as u64;
+                let (offset, bit) = spot(tsc_jump, body);
+                let at = s.state.start + handover_abi::HEADER_SIZE as u64 + offset;
+                flip_bit(at, bit)?;
+                hvprintln!(
+                    "lu: fault injection: flipped bit {bit} of the staged state at {at:#x} (body offset {offset})"
+                );
             }
             Some(Inject::Digest) => {
                 args.digest ^= 1;
                 hvprintln!("lu: fault injection: corrupted the digest in the argument page");
             }
             Some(Inject::Guest) => self.inject_guest_bit()?,
-            Some(Inject::Vcpu) | None => {}
+            Some(Inject::Args | Inject::Vcpu | Inject::Fail(_)) | None => {}
         }
         phys::write(s.args, &args.to_bytes()).map_err(phys_step("writing the argument page"))?;
+        if self.options.lu_inject == Some(Inject::Args) {
+            let (offset, bit) = spot(tsc_jump, handover_abi::entry::ENTRY_ARGS_SIZE as u64);
+            flip_bit(s.args + offset, bit)?;
+            hvprintln!(
+                "lu: fault injection: flipped bit {bit} of the argument page at offset {offset}"
+            );
+        }
         // The point of no return.
         prepared.jump()
     }
@@ -229,6 +267,7 @@ impl Hv {
         s: &Staging,
         state: &HandoverState,
         state_len: u64,
+        inject_huge_ram: bool,
     ) -> Result<new_hv::boot::BootPlan, ExecError> {
         let mut placed = EntryArgs::default();
         s.place(self.mem.region, state_len, &mut placed);
@@ -244,15 +283,14 @@ impl Hv {
         .unwrap_or_else(|e| panic!("memory layout became invalid: {e}"));
         let in_use =
             old_hv::checks::managed_frames(&layout).saturating_sub(self.mem.pages.free_frames());
-        old_hv::checks::before_jump(
-            state,
-            in_use,
-            self.mem.region,
-            staged,
-            &self.mem.ram,
-            s.image.size,
-        )
-        .map_err(ExecError::Check)
+        // `lu_inject=fail-boot`: 4 TiB more RAM for the new image to cover.
+        let mut ram = self.mem.ram.clone();
+        if inject_huge_ram {
+            let end = ram.last().map_or(0, |r| r.end());
+            ram.push(MfnRange::new(Mfn(end), 1 << 30));
+        }
+        old_hv::checks::before_jump(state, in_use, self.mem.region, staged, &ram, s.image.size)
+            .map_err(ExecError::Check)
     }
 
     /// `lu_inject=guest`: flips one bit of the first domU's highest data
@@ -290,4 +328,21 @@ impl Hv {
         );
         Ok(())
     }
+}
+
+/// A pseudo-random byte offset below `len` and bit, from `seed` (a TSC
+/// value): where a fault injection flips a bit.
+fn spot(seed: u64, len: u64) -> (u64, u8) {
+    let mut x = seed | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x % len.max(1), (x >> 59) as u8 & 7)
+}
+
+/// Flips bit `bit` of the byte at physical address `at`.
+fn flip_bit(at: u64, bit: u8) -> Result<(), ExecError> {
+    let mut byte = [0u8; 1];
+    phys::read(at, &mut byte).map_err(phys_step("fault injection"))?;
+    phys::write(at, &[byte[0] ^ (1 << bit)]).map_err(phys_step("fault injection"))
 }

@@ -86,7 +86,13 @@ impl Hv {
                     self.tsc_khz,
                 ),
             },
-            cmdline: self.cmdline.clone(),
+            // Fault injection is for this image's tests: never handed on.
+            cmdline: self
+                .cmdline
+                .split_ascii_whitespace()
+                .filter(|w| !w.starts_with("lu_inject="))
+                .collect::<alloc::vec::Vec<_>>()
+                .join(" "),
         };
         let region = LuRegion {
             base: self.mem.region.start,
