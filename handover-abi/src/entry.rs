@@ -33,7 +33,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "HVLUARGS"
-//!      8    4 version (2)
+//!      8    4 version (3)
 //!     12    4 size (ENTRY_ARGS_SIZE)
 //!     16    8 state_phys        physical address of the handover header
 //!     24    8 state_len         header + body bytes
@@ -57,12 +57,17 @@
 //!    168    8 free_digest       digest of the frames the new image must find free:
 //!                               the old page allocator's free frames plus
 //!                               image_frames_out (`new_hv::free`)
-//!    176    4 crc32c            of bytes 0..176
-//!    180    4 reserved (0)
+//!    176    8 tables_digest     digest of the contents of every page-table frame
+//!                               the state's L1–L4 runs list (`new_hv::tables`):
+//!                               the guests' tables stay in place across the jump,
+//!                               and a change to any of their bits is refused
+//!    184    4 crc32c            of bytes 0..184
+//!    188    4 reserved (0)
 //! ```
 //!
-//! Version 1 (176 bytes, without `free_digest`, CRC at 168) is no longer
-//! read: a new layout is a new version.
+//! Versions 1 (176 bytes, CRC at 168) and 2 (184 bytes, without
+//! `tables_digest`, CRC at 176) are no longer read: a new layout is a new
+//! version.
 
 use crate::crc::crc32c;
 use crate::header::BuildId;
@@ -72,9 +77,9 @@ pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
 /// Magic of the argument page.
 pub const ENTRY_ARGS_MAGIC: [u8; 8] = *b"HVLUARGS";
 /// Version of the argument page this crate writes and reads.
-pub const ENTRY_ARGS_VERSION: u32 = 2;
+pub const ENTRY_ARGS_VERSION: u32 = 3;
 /// Bytes of the argument page.
-pub const ENTRY_ARGS_SIZE: usize = 184;
+pub const ENTRY_ARGS_SIZE: usize = 192;
 
 /// The arguments of the live-update entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +125,9 @@ pub struct EntryArgs {
     /// old page allocator's free frames and the old image's frames outside
     /// the region (`new_hv::free`).
     pub free_digest: u64,
+    /// The digest of the contents of every page-table frame the state's
+    /// runs list, taken before the jump (`new_hv::tables`).
+    pub tables_digest: u64,
 }
 
 /// Why an argument page was refused.
@@ -172,7 +180,8 @@ impl core::fmt::Display for EntryArgsError {
 
 const BUILD_ID_AT: usize = 152;
 const FREE_DIGEST_AT: usize = 168;
-const CRC_AT: usize = 176;
+const TABLES_DIGEST_AT: usize = 176;
+const CRC_AT: usize = 184;
 
 impl EntryArgs {
     /// The fields in layout order, after the 16-byte preamble.
@@ -209,6 +218,8 @@ impl EntryArgs {
         }
         b[BUILD_ID_AT..BUILD_ID_AT + 16].copy_from_slice(&self.from_build_id.0);
         b[FREE_DIGEST_AT..FREE_DIGEST_AT + 8].copy_from_slice(&self.free_digest.to_le_bytes());
+        b[TABLES_DIGEST_AT..TABLES_DIGEST_AT + 8]
+            .copy_from_slice(&self.tables_digest.to_le_bytes());
         let crc = crc32c(&b[..CRC_AT]);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         b
@@ -262,6 +273,7 @@ impl EntryArgs {
             image_frames_out: w(16),
             from_build_id: BuildId(build_id),
             free_digest: u64_at(FREE_DIGEST_AT),
+            tables_digest: u64_at(TABLES_DIGEST_AT),
         })
     }
 }
@@ -291,6 +303,7 @@ mod tests {
             image_frames_out: 175,
             from_build_id: BuildId([0xab; 16]),
             free_digest: 0x0123_4567_89ab_cdef,
+            tables_digest: 0xfedc_ba98_7654_3210,
         }
     }
 
@@ -319,11 +332,11 @@ mod tests {
     #[test]
     fn unsupported_version() {
         let mut b = sample().to_bytes();
-        b[8] = 3;
+        b[8] = 4;
         assert_eq!(
             EntryArgs::from_bytes(&b),
             Err(EntryArgsError::UnsupportedVersion {
-                version: 3,
+                version: 4,
                 size: ENTRY_ARGS_SIZE as u32
             })
         );
@@ -352,6 +365,32 @@ mod tests {
                 size: 176
             })
         );
+    }
+
+    #[test]
+    fn version_2_is_no_longer_read() {
+        // A version-2 page: 184 bytes, CRC at 176.
+        let mut b = sample().to_bytes();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        b[12..16].copy_from_slice(&184u32.to_le_bytes());
+        assert_eq!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::UnsupportedVersion {
+                version: 2,
+                size: 184
+            })
+        );
+    }
+
+    #[test]
+    fn the_tables_digest_is_covered_by_the_crc() {
+        let mut b = sample().to_bytes();
+        assert_eq!(b[TABLES_DIGEST_AT], 0x10);
+        b[TABLES_DIGEST_AT] ^= 1;
+        assert!(matches!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::CrcMismatch { .. })
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! | `loglvl=LEVEL` | `error`, `info` or `debug` | `info` |
 //! | `timer_hz=N` | scheduler tick rate | `100` |
 //! | `autostart=M1,M2,..` | modules dom0 creates domUs from at boot | none |
-//! | `lu_inject=state\|digest\|args\|guest\|vcpu\|fail-<step>` | fault injection for tests (never handed to the next image): corrupt the staged state (a bit at a pseudo-random place of the body), the digest or a bit of the argument page after the pre-flight check, so the incoming image must refuse; make one step before the point of no return fail (`fail-too-large`, `fail-encode`, `fail-preflight`, `fail-boot`, `fail-tables`), so the update is cancelled and the next one succeeds; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
+//! | `lu_inject=state\|digest\|args\|table\|guest\|vcpu\|fail-<step>` | fault injection for tests (never handed to the next image): corrupt the staged state (a bit at a pseudo-random place of the body), the digest or a bit of the argument page after the pre-flight check, so the incoming image must refuse; make one step before the point of no return fail (`fail-too-large`, `fail-encode`, `fail-preflight`, `fail-boot`, `fail-tables`), so the update is cancelled and the next one succeeds; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
 //!
 //! An unknown word or a bad value is an error: the hypervisor stops and
 //! names it rather than guessing.
@@ -53,6 +53,10 @@ pub enum Inject {
     /// One bit at a pseudo-random place of the argument page, which the
     /// incoming image must refuse (its CRC).
     Args,
+    /// One bit at a pseudo-random place of a guest page-table frame the
+    /// state lists, after the old side took the tables' digest: the
+    /// incoming image must refuse before the pass.
+    Table,
     /// One step of `lu exec` before the point of no return fails for real
     /// (`fail-<step>`): the update is cancelled, every guest runs on, and
     /// the injection is spent, so the next update succeeds.
@@ -180,6 +184,7 @@ impl Options {
                         "guest" => Inject::Guest,
                         "vcpu" => Inject::Vcpu,
                         "args" => Inject::Args,
+                        "table" => Inject::Table,
                         "fail-too-large" => Inject::Fail(ExecStep::TooLarge),
                         "fail-encode" => Inject::Fail(ExecStep::Encode),
                         "fail-preflight" => Inject::Fail(ExecStep::Preflight),
@@ -189,7 +194,8 @@ impl Options {
                             return Err(CmdlineError::BadValue {
                                 option: key,
                                 value,
-                                expected: "state, digest, guest, vcpu, args, fail-too-large, \
+                                expected:
+                                    "state, digest, guest, vcpu, args, table, fail-too-large, \
                                            fail-encode, fail-preflight, fail-boot or fail-tables",
                             })
                         }

@@ -51,6 +51,7 @@ pub mod pins;
 pub mod ram;
 pub mod report;
 pub mod staging;
+pub mod tables;
 pub mod vcpu;
 pub mod verify;
 
@@ -148,6 +149,15 @@ pub enum IncomingError {
     /// The frametable pass refused the state.
     #[error("frametable pass: {0}")]
     Pass(#[from] frame_ownership::Error),
+    /// A guest page-table frame's contents changed after the old side took
+    /// their digest.
+    #[error("the guests' page-table frames changed after the old hypervisor paused them: digest {computed:#018x}, the old hypervisor's {expected:#018x}")]
+    TablesChanged {
+        /// The digest of the tables as found.
+        computed: u64,
+        /// The digest in the argument page.
+        expected: u64,
+    },
     /// The owned-frame digest after the pass is not the old side's.
     #[error(
         "owned-frame digest {computed:#018x} differs from the old hypervisor's {expected:#018x}"

@@ -164,6 +164,7 @@ fn stage(seed: u64, domains: usize) -> Staged {
         image_frames_out: 0,
         from_build_id: BuildId([7; 16]),
         free_digest: 0,
+        tables_digest: new_hv::tables::digest(&state, &machine.memory),
     };
     Staged {
         machine,
@@ -508,4 +509,34 @@ fn a_version_this_image_does_not_read_is_refused() {
         e.to_string(),
         "the state is ABI 1.1, this image reads 1.0..=1.0"
     );
+}
+
+#[test]
+fn a_changed_page_table_bit_is_refused_before_the_pass() {
+    let mut s = stage(5, 3);
+    let memory = &mut s.machine.memory;
+    let digest = s.args.tables_digest;
+    assert_eq!(
+        new_hv::tables::check(&s.state, &*memory, digest),
+        Ok(digest)
+    );
+    // Any bit of any listed table frame: here one of the last L1's entries.
+    let l1 = s
+        .state
+        .domains
+        .iter()
+        .flat_map(|d| &d.runs)
+        .filter(|r| r.kind == handover_abi::RunKind::L1)
+        .map(|r| Mfn(r.first_mfn.0 + r.count - 1))
+        .next_back()
+        .expect("an L1");
+    memory.table_mut(l1)[300] ^= 1 << 62;
+    let e = new_hv::tables::check(&s.state, &*memory, digest).unwrap_err();
+    assert!(
+        matches!(e, IncomingError::TablesChanged { expected, .. } if expected == digest),
+        "{e}"
+    );
+    assert!(e
+        .to_string()
+        .starts_with("the guests' page-table frames changed"));
 }

@@ -305,6 +305,13 @@ fn a_corrupted_argument_page_is_never_run() {
 }
 
 #[test]
+fn a_changed_guest_page_table_is_never_run() {
+    // One bit of a guest page-table frame, after the old side took the
+    // tables' digest: refused before the pass.
+    refused_by_incoming("table", "page-table frames changed");
+}
+
+#[test]
 fn a_digest_mismatch_is_never_run() {
     refused_by_incoming("digest", "digest");
 }

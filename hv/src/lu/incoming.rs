@@ -122,6 +122,11 @@ pub fn enter(args_phys: u64) -> ! {
     }
     t.booted = cpu::rdtsc();
 
+    // The guests' tables are where they were: exactly as the old side
+    // paused them, or nothing runs.
+    new_hv::tables::check(&state, &phys::table_reader(), args.tables_digest)
+        .unwrap_or_else(|e| refuse(format_args!("{e}")));
+
     let parts = mem.parts();
     let adopted = new_hv::adopt(
         &parts.layout,

@@ -149,6 +149,9 @@ impl Hv {
         let digest = handover::preflight(&back, &state, self.mem.frametable, self.mem.m2p)
             .map_err(ExecError::Preflight)?;
         let boot = self.check_before_jump(s, &state, len as u64, fail(ExecStep::Boot))?;
+        // The guests' tables stay in place: the new image checks that they
+        // are exactly these.
+        let tables_digest = new_hv::tables::digest(&state, &phys::table_reader());
         let tsc_preflight = cpu::rdtsc();
 
         let segments: Vec<Mapping> = l
@@ -205,6 +208,7 @@ impl Hv {
             // The frames the new image must find free: this page
             // allocator's free frames and this image's frames outside the
             // region (a bitmap pass, a word at a time).
+            tables_digest,
             free_digest: new_hv::free::digest_of(
                 self.mem.pages.free_runs().chain(self.image_out()),
             ),
@@ -228,6 +232,25 @@ impl Hv {
                 hvprintln!("lu: fault injection: corrupted the digest in the argument page");
             }
             Some(Inject::Guest) => self.inject_guest_bit()?,
+            Some(Inject::Table) => {
+                // A bit of a guest page-table frame, after its digest was
+                // taken: the new image must refuse before the pass.
+                let tables: Vec<Mfn> = state
+                    .domains
+                    .iter()
+                    .flat_map(|d| d.runs.iter())
+                    .filter(|r| r.kind.is_page_table() && r.kind != handover_abi::RunKind::L4)
+                    .flat_map(|r| (0..r.count).map(move |i| Mfn(r.first_mfn.0 + i)))
+                    .collect();
+                let (pick, bit) = spot(tsc_jump, tables.len() as u64);
+                let (offset, _) = spot(tsc_jump.rotate_left(17), PAGE_SIZE);
+                if let Some(&mfn) = tables.get(pick as usize) {
+                    flip_bit(mfn.addr() + offset, bit)?;
+                    hvprintln!(
+                        "lu: fault injection: flipped bit {bit} of guest page-table frame {mfn} at offset {offset}"
+                    );
+                }
+            }
             Some(Inject::Args | Inject::Vcpu | Inject::Fail(_)) | None => {}
         }
         phys::write(s.args, &args.to_bytes()).map_err(phys_step("writing the argument page"))?;

@@ -1,0 +1,57 @@
+//! Tables: the guests' page-table frames stay where they are across the
+//! jump, so their contents must be what the old hypervisor paused. The old
+//! side takes [`digest`] of every table frame the state's runs list and
+//! carries it in the argument page (`tables_digest`); the new side takes it
+//! again before the pass ([`check`]) and refuses any difference — a flipped
+//! bit anywhere in a table is caught even where the pass would find the
+//! entry still valid.
+//!
+//! An L4 is digested over its guest slots only (0..256): the hypervisor
+//! slots are each image's own, and the new image rewrites them.
+
+use frame_ownership::PageTableReader;
+use handover_abi::{HandoverState, Mfn, RunKind};
+
+use crate::IncomingError;
+
+const SEED: u64 = 0x9e6c_63d0_676a_9a99;
+const MUL: u64 = 0xff51_afd7_ed55_8ccd;
+
+fn mix(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(MUL);
+    h ^ (h >> 29)
+}
+
+/// The digest of the contents of every page-table frame of `state`'s runs,
+/// read through `reader`, in run order (each frame's number folded in, so
+/// tables swapped between frames differ).
+pub fn digest<R: PageTableReader + ?Sized>(state: &HandoverState, reader: &R) -> u64 {
+    let mut h = SEED;
+    for d in &state.domains {
+        for run in d.runs.iter().filter(|r| r.kind.is_page_table()) {
+            let slots = if run.kind == RunKind::L4 { 256 } else { 512 };
+            for i in 0..run.count {
+                let mfn = Mfn(run.first_mfn.0 + i);
+                h = mix(h, mfn.0);
+                for &entry in &reader.read_table(mfn)[..slots] {
+                    h = mix(h, entry);
+                }
+            }
+        }
+    }
+    h
+}
+
+/// Refuses unless the tables' [`digest`] is `expected`.
+pub fn check<R: PageTableReader + ?Sized>(
+    state: &HandoverState,
+    reader: &R,
+    expected: u64,
+) -> Result<u64, IncomingError> {
+    let computed = digest(state, reader);
+    if computed == expected {
+        Ok(computed)
+    } else {
+        Err(IncomingError::TablesChanged { computed, expected })
+    }
+}
