@@ -210,8 +210,10 @@ fn main() -> ExitCode {
 }
 
 /// Builds the framework crates and the images for the bare-metal target;
-/// with `release`, also a second hypervisor build with another build id
-/// (`target/hv-b/`), the image updates alternate with.
+/// with `release`, also the other hypervisor builds the tests update
+/// between: `target/hv-b/` (another build id, the image updates alternate
+/// with) and `target/hv-abi-1.0/` (an image that speaks only handover ABI
+/// 1.0, for the compatibility tests).
 fn build(release: bool) -> Result<(), Failure> {
     for set in [HV_AND_FRAMEWORK, GUESTS] {
         let mut cmd = Cmd::cargo("build").bare_metal().packages(set);
@@ -221,31 +223,17 @@ fn build(release: bool) -> Result<(), Failure> {
         cmd.run()?;
     }
     if release {
-        Cmd::cargo("build")
-            .bare_metal()
-            .args([
-                "--release",
-                "--package",
-                "hv",
-                "--target-dir",
-                "target/hv-b",
-            ])
-            .env("HVLU_BUILD_ID", "hvlu-hv-b")
-            .run()?;
-        // An image that speaks only handover ABI 1.0, for the
-        // compatibility tests (updates between ABI versions).
-        Cmd::cargo("build")
-            .bare_metal()
-            .args([
-                "--release",
-                "--package",
-                "hv",
-                "--target-dir",
-                "target/hv-abi-1.0",
-            ])
-            .env("HVLU_BUILD_ID", "hvlu-hv-abi-1.0")
-            .env("HVLU_ABI", "1.0")
-            .run()?;
+        for (dir, build_id, abi) in [
+            ("target/hv-b", "hvlu-hv-b", ""),
+            ("target/hv-abi-1.0", "hvlu-hv-abi-1.0", "1.0"),
+        ] {
+            Cmd::cargo("build")
+                .bare_metal()
+                .args(["--release", "--package", "hv", "--target-dir", dir])
+                .env("HVLU_BUILD_ID", build_id)
+                .env("HVLU_ABI", abi)
+                .run()?;
+        }
     }
     Ok(())
 }
