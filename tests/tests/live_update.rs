@@ -233,11 +233,13 @@ fn refused_image_leaves_guests_running_and_a_good_update_works_after() {
     let mut m = boot("lu-refused", "autostart=domu");
     m.wait_for_text("(d1) heartbeat 1:", LONG)
         .unwrap_or_else(|e| panic!("{e}"));
-    // A guest kernel is an ELF, but not a hypervisor image: no HVLU note.
+    // A guest kernel is an ELF, but not a signed hypervisor image (a
+    // signed one without an HVLU note: tests/tests/signing.rs).
     let out = cmd(&mut m, "live-update domu");
     assert!(
-        out.iter()
-            .any(|l| l.contains("lu load domu: error: invalid argument") && l.contains("HVLU")),
+        out.iter().any(
+            |l| l.contains("lu load domu: error: invalid argument") && l.contains("not signed")
+        ),
         "{out:?}"
     );
     let out = cmd(&mut m, "lu load nosuchimage");
