@@ -4,7 +4,7 @@
 //! Ed25519 signature by a key the running hypervisor trusts (the keys built
 //! into it; see `docs/operator-guide.md`, "Signed images"). The signature
 //! travels in the file as a fixed-size trailer appended after the ELF bytes
-//! (`docs/abi.md` §5 has the layout byte by byte):
+//! (`docs/abi.md` §6 has the layout byte by byte):
 //!
 //! ```text
 //!  offset from the trailer's start (the trailer is the file's last 112 bytes)

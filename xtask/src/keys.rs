@@ -1,7 +1,7 @@
 //! The development signing key and image signing.
 //!
 //! The running hypervisor accepts a live-update image only if it is signed
-//! by a key built into it (`old_hv::signature`, `docs/abi.md` §5,
+//! by a key built into it (`old_hv::signature`, `docs/abi.md` §6,
 //! `docs/operator-guide.md` "Signed images"). `cargo xtask` keeps a
 //! development key pair in `target/keys/`: `dev.key` (the 32-byte secret
 //! seed, 64 hex digits, readable by its owner only) and `dev.pub` (the public

@@ -86,7 +86,7 @@ enum Command {
         ram: Option<u32>,
     },
     /// Sign a hypervisor image for live update: append an Ed25519 signature
-    /// trailer (docs/abi.md §5), replacing one the file already has.
+    /// trailer (docs/abi.md §6), replacing one the file already has.
     ///
     /// Writes IMAGE in place unless --out is given. The hypervisor accepts
     /// the image only if the key's public half is built into it
