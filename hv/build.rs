@@ -4,6 +4,17 @@
 //! variable (any text; default `hvlu-hv-<version>`). Two builds with
 //! different texts differ only in their id: `cargo xtask soak` alternates
 //! between two such builds so every update visibly replaces the image.
+//!
+//! It also bakes in the Ed25519 public keys whose signatures `lu load`
+//! accepts: one key a line, 64 hex digits (blank lines and `#` comments
+//! skipped), from the file `HVLU_TRUSTED_KEYS` names, or by default
+//! `target/keys/dev.pub` (the development key `cargo xtask` creates). A
+//! missing default file gives a hypervisor that trusts no key (it refuses
+//! every update), with a build warning; a missing `HVLU_TRUSTED_KEYS` file
+//! stops the build.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
 
 fn fnv1a(seed: u64, text: &str) -> u64 {
     let mut h = seed;
@@ -31,6 +42,8 @@ fn main() {
     println!("cargo:rustc-env=HVLU_BUILD_ID_HEX={id}");
     println!("cargo:rustc-env=HVLU_BUILD_ID_TEXT={text}");
 
+    trusted_keys(&dir);
+
     // `HVLU_ABI=1.0` builds an image that reads and writes only handover
     // ABI 1.0, as an image from before 1.1 did: the compatibility tests
     // update between it and a current image in both directions.
@@ -43,4 +56,64 @@ fn main() {
             panic!("HVLU_ABI={other}: the only other ABI an image can be built for is 1.0")
         }
     }
+}
+
+fn parse_key(line: &str) -> Option<[u8; 32]> {
+    let hex = line.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        key[i] = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
+    }
+    Some(key)
+}
+
+/// Writes `$OUT_DIR/trusted_keys.rs`: `pub const TRUSTED_KEYS: &[[u8; 32]]`.
+fn trusted_keys(dir: &str) {
+    println!("cargo:rerun-if-env-changed=HVLU_TRUSTED_KEYS");
+    let explicit = std::env::var_os("HVLU_TRUSTED_KEYS").filter(|v| !v.is_empty());
+    let path = match &explicit {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(dir).join("../target/keys/dev.pub"),
+    };
+    println!("cargo:rerun-if-changed={}", path.display());
+    let mut keys = Vec::new();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            for (n, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                match parse_key(line) {
+                    Some(k) => keys.push(k),
+                    None => panic!(
+                        "{}:{}: not an Ed25519 public key (64 hex digits)",
+                        path.display(),
+                        n + 1
+                    ),
+                }
+            }
+        }
+        Err(e) if explicit.is_some() => {
+            panic!("HVLU_TRUSTED_KEYS={}: {e}", path.display())
+        }
+        Err(_) => println!(
+            "cargo:warning=no trusted keys ({} is missing; `cargo xtask build` creates it): \
+             this hypervisor will refuse every live update",
+            path.display()
+        ),
+    }
+    let mut out = String::from("/// The Ed25519 public keys `lu load` accepts signatures by.\n");
+    out.push_str("pub const TRUSTED_KEYS: &[[u8; 32]] = &[\n");
+    for k in &keys {
+        let _ = writeln!(out, "    {k:?},");
+    }
+    out.push_str("];\n");
+    let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    std::fs::write(PathBuf::from(out_dir).join("trusted_keys.rs"), out)
+        .expect("write trusted_keys.rs");
 }

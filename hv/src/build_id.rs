@@ -52,3 +52,5 @@ pub fn short() -> u64 {
     b.copy_from_slice(&BUILD_ID.0[..8]);
     u64::from_be_bytes(b)
 }
+
+include!(concat!(env!("OUT_DIR"), "/trusted_keys.rs"));

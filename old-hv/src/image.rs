@@ -1,7 +1,8 @@
 //! Load step of a live update: validate a new hypervisor image and stage it.
 //!
-//! Dom0 hands the running hypervisor the bytes of an ELF file. Before
-//! anything is paused, [`validate`] decides whether those bytes are an image
+//! Dom0 hands the running hypervisor the bytes of an ELF file, signed
+//! ([`crate::signature::verify`] checks the trailer first and hands on the
+//! bytes before it). Before anything is paused, [`validate`] decides whether those bytes are an image
 //! this hypervisor can hand over to, and describes it ([`ImageInfo`]); then
 //! [`stage`] copies it into the staging area of the live-update region through
 //! a [`StagingArea`]. A refused image leaves the system untouched: validation

@@ -13,6 +13,9 @@
 //!   code, a span that fits the staging area) and describes it;
 //!   [`image::stage`] copies it into the staging area through the
 //!   [`image::StagingArea`] trait.
+//! - [`signature`]: the check before validation — an image is accepted
+//!   only with an Ed25519 signature trailer by a key the running hypervisor
+//!   trusts ([`signature::verify`]); [`signature::sign`] makes one.
 //! - [`staging`]: where the image, the argument and trampoline pages, the
 //!   entry tables and the state sit in the region's free gap, at the end
 //!   away from the running image ([`staging::choose_end`],
@@ -54,5 +57,6 @@ pub mod handover;
 pub mod image;
 pub mod pins;
 pub mod ram;
+pub mod signature;
 pub mod staging;
 pub mod vcpu;

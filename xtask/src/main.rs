@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod fuzz;
+mod keys;
 mod run;
 mod setup;
 mod shell;
@@ -83,6 +84,23 @@ enum Command {
         /// with it when the default is too small. Default: unchanged.
         #[arg(long, value_parser = tests::qemu::parse_ram)]
         ram: Option<u32>,
+    },
+    /// Sign a hypervisor image for live update: append an Ed25519 signature
+    /// trailer (docs/abi.md §6), replacing one the file already has.
+    ///
+    /// Writes IMAGE in place unless --out is given. The hypervisor accepts
+    /// the image only if the key's public half is built into it
+    /// (docs/operator-guide.md, "Signed images").
+    Sign {
+        /// The secret key file (64 hex digits). Default: HVLU_SIGNING_KEY,
+        /// else the development key target/keys/dev.key (created if missing).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Write the signed image here instead of over IMAGE.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The image to sign.
+        image: PathBuf,
     },
     /// Run every test: formatting, clippy (-D warnings), bare-metal builds,
     /// host tests, QEMU scenarios, and 10 s of each fuzz target.
@@ -178,6 +196,7 @@ fn main() -> ExitCode {
             .and_then(|()| build(true))
             .and_then(|()| run::run(script, domus, timeout, ram)),
         Command::Test => test(),
+        Command::Sign { key, out, image } => keys::sign(key, &image, out),
         Command::Fuzz {
             test_step: true, ..
         } => fuzz::test_step(),
@@ -210,11 +229,13 @@ fn main() -> ExitCode {
 }
 
 /// Builds the framework crates and the images for the bare-metal target;
-/// with `release`, also the other hypervisor builds the tests update
-/// between: `target/hv-b/` (another build id, the image updates alternate
-/// with) and `target/hv-abi-1.0/` (an image that speaks only handover ABI
-/// 1.0, for the compatibility tests).
+/// with `release`, also a second hypervisor build with another build id
+/// (`target/hv-b/`), the image updates alternate with, and one that speaks
+/// only handover ABI 1.0 (`target/hv-abi-1.0/`). Every hypervisor image is
+/// then signed in place ([`keys::build_key`]); the development key pair is
+/// created first if missing, so that `hv/build.rs` finds `dev.pub`.
 fn build(release: bool) -> Result<(), Failure> {
+    let key = keys::build_key()?;
     for set in [HV_AND_FRAMEWORK, GUESTS] {
         let mut cmd = Cmd::cargo("build").bare_metal().packages(set);
         if release {
@@ -235,10 +256,23 @@ fn build(release: bool) -> Result<(), Failure> {
                 .run()?;
         }
     }
+    let profile = if release { "release" } else { "debug" };
+    let mut images = vec![format!("target/{BARE_TARGET}/{profile}/hv")];
+    if release {
+        images.push(format!("target/hv-b/{BARE_TARGET}/release/hv"));
+        images.push(format!("target/hv-abi-1.0/{BARE_TARGET}/release/hv"));
+    }
+    for image in images {
+        let path = shell::root().join(&image);
+        let id = keys::sign_file(&key, &path, &path)?;
+        println!("xtask: signed {image} (key id {id})");
+    }
     Ok(())
 }
 
 fn test() -> Result<(), Failure> {
+    // Before anything builds the hypervisor: its build script reads dev.pub.
+    keys::ensure_dev_keys()?;
     shell::step("formatting");
     Cmd::cargo("fmt").args(["--all", "--", "--check"]).run()?;
 

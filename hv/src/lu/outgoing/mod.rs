@@ -1,6 +1,7 @@
 //! The outgoing role: load, status, unload and exec.
 //!
-//! **Load** validates the image (`old_hv::image`: ELF64, x86_64, segments
+//! **Load** checks the image's signature (`old_hv::signature`: a trailer
+//! by one of `build_id::TRUSTED_KEYS`), validates the image (`old_hv::image`: ELF64, x86_64, segments
 //! that fit, an `HVLU` note whose range includes a version this image
 //! writes, an entry in an executable segment) and stages it in the region's
 //! largest free gap, at the end away from the running image, before
@@ -149,6 +150,14 @@ impl Hv {
     /// (`lu load` of a boot module, or an image dom0 received from the host).
     pub fn lu_load_bytes(&mut self, module: &str, bytes: &[u8]) -> Result<u64, Error> {
         self.lu.loaded = None;
+        // Only an image signed by a key built into this one is considered;
+        // the rest of the load sees the image without its trailer.
+        let bytes = match old_hv::signature::verify(bytes, build_id::TRUSTED_KEYS) {
+            Ok(image) => image,
+            Err(e) => {
+                return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
+            }
+        };
         let Some(gap) = self.mem.handoff.largest_free_gap() else {
             return self.refuse(
                 Error::NoMemory,
