@@ -136,6 +136,12 @@ fn a_flipped_bit_of_guest_memory_is_found_by_the_guest_and_fails_the_verdict() {
         .to_string();
     let mismatch = wait_all(&mut m, &["(d1) MISMATCH"], LONG).remove(0);
     assert!(mismatch.contains(&format!("gpfn {gpfn}")), "{mismatch}");
+    // The domU prints the mismatch before it reports it to the hypervisor;
+    // its next heartbeat comes after the report.
+    m.wait_for("a heartbeat of d1 counting the mismatch", LONG, |l| {
+        l.starts_with("(d1) heartbeat") && field(l, "mismatches").is_some_and(|n| n > 0)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     m.send("poweroff").unwrap_or_else(|e| panic!("{e}"));
     let ending = m.wait_exit(LONG);
     assert_eq!(
