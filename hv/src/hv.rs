@@ -21,6 +21,7 @@ use core::convert::Infallible;
 use handover_abi::DomId;
 use old_hv::image::ImageInfo;
 use old_hv::staging::Staging;
+use pv_abi::hypercall::Error;
 use spin::Mutex;
 
 use crate::arch::{self, cpu, paging};
@@ -64,6 +65,9 @@ pub struct Hv {
     pub cmdline: String,
     /// The outgoing live-update role's state.
     pub lu: LuState,
+    /// Why dom0's last `domctl` or live-update call was refused (empty after
+    /// one that succeeded), for `last_error`; see [`Hv::set_last_error`].
+    pub last_error: String,
     /// Live updates since cold boot.
     pub lu_sequence: u64,
     /// Work for the first timer tick after [`Hv::start`].
@@ -117,6 +121,33 @@ pub enum StartError {
 }
 
 impl Hv {
+    /// Records why a call is refused, for `last_error`: at most
+    /// `MAX_ERROR_MESSAGE` bytes, a longer reason shortened with a note that
+    /// says so (never cut silently).
+    pub fn set_last_error(&mut self, message: &str) {
+        const MAX: usize = pv_abi::hypercall::MAX_ERROR_MESSAGE;
+        self.last_error.clear();
+        if message.len() <= MAX {
+            self.last_error.push_str(message);
+            return;
+        }
+        let note = alloc::format!(" [cut: the reason has {} bytes]", message.len());
+        let mut keep = MAX - note.len();
+        while !message.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        self.last_error.push_str(&message[..keep]);
+        self.last_error.push_str(&note);
+    }
+
+    /// Refuses a call with `error` and the reason `message`: logs it on the
+    /// hypervisor console and keeps it for `last_error`.
+    pub(crate) fn refuse_with<T>(&mut self, error: Error, message: String) -> Result<T, Error> {
+        crate::hvprintln!("refused: {message}");
+        self.set_last_error(&message);
+        Err(error)
+    }
+
     /// A hypervisor with memory set up and no domain yet.
     pub fn new(
         mem: Memory,
@@ -139,6 +170,7 @@ impl Hv {
             retired: Vec::new(),
             cmdline: String::from(cmdline),
             lu: LuState::default(),
+            last_error: String::new(),
             lu_sequence: 0,
             deferred: None,
         }

@@ -41,6 +41,10 @@ pub fn discover() -> Vec<Module> {
 /// Reads a module's contents into the heap.
 pub fn read(module: &Module) -> Result<Vec<u8>, fwcfg::FwCfgError> {
     let mut bytes = vec![0u8; module.file.size as usize];
+    if bytes.is_empty() {
+        // An empty module: nothing to read (and no buffer to read into).
+        return Ok(bytes);
+    }
     fwcfg::read_file(&module.file, &mut bytes)?;
     Ok(bytes)
 }

@@ -82,7 +82,18 @@ pub enum Hypercall {
     /// `lu_load_buffer(buf, len)`: like [`Hypercall::LuLoad`], with the image
     /// in the caller's memory instead of a boot module (dom0 only).
     LuLoadBuffer = 22,
+    /// `last_error(buf, len)`: the reason the caller's last refused
+    /// `domctl` or live-update call (`lu_load`, `lu_load_buffer`,
+    /// `lu_unload`, `lu_exec`) was refused, as text, at most
+    /// [`MAX_ERROR_MESSAGE`] bytes (dom0 only). Copies up to `len` bytes and
+    /// returns the message's whole length: a result above `len` means the
+    /// copy is cut. Empty after a call that succeeded.
+    LastError = 23,
 }
+
+/// Longest reason [`Hypercall::LastError`] gives; the hypervisor shortens a
+/// longer one and says so at its end.
+pub const MAX_ERROR_MESSAGE: usize = 1024;
 
 impl Hypercall {
     /// The hypercall with number `n`.
@@ -111,6 +122,7 @@ impl Hypercall {
             HostlinkRead,
             HostlinkWrite,
             LuLoadBuffer,
+            LastError,
         ]
         .into_iter()
         .find(|h| *h as u64 == n)
@@ -204,7 +216,8 @@ pub struct MmuUpdate {
 #[repr(u64)]
 pub enum DomctlOp {
     /// `create(name_ptr, name_len, mem_kib)`: builds a domain from the boot
-    /// module `name`. Returns the new domain id.
+    /// module `name` with `mem_kib` KiB (a multiple of 4; 0 and sizes below
+    /// what the module needs are refused). Returns the new domain id.
     Create = 1,
     /// `destroy(id)`.
     Destroy = 2,

@@ -13,6 +13,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod console_line;
 pub mod exit;
 pub mod hypercall;
 pub mod start_info;

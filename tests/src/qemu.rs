@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use pv_abi::exit::Outcome;
 
+/// How dom0 starts the answer to a line it refuses.
+pub const REFUSED: &str = "(d0) refused: ";
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -366,11 +368,17 @@ impl Machine {
     }
 
     /// Types a dom0 command and waits for dom0's next prompt; returns the
-    /// lines dom0 printed for it.
+    /// lines dom0 printed for it. dom0 echoes the words it runs joined by
+    /// single spaces, or prints `refused: <why>` for a line it refuses
+    /// (see [`Machine::is_refusal`]); either ends the wait for the echo.
     pub fn command(&mut self, line: &str, timeout: Duration) -> Result<Vec<String>, String> {
         let start = self.transcript.len();
         self.send(line)?;
-        self.wait_for_text(&format!("(d0) > {line}"), timeout)?;
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let echo = format!("(d0) > {}", words.join(" "));
+        self.wait_for(&format!("`{echo}` or a refusal"), timeout, |l| {
+            l.contains(&echo) || l.starts_with(REFUSED)
+        })?;
         self.wait_for(&format!("dom0's prompt after `{line}`"), timeout, |l| {
             l == "(d0) dom0>"
         })?;
@@ -403,6 +411,11 @@ impl Machine {
                 }
             }
         }
+    }
+
+    /// Whether a line is dom0 refusing a typed line (`(d0) refused: ...`).
+    pub fn is_refusal(line: &str) -> bool {
+        line.starts_with(REFUSED)
     }
 
     /// Lines of the transcript that start with `prefix`.

@@ -91,25 +91,73 @@ pub fn field(line: &str, key: &str) -> Option<u64> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
+/// What a script run ended with.
+#[derive(Debug)]
+pub struct ScriptRun {
+    /// How QEMU ended.
+    pub ending: Ending,
+    /// The lines dom0 refused: (line number in the script, from 1; dom0's
+    /// reason).
+    pub refused: Vec<(usize, String)>,
+}
+
+impl ScriptRun {
+    /// `Ok(())` if dom0 ran every line; else which lines it refused, and
+    /// why.
+    pub fn all_lines_run(&self) -> Result<(), String> {
+        if self.refused.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = self
+            .refused
+            .iter()
+            .map(|(n, why)| format!("line {n}: {why}"))
+            .collect();
+        Err(format!(
+            "dom0 refused {} script line(s): {}",
+            self.refused.len(),
+            lines.join("; ")
+        ))
+    }
+}
+
 /// Runs a dom0 script: waits for the first prompt, types each line (blank
 /// lines and `#` comments skipped) and waits for dom0's prompt after it,
 /// then powers off and waits for QEMU to end. `sleep <ms>` lines get their
-/// time added to the command timeout.
-pub fn run_script(machine: &mut Machine, script: &str, limit: Duration) -> Result<Ending, String> {
+/// time added to the command timeout. A line dom0 refuses is reported
+/// (`script line N refused: <why>`) and the script goes on; the caller
+/// fails the run on [`ScriptRun::refused`].
+pub fn run_script(
+    machine: &mut Machine,
+    script: &str,
+    limit: Duration,
+) -> Result<ScriptRun, String> {
     machine.wait_for_text("(d0) dom0>", BOOT)?;
-    for line in script
+    let mut refused = Vec::new();
+    for (n, line) in script
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
     {
         let extra = line
             .strip_prefix("sleep ")
             .and_then(|ms| ms.trim().parse::<u64>().ok())
             .map_or(Duration::ZERO, Duration::from_millis);
-        machine.command(line, CMD + extra * 4)?;
+        let out = machine.command(line, CMD + extra * 4)?;
+        if let Some(why) = out
+            .iter()
+            .find_map(|l| l.strip_prefix(crate::qemu::REFUSED))
+        {
+            println!("script line {n} refused: {why}");
+            refused.push((n, why.to_string()));
+        }
     }
     machine.send("poweroff")?;
-    Ok(machine.wait_exit(limit))
+    Ok(ScriptRun {
+        ending: machine.wait_exit(limit),
+        refused,
+    })
 }
 
 /// The verdict of a run: `Ok(summary line)` only for the hypervisor's pass

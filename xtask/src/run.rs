@@ -45,8 +45,11 @@ pub fn run(
         hostlink_socket().display()
     );
     let limit = Duration::from_secs(timeout);
-    let ending = match text {
-        Some(text) => run_script(&mut machine, &text, limit).map_err(Failure::Failed)?,
+    let (ending, lines) = match text {
+        Some(text) => {
+            let run = run_script(&mut machine, &text, limit).map_err(Failure::Failed)?;
+            (run.ending, run.all_lines_run())
+        }
         None => {
             if let Some(mut stdin) = machine.take_stdin() {
                 std::thread::spawn(move || {
@@ -60,15 +63,25 @@ pub fn run(
                     }
                 });
             }
-            machine.wait_exit(limit)
+            (machine.wait_exit(limit), Ok(()))
         }
     };
-    let summary = verdict(&machine, ending).map_err(Failure::Failed)?;
-    println!(
-        "xtask: run passed ({summary}); log: {}",
-        machine.log_path().display()
-    );
-    Ok(())
+    let summary = verdict(&machine, ending);
+    match (summary, lines) {
+        (Ok(summary), Ok(())) => {
+            println!(
+                "xtask: run passed ({summary}); log: {}",
+                machine.log_path().display()
+            );
+            Ok(())
+        }
+        (Ok(summary), Err(refused)) => Err(Failure::Failed(format!(
+            "run failed: {refused} (the system itself passed: {summary}); log: {}",
+            machine.log_path().display()
+        ))),
+        (Err(e), Ok(())) => Err(Failure::Failed(e)),
+        (Err(e), Err(refused)) => Err(Failure::Failed(format!("{e}; and {refused}"))),
+    }
 }
 
 /// Boots a machine named `name` with dom0 and `domus` domUs of `guest_mib`

@@ -26,6 +26,12 @@
 //!
 //! At boot it creates a domU from each module named in its command line's
 //! `autostart=` list.
+//!
+//! A typed line runs only if it can run whole (`pv_abi::console_line`):
+//! one with a byte other than printable ASCII or a tab, more than 256 bytes
+//! or more than 16 words is refused with the reason, and nothing of it
+//! runs. A refused hypercall is printed with the hypervisor's reason
+//! (`last_error`), in full.
 
 #![no_std]
 #![no_main]
@@ -34,9 +40,13 @@
 
 use pvrt::hc;
 use pvrt::println;
-use pvrt::pv_abi::hypercall::{DomainInfo, DomctlOp};
+use pvrt::pv_abi::console_line::LineReader;
+use pvrt::pv_abi::hypercall::{DomainInfo, DomctlOp, MAX_ERROR_MESSAGE};
 
 pvrt::entry!(main);
+
+/// A domU's memory when `create` names no size, in KiB.
+const DEFAULT_DOMU_KIB: u64 = 4096;
 
 /// What `help` prints: every command [`run`] accepts, one line each (the
 /// table at the top of this file and `docs/operator-guide.md` say the same).
@@ -67,8 +77,7 @@ fn main() -> ! {
     for module in autostart.unwrap_or("").split(',').filter(|m| !m.is_empty()) {
         run(&["create", module]);
     }
-    let mut line = [0u8; 256];
-    let mut len = 0;
+    let mut reader = LineReader::new();
     let mut link = hostlink::Receiver::new();
     println!("dom0>");
     loop {
@@ -78,21 +87,18 @@ fn main() -> ! {
             Err(_) => 0,
         };
         for &b in &buf[..typed] {
-            if b == b'\n' {
-                let text = core::str::from_utf8(&line[..len]).unwrap_or("");
-                let words: heapless_words::Words<'_> = heapless_words::split(text);
-                if !words.is_empty() {
-                    println!("> {text}");
+            if !reader.push(b) {
+                continue;
+            }
+            match reader.finish() {
+                Ok(words) if words.is_empty() => {}
+                Ok(words) => {
+                    println!("> {}", Joined(words.as_slice()));
                     run(words.as_slice());
                 }
-                len = 0;
-                println!("dom0>");
-            } else if b == 8 || b == 127 {
-                len = len.saturating_sub(1);
-            } else if len < line.len() && (b.is_ascii_graphic() || b == b' ') {
-                line[len] = b;
-                len += 1;
+                Err(why) => println!("refused: {why}; nothing was run"),
             }
+            println!("dom0>");
         }
         let mut received = link.poll();
         // While a frame is arriving, keep polling instead of yielding: the
@@ -134,16 +140,20 @@ mod hostlink {
         digest: crc::Digest<'static, u32>,
     }
 
-    fn reply(args: core::fmt::Arguments<'_>) {
-        let mut line = pvrt::console::Line::new();
-        let _ = core::fmt::Write::write_fmt(&mut line, args);
-        let text = line_bytes(&line);
-        let _ = hc::hostlink_write(text);
-        let _ = hc::hostlink_write(b"\n");
+    /// Writes straight to the host link, however long the text.
+    struct ToHost;
+
+    impl core::fmt::Write for ToHost {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            hc::hostlink_write(s.as_bytes())
+                .map(|_| ())
+                .map_err(|_| core::fmt::Error)
+        }
     }
 
-    fn line_bytes(line: &pvrt::console::Line) -> &[u8] {
-        line.as_bytes()
+    fn reply(args: core::fmt::Arguments<'_>) {
+        let _ = core::fmt::Write::write_fmt(&mut ToHost, args);
+        let _ = hc::hostlink_write(b"\n");
     }
 
     impl Receiver {
@@ -246,13 +256,12 @@ mod hostlink {
                     reply(format_args!("staged"));
                 }
                 Err(e) => {
-                    let msg = super::lu_message();
+                    let msg = super::reason();
                     println!("lu load (from host): error: {}: {msg}", e.name());
                     reply(format_args!("error: {}: {msg}", e.name()));
                     return;
                 }
             }
-            println!("lu exec: updating");
             match hc::lu_exec() {
                 Ok(_) => {
                     let st = hc::lu_status().unwrap_or_default();
@@ -268,7 +277,7 @@ mod hostlink {
                     ));
                 }
                 Err(e) => {
-                    let msg = super::lu_message();
+                    let msg = super::reason();
                     println!("lu exec: error: {}: {msg}", e.name());
                     reply(format_args!("error: {}: {msg}", e.name()));
                 }
@@ -277,34 +286,18 @@ mod hostlink {
     }
 }
 
-/// Splitting a line into at most 16 words without a heap.
-mod heapless_words {
-    /// The words of a line.
-    pub struct Words<'a> {
-        words: [&'a str; 16],
-        len: usize,
-    }
+/// A line's words, joined by single spaces (what dom0 echoes and runs).
+struct Joined<'a>(&'a [&'a str]);
 
-    impl<'a> Words<'a> {
-        pub fn is_empty(&self) -> bool {
-            self.len == 0
+impl core::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, w) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(w)?;
         }
-
-        pub fn as_slice(&self) -> &[&'a str] {
-            &self.words[..self.len]
-        }
-    }
-
-    pub fn split(line: &str) -> Words<'_> {
-        let mut words = Words {
-            words: [""; 16],
-            len: 0,
-        };
-        for w in line.split_ascii_whitespace().take(16) {
-            words.words[words.len] = w;
-            words.len += 1;
-        }
-        words
+        Ok(())
     }
 }
 
@@ -325,32 +318,37 @@ fn run(words: &[&str]) {
                         println!("module {name}");
                     }
                 }
-                Err(e) => println!("modules: error: {}", e.name()),
+                Err(e) => println!("modules: error: {}: {}", e.name(), reason()),
             }
         }
         ["create", module, rest @ ..] => {
-            let (kib, args) = match rest.first().and_then(|s| s.parse::<u64>().ok()) {
-                Some(kib) => (kib, &rest[1..]),
-                None => (0, rest),
+            // A first argument of digits is the size; one too large for a
+            // number is refused, not taken for a command-line word.
+            let (kib, args) = match rest.first() {
+                Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<u64>() {
+                    Ok(kib) => (kib, &rest[1..]),
+                    Err(_) => {
+                        println!("create {module}: `{s}` KiB is not a size dom0 can hold");
+                        return;
+                    }
+                },
+                _ => (DEFAULT_DOMU_KIB, rest),
             };
-            let mut cmdline = [0u8; 120];
+            // A line is at most 256 bytes: its words always fit.
+            let mut cmdline = [0u8; 256];
             let mut n = 0;
             for (i, a) in args.iter().enumerate() {
-                let bytes = a.as_bytes();
-                if n + bytes.len() + 1 > cmdline.len() {
-                    break;
-                }
                 if i > 0 {
                     cmdline[n] = b' ';
                     n += 1;
                 }
-                cmdline[n..n + bytes.len()].copy_from_slice(bytes);
-                n += bytes.len();
+                cmdline[n..n + a.len()].copy_from_slice(a.as_bytes());
+                n += a.len();
             }
             let cmdline = core::str::from_utf8(&cmdline[..n]).unwrap_or("");
             match hc::domctl_create(module, kib, cmdline) {
                 Ok(id) => println!("created d{id} from {module}"),
-                Err(e) => println!("create {module}: error: {}", e.name()),
+                Err(e) => println!("create {module}: error: {}: {}", e.name(), reason()),
             }
         }
         [op @ ("destroy" | "pause" | "unpause"), id] => {
@@ -365,7 +363,7 @@ fn run(words: &[&str]) {
             };
             match hc::domctl_id(code, id) {
                 Ok(_) => println!("{op} d{id}: done"),
-                Err(e) => println!("{op} d{id}: error: {}", e.name()),
+                Err(e) => println!("{op} d{id}: error: {}: {}", e.name(), reason()),
             }
         }
         ["free"] => match hc::sysinfo() {
@@ -391,7 +389,7 @@ fn run(words: &[&str]) {
         ["lu", "status"] => lu_status(),
         ["lu", "unload"] => match hc::lu_unload() {
             Ok(_) => println!("lu unload: done"),
-            Err(e) => println!("lu unload: error: {}: {}", e.name(), lu_message()),
+            Err(e) => println!("lu unload: error: {}: {}", e.name(), reason()),
         },
         ["lu", "exec"] => lu_exec(),
         ["live-update", image] => {
@@ -435,7 +433,7 @@ fn list() {
                 );
             }
         }
-        Err(e) => println!("list: error: {}", e.name()),
+        Err(e) => println!("list: error: {}: {}", e.name(), reason()),
     }
 }
 
@@ -488,7 +486,7 @@ fn lu_load(image: &str) -> bool {
             true
         }
         Err(e) => {
-            println!("lu load {image}: error: {}: {}", e.name(), lu_message());
+            println!("lu load {image}: error: {}: {}", e.name(), reason());
             false
         }
     }
@@ -531,13 +529,19 @@ fn lu_status() {
         );
     }
     let msg = lu_message();
-    if msg.len > 0 {
+    if msg.len == msg.bytes.len() - 1 {
+        println!(
+            "lu status: last message (its first {} bytes; the refusal itself printed it whole): {msg}",
+            msg.len
+        );
+    } else if msg.len > 0 {
         println!("lu status: last message: {msg}");
     }
 }
 
+/// `lu exec`: prints nothing until the hypervisor answers — `done` from
+/// the new hypervisor, or the reason it refused.
 fn lu_exec() {
-    println!("lu exec: updating");
     match hc::lu_exec() {
         Ok(_) => match hc::lu_status() {
             Ok(st) => println!(
@@ -547,6 +551,51 @@ fn lu_exec() {
             ),
             Err(_) => println!("lu exec: done"),
         },
-        Err(e) => println!("lu exec: error: {}: {}", e.name(), lu_message()),
+        Err(e) => println!("lu exec: error: {}: {}", e.name(), reason()),
+    }
+}
+
+/// The hypervisor's reason for the last refused domctl or live-update call,
+/// in full (`last_error`), or marked where it had to be cut.
+fn reason() -> Reason {
+    let mut r = Reason {
+        bytes: [0; MAX_ERROR_MESSAGE],
+        len: 0,
+        total: 0,
+    };
+    match hc::last_error(&mut r.bytes) {
+        Ok(total) => {
+            r.total = total as usize;
+            r.len = r.total.min(r.bytes.len());
+        }
+        // A hypervisor without `last_error`: the live-update message.
+        Err(_) => {
+            let m = lu_message();
+            r.bytes[..m.len].copy_from_slice(&m.bytes[..m.len]);
+            r.len = m.len;
+            r.total = m.len;
+        }
+    }
+    r
+}
+
+/// A reason copied from the hypervisor.
+struct Reason {
+    bytes: [u8; MAX_ERROR_MESSAGE],
+    len: usize,
+    /// Its whole length, more than `len` if the copy was cut.
+    total: usize,
+}
+
+impl core::fmt::Display for Reason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.len == 0 {
+            return f.write_str("(the hypervisor gave no reason)");
+        }
+        f.write_str(core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?"))?;
+        if self.total > self.len {
+            write!(f, " [cut: {} of {} bytes shown]", self.len, self.total)?;
+        }
+        Ok(())
     }
 }

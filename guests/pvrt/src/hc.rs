@@ -126,18 +126,33 @@ pub fn decrease_reservation(mfns: &[u64]) -> HcResult {
 /// Creates a domain from boot module `name` with `mem_kib` of memory.
 pub fn domctl_create(name: &str, mem_kib: u64, cmdline: &str) -> HcResult {
     // The module name and the command line travel as one buffer:
-    // "name\0cmdline".
-    let mut buf = [0u8; 160];
-    let n = name.len().min(63);
-    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
-    let c = cmdline.len().min(buf.len() - n - 2);
-    buf[n + 1..n + 1 + c].copy_from_slice(&cmdline.as_bytes()[..c]);
+    // "name\0cmdline". What does not fit is refused, never cut.
+    let mut buf = [0u8; 256];
+    let (n, c) = (name.len(), cmdline.len());
+    if n + 1 + c > buf.len() {
+        return Err(Error::TooSmall);
+    }
+    buf[..n].copy_from_slice(name.as_bytes());
+    buf[n + 1..n + 1 + c].copy_from_slice(cmdline.as_bytes());
     call(
         Hypercall::Domctl,
         DomctlOp::Create as u64,
         buf.as_ptr() as u64,
         (n + 1 + c) as u64,
         mem_kib,
+    )
+}
+
+/// Why the last refused domctl or live-update call was refused: copies up
+/// to `buf.len()` bytes of the reason and returns its whole length (more
+/// than `buf.len()` if the copy is cut).
+pub fn last_error(buf: &mut [u8]) -> HcResult {
+    call(
+        Hypercall::LastError,
+        buf.as_mut_ptr() as u64,
+        buf.len() as u64,
+        0,
+        0,
     )
 }
 

@@ -29,19 +29,27 @@ impl Hv {
         cmdline: &str,
         privileged: bool,
     ) -> Result<DomId, Error> {
-        let module = self
-            .modules
-            .iter()
-            .find(|m| m.name == module)
-            .cloned()
-            .ok_or(Error::NotFound)?;
-        let image = modules::read(&module).map_err(|e| {
-            hvprintln!("cannot read module {}: {e}", module.name);
-            Error::Failed
-        })?;
+        let Some(module) = self.modules.iter().find(|m| m.name == module).cloned() else {
+            let names: Vec<&str> = self.modules.iter().map(|m| m.name.as_str()).collect();
+            let message = alloc::format!(
+                "there is no boot module `{module}`; the boot modules are: {}",
+                names.join(", ")
+            );
+            return self.refuse_with(Error::NotFound, message);
+        };
+        let image = match modules::read(&module) {
+            Ok(image) => image,
+            Err(e) => {
+                let message = alloc::format!("cannot read module `{}`: {e}", module.name);
+                return self.refuse_with(Error::Failed, message);
+            }
+        };
         let id = self.next_domid;
         if self.domains.contains_key(&id) || id == DomId::INVALID {
-            return Err(Error::Limit);
+            return self.refuse_with(
+                Error::Limit,
+                alloc::format!("no domain id is left (the next would be d{id})"),
+            );
         }
         let spec = Spec {
             id,
@@ -51,16 +59,29 @@ impl Hv {
             privileged,
             cmdline,
         };
-        let domain = build::build(&spec, &mut self.mem).map_err(|e| {
-            hvprintln!("cannot build d{id} from {}: {e}", module.name);
-            match e {
-                build::BuildError::NoMemory { .. } | build::BuildError::NoHeap(_) => {
-                    Error::NoMemory
-                }
-                build::BuildError::TooSmall { .. } | build::BuildError::Limit(_) => Error::Invalid,
-                _ => Error::Failed,
+        let domain = match build::build(&spec, &mut self.mem) {
+            Ok(domain) => domain,
+            Err(e) => {
+                let error = match e {
+                    build::BuildError::NoMemory { .. } | build::BuildError::NoHeap(_) => {
+                        Error::NoMemory
+                    }
+                    build::BuildError::TooSmall { .. } | build::BuildError::Limit(_) => {
+                        Error::Invalid
+                    }
+                    _ => Error::Failed,
+                };
+                let message = match e {
+                    build::BuildError::TooSmall { needed, .. } => alloc::format!(
+                        "{kib} KiB is too little for module `{}`: the minimum is {} KiB",
+                        module.name,
+                        needed * 4
+                    ),
+                    e => alloc::format!("cannot build d{id} from `{}`: {e}", module.name),
+                };
+                return self.refuse_with(error, message);
             }
-        })?;
+        };
         let heap = crate::mm::heap::stats();
         hvprintln!(
             "d{id} created from module {} ({} KiB, {} frames, limit {}, L4 mfn {:#x}; heap {} of {} KiB in use)",

@@ -11,7 +11,7 @@ use crate::hv::Hv;
 use crate::mm::heap;
 
 /// Longest line a domain's console keeps before its newline.
-const MAX_LINE: usize = 1024;
+const MAX_LINE: usize = 2048;
 
 /// `console_write(buf, len)`: prints whole lines, `(dN) ` prefixed; keeps
 /// the rest until its newline.

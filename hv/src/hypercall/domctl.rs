@@ -1,5 +1,6 @@
 //! `domctl` (dom0): create, destroy, pause and list domains, list modules.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -18,21 +19,28 @@ pub fn do_domctl(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     let op = DomctlOp::from_number(a[0]).ok_or(Error::NoSys)?;
     match op {
         DomctlOp::Create => create(hv, a),
-        DomctlOp::Destroy => {
-            let id = domid(a[1])?;
-            if hv.domains.get(&id).is_some_and(|d| d.privileged) {
-                return Err(Error::Invalid);
-            }
-            hv.destroy_domain(id).map(|()| 0)
-        }
-        DomctlOp::Pause | DomctlOp::Unpause => {
-            let id = domid(a[1])?;
-            let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
+        DomctlOp::Destroy | DomctlOp::Pause | DomctlOp::Unpause => {
+            let verb = match op {
+                DomctlOp::Destroy => "destroyed",
+                DomctlOp::Pause => "paused",
+                _ => "unpaused",
+            };
+            let id = domid(hv, a[1])?;
+            let Some(dom) = hv.domains.get_mut(&id) else {
+                return hv.refuse_with(Error::NotFound, format!("there is no domain d{id}"));
+            };
             if dom.privileged {
-                return Err(Error::Invalid);
+                return hv.refuse_with(
+                    Error::Invalid,
+                    format!("d{id} is the control domain: it cannot be {verb}"),
+                );
             }
-            dom.paused = op == DomctlOp::Pause;
-            Ok(0)
+            if op == DomctlOp::Destroy {
+                hv.destroy_domain(id).map(|()| 0)
+            } else {
+                dom.paused = op == DomctlOp::Pause;
+                Ok(0)
+            }
         }
         DomctlOp::List => list(hv, a),
         DomctlOp::Modules => {
@@ -50,31 +58,87 @@ pub fn do_domctl(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     }
 }
 
-fn domid(arg: u64) -> Result<DomId, Error> {
-    u16::try_from(arg).map(DomId).map_err(|_| Error::Invalid)
+fn domid(hv: &mut Hv, arg: u64) -> Result<DomId, Error> {
+    match u16::try_from(arg) {
+        Ok(id) => Ok(DomId(id)),
+        Err(_) => hv.refuse_with(
+            Error::Invalid,
+            format!("{arg} is not a domain id (they go up to {})", u16::MAX),
+        ),
+    }
 }
 
 /// `create(buf, len, kib)`: `buf` holds the module name, then optionally a
 /// NUL and the domain's command line. A domain the machine cannot back (its
 /// frames, or its frame space on the hypervisor heap) is refused with
-/// `Error::NoMemory`; the hypervisor log has the numbers.
+/// `Error::NoMemory`. Every refusal says why (`last_error`).
 fn create(hv: &mut Hv, a: Args) -> Result<u64, Error> {
-    let len = a[2].min(256) as usize;
-    let mut buf = heap::zeroed(len)?;
+    if a[2] > MAX_CREATE_ARGS {
+        return hv.refuse_with(
+            Error::Invalid,
+            format!(
+                "the module name and command line are {} bytes, more than {MAX_CREATE_ARGS}",
+                a[2]
+            ),
+        );
+    }
+    let mut buf = heap::zeroed(a[2] as usize)?;
     copy_from_guest(hv, a[1], &mut buf)?;
     let (name, cmdline) = match buf.iter().position(|&b| b == 0) {
         Some(i) => (&buf[..i], &buf[i + 1..]),
         None => (&buf[..], &[][..]),
     };
-    let name = core::str::from_utf8(name).map_err(|_| Error::Invalid)?;
-    let cmdline = core::str::from_utf8(cmdline).map_err(|_| Error::Invalid)?;
-    let kib = if a[3] == 0 { DEFAULT_DOMU_KIB } else { a[3] };
-    if kib % 4 != 0 || kib > 1 << 20 {
-        return Err(Error::Invalid);
+    let (Ok(name), Ok(cmdline)) = (core::str::from_utf8(name), core::str::from_utf8(cmdline))
+    else {
+        return hv.refuse_with(
+            Error::Invalid,
+            String::from("the module name or the command line is not UTF-8"),
+        );
+    };
+    let room = pv_abi::start_info::StartInfo::default().cmdline.len() - 1;
+    if cmdline.len() > room {
+        return hv.refuse_with(
+            Error::Invalid,
+            format!(
+                "the command line has {} bytes, more than the {room} a domain's start info holds",
+                cmdline.len()
+            ),
+        );
     }
-    hv.create_domain(name, kib, cmdline, false)
-        .map(|id| u64::from(id.0))
+    let kib = a[3];
+    if kib == 0 {
+        return hv.refuse_with(
+            Error::Invalid,
+            format!("a domain of 0 KiB: give its memory in KiB (the toolstack's default is {DEFAULT_DOMU_KIB})"),
+        );
+    }
+    if !kib.is_multiple_of(4) {
+        return hv.refuse_with(
+            Error::Invalid,
+            format!("{kib} KiB is not a whole number of 4 KiB pages"),
+        );
+    }
+    if kib > MAX_DOMAIN_KIB {
+        return hv.refuse_with(
+            Error::Invalid,
+            format!("{kib} KiB is more than the {MAX_DOMAIN_KIB} KiB a domain may have"),
+        );
+    }
+    match hv.create_domain(name, kib, cmdline, false) {
+        Ok(id) => Ok(u64::from(id.0)),
+        Err(e) => {
+            if hv.last_error.is_empty() {
+                hv.set_last_error(e.name());
+            }
+            Err(e)
+        }
+    }
 }
+
+/// Most bytes of `create`'s module name and command line together.
+const MAX_CREATE_ARGS: u64 = 256;
+/// Most memory of a domain, in KiB (1 GiB).
+const MAX_DOMAIN_KIB: u64 = 1 << 20;
 
 /// `list(buf, count)`: up to `count` entries; returns how many domains there
 /// are.

@@ -16,14 +16,23 @@ use crate::mm::heap;
 
 /// Largest image `lu_load_buffer` takes.
 const MAX_IMAGE: usize = 16 << 20;
+/// Longest module name `lu_load` takes.
+const MAX_NAME: u64 = 256;
 
 /// `lu_load(name, len)`: stages boot module `name`.
 pub fn do_lu_load(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     require_privileged(hv)?;
-    let len = a[1].min(64) as usize;
-    let mut name = heap::zeroed(len)?;
+    if a[1] > MAX_NAME {
+        return hv.refuse(
+            Error::Invalid,
+            alloc::format!("a module name of {} bytes is longer than {MAX_NAME}", a[1]),
+        );
+    }
+    let mut name = heap::zeroed(a[1] as usize)?;
     copy_from_guest(hv, a[0], &mut name)?;
-    let name = String::from_utf8(name).map_err(|_| Error::Invalid)?;
+    let Ok(name) = String::from_utf8(name) else {
+        return hv.refuse(Error::Invalid, String::from("the module name is not UTF-8"));
+    };
     hv.lu_load(&name)
 }
 
@@ -31,6 +40,9 @@ pub fn do_lu_load(hv: &mut Hv, a: Args) -> Result<u64, Error> {
 pub fn do_lu_load_buffer(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     require_privileged(hv)?;
     let len = a[1] as usize;
+    if len == 0 {
+        return hv.lu_load_bytes("(from dom0)", &[]);
+    }
     if len > MAX_IMAGE {
         return hv.refuse(
             Error::Invalid,

@@ -9,6 +9,7 @@
 //! | [`domctl`] | `domctl` and its operations |
 //! | [`info`] | `report`, `set_segment_base`, `sysinfo` |
 //! | [`lu`] | `lu_load`, `lu_load_buffer`, `lu_status`, `lu_unload`, `lu_exec`, `hostlink_read`, `hostlink_write` |
+//! | here | `last_error` |
 //!
 //! The calling convention is `pv_abi::hypercall`'s: the number in `rax`,
 //! arguments in `rdi`, `rsi`, `rdx`, `r10`, `r8`, the result in `rax` —
@@ -51,13 +52,30 @@ pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
     let Some(d) = hv.sched.current_domain() else {
         return;
     };
-    let result = match Hypercall::from_number(nr) {
+    let call = Hypercall::from_number(nr);
+    // The calls whose refusals `last_error` explains start with none.
+    let explained = matches!(
+        call,
+        Some(
+            Hypercall::Domctl
+                | Hypercall::LuLoad
+                | Hypercall::LuLoadBuffer
+                | Hypercall::LuUnload
+                | Hypercall::LuExec
+        )
+    );
+    if explained && require_privileged(hv).is_ok() {
+        hv.last_error.clear();
+    }
+    let result = match call {
         None => Err(Error::NoSys),
         // These leave `frame` to the scheduler or to the update.
         Some(Hypercall::Yield) => return sched::do_yield(hv, frame),
         Some(Hypercall::Shutdown) => return sched::do_shutdown(hv, frame, d, a),
         Some(Hypercall::LuExec) => {
-            frame.regs.rax = return_value(lu::do_lu_exec(hv, frame));
+            let result = lu::do_lu_exec(hv, frame);
+            explain(hv, &result);
+            frame.regs.rax = return_value(result);
             return;
         }
         Some(Hypercall::ConsoleWrite) => console::do_console_write(hv, d, a),
@@ -79,13 +97,38 @@ pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
         Some(Hypercall::LuUnload) => lu::do_lu_unload(hv),
         Some(Hypercall::HostlinkRead) => lu::do_hostlink_read(hv, a),
         Some(Hypercall::HostlinkWrite) => lu::do_hostlink_write(hv, a),
+        Some(Hypercall::LastError) => do_last_error(hv, a),
     };
+    if explained {
+        explain(hv, &result);
+    }
     if let Err(e) = result {
         if hv.options.log_level >= LogLevel::Debug {
             hvprintln!("d{d}: hypercall {nr} refused: {}", e.name());
         }
     }
     frame.regs.rax = return_value(result);
+}
+
+/// Gives a refusal that set no reason of its own at least the error's name,
+/// so that `last_error` is never empty after a refused call.
+fn explain(hv: &mut Hv, result: &Result<u64, Error>) {
+    if let Err(e) = result {
+        if hv.last_error.is_empty() && require_privileged(hv).is_ok() {
+            hv.set_last_error(e.name());
+        }
+    }
+}
+
+/// `last_error(buf, len)` (dom0): up to `len` bytes of the reason the last
+/// `domctl` or live-update call was refused; returns its whole length.
+fn do_last_error(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+    require_privileged(hv)?;
+    let bytes = hv.last_error.as_bytes();
+    let n = (a[1] as usize).min(bytes.len());
+    let total = bytes.len() as u64;
+    copy_to_guest(hv, a[0], &hv.last_error.as_bytes()[..n])?;
+    Ok(total)
 }
 
 /// Refuses unless the caller is dom0.

@@ -68,6 +68,7 @@ impl Hv {
     /// Records and logs a refusal of a live-update operation.
     pub(crate) fn refuse<T>(&mut self, error: Error, message: String) -> Result<T, Error> {
         hvprintln!("lu: {message}");
+        self.set_last_error(&message);
         self.lu.message = message;
         Err(error)
     }
@@ -128,19 +129,25 @@ impl Hv {
         handover_abi::encoded_len(&self.handover_state(dummy, dummy)).unwrap_or(0) as u64
     }
 
-    /// `lu load <module>`.
+    /// `lu load <module>`. A refusal leaves the image staged before, if any,
+    /// staged.
     pub fn lu_load(&mut self, module: &str) -> Result<u64, Error> {
-        self.lu.loaded = None;
         let Some(m) = self.modules.iter().find(|m| m.name == module).cloned() else {
-            return self.refuse(Error::NotFound, alloc::format!("no boot module `{module}`"));
+            let names: alloc::vec::Vec<&str> =
+                self.modules.iter().map(|m| m.name.as_str()).collect();
+            let message = alloc::format!(
+                "there is no boot module `{module}`; the boot modules are: {}{}",
+                names.join(", "),
+                self.still_staged()
+            );
+            return self.refuse(Error::NotFound, message);
         };
         let bytes = match modules::read(&m) {
             Ok(b) => b,
             Err(e) => {
-                return self.refuse(
-                    Error::Failed,
-                    alloc::format!("cannot read module `{module}`: {e}"),
-                )
+                let message =
+                    alloc::format!("cannot read module `{module}`: {e}{}", self.still_staged());
+                return self.refuse(Error::Failed, message);
             }
         };
         self.lu_load_bytes(module, &bytes)
@@ -148,21 +155,31 @@ impl Hv {
 
     /// Validates and stages the image in `bytes`, named `module` in logs
     /// (`lu load` of a boot module, or an image dom0 received from the host).
+    /// Until the image is valid and has a place, the image staged before (if
+    /// any) stays staged; it is dropped only when the new one is written.
     pub fn lu_load_bytes(&mut self, module: &str, bytes: &[u8]) -> Result<u64, Error> {
-        self.lu.loaded = None;
+        if bytes.is_empty() {
+            let message = alloc::format!(
+                "`{module}` refused: the image is empty (0 bytes){}",
+                self.still_staged()
+            );
+            return self.refuse(Error::Invalid, message);
+        }
         // Only an image signed by a key built into this one is considered;
         // the rest of the load sees the image without its trailer.
         let bytes = match old_hv::signature::verify(bytes, build_id::TRUSTED_KEYS) {
             Ok(image) => image,
             Err(e) => {
-                return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
+                let message = alloc::format!("`{module}` refused: {e}{}", self.still_staged());
+                return self.refuse(Error::Invalid, message);
             }
         };
         let Some(gap) = self.mem.handoff.largest_free_gap() else {
-            return self.refuse(
-                Error::NoMemory,
-                String::from("the live-update region has no free gap"),
+            let message = alloc::format!(
+                "the live-update region has no free gap{}",
+                self.still_staged()
             );
+            return self.refuse(Error::NoMemory, message);
         };
         let estimate = self.state_estimate();
         // The state may grow between load and exec: keep room for twice it.
@@ -172,7 +189,8 @@ impl Hv {
         let info = match image::validate(bytes, build_id::WRITES, &limits) {
             Ok(info) => info,
             Err(e) => {
-                return self.refuse(Error::Invalid, alloc::format!("`{module}` refused: {e}"))
+                let message = alloc::format!("`{module}` refused: {e}{}", self.still_staged());
+                return self.refuse(Error::Invalid, message);
             }
         };
         // The end of the gap away from the running image, so that images
@@ -186,8 +204,16 @@ impl Hv {
         let tables = staging_layout::table_frames(ram_end, &info.mappings);
         let staging = match Staging::plan_at(end, gap, info.span, estimate, tables) {
             Ok(s) => s,
-            Err(e) => return self.refuse(Error::NoMemory, alloc::format!("`{module}`: {e}")),
+            Err(e) => {
+                let message = alloc::format!("`{module}`: {e}{}", self.still_staged());
+                return self.refuse(Error::NoMemory, message);
+            }
         };
+        // Staging writes where the image staged before may lie: from here
+        // on, that one is gone.
+        if let Some(old) = self.lu.loaded.take() {
+            hvprintln!("lu: `{}` is replaced by `{module}`", old.module);
+        }
         let (image, state) = (staging.image, staging.state);
         let mut area = Area {
             base: image.start,
@@ -196,7 +222,7 @@ impl Hv {
         if let Err(e) = image::stage(&info, bytes, &mut area) {
             return self.refuse(
                 Error::Failed,
-                alloc::format!("staging `{module}` failed: {e}"),
+                alloc::format!("staging `{module}` failed: {e}; nothing is staged now"),
             );
         }
         let reads = info.note.reads;
@@ -221,6 +247,14 @@ impl Hv {
             staging,
         });
         Ok(0)
+    }
+
+    /// The end of a load refusal's message: what stays staged.
+    fn still_staged(&self) -> String {
+        match &self.lu.loaded {
+            Some(l) => alloc::format!("; `{}` stays staged", l.module),
+            None => String::new(),
+        }
     }
 
     /// `lu unload`.
