@@ -35,7 +35,12 @@ use handover_abi::{BuildId, HEADER_SIZE, READS};
 use crate::shell::{root, step, Cmd, Failure};
 
 /// The targets, as `fuzz/Cargo.toml` names its binaries.
-pub const TARGETS: &[&str] = &["state_decoder", "note_parser", "image_validator"];
+pub const TARGETS: &[&str] = &[
+    "state_decoder",
+    "note_parser",
+    "image_validator",
+    "console_line",
+];
 
 /// Seconds each target runs for in `cargo xtask test`.
 pub const TEST_SECONDS: u64 = 10;
@@ -488,6 +493,17 @@ fn write_seeds(target: &str, dir: &Path) -> Result<(), Failure> {
             let body = blob.get(HEADER_SIZE..).unwrap_or_default().to_vec();
             vec![("golden-v1_0", blob), ("golden-v1_0-body", body)]
         }
+        "console_line" => vec![
+            (
+                "commands",
+                b"help\nlist\ncreate domu 4096 probe\nlu status\n".to_vec(),
+            ),
+            ("edited", b"destroy 2\x08\x083\n\tpause\t1\n".to_vec()),
+            (
+                "refused",
+                "poweroff \u{1f600}\n\x1b[A\n".as_bytes().to_vec(),
+            ),
+        ],
         "note_parser" => {
             let note = seed_note(0xffff_ffff_8010_0110);
             let desc = note.to_desc();
