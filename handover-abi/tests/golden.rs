@@ -117,7 +117,7 @@ fn writing_v1_0_drops_the_hypervisors_records_only() {
     }
     assert_eq!(back, expected);
     assert_eq!(
-        handover_abi::body::carried(golden::VERSION, &state),
+        handover_abi::body::carried(golden::VERSION, &state).into_owned(),
         expected
     );
     // And 1.1 carries it all.

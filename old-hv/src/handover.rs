@@ -105,7 +105,7 @@ pub fn preflight(
     m2p: &[u64],
 ) -> Result<u64, PreflightError> {
     let decoded = handover_abi::decode(blob)?;
-    if decoded.state != handover_abi::body::carried(decoded.header.version, expected) {
+    if decoded.state != *handover_abi::body::carried(decoded.header.version, expected) {
         return Err(PreflightError::Differs);
     }
     Ok(frame_ownership::owned_digest(

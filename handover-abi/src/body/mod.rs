@@ -59,17 +59,23 @@ pub(crate) fn expressible(
 /// be one this build writes and able to carry it, [`expressible`]): the
 /// state itself for the current version; for 1.0, the state without the
 /// hypervisor's records (reports, command line, retired domains), which
-/// 1.0 drops. The writer's pre-flight compares the decoded blob with this.
-pub fn carried(version: AbiVersion, state: &current::HandoverState) -> current::HandoverState {
-    let mut s = state.clone();
-    if (version.major, version.minor) == (1, 0) {
-        s.globals.cmdline.clear();
-        s.retired.clear();
-        for d in &mut s.domains {
-            d.reports = v1_1::GuestReports::default();
-        }
+/// 1.0 drops. The writer's pre-flight compares the decoded blob with this;
+/// for the current version it is `state` itself, borrowed (no copy in the
+/// blackout).
+pub fn carried(
+    version: AbiVersion,
+    state: &current::HandoverState,
+) -> alloc::borrow::Cow<'_, current::HandoverState> {
+    if (version.major, version.minor) != (1, 0) {
+        return alloc::borrow::Cow::Borrowed(state);
     }
-    s
+    let mut s = state.clone();
+    s.globals.cmdline.clear();
+    s.retired.clear();
+    for d in &mut s.domains {
+        d.reports = v1_1::GuestReports::default();
+    }
+    alloc::borrow::Cow::Owned(s)
 }
 
 /// Serializes `state` as the body of `version` into `buf`, returning the
