@@ -65,6 +65,31 @@ pub fn read(
     Ok(())
 }
 
+/// Copies `len` bytes from guest address `va` to RAM at `paddr`, a page
+/// at a time through a buffer on the stack (for images, which may be larger
+/// than the heap). Every page is checked as it is reached: on a refusal the
+/// bytes before it have been copied.
+pub fn read_to_phys(
+    frametable: &[FrameInfo],
+    owner: DomId,
+    cr3: Mfn,
+    va: u64,
+    len: u64,
+    paddr: u64,
+) -> Result<(), Error> {
+    let mut chunk = [0u8; 4096];
+    let mut done = 0;
+    while done < len {
+        let addr = va.checked_add(done).ok_or(Error::BadAddress)?;
+        // Up to the guest page's end, so each chunk is one translation.
+        let n = (len - done).min(4096 - (addr & 0xfff)) as usize;
+        read(frametable, owner, cr3, addr, &mut chunk[..n])?;
+        phys::write(paddr + done, &chunk[..n]).map_err(|_| Error::Failed)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 /// Copies `data` to guest address `va`.
 pub fn write(
     frametable: &[FrameInfo],

@@ -4,10 +4,10 @@
 //! stay in fw_cfg until used: nothing is copied at boot.
 
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::arch::fwcfg::{self, FwFile};
+use crate::arch::fwcfg::{self, FwCfgError, FwFile};
+use crate::mm::heap::{self, Exhausted};
 
 /// The fw_cfg name prefix of hvlu modules.
 pub const PREFIX: &str = "opt/hvlu/";
@@ -38,13 +38,34 @@ pub fn discover() -> Vec<Module> {
     modules
 }
 
-/// Reads a module's contents into the heap.
-pub fn read(module: &Module) -> Result<Vec<u8>, fwcfg::FwCfgError> {
-    let mut bytes = vec![0u8; module.file.size as usize];
+/// Why a module could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The heap cannot hold it.
+    Heap(Exhausted),
+    /// fw_cfg failed.
+    Device(FwCfgError),
+}
+
+impl core::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReadError::Heap(e) => e.fmt(f),
+            ReadError::Device(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Reads a (small) module's contents into the heap: a domain's kernel.
+/// A module larger than the heap can hold is refused, whatever its size.
+/// Hypervisor images are not read this way: they go straight to the
+/// live-update region ([`fwcfg::read_file_to_phys`]).
+pub fn read(module: &Module) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = heap::zeroed(module.file.size as usize).map_err(ReadError::Heap)?;
     if bytes.is_empty() {
         // An empty module: nothing to read (and no buffer to read into).
         return Ok(bytes);
     }
-    fwcfg::read_file(&module.file, &mut bytes)?;
+    fwcfg::read_file(&module.file, &mut bytes).map_err(ReadError::Device)?;
     Ok(bytes)
 }

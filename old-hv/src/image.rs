@@ -42,8 +42,12 @@
 //!    another machine cannot run ([`ImageError::WrongMachine`]); a relocatable
 //!    or shared object would need a dynamic loader that does not exist here
 //!    ([`ImageError::NotExecutable`]).
-//! 2. **The program header table is whole.** Its entries are 56 bytes
-//!    ([`ImageError::BadProgramHeaderSize`]) and it lies inside the file
+//! 2. **The program header table is whole and small.** Its entries are 56
+//!    bytes ([`ImageError::BadProgramHeaderSize`]), there are at most
+//!    [`MAX_PROGRAM_HEADERS`] of them ([`ImageError::TooManyProgramHeaders`]:
+//!    validation allocates per header, from a hypervisor heap of a few MiB,
+//!    so the count is bounded before anything is allocated; a hypervisor
+//!    image has half a dozen) and it lies inside the file
 //!    ([`ImageError::ProgramHeadersBeyondEndOfFile`]). Section headers are
 //!    never read: a loader needs only segments, and a hypervisor should not
 //!    refuse an image over a symbol table.
@@ -123,6 +127,10 @@ pub use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 pub use hvlu_types::PAGE_SIZE;
 
 const PAGE_MASK: u64 = PAGE_SIZE - 1;
+
+/// The most program headers an image may have (rule 2). Every hypervisor
+/// image this project builds has fewer than ten; a Linux `vmlinux` has five.
+pub const MAX_PROGRAM_HEADERS: u16 = 128;
 
 /// What the caller allows an image to take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,6 +314,12 @@ pub enum ImageError {
     BadProgramHeaderSize {
         /// The file's `e_phentsize`.
         phentsize: u16,
+    },
+    /// More program headers than [`MAX_PROGRAM_HEADERS`].
+    #[error("the image has {phnum} program headers; at most {MAX_PROGRAM_HEADERS} are accepted")]
+    TooManyProgramHeaders {
+        /// `e_phnum`.
+        phnum: u16,
     },
     /// The program header table does not lie inside the file.
     #[error("the program header table ({phnum} entries at offset {phoff:#x}) runs past the end of the {file_len}-byte file")]
@@ -519,12 +533,12 @@ pub fn validate(
     }
 
     // The note (rule 12) and the version (rule 13).
-    let mut records = Vec::new();
+    let mut records = HvluRecords::default();
     for (range, align) in note_ranges {
         let align = if align == 8 { 8 } else { 4 };
         note_records(&bytes[range], align, &mut records).map_err(ImageError::BadNote)?;
     }
-    let note = find_note(records).map_err(|e| match e {
+    let note = find_note(records.kept()).map_err(|e| match e {
         NoteError::Missing => ImageError::NoNote,
         NoteError::Duplicate => ImageError::DuplicateNote,
         other => ImageError::BadNote(other),
@@ -633,6 +647,11 @@ fn program_headers(bytes: &[u8]) -> Result<Vec<ProgramHeader>, ImageError> {
             phentsize: header.e_phentsize,
         });
     }
+    if header.e_phnum > MAX_PROGRAM_HEADERS {
+        return Err(ImageError::TooManyProgramHeaders {
+            phnum: header.e_phnum,
+        });
+    }
     let beyond = ImageError::ProgramHeadersBeyondEndOfFile {
         phoff: header.e_phoff,
         phnum: header.e_phnum,
@@ -723,13 +742,53 @@ fn check_load(index: usize, ph: &ProgramHeader, file_len: u64) -> Result<Option<
     }))
 }
 
-/// Splits a note segment's bytes into `(name, type, desc)` records, `align`
+/// A note record: `(name, type, desc)`.
+type NoteRecord<'a> = (&'a [u8], u32, &'a [u8]);
+
+/// The note records that decide what [`find_note`] finds, in file order:
+/// the first two `HVLU` records of the note type (two already make a
+/// duplicate) and the first `HVLU` record of another type (what a missing
+/// note of the right type reports). Every other record is seen and
+/// dropped, so a segment of any number of notes takes no memory.
+#[derive(Default)]
+struct HvluRecords<'a> {
+    of_type: [Option<NoteRecord<'a>>; 2],
+    other_type: Option<NoteRecord<'a>>,
+}
+
+impl<'a> HvluRecords<'a> {
+    fn see(&mut self, record: NoteRecord<'a>) {
+        let (name, n_type, _) = record;
+        let len = name.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        if &name[..len] != b"HVLU" {
+            return;
+        }
+        let slot = if n_type == handover_abi::note::NOTE_TYPE {
+            self.of_type.iter_mut().find(|r| r.is_none())
+        } else {
+            Some(&mut self.other_type).filter(|r| r.is_none())
+        };
+        if let Some(slot) = slot {
+            *slot = Some(record);
+        }
+    }
+
+    fn kept(&self) -> impl Iterator<Item = NoteRecord<'a>> + '_ {
+        self.of_type
+            .iter()
+            .chain([&self.other_type])
+            .flatten()
+            .copied()
+    }
+}
+
+/// Walks a note segment's `(name, type, desc)` records into `out`, `align`
 /// being the padding of names and descriptors (4, or 8). The last record's
 /// trailing padding may be missing.
 fn note_records<'a>(
     mut data: &'a [u8],
     align: u64,
-    out: &mut Vec<(&'a [u8], u32, &'a [u8])>,
+    out: &mut HvluRecords<'a>,
 ) -> Result<(), NoteError> {
     while !data.is_empty() {
         let len = data.len() as u64;
@@ -751,7 +810,7 @@ fn note_records<'a>(
             return Err(truncated(desc_end));
         }
         // In range: every bound is at most `data.len()`.
-        out.push((
+        out.see((
             &data[NHDR_SIZE..name_end as usize],
             n_type,
             &data[desc_start as usize..desc_end as usize],

@@ -19,6 +19,18 @@
 //! may grow between load and exec, so the load keeps room for twice the
 //! current estimate.
 //!
+//! # Landing
+//!
+//! An image arrives (from a boot module, or from dom0's memory) as a file
+//! whose size is the only thing known before it is read. It is copied,
+//! unchecked, straight into the region — never into the hypervisor's heap,
+//! which is a few MiB — at the end of the gap opposite the one it will be
+//! staged at ([`landing`]), checked there (signature, then validation) and
+//! staged from there. The landing stays clear of the image staged before,
+//! so that a refused load leaves that one staged; the new staged image must
+//! stay clear of the landing ([`Staging::clear_of`]), so the gap must hold
+//! the file and the new image side by side. Both refusals give the sizes.
+//!
 //! The entry tables grow with the machine: their direct map covers all of
 //! RAM with 2 MiB pages, one L2 table per GiB and one L3 per 512 GiB
 //! ([`table_frames`], which the load sizes from the end of RAM and the
@@ -153,6 +165,63 @@ pub enum StagingError {
         /// Bytes the gap has.
         gap: u64,
     },
+    /// The file to load does not fit where it would land.
+    #[error("the image file is {file_len} bytes; the live-update region has room for {room} to receive it (its largest free gap is {gap} bytes{})", if *.staged > 0 { " and the image staged now takes part of it" } else { "" })]
+    FileDoesNotFit {
+        /// The file's length.
+        file_len: u64,
+        /// Bytes it could take.
+        room: u64,
+        /// The gap's size.
+        gap: u64,
+        /// Bytes of the gap the image staged before takes (0 if none).
+        staged: u64,
+    },
+    /// The image the file describes, staged, would overlap the file itself.
+    #[error("the image file ({file_len} bytes) and the image it stages ({span} bytes) do not both fit the region's largest free gap ({gap} bytes)")]
+    LandingOverlap {
+        /// The file's length.
+        file_len: u64,
+        /// The staged image's span.
+        span: u64,
+        /// The gap's size.
+        gap: u64,
+    },
+}
+
+/// Where a file of `file_len` bytes lands to be checked before it is
+/// staged at `end` of `gap` (see [Landing](self#landing)): page aligned, at
+/// the opposite end of the gap, clear of `keep` (the image staged before,
+/// if any). Refuses with the room there is, before anything is read.
+pub fn landing(
+    gap: PhysRange,
+    end: End,
+    file_len: u64,
+    keep: Option<PhysRange>,
+) -> Result<PhysRange, StagingError> {
+    let keep = keep.filter(|k| k.overlaps(gap));
+    // The room runs from the landing's end of the gap to the nearest
+    // byte of `keep`.
+    let room = match (end, keep) {
+        (_, None) => gap.size,
+        (End::Top, Some(k)) => k.start.saturating_sub(gap.start),
+        (End::Bottom, Some(k)) => gap.end().saturating_sub(k.end()),
+    };
+    // Page aligned at both ends of the gap (a gap of the boot allocator is).
+    let room = room / PAGE_SIZE * PAGE_SIZE;
+    let len = file_len.checked_next_multiple_of(PAGE_SIZE);
+    match len {
+        Some(len) if file_len > 0 && len <= room => Ok(match end {
+            End::Top => PhysRange::new(gap.start, len),
+            End::Bottom => PhysRange::from_bounds(gap.end() - len, gap.end()),
+        }),
+        _ => Err(StagingError::FileDoesNotFit {
+            file_len,
+            room,
+            gap: gap.size,
+            staged: keep.map_or(0, |k| k.size),
+        }),
+    }
 }
 
 fn page_up(x: u64) -> u64 {
@@ -275,6 +344,27 @@ impl Staging {
         Ok(staging)
     }
 
+    /// Checks that staging this image writes nothing of `landing`, where
+    /// the file of `file_len` bytes it is staged from lies (see
+    /// [`landing`]); `gap` is the gap both are in. Only the image is
+    /// written at load: the rest of the area is written at exec, when the
+    /// file is no longer needed.
+    pub fn clear_of(
+        &self,
+        landing: PhysRange,
+        file_len: u64,
+        gap: PhysRange,
+    ) -> Result<(), StagingError> {
+        if self.image.overlaps(landing) {
+            return Err(StagingError::LandingOverlap {
+                file_len,
+                span: self.image.size,
+                gap: gap.size,
+            });
+        }
+        Ok(())
+    }
+
     /// Bytes of the area besides the image: the two pages, the tables and
     /// the state area.
     pub fn after_image(&self) -> u64 {
@@ -304,6 +394,120 @@ impl Staging {
                 PhysRange::from_bounds(self.image.start, page_up(self.state.start + state_len))
             }
             End::Top => PhysRange::from_bounds(self.state.start, self.image.end()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn gap() -> PhysRange {
+        PhysRange::new(0x400_0000, 54 * MIB)
+    }
+
+    #[test]
+    fn the_file_lands_at_the_end_opposite_the_staging() {
+        let g = gap();
+        let at_bottom = landing(g, End::Top, 5000, None).unwrap();
+        assert_eq!(at_bottom, PhysRange::new(g.start, 8192));
+        let at_top = landing(g, End::Bottom, 4096, None).unwrap();
+        assert_eq!(at_top, PhysRange::from_bounds(g.end() - 4096, g.end()));
+    }
+
+    #[test]
+    fn a_file_larger_than_the_gap_is_refused_with_the_sizes() {
+        let g = gap();
+        let err = landing(g, End::Top, 64 * MIB, None).unwrap_err();
+        assert_eq!(
+            err,
+            StagingError::FileDoesNotFit {
+                file_len: 64 * MIB,
+                room: 54 * MIB,
+                gap: 54 * MIB,
+                staged: 0
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "the image file is 67108864 bytes; the live-update region has room for 56623104 to receive it (its largest free gap is 56623104 bytes)"
+        );
+        for len in [0, u64::MAX, u64::MAX - 4095] {
+            assert!(landing(g, End::Top, len, None).is_err(), "{len}");
+        }
+    }
+
+    #[test]
+    fn the_landing_stays_clear_of_the_image_staged_before() {
+        let g = gap();
+        // Staged at the top, 40 MiB from the gap's start: 40 MiB of room.
+        let staged = PhysRange::new(g.start + 40 * MIB, 2 * MIB);
+        assert!(landing(g, End::Top, 40 * MIB, Some(staged)).is_ok());
+        let err = landing(g, End::Top, 40 * MIB + 1, Some(staged)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the image staged now takes part of it"),
+            "{err}"
+        );
+        // An image staged outside the gap takes none of it.
+        let elsewhere = PhysRange::new(0x100_0000, MIB);
+        assert!(landing(g, End::Top, 54 * MIB, Some(elsewhere)).is_ok());
+    }
+
+    #[test]
+    fn an_image_staged_over_its_own_file_is_refused() {
+        let g = gap();
+        let file = landing(g, End::Top, 30 * MIB, None).unwrap();
+        let staging = Staging::plan_at(End::Top, g, 30 * MIB, 4096, 20).unwrap();
+        assert_eq!(
+            staging.clear_of(file, 30 * MIB, g),
+            Err(StagingError::LandingOverlap {
+                file_len: 30 * MIB,
+                span: 30 * MIB,
+                gap: 54 * MIB
+            })
+        );
+    }
+
+    proptest! {
+        /// A landing is inside the gap, page aligned, holds the file and
+        /// misses what is kept; a staging at the other end misses the
+        /// landing exactly when file and image fit side by side.
+        #[test]
+        fn landings_are_where_they_may_be(
+            gap_pages in 1u64..20_000,
+            file_len in 1u64..(100 * MIB),
+            span_pages in 1u64..10_000,
+            top in any::<bool>(),
+            keep_pages in proptest::option::of(1u64..5000),
+        ) {
+            let g = PhysRange::new(0x1000_0000, gap_pages * PAGE_SIZE);
+            let end = if top { End::Top } else { End::Bottom };
+            let keep = keep_pages.map(|n| {
+                let len = (n * PAGE_SIZE).min(g.size);
+                match end {
+                    End::Top => PhysRange::from_bounds(g.end() - len, g.end()),
+                    End::Bottom => PhysRange::new(g.start, len),
+                }
+            });
+            if let Ok(l) = landing(g, end, file_len, keep) {
+                prop_assert!(g.contains_range(l));
+                prop_assert!(l.size >= file_len && l.size - file_len < PAGE_SIZE);
+                prop_assert_eq!(l.start % PAGE_SIZE, 0);
+                if let Some(k) = keep {
+                    prop_assert!(!l.overlaps(k));
+                }
+                if let Ok(s) = Staging::plan_at(end, g, span_pages * PAGE_SIZE, 0, 0) {
+                    let fits = l.size + s.image.size <= g.size;
+                    prop_assert_eq!(s.clear_of(l, file_len, g).is_ok(), fits);
+                }
+            } else {
+                let room = keep.map_or(g.size, |k| g.size - k.size);
+                prop_assert!(file_len.next_multiple_of(PAGE_SIZE) > room);
+            }
         }
     }
 }

@@ -77,10 +77,15 @@ pub enum Hypercall {
     /// `hostlink_read(buf, len)`: bytes waiting on the host link (the second
     /// serial port), 0 if none (dom0 only).
     HostlinkRead = 20,
-    /// `hostlink_write(buf, len)`: sends bytes to the host (dom0 only).
+    /// `hostlink_write(buf, len)`: sends to the host as many of the bytes
+    /// (at most 4096) as the link takes without waiting; returns how many,
+    /// 0 while the host is not reading (dom0 only). The hypervisor never
+    /// waits on the link: the caller retries, and gives up, as it sees fit.
     HostlinkWrite = 21,
     /// `lu_load_buffer(buf, len)`: like [`Hypercall::LuLoad`], with the image
-    /// in the caller's memory instead of a boot module (dom0 only).
+    /// in the caller's memory instead of a boot module (dom0 only). The
+    /// bytes are copied straight into the live-update region: an image that
+    /// does not fit there is refused with the sizes, whatever its length.
     LuLoadBuffer = 22,
     /// `last_error(buf, len)`: the reason the caller's last refused
     /// `domctl` or live-update call (`lu_load`, `lu_load_buffer`,

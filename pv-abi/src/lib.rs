@@ -15,5 +15,6 @@
 
 pub mod console_line;
 pub mod exit;
+pub mod hostlink;
 pub mod hypercall;
 pub mod start_info;

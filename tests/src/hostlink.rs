@@ -1,67 +1,194 @@
 //! The host side of the host link: a hypervisor image sent to dom0 over the
 //! machine's second serial port (a unix socket on the host), which dom0
-//! stages and updates to.
+//! stages and updates to. The framing is `pv_abi::hostlink`'s.
+//!
+//! [`send_image`] never blocks for long on either direction: answers are
+//! read on their own thread while the image is sent, the header is sent
+//! again if dom0 does not answer it, sending stops at dom0's first
+//! `error`, a write that dom0 does not take within [`WRITE_STALL`] fails,
+//! and the whole transfer has a deadline.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
+
+use pv_abi::hostlink::{parse_answer, Header};
+
+/// How long a write may wait for dom0 to take bytes before the transfer
+/// fails.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+/// How long the header waits for an answer before it is sent again.
+pub const HEADER_RETRY: Duration = Duration::from_secs(5);
+/// Bytes sent between looks at dom0's answers.
+const CHUNK: usize = 16 * 1024;
 
 /// The CRC32C (Castagnoli) of `bytes`, as dom0 checks it.
 pub fn crc32c(bytes: &[u8]) -> u32 {
-    crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(bytes)
+    pv_abi::hostlink::CASTAGNOLI.checksum(bytes)
 }
 
-/// The frame dom0 expects: magic, length, CRC32C, image.
-pub fn frame(image: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(image.len() + 20);
-    f.extend_from_slice(b"HVLUIMG1");
-    f.extend_from_slice(&(image.len() as u64).to_le_bytes());
-    f.extend_from_slice(&crc32c(image).to_le_bytes());
+/// A transfer id unlikely to repeat between runs.
+fn new_id() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// The whole frame of transfer `id`: header, then image (for tests that
+/// send frames by hand).
+pub fn frame(id: u32, image: &[u8]) -> Vec<u8> {
+    let mut f = Header::for_image(id, image).encode().to_vec();
     f.extend_from_slice(image);
     f
 }
 
-/// Sends `image` over the host link at `socket` and returns dom0's replies,
-/// ending with `done …` or `error …`.
-pub fn send_image(socket: &Path, image: &[u8], timeout: Duration) -> Result<Vec<String>, String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "cannot connect to the host link {}: {e} (is `cargo xtask run` running?)",
-            socket.display()
-        )
-    })?;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(&frame(image))
-        .map_err(|e| format!("cannot send the image: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let mut reader = BufReader::new(stream);
-    let mut replies = Vec::new();
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        match reader.read_line(&mut line) {
-            Ok(0) => return Err("the host link closed".into()),
-            Ok(_) => {
-                let reply = line.trim().to_string();
-                line.clear();
-                let last = reply.starts_with("done") || reply.starts_with("error");
-                replies.push(reply);
-                if last {
-                    return Ok(replies);
+/// A connection to the host link, with dom0's answer lines arriving on
+/// their own thread.
+#[derive(Debug)]
+pub struct Link {
+    stream: UnixStream,
+    lines: Receiver<Result<String, String>>,
+}
+
+impl Link {
+    /// Connects to the host link at `socket`.
+    pub fn connect(socket: &Path) -> Result<Link, String> {
+        let stream = UnixStream::connect(socket).map_err(|e| {
+            format!(
+                "cannot connect to the host link {}: {e} (is `cargo xtask run` running?)",
+                socket.display()
+            )
+        })?;
+        stream
+            .set_write_timeout(Some(WRITE_STALL))
+            .map_err(|e| e.to_string())?;
+        let reader = stream.try_clone().map_err(|e| e.to_string())?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(reader);
+            loop {
+                let mut line = String::new();
+                let item = match reader.read_line(&mut line) {
+                    Ok(0) => Err("the host link closed".to_string()),
+                    Ok(_) => Ok(line.trim_end().to_string()),
+                    Err(e) => Err(format!("reading the host link: {e}")),
+                };
+                let end = item.is_err();
+                if tx.send(item).is_err() || end {
+                    return;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(format!("reading the host link: {e}")),
+        });
+        Ok(Link { stream, lines })
+    }
+
+    /// Sends raw bytes (tests: noise, cut frames).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| format!("dom0 did not take the bytes within {WRITE_STALL:?}: {e}"))
+    }
+
+    /// The next answer to transfer `id` (its text), waiting until
+    /// `deadline`; `Ok(None)` at the deadline. Answers to other transfers
+    /// are skipped.
+    pub fn answer(&self, id: u32, deadline: Instant) -> Result<Option<String>, String> {
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(wait) {
+                Ok(Ok(line)) => match parse_answer(&line) {
+                    Some((got, text)) if got == id => return Ok(Some(text.to_string())),
+                    _ => continue,
+                },
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("the host link closed".to_string())
+                }
+            }
         }
     }
-    Err(format!(
-        "no answer from dom0 within {timeout:?}; replies so far: {replies:?}"
-    ))
+
+    /// An answer to `id` that has already arrived, if any.
+    fn answer_now(&self, id: u32) -> Result<Option<String>, String> {
+        self.answer(id, Instant::now())
+    }
+
+    /// Sends `image` as transfer `id`; returns dom0's answers, ending with
+    /// `done …` or `error …`. Sending stops at the first `error`.
+    pub fn send_image(
+        &mut self,
+        id: u32,
+        image: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<String>, String> {
+        let deadline = Instant::now() + timeout;
+        let header = Header::for_image(id, image).encode();
+        let mut answers = Vec::new();
+        // The header, again every HEADER_RETRY until dom0 answers it.
+        loop {
+            if Instant::now() >= deadline {
+                return Err(format!("dom0 did not answer the header within {timeout:?}"));
+            }
+            self.send_raw(&header)?;
+            let wait = (Instant::now() + HEADER_RETRY).min(deadline);
+            if let Some(a) = self.answer(id, wait)? {
+                let refused = a.starts_with("error");
+                answers.push(a);
+                if refused {
+                    return Ok(answers);
+                }
+                break;
+            }
+        }
+        // The body, looking at answers between chunks.
+        for chunk in image.chunks(CHUNK) {
+            if let Some(a) = self.answer_now(id)? {
+                let stop = a.starts_with("error");
+                answers.push(a);
+                if stop {
+                    return Ok(answers);
+                }
+            }
+            self.send_raw(chunk)?;
+        }
+        loop {
+            match self.answer(id, deadline)? {
+                Some(a) => {
+                    let last = a.starts_with("done") || a.starts_with("error");
+                    answers.push(a);
+                    if last {
+                        return Ok(answers);
+                    }
+                }
+                None => {
+                    return Err(format!(
+                        "no answer from dom0 within {timeout:?}; answers so far: {answers:?}"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Link {
+    /// Closes the connection for good: the reader thread holds a clone of
+    /// the socket, which would otherwise keep it open (and the link busy:
+    /// QEMU serves one connection at a time).
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Sends `image` over the host link at `socket` and returns dom0's answers
+/// (`ready`, `staged`, …), ending with `done …` or `error …`.
+pub fn send_image(socket: &Path, image: &[u8], timeout: Duration) -> Result<Vec<String>, String> {
+    let mut link = Link::connect(socket)?;
+    // Extra `ready`s (answers to a repeated header) say nothing new.
+    let mut answers = link.send_image(new_id(), image, timeout)?;
+    answers.dedup();
+    Ok(answers)
 }

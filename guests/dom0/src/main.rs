@@ -78,7 +78,7 @@ fn main() -> ! {
         run(&["create", module]);
     }
     let mut reader = LineReader::new();
-    let mut link = hostlink::Receiver::new();
+    let mut link = hostlink::Link::new();
     println!("dom0>");
     loop {
         let mut buf = [0u8; 64];
@@ -100,15 +100,18 @@ fn main() -> ! {
             }
             println!("dom0>");
         }
+        // While bytes arrive on the host link, keep polling instead of
+        // yielding: the UART holds 16 bytes, and a yield hands the CPU to a
+        // busy domU for a whole time slice. Back to the console after
+        // 64 KiB, so that a flood from the host does not shut it out.
         let mut received = link.poll();
-        // While a frame is arriving, keep polling instead of yielding: the
-        // UART holds 16 bytes, and a yield hands the CPU to a busy domU for
-        // a whole time slice.
-        let mut idle_polls = 0;
-        while link.busy() && idle_polls < 20_000 {
-            let n = link.poll();
-            received += n;
-            idle_polls = if n == 0 { idle_polls + 1 } else { 0 };
+        if received > 0 || link.busy() {
+            let mut idle_polls = 0;
+            while idle_polls < 20_000 && received < 64 * 1024 {
+                let n = link.poll();
+                received += n;
+                idle_polls = if n == 0 { idle_polls + 1 } else { 0 };
+            }
         }
         if typed == 0 && received == 0 {
             hc::yield_now();
@@ -117,148 +120,157 @@ fn main() -> ! {
 }
 
 /// The host link: hypervisor images sent from the host (`cargo xtask
-/// live-update --image PATH`) over the second serial port.
+/// live-update --image PATH`) over the second serial port, framed as
+/// `pv_abi::hostlink` says: a header dom0 answers (`ready`, or `error` and
+/// the sender stops), then the image, collected in dom0's free pages,
+/// checked against its CRC32C, staged with `lu_load_buffer` and updated
+/// to, with one answer per step: `staged`, `done <build> <update>` or
+/// `error: <why>`, each prefixed with the transfer's id.
 ///
-/// A frame is `"HVLUIMG1"`, the image length (u64 LE), its CRC32C (u32 LE),
-/// then the image. dom0 collects it in its free pages, checks the CRC, stages
-/// it with `lu_load_buffer` and updates to it, answering the host with one
-/// line per step: `staged`, `done <build> <update>` or `error <why>`.
+/// Nothing here can wedge: a body that stops arriving is abandoned after
+/// [`IDLE_MS`] and the link hunts for the next header; an answer the host
+/// does not read within [`ANSWER_MS`] is dropped (the hypervisor never
+/// waits on the link, `hostlink_write` takes what the UART can hold).
 mod hostlink {
+    use pvrt::pv_abi::hostlink::{AnswerPrefix, Header, Receiver, Sink};
     use pvrt::{hc, mem, println};
 
-    const MAGIC: &[u8; 8] = b"HVLUIMG1";
-    const HEADER: usize = 20;
-    static CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    /// A body that stops arriving for this long is abandoned.
+    pub const IDLE_MS: u64 = 2000;
+    /// How long an answer waits for the host to read.
+    pub const ANSWER_MS: u64 = 2000;
 
-    /// Where a frame stands.
-    pub struct Receiver {
-        header: [u8; HEADER],
-        have: usize,
-        len: u64,
-        crc: u32,
-        received: u64,
-        digest: crc::Digest<'static, u32>,
+    /// The system tick count and the ticks in `ms` milliseconds.
+    fn ticks(ms: u64) -> (u64, u64) {
+        match hc::sysinfo() {
+            Ok(si) => (si.ticks, ms * si.tick_hz.max(1) / 1000),
+            Err(_) => (0, 0),
+        }
     }
 
-    /// Writes straight to the host link, however long the text.
-    struct ToHost;
+    /// Writes to the host until `deadline` (ticks), yielding while the
+    /// host does not read; `dropped` once it gave up.
+    struct ToHost {
+        deadline: u64,
+        dropped: bool,
+    }
 
     impl core::fmt::Write for ToHost {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            hc::hostlink_write(s.as_bytes())
-                .map(|_| ())
-                .map_err(|_| core::fmt::Error)
-        }
-    }
-
-    fn reply(args: core::fmt::Arguments<'_>) {
-        let _ = core::fmt::Write::write_fmt(&mut ToHost, args);
-        let _ = hc::hostlink_write(b"\n");
-    }
-
-    impl Receiver {
-        /// An idle receiver.
-        pub fn new() -> Self {
-            Receiver {
-                header: [0; HEADER],
-                have: 0,
-                len: 0,
-                crc: 0,
-                received: 0,
-                digest: CASTAGNOLI.digest(),
-            }
-        }
-
-        /// Whether a frame has begun and not ended.
-        pub fn busy(&self) -> bool {
-            self.have > 0
-        }
-
-        /// Takes what the host sent; returns how many bytes arrived.
-        pub fn poll(&mut self) -> usize {
-            let mut buf = [0u8; 4096];
-            let n = match hc::hostlink_read(&mut buf) {
-                Ok(n) => n as usize,
-                Err(_) => return 0,
-            };
-            let mut bytes = &buf[..n];
-            while !bytes.is_empty() {
-                if self.have < HEADER {
-                    let take = (HEADER - self.have).min(bytes.len());
-                    self.header[self.have..self.have + take].copy_from_slice(&bytes[..take]);
-                    self.have += take;
-                    bytes = &bytes[take..];
-                    if self.have == HEADER && !self.start() {
-                        *self = Receiver::new();
+            let mut bytes = s.as_bytes();
+            while !bytes.is_empty() && !self.dropped {
+                match hc::hostlink_write(bytes) {
+                    Ok(0) => {
+                        if ticks(0).0 >= self.deadline {
+                            self.dropped = true;
+                        } else {
+                            hc::yield_now();
+                        }
                     }
-                    continue;
-                }
-                let take = ((self.len - self.received) as usize).min(bytes.len());
-                mem::free_area_write(self.received, &bytes[..take]);
-                self.digest.update(&bytes[..take]);
-                self.received += take as u64;
-                bytes = &bytes[take..];
-                if self.received == self.len {
-                    self.finish();
-                    *self = Receiver::new();
+                    Ok(n) => bytes = &bytes[(n as usize).min(bytes.len())..],
+                    Err(_) => self.dropped = true,
                 }
             }
-            n
+            if self.dropped {
+                Err(core::fmt::Error)
+            } else {
+                Ok(())
+            }
         }
+    }
 
-        fn start(&mut self) -> bool {
-            if &self.header[..8] != MAGIC {
-                reply(format_args!("error: bad frame magic"));
+    /// Set once an answer was dropped, until the host takes bytes again:
+    /// while it is, answers do not wait (a host that stopped reading costs
+    /// one [`ANSWER_MS`] wait, not one per answer).
+    static HOST_DEAF: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+    /// Answers transfer `id` with one line.
+    fn answer(id: u32, args: core::fmt::Arguments<'_>) {
+        use core::sync::atomic::Ordering::Relaxed;
+        let (now, wait) = ticks(ANSWER_MS);
+        let mut out = ToHost {
+            deadline: if HOST_DEAF.load(Relaxed) {
+                now
+            } else {
+                now + wait
+            },
+            dropped: false,
+        };
+        let _ =
+            core::fmt::Write::write_fmt(&mut out, format_args!("{} {args}\n", AnswerPrefix(id)));
+        if out.dropped && !HOST_DEAF.swap(true, Relaxed) {
+            println!(
+                "hostlink: the host did not read for {ANSWER_MS} ms: answers are dropped until it does"
+            );
+        } else if !out.dropped && HOST_DEAF.swap(false, Relaxed) {
+            println!("hostlink: the host reads again");
+        }
+    }
+
+    /// dom0's end of a transfer: its free pages and its answers.
+    struct Dom0;
+
+    impl Sink for Dom0 {
+        fn header(&mut self, h: &Header) -> bool {
+            let (_, room) = mem::free_area();
+            if h.len == 0 {
+                answer(h.id, format_args!("error: the image is empty (0 bytes)"));
                 return false;
             }
-            let mut len = [0u8; 8];
-            len.copy_from_slice(&self.header[8..16]);
-            self.len = u64::from_le_bytes(len);
-            self.crc = u32::from_le_bytes([
-                self.header[16],
-                self.header[17],
-                self.header[18],
-                self.header[19],
-            ]);
-            let (_, room) = mem::free_area();
-            if self.len == 0 || self.len > room {
-                reply(format_args!(
-                    "error: an image of {} bytes does not fit dom0's {} free bytes",
-                    self.len, room
-                ));
+            if h.len > room {
+                println!(
+                    "hostlink: transfer {} refused: an image of {} bytes does not fit dom0's {} free bytes",
+                    AnswerPrefix(h.id),
+                    h.len,
+                    room
+                );
+                answer(
+                    h.id,
+                    format_args!(
+                        "error: an image of {} bytes does not fit dom0's {} free bytes",
+                        h.len, room
+                    ),
+                );
                 return false;
             }
             println!(
-                "hostlink: receiving an image of {} bytes from the host",
-                self.len
+                "hostlink: receiving transfer {}: an image of {} bytes from the host",
+                AnswerPrefix(h.id),
+                h.len
             );
+            answer(h.id, format_args!("ready"));
             true
         }
 
-        fn finish(&mut self) {
-            let digest = core::mem::replace(&mut self.digest, CASTAGNOLI.digest());
-            let crc = digest.finalize();
-            if crc != self.crc {
+        fn body(&mut self, _: &Header, offset: u64, bytes: &[u8]) {
+            mem::free_area_write(offset, bytes);
+        }
+
+        fn complete(&mut self, h: &Header, crc: u32) {
+            if crc != h.crc {
                 println!(
                     "hostlink: image CRC32C {crc:#010x} does not match {:#010x}",
-                    self.crc
+                    h.crc
                 );
-                reply(format_args!(
-                    "error: CRC32C mismatch: received {crc:#010x}, sent {:#010x}",
-                    self.crc
-                ));
+                answer(
+                    h.id,
+                    format_args!(
+                        "error: CRC32C mismatch: received {crc:#010x}, sent {:#010x}",
+                        h.crc
+                    ),
+                );
                 return;
             }
-            println!("hostlink: received {} bytes, CRC32C ok", self.len);
-            match hc::lu_load_free_area(self.len) {
+            println!("hostlink: received {} bytes, CRC32C ok", h.len);
+            match hc::lu_load_free_area(h.len) {
                 Ok(_) => {
                     println!("lu load (from host): staged");
-                    reply(format_args!("staged"));
+                    answer(h.id, format_args!("staged"));
                 }
                 Err(e) => {
                     let msg = super::reason();
                     println!("lu load (from host): error: {}: {msg}", e.name());
-                    reply(format_args!("error: {}: {msg}", e.name()));
+                    answer(h.id, format_args!("error: {}: {msg}", e.name()));
                     return;
                 }
             }
@@ -270,18 +282,81 @@ mod hostlink {
                         super::hex(&st.running_build_id[..8]),
                         st.sequence
                     );
-                    reply(format_args!(
-                        "done {} {}",
-                        super::hex(&st.running_build_id[..8]),
-                        st.sequence
-                    ));
+                    answer(
+                        h.id,
+                        format_args!(
+                            "done {} {}",
+                            super::hex(&st.running_build_id[..8]),
+                            st.sequence
+                        ),
+                    );
                 }
                 Err(e) => {
                     let msg = super::reason();
                     println!("lu exec: error: {}: {msg}", e.name());
-                    reply(format_args!("error: {}: {msg}", e.name()));
+                    answer(h.id, format_args!("error: {}: {msg}", e.name()));
                 }
             }
+        }
+    }
+
+    /// The link: a receiver and when it last got a byte.
+    pub struct Link {
+        receiver: Receiver,
+        quiet_since: Option<u64>,
+    }
+
+    impl Link {
+        /// A link hunting for a header.
+        pub fn new() -> Self {
+            Link {
+                receiver: Receiver::new(),
+                quiet_since: None,
+            }
+        }
+
+        /// Whether a transfer's body is arriving.
+        pub fn busy(&self) -> bool {
+            self.receiver.in_body()
+        }
+
+        /// Takes what the host sent; returns how many bytes arrived. Once
+        /// the link has been quiet for [`IDLE_MS`], a body that stopped is
+        /// abandoned and the bytes skipped since the last time are logged.
+        pub fn poll(&mut self) -> usize {
+            let mut buf = [0u8; 4096];
+            let n = match hc::hostlink_read(&mut buf) {
+                Ok(n) => (n as usize).min(buf.len()),
+                Err(_) => 0,
+            };
+            if n > 0 {
+                self.quiet_since = None;
+                self.receiver.feed(&buf[..n], &mut Dom0);
+                return n;
+            }
+            let (now, idle) = ticks(IDLE_MS);
+            let since = *self.quiet_since.get_or_insert(now);
+            if now.wrapping_sub(since) >= idle {
+                let skipped = self.receiver.take_skipped();
+                if skipped > 0 {
+                    println!("hostlink: skipped {skipped} bytes that were not part of a transfer");
+                }
+                if let Some((h, got)) = self.receiver.abort() {
+                    println!(
+                        "hostlink: transfer {} abandoned after {got} of {} bytes",
+                        AnswerPrefix(h.id),
+                        h.len
+                    );
+                    answer(
+                        h.id,
+                        format_args!(
+                            "error: transfer abandoned after {got} of {} bytes: nothing arrived for {IDLE_MS} ms",
+                            h.len
+                        ),
+                    );
+                }
+            }
+            0
         }
     }
 }

@@ -185,11 +185,20 @@ fn dma(control: u32, length: u32, address: u64) -> Result<(), FwCfgError> {
     }
 }
 
-/// Copies file `file` into `buf` (its first `buf.len()` bytes).
-pub fn read_file(file: &FwFile, buf: &mut [u8]) -> Result<(), FwCfgError> {
-    let len = buf.len().min(file.size as usize) as u32;
-    let paddr =
-        phys::direct_map_to_phys(buf.as_mut_ptr() as u64).ok_or(FwCfgError::NotDirectMapped)?;
+/// Copies the whole of `file` into RAM at `paddr` by DMA, never through a
+/// buffer of the hypervisor (an image may be larger than its heap). The
+/// range must be RAM nobody owns ([`phys::check_dma_target`]).
+pub fn read_file_to_phys(file: &FwFile, paddr: u64) -> Result<(), FwCfgError> {
+    let len = file.size;
+    if len == 0 {
+        return Ok(());
+    }
+    phys::check_dma_target(paddr, u64::from(len)).map_err(|_| FwCfgError::NotDirectMapped)?;
+    dma_read(file, len, paddr)
+}
+
+/// Reads the first `len` bytes of `file` to physical address `paddr`.
+fn dma_read(file: &FwFile, len: u32, paddr: u64) -> Result<(), FwCfgError> {
     let result = dma(
         (u32::from(file.select) << 16) | DMA_SELECT | DMA_READ,
         len,
@@ -197,4 +206,12 @@ pub fn read_file(file: &FwFile, buf: &mut [u8]) -> Result<(), FwCfgError> {
     );
     compiler_fence(Ordering::SeqCst);
     result
+}
+
+/// Copies file `file` into `buf` (its first `buf.len()` bytes).
+pub fn read_file(file: &FwFile, buf: &mut [u8]) -> Result<(), FwCfgError> {
+    let len = buf.len().min(file.size as usize) as u32;
+    let paddr =
+        phys::direct_map_to_phys(buf.as_mut_ptr() as u64).ok_or(FwCfgError::NotDirectMapped)?;
+    dma_read(file, len, paddr)
 }

@@ -14,6 +14,11 @@
 //!   own page tables, so they never alias a Rust reference and nothing
 //!   outside `arch::paging` and `arch::kexec` can remap the hypervisor.
 //!
+//! A third, [`lend`], shows a range of RAM as a `&[u8]` for the length of
+//! a closure (an image being checked where it landed in the live-update
+//! region): while it is lent, every accessor here refuses the range, so the
+//! shared view is never written under.
+//!
 //! The frames of the hypervisor's own page tables are recorded as they are
 //! allocated ([`record_table`], by `arch::paging`); the arch layer reaches
 //! them through the `table_*` accessors, which are not exported.
@@ -42,6 +47,9 @@ const MAX_TABLE_RANGES: usize = 32;
 static TABLES: [[AtomicU64; 2]; MAX_TABLE_RANGES] =
     [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_TABLE_RANGES];
 static TABLE_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// The range [`lend`] shows, `[start, end)`; `end == 0` when none is.
+static LENT: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 /// The hypervisor image's physical range, recorded at boot.
 static IMAGE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
@@ -94,6 +102,9 @@ pub enum PhysError {
     PageTable { paddr: u64, len: u64 },
     /// No more claims (or page-table ranges) can be recorded.
     TooManyClaims,
+    /// The range touches memory lent out by [`lend`] (or a second lend
+    /// was asked for while one is out).
+    Lent { paddr: u64, len: u64 },
 }
 
 impl core::fmt::Display for PhysError {
@@ -118,6 +129,9 @@ impl core::fmt::Display for PhysError {
                 )
             }
             PhysError::TooManyClaims => f.write_str("too many claimed or page-table ranges"),
+            PhysError::Lent { paddr, len } => {
+                write!(f, "{len} bytes at {paddr:#x} are being read in place")
+            }
         }
     }
 }
@@ -157,7 +171,45 @@ fn check_with(paddr: u64, len: u64, tables_rule: Tables) -> Result<(), PhysError
     if tables_rule == Tables::Refuse && table_ranges().any(|(s, e)| overlaps(paddr, end, s, e)) {
         return Err(PhysError::PageTable { paddr, len });
     }
+    let (lent, lent_end) = (
+        LENT[0].load(Ordering::Relaxed),
+        LENT[1].load(Ordering::Relaxed),
+    );
+    if overlaps(paddr, end, lent, lent_end) {
+        return Err(PhysError::Lent { paddr, len });
+    }
     Ok(())
+}
+
+/// Checks that a device may write `len` bytes at `paddr` by DMA: the range
+/// is RAM in the direct map that no Rust object, no page table of the
+/// hypervisor and no [`lend`] covers.
+pub fn check_dma_target(paddr: u64, len: u64) -> Result<(), PhysError> {
+    check(paddr, len)
+}
+
+/// Calls `f` with the `len` bytes of RAM at `paddr` (mapped, not claimed,
+/// not the image, not a page table) as a shared slice. While `f` runs the
+/// range is lent: every accessor of this module (and [`check_dma_target`])
+/// refuses it, and a second lend is refused. Returns what `f` returns.
+pub fn lend<R>(paddr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, PhysError> {
+    check(paddr, len)?;
+    if LENT[1].load(Ordering::Relaxed) != 0 {
+        return Err(PhysError::Lent { paddr, len });
+    }
+    LENT[0].store(paddr, Ordering::Relaxed);
+    LENT[1].store(paddr + len, Ordering::Relaxed);
+    // SAFETY: the range is mapped by the direct map and is no Rust object
+    // (checked). From here until `f` returns, `check` refuses it to every
+    // writer of this module, and nothing else writes RAM it has not
+    // claimed (the arch layer's DMA goes through `check_dma_target`); one
+    // CPU, so nothing runs beside `f`. The slice's lifetime is `f`'s
+    // argument's: it cannot outlive the lend.
+    let bytes = unsafe { core::slice::from_raw_parts(virt(paddr) as *const u8, len as usize) };
+    let result = f(bytes);
+    LENT[1].store(0, Ordering::Relaxed);
+    LENT[0].store(0, Ordering::Relaxed);
+    Ok(result)
 }
 
 fn check(paddr: u64, len: u64) -> Result<(), PhysError> {

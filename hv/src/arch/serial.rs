@@ -51,17 +51,42 @@ pub fn present(uart: Uart) -> bool {
     }
 }
 
-/// Sends one byte on `uart`, waiting for room in the transmitter.
-pub fn write_to(uart: Uart, byte: u8) {
-    let base = uart.base();
+/// Line-status polls [`write_to`] makes before it gives up waiting for
+/// the transmitter (about 10 ms on hardware; more under emulation), as
+/// Linux's serial console does: a console whose far end stopped reading
+/// slows the hypervisor down, it does not stop it.
+const TRANSMIT_POLLS: u32 = 10_000;
+
+/// Whether the transmitter of `uart` can take a byte now.
+fn transmitter_empty(uart: Uart) -> bool {
     // SAFETY: the UART belongs to the hypervisor; reading the line status
-    // and writing the transmit register have no effect beyond the UART.
-    unsafe {
-        while inb(base + 5) & 0x20 == 0 {
-            core::hint::spin_loop();
-        }
-        outb(base, byte);
+    // has no effect beyond the UART.
+    unsafe { inb(uart.base() + 5) & 0x20 != 0 }
+}
+
+/// Sends one byte on `uart`, waiting a bounded time ([`TRANSMIT_POLLS`])
+/// for room in the transmitter; past that the byte is written anyway, and
+/// the UART drops what it cannot hold.
+pub fn write_to(uart: Uart, byte: u8) {
+    let mut polls = 0;
+    while !transmitter_empty(uart) && polls < TRANSMIT_POLLS {
+        core::hint::spin_loop();
+        polls += 1;
     }
+    // SAFETY: the UART belongs to the hypervisor; writing the transmit
+    // register has no effect beyond the UART.
+    unsafe { outb(uart.base(), byte) };
+}
+
+/// Sends one byte on `uart` if the transmitter can take it now, without
+/// waiting: `false` if it cannot (the far end is not reading).
+pub fn try_write_to(uart: Uart, byte: u8) -> bool {
+    if !transmitter_empty(uart) {
+        return false;
+    }
+    // SAFETY: as in `write_to`.
+    unsafe { outb(uart.base(), byte) };
+    true
 }
 
 /// Returns a byte received on `uart`, if one is waiting.

@@ -8,14 +8,13 @@ use alloc::vec::Vec;
 use pv_abi::hypercall::Error;
 use zerocopy::IntoBytes;
 
-use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
+use super::{caller, copy_from_guest, copy_to_guest, require_privileged, Args};
 use crate::arch::serial;
 use crate::arch::trap::TrapFrame;
 use crate::hv::Hv;
+use crate::lu::outgoing::ImageSource;
 use crate::mm::heap;
 
-/// Largest image `lu_load_buffer` takes.
-const MAX_IMAGE: usize = 16 << 20;
 /// Longest module name `lu_load` takes.
 const MAX_NAME: u64 = 256;
 
@@ -36,30 +35,19 @@ pub fn do_lu_load(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     hv.lu_load(&name)
 }
 
-/// `lu_load_buffer(buf, len)`: stages the image in the caller's memory.
+/// `lu_load_buffer(buf, len)`: stages the image in the caller's memory. The
+/// bytes go straight from there to the live-update region, whatever their
+/// number (`Hv::lu_load_from` refuses a file that does not fit there).
 pub fn do_lu_load_buffer(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     require_privileged(hv)?;
-    let len = a[1] as usize;
-    if len == 0 {
-        return hv.lu_load_bytes("(from dom0)", &[]);
-    }
-    if len > MAX_IMAGE {
-        return hv.refuse(
-            Error::Invalid,
-            alloc::format!("an image of {len} bytes is too large"),
-        );
-    }
-    let mut bytes = match heap::zeroed(len) {
-        Ok(b) => b,
-        Err(e) => {
-            return hv.refuse(
-                Error::NoMemory,
-                alloc::format!("an image of {len} bytes: {e}"),
-            )
-        }
+    let (owner, cr3) = caller(hv)?;
+    let source = ImageSource::Guest {
+        owner,
+        cr3,
+        va: a[0],
+        len: a[1],
     };
-    copy_from_guest(hv, a[0], &mut bytes)?;
-    hv.lu_load_bytes("(from dom0)", &bytes)
+    hv.lu_load_from("(from dom0)", source)
 }
 
 /// `lu_status(buf, len)`: up to `len` bytes of a `LuStatus`.
@@ -101,14 +89,18 @@ pub fn do_hostlink_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     Ok(bytes.len() as u64)
 }
 
-/// `hostlink_write(buf, len)`: sends bytes to the host.
+/// `hostlink_write(buf, len)`: sends as many of the bytes (at most 4096)
+/// as the host link's transmitter takes without waiting, and returns how
+/// many: 0 when the host is not reading. The hypervisor never waits for the
+/// host; the caller decides how long to retry.
 pub fn do_hostlink_write(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     require_privileged(hv)?;
     let len = a[1].min(4096) as usize;
     let mut bytes = heap::zeroed(len)?;
     copy_from_guest(hv, a[0], &mut bytes)?;
-    for b in bytes {
-        serial::write_to(serial::Uart::Com2, b);
-    }
-    Ok(len as u64)
+    let sent = bytes
+        .iter()
+        .take_while(|&&b| serial::try_write_to(serial::Uart::Com2, b))
+        .count();
+    Ok(sent as u64)
 }

@@ -62,6 +62,20 @@ struct Phdr {
     p_align: u64,
 }
 
+impl Phdr {
+    /// Appends the 56 bytes of this program header.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.p_type.to_le_bytes());
+        out.extend_from_slice(&self.p_flags.to_le_bytes());
+        out.extend_from_slice(&self.p_offset.to_le_bytes());
+        out.extend_from_slice(&self.p_vaddr.to_le_bytes());
+        out.extend_from_slice(&self.p_paddr.to_le_bytes());
+        out.extend_from_slice(&self.p_filesz.to_le_bytes());
+        out.extend_from_slice(&self.p_memsz.to_le_bytes());
+        out.extend_from_slice(&self.p_align.to_le_bytes());
+    }
+}
+
 /// A segment's contents as the writer made them, to build the expected
 /// memory image independently of the parser.
 #[derive(Clone, Debug)]
@@ -104,17 +118,28 @@ impl TestImage {
         h.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
         assert_eq!(h.len(), 64);
         for p in &self.phdrs {
-            h.extend_from_slice(&p.p_type.to_le_bytes());
-            h.extend_from_slice(&p.p_flags.to_le_bytes());
-            h.extend_from_slice(&p.p_offset.to_le_bytes());
-            h.extend_from_slice(&p.p_vaddr.to_le_bytes());
-            h.extend_from_slice(&p.p_paddr.to_le_bytes());
-            h.extend_from_slice(&p.p_filesz.to_le_bytes());
-            h.extend_from_slice(&p.p_memsz.to_le_bytes());
-            h.extend_from_slice(&p.p_align.to_le_bytes());
+            p.write(&mut h);
         }
         assert!(h.len() <= 0x1000, "headers overrun the first page");
         f[..h.len()].copy_from_slice(&h);
+        f
+    }
+
+    /// [`TestImage::bytes`] with the program header table after the end of
+    /// the file instead of after the ELF header (for tables larger than
+    /// the first page).
+    fn bytes_with_headers_elsewhere(&self) -> Vec<u8> {
+        let few = TestImage {
+            phdrs: Vec::new(),
+            ..self.clone()
+        };
+        let mut f = few.bytes();
+        let at = f.len() as u64;
+        put_u64(&mut f, E_PHOFF, at);
+        put_u16(&mut f, E_PHNUM, self.phdrs.len() as u16);
+        for p in &self.phdrs {
+            p.write(&mut f);
+        }
         f
     }
 
@@ -710,6 +735,48 @@ fn program_headers_beyond_end_of_file() {
     );
 }
 
+/// `count` program headers, `PT_NULL` past the first `hv_like` ones, the
+/// table moved to the end of the file (it no longer fits the first page).
+fn with_program_headers(count: usize) -> Vec<u8> {
+    let mut image = hv_like();
+    image.phdrs.resize(
+        count,
+        Phdr {
+            p_type: PT_NULL,
+            p_flags: 0,
+            p_offset: 0,
+            p_vaddr: 0,
+            p_paddr: 0,
+            p_filesz: 0,
+            p_memsz: 0,
+            p_align: 0,
+        },
+    );
+    image.bytes_with_headers_elsewhere()
+}
+
+#[test]
+fn too_many_program_headers() {
+    // 65534 tiny segments made a 3.6 MB image that ran the hypervisor's
+    // heap out while validating; the count is refused before any
+    // allocation.
+    let bytes = with_program_headers(65534);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::TooManyProgramHeaders { phnum: 65534 })
+    );
+    let bytes = with_program_headers(usize::from(MAX_PROGRAM_HEADERS) + 1);
+    assert_eq!(
+        check(&bytes),
+        Err(ImageError::TooManyProgramHeaders {
+            phnum: MAX_PROGRAM_HEADERS + 1
+        })
+    );
+    // Exactly the bound is accepted.
+    let bytes = with_program_headers(usize::from(MAX_PROGRAM_HEADERS));
+    assert!(check(&bytes).is_ok());
+}
+
 #[test]
 fn program_header_offset_overflowing() {
     let mut bytes = hv_like().bytes();
@@ -934,6 +1001,31 @@ fn duplicate_hvlu_note() {
 }
 
 #[test]
+fn many_notes_are_walked_without_being_kept() {
+    // A whole segment of empty notes of other names around the HVLU note,
+    // then HVLU notes of another type: the note is found. The same with a
+    // second HVLU note at the very end is a duplicate.
+    let filler = note_record(b"GNU", 3, &[]);
+    let wrong_type = note_record(b"HVLU", 7, &[0; 8]);
+    let note = hvlu_note(READS, ENTRY);
+    let mut notes = vec![filler.clone(); 40];
+    notes.push(note.clone());
+    notes.extend(vec![wrong_type.clone(); 20]);
+    notes.extend(vec![filler.clone(); 40]);
+    let image = hv_like_with_notes(&notes);
+    assert_eq!(check(&image.bytes()).map(|i| i.entry()), Ok(ENTRY));
+    notes.push(note);
+    let image = hv_like_with_notes(&notes);
+    assert_eq!(check(&image.bytes()), Err(ImageError::DuplicateNote));
+    // Only notes of another type: the first one's type is reported.
+    let image = hv_like_with_notes(&[filler, wrong_type.clone(), note_record(b"HVLU", 9, &[])]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::BadNote(NoteError::WrongType { found: 7 }))
+    );
+}
+
+#[test]
 fn duplicate_hvlu_note_in_a_second_note_segment() {
     let mut image = hv_like();
     let second = image.phdrs[NOTES];
@@ -1046,6 +1138,7 @@ fn every_error_message_is_distinct_and_non_empty() {
         ImageError::WrongMachine { machine: 3 },
         ImageError::NotExecutable { e_type: 3 },
         ImageError::BadProgramHeaderSize { phentsize: 1 },
+        ImageError::TooManyProgramHeaders { phnum: 1000 },
         ImageError::ProgramHeadersBeyondEndOfFile {
             phoff: 1,
             phnum: 1,

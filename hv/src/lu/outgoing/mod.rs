@@ -28,12 +28,62 @@ use old_hv::image::{self, StagingArea};
 use old_hv::staging::{self as staging_layout, Staging};
 use pv_abi::hypercall::{Error, LuStatus};
 
+use crate::arch::fwcfg::{self, FwFile};
 use crate::arch::{cpu, phys};
 use crate::domain::Vcpu;
 use crate::hv::{Hv, Loaded};
-use crate::{build_id, hvprintln, modules};
+use crate::{build_id, guest_mem, hvprintln};
 
 mod exec;
+
+/// Where the bytes of an image to load come from.
+pub enum ImageSource<'a> {
+    /// A boot module, read by fw_cfg DMA.
+    Module(&'a FwFile),
+    /// `len` bytes of the calling domain's memory at virtual `va`.
+    Guest {
+        /// The domain.
+        owner: handover_abi::DomId,
+        /// Its root table.
+        cr3: Mfn,
+        /// Where the bytes are.
+        va: u64,
+        /// How many.
+        len: u64,
+    },
+}
+
+impl ImageSource<'_> {
+    /// The file's length.
+    fn len(&self) -> u64 {
+        match self {
+            ImageSource::Module(file) => u64::from(file.size),
+            ImageSource::Guest { len, .. } => *len,
+        }
+    }
+
+    /// Copies the whole file to RAM at `paddr`.
+    fn copy_to(&self, hv: &Hv, paddr: u64) -> Result<(), String> {
+        match *self {
+            ImageSource::Module(file) => {
+                fwcfg::read_file_to_phys(file, paddr).map_err(|e| alloc::format!("{e}"))
+            }
+            ImageSource::Guest {
+                owner,
+                cr3,
+                va,
+                len,
+            } => guest_mem::read_to_phys(hv.mem.frametable, owner, cr3, va, len, paddr).map_err(
+                |e| {
+                    alloc::format!(
+                        "the {len} bytes at {va:#x} are not all mapped in the caller's memory ({})",
+                        e.name()
+                    )
+                },
+            ),
+        }
+    }
+}
 
 struct Area {
     base: u64,
@@ -129,8 +179,8 @@ impl Hv {
         handover_abi::encoded_len(&self.handover_state(dummy, dummy)).unwrap_or(0) as u64
     }
 
-    /// `lu load <module>`. A refusal leaves the image staged before, if any,
-    /// staged.
+    /// `lu load <module>`: the boot module `module`. A refusal leaves the
+    /// image staged before, if any, staged.
     pub fn lu_load(&mut self, module: &str) -> Result<u64, Error> {
         let Some(m) = self.modules.iter().find(|m| m.name == module).cloned() else {
             let names: alloc::vec::Vec<&str> =
@@ -142,44 +192,91 @@ impl Hv {
             );
             return self.refuse(Error::NotFound, message);
         };
-        let bytes = match modules::read(&m) {
-            Ok(b) => b,
-            Err(e) => {
-                let message =
-                    alloc::format!("cannot read module `{module}`: {e}{}", self.still_staged());
-                return self.refuse(Error::Failed, message);
-            }
-        };
-        self.lu_load_bytes(module, &bytes)
+        self.lu_load_from(module, ImageSource::Module(&m.file))
     }
 
-    /// Validates and stages the image in `bytes`, named `module` in logs
-    /// (`lu load` of a boot module, or an image dom0 received from the host).
-    /// Until the image is valid and has a place, the image staged before (if
-    /// any) stays staged; it is dropped only when the new one is written.
-    pub fn lu_load_bytes(&mut self, module: &str, bytes: &[u8]) -> Result<u64, Error> {
-        if bytes.is_empty() {
+    /// Validates and stages the image `source` holds, named `module` in
+    /// logs (`lu load` of a boot module, or an image dom0 received from the
+    /// host).
+    ///
+    /// The file goes straight from its source into the live-update region
+    /// (`old_hv::staging::landing`: the end of the free gap opposite the
+    /// staging, clear of the image staged before), never through the heap,
+    /// so no size can exhaust it: one that does not fit there is refused
+    /// with the sizes before a byte is read. It is checked where it landed
+    /// (signature, then validation) and staged from there. Until the image
+    /// is valid and has a place, the image staged before (if any) stays
+    /// staged; it is dropped only when the new one is written.
+    pub fn lu_load_from(&mut self, module: &str, source: ImageSource<'_>) -> Result<u64, Error> {
+        let len = source.len();
+        if len == 0 {
             let message = alloc::format!(
                 "`{module}` refused: the image is empty (0 bytes){}",
                 self.still_staged()
             );
             return self.refuse(Error::Invalid, message);
         }
-        // Only an image signed by a key built into this one is considered;
-        // the rest of the load sees the image without its trailer.
-        let bytes = match old_hv::signature::verify(bytes, build_id::TRUSTED_KEYS) {
-            Ok(image) => image,
-            Err(e) => {
-                let message = alloc::format!("`{module}` refused: {e}{}", self.still_staged());
-                return self.refuse(Error::Invalid, message);
-            }
-        };
         let Some(gap) = self.mem.handoff.largest_free_gap() else {
             let message = alloc::format!(
                 "the live-update region has no free gap{}",
                 self.still_staged()
             );
             return self.refuse(Error::NoMemory, message);
+        };
+        // The end of the gap away from the running image, so that images
+        // alternate between the two ends of the free space and the capacity
+        // stays the same from one update to the next.
+        let running = {
+            let (start, end) = crate::arch::image_range();
+            boot_allocator::PhysRange::from_bounds(start, end)
+        };
+        let end = staging_layout::choose_end(gap, running);
+        let keep = self.lu.loaded.as_ref().map(|l| l.staging.image);
+        let landing = match staging_layout::landing(gap, end, len, keep) {
+            Ok(l) => l,
+            Err(e) => {
+                let message = alloc::format!("`{module}` refused: {e}{}", self.still_staged());
+                return self.refuse(Error::NoMemory, message);
+            }
+        };
+        if let Err(e) = source.copy_to(self, landing.start) {
+            let message = alloc::format!("cannot read `{module}`: {e}{}", self.still_staged());
+            return self.refuse(Error::Failed, message);
+        }
+        let checked = phys::lend(landing.start, len, |bytes| {
+            self.load_landed(module, bytes, gap, end, landing)
+        });
+        match checked {
+            Ok(result) => result,
+            Err(e) => {
+                let message = alloc::format!(
+                    "cannot read `{module}` where it landed: {e}{}",
+                    self.still_staged()
+                );
+                self.refuse(Error::Failed, message)
+            }
+        }
+    }
+
+    /// Checks the file `bytes` (where it landed, `landing`, in `gap`) and
+    /// stages it at `end` of `gap`.
+    fn load_landed(
+        &mut self,
+        module: &str,
+        bytes: &[u8],
+        gap: boot_allocator::PhysRange,
+        end: staging_layout::End,
+        landing: boot_allocator::PhysRange,
+    ) -> Result<u64, Error> {
+        // Only an image signed by a key built into this one is considered;
+        // the rest of the load sees the image without its trailer.
+        let file_len = bytes.len() as u64;
+        let bytes = match old_hv::signature::verify(bytes, build_id::TRUSTED_KEYS) {
+            Ok(image) => image,
+            Err(e) => {
+                let message = alloc::format!("`{module}` refused: {e}{}", self.still_staged());
+                return self.refuse(Error::Invalid, message);
+            }
         };
         let estimate = self.state_estimate();
         // The state may grow between load and exec: keep room for twice it.
@@ -193,16 +290,10 @@ impl Hv {
                 return self.refuse(Error::Invalid, message);
             }
         };
-        // The end of the gap away from the running image, so that images
-        // alternate between the two ends of the free space and the capacity
-        // stays the same from one update to the next.
-        let running = {
-            let (start, end) = crate::arch::image_range();
-            boot_allocator::PhysRange::from_bounds(start, end)
-        };
-        let end = staging_layout::choose_end(gap, running);
         let tables = staging_layout::table_frames(ram_end, &info.mappings);
-        let staging = match Staging::plan_at(end, gap, info.span, estimate, tables) {
+        let staging = match Staging::plan_at(end, gap, info.span, estimate, tables)
+            .and_then(|s| s.clear_of(landing, file_len, gap).map(|()| s))
+        {
             Ok(s) => s,
             Err(e) => {
                 let message = alloc::format!("`{module}`: {e}{}", self.still_staged());

@@ -1,0 +1,158 @@
+//! The host link cannot wedge anything (issue #9): refused, corrupted,
+//! abandoned and oversized transfers, noise on the line and a host that
+//! stops reading each leave the guests running and the link ready for the
+//! next transfer, which updates. One machine goes through all of them in
+//! turn, with a domU whose heartbeat must keep coming.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use pv_abi::hostlink::Header;
+use tests::hostlink::Link;
+use tests::scenario::{cmd, fields, poweroff_pass, summarise, wait_all};
+use tests::Machine;
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// Waits for the domU's next heartbeat: the guests run.
+fn heartbeat(m: &mut Machine) {
+    let n = m.lines_with("(d1) heartbeat ").count() as u64;
+    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Sends a header and returns dom0's first answer to it.
+fn header_answer(link: &mut Link, header: Header) -> String {
+    link.send_raw(&header.encode())
+        .unwrap_or_else(|e| panic!("{e}"));
+    link.answer(header.id, Instant::now() + LONG)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no answer to the header {header:?}"))
+}
+
+#[test]
+fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
+    let mut config = tests::MachineConfig::new("hostlink").unwrap_or_else(|e| panic!("{e}"));
+    config.cmdline = format!("{} autostart=domu", config.cmdline);
+    let socket = tests::qemu::root().join("target/qemu/hostlink-robust.sock");
+    config.hostlink = Some(socket.clone());
+    let mut m = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    m.wait_for_text("(d1) heartbeat 1:", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let image = std::fs::read(tests::qemu::second_build()).expect("hv-b image");
+    let mut link = Link::connect(&socket).unwrap_or_else(|e| panic!("{e}"));
+
+    // Oversized: refused at the header, before a byte of the body; the
+    // sender stops there (a 64 MiB image is never sent).
+    let huge = vec![0x5au8; 64 << 20];
+    let started = Instant::now();
+    let answers = link
+        .send_image(1, &huge, LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(
+        answers[0].starts_with("error: an image of 67108864 bytes does not fit dom0's"),
+        "{answers:?}"
+    );
+    println!("64 MiB transfer refused after {:?}", started.elapsed());
+
+    // Empty.
+    let empty = Header::for_image(2, &[]);
+    assert_eq!(
+        header_answer(&mut link, empty),
+        "error: the image is empty (0 bytes)"
+    );
+
+    // A body that does not match its CRC.
+    let piece = &image[..4096];
+    let h = Header::for_image(3, piece);
+    assert_eq!(header_answer(&mut link, h), "ready");
+    let mut bad = piece.to_vec();
+    bad[100] ^= 0xff;
+    link.send_raw(&bad).unwrap_or_else(|e| panic!("{e}"));
+    let a = link
+        .answer(3, Instant::now() + LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        a.as_deref()
+            .is_some_and(|a| a.starts_with("error: CRC32C mismatch")),
+        "{a:?}"
+    );
+
+    // Abandoned half way: dom0 gives up on it and says so; the rest of
+    // the body, arriving late, is skipped.
+    let h = Header::for_image(4, piece);
+    assert_eq!(header_answer(&mut link, h), "ready");
+    link.send_raw(&piece[..2048])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = link
+        .answer(4, Instant::now() + LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        a.as_deref()
+            .is_some_and(|a| a.starts_with("error: transfer abandoned after 2048 of 4096 bytes")),
+        "{a:?}"
+    );
+    link.send_raw(&piece[2048..])
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Noise, with false magics in it, answered by nothing.
+    let mut noise: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for at in [100, 5000, 40_000] {
+        noise[at..at + 8].copy_from_slice(&pv_abi::hostlink::MAGIC);
+    }
+    link.send_raw(&noise).unwrap_or_else(|e| panic!("{e}"));
+    m.wait_for_text("hostlink: skipped ", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    heartbeat(&mut m);
+    drop(link);
+
+    // A host that sends and never reads: thousands of refused headers
+    // whose answers fill the socket. The hypervisor does not wait on the
+    // link, dom0 drops the answers, the guests and dom0's console go on.
+    let mut deaf = UnixStream::connect(&socket).expect("host link");
+    deaf.set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let headers: Vec<u8> = (0..8000u32)
+        .flat_map(|i| {
+            Header {
+                id: 0x1000 + i,
+                len: u64::MAX,
+                crc: 0,
+            }
+            .encode()
+        })
+        .collect();
+    let sender = std::thread::spawn(move || {
+        // The write may stall once dom0 is busy dropping answers: the test
+        // is what the machine does meanwhile, not how much got through.
+        let _ = deaf.write_all(&headers);
+        deaf
+    });
+    m.wait_for_text("answers are dropped until it does", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    heartbeat(&mut m);
+    let out = cmd(&mut m, "list");
+    assert!(out.iter().any(|l| l.contains("domu")), "{out:?}");
+    heartbeat(&mut m);
+    let deaf = sender.join().expect("sender");
+    drop(deaf);
+
+    // The link is ready for a good transfer, which updates.
+    let answers =
+        tests::hostlink::send_image(&socket, &image, LONG).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        answers
+            .last()
+            .is_some_and(|a| a.starts_with("done ") && a.ends_with(" 1")),
+        "{answers:?}"
+    );
+    let report = wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG).remove(0);
+    assert_eq!(fields(&report)["digest_equal"], "yes", "{report}");
+    heartbeat(&mut m);
+    assert!(summarise(&m.transcript).clean(1));
+    poweroff_pass(&mut m);
+}
