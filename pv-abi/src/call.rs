@@ -92,6 +92,21 @@ pub struct GuestBuf {
     pub len: u64,
 }
 
+impl GuestBuf {
+    /// `len` bytes at `addr`, refused with `too_long(len)` above `max`.
+    fn at_most(
+        addr: u64,
+        len: u64,
+        max: u64,
+        too_long: impl FnOnce(u64) -> DecodeError,
+    ) -> Result<GuestBuf, DecodeError> {
+        if len > max {
+            return Err(too_long(len));
+        }
+        Ok(GuestBuf { addr, len })
+    }
+}
+
 /// `count` records at guest virtual address `addr` (each of the size the
 /// call says).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -197,9 +212,9 @@ impl Domctl {
         };
         Ok(match op {
             DomctlOp::Create => {
-                if a[1] > MAX_CREATE_ARGS {
-                    return Err(DecodeError::CreateArgsTooLong { len: a[1] });
-                }
+                let args = GuestBuf::at_most(a[0], a[1], MAX_CREATE_ARGS, |len| {
+                    DecodeError::CreateArgsTooLong { len }
+                })?;
                 let kib = a[2];
                 if kib == 0 {
                     return Err(DecodeError::ZeroMemory);
@@ -210,13 +225,7 @@ impl Domctl {
                 if kib > MAX_DOMAIN_KIB {
                     return Err(DecodeError::TooMuchMemory { kib });
                 }
-                Domctl::Create {
-                    args: GuestBuf {
-                        addr: a[0],
-                        len: a[1],
-                    },
-                    kib,
-                }
+                Domctl::Create { args, kib }
             }
             DomctlOp::Destroy => Domctl::Destroy { id: id()? },
             DomctlOp::Pause => Domctl::Pause { id: id()? },
@@ -416,14 +425,11 @@ impl Call {
             Hypercall::SysInfo => Call::SysInfo {
                 buf: buf(size_of::<SysInfo>() as u64),
             },
-            Hypercall::LuLoad => {
-                if a[1] > MAX_MODULE_NAME {
-                    return Err(DecodeError::ModuleNameTooLong { len: a[1] });
-                }
-                Call::LuLoad {
-                    name: buf(MAX_MODULE_NAME),
-                }
-            }
+            Hypercall::LuLoad => Call::LuLoad {
+                name: GuestBuf::at_most(a[0], a[1], MAX_MODULE_NAME, |len| {
+                    DecodeError::ModuleNameTooLong { len }
+                })?,
+            },
             Hypercall::LuStatus => Call::LuStatus {
                 buf: buf(size_of::<LuStatus>() as u64),
             },
@@ -435,14 +441,11 @@ impl Call {
             Hypercall::HostlinkWrite => Call::HostlinkWrite {
                 buf: buf(MAX_HOSTLINK_WRITE),
             },
-            Hypercall::LuLoadBuffer => {
-                if a[1] > MAX_IMAGE {
-                    return Err(DecodeError::ImageTooLarge { len: a[1] });
-                }
-                Call::LuLoadBuffer {
-                    image: buf(MAX_IMAGE),
-                }
-            }
+            Hypercall::LuLoadBuffer => Call::LuLoadBuffer {
+                image: GuestBuf::at_most(a[0], a[1], MAX_IMAGE, |len| {
+                    DecodeError::ImageTooLarge { len }
+                })?,
+            },
             Hypercall::LastError => Call::LastError {
                 buf: buf(MAX_ERROR_MESSAGE as u64),
             },
