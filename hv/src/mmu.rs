@@ -19,16 +19,13 @@
 
 use frame_ownership::{DomainContext, EntryError, OpError, PageType, PtLevel};
 use handover_abi::{Gpfn, Mfn};
-use hvlu_types::pte;
-use pv_abi::hypercall::{Error, MmuUpdate};
+use pv_abi::call::{EntryWrite, TableLevel};
+use pv_abi::hypercall::Error;
 
 use crate::arch::{paging, phys};
 use crate::domain::Domain;
 use crate::hvprintln;
 use crate::mm::{heap, Memory};
-
-/// Most requests one `mmu_update` call handles.
-pub const MAX_BATCH: usize = 512;
 
 /// The guest-visible error for a refused operation. Errors that mean the
 /// hypervisor's own state is inconsistent are logged as bugs.
@@ -60,33 +57,31 @@ fn context(dom: &Domain) -> Result<DomainContext<'_>, Error> {
     DomainContext::new(dom.id, &[]).map_err(|_| Error::Failed)
 }
 
-/// Applies `reqs` in order; stops at the first refused one. Returns how
-/// many were applied, or the error of the first request if none was.
-pub fn mmu_update(mem: &mut Memory, dom: &Domain, reqs: &[MmuUpdate]) -> Result<u64, Error> {
+/// Applies `writes` in order; stops at the first refused one (a request
+/// that did not decode, `pv_abi::call::MmuUpdate::decode`, is refused
+/// there). Returns how many were applied, or the error of the first request
+/// if none was.
+pub fn mmu_update(
+    mem: &mut Memory,
+    dom: &Domain,
+    writes: &[Result<EntryWrite, Error>],
+) -> Result<u64, Error> {
     let ctx = context(dom)?;
     let mut done = 0;
-    for req in reqs {
-        let result = (|| {
-            if req.ptr % 8 != 0 {
-                return Err(Error::Invalid);
-            }
-            // Global mappings would survive the switch to another domain's
-            // address space.
-            if req.val & pte::PRESENT != 0 && req.val & pte::GLOBAL != 0 {
-                return Err(Error::Invalid);
-            }
+    for write in writes {
+        let result = write.and_then(|w| {
             let parts = mem.parts();
             frame_ownership::update_entry(
                 &parts.layout,
                 parts.frametable,
                 &mut phys::table_reader(),
                 &ctx,
-                Mfn(req.ptr >> 12),
-                ((req.ptr & 0xfff) / 8) as usize,
-                req.val,
+                w.table,
+                w.index,
+                w.val,
             )
             .map_err(|e| error_of(&e))
-        })();
+        });
         match result {
             Ok(()) => done += 1,
             Err(e) if done == 0 => return Err(e),
@@ -99,13 +94,12 @@ pub fn mmu_update(mem: &mut Memory, dom: &Domain, reqs: &[MmuUpdate]) -> Result<
     Ok(done)
 }
 
-fn level_of(n: u64) -> Result<PtLevel, Error> {
-    match n {
-        1 => Ok(PtLevel::L1),
-        2 => Ok(PtLevel::L2),
-        3 => Ok(PtLevel::L3),
-        4 => Ok(PtLevel::L4),
-        _ => Err(Error::Invalid),
+fn level_of(level: TableLevel) -> PtLevel {
+    match level {
+        TableLevel::L1 => PtLevel::L1,
+        TableLevel::L2 => PtLevel::L2,
+        TableLevel::L3 => PtLevel::L3,
+        TableLevel::L4 => PtLevel::L4,
     }
 }
 
@@ -120,8 +114,13 @@ fn is_start_info(mem: &Memory, dom: &Domain, mfn: Mfn) -> bool {
 /// Validates and pins `mfn` as a table of `level`. A new L4 gets the
 /// hypervisor's slots written into it. The start-info page is refused
 /// ([`Error::Permission`]).
-pub fn pin_table(mem: &mut Memory, dom: &Domain, mfn: Mfn, level: u64) -> Result<u64, Error> {
-    let level = level_of(level)?;
+pub fn pin_table(
+    mem: &mut Memory,
+    dom: &Domain,
+    mfn: Mfn,
+    level: TableLevel,
+) -> Result<u64, Error> {
+    let level = level_of(level);
     if is_start_info(mem, dom, mfn) {
         return Err(Error::Permission);
     }

@@ -9,6 +9,12 @@
 //! Every pointer argument is a guest virtual address; the hypervisor checks
 //! that the whole buffer lies in memory the caller owns and has mapped, and
 //! refuses with [`Error::BadAddress`] otherwise.
+//!
+//! How the argument words decode, what bounds each length and which words
+//! are refused, is [`crate::call`]'s: the hypervisor decodes every call
+//! there, and the guests encode theirs there. A call only dom0 may make
+//! ([`Hypercall::dom0_only`]) is refused to any other domain with
+//! [`Error::Permission`] before its arguments are looked at.
 
 /// Hypercall numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +138,27 @@ impl Hypercall {
         .into_iter()
         .find(|h| *h as u64 == n)
     }
+
+    /// Whether only dom0 may make this call: any other caller is refused
+    /// with [`Error::Permission`], whatever its arguments (the hypervisor
+    /// checks this before it decodes them).
+    pub fn dom0_only(self) -> bool {
+        use Hypercall::*;
+        matches!(
+            self,
+            ConsoleRead
+                | Domctl
+                | Poweroff
+                | LuLoad
+                | LuStatus
+                | LuUnload
+                | LuExec
+                | HostlinkRead
+                | HostlinkWrite
+                | LuLoadBuffer
+                | LastError
+        )
+    }
 }
 
 /// Why a hypercall was refused. Returned negated in `rax`.
@@ -206,8 +233,21 @@ impl Error {
 }
 
 /// One `mmu_update` request: write `val` into the page-table entry at
-/// machine address `ptr` (the entry's frame `<< 12 | index * 8`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// machine address `ptr` (the entry's frame `<< 12 | index * 8`). The
+/// hypervisor reads it from the guest's bytes and checks it with
+/// [`MmuUpdate::decode`].
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct MmuUpdate {
     /// Machine address of the entry.
@@ -295,6 +335,22 @@ pub enum Report {
     /// The guest is about to fault on purpose (fault-isolation test): its
     /// next exception ends it without counting as a failure.
     ExpectFault = 5,
+}
+
+impl Report {
+    /// The report kind with number `n`.
+    pub fn from_number(n: u64) -> Option<Report> {
+        use Report::*;
+        [
+            Checks,
+            Mismatches,
+            ExpectedRefusal,
+            UnexpectedResult,
+            ExpectFault,
+        ]
+        .into_iter()
+        .find(|r| *r as u64 == n)
+    }
 }
 
 /// System information, `sysinfo(buf, len)`.

@@ -2,8 +2,9 @@
 //! QEMU test harness.
 //!
 //! Everything that two of these three parties must agree on is defined here
-//! once: hypercall numbers and error codes, the start-info page and guest
-//! virtual layout, and the codes with which a run ends in QEMU.
+//! once: hypercall numbers and error codes, how a call's arguments decode
+//! and what bounds them ([`call`]), the start-info page and guest virtual
+//! layout, and the codes with which a run ends in QEMU.
 //!
 //! The structures the hypervisor copies into guest memory as bytes
 //! ([`start_info::StartInfo`], [`hypercall::SysInfo`], [`hypercall::LuStatus`],
@@ -13,6 +14,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod console_line;
 pub mod exit;
 pub mod hostlink;

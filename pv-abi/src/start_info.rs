@@ -67,8 +67,12 @@ pub struct StartInfo {
     /// The machine address of the L1 entry that maps the window's first page.
     pub window_pte_maddr: u64,
     /// The command line, NUL terminated.
-    pub cmdline: [u8; 128],
+    pub cmdline: [u8; CMDLINE_BYTES],
 }
+
+/// Bytes of [`StartInfo::cmdline`], its NUL included: a domain's command
+/// line has at most one byte less.
+pub const CMDLINE_BYTES: usize = 128;
 
 /// Pages in the remapping window.
 pub const WINDOW_PAGES: u64 = 64;
@@ -89,7 +93,7 @@ impl Default for StartInfo {
             first_free_gpfn: 0,
             window_va: 0,
             window_pte_maddr: 0,
-            cmdline: [0; 128],
+            cmdline: [0; CMDLINE_BYTES],
         }
     }
 }

@@ -92,7 +92,10 @@ fn create_and_destroy_give_every_frame_back() {
 fn domu_refusals_are_refused_and_it_keeps_running() {
     let mut m = boot("probes", "");
     cmd(&mut m, "create domu probe");
-    let needles: Vec<String> = (1..=9).map(|t| format!("(d1) probe {t} ")).collect();
+    let needles: Vec<String> = (1..=9)
+        .chain([13, 14])
+        .map(|t| format!("(d1) probe {t} "))
+        .collect();
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
     for line in wait_all(&mut m, &needles, BEATS) {
         assert!(line.ends_with("as expected"), "{line}");
@@ -105,7 +108,7 @@ fn domu_refusals_are_refused_and_it_keeps_running() {
         .next()
         .unwrap_or_default()
         .to_string();
-    assert_eq!(field(&report, "refusals_ok"), Some(9), "{report}");
+    assert_eq!(field(&report, "refusals_ok"), Some(11), "{report}");
     assert_eq!(field(&report, "refusals_bad"), Some(0), "{report}");
 }
 

@@ -9,7 +9,8 @@
 //!
 //! - its corpus grows in `target/fuzz-corpus/<target>/`, kept between runs;
 //! - seeds written by [`write_seeds`] (the golden state blob, a valid note,
-//!   small valid images) are read from `target/fuzz-seeds/<target>/`;
+//!   small valid images, console lines, encoded hypercalls) are read from
+//!   `target/fuzz-seeds/<target>/`;
 //! - a crashing input is written to `target/fuzz-artifacts/<target>/`;
 //! - libFuzzer's output goes to `target/fuzz-logs/<target>.log`, whose final
 //!   statistics (`-print_final_stats=1`) give the figures printed.
@@ -40,6 +41,7 @@ pub const TARGETS: &[&str] = &[
     "note_parser",
     "image_validator",
     "console_line",
+    "hypercall_args",
 ];
 
 /// Seconds each target runs for in `cargo xtask test`.
@@ -521,6 +523,7 @@ fn write_seeds(target: &str, dir: &Path) -> Result<(), Failure> {
             ("hv-like", seed_image(true, false)),
             ("many-segments", seed_many_segments()),
         ],
+        "hypercall_args" => seed_calls(),
         _ => Vec::new(),
     };
     for (name, bytes) in seeds {
@@ -529,6 +532,121 @@ fn write_seeds(target: &str, dir: &Path) -> Result<(), Failure> {
             .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
+}
+
+/// Calls for `hypercall_args`, as a guest makes them
+/// (`pv_abi::call::Call::encode`): the number and five words, little-endian,
+/// then what the buffer holds — the bounds' edges, and each payload the
+/// hypervisor interprets.
+fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
+    use pv_abi::call::{
+        Call, CreateArgs, Domctl, EntryWrite, GuestArray, GuestBuf, TableLevel, MAX_CONSOLE_IO,
+        MAX_MODULE_NAME,
+    };
+    use pv_abi::hypercall::MmuUpdate;
+
+    let seed = |call: Call, payload: &[u8]| {
+        let (nr, args) = call.encode();
+        let mut bytes = nr.to_le_bytes().to_vec();
+        for a in args {
+            bytes.extend_from_slice(&a.to_le_bytes());
+        }
+        bytes.extend_from_slice(payload);
+        bytes
+    };
+    let buf = |len: u64| GuestBuf {
+        addr: 0x20_0000,
+        len,
+    };
+    let mut create = [0u8; 64];
+    let n = CreateArgs {
+        name: "domu",
+        cmdline: "probe",
+    }
+    .encode(&mut create)
+    .unwrap_or(0);
+    let mut requests = Vec::new();
+    // One to apply, one misaligned, one present global mapping.
+    for req in [
+        EntryWrite {
+            table: handover_abi::Mfn(0x1234),
+            index: 7,
+            val: 0x0567_8007,
+        }
+        .encode(),
+        MmuUpdate {
+            ptr: 0x0123_4004,
+            val: 0,
+        },
+        MmuUpdate {
+            ptr: 0x0123_4010,
+            val: 0x0101,
+        },
+    ] {
+        requests.extend_from_slice(&req.ptr.to_le_bytes());
+        requests.extend_from_slice(&req.val.to_le_bytes());
+    }
+    vec![
+        (
+            "console-write",
+            seed(
+                Call::ConsoleWrite {
+                    buf: buf(MAX_CONSOLE_IO),
+                },
+                b"hello\n",
+            ),
+        ),
+        (
+            "mmu-update",
+            seed(
+                Call::MmuUpdate {
+                    reqs: GuestArray {
+                        addr: 0x20_0000,
+                        count: 3,
+                    },
+                },
+                &requests,
+            ),
+        ),
+        (
+            "pin-l4",
+            seed(
+                Call::PinTable {
+                    mfn: handover_abi::Mfn(0x1234),
+                    level: TableLevel::L4,
+                },
+                &[],
+            ),
+        ),
+        (
+            "create",
+            seed(
+                Call::Domctl(Domctl::Create {
+                    args: buf(n as u64),
+                    kib: 4096,
+                }),
+                &create[..n],
+            ),
+        ),
+        (
+            "lu-load",
+            seed(
+                Call::LuLoad {
+                    name: buf(MAX_MODULE_NAME),
+                },
+                b"hv-b",
+            ),
+        ),
+        (
+            "lu-load-buffer",
+            seed(
+                Call::LuLoadBuffer {
+                    image: buf(16 << 20),
+                },
+                &[],
+            ),
+        ),
+    ]
 }
 
 /// An `HVLU` note reading what this build reads.

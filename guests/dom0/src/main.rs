@@ -39,14 +39,13 @@
 #![deny(unsafe_code)]
 
 use pvrt::hc;
+use pvrt::hvlu_types::DomId;
 use pvrt::println;
+use pvrt::pv_abi::call::{Domctl, DEFAULT_DOMU_KIB};
 use pvrt::pv_abi::console_line::LineReader;
-use pvrt::pv_abi::hypercall::{DomainInfo, DomctlOp, MAX_ERROR_MESSAGE};
+use pvrt::pv_abi::hypercall::{DomainInfo, MAX_ERROR_MESSAGE};
 
 pvrt::entry!(main);
-
-/// A domU's memory when `create` names no size, in KiB.
-const DEFAULT_DOMU_KIB: u64 = 4096;
 
 /// What `help` prints: every command [`run`] accepts, one line each (the
 /// table at the top of this file and `docs/operator-guide.md` say the same).
@@ -376,8 +375,9 @@ impl core::fmt::Display for Joined<'_> {
     }
 }
 
-fn parse_id(arg: Option<&&str>) -> Option<u64> {
-    arg.and_then(|s| s.parse().ok())
+/// A domain id: a number up to `u16::MAX`.
+fn parse_id(arg: &str) -> Option<DomId> {
+    arg.parse().ok().map(DomId)
 }
 
 fn run(words: &[&str]) {
@@ -427,16 +427,19 @@ fn run(words: &[&str]) {
             }
         }
         [op @ ("destroy" | "pause" | "unpause"), id] => {
-            let Some(id) = parse_id(Some(id)) else {
-                println!("{op}: `{id}` is not a domain id");
+            let Some(id) = parse_id(id) else {
+                println!(
+                    "{op}: `{id}` is not a domain id (they go up to {})",
+                    u16::MAX
+                );
                 return;
             };
-            let code = match *op {
-                "destroy" => DomctlOp::Destroy,
-                "pause" => DomctlOp::Pause,
-                _ => DomctlOp::Unpause,
+            let call = match *op {
+                "destroy" => Domctl::Destroy { id },
+                "pause" => Domctl::Pause { id },
+                _ => Domctl::Unpause { id },
             };
-            match hc::domctl_id(code, id) {
+            match hc::domctl(call) {
                 Ok(_) => println!("{op} d{id}: done"),
                 Err(e) => println!("{op} d{id}: error: {}: {}", e.name(), reason()),
             }

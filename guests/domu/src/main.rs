@@ -17,8 +17,8 @@
 //! Command-line words change what it does first:
 //! - `probe`: tries hypercalls that must be refused (privileged calls,
 //!   live-update calls, mapping a frame it does not own, a writable mapping
-//!   of its own page table, a pointer outside its memory) and reports each
-//!   result;
+//!   of its own page table, a pointer outside its memory, arguments that
+//!   do not decode) and reports each result;
 //! - `fault`: after two heartbeats, announces and takes a page fault;
 //! - `fpu`: after two heartbeats, announces and executes an x87
 //!   instruction (the hypervisor runs with CR0.EM: it faults);
@@ -40,9 +40,10 @@
 
 use pvrt::hc;
 use pvrt::hvlu_types::pte::{self, Pte, GLOBAL, NO_EXECUTE, PRESENT, USER, WRITABLE};
-use pvrt::hvlu_types::{Mfn, PAGE_SIZE};
+use pvrt::hvlu_types::{DomId, Mfn, PAGE_SIZE};
 use pvrt::mem;
-use pvrt::pv_abi::hypercall::{DomctlOp, Error, MmuUpdate, Report};
+use pvrt::pv_abi::call::{Domctl, TableLevel};
+use pvrt::pv_abi::hypercall::{Error, MmuUpdate, Report};
 use pvrt::pv_abi::start_info::{PHYSMAP_VA, START_INFO_VA, WINDOW_PAGES};
 use pvrt::{println, start_info};
 
@@ -218,7 +219,7 @@ fn probes() {
     expect(
         1,
         "domctl from a domU",
-        hc::domctl_id(DomctlOp::Destroy, 0),
+        hc::domctl(Domctl::Destroy { id: DomId(0) }),
         Error::Permission,
     );
     // 2. Mapping a frame it does not own (frame 0: firmware memory).
@@ -265,6 +266,21 @@ fn probes() {
         Error::Permission,
     );
     expect(7, "lu_exec from a domU", hc::lu_exec(), Error::Permission);
+    // 13. A dom0-only call whose arguments do not decode: refused for the
+    // caller first.
+    expect(
+        13,
+        "an unknown domctl operation from a domU",
+        pvrt::probe::domctl_op(99),
+        Error::Permission,
+    );
+    // 14. Arguments that do not decode.
+    expect(
+        14,
+        "pin_table of level 7",
+        pvrt::probe::pin_table_at_level(7),
+        Error::Invalid,
+    );
     // 8. A global mapping hidden in a frame that is then pinned as an L1.
     let mut new = [0u64; 1];
     if hc::increase_reservation(&mut new) == Ok(1) {
@@ -285,7 +301,7 @@ fn probes() {
         expect(
             8,
             "pin an L1 holding a global mapping",
-            hc::pin_table(new[0], 1),
+            hc::pin_table(new[0], TableLevel::L1),
             Error::TypeViolation,
         );
         let _ = hc::decrease_reservation(&new);
@@ -349,7 +365,11 @@ fn exercise_tables() -> u64 {
     );
     mem::window_write(slot, 7, entry);
     check(3, "unmap it", hc::mmu_update(&[unmap]).is_ok());
-    check(4, "pin it as an L1", hc::pin_table(l1, 1).is_ok());
+    check(
+        4,
+        "pin it as an L1",
+        hc::pin_table(l1, TableLevel::L1).is_ok(),
+    );
     check(
         5,
         "writable mapping of a pinned L1 is refused",
@@ -400,7 +420,11 @@ fn exercise_tables() -> u64 {
         mem::window_write(slot, i, e);
     }
     check(14, "unmap it", hc::mmu_update(&[unmap]).is_ok());
-    check(15, "pin it as an L4", hc::pin_table(l4, 4).is_ok());
+    check(
+        15,
+        "pin it as an L4",
+        hc::pin_table(l4, TableLevel::L4).is_ok(),
+    );
     check(16, "switch to it", hc::new_baseptr(l4).is_ok());
     check(
         17,
@@ -498,7 +522,7 @@ fn giveback() -> bool {
     expect(
         11,
         "pin the start-info page as an L1",
-        hc::pin_table(si_mfn, 1),
+        hc::pin_table(si_mfn, TableLevel::L1),
         Error::Permission,
     );
     let remap = [

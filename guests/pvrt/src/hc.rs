@@ -1,10 +1,11 @@
-//! Hypercalls (see `pv_abi::hypercall` for the convention).
+//! Hypercalls (see `pv_abi::hypercall` for the convention), each built as a
+//! `pv_abi::call::Call` and encoded as the hypervisor decodes it.
 
 use core::arch::asm;
 
-use pv_abi::hypercall::{
-    DomainInfo, DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, Report, SysInfo,
-};
+use hvlu_types::Mfn;
+use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, TableLevel, MAX_CREATE_ARGS};
+use pv_abi::hypercall::{DomainInfo, Error, LuStatus, MmuUpdate, Report, SysInfo};
 
 /// The result of a hypercall.
 pub type HcResult = Result<u64, Error>;
@@ -42,231 +43,205 @@ pub unsafe fn raw(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
     rax
 }
 
-fn call(nr: Hypercall, a0: u64, a1: u64, a2: u64, a3: u64) -> HcResult {
-    // SAFETY: used only for hypercalls whose pointer arguments, if any,
-    // come from the typed wrappers below (slices the caller owns).
-    decode(unsafe { raw(nr as u64, a0, a1, a2, a3, 0) })
+/// Makes `call`, encoded as the hypervisor decodes it
+/// (`pv_abi::call::Call::encode`).
+fn call(call: Call) -> HcResult {
+    let (nr, a) = call.encode();
+    // SAFETY: used only for calls whose pointer arguments, if any, come
+    // from the typed wrappers below (slices the caller owns).
+    decode(unsafe { raw(nr, a[0], a[1], a[2], a[3], a[4]) })
+}
+
+/// A buffer of the caller's that the hypervisor reads.
+fn bytes_in(bytes: &[u8]) -> GuestBuf {
+    GuestBuf {
+        addr: bytes.as_ptr() as u64,
+        len: bytes.len() as u64,
+    }
+}
+
+/// A buffer of the caller's that the hypervisor fills.
+fn bytes_out(buf: &mut [u8]) -> GuestBuf {
+    GuestBuf {
+        addr: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+    }
+}
+
+/// A value of the caller's that the hypervisor fills with bytes.
+fn value_out<T>(value: &mut T) -> GuestBuf {
+    GuestBuf {
+        addr: value as *mut T as u64,
+        len: core::mem::size_of::<T>() as u64,
+    }
+}
+
+/// Records of the caller's.
+fn array<T>(records: &[T]) -> GuestArray {
+    GuestArray {
+        addr: records.as_ptr() as u64,
+        count: records.len() as u64,
+    }
 }
 
 /// Prints `bytes` on the console.
 pub fn console_write(bytes: &[u8]) -> HcResult {
-    call(
-        Hypercall::ConsoleWrite,
-        bytes.as_ptr() as u64,
-        bytes.len() as u64,
-        0,
-        0,
-    )
+    call(Call::ConsoleWrite {
+        buf: bytes_in(bytes),
+    })
 }
 
 /// Reads waiting console input into `buf`.
 pub fn console_read(buf: &mut [u8]) -> HcResult {
-    call(
-        Hypercall::ConsoleRead,
-        buf.as_mut_ptr() as u64,
-        buf.len() as u64,
-        0,
-        0,
-    )
+    call(Call::ConsoleRead {
+        buf: bytes_out(buf),
+    })
 }
 
 /// Gives up the time slice.
 pub fn yield_now() {
-    let _ = call(Hypercall::Yield, 0, 0, 0, 0);
+    let _ = call(Call::Yield);
 }
 
 /// Writes page-table entries.
 pub fn mmu_update(reqs: &[MmuUpdate]) -> HcResult {
-    call(
-        Hypercall::MmuUpdate,
-        reqs.as_ptr() as u64,
-        reqs.len() as u64,
-        0,
-        0,
-    )
+    call(Call::MmuUpdate { reqs: array(reqs) })
 }
 
 /// Pins a page table.
-pub fn pin_table(mfn: u64, level: u64) -> HcResult {
-    call(Hypercall::PinTable, mfn, level, 0, 0)
+pub fn pin_table(mfn: u64, level: TableLevel) -> HcResult {
+    call(Call::PinTable {
+        mfn: Mfn(mfn),
+        level,
+    })
 }
 
 /// Unpins a page table.
 pub fn unpin_table(mfn: u64) -> HcResult {
-    call(Hypercall::UnpinTable, mfn, 0, 0, 0)
+    call(Call::UnpinTable { mfn: Mfn(mfn) })
 }
 
 /// Switches to another pinned L4.
 pub fn new_baseptr(mfn: u64) -> HcResult {
-    call(Hypercall::NewBaseptr, mfn, 0, 0, 0)
+    call(Call::NewBaseptr { mfn: Mfn(mfn) })
 }
 
 /// Asks for `out.len()` new frames.
 pub fn increase_reservation(out: &mut [u64]) -> HcResult {
-    call(
-        Hypercall::IncreaseReservation,
-        out.as_mut_ptr() as u64,
-        out.len() as u64,
-        0,
-        0,
-    )
+    call(Call::IncreaseReservation {
+        mfns_out: array(out),
+    })
 }
 
 /// Gives frames back.
 pub fn decrease_reservation(mfns: &[u64]) -> HcResult {
-    call(
-        Hypercall::DecreaseReservation,
-        mfns.as_ptr() as u64,
-        mfns.len() as u64,
-        0,
-        0,
-    )
+    call(Call::DecreaseReservation { mfns: array(mfns) })
 }
 
 /// Creates a domain from boot module `name` with `mem_kib` of memory.
 pub fn domctl_create(name: &str, mem_kib: u64, cmdline: &str) -> HcResult {
     // The module name and the command line travel as one buffer:
     // "name\0cmdline". What does not fit is refused, never cut.
-    let mut buf = [0u8; 256];
-    let (n, c) = (name.len(), cmdline.len());
-    if n + 1 + c > buf.len() {
-        return Err(Error::TooSmall);
-    }
-    buf[..n].copy_from_slice(name.as_bytes());
-    buf[n + 1..n + 1 + c].copy_from_slice(cmdline.as_bytes());
-    call(
-        Hypercall::Domctl,
-        DomctlOp::Create as u64,
-        buf.as_ptr() as u64,
-        (n + 1 + c) as u64,
-        mem_kib,
-    )
+    let mut buf = [0u8; MAX_CREATE_ARGS as usize];
+    let len = CreateArgs { name, cmdline }
+        .encode(&mut buf)
+        .ok_or(Error::TooSmall)?;
+    call(Call::Domctl(Domctl::Create {
+        args: bytes_in(&buf[..len]),
+        kib: mem_kib,
+    }))
 }
 
 /// Why the last refused domctl or live-update call was refused: copies up
 /// to `buf.len()` bytes of the reason and returns its whole length (more
 /// than `buf.len()` if the copy is cut).
 pub fn last_error(buf: &mut [u8]) -> HcResult {
-    call(
-        Hypercall::LastError,
-        buf.as_mut_ptr() as u64,
-        buf.len() as u64,
-        0,
-        0,
-    )
+    call(Call::LastError {
+        buf: bytes_out(buf),
+    })
 }
 
-/// A domctl on domain `id` (destroy, pause, unpause).
-pub fn domctl_id(op: DomctlOp, id: u64) -> HcResult {
-    call(Hypercall::Domctl, op as u64, id, 0, 0)
+/// A domctl that names only a domain (destroy, pause, unpause) or none.
+pub fn domctl(op: Domctl) -> HcResult {
+    call(Call::Domctl(op))
 }
 
 /// Lists domains into `out`; returns how many there are.
 pub fn domctl_list(out: &mut [DomainInfo]) -> HcResult {
-    call(
-        Hypercall::Domctl,
-        DomctlOp::List as u64,
-        out.as_mut_ptr() as u64,
-        out.len() as u64,
-        0,
-    )
+    call(Call::Domctl(Domctl::List { out: array(out) }))
 }
 
 /// The boot-module names, newline separated, into `buf`; returns the length.
 pub fn domctl_modules(buf: &mut [u8]) -> HcResult {
-    call(
-        Hypercall::Domctl,
-        DomctlOp::Modules as u64,
-        buf.as_mut_ptr() as u64,
-        buf.len() as u64,
-        0,
-    )
+    call(Call::Domctl(Domctl::Modules {
+        out: bytes_out(buf),
+    }))
 }
 
 /// Ends this domain.
 pub fn shutdown(code: u64) -> ! {
     loop {
-        let _ = call(Hypercall::Shutdown, code, 0, 0, 0);
+        let _ = call(Call::Shutdown { code });
     }
 }
 
 /// Ends the system (dom0 only).
 pub fn poweroff() -> HcResult {
-    call(Hypercall::Poweroff, 0, 0, 0, 0)
+    call(Call::Poweroff)
 }
 
 /// Reports a self-check figure.
 pub fn report(kind: Report, value: u64) -> HcResult {
-    call(Hypercall::Report, kind as u64, value, 0, 0)
+    call(Call::Report { kind, value })
 }
 
 /// System information.
 pub fn sysinfo() -> Result<SysInfo, Error> {
     let mut info = SysInfo::default();
-    call(
-        Hypercall::SysInfo,
-        &mut info as *mut SysInfo as u64,
-        core::mem::size_of::<SysInfo>() as u64,
-        0,
-        0,
-    )?;
+    call(Call::SysInfo {
+        buf: value_out(&mut info),
+    })?;
     Ok(info)
 }
 
 /// Stages boot module `name` for a live update.
 pub fn lu_load(name: &str) -> HcResult {
-    call(
-        Hypercall::LuLoad,
-        name.as_ptr() as u64,
-        name.len() as u64,
-        0,
-        0,
-    )
+    call(Call::LuLoad {
+        name: bytes_in(name.as_bytes()),
+    })
 }
 
 /// The live-update status.
 pub fn lu_status() -> Result<LuStatus, Error> {
     let mut status = LuStatus::default();
-    call(
-        Hypercall::LuStatus,
-        &mut status as *mut LuStatus as u64,
-        core::mem::size_of::<LuStatus>() as u64,
-        0,
-        0,
-    )?;
+    call(Call::LuStatus {
+        buf: value_out(&mut status),
+    })?;
     Ok(status)
 }
 
 /// Forgets the staged image.
 pub fn lu_unload() -> HcResult {
-    call(Hypercall::LuUnload, 0, 0, 0, 0)
+    call(Call::LuUnload)
 }
 
 /// Performs the staged update; returns in the new hypervisor.
 pub fn lu_exec() -> HcResult {
-    call(Hypercall::LuExec, 0, 0, 0, 0)
+    call(Call::LuExec)
 }
 
 /// Reads bytes waiting on the host link.
 pub fn hostlink_read(buf: &mut [u8]) -> HcResult {
-    call(
-        Hypercall::HostlinkRead,
-        buf.as_mut_ptr() as u64,
-        buf.len() as u64,
-        0,
-        0,
-    )
+    call(Call::HostlinkRead {
+        buf: bytes_out(buf),
+    })
 }
 
 /// Sends bytes to the host over the host link.
 pub fn hostlink_write(bytes: &[u8]) -> HcResult {
-    call(
-        Hypercall::HostlinkWrite,
-        bytes.as_ptr() as u64,
-        bytes.len() as u64,
-        0,
-        0,
-    )
+    call(Call::HostlinkWrite {
+        buf: bytes_in(bytes),
+    })
 }
 
 /// Stages the hypervisor image at guest virtual address `va`, `len` bytes.
@@ -275,7 +250,9 @@ pub fn hostlink_write(bytes: &[u8]) -> HcResult {
 /// `va..va + len` must be memory of this guest that it does not change
 /// while the call runs (the hypervisor only reads it).
 pub unsafe fn lu_load_buffer(va: u64, len: u64) -> HcResult {
-    call(Hypercall::LuLoadBuffer, va, len, 0, 0)
+    call(Call::LuLoadBuffer {
+        image: GuestBuf { addr: va, len },
+    })
 }
 
 /// Stages the hypervisor image held in the first `len` bytes of this guest's

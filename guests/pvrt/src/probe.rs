@@ -28,6 +28,28 @@ pub fn sysinfo_into_hypervisor_half(len: u64) -> HcResult {
     hc::decode(unsafe { hc::raw(Hypercall::SysInfo as u64, UPPER_HALF_START, len, 0, 0, 0) })
 }
 
+/// `domctl(op, 0, 0, 0)` with any operation number, which the typed
+/// wrappers cannot send. From a domU the hypervisor must refuse it with
+/// `Permission` before it looks at `op`.
+pub fn domctl_op(op: u64) -> HcResult {
+    // SAFETY: with every pointer 0 and every length 0, no operation copies
+    // a byte to or from the guest.
+    hc::decode(unsafe { hc::raw(Hypercall::Domctl as u64, op, 0, 0, 0, 0) })
+}
+
+/// `pin_table` of frame 0 at `level`, which need not be a page-table level
+/// (the typed wrapper sends only 1..=4): the hypervisor must refuse a level
+/// outside 1..=4 with `Invalid`.
+///
+/// # Panics
+/// If `level` is one of 1..=4.
+pub fn pin_table_at_level(level: u64) -> HcResult {
+    assert!(!(1..=4).contains(&level), "a real level: use hc::pin_table");
+    // SAFETY: a refused `pin_table` changes nothing; frame 0 is firmware
+    // memory, never the guest's.
+    hc::decode(unsafe { hc::raw(Hypercall::PinTable as u64, 0, level, 0, 0, 0) })
+}
+
 /// Makes a `yield` hypercall with RFLAGS.NT set (then clears NT). The
 /// hypervisor must return normally: a guest's NT must not reach its own
 /// `iretq`.

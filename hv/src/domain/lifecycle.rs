@@ -15,8 +15,6 @@ use crate::arch::{cpu, paging};
 use crate::hv::Hv;
 use crate::{hvprintln, modules};
 
-/// Default memory of a domU, in KiB.
-pub const DEFAULT_DOMU_KIB: u64 = 4096;
 /// Memory of dom0, in KiB.
 pub const DOM0_KIB: u64 = 8192;
 

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use handover_abi::{DomId, Gpfn};
 
-pub use lifecycle::{DEFAULT_DOMU_KIB, DOM0_KIB};
+pub use lifecycle::DOM0_KIB;
 pub use p2m::P2m;
 pub use vcpu::Vcpu;
 

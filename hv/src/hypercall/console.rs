@@ -3,10 +3,11 @@
 use alloc::string::String;
 
 use handover_abi::DomId;
+use pv_abi::call::GuestBuf;
 use pv_abi::hypercall::Error;
 
-use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
-use crate::console::{self, ConsoleIn};
+use super::{copy_from_guest, copy_to_guest};
+use crate::console;
 use crate::hv::Hv;
 use crate::mm::heap;
 
@@ -15,10 +16,10 @@ const MAX_LINE: usize = 2048;
 
 /// `console_write(buf, len)`: prints whole lines, `(dN) ` prefixed; keeps
 /// the rest until its newline.
-pub fn do_console_write(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
-    let len = a[1].min(4096) as usize;
+pub fn do_console_write(hv: &mut Hv, d: DomId, from: GuestBuf) -> Result<u64, Error> {
+    let len = from.len as usize;
     let mut buf = heap::zeroed(len)?;
-    copy_from_guest(hv, a[0], &mut buf)?;
+    copy_from_guest(hv, from.addr, &mut buf)?;
     let dom = hv.domains.get_mut(&d).ok_or(Error::Failed)?;
     for &b in &buf {
         if b == b'\n' {
@@ -32,11 +33,10 @@ pub fn do_console_write(hv: &mut Hv, d: DomId, a: Args) -> Result<u64, Error> {
 }
 
 /// `console_read(buf, len)` (dom0): the console input waiting.
-pub fn do_console_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
-    require_privileged(hv)?;
+pub fn do_console_read(hv: &mut Hv, to: GuestBuf) -> Result<u64, Error> {
     hv.console_in.poll();
-    let bytes = hv.console_in.peek((a[1] as usize).min(ConsoleIn::CAPACITY));
-    copy_to_guest(hv, a[0], &bytes)?;
+    let bytes = hv.console_in.peek(to.len as usize);
+    copy_to_guest(hv, to.addr, &bytes)?;
     hv.console_in.consume(bytes.len());
     Ok(bytes.len() as u64)
 }

@@ -1,31 +1,28 @@
 //! `domctl` (dom0): create, destroy, pause and list domains, list modules.
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use handover_abi::DomId;
-use pv_abi::hypercall::{DomainInfo, DomctlOp, Error};
+use pv_abi::call::{CreateArgs, Domctl, GuestArray, GuestBuf};
+use pv_abi::hypercall::{DomainInfo, Error};
 use zerocopy::IntoBytes;
 
-use super::{copy_from_guest, copy_to_guest, require_privileged, Args};
-use crate::domain::{Domain, DEFAULT_DOMU_KIB};
+use super::{copy_from_guest, copy_to_guest};
+use crate::domain::Domain;
 use crate::hv::Hv;
 use crate::mm::heap;
 
-/// `domctl(op, arg0, arg1, arg2)`: the operation's arguments are `a[1..]`.
-pub fn do_domctl(hv: &mut Hv, a: Args) -> Result<u64, Error> {
-    require_privileged(hv)?;
-    let op = DomctlOp::from_number(a[0]).ok_or(Error::NoSys)?;
+/// `domctl(op, arg0, arg1, arg2)`, decoded.
+pub fn do_domctl(hv: &mut Hv, op: Domctl) -> Result<u64, Error> {
     match op {
-        DomctlOp::Create => create(hv, a),
-        DomctlOp::Destroy | DomctlOp::Pause | DomctlOp::Unpause => {
+        Domctl::Create { args, kib } => create(hv, args, kib),
+        Domctl::Destroy { id } | Domctl::Pause { id } | Domctl::Unpause { id } => {
             let verb = match op {
-                DomctlOp::Destroy => "destroyed",
-                DomctlOp::Pause => "paused",
+                Domctl::Destroy { .. } => "destroyed",
+                Domctl::Pause { .. } => "paused",
                 _ => "unpaused",
             };
-            let id = domid(hv, a[1])?;
             let Some(dom) = hv.domains.get_mut(&id) else {
                 return hv.refuse_with(Error::NotFound, format!("there is no domain d{id}"));
             };
@@ -35,95 +32,42 @@ pub fn do_domctl(hv: &mut Hv, a: Args) -> Result<u64, Error> {
                     format!("d{id} is the control domain: it cannot be {verb}"),
                 );
             }
-            if op == DomctlOp::Destroy {
-                hv.destroy_domain(id).map(|()| 0)
-            } else {
-                dom.paused = op == DomctlOp::Pause;
-                Ok(0)
+            match op {
+                Domctl::Destroy { .. } => hv.destroy_domain(id).map(|()| 0),
+                _ => {
+                    dom.paused = matches!(op, Domctl::Pause { .. });
+                    Ok(0)
+                }
             }
         }
-        DomctlOp::List => list(hv, a),
-        DomctlOp::Modules => {
+        Domctl::List { out } => list(hv, out),
+        Domctl::Modules { out } => {
             let mut text = String::new();
             for m in &hv.modules {
                 text.push_str(&m.name);
                 text.push('\n');
             }
-            if text.len() > a[2] as usize {
+            if text.len() as u64 > out.len {
                 return Err(Error::TooSmall);
             }
-            copy_to_guest(hv, a[1], text.as_bytes())?;
+            copy_to_guest(hv, out.addr, text.as_bytes())?;
             Ok(text.len() as u64)
         }
     }
 }
 
-fn domid(hv: &mut Hv, arg: u64) -> Result<DomId, Error> {
-    match u16::try_from(arg) {
-        Ok(id) => Ok(DomId(id)),
-        Err(_) => hv.refuse_with(
-            Error::Invalid,
-            format!("{arg} is not a domain id (they go up to {})", u16::MAX),
-        ),
-    }
-}
-
 /// `create(buf, len, kib)`: `buf` holds the module name, then optionally a
-/// NUL and the domain's command line. A domain the machine cannot back (its
-/// frames, or its frame space on the hypervisor heap) is refused with
-/// `Error::NoMemory`. Every refusal says why (`last_error`).
-fn create(hv: &mut Hv, a: Args) -> Result<u64, Error> {
-    if a[2] > MAX_CREATE_ARGS {
-        return hv.refuse_with(
-            Error::Invalid,
-            format!(
-                "the module name and command line are {} bytes, more than {MAX_CREATE_ARGS}",
-                a[2]
-            ),
-        );
-    }
-    let mut buf = heap::zeroed(a[2] as usize)?;
-    copy_from_guest(hv, a[1], &mut buf)?;
-    let (name, cmdline) = match buf.iter().position(|&b| b == 0) {
-        Some(i) => (&buf[..i], &buf[i + 1..]),
-        None => (&buf[..], &[][..]),
+/// NUL and the domain's command line (`pv_abi::call::CreateArgs`); its
+/// length and `kib` were checked in decoding. A domain the machine cannot
+/// back (its frames, or its frame space on the hypervisor heap) is refused
+/// with `Error::NoMemory`. Every refusal says why (`last_error`).
+fn create(hv: &mut Hv, args: GuestBuf, kib: u64) -> Result<u64, Error> {
+    let mut buf = heap::zeroed(args.len as usize)?;
+    copy_from_guest(hv, args.addr, &mut buf)?;
+    let CreateArgs { name, cmdline } = match CreateArgs::decode(&buf) {
+        Ok(args) => args,
+        Err(e) => return hv.refuse_with(e.error(), e.to_string()),
     };
-    let (Ok(name), Ok(cmdline)) = (core::str::from_utf8(name), core::str::from_utf8(cmdline))
-    else {
-        return hv.refuse_with(
-            Error::Invalid,
-            String::from("the module name or the command line is not UTF-8"),
-        );
-    };
-    let room = pv_abi::start_info::StartInfo::default().cmdline.len() - 1;
-    if cmdline.len() > room {
-        return hv.refuse_with(
-            Error::Invalid,
-            format!(
-                "the command line has {} bytes, more than the {room} a domain's start info holds",
-                cmdline.len()
-            ),
-        );
-    }
-    let kib = a[3];
-    if kib == 0 {
-        return hv.refuse_with(
-            Error::Invalid,
-            format!("a domain of 0 KiB: give its memory in KiB (the toolstack's default is {DEFAULT_DOMU_KIB})"),
-        );
-    }
-    if !kib.is_multiple_of(4) {
-        return hv.refuse_with(
-            Error::Invalid,
-            format!("{kib} KiB is not a whole number of 4 KiB pages"),
-        );
-    }
-    if kib > MAX_DOMAIN_KIB {
-        return hv.refuse_with(
-            Error::Invalid,
-            format!("{kib} KiB is more than the {MAX_DOMAIN_KIB} KiB a domain may have"),
-        );
-    }
     match hv.create_domain(name, kib, cmdline, false) {
         Ok(id) => Ok(u64::from(id.0)),
         Err(e) => {
@@ -135,19 +79,14 @@ fn create(hv: &mut Hv, a: Args) -> Result<u64, Error> {
     }
 }
 
-/// Most bytes of `create`'s module name and command line together.
-const MAX_CREATE_ARGS: u64 = 256;
-/// Most memory of a domain, in KiB (1 GiB).
-const MAX_DOMAIN_KIB: u64 = 1 << 20;
-
 /// `list(buf, count)`: up to `count` entries; returns how many domains there
 /// are.
-fn list(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+fn list(hv: &mut Hv, out: GuestArray) -> Result<u64, Error> {
     let mut infos: Vec<DomainInfo> = Vec::new();
     heap::reserve(&mut infos, hv.domains.len())?;
     infos.extend(hv.domains.values().map(info));
-    let n = (a[2] as usize).min(infos.len());
-    copy_to_guest(hv, a[1], infos[..n].as_bytes())?;
+    let n = (out.count as usize).min(infos.len());
+    copy_to_guest(hv, out.addr, infos[..n].as_bytes())?;
     Ok(infos.len() as u64)
 }
 

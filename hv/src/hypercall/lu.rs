@@ -2,61 +2,54 @@
 //! receives images over. The work is `crate::lu::outgoing`'s; these check
 //! the caller and copy arguments and results.
 
-use alloc::string::String;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 
+use pv_abi::call::GuestBuf;
 use pv_abi::hypercall::Error;
 use zerocopy::IntoBytes;
 
-use super::{caller, copy_from_guest, copy_to_guest, require_privileged, Args};
+use super::{caller, copy_from_guest, copy_to_guest, require_privileged};
 use crate::arch::serial;
 use crate::arch::trap::TrapFrame;
 use crate::hv::Hv;
 use crate::lu::outgoing::ImageSource;
 use crate::mm::heap;
 
-/// Longest module name `lu_load` takes.
-const MAX_NAME: u64 = 256;
-
-/// `lu_load(name, len)`: stages boot module `name`.
-pub fn do_lu_load(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+/// `lu_load(name, len)`: stages boot module `name` (its length checked in
+/// decoding).
+pub fn do_lu_load(hv: &mut Hv, name: GuestBuf) -> Result<u64, Error> {
     require_privileged(hv)?;
-    if a[1] > MAX_NAME {
-        return hv.refuse(
-            Error::Invalid,
-            alloc::format!("a module name of {} bytes is longer than {MAX_NAME}", a[1]),
-        );
+    let mut bytes = heap::zeroed(name.len as usize)?;
+    copy_from_guest(hv, name.addr, &mut bytes)?;
+    match pv_abi::call::module_name(&bytes) {
+        Ok(name) => hv.lu_load(name),
+        Err(e) => hv.refuse(e.error(), e.to_string()),
     }
-    let mut name = heap::zeroed(a[1] as usize)?;
-    copy_from_guest(hv, a[0], &mut name)?;
-    let Ok(name) = String::from_utf8(name) else {
-        return hv.refuse(Error::Invalid, String::from("the module name is not UTF-8"));
-    };
-    hv.lu_load(&name)
 }
 
 /// `lu_load_buffer(buf, len)`: stages the image in the caller's memory. The
 /// bytes go straight from there to the live-update region, whatever their
 /// number (`Hv::lu_load_from` refuses a file that does not fit there).
-pub fn do_lu_load_buffer(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf) -> Result<u64, Error> {
     require_privileged(hv)?;
     let (owner, cr3) = caller(hv)?;
     let source = ImageSource::Guest {
         owner,
         cr3,
-        va: a[0],
-        len: a[1],
+        va: image.addr,
+        len: image.len,
     };
     hv.lu_load_from("(from dom0)", source)
 }
 
 /// `lu_status(buf, len)`: up to `len` bytes of a `LuStatus`.
-pub fn do_lu_status(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+pub fn do_lu_status(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     require_privileged(hv)?;
     let status = hv.lu_status();
     let bytes = status.as_bytes();
-    let n = (a[1] as usize).min(bytes.len());
-    copy_to_guest(hv, a[0], &bytes[..n])?;
+    let n = (buf.len as usize).min(bytes.len());
+    copy_to_guest(hv, buf.addr, &bytes[..n])?;
     Ok(n as u64)
 }
 
@@ -74,9 +67,9 @@ pub fn do_lu_exec(hv: &mut Hv, frame: &mut TrapFrame) -> Result<u64, Error> {
 }
 
 /// `hostlink_read(buf, len)`: the bytes waiting on the host link.
-pub fn do_hostlink_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+pub fn do_hostlink_read(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     require_privileged(hv)?;
-    let max = (a[1] as usize).min(64 * 1024);
+    let max = buf.len as usize;
     let mut bytes = Vec::new();
     heap::reserve(&mut bytes, max)?;
     while bytes.len() < max {
@@ -85,7 +78,7 @@ pub fn do_hostlink_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
             None => break,
         }
     }
-    copy_to_guest(hv, a[0], &bytes)?;
+    copy_to_guest(hv, buf.addr, &bytes)?;
     Ok(bytes.len() as u64)
 }
 
@@ -93,11 +86,11 @@ pub fn do_hostlink_read(hv: &mut Hv, a: Args) -> Result<u64, Error> {
 /// as the host link's transmitter takes without waiting, and returns how
 /// many: 0 when the host is not reading. The hypervisor never waits for the
 /// host; the caller decides how long to retry.
-pub fn do_hostlink_write(hv: &mut Hv, a: Args) -> Result<u64, Error> {
+pub fn do_hostlink_write(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     require_privileged(hv)?;
-    let len = a[1].min(4096) as usize;
+    let len = buf.len as usize;
     let mut bytes = heap::zeroed(len)?;
-    copy_from_guest(hv, a[0], &mut bytes)?;
+    copy_from_guest(hv, buf.addr, &mut bytes)?;
     let sent = bytes
         .iter()
         .take_while(|&&b| serial::try_write_to(serial::Uart::Com2, b))

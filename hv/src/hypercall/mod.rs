@@ -13,8 +13,13 @@
 //!
 //! The calling convention is `pv_abi::hypercall`'s: the number in `rax`,
 //! arguments in `rdi`, `rsi`, `rdx`, `r10`, `r8`, the result in `rax` —
-//! [`return_value`] is the one place a result becomes that word. This is the
-//! top layer: it may call into every subsystem, none calls into it.
+//! [`return_value`] is the one place a result becomes that word. The
+//! arguments are decoded once, by `pv_abi::call` (host-tested and fuzzed),
+//! and the handlers take them typed and within their bounds; they check
+//! what needs the hypervisor's state. Only dom0 may make the calls
+//! `Hypercall::dom0_only` names: [`hypercall`] refuses them to any other
+//! domain before it decodes. This is the top layer: it may call into every
+//! subsystem, none calls into it.
 
 mod console;
 mod domctl;
@@ -23,16 +28,16 @@ mod lu;
 mod memory;
 mod sched;
 
+use alloc::string::ToString;
+
 use handover_abi::{DomId, Mfn};
+use pv_abi::call::{Call, DecodeError, GuestBuf};
 use pv_abi::hypercall::{Error, Hypercall};
 
 use crate::arch::trap::TrapFrame;
 use crate::cmdline::LogLevel;
 use crate::hv::Hv;
 use crate::{guest_mem, hvprintln};
-
-/// The five argument registers, in order.
-type Args = [u64; 5];
 
 /// What the guest finds in `rax`: the value on success, the negated error
 /// code on failure.
@@ -45,17 +50,21 @@ pub fn return_value(result: Result<u64, Error>) -> u64 {
 
 /// Handles the hypercall in `frame` (the caller's context, the current
 /// vCPU's): sets its result, or switches `frame` to another vCPU.
+///
+/// A call only dom0 may make is refused to any other domain first
+/// (`Hypercall::dom0_only`); then the arguments are decoded once
+/// (`pv_abi::call`), and the handler gets them typed.
 pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
     let r = &frame.regs;
     let nr = r.rax;
-    let a: Args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
+    let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
     let Some(d) = hv.sched.current_domain() else {
         return;
     };
-    let call = Hypercall::from_number(nr);
+    let number = Hypercall::from_number(nr);
     // The calls whose refusals `last_error` explains start with none.
     let explained = matches!(
-        call,
+        number,
         Some(
             Hypercall::Domctl
                 | Hypercall::LuLoad
@@ -67,37 +76,16 @@ pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
     if explained && require_privileged(hv).is_ok() {
         hv.last_error.clear();
     }
-    let result = match call {
-        None => Err(Error::NoSys),
-        // These leave `frame` to the scheduler or to the update.
-        Some(Hypercall::Yield) => return sched::do_yield(hv, frame),
-        Some(Hypercall::Shutdown) => return sched::do_shutdown(hv, frame, d, a),
-        Some(Hypercall::LuExec) => {
-            let result = lu::do_lu_exec(hv, frame);
-            explain(hv, &result);
-            frame.regs.rax = return_value(result);
-            return;
+    let result = if number.is_some_and(Hypercall::dom0_only) && require_privileged(hv).is_err() {
+        Err(Error::Permission)
+    } else {
+        match Call::decode(nr, args) {
+            // These leave `frame` to the scheduler.
+            Ok(Call::Yield) => return sched::do_yield(hv, frame),
+            Ok(Call::Shutdown { code }) => return sched::do_shutdown(hv, frame, d, code),
+            Ok(call) => dispatch(hv, frame, d, call),
+            Err(e) => refuse_arguments(hv, number, e),
         }
-        Some(Hypercall::ConsoleWrite) => console::do_console_write(hv, d, a),
-        Some(Hypercall::ConsoleRead) => console::do_console_read(hv, a),
-        Some(Hypercall::MmuUpdate) => memory::do_mmu_update(hv, d, a),
-        Some(Hypercall::PinTable) => memory::do_pin_table(hv, d, a),
-        Some(Hypercall::UnpinTable) => memory::do_unpin_table(hv, d, a),
-        Some(Hypercall::NewBaseptr) => memory::do_new_baseptr(hv, d, a),
-        Some(Hypercall::IncreaseReservation) => memory::do_increase_reservation(hv, d, a),
-        Some(Hypercall::DecreaseReservation) => memory::do_decrease_reservation(hv, d, a),
-        Some(Hypercall::Domctl) => domctl::do_domctl(hv, a),
-        Some(Hypercall::Poweroff) => sched::do_poweroff(hv),
-        Some(Hypercall::Report) => info::do_report(hv, d, a),
-        Some(Hypercall::SetSegmentBase) => info::do_set_segment_base(hv, a),
-        Some(Hypercall::SysInfo) => info::do_sysinfo(hv, a),
-        Some(Hypercall::LuLoad) => lu::do_lu_load(hv, a),
-        Some(Hypercall::LuLoadBuffer) => lu::do_lu_load_buffer(hv, a),
-        Some(Hypercall::LuStatus) => lu::do_lu_status(hv, a),
-        Some(Hypercall::LuUnload) => lu::do_lu_unload(hv),
-        Some(Hypercall::HostlinkRead) => lu::do_hostlink_read(hv, a),
-        Some(Hypercall::HostlinkWrite) => lu::do_hostlink_write(hv, a),
-        Some(Hypercall::LastError) => do_last_error(hv, a),
     };
     if explained {
         explain(hv, &result);
@@ -108,6 +96,53 @@ pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
         }
     }
     frame.regs.rax = return_value(result);
+}
+
+/// Runs `call` for domain `d`; `frame` is the caller's context, which
+/// `lu_exec` saves into the handover state.
+fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<u64, Error> {
+    match call {
+        Call::ConsoleWrite { buf } => console::do_console_write(hv, d, buf),
+        Call::ConsoleRead { buf } => console::do_console_read(hv, buf),
+        Call::MmuUpdate { reqs } => memory::do_mmu_update(hv, d, reqs),
+        Call::PinTable { mfn, level } => memory::do_pin_table(hv, d, mfn, level),
+        Call::UnpinTable { mfn } => memory::do_unpin_table(hv, d, mfn),
+        Call::NewBaseptr { mfn } => memory::do_new_baseptr(hv, d, mfn),
+        Call::IncreaseReservation { mfns_out } => memory::do_increase_reservation(hv, d, mfns_out),
+        Call::DecreaseReservation { mfns } => memory::do_decrease_reservation(hv, d, mfns),
+        Call::Domctl(op) => domctl::do_domctl(hv, op),
+        Call::Poweroff => sched::do_poweroff(hv),
+        Call::Report { kind, value } => info::do_report(hv, d, kind, value),
+        Call::SetSegmentBase { which, base } => info::do_set_segment_base(hv, which, base),
+        Call::SysInfo { buf } => info::do_sysinfo(hv, buf),
+        Call::LuLoad { name } => lu::do_lu_load(hv, name),
+        Call::LuLoadBuffer { image } => lu::do_lu_load_buffer(hv, image),
+        Call::LuStatus { buf } => lu::do_lu_status(hv, buf),
+        Call::LuUnload => lu::do_lu_unload(hv),
+        // Returns only if the update was cancelled.
+        Call::LuExec => lu::do_lu_exec(hv, frame),
+        Call::HostlinkRead { buf } => lu::do_hostlink_read(hv, buf),
+        Call::HostlinkWrite { buf } => lu::do_hostlink_write(hv, buf),
+        Call::LastError { buf } => do_last_error(hv, buf),
+        Call::Yield | Call::Shutdown { .. } => {
+            hvprintln!("BUG: {call:?} reached the dispatch table");
+            Err(Error::Failed)
+        }
+    }
+}
+
+/// Refuses a call whose argument words did not decode; says why where the
+/// hypervisor explains that refusal
+/// ([`DecodeError::explained`]): as a live-update refusal for the
+/// live-update calls, as a domctl refusal otherwise.
+fn refuse_arguments(hv: &mut Hv, call: Option<Hypercall>, e: DecodeError) -> Result<u64, Error> {
+    if !e.explained() {
+        return Err(e.error());
+    }
+    match call {
+        Some(Hypercall::LuLoad | Hypercall::LuLoadBuffer) => hv.refuse(e.error(), e.to_string()),
+        _ => hv.refuse_with(e.error(), e.to_string()),
+    }
 }
 
 /// Gives a refusal that set no reason of its own at least the error's name,
@@ -122,12 +157,11 @@ fn explain(hv: &mut Hv, result: &Result<u64, Error>) {
 
 /// `last_error(buf, len)` (dom0): up to `len` bytes of the reason the last
 /// `domctl` or live-update call was refused; returns its whole length.
-fn do_last_error(hv: &mut Hv, a: Args) -> Result<u64, Error> {
-    require_privileged(hv)?;
+fn do_last_error(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     let bytes = hv.last_error.as_bytes();
-    let n = (a[1] as usize).min(bytes.len());
+    let n = (buf.len as usize).min(bytes.len());
     let total = bytes.len() as u64;
-    copy_to_guest(hv, a[0], &hv.last_error.as_bytes()[..n])?;
+    copy_to_guest(hv, buf.addr, &hv.last_error.as_bytes()[..n])?;
     Ok(total)
 }
 
@@ -157,11 +191,4 @@ fn copy_from_guest(hv: &Hv, va: u64, buf: &mut [u8]) -> Result<(), Error> {
 fn copy_to_guest(hv: &Hv, va: u64, data: &[u8]) -> Result<(), Error> {
     let (id, cr3) = caller(hv)?;
     guest_mem::write(hv.mem.frametable, id, cr3, va, data)
-}
-
-/// A little-endian `u64` from the first 8 bytes of `bytes`.
-fn le64(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&bytes[..8]);
-    u64::from_le_bytes(w)
 }

@@ -1,0 +1,799 @@
+//! Hypercall arguments, decoded: a raw call — its number and the five
+//! argument words of [`crate::hypercall`]'s convention — becomes one
+//! [`Call`], a variant per hypercall with typed fields, or a
+//! [`DecodeError`] that says which argument is wrong.
+//!
+//! The hypervisor decodes every call once, before any handler runs, and its
+//! handlers take the typed fields. Only what depends on the argument words
+//! alone is checked here; what needs the hypervisor's state is checked after
+//! decoding, by the hypervisor: whether the caller is dom0
+//! ([`Hypercall::dom0_only`], checked *before* decoding, so that another
+//! domain gets [`Error::Permission`] whatever its arguments), whether a
+//! buffer lies in the caller's memory ([`Error::BadAddress`]), whether a
+//! frame or a domain exists and whose it is.
+//!
+//! Two kinds of bounds:
+//!
+//! - **cut**: a longer length is taken as the bound, and the call does that
+//!   much and says so in its result: `console_write` and `console_read`
+//!   ([`MAX_CONSOLE_IO`]), `hostlink_read` ([`MAX_HOSTLINK_READ`]),
+//!   `hostlink_write` ([`MAX_HOSTLINK_WRITE`]), the requests of
+//!   `mmu_update` and the frames of `increase_reservation` and
+//!   `decrease_reservation` ([`MAX_BATCH`]), the answers of `sysinfo`,
+//!   `lu_status` and `last_error` (their size), `domctl list`
+//!   ([`MAX_LIST`]);
+//! - **refused** ([`Error::Invalid`]): `lu_load`'s module name
+//!   ([`MAX_MODULE_NAME`]), `domctl create`'s name and command line ([`MAX_CREATE_ARGS`]) and its
+//!   memory size (not 0, whole pages, at most [`MAX_DOMAIN_KIB`]), a domain
+//!   id above `u16::MAX`, a page-table level outside 1..=4, a segment other
+//!   than FS (0) or GS (1), a segment base in the upper half, an unknown
+//!   report kind; an unknown hypercall or `domctl` operation is
+//!   [`Error::NoSys`].
+//!
+//! Argument words a call does not use are ignored.
+//!
+//! What the hypervisor copies from the guest and then interprets has its own
+//! decoder: the requests of `mmu_update` ([`MmuUpdate::decode`],
+//! [`mmu_updates`]), the frame list of `decrease_reservation`
+//! ([`mfn_list`]), `domctl create`'s name and command line
+//! ([`CreateArgs::decode`]) and `lu_load`'s module name ([`module_name`]).
+//!
+//! [`Call::encode`] is the way back, which the guests' runtime makes its
+//! calls with: a decoded call encodes to words that decode to the same
+//! call.
+
+use core::fmt;
+
+use hvlu_types::canonical::is_lower_half;
+use hvlu_types::{DomId, Mfn};
+
+use crate::hypercall::{
+    DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, Report, SysInfo, MAX_ERROR_MESSAGE,
+};
+use crate::start_info::CMDLINE_BYTES;
+
+/// The five argument words, `rdi`, `rsi`, `rdx`, `r10`, `r8`.
+pub type Args = [u64; 5];
+
+/// Most bytes one `console_write` prints or one `console_read` reads.
+pub const MAX_CONSOLE_IO: u64 = 4096;
+/// Most bytes one `hostlink_read` reads.
+pub const MAX_HOSTLINK_READ: u64 = 64 * 1024;
+/// Most bytes one `hostlink_write` sends.
+pub const MAX_HOSTLINK_WRITE: u64 = 4096;
+/// Most requests one `mmu_update` handles, and most frames one
+/// `increase_reservation` or `decrease_reservation` moves.
+pub const MAX_BATCH: u64 = 512;
+/// Most entries `domctl list` fills: there are no more domains than domain
+/// ids.
+pub const MAX_LIST: u64 = 1 << 16;
+/// Longest module name `lu_load` takes, in bytes.
+pub const MAX_MODULE_NAME: u64 = 256;
+/// Most bytes of `domctl create`'s module name and command line together.
+pub const MAX_CREATE_ARGS: u64 = 256;
+/// Most memory of a domain, in KiB (1 GiB).
+pub const MAX_DOMAIN_KIB: u64 = 1 << 20;
+/// The memory dom0's toolstack gives a domU unless told otherwise, in KiB.
+pub const DEFAULT_DOMU_KIB: u64 = 4096;
+/// Longest command line of a domain, in bytes (its start info holds it with
+/// a NUL).
+pub const MAX_CMDLINE: usize = CMDLINE_BYTES - 1;
+
+/// `len` bytes at guest virtual address `addr`: the caller's buffer, which
+/// the hypervisor reads or fills.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestBuf {
+    /// Guest virtual address of the first byte.
+    pub addr: u64,
+    /// Length in bytes, within the call's bound.
+    pub len: u64,
+}
+
+impl GuestBuf {
+    /// `len` bytes at `addr`, refused with `too_long(len)` above `max`.
+    fn at_most(
+        addr: u64,
+        len: u64,
+        max: u64,
+        too_long: impl FnOnce(u64) -> DecodeError,
+    ) -> Result<GuestBuf, DecodeError> {
+        if len > max {
+            return Err(too_long(len));
+        }
+        Ok(GuestBuf { addr, len })
+    }
+}
+
+/// `count` records at guest virtual address `addr` (each of the size the
+/// call says).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestArray {
+    /// Guest virtual address of the first record.
+    pub addr: u64,
+    /// Number of records, within the call's bound.
+    pub count: u64,
+}
+
+/// A page-table level, `pin_table`'s second argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum TableLevel {
+    /// Maps pages.
+    L1 = 1,
+    /// Points at L1s.
+    L2 = 2,
+    /// Points at L2s.
+    L3 = 3,
+    /// The root, what `new_baseptr` switches to.
+    L4 = 4,
+}
+
+impl TableLevel {
+    /// The level with number `n`.
+    pub fn from_number(n: u64) -> Option<TableLevel> {
+        use TableLevel::*;
+        [L1, L2, L3, L4].into_iter().find(|l| *l as u64 == n)
+    }
+}
+
+/// A segment whose base `set_segment_base` sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Segment {
+    /// FS.
+    Fs = 0,
+    /// GS.
+    Gs = 1,
+}
+
+/// A `domctl` operation with its arguments (`arg0..arg2` of the call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domctl {
+    /// Builds a domain of `kib` KiB (not 0, whole pages, at most
+    /// [`MAX_DOMAIN_KIB`]) from the module named in `args` (at most
+    /// [`MAX_CREATE_ARGS`] bytes, see [`CreateArgs`]).
+    Create {
+        /// The module name and command line.
+        args: GuestBuf,
+        /// The domain's memory in KiB.
+        kib: u64,
+    },
+    /// Destroys domain `id`.
+    Destroy {
+        /// The domain.
+        id: DomId,
+    },
+    /// Pauses domain `id`.
+    Pause {
+        /// The domain.
+        id: DomId,
+    },
+    /// Unpauses domain `id`.
+    Unpause {
+        /// The domain.
+        id: DomId,
+    },
+    /// Fills up to `out.count` (at most [`MAX_LIST`]) `DomainInfo`s.
+    List {
+        /// Where the entries go.
+        out: GuestArray,
+    },
+    /// The boot-module names, if they fit in `out.len` bytes (a room: not
+    /// cut, the answer is refused if it is longer).
+    Modules {
+        /// Where the names go.
+        out: GuestBuf,
+    },
+}
+
+impl Domctl {
+    /// The operation's number.
+    pub fn op(&self) -> DomctlOp {
+        match self {
+            Domctl::Create { .. } => DomctlOp::Create,
+            Domctl::Destroy { .. } => DomctlOp::Destroy,
+            Domctl::Pause { .. } => DomctlOp::Pause,
+            Domctl::Unpause { .. } => DomctlOp::Unpause,
+            Domctl::List { .. } => DomctlOp::List,
+            Domctl::Modules { .. } => DomctlOp::Modules,
+        }
+    }
+
+    /// Decodes `domctl(op, arg0, arg1, arg2)`.
+    fn decode(op: u64, a: [u64; 3]) -> Result<Domctl, DecodeError> {
+        let op = DomctlOp::from_number(op).ok_or(DecodeError::UnknownDomctl { op })?;
+        let id = || {
+            u16::try_from(a[0])
+                .map(DomId)
+                .map_err(|_| DecodeError::NotADomainId { arg: a[0] })
+        };
+        Ok(match op {
+            DomctlOp::Create => {
+                let args = GuestBuf::at_most(a[0], a[1], MAX_CREATE_ARGS, |len| {
+                    DecodeError::CreateArgsTooLong { len }
+                })?;
+                let kib = a[2];
+                if kib == 0 {
+                    return Err(DecodeError::ZeroMemory);
+                }
+                if !kib.is_multiple_of(4) {
+                    return Err(DecodeError::PartialPage { kib });
+                }
+                if kib > MAX_DOMAIN_KIB {
+                    return Err(DecodeError::TooMuchMemory { kib });
+                }
+                Domctl::Create { args, kib }
+            }
+            DomctlOp::Destroy => Domctl::Destroy { id: id()? },
+            DomctlOp::Pause => Domctl::Pause { id: id()? },
+            DomctlOp::Unpause => Domctl::Unpause { id: id()? },
+            DomctlOp::List => Domctl::List {
+                out: GuestArray {
+                    addr: a[0],
+                    count: a[1].min(MAX_LIST),
+                },
+            },
+            DomctlOp::Modules => Domctl::Modules {
+                out: GuestBuf {
+                    addr: a[0],
+                    len: a[1],
+                },
+            },
+        })
+    }
+
+    /// `arg0..arg2`.
+    fn encode(&self) -> [u64; 3] {
+        match *self {
+            Domctl::Create { args, kib } => [args.addr, args.len, kib],
+            Domctl::Destroy { id } | Domctl::Pause { id } | Domctl::Unpause { id } => {
+                [u64::from(id.0), 0, 0]
+            }
+            Domctl::List { out } => [out.addr, out.count, 0],
+            Domctl::Modules { out } => [out.addr, out.len, 0],
+        }
+    }
+}
+
+/// A hypercall with its arguments, decoded and checked (see the module
+/// documentation for the bounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `console_write(buf, len)`, at most [`MAX_CONSOLE_IO`] bytes.
+    ConsoleWrite {
+        /// The bytes to print.
+        buf: GuestBuf,
+    },
+    /// `console_read(buf, len)`, at most [`MAX_CONSOLE_IO`] bytes.
+    ConsoleRead {
+        /// Where the input goes.
+        buf: GuestBuf,
+    },
+    /// `yield()`.
+    Yield,
+    /// `mmu_update(reqs, count)`, at most [`MAX_BATCH`] [`MmuUpdate`]s.
+    MmuUpdate {
+        /// The requests.
+        reqs: GuestArray,
+    },
+    /// `pin_table(mfn, level)`.
+    PinTable {
+        /// The table.
+        mfn: Mfn,
+        /// Its level.
+        level: TableLevel,
+    },
+    /// `unpin_table(mfn)`.
+    UnpinTable {
+        /// The table.
+        mfn: Mfn,
+    },
+    /// `new_baseptr(mfn)`.
+    NewBaseptr {
+        /// The pinned L4.
+        mfn: Mfn,
+    },
+    /// `increase_reservation(mfns_out, count)`, at most [`MAX_BATCH`]
+    /// frames.
+    IncreaseReservation {
+        /// Where the new frames' mfns go (`u64` each).
+        mfns_out: GuestArray,
+    },
+    /// `decrease_reservation(mfns, count)`, at most [`MAX_BATCH`] frames.
+    DecreaseReservation {
+        /// The frames given back ([`mfn_list`]).
+        mfns: GuestArray,
+    },
+    /// `domctl(op, arg0, arg1, arg2)`.
+    Domctl(Domctl),
+    /// `shutdown(code)`.
+    Shutdown {
+        /// 0 for a clean end.
+        code: u64,
+    },
+    /// `poweroff()`.
+    Poweroff,
+    /// `report(kind, value)`.
+    Report {
+        /// What is reported.
+        kind: Report,
+        /// Its figure.
+        value: u64,
+    },
+    /// `set_segment_base(which, base)`.
+    SetSegmentBase {
+        /// FS or GS.
+        which: Segment,
+        /// A lower-half address.
+        base: u64,
+    },
+    /// `sysinfo(buf, len)`, at most the size of a [`SysInfo`].
+    SysInfo {
+        /// Where the answer goes.
+        buf: GuestBuf,
+    },
+    /// `lu_load(name, len)`, a name of at most [`MAX_MODULE_NAME`] bytes
+    /// ([`module_name`]).
+    LuLoad {
+        /// The module name.
+        name: GuestBuf,
+    },
+    /// `lu_status(buf, len)`, at most the size of a [`LuStatus`].
+    LuStatus {
+        /// Where the answer goes.
+        buf: GuestBuf,
+    },
+    /// `lu_unload()`.
+    LuUnload,
+    /// `lu_exec()`.
+    LuExec,
+    /// `hostlink_read(buf, len)`, at most [`MAX_HOSTLINK_READ`] bytes.
+    HostlinkRead {
+        /// Where the bytes go.
+        buf: GuestBuf,
+    },
+    /// `hostlink_write(buf, len)`, at most [`MAX_HOSTLINK_WRITE`] bytes.
+    HostlinkWrite {
+        /// The bytes to send.
+        buf: GuestBuf,
+    },
+    /// `lu_load_buffer(buf, len)`, an image of any length: the hypervisor
+    /// copies it straight into the live-update region and refuses, with
+    /// the sizes, one that does not fit there (0 is passed on too, and
+    /// refused as empty).
+    LuLoadBuffer {
+        /// The image.
+        image: GuestBuf,
+    },
+    /// `last_error(buf, len)`, at most [`MAX_ERROR_MESSAGE`] bytes.
+    LastError {
+        /// Where the reason goes.
+        buf: GuestBuf,
+    },
+}
+
+impl Call {
+    /// Decodes hypercall `nr` with arguments `a`.
+    pub fn decode(nr: u64, a: Args) -> Result<Call, DecodeError> {
+        let call = Hypercall::from_number(nr).ok_or(DecodeError::UnknownCall { nr })?;
+        let buf = |max: u64| GuestBuf {
+            addr: a[0],
+            len: a[1].min(max),
+        };
+        let array = GuestArray {
+            addr: a[0],
+            count: a[1].min(MAX_BATCH),
+        };
+        Ok(match call {
+            Hypercall::ConsoleWrite => Call::ConsoleWrite {
+                buf: buf(MAX_CONSOLE_IO),
+            },
+            Hypercall::ConsoleRead => Call::ConsoleRead {
+                buf: buf(MAX_CONSOLE_IO),
+            },
+            Hypercall::Yield => Call::Yield,
+            Hypercall::MmuUpdate => Call::MmuUpdate { reqs: array },
+            Hypercall::PinTable => Call::PinTable {
+                mfn: Mfn(a[0]),
+                level: TableLevel::from_number(a[1])
+                    .ok_or(DecodeError::TableLevel { level: a[1] })?,
+            },
+            Hypercall::UnpinTable => Call::UnpinTable { mfn: Mfn(a[0]) },
+            Hypercall::NewBaseptr => Call::NewBaseptr { mfn: Mfn(a[0]) },
+            Hypercall::IncreaseReservation => Call::IncreaseReservation { mfns_out: array },
+            Hypercall::DecreaseReservation => Call::DecreaseReservation { mfns: array },
+            Hypercall::Domctl => Call::Domctl(Domctl::decode(a[0], [a[1], a[2], a[3]])?),
+            Hypercall::Shutdown => Call::Shutdown { code: a[0] },
+            Hypercall::Poweroff => Call::Poweroff,
+            Hypercall::Report => Call::Report {
+                kind: Report::from_number(a[0]).ok_or(DecodeError::ReportKind { kind: a[0] })?,
+                value: a[1],
+            },
+            Hypercall::SetSegmentBase => {
+                let base = a[1];
+                if !is_lower_half(base) {
+                    return Err(DecodeError::SegmentBase { base });
+                }
+                let which = match a[0] {
+                    0 => Segment::Fs,
+                    1 => Segment::Gs,
+                    which => return Err(DecodeError::Segment { which }),
+                };
+                Call::SetSegmentBase { which, base }
+            }
+            Hypercall::SysInfo => Call::SysInfo {
+                buf: buf(size_of::<SysInfo>() as u64),
+            },
+            Hypercall::LuLoad => Call::LuLoad {
+                name: GuestBuf::at_most(a[0], a[1], MAX_MODULE_NAME, |len| {
+                    DecodeError::ModuleNameTooLong { len }
+                })?,
+            },
+            Hypercall::LuStatus => Call::LuStatus {
+                buf: buf(size_of::<LuStatus>() as u64),
+            },
+            Hypercall::LuUnload => Call::LuUnload,
+            Hypercall::LuExec => Call::LuExec,
+            Hypercall::HostlinkRead => Call::HostlinkRead {
+                buf: buf(MAX_HOSTLINK_READ),
+            },
+            Hypercall::HostlinkWrite => Call::HostlinkWrite {
+                buf: buf(MAX_HOSTLINK_WRITE),
+            },
+            Hypercall::LuLoadBuffer => Call::LuLoadBuffer {
+                image: GuestBuf {
+                    addr: a[0],
+                    len: a[1],
+                },
+            },
+            Hypercall::LastError => Call::LastError {
+                buf: buf(MAX_ERROR_MESSAGE as u64),
+            },
+        })
+    }
+
+    /// The hypercall's number.
+    pub fn hypercall(&self) -> Hypercall {
+        match self {
+            Call::ConsoleWrite { .. } => Hypercall::ConsoleWrite,
+            Call::ConsoleRead { .. } => Hypercall::ConsoleRead,
+            Call::Yield => Hypercall::Yield,
+            Call::MmuUpdate { .. } => Hypercall::MmuUpdate,
+            Call::PinTable { .. } => Hypercall::PinTable,
+            Call::UnpinTable { .. } => Hypercall::UnpinTable,
+            Call::NewBaseptr { .. } => Hypercall::NewBaseptr,
+            Call::IncreaseReservation { .. } => Hypercall::IncreaseReservation,
+            Call::DecreaseReservation { .. } => Hypercall::DecreaseReservation,
+            Call::Domctl(_) => Hypercall::Domctl,
+            Call::Shutdown { .. } => Hypercall::Shutdown,
+            Call::Poweroff => Hypercall::Poweroff,
+            Call::Report { .. } => Hypercall::Report,
+            Call::SetSegmentBase { .. } => Hypercall::SetSegmentBase,
+            Call::SysInfo { .. } => Hypercall::SysInfo,
+            Call::LuLoad { .. } => Hypercall::LuLoad,
+            Call::LuStatus { .. } => Hypercall::LuStatus,
+            Call::LuUnload => Hypercall::LuUnload,
+            Call::LuExec => Hypercall::LuExec,
+            Call::HostlinkRead { .. } => Hypercall::HostlinkRead,
+            Call::HostlinkWrite { .. } => Hypercall::HostlinkWrite,
+            Call::LuLoadBuffer { .. } => Hypercall::LuLoadBuffer,
+            Call::LastError { .. } => Hypercall::LastError,
+        }
+    }
+
+    /// The number and argument words of this call, unused words 0. A field
+    /// past its bound is sent as it is: the hypervisor cuts or refuses it.
+    pub fn encode(&self) -> (u64, Args) {
+        let nr = self.hypercall() as u64;
+        let args = match *self {
+            Call::ConsoleWrite { buf }
+            | Call::ConsoleRead { buf }
+            | Call::SysInfo { buf }
+            | Call::LuLoad { name: buf }
+            | Call::LuStatus { buf }
+            | Call::HostlinkRead { buf }
+            | Call::HostlinkWrite { buf }
+            | Call::LuLoadBuffer { image: buf }
+            | Call::LastError { buf } => [buf.addr, buf.len, 0, 0, 0],
+            Call::MmuUpdate { reqs: array }
+            | Call::IncreaseReservation { mfns_out: array }
+            | Call::DecreaseReservation { mfns: array } => [array.addr, array.count, 0, 0, 0],
+            Call::PinTable { mfn, level } => [mfn.0, level as u64, 0, 0, 0],
+            Call::UnpinTable { mfn } | Call::NewBaseptr { mfn } => [mfn.0, 0, 0, 0, 0],
+            Call::Domctl(op) => {
+                let [a0, a1, a2] = op.encode();
+                [op.op() as u64, a0, a1, a2, 0]
+            }
+            Call::Shutdown { code } => [code, 0, 0, 0, 0],
+            Call::Report { kind, value } => [kind as u64, value, 0, 0, 0],
+            Call::SetSegmentBase { which, base } => [which as u64, base, 0, 0, 0],
+            Call::Yield | Call::Poweroff | Call::LuUnload | Call::LuExec => [0; 5],
+        };
+        (nr, args)
+    }
+}
+
+/// Why a call's arguments, or the bytes they point at, are refused. One
+/// variant per check; [`DecodeError::error`] is what the caller gets, and
+/// the `Display` text is the reason `last_error` gives where
+/// [`DecodeError::explained`] says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// No hypercall has this number.
+    UnknownCall {
+        /// The number.
+        nr: u64,
+    },
+    /// No `domctl` operation has this number.
+    UnknownDomctl {
+        /// The number.
+        op: u64,
+    },
+    /// A domain id above `u16::MAX`.
+    NotADomainId {
+        /// The argument.
+        arg: u64,
+    },
+    /// `domctl create`'s name and command line are longer than
+    /// [`MAX_CREATE_ARGS`].
+    CreateArgsTooLong {
+        /// Their length.
+        len: u64,
+    },
+    /// `domctl create` of 0 KiB.
+    ZeroMemory,
+    /// `domctl create` of a size that is not whole 4 KiB pages.
+    PartialPage {
+        /// The size in KiB.
+        kib: u64,
+    },
+    /// `domctl create` of more than [`MAX_DOMAIN_KIB`].
+    TooMuchMemory {
+        /// The size in KiB.
+        kib: u64,
+    },
+    /// `domctl create`'s module name or command line is not UTF-8.
+    CreateArgsNotUtf8,
+    /// `domctl create`'s command line is longer than [`MAX_CMDLINE`].
+    CommandLineTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// `pin_table` of a level outside 1..=4.
+    TableLevel {
+        /// The level.
+        level: u64,
+    },
+    /// `set_segment_base` of a segment other than 0 (FS) or 1 (GS).
+    Segment {
+        /// The argument.
+        which: u64,
+    },
+    /// `set_segment_base` to an address outside the lower half.
+    SegmentBase {
+        /// The address.
+        base: u64,
+    },
+    /// `report` of an unknown kind.
+    ReportKind {
+        /// The kind.
+        kind: u64,
+    },
+    /// `lu_load`'s module name is longer than [`MAX_MODULE_NAME`].
+    ModuleNameTooLong {
+        /// Its length.
+        len: u64,
+    },
+    /// `lu_load`'s module name is not UTF-8.
+    ModuleNameNotUtf8,
+    /// An `mmu_update` request whose entry address is not 8-byte aligned.
+    MisalignedEntry {
+        /// The request's `ptr`.
+        ptr: u64,
+    },
+    /// An `mmu_update` request for a present global mapping, which would
+    /// survive the switch to another domain's address space.
+    GlobalMapping {
+        /// The request's `val`.
+        val: u64,
+    },
+}
+
+impl DecodeError {
+    /// What the caller gets.
+    pub fn error(self) -> Error {
+        match self {
+            DecodeError::UnknownCall { .. } | DecodeError::UnknownDomctl { .. } => Error::NoSys,
+            _ => Error::Invalid,
+        }
+    }
+
+    /// Whether the hypervisor gives this refusal's `Display` text as its
+    /// reason (for `last_error`, and on its console); the others leave the
+    /// reason to the error's name, as every refusal of a call `last_error`
+    /// does not explain does.
+    pub fn explained(self) -> bool {
+        matches!(
+            self,
+            DecodeError::NotADomainId { .. }
+                | DecodeError::CreateArgsTooLong { .. }
+                | DecodeError::ZeroMemory
+                | DecodeError::PartialPage { .. }
+                | DecodeError::TooMuchMemory { .. }
+                | DecodeError::CreateArgsNotUtf8
+                | DecodeError::CommandLineTooLong { .. }
+                | DecodeError::ModuleNameTooLong { .. }
+                | DecodeError::ModuleNameNotUtf8
+        )
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::UnknownCall { nr } => write!(f, "there is no hypercall {nr}"),
+            DecodeError::UnknownDomctl { op } => write!(f, "there is no domctl operation {op}"),
+            DecodeError::NotADomainId { arg } => {
+                write!(f, "{arg} is not a domain id (they go up to {})", u16::MAX)
+            }
+            DecodeError::CreateArgsTooLong { len } => write!(
+                f,
+                "the module name and command line are {len} bytes, more than {MAX_CREATE_ARGS}"
+            ),
+            DecodeError::ZeroMemory => write!(
+                f,
+                "a domain of 0 KiB: give its memory in KiB (the toolstack's default is \
+                 {DEFAULT_DOMU_KIB})"
+            ),
+            DecodeError::PartialPage { kib } => {
+                write!(f, "{kib} KiB is not a whole number of 4 KiB pages")
+            }
+            DecodeError::TooMuchMemory { kib } => write!(
+                f,
+                "{kib} KiB is more than the {MAX_DOMAIN_KIB} KiB a domain may have"
+            ),
+            DecodeError::CreateArgsNotUtf8 => {
+                write!(f, "the module name or the command line is not UTF-8")
+            }
+            DecodeError::CommandLineTooLong { len } => write!(
+                f,
+                "the command line has {len} bytes, more than the {MAX_CMDLINE} a domain's \
+                 start info holds"
+            ),
+            DecodeError::TableLevel { level } => {
+                write!(f, "{level} is not a page-table level (1 to 4)")
+            }
+            DecodeError::Segment { which } => {
+                write!(f, "segment {which} is neither FS (0) nor GS (1)")
+            }
+            DecodeError::SegmentBase { base } => {
+                write!(f, "segment base {base:#x} is not a lower-half address")
+            }
+            DecodeError::ReportKind { kind } => write!(f, "there is no report kind {kind}"),
+            DecodeError::ModuleNameTooLong { len } => write!(
+                f,
+                "a module name of {len} bytes is longer than {MAX_MODULE_NAME}"
+            ),
+            DecodeError::ModuleNameNotUtf8 => write!(f, "the module name is not UTF-8"),
+            DecodeError::MisalignedEntry { ptr } => {
+                write!(f, "entry address {ptr:#x} is not 8-byte aligned")
+            }
+            DecodeError::GlobalMapping { val } => {
+                write!(f, "entry {val:#x} is a present global mapping")
+            }
+        }
+    }
+}
+
+/// One `mmu_update` request, checked: write `val` into entry `index` of
+/// the page-table frame `table`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryWrite {
+    /// The page-table frame.
+    pub table: Mfn,
+    /// The entry, 0..512.
+    pub index: usize,
+    /// The new entry.
+    pub val: u64,
+}
+
+impl EntryWrite {
+    /// The request that asks for this write.
+    pub fn encode(self) -> MmuUpdate {
+        MmuUpdate {
+            ptr: (self.table.0 << 12) | (self.index as u64 * 8),
+            val: self.val,
+        }
+    }
+}
+
+impl MmuUpdate {
+    /// Bytes of one request in the guest's array.
+    pub const SIZE: usize = size_of::<MmuUpdate>();
+
+    /// Checks the request: its entry address is 8-byte aligned, and it
+    /// asks for no present global mapping.
+    pub fn decode(self) -> Result<EntryWrite, DecodeError> {
+        if !self.ptr.is_multiple_of(8) {
+            return Err(DecodeError::MisalignedEntry { ptr: self.ptr });
+        }
+        if self.val & hvlu_types::pte::PRESENT != 0 && self.val & hvlu_types::pte::GLOBAL != 0 {
+            return Err(DecodeError::GlobalMapping { val: self.val });
+        }
+        Ok(EntryWrite {
+            table: Mfn(self.ptr >> 12),
+            index: ((self.ptr & 0xfff) / 8) as usize,
+            val: self.val,
+        })
+    }
+}
+
+/// The requests of `mmu_update` in the bytes copied from the guest, each
+/// decoded on its own: the hypervisor applies them in order and stops at
+/// the first refused one. A tail shorter than a request is ignored.
+pub fn mmu_updates(bytes: &[u8]) -> impl Iterator<Item = Result<EntryWrite, DecodeError>> + '_ {
+    bytes.chunks_exact(MmuUpdate::SIZE).map(|c| {
+        use zerocopy::FromBytes;
+        // `chunks_exact` gives whole requests, and any 16 bytes are one.
+        MmuUpdate::read_from_bytes(c).unwrap_or_default().decode()
+    })
+}
+
+/// The frame numbers of `decrease_reservation` (little-endian `u64`s) in the
+/// bytes copied from the guest. A tail shorter than 8 bytes is ignored.
+pub fn mfn_list(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(8).map(|c| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        u64::from_le_bytes(w)
+    })
+}
+
+/// `lu_load`'s module name, from the bytes copied from the guest.
+pub fn module_name(bytes: &[u8]) -> Result<&str, DecodeError> {
+    core::str::from_utf8(bytes).map_err(|_| DecodeError::ModuleNameNotUtf8)
+}
+
+/// `domctl create`'s buffer: the module name, then optionally a NUL and the
+/// domain's command line (at most [`MAX_CMDLINE`] bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateArgs<'a> {
+    /// The boot module to build the domain from.
+    pub name: &'a str,
+    /// The domain's command line.
+    pub cmdline: &'a str,
+}
+
+impl<'a> CreateArgs<'a> {
+    /// Reads the bytes copied from the guest: everything up to the first
+    /// NUL is the name, the rest the command line.
+    pub fn decode(bytes: &'a [u8]) -> Result<CreateArgs<'a>, DecodeError> {
+        let (name, cmdline) = match bytes.iter().position(|&b| b == 0) {
+            Some(i) => (&bytes[..i], &bytes[i + 1..]),
+            None => (bytes, &[][..]),
+        };
+        let (Ok(name), Ok(cmdline)) = (core::str::from_utf8(name), core::str::from_utf8(cmdline))
+        else {
+            return Err(DecodeError::CreateArgsNotUtf8);
+        };
+        if cmdline.len() > MAX_CMDLINE {
+            return Err(DecodeError::CommandLineTooLong { len: cmdline.len() });
+        }
+        Ok(CreateArgs { name, cmdline })
+    }
+
+    /// Writes `name`, a NUL and `cmdline` at the start of `out`; returns the
+    /// length, or `None` if they do not fit.
+    pub fn encode(&self, out: &mut [u8]) -> Option<usize> {
+        let (n, c) = (self.name.len(), self.cmdline.len());
+        let len = n.checked_add(1)?.checked_add(c)?;
+        let out = out.get_mut(..len)?;
+        out[..n].copy_from_slice(self.name.as_bytes());
+        out[n] = 0;
+        out[n + 1..].copy_from_slice(self.cmdline.as_bytes());
+        Some(len)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,619 @@
+//! The decoder against the hypervisor's rules: every number, both sides of
+//! every bound, the reasons the hypervisor gives; then properties over any
+//! words.
+
+extern crate std;
+use std::string::ToString;
+use std::vec;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::hypercall::DomainInfo;
+
+const ADDR: u64 = 0x7000_1000;
+
+fn decode(nr: Hypercall, a: [u64; 5]) -> Result<Call, DecodeError> {
+    Call::decode(nr as u64, a)
+}
+
+fn buf(len: u64) -> GuestBuf {
+    GuestBuf { addr: ADDR, len }
+}
+
+#[test]
+fn unknown_numbers_are_nosys() {
+    for nr in [0, 24, 25, 0x100, u64::MAX, 1 << 63] {
+        let e = Call::decode(nr, [0; 5]).unwrap_err();
+        assert_eq!(e, DecodeError::UnknownCall { nr });
+        assert_eq!(e.error(), Error::NoSys);
+        assert!(!e.explained());
+    }
+}
+
+#[test]
+fn cut_lengths_stop_at_their_bound() {
+    let size = |n: usize| n as u64;
+    let cases = [
+        (Hypercall::ConsoleWrite, MAX_CONSOLE_IO),
+        (Hypercall::ConsoleRead, MAX_CONSOLE_IO),
+        (Hypercall::HostlinkRead, MAX_HOSTLINK_READ),
+        (Hypercall::HostlinkWrite, MAX_HOSTLINK_WRITE),
+        (Hypercall::MmuUpdate, MAX_BATCH),
+        (Hypercall::IncreaseReservation, MAX_BATCH),
+        (Hypercall::DecreaseReservation, MAX_BATCH),
+        (Hypercall::SysInfo, size(size_of::<SysInfo>())),
+        (Hypercall::LuStatus, size(size_of::<LuStatus>())),
+        (Hypercall::LastError, size(MAX_ERROR_MESSAGE)),
+    ];
+    assert_eq!(MAX_CONSOLE_IO, 4096);
+    assert_eq!(MAX_HOSTLINK_READ, 64 * 1024);
+    assert_eq!(MAX_HOSTLINK_WRITE, 4096);
+    assert_eq!(MAX_BATCH, 512);
+    for (h, max) in cases {
+        for (asked, got) in [
+            (0, 0),
+            (1, 1),
+            (max - 1, max - 1),
+            (max, max),
+            (max + 1, max),
+            (u64::MAX, max),
+        ] {
+            let call = decode(h, [ADDR, asked, 7, 7, 7]).unwrap();
+            assert_eq!(call.encode().1, [ADDR, got, 0, 0, 0], "{h:?} of {asked}");
+        }
+    }
+}
+
+#[test]
+fn lu_load_takes_a_name_of_at_most_256_bytes() {
+    assert_eq!(
+        decode(Hypercall::LuLoad, [ADDR, 256, 0, 0, 0]),
+        Ok(Call::LuLoad { name: buf(256) })
+    );
+    assert_eq!(
+        decode(Hypercall::LuLoad, [ADDR, 0, 0, 0, 0]),
+        Ok(Call::LuLoad { name: buf(0) })
+    );
+    for len in [257, u64::MAX] {
+        let e = decode(Hypercall::LuLoad, [ADDR, len, 0, 0, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::ModuleNameTooLong { len });
+        assert_eq!(e.error(), Error::Invalid);
+        assert!(e.explained());
+    }
+    assert_eq!(
+        DecodeError::ModuleNameTooLong { len: 257 }.to_string(),
+        "a module name of 257 bytes is longer than 256"
+    );
+}
+
+#[test]
+fn lu_load_buffer_takes_an_image_of_any_length() {
+    // The hypervisor refuses, with the sizes, what does not fit its
+    // live-update region; decoding has no bound of its own to add.
+    for len in [0, 1, 16 << 20, u64::MAX] {
+        assert_eq!(
+            decode(Hypercall::LuLoadBuffer, [ADDR, len, 0, 0, 0]),
+            Ok(Call::LuLoadBuffer { image: buf(len) })
+        );
+    }
+}
+
+#[test]
+fn pin_table_takes_levels_1_to_4() {
+    for level in 1..=4 {
+        let call = decode(Hypercall::PinTable, [9, level, 0, 0, 0]).unwrap();
+        let Call::PinTable { mfn, level: l } = call else {
+            panic!("{call:?}")
+        };
+        assert_eq!((mfn, l as u64), (Mfn(9), level));
+    }
+    for level in [0, 5, u64::MAX] {
+        let e = decode(Hypercall::PinTable, [9, level, 0, 0, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::TableLevel { level });
+        assert_eq!(e.error(), Error::Invalid);
+        assert!(!e.explained());
+    }
+}
+
+#[test]
+fn frame_calls_take_any_mfn() {
+    for mfn in [0, 1, u64::MAX] {
+        assert_eq!(
+            decode(Hypercall::UnpinTable, [mfn, 5, 5, 5, 5]),
+            Ok(Call::UnpinTable { mfn: Mfn(mfn) })
+        );
+        assert_eq!(
+            decode(Hypercall::NewBaseptr, [mfn, 5, 5, 5, 5]),
+            Ok(Call::NewBaseptr { mfn: Mfn(mfn) })
+        );
+    }
+}
+
+#[test]
+fn set_segment_base_takes_fs_or_gs_and_a_lower_half_base() {
+    let end = hvlu_types::canonical::LOWER_HALF_END;
+    assert_eq!(
+        decode(Hypercall::SetSegmentBase, [0, end - 1, 0, 0, 0]),
+        Ok(Call::SetSegmentBase {
+            which: Segment::Fs,
+            base: end - 1
+        })
+    );
+    assert_eq!(
+        decode(Hypercall::SetSegmentBase, [1, 0, 0, 0, 0]),
+        Ok(Call::SetSegmentBase {
+            which: Segment::Gs,
+            base: 0
+        })
+    );
+    for base in [end, hvlu_types::canonical::UPPER_HALF_START, u64::MAX] {
+        let e = decode(Hypercall::SetSegmentBase, [0, base, 0, 0, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::SegmentBase { base });
+        assert_eq!(e.error(), Error::Invalid);
+    }
+    for which in [2, u64::MAX] {
+        let e = decode(Hypercall::SetSegmentBase, [which, 0, 0, 0, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::Segment { which });
+        assert_eq!(e.error(), Error::Invalid);
+    }
+}
+
+#[test]
+fn report_takes_its_five_kinds() {
+    for kind in 1..=5 {
+        let call = decode(Hypercall::Report, [kind, 42, 0, 0, 0]).unwrap();
+        let Call::Report { kind: k, value } = call else {
+            panic!("{call:?}")
+        };
+        assert_eq!((k as u64, value), (kind, 42));
+    }
+    for kind in [0, 6, u64::MAX] {
+        let e = decode(Hypercall::Report, [kind, 42, 0, 0, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::ReportKind { kind });
+        assert_eq!(e.error(), Error::Invalid);
+    }
+}
+
+#[test]
+fn shutdown_takes_any_code() {
+    for code in [0, 3, u64::MAX] {
+        assert_eq!(
+            decode(Hypercall::Shutdown, [code, 1, 1, 1, 1]),
+            Ok(Call::Shutdown { code })
+        );
+    }
+}
+
+fn domctl(op: u64, a: [u64; 3]) -> Result<Call, DecodeError> {
+    decode(Hypercall::Domctl, [op, a[0], a[1], a[2], 0])
+}
+
+#[test]
+fn domctl_operations_decode_and_unknown_ones_are_nosys() {
+    for op in 1..=6 {
+        let a = match DomctlOp::from_number(op).unwrap() {
+            DomctlOp::Create => [ADDR, 4, 4096],
+            _ => [1, 2, 3],
+        };
+        let Ok(Call::Domctl(d)) = domctl(op, a) else {
+            panic!("op {op}")
+        };
+        assert_eq!(d.op() as u64, op);
+    }
+    for op in [0, 7, u64::MAX] {
+        let e = domctl(op, [0; 3]).unwrap_err();
+        assert_eq!(e, DecodeError::UnknownDomctl { op });
+        assert_eq!(e.error(), Error::NoSys);
+        assert!(!e.explained());
+    }
+}
+
+#[test]
+fn domain_ids_go_up_to_u16_max() {
+    for (op, make) in [
+        (
+            DomctlOp::Destroy,
+            (|id| Domctl::Destroy { id }) as fn(DomId) -> Domctl,
+        ),
+        (DomctlOp::Pause, |id| Domctl::Pause { id }),
+        (DomctlOp::Unpause, |id| Domctl::Unpause { id }),
+    ] {
+        for id in [0, 1, 65535] {
+            assert_eq!(
+                domctl(op as u64, [id, 9, 9]),
+                Ok(Call::Domctl(make(DomId(id as u16))))
+            );
+        }
+        for arg in [65536, u64::MAX] {
+            let e = domctl(op as u64, [arg, 0, 0]).unwrap_err();
+            assert_eq!(e, DecodeError::NotADomainId { arg });
+            assert_eq!(e.error(), Error::Invalid);
+            assert!(e.explained());
+        }
+    }
+    assert_eq!(
+        DecodeError::NotADomainId { arg: 65536 }.to_string(),
+        "65536 is not a domain id (they go up to 65535)"
+    );
+}
+
+#[test]
+fn domctl_list_is_cut_at_the_number_of_domain_ids() {
+    assert_eq!(MAX_LIST, u64::from(u16::MAX) + 1);
+    for (asked, got) in [(0, 0), (3, 3), (MAX_LIST, MAX_LIST), (u64::MAX, MAX_LIST)] {
+        assert_eq!(
+            domctl(DomctlOp::List as u64, [ADDR, asked, 9]),
+            Ok(Call::Domctl(Domctl::List {
+                out: GuestArray {
+                    addr: ADDR,
+                    count: got
+                }
+            }))
+        );
+    }
+    assert!(size_of::<DomainInfo>() as u64 * MAX_LIST < 1 << 32);
+}
+
+#[test]
+fn domctl_modules_keeps_its_room_as_given() {
+    for len in [0, 512, u64::MAX] {
+        assert_eq!(
+            domctl(DomctlOp::Modules as u64, [ADDR, len, 9]),
+            Ok(Call::Domctl(Domctl::Modules { out: buf(len) }))
+        );
+    }
+}
+
+#[test]
+fn domctl_create_checks_its_lengths_and_memory() {
+    let create = |len, kib| domctl(DomctlOp::Create as u64, [ADDR, len, kib]);
+    for (len, kib) in [(0, 4), (256, 4), (10, MAX_DOMAIN_KIB), (10, 4096)] {
+        assert_eq!(
+            create(len, kib),
+            Ok(Call::Domctl(Domctl::Create {
+                args: buf(len),
+                kib
+            }))
+        );
+    }
+    let refused = [
+        (257, 4096, DecodeError::CreateArgsTooLong { len: 257 }),
+        (
+            u64::MAX,
+            0,
+            DecodeError::CreateArgsTooLong { len: u64::MAX },
+        ),
+        (10, 0, DecodeError::ZeroMemory),
+        (10, 4098, DecodeError::PartialPage { kib: 4098 }),
+        (10, 1, DecodeError::PartialPage { kib: 1 }),
+        (
+            10,
+            MAX_DOMAIN_KIB + 4,
+            DecodeError::TooMuchMemory {
+                kib: MAX_DOMAIN_KIB + 4,
+            },
+        ),
+        (
+            10,
+            u64::MAX - 3,
+            DecodeError::TooMuchMemory { kib: u64::MAX - 3 },
+        ),
+    ];
+    for (len, kib, expected) in refused {
+        let e = create(len, kib).unwrap_err();
+        assert_eq!(e, expected);
+        assert_eq!(e.error(), Error::Invalid);
+        assert!(e.explained());
+    }
+}
+
+#[test]
+fn refusals_give_the_reasons_the_hypervisor_gave() {
+    let cases = [
+        (
+            DecodeError::CreateArgsTooLong { len: 300 },
+            "the module name and command line are 300 bytes, more than 256",
+        ),
+        (
+            DecodeError::ZeroMemory,
+            "a domain of 0 KiB: give its memory in KiB (the toolstack's default is 4096)",
+        ),
+        (
+            DecodeError::PartialPage { kib: 4098 },
+            "4098 KiB is not a whole number of 4 KiB pages",
+        ),
+        (
+            DecodeError::TooMuchMemory { kib: 1048580 },
+            "1048580 KiB is more than the 1048576 KiB a domain may have",
+        ),
+        (
+            DecodeError::CreateArgsNotUtf8,
+            "the module name or the command line is not UTF-8",
+        ),
+        (
+            DecodeError::CommandLineTooLong { len: 128 },
+            "the command line has 128 bytes, more than the 127 a domain's start info holds",
+        ),
+        (
+            DecodeError::ModuleNameNotUtf8,
+            "the module name is not UTF-8",
+        ),
+    ];
+    for (e, text) in cases {
+        assert_eq!(e.to_string(), text);
+        assert!(e.explained());
+        assert!(text.len() <= MAX_ERROR_MESSAGE);
+    }
+}
+
+/// Arguments every call takes, none of the used words 0: an address and a
+/// length, a level, a kind, a segment, a domctl.
+fn usual_args(h: Hypercall) -> [u64; 5] {
+    match h {
+        Hypercall::PinTable => [ADDR, 2, 0, 0, 0],
+        Hypercall::Report => [2, 5, 0, 0, 0],
+        Hypercall::Domctl => [DomctlOp::Create as u64, ADDR, 5, 8, 0],
+        Hypercall::SetSegmentBase => [1, ADDR, 0, 0, 0],
+        _ => [ADDR, 5, 0, 0, 0],
+    }
+}
+
+#[test]
+fn every_number_decodes_to_its_call() {
+    for nr in 1..=23 {
+        let h = Hypercall::from_number(nr).unwrap();
+        let call = Call::decode(nr, usual_args(h)).unwrap();
+        assert_eq!(call.hypercall(), h);
+        assert_eq!(call.encode().0, nr);
+    }
+}
+
+#[test]
+fn unused_words_are_ignored() {
+    for nr in 1..=23 {
+        let h = Hypercall::from_number(nr).unwrap();
+        let call = Call::decode(nr, usual_args(h)).unwrap();
+        // The words the encoding leaves 0 are the unused ones.
+        let noisy = call.encode().1.map(|w| if w == 0 { u64::MAX } else { w });
+        assert_eq!(Call::decode(nr, noisy), Ok(call), "{h:?}");
+    }
+}
+
+#[test]
+fn dom0_only_calls_are_the_ones_the_abi_names() {
+    let dom0: [u64; 11] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23];
+    for nr in 1..=23 {
+        let h = Hypercall::from_number(nr).unwrap();
+        assert_eq!(h.dom0_only(), dom0.contains(&nr), "{h:?}");
+    }
+}
+
+#[test]
+fn mmu_requests_must_be_aligned_and_not_global() {
+    let ok = MmuUpdate {
+        ptr: (7 << 12) | (511 * 8),
+        val: 0x1234_5000 | hvlu_types::pte::PRESENT,
+    };
+    assert_eq!(
+        ok.decode(),
+        Ok(EntryWrite {
+            table: Mfn(7),
+            index: 511,
+            val: ok.val
+        })
+    );
+    assert_eq!(ok.decode().unwrap().encode(), ok);
+    for ptr in [1, 4, (7 << 12) | 0xffc] {
+        let req = MmuUpdate { ptr, val: 0 };
+        let e = req.decode().unwrap_err();
+        assert_eq!(e, DecodeError::MisalignedEntry { ptr });
+        assert_eq!(e.error(), Error::Invalid);
+        assert!(!e.explained());
+    }
+    let global = hvlu_types::pte::PRESENT | hvlu_types::pte::GLOBAL;
+    let e = MmuUpdate {
+        ptr: 8,
+        val: global,
+    }
+    .decode()
+    .unwrap_err();
+    assert_eq!(e, DecodeError::GlobalMapping { val: global });
+    assert_eq!(e.error(), Error::Invalid);
+    // Not present: the global bit means nothing yet.
+    assert!(MmuUpdate {
+        ptr: 8,
+        val: hvlu_types::pte::GLOBAL
+    }
+    .decode()
+    .is_ok());
+}
+
+#[test]
+fn mmu_requests_are_read_from_bytes_one_by_one() {
+    let reqs = [
+        MmuUpdate {
+            ptr: 0x2008,
+            val: 3,
+        },
+        MmuUpdate {
+            ptr: 0x2009,
+            val: 3,
+        },
+        MmuUpdate {
+            ptr: 0x3010,
+            val: 0,
+        },
+    ];
+    let mut bytes = [0u8; 49];
+    for (r, chunk) in reqs.iter().zip(bytes.chunks_exact_mut(16)) {
+        chunk[..8].copy_from_slice(&r.ptr.to_le_bytes());
+        chunk[8..].copy_from_slice(&r.val.to_le_bytes());
+    }
+    let decoded: Vec<_> = mmu_updates(&bytes).collect();
+    assert_eq!(
+        decoded,
+        [
+            reqs[0].decode(),
+            Err(DecodeError::MisalignedEntry { ptr: 0x2009 }),
+            reqs[2].decode()
+        ]
+    );
+    assert_eq!(mmu_updates(&bytes[..15]).count(), 0);
+}
+
+#[test]
+fn mfn_lists_are_little_endian_words() {
+    let bytes = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x80, 9];
+    assert!(mfn_list(&bytes).eq([1, 0x8000_0000_0000_0100]));
+}
+
+#[test]
+fn create_args_are_a_name_then_a_command_line() {
+    assert_eq!(
+        CreateArgs::decode(b"domu"),
+        Ok(CreateArgs {
+            name: "domu",
+            cmdline: ""
+        })
+    );
+    assert_eq!(
+        CreateArgs::decode(b"domu\0probe x=1"),
+        Ok(CreateArgs {
+            name: "domu",
+            cmdline: "probe x=1"
+        })
+    );
+    // Only the first NUL splits.
+    assert_eq!(
+        CreateArgs::decode(b"a\0b\0c"),
+        Ok(CreateArgs {
+            name: "a",
+            cmdline: "b\0c"
+        })
+    );
+    assert_eq!(
+        CreateArgs::decode(b"\xff\0x"),
+        Err(DecodeError::CreateArgsNotUtf8)
+    );
+    assert_eq!(
+        CreateArgs::decode(b"domu\0\xc3"),
+        Err(DecodeError::CreateArgsNotUtf8)
+    );
+    let mut bytes = [b'c'; 5 + MAX_CMDLINE + 1];
+    bytes[4] = 0;
+    assert_eq!(
+        CreateArgs::decode(&bytes[..5 + MAX_CMDLINE]).map(|a| a.cmdline.len()),
+        Ok(MAX_CMDLINE)
+    );
+    assert_eq!(
+        CreateArgs::decode(&bytes),
+        Err(DecodeError::CommandLineTooLong {
+            len: MAX_CMDLINE + 1
+        })
+    );
+}
+
+#[test]
+fn create_args_encode_to_what_decodes_to_them() {
+    let args = CreateArgs {
+        name: "domu",
+        cmdline: "probe",
+    };
+    let mut out = [0u8; 10];
+    assert_eq!(args.encode(&mut out), Some(10));
+    assert_eq!(&out, b"domu\0probe");
+    assert_eq!(CreateArgs::decode(&out), Ok(args));
+    assert_eq!(args.encode(&mut [0u8; 9]), None);
+}
+
+#[test]
+fn module_names_must_be_utf8() {
+    assert_eq!(module_name(b"hv-b"), Ok("hv-b"));
+    assert_eq!(module_name(b""), Ok(""));
+    assert_eq!(module_name(b"hv\xff"), Err(DecodeError::ModuleNameNotUtf8));
+}
+
+/// Numbers around the known ones, and any.
+fn number() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => 0u64..=25, 1 => any::<u64>()]
+}
+
+/// Words near the bounds, small ones, and any.
+fn word() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        2 => 0u64..=8,
+        2 => prop::sample::select(vec![
+            MAX_BATCH, MAX_CONSOLE_IO, MAX_HOSTLINK_READ, MAX_MODULE_NAME,
+            MAX_DOMAIN_KIB, MAX_LIST, u64::from(u16::MAX), hvlu_types::canonical::LOWER_HALF_END,
+        ])
+        .prop_flat_map(|b| (b - 1)..=(b + 1)),
+        1 => any::<u64>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn a_decoded_call_encodes_to_itself_within_its_bounds(
+        nr in number(),
+        a in prop::array::uniform5(word()),
+    ) {
+        match Call::decode(nr, a) {
+            Ok(call) => {
+                prop_assert_eq!(call.hypercall() as u64, nr);
+                let (nr2, a2) = call.encode();
+                prop_assert_eq!(nr2, nr);
+                prop_assert_eq!(Call::decode(nr2, a2), Ok(call));
+                let bounded = match call {
+                    Call::ConsoleWrite { buf } | Call::ConsoleRead { buf } => buf.len <= MAX_CONSOLE_IO,
+                    Call::HostlinkRead { buf } => buf.len <= MAX_HOSTLINK_READ,
+                    Call::HostlinkWrite { buf } => buf.len <= MAX_HOSTLINK_WRITE,
+                    Call::LuLoad { name } => name.len <= MAX_MODULE_NAME,
+                    Call::LuLoadBuffer { .. } => true,
+                    Call::MmuUpdate { reqs: x }
+                    | Call::IncreaseReservation { mfns_out: x }
+                    | Call::DecreaseReservation { mfns: x } => x.count <= MAX_BATCH,
+                    Call::Domctl(Domctl::Create { args, kib }) => {
+                        args.len <= MAX_CREATE_ARGS
+                            && kib > 0
+                            && kib % 4 == 0
+                            && kib <= MAX_DOMAIN_KIB
+                    }
+                    Call::Domctl(Domctl::List { out }) => out.count <= MAX_LIST,
+                    Call::SetSegmentBase { base, .. } => base < hvlu_types::canonical::LOWER_HALF_END,
+                    _ => true,
+                };
+                prop_assert!(bounded, "{:?}", call);
+            }
+            Err(e) => {
+                let known = Hypercall::from_number(nr).is_some();
+                prop_assert_eq!(e == DecodeError::UnknownCall { nr }, !known);
+                prop_assert!(matches!(e.error(), Error::NoSys | Error::Invalid));
+                prop_assert!(e.to_string().len() <= MAX_ERROR_MESSAGE);
+            }
+        }
+    }
+
+    #[test]
+    fn any_mmu_bytes_decode_to_checked_writes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        prop_assert_eq!(mmu_updates(&bytes).count(), bytes.len() / 16);
+        for w in mmu_updates(&bytes).flatten() {
+            prop_assert!(w.index < 512);
+            prop_assert_eq!(w.encode().decode(), Ok(w));
+        }
+    }
+
+    #[test]
+    fn any_create_bytes_decode_to_what_encodes_back(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(args) = CreateArgs::decode(&bytes) {
+            prop_assert!(!args.name.contains('\0'));
+            prop_assert!(args.cmdline.len() <= MAX_CMDLINE);
+            let mut out = [0u8; 300];
+            let n = args.encode(&mut out).unwrap();
+            prop_assert_eq!(CreateArgs::decode(&out[..n]), Ok(args));
+        }
+    }
+}
