@@ -7,47 +7,18 @@
 //! signed `hv-b` image `cargo xtask build --release` leaves, and added to
 //! the machine as extra boot modules.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use old_hv::image::{validate, ImageLimits};
-use old_hv::signature::{self, KeyId, SecretSeed, TRAILER_LEN};
+use old_hv::signature::{self, KeyId, TRAILER_LEN};
+use support::{dev_key, entry_field, hv_b, STRANGER};
 use tests::scenario::{boot_with, cmd, summarise, wait_all};
 use tests::{Machine, MachineConfig};
 
 const LONG: Duration = Duration::from_secs(90);
-
-/// A key no hypervisor here trusts.
-const STRANGER: SecretSeed = [0x5a; 32];
-
-fn dev_key() -> SecretSeed {
-    let path = tests::qemu::root().join("target/keys/dev.key");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (cargo xtask build creates it)", path.display()));
-    signature::parse_hex32(&text).expect("dev.key is 64 hex digits")
-}
-
-/// The signed hv-b image, split into its ELF bytes and its trailer.
-fn hv_b() -> (Vec<u8>, Vec<u8>) {
-    let signed = std::fs::read(tests::qemu::second_build()).expect("hv-b image");
-    let (image, _) = signature::split(&signed).expect("cargo xtask build signs hv-b");
-    let n = image.len();
-    (signed[..n].to_vec(), signed[n..].to_vec())
-}
-
-/// File offset of the `HVLU` note's entry field.
-fn entry_field(image: &[u8]) -> usize {
-    let mut header = Vec::new();
-    header.extend_from_slice(&5u32.to_le_bytes());
-    header.extend_from_slice(&44u32.to_le_bytes());
-    header.extend_from_slice(&1u32.to_le_bytes());
-    header.extend_from_slice(b"HVLU\0\0\0\0");
-    let at = image
-        .windows(header.len())
-        .position(|w| w == header)
-        .expect("the HVLU note");
-    at + 20 + 12
-}
 
 /// The images of the refusal cases, written to `target/qemu/signing/`.
 fn forged_modules() -> Vec<(String, PathBuf)> {
