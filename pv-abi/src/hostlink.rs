@@ -34,7 +34,8 @@
 //!   sender that got no answer to its header sends the header again: a
 //!   header repeated before the body starts is recognised and not taken as
 //!   body bytes (an image cannot begin with its own header: an ELF file
-//!   begins `\x7fELF`).
+//!   begins `\x7fELF`; a body shorter than a header is never taken for
+//!   one).
 
 use crc::{Crc, Digest, CRC_32_ISCSI};
 
@@ -274,7 +275,8 @@ impl Receiver {
             return 0;
         };
         let header = *header;
-        if *received == 0 {
+        // A body shorter than a header cannot hold a repeated one.
+        if *received == 0 && header.len >= HEADER_LEN as u64 {
             let encoded = header.encode();
             if bytes[0] == encoded[*repeat] {
                 *repeat += 1;

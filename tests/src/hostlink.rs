@@ -145,7 +145,14 @@ impl Link {
             }
         }
         // The body, looking at answers between chunks.
-        for chunk in image.chunks(CHUNK) {
+        for (i, chunk) in image.chunks(CHUNK).enumerate() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the image was not sent within {timeout:?} ({} of {} bytes)",
+                    i * CHUNK,
+                    image.len()
+                ));
+            }
             if let Some(a) = self.answer_now(id)? {
                 let stop = a.starts_with("error");
                 answers.push(a);

@@ -102,14 +102,23 @@ fn main() -> ! {
         // While bytes arrive on the host link, keep polling instead of
         // yielding: the UART holds 16 bytes, and a yield hands the CPU to a
         // busy domU for a whole time slice. Back to the console after
-        // 64 KiB, so that a flood from the host does not shut it out.
+        // 64 KiB or 50 ms, so that neither a flood nor a trickle from the
+        // host shuts it out.
         let mut received = link.poll();
         if received > 0 || link.busy() {
+            let deadline = hostlink::ticks(50).map(|(now, wait)| now + wait);
+            let mut polls = 0u32;
             let mut idle_polls = 0;
             while idle_polls < 20_000 && received < 64 * 1024 {
                 let n = link.poll();
                 received += n;
                 idle_polls = if n == 0 { idle_polls + 1 } else { 0 };
+                polls += 1;
+                if polls.is_multiple_of(256)
+                    && deadline.is_some_and(|d| hostlink::ticks(0).is_some_and(|(now, _)| now >= d))
+                {
+                    break;
+                }
             }
         }
         if typed == 0 && received == 0 {
@@ -139,12 +148,12 @@ mod hostlink {
     /// How long an answer waits for the host to read.
     pub const ANSWER_MS: u64 = 2000;
 
-    /// The system tick count and the ticks in `ms` milliseconds.
-    fn ticks(ms: u64) -> (u64, u64) {
-        match hc::sysinfo() {
-            Ok(si) => (si.ticks, ms * si.tick_hz.max(1) / 1000),
-            Err(_) => (0, 0),
-        }
+    /// The system tick count and the ticks in `ms` milliseconds; `None`
+    /// if the hypervisor does not say (then nothing times out).
+    pub fn ticks(ms: u64) -> Option<(u64, u64)> {
+        hc::sysinfo()
+            .ok()
+            .map(|si| (si.ticks, ms * si.tick_hz.max(1) / 1000))
     }
 
     /// Writes to the host until `deadline` (ticks), yielding while the
@@ -160,7 +169,7 @@ mod hostlink {
             while !bytes.is_empty() && !self.dropped {
                 match hc::hostlink_write(bytes) {
                     Ok(0) => {
-                        if ticks(0).0 >= self.deadline {
+                        if ticks(0).is_none_or(|(now, _)| now >= self.deadline) {
                             self.dropped = true;
                         } else {
                             hc::yield_now();
@@ -183,10 +192,16 @@ mod hostlink {
     /// one [`ANSWER_MS`] wait, not one per answer).
     static HOST_DEAF: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
+    /// Set when an answer was dropped part way: the next one starts with a
+    /// newline, so that it is a line of its own for the host.
+    static CUT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
     /// Answers transfer `id` with one line.
     fn answer(id: u32, args: core::fmt::Arguments<'_>) {
         use core::sync::atomic::Ordering::Relaxed;
-        let (now, wait) = ticks(ANSWER_MS);
+        let Some((now, wait)) = ticks(ANSWER_MS) else {
+            return;
+        };
         let mut out = ToHost {
             deadline: if HOST_DEAF.load(Relaxed) {
                 now
@@ -195,8 +210,12 @@ mod hostlink {
             },
             dropped: false,
         };
-        let _ =
-            core::fmt::Write::write_fmt(&mut out, format_args!("{} {args}\n", AnswerPrefix(id)));
+        let newline = if CUT.load(Relaxed) { "\n" } else { "" };
+        let _ = core::fmt::Write::write_fmt(
+            &mut out,
+            format_args!("{newline}{} {args}\n", AnswerPrefix(id)),
+        );
+        CUT.store(out.dropped, Relaxed);
         if out.dropped && !HOST_DEAF.swap(true, Relaxed) {
             println!(
                 "hostlink: the host did not read for {ANSWER_MS} ms: answers are dropped until it does"
@@ -333,7 +352,9 @@ mod hostlink {
                 self.receiver.feed(&buf[..n], &mut Dom0);
                 return n;
             }
-            let (now, idle) = ticks(IDLE_MS);
+            let Some((now, idle)) = ticks(IDLE_MS) else {
+                return 0;
+            };
             let since = *self.quiet_since.get_or_insert(now);
             if now.wrapping_sub(since) >= idle {
                 let skipped = self.receiver.take_skipped();

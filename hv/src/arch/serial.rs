@@ -2,6 +2,8 @@
 //! byte channel between the host and dom0, used to bring hypervisor images
 //! in from the host).
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use super::port::{inb, outb};
 
 /// A UART the hypervisor owns.
@@ -57,36 +59,71 @@ pub fn present(uart: Uart) -> bool {
 /// slows the hypervisor down, it does not stop it.
 const TRANSMIT_POLLS: u32 = 10_000;
 
-/// Whether the transmitter of `uart` can take a byte now.
+/// Bytes the transmit FIFO holds once the transmitter is empty (16550).
+const FIFO_BYTES: usize = 16;
+
+/// Per UART (COM1, COM2): set when [`write_to`] gave up waiting, until
+/// the transmitter is seen empty again. While it is set, bytes are written
+/// without waiting: a stuck far end costs one wait, not one per byte.
+static STUCK: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+impl Uart {
+    const fn index(self) -> usize {
+        match self {
+            Uart::Com1 => 0,
+            Uart::Com2 => 1,
+        }
+    }
+}
+
+/// Whether the transmitter of `uart` can take a byte now (with the FIFO
+/// on: it is empty and takes [`FIFO_BYTES`]).
 fn transmitter_empty(uart: Uart) -> bool {
     // SAFETY: the UART belongs to the hypervisor; reading the line status
     // has no effect beyond the UART.
     unsafe { inb(uart.base() + 5) & 0x20 != 0 }
 }
 
-/// Sends one byte on `uart`, waiting a bounded time ([`TRANSMIT_POLLS`])
-/// for room in the transmitter; past that the byte is written anyway, and
-/// the UART drops what it cannot hold.
-pub fn write_to(uart: Uart, byte: u8) {
-    let mut polls = 0;
-    while !transmitter_empty(uart) && polls < TRANSMIT_POLLS {
-        core::hint::spin_loop();
-        polls += 1;
-    }
+fn transmit(uart: Uart, byte: u8) {
     // SAFETY: the UART belongs to the hypervisor; writing the transmit
     // register has no effect beyond the UART.
     unsafe { outb(uart.base(), byte) };
 }
 
-/// Sends one byte on `uart` if the transmitter can take it now, without
-/// waiting: `false` if it cannot (the far end is not reading).
-pub fn try_write_to(uart: Uart, byte: u8) -> bool {
-    if !transmitter_empty(uart) {
-        return false;
+/// Sends one byte on `uart`, waiting a bounded time ([`TRANSMIT_POLLS`])
+/// for room in the transmitter; past that the byte is written anyway (the
+/// UART drops what it cannot hold) and the UART counts as stuck: later
+/// bytes do not wait until the transmitter is seen empty again.
+pub fn write_to(uart: Uart, byte: u8) {
+    let stuck = &STUCK[uart.index()];
+    let mut polls = 0;
+    while !transmitter_empty(uart) {
+        if stuck.load(Ordering::Relaxed) || polls == TRANSMIT_POLLS {
+            stuck.store(true, Ordering::Relaxed);
+            transmit(uart, byte);
+            return;
+        }
+        core::hint::spin_loop();
+        polls += 1;
     }
-    // SAFETY: as in `write_to`.
-    unsafe { outb(uart.base(), byte) };
-    true
+    stuck.store(false, Ordering::Relaxed);
+    transmit(uart, byte);
+}
+
+/// Sends the first bytes of `bytes` on `uart` that the transmitter can
+/// take now, without waiting: a FIFO's worth ([`FIFO_BYTES`]) each time it
+/// is seen empty. Returns how many; 0 if it cannot take any (the far end
+/// is not reading).
+pub fn try_write_to(uart: Uart, bytes: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < bytes.len() && transmitter_empty(uart) {
+        let n = (bytes.len() - sent).min(FIFO_BYTES);
+        for &b in &bytes[sent..sent + n] {
+            transmit(uart, b);
+        }
+        sent += n;
+    }
+    sent
 }
 
 /// Returns a byte received on `uart`, if one is waiting.

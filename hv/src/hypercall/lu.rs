@@ -91,9 +91,5 @@ pub fn do_hostlink_write(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     let len = buf.len as usize;
     let mut bytes = heap::zeroed(len)?;
     copy_from_guest(hv, buf.addr, &mut bytes)?;
-    let sent = bytes
-        .iter()
-        .take_while(|&&b| serial::try_write_to(serial::Uart::Com2, b))
-        .count();
-    Ok(sent as u64)
+    Ok(serial::try_write_to(serial::Uart::Com2, &bytes) as u64)
 }

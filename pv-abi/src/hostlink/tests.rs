@@ -171,6 +171,26 @@ fn a_body_beginning_like_its_header_is_still_body() {
 }
 
 #[test]
+fn a_body_shorter_than_a_header_equal_to_its_start_completes() {
+    // A 10-byte body that is its own header's first 10 bytes.
+    let mut h = Header {
+        id: 6,
+        len: 10,
+        crc: 0,
+    };
+    let img = h.encode()[..10].to_vec();
+    h.crc = CASTAGNOLI.checksum(&img);
+    // The header's first bytes do not depend on the crc.
+    assert_eq!(&h.encode()[..10], &img[..]);
+    let mut stream = h.encode().to_vec();
+    stream.extend_from_slice(&img);
+    let mut r = Receiver::new();
+    let mut s = sink();
+    r.feed(&stream, &mut s);
+    assert_eq!(s.done, vec![(6, img, true)]);
+}
+
+#[test]
 fn a_false_magic_in_noise_is_skipped() {
     let img = image(50, 8);
     let mut noise = b"xxHVLUIMG2 not a header at all, HVLUIMG".to_vec();

@@ -62,12 +62,13 @@ impl ImageSource<'_> {
         }
     }
 
-    /// Copies the whole file to RAM at `paddr`.
-    fn copy_to(&self, hv: &Hv, paddr: u64) -> Result<(), String> {
+    /// Copies the whole file to RAM at `paddr`; a refusal is the error the
+    /// caller gets (`BadAddress` for a buffer not all in the caller's
+    /// memory) and why.
+    fn copy_to(&self, hv: &Hv, paddr: u64) -> Result<(), (Error, String)> {
         match *self {
-            ImageSource::Module(file) => {
-                fwcfg::read_file_to_phys(file, paddr).map_err(|e| alloc::format!("{e}"))
-            }
+            ImageSource::Module(file) => fwcfg::read_file_to_phys(file, paddr)
+                .map_err(|e| (Error::Failed, alloc::format!("{e}"))),
             ImageSource::Guest {
                 owner,
                 cr3,
@@ -75,10 +76,16 @@ impl ImageSource<'_> {
                 len,
             } => guest_mem::read_to_phys(hv.mem.frametable, owner, cr3, va, len, paddr).map_err(
                 |e| {
-                    alloc::format!(
-                        "the {len} bytes at {va:#x} are not all mapped in the caller's memory ({})",
-                        e.name()
-                    )
+                    let why = if e == Error::BadAddress {
+                        alloc::format!(
+                            "the {len} bytes at {va:#x} are not all in the caller's memory"
+                        )
+                    } else {
+                        alloc::format!(
+                            "copying the {len} bytes at {va:#x} into the live-update region failed"
+                        )
+                    };
+                    (e, why)
                 },
             ),
         }
@@ -239,9 +246,9 @@ impl Hv {
                 return self.refuse(Error::NoMemory, message);
             }
         };
-        if let Err(e) = source.copy_to(self, landing.start) {
-            let message = alloc::format!("cannot read `{module}`: {e}{}", self.still_staged());
-            return self.refuse(Error::Failed, message);
+        if let Err((error, why)) = source.copy_to(self, landing.start) {
+            let message = alloc::format!("cannot read `{module}`: {why}{}", self.still_staged());
+            return self.refuse(error, message);
         }
         let checked = phys::lend(landing.start, len, |bytes| {
             self.load_landed(module, bytes, gap, end, landing)
