@@ -130,8 +130,10 @@ fn the_physical_accessors_refuse_the_hypervisors_page_tables() {
     check_refused(&m, &cold);
     let out = tests::scenario::cmd(&mut m, "live-update hv-b");
     assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
-    // The new image probes its own tables, built after the update, at its
-    // first tick (before or after dom0's prompt).
+    // The new image says it entered, then probes its own tables (built
+    // after the update), at its first tick: after dom0 may have said
+    // `done`.
+    wait_all(&mut m, &["entered by live update #1"], LONG);
     let entered = line_of(&m, "entered by live update #1");
     let after = match m.transcript[entered..].iter().find(|l| l.contains(NEEDLE)) {
         Some(line) => line.clone(),

@@ -79,14 +79,8 @@ pub fn enter(args_phys: u64) -> ! {
     let (image_start, image_end) = arch::image_range();
     phys::set_image_range(image_start, image_end);
     phys::set_direct_map(args.ram_end);
-    hvprintln!(
-        "hvlu hypervisor {} entered by live update #{} (image at {:#x}, state at {:#x}, {} bytes)",
-        build_id::BUILD_TEXT,
-        args.sequence,
-        args.image_phys,
-        args.state_phys,
-        args.state_len
-    );
+    // Printed at the first tick (`release`), not here: inside the blackout
+    // every console byte is an emulated port write.
 
     let staged =
         new_hv::staging::staged_range(&args).unwrap_or_else(|e| refuse(format_args!("{e}")));
@@ -213,10 +207,20 @@ fn rebuild_domains(state: &HandoverState) -> BTreeMap<DomId, Domain> {
     domains
 }
 
-/// Releases free RAM and prints the update's report line; called at the
-/// first timer tick after the guests resumed ([`Hv::defer`]). Then lists the
+/// Says which image entered, releases free RAM and prints the update's
+/// report line; called at the first timer tick after the guests resumed
+/// ([`Hv::defer`]), so that none of it is printed inside the blackout. Then lists the
 /// boot modules (fw_cfg's directory), which the blackout need not wait for.
 fn release(hv: &mut Hv, pending: PendingRelease) {
+    let args = &pending.args;
+    hvprintln!(
+        "hvlu hypervisor {} entered by live update #{} (image at {:#x}, state at {:#x}, {} bytes)",
+        build_id::BUILD_TEXT,
+        args.sequence,
+        args.image_phys,
+        args.state_phys,
+        args.state_len
+    );
     report_release(hv, pending);
     hv.modules = modules::discover();
 }

@@ -15,6 +15,7 @@ use pv_abi::hypercall::Error;
 use crate::arch::kexec::{self, Mapping, Plan};
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
+use crate::cmdline::LogLevel;
 use crate::cmdline::{ExecStep, Inject};
 use crate::hv::{Hv, Loaded};
 use crate::{build_id, hvprintln};
@@ -184,13 +185,22 @@ impl Hv {
             entry: l.info.note.entry,
         };
         let prepared = kexec::prepare(&plan, &mut alloc).map_err(ExecError::EntryTables)?;
-        hvprintln!(
-            "lu: exec `{}`: state {len} bytes, digest {digest:#018x}, free frames {}, the new image's boot fits ({:#x}..{:#x}): jumping",
-            l.module,
-            self.mem.pages.free_frames(),
-            boot.heap.start.min(boot.m2p.start),
-            boot.heap.end().max(boot.m2p.end())
-        );
+        // Inside the blackout every console byte is an emulated port
+        // write: one short line marks the jump (the last words of an image
+        // whose successor never reports), the detail is for `loglvl=debug`;
+        // the new image's report carries the state size, digest and free
+        // frames.
+        if self.options.log_level < LogLevel::Debug {
+            hvprintln!("lu: exec `{}`: jumping", l.module);
+        } else {
+            hvprintln!(
+                "lu: exec `{}`: state {len} bytes, digest {digest:#018x}, free frames {}, the new image's boot fits ({:#x}..{:#x}): jumping",
+                l.module,
+                self.mem.pages.free_frames(),
+                boot.heap.start.min(boot.m2p.start),
+                boot.heap.end().max(boot.m2p.end())
+            );
+        }
         let tsc_jump = cpu::rdtsc();
         let mut args = EntryArgs {
             ram_end,
