@@ -33,7 +33,8 @@
 //! - dom0 abandons a body that stops arriving ([`Receiver::abort`]), and a
 //!   sender that got no answer to its header sends the header again: a
 //!   header repeated before the body starts is recognised and not taken as
-//!   body bytes (an image cannot begin with its own header: an ELF file
+//!   body bytes, and a new transfer's header arriving there gives up the
+//!   transfer whose sender went away after `ready` ([`Sink::abandoned`]) (an image cannot begin with its own header: an ELF file
 //!   begins `\x7fELF`; a body shorter than a header is never taken for
 //!   one).
 
@@ -112,6 +113,11 @@ pub trait Sink {
 
     /// The body is whole; `crc` is the CRC32C of what arrived.
     fn complete(&mut self, header: &Header, crc: u32);
+
+    /// A different valid header arrived before the first body byte of
+    /// `header`'s transfer: that one is given up (its sender went away
+    /// after `ready`), and the new header is offered next.
+    fn abandoned(&mut self, header: &Header);
 }
 
 /// Where a receiver stands.
@@ -126,9 +132,11 @@ enum State {
         header: Header,
         received: u64,
         digest: Digest<'static, u32>,
-        /// Bytes at the very start of the body that match the header
-        /// (a repeated header, until they stop matching).
-        repeat: usize,
+        /// Bytes at the very start of the body that may be a header (the
+        /// same one repeated, or a new transfer's), until they cannot.
+        held: [u8; HEADER_LEN],
+        /// How many of `held` are filled.
+        have: usize,
     },
 }
 
@@ -238,15 +246,7 @@ impl Receiver {
                 }
                 if let Some(header) = Header::decode(window) {
                     if sink.header(&header) {
-                        self.state = State::Body {
-                            header,
-                            received: 0,
-                            digest: CASTAGNOLI.digest(),
-                            repeat: 0,
-                        };
-                        if header.len == 0 {
-                            self.complete(sink);
-                        }
+                        self.take(header, sink);
                     } else {
                         self.hunt();
                     }
@@ -263,59 +263,104 @@ impl Receiver {
         }
     }
 
+    /// Takes the body of `header`, offered and accepted.
+    fn take(&mut self, header: Header, sink: &mut impl Sink) {
+        self.state = State::Body {
+            header,
+            received: 0,
+            digest: CASTAGNOLI.digest(),
+            held: [0; HEADER_LEN],
+            have: 0,
+        };
+        if header.len == 0 {
+            self.complete(sink);
+        }
+    }
+
     /// Body bytes; returns how many of `bytes` were used.
     fn feed_body(&mut self, bytes: &[u8], sink: &mut impl Sink) -> usize {
         let State::Body {
             header,
             received,
-            digest,
-            repeat,
+            held,
+            have,
+            ..
         } = &mut self.state
         else {
             return 0;
         };
         let header = *header;
-        // A body shorter than a header cannot hold a repeated one.
+        // Before the first body byte, what looks like a header is held: the
+        // same header again (its sender heard no `ready`), or a new
+        // transfer's (this one's sender went away). A body shorter than a
+        // header is never taken for one.
         if *received == 0 && header.len >= HEADER_LEN as u64 {
-            let encoded = header.encode();
-            if bytes[0] == encoded[*repeat] {
-                *repeat += 1;
-                if *repeat == HEADER_LEN {
-                    // The header again, before any body byte.
-                    *repeat = 0;
-                    if !sink.header(&header) {
-                        self.hunt();
+            let b = bytes[0];
+            if *have >= MAGIC.len() || b == MAGIC[*have] {
+                held[*have] = b;
+                *have += 1;
+                if *have < HEADER_LEN {
+                    return 1;
+                }
+                let bytes_held = *held;
+                *have = 0;
+                match Header::decode(&bytes_held) {
+                    Some(again) if again == header => {
+                        if !sink.header(&header) {
+                            self.hunt();
+                        }
                     }
+                    Some(new) => {
+                        sink.abandoned(&header);
+                        if sink.header(&new) {
+                            self.take(new, sink);
+                        } else {
+                            self.hunt();
+                        }
+                    }
+                    // Body after all, all of it (a body holds at least a
+                    // header's length).
+                    None => self.body_bytes(&bytes_held, sink),
                 }
                 return 1;
             }
-            // What matched so far was body after all.
-            let held = core::mem::take(repeat);
-            if held > 0 {
-                let take = (held as u64).min(header.len) as usize;
-                sink.body(&header, 0, &encoded[..take]);
-                digest.update(&encoded[..take]);
-                *received = take as u64;
-                if *received == header.len {
-                    self.complete(sink);
-                    return 0;
-                }
-            }
+            // What was held is body after all; `b` follows it.
+            let n = core::mem::take(have);
+            let bytes_held = *held;
+            self.body_bytes(&bytes_held[..n], sink);
         }
-        let State::Body {
-            received, digest, ..
-        } = &mut self.state
-        else {
+        if !self.in_body() {
+            return 0;
+        }
+        let State::Body { received, .. } = &self.state else {
             return 0;
         };
         let take = (header.len - *received).min(bytes.len() as u64) as usize;
-        sink.body(&header, *received, &bytes[..take]);
-        digest.update(&bytes[..take]);
-        *received += take as u64;
+        self.body_bytes(&bytes[..take], sink);
+        take
+    }
+
+    /// Hands `bytes` (at most what the body still lacks) to the sink as
+    /// body, and completes the transfer when they end it.
+    fn body_bytes(&mut self, bytes: &[u8], sink: &mut impl Sink) {
+        let State::Body {
+            header,
+            received,
+            digest,
+            ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        sink.body(header, *received, bytes);
+        digest.update(bytes);
+        *received += bytes.len() as u64;
         if *received == header.len {
             self.complete(sink);
         }
-        take
     }
 
     fn complete(&mut self, sink: &mut impl Sink) {

@@ -1,5 +1,6 @@
 //! The host link cannot wedge anything (issue #9): refused, corrupted,
-//! abandoned and oversized transfers, noise on the line and a host that
+//! abandoned (quiet, or followed by another transfer) and oversized
+//! transfers, noise on the line and a host that
 //! stops reading each leave the guests running and the link ready for the
 //! next transfer, which updates. One machine goes through all of them in
 //! turn, with a domU whose heartbeat must keep coming.
@@ -96,6 +97,26 @@ fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
     );
     link.send_raw(&piece[2048..])
         .unwrap_or_else(|e| panic!("{e}"));
+
+    // A sender that goes away after `ready`, and a new transfer at once:
+    // the first is given up, the second goes through (refused here: the
+    // piece is not signed).
+    let h = Header::for_image(5, piece);
+    assert_eq!(header_answer(&mut link, h), "ready");
+    let answers = link
+        .send_image(6, piece, LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        answers.last().is_some_and(|a| a.contains("not signed")),
+        "{answers:?}"
+    );
+    // The answer to transfer 5 came while the tool waited for 6's, which
+    // skips answers to other transfers; dom0's console says it.
+    m.wait_for_text(
+        "transfer #00000005 abandoned before its body: a new transfer began",
+        LONG,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 
     // Noise, with false magics in it, answered by nothing.
     let mut noise: Vec<u8> = (0..64 * 1024u32)

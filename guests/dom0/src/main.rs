@@ -264,6 +264,17 @@ mod hostlink {
             mem::free_area_write(offset, bytes);
         }
 
+        fn abandoned(&mut self, h: &Header) {
+            println!(
+                "hostlink: transfer {} abandoned before its body: a new transfer began",
+                AnswerPrefix(h.id)
+            );
+            answer(
+                h.id,
+                format_args!("error: transfer abandoned before its body: a new transfer began"),
+            );
+        }
+
         fn complete(&mut self, h: &Header, crc: u32) {
             if crc != h.crc {
                 println!(

@@ -22,6 +22,8 @@ struct Log {
     body: Vec<u8>,
     /// Largest length this sink takes.
     room: u64,
+    /// Transfers given up for a new one.
+    abandoned: Vec<u32>,
 }
 
 impl Sink for Log {
@@ -40,6 +42,11 @@ impl Sink for Log {
         let body = core::mem::take(&mut self.body);
         assert_eq!(body.len() as u64, header.len);
         self.done.push((header.id, body, crc == header.crc));
+    }
+
+    fn abandoned(&mut self, header: &Header) {
+        assert!(self.body.is_empty(), "abandoned after body bytes");
+        self.abandoned.push(header.id);
     }
 }
 
@@ -154,6 +161,28 @@ fn a_repeated_header_is_not_taken_as_body() {
     r.feed(&stream, &mut s);
     assert_eq!(s.headers.len(), 3, "each repeat is answered again");
     assert_eq!(s.done, vec![(9, img, true)]);
+}
+
+#[test]
+fn a_new_header_before_the_body_starts_a_new_transfer() {
+    // Transfer 1's sender goes away after its header; transfer 2 begins.
+    let first = image(500, 9);
+    let second = image(800, 10);
+    let mut stream = Header::for_image(1, &first).encode().to_vec();
+    stream.extend(frame(2, &second));
+    let mut r = Receiver::new();
+    let mut s = sink();
+    r.feed(&stream, &mut s);
+    assert_eq!(s.abandoned, vec![1]);
+    assert_eq!(s.done, vec![(2, second, true)]);
+    // The same, the new header arriving a byte at a time.
+    let mut r = Receiver::new();
+    let mut s = sink();
+    for b in &stream {
+        r.feed(core::slice::from_ref(b), &mut s);
+    }
+    assert_eq!(s.abandoned, vec![1]);
+    assert_eq!(s.done.len(), 1);
 }
 
 #[test]
