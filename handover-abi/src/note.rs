@@ -416,7 +416,7 @@ where
     let mut found: Option<&'a [u8]> = None;
     let mut other_type = None;
     for (name, n_type, desc) in notes {
-        if trim_nuls(name) != b"HVLU" {
+        if !is_hvlu_name(name) {
             continue;
         }
         if n_type != NOTE_TYPE {
@@ -432,6 +432,12 @@ where
         (None, Some(n_type)) => Err(NoteError::WrongType { found: n_type }),
         (None, None) => Err(NoteError::Missing),
     }
+}
+
+/// Whether a note record's name is `HVLU` (its NUL padding ignored): the
+/// records [`find_note`] looks at.
+pub fn is_hvlu_name(name: &[u8]) -> bool {
+    trim_nuls(name) == b"HVLU"
 }
 
 fn trim_nuls(name: &[u8]) -> &[u8] {

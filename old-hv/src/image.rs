@@ -759,8 +759,7 @@ struct HvluRecords<'a> {
 impl<'a> HvluRecords<'a> {
     fn see(&mut self, record: NoteRecord<'a>) {
         let (name, n_type, _) = record;
-        let len = name.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        if &name[..len] != b"HVLU" {
+        if !handover_abi::note::is_hvlu_name(name) {
             return;
         }
         let slot = if n_type == handover_abi::note::NOTE_TYPE {

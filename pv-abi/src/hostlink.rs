@@ -329,9 +329,7 @@ impl Receiver {
             let bytes_held = *held;
             self.body_bytes(&bytes_held[..n], sink);
         }
-        if !self.in_body() {
-            return 0;
-        }
+        // (Had the flush ended the body, the state would be hunting.)
         let State::Body { received, .. } = &self.state else {
             return 0;
         };

@@ -76,6 +76,16 @@ pub fn cmd(machine: &mut Machine, line: &str) -> Vec<String> {
     machine.command(line, CMD).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Waits, up to `timeout`, for the next heartbeat of domain `dom` after
+/// those already seen: the guest runs and verifies.
+pub fn next_heartbeat(machine: &mut Machine, dom: u16, timeout: Duration) {
+    let prefix = format!("(d{dom}) heartbeat ");
+    let n = machine.lines_with(&prefix).count() as u64;
+    machine
+        .wait_for_text(&format!("{prefix}{}:", n + 1), timeout)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// Powers off and checks the hypervisor's verdict (see [`verdict`]).
 pub fn poweroff_pass(machine: &mut Machine) {
     machine.send("poweroff").unwrap_or_else(|e| panic!("{e}"));

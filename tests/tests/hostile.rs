@@ -12,16 +12,10 @@ mod support;
 
 use std::time::Duration;
 
-use tests::scenario::{boot_with, cmd, summarise, wait_all};
+use tests::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all};
 use tests::Machine;
 
 const LONG: Duration = Duration::from_secs(90);
-
-fn heartbeat(m: &mut Machine) {
-    let n = m.lines_with("(d1) heartbeat ").count() as u64;
-    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
-        .unwrap_or_else(|e| panic!("{e}"));
-}
 
 /// Whether `lu status` shows hv-b's build staged.
 fn hv_b_staged(m: &mut Machine, build: &str) -> bool {
@@ -96,7 +90,7 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
             h.name
         );
     }
-    heartbeat(&mut m);
+    next_heartbeat(&mut m, 1, LONG);
 
     // The host link.
     let mut link = tests::hostlink::Link::connect(&socket).unwrap_or_else(|e| panic!("{e}"));
@@ -122,7 +116,7 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
     );
     drop(link);
     assert!(hv_b_staged(&mut m, &build), "hv-b no longer staged");
-    heartbeat(&mut m);
+    next_heartbeat(&mut m, 1, LONG);
 
     // Good updates follow: the staged one, then one over the host link.
     let out = cmd(&mut m, "lu exec");
@@ -137,7 +131,7 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
         "{answers:?}"
     );
     wait_all(&mut m, &["(hv) lu-report seq=2 "], LONG);
-    heartbeat(&mut m);
+    next_heartbeat(&mut m, 1, LONG);
     let summary = summarise(&m.transcript);
     assert!(summary.clean(2), "{summary}");
     tests::scenario::poweroff_pass(&mut m);

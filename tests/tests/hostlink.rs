@@ -11,17 +11,10 @@ use std::time::{Duration, Instant};
 
 use pv_abi::hostlink::Header;
 use tests::hostlink::Link;
-use tests::scenario::{cmd, fields, poweroff_pass, summarise, wait_all};
+use tests::scenario::{cmd, fields, next_heartbeat, poweroff_pass, summarise, wait_all};
 use tests::Machine;
 
 const LONG: Duration = Duration::from_secs(90);
-
-/// Waits for the domU's next heartbeat: the guests run.
-fn heartbeat(m: &mut Machine) {
-    let n = m.lines_with("(d1) heartbeat ").count() as u64;
-    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
-        .unwrap_or_else(|e| panic!("{e}"));
-}
 
 /// Sends a header and returns dom0's first answer to it.
 fn header_answer(link: &mut Link, header: Header) -> String {
@@ -128,7 +121,7 @@ fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
     link.send_raw(&noise).unwrap_or_else(|e| panic!("{e}"));
     m.wait_for_text("hostlink: skipped ", LONG)
         .unwrap_or_else(|e| panic!("{e}"));
-    heartbeat(&mut m);
+    next_heartbeat(&mut m, 1, LONG);
     drop(link);
 
     // A host that sends and never reads: thousands of refused headers
@@ -155,10 +148,10 @@ fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
     });
     m.wait_for_text("answers are dropped until it does", LONG)
         .unwrap_or_else(|e| panic!("{e}"));
-    heartbeat(&mut m);
+    next_heartbeat(&mut m, 1, LONG);
     let out = cmd(&mut m, "list");
     assert!(out.iter().any(|l| l.contains("domu")), "{out:?}");
-    heartbeat(&mut m);
+    next_heartbeat(&mut m, 1, LONG);
     let deaf = sender.join().expect("sender");
     drop(deaf);
 
@@ -173,7 +166,7 @@ fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
     );
     let report = wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG).remove(0);
     assert_eq!(fields(&report)["digest_equal"], "yes", "{report}");
-    heartbeat(&mut m);
+    next_heartbeat(&mut m, 1, LONG);
     assert!(summarise(&m.transcript).clean(1));
     poweroff_pass(&mut m);
 }

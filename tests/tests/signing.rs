@@ -15,7 +15,7 @@ use std::time::Duration;
 use old_hv::image::{validate, ImageLimits};
 use old_hv::signature::{self, KeyId, TRAILER_LEN};
 use support::{dev_key, entry_field, hv_b, STRANGER};
-use tests::scenario::{boot_with, cmd, summarise, wait_all};
+use tests::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all};
 use tests::{Machine, MachineConfig};
 
 const LONG: Duration = Duration::from_secs(90);
@@ -164,9 +164,7 @@ fn only_images_signed_by_a_trusted_key_are_loaded() {
     );
 
     // The guest ran on through every refusal.
-    let n = m.lines_with("(d1) heartbeat ").count() as u64;
-    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
-        .unwrap_or_else(|e| panic!("{e}"));
+    next_heartbeat(&mut m, 1, LONG);
 
     // A properly signed image still updates ...
     let out = cmd(&mut m, "live-update hv-b");
@@ -178,9 +176,7 @@ fn only_images_signed_by_a_trusted_key_are_loaded() {
     let out = cmd(&mut m, "live-update hv");
     assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
     wait_all(&mut m, &["(hv) lu-report seq=2 "], LONG);
-    let n = m.lines_with("(d1) heartbeat ").count() as u64;
-    m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
-        .unwrap_or_else(|e| panic!("{e}"));
+    next_heartbeat(&mut m, 1, LONG);
     let summary = summarise(&m.transcript);
     assert!(summary.clean(2), "{summary}");
     tests::scenario::poweroff_pass(&mut m);

@@ -1,6 +1,6 @@
-//! The live-update hypercalls (dom0 only) and the host link dom0's tool
-//! receives images over. The work is `crate::lu::outgoing`'s; these check
-//! the caller and copy arguments and results.
+//! The live-update hypercalls (dom0 only: the dispatcher refuses them to
+//! any other domain) and the host link dom0's tool receives images over.
+//! The work is `crate::lu::outgoing`'s; these copy arguments and results.
 
 use alloc::string::ToString;
 use alloc::vec::Vec;
@@ -9,9 +9,8 @@ use pv_abi::call::GuestBuf;
 use pv_abi::hypercall::Error;
 use zerocopy::IntoBytes;
 
-use super::{caller, copy_from_guest, copy_to_guest, require_privileged};
+use super::{caller, copy_from_guest, copy_to_guest};
 use crate::arch::serial;
-use crate::arch::trap::TrapFrame;
 use crate::hv::Hv;
 use crate::lu::outgoing::ImageSource;
 use crate::mm::heap;
@@ -19,7 +18,6 @@ use crate::mm::heap;
 /// `lu_load(name, len)`: stages boot module `name` (its length checked in
 /// decoding).
 pub fn do_lu_load(hv: &mut Hv, name: GuestBuf) -> Result<u64, Error> {
-    require_privileged(hv)?;
     let mut bytes = heap::zeroed(name.len as usize)?;
     copy_from_guest(hv, name.addr, &mut bytes)?;
     match pv_abi::call::module_name(&bytes) {
@@ -32,7 +30,6 @@ pub fn do_lu_load(hv: &mut Hv, name: GuestBuf) -> Result<u64, Error> {
 /// bytes go straight from there to the live-update region, whatever their
 /// number (`Hv::lu_load_from` refuses a file that does not fit there).
 pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf) -> Result<u64, Error> {
-    require_privileged(hv)?;
     let (owner, cr3) = caller(hv)?;
     let source = ImageSource::Guest {
         owner,
@@ -45,7 +42,6 @@ pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf) -> Result<u64, Error> {
 
 /// `lu_status(buf, len)`: up to `len` bytes of a `LuStatus`.
 pub fn do_lu_status(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
-    require_privileged(hv)?;
     let status = hv.lu_status();
     let bytes = status.as_bytes();
     let n = (buf.len as usize).min(bytes.len());
@@ -53,22 +49,8 @@ pub fn do_lu_status(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     Ok(n as u64)
 }
 
-/// `lu_unload()`.
-pub fn do_lu_unload(hv: &mut Hv) -> Result<u64, Error> {
-    require_privileged(hv)?;
-    hv.lu_unload()
-}
-
-/// `lu_exec()`: `frame` is the caller's context, saved into the handover
-/// state. Returns only if the update was cancelled.
-pub fn do_lu_exec(hv: &mut Hv, frame: &mut TrapFrame) -> Result<u64, Error> {
-    require_privileged(hv)?;
-    hv.lu_exec(frame)
-}
-
 /// `hostlink_read(buf, len)`: the bytes waiting on the host link.
 pub fn do_hostlink_read(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
-    require_privileged(hv)?;
     let max = buf.len as usize;
     let mut bytes = Vec::new();
     heap::reserve(&mut bytes, max)?;
@@ -87,7 +69,6 @@ pub fn do_hostlink_read(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
 /// many: 0 when the host is not reading. The hypervisor never waits for the
 /// host; the caller decides how long to retry.
 pub fn do_hostlink_write(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
-    require_privileged(hv)?;
     let len = buf.len as usize;
     let mut bytes = heap::zeroed(len)?;
     copy_from_guest(hv, buf.addr, &mut bytes)?;

@@ -118,9 +118,9 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::LuLoad { name } => lu::do_lu_load(hv, name),
         Call::LuLoadBuffer { image } => lu::do_lu_load_buffer(hv, image),
         Call::LuStatus { buf } => lu::do_lu_status(hv, buf),
-        Call::LuUnload => lu::do_lu_unload(hv),
+        Call::LuUnload => hv.lu_unload(),
         // Returns only if the update was cancelled.
-        Call::LuExec => lu::do_lu_exec(hv, frame),
+        Call::LuExec => hv.lu_exec(frame),
         Call::HostlinkRead { buf } => lu::do_hostlink_read(hv, buf),
         Call::HostlinkWrite { buf } => lu::do_hostlink_write(hv, buf),
         Call::LastError { buf } => do_last_error(hv, buf),
