@@ -18,7 +18,7 @@
 //! run that succeeds is exactly the boot the new image will make (cold boots
 //! use the same sizes, in their own order).
 
-use boot_allocator::{BootAllocError, BootAllocator, PhysRange};
+use boot_allocator::{BootAllocError, BootAllocator, HandOff, PhysRange};
 use frame_ownership::FrameInfo;
 use handover_abi::{MfnRange, PAGE_SIZE};
 
@@ -205,19 +205,57 @@ pub fn alloc_tables<const H: usize, const A: usize>(
     Ok((pt, ft, m2p))
 }
 
-/// The incoming boot of `needs` on a fresh boot allocator over `region`
-/// minus `staged` (what `staging::staged_range` gives the new image):
-/// where each allocation lands, or which one does not fit. Only arithmetic
-/// on addresses: nothing is touched.
+/// The restricted boot of an incoming image, in its order: a boot
+/// allocator over the region minus the staged range, the heap first (so
+/// the state can be decoded), then [`Boot::tables`]. [`crate::enter`] runs
+/// it on the hardware; [`dry_run`] runs the same steps on addresses only,
+/// before the point of no return, so the two cannot disagree.
+#[derive(Debug)]
+pub struct Boot {
+    alloc: BootAllocator,
+}
+
+impl Boot {
+    /// A boot allocator over `region` minus `staged` (what
+    /// `staging::staged_range` gives the new image).
+    pub fn new(region: PhysRange, staged: PhysRange) -> Result<Boot, BootError> {
+        Ok(Boot {
+            alloc: BootAllocator::new(region, &[staged]).map_err(step("boot allocator"))?,
+        })
+    }
+
+    /// The heap of `pages` pages ([`heap_pages`], [`BootNeeds::heap_pages`]):
+    /// the first allocation.
+    pub fn heap(&mut self, pages: u64) -> Result<PhysRange, BootError> {
+        alloc_heap(&mut self.alloc, pages)
+    }
+
+    /// The page tables, the frametable and the M2P of `needs`, in that
+    /// order.
+    pub fn tables(
+        &mut self,
+        needs: &BootNeeds,
+    ) -> Result<(PhysRange, PhysRange, PhysRange), BootError> {
+        alloc_tables(&mut self.alloc, needs)
+    }
+
+    /// Retires the allocator: what it handed out and the free gaps.
+    pub fn finish(self) -> HandOff {
+        self.alloc.finish()
+    }
+}
+
+/// The incoming boot of `needs` on the region minus `staged`: [`Boot`]'s
+/// steps in [`crate::enter`]'s order, on addresses only — where each
+/// allocation lands, or which one does not fit. Nothing is touched.
 pub fn dry_run(
     region: PhysRange,
     staged: PhysRange,
     needs: &BootNeeds,
 ) -> Result<BootPlan, BootError> {
-    let mut alloc: BootAllocator =
-        BootAllocator::new(region, &[staged]).map_err(step("boot allocator"))?;
-    let heap = alloc_heap(&mut alloc, needs.heap_pages)?;
-    let (page_tables, frametable, m2p) = alloc_tables(&mut alloc, needs)?;
+    let mut boot = Boot::new(region, staged)?;
+    let heap = boot.heap(needs.heap_pages)?;
+    let (page_tables, frametable, m2p) = boot.tables(needs)?;
     Ok(BootPlan {
         heap,
         page_tables,

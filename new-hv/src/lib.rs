@@ -46,6 +46,7 @@ pub use handover_abi as abi;
 pub mod adopt;
 pub mod boot;
 pub mod domain;
+pub mod enter;
 pub mod free;
 pub mod pins;
 pub mod ram;
@@ -57,6 +58,7 @@ pub mod verify;
 
 pub use adopt::{adopt, Adopted};
 pub use domain::{l4_frames, p2m_of};
+pub use enter::{enter, Entered};
 pub use report::{us, InTimes, Report};
 pub use staging::staged_range;
 pub use verify::{read_args, verify, verify_state};
@@ -158,6 +160,35 @@ pub enum IncomingError {
         /// The digest in the argument page.
         expected: u64,
     },
+    /// The argument page's end of RAM is not the state's RAM map's (the
+    /// heap, sized from the first, would not be the one the map needs).
+    #[error("the entry arguments say RAM ends at {ram_end:#x}, the state's RAM map ends at frame {frames:#x}")]
+    RamEndMismatch {
+        /// The argument page's `ram_end`.
+        ram_end: u64,
+        /// One past the highest RAM frame of the state.
+        frames: u64,
+    },
+    /// The restricted boot does not fit the region minus the staged range.
+    #[error("boot: {0}")]
+    Boot(boot::BootError),
+    /// The hypervisor could not do a step for the framework (physical
+    /// memory unreadable, memory it cannot claim).
+    #[error("{step}: {error}")]
+    Platform {
+        /// The step.
+        step: &'static str,
+        /// The hypervisor's reason.
+        error: alloc::string::String,
+    },
+    /// A guest L4's hypervisor slots could not be rewritten.
+    #[error("d{domain}: cannot rewrite an L4: {error}")]
+    L4 {
+        /// The domain.
+        domain: DomId,
+        /// The hypervisor's reason.
+        error: alloc::string::String,
+    },
     /// The owned-frame digest after the pass is not the old side's.
     #[error(
         "owned-frame digest {computed:#018x} differs from the old hypervisor's {expected:#018x}"
@@ -168,6 +199,12 @@ pub enum IncomingError {
         /// The digest in the argument page.
         expected: u64,
     },
+}
+
+impl From<boot::BootError> for IncomingError {
+    fn from(e: boot::BootError) -> Self {
+        IncomingError::Boot(e)
+    }
 }
 
 impl From<EntryArgsError> for IncomingError {

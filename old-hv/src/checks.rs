@@ -49,6 +49,9 @@ pub enum CheckError {
         /// Frames of all runs.
         in_runs: u64,
     },
+    /// The hypervisor's memory map is not sorted and disjoint.
+    #[error("memory layout: {0}")]
+    Layout(frame_ownership::Error),
 }
 
 /// Every vCPU of `state` passes the incoming image's restore

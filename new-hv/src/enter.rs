@@ -1,0 +1,220 @@
+//! The incoming side of an update, in order, written once.
+//!
+//! [`enter`] is `docs/design.md` section 1 steps 3 to 6, generic over a
+//! [`Platform`] that offers only what the hypervisor alone can do: the
+//! clock, physical memory, turning region memory into its heap, page tables
+//! and frametable, the guests' page tables, rewriting the hypervisor slots
+//! of a guest L4, and resuming the guests. The reference hypervisor
+//! implements it on the hardware; the host tests on a simulated machine,
+//! running this very function after `old_hv::exec::exec`.
+//!
+//! The order:
+//!
+//! 1. the **argument page** ([`read_args`]) and the staged range the boot
+//!    allocator must leave alone ([`staged_range`]);
+//! 2. the **restricted boot**, first part: the heap ([`Boot::heap`]), so
+//!    the state can be decoded;
+//! 3. **verify** the state ([`verify_state`]);
+//! 4. the **restricted boot**, second part: page tables, frametable, M2P
+//!    ([`Boot::tables`]); the staged range but the image is free again
+//!    ([`consumed_range`]);
+//! 5. the guests' **page tables unchanged** ([`tables::check`]);
+//! 6. the **pass** ([`adopt`]);
+//! 7. every **domain restored** ([`domain::restore`]) and its L4s given
+//!    this hypervisor's slots;
+//! 8. **resume** ([`Platform::resume`]).
+//!
+//! Release of the rest of RAM comes after the guests run, from
+//! [`Entered::adopted`]'s free ranges. The old side dry-runs steps 2 and 4
+//! with the same [`Boot`] before the point of no return
+//! ([`boot::dry_run`]).
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use boot_allocator::{HandOff, PhysRange};
+use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
+use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::version::VersionRange;
+use handover_abi::{HandoverState, Mfn, MfnRange};
+
+use crate::boot::{self, Boot};
+use crate::domain::{self, Restored};
+use crate::staging::{consumed_range, staged_range};
+use crate::{adopt, ram, read_args, tables, verify_state, Adopted, InTimes, IncomingError};
+
+/// What the hypervisor offers the incoming side of an update.
+pub trait Platform {
+    /// Why physical memory could not be reached or claimed.
+    type Error: fmt::Display;
+    /// The guests' page tables.
+    type Tables: PageTableReader;
+    /// What [`Platform::resume`] returns: nothing on the hardware (the
+    /// guests run); the restored machine on the host.
+    type Resumed;
+
+    /// The clock (TSC).
+    fn now(&self) -> u64;
+    /// Reads the argument page at `paddr` (the entry tables map it).
+    fn read_args(&mut self, paddr: u64) -> Result<[u8; ENTRY_ARGS_SIZE], Self::Error>;
+    /// This image is staged where `args` says, and RAM ends at
+    /// `args.ram_end`: the platform's view of physical memory follows.
+    fn locate(&mut self, args: &EntryArgs);
+    /// Reads physical memory.
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Makes `range` (region memory) the hypervisor's heap.
+    fn heap(&mut self, range: PhysRange) -> Result<(), Self::Error>;
+    /// Builds and loads the hypervisor's page tables over `ram` in the
+    /// frames of `block`.
+    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), Self::Error>;
+    /// Takes `frametable` and `m2p` (region memory) as a zeroed frametable
+    /// and an M2P filled with `frame_ownership::M2P_INVALID`, of `frames`
+    /// entries each.
+    fn frametable(
+        &mut self,
+        frametable: PhysRange,
+        m2p: PhysRange,
+        frames: u64,
+    ) -> Result<(), Self::Error>;
+    /// Frames the hypervisor keeps outside `region` (firmware memory, an
+    /// image outside the region).
+    fn reserved(&self, region: PhysRange) -> Vec<MfnRange>;
+    /// The guests' page tables, the frametable and the M2P, together.
+    fn adopt_view(&mut self) -> (&Self::Tables, &mut [FrameInfo], &mut [u64]);
+    /// Rewrites the hypervisor's slots of the guest L4 `l4`.
+    fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), Self::Error>;
+    /// Rebuilds the domains around their preserved frames and lets them
+    /// run.
+    fn resume(&mut self, entered: Entered) -> Self::Resumed;
+}
+
+/// What [`enter`] made of the update, for [`Platform::resume`] and the
+/// release of RAM after it.
+#[derive(Debug)]
+pub struct Entered {
+    /// The argument page.
+    pub args: EntryArgs,
+    /// The verified state.
+    pub state: HandoverState,
+    /// Usable RAM, from the state.
+    pub ram: Vec<MfnRange>,
+    /// The frames the hypervisor keeps outside the region.
+    pub reserved: Vec<MfnRange>,
+    /// The boot allocator's report: what it handed out and the region's
+    /// free gaps (the staging area consumed is free again).
+    pub handoff: HandOff,
+    /// The frametable and M2P entries: one past the highest RAM frame.
+    pub frames: u64,
+    /// What the pass made of the state: its report, digests and the free
+    /// RAM to release once the guests run.
+    pub adopted: Adopted,
+    /// The domains, as the hypervisor rebuilds them.
+    pub domains: Vec<Restored>,
+    /// The incoming side's timestamps (`resumed` is the platform's).
+    pub times: InTimes,
+    /// A note on the boot that is no refusal (the consumed staging area
+    /// that stays reserved), for the log.
+    pub note: Option<String>,
+}
+
+/// A platform failure during `step`.
+fn platform<E: fmt::Display>(step: &'static str) -> impl FnOnce(E) -> IncomingError {
+    move |e| IncomingError::Platform {
+        step,
+        error: e.to_string(),
+    }
+}
+
+/// Enters this image through its live-update entry with the argument page
+/// at `args_phys`, reading the state versions `reads`. On any refusal
+/// nothing has run: the caller stops with the error's diagnostic.
+pub fn enter<P: Platform>(
+    p: &mut P,
+    args_phys: u64,
+    reads: VersionRange,
+) -> Result<P::Resumed, IncomingError> {
+    let mut t = InTimes {
+        entry: p.now(),
+        ..InTimes::default()
+    };
+    let raw = p
+        .read_args(args_phys)
+        .map_err(platform("reading the argument page"))?;
+    let args = read_args(&raw)?;
+    p.locate(&args);
+
+    // The restricted boot: the region minus what the old side staged.
+    let staged = staged_range(&args)?;
+    let region = PhysRange::new(args.region_base, args.region_size);
+    let mut boot = Boot::new(region, staged)?;
+    // Sized from the end of RAM before the RAM map is known; checked
+    // against the map below.
+    let heap_pages = boot::heap_pages(args.ram_end);
+    let heap = boot.heap(heap_pages)?;
+    p.heap(heap).map_err(platform("the heap"))?;
+    t.heap = p.now();
+
+    let mut bytes = alloc::vec![0u8; args.state_len as usize];
+    p.read(args.state_phys, &mut bytes)
+        .map_err(platform("reading the state"))?;
+    let state = verify_state(&args, &bytes, reads)?;
+    drop(bytes);
+    t.verified = p.now();
+
+    // Sized from the state's RAM, as the old side dry-ran it.
+    let ram = ram::of_state(&state);
+    let needs = boot::needs(&ram, args.image_len);
+    if needs.heap_pages != heap_pages {
+        return Err(IncomingError::RamEndMismatch {
+            ram_end: args.ram_end,
+            frames: needs.frames,
+        });
+    }
+    let (pt, ft, m2p) = boot.tables(&needs)?;
+    p.page_tables(pt, &ram).map_err(platform("page tables"))?;
+    p.frametable(ft, m2p, needs.frames)
+        .map_err(platform("frametable"))?;
+    // The state is decoded and the entry tables are no longer in use: all
+    // of the staged range but this image is free region again.
+    let mut handoff = boot.finish();
+    let consumed = consumed_range(&args, staged);
+    let note = handoff
+        .release_hole(consumed)
+        .err()
+        .map(|e| alloc::format!("lu: the consumed staging area {consumed} stays reserved: {e}"));
+    t.booted = p.now();
+
+    let reserved = p.reserved(region);
+    let layout = MachineLayout::new(&ram, region.covering_frames(), &reserved)
+        .map_err(IncomingError::Pass)?;
+    let (reader, frametable, m2p) = p.adopt_view();
+    // The guests' tables are where they were: exactly as the old side
+    // paused them, or nothing runs.
+    tables::check(&state, reader, args.tables_digest)?;
+    let adopted = adopt(&layout, &state, reader, frametable, m2p, args.digest)?;
+    t.pass = p.now();
+
+    let mut domains = Vec::with_capacity(state.domains.len());
+    for d in &state.domains {
+        domains.push(domain::restore(d)?);
+        for l4 in domain::l4_frames(d) {
+            p.install_hv_slots(l4).map_err(|e| IncomingError::L4 {
+                domain: d.id,
+                error: e.to_string(),
+            })?;
+        }
+    }
+    Ok(p.resume(Entered {
+        args,
+        ram,
+        reserved,
+        handoff,
+        frames: needs.frames,
+        adopted,
+        domains,
+        times: t,
+        note,
+        state,
+    }))
+}

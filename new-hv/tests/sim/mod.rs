@@ -1,0 +1,535 @@
+//! A simulated host for the production update sequence: a random machine of
+//! `frame_ownership::testkit` with a live-update region large enough for a
+//! real incoming boot, physical memory that backs every page written, and
+//! both platforms of an update over it — [`Sim`] implements
+//! `old_hv::exec::Platform` and `new_hv::enter::Platform`, so the tests run
+//! `old_hv::exec::exec` then `new_hv::enter` exactly as the hypervisor does.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use boot_allocator::PhysRange;
+use frame_ownership::testkit::{random_machine, Machine, SimMemory};
+use frame_ownership::{FrameInfo, M2P_INVALID};
+use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::note::ImageNote;
+use handover_abi::{
+    BuildId, DomId, GpRegs, Gpfn, GuestReports, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange,
+    RetiredDomain, RunKind, TimeBase, PAGE_SIZE,
+};
+use hvlu_types::VcpuContext;
+use new_hv::Entered;
+use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView};
+use old_hv::handover::{self, DomainInput};
+use old_hv::image::{ImageInfo, Mapping, SegmentFlags};
+use old_hv::staging::{self, End, Staging};
+
+/// Frames of the live-update region the simulation adds (8 MiB).
+pub const REGION_FRAMES: u64 = 2048;
+/// The staged image's span.
+pub const IMAGE_SPAN: u64 = 3 * PAGE_SIZE;
+/// Where the image is linked (`hv/linker.ld`'s upper half).
+const KERNEL_VBASE: u64 = 0xffff_ffff_8010_0000;
+
+/// Why the simulated machine refused an access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimError(pub String);
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the old side of the simulation knows about one domain.
+#[derive(Clone, Debug)]
+pub struct Dom {
+    pub id: DomId,
+    pub name: String,
+    pub p2m: Vec<u64>,
+    pub max_frames: u64,
+    pub vcpus: Vec<VcpuContext>,
+    pub start_info: Gpfn,
+    pub paused: bool,
+    pub reports: GuestReports,
+}
+
+/// What [`Sim::outside_region`] compares: the old side's frametable and
+/// M2P, each page table's contents, a fold of every other page written.
+pub type Outside = (Vec<FrameInfo>, Vec<u64>, Vec<(u64, Vec<u64>)>, Vec<u64>);
+
+/// A simulated host: one machine, its memory, the old hypervisor's view of
+/// itself and, once entered, the new one's.
+pub struct Sim {
+    pub machine: Machine,
+    /// Contents of every page that is not a page table (zeros until
+    /// written).
+    pub pages: BTreeMap<u64, Box<[u8; PAGE_SIZE as usize]>>,
+    /// The old hypervisor's frametable and M2P.
+    pub frametable: Vec<FrameInfo>,
+    pub m2p: Vec<u64>,
+    pub domains: Vec<Dom>,
+    pub retired: Vec<RetiredDomain>,
+    pub globals: HvGlobals,
+    /// Frames the old page allocator has free (managed minus in use).
+    pub free_frames: u64,
+    pub fault: Option<Fault>,
+    pub clock: std::cell::Cell<u64>,
+    pub log: Vec<String>,
+    /// Pauses and resumes seen.
+    pub paused: u32,
+    pub resumed: u32,
+    /// The new side: its frametable and M2P, the heap and page-table
+    /// blocks it claimed, the L4s it rewrote.
+    pub new_frametable: Vec<FrameInfo>,
+    pub new_m2p: Vec<u64>,
+    pub heap: Option<PhysRange>,
+    pub page_table_block: Option<PhysRange>,
+    pub l4s_rewritten: Vec<Mfn>,
+    /// The last jump.
+    pub jumped: Option<(EntryPlan, JumpDetail)>,
+}
+
+fn vcpu(i: usize, cr3: Mfn) -> VcpuContext {
+    VcpuContext {
+        regs: GpRegs {
+            rbx: i as u64 * 3,
+            ..GpRegs::default()
+        },
+        rip: 0x40_0000 + i as u64,
+        rflags: 0x202,
+        rsp: 0x7fff_0000,
+        cr3,
+        fs_base: 0,
+        gs_base: 0,
+        kernel_gs_base: 0,
+    }
+}
+
+/// The random machine of `seed`, or `None` when it has a domain the state
+/// cannot carry (id 0xffff: no next id above it).
+pub fn machine(seed: u64, domains: usize) -> Option<Machine> {
+    let mut m = random_machine(seed, domains);
+    if m.domains.iter().any(|d| d.id.0 == u16::MAX) {
+        return None;
+    }
+    // A region large enough for the incoming boot (heap, page tables,
+    // frametable, M2P) and the staging area: a RAM range of its own, 2 MiB
+    // aligned, above everything else. The random region becomes free RAM.
+    let top = m
+        .devices
+        .iter()
+        .map(|d| d.end())
+        .chain([m.frametable_len as u64, m.ram_end()])
+        .max()
+        .unwrap_or(0);
+    let start = (top + 64).next_multiple_of(512);
+    let region = MfnRange::new(Mfn(start), REGION_FRAMES);
+    m.holes
+        .push(MfnRange::new(Mfn(m.ram_end()), start - m.ram_end()));
+    m.ram.push(region);
+    m.region = region;
+    m.frametable_len = region.end() as usize;
+    Some(m)
+}
+
+impl Sim {
+    /// A host running the machine of `seed` with `domains` domains: its
+    /// frametable built by the pass, each domain's p2m from its runs.
+    pub fn new(seed: u64, domains: usize) -> Option<Sim> {
+        let machine = machine(seed, domains)?;
+        let out = machine.run_pass();
+        out.result.as_ref().expect("the random machine passes");
+        let doms: Vec<Dom> = machine
+            .domains
+            .iter()
+            .map(|d| {
+                let p2m = new_hv::p2m_of(&d.runs);
+                Dom {
+                    id: d.id,
+                    name: format!("d{}", d.id.0),
+                    max_frames: p2m.len() as u64 * 2,
+                    p2m,
+                    vcpus: d
+                        .vcpu_cr3
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &c)| vcpu(i, c))
+                        .collect(),
+                    start_info: d
+                        .runs
+                        .iter()
+                        .find(|r| r.kind == RunKind::Data && r.count > 0)
+                        .map_or(Gpfn(0), |r| r.first_gpfn),
+                    paused: (seed + u64::from(d.id.0)).is_multiple_of(3),
+                    reports: GuestReports {
+                        checks: seed + 1,
+                        regressions: u64::from(d.id.0),
+                        ..GuestReports::default()
+                    },
+                }
+            })
+            .collect();
+        let layout = machine.layout().expect("a valid layout");
+        let managed = old_hv::checks::managed_frames(&layout);
+        let in_runs: u64 = machine
+            .domains
+            .iter()
+            .flat_map(|d| d.runs.iter())
+            .map(|r| r.count)
+            .sum();
+        let next = doms.iter().map(|d| d.id.0 + 1).max().unwrap_or(1);
+        Some(Sim {
+            free_frames: managed - in_runs,
+            frametable: out.frametable,
+            m2p: out.m2p,
+            domains: doms,
+            retired: vec![RetiredDomain {
+                id: DomId(next),
+                name: "gone".into(),
+                reports: GuestReports {
+                    mismatches: 0,
+                    checks: seed,
+                    ..GuestReports::default()
+                },
+            }],
+            globals: HvGlobals {
+                next_domid: DomId(next.saturating_add(1)),
+                time: TimeBase {
+                    tsc: 1,
+                    tsc_khz: 1_000_000,
+                    system_time_ns: seed * 1000,
+                },
+                cmdline: format!("loglvl=debug timer_hz={}", 100 + seed % 7),
+            },
+            machine,
+            pages: BTreeMap::new(),
+            fault: None,
+            clock: std::cell::Cell::new(1_000),
+            log: Vec::new(),
+            paused: 0,
+            resumed: 0,
+            new_frametable: Vec::new(),
+            new_m2p: Vec::new(),
+            heap: None,
+            page_table_block: None,
+            l4s_rewritten: Vec::new(),
+            jumped: None,
+        })
+    }
+
+    /// An image to update to: one upper-half mapping of [`IMAGE_SPAN`].
+    pub fn image() -> ImageInfo {
+        ImageInfo {
+            version: handover_abi::CURRENT,
+            note: ImageNote {
+                reads: handover_abi::READS,
+                writes: Some(handover_abi::WRITES),
+                entry: KERNEL_VBASE + 16,
+                build_id: BuildId([9; 16]),
+            },
+            phys_start: 0x10_0000,
+            span: IMAGE_SPAN,
+            entry_offset: 16,
+            segments: Vec::new(),
+            mappings: vec![Mapping {
+                vaddr: KERNEL_VBASE,
+                len: IMAGE_SPAN,
+                offset: 0,
+                flags: SegmentFlags::R,
+            }],
+            file_len: IMAGE_SPAN,
+        }
+    }
+
+    /// The image staged at `end` of the region, as `lu load` stages it.
+    pub fn stage(&self, info: &ImageInfo, end: End) -> Staging {
+        let gap = PhysRange::from(self.machine.region);
+        let dummy = MfnRange::new(Mfn(0), 1);
+        let estimate = handover_abi::encoded_len(&self.build_state(dummy, dummy))
+            .expect("the state encodes") as u64;
+        let ram_end = old_hv::ram::end(&self.machine.ram);
+        let tables = staging::table_frames(ram_end, &info.mappings);
+        Staging::plan_at(end, gap, info.span, estimate, tables).expect("the image fits")
+    }
+
+    fn build_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
+        let r = self.machine.region;
+        let region = LuRegion {
+            base: r.start.addr(),
+            size: r.count * PAGE_SIZE,
+            image,
+            state,
+        };
+        let mmio: BTreeMap<DomId, &[MfnRange]> = self
+            .machine
+            .domains
+            .iter()
+            .map(|d| (d.id, d.mmio.as_slice()))
+            .collect();
+        let inputs = self.domains.iter().map(|d| DomainInput {
+            id: d.id,
+            privileged: d.id == DomId::DOM0,
+            name: &d.name,
+            max_frames: d.max_frames,
+            p2m: &d.p2m,
+            mmio: mmio[&d.id],
+            vcpus: d.vcpus.clone(),
+            start_info: d.start_info,
+            paused: d.paused,
+            reports: d.reports,
+        });
+        handover::handover_state(
+            &self.machine.ram,
+            region,
+            self.globals.clone(),
+            inputs,
+            self.retired.clone(),
+            &self.frametable,
+        )
+    }
+
+    fn in_ram(&self, paddr: u64, len: u64) -> Result<(), SimError> {
+        let end = paddr.checked_add(len).ok_or(SimError("overflow".into()))?;
+        let ok = self.machine.ram.iter().any(|r| {
+            let r = PhysRange::from(*r);
+            r.start <= paddr && end <= r.end()
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(SimError(format!(
+                "{paddr:#x}+{len:#x} is not in RAM of the simulated machine"
+            )))
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `paddr`, page tables included.
+    pub fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), SimError> {
+        self.in_ram(paddr, buf.len() as u64)?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = paddr + i as u64;
+            let (page, off) = (a / PAGE_SIZE, (a % PAGE_SIZE) as usize);
+            *b = match self.machine.memory.table(Mfn(page)) {
+                Some(t) => t[off / 8].to_le_bytes()[off % 8],
+                None => self.pages.get(&page).map_or(0, |p| p[off]),
+            };
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` at `paddr`, page tables included.
+    pub fn write_phys(&mut self, paddr: u64, bytes: &[u8]) -> Result<(), SimError> {
+        self.in_ram(paddr, bytes.len() as u64)?;
+        for (i, &b) in bytes.iter().enumerate() {
+            let a = paddr + i as u64;
+            let (page, off) = (a / PAGE_SIZE, (a % PAGE_SIZE) as usize);
+            if self.machine.memory.table(Mfn(page)).is_some() {
+                let t = self.machine.memory.table_mut(Mfn(page));
+                let mut w = t[off / 8].to_le_bytes();
+                w[off % 8] = b;
+                t[off / 8] = u64::from_le_bytes(w);
+            } else {
+                self.pages
+                    .entry(page)
+                    .or_insert_with(|| Box::new([0; PAGE_SIZE as usize]))[off] = b;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&self) -> u64 {
+        let t = self.clock.get() + 1_000;
+        self.clock.set(t);
+        t
+    }
+
+    /// Everything of the machine outside the live-update region that an
+    /// update must leave as it found it: the old side's tables, every page
+    /// table's contents, every other page written.
+    pub fn outside_region(&self) -> Outside {
+        let region = self.machine.region;
+        let tables = self
+            .machine
+            .domains
+            .iter()
+            .flat_map(|d| d.tables.iter())
+            .map(|&(mfn, _)| {
+                (
+                    mfn.0,
+                    self.machine
+                        .memory
+                        .table(mfn)
+                        .map_or_else(Vec::new, |t| t.to_vec()),
+                )
+            })
+            .collect();
+        let pages = self
+            .pages
+            .iter()
+            .filter(|(p, _)| !region.contains(Mfn(**p)))
+            .map(|(p, bytes)| p ^ bytes.iter().map(|&b| u64::from(b)).sum::<u64>())
+            .collect();
+        (self.frametable.clone(), self.m2p.clone(), tables, pages)
+    }
+}
+
+impl old_hv::exec::Platform for Sim {
+    type Error = SimError;
+    type Prepared = EntryPlan;
+    type Jumped = u64;
+    type Tables = SimMemory;
+
+    fn now(&self) -> u64 {
+        self.tick()
+    }
+
+    fn pause(&mut self) {
+        self.paused += 1;
+    }
+
+    fn resume(&mut self) {
+        self.resumed += 1;
+    }
+
+    fn fault(&mut self) -> Option<Fault> {
+        self.fault
+    }
+
+    fn state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
+        self.build_state(image, state)
+    }
+
+    fn frametable(&self) -> (&[FrameInfo], &[u64]) {
+        (&self.frametable, &self.m2p)
+    }
+
+    fn tables(&self) -> &SimMemory {
+        &self.machine.memory
+    }
+
+    fn machine(&self) -> MachineView<'_> {
+        MachineView {
+            ram: &self.machine.ram,
+            region: PhysRange::from(self.machine.region),
+            reserved: &self.machine.hv_reserved,
+            free_frames: self.free_frames,
+            free_digest: 0x5eed,
+            image_frames_out: 0,
+            tsc_khz: 1_000_000,
+            sequence: 7,
+            build_id: BuildId([7; 16]),
+        }
+    }
+
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), SimError> {
+        self.read_phys(paddr, buf)
+    }
+
+    fn write(&mut self, paddr: u64, bytes: &[u8]) -> Result<(), SimError> {
+        self.write_phys(paddr, bytes)
+    }
+
+    fn entry_tables(&mut self, plan: &EntryPlan) -> Result<EntryPlan, SimError> {
+        // The frames the hypervisor's walker takes for this plan.
+        let mappings: Vec<Mapping> = plan
+            .segments
+            .iter()
+            .map(|s| Mapping {
+                vaddr: s.vaddr,
+                len: s.len,
+                offset: 0,
+                flags: SegmentFlags::R,
+            })
+            .collect();
+        let needed = staging::table_frames(plan.ram_end, &mappings);
+        if plan.frames.size / PAGE_SIZE < needed {
+            return Err(SimError(
+                "no frame left in the staging area for the entry page tables".into(),
+            ));
+        }
+        Ok(plan.clone())
+    }
+
+    fn log(&mut self, line: fmt::Arguments<'_>) {
+        self.log.push(line.to_string());
+    }
+
+    fn jump(&mut self, prepared: EntryPlan, detail: &JumpDetail) -> u64 {
+        let args = prepared.args;
+        self.jumped = Some((prepared, *detail));
+        args
+    }
+}
+
+impl new_hv::enter::Platform for Sim {
+    type Error = SimError;
+    type Tables = SimMemory;
+    type Resumed = Entered;
+
+    fn now(&self) -> u64 {
+        self.tick()
+    }
+
+    fn read_args(&mut self, paddr: u64) -> Result<[u8; ENTRY_ARGS_SIZE], SimError> {
+        let mut raw = [0u8; ENTRY_ARGS_SIZE];
+        self.read_phys(paddr, &mut raw)?;
+        Ok(raw)
+    }
+
+    fn locate(&mut self, _args: &EntryArgs) {}
+
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), SimError> {
+        self.read_phys(paddr, buf)
+    }
+
+    fn heap(&mut self, range: PhysRange) -> Result<(), SimError> {
+        self.in_ram(range.start, range.size)?;
+        self.heap = Some(range);
+        Ok(())
+    }
+
+    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), SimError> {
+        self.in_ram(block.start, block.size)?;
+        assert_eq!(ram, self.machine.ram.as_slice());
+        self.page_table_block = Some(block);
+        Ok(())
+    }
+
+    fn frametable(&mut self, ft: PhysRange, m2p: PhysRange, frames: u64) -> Result<(), SimError> {
+        self.in_ram(ft.start, ft.size)?;
+        self.in_ram(m2p.start, m2p.size)?;
+        assert!(ft.size >= frames * 16 && m2p.size >= frames * 8);
+        self.new_frametable = vec![FrameInfo::UNOWNED; frames as usize];
+        self.new_m2p = vec![M2P_INVALID; frames as usize];
+        Ok(())
+    }
+
+    fn reserved(&self, _region: PhysRange) -> Vec<MfnRange> {
+        self.machine.hv_reserved.clone()
+    }
+
+    fn adopt_view(&mut self) -> (&SimMemory, &mut [FrameInfo], &mut [u64]) {
+        (
+            &self.machine.memory,
+            &mut self.new_frametable,
+            &mut self.new_m2p,
+        )
+    }
+
+    fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), SimError> {
+        let t = self.machine.memory.table_mut(l4);
+        for e in &mut t[256..] {
+            *e = 0;
+        }
+        self.l4s_rewritten.push(l4);
+        Ok(())
+    }
+
+    fn resume(&mut self, mut entered: Entered) -> Entered {
+        entered.times.resumed = self.tick();
+        entered
+    }
+}

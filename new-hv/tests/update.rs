@@ -1,0 +1,309 @@
+//! The production update sequence on a simulated host: `old_hv::exec::exec`
+//! then `new_hv::enter`, the very functions the hypervisor runs, over
+//! random machines — every fault the hypervisor's `lu_inject=` offers, each
+//! checked where the hypervisor catches it, and a property test that every
+//! update either arrives with an identical frametable or is refused with
+//! the old machine untouched.
+
+mod sim;
+
+use handover_abi::{DecodeError, DomainFlags, Mfn, RunKind, PAGE_SIZE};
+use new_hv::{Entered, IncomingError};
+use old_hv::checks::CheckError;
+use old_hv::exec::{exec, ExecError, Fault, Step};
+use old_hv::handover::{PreflightError, SerialiseError};
+use old_hv::staging::End;
+use proptest::prelude::*;
+use sim::{Sim, SimError};
+
+/// Runs `exec` on `sim` with `fault`; on a jump, `enter` on the same
+/// memory.
+fn update(
+    sim: &mut Sim,
+    end: End,
+    fault: Option<Fault>,
+) -> Result<Result<Entered, IncomingError>, ExecError<SimError>> {
+    let info = Sim::image();
+    let staging = sim.stage(&info, end);
+    sim.fault = fault;
+    let args = exec(sim, &info, &staging)?;
+    Ok(new_hv::enter(sim, args, handover_abi::READS))
+}
+
+fn host(seed: u64, domains: usize) -> Sim {
+    (seed..)
+        .find_map(|s| Sim::new(s, domains))
+        .expect("a machine")
+}
+
+/// What an arrived update must show: the new frametable and M2P equal the
+/// old ones, the state is the old side's, every domain and vCPU is back,
+/// every L4 was given the new slots, and free RAM is the complement of the
+/// runs.
+fn check_arrived(sim: &Sim, e: &Entered) {
+    assert_eq!(sim.new_frametable, sim.frametable, "frametables differ");
+    assert_eq!(sim.new_m2p, sim.m2p, "M2Ps differ");
+    assert_eq!(e.adopted.digest, e.args.digest);
+    assert_eq!(e.adopted.digest_scan, e.args.digest);
+    assert_eq!(e.ram, sim.machine.ram);
+    assert_eq!(e.state.globals, sim.globals);
+    assert_eq!(e.state.retired, sim.retired);
+    assert_eq!(e.domains.len(), sim.domains.len());
+    for (r, d) in e.domains.iter().zip(&sim.domains) {
+        assert_eq!(r.id, d.id);
+        assert_eq!(r.name, d.name);
+        assert_eq!(r.vcpus, d.vcpus);
+        assert_eq!(r.paused, d.paused);
+        assert_eq!(r.reports, d.reports);
+        assert_eq!(r.max_frames, d.max_frames);
+        // The p2m comes back, up to its last mapped gpfn.
+        let last = d
+            .p2m
+            .iter()
+            .rposition(|&m| m != u64::MAX)
+            .map_or(0, |i| i + 1);
+        assert_eq!(r.p2m[..], d.p2m[..last], "d{}", d.id);
+    }
+    let mut l4s: Vec<Mfn> = e.state.domains.iter().flat_map(new_hv::l4_frames).collect();
+    let mut rewritten = sim.l4s_rewritten.clone();
+    l4s.sort();
+    rewritten.sort();
+    assert_eq!(rewritten, l4s);
+    let free: u64 = e.adopted.free.iter().map(|r| r.count).sum();
+    assert_eq!(free, sim.free_frames);
+    // The boot stayed inside the region and off the staged range.
+    let region = boot_allocator::PhysRange::from(sim.machine.region);
+    let staged = new_hv::staged_range(&e.args).unwrap();
+    for r in [sim.heap.unwrap(), sim.page_table_block.unwrap()] {
+        assert!(
+            region.contains_range(r) && !r.overlaps(staged),
+            "{r} vs {staged}"
+        );
+    }
+    assert_eq!(sim.paused, 1);
+    assert_eq!(sim.resumed, 0);
+}
+
+#[test]
+fn an_update_arrives_with_the_same_frametable_at_either_end() {
+    for (seed, end) in [
+        (1, End::Bottom),
+        (2, End::Top),
+        (3, End::Bottom),
+        (4, End::Top),
+    ] {
+        let mut sim = host(seed, 1 + seed as usize % 4);
+        let entered = update(&mut sim, end, None)
+            .expect("exec jumps")
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        check_arrived(&sim, &entered);
+        assert!(sim.log.is_empty(), "{:?}", sim.log);
+        let t = entered.times;
+        assert!(t.entry < t.heap && t.heap < t.verified && t.verified < t.booted);
+        assert!(t.booted < t.pass && t.pass < t.resumed);
+    }
+}
+
+/// Each failure before the point of no return: the update is cancelled with
+/// its reason, every vCPU resumed, nothing outside the staging area touched,
+/// and the next attempt, without the fault, arrives.
+#[test]
+fn every_failure_before_the_jump_cancels_and_loses_nothing() {
+    type Expect = fn(&ExecError<SimError>) -> bool;
+    let cases: [(Fault, Expect); 6] = [
+        (Fault::Fail(Step::TooLarge), |e| {
+            matches!(
+                e,
+                ExecError::Serialise(SerialiseError::TooLarge { capacity: 64, .. })
+            )
+        }),
+        (Fault::Fail(Step::Encode), |e| {
+            matches!(e, ExecError::Serialise(SerialiseError::Encode(_)))
+        }),
+        (Fault::Fail(Step::Preflight), |e| {
+            matches!(e, ExecError::Preflight(PreflightError::Decode(_)))
+        }),
+        (Fault::Fail(Step::Boot), |e| {
+            matches!(e, ExecError::Check(CheckError::BootDoesNotFit { .. }))
+        }),
+        (Fault::Fail(Step::Tables), |e| {
+            matches!(e, ExecError::EntryTables(_))
+        }),
+        (Fault::Vcpu, |e| {
+            matches!(e, ExecError::Check(CheckError::Vcpu(_)))
+        }),
+    ];
+    for (i, (fault, expected)) in cases.into_iter().enumerate() {
+        let mut sim = host(10 + i as u64, 3);
+        let before = sim.outside_region();
+        let err = update(&mut sim, End::Top, Some(fault)).expect_err("cancelled");
+        assert!(expected(&err), "{fault:?}: {err}");
+        assert!(fault.cancels());
+        assert_eq!((sim.paused, sim.resumed), (1, 1), "{fault:?}");
+        assert!(sim.jumped.is_none());
+        assert!(
+            sim.outside_region() == before,
+            "{fault:?} touched the machine"
+        );
+        assert!(!sim.log.is_empty(), "{fault:?} says what it injects");
+        // The second attempt works.
+        sim.paused = 0;
+        sim.resumed = 0;
+        let entered = update(&mut sim, End::Top, None).unwrap().unwrap();
+        check_arrived(&sim, &entered);
+    }
+}
+
+/// The messages the operator sees are the ones the hypervisor printed
+/// before the sequence moved into the framework.
+#[test]
+fn cancellations_say_why() {
+    let mut sim = host(20, 2);
+    let e = update(&mut sim, End::Bottom, Some(Fault::Fail(Step::Tables))).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "entry tables: no frame left in the staging area for the entry page tables"
+    );
+    let e = update(&mut sim, End::Bottom, Some(Fault::Fail(Step::Boot))).unwrap_err();
+    assert!(
+        e.to_string().starts_with("the new image's boot needs"),
+        "{e}"
+    );
+    let e = update(&mut sim, End::Bottom, Some(Fault::Vcpu)).unwrap_err();
+    assert!(e.to_string().contains("vCPU"), "{e}");
+}
+
+/// The corruptions after the pre-flight: the jump happens, the new image
+/// catches each at its own check and runs nothing.
+#[test]
+fn every_corruption_after_the_pre_flight_is_refused_by_the_new_image() {
+    let mut sim = host(30, 3);
+    match update(&mut sim, End::Top, Some(Fault::State)).unwrap() {
+        Err(IncomingError::Decode(DecodeError::BodyCrcMismatch { .. })) => {}
+        other => panic!("state: {other:?}"),
+    }
+    let mut sim = host(31, 3);
+    match update(&mut sim, End::Bottom, Some(Fault::Args)).unwrap() {
+        Err(IncomingError::Args(_)) => {}
+        other => panic!("args: {other:?}"),
+    }
+    let mut sim = host(32, 3);
+    match update(&mut sim, End::Top, Some(Fault::Digest)).unwrap() {
+        Err(IncomingError::DigestMismatch { computed, expected }) => {
+            assert_eq!(computed ^ 1, expected)
+        }
+        other => panic!("digest: {other:?}"),
+    }
+    let mut sim = host(33, 3);
+    match update(&mut sim, End::Bottom, Some(Fault::Table)).unwrap() {
+        Err(IncomingError::TablesChanged { .. }) => {}
+        other => panic!("table: {other:?}"),
+    }
+    // The new image's checks do not cover guest data: the update arrives,
+    // and exactly one bit of the first domU's highest data page differs.
+    let mut sim = host(34, 3);
+    let target = sim
+        .machine
+        .domains
+        .iter()
+        .find(|d| d.id.0 != 0)
+        .and_then(|d| {
+            d.runs
+                .iter()
+                .filter(|r| r.kind == RunKind::Data && r.count > 0)
+                .max_by_key(|r| r.first_gpfn.0 + r.count)
+                .map(|r| Mfn(r.first_mfn.0 + r.count - 1))
+        })
+        .expect("a domU with data");
+    let entered = update(&mut sim, End::Top, Some(Fault::Guest))
+        .unwrap()
+        .unwrap();
+    check_arrived(&sim, &entered);
+    let mut byte = [0u8; 1];
+    sim.read_phys(target.addr(), &mut byte).unwrap();
+    assert_eq!(byte[0], 1, "{:?}", sim.log);
+    assert!(entered
+        .state
+        .domains
+        .iter()
+        .any(|d| !d.flags.contains(DomainFlags::PRIVILEGED)));
+}
+
+/// Every fault has its `lu_inject=` name, and the names map back.
+#[test]
+fn faults_have_names() {
+    for (name, fault) in Fault::NAMES {
+        assert_eq!(Fault::from_name(name), Some(fault));
+    }
+    assert_eq!(Fault::from_name("fail-jump"), None);
+}
+
+/// A frame handed out but in no run is caught before the pause ends.
+#[test]
+fn a_frame_in_use_in_no_run_cancels() {
+    let mut sim = host(40, 2);
+    sim.free_frames -= 1;
+    let e = update(&mut sim, End::Top, None).unwrap_err();
+    assert!(
+        matches!(e, ExecError::Check(CheckError::OwnedNotInRuns { .. })),
+        "{e}"
+    );
+    assert_eq!((sim.paused, sim.resumed), (1, 1));
+}
+
+/// A state placed where the argument page does not say, or a state area too
+/// small, never reaches the jump.
+#[test]
+fn a_state_that_does_not_fit_its_area_cancels() {
+    let mut sim = host(41, 2);
+    let info = Sim::image();
+    let mut staging = sim.stage(&info, End::Bottom);
+    staging.state.size = PAGE_SIZE / 8;
+    sim.fault = None;
+    let e = exec(&mut sim, &info, &staging).unwrap_err();
+    assert!(
+        matches!(e, ExecError::Serialise(SerialiseError::TooLarge { .. })),
+        "{e}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random machines (domains, runs, pins, paused domains, retired
+    /// reports) through `exec` and `enter`: with no fault the frametables
+    /// are equal; with a fault that cancels, the old machine is untouched
+    /// and runs on.
+    #[test]
+    fn updates_arrive_or_leave_the_machine_untouched(
+        seed in 0u64..10_000,
+        domains in 1usize..5,
+        top in any::<bool>(),
+        fault in proptest::option::of(0usize..6),
+    ) {
+        let cancelling = [
+            Fault::Fail(Step::TooLarge),
+            Fault::Fail(Step::Encode),
+            Fault::Fail(Step::Preflight),
+            Fault::Fail(Step::Boot),
+            Fault::Fail(Step::Tables),
+            Fault::Vcpu,
+        ];
+        let Some(mut sim) = Sim::new(seed, domains) else { return Ok(()) };
+        let end = if top { End::Top } else { End::Bottom };
+        let before = sim.outside_region();
+        match fault.map(|i| cancelling[i]) {
+            None => {
+                let entered = update(&mut sim, end, None)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                check_arrived(&sim, &entered);
+            }
+            Some(f) => {
+                prop_assert!(update(&mut sim, end, Some(f)).is_err());
+                prop_assert_eq!((sim.paused, sim.resumed), (1, 1));
+                prop_assert!(sim.outside_region() == before);
+            }
+        }
+    }
+}

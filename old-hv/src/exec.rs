@@ -1,0 +1,565 @@
+//! `lu exec`: the outgoing side of an update, in order, written once.
+//!
+//! [`exec`] is `docs/design.md` section 1 step 2, generic over a
+//! [`Platform`] that offers only what the hypervisor alone can do: the
+//! clock, pausing and resuming the guests, its view of itself (the state of
+//! its domains, its frametable, its memory map), physical memory, the
+//! guests' page tables, the entry tables and the jump. The reference
+//! hypervisor implements it on the hardware; the host tests implement it on
+//! a simulated machine and run this very function.
+//!
+//! The order:
+//!
+//! 1. **pause** every vCPU;
+//! 2. **serialise** the handover state into the staging area
+//!    ([`handover::serialise`], the version negotiated at load);
+//! 3. **pre-flight**: read it back, decode and compare it, take the
+//!    owned-frame digest ([`handover::preflight`]); the other checks before
+//!    the point of no return ([`checks::before_jump`]: vCPUs, every frame in
+//!    use in some run, the new image's boot dry-run on the region minus
+//!    what the argument page will describe); the digest of the guests'
+//!    page tables ([`new_hv::tables::digest`]);
+//! 4. **entry tables** built in the staging area's table frames;
+//! 5. the **argument page** written, and the **jump**.
+//!
+//! Any failure before the jump resumes every vCPU and returns an
+//! [`ExecError`]: nothing is lost. Fault injection is a [`Fault`] the
+//! platform hands in once; it acts at the named point of this sequence
+//! ([`Step`] for the failures before the jump, the other variants for the
+//! corruptions after the pre-flight that the new image must catch).
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use boot_allocator::PhysRange;
+use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
+use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::{AbiVersion, BuildId, HandoverState, Mfn, MfnRange, Producer, RunKind};
+use hvlu_types::PAGE_SIZE;
+use new_hv::boot::BootPlan;
+use new_hv::IncomingError;
+
+use crate::checks::{self, CheckError};
+use crate::handover::{self, PreflightError, SerialiseError};
+use crate::image::ImageInfo;
+use crate::staging::Staging;
+
+/// A step of [`exec`] before the point of no return that a [`Fault`] can
+/// make fail for real.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `fail-too-large`: the state area is taken as 64 bytes, so the
+    /// serialiser refuses a state that does not fit.
+    TooLarge,
+    /// `fail-encode`: the state is encoded as a version this build does
+    /// not write, so the encoder refuses.
+    Encode,
+    /// `fail-preflight`: one byte of the state read back is changed before
+    /// the pre-flight decodes it.
+    Preflight,
+    /// `fail-boot`: the new image's boot is dry-run for a machine with
+    /// 4 TiB more RAM, so it cannot fit the region.
+    Boot,
+    /// `fail-tables`: the entry tables get no frame to be built in.
+    Tables,
+}
+
+/// A fault to inject into an update (the hypervisor's `lu_inject=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `fail-<step>`: [`Step`] fails; the update is cancelled.
+    Fail(Step),
+    /// A vCPU's instruction pointer in the state (not the vCPU itself) is a
+    /// hypervisor address: the checks before the jump cancel.
+    Vcpu,
+    /// One bit of the staged state's body, after the pre-flight: the new
+    /// image's CRC check refuses.
+    State,
+    /// The owned-frame digest in the argument page: the new image's digest
+    /// check after the pass refuses.
+    Digest,
+    /// One bit of a domU's highest data page: nothing in the hypervisor
+    /// checks guest data, the domU's own checker must report it.
+    Guest,
+    /// One bit of a guest page-table frame the state lists, after its
+    /// digest was taken: the new image refuses before the pass.
+    Table,
+    /// One bit of the argument page: the new image refuses it (its CRC).
+    Args,
+}
+
+impl Fault {
+    /// Every fault with its `lu_inject=` name.
+    pub const NAMES: [(&'static str, Fault); 11] = [
+        ("state", Fault::State),
+        ("digest", Fault::Digest),
+        ("guest", Fault::Guest),
+        ("vcpu", Fault::Vcpu),
+        ("args", Fault::Args),
+        ("table", Fault::Table),
+        ("fail-too-large", Fault::Fail(Step::TooLarge)),
+        ("fail-encode", Fault::Fail(Step::Encode)),
+        ("fail-preflight", Fault::Fail(Step::Preflight)),
+        ("fail-boot", Fault::Fail(Step::Boot)),
+        ("fail-tables", Fault::Fail(Step::Tables)),
+    ];
+
+    /// The fault named `name` ([`Fault::NAMES`]).
+    pub fn from_name(name: &str) -> Option<Fault> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, f)| f)
+    }
+
+    /// `true` for a fault that cancels the update before the jump.
+    pub fn cancels(self) -> bool {
+        matches!(self, Fault::Fail(_) | Fault::Vcpu)
+    }
+}
+
+/// What the platform tells [`exec`] about the machine it runs on.
+#[derive(Clone, Copy, Debug)]
+pub struct MachineView<'a> {
+    /// Usable RAM, sorted frame ranges.
+    pub ram: &'a [MfnRange],
+    /// The live-update region.
+    pub region: PhysRange,
+    /// Frames the hypervisor keeps outside the region (firmware, the
+    /// running image when it is outside the region).
+    pub reserved: &'a [MfnRange],
+    /// Free frames of the page allocator.
+    pub free_frames: u64,
+    /// The free-frame digest the new image must reproduce
+    /// (`new_hv::free::digest_of` over the allocator's free frames and this
+    /// image's frames outside the region).
+    pub free_digest: u64,
+    /// This image's frames outside the region (the new image frees them).
+    pub image_frames_out: u64,
+    /// The TSC's frequency.
+    pub tsc_khz: u64,
+    /// Updates since cold boot, before this one.
+    pub sequence: u64,
+    /// This image's build id.
+    pub build_id: BuildId,
+}
+
+/// One piece of the new image to map at its link address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Link address.
+    pub vaddr: u64,
+    /// Bytes (whole pages).
+    pub len: u64,
+    /// Where the staged copy is.
+    pub phys: u64,
+}
+
+/// What the entry tables must map (the entry contract, `docs/abi.md` §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryPlan {
+    /// The new image's segments.
+    pub segments: Vec<Segment>,
+    /// The direct map covers `[0, ram_end)`.
+    pub ram_end: u64,
+    /// The trampoline page.
+    pub trampoline: u64,
+    /// The argument page.
+    pub args: u64,
+    /// The new image's live-update entry (a link address inside
+    /// `segments`).
+    pub entry: u64,
+    /// The frames the tables may be built in.
+    pub frames: PhysRange,
+}
+
+/// What [`exec`] knows just before it jumps (for the platform's last
+/// words; inside the blackout it should print little).
+#[derive(Clone, Copy, Debug)]
+pub struct JumpDetail {
+    /// Bytes of the state.
+    pub state_len: u64,
+    /// The owned-frame digest.
+    pub digest: u64,
+    /// Free frames of the page allocator.
+    pub free_frames: u64,
+    /// Where the new image's boot will land.
+    pub boot: BootPlan,
+}
+
+/// What the hypervisor offers the outgoing side of an update.
+pub trait Platform {
+    /// Why physical memory, or the entry tables, could not be written.
+    type Error: fmt::Display;
+    /// Entry tables built and ready to jump through.
+    type Prepared;
+    /// What [`Platform::jump`] returns: nothing on the hardware (it does
+    /// not return); the simulated jump on the host.
+    type Jumped;
+    /// The guests' page tables.
+    type Tables: PageTableReader;
+
+    /// The clock (TSC).
+    fn now(&self) -> u64;
+    /// Stops every vCPU at a safe point; the caller's context will see
+    /// result 0 when it runs again.
+    fn pause(&mut self);
+    /// Lets every vCPU run again after a cancelled update.
+    fn resume(&mut self);
+    /// The fault to inject into this update, if any (asked once).
+    fn fault(&mut self) -> Option<Fault>;
+    /// The handover state of the running system, with `image` and `state`
+    /// as the staged image and state area.
+    fn state(&self, image: MfnRange, state: MfnRange) -> HandoverState;
+    /// The frametable and the M2P.
+    fn frametable(&self) -> (&[FrameInfo], &[u64]);
+    /// The guests' page tables.
+    fn tables(&self) -> &Self::Tables;
+    /// The machine.
+    fn machine(&self) -> MachineView<'_>;
+    /// Reads physical memory.
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Writes physical memory.
+    fn write(&mut self, paddr: u64, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// Builds the entry tables of `plan` in `plan.frames`.
+    fn entry_tables(&mut self, plan: &EntryPlan) -> Result<Self::Prepared, Self::Error>;
+    /// A line for the log.
+    fn log(&mut self, line: fmt::Arguments<'_>);
+    /// The point of no return.
+    fn jump(&mut self, prepared: Self::Prepared, detail: &JumpDetail) -> Self::Jumped;
+}
+
+/// Why an update was cancelled before the point of no return. Every
+/// domain runs on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError<E: fmt::Display> {
+    /// The state could not be encoded into the staging area.
+    #[error("{0}")]
+    Serialise(SerialiseError),
+    /// Physical memory of the staging area could not be reached.
+    #[error("{step}: {error}")]
+    Phys {
+        /// What was being done.
+        step: &'static str,
+        /// Why it failed.
+        error: E,
+    },
+    /// The state read back is not the state written.
+    #[error("{0}")]
+    Preflight(PreflightError),
+    /// The argument page would describe a staged range the new image
+    /// refuses.
+    #[error("{0}")]
+    Staged(IncomingError),
+    /// A check before the point of no return failed.
+    #[error("{0}")]
+    Check(CheckError),
+    /// The entry page tables could not be built.
+    #[error("entry tables: {0}")]
+    EntryTables(E),
+}
+
+/// Timestamps of the outgoing side, carried in the argument page.
+#[derive(Clone, Copy, Debug, Default)]
+struct Times {
+    pause: u64,
+    paused: u64,
+    serialised: u64,
+    preflight: u64,
+    jump: u64,
+}
+
+/// Runs the update of the image `info`, staged at `staging`: pause,
+/// serialise, pre-flight, checks, entry tables, argument page, jump.
+/// Returns what the jump returns, or — before the point of no return —
+/// the reason it was cancelled, with every vCPU resumed.
+pub fn exec<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    staging: &Staging,
+) -> Result<P::Jumped, ExecError<P::Error>> {
+    let fault = p.fault();
+    let mut t = Times {
+        pause: p.now(),
+        ..Times::default()
+    };
+    p.pause();
+    t.paused = p.now();
+    match prepare(p, info, staging, fault, &mut t) {
+        Ok((prepared, detail)) => Ok(p.jump(prepared, &detail)),
+        Err(e) => {
+            p.resume();
+            Err(e)
+        }
+    }
+}
+
+/// Everything of [`exec`] between the pause and the jump.
+fn prepare<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    s: &Staging,
+    fault: Option<Fault>,
+    t: &mut Times,
+) -> Result<(P::Prepared, JumpDetail), ExecError<P::Error>> {
+    let fail = |p: &mut P, step: Step| {
+        let on = fault == Some(Fault::Fail(step));
+        if on {
+            p.log(format_args!("lu: fault injection: making {step:?} fail"));
+        }
+        on
+    };
+    let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
+    let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
+    let mut state = p.state(image, area);
+    if fault == Some(Fault::Vcpu) {
+        corrupt_vcpu(p, &mut state);
+    }
+
+    // Serialise, as the version negotiated at load.
+    let producer = Producer::this_build(p.machine().build_id);
+    let version = if fail(p, Step::Encode) {
+        AbiVersion::new(info.version.major, 99)
+    } else {
+        info.version
+    };
+    let capacity = if fail(p, Step::TooLarge) {
+        64
+    } else {
+        s.state.size
+    };
+    let blob =
+        handover::serialise(version, &state, &producer, capacity).map_err(ExecError::Serialise)?;
+    let len = blob.len() as u64;
+    p.write(s.state.start, &blob)
+        .map_err(phys_step("writing the state"))?;
+    drop(blob);
+    t.serialised = p.now();
+
+    // Pre-flight: what the new image will read, decoded and compared.
+    let mut back = alloc::vec![0u8; len as usize];
+    p.read(s.state.start, &mut back)
+        .map_err(phys_step("reading the state back"))?;
+    if fail(p, Step::Preflight) {
+        let at = back.len() / 2;
+        back[at] ^= 0x40;
+    }
+    let (frametable, m2p) = p.frametable();
+    let digest =
+        handover::preflight(&back, &state, frametable, m2p).map_err(ExecError::Preflight)?;
+    drop(back);
+    let huge_ram = fail(p, Step::Boot);
+    let boot = check_before_jump(p, s, &state, len, huge_ram)?;
+    // The guests' tables stay in place: the new image checks that they are
+    // exactly these.
+    let tables_digest = new_hv::tables::digest(&state, p.tables());
+    t.preflight = p.now();
+
+    let m = p.machine();
+    let ram_end = crate::ram::end(m.ram);
+    let plan = EntryPlan {
+        segments: info
+            .mappings
+            .iter()
+            .map(|m| Segment {
+                vaddr: m.vaddr,
+                len: m.len,
+                phys: s.image.start + m.offset,
+            })
+            .collect(),
+        ram_end,
+        trampoline: s.trampoline,
+        args: s.args,
+        entry: info.note.entry,
+        frames: if fail(p, Step::Tables) {
+            PhysRange::new(s.tables.end(), 0)
+        } else {
+            s.tables
+        },
+    };
+    let prepared = p.entry_tables(&plan).map_err(ExecError::EntryTables)?;
+
+    let m = p.machine();
+    let detail = JumpDetail {
+        state_len: len,
+        digest,
+        free_frames: m.free_frames,
+        boot,
+    };
+    t.jump = p.now();
+    let mut args = EntryArgs {
+        ram_end,
+        digest,
+        tsc_khz: m.tsc_khz,
+        tsc_pause: t.pause,
+        tsc_paused: t.paused,
+        tsc_serialised: t.serialised,
+        tsc_preflight: t.preflight,
+        tsc_jump: t.jump,
+        free_frames: m.free_frames,
+        sequence: m.sequence + 1,
+        image_frames_out: m.image_frames_out,
+        from_build_id: m.build_id,
+        tables_digest,
+        free_digest: m.free_digest,
+        ..EntryArgs::default()
+    };
+    s.place(m.region, len, &mut args);
+    let seed = t.jump;
+    match fault {
+        Some(Fault::State) => {
+            // A flipped bit at a pseudo-random place of the body, as if
+            // memory were corrupted after the pre-flight check.
+            let body = len - handover_abi::HEADER_SIZE as u64;
+            let (offset, bit) = spot(seed, body);
+            let at = s.state.start + handover_abi::HEADER_SIZE as u64 + offset;
+            flip_bit(p, at, bit)?;
+            p.log(format_args!(
+                "lu: fault injection: flipped bit {bit} of the staged state at {at:#x} (body offset {offset})"
+            ));
+        }
+        Some(Fault::Digest) => {
+            args.digest ^= 1;
+            p.log(format_args!(
+                "lu: fault injection: corrupted the digest in the argument page"
+            ));
+        }
+        Some(Fault::Guest) => corrupt_guest(p, &state)?,
+        Some(Fault::Table) => corrupt_table(p, &state, seed)?,
+        Some(Fault::Args | Fault::Vcpu | Fault::Fail(_)) | None => {}
+    }
+    p.write(s.args, &args.to_bytes())
+        .map_err(phys_step("writing the argument page"))?;
+    if fault == Some(Fault::Args) {
+        let (offset, bit) = spot(seed, ENTRY_ARGS_SIZE as u64);
+        flip_bit(p, s.args + offset, bit)?;
+        p.log(format_args!(
+            "lu: fault injection: flipped bit {bit} of the argument page at offset {offset}"
+        ));
+    }
+    Ok((prepared, detail))
+}
+
+/// A physical-memory failure during `step`.
+fn phys_step<E: fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ExecError<E> {
+    move |error| ExecError::Phys { step, error }
+}
+
+/// The checks before the point of no return ([`checks::before_jump`]) on
+/// the region minus the range the argument page will describe
+/// (`new_hv::staging::staged_range`, the incoming image's own
+/// computation). `huge_ram` is `fail-boot`: 4 TiB more RAM for the new
+/// image to cover. Returns where the new image's boot will land.
+fn check_before_jump<P: Platform>(
+    p: &P,
+    s: &Staging,
+    state: &HandoverState,
+    state_len: u64,
+    huge_ram: bool,
+) -> Result<BootPlan, ExecError<P::Error>> {
+    let m = p.machine();
+    let mut placed = EntryArgs::default();
+    s.place(m.region, state_len, &mut placed);
+    let staged = new_hv::staging::staged_range(&placed).map_err(ExecError::Staged)?;
+    // The frames the page allocator has handed out: every one belongs to a
+    // domain from the moment it leaves the allocator (a count, not a frame
+    // scan).
+    let layout = MachineLayout::new(m.ram, m.region.covering_frames(), m.reserved)
+        .map_err(|e| ExecError::Check(CheckError::Layout(e)))?;
+    let in_use = checks::managed_frames(&layout).saturating_sub(m.free_frames);
+    let mut ram = m.ram.to_vec();
+    if huge_ram {
+        let end = ram.last().map_or(0, |r| r.end());
+        ram.push(MfnRange::new(Mfn(end), 1 << 30));
+    }
+    checks::before_jump(state, in_use, m.region, staged, &ram, s.image.size)
+        .map_err(ExecError::Check)
+}
+
+/// `vcpu`: the last vCPU's rip in the state becomes a hypervisor address.
+fn corrupt_vcpu<P: Platform>(p: &mut P, state: &mut HandoverState) {
+    if let Some(v) = state
+        .domains
+        .iter_mut()
+        .flat_map(|d| d.vcpus.iter_mut())
+        .last()
+    {
+        v.rip = hvlu_types::canonical::UPPER_HALF_START;
+        p.log(format_args!(
+            "lu: fault injection: a vCPU's rip in the state is a hypervisor address"
+        ));
+    }
+}
+
+/// `guest`: flips the lowest bit of the first byte of the first domU's
+/// highest data page (a page its checker owns), as if memory changed
+/// during the update.
+fn corrupt_guest<P: Platform>(p: &mut P, state: &HandoverState) -> Result<(), ExecError<P::Error>> {
+    let target = state
+        .domains
+        .iter()
+        .filter(|d| !d.flags.contains(handover_abi::DomainFlags::PRIVILEGED))
+        .find_map(|d| {
+            let run = d
+                .runs
+                .iter()
+                .filter(|r| r.kind == RunKind::Data && r.count > 0)
+                .max_by_key(|r| r.first_gpfn.0 + r.count)?;
+            let last = run.count - 1;
+            Some((d.id, run.first_gpfn.0 + last, Mfn(run.first_mfn.0 + last)))
+        });
+    let Some((dom, gpfn, mfn)) = target else {
+        p.log(format_args!("lu: fault injection: no domU to corrupt"));
+        return Ok(());
+    };
+    flip_bit(p, mfn.addr(), 0)?;
+    p.log(format_args!(
+        "lu: fault injection: flipped a bit of d{dom}'s memory at gpfn {gpfn} (mfn {:#x})",
+        mfn.0
+    ));
+    Ok(())
+}
+
+/// `table`: one bit of a guest page-table frame below L4, after its digest
+/// was taken: the new image must refuse before the pass.
+fn corrupt_table<P: Platform>(
+    p: &mut P,
+    state: &HandoverState,
+    seed: u64,
+) -> Result<(), ExecError<P::Error>> {
+    let tables: Vec<Mfn> = state
+        .domains
+        .iter()
+        .flat_map(|d| d.runs.iter())
+        .filter(|r| r.kind.is_page_table() && r.kind != RunKind::L4)
+        .flat_map(|r| (0..r.count).map(move |i| Mfn(r.first_mfn.0 + i)))
+        .collect();
+    let (pick, bit) = spot(seed, tables.len() as u64);
+    let (offset, _) = spot(seed.rotate_left(17), PAGE_SIZE);
+    if let Some(&mfn) = tables.get(pick as usize) {
+        flip_bit(p, mfn.addr() + offset, bit)?;
+        p.log(format_args!(
+            "lu: fault injection: flipped bit {bit} of guest page-table frame {mfn} at offset {offset}"
+        ));
+    }
+    Ok(())
+}
+
+/// A pseudo-random byte offset below `len` and bit, from `seed` (a TSC
+/// value): where a fault injection flips a bit.
+pub fn spot(seed: u64, len: u64) -> (u64, u8) {
+    let mut x = seed | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x % len.max(1), (x >> 59) as u8 & 7)
+}
+
+/// Flips bit `bit` of the byte at physical address `at`.
+fn flip_bit<P: Platform>(p: &mut P, at: u64, bit: u8) -> Result<(), ExecError<P::Error>> {
+    let mut byte = [0u8; 1];
+    p.read(at, &mut byte)
+        .map_err(phys_step("fault injection"))?;
+    p.write(at, &[byte[0] ^ (1 << bit)])
+        .map_err(phys_step("fault injection"))
+}
