@@ -37,51 +37,9 @@ pub struct Options {
     pub lu_inject: Option<Inject>,
 }
 
-/// What `lu_inject` corrupts after the pre-flight check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inject {
-    /// One byte of the staged state's body.
-    State,
-    /// The owned-frame digest in the argument page.
-    Digest,
-    /// One bit of a domU's memory (its highest data page), which the
-    /// domU's checker must find after the update.
-    Guest,
-    /// A vCPU's instruction pointer in the state (not the vCPU itself),
-    /// which the checks before the jump must refuse.
-    Vcpu,
-    /// One bit at a pseudo-random place of the argument page, which the
-    /// incoming image must refuse (its CRC).
-    Args,
-    /// One bit at a pseudo-random place of a guest page-table frame the
-    /// state lists, after the old side took the tables' digest: the
-    /// incoming image must refuse before the pass.
-    Table,
-    /// One step of `lu exec` before the point of no return fails for real
-    /// (`fail-<step>`): the update is cancelled, every guest runs on, and
-    /// the injection is spent, so the next update succeeds.
-    Fail(ExecStep),
-}
-
-/// The steps of `lu exec` before the point of no return that
-/// `lu_inject=fail-<step>` makes fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecStep {
-    /// `fail-too-large`: the state area is taken as 64 bytes, so the
-    /// serialiser refuses a state that does not fit.
-    TooLarge,
-    /// `fail-encode`: the state is encoded as a version this build does
-    /// not write, so the encoder refuses.
-    Encode,
-    /// `fail-preflight`: one byte of the state read back is changed before
-    /// the pre-flight decodes it.
-    Preflight,
-    /// `fail-boot`: the new image's boot needs are computed for a machine
-    /// with 4 TiB more RAM, so they cannot fit the region.
-    Boot,
-    /// `fail-tables`: the entry tables get no frame to be built in.
-    Tables,
-}
+/// What `lu_inject=` injects: the framework's named faults
+/// (`old_hv::exec::Fault`, with their names).
+pub use old_hv::exec::Fault as Inject;
 
 impl Default for Options {
     fn default() -> Self {
@@ -178,28 +136,13 @@ impl Options {
                         })?;
                 }
                 "lu_inject" => {
-                    options.lu_inject = Some(match value {
-                        "state" => Inject::State,
-                        "digest" => Inject::Digest,
-                        "guest" => Inject::Guest,
-                        "vcpu" => Inject::Vcpu,
-                        "args" => Inject::Args,
-                        "table" => Inject::Table,
-                        "fail-too-large" => Inject::Fail(ExecStep::TooLarge),
-                        "fail-encode" => Inject::Fail(ExecStep::Encode),
-                        "fail-preflight" => Inject::Fail(ExecStep::Preflight),
-                        "fail-boot" => Inject::Fail(ExecStep::Boot),
-                        "fail-tables" => Inject::Fail(ExecStep::Tables),
-                        _ => {
-                            return Err(CmdlineError::BadValue {
-                                option: key,
-                                value,
-                                expected:
-                                    "state, digest, guest, vcpu, args, table, fail-too-large, \
-                                           fail-encode, fail-preflight, fail-boot or fail-tables",
-                            })
-                        }
-                    })
+                    options.lu_inject =
+                        Some(Inject::from_name(value).ok_or(CmdlineError::BadValue {
+                            option: key,
+                            value,
+                            expected: "state, digest, guest, vcpu, args, table, fail-too-large, \
+                                       fail-encode, fail-preflight, fail-boot or fail-tables",
+                        })?);
                 }
                 "autostart" => {
                     let ok = value.split(',').all(|m| {

@@ -130,10 +130,6 @@ pub struct MachineView<'a> {
     pub reserved: &'a [MfnRange],
     /// Free frames of the page allocator.
     pub free_frames: u64,
-    /// The free-frame digest the new image must reproduce
-    /// (`new_hv::free::digest_of` over the allocator's free frames and this
-    /// image's frames outside the region).
-    pub free_digest: u64,
     /// This image's frames outside the region (the new image frees them).
     pub image_frames_out: u64,
     /// The TSC's frequency.
@@ -217,6 +213,10 @@ pub trait Platform {
     fn tables(&self) -> &Self::Tables;
     /// The machine.
     fn machine(&self) -> MachineView<'_>;
+    /// The free-frame digest the new image must reproduce
+    /// (`new_hv::free::digest_of` over the page allocator's free frames and
+    /// this image's frames outside the region); asked once, at the end.
+    fn free_digest(&self) -> u64;
     /// Reads physical memory.
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
     /// Writes physical memory.
@@ -387,6 +387,7 @@ fn prepare<P: Platform>(
         boot,
     };
     t.jump = p.now();
+    let free_digest = p.free_digest();
     let mut args = EntryArgs {
         ram_end,
         digest,
@@ -401,7 +402,7 @@ fn prepare<P: Platform>(
         image_frames_out: m.image_frames_out,
         from_build_id: m.build_id,
         tables_digest,
-        free_digest: m.free_digest,
+        free_digest,
         ..EntryArgs::default()
     };
     s.place(m.region, len, &mut args);

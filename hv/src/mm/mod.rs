@@ -187,16 +187,7 @@ impl BootMem {
     ) -> Result<(), MemError> {
         let block =
             new_hv::boot::alloc_page_tables(&mut self.boot, needs).map_err(MemError::BootStep)?;
-        let mut ram_iter = ram.iter().map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
-        let mut next = block.start;
-        let mut alloc_frame = || {
-            (next < block.end()).then(|| {
-                next += PAGE_SIZE;
-                next - PAGE_SIZE
-            })
-        };
-        paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
-        Ok(())
+        load_page_tables(block, ram)
     }
 
     /// Claims the heap of `pages` pages (sized from RAM,
@@ -204,8 +195,7 @@ impl BootMem {
     /// direct map must not move afterwards.
     pub fn heap(&mut self, pages: u64) -> Result<(), MemError> {
         let heap = new_hv::boot::alloc_heap(&mut self.boot, pages).map_err(MemError::BootStep)?;
-        heap::init(phys::claim_uninit(heap.start, heap.size)?);
-        Ok(())
+        take_heap(heap)
     }
 
     /// Claims a zeroed frametable and an invalid-filled M2P for
@@ -218,12 +208,9 @@ impl BootMem {
         reserved: Vec<MfnRange>,
         needs: &new_hv::boot::BootNeeds,
     ) -> Result<Memory, MemError> {
-        let frames = needs.frames;
-        let (ft, m2p_range) =
+        let (ft, m2p) =
             new_hv::boot::alloc_frametable(&mut self.boot, needs).map_err(MemError::BootStep)?;
-        let frametable = phys::claim_slice::<FrameInfo>(ft.start, frames as usize)?;
-        let m2p = phys::claim_slice::<u64>(m2p_range.start, frames as usize)?;
-        m2p.fill(frame_ownership::M2P_INVALID);
+        let (frametable, m2p) = claim_frametable(ft, m2p, needs.frames)?;
         MachineLayout::new(&ram, region_mfns(self.region), &reserved).map_err(MemError::Layout)?;
         Ok(Memory {
             ram,
@@ -231,10 +218,46 @@ impl BootMem {
             reserved,
             frametable,
             m2p,
-            pages: PageAllocator::new(frames),
+            pages: PageAllocator::new(needs.frames),
             handoff: self.boot.finish(),
         })
     }
+}
+
+/// Makes `heap` (region memory) the global allocator's. The direct map
+/// must not move afterwards.
+pub fn take_heap(heap: PhysRange) -> Result<(), MemError> {
+    heap::init(phys::claim_uninit(heap.start, heap.size)?);
+    Ok(())
+}
+
+/// Builds and loads the hypervisor's page tables over `ram` in the frames
+/// of `block` (more would be refused).
+pub fn load_page_tables(block: PhysRange, ram: &[MfnRange]) -> Result<(), MemError> {
+    let mut ram_iter = ram.iter().map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
+    let mut next = block.start;
+    let mut alloc_frame = || {
+        (next < block.end()).then(|| {
+            next += PAGE_SIZE;
+            next - PAGE_SIZE
+        })
+    };
+    paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
+    Ok(())
+}
+
+/// The frametable and M2P of `frames` entries each at `ft` and `m2p`
+/// (region memory): the first zeroed, the second filled with
+/// [`frame_ownership::M2P_INVALID`].
+pub fn claim_frametable(
+    ft: PhysRange,
+    m2p: PhysRange,
+    frames: u64,
+) -> Result<(&'static mut [FrameInfo], &'static mut [u64]), MemError> {
+    let frametable = phys::claim_slice::<FrameInfo>(ft.start, frames as usize)?;
+    let m2p = phys::claim_slice::<u64>(m2p.start, frames as usize)?;
+    m2p.fill(frame_ownership::M2P_INVALID);
+    Ok((frametable, m2p))
 }
 
 /// Frames the hypervisor keeps outside the region: firmware memory below

@@ -416,12 +416,15 @@ impl old_hv::exec::Platform for Sim {
             region: PhysRange::from(self.machine.region),
             reserved: &self.machine.hv_reserved,
             free_frames: self.free_frames,
-            free_digest: 0x5eed,
             image_frames_out: 0,
             tsc_khz: 1_000_000,
             sequence: 7,
             build_id: BuildId([7; 16]),
         }
+    }
+
+    fn free_digest(&self) -> u64 {
+        0x5eed
     }
 
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), SimError> {
