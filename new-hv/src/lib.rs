@@ -48,6 +48,7 @@ pub mod boot;
 pub mod domain;
 pub mod enter;
 pub mod free;
+pub mod globals;
 pub mod pins;
 pub mod ram;
 pub mod report;

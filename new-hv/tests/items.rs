@@ -314,3 +314,60 @@ fn pins_round_trip() {
     }
     assert!(pinned_somewhere > 0, "no machine had a pin");
 }
+
+proptest! {
+    /// The globals: the command line but fault injection, the next domain
+    /// id, and a time base that puts the incoming image's cold boot where
+    /// the first image's was (to a microsecond of rounding).
+    #[test]
+    fn globals_round_trip(
+        khz in 1_000u64..10_000_000,
+        boot in 0u64..1 << 50,
+        uptime in 0u64..1 << 45,
+        next in 1u16..0xfff0,
+        inject in any::<bool>(),
+    ) {
+        let line = if inject {
+            "loglvl=debug lu_inject=state timer_hz=250"
+        } else {
+            "loglvl=debug timer_hz=250"
+        };
+        let saved = old_hv::globals::save(old_hv::globals::GlobalsInput {
+            cmdline: line,
+            next_domid: DomId(next),
+            tsc: boot + uptime,
+            tsc_khz: khz,
+            boot_tsc: boot,
+        });
+        let g = new_hv::globals::restore(&saved);
+        prop_assert_eq!(g.cmdline.as_str(), "loglvl=debug timer_hz=250");
+        prop_assert_eq!(g.next_domid, DomId(next));
+        // ns → ticks loses at most a microsecond's worth of ticks.
+        let slack = khz / 1000 + 1;
+        prop_assert!(g.boot_tsc.abs_diff(boot) <= slack, "{} vs {}", g.boot_tsc, boot);
+    }
+}
+
+#[test]
+fn retired_reports_round_trip_and_keep_the_newest() {
+    let retired: Vec<handover_abi::RetiredDomain> = (0..handover_abi::MAX_RETIRED as u16 + 5)
+        .map(|i| handover_abi::RetiredDomain {
+            id: DomId(i + 1),
+            name: format!("d{i}"),
+            reports: GuestReports {
+                checks: u64::from(i),
+                mismatches: u64::from(i % 2),
+                ..GuestReports::default()
+            },
+        })
+        .collect();
+    let saved = old_hv::globals::save_retired(&retired);
+    assert_eq!(saved.len(), handover_abi::MAX_RETIRED);
+    assert_eq!(saved[..], retired[5..]);
+    assert_eq!(new_hv::globals::restore_retired(&saved), saved);
+    let few = &retired[..3];
+    assert_eq!(
+        new_hv::globals::restore_retired(&old_hv::globals::save_retired(few)),
+        few
+    );
+}

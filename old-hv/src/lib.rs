@@ -54,6 +54,7 @@ pub use handover_abi as abi;
 pub mod checks;
 pub mod domain;
 pub mod exec;
+pub mod globals;
 pub mod handover;
 pub mod image;
 pub mod pins;

@@ -148,22 +148,25 @@ impl Platform for Incoming {
         // blackout. The predecessor's command line goes on (log level,
         // timer rate, …); its uptime too: this image "booted" when the
         // first one did.
-        let cmdline = e.state.globals.cmdline.as_str();
-        let options = Options::parse(cmdline).unwrap_or_else(|err| {
+        let g = new_hv::globals::restore(&e.state.globals);
+        let options = Options::parse(&g.cmdline).unwrap_or_else(|err| {
             hvprintln!(
-                "the handed-over command line `{cmdline}` does not parse ({err}): using defaults"
+                "the handed-over command line `{}` does not parse ({err}): using defaults",
+                g.cmdline
             );
             Options::default()
         });
-        let time = e.state.globals.time;
-        let boot_tsc = time.tsc.saturating_sub(hvlu_types::time::ns_to_tsc(
-            time.system_time_ns,
-            time.tsc_khz,
-        ));
-        let mut hv = Hv::new(mem, cmdline, options, Vec::new(), e.args.tsc_khz, boot_tsc);
+        let mut hv = Hv::new(
+            mem,
+            &g.cmdline,
+            options,
+            Vec::new(),
+            e.args.tsc_khz,
+            g.boot_tsc,
+        );
         hv.domains = rebuild_domains(e.domains);
-        hv.retired = e.state.retired;
-        hv.next_domid = e.state.globals.next_domid;
+        hv.retired = new_hv::globals::restore_retired(&e.state.retired);
+        hv.next_domid = g.next_domid;
         hv.lu_sequence = e.args.sequence;
         hv.enqueue_all();
         let mut times = e.times;

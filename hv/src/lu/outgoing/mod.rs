@@ -22,7 +22,7 @@
 
 use alloc::string::String;
 
-use handover_abi::{HandoverState, HvGlobals, LuRegion, Mfn, MfnRange, TimeBase};
+use handover_abi::{HandoverState, LuRegion, Mfn, MfnRange};
 use old_hv::handover::{self, DomainInput};
 use old_hv::image::{self, StagingArea};
 use old_hv::staging::{self as staging_layout, Staging};
@@ -134,25 +134,13 @@ impl Hv {
     /// globals and every domain (`old_hv::handover`: runs and pins from each
     /// domain's own frames, vCPUs from their saved contexts).
     pub fn handover_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
-        let now = cpu::rdtsc();
-        let globals = HvGlobals {
+        let globals = old_hv::globals::save(old_hv::globals::GlobalsInput {
+            cmdline: &self.cmdline,
             next_domid: self.next_domid,
-            time: TimeBase {
-                tsc: now,
-                tsc_khz: self.tsc_khz,
-                system_time_ns: hvlu_types::time::tsc_to_ns(
-                    now.saturating_sub(self.boot_tsc),
-                    self.tsc_khz,
-                ),
-            },
-            // Fault injection is for this image's tests: never handed on.
-            cmdline: self
-                .cmdline
-                .split_ascii_whitespace()
-                .filter(|w| !w.starts_with("lu_inject="))
-                .collect::<alloc::vec::Vec<_>>()
-                .join(" "),
-        };
+            tsc: cpu::rdtsc(),
+            tsc_khz: self.tsc_khz,
+            boot_tsc: self.boot_tsc,
+        });
         let region = LuRegion {
             base: self.mem.region.start,
             size: self.mem.region.size,
@@ -176,7 +164,7 @@ impl Hv {
             region,
             globals,
             domains,
-            self.retired.clone(),
+            old_hv::globals::save_retired(&self.retired),
             self.mem.frametable,
         )
     }
