@@ -81,6 +81,55 @@ pub const fn index(va: u64, level: u32) -> usize {
     ((va >> (PAGE_SHIFT + 9 * (level - 1))) & 511) as usize
 }
 
+/// A level of 4-level paging, and the geometry of its tables: what one
+/// entry spans and which entry translates an address. Every table builder
+/// and every count of table frames (the hypervisor's, the entry tables')
+/// takes its spans from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Entries map 4 KiB pages.
+    L1 = 1,
+    /// Entries map 2 MiB (an L1 table, or a huge page).
+    L2 = 2,
+    /// Entries map 1 GiB (an L2 table).
+    L3 = 3,
+    /// Entries map 512 GiB (an L3 table).
+    L4 = 4,
+}
+
+impl Level {
+    /// Every level, leaf first.
+    pub const ALL: [Level; 4] = [Level::L1, Level::L2, Level::L3, Level::L4];
+
+    /// 1 for L1 … 4 for L4.
+    pub const fn number(self) -> u32 {
+        self as u32
+    }
+
+    /// The virtual-address bit where this level's index starts.
+    pub const fn shift(self) -> u32 {
+        PAGE_SHIFT + 9 * (self.number() - 1)
+    }
+
+    /// Bytes one entry of a table of this level maps: 4 KiB, 2 MiB, 1 GiB,
+    /// 512 GiB.
+    pub const fn entry_span(self) -> u64 {
+        1 << self.shift()
+    }
+
+    /// The index of the entry that translates `va` in a table of this level.
+    pub const fn index(self, va: u64) -> usize {
+        index(va, self.number())
+    }
+}
+
+/// 2 MiB: what an L2 entry (a huge page, an L1 table) maps.
+pub const TWO_MIB: u64 = Level::L2.entry_span();
+/// 1 GiB: what an L3 entry (an L2 table) maps.
+pub const ONE_GIB: u64 = Level::L3.entry_span();
+/// 512 GiB: what an L4 entry (an L3 table) maps.
+pub const L4_ENTRY_SPAN: u64 = Level::L4.entry_span();
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +154,16 @@ mod tests {
         assert_eq!(index(va, 3), 3);
         assert_eq!(index(va, 2), 5);
         assert_eq!(index(va, 1), 7);
+        assert_eq!(Level::L4.index(va), 256);
+    }
+
+    #[test]
+    fn spans_of_each_level() {
+        let spans: [u64; 4] = Level::ALL.map(Level::entry_span);
+        assert_eq!(spans, [4096, 2 << 20, 1 << 30, 1 << 39]);
+        assert_eq!(
+            (TWO_MIB, ONE_GIB, L4_ENTRY_SPAN),
+            (2 << 20, 1 << 30, 1 << 39)
+        );
     }
 }

@@ -26,14 +26,14 @@ use handover_abi::{MfnRange, PAGE_SIZE};
 /// the image a load reads and validates, the handover state of an update
 /// (built, encoded, read back and decoded), consoles, scheduling, and the
 /// headroom a new domain must leave.
-pub const HEAP_BASE: u64 = 2 << 20;
+pub const HEAP_BASE: u64 = TWO_MIB;
 /// Heap bytes per frame of RAM: each domain's p2m (8 bytes) and free-gpfn
 /// list (4 bytes) are reserved for its whole limit, 125 % of its pages, so
 /// domains holding all of RAM need 15 bytes a frame; the page allocator's
 /// bitmap takes one bit more.
 pub const HEAP_PER_FRAME: u64 = 16;
 /// Alignment of the heap (and of the direct map's pages).
-pub const HEAP_ALIGN: u64 = 2 << 20;
+pub const HEAP_ALIGN: u64 = TWO_MIB;
 
 /// Bytes of the hypervisor heap of a machine with `frames` frames (one
 /// past the highest RAM frame): [`HEAP_BASE`] and [`HEAP_PER_FRAME`] for
@@ -53,9 +53,7 @@ pub const fn heap_pages(ram_end: u64) -> u64 {
     heap_bytes(ram_end.div_ceil(PAGE_SIZE)) / PAGE_SIZE
 }
 
-const TWO_MIB: u64 = 2 << 20;
-const ONE_GIB: u64 = 1 << 30;
-const L4_SPAN: u64 = 1 << 39;
+use hvlu_types::pte::{L4_ENTRY_SPAN as L4_SPAN, ONE_GIB, TWO_MIB};
 
 /// What an image's boot takes from the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

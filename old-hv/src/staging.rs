@@ -44,9 +44,7 @@ use handover_abi::PAGE_SIZE;
 
 use crate::image::{ImageLimits, Mapping};
 
-const TWO_MIB: u64 = 2 << 20;
-const ONE_GIB: u64 = 1 << 30;
-const L4_SPAN: u64 = 1 << 39;
+use hvlu_types::pte::{L4_ENTRY_SPAN as L4_SPAN, ONE_GIB, TWO_MIB};
 
 /// Entry-table frames besides the direct map and the image: the new root,
 /// and an L3, an L2 and an L1 for the trampoline's identity mapping in each

@@ -17,7 +17,7 @@
 use core::arch::{asm, global_asm};
 
 use handover_abi::entry::DIRECT_MAP_BASE;
-use hvlu_types::pte::{ADDR_MASK, HUGE, NO_EXECUTE, PRESENT, WRITABLE};
+use hvlu_types::pte::{ADDR_MASK, HUGE, NO_EXECUTE, PRESENT, TWO_MIB, WRITABLE};
 
 use super::paging::entry_offset;
 use super::phys::{self, PhysError};
@@ -201,7 +201,6 @@ pub fn prepare(
             )?;
         }
     }
-    const TWO_MIB: u64 = 2 << 20;
     for pa in (0..plan.ram_end.div_ceil(TWO_MIB) * TWO_MIB).step_by(TWO_MIB as usize) {
         let va = DIRECT_MAP_BASE + pa;
         let pd = table_for(new_root, va, 2, alloc)?;

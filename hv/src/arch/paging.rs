@@ -22,7 +22,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use handover_abi::entry::DIRECT_MAP_BASE;
 use hvlu_types::pte::{
-    self, ADDR_MASK, CACHE_DISABLE, GLOBAL, HUGE, NO_EXECUTE, PRESENT, WRITABLE, WRITE_THROUGH,
+    self, ADDR_MASK, CACHE_DISABLE, GLOBAL, HUGE, NO_EXECUTE, PRESENT, TWO_MIB, WRITABLE,
+    WRITE_THROUGH,
 };
 
 use super::phys::{self, PhysError};
@@ -129,7 +130,6 @@ pub fn build_and_load(
 ) -> Result<u64, PagingError> {
     let root = new_table(alloc)?;
 
-    const TWO_MIB: u64 = 2 << 20;
     let mut limit = 0;
     for (start, end) in ram {
         let mut pa = start & !(TWO_MIB - 1);

@@ -22,7 +22,7 @@ use crate::boot_info::{BootInfo, E820_RAM};
 use pages::PageAllocator;
 
 // The heap's size and every other boot size: `new_hv::boot`.
-const TWO_MIB: u64 = 2 << 20;
+use hvlu_types::pte::TWO_MIB;
 /// Memory below this is left to firmware (start info, tables).
 const LOW_RESERVED: u64 = 1 << 20;
 /// The region is placed below this, where the boot stub's map reaches.
