@@ -487,8 +487,9 @@ fn soak_with(
                 machine.log_path().display()
             ));
         }
-        // The report is printed at the new hypervisor's first tick, before
-        // or after dom0's prompt.
+        // The report is printed at the new hypervisor's release, before it
+        // answers dom0's first call (so before `lu exec: done`); a wait
+        // that finds it already there costs nothing.
         let needle = format!("lu-report seq={} ", i + 1);
         if !machine.transcript.iter().any(|l| l.contains(&needle)) {
             machine.wait_for_text(&needle, CMD)?;
