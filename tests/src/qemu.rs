@@ -77,6 +77,12 @@ pub fn abi_1_0_build() -> PathBuf {
     root().join("target/hv-abi-1.0/x86_64-unknown-none/release/hv")
 }
 
+/// Where `cargo xtask build` (without `--release`) puts the debug build of
+/// the hypervisor, signed like the release images.
+pub fn debug_build() -> PathBuf {
+    root().join("target/x86_64-unknown-none/debug/hv")
+}
+
 /// Guest RAM above this many MiB is not reserved on the host
 /// ([`MachineConfig::command`]): a 64 GiB machine on a smaller host.
 pub const LAZY_RAM_ABOVE_MIB: u64 = 4096;

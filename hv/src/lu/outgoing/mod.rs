@@ -29,7 +29,7 @@ use old_hv::staging::{self as staging_layout, Staging};
 use pv_abi::hypercall::{Error, LuStatus};
 
 use crate::arch::fwcfg::{self, FwFile};
-use crate::arch::{cpu, phys};
+use crate::arch::{cpu, phys, stack};
 use crate::domain::Vcpu;
 use crate::hv::{Hv, Loaded};
 use crate::{build_id, guest_mem, hvprintln};
@@ -214,7 +214,25 @@ impl Hv {
     /// (signature, then validation) and staged from there. Until the image
     /// is valid and has a place, the image staged before (if any) stays
     /// staged; it is dropped only when the new one is written.
+    ///
+    /// The stack the load needs (the signature check is the deepest part)
+    /// is measured every time and printed: `lu: loading `…` took at most N
+    /// KiB of the 64 KiB kernel stack`.
     pub fn lu_load_from(&mut self, module: &str, source: ImageSource<'_>) -> Result<u64, Error> {
+        let depth = stack::Depth::start();
+        let result = self.load_from(module, source);
+        if let Some(d) = depth {
+            hvprintln!(
+                "lu: loading `{module}` took at most {} KiB of the {} KiB {} stack",
+                d.deepest().div_ceil(1024),
+                stack::STACK_SIZE >> 10,
+                d.stack().name()
+            );
+        }
+        result
+    }
+
+    fn load_from(&mut self, module: &str, source: ImageSource<'_>) -> Result<u64, Error> {
         let len = source.len();
         if len == 0 {
             let message = alloc::format!(
