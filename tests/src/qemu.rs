@@ -370,9 +370,9 @@ impl Machine {
         }
     }
 
-    /// Waits for a line containing `needle`.
-    pub fn wait_for_text(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
-        self.wait_for(&format!("`{needle}`"), timeout, |l| l.contains(needle))
+    /// Waits for a line containing `needle` ([`Machine::wait_for`]).
+    pub fn wait_for_text(&mut self, needle: &str, quiet: Duration) -> Result<String, String> {
+        self.wait_for(&format!("`{needle}`"), quiet, |l| l.contains(needle))
     }
 
     /// Types one line into the serial console (dom0).
