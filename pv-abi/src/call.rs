@@ -795,5 +795,46 @@ impl<'a> CreateArgs<'a> {
     }
 }
 
+/// A word given as `create`'s memory size that is not one: signed, in
+/// hex, with a unit or otherwise not whole KiB in decimal digits, or too
+/// large for a number ([`create_size`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotASize<'a>(pub &'a str);
+
+impl fmt::Display for NotASize<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a memory size: give whole KiB in decimal digits (e.g. 4096; at most {MAX_DOMAIN_KIB})",
+            self.0
+        )
+    }
+}
+
+/// How dom0's `create <module> [mem_kib] [args...]` reads the word after
+/// the module: `Ok(Some(kib))` for decimal digits; `Ok(None)` for a word
+/// that is not meant as a size (it does not start with a digit, nor with
+/// `-` or `+` and a digit), which then begins the domain's command line;
+/// and an error for a word that looks like a size but is not one —
+/// `-4096`, `4k`, `0x1000`, `4096.5`, a number beyond `u64` — rather than
+/// creating a domain of the default size with that word as its command
+/// line. The hypervisor checks the size itself (not 0, whole pages, at
+/// most [`MAX_DOMAIN_KIB`]).
+pub fn create_size(word: &str) -> Result<Option<u64>, NotASize<'_>> {
+    let b = word.as_bytes();
+    let numeric = match b {
+        [d, ..] if d.is_ascii_digit() => true,
+        [b'-' | b'+', d, ..] => d.is_ascii_digit(),
+        _ => false,
+    };
+    if !numeric {
+        return Ok(None);
+    }
+    if !b.iter().all(u8::is_ascii_digit) {
+        return Err(NotASize(word));
+    }
+    word.parse().map(Some).map_err(|_| NotASize(word))
+}
+
 #[cfg(test)]
 mod tests;

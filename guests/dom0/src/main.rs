@@ -41,7 +41,7 @@
 use pvrt::hc;
 use pvrt::hvlu_types::DomId;
 use pvrt::println;
-use pvrt::pv_abi::call::{Domctl, DEFAULT_DOMU_KIB};
+use pvrt::pv_abi::call::{create_size, Domctl, DEFAULT_DOMU_KIB};
 use pvrt::pv_abi::console_line::LineReader;
 use pvrt::pv_abi::hypercall::{DomainInfo, MAX_ERROR_MESSAGE};
 
@@ -429,17 +429,16 @@ fn run(words: &[&str]) {
             }
         }
         ["create", module, rest @ ..] => {
-            // A first argument of digits is the size; one too large for a
-            // number is refused, not taken for a command-line word.
-            let (kib, args) = match rest.first() {
-                Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<u64>() {
-                    Ok(kib) => (kib, &rest[1..]),
-                    Err(_) => {
-                        println!("create {module}: `{s}` KiB is not a size dom0 can hold");
-                        return;
-                    }
-                },
-                _ => (DEFAULT_DOMU_KIB, rest),
+            // A first argument of digits is the size; one that looks like a
+            // size but is not one (`-4096`, `4k`, `0x1000`) is refused, not
+            // taken for a command-line word (`pv_abi::call::create_size`).
+            let (kib, args) = match rest.first().map(|w| create_size(w)) {
+                Some(Ok(Some(kib))) => (kib, &rest[1..]),
+                Some(Err(e)) => {
+                    println!("create {module}: error: {e}; nothing was created");
+                    return;
+                }
+                Some(Ok(None)) | None => (DEFAULT_DOMU_KIB, rest),
             };
             // A line is at most 256 bytes: its words always fit.
             let mut cmdline = [0u8; 256];

@@ -10,6 +10,35 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::*;
+
+#[test]
+fn a_create_size_is_decimal_kib_or_refused() {
+    assert_eq!(create_size("4096"), Ok(Some(4096)));
+    assert_eq!(create_size("0"), Ok(Some(0)));
+    // Command-line words, not sizes.
+    for word in ["probe", "grow", "-v", "--verbose", "+x", "", "k4"] {
+        assert_eq!(create_size(word), Ok(None), "{word}");
+    }
+    // Meant as a size, and not one: refused, never taken as an argument.
+    for word in [
+        "-4096",
+        "+4096",
+        "4k",
+        "4K",
+        "0x1000",
+        "4096.0",
+        "4_096",
+        "99999999999999999999999",
+    ] {
+        let e = create_size(word).unwrap_err();
+        assert_eq!(e, NotASize(word));
+        assert!(
+            e.to_string()
+                .starts_with(&std::format!("`{word}` is not a memory size: give whole KiB")),
+            "{e}"
+        );
+    }
+}
 use crate::hypercall::DomainInfo;
 
 const ADDR: u64 = 0x7000_1000;
