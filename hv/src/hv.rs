@@ -85,6 +85,10 @@ pub struct Loaded {
     pub info: ImageInfo,
     /// Where it is staged.
     pub staging: Staging,
+    /// Bytes of the handover area (`old_hv::staging::reserve`): what the
+    /// update keeps beside the image, the figure both the `lu: loaded` line
+    /// and `lu status` give.
+    pub handover_bytes: u64,
 }
 
 /// The outgoing live-update role's state.

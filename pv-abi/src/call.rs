@@ -357,13 +357,19 @@ pub enum Call {
         /// The bytes to send.
         buf: GuestBuf,
     },
-    /// `lu_load_buffer(buf, len)`, an image of any length: the hypervisor
-    /// copies it straight into the live-update region and refuses, with
-    /// the sizes, one that does not fit there (0 is passed on too, and
-    /// refused as empty).
+    /// `lu_load_buffer(buf, len, name, name_len)`, an image of any length:
+    /// the hypervisor copies it straight into the live-update region and
+    /// refuses, with the sizes, one that does not fit there (0 is passed on
+    /// too, and refused as empty). `name` (at most [`MAX_MODULE_NAME`]
+    /// bytes, [`module_name`]) is what the hypervisor's log and messages
+    /// call the image — dom0 names an image from the host link by its
+    /// transfer; a `name_len` of 0 (what a caller from before the name
+    /// existed leaves in that word) names it by its size.
     LuLoadBuffer {
         /// The image.
         image: GuestBuf,
+        /// Its name; empty if none.
+        name: GuestBuf,
     },
     /// `last_error(buf, len)`, at most [`MAX_ERROR_MESSAGE`] bytes.
     LastError {
@@ -445,6 +451,9 @@ impl Call {
                     addr: a[0],
                     len: a[1],
                 },
+                name: GuestBuf::at_most(a[2], a[3], MAX_MODULE_NAME, |len| {
+                    DecodeError::ModuleNameTooLong { len }
+                })?,
             },
             Hypercall::LastError => Call::LastError {
                 buf: buf(MAX_ERROR_MESSAGE as u64),
@@ -493,8 +502,8 @@ impl Call {
             | Call::LuStatus { buf }
             | Call::HostlinkRead { buf }
             | Call::HostlinkWrite { buf }
-            | Call::LuLoadBuffer { image: buf }
             | Call::LastError { buf } => [buf.addr, buf.len, 0, 0, 0],
+            Call::LuLoadBuffer { image, name } => [image.addr, image.len, name.addr, name.len, 0],
             Call::MmuUpdate { reqs: array }
             | Call::IncreaseReservation { mfns_out: array }
             | Call::DecreaseReservation { mfns: array } => [array.addr, array.count, 0, 0, 0],

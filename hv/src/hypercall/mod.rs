@@ -121,7 +121,7 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::SetSegmentBase { which, base } => info::do_set_segment_base(hv, which, base),
         Call::SysInfo { buf } => info::do_sysinfo(hv, buf),
         Call::LuLoad { name } => lu::do_lu_load(hv, name),
-        Call::LuLoadBuffer { image } => lu::do_lu_load_buffer(hv, image),
+        Call::LuLoadBuffer { image, name } => lu::do_lu_load_buffer(hv, image, name),
         Call::LuStatus { buf } => lu::do_lu_status(hv, buf),
         Call::LuUnload => hv.lu_unload(),
         // Returns only if the update was cancelled.

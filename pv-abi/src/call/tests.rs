@@ -33,8 +33,9 @@ fn a_create_size_is_decimal_kib_or_refused() {
         let e = create_size(word).unwrap_err();
         assert_eq!(e, NotASize(word));
         assert!(
-            e.to_string()
-                .starts_with(&std::format!("`{word}` is not a memory size: give whole KiB")),
+            e.to_string().starts_with(&std::format!(
+                "`{word}` is not a memory size: give whole KiB"
+            )),
             "{e}"
         );
     }
@@ -124,8 +125,31 @@ fn lu_load_buffer_takes_an_image_of_any_length() {
     for len in [0, 1, 16 << 20, u64::MAX] {
         assert_eq!(
             decode(Hypercall::LuLoadBuffer, [ADDR, len, 0, 0, 0]),
-            Ok(Call::LuLoadBuffer { image: buf(len) })
+            Ok(Call::LuLoadBuffer {
+                image: buf(len),
+                name: GuestBuf { addr: 0, len: 0 }
+            })
         );
+    }
+}
+
+#[test]
+fn lu_load_buffer_takes_a_name_of_at_most_256_bytes() {
+    let named = Call::LuLoadBuffer {
+        image: buf(4096),
+        name: GuestBuf {
+            addr: 0x5000,
+            len: 256,
+        },
+    };
+    assert_eq!(
+        decode(Hypercall::LuLoadBuffer, [ADDR, 4096, 0x5000, 256, 0]),
+        Ok(named)
+    );
+    assert_eq!(named.encode().1, [ADDR, 4096, 0x5000, 256, 0]);
+    for len in [257, u64::MAX] {
+        let e = decode(Hypercall::LuLoadBuffer, [ADDR, 4096, 0x5000, len, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::ModuleNameTooLong { len });
     }
 }
 
@@ -385,6 +409,7 @@ fn usual_args(h: Hypercall) -> [u64; 5] {
         Hypercall::Report => [2, 5, 0, 0, 0],
         Hypercall::Domctl => [DomctlOp::Create as u64, ADDR, 5, 8, 0],
         Hypercall::SetSegmentBase => [1, ADDR, 0, 0, 0],
+        Hypercall::LuLoadBuffer => [ADDR, 5, ADDR, 3, 0],
         _ => [ADDR, 5, 0, 0, 0],
     }
 }
