@@ -66,7 +66,10 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
         Call::LastError { buf } => cut(buf, a, size(MAX_ERROR_MESSAGE)),
         Call::LuLoad { name } => bounded(name, a[0], a[1], MAX_MODULE_NAME),
         // Any length: the hypervisor bounds it by its live-update region.
-        Call::LuLoadBuffer { image } => assert_eq!((image.addr, image.len), (a[0], a[1])),
+        Call::LuLoadBuffer { image, name } => {
+            assert_eq!((image.addr, image.len), (a[0], a[1]));
+            bounded(name, a[2], a[3], MAX_MODULE_NAME);
+        }
         Call::MmuUpdate { reqs: x }
         | Call::IncreaseReservation { mfns_out: x }
         | Call::DecreaseReservation { mfns: x } => cut_array(x, a[0], a[1], MAX_BATCH),

@@ -10,7 +10,8 @@
 //! destruction in `crate::domain`, the hypercalls in `crate::hypercall`,
 //! live update in `crate::lu`. This core names none of `crate::lu`: the
 //! outgoing role's state is plain data here ([`LuState`]), and the incoming
-//! role hands the work it leaves for later to [`Hv::defer`].
+//! role hands the work it leaves for after the resume to [`Hv::defer`],
+//! which no hypercall can overtake.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -70,7 +71,8 @@ pub struct Hv {
     pub last_error: String,
     /// Live updates since cold boot.
     pub lu_sequence: u64,
-    /// Work for the first timer tick after [`Hv::start`].
+    /// Work for after [`Hv::start`]: the first timer tick or the first
+    /// hypercall, whichever comes first.
     deferred: Option<Deferred>,
 }
 
@@ -83,6 +85,10 @@ pub struct Loaded {
     pub info: ImageInfo,
     /// Where it is staged.
     pub staging: Staging,
+    /// Bytes of the handover area (`old_hv::staging::reserve`): what the
+    /// update keeps beside the image, the figure both the `lu: loaded` line
+    /// and `lu status` give.
+    pub handover_bytes: u64,
 }
 
 /// The outgoing live-update role's state.
@@ -94,8 +100,10 @@ pub struct LuState {
     pub message: String,
 }
 
-/// Work left for the first timer tick: runs once, with the state, after the
-/// guests run again.
+/// Work left for after the guests run again: runs once, with the state,
+/// at the first timer tick or before the first hypercall is answered,
+/// whichever comes first — outside the blackout, and never later than a
+/// guest could ask for what it sets up (the boot modules, free RAM).
 pub struct Deferred(Box<dyn FnOnce(&mut Hv) + Send>);
 
 impl core::fmt::Debug for Deferred {
@@ -176,8 +184,9 @@ impl Hv {
         }
     }
 
-    /// Leaves `work` for the first timer tick after [`Hv::start`] (work a
-    /// guest need not wait for).
+    /// Leaves `work` for after [`Hv::start`] (work the guests need not
+    /// wait for to resume): it runs at the first timer tick, or before the
+    /// first hypercall if one comes first ([`Hv::run_deferred`]).
     pub fn defer(&mut self, work: impl FnOnce(&mut Hv) + Send + 'static) {
         self.deferred = Some(Deferred(Box::new(work)));
     }

@@ -536,7 +536,17 @@ pub fn validate(
     let mut records = HvluRecords::default();
     for (range, align) in note_ranges {
         let align = if align == 8 { 8 } else { 4 };
-        note_records(&bytes[range], align, &mut records).map_err(ImageError::BadNote)?;
+        if let Err(e) = note_records(&bytes[range], align, &mut records) {
+            // An `HVLU` note before the broken record that is itself wrong
+            // is the first fault in file order, and the likely cause: a
+            // `descsz` too short leaves the rest of the descriptor to be
+            // read as a record of garbage sizes.
+            return Err(match find_note(records.kept()) {
+                Err(NoteError::Missing) | Ok(_) => ImageError::BadNote(e),
+                Err(NoteError::Duplicate) => ImageError::DuplicateNote,
+                Err(first) => ImageError::BadNote(first),
+            });
+        }
     }
     let note = find_note(records.kept()).map_err(|e| match e {
         NoteError::Missing => ImageError::NoNote,

@@ -357,13 +357,19 @@ pub enum Call {
         /// The bytes to send.
         buf: GuestBuf,
     },
-    /// `lu_load_buffer(buf, len)`, an image of any length: the hypervisor
-    /// copies it straight into the live-update region and refuses, with
-    /// the sizes, one that does not fit there (0 is passed on too, and
-    /// refused as empty).
+    /// `lu_load_buffer(buf, len, name, name_len)`, an image of any length:
+    /// the hypervisor copies it straight into the live-update region and
+    /// refuses, with the sizes, one that does not fit there (0 is passed on
+    /// too, and refused as empty). `name` (at most [`MAX_MODULE_NAME`]
+    /// bytes, [`module_name`]) is what the hypervisor's log and messages
+    /// call the image — dom0 names an image from the host link by its
+    /// transfer; a `name_len` of 0 (what a caller from before the name
+    /// existed leaves in that word) names it by its size.
     LuLoadBuffer {
         /// The image.
         image: GuestBuf,
+        /// Its name; empty if none.
+        name: GuestBuf,
     },
     /// `last_error(buf, len)`, at most [`MAX_ERROR_MESSAGE`] bytes.
     LastError {
@@ -445,6 +451,9 @@ impl Call {
                     addr: a[0],
                     len: a[1],
                 },
+                name: GuestBuf::at_most(a[2], a[3], MAX_MODULE_NAME, |len| {
+                    DecodeError::ModuleNameTooLong { len }
+                })?,
             },
             Hypercall::LastError => Call::LastError {
                 buf: buf(MAX_ERROR_MESSAGE as u64),
@@ -493,8 +502,8 @@ impl Call {
             | Call::LuStatus { buf }
             | Call::HostlinkRead { buf }
             | Call::HostlinkWrite { buf }
-            | Call::LuLoadBuffer { image: buf }
             | Call::LastError { buf } => [buf.addr, buf.len, 0, 0, 0],
+            Call::LuLoadBuffer { image, name } => [image.addr, image.len, name.addr, name.len, 0],
             Call::MmuUpdate { reqs: array }
             | Call::IncreaseReservation { mfns_out: array }
             | Call::DecreaseReservation { mfns: array } => [array.addr, array.count, 0, 0, 0],
@@ -793,6 +802,47 @@ impl<'a> CreateArgs<'a> {
         out[n + 1..].copy_from_slice(self.cmdline.as_bytes());
         Some(len)
     }
+}
+
+/// A word given as `create`'s memory size that is not one: signed, in
+/// hex, with a unit or otherwise not whole KiB in decimal digits, or too
+/// large for a number ([`create_size`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotASize<'a>(pub &'a str);
+
+impl fmt::Display for NotASize<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a memory size: give whole KiB in decimal digits (e.g. 4096; at most {MAX_DOMAIN_KIB})",
+            self.0
+        )
+    }
+}
+
+/// How dom0's `create <module> [mem_kib] [args...]` reads the word after
+/// the module: `Ok(Some(kib))` for decimal digits; `Ok(None)` for a word
+/// that is not meant as a size (it does not start with a digit, nor with
+/// `-` or `+` and a digit), which then begins the domain's command line;
+/// and an error for a word that looks like a size but is not one —
+/// `-4096`, `4k`, `0x1000`, `4096.5`, a number beyond `u64` — rather than
+/// creating a domain of the default size with that word as its command
+/// line. The hypervisor checks the size itself (not 0, whole pages, at
+/// most [`MAX_DOMAIN_KIB`]).
+pub fn create_size(word: &str) -> Result<Option<u64>, NotASize<'_>> {
+    let b = word.as_bytes();
+    let numeric = match b {
+        [d, ..] if d.is_ascii_digit() => true,
+        [b'-' | b'+', d, ..] => d.is_ascii_digit(),
+        _ => false,
+    };
+    if !numeric {
+        return Ok(None);
+    }
+    if !b.iter().all(u8::is_ascii_digit) {
+        return Err(NotASize(word));
+    }
+    word.parse().map(Some).map_err(|_| NotASize(word))
 }
 
 #[cfg(test)]

@@ -411,8 +411,12 @@ pub struct LuStatus {
     pub capacity: u64,
     /// Bytes of the staged image span.
     pub image_bytes: u64,
-    /// Bytes set aside for the state and the entry tables.
-    pub state_bytes: u64,
+    /// Bytes of the handover area: what the update keeps beside the image
+    /// (the argument and trampoline pages, the entry tables, and room for
+    /// the state: twice the estimate at load, plus a page) — the figure the
+    /// hypervisor's `lu: loaded` line gives too, the same at either end of
+    /// the region it is staged at.
+    pub handover_bytes: u64,
     /// Bytes the state would take now.
     pub state_needed: u64,
     /// Updates since cold boot.
@@ -431,7 +435,7 @@ impl Default for LuStatus {
             version: [0; 4],
             capacity: 0,
             image_bytes: 0,
-            state_bytes: 0,
+            handover_bytes: 0,
             state_needed: 0,
             sequence: 0,
             message: [0; 128],

@@ -2,11 +2,16 @@
 //! machine's second serial port (a unix socket on the host), which dom0
 //! stages and updates to. The framing is `pv_abi::hostlink`'s.
 //!
-//! [`send_image`] never blocks for long on either direction: answers are
-//! read on their own thread while the image is sent, the header is sent
-//! again if dom0 does not answer it, sending stops at dom0's first
-//! `error`, a write that dom0 does not take within [`WRITE_STALL`] fails,
-//! and the whole transfer has a deadline.
+//! [`send_image`] never blocks for long on either direction, and follows
+//! progress, not the clock: answers are read on their own thread while the
+//! image is sent, the header is sent again if dom0 does not answer it,
+//! sending stops at dom0's first `error`, and a transfer fails only when
+//! dom0 has neither taken a byte nor answered for the caller's quiet
+//! period — however long the whole transfer takes on a busy host. The
+//! socket's send buffer is kept small ([`SEND_BUFFER`]), so that a write
+//! returns when dom0 has taken the bytes, not when the host's kernel has
+//! queued them: what the sender counts as sent is what dom0 has (but for
+//! that buffer), and a failure says how far it got.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -16,25 +21,20 @@ use std::time::{Duration, Instant};
 
 use pv_abi::hostlink::{parse_answer, Header};
 
-/// How long a write may wait for dom0 to take bytes before the transfer
-/// fails.
-pub const WRITE_STALL: Duration = Duration::from_secs(30);
+/// How long a transfer may go with dom0 neither taking a byte nor
+/// answering before it fails (what `cargo xtask live-update` uses).
+pub const QUIET: Duration = Duration::from_secs(60);
 /// How long the header waits for an answer before it is sent again.
 pub const HEADER_RETRY: Duration = Duration::from_secs(5);
-/// Bytes sent between looks at dom0's answers.
-const CHUNK: usize = 16 * 1024;
+/// Bytes sent between looks at dom0's answers and at the progress made.
+const CHUNK: usize = 4 * 1024;
+/// The socket's send buffer: bytes the host's kernel may hold that dom0
+/// has not taken yet (the kernel may double it).
+pub const SEND_BUFFER: usize = 16 * 1024;
 
 /// The CRC32C (Castagnoli) of `bytes`, as dom0 checks it.
 pub fn crc32c(bytes: &[u8]) -> u32 {
     pv_abi::hostlink::CASTAGNOLI.checksum(bytes)
-}
-
-/// A transfer id unlikely to repeat between runs.
-fn new_id() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// The whole frame of transfer `id`: header, then image (for tests that
@@ -62,8 +62,11 @@ impl Link {
                 socket.display()
             )
         })?;
+        socket2::SockRef::from(&stream)
+            .set_send_buffer_size(SEND_BUFFER)
+            .map_err(|e| format!("cannot size the host link's send buffer: {e}"))?;
         stream
-            .set_write_timeout(Some(WRITE_STALL))
+            .set_write_timeout(Some(QUIET))
             .map_err(|e| e.to_string())?;
         let reader = stream.try_clone().map_err(|e| e.to_string())?;
         let (tx, lines) = mpsc::channel();
@@ -85,11 +88,14 @@ impl Link {
         Ok(Link { stream, lines })
     }
 
-    /// Sends raw bytes (tests: noise, cut frames).
+    /// Sends raw bytes (tests: noise, cut frames); fails if dom0 takes none
+    /// of a write for the socket's write timeout ([`QUIET`] unless
+    /// [`Link::send_image`] set another).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let stall = self.stream.write_timeout().ok().flatten().unwrap_or(QUIET);
         self.stream
             .write_all(bytes)
-            .map_err(|e| format!("dom0 did not take the bytes within {WRITE_STALL:?}: {e}"))
+            .map_err(|e| format!("dom0 took no byte for {stall:?}: {e}"))
     }
 
     /// The next answer to transfer `id` (its text), waiting until
@@ -118,23 +124,38 @@ impl Link {
     }
 
     /// Sends `image` as transfer `id`; returns dom0's answers, ending with
-    /// `done …` or `error …`. Sending stops at the first `error`.
+    /// `done …` or `error …`. Sending stops at the first `error`. Fails
+    /// only when dom0 has neither taken a byte nor answered for `quiet`,
+    /// saying how many bytes were sent of how many, and the answers so far.
     pub fn send_image(
         &mut self,
         id: u32,
         image: &[u8],
-        timeout: Duration,
+        quiet: Duration,
     ) -> Result<Vec<String>, String> {
-        let deadline = Instant::now() + timeout;
+        self.stream
+            .set_write_timeout(Some(quiet))
+            .map_err(|e| e.to_string())?;
         let header = Header::for_image(id, image).encode();
         let mut answers = Vec::new();
+        let total = image.len();
+        let failed = |what: String, sent: usize, answers: &[String]| {
+            format!(
+                "transfer #{id:08x}: {what}; {sent} of {total} bytes sent, answers so far: {answers:?}"
+            )
+        };
         // The header, again every HEADER_RETRY until dom0 answers it.
+        let started = Instant::now();
         loop {
-            if Instant::now() >= deadline {
-                return Err(format!("dom0 did not answer the header within {timeout:?}"));
+            if started.elapsed() >= quiet {
+                return Err(failed(
+                    format!("dom0 did not answer the header for {quiet:?}"),
+                    0,
+                    &answers,
+                ));
             }
-            self.send_raw(&header)?;
-            let wait = (Instant::now() + HEADER_RETRY).min(deadline);
+            self.send_raw(&header).map_err(|e| failed(e, 0, &answers))?;
+            let wait = (Instant::now() + HEADER_RETRY).min(started + quiet);
             if let Some(a) = self.answer(id, wait)? {
                 let refused = a.starts_with("error");
                 answers.push(a);
@@ -144,15 +165,10 @@ impl Link {
                 break;
             }
         }
-        // The body, looking at answers between chunks.
-        for (i, chunk) in image.chunks(CHUNK).enumerate() {
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "the image was not sent within {timeout:?} ({} of {} bytes)",
-                    i * CHUNK,
-                    image.len()
-                ));
-            }
+        // The body, looking at answers between chunks. Each write returns
+        // once dom0 has taken (nearly) all of it: that is the progress.
+        let mut sent = 0;
+        for chunk in image.chunks(CHUNK) {
             if let Some(a) = self.answer_now(id)? {
                 let stop = a.starts_with("error");
                 answers.push(a);
@@ -160,10 +176,13 @@ impl Link {
                     return Ok(answers);
                 }
             }
-            self.send_raw(chunk)?;
+            self.send_raw(chunk)
+                .map_err(|e| failed(e, sent, &answers))?;
+            sent += chunk.len();
         }
+        // The answers: each one restarts the quiet period.
         loop {
-            match self.answer(id, deadline)? {
+            match self.answer(id, Instant::now() + quiet)? {
                 Some(a) => {
                     let last = a.starts_with("done") || a.starts_with("error");
                     answers.push(a);
@@ -172,8 +191,10 @@ impl Link {
                     }
                 }
                 None => {
-                    return Err(format!(
-                        "no answer from dom0 within {timeout:?}; answers so far: {answers:?}"
+                    return Err(failed(
+                        format!("no answer from dom0 for {quiet:?} since the last byte or answer"),
+                        sent,
+                        &answers,
                     ))
                 }
             }
@@ -191,11 +212,31 @@ impl Drop for Link {
 }
 
 /// Sends `image` over the host link at `socket` and returns dom0's answers
-/// (`ready`, `staged`, …), ending with `done …` or `error …`.
-pub fn send_image(socket: &Path, image: &[u8], timeout: Duration) -> Result<Vec<String>, String> {
+/// (`ready`, `staged`, …), ending with `done …` or `error …`; fails when
+/// dom0 neither takes a byte nor answers for `quiet` ([`Link::send_image`]).
+pub fn send_image(socket: &Path, image: &[u8], quiet: Duration) -> Result<Vec<String>, String> {
+    send_image_as(socket, new_id(), image, quiet)
+}
+
+/// [`send_image`] as transfer `id` (which `cargo xtask live-update` prints
+/// first, so that its lines in the hypervisor's log can be found).
+pub fn send_image_as(
+    socket: &Path,
+    id: u32,
+    image: &[u8],
+    quiet: Duration,
+) -> Result<Vec<String>, String> {
     let mut link = Link::connect(socket)?;
     // Extra `ready`s (answers to a repeated header) say nothing new.
-    let mut answers = link.send_image(new_id(), image, timeout)?;
+    let mut answers = link.send_image(id, image, quiet)?;
     answers.dedup();
     Ok(answers)
+}
+
+/// A transfer id unlikely to repeat between runs.
+pub fn new_id() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
 }

@@ -5,7 +5,10 @@
 //! keeps every serial line in a log file under `target/qemu/`, lets the
 //! caller type dom0 commands and wait for lines, and ends with an
 //! [`Ending`] read from QEMU's exit status: only the hypervisor's own pass
-//! code reads as a pass (see `pv_abi::exit`). Every wait has a timeout, and
+//! code reads as a pass (see `pv_abi::exit`). Every wait follows progress,
+//! not the clock: it fails when nothing moves for its quiet period (no line
+//! of the hypervisor or dom0, no byte taken or answer on the host link),
+//! never because a busy host is slow; its error says how far things got.
 //! QEMU is killed when the machine is dropped.
 
 #![forbid(unsafe_code)]

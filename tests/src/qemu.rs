@@ -77,6 +77,12 @@ pub fn abi_1_0_build() -> PathBuf {
     root().join("target/hv-abi-1.0/x86_64-unknown-none/release/hv")
 }
 
+/// Where `cargo xtask build` (without `--release`) puts the debug build of
+/// the hypervisor, signed like the release images.
+pub fn debug_build() -> PathBuf {
+    root().join("target/x86_64-unknown-none/debug/hv")
+}
+
 /// Guest RAM above this many MiB is not reserved on the host
 /// ([`MachineConfig::command`]): a 64 GiB machine on a smaller host.
 pub const LAZY_RAM_ABOVE_MIB: u64 = 4096;
@@ -225,7 +231,8 @@ pub enum Ending {
     /// QEMU exited with a status that is no outcome: its own failure (1), a
     /// triple fault under `-no-reboot` (0), a signal.
     Infrastructure(Option<i32>),
-    /// The run did not end in time; QEMU was killed.
+    /// The run made no progress for the caller's quiet period; QEMU was
+    /// killed.
     Timeout,
 }
 
@@ -324,22 +331,32 @@ impl Machine {
         }
     }
 
-    /// Waits until a line satisfies `pred`; returns it. Fails on timeout or
-    /// when QEMU ends first, naming the log.
+    /// Waits until a line satisfies `pred`; returns it. The wait follows
+    /// progress, not the clock: it fails only when `quiet` passes with
+    /// neither the line nor any sign of the machine's control path moving
+    /// on ([`is_progress`]), or when QEMU ends first, naming the log. A
+    /// slow (busy) host makes the wait longer, never a failure.
     pub fn wait_for(
         &mut self,
         what: &str,
-        timeout: Duration,
+        quiet: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let mut deadline = started + quiet;
         loop {
             match self.take_line(deadline) {
                 Ok(Some(line)) if pred(&line) => return Ok(line),
-                Ok(Some(_)) => {}
+                Ok(Some(line)) => {
+                    if is_progress(&line) {
+                        deadline = Instant::now() + quiet;
+                    }
+                }
                 Ok(None) => {
                     return Err(format!(
-                        "timed out after {timeout:?} waiting for {what}; log: {}",
+                        "no progress for {quiet:?} while waiting for {what} ({:?} in all; last line: {:?}); log: {}",
+                        started.elapsed(),
+                        self.transcript.last().map_or("", String::as_str),
                         self.log_path.display()
                     ))
                 }
@@ -353,9 +370,9 @@ impl Machine {
         }
     }
 
-    /// Waits for a line containing `needle`.
-    pub fn wait_for_text(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
-        self.wait_for(&format!("`{needle}`"), timeout, |l| l.contains(needle))
+    /// Waits for a line containing `needle` ([`Machine::wait_for`]).
+    pub fn wait_for_text(&mut self, needle: &str, quiet: Duration) -> Result<String, String> {
+        self.wait_for(&format!("`{needle}`"), quiet, |l| l.contains(needle))
     }
 
     /// Types one line into the serial console (dom0).
@@ -389,11 +406,16 @@ impl Machine {
             .collect())
     }
 
-    /// Waits for QEMU to exit, draining its output; kills it on timeout.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Ending {
-        let deadline = Instant::now() + timeout;
+    /// Waits for QEMU to exit, draining its output; kills it once `quiet`
+    /// has passed with no line from the machine (a powered-off machine
+    /// prints its reports and ends; one that neither ends nor prints is
+    /// stuck).
+    pub fn wait_exit(&mut self, quiet: Duration) -> Ending {
+        let mut deadline = Instant::now() + quiet;
         loop {
-            while let Ok(Some(_)) = self.take_line(Instant::now() + Duration::from_millis(20)) {}
+            while let Ok(Some(_)) = self.take_line(Instant::now() + Duration::from_millis(20)) {
+                deadline = Instant::now() + quiet;
+            }
             match self.child.try_wait() {
                 Ok(Some(status)) => {
                     // Drain what is left.
@@ -425,6 +447,17 @@ impl Machine {
             .map(String::as_str)
             .filter(move |l| l.starts_with(prefix))
     }
+}
+
+/// Whether a serial line shows the machine's control path moving on: a
+/// line of the hypervisor, of dom0 or of QEMU itself. This is what restarts
+/// the quiet period of [`Machine::wait_for`]. A domU's lines do not: a
+/// domU that prints heartbeats forever must not keep alive a wait for an
+/// answer that never comes.
+pub fn is_progress(line: &str) -> bool {
+    ["(hv) ", "(d0) ", "(qemu) "]
+        .iter()
+        .any(|p| line.starts_with(p))
 }
 
 fn ending(status: ExitStatus) -> Ending {

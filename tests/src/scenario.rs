@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use crate::{Ending, Machine, MachineConfig};
 
-/// Generous: every scenario here runs in seconds of guest time.
+/// How long a boot may go without progress (a line of the hypervisor or
+/// dom0, [`crate::qemu::is_progress`]) before it fails; there is no limit
+/// on the whole.
 pub const BOOT: Duration = Duration::from_secs(60);
-/// For one dom0 command.
+/// How long one dom0 command may go without progress; likewise no limit on
+/// the whole.
 pub const CMD: Duration = Duration::from_secs(60);
 
 /// Boots a machine named `name` with the given hypervisor command-line
@@ -42,15 +45,14 @@ pub fn boot_with(
 
 /// Waits until a line containing each of `needles` has been seen since the
 /// machine started, in any order (domains print concurrently). Returns the
-/// lines, in `needles` order.
-pub fn wait_all(machine: &mut Machine, needles: &[&str], timeout: Duration) -> Vec<String> {
+/// lines, in `needles` order. Each line found restarts the `quiet` period
+/// ([`Machine::wait_for`]).
+pub fn wait_all(machine: &mut Machine, needles: &[&str], quiet: Duration) -> Vec<String> {
     let mut found: Vec<Option<String>> = needles
         .iter()
         .map(|n| machine.transcript.iter().find(|l| l.contains(n)).cloned())
         .collect();
-    let deadline = std::time::Instant::now() + timeout;
     while found.iter().any(Option::is_none) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
         let missing: Vec<&str> = needles
             .iter()
             .zip(&found)
@@ -58,7 +60,7 @@ pub fn wait_all(machine: &mut Machine, needles: &[&str], timeout: Duration) -> V
             .map(|(n, _)| *n)
             .collect();
         let line = machine
-            .wait_for(&format!("{missing:?}"), left, |l| {
+            .wait_for(&format!("{missing:?}"), quiet, |l| {
                 missing.iter().any(|n| l.contains(n))
             })
             .unwrap_or_else(|e| panic!("{e}"));
@@ -76,13 +78,13 @@ pub fn cmd(machine: &mut Machine, line: &str) -> Vec<String> {
     machine.command(line, CMD).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Waits, up to `timeout`, for the next heartbeat of domain `dom` after
-/// those already seen: the guest runs and verifies.
-pub fn next_heartbeat(machine: &mut Machine, dom: u16, timeout: Duration) {
+/// Waits for the next heartbeat of domain `dom` after those already seen:
+/// the guest runs and verifies. Fails after `quiet` without progress.
+pub fn next_heartbeat(machine: &mut Machine, dom: u16, quiet: Duration) {
     let prefix = format!("(d{dom}) heartbeat ");
     let n = machine.lines_with(&prefix).count() as u64;
     machine
-        .wait_for_text(&format!("{prefix}{}:", n + 1), timeout)
+        .wait_for_text(&format!("{prefix}{}:", n + 1), quiet)
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -101,13 +103,80 @@ pub fn field(line: &str, key: &str) -> Option<u64> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
+/// A dom0 script, checked before anything boots: the lines dom0 will run,
+/// each as dom0 will run it — its words joined by single spaces, what dom0
+/// echoes — with its number in the file (from 1).
+///
+/// Blank lines and lines starting with `#` are skipped. Every other line
+/// must be one dom0 takes whole (`pv_abi::console_line`: printable ASCII
+/// and tabs, at most 256 bytes and 16 words): a backspace, an embedded
+/// carriage return (which the hypervisor turns into a line end, so that
+/// `pause 1\rdestroy 2` would run two commands), an escape or any other
+/// control byte, a byte beyond ASCII refuses the script, as does a line
+/// after a `poweroff` (it would never run). A `\r\n` line end is a line
+/// end. [`Script::parse`] lists every refused line with its reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// (line number, the command as dom0 runs it).
+    pub lines: Vec<(usize, String)>,
+}
+
+impl Script {
+    /// Checks `text` line by line; `Err` lists each line refused and why
+    /// (`line N: <why>`), one per line of the message.
+    pub fn parse(text: &str) -> Result<Script, String> {
+        let mut lines = Vec::new();
+        let mut refused = Vec::new();
+        let mut poweroff = None;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let start = line.trim_start_matches([' ', '\t']);
+            if start.is_empty() || start.starts_with('#') {
+                continue;
+            }
+            let words = match pv_abi::console_line::parse(line.as_bytes()) {
+                Ok(w) => w,
+                Err(why) => {
+                    refused.push(format!("line {n}: {why}"));
+                    continue;
+                }
+            };
+            let command = words.as_slice().join(" ");
+            if let Some(at) = poweroff {
+                refused.push(format!(
+                    "line {n}: `{command}` comes after the `poweroff` of line {at}, which ends the run"
+                ));
+                continue;
+            }
+            if command == "poweroff" {
+                poweroff = Some(n);
+            }
+            lines.push((n, command));
+        }
+        if refused.is_empty() {
+            Ok(Script { lines })
+        } else {
+            Err(format!(
+                "the script has {} line(s) dom0 would not run as written; nothing was run:\n  {}",
+                refused.len(),
+                refused.join("\n  ")
+            ))
+        }
+    }
+
+    /// Whether the script ends the run itself (its last line `poweroff`).
+    pub fn powers_off(&self) -> bool {
+        self.lines.last().is_some_and(|(_, l)| l == "poweroff")
+    }
+}
+
 /// What a script run ended with.
 #[derive(Debug)]
 pub struct ScriptRun {
     /// How QEMU ended.
     pub ending: Ending,
-    /// The lines dom0 refused: (line number in the script, from 1; dom0's
-    /// reason).
+    /// The lines dom0 refused when they were typed (none, for a script
+    /// [`Script::parse`] took): (line number, dom0's reason).
     pub refused: Vec<(usize, String)>,
 }
 
@@ -129,30 +198,48 @@ impl ScriptRun {
             lines.join("; ")
         ))
     }
+
+    /// The run's verdict: the hypervisor's ([`verdict`]), failed also if
+    /// dom0 refused a line; `Ok` is the summary line.
+    pub fn verdict(&self, machine: &Machine) -> Result<String, String> {
+        match (verdict(machine, self.ending), self.all_lines_run()) {
+            (Ok(summary), Ok(())) => Ok(summary),
+            (Ok(summary), Err(refused)) => Err(format!(
+                "run failed: {refused} (the system itself passed: {summary}); log: {}",
+                machine.log_path().display()
+            )),
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(refused)) => Err(format!("{e}; and {refused}")),
+        }
+    }
 }
 
-/// Runs a dom0 script: waits for the first prompt, types each line (blank
-/// lines and `#` comments skipped) and waits for dom0's prompt after it,
-/// then powers off and waits for QEMU to end. `sleep <ms>` lines get their
-/// time added to the command timeout. A line dom0 refuses is reported
+/// Runs a dom0 script: waits for the first prompt, types each line and
+/// waits for dom0's prompt after it; then, unless the script's last line
+/// did, powers off, and waits for QEMU to end (`quiet`: how long it may go
+/// without a line). `sleep <ms>` lines get their time added to the
+/// command's quiet period. A line dom0 refuses anyway is reported
 /// (`script line N refused: <why>`) and the script goes on; the caller
 /// fails the run on [`ScriptRun::refused`].
 pub fn run_script(
     machine: &mut Machine,
-    script: &str,
-    limit: Duration,
+    script: &Script,
+    quiet: Duration,
 ) -> Result<ScriptRun, String> {
     machine.wait_for_text("(d0) dom0>", BOOT)?;
     let mut refused = Vec::new();
-    for (n, line) in script
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-    {
+    for (n, line) in &script.lines {
+        if line == "poweroff" {
+            // No prompt follows: the machine ends.
+            machine.send(line)?;
+            return Ok(ScriptRun {
+                ending: machine.wait_exit(quiet),
+                refused,
+            });
+        }
         let extra = line
             .strip_prefix("sleep ")
-            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .and_then(|ms| ms.parse::<u64>().ok())
             .map_or(Duration::ZERO, Duration::from_millis);
         let out = machine.command(line, CMD + extra * 4)?;
         if let Some(why) = out
@@ -160,12 +247,12 @@ pub fn run_script(
             .find_map(|l| l.strip_prefix(crate::qemu::REFUSED))
         {
             println!("script line {n} refused: {why}");
-            refused.push((n, why.to_string()));
+            refused.push((*n, why.to_string()));
         }
     }
     machine.send("poweroff")?;
     Ok(ScriptRun {
-        ending: machine.wait_exit(limit),
+        ending: machine.wait_exit(quiet),
         refused,
     })
 }
@@ -487,8 +574,9 @@ fn soak_with(
                 machine.log_path().display()
             ));
         }
-        // The report is printed at the new hypervisor's first tick, before
-        // or after dom0's prompt.
+        // The report is printed at the new hypervisor's release, before it
+        // answers dom0's first call (so before `lu exec: done`); a wait
+        // that finds it already there costs nothing.
         let needle = format!("lu-report seq={} ", i + 1);
         if !machine.transcript.iter().any(|l| l.contains(&needle)) {
             machine.wait_for_text(&needle, CMD)?;
@@ -512,6 +600,74 @@ mod tests {
             "(hv) lu-report seq={seq} blackout_us=10 digest_equal=yes free_before=5 \
              image_frames_released=0 free_after=5 free_equal={free_equal} capacity_kib={capacity_kib}"
         )
+    }
+
+    fn refusal(text: &str) -> String {
+        Script::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn a_script_is_what_dom0_runs_one_command_a_line() {
+        let s = Script::parse(
+            "# comment \u{e9}\n\nlist\r\n\t create  domu\t8192 grow \nsleep 10\npoweroff\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines,
+            vec![
+                (3, "list".to_string()),
+                (4, "create domu 8192 grow".to_string()),
+                (5, "sleep 10".to_string()),
+                (6, "poweroff".to_string()),
+            ]
+        );
+        assert!(s.powers_off());
+        assert!(!Script::parse("list\n").unwrap().powers_off());
+    }
+
+    #[test]
+    fn a_line_with_backspaces_is_refused_before_booting() {
+        let e = refusal("list\nlisx\u{8}t\nfree\n");
+        assert!(
+            e.contains("line 2: the line has a byte 0x08 at column 5"),
+            "{e}"
+        );
+        assert!(e.contains("nothing was run"), "{e}");
+    }
+
+    #[test]
+    fn an_embedded_carriage_return_is_refused_not_run_as_two_commands() {
+        let e = refusal("pause 1\rdestroy 2\n");
+        assert!(
+            e.contains("line 1: the line has a byte 0x0d at column 8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn control_bytes_escapes_and_non_ascii_are_refused_each_with_its_line() {
+        let e = refusal("free\n\u{1b}[A\nlist\u{7}\n\u{1f600} poweroff\n");
+        for want in [
+            "line 2: the line has a byte 0x1b at column 1",
+            "line 3: the line has a byte 0x07 at column 5",
+            "line 4: the line has a byte 0xf0 at column 1",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(e.starts_with("the script has 3 line(s)"), "{e}");
+    }
+
+    #[test]
+    fn overlong_lines_and_lines_after_poweroff_are_refused() {
+        let long = format!("create domu {}\n", "x".repeat(300));
+        assert!(refusal(&long).contains("line 1: the line has 312 bytes"));
+        let many = format!("create domu {}\n", "a ".repeat(20));
+        assert!(refusal(&many).contains("line 1: the line has 22 words"));
+        let e = refusal("list\npoweroff\nfree\n# a comment is fine\n");
+        assert!(
+            e.contains("line 3: `free` comes after the `poweroff` of line 2"),
+            "{e}"
+        );
     }
 
     #[test]

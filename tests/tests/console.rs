@@ -101,6 +101,15 @@ fn create_destroy_and_pause_refusals_say_why() {
     assert!(min > 4 && min.is_multiple_of(4), "{min}");
     let out = cmd(&mut m, "create domu 4098");
     assert_has(&out, "4098 KiB is not a whole number of 4 KiB pages");
+    // A size that does not parse is refused, not taken for the command
+    // line of a domain of the default size.
+    for size in ["-4096", "4k", "0x1000"] {
+        let out = cmd(&mut m, &format!("create domu {size} probe"));
+        assert_has(
+            &out,
+            &format!("create domu: error: `{size}` is not a memory size: give whole KiB in decimal digits (e.g. 4096; at most 1048576); nothing was created"),
+        );
+    }
     let out = cmd(&mut m, "create nosuch");
     assert_has(
         &out,

@@ -336,9 +336,12 @@ fn an_image_from_the_host_reaches_dom0_over_the_host_link() {
     m.wait_for_text("(d1) heartbeat 1:", LONG)
         .unwrap_or_else(|e| panic!("{e}"));
     let image = std::fs::read(tests::qemu::second_build()).expect("hv-b image");
+    // Staged at the top of the free gap (the cold-boot image is outside the
+    // region): one handover-area figure in the log and in `lu status`.
+    let top = handover_area_kib(&mut m, "hv");
 
-    let replies =
-        tests::hostlink::send_image(&socket, &image, LONG).unwrap_or_else(|e| panic!("{e}"));
+    let replies = tests::hostlink::send_image_as(&socket, 0x600d, &image, LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         replies
             .iter()
@@ -356,9 +359,55 @@ fn an_image_from_the_host_reaches_dom0_over_the_host_link() {
     );
     let report = wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG).remove(0);
     assert_eq!(fields(&report)["digest_equal"], "yes", "{report}");
+    // The hypervisor's log names the image by its transfer.
+    let named = format!(
+        "(hv) lu: loaded `host link transfer #0000600d ({} bytes, CRC32C {:#010x})`",
+        image.len(),
+        tests::hostlink::crc32c(&image)
+    );
+    assert!(
+        m.lines_with(&named).next().is_some(),
+        "no `{named}` in {}",
+        m.log_path().display()
+    );
+    // Staged at the bottom now (the running image is at the gap's end):
+    // the same figure, not the rest of the gap.
+    let bottom = handover_area_kib(&mut m, "hv");
+    assert!(
+        top.abs_diff(bottom) <= 8,
+        "handover area {top} KiB at the top, {bottom} KiB at the bottom"
+    );
     let n = m.lines_with("(d1) heartbeat ").count() as u64;
     m.wait_for_text(&format!("(d1) heartbeat {}:", n + 1), LONG)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(summarise(&m.transcript).clean(1));
     poweroff_pass(&mut m);
+}
+
+/// Loads `image`, reads the handover area the hypervisor's `lu: loaded`
+/// line gives and the one `lu status` gives, checks they are one figure,
+/// unloads, and returns it (KiB).
+fn handover_area_kib(m: &mut Machine, image: &str) -> u64 {
+    let kib = |line: &str| -> u64 {
+        line.split("handover area ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no handover area in `{line}`"))
+    };
+    let out = cmd(m, &format!("lu load {image}"));
+    assert!(out.iter().any(|l| l.ends_with(": staged")), "{out:?}");
+    let loaded = m
+        .lines_with(&format!("(hv) lu: loaded `{image}`"))
+        .last()
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no load line for {image}"));
+    let status = cmd(m, "lu status");
+    let status = status
+        .iter()
+        .find(|l| l.contains("lu status: loaded build"))
+        .unwrap_or_else(|| panic!("{status:?}"));
+    assert_eq!(kib(&loaded), kib(status), "`{loaded}` against `{status}`");
+    cmd(m, "lu unload");
+    kib(&loaded)
 }

@@ -642,8 +642,9 @@ fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
             seed(
                 Call::LuLoadBuffer {
                     image: buf(16 << 20),
+                    name: buf(MAX_MODULE_NAME),
                 },
-                &[],
+                b"host link transfer #00000001 (16777216 bytes, CRC32C 0x00000000)",
             ),
         ),
     ]

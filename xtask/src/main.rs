@@ -67,9 +67,13 @@ enum Command {
     ///
     /// Without --script the terminal is dom0's console (type `help`; `poweroff`
     /// ends the run). With --script, dom0 runs the file's commands one per line
-    /// (blank lines and lines starting with # are skipped), then powers off;
-    /// the run passes only if the hypervisor reports that every domain had zero
-    /// mismatches.
+    /// (blank lines and lines starting with # are skipped), then powers off
+    /// unless the script's last line did; the run passes only if the
+    /// hypervisor reports that every domain had zero mismatches. The script
+    /// is checked before anything is built or booted: a line dom0 would not
+    /// run as written (a control byte such as a backspace or a carriage
+    /// return, a byte beyond ASCII, too long, a line after `poweroff`)
+    /// refuses it, with every such line and why.
     Run {
         /// dom0 commands to run, one per line.
         #[arg(long)]
@@ -77,7 +81,9 @@ enum Command {
         /// Number of domUs dom0 creates at boot.
         #[arg(long, default_value_t = 2)]
         domus: u32,
-        /// Stop QEMU after this many seconds.
+        /// Without --script: stop QEMU once its console has printed nothing
+        /// for this many seconds. (A script's steps each fail after 60 s
+        /// without progress instead.)
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
         /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
@@ -192,9 +198,15 @@ fn main() -> ExitCode {
             domus,
             timeout,
             ram,
-        } => setup::ensure_qemu()
-            .and_then(|()| build(true))
-            .and_then(|()| run::run(script, domus, timeout, ram)),
+        } => script
+            .as_deref()
+            .map(run::read_script)
+            .transpose()
+            .and_then(|script| {
+                setup::ensure_qemu()?;
+                build(true)?;
+                run::run(script, domus, timeout, ram)
+            }),
         Command::Test => test(),
         Command::Sign { key, out, image } => keys::sign(key, &image, out),
         Command::Fuzz {

@@ -41,7 +41,7 @@
 use pvrt::hc;
 use pvrt::hvlu_types::DomId;
 use pvrt::println;
-use pvrt::pv_abi::call::{Domctl, DEFAULT_DOMU_KIB};
+use pvrt::pv_abi::call::{create_size, Domctl, DEFAULT_DOMU_KIB};
 use pvrt::pv_abi::console_line::LineReader;
 use pvrt::pv_abi::hypercall::{DomainInfo, MAX_ERROR_MESSAGE};
 
@@ -225,6 +225,36 @@ mod hostlink {
         }
     }
 
+    /// A short text built without a heap: the name dom0 gives an image
+    /// from the host link. What does not fit is dropped.
+    struct Name {
+        bytes: [u8; 96],
+        len: usize,
+    }
+
+    impl Name {
+        fn new() -> Self {
+            Name {
+                bytes: [0; 96],
+                len: 0,
+            }
+        }
+
+        fn as_str(&self) -> &str {
+            core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+        }
+    }
+
+    impl core::fmt::Write for Name {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let n = s.len().min(self.bytes.len() - self.len);
+            // Whole characters only: the text is ASCII.
+            self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+
     /// dom0's end of a transfer: its free pages and its answers.
     struct Dom0;
 
@@ -291,7 +321,18 @@ mod hostlink {
                 return;
             }
             println!("hostlink: received {} bytes, CRC32C ok", h.len);
-            match hc::lu_load_free_area(h.len) {
+            // What the hypervisor's log and refusals call the image.
+            let mut name = Name::new();
+            let _ = core::fmt::Write::write_fmt(
+                &mut name,
+                format_args!(
+                    "host link transfer {} ({} bytes, CRC32C {:#010x})",
+                    AnswerPrefix(h.id),
+                    h.len,
+                    h.crc
+                ),
+            );
+            match hc::lu_load_free_area(h.len, name.as_str()) {
                 Ok(_) => {
                     println!("lu load (from host): staged");
                     answer(h.id, format_args!("staged"));
@@ -429,17 +470,16 @@ fn run(words: &[&str]) {
             }
         }
         ["create", module, rest @ ..] => {
-            // A first argument of digits is the size; one too large for a
-            // number is refused, not taken for a command-line word.
-            let (kib, args) = match rest.first() {
-                Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<u64>() {
-                    Ok(kib) => (kib, &rest[1..]),
-                    Err(_) => {
-                        println!("create {module}: `{s}` KiB is not a size dom0 can hold");
-                        return;
-                    }
-                },
-                _ => (DEFAULT_DOMU_KIB, rest),
+            // A first argument of digits is the size; one that looks like a
+            // size but is not one (`-4096`, `4k`, `0x1000`) is refused, not
+            // taken for a command-line word (`pv_abi::call::create_size`).
+            let (kib, args) = match rest.first().map(|w| create_size(w)) {
+                Some(Ok(Some(kib))) => (kib, &rest[1..]),
+                Some(Err(e)) => {
+                    println!("create {module}: error: {e}; nothing was created");
+                    return;
+                }
+                Some(Ok(None)) | None => (DEFAULT_DOMU_KIB, rest),
             };
             // A line is at most 256 bytes: its words always fit.
             let mut cmdline = [0u8; 256];
@@ -624,7 +664,7 @@ fn lu_status() {
     } else {
         let r = st.staged_reads;
         println!(
-            "lu status: loaded build {} reading ABI {}.{}..={}.{}, will write {}.{}; image {} KiB + state area {} KiB of capacity {} KiB; state needs {} bytes",
+            "lu status: loaded build {} reading ABI {}.{}..={}.{}, will write {}.{}; image {} KiB + handover area {} KiB of capacity {} KiB; state needs {} bytes",
             hex(&st.staged_build_id[..8]),
             r[0],
             r[1],
@@ -632,8 +672,8 @@ fn lu_status() {
             r[3],
             st.version[0],
             st.version[1],
-            st.image_bytes >> 10,
-            st.state_bytes >> 10,
+            st.image_bytes.div_ceil(1024),
+            st.handover_bytes.div_ceil(1024),
             st.capacity >> 10,
             st.state_needed
         );

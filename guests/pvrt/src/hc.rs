@@ -244,24 +244,27 @@ pub fn hostlink_write(bytes: &[u8]) -> HcResult {
     })
 }
 
-/// Stages the hypervisor image at guest virtual address `va`, `len` bytes.
+/// Stages the hypervisor image at guest virtual address `va`, `len` bytes,
+/// which the hypervisor's log and messages call `name`.
 ///
 /// # Safety
 /// `va..va + len` must be memory of this guest that it does not change
 /// while the call runs (the hypervisor only reads it).
-pub unsafe fn lu_load_buffer(va: u64, len: u64) -> HcResult {
+pub unsafe fn lu_load_buffer(va: u64, len: u64, name: &str) -> HcResult {
     call(Call::LuLoadBuffer {
         image: GuestBuf { addr: va, len },
+        name: bytes_in(name.as_bytes()),
     })
 }
 
 /// Stages the hypervisor image held in the first `len` bytes of this guest's
 /// free area (see [`crate::mem::free_area`], written with
-/// [`crate::mem::free_area_write`]) for a live update.
+/// [`crate::mem::free_area_write`]) for a live update; the hypervisor's
+/// log and messages call it `name`.
 ///
 /// # Panics
 /// If `len` is larger than the free area.
-pub fn lu_load_free_area(len: u64) -> HcResult {
+pub fn lu_load_free_area(len: u64, name: &str) -> HcResult {
     let (va, room) = crate::mem::free_area();
     assert!(
         len <= room,
@@ -272,5 +275,5 @@ pub fn lu_load_free_area(len: u64) -> HcResult {
     // with volatile accesses: no Rust reference points into it. The guest is
     // single-threaded and this call is synchronous, so nothing changes the
     // area while the hypervisor reads it.
-    unsafe { lu_load_buffer(va, len) }
+    unsafe { lu_load_buffer(va, len, name) }
 }

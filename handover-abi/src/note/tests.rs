@@ -287,6 +287,19 @@ fn desc_too_short() {
 }
 
 #[test]
+fn note_descsz_20_is_desc_too_short() {
+    // The whole 64-byte note with its `descsz` set to 20: the record is
+    // complete (40 bytes, the rest ignored), its descriptor too short.
+    let mut note = info().to_note_bytes().to_vec();
+    note[4..8].copy_from_slice(&20u32.to_le_bytes());
+    assert_eq!(parse_note(&note), Err(NoteError::DescTooShort { len: 20 }));
+    assert_eq!(
+        find_note([(&note[12..17], NOTE_TYPE, &note[20..40])]),
+        Err(NoteError::DescTooShort { len: 20 })
+    );
+}
+
+#[test]
 fn unknown_note_version() {
     let d = desc_with(|d| d[0..4].copy_from_slice(&2u32.to_le_bytes()));
     assert_eq!(

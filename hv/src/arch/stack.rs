@@ -119,6 +119,74 @@ impl Stack {
     }
 }
 
+/// The word the unused part of a stack is painted with ([`Depth::start`]).
+const PAINT: u64 = 0x57ac_d0e5_57ac_d0e5;
+
+/// Bytes below the stack pointer [`Depth::start`] leaves unpainted: room
+/// for its own frame and for what it calls.
+const PAINT_MARGIN: u64 = 512;
+
+/// How deep the stack the caller runs on goes from some point on: the
+/// stack's unused part is painted when the measurement starts, and the
+/// lowest word no longer holding the paint is the deepest the stack went.
+/// This is how the stack a path needs is known rather than hoped (the
+/// `lu load` path prints it: an unoptimised signature check once needed
+/// more than [`STACK_SIZE`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Depth {
+    stack: Stack,
+    /// The end of the painted part (exclusive).
+    painted_end: u64,
+}
+
+impl Depth {
+    /// Paints the part of the current stack below the stack pointer (less
+    /// [`PAINT_MARGIN`]); `None` if the stack pointer is in none of the
+    /// hypervisor's stacks.
+    pub fn start() -> Option<Depth> {
+        let sp: u64;
+        // SAFETY: reads the stack pointer; no memory is touched.
+        unsafe {
+            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        let stack = Stack::containing(sp)?;
+        let painted_end = sp.saturating_sub(PAINT_MARGIN).max(stack.bottom()) & !7;
+        let mut at = stack.bottom();
+        while at < painted_end {
+            // SAFETY: `at` is 8-byte aligned, inside the usable part of the
+            // stack the caller runs on and below its stack pointer less a
+            // margin: memory of `.bss` that is mapped and that no live
+            // frame, reference or interrupt uses (the hypervisor runs with
+            // interrupts off; NMIs and double faults have stacks of their
+            // own).
+            unsafe { core::ptr::write_volatile(at as *mut u64, PAINT) };
+            at += 8;
+        }
+        Some(Depth { stack, painted_end })
+    }
+
+    /// The stack measured.
+    pub fn stack(&self) -> Stack {
+        self.stack
+    }
+
+    /// Bytes of the stack in use at the deepest point since
+    /// [`Depth::start`], counted from its top.
+    pub fn deepest(&self) -> u64 {
+        let mut at = self.stack.bottom();
+        while at < self.painted_end {
+            // SAFETY: `at` is 8-byte aligned, inside the usable part of
+            // the stack, below where the caller's frames are now (the
+            // painted part): mapped `.bss`, read without a reference.
+            if unsafe { core::ptr::read_volatile(at as *const u64) } != PAINT {
+                break;
+            }
+            at += 8;
+        }
+        self.stack.top() - at
+    }
+}
+
 // The layout the assembly above and `Stack::guard` agree on.
 const _: () = assert!(GUARD_SIZE.is_multiple_of(4096) && STACK_SIZE.is_multiple_of(4096));
 

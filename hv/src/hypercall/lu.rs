@@ -26,10 +26,20 @@ pub fn do_lu_load(hv: &mut Hv, name: GuestBuf) -> Result<u64, Error> {
     }
 }
 
-/// `lu_load_buffer(buf, len)`: stages the image in the caller's memory. The
+/// `lu_load_buffer(buf, len, name, name_len)`: stages the image in the
+/// caller's memory, called `name` in the log and in refusals (dom0 names an
+/// image from the host link by its transfer: `host link transfer #… (N
+/// bytes, CRC32C …)`), or by its size if the caller gives no name. The
 /// bytes go straight from there to the live-update region, whatever their
 /// number (`Hv::lu_load_from` refuses a file that does not fit there).
-pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf) -> Result<u64, Error> {
+pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf, name: GuestBuf) -> Result<u64, Error> {
+    let mut bytes = heap::zeroed(name.len as usize)?;
+    copy_from_guest(hv, name.addr, &mut bytes)?;
+    let name = match pv_abi::call::module_name(&bytes) {
+        Ok("") => alloc::format!("an image of {} bytes from dom0's memory", image.len),
+        Ok(name) => name.to_string(),
+        Err(e) => return hv.refuse(e.error(), e.to_string()),
+    };
     let (owner, cr3) = caller(hv)?;
     let source = ImageSource::Guest {
         owner,
@@ -37,7 +47,7 @@ pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf) -> Result<u64, Error> {
         va: image.addr,
         len: image.len,
     };
-    hv.lu_load_from("(from dom0)", source)
+    hv.lu_load_from(&name, source)
 }
 
 /// `lu_status(buf, len)`: up to `len` bytes of a `LuStatus`.

@@ -51,8 +51,9 @@ pub fn return_value(result: Result<u64, Error>) -> u64 {
 /// Handles the hypercall in `frame` (the caller's context, the current
 /// vCPU's): sets its result, or switches `frame` to another vCPU.
 ///
-/// A call only dom0 may make is refused to any other domain first
-/// (`Hypercall::dom0_only`); then the arguments are decoded once
+/// Work left for after an update's resume ([`Hv::defer`]) runs first, so
+/// that every call sees the hypervisor whole. A call only dom0 may make is
+/// refused to any other domain next (`Hypercall::dom0_only`); then the arguments are decoded once
 /// (`pv_abi::call`), and the handler gets them typed.
 pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
     let r = &frame.regs;
@@ -61,6 +62,10 @@ pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
     let Some(d) = hv.sched.current_domain() else {
         return;
     };
+    // What the incoming side of an update left for after the guests
+    // resumed (free RAM, the boot modules, the report) is done before any
+    // guest's first call is answered: no call sees it half done.
+    hv.run_deferred();
     let number = Hypercall::from_number(nr);
     // The calls whose refusals `last_error` explains start with none.
     let explained = matches!(
@@ -116,7 +121,7 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::SetSegmentBase { which, base } => info::do_set_segment_base(hv, which, base),
         Call::SysInfo { buf } => info::do_sysinfo(hv, buf),
         Call::LuLoad { name } => lu::do_lu_load(hv, name),
-        Call::LuLoadBuffer { image } => lu::do_lu_load_buffer(hv, image),
+        Call::LuLoadBuffer { image, name } => lu::do_lu_load_buffer(hv, image, name),
         Call::LuStatus { buf } => lu::do_lu_status(hv, buf),
         Call::LuUnload => hv.lu_unload(),
         // Returns only if the update was cancelled.

@@ -1047,6 +1047,20 @@ fn truncated_note() {
 }
 
 #[test]
+fn note_descsz_20_is_desc_too_short() {
+    // The note's `descsz` says 20 in a segment that holds all 44 bytes:
+    // the note is too short for its version, which is what is reported —
+    // not the 24 bytes after it read as a record of garbage sizes.
+    let mut note = hvlu_note(READS, ENTRY);
+    note[4..8].copy_from_slice(&20u32.to_le_bytes());
+    let image = hv_like_with_notes(&[xen_note(), note]);
+    assert_eq!(
+        check(&image.bytes()),
+        Err(ImageError::BadNote(NoteError::DescTooShort { len: 20 }))
+    );
+}
+
+#[test]
 fn unknown_note_version() {
     let mut note = hvlu_note(READS, ENTRY);
     note[20..24].copy_from_slice(&2u32.to_le_bytes());

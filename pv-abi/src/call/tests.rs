@@ -10,6 +10,36 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::*;
+
+#[test]
+fn a_create_size_is_decimal_kib_or_refused() {
+    assert_eq!(create_size("4096"), Ok(Some(4096)));
+    assert_eq!(create_size("0"), Ok(Some(0)));
+    // Command-line words, not sizes.
+    for word in ["probe", "grow", "-v", "--verbose", "+x", "", "k4"] {
+        assert_eq!(create_size(word), Ok(None), "{word}");
+    }
+    // Meant as a size, and not one: refused, never taken as an argument.
+    for word in [
+        "-4096",
+        "+4096",
+        "4k",
+        "4K",
+        "0x1000",
+        "4096.0",
+        "4_096",
+        "99999999999999999999999",
+    ] {
+        let e = create_size(word).unwrap_err();
+        assert_eq!(e, NotASize(word));
+        assert!(
+            e.to_string().starts_with(&std::format!(
+                "`{word}` is not a memory size: give whole KiB"
+            )),
+            "{e}"
+        );
+    }
+}
 use crate::hypercall::DomainInfo;
 
 const ADDR: u64 = 0x7000_1000;
@@ -95,8 +125,31 @@ fn lu_load_buffer_takes_an_image_of_any_length() {
     for len in [0, 1, 16 << 20, u64::MAX] {
         assert_eq!(
             decode(Hypercall::LuLoadBuffer, [ADDR, len, 0, 0, 0]),
-            Ok(Call::LuLoadBuffer { image: buf(len) })
+            Ok(Call::LuLoadBuffer {
+                image: buf(len),
+                name: GuestBuf { addr: 0, len: 0 }
+            })
         );
+    }
+}
+
+#[test]
+fn lu_load_buffer_takes_a_name_of_at_most_256_bytes() {
+    let named = Call::LuLoadBuffer {
+        image: buf(4096),
+        name: GuestBuf {
+            addr: 0x5000,
+            len: 256,
+        },
+    };
+    assert_eq!(
+        decode(Hypercall::LuLoadBuffer, [ADDR, 4096, 0x5000, 256, 0]),
+        Ok(named)
+    );
+    assert_eq!(named.encode().1, [ADDR, 4096, 0x5000, 256, 0]);
+    for len in [257, u64::MAX] {
+        let e = decode(Hypercall::LuLoadBuffer, [ADDR, 4096, 0x5000, len, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::ModuleNameTooLong { len });
     }
 }
 
@@ -356,6 +409,7 @@ fn usual_args(h: Hypercall) -> [u64; 5] {
         Hypercall::Report => [2, 5, 0, 0, 0],
         Hypercall::Domctl => [DomctlOp::Create as u64, ADDR, 5, 8, 0],
         Hypercall::SetSegmentBase => [1, ADDR, 0, 0, 0],
+        Hypercall::LuLoadBuffer => [ADDR, 5, ADDR, 3, 0],
         _ => [ADDR, 5, 0, 0, 0],
     }
 }

@@ -29,7 +29,7 @@ use old_hv::staging::{self as staging_layout, Staging};
 use pv_abi::hypercall::{Error, LuStatus};
 
 use crate::arch::fwcfg::{self, FwFile};
-use crate::arch::{cpu, phys};
+use crate::arch::{cpu, phys, stack};
 use crate::domain::Vcpu;
 use crate::hv::{Hv, Loaded};
 use crate::{build_id, guest_mem, hvprintln};
@@ -202,7 +202,25 @@ impl Hv {
     /// (signature, then validation) and staged from there. Until the image
     /// is valid and has a place, the image staged before (if any) stays
     /// staged; it is dropped only when the new one is written.
+    ///
+    /// The stack the load needs (the signature check is the deepest part)
+    /// is measured every time and printed: `lu: loading `…` took at most N
+    /// KiB of the 64 KiB kernel stack`.
     pub fn lu_load_from(&mut self, module: &str, source: ImageSource<'_>) -> Result<u64, Error> {
+        let depth = stack::Depth::start();
+        let result = self.load_from(module, source);
+        if let Some(d) = depth {
+            hvprintln!(
+                "lu: loading `{module}` took at most {} KiB of the {} KiB {} stack",
+                d.deepest().div_ceil(1024),
+                stack::STACK_SIZE >> 10,
+                d.stack().name()
+            );
+        }
+        result
+    }
+
+    fn load_from(&mut self, module: &str, source: ImageSource<'_>) -> Result<u64, Error> {
         let len = source.len();
         if len == 0 {
             let message = alloc::format!(
@@ -286,6 +304,9 @@ impl Hv {
             }
         };
         let tables = staging_layout::table_frames(ram_end, &info.mappings);
+        // What the update keeps beside the image, at either end of the gap:
+        // the one figure the `lu: loaded` line and `lu status` give.
+        let handover_bytes = staging_layout::reserve(estimate, tables);
         let staging = match Staging::plan_at(end, gap, info.span, estimate, tables)
             .and_then(|s| s.clear_of(landing, file_len, gap).map(|()| s))
         {
@@ -300,7 +321,7 @@ impl Hv {
         if let Some(old) = self.lu.loaded.take() {
             hvprintln!("lu: `{}` is replaced by `{module}`", old.module);
         }
-        let (image, state) = (staging.image, staging.state);
+        let image = staging.image;
         let mut area = Area {
             base: image.start,
             len: image.size,
@@ -317,20 +338,21 @@ impl Hv {
             None => &"unstated (an older note)",
         };
         hvprintln!(
-            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writes ABI {writes}, writing {}, image {} KiB at {:#x}, state area {} KiB",
+            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writes ABI {writes}, writing {}, image {} KiB at {:#x}, handover area {} KiB",
             hex(&info.note.build_id.0[..8]),
             reads.min,
             reads.max,
             info.version,
-            image.size >> 10,
+            image.size.div_ceil(1024),
             image.start,
-            state.size >> 10
+            handover_bytes.div_ceil(1024)
         );
         self.lu.message.clear();
         self.lu.loaded = Some(Loaded {
             module: String::from(module),
             info,
             staging,
+            handover_bytes,
         });
         Ok(0)
     }
@@ -370,7 +392,7 @@ impl Hv {
             st.staged_reads = [r.min.major, r.min.minor, r.max.major, r.max.minor];
             st.version = [l.info.version.major, l.info.version.minor, 0, 0];
             st.image_bytes = l.staging.image.size;
-            st.state_bytes = l.staging.after_image();
+            st.handover_bytes = l.handover_bytes;
         }
         let n = self.lu.message.len().min(st.message.len() - 1);
         st.message[..n].copy_from_slice(&self.lu.message.as_bytes()[..n]);
