@@ -92,6 +92,16 @@ impl ImageSource<'_> {
     }
 }
 
+/// An image that passed the load's checks, with its place.
+struct Checked<'b> {
+    /// The image, without its signature trailer.
+    bytes: &'b [u8],
+    info: old_hv::image::ImageInfo,
+    staging: Staging,
+    /// What the update keeps beside the image.
+    handover_bytes: u64,
+}
+
 struct Area {
     base: u64,
     len: u64,
@@ -281,6 +291,21 @@ impl Hv {
         end: staging_layout::End,
         landing: boot_allocator::PhysRange,
     ) -> Result<u64, Error> {
+        let checked = self.check_landed(module, bytes, gap, end, landing)?;
+        self.stage_checked(module, checked)
+    }
+
+    /// The signature, the validation and the place of the file `bytes`
+    /// (where it landed, `landing`, in `gap`) at `end` of `gap`. Nothing is
+    /// written: a refusal leaves the image staged before staged.
+    fn check_landed<'b>(
+        &mut self,
+        module: &str,
+        bytes: &'b [u8],
+        gap: boot_allocator::PhysRange,
+        end: staging_layout::End,
+        landing: boot_allocator::PhysRange,
+    ) -> Result<Checked<'b>, Error> {
         // Only an image signed by a key built into this one is considered;
         // the rest of the load sees the image without its trailer.
         let file_len = bytes.len() as u64;
@@ -307,31 +332,41 @@ impl Hv {
         // What the update keeps beside the image, at either end of the gap:
         // the one figure the `lu: loaded` line and `lu status` give.
         let handover_bytes = staging_layout::reserve(estimate, tables);
-        let staging = match Staging::plan_at(end, gap, info.span, estimate, tables)
+        match Staging::plan_at(end, gap, info.span, estimate, tables)
             .and_then(|s| s.clear_of(landing, file_len, gap).map(|()| s))
         {
-            Ok(s) => s,
+            Ok(staging) => Ok(Checked {
+                bytes,
+                info,
+                staging,
+                handover_bytes,
+            }),
             Err(e) => {
                 let message = alloc::format!("`{module}`: {e}{}", self.still_staged());
-                return self.refuse(Error::NoMemory, message);
+                self.refuse(Error::NoMemory, message)
             }
-        };
-        // Staging writes where the image staged before may lie: from here
-        // on, that one is gone.
+        }
+    }
+
+    /// Stages a checked image: from here on the image staged before is
+    /// gone.
+    fn stage_checked(&mut self, module: &str, c: Checked<'_>) -> Result<u64, Error> {
+        // Staging writes where the image staged before may lie.
         if let Some(old) = self.lu.loaded.take() {
             hvprintln!("lu: `{}` is replaced by `{module}`", old.module);
         }
-        let image = staging.image;
+        let image = c.staging.image;
         let mut area = Area {
             base: image.start,
             len: image.size,
         };
-        if let Err(e) = image::stage(&info, bytes, &mut area) {
+        if let Err(e) = image::stage(&c.info, c.bytes, &mut area) {
             return self.refuse(
                 Error::Failed,
                 alloc::format!("staging `{module}` failed: {e}; nothing is staged now"),
             );
         }
+        let info = c.info;
         let reads = info.note.reads;
         let writes: &dyn core::fmt::Display = match &info.note.writes {
             Some(w) => w,
@@ -345,14 +380,14 @@ impl Hv {
             info.version,
             image.size.div_ceil(1024),
             image.start,
-            handover_bytes.div_ceil(1024)
+            c.handover_bytes.div_ceil(1024)
         );
         self.lu.message.clear();
         self.lu.loaded = Some(Loaded {
             module: String::from(module),
             info,
-            staging,
-            handover_bytes,
+            staging: c.staging,
+            handover_bytes: c.handover_bytes,
         });
         Ok(0)
     }
