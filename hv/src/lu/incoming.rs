@@ -149,13 +149,7 @@ impl Platform for Incoming {
         // timer rate, …); its uptime too: this image "booted" when the
         // first one did.
         let g = new_hv::globals::restore(&e.state.globals);
-        let options = Options::parse(&g.cmdline).unwrap_or_else(|err| {
-            hvprintln!(
-                "the handed-over command line `{}` does not parse ({err}): using defaults",
-                g.cmdline
-            );
-            Options::default()
-        });
+        let options = options_of(&g.cmdline);
         let mut hv = Hv::new(
             mem,
             &g.cmdline,
@@ -192,6 +186,17 @@ impl Platform for Incoming {
             )),
         }
     }
+}
+
+/// The options of the handed-over command line, or the defaults (said in
+/// the log) if it does not parse.
+fn options_of(cmdline: &str) -> Options {
+    Options::parse(cmdline).unwrap_or_else(|err| {
+        hvprintln!(
+            "the handed-over command line `{cmdline}` does not parse ({err}): using defaults"
+        );
+        Options::default()
+    })
 }
 
 /// Hypervisor domains around the preserved frames, as `new_hv::enter`
