@@ -88,7 +88,7 @@ enum Command {
         timeout: u64,
         /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
         /// with it when the default is too small. Default: unchanged.
-        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
     },
     /// Sign a hypervisor image for live update: append an Ed25519 signature
@@ -145,7 +145,7 @@ enum Command {
     Bench {
         /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
         /// with it when the default is too small. Default: unchanged.
-        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
     },
     /// Update a system started by `cargo xtask run` to a hypervisor image
@@ -178,7 +178,7 @@ enum Command {
         settle_ms: u64,
         /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
         /// with it when the default is too small. Default: unchanged.
-        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
         /// Between updates dom0 creates, destroys, pauses and unpauses
         /// extra domUs, and every domU keeps pinning, switching and

@@ -4,8 +4,8 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tests::scenario::{self, run_script, verdict, Script};
-use tests::{Machine, MachineConfig};
+use hvlu_harness::scenario::{self, run_script, verdict, Script};
+use hvlu_harness::{Machine, MachineConfig};
 
 use crate::shell::Failure;
 
@@ -164,27 +164,31 @@ pub fn soak(
 }
 
 fn hostlink_socket() -> PathBuf {
-    tests::qemu::root().join("target/qemu/hostlink.sock")
+    hvlu_harness::qemu::root().join("target/qemu/hostlink.sock")
 }
 
 /// `cargo xtask live-update --image PATH`.
 pub fn live_update(image: &std::path::Path) -> Result<(), Failure> {
     let bytes = std::fs::read(image)
         .map_err(|e| Failure::Failed(format!("cannot read {}: {e}", image.display())))?;
-    let log = tests::qemu::root().join("target/qemu/run.log");
+    let log = hvlu_harness::qemu::root().join("target/qemu/run.log");
     let reports_before = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .matches("lu-report")
         .count();
-    let id = tests::hostlink::new_id();
+    let id = hvlu_harness::hostlink::new_id();
     println!(
         "xtask: sending {} ({} bytes) to dom0 as host-link transfer #{id:08x}",
         image.display(),
         bytes.len()
     );
-    let replies =
-        tests::hostlink::send_image_as(&hostlink_socket(), id, &bytes, tests::hostlink::QUIET)
-            .map_err(Failure::Failed)?;
+    let replies = hvlu_harness::hostlink::send_image_as(
+        &hostlink_socket(),
+        id,
+        &bytes,
+        hvlu_harness::hostlink::QUIET,
+    )
+    .map_err(Failure::Failed)?;
     for reply in &replies {
         println!("dom0: {reply}");
     }
