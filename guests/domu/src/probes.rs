@@ -184,29 +184,23 @@ pub fn giveback() -> bool {
     };
     let phys_pte = mem::read_pte(phys_table, phys_index);
     println!("giveback: unmapping the start-info page (gpfn {gpfn}, mfn {si_mfn:#x})");
-    let unmap = [
-        MmuUpdate {
-            ptr: si_ptr,
-            val: 0,
-        },
-        MmuUpdate {
-            ptr: phys_ptr,
-            val: 0,
-        },
-    ];
-    if hc::mmu_update(&unmap) != Ok(2) {
-        println!("giveback: cannot unmap the start-info page");
-        let _ = hc::report(Report::UnexpectedResult, 10);
-        let _ = hc::mmu_update(&[
+    // Both mappings at once: with `0`, unmapped; with their entries, back.
+    let both = |si_val: u64, phys_val: u64| {
+        [
             MmuUpdate {
                 ptr: si_ptr,
-                val: si_pte,
+                val: si_val,
             },
             MmuUpdate {
                 ptr: phys_ptr,
-                val: phys_pte,
+                val: phys_val,
             },
-        ]);
+        ]
+    };
+    if hc::mmu_update(&both(0, 0)) != Ok(2) {
+        println!("giveback: cannot unmap the start-info page");
+        let _ = hc::report(Report::UnexpectedResult, 10);
+        let _ = hc::mmu_update(&both(si_pte, phys_pte));
         return true;
     }
     // From here until it is mapped again, nothing may read the start-info
@@ -223,17 +217,7 @@ pub fn giveback() -> bool {
         hc::pin_table(si_mfn, TableLevel::L1),
         Error::Permission,
     );
-    let remap = [
-        MmuUpdate {
-            ptr: si_ptr,
-            val: si_pte,
-        },
-        MmuUpdate {
-            ptr: phys_ptr,
-            val: phys_pte,
-        },
-    ];
-    match hc::mmu_update(&remap) {
+    match hc::mmu_update(&both(si_pte, phys_pte)) {
         Ok(2) => {
             println!("giveback: the start-info page is mapped again");
             true
