@@ -80,9 +80,8 @@ pub fn hostlink_socket() -> PathBuf {
     hvlu_harness::qemu::root().join("target/qemu/hostlink.sock")
 }
 
-// Not `mod tests`: that name is the harness crate's here.
 #[cfg(test)]
-mod script_checks {
+mod tests {
     use super::*;
 
     #[test]
