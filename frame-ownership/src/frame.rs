@@ -233,7 +233,7 @@ impl FrameInfo {
 
     /// The page type, or `None` if the stored byte is reserved.
     pub const fn page_type(&self) -> Option<PageType> {
-        PageType::from_byte(self.page_type)
+        PageType::from_repr(self.page_type)
     }
 
     /// The type count.

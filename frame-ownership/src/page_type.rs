@@ -22,7 +22,10 @@ use handover_abi::RunKind;
 /// | 2..=5 | [`PageType::L1`] .. [`PageType::L4`] |
 /// | 6 | reserved for `P2m`, the nested page-table frames of HVM domains (planned, `docs/abi.md` §2.4) |
 /// | 7..=255 | reserved; a frametable holding one is corrupt |
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// `PageType::from_repr(byte)` is the type stored as `byte`, or `None` for a
+/// reserved value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::FromRepr)]
 #[repr(u8)]
 #[non_exhaustive]
 pub enum PageType {
@@ -44,19 +47,6 @@ impl PageType {
     /// The byte stored in [`crate::FrameInfo`].
     pub const fn to_byte(self) -> u8 {
         self as u8
-    }
-
-    /// The type stored as `byte`, or `None` for a reserved value.
-    pub const fn from_byte(byte: u8) -> Option<PageType> {
-        match byte {
-            0 => Some(PageType::None),
-            1 => Some(PageType::Writable),
-            2 => Some(PageType::L1),
-            3 => Some(PageType::L2),
-            4 => Some(PageType::L3),
-            5 => Some(PageType::L4),
-            _ => None,
-        }
     }
 
     /// The type a frame of a run of `kind` gets when it is claimed: `None`

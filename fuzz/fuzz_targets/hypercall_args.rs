@@ -104,9 +104,9 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
 }
 
 fn check_refusal(nr: u64, a: &[u64; 5], e: DecodeError) {
-    let known = Hypercall::from_number(nr);
+    let known = Hypercall::from_repr(nr);
     assert_eq!(known.is_none(), e == DecodeError::UnknownCall { nr }, "{e:?}");
-    let unknown_op = known == Some(Hypercall::Domctl) && DomctlOp::from_number(a[0]).is_none();
+    let unknown_op = known == Some(Hypercall::Domctl) && DomctlOp::from_repr(a[0]).is_none();
     assert_eq!(unknown_op, e == DecodeError::UnknownDomctl { op: a[0] }, "{e:?}");
     let expected = if known.is_none() || unknown_op {
         Error::NoSys

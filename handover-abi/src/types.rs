@@ -15,7 +15,19 @@ pub use hvlu_types::{
 /// The order of the variants is the order in which runs must appear in a
 /// domain's run list: data first, then page tables bottom-up (L1 to L4). The
 /// single frametable pass relies on it (see `docs/invariants.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::FromRepr,
+)]
 #[repr(u8)]
 pub enum RunKind {
     /// Ordinary guest memory.
@@ -44,12 +56,10 @@ impl RunKind {
 
     /// The page-table kind of `level` (1..=4), or `None` for any other number.
     pub const fn from_level(level: u8) -> Option<RunKind> {
-        match level {
-            1 => Some(RunKind::L1),
-            2 => Some(RunKind::L2),
-            3 => Some(RunKind::L3),
-            4 => Some(RunKind::L4),
-            _ => None,
+        // A table kind's number is its level; 0 is data, not a level.
+        match RunKind::from_repr(level) {
+            Some(RunKind::Data) => None,
+            kind => kind,
         }
     }
 
@@ -77,5 +87,22 @@ impl MemRun {
     /// The machine frames of the run.
     pub const fn mfns(&self) -> MfnRange {
         MfnRange::new(self.first_mfn, self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunKind;
+
+    #[test]
+    fn a_level_is_a_table_kind_and_back() {
+        for kind in [RunKind::L1, RunKind::L2, RunKind::L3, RunKind::L4] {
+            let level = kind.level().unwrap();
+            assert_eq!(RunKind::from_level(level), Some(kind));
+        }
+        assert_eq!(RunKind::Data.level(), None);
+        for level in [0, 5, u8::MAX] {
+            assert_eq!(RunKind::from_level(level), None, "{level}");
+        }
     }
 }

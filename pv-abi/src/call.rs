@@ -114,8 +114,9 @@ pub struct GuestArray {
     pub count: u64,
 }
 
-/// A page-table level, `pin_table`'s second argument.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A page-table level, `pin_table`'s second argument;
+/// `TableLevel::from_repr(n)` is the level with number `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(u64)]
 pub enum TableLevel {
     /// Maps pages.
@@ -128,16 +129,8 @@ pub enum TableLevel {
     L4 = 4,
 }
 
-impl TableLevel {
-    /// The level with number `n`.
-    pub fn from_number(n: u64) -> Option<TableLevel> {
-        use TableLevel::*;
-        [L1, L2, L3, L4].into_iter().find(|l| *l as u64 == n)
-    }
-}
-
-/// A segment whose base `set_segment_base` sets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A segment whose base `set_segment_base` sets (its first argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(u64)]
 pub enum Segment {
     /// FS.
@@ -201,7 +194,7 @@ impl Domctl {
 
     /// Decodes `domctl(op, arg0, arg1, arg2)`.
     fn decode(op: u64, a: [u64; 3]) -> Result<Domctl, DecodeError> {
-        let op = DomctlOp::from_number(op).ok_or(DecodeError::UnknownDomctl { op })?;
+        let op = DomctlOp::from_repr(op).ok_or(DecodeError::UnknownDomctl { op })?;
         let id = || {
             u16::try_from(a[0])
                 .map(DomId)
@@ -381,7 +374,7 @@ pub enum Call {
 impl Call {
     /// Decodes hypercall `nr` with arguments `a`.
     pub fn decode(nr: u64, a: Args) -> Result<Call, DecodeError> {
-        let call = Hypercall::from_number(nr).ok_or(DecodeError::UnknownCall { nr })?;
+        let call = Hypercall::from_repr(nr).ok_or(DecodeError::UnknownCall { nr })?;
         let buf = |max: u64| GuestBuf {
             addr: a[0],
             len: a[1].min(max),
@@ -401,7 +394,7 @@ impl Call {
             Hypercall::MmuUpdate => Call::MmuUpdate { reqs: array },
             Hypercall::PinTable => Call::PinTable {
                 mfn: Mfn(a[0]),
-                level: TableLevel::from_number(a[1])
+                level: TableLevel::from_repr(a[1])
                     .ok_or(DecodeError::TableLevel { level: a[1] })?,
             },
             Hypercall::UnpinTable => Call::UnpinTable { mfn: Mfn(a[0]) },
@@ -412,7 +405,7 @@ impl Call {
             Hypercall::Shutdown => Call::Shutdown { code: a[0] },
             Hypercall::Poweroff => Call::Poweroff,
             Hypercall::Report => Call::Report {
-                kind: Report::from_number(a[0]).ok_or(DecodeError::ReportKind { kind: a[0] })?,
+                kind: Report::from_repr(a[0]).ok_or(DecodeError::ReportKind { kind: a[0] })?,
                 value: a[1],
             },
             Hypercall::SetSegmentBase => {
@@ -420,11 +413,7 @@ impl Call {
                 if !is_lower_half(base) {
                     return Err(DecodeError::SegmentBase { base });
                 }
-                let which = match a[0] {
-                    0 => Segment::Fs,
-                    1 => Segment::Gs,
-                    which => return Err(DecodeError::Segment { which }),
-                };
+                let which = Segment::from_repr(a[0]).ok_or(DecodeError::Segment { which: a[0] })?;
                 Call::SetSegmentBase { which, base }
             }
             Hypercall::SysInfo => Call::SysInfo {

@@ -16,8 +16,9 @@
 //! ([`Hypercall::dom0_only`]) is refused to any other domain with
 //! [`Error::Permission`] before its arguments are looked at.
 
-/// Hypercall numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Hypercall numbers; `Hypercall::from_repr(n)` is the hypercall with
+/// number `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(u64)]
 pub enum Hypercall {
     /// `console_write(buf, len)`: prints bytes on the console, prefixed with
@@ -107,38 +108,6 @@ pub enum Hypercall {
 pub const MAX_ERROR_MESSAGE: usize = 1024;
 
 impl Hypercall {
-    /// The hypercall with number `n`.
-    pub fn from_number(n: u64) -> Option<Hypercall> {
-        use Hypercall::*;
-        [
-            ConsoleWrite,
-            ConsoleRead,
-            Yield,
-            MmuUpdate,
-            PinTable,
-            UnpinTable,
-            NewBaseptr,
-            IncreaseReservation,
-            DecreaseReservation,
-            Domctl,
-            Shutdown,
-            Poweroff,
-            Report,
-            SetSegmentBase,
-            SysInfo,
-            LuLoad,
-            LuStatus,
-            LuUnload,
-            LuExec,
-            HostlinkRead,
-            HostlinkWrite,
-            LuLoadBuffer,
-            LastError,
-        ]
-        .into_iter()
-        .find(|h| *h as u64 == n)
-    }
-
     /// Whether only dom0 may make this call: any other caller is refused
     /// with [`Error::Permission`], whatever its arguments (the hypervisor
     /// checks this before it decodes them).
@@ -162,7 +131,7 @@ impl Hypercall {
 }
 
 /// Why a hypercall was refused. Returned negated in `rax`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(i64)]
 pub enum Error {
     /// The caller is not allowed to do this (not dom0).
@@ -192,25 +161,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Every error, for decoding.
-    pub const ALL: [Error; 12] = [
-        Error::Permission,
-        Error::NoSys,
-        Error::BadAddress,
-        Error::Invalid,
-        Error::NotOwner,
-        Error::TypeViolation,
-        Error::Busy,
-        Error::NoMemory,
-        Error::NotFound,
-        Error::Limit,
-        Error::Failed,
-        Error::TooSmall,
-    ];
-
     /// The error a negative `rax` stands for.
     pub fn from_code(code: i64) -> Option<Error> {
-        Error::ALL.into_iter().find(|e| -(*e as i64) == code)
+        code.checked_neg().and_then(Error::from_repr)
     }
 
     /// A short name, for logs.
@@ -256,8 +209,9 @@ pub struct MmuUpdate {
     pub val: u64,
 }
 
-/// `domctl` operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `domctl` operations; `DomctlOp::from_repr(n)` is the operation with
+/// number `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(u64)]
 pub enum DomctlOp {
     /// `create(name_ptr, name_len, mem_kib)`: builds a domain from the boot
@@ -276,16 +230,6 @@ pub enum DomctlOp {
     /// `modules(buf, len)`: the boot-module names, newline separated;
     /// returns the length.
     Modules = 6,
-}
-
-impl DomctlOp {
-    /// The operation with number `n`.
-    pub fn from_number(n: u64) -> Option<DomctlOp> {
-        use DomctlOp::*;
-        [Create, Destroy, Pause, Unpause, List, Modules]
-            .into_iter()
-            .find(|op| *op as u64 == n)
-    }
 }
 
 /// One domain, as `domctl list` reports it.
@@ -319,8 +263,9 @@ pub struct DomainInfo {
     pub name: [u8; 32],
 }
 
-/// Guest self-check reports, `report(kind, value)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Guest self-check reports, `report(kind, value)`;
+/// `Report::from_repr(n)` is the report kind with number `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(u64)]
 pub enum Report {
     /// Total memory checks done so far (must never go back).
@@ -335,22 +280,6 @@ pub enum Report {
     /// The guest is about to fault on purpose (fault-isolation test): its
     /// next exception ends it without counting as a failure.
     ExpectFault = 5,
-}
-
-impl Report {
-    /// The report kind with number `n`.
-    pub fn from_number(n: u64) -> Option<Report> {
-        use Report::*;
-        [
-            Checks,
-            Mismatches,
-            ExpectedRefusal,
-            UnexpectedResult,
-            ExpectFault,
-        ]
-        .into_iter()
-        .find(|r| *r as u64 == n)
-    }
 }
 
 /// System information, `sysinfo(buf, len)`.
@@ -439,6 +368,22 @@ impl Default for LuStatus {
             state_needed: 0,
             sequence: 0,
             message: [0; 128],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_negative_rax_is_its_error_and_nothing_else_is_one() {
+        for code in 1..=12 {
+            let e = Error::from_code(-code).unwrap();
+            assert_eq!(e as i64, code);
+        }
+        for code in [0, 1, 12, -13, i64::MIN, i64::MAX] {
+            assert_eq!(Error::from_code(code), None, "{code}");
         }
     }
 }

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use tests::scenario::{boot, cmd, fields, poweroff_pass, wait_all};
-use tests::Machine;
+use hvlu_harness::scenario::{boot, cmd, fields, poweroff_pass, wait_all};
+use hvlu_harness::Machine;
 
 const LONG: Duration = Duration::from_secs(90);
 

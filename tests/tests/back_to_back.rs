@@ -9,7 +9,7 @@
 //! update — where that work used to run — comes up to 50 ms after the
 //! guests resume: long after dom0's next command without the fix.
 
-use tests::scenario::{boot, cmd, fields, poweroff_pass, summarise, wait_all, BOOT};
+use hvlu_harness::scenario::{boot, cmd, fields, poweroff_pass, summarise, wait_all, BOOT};
 
 /// The modules every machine of the harness has (`Images::built`).
 const MODULES: [&str; 5] = ["dom0", "domu", "hv", "hv-b", "hv-abi-1.0"];

@@ -1,7 +1,7 @@
 //! Cold boot: the hypervisor boots, dom0 reaches its prompt, the toolstack
 //! answers, and poweroff ends the run with the pass code.
 
-use tests::scenario::{boot, cmd, poweroff_pass};
+use hvlu_harness::scenario::{boot, cmd, poweroff_pass};
 
 #[test]
 fn cold_boot_reaches_dom0_prompt_and_powers_off() {

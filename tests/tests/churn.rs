@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tests::scenario::{boot, poweroff_pass, soak_with_churn, wait_all, Churn};
+use hvlu_harness::scenario::{boot, poweroff_pass, soak_with_churn, wait_all, Churn};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -12,7 +12,7 @@ const LONG: Duration = Duration::from_secs(90);
 fn updates_with_domains_coming_going_and_pausing() {
     let mut m = boot("churn", "");
     for _ in 0..2 {
-        tests::scenario::cmd(&mut m, "create domu churn");
+        hvlu_harness::scenario::cmd(&mut m, "create domu churn");
     }
     wait_all(&mut m, &["(d1) heartbeat 2:", "(d2) heartbeat 2:"], LONG);
     let mut churn = Churn::new(0x5eed_0000 + 24, 4096);

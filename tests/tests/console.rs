@@ -2,8 +2,8 @@
 //! is refused with the reason and nothing of it runs; every refusal of the
 //! hypervisor reaches the console with its reason, in full.
 
-use tests::scenario::{boot, boot_with, cmd, poweroff_pass};
-use tests::Machine;
+use hvlu_harness::scenario::{boot, boot_with, cmd, poweroff_pass};
+use hvlu_harness::Machine;
 
 fn has(out: &[String], needle: &str) -> bool {
     out.iter().any(|l| l.contains(needle))
@@ -66,9 +66,11 @@ fn an_overlong_or_wordy_destroy_is_refused_and_d2_lives() {
         .iter()
         .filter(|l| l.starts_with("(d2) heartbeat"))
         .count();
-    m.wait_for("a later heartbeat of d2", tests::scenario::CMD, |l| {
-        l.starts_with("(d2) heartbeat")
-    })
+    m.wait_for(
+        "a later heartbeat of d2",
+        hvlu_harness::scenario::CMD,
+        |l| l.starts_with("(d2) heartbeat"),
+    )
     .unwrap_or_else(|e| panic!("{e} (after {beat} beats)"));
     assert!(m.lines_with("(hv) d2 destroyed").next().is_none());
     poweroff_pass(&mut m);
@@ -149,7 +151,7 @@ fn a_long_reason_arrives_in_full() {
 
 #[test]
 fn a_refused_lu_load_leaves_the_staged_image_staged() {
-    let empty = tests::qemu::root().join("target/qemu/empty-module");
+    let empty = hvlu_harness::qemu::root().join("target/qemu/empty-module");
     std::fs::create_dir_all(empty.parent().unwrap()).unwrap();
     std::fs::write(&empty, b"").unwrap();
     let mut m = boot_with("console-lu-staged", "", |c| {

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use tests::scenario::{boot, cmd, field, fields, poweroff_pass, wait_all};
-use tests::Machine;
+use hvlu_harness::scenario::{boot, cmd, field, fields, poweroff_pass, wait_all};
+use hvlu_harness::Machine;
 
 const LONG: Duration = Duration::from_secs(90);
 

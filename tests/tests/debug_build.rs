@@ -5,7 +5,7 @@
 //! paints its stack before each load and prints how deep it went), and it
 //! must stay well inside the stack on both builds.
 
-use tests::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all, BOOT};
+use hvlu_harness::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all, BOOT};
 
 /// What a load may take of the 64 KiB stack: three quarters, the rest is
 /// margin for what the path may grow by.
@@ -31,7 +31,7 @@ fn load_depths(transcript: &[String]) -> Vec<(String, u64)> {
 
 #[test]
 fn the_debug_build_updates_to_the_release_build_and_back() {
-    let debug = tests::qemu::debug_build();
+    let debug = hvlu_harness::qemu::debug_build();
     assert!(
         debug.exists(),
         "{} is missing: build it with `cargo xtask build` (cargo xtask test does)",
@@ -78,7 +78,7 @@ fn the_debug_build_updates_to_the_release_build_and_back() {
         (3, 0, 0, 0, 0),
         "{s}"
     );
-    tests::scenario::poweroff_pass(&mut m);
+    hvlu_harness::scenario::poweroff_pass(&mut m);
 }
 
 #[test]

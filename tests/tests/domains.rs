@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use tests::scenario::{boot, cmd, field, poweroff_pass, wait_all};
-use tests::Machine;
+use hvlu_harness::scenario::{boot, cmd, field, poweroff_pass, wait_all};
+use hvlu_harness::Machine;
 
 const BEATS: Duration = Duration::from_secs(60);
 

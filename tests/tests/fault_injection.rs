@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tests::scenario::{boot, cmd, poweroff_pass, summarise, wait_all};
+use hvlu_harness::scenario::{boot, cmd, poweroff_pass, summarise, wait_all};
 
 const LONG: Duration = Duration::from_secs(90);
 

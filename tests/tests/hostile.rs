@@ -12,8 +12,8 @@ mod support;
 
 use std::time::Duration;
 
-use tests::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all};
-use tests::Machine;
+use hvlu_harness::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all};
+use hvlu_harness::Machine;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -35,7 +35,7 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
     let mut padded = image.clone();
     padded.resize(image.len() + (12 << 20), 0);
     let padded = old_hv::signature::sign(&padded, &support::dev_key());
-    let padded_path = tests::qemu::root().join("target/qemu/hostile/padded-hv");
+    let padded_path = hvlu_harness::qemu::root().join("target/qemu/hostile/padded-hv");
     std::fs::write(&padded_path, &padded).expect("padded image");
     modules.push(("padded-hv".into(), padded_path));
     let build = {
@@ -46,7 +46,7 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
             .collect::<String>()
     };
 
-    let socket = tests::qemu::root().join("target/qemu/hostile.sock");
+    let socket = hvlu_harness::qemu::root().join("target/qemu/hostile.sock");
     let mut m = boot_with("hostile", "autostart=domu", |c| {
         c.images.modules.extend(modules);
         c.hostlink = Some(socket.clone());
@@ -93,7 +93,7 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
     next_heartbeat(&mut m, 1, LONG);
 
     // The host link.
-    let mut link = tests::hostlink::Link::connect(&socket).unwrap_or_else(|e| panic!("{e}"));
+    let mut link = hvlu_harness::hostlink::Link::connect(&socket).unwrap_or_else(|e| panic!("{e}"));
     for (i, h) in corpus.iter().enumerate().filter(|(_, h)| h.by_link) {
         let answers = link
             .send_image(0x4000 + i as u32, &h.bytes, LONG)
@@ -122,8 +122,9 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
     let out = cmd(&mut m, "lu exec");
     assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
     wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG);
-    let hv = std::fs::read(&tests::Images::built().expect("images").hv).expect("hv image");
-    let answers = tests::hostlink::send_image(&socket, &hv, LONG).unwrap_or_else(|e| panic!("{e}"));
+    let hv = std::fs::read(&hvlu_harness::Images::built().expect("images").hv).expect("hv image");
+    let answers =
+        hvlu_harness::hostlink::send_image(&socket, &hv, LONG).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         answers
             .last()
@@ -134,7 +135,7 @@ fn hostile_images_are_refused_on_both_paths_and_good_updates_follow() {
     next_heartbeat(&mut m, 1, LONG);
     let summary = summarise(&m.transcript);
     assert!(summary.clean(2), "{summary}");
-    tests::scenario::poweroff_pass(&mut m);
+    hvlu_harness::scenario::poweroff_pass(&mut m);
 }
 
 /// The corpus says what it means on the host already: each image past its

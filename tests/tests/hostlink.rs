@@ -9,10 +9,10 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use hvlu_harness::hostlink::Link;
+use hvlu_harness::scenario::{cmd, fields, next_heartbeat, poweroff_pass, summarise, wait_all};
+use hvlu_harness::Machine;
 use pv_abi::hostlink::Header;
-use tests::hostlink::Link;
-use tests::scenario::{cmd, fields, next_heartbeat, poweroff_pass, summarise, wait_all};
-use tests::Machine;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -27,14 +27,14 @@ fn header_answer(link: &mut Link, header: Header) -> String {
 
 #[test]
 fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
-    let mut config = tests::MachineConfig::new("hostlink").unwrap_or_else(|e| panic!("{e}"));
+    let mut config = hvlu_harness::MachineConfig::new("hostlink").unwrap_or_else(|e| panic!("{e}"));
     config.cmdline = format!("{} autostart=domu", config.cmdline);
-    let socket = tests::qemu::root().join("target/qemu/hostlink-robust.sock");
+    let socket = hvlu_harness::qemu::root().join("target/qemu/hostlink-robust.sock");
     config.hostlink = Some(socket.clone());
     let mut m = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
     m.wait_for_text("(d1) heartbeat 1:", LONG)
         .unwrap_or_else(|e| panic!("{e}"));
-    let image = std::fs::read(tests::qemu::second_build()).expect("hv-b image");
+    let image = std::fs::read(hvlu_harness::qemu::second_build()).expect("hv-b image");
     let mut link = Link::connect(&socket).unwrap_or_else(|e| panic!("{e}"));
 
     // Oversized: refused at the header, before a byte of the body; the
@@ -157,7 +157,7 @@ fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
 
     // The link is ready for a good transfer, which updates.
     let answers =
-        tests::hostlink::send_image(&socket, &image, LONG).unwrap_or_else(|e| panic!("{e}"));
+        hvlu_harness::hostlink::send_image(&socket, &image, LONG).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         answers
             .last()

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use tests::scenario::{boot, cmd, field, fields, poweroff_pass, soak, summarise, wait_all};
-use tests::Machine;
+use hvlu_harness::scenario::{boot, cmd, field, fields, poweroff_pass, soak, summarise, wait_all};
+use hvlu_harness::Machine;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -148,7 +148,7 @@ fn a_flipped_bit_of_guest_memory_is_found_by_the_guest_and_fails_the_verdict() {
     let ending = m.wait_exit(LONG);
     assert_eq!(
         ending,
-        tests::Ending::Outcome(pv_abi::exit::Outcome::Fail),
+        hvlu_harness::Ending::Outcome(pv_abi::exit::Outcome::Fail),
         "log: {}",
         m.log_path().display()
     );
@@ -278,7 +278,7 @@ fn refused_by_incoming(inject: &str, needle: &str) {
     let ending = m.wait_exit(LONG);
     assert_eq!(
         ending,
-        tests::Ending::Outcome(pv_abi::exit::Outcome::Refused),
+        hvlu_harness::Ending::Outcome(pv_abi::exit::Outcome::Refused),
         "log: {}",
         m.log_path().display()
     );
@@ -328,19 +328,20 @@ fn a_digest_mismatch_is_never_run() {
 
 #[test]
 fn an_image_from_the_host_reaches_dom0_over_the_host_link() {
-    let mut config = tests::MachineConfig::new("lu-hostlink").unwrap_or_else(|e| panic!("{e}"));
+    let mut config =
+        hvlu_harness::MachineConfig::new("lu-hostlink").unwrap_or_else(|e| panic!("{e}"));
     config.cmdline = format!("{} autostart=domu", config.cmdline);
-    let socket = tests::qemu::root().join("target/qemu/lu-hostlink.sock");
+    let socket = hvlu_harness::qemu::root().join("target/qemu/lu-hostlink.sock");
     config.hostlink = Some(socket.clone());
     let mut m = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
     m.wait_for_text("(d1) heartbeat 1:", LONG)
         .unwrap_or_else(|e| panic!("{e}"));
-    let image = std::fs::read(tests::qemu::second_build()).expect("hv-b image");
+    let image = std::fs::read(hvlu_harness::qemu::second_build()).expect("hv-b image");
     // Staged at the top of the free gap (the cold-boot image is outside the
     // region): one handover-area figure in the log and in `lu status`.
     let top = handover_area_kib(&mut m, "hv");
 
-    let replies = tests::hostlink::send_image_as(&socket, 0x600d, &image, LONG)
+    let replies = hvlu_harness::hostlink::send_image_as(&socket, 0x600d, &image, LONG)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         replies
@@ -363,7 +364,7 @@ fn an_image_from_the_host_reaches_dom0_over_the_host_link() {
     let named = format!(
         "(hv) lu: loaded `host link transfer #0000600d ({} bytes, CRC32C {:#010x})`",
         image.len(),
-        tests::hostlink::crc32c(&image)
+        hvlu_harness::hostlink::crc32c(&image)
     );
     assert!(
         m.lines_with(&named).next().is_some(),

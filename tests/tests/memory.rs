@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use tests::scenario::{boot, boot_with, cmd, field, fields, poweroff_pass, summarise, wait_all};
-use tests::Machine;
+use hvlu_harness::scenario::{
+    boot, boot_with, cmd, field, fields, poweroff_pass, summarise, wait_all,
+};
+use hvlu_harness::Machine;
 
 const LONG: Duration = Duration::from_secs(300);
 const VERY_LONG: Duration = Duration::from_secs(900);

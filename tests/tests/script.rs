@@ -4,12 +4,12 @@
 //! are refused before anything boots (host tests of `Script::parse` in
 //! `tests/src/scenario.rs`).
 
-use tests::scenario::{run_script, Script, CMD};
-use tests::{Machine, MachineConfig};
+use hvlu_harness::scenario::{run_script, Script, CMD};
+use hvlu_harness::{Machine, MachineConfig};
 
 #[test]
 fn smoke_script_passes_with_two_domus_running() {
-    let text = std::fs::read_to_string(tests::qemu::root().join("tests/scripts/smoke.txt"))
+    let text = std::fs::read_to_string(hvlu_harness::qemu::root().join("tests/scripts/smoke.txt"))
         .expect("tests/scripts/smoke.txt");
     let script = Script::parse(&text).unwrap_or_else(|e| panic!("{e}"));
     let mut config = MachineConfig::new("script-smoke").unwrap_or_else(|e| panic!("{e}"));

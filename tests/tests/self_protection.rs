@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
+use hvlu_harness::scenario::{field, poweroff_pass, wait_all, BOOT};
+use hvlu_harness::{Ending, Machine, MachineConfig};
 use pv_abi::exit::Outcome;
-use tests::scenario::{field, poweroff_pass, wait_all, BOOT};
-use tests::{Ending, Machine, MachineConfig};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -128,7 +128,7 @@ fn the_physical_accessors_refuse_the_hypervisors_page_tables() {
     let mut m = start("selfprot-phys", "phys phys@1");
     let cold = wait_all(&mut m, &[NEEDLE, "(d0) dom0>"], BOOT).remove(0);
     check_refused(&m, &cold);
-    let out = tests::scenario::cmd(&mut m, "live-update hv-b");
+    let out = hvlu_harness::scenario::cmd(&mut m, "live-update hv-b");
     assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
     // The new image says it entered, then probes its own tables (built
     // after the update), at its first tick: after dom0 may have said

@@ -12,11 +12,11 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hvlu_harness::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all};
+use hvlu_harness::{Machine, MachineConfig};
 use old_hv::image::{validate, ImageLimits};
 use old_hv::signature::{self, KeyId, TRAILER_LEN};
 use support::{dev_key, entry_field, hv_b, STRANGER};
-use tests::scenario::{boot_with, cmd, next_heartbeat, summarise, wait_all};
-use tests::{Machine, MachineConfig};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -55,8 +55,9 @@ fn forged_modules() -> Vec<(String, PathBuf)> {
     }
     // A signed ELF that is not a hypervisor: validation still runs after
     // the signature check.
-    let domu = std::fs::read(tests::qemu::root().join("target/x86_64-unknown-none/release/domu"))
-        .expect("domu");
+    let domu =
+        std::fs::read(hvlu_harness::qemu::root().join("target/x86_64-unknown-none/release/domu"))
+            .expect("domu");
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("unsigned", image.clone()),
@@ -78,7 +79,7 @@ fn forged_modules() -> Vec<(String, PathBuf)> {
         }),
         ("signed-domu", signature::sign(&domu, &dev_key())),
     ];
-    let dir = tests::qemu::root().join("target/qemu/signing");
+    let dir = hvlu_harness::qemu::root().join("target/qemu/signing");
     std::fs::create_dir_all(&dir).expect("target/qemu/signing");
     cases
         .into_iter()
@@ -109,7 +110,7 @@ fn refused(m: &mut Machine, module: &str, reason: &str) {
 #[test]
 fn only_images_signed_by_a_trusted_key_are_loaded() {
     let modules = forged_modules();
-    let socket = tests::qemu::root().join("target/qemu/lu-signing.sock");
+    let socket = hvlu_harness::qemu::root().join("target/qemu/lu-signing.sock");
     let setup = |c: &mut MachineConfig| {
         c.images.modules.extend(modules.clone());
         c.hostlink = Some(socket.clone());
@@ -137,15 +138,16 @@ fn only_images_signed_by_a_trusted_key_are_loaded() {
     let (image, _) = hv_b();
     let piece = &image[..4096];
     let replies =
-        tests::hostlink::send_image(&socket, piece, LONG).unwrap_or_else(|e| panic!("{e}"));
+        hvlu_harness::hostlink::send_image(&socket, piece, LONG).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         replies
             .iter()
             .any(|r| r.starts_with("error") && r.contains("not signed")),
         "{replies:?}"
     );
-    let replies = tests::hostlink::send_image(&socket, &signature::sign(piece, &STRANGER), LONG)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let replies =
+        hvlu_harness::hostlink::send_image(&socket, &signature::sign(piece, &STRANGER), LONG)
+            .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         replies
             .iter()
@@ -155,7 +157,7 @@ fn only_images_signed_by_a_trusted_key_are_loaded() {
     let mut bad = signature::sign(piece, &dev_key());
     bad[100] ^= 1;
     let replies =
-        tests::hostlink::send_image(&socket, &bad, LONG).unwrap_or_else(|e| panic!("{e}"));
+        hvlu_harness::hostlink::send_image(&socket, &bad, LONG).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         replies
             .iter()
@@ -179,5 +181,5 @@ fn only_images_signed_by_a_trusted_key_are_loaded() {
     next_heartbeat(&mut m, 1, LONG);
     let summary = summarise(&m.transcript);
     assert!(summary.clean(2), "{summary}");
-    tests::scenario::poweroff_pass(&mut m);
+    hvlu_harness::scenario::poweroff_pass(&mut m);
 }

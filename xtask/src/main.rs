@@ -5,21 +5,30 @@
 //! has to run. Bare-metal builds run with the inherited `RUSTFLAGS` and
 //! target settings removed, so that a host-side setting never leaks into the
 //! hypervisor image.
+//!
+//! Each subcommand has its own module: `setup`, `build`, `run`, `sign`
+//! (`keys`), `test`, `fuzz`, `bench`, `live_update`, `soak`; this file
+//! holds the command line and the crate sets they share.
 
 #![forbid(unsafe_code)]
 
+mod bench;
+mod build;
 mod fuzz;
 mod keys;
+mod live_update;
 mod run;
 mod setup;
 mod shell;
+mod soak;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::shell::{Cmd, Failure};
+use crate::build::build;
 
 /// The bare-metal target of the hypervisor and its guests.
 pub const BARE_TARGET: &str = "x86_64-unknown-none";
@@ -88,7 +97,7 @@ enum Command {
         timeout: u64,
         /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
         /// with it when the default is too small. Default: unchanged.
-        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
     },
     /// Sign a hypervisor image for live update: append an Ed25519 signature
@@ -145,7 +154,7 @@ enum Command {
     Bench {
         /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
         /// with it when the default is too small. Default: unchanged.
-        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
     },
     /// Update a system started by `cargo xtask run` to a hypervisor image
@@ -178,7 +187,7 @@ enum Command {
         settle_ms: u64,
         /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
         /// with it when the default is too small. Default: unchanged.
-        #[arg(long, value_parser = tests::qemu::parse_ram)]
+        #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
         /// Between updates dom0 creates, destroys, pauses and unpauses
         /// extra domUs, and every domU keeps pinning, switching and
@@ -207,7 +216,7 @@ fn main() -> ExitCode {
                 build(true)?;
                 run::run(script, domus, timeout, ram)
             }),
-        Command::Test => test(),
+        Command::Test => test::test(),
         Command::Sign { key, out, image } => keys::sign(key, &image, out),
         Command::Fuzz {
             test_step: true, ..
@@ -218,7 +227,7 @@ fn main() -> ExitCode {
             libfuzzer_args,
             test_step: false,
         } => fuzz::fuzz(seconds, target.as_deref(), &libfuzzer_args),
-        Command::LiveUpdate { image } => run::live_update(&image),
+        Command::LiveUpdate { image } => live_update::live_update(&image),
         Command::Soak {
             updates,
             domus,
@@ -228,8 +237,8 @@ fn main() -> ExitCode {
             churn,
         } => setup::ensure_qemu()
             .and_then(|()| build(true))
-            .and_then(|()| run::soak(updates, domus, guest_mem, settle_ms, ram, churn)),
-        Command::Bench { ram } => bench(ram),
+            .and_then(|()| soak::soak(updates, domus, guest_mem, settle_ms, ram, churn)),
+        Command::Bench { ram } => bench::bench(ram),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,105 +247,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Builds the framework crates and the images for the bare-metal target;
-/// with `release`, also a second hypervisor build with another build id
-/// (`target/hv-b/`), the image updates alternate with, and one that speaks
-/// only handover ABI 1.0 (`target/hv-abi-1.0/`). Every hypervisor image is
-/// then signed in place ([`keys::build_key`]); the development key pair is
-/// created first if missing, so that `hv/build.rs` finds `dev.pub`.
-fn build(release: bool) -> Result<(), Failure> {
-    let key = keys::build_key()?;
-    for set in [HV_AND_FRAMEWORK, GUESTS] {
-        let mut cmd = Cmd::cargo("build").bare_metal().packages(set);
-        if release {
-            cmd = cmd.arg("--release");
-        }
-        cmd.run()?;
-    }
-    if release {
-        for (dir, build_id, abi) in [
-            ("target/hv-b", "hvlu-hv-b", ""),
-            ("target/hv-abi-1.0", "hvlu-hv-abi-1.0", "1.0"),
-        ] {
-            Cmd::cargo("build")
-                .bare_metal()
-                .args(["--release", "--package", "hv", "--target-dir", dir])
-                .env("HVLU_BUILD_ID", build_id)
-                .env("HVLU_ABI", abi)
-                .run()?;
-        }
-    }
-    let profile = if release { "release" } else { "debug" };
-    let mut images = vec![format!("target/{BARE_TARGET}/{profile}/hv")];
-    if release {
-        images.push(format!("target/hv-b/{BARE_TARGET}/release/hv"));
-        images.push(format!("target/hv-abi-1.0/{BARE_TARGET}/release/hv"));
-    }
-    for image in images {
-        let path = shell::root().join(&image);
-        let id = keys::sign_file(&key, &path, &path)?;
-        println!("xtask: signed {image} (key id {id})");
-    }
-    Ok(())
-}
-
-fn test() -> Result<(), Failure> {
-    // Before anything builds the hypervisor: its build script reads dev.pub.
-    keys::ensure_dev_keys()?;
-    shell::step("formatting");
-    Cmd::cargo("fmt").args(["--all", "--", "--check"]).run()?;
-
-    shell::step("clippy, host crates");
-    Cmd::cargo("clippy")
-        .arg("--workspace")
-        .excluding(BARE_ONLY)
-        .args(["--all-targets", "--", "-D", "warnings"])
-        .run()?;
-
-    shell::step("clippy, bare-metal crates");
-    for set in [HV_AND_FRAMEWORK, GUESTS] {
-        Cmd::cargo("clippy")
-            .bare_metal()
-            .packages(set)
-            .args(["--", "-D", "warnings"])
-            .run()?;
-    }
-
-    shell::step("bare-metal build (debug and release)");
-    build(false)?;
-    build(true)?;
-
-    shell::step("benchmarks build");
-    Cmd::cargo("bench")
-        .args(["--no-run", "--package", "frame-ownership"])
-        .run()?;
-
-    shell::step("host tests and QEMU scenarios");
-    setup::ensure_qemu()?;
-    Cmd::cargo("test")
-        .arg("--workspace")
-        .excluding(BARE_ONLY)
-        .run()?;
-
-    shell::step(&format!(
-        "fuzzing ({} s per target, when a nightly toolchain is present)",
-        fuzz::TEST_SECONDS
-    ));
-    fuzz::test_step()?;
-
-    println!("xtask: all tests passed");
-    Ok(())
-}
-
-fn bench(ram: Option<u32>) -> Result<(), Failure> {
-    shell::step("the frametable pass against a plain write (host)");
-    Cmd::cargo("bench")
-        .args(["--package", "frame-ownership"])
-        .run()?;
-    shell::step("blackout against guest memory and domain count (QEMU, TCG)");
-    setup::ensure_qemu()?;
-    build(true)?;
-    run::blackout_bench(ram)
 }

@@ -43,11 +43,11 @@ fn page_type_bytes_are_stable() {
     ];
     for (t, b) in all {
         assert_eq!(t.to_byte(), b);
-        assert_eq!(PageType::from_byte(b), Some(t));
+        assert_eq!(PageType::from_repr(b), Some(t));
     }
     // 6 is reserved for P2m (HVM), everything above is illegal.
     for b in 6..=255 {
-        assert_eq!(PageType::from_byte(b), None);
+        assert_eq!(PageType::from_repr(b), None);
     }
 }
 

@@ -9,7 +9,7 @@ use handover_abi::{DomId, Mfn, RetiredDomain, MAX_RETIRED};
 use pv_abi::exit::Outcome;
 use pv_abi::hypercall::Error;
 
-use super::build::{self, Spec};
+use super::builder::{self, Spec};
 use super::{Domain, Reports};
 use crate::arch::{cpu, paging};
 use crate::hv::Hv;
@@ -57,20 +57,20 @@ impl Hv {
             privileged,
             cmdline,
         };
-        let domain = match build::build(&spec, &mut self.mem) {
+        let domain = match builder::build(&spec, &mut self.mem) {
             Ok(domain) => domain,
             Err(e) => {
                 let error = match e {
-                    build::BuildError::NoMemory { .. } | build::BuildError::NoHeap(_) => {
+                    builder::BuildError::NoMemory { .. } | builder::BuildError::NoHeap(_) => {
                         Error::NoMemory
                     }
-                    build::BuildError::TooSmall { .. } | build::BuildError::Limit(_) => {
+                    builder::BuildError::TooSmall { .. } | builder::BuildError::Limit(_) => {
                         Error::Invalid
                     }
                     _ => Error::Failed,
                 };
                 let message = match e {
-                    build::BuildError::TooSmall { needed, .. } => alloc::format!(
+                    builder::BuildError::TooSmall { needed, .. } => alloc::format!(
                         "{kib} KiB is too little for module `{}`: the minimum is {} KiB",
                         module.name,
                         needed * 4

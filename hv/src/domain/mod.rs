@@ -1,7 +1,7 @@
 //! PV domains: their memory, vCPUs, consoles and self-check reports; how
-//! they are built ([`build`]) and created and destroyed ([`lifecycle`]).
+//! they are built ([`builder`]) and created and destroyed ([`lifecycle`]).
 
-pub mod build;
+pub mod builder;
 pub mod lifecycle;
 pub mod p2m;
 mod vcpu;

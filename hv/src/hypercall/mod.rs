@@ -66,7 +66,7 @@ pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
     // resumed (free RAM, the boot modules, the report) is done before any
     // guest's first call is answered: no call sees it half done.
     hv.run_deferred();
-    let number = Hypercall::from_number(nr);
+    let number = Hypercall::from_repr(nr);
     // The calls whose refusals `last_error` explains start with none.
     let explained = matches!(
         number,

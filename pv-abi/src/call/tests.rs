@@ -246,7 +246,7 @@ fn domctl(op: u64, a: [u64; 3]) -> Result<Call, DecodeError> {
 #[test]
 fn domctl_operations_decode_and_unknown_ones_are_nosys() {
     for op in 1..=6 {
-        let a = match DomctlOp::from_number(op).unwrap() {
+        let a = match DomctlOp::from_repr(op).unwrap() {
             DomctlOp::Create => [ADDR, 4, 4096],
             _ => [1, 2, 3],
         };
@@ -417,7 +417,7 @@ fn usual_args(h: Hypercall) -> [u64; 5] {
 #[test]
 fn every_number_decodes_to_its_call() {
     for nr in 1..=23 {
-        let h = Hypercall::from_number(nr).unwrap();
+        let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         assert_eq!(call.hypercall(), h);
         assert_eq!(call.encode().0, nr);
@@ -427,7 +427,7 @@ fn every_number_decodes_to_its_call() {
 #[test]
 fn unused_words_are_ignored() {
     for nr in 1..=23 {
-        let h = Hypercall::from_number(nr).unwrap();
+        let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         // The words the encoding leaves 0 are the unused ones.
         let noisy = call.encode().1.map(|w| if w == 0 { u64::MAX } else { w });
@@ -439,7 +439,7 @@ fn unused_words_are_ignored() {
 fn dom0_only_calls_are_the_ones_the_abi_names() {
     let dom0: [u64; 11] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23];
     for nr in 1..=23 {
-        let h = Hypercall::from_number(nr).unwrap();
+        let h = Hypercall::from_repr(nr).unwrap();
         assert_eq!(h.dom0_only(), dom0.contains(&nr), "{h:?}");
     }
 }
@@ -643,7 +643,7 @@ proptest! {
                 prop_assert!(bounded, "{:?}", call);
             }
             Err(e) => {
-                let known = Hypercall::from_number(nr).is_some();
+                let known = Hypercall::from_repr(nr).is_some();
                 prop_assert_eq!(e == DecodeError::UnknownCall { nr }, !known);
                 prop_assert!(matches!(e.error(), Error::NoSys | Error::Invalid));
                 prop_assert!(e.to_string().len() <= MAX_ERROR_MESSAGE);

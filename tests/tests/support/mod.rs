@@ -15,7 +15,7 @@ pub const STRANGER: SecretSeed = [0x5a; 32];
 
 /// The development key `cargo xtask build` signs with.
 pub fn dev_key() -> SecretSeed {
-    let path = tests::qemu::root().join("target/keys/dev.key");
+    let path = hvlu_harness::qemu::root().join("target/keys/dev.key");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (cargo xtask build creates it)", path.display()));
     signature::parse_hex32(&text).expect("dev.key is 64 hex digits")
@@ -23,7 +23,7 @@ pub fn dev_key() -> SecretSeed {
 
 /// The signed hv-b image, split into its ELF bytes and its trailer.
 pub fn hv_b() -> (Vec<u8>, Vec<u8>) {
-    let signed = std::fs::read(tests::qemu::second_build()).expect("hv-b image");
+    let signed = std::fs::read(hvlu_harness::qemu::second_build()).expect("hv-b image");
     let (image, _) = signature::split(&signed).expect("cargo xtask build signs hv-b");
     let n = image.len();
     (signed[..n].to_vec(), signed[n..].to_vec())
@@ -523,7 +523,7 @@ pub fn corpus() -> Vec<Hostile> {
 /// as boot modules, with the corpus.
 pub fn corpus_modules(dir: &str) -> (Vec<Hostile>, Vec<(String, PathBuf)>) {
     let corpus = corpus();
-    let dir = tests::qemu::root().join("target/qemu").join(dir);
+    let dir = hvlu_harness::qemu::root().join("target/qemu").join(dir);
     std::fs::create_dir_all(&dir).expect("corpus directory");
     let modules = corpus
         .iter()

@@ -1,0 +1,152 @@
+//! The self-checking loop: every free page filled with a pattern of
+//! (page, generation), checked through the remapping window and the
+//! physmap, rewritten with the next generation every fourth time.
+
+use pvrt::hc;
+use pvrt::hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
+use pvrt::mem;
+use pvrt::pv_abi::hypercall::MmuUpdate;
+use pvrt::pv_abi::start_info::WINDOW_PAGES;
+use pvrt::{println, start_info};
+
+use crate::pte_for;
+
+/// How the free pages `free` (from `first_free_gpfn` to the end of memory)
+/// are split: `(table pages, pages under test)`. Each table page holds the
+/// generation words of `mem::WORDS` pages under test, so `table` is the
+/// least number with `table * WORDS >= free - table`.
+pub fn split(free: u64) -> (u64, u64) {
+    let table = free.div_ceil(mem::WORDS as u64 + 1);
+    (table, free - table)
+}
+
+/// A generation word: the generation in the low half, its complement in the
+/// high half, so that any flipped bit of the word shows.
+fn generation_word(gen: u32) -> u64 {
+    u64::from(gen) | u64::from(!gen) << 32
+}
+
+pub fn pattern(gpfn: u64, gen: u32, word: usize) -> u64 {
+    let mut x = gpfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(gen) << 32) ^ word as u64;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^ (x >> 32)
+}
+
+pub struct Workload {
+    /// The first generation-table page.
+    pub table: u64,
+    /// The first page under test.
+    pub first: u64,
+    pub pages: usize,
+    pub checks: u64,
+    pub mismatches: u64,
+    pub remaps: u64,
+    pub rng: u64,
+}
+
+impl Workload {
+    fn next_page(&mut self) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % self.pages as u64) as usize
+    }
+
+    /// The generation page `i` was last written with, from the table; a
+    /// table word that is not a generation word is a mismatch (reported).
+    fn generation(&mut self, i: usize) -> u32 {
+        let word = mem::read(self.table + (i / mem::WORDS) as u64, i % mem::WORDS);
+        let gen = word as u32;
+        if word != generation_word(gen) {
+            println!("MISMATCH in the generation table: page {i} has {word:#x}");
+            self.mismatches += 1;
+            self.set_generation(i, gen);
+        }
+        gen
+    }
+
+    fn set_generation(&mut self, i: usize, gen: u32) {
+        mem::write(
+            self.table + (i / mem::WORDS) as u64,
+            i % mem::WORDS,
+            generation_word(gen),
+        );
+    }
+
+    pub fn fill_all(&mut self) {
+        for i in 0..self.pages {
+            let gpfn = self.first + i as u64;
+            for w in 0..mem::WORDS {
+                mem::write(gpfn, w, pattern(gpfn, 0, w));
+            }
+            self.set_generation(i, 0);
+        }
+    }
+
+    fn map_window(&mut self, slot: u64, gpfn: u64) -> bool {
+        let si = start_info();
+        let req = MmuUpdate {
+            ptr: si.window_pte_maddr + 8 * slot,
+            val: pte_for(mem::mfn_of(gpfn), PRESENT | WRITABLE | USER | NO_EXECUTE),
+        };
+        match hc::mmu_update(&[req]) {
+            Ok(_) => {
+                self.remaps += 1;
+                true
+            }
+            Err(e) => {
+                println!("mmu_update of window slot {slot} failed: {}", e.name());
+                self.mismatches += 1;
+                false
+            }
+        }
+    }
+
+    pub fn step(&mut self) {
+        let i = self.next_page();
+        let gpfn = self.first + i as u64;
+        let slot = self.checks % WINDOW_PAGES;
+        if !self.map_window(slot, gpfn) {
+            return;
+        }
+        let gen = self.generation(i);
+        let mut bad = 0;
+        for w in 0..mem::WORDS {
+            if mem::window_read(slot, w) != pattern(gpfn, gen, w) {
+                bad += 1;
+            }
+        }
+        if self.checks.is_multiple_of(4) {
+            let next = gen.wrapping_add(1);
+            for w in 0..mem::WORDS {
+                mem::window_write(slot, w, pattern(gpfn, next, w));
+            }
+            self.set_generation(i, next);
+            for w in [0, 1, 255, 511] {
+                if mem::read(gpfn, w) != pattern(gpfn, next, w) {
+                    bad += 1;
+                }
+            }
+        }
+        if bad != 0 {
+            println!(
+                "MISMATCH in page gpfn {gpfn} (mfn {:#x}): {bad} words",
+                mem::mfn_of(gpfn)
+            );
+            self.mismatches += 1;
+        }
+        self.checks += 1;
+    }
+
+    pub fn sweep(&mut self) {
+        for i in 0..self.pages {
+            let gpfn = self.first + i as u64;
+            let gen = self.generation(i);
+            if (0..mem::WORDS).any(|w| mem::read(gpfn, w) != pattern(gpfn, gen, w)) {
+                println!("MISMATCH in sweep at gpfn {gpfn}");
+                self.mismatches += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `cargo xtask build`: the hypervisor, the guests and the framework for
+//! the bare-metal target, every hypervisor image signed.
+
+use crate::shell::{self, Cmd, Failure};
+use crate::{keys, BARE_TARGET, GUESTS, HV_AND_FRAMEWORK};
+
+/// Builds the framework crates and the images for the bare-metal target;
+/// with `release`, also a second hypervisor build with another build id
+/// (`target/hv-b/`), the image updates alternate with, and one that speaks
+/// only handover ABI 1.0 (`target/hv-abi-1.0/`). Every hypervisor image is
+/// then signed in place ([`keys::build_key`]); the development key pair is
+/// created first if missing, so that `hv/build.rs` finds `dev.pub`.
+pub fn build(release: bool) -> Result<(), Failure> {
+    let key = keys::build_key()?;
+    for set in [HV_AND_FRAMEWORK, GUESTS] {
+        let mut cmd = Cmd::cargo("build").bare_metal().packages(set);
+        if release {
+            cmd = cmd.arg("--release");
+        }
+        cmd.run()?;
+    }
+    if release {
+        for (dir, build_id, abi) in [
+            ("target/hv-b", "hvlu-hv-b", ""),
+            ("target/hv-abi-1.0", "hvlu-hv-abi-1.0", "1.0"),
+        ] {
+            Cmd::cargo("build")
+                .bare_metal()
+                .args(["--release", "--package", "hv", "--target-dir", dir])
+                .env("HVLU_BUILD_ID", build_id)
+                .env("HVLU_ABI", abi)
+                .run()?;
+        }
+    }
+    let profile = if release { "release" } else { "debug" };
+    let mut images = vec![format!("target/{BARE_TARGET}/{profile}/hv")];
+    if release {
+        images.push(format!("target/hv-b/{BARE_TARGET}/release/hv"));
+        images.push(format!("target/hv-abi-1.0/{BARE_TARGET}/release/hv"));
+    }
+    for image in images {
+        let path = shell::root().join(&image);
+        let id = keys::sign_file(&key, &path, &path)?;
+        println!("xtask: signed {image} (key id {id})");
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `cargo xtask soak`: many live updates in a row on one machine, and the
+//! boot of dom0 and self-checking domUs it shares with the benchmark.
+
+use hvlu_harness::scenario::{self, verdict};
+use hvlu_harness::{Machine, MachineConfig};
+
+use crate::shell::Failure;
+
+/// Boots a machine named `name` with dom0 and `domus` domUs of `guest_mib`
+/// MiB each, and waits for every domU's first heartbeat. Its RAM is `ram`
+/// MiB if given, else enough for the domUs.
+pub fn boot_with_domus(
+    name: &str,
+    domus: u32,
+    guest_mib: u64,
+    ram: Option<u32>,
+    domu_args: &str,
+) -> Result<Machine, Failure> {
+    let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
+    // dom0 (8 MiB) and the domUs, with room to spare.
+    config.mem_mib = (256 + u64::from(domus) * guest_mib * 2).min(3072) as u32;
+    if let Some(mib) = ram {
+        config.set_ram(mib);
+    }
+    let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
+    machine
+        .wait_for_text("(d0) dom0>", scenario::BOOT)
+        .map_err(Failure::Failed)?;
+    for _ in 0..domus {
+        let out = machine
+            .command(
+                &format!("create domu {} {domu_args}", guest_mib * 1024),
+                scenario::CMD,
+            )
+            .map_err(Failure::Failed)?;
+        if !out.iter().any(|l| l.contains("created d")) {
+            return Err(Failure::Failed(format!("cannot create a domU: {out:?}")));
+        }
+    }
+    let needles: Vec<String> = (1..=domus)
+        .map(|d| format!("(d{d}) heartbeat 1:"))
+        .collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    scenario::wait_all(&mut machine, &needles, scenario::BOOT);
+    Ok(machine)
+}
+
+/// `cargo xtask soak`.
+pub fn soak(
+    updates: u64,
+    domus: u32,
+    guest_mem: u64,
+    settle_ms: u64,
+    ram: Option<u32>,
+    churn: bool,
+) -> Result<(), Failure> {
+    let args = if churn { "churn" } else { "" };
+    let mut machine = boot_with_domus("soak", domus, guest_mem, ram, args)?;
+    let started = std::time::Instant::now();
+    let mut churner = scenario::Churn::new(0x5eed_0000 + updates, 4096);
+    let summary = if churn {
+        // Room for the extra domUs (at most four of 4 MiB alive).
+        scenario::soak_with_churn(
+            &mut machine,
+            &["hv-b", "hv"],
+            updates,
+            settle_ms,
+            &mut churner,
+        )
+    } else {
+        scenario::soak(&mut machine, &["hv-b", "hv"], updates, settle_ms)
+    }
+    .map_err(Failure::Failed)?;
+    if churn {
+        println!("soak {churner}");
+    }
+    let elapsed = started.elapsed();
+    machine.send("poweroff").map_err(Failure::Failed)?;
+    let ending = machine.wait_exit(scenario::CMD);
+    let verdict_line = verdict(&machine, ending);
+    println!(
+        "soak summary: {summary} ({} s); log: {}",
+        elapsed.as_secs(),
+        machine.log_path().display()
+    );
+    match verdict_line {
+        Ok(line) if summary.clean(updates) => {
+            println!("xtask: soak passed ({line})");
+            Ok(())
+        }
+        Ok(line) => Err(Failure::Failed(format!("soak failed: {summary}; {line}"))),
+        Err(e) => Err(Failure::Failed(format!("soak failed: {summary}; {e}"))),
+    }
+}

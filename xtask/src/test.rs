@@ -1,0 +1,54 @@
+//! `cargo xtask test`: every test, in the order CI runs them.
+
+use crate::build::build;
+use crate::shell::{self, Cmd, Failure};
+use crate::{fuzz, keys, setup, BARE_ONLY, GUESTS, HV_AND_FRAMEWORK};
+
+/// `cargo xtask test`.
+pub fn test() -> Result<(), Failure> {
+    // Before anything builds the hypervisor: its build script reads dev.pub.
+    keys::ensure_dev_keys()?;
+    shell::step("formatting");
+    Cmd::cargo("fmt").args(["--all", "--", "--check"]).run()?;
+
+    shell::step("clippy, host crates");
+    Cmd::cargo("clippy")
+        .arg("--workspace")
+        .excluding(BARE_ONLY)
+        .args(["--all-targets", "--", "-D", "warnings"])
+        .run()?;
+
+    shell::step("clippy, bare-metal crates");
+    for set in [HV_AND_FRAMEWORK, GUESTS] {
+        Cmd::cargo("clippy")
+            .bare_metal()
+            .packages(set)
+            .args(["--", "-D", "warnings"])
+            .run()?;
+    }
+
+    shell::step("bare-metal build (debug and release)");
+    build(false)?;
+    build(true)?;
+
+    shell::step("benchmarks build");
+    Cmd::cargo("bench")
+        .args(["--no-run", "--package", "frame-ownership"])
+        .run()?;
+
+    shell::step("host tests and QEMU scenarios");
+    setup::ensure_qemu()?;
+    Cmd::cargo("test")
+        .arg("--workspace")
+        .excluding(BARE_ONLY)
+        .run()?;
+
+    shell::step(&format!(
+        "fuzzing ({} s per target, when a nightly toolchain is present)",
+        fuzz::TEST_SECONDS
+    ));
+    fuzz::test_step()?;
+
+    println!("xtask: all tests passed");
+    Ok(())
+}
