@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod canonical;
+pub mod crc32c;
 mod frame;
 pub mod pte;
 mod range;

@@ -38,7 +38,7 @@
 //!   begins `\x7fELF`; a body shorter than a header is never taken for
 //!   one).
 
-use crc::{Crc, Digest, CRC_32_ISCSI};
+use hvlu_types::crc32c::Crc32cDigest;
 
 /// The first bytes of a header.
 pub const MAGIC: [u8; 8] = *b"HVLUIMG2";
@@ -46,8 +46,8 @@ pub const MAGIC: [u8; 8] = *b"HVLUIMG2";
 /// Bytes of a header.
 pub const HEADER_LEN: usize = 28;
 
-/// The CRC both ends use: CRC32C (Castagnoli).
-pub static CASTAGNOLI: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// The CRC both ends use: CRC32C (Castagnoli), the project's one engine.
+pub use hvlu_types::crc32c::CASTAGNOLI;
 
 /// A transfer's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ enum State {
     Body {
         header: Header,
         received: u64,
-        digest: Digest<'static, u32>,
+        digest: Crc32cDigest,
         /// Bytes at the very start of the body that may be a header (the
         /// same one repeated, or a new transfer's), until they cannot.
         held: [u8; HEADER_LEN],
