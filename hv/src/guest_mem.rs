@@ -4,6 +4,7 @@
 
 use frame_ownership::FrameInfo;
 use handover_abi::{DomId, Mfn};
+use hvlu_types::PAGE_SIZE;
 use pv_abi::hypercall::Error;
 
 use hvlu_types::canonical::is_lower_half;
@@ -58,7 +59,7 @@ pub fn read(
     while done < buf.len() {
         let addr = va.checked_add(done as u64).ok_or(Error::BadAddress)?;
         let maddr = translate(frametable, owner, cr3, addr, false)?;
-        let n = (buf.len() - done).min((4096 - (addr & 0xfff)) as usize);
+        let n = (buf.len() - done).min((PAGE_SIZE - (addr & 0xfff)) as usize);
         phys::read(maddr, &mut buf[done..done + n]).map_err(|_| Error::BadAddress)?;
         done += n;
     }
@@ -77,12 +78,12 @@ pub fn read_to_phys(
     len: u64,
     paddr: u64,
 ) -> Result<(), Error> {
-    let mut chunk = [0u8; 4096];
+    let mut chunk = [0u8; PAGE_SIZE as usize];
     let mut done = 0;
     while done < len {
         let addr = va.checked_add(done).ok_or(Error::BadAddress)?;
         // Up to the guest page's end, so each chunk is one translation.
-        let n = (len - done).min(4096 - (addr & 0xfff)) as usize;
+        let n = (len - done).min(PAGE_SIZE - (addr & 0xfff)) as usize;
         read(frametable, owner, cr3, addr, &mut chunk[..n])?;
         phys::write(paddr + done, &chunk[..n]).map_err(|_| Error::Failed)?;
         done += n as u64;
@@ -103,13 +104,13 @@ pub fn write(
     let end = va.checked_add(data.len() as u64).ok_or(Error::BadAddress)?;
     while addr < end {
         translate(frametable, owner, cr3, addr, true)?;
-        addr = (addr & !0xfff) + 4096;
+        addr = (addr & !0xfff) + PAGE_SIZE;
     }
     let mut done = 0;
     while done < data.len() {
         let addr = va + done as u64;
         let maddr = translate(frametable, owner, cr3, addr, true)?;
-        let n = (data.len() - done).min((4096 - (addr & 0xfff)) as usize);
+        let n = (data.len() - done).min((PAGE_SIZE - (addr & 0xfff)) as usize);
         phys::write(maddr, &data[done..done + n]).map_err(|_| Error::BadAddress)?;
         done += n;
     }

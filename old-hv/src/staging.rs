@@ -236,7 +236,7 @@ pub fn reserve(state_estimate: u64, tables: u64) -> u64 {
 
 /// The state area's part of [`reserve`]: twice the estimate plus a page.
 fn state_reserve(state_estimate: u64) -> u64 {
-    page_up(2 * state_estimate + 4096)
+    page_up(2 * state_estimate + PAGE_SIZE)
 }
 
 /// The limits an image must meet to be staged in `gap` with room for the

@@ -15,6 +15,7 @@
 //! physical address.
 
 use core::arch::{asm, global_asm};
+use hvlu_types::PAGE_SIZE;
 
 use handover_abi::entry::DIRECT_MAP_BASE;
 use hvlu_types::pte::{ADDR_MASK, HUGE, NO_EXECUTE, PRESENT, TWO_MIB, WRITABLE};
@@ -162,7 +163,7 @@ pub fn prepare(
     plan: &Plan<'_>,
     alloc: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<Prepared, PrepareError> {
-    let aligned = |x: u64| x.is_multiple_of(4096);
+    let aligned = |x: u64| x.is_multiple_of(PAGE_SIZE);
     if !plan
         .segments
         .iter()
@@ -180,7 +181,7 @@ pub fn prepare(
     // slot 0 of its lower half is otherwise empty.
     phys::table_write_u64(hv_root + entry_offset(plan.trampoline, 4), 0)?;
     let new_root = alloc().ok_or(PrepareError::OutOfFrames)?;
-    phys::zero(new_root, 4096)?;
+    phys::zero(new_root, PAGE_SIZE)?;
     for root in [hv_root, new_root] {
         let pt = table_for(root, plan.trampoline, 1, alloc)?;
         phys::table_write_u64(
@@ -188,11 +189,11 @@ pub fn prepare(
             plan.trampoline | PRESENT,
         )?;
     }
-    phys::zero(plan.trampoline, 4096)?;
+    phys::zero(plan.trampoline, PAGE_SIZE)?;
     phys::write(plan.trampoline, trampoline_code())?;
 
     for m in plan.segments {
-        for off in (0..m.len).step_by(4096) {
+        for off in (0..m.len).step_by(PAGE_SIZE as usize) {
             let va = m.vaddr + off;
             let pt = table_for(new_root, va, 1, alloc)?;
             phys::table_write_u64(

@@ -19,6 +19,7 @@
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
+use hvlu_types::PAGE_SIZE;
 
 use handover_abi::entry::DIRECT_MAP_BASE;
 use hvlu_types::pte::{
@@ -169,7 +170,7 @@ pub fn build_and_load(
     let virt_end = kernel_phys_end_virt(img_end);
     while va < virt_end {
         if stack::is_guard_page(va) {
-            va += 4096;
+            va += PAGE_SIZE;
             continue;
         }
         let flags = if (text..text_end).contains(&va) {
@@ -181,7 +182,7 @@ pub fn build_and_load(
         };
         let pt = walk_create(root, va, 1, alloc)?;
         phys::table_write_u64(pt + entry_offset(va, 1), kernel_virt_to_phys(va) | flags)?;
-        va += 4096;
+        va += PAGE_SIZE;
     }
 
     // SAFETY: the new root maps the image at its link addresses with the

@@ -25,6 +25,7 @@
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU64, Ordering};
+use hvlu_types::PAGE_SIZE;
 
 // Where the direct map starts once the hypervisor's page tables are loaded
 // (L4 slot 256, the first upper-half slot): the address the live-update
@@ -221,24 +222,27 @@ fn check(paddr: u64, len: u64) -> Result<(), PhysError> {
 /// must be mapped, page aligned, and neither claimed, nor part of the
 /// image, nor recorded already.
 pub(super) fn record_table(paddr: u64) -> Result<(), PhysError> {
-    check(paddr, 4096)?;
-    if !paddr.is_multiple_of(4096) {
-        return Err(PhysError::Unmapped { paddr, len: 4096 });
+    check(paddr, PAGE_SIZE)?;
+    if !paddr.is_multiple_of(PAGE_SIZE) {
+        return Err(PhysError::Unmapped {
+            paddr,
+            len: PAGE_SIZE,
+        });
     }
     let n = TABLE_COUNT.load(Ordering::Relaxed) as usize;
     for range in &TABLES[..n] {
         if range[1].load(Ordering::Relaxed) == paddr {
-            range[1].store(paddr + 4096, Ordering::Release);
+            range[1].store(paddr + PAGE_SIZE, Ordering::Release);
             return Ok(());
         }
-        if range[0].load(Ordering::Relaxed) == paddr + 4096 {
+        if range[0].load(Ordering::Relaxed) == paddr + PAGE_SIZE {
             range[0].store(paddr, Ordering::Release);
             return Ok(());
         }
     }
     let range = TABLES.get(n).ok_or(PhysError::TooManyClaims)?;
     range[0].store(paddr, Ordering::Relaxed);
-    range[1].store(paddr + 4096, Ordering::Relaxed);
+    range[1].store(paddr + PAGE_SIZE, Ordering::Relaxed);
     TABLE_COUNT.store(n as u64 + 1, Ordering::Release);
     Ok(())
 }
@@ -262,9 +266,9 @@ pub(super) fn table_write_u64(paddr: u64, value: u64) -> Result<(), PhysError> {
 
 /// Zeroes the page-table frame at `paddr` (see [`table_read_u64`]).
 pub(super) fn table_zero(paddr: u64) -> Result<(), PhysError> {
-    check_with(paddr, 4096, Tables::Allow)?;
+    check_with(paddr, PAGE_SIZE, Tables::Allow)?;
     // SAFETY: as in `table_read_u64`.
-    unsafe { core::ptr::write_bytes(virt(paddr) as *mut u8, 0, 4096) };
+    unsafe { core::ptr::write_bytes(virt(paddr) as *mut u8, 0, PAGE_SIZE as usize) };
     Ok(())
 }
 
@@ -328,7 +332,7 @@ pub fn claim(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
 /// an earlier claim or the hypervisor's page tables. It stays claimed for the life of this hypervisor.
 pub fn claim_uninit(paddr: u64, len: u64) -> Result<&'static mut [u8], PhysError> {
     check(paddr, len)?;
-    if !paddr.is_multiple_of(4096) {
+    if !paddr.is_multiple_of(PAGE_SIZE) {
         return Err(PhysError::Unmapped { paddr, len });
     }
     let n = CLAIM_COUNT.load(Ordering::Relaxed) as usize;
@@ -402,7 +406,7 @@ impl frame_ownership::PageTableReader for TableReader {
         // The pass reads only frames it has checked are RAM outside the
         // region and the hv-reserved ranges (so never the hypervisor's own
         // tables, which are in the region), so a refusal is a bug.
-        if let Err(e) = check(paddr, 4096) {
+        if let Err(e) = check(paddr, PAGE_SIZE) {
             panic!("page-table reader: frame {:#x} refused: {e:?}", mfn.0);
         }
         // SAFETY: the frame is mapped and not part of any Rust object

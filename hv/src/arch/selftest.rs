@@ -11,6 +11,7 @@
 //! timer tick.
 
 use core::arch::asm;
+use hvlu_types::PAGE_SIZE;
 
 use super::phys::{self, PhysError};
 
@@ -89,11 +90,11 @@ pub fn probe_tables() -> Result<TablesRefused, NotRefused> {
     let mut frames = 0;
     let mut ranges = 0;
     for (start, end) in phys::table_ranges() {
-        frames += (end - start) / 4096;
+        frames += (end - start) / PAGE_SIZE;
         ranges += 1;
     }
     let targets = core::iter::once(root)
-        .chain(phys::table_ranges().flat_map(|(start, end)| [start, end - 4096]));
+        .chain(phys::table_ranges().flat_map(|(start, end)| [start, end - PAGE_SIZE]));
     let mut probed = 0;
     let mut accesses = 0;
     let mut example = None;
@@ -105,7 +106,7 @@ pub fn probe_tables() -> Result<TablesRefused, NotRefused> {
             ("read_u64", &|| phys::read_u64(paddr).map(|_| ())),
             ("write", &|| phys::write(paddr, &current.to_le_bytes())),
             ("write_u64", &|| phys::write_u64(paddr, current)),
-            ("zero", &|| phys::zero(paddr, 4096)),
+            ("zero", &|| phys::zero(paddr, PAGE_SIZE)),
         ];
         // In order, stopping at the first access that is not refused.
         for (access, attempt) in attempts {

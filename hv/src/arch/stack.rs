@@ -24,11 +24,12 @@
 //! are mapped like the rest of `.bss`.
 
 use core::arch::global_asm;
+use hvlu_types::PAGE_SIZE;
 
 /// Bytes of each stack.
 pub const STACK_SIZE: u64 = 64 * 1024;
 /// Bytes of the guard below each stack: one unmapped page.
-pub const GUARD_SIZE: u64 = 4096;
+pub const GUARD_SIZE: u64 = PAGE_SIZE;
 
 global_asm!(
     r#"
@@ -188,7 +189,7 @@ impl Depth {
 }
 
 // The layout the assembly above and `Stack::guard` agree on.
-const _: () = assert!(GUARD_SIZE.is_multiple_of(4096) && STACK_SIZE.is_multiple_of(4096));
+const _: () = assert!(GUARD_SIZE.is_multiple_of(PAGE_SIZE) && STACK_SIZE.is_multiple_of(PAGE_SIZE));
 
 /// Whether the page at `vaddr` is a guard page (never mapped).
 pub fn is_guard_page(vaddr: u64) -> bool {

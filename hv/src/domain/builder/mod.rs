@@ -24,6 +24,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use hvlu_types::PAGE_SIZE;
 
 use frame_ownership::DomainView;
 use goblin::elf::{program_header::PT_LOAD, Elf};
@@ -146,19 +147,19 @@ struct Layout {
 }
 
 fn plan(pages: u64, image_end: u64) -> Layout {
-    let mfn_list_pages = (pages * 8).div_ceil(4096);
-    let image_pages = (image_end - IMAGE_BASE).div_ceil(4096);
+    let mfn_list_pages = (pages * 8).div_ceil(PAGE_SIZE);
+    let image_pages = (image_end - IMAGE_BASE).div_ceil(PAGE_SIZE);
     let mfn_list = (1, mfn_list_pages);
     let image = (mfn_list.0 + mfn_list.1, image_pages);
     let stack = (image.0 + image.1, STACK_PAGES);
     let mut l1_low: Vec<u64> = Vec::new();
-    for va in [START_INFO_VA, STACK_TOP - STACK_PAGES * 4096]
+    for va in [START_INFO_VA, STACK_TOP - STACK_PAGES * PAGE_SIZE]
         .into_iter()
         .chain((IMAGE_BASE..image_end).step_by(2 << 20))
         .chain([
             image_end - 1,
             WINDOW_VA,
-            WINDOW_VA + WINDOW_PAGES * 4096 - 1,
+            WINDOW_VA + WINDOW_PAGES * PAGE_SIZE - 1,
         ])
     {
         let slot = va >> 21;
@@ -207,7 +208,7 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
     if !elf.is_64 || elf.header.e_machine != goblin::elf::header::EM_X86_64 {
         return Err(BuildError::BadElf("not an x86_64 ELF64 image"));
     }
-    let mut image_end = IMAGE_BASE + 4096;
+    let mut image_end = IMAGE_BASE + PAGE_SIZE;
     for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
         let end = ph.p_vaddr.checked_add(ph.p_memsz);
         if ph.p_vaddr < IMAGE_BASE
@@ -296,20 +297,20 @@ fn write_guest(
 ) -> Result<TrapFrame, BuildError> {
     (|| -> Result<TrapFrame, BuildError> {
         for gpfn in 0..spec.pages {
-            phys::zero(guest.maddr(gpfn), 4096)?;
+            phys::zero(guest.maddr(gpfn), PAGE_SIZE)?;
         }
         // The image, segment by segment.
         for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
             let bytes = &spec.image[ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize];
-            for (i, chunk) in bytes.chunks(4096).enumerate() {
+            for (i, chunk) in bytes.chunks(PAGE_SIZE as usize).enumerate() {
                 // Copy page-piece by page-piece: the guest's frames are not
                 // contiguous in machine memory.
-                let mut va = ph.p_vaddr + (i * 4096) as u64;
+                let mut va = ph.p_vaddr + i as u64 * PAGE_SIZE;
                 let mut rest = chunk;
                 while !rest.is_empty() {
-                    let page = (va - IMAGE_BASE) / 4096;
-                    let offset = va % 4096;
-                    let n = rest.len().min((4096 - offset) as usize);
+                    let page = (va - IMAGE_BASE) / PAGE_SIZE;
+                    let offset = va % PAGE_SIZE;
+                    let n = rest.len().min((PAGE_SIZE - offset) as usize);
                     phys::write(guest.maddr(layout.image.0 + page) + offset, &rest[..n])?;
                     rest = &rest[n..];
                     va += n as u64;

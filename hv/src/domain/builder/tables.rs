@@ -3,19 +3,20 @@
 //! read-only), the L4; and which gpfns hold tables of which level, for the
 //! pass.
 
+use super::*;
 #[allow(
     clippy::wildcard_imports,
     reason = "a part of the builder: its types, constants and imports"
 )]
-use super::*;
+use hvlu_types::PAGE_SIZE;
 
 const TABLE: u64 = PRESENT | WRITABLE | USER;
 const DATA_RW: u64 = PRESENT | WRITABLE | USER | NO_EXECUTE;
 const DATA_RO: u64 = PRESENT | USER | NO_EXECUTE;
 
 /// A page of 512 entries as bytes.
-pub(super) fn page_bytes(words: impl Iterator<Item = u64>) -> [u8; 4096] {
-    let mut page = [0u8; 4096];
+pub(super) fn page_bytes(words: impl Iterator<Item = u64>) -> [u8; PAGE_SIZE as usize] {
+    let mut page = [0u8; PAGE_SIZE as usize];
     for (chunk, w) in page.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&w.to_le_bytes());
     }
@@ -61,20 +62,20 @@ pub(super) fn write_tables(
     map_low(START_INFO_VA, START_INFO_GPFN, DATA_RW)?;
     for p in 0..layout.stack.1 {
         map_low(
-            STACK_TOP - (layout.stack.1 - p) * 4096,
+            STACK_TOP - (layout.stack.1 - p) * PAGE_SIZE,
             layout.stack.0 + p,
             DATA_RW,
         )?;
     }
     for p in 0..layout.image.1 {
-        let va = IMAGE_BASE + p * 4096;
+        let va = IMAGE_BASE + p * PAGE_SIZE;
         // Permissions of the segment that covers the page (the most
         // permissive if two share it).
         let mut flags = PRESENT | USER | NO_EXECUTE;
         for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
             let (start, end) = (
                 ph.p_vaddr & !4095,
-                (ph.p_vaddr + ph.p_memsz).div_ceil(4096) * 4096,
+                (ph.p_vaddr + ph.p_memsz).div_ceil(PAGE_SIZE) * PAGE_SIZE,
             );
             if (start..end).contains(&va) {
                 if ph.p_flags & 2 != 0 {
