@@ -1,42 +1,9 @@
-//! Frame numbers, physical addresses and domain ids.
+//! Frame numbers and domain ids. Physical addresses are plain `u64`s
+//! (a frame's is [`Mfn::addr`]); ranges of them are `PhysRange`.
 
 use core::fmt;
 
-use crate::{PAGE_SHIFT, PAGE_SIZE};
-
-/// A physical (machine) address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PhysAddr(pub u64);
-
-impl PhysAddr {
-    /// The frame that holds this address.
-    pub const fn frame(self) -> Mfn {
-        Mfn(self.0 >> PAGE_SHIFT)
-    }
-
-    /// The byte offset inside its frame.
-    pub const fn page_offset(self) -> u64 {
-        self.0 & (PAGE_SIZE - 1)
-    }
-
-    /// Whether the address is the first byte of a frame.
-    pub const fn is_page_aligned(self) -> bool {
-        self.page_offset() == 0
-    }
-
-    /// The address rounded down to its frame's first byte.
-    pub const fn align_down(self) -> PhysAddr {
-        PhysAddr(self.0 & !(PAGE_SIZE - 1))
-    }
-
-    /// The address rounded up to a frame boundary, or `None` past `u64::MAX`.
-    pub const fn checked_align_up(self) -> Option<PhysAddr> {
-        match self.0.checked_add(PAGE_SIZE - 1) {
-            Some(v) => Some(PhysAddr(v & !(PAGE_SIZE - 1))),
-            None => None,
-        }
-    }
-}
+use crate::PAGE_SHIFT;
 
 /// A machine frame number: physical address >> 12.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,11 +14,6 @@ impl Mfn {
     /// The physical address of the first byte of this frame, as a number.
     pub const fn addr(self) -> u64 {
         self.0 << PAGE_SHIFT
-    }
-
-    /// The physical address of the first byte of this frame.
-    pub const fn phys(self) -> PhysAddr {
-        PhysAddr(self.0 << PAGE_SHIFT)
     }
 
     /// The frame that holds physical address `addr`.
@@ -65,12 +27,6 @@ impl Mfn {
             Some(v) => Some(Mfn(v)),
             None => None,
         }
-    }
-}
-
-impl From<Mfn> for PhysAddr {
-    fn from(mfn: Mfn) -> PhysAddr {
-        mfn.phys()
     }
 }
 
@@ -99,12 +55,6 @@ impl DomId {
     pub const INVALID: DomId = DomId(u16::MAX);
 }
 
-impl fmt::Display for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
 impl fmt::Display for Mfn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "mfn {:#x}", self.0)
@@ -127,21 +77,14 @@ impl fmt::Display for DomId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PAGE_SIZE;
     use proptest::prelude::*;
 
     #[test]
     fn addresses_and_frames_convert_both_ways() {
         assert_eq!(Mfn(0x12345).addr(), 0x1234_5000);
-        assert_eq!(Mfn(0x12345).phys(), PhysAddr(0x1234_5000));
-        assert_eq!(PhysAddr::from(Mfn(7)).frame(), Mfn(7));
         assert_eq!(Mfn::containing(0x1234_5fff), Mfn(0x12345));
-        assert_eq!(PhysAddr(0x1234_5678).page_offset(), 0x678);
-        assert_eq!(PhysAddr(0x1234_5678).align_down(), PhysAddr(0x1234_5000));
-        assert_eq!(
-            PhysAddr(0x1234_5678).checked_align_up(),
-            Some(PhysAddr(0x1234_6000))
-        );
-        assert_eq!(PhysAddr(u64::MAX).checked_align_up(), None);
+        assert_eq!(Mfn::containing(Mfn(7).addr()), Mfn(7));
         assert_eq!(Mfn(u64::MAX).checked_add(1), None);
     }
 
@@ -150,16 +93,15 @@ mod tests {
         assert_eq!(Mfn(0x10).to_string(), "mfn 0x10");
         assert_eq!(Gpfn(0x10).to_string(), "gpfn 0x10");
         assert_eq!(DomId(3).to_string(), "3");
-        assert_eq!(PhysAddr(0x1000).to_string(), "0x1000");
     }
 
     proptest! {
         #[test]
         fn frame_of_an_address_holds_it(a in any::<u64>()) {
-            let p = PhysAddr(a);
-            prop_assert!(p.frame().addr() <= a);
-            prop_assert_eq!(p.frame().addr() + p.page_offset(), a);
-            prop_assert_eq!(p.frame().phys().frame(), p.frame());
+            let f = Mfn::containing(a);
+            prop_assert!(f.addr() <= a);
+            prop_assert_eq!(f.addr() + (a & (PAGE_SIZE - 1)), a);
+            prop_assert_eq!(Mfn::containing(f.addr()), f);
         }
     }
 }

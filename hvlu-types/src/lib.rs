@@ -1,6 +1,6 @@
 //! The vocabulary every hvlu layer shares.
 //!
-//! Frames and addresses ([`Mfn`], [`Gpfn`], [`PhysAddr`]), ranges of them
+//! Frames and addresses ([`Mfn`], [`Gpfn`]; an address is a `u64`), ranges of them
 //! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), the x86-64
 //! page-table entry format ([`pte`]), the canonical-address bounds
 //! ([`canonical`]) and the general-purpose register file ([`GpRegs`]).
@@ -22,7 +22,7 @@ mod range;
 pub mod regs;
 pub mod time;
 
-pub use frame::{DomId, Gpfn, Mfn, PhysAddr};
+pub use frame::{DomId, Gpfn, Mfn};
 pub use range::{MfnRange, PhysRange};
 pub use regs::{ContextError, GpRegs, VcpuContext};
 
