@@ -39,35 +39,17 @@ pub struct BootInfo {
 }
 
 /// Why the boot information could not be read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum BootInfoError {
     /// The start-info magic is wrong: not booted through PVH.
+    #[error("start-info magic {0:#x} is not PVH's {START_INFO_MAGIC:#x}")]
     BadMagic(u32),
     /// The start-info structure is older than version 1 (no memory map).
+    #[error("start-info version 0 has no memory map")]
     NoMemoryMap,
     /// A pointer in the start info could not be read.
-    Unreadable(phys::PhysError),
-}
-
-impl core::fmt::Display for BootInfoError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            BootInfoError::BadMagic(m) => {
-                write!(
-                    f,
-                    "start-info magic {m:#x} is not PVH's {START_INFO_MAGIC:#x}"
-                )
-            }
-            BootInfoError::NoMemoryMap => f.write_str("start-info version 0 has no memory map"),
-            BootInfoError::Unreadable(e) => write!(f, "start info unreadable: {e}"),
-        }
-    }
-}
-
-impl From<phys::PhysError> for BootInfoError {
-    fn from(e: phys::PhysError) -> Self {
-        BootInfoError::Unreadable(e)
-    }
+    #[error("start info unreadable: {0}")]
+    Unreadable(#[from] phys::PhysError),
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {

@@ -11,8 +11,6 @@
 //! An unknown word or a bad value is an error: the hypervisor stops and
 //! names it rather than guessing.
 
-use core::fmt;
-
 /// How much the hypervisor prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -53,31 +51,18 @@ impl Default for Options {
 }
 
 /// A word of the command line that could not be used.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum CmdlineError<'a> {
     /// The option is not known.
+    #[error("unknown option `{0}`")]
     Unknown(&'a str),
     /// The value of `option` is not valid.
+    #[error("bad value `{value}` for `{option}`: expected {expected}")]
     BadValue {
         option: &'a str,
         value: &'a str,
         expected: &'static str,
     },
-}
-
-impl fmt::Display for CmdlineError<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CmdlineError::Unknown(word) => write!(f, "unknown option `{word}`"),
-            CmdlineError::BadValue {
-                option,
-                value,
-                expected,
-            } => {
-                write!(f, "bad value `{value}` for `{option}`: expected {expected}")
-            }
-        }
-    }
 }
 
 /// Parses a size such as `4096`, `512K`, `64M` or `1G`.

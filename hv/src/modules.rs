@@ -39,21 +39,14 @@ pub fn discover() -> Vec<Module> {
 }
 
 /// Why a module could not be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// The heap cannot hold it.
+    #[error(transparent)]
     Heap(Exhausted),
     /// fw_cfg failed.
+    #[error(transparent)]
     Device(FwCfgError),
-}
-
-impl core::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ReadError::Heap(e) => e.fmt(f),
-            ReadError::Device(e) => e.fmt(f),
-        }
-    }
 }
 
 /// Reads a (small) module's contents into the heap: a domain's kernel.

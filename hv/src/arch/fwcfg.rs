@@ -47,27 +47,20 @@ impl FwFile {
 }
 
 /// Why fw_cfg could not be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FwCfgError {
     /// No fw_cfg device (bad signature).
+    #[error("no fw_cfg device")]
     Absent,
     /// The device has no DMA interface.
+    #[error("the fw_cfg device has no DMA interface")]
     NoDma,
     /// The device reported a DMA error.
+    #[error("the fw_cfg device reported a DMA error")]
     Dma,
     /// The destination buffer is not in the direct map.
+    #[error("the buffer is not in the direct map")]
     NotDirectMapped,
-}
-
-impl core::fmt::Display for FwCfgError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            FwCfgError::Absent => "no fw_cfg device",
-            FwCfgError::NoDma => "the fw_cfg device has no DMA interface",
-            FwCfgError::Dma => "the fw_cfg device reported a DMA error",
-            FwCfgError::NotDirectMapped => "the buffer is not in the direct map",
-        })
-    }
 }
 
 fn select(key: u16) {

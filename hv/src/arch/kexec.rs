@@ -93,32 +93,17 @@ pub struct Plan<'a> {
 }
 
 /// Why the jump could not be prepared. Nothing has happened yet then.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum PrepareError {
     /// The staging area has no frame left for page tables.
+    #[error("no frame left in the staging area for the entry page tables")]
     OutOfFrames,
     /// A range is not page aligned, or the entry is outside the segments.
+    #[error("unaligned range or entry outside the image")]
     BadPlan,
     /// Region memory could not be written.
-    Phys(PhysError),
-}
-
-impl core::fmt::Display for PrepareError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            PrepareError::OutOfFrames => {
-                f.write_str("no frame left in the staging area for the entry page tables")
-            }
-            PrepareError::BadPlan => f.write_str("unaligned range or entry outside the image"),
-            PrepareError::Phys(e) => write!(f, "cannot write the entry page tables: {e}"),
-        }
-    }
-}
-
-impl From<PhysError> for PrepareError {
-    fn from(e: PhysError) -> Self {
-        PrepareError::Phys(e)
-    }
+    #[error("cannot write the entry page tables: {0}")]
+    Phys(#[from] PhysError),
 }
 
 /// A prepared jump.

@@ -81,40 +81,14 @@ fn walk_create(
 }
 
 /// Why the hypervisor's page tables could not be built.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum PagingError {
     /// The frame allocator ran dry.
+    #[error("the boot allocator has no frame left for page tables")]
     OutOfFrames,
     /// A table frame could not be written.
-    Phys(PhysError),
-}
-
-impl core::fmt::Display for PagingError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            PagingError::OutOfFrames => {
-                f.write_str("the boot allocator has no frame left for page tables")
-            }
-            PagingError::Phys(e) => write!(f, "cannot write a page table: {e}"),
-        }
-    }
-}
-
-impl core::fmt::Display for LoadRootError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            LoadRootError::ForeignUpperHalf => {
-                f.write_str("its hypervisor slots differ from the hypervisor's own")
-            }
-            LoadRootError::Phys(e) => write!(f, "cannot read it: {e}"),
-        }
-    }
-}
-
-impl From<PhysError> for PagingError {
-    fn from(e: PhysError) -> Self {
-        PagingError::Phys(e)
-    }
+    #[error("cannot write a page table: {0}")]
+    Phys(#[from] PhysError),
 }
 
 fn sym(s: &u8) -> u64 {
@@ -258,11 +232,13 @@ pub fn install_hv_slots(root: u64) -> Result<(), PhysError> {
 }
 
 /// Why a guest root was not loaded.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum LoadRootError {
     /// The root's hypervisor slots differ from the hypervisor's own.
+    #[error("its hypervisor slots differ from the hypervisor's own")]
     ForeignUpperHalf,
     /// The root frame could not be read.
+    #[error("cannot read it: {0}")]
     Phys(PhysError),
 }
 

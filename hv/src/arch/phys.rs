@@ -93,48 +93,24 @@ fn overlaps(a: u64, a_end: u64, b: u64, b_end: u64) -> bool {
 }
 
 /// Why a physical access was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PhysError {
     /// The range is not covered by the direct map.
+    #[error("{len} bytes at {paddr:#x} are not in the direct map (or misaligned)")]
     Unmapped { paddr: u64, len: u64 },
     /// The range touches memory the hypervisor owns as Rust data or code.
+    #[error("{len} bytes at {paddr:#x} belong to the hypervisor's own data or image")]
     Private { paddr: u64, len: u64 },
     /// The range touches one of the hypervisor's own page tables.
+    #[error("{len} bytes at {paddr:#x} belong to the hypervisor's own page tables")]
     PageTable { paddr: u64, len: u64 },
     /// No more claims (or page-table ranges) can be recorded.
+    #[error("too many claimed or page-table ranges")]
     TooManyClaims,
     /// The range touches memory lent out by [`lend`] (or a second lend
     /// was asked for while one is out).
+    #[error("{len} bytes at {paddr:#x} are being read in place")]
     Lent { paddr: u64, len: u64 },
-}
-
-impl core::fmt::Display for PhysError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            PhysError::Unmapped { paddr, len } => {
-                write!(
-                    f,
-                    "{len} bytes at {paddr:#x} are not in the direct map (or misaligned)"
-                )
-            }
-            PhysError::Private { paddr, len } => {
-                write!(
-                    f,
-                    "{len} bytes at {paddr:#x} belong to the hypervisor's own data or image"
-                )
-            }
-            PhysError::PageTable { paddr, len } => {
-                write!(
-                    f,
-                    "{len} bytes at {paddr:#x} belong to the hypervisor's own page tables"
-                )
-            }
-            PhysError::TooManyClaims => f.write_str("too many claimed or page-table ranges"),
-            PhysError::Lent { paddr, len } => {
-                write!(f, "{len} bytes at {paddr:#x} are being read in place")
-            }
-        }
-    }
 }
 
 /// The frames of the hypervisor's own page tables, as ranges `[start, end)`.

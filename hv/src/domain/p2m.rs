@@ -34,39 +34,25 @@ pub const fn heap_bytes(max_frames: u64) -> u64 {
 }
 
 /// Why a frame space could not be made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum P2mError {
     /// The heap cannot hold it.
+    #[error("{0}")]
     NoHeap(heap::Exhausted),
     /// The limit is beyond what the free list indexes (2^32 frames).
+    #[error("a limit of {max_frames} frames is beyond 2^32")]
     LimitTooLarge {
         /// The limit asked for.
         max_frames: u64,
     },
     /// The p2m given has more entries than the limit allows.
+    #[error("a p2m of {len} entries is beyond the limit of {max_frames} frames")]
     BeyondLimit {
         /// Its entries.
         len: u64,
         /// The limit.
         max_frames: u64,
     },
-}
-
-impl core::fmt::Display for P2mError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            P2mError::NoHeap(e) => write!(f, "{e}"),
-            P2mError::LimitTooLarge { max_frames } => {
-                write!(f, "a limit of {max_frames} frames is beyond 2^32")
-            }
-            P2mError::BeyondLimit { len, max_frames } => {
-                write!(
-                    f,
-                    "a p2m of {len} entries is beyond the limit of {max_frames} frames"
-                )
-            }
-        }
-    }
 }
 
 /// A domain's guest frame space. Reads as the p2m slice (`NO_FRAME` for a

@@ -51,23 +51,17 @@ pub fn free() -> u64 {
 }
 
 /// The heap could not hold an allocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the hypervisor heap cannot hold {} KiB ({} KiB free)",
+    .needed.div_ceil(1024),
+    .free >> 10
+)]
 pub struct Exhausted {
     /// Bytes asked for.
     pub needed: u64,
     /// Bytes the heap had free (possibly in pieces).
     pub free: u64,
-}
-
-impl core::fmt::Display for Exhausted {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "the hypervisor heap cannot hold {} KiB ({} KiB free)",
-            self.needed.div_ceil(1024),
-            self.free >> 10
-        )
-    }
 }
 
 impl From<Exhausted> for pv_abi::hypercall::Error {

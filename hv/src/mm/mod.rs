@@ -77,49 +77,29 @@ impl Memory {
 }
 
 /// Why memory could not be set up.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum MemError {
     /// No RAM range below 4 GiB can hold a region of the requested size.
+    #[error(
+        "no RAM range below 4 GiB can hold a live-update region of {} MiB",
+        .size >> 20
+    )]
     NoRoomForRegion { size: u64 },
     /// The boot allocator refused.
-    Boot(boot_allocator::BootAllocError),
+    #[error("boot allocator: {0}")]
+    Boot(#[from] boot_allocator::BootAllocError),
     /// A boot allocation (`new_hv::boot`) did not fit.
+    #[error("{0}")]
     BootStep(new_hv::boot::BootError),
     /// The hypervisor's page tables could not be built.
+    #[error("page tables: {0}")]
     Paging(paging::PagingError),
     /// Claiming memory for Rust data failed.
-    Phys(phys::PhysError),
+    #[error("{0}")]
+    Phys(#[from] phys::PhysError),
     /// The memory map is not sorted and disjoint.
+    #[error("memory map: {0}")]
     Layout(frame_ownership::Error),
-}
-
-impl core::fmt::Display for MemError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            MemError::NoRoomForRegion { size } => write!(
-                f,
-                "no RAM range below 4 GiB can hold a live-update region of {} MiB",
-                size >> 20
-            ),
-            MemError::Boot(e) => write!(f, "boot allocator: {e}"),
-            MemError::BootStep(e) => write!(f, "{e}"),
-            MemError::Paging(e) => write!(f, "page tables: {e}"),
-            MemError::Phys(e) => write!(f, "{e}"),
-            MemError::Layout(e) => write!(f, "memory map: {e}"),
-        }
-    }
-}
-
-impl From<boot_allocator::BootAllocError> for MemError {
-    fn from(e: boot_allocator::BootAllocError) -> Self {
-        MemError::Boot(e)
-    }
-}
-
-impl From<phys::PhysError> for MemError {
-    fn from(e: phys::PhysError) -> Self {
-        MemError::Phys(e)
-    }
 }
 
 /// RAM ranges of the memory map, trimmed to whole pages.

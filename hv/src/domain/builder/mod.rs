@@ -64,57 +64,38 @@ pub fn max_frames(pages: u64) -> u64 {
 }
 
 /// Why a domain could not be built.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The image is not an ELF64 x86_64 executable.
+    #[error("bad guest image: {0}")]
     BadElf(&'static str),
     /// A loadable segment lies outside `[IMAGE_BASE, IMAGE_LIMIT)`.
+    #[error(
+        "segment at {vaddr:#x} ({memsz:#x} bytes) is outside {IMAGE_BASE:#x}..{IMAGE_LIMIT:#x}"
+    )]
     SegmentOutOfRange { vaddr: u64, memsz: u64 },
     /// The requested memory cannot hold the layout plus a minimum of free
     /// pages.
+    #[error("{pages} pages is too little memory: at least {needed} are needed")]
     TooSmall { pages: u64, needed: u64 },
     /// Not enough free frames.
+    #[error("{pages} pages asked for, {free} free")]
     NoMemory { pages: u64, free: u64 },
     /// The heap cannot hold the domain's frame space (p2m and free list).
+    #[error(
+        "its p2m and free-gpfn list and {headroom} KiB of headroom do not fit: {0}",
+        headroom = HEAP_HEADROOM >> 10
+    )]
     NoHeap(heap::Exhausted),
     /// The memory limit cannot be represented.
+    #[error("{0}")]
     Limit(P2mError),
     /// The pass refused the built domain (a builder bug).
+    #[error("the frametable pass refused the new domain: {0}")]
     Refused(frame_ownership::Error),
     /// A frame could not be written.
-    Phys(phys::PhysError),
-}
-
-impl core::fmt::Display for BuildError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            BuildError::BadElf(why) => write!(f, "bad guest image: {why}"),
-            BuildError::SegmentOutOfRange { vaddr, memsz } => write!(
-                f,
-                "segment at {vaddr:#x} ({memsz:#x} bytes) is outside {IMAGE_BASE:#x}..{IMAGE_LIMIT:#x}"
-            ),
-            BuildError::TooSmall { pages, needed } => {
-                write!(f, "{pages} pages is too little memory: at least {needed} are needed")
-            }
-            BuildError::NoMemory { pages, free } => {
-                write!(f, "{pages} pages asked for, {free} free")
-            }
-            BuildError::NoHeap(e) => write!(
-                f,
-                "its p2m and free-gpfn list and {} KiB of headroom do not fit: {e}",
-                HEAP_HEADROOM >> 10
-            ),
-            BuildError::Limit(e) => write!(f, "{e}"),
-            BuildError::Refused(e) => write!(f, "the frametable pass refused the new domain: {e}"),
-            BuildError::Phys(e) => write!(f, "cannot write guest memory: {e}"),
-        }
-    }
-}
-
-impl From<phys::PhysError> for BuildError {
-    fn from(e: phys::PhysError) -> Self {
-        BuildError::Phys(e)
-    }
+    #[error("cannot write guest memory: {0}")]
+    Phys(#[from] phys::PhysError),
 }
 
 /// What to build.

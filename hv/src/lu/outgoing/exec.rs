@@ -24,21 +24,14 @@ use crate::hv::Hv;
 use crate::{build_id, hvprintln};
 
 /// Why the hardware could not do a step of the update.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HwError {
     /// Physical memory.
+    #[error("{0}")]
     Phys(phys::PhysError),
     /// The entry tables.
+    #[error("{0}")]
     Tables(PrepareError),
-}
-
-impl fmt::Display for HwError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HwError::Phys(e) => write!(f, "{e}"),
-            HwError::Tables(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 /// The outgoing platform: the hypervisor, the caller's context and the
