@@ -19,6 +19,7 @@ use hvlu_types::PAGE_SIZE;
 
 use handover_abi::entry::DIRECT_MAP_BASE;
 use hvlu_types::pte::{ADDR_MASK, HUGE, NO_EXECUTE, PRESENT, TWO_MIB, WRITABLE};
+use old_hv::exec::EntryPlan;
 
 use super::paging::entry_offset;
 use super::phys::{self, PhysError};
@@ -63,33 +64,6 @@ fn trampoline_code() -> &'static [u8] {
     // SAFETY: both symbols delimit the trampoline in this image's .text,
     // which is mapped read-only and never changes; start <= end.
     unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
-}
-
-/// One range of the new image to map: `len` bytes at link address `vaddr`,
-/// staged at `phys` (all page aligned).
-#[derive(Clone, Copy, Debug)]
-pub struct Mapping {
-    /// Link address.
-    pub vaddr: u64,
-    /// Bytes.
-    pub len: u64,
-    /// Where the staged copy is.
-    pub phys: u64,
-}
-
-/// Everything the jump needs.
-#[derive(Debug)]
-pub struct Plan<'a> {
-    /// The new image's segments.
-    pub segments: &'a [Mapping],
-    /// The direct map of the entry tables covers `[0, ram_end)`.
-    pub ram_end: u64,
-    /// A free page of the region for the trampoline code.
-    pub trampoline: u64,
-    /// The argument page.
-    pub args: u64,
-    /// The new image's entry (a link address inside `segments`).
-    pub entry: u64,
 }
 
 /// Why the jump could not be prepared. Nothing has happened yet then.
@@ -142,12 +116,18 @@ fn table_for(
     Ok(table)
 }
 
-/// Builds the entry tables in frames from `alloc` (region frames outside the
-/// staged image, the state and the argument page) and the trampoline.
-pub fn prepare(
-    plan: &Plan<'_>,
-    alloc: &mut dyn FnMut() -> Option<u64>,
-) -> Result<Prepared, PrepareError> {
+/// Builds the entry tables of `plan` (`old_hv::exec::EntryPlan`: the new
+/// image's segments, the direct map, the trampoline) in the frames of
+/// `plan.frames` (region frames outside the staged image, the state and the
+/// argument page), and the trampoline.
+pub fn prepare(plan: &EntryPlan) -> Result<Prepared, PrepareError> {
+    let mut next = plan.frames.start;
+    let alloc = &mut || {
+        (next < plan.frames.end()).then(|| {
+            next += PAGE_SIZE;
+            next - PAGE_SIZE
+        })
+    };
     let aligned = |x: u64| x.is_multiple_of(PAGE_SIZE);
     if !plan
         .segments
@@ -177,7 +157,7 @@ pub fn prepare(
     phys::zero(plan.trampoline, PAGE_SIZE)?;
     phys::write(plan.trampoline, trampoline_code())?;
 
-    for m in plan.segments {
+    for m in &plan.segments {
         for off in (0..m.len).step_by(PAGE_SIZE as usize) {
             let va = m.vaddr + off;
             let pt = table_for(new_root, va, 1, alloc)?;

@@ -7,7 +7,6 @@
 //! the clock and the console. Any failure before the jump cancels: the
 //! caller gets the error and every domain runs on.
 
-use alloc::vec::Vec;
 use core::convert::Infallible;
 use core::fmt;
 
@@ -16,7 +15,7 @@ use handover_abi::{HandoverState, Mfn, MfnRange, PAGE_SIZE};
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView, Platform};
 use pv_abi::hypercall::Error;
 
-use crate::arch::kexec::{self, Mapping, Plan, PrepareError};
+use crate::arch::kexec::{self, PrepareError};
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
 use crate::cmdline::LogLevel;
@@ -158,31 +157,7 @@ impl Platform for Outgoing<'_> {
     }
 
     fn entry_tables(&mut self, plan: &EntryPlan) -> Result<kexec::Prepared, HwError> {
-        let segments: Vec<Mapping> = plan
-            .segments
-            .iter()
-            .map(|s| Mapping {
-                vaddr: s.vaddr,
-                len: s.len,
-                phys: s.phys,
-            })
-            .collect();
-        let frames = plan.frames;
-        let mut next = frames.start;
-        let mut alloc = || {
-            (next < frames.end()).then(|| {
-                next += PAGE_SIZE;
-                next - PAGE_SIZE
-            })
-        };
-        let plan = Plan {
-            segments: &segments,
-            ram_end: plan.ram_end,
-            trampoline: plan.trampoline,
-            args: plan.args,
-            entry: plan.entry,
-        };
-        kexec::prepare(&plan, &mut alloc).map_err(HwError::Tables)
+        kexec::prepare(plan).map_err(HwError::Tables)
     }
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
