@@ -2,10 +2,11 @@
 //!
 //! Frames and addresses ([`Mfn`], [`Gpfn`]; an address is a `u64`), ranges of them
 //! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), the x86-64
-//! page-table entry format ([`pte`]), the canonical-address bounds
+//! page-table entry format ([`pte`]), plans of page tables and the walker
+//! that builds them ([`table_plan`]), the canonical-address bounds
 //! ([`canonical`]) and the general-purpose register file ([`GpRegs`]).
 //!
-//! This is a leaf crate: no dependency but an optional `serde` (feature
+//! This is a leaf crate: no dependency but `thiserror`, `crc` and an optional `serde` (feature
 //! `serde`, which `handover-abi` turns on because these types appear in the
 //! handover body; the wire shape of each is fixed there by golden blobs).
 //! Everything is `const` where it can be, conversions between frames and
@@ -20,6 +21,7 @@ mod frame;
 pub mod pte;
 mod range;
 pub mod regs;
+pub mod table_plan;
 pub mod time;
 
 pub use frame::{DomId, Gpfn, Mfn};
