@@ -421,7 +421,7 @@ mod tests {
             // Across the non-canonical hole, and off the top.
             Map::small(0x7fff_ffff_f000, 0, 2 * PAGE_SIZE, 0),
             Map::small(0x8000_0000_0000, 0, PAGE_SIZE, 0),
-            Map::small(u64::MAX & !0xfff, 0, 2 * PAGE_SIZE, 0),
+            Map::small(!0xfff, 0, 2 * PAGE_SIZE, 0),
             // Beyond the 52-bit physical space.
             Map::small(0, 1 << 52, PAGE_SIZE, 0),
             Map {
@@ -441,12 +441,7 @@ mod tests {
         }
         // The last page of the address space is fine.
         let (mut mem, root) = Mem::with_root();
-        build(
-            root,
-            &[Map::small(u64::MAX & !0xfff, 0, PAGE_SIZE, 0)],
-            &mut mem,
-        )
-        .unwrap();
+        build(root, &[Map::small(!0xfff, 0, PAGE_SIZE, 0)], &mut mem).unwrap();
     }
 
     #[test]
