@@ -59,9 +59,10 @@ impl Map {
         }
     }
 
-    /// The last virtual address it maps (`len` is at least one page).
+    /// The last virtual address it maps (`len` is at least one page), or
+    /// the last address there is for a mapping that runs past it.
     const fn last(&self) -> u64 {
-        self.va.wrapping_add(self.len.wrapping_sub(1))
+        self.va.saturating_add(self.len.saturating_sub(1))
     }
 
     /// Whether it is well formed: a leaf level that can hold pages, `va`,
@@ -542,5 +543,18 @@ mod tests {
         assert_eq!(d(&[(5, 5)]), 1);
         assert_eq!(d(&[(10, 20), (0, 3), (15, 30), (2, 4)]), 5 + 21);
         assert_eq!(d(&[(u64::MAX - 1, u64::MAX), (3, 3)]), 3);
+    }
+
+    #[test]
+    fn a_mapping_past_the_end_of_the_address_space_is_counted_to_its_end() {
+        // A direct map of 2^52 bytes does not fit the upper half: counted
+        // (for sizing, which then refuses), never built.
+        let m = Map::huge(DIRECT, 0, 1 << 52, 0);
+        assert_eq!(frames(&[m]), 256 + (1 << 17));
+        let (mut mem, root) = Mem::with_root();
+        assert_eq!(
+            build(root, &[m], &mut mem),
+            Err(BuildError::Plan(PlanError::Malformed { map: m }))
+        );
     }
 }

@@ -53,7 +53,12 @@ pub const fn heap_pages(ram_end: u64) -> u64 {
     heap_bytes(ram_end.div_ceil(PAGE_SIZE)) / PAGE_SIZE
 }
 
-use hvlu_types::pte::{L4_ENTRY_SPAN as L4_SPAN, ONE_GIB, TWO_MIB};
+use alloc::vec::Vec;
+use handover_abi::entry::DIRECT_MAP_BASE;
+use hvlu_types::pte::{
+    CACHE_DISABLE, GLOBAL, NO_EXECUTE, ONE_GIB, TWO_MIB, WRITABLE, WRITE_THROUGH,
+};
+use hvlu_types::table_plan::{self, Map};
 
 /// What an image's boot takes from the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,41 +84,115 @@ impl BootNeeds {
     }
 }
 
-/// Distinct values of `addr / unit` over the 2 MiB pages of `ram` (sorted
-/// ranges, as the hypervisor maps them: each range from its 2 MiB-aligned
-/// start up to its end).
-fn distinct_units(ram: &[MfnRange], unit: u64) -> u64 {
-    let mut count = 0;
-    let mut last: Option<u64> = None;
+/// Where the hypervisor image is linked (`hv/linker.ld`): its upper-half
+/// part at this plus its physical link address, in L4 slot 511.
+pub const IMAGE_VBASE: u64 = 0xffff_ffff_8000_0000;
+/// The local APIC's registers (physical), which the hypervisor maps
+/// uncached at their direct-map address.
+pub const LAPIC_PHYS: u64 = 0xfee0_0000;
+
+/// Flags of the direct map's 2 MiB pages.
+const DIRECT_MAP_FLAGS: u64 = WRITABLE | GLOBAL | NO_EXECUTE;
+/// Flags of the local APIC's page: uncached.
+const LAPIC_FLAGS: u64 = WRITABLE | CACHE_DISABLE | WRITE_THROUGH | NO_EXECUTE;
+
+/// The 2 MiB-aligned physical spans the direct map of `ram` (sorted frame
+/// ranges) covers: each range from its 2 MiB-aligned start up to its end
+/// rounded up to 2 MiB, spans that touch merged.
+fn direct_map_spans(ram: &[MfnRange]) -> Vec<(u64, u64)> {
+    let mut spans: Vec<(u64, u64)> = Vec::new();
     for r in ram.iter().filter(|r| !r.is_empty()) {
-        let start = (r.start.0 * PAGE_SIZE) & !(TWO_MIB - 1);
-        let end = r.end() * PAGE_SIZE;
-        let (first, final_) = (start / unit, (end - 1) / unit);
-        let first = match last {
-            Some(l) if l >= first => l + 1,
-            _ => first,
-        };
-        if final_ >= first {
-            count += final_ - first + 1;
-            last = Some(final_);
+        let start = r.start.addr() & !(TWO_MIB - 1);
+        let end = (r.end() * PAGE_SIZE).div_ceil(TWO_MIB) * TWO_MIB;
+        match spans.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => spans.push((start, end)),
         }
     }
-    count
+    spans
 }
 
-/// An upper bound of the page-table frames of an image whose span is
-/// `image_bytes`, over `ram` (sorted frame ranges): the root; for the
-/// direct map (2 MiB pages) one L3 per 512 GiB and one L2 per GiB that RAM
-/// touches; three for the local APIC's page (L3, L2, L1); for the image
-/// (4 KiB pages in the top slot) one L3, two L2s and one L1 per 2 MiB it
-/// spans plus two.
+/// The highest physical address (exclusive) the hypervisor's direct map
+/// of `ram` covers.
+pub fn direct_map_end(ram: &[MfnRange]) -> u64 {
+    direct_map_spans(ram).last().map_or(0, |s| s.1)
+}
+
+/// The hypervisor's own address space as a table plan
+/// (`hv/src/arch/paging.rs` builds it): the direct map of `ram` (sorted
+/// frame ranges) at [`DIRECT_MAP_BASE`] in 2 MiB pages, the local APIC's
+/// page uncached at its direct-map address, and the image's mappings
+/// `image` ([`image_maps`]).
+pub fn hv_plan(ram: &[MfnRange], image: &[Map]) -> Vec<Map> {
+    let mut plan: Vec<Map> = direct_map_spans(ram)
+        .into_iter()
+        .map(|(start, end)| {
+            Map::huge(
+                DIRECT_MAP_BASE + start,
+                start,
+                end - start,
+                DIRECT_MAP_FLAGS,
+            )
+        })
+        .collect();
+    plan.push(Map::small(
+        DIRECT_MAP_BASE + LAPIC_PHYS,
+        LAPIC_PHYS,
+        PAGE_SIZE,
+        LAPIC_FLAGS,
+    ));
+    plan.extend_from_slice(image);
+    plan
+}
+
+/// The mappings of the image's pages `[start, end)` (virtual, page
+/// aligned) at physical `va - virt_minus_phys`, each page with the flags
+/// `flags_of(va)` gives, or left out where it gives `None` (a stack's
+/// guard page); consecutive pages with the same flags are one mapping.
+pub fn image_maps(
+    start: u64,
+    end: u64,
+    virt_minus_phys: u64,
+    flags_of: impl Fn(u64) -> Option<u64>,
+) -> Vec<Map> {
+    let mut maps: Vec<Map> = Vec::new();
+    for va in (start..end).step_by(PAGE_SIZE as usize) {
+        let Some(flags) = flags_of(va) else {
+            continue;
+        };
+        match maps.last_mut() {
+            Some(m) if m.flags == flags && m.va + m.len == va => m.len += PAGE_SIZE,
+            _ => maps.push(Map::small(
+                va,
+                va.wrapping_sub(virt_minus_phys),
+                PAGE_SIZE,
+                flags,
+            )),
+        }
+    }
+    maps
+}
+
+/// The image mapping whose tables bound those of any image of
+/// `image_bytes` in slot 511: one area of that length placed one page
+/// before a 1 GiB boundary, so that it touches as many 2 MiB and 1 GiB
+/// units as an area of its length can. The image's own sections lie in
+/// one such area (its span), so they never need more tables.
+fn image_bound(image_bytes: u64) -> Map {
+    let len = image_bytes
+        .div_ceil(PAGE_SIZE)
+        .max(1)
+        .saturating_mul(PAGE_SIZE)
+        .min(ONE_GIB + PAGE_SIZE);
+    Map::small(IMAGE_VBASE + ONE_GIB - PAGE_SIZE, 0, len, 0)
+}
+
+/// The page-table frames of an image whose span is `image_bytes` over
+/// `ram` (sorted frame ranges): the root and the tables of [`hv_plan`]
+/// with the image's mappings bounded by one area of its span, so at least
+/// what the image's real sections take.
 pub fn page_table_frames(ram: &[MfnRange], image_bytes: u64) -> u64 {
-    1 + distinct_units(ram, L4_SPAN)
-        + distinct_units(ram, ONE_GIB)
-        + 3
-        + 3
-        + image_bytes.div_ceil(TWO_MIB)
-        + 2
+    1 + table_plan::frames(&hv_plan(ram, &[image_bound(image_bytes)]))
 }
 
 /// The boot needs of an image of `image_bytes` over `ram` (sorted frame
@@ -287,9 +366,11 @@ mod tests {
                                       // 2 MiB and 16 bytes a frame (2 MiB).
         assert_eq!(n.heap_pages, 1024);
         assert_eq!(heap_pages(512 * MIB), n.heap_pages);
-        // Root, one L3 and one L2 for the direct map, 3 + 3, one L1 + 2.
-        assert_eq!(n.page_table_frames, 1 + 1 + 1 + 3 + 3 + 1 + 2);
-        assert_eq!(n.bytes(), (1024 + 12 + 512 + 256) * PAGE_SIZE);
+        // The root; L3s for slots 256 and 511; L2s for the direct map's
+        // GiB, the APIC's (GiB 3) and two for the image (bounded as if it
+        // crossed a GiB); L1s for the APIC and the image's two 2 MiB pages.
+        assert_eq!(n.page_table_frames, 1 + 2 + (1 + 1 + 2) + (1 + 2));
+        assert_eq!(n.bytes(), (1024 + 10 + 512 + 256) * PAGE_SIZE);
     }
 
     #[test]
@@ -320,8 +401,94 @@ mod tests {
         // A range that starts inside a 2 MiB page maps it from its start.
         let r = MfnRange::new(Mfn((ONE_GIB + MIB) / PAGE_SIZE), 1);
         assert_eq!(page_table_frames(&[frames(0, 512), r], 1), small + 1);
-        assert_eq!(page_table_frames(&[frames(0, 512)], 4 * MIB + 1), small + 2);
-        assert_eq!(page_table_frames(&[], 0), 1 + 3 + 3 + 2);
+        // An image of 4 MiB and a page, bounded as if it started a page
+        // before a GiB: one more L2, and L1s for three 2 MiB pages, not one.
+        assert_eq!(page_table_frames(&[frames(0, 512)], 4 * MIB + 1), small + 3);
+        // No RAM: the root, the APIC's L3, L2 and L1, the image's.
+        assert_eq!(page_table_frames(&[], 0), 1 + 3 + 3);
+    }
+
+    #[test]
+    fn image_pages_with_the_same_flags_are_one_mapping_and_guards_none() {
+        let base = IMAGE_VBASE + MIB;
+        let guard = base + 5 * PAGE_SIZE;
+        let flags = |va: u64| match va {
+            _ if va == guard => None,
+            _ if va < base + 2 * PAGE_SIZE => Some(GLOBAL),
+            _ => Some(WRITABLE | GLOBAL),
+        };
+        let delta = IMAGE_VBASE;
+        let maps = image_maps(base, base + 8 * PAGE_SIZE, delta, flags);
+        assert_eq!(
+            maps,
+            [
+                Map::small(base, MIB, 2 * PAGE_SIZE, GLOBAL),
+                Map::small(
+                    base + 2 * PAGE_SIZE,
+                    MIB + 2 * PAGE_SIZE,
+                    3 * PAGE_SIZE,
+                    WRITABLE | GLOBAL
+                ),
+                Map::small(
+                    guard + PAGE_SIZE,
+                    MIB + 6 * PAGE_SIZE,
+                    2 * PAGE_SIZE,
+                    WRITABLE | GLOBAL
+                ),
+            ]
+        );
+        assert!(image_maps(base, base, delta, flags).is_empty());
+    }
+
+    #[test]
+    fn the_plan_of_a_machine_is_sound_and_merges_the_first_2_mib() {
+        // microvm: RAM below 640 KiB and from 1 MiB share the first 2 MiB
+        // page of the direct map; mapped once.
+        let ram = [
+            MfnRange::new(Mfn(0), 0x9f),
+            frames(1, 3071),
+            frames(4096, 1024),
+        ];
+        assert_eq!(direct_map_end(&ram), 5 * 1024 * MIB);
+        let plan = hv_plan(&ram, &[]);
+        table_plan::check(&plan).unwrap();
+        assert_eq!(
+            plan[0],
+            Map::huge(DIRECT_MAP_BASE, 0, 3 * 1024 * MIB, DIRECT_MAP_FLAGS)
+        );
+        assert_eq!(plan[1].va, DIRECT_MAP_BASE + 4 * 1024 * MIB);
+        assert_eq!(plan[2].pa, LAPIC_PHYS);
+        assert_eq!(direct_map_end(&[]), 0);
+    }
+
+    proptest::proptest! {
+        /// The sections of any image laid out in a span of `span` bytes
+        /// anywhere in slot 511 — pages left out for guards, flags changing
+        /// anywhere — take no more table frames than `page_table_frames`
+        /// reserves for that span.
+        #[test]
+        fn real_sections_never_need_more_than_the_bound(
+            start_page in 0u64..(2 * ONE_GIB / PAGE_SIZE - 2048),
+            pages in 1u64..1024,
+            cuts in proptest::collection::vec(0u64..1024, 0..6),
+            gib in 1u64..70,
+        ) {
+            let start = IMAGE_VBASE + start_page * PAGE_SIZE;
+            let end = start + pages * PAGE_SIZE;
+            let flags = |va: u64| {
+                let page = (va - start) / PAGE_SIZE;
+                let part = cuts.iter().filter(|&&c| c <= page).count() as u64;
+                (!cuts.contains(&(page + 1000))).then_some(part % 3)
+            };
+            let image = image_maps(start, end, IMAGE_VBASE, flags);
+            // microvm's map: below 640 KiB, 1 MiB to 3 GiB, from 4 GiB.
+            let ram = [MfnRange::new(Mfn(0), 0x9f), frames(1, 3071), frames(4096, gib * 1024)];
+            let plan = hv_plan(&ram, &image);
+            table_plan::check(&plan).unwrap();
+            proptest::prop_assert!(
+                1 + table_plan::frames(&plan) <= page_table_frames(&ram, pages * PAGE_SIZE)
+            );
+        }
     }
 
     #[test]

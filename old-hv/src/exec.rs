@@ -35,6 +35,7 @@ use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::{AbiVersion, BuildId, HandoverState, Mfn, MfnRange, Producer, RunKind};
+use hvlu_types::table_plan::Map;
 use hvlu_types::PAGE_SIZE;
 use new_hv::boot::BootPlan;
 use new_hv::IncomingError;
@@ -167,6 +168,19 @@ pub struct EntryPlan {
     pub entry: u64,
     /// The frames the tables may be built in.
     pub frames: PhysRange,
+}
+
+impl EntryPlan {
+    /// The mappings of the new root but the trampoline
+    /// ([`crate::staging::entry_maps`]).
+    pub fn maps(&self) -> Vec<Map> {
+        crate::staging::entry_maps(self.segments.iter().copied(), self.ram_end)
+    }
+
+    /// The trampoline's identity mapping, in both roots.
+    pub fn trampoline_map(&self) -> Map {
+        crate::staging::trampoline_map(self.trampoline)
+    }
 }
 
 /// What [`exec`] knows just before it jumps (for the platform's last

@@ -44,11 +44,16 @@ use handover_abi::PAGE_SIZE;
 
 use crate::image::{ImageLimits, Mapping};
 
-use hvlu_types::pte::{L4_ENTRY_SPAN as L4_SPAN, ONE_GIB, TWO_MIB};
+use handover_abi::entry::DIRECT_MAP_BASE;
+use hvlu_types::pte::{L4_ENTRY_SPAN as L4_SPAN, NO_EXECUTE, ONE_GIB, TWO_MIB, WRITABLE};
+use hvlu_types::table_plan::{self, Map};
+
+use crate::exec::Segment;
 
 /// Entry-table frames besides the direct map and the image: the new root,
-/// and an L3, an L2 and an L1 for the trampoline's identity mapping in each
-/// of the two roots (the new one and the running hypervisor's).
+/// and the tables of the trampoline's identity mapping
+/// ([`trampoline_map`]: an L3, an L2 and an L1) in each of the two roots
+/// (the new one and the running hypervisor's).
 pub const FIXED_TABLE_FRAMES: u64 = 1 + 2 * 3;
 
 /// Virtual areas [`image_limits`] assumes an image's mappings form: its
@@ -57,45 +62,45 @@ pub const FIXED_TABLE_FRAMES: u64 = 1 + 2 * 3;
 /// [`table_frames`] when it is staged.
 pub const LIMIT_IMAGE_AREAS: u64 = 2;
 
+/// The entry tables' mappings but the trampoline (the entry contract,
+/// `docs/abi.md` §5): each segment at its link address in 4 KiB pages onto
+/// its staged copy, writable; the direct map of `[0, ram_end)` at
+/// `DIRECT_MAP_BASE` in 2 MiB pages, no-execute. `hv/src/arch/kexec.rs`
+/// builds them; [`table_frames`] counts them.
+pub fn entry_maps(segments: impl IntoIterator<Item = Segment>, ram_end: u64) -> Vec<Map> {
+    let mut maps: Vec<Map> = segments
+        .into_iter()
+        .map(|s| Map::small(s.vaddr, s.phys, s.len, WRITABLE))
+        .collect();
+    let direct = ram_end.div_ceil(TWO_MIB) * TWO_MIB;
+    if direct > 0 {
+        maps.push(Map::huge(DIRECT_MAP_BASE, 0, direct, WRITABLE | NO_EXECUTE));
+    }
+    maps
+}
+
+/// The trampoline page's identity mapping (executable, read-only).
+pub fn trampoline_map(page: u64) -> Map {
+    Map::small(page, page, PAGE_SIZE, 0)
+}
+
 /// Entry-table frames the direct map of `[0, ram_end)` takes with 2 MiB
 /// pages: one L2 per GiB and one L3 per 512 GiB.
 pub fn direct_map_table_frames(ram_end: u64) -> u64 {
-    ram_end.div_ceil(L4_SPAN) + ram_end.div_ceil(ONE_GIB)
-}
-
-/// Distinct `vaddr / unit` over the pages of `areas` (virtual `[start,
-/// end)` ranges, sorted by start).
-fn distinct_units(areas: &[(u64, u64)], unit: u64) -> u64 {
-    let mut count = 0;
-    let mut next: Option<u64> = None;
-    for &(start, end) in areas.iter().filter(|(s, e)| e > s) {
-        let (first, last) = (start / unit, (end - 1) / unit);
-        let from = next.map_or(first, |n| n.max(first));
-        if last >= from {
-            count += last - from + 1;
-        }
-        next = Some(next.map_or(last + 1, |n| n.max(last + 1)));
-    }
-    count
+    table_plan::frames(&entry_maps([], ram_end))
 }
 
 /// The entry-table frames of a jump (`hv/src/arch/kexec.rs`: `prepare`)
 /// for a machine whose RAM ends at byte `ram_end` to an image with
-/// `mappings`, an upper bound: [`FIXED_TABLE_FRAMES`], the direct map
-/// ([`direct_map_table_frames`]) and, for the image's 4 KiB pages, one L3
-/// per 512 GiB, one L2 per GiB and one L1 per 2 MiB of virtual space its
-/// mappings touch.
+/// `mappings`: [`FIXED_TABLE_FRAMES`] and the tables of [`entry_maps`]
+/// (exact for the new root; the trampoline's may share some).
 pub fn table_frames(ram_end: u64, mappings: &[Mapping]) -> u64 {
-    let mut areas: Vec<(u64, u64)> = mappings
-        .iter()
-        .map(|m| (m.vaddr, m.vaddr.saturating_add(m.len)))
-        .collect();
-    areas.sort_unstable();
-    FIXED_TABLE_FRAMES
-        + direct_map_table_frames(ram_end)
-        + distinct_units(&areas, L4_SPAN)
-        + distinct_units(&areas, ONE_GIB)
-        + distinct_units(&areas, TWO_MIB)
+    let segments = mappings.iter().map(|m| Segment {
+        vaddr: m.vaddr,
+        len: m.len,
+        phys: m.offset,
+    });
+    FIXED_TABLE_FRAMES + table_plan::frames(&entry_maps(segments, ram_end))
 }
 
 /// An upper bound of [`table_frames`] for an image of `span` bytes whose
