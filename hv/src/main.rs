@@ -111,8 +111,10 @@ pub fn cold_boot(start_info: u64) -> ! {
     }
 }
 
-/// Memory on a cold boot: page tables, heap, frametable from the region,
-/// then every other RAM frame to the page allocator.
+/// Memory on a cold boot: the boot's steps (`new_hv::boot::Boot`: heap,
+/// page tables, frametable) from the region, in the order and sizes an
+/// incoming image takes them, then every other RAM frame to the page
+/// allocator.
 fn cold_memory(
     info: &boot_info::BootInfo,
     region: boot_allocator::PhysRange,
@@ -124,12 +126,23 @@ fn cold_memory(
         *slot = range;
         n += 1;
     }
+    let ram = &fixed[..n];
+    let ram_end = ram.iter().map(|r| r.end()).max().unwrap_or(0) * handover_abi::PAGE_SIZE;
+    let mut boot = new_hv::boot::Boot::cold(region).map_err(new_hv::boot::StepError::from)?;
+    let mut steps = mm::BootSteps::default();
+    // The heap first, sized from the end of RAM (as an incoming image
+    // sizes it from its argument page): the rest is sized with it.
+    boot.heap_on(&mut steps, new_hv::boot::heap_pages(ram_end))?;
     let (image_start, image_end) = arch::image_range();
-    let needs = new_hv::boot::needs(&fixed[..n], image_end - image_start);
-    let mut boot = mm::BootMem::new(region, &[])?;
-    boot.page_tables(&fixed[..n], &needs)?;
-    boot.heap(needs.heap_pages)?;
-    let mut memory = boot.finish(fixed[..n].to_vec(), mm::reserved_ranges(region), &needs)?;
+    let needs = new_hv::boot::needs(ram, image_end - image_start);
+    boot.tables_on(&mut steps, &needs, ram)?;
+    let mut memory = steps.into_memory(
+        ram.to_vec(),
+        region,
+        mm::reserved_ranges(region),
+        boot.finish(),
+        needs.frames,
+    )?;
     let free = {
         let parts = memory.parts();
         frame_ownership::free_ranges::<(handover_abi::Mfn, handover_abi::RunKind), handover_abi::Mfn>(

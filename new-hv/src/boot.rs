@@ -53,7 +53,9 @@ pub const fn heap_pages(ram_end: u64) -> u64 {
     heap_bytes(ram_end.div_ceil(PAGE_SIZE)) / PAGE_SIZE
 }
 
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::fmt;
 use handover_abi::entry::DIRECT_MAP_BASE;
 use hvlu_types::pte::{
     CACHE_DISABLE, GLOBAL, NO_EXECUTE, ONE_GIB, TWO_MIB, WRITABLE, WRITE_THROUGH,
@@ -282,11 +284,61 @@ pub fn alloc_tables<const H: usize, const A: usize>(
     Ok((pt, ft, m2p))
 }
 
-/// The restricted boot of an incoming image, in its order: a boot
-/// allocator over the region minus the staged range, the heap first (so
-/// the state can be decoded), then [`Boot::tables`]. [`crate::enter`] runs
-/// it on the hardware; [`dry_run`] runs the same steps on addresses only,
-/// before the point of no return, so the two cannot disagree.
+/// What a boot's memory steps ask of the machine: turning region memory
+/// into the heap, building and loading the page tables, taking the
+/// frametable. The hypervisor implements it for both of its boots; the
+/// host tests for a simulated machine.
+pub trait BootMemory {
+    /// Why memory could not be claimed or written.
+    type Error: fmt::Display;
+    /// Makes `range` (region memory) the hypervisor's heap.
+    fn heap(&mut self, range: PhysRange) -> Result<(), Self::Error>;
+    /// Builds and loads the hypervisor's page tables ([`hv_plan`]) over
+    /// `ram` in the frames of `block`.
+    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), Self::Error>;
+    /// Takes `frametable` and `m2p` (region memory) as a zeroed frametable
+    /// and an M2P filled with `frame_ownership::M2P_INVALID`, of `frames`
+    /// entries each.
+    fn frametable(
+        &mut self,
+        frametable: PhysRange,
+        m2p: PhysRange,
+        frames: u64,
+    ) -> Result<(), Self::Error>;
+}
+
+/// Why a step of a boot failed: the region had no room for it, or the
+/// machine could not take what it was given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The boot allocator refused.
+    #[error("{0}")]
+    Alloc(#[from] BootError),
+    /// The machine refused (`BootMemory`).
+    #[error("{step}: {error}")]
+    Platform {
+        /// `"the heap"`, `"page tables"` or `"frametable"`.
+        step: &'static str,
+        /// The machine's reason.
+        error: String,
+    },
+}
+
+fn on<E: fmt::Display>(step: &'static str) -> impl FnOnce(E) -> StepError {
+    move |e| StepError::Platform {
+        step,
+        error: e.to_string(),
+    }
+}
+
+/// The boot of an image, in its one order, for both ways in: a boot
+/// allocator over the region (minus the staged range of an update), the
+/// heap first ([`Boot::heap_on`]: an incoming image decodes the state with
+/// it), then the page tables, the frametable and the M2P
+/// ([`Boot::tables_on`]). [`crate::enter`] and the hypervisor's cold boot
+/// run these steps on the hardware; [`dry_run`] runs the same allocations
+/// on addresses only, before the point of no return, so the two cannot
+/// disagree.
 #[derive(Debug)]
 pub struct Boot {
     alloc: BootAllocator,
@@ -298,6 +350,13 @@ impl Boot {
     pub fn new(region: PhysRange, staged: PhysRange) -> Result<Boot, BootError> {
         Ok(Boot {
             alloc: BootAllocator::new(region, &[staged]).map_err(step("boot allocator"))?,
+        })
+    }
+
+    /// A boot allocator over all of `region`: a cold boot's.
+    pub fn cold(region: PhysRange) -> Result<Boot, BootError> {
+        Ok(Boot {
+            alloc: BootAllocator::new(region, &[]).map_err(step("boot allocator"))?,
         })
     }
 
@@ -314,6 +373,26 @@ impl Boot {
         needs: &BootNeeds,
     ) -> Result<(PhysRange, PhysRange, PhysRange), BootError> {
         alloc_tables(&mut self.alloc, needs)
+    }
+
+    /// [`Boot::heap`], handed to the machine as its heap.
+    pub fn heap_on<M: BootMemory>(&mut self, m: &mut M, pages: u64) -> Result<(), StepError> {
+        let heap = self.heap(pages)?;
+        m.heap(heap).map_err(on("the heap"))
+    }
+
+    /// [`Boot::tables`], handed to the machine: its page tables over `ram`
+    /// loaded, its frametable and M2P taken.
+    pub fn tables_on<M: BootMemory>(
+        &mut self,
+        m: &mut M,
+        needs: &BootNeeds,
+        ram: &[MfnRange],
+    ) -> Result<(), StepError> {
+        let (pt, ft, m2p) = self.tables(needs)?;
+        m.page_tables(pt, ram).map_err(on("page tables"))?;
+        m.frametable(ft, m2p, needs.frames)
+            .map_err(on("frametable"))
     }
 
     /// Retires the allocator: what it handed out and the free gaps.

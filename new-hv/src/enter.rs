@@ -39,15 +39,14 @@ use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::version::VersionRange;
 use handover_abi::{HandoverState, Mfn, MfnRange};
 
-use crate::boot::{self, Boot};
+use crate::boot::{self, Boot, BootMemory};
 use crate::domain::{self, Restored};
 use crate::staging::{consumed_range, staged_range};
 use crate::{adopt, ram, read_args, tables, verify_state, Adopted, InTimes, IncomingError};
 
-/// What the hypervisor offers the incoming side of an update.
-pub trait Platform {
-    /// Why physical memory could not be reached or claimed.
-    type Error: fmt::Display;
+/// What the hypervisor offers the incoming side of an update: the boot's
+/// memory steps ([`BootMemory`], as a cold boot has them) and the rest.
+pub trait Platform: BootMemory {
     /// The guests' page tables.
     type Tables: PageTableReader;
     /// What [`Platform::resume`] returns: nothing on the hardware (the
@@ -63,20 +62,6 @@ pub trait Platform {
     fn locate(&mut self, args: &EntryArgs);
     /// Reads physical memory.
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
-    /// Makes `range` (region memory) the hypervisor's heap.
-    fn heap(&mut self, range: PhysRange) -> Result<(), Self::Error>;
-    /// Builds and loads the hypervisor's page tables over `ram` in the
-    /// frames of `block`.
-    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), Self::Error>;
-    /// Takes `frametable` and `m2p` (region memory) as a zeroed frametable
-    /// and an M2P filled with `frame_ownership::M2P_INVALID`, of `frames`
-    /// entries each.
-    fn frametable(
-        &mut self,
-        frametable: PhysRange,
-        m2p: PhysRange,
-        frames: u64,
-    ) -> Result<(), Self::Error>;
     /// Frames the hypervisor keeps outside `region` (firmware memory, an
     /// image outside the region).
     fn reserved(&self, region: PhysRange) -> Vec<MfnRange>;
@@ -151,8 +136,7 @@ pub fn enter<P: Platform>(
     // Sized from the end of RAM before the RAM map is known; checked
     // against the map below.
     let heap_pages = boot::heap_pages(args.ram_end);
-    let heap = boot.heap(heap_pages)?;
-    p.heap(heap).map_err(platform("the heap"))?;
+    boot.heap_on(p, heap_pages)?;
     t.heap = p.now();
 
     let mut bytes = alloc::vec![0u8; args.state_len as usize];
@@ -171,10 +155,7 @@ pub fn enter<P: Platform>(
             frames: needs.frames,
         });
     }
-    let (pt, ft, m2p) = boot.tables(&needs)?;
-    p.page_tables(pt, &ram).map_err(platform("page tables"))?;
-    p.frametable(ft, m2p, needs.frames)
-        .map_err(platform("frametable"))?;
+    boot.tables_on(p, &needs, &ram)?;
     // The state is decoded and the entry tables are no longer in use: all
     // of the staged range but this image is free region again.
     let mut handoff = boot.finish();

@@ -208,6 +208,15 @@ impl From<boot::BootError> for IncomingError {
     }
 }
 
+impl From<boot::StepError> for IncomingError {
+    fn from(e: boot::StepError) -> Self {
+        match e {
+            boot::StepError::Alloc(e) => IncomingError::Boot(e),
+            boot::StepError::Platform { step, error } => IncomingError::Platform { step, error },
+        }
+    }
+}
+
 impl From<EntryArgsError> for IncomingError {
     fn from(e: EntryArgsError) -> Self {
         IncomingError::Args(e)

@@ -6,10 +6,12 @@
 //! `hvm_start_info` structure.
 //!
 //! The stub below builds page directories of 2 MiB pages covering the first
-//! 4 GiB identity (so the stub keeps running once paging is on, and so that
-//! the hypervisor can reach the memory map, the region and its first page
-//! tables before its own direct map exists), maps the first GiB again at
-//! `KERNEL_VBASE` (where the rest of the image is linked), enables long mode
+//! 4 GiB, maps them identity (so the stub keeps running once paging is on)
+//! and again at the direct-map base (`DIRECT_MAP_BASE`, so that the
+//! hypervisor reaches the memory map and the region — its heap, its first
+//! page tables — at the addresses its own direct map will keep), maps the
+//! first GiB again at `KERNEL_VBASE` (where the rest of the image is
+//! linked), enables long mode
 //! and jumps to `hv_entry64` (`super::start`) on the boot stack
 //! (`boot_stack_top_high`, `super::stack`) with the start-info address as
 //! its argument. The hypervisor replaces these tables
@@ -64,10 +66,11 @@ pvh_start32:
     mov %eax, boot_pdpt_low + 16
     add $4096, %eax
     mov %eax, boot_pdpt_low + 24
-    /* pml4[0] -> pdpt_low, pml4[511] -> pdpt_high */
+    /* pml4[0] and pml4[256] (the direct map) -> pdpt_low, pml4[511] -> pdpt_high */
     mov $boot_pdpt_low, %eax
     or $0x3, %eax
     mov %eax, boot_pml4
+    mov %eax, boot_pml4 + 256 * 8
     mov $boot_pdpt_high, %eax
     or $0x3, %eax
     mov %eax, boot_pml4 + 511 * 8

@@ -17,11 +17,11 @@
 use core::arch::{asm, global_asm};
 use hvlu_types::PAGE_SIZE;
 
-use handover_abi::entry::DIRECT_MAP_BASE;
-use hvlu_types::pte::{ADDR_MASK, HUGE, NO_EXECUTE, PRESENT, TWO_MIB, WRITABLE};
+use hvlu_types::pte::Level;
+use hvlu_types::table_plan::{self, TableMemory};
 use old_hv::exec::EntryPlan;
 
-use super::paging::entry_offset;
+use super::paging::{PagingError, Tables};
 use super::phys::{self, PhysError};
 
 global_asm!(
@@ -72,12 +72,26 @@ pub enum PrepareError {
     /// The staging area has no frame left for page tables.
     #[error("no frame left in the staging area for the entry page tables")]
     OutOfFrames,
-    /// A range is not page aligned, or the entry is outside the segments.
-    #[error("unaligned range or entry outside the image")]
+    /// The trampoline page is not page aligned, or the entry is outside
+    /// the segments.
+    #[error("unaligned trampoline or entry outside the image")]
     BadPlan,
+    /// The tables could not be built: region memory not writable, or a
+    /// plan the walker refuses.
+    #[error("entry page tables: {0}")]
+    Tables(PagingError),
     /// Region memory could not be written.
-    #[error("cannot write the entry page tables: {0}")]
+    #[error("cannot write the trampoline: {0}")]
     Phys(#[from] PhysError),
+}
+
+impl From<PagingError> for PrepareError {
+    fn from(e: PagingError) -> PrepareError {
+        match e {
+            PagingError::OutOfFrames => PrepareError::OutOfFrames,
+            e => PrepareError::Tables(e),
+        }
+    }
 }
 
 /// A prepared jump.
@@ -90,37 +104,20 @@ pub struct Prepared {
     entry: u64,
 }
 
-fn table_for(
-    root: u64,
-    va: u64,
-    level: u32,
-    alloc: &mut dyn FnMut() -> Option<u64>,
-) -> Result<u64, PrepareError> {
-    // `root` may be the hypervisor's own root (the trampoline's mapping), so
-    // the walk goes through the page-table accessors; the frames it adds
-    // come from the staging area and are not the hypervisor's tables for
-    // good (they are not recorded).
-    let mut table = root;
-    for l in (level + 1..=4).rev() {
-        let slot = table + entry_offset(va, l);
-        let entry = phys::table_read_u64(slot)?;
-        table = if entry & PRESENT != 0 {
-            entry & ADDR_MASK
-        } else {
-            let new = alloc().ok_or(PrepareError::OutOfFrames)?;
-            phys::table_zero(new)?;
-            phys::table_write_u64(slot, new | PRESENT | WRITABLE)?;
-            new
-        };
-    }
-    Ok(table)
-}
-
-/// Builds the entry tables of `plan` (`old_hv::exec::EntryPlan`: the new
-/// image's segments, the direct map, the trampoline) in the frames of
-/// `plan.frames` (region frames outside the staged image, the state and the
-/// argument page), and the trampoline.
+/// Builds the entry tables of `plan` (`old_hv::exec::EntryPlan`: its
+/// [`EntryPlan::maps`] in a new root, and the trampoline's identity mapping
+/// in the new root and in the hypervisor's own) in the frames of
+/// `plan.frames` (region frames outside the staged image, the state and
+/// the argument page), and the trampoline.
 pub fn prepare(plan: &EntryPlan) -> Result<Prepared, PrepareError> {
+    if !plan.trampoline.is_multiple_of(PAGE_SIZE)
+        || !plan
+            .segments
+            .iter()
+            .any(|m| (m.vaddr..m.vaddr.saturating_add(m.len)).contains(&plan.entry))
+    {
+        return Err(PrepareError::BadPlan);
+    }
     let mut next = plan.frames.start;
     let alloc = &mut || {
         (next < plan.frames.end()).then(|| {
@@ -128,53 +125,20 @@ pub fn prepare(plan: &EntryPlan) -> Result<Prepared, PrepareError> {
             next - PAGE_SIZE
         })
     };
-    let aligned = |x: u64| x.is_multiple_of(PAGE_SIZE);
-    if !plan
-        .segments
-        .iter()
-        .all(|m| aligned(m.vaddr) && aligned(m.len) && aligned(m.phys))
-        || !aligned(plan.trampoline)
-        || !plan
-            .segments
-            .iter()
-            .any(|m| (m.vaddr..m.vaddr + m.len).contains(&plan.entry))
-    {
-        return Err(PrepareError::BadPlan);
-    }
-    let hv_root = super::paging::hv_root();
+    // The frames come from the staging area and are not the hypervisor's
+    // tables for good: not recorded.
+    let mut tables = Tables::passing(alloc);
+    let new_root = tables.new_table()?;
+    table_plan::build(new_root, &plan.maps(), &mut tables).map_err(PagingError::from)?;
+    let trampoline = [plan.trampoline_map()];
+    table_plan::build(new_root, &trampoline, &mut tables).map_err(PagingError::from)?;
     // A fresh identity mapping of the trampoline in the hypervisor's root:
-    // slot 0 of its lower half is otherwise empty.
-    phys::table_write_u64(hv_root + entry_offset(plan.trampoline, 4), 0)?;
-    let new_root = alloc().ok_or(PrepareError::OutOfFrames)?;
-    phys::zero(new_root, PAGE_SIZE)?;
-    for root in [hv_root, new_root] {
-        let pt = table_for(root, plan.trampoline, 1, alloc)?;
-        phys::table_write_u64(
-            pt + entry_offset(plan.trampoline, 1),
-            plan.trampoline | PRESENT,
-        )?;
-    }
+    // its slot of the lower half is otherwise empty.
+    let hv_root = super::paging::hv_root();
+    tables.write_entry(hv_root, Level::L4.index(plan.trampoline), 0)?;
+    table_plan::build(hv_root, &trampoline, &mut tables).map_err(PagingError::from)?;
     phys::zero(plan.trampoline, PAGE_SIZE)?;
     phys::write(plan.trampoline, trampoline_code())?;
-
-    for m in &plan.segments {
-        for off in (0..m.len).step_by(PAGE_SIZE as usize) {
-            let va = m.vaddr + off;
-            let pt = table_for(new_root, va, 1, alloc)?;
-            phys::table_write_u64(
-                pt + entry_offset(va, 1),
-                (m.phys + off) | PRESENT | WRITABLE,
-            )?;
-        }
-    }
-    for pa in (0..plan.ram_end.div_ceil(TWO_MIB) * TWO_MIB).step_by(TWO_MIB as usize) {
-        let va = DIRECT_MAP_BASE + pa;
-        let pd = table_for(new_root, va, 2, alloc)?;
-        phys::table_write_u64(
-            pd + entry_offset(va, 2),
-            pa | PRESENT | WRITABLE | HUGE | NO_EXECUTE,
-        )?;
-    }
     Ok(Prepared {
         hv_root,
         new_root,

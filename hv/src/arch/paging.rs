@@ -21,11 +21,10 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hvlu_types::PAGE_SIZE;
 
-use handover_abi::entry::DIRECT_MAP_BASE;
-use hvlu_types::pte::{
-    self, ADDR_MASK, CACHE_DISABLE, GLOBAL, HUGE, NO_EXECUTE, PRESENT, TWO_MIB, WRITABLE,
-    WRITE_THROUGH,
-};
+use alloc::vec::Vec;
+use hvlu_types::pte::{GLOBAL, NO_EXECUTE, WRITABLE};
+use hvlu_types::table_plan::{self, BuildError, Map, PlanError, TableMemory};
+use hvlu_types::MfnRange;
 
 use super::phys::{self, PhysError};
 use super::{image_range, kernel_virt_to_phys, stack, KERNEL_VBASE};
@@ -42,91 +41,92 @@ extern "C" {
     static __rodata_end: u8;
 }
 
-/// The byte offset, in the table of `level`, of the entry that maps `vaddr`.
-pub(super) fn entry_offset(vaddr: u64, level: u32) -> u64 {
-    8 * pte::index(vaddr, level) as u64
+/// Page-table frames for a table plan (`hvlu_types::table_plan`): new
+/// tables from `alloc`, zeroed, and — for the hypervisor's own tables —
+/// recorded before anything is written to them; entries through the
+/// page-table accessors of `phys`.
+pub(super) struct Tables<'a> {
+    alloc: &'a mut dyn FnMut() -> Option<u64>,
+    record: bool,
 }
 
-/// A zeroed frame from `alloc` for the hypervisor's page tables, recorded
-/// as such before anything is written to it.
-fn new_table(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<u64, PagingError> {
-    let frame = alloc().ok_or(PagingError::OutOfFrames)?;
-    phys::record_table(frame)?;
-    phys::table_zero(frame)?;
-    Ok(frame)
-}
-
-/// Walks from `root` to the table of `level` that maps `vaddr`, creating
-/// tables from `alloc` on the way. Returns that table's physical address.
-fn walk_create(
-    root: u64,
-    vaddr: u64,
-    level: u32,
-    alloc: &mut dyn FnMut() -> Option<u64>,
-) -> Result<u64, PagingError> {
-    let mut table = root;
-    for l in (level + 1..=4).rev() {
-        let slot = table + entry_offset(vaddr, l);
-        let entry = phys::table_read_u64(slot)?;
-        table = if entry & PRESENT != 0 {
-            entry & ADDR_MASK
-        } else {
-            let new = new_table(alloc)?;
-            // Intermediate entries are permissive; leaves decide.
-            phys::table_write_u64(slot, new | PRESENT | WRITABLE)?;
-            new
-        };
+impl<'a> Tables<'a> {
+    /// Frames for the hypervisor's own tables: each recorded with `phys`.
+    pub(super) fn own(alloc: &'a mut dyn FnMut() -> Option<u64>) -> Tables<'a> {
+        Tables {
+            alloc,
+            record: true,
+        }
     }
-    Ok(table)
+
+    /// Frames for tables that are not the hypervisor's for good (the
+    /// entry tables of an update, in the staging area).
+    pub(super) fn passing(alloc: &'a mut dyn FnMut() -> Option<u64>) -> Tables<'a> {
+        Tables {
+            alloc,
+            record: false,
+        }
+    }
+}
+
+impl TableMemory for Tables<'_> {
+    type Error = PagingError;
+
+    fn new_table(&mut self) -> Result<u64, PagingError> {
+        let frame = (self.alloc)().ok_or(PagingError::OutOfFrames)?;
+        if self.record {
+            phys::record_table(frame)?;
+        }
+        phys::table_zero(frame)?;
+        Ok(frame)
+    }
+
+    fn read_entry(&mut self, table: u64, index: usize) -> Result<u64, PagingError> {
+        Ok(phys::table_read_u64(table + 8 * index as u64)?)
+    }
+
+    fn write_entry(&mut self, table: u64, index: usize, value: u64) -> Result<(), PagingError> {
+        Ok(phys::table_write_u64(table + 8 * index as u64, value)?)
+    }
 }
 
 /// Why the hypervisor's page tables could not be built.
 #[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum PagingError {
     /// The frame allocator ran dry.
-    #[error("the boot allocator has no frame left for page tables")]
+    #[error("no frame left for page tables")]
     OutOfFrames,
     /// A table frame could not be written.
     #[error("cannot write a page table: {0}")]
     Phys(#[from] PhysError),
+    /// The plan is refused (an overlap, a misaligned mapping).
+    #[error("the table plan is refused: {0}")]
+    Plan(#[from] PlanError),
+}
+
+impl From<BuildError<PagingError>> for PagingError {
+    fn from(e: BuildError<PagingError>) -> PagingError {
+        match e {
+            BuildError::Plan(e) => PagingError::Plan(e),
+            BuildError::Memory(e) => e,
+        }
+    }
 }
 
 fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
-/// Builds the hypervisor's page tables — the direct map over `ram` (ranges
-/// `[start, end)`) and the image by section, without the stacks' guard
-/// pages — in frames from `alloc`, and loads them. Returns the highest
-/// physical address the direct map covers.
-pub fn build_and_load(
-    ram: &mut dyn Iterator<Item = (u64, u64)>,
-    alloc: &mut dyn FnMut() -> Option<u64>,
-) -> Result<u64, PagingError> {
-    let root = new_table(alloc)?;
+// The address `new_hv::boot` sizes the tables for is where the image is
+// linked, and the page it maps uncached is this APIC's.
+const _: () = assert!(new_hv::boot::IMAGE_VBASE == KERNEL_VBASE);
+const _: () = assert!(new_hv::boot::LAPIC_PHYS == super::lapic::LAPIC_PHYS);
 
-    let mut limit = 0;
-    for (start, end) in ram {
-        let mut pa = start & !(TWO_MIB - 1);
-        while pa < end {
-            let pd = walk_create(root, DIRECT_MAP_BASE + pa, 2, alloc)?;
-            phys::table_write_u64(
-                pd + entry_offset(DIRECT_MAP_BASE + pa, 2),
-                pa | PRESENT | WRITABLE | HUGE | GLOBAL | NO_EXECUTE,
-            )?;
-            pa += TWO_MIB;
-        }
-        limit = limit.max(pa);
-    }
-
-    // The local APIC's registers, uncached, at their direct-map address.
-    let lapic_va = DIRECT_MAP_BASE + super::lapic::LAPIC_PHYS;
-    let pt = walk_create(root, lapic_va, 1, alloc)?;
-    phys::table_write_u64(
-        pt + entry_offset(lapic_va, 1),
-        super::lapic::LAPIC_PHYS | PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH | NO_EXECUTE,
-    )?;
-
+/// The image's upper-half part (from `.text` on) as mappings: text
+/// read-only and executable, rodata read-only, the rest writable, all
+/// global; the stacks' guard pages left out so that an overflow faults
+/// (see `super::stack`).
+fn image_maps() -> Vec<Map> {
     // SAFETY: only the addresses of linker-defined symbols are taken.
     let (text, text_end, ro, ro_end) = unsafe {
         (
@@ -137,35 +137,47 @@ pub fn build_and_load(
         )
     };
     let (_, img_end) = image_range();
-    // Map every page of the image's upper-half part (from .text on) but the
-    // stacks' guard pages, which stay not present so that an overflow
-    // faults (see `super::stack`).
-    let mut va = text & !0xfff;
-    let virt_end = kernel_phys_end_virt(img_end);
-    while va < virt_end {
-        if stack::is_guard_page(va) {
-            va += PAGE_SIZE;
-            continue;
-        }
-        let flags = if (text..text_end).contains(&va) {
-            PRESENT | GLOBAL
-        } else if (ro..ro_end).contains(&va) {
-            PRESENT | GLOBAL | NO_EXECUTE
-        } else {
-            PRESENT | WRITABLE | GLOBAL | NO_EXECUTE
-        };
-        let pt = walk_create(root, va, 1, alloc)?;
-        phys::table_write_u64(pt + entry_offset(va, 1), kernel_virt_to_phys(va) | flags)?;
-        va += PAGE_SIZE;
-    }
+    let virt_minus_phys = KERNEL_VBASE.wrapping_sub(kernel_virt_to_phys(KERNEL_VBASE));
+    new_hv::boot::image_maps(
+        text & !(PAGE_SIZE - 1),
+        kernel_phys_end_virt(img_end),
+        virt_minus_phys,
+        |va| {
+            if stack::is_guard_page(va) {
+                None
+            } else if (text..text_end).contains(&va) {
+                Some(GLOBAL)
+            } else if (ro..ro_end).contains(&va) {
+                Some(GLOBAL | NO_EXECUTE)
+            } else {
+                Some(WRITABLE | GLOBAL | NO_EXECUTE)
+            }
+        },
+    )
+}
+
+/// Builds the hypervisor's page tables — `new_hv::boot::hv_plan`: the
+/// direct map over `ram`, the local APIC page, the image by section
+/// without the stacks' guard pages — in frames from `alloc`, and loads
+/// them. Returns the highest physical address the direct map covers.
+pub fn build_and_load(
+    ram: &[MfnRange],
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<u64, PagingError> {
+    let plan = new_hv::boot::hv_plan(ram, &image_maps());
+    let mut tables = Tables::own(alloc);
+    let root = tables.new_table()?;
+    table_plan::build(root, &plan, &mut tables)?;
+    let limit = new_hv::boot::direct_map_end(ram);
 
     // SAFETY: the new root maps the image at its link addresses with the
     // same contents (the code running now, its stack in .bss, its statics)
-    // and the direct map that `phys` switches to right after; the boot
-    // stub's identity map is no longer used by anything. The guard pages
-    // left out are never accessed (an access is a stack overflow, and
-    // faults). The old tables had no global entries for them, so none
-    // survives the switch.
+    // and the direct map at the base `phys` already uses (the boot stub's
+    // tables, or the entry tables, map RAM there too); the boot stub's
+    // identity map is no longer used by anything. The guard pages left out
+    // are never accessed (an access is a stack overflow, and faults). The
+    // old tables had no global entries for them, so none survives the
+    // switch.
     unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
     HV_ROOT.store(root, Ordering::Relaxed);
     phys::set_direct_map(limit);

@@ -1,8 +1,10 @@
 //! Access to physical memory through the direct map.
 //!
-//! Until the hypervisor's own page tables are loaded, the boot stub's
-//! identity map of the first GiB serves as the direct map (base 0); after
-//! [`set_direct_map`], every RAM frame is at `DIRECT_MAP_BASE + paddr`.
+//! Every RAM frame is at `DIRECT_MAP_BASE + paddr`: until the hypervisor's
+//! own page tables are loaded, through the boot stub's map of the first
+//! 4 GiB there (a cold boot) or the entry tables' (an update); after
+//! [`set_direct_map`], through its own, which covers all of RAM. The base
+//! never moves, so the heap claimed before the switch stays where it is.
 //!
 //! Two kinds of access are offered, and the split is what makes them safe:
 //! - [`claim`] turns a range of RAM into a `&'static mut [u8]` — memory the
@@ -27,13 +29,12 @@ use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU64, Ordering};
 use hvlu_types::PAGE_SIZE;
 
-// Where the direct map starts once the hypervisor's page tables are loaded
-// (L4 slot 256, the first upper-half slot): the address the live-update
-// entry contract maps RAM at too, so one constant serves both.
+// Where the direct map starts (L4 slot 256, the first upper-half slot): the
+// address the boot stub, the live-update entry contract and the
+// hypervisor's own tables all map RAM at, so one constant serves all three.
 use handover_abi::entry::DIRECT_MAP_BASE;
 use zerocopy::{FromZeros, IntoBytes, KnownLayout, TryFromBytes};
 
-static BASE: AtomicU64 = AtomicU64::new(0);
 /// Highest physical address (exclusive) the current map covers.
 static LIMIT: AtomicU64 = AtomicU64::new(4 << 30);
 
@@ -62,22 +63,19 @@ pub fn set_image_range(start: u64, end: u64) {
     IMAGE[1].store(end, Ordering::Relaxed);
 }
 
-/// Switches accessors to the direct map at [`DIRECT_MAP_BASE`], covering
-/// physical addresses below `limit`.
+/// The direct map now covers physical addresses below `limit`.
 pub fn set_direct_map(limit: u64) {
-    BASE.store(DIRECT_MAP_BASE, Ordering::Relaxed);
     LIMIT.store(limit, Ordering::Relaxed);
 }
 
 /// The virtual address of physical address `paddr` in the direct map.
 pub fn virt(paddr: u64) -> u64 {
-    BASE.load(Ordering::Relaxed) + paddr
+    DIRECT_MAP_BASE + paddr
 }
 
 /// The physical address behind a direct-map virtual address, if it is one.
 pub fn direct_map_to_phys(vaddr: u64) -> Option<u64> {
-    let base = BASE.load(Ordering::Relaxed);
-    let paddr = vaddr.checked_sub(base)?;
+    let paddr = vaddr.checked_sub(DIRECT_MAP_BASE)?;
     (paddr < LIMIT.load(Ordering::Relaxed)).then_some(paddr)
 }
 

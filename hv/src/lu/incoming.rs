@@ -16,6 +16,7 @@ use boot_allocator::PhysRange;
 use frame_ownership::FrameInfo;
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::{DomId, Mfn, MfnRange, PAGE_SIZE};
+use new_hv::boot::BootMemory;
 use new_hv::domain::Restored;
 use new_hv::enter::Platform;
 use new_hv::{Entered, InTimes, Report};
@@ -25,7 +26,7 @@ use crate::arch::{self, cpu, paging, phys};
 use crate::cmdline::Options;
 use crate::domain::{Domain, P2m, Vcpu};
 use crate::hv::{Hv, StartError};
-use crate::mm::{self, pages::PageAllocator, MemError, Memory};
+use crate::mm::{self, BootSteps, MemError};
 use crate::{build_id, hvprintln, modules};
 
 /// What the incoming side of an update leaves for its first timer tick.
@@ -53,10 +54,10 @@ fn refuse(what: core::fmt::Arguments<'_>) -> ! {
     cpu::exit(Outcome::Refused)
 }
 
-/// The incoming platform: the frametable and M2P once claimed.
+/// The incoming platform: the boot's steps (the frametable and M2P once
+/// claimed) and the guests' page tables.
 struct Incoming {
-    frametable: &'static mut [FrameInfo],
-    m2p: &'static mut [u64],
+    steps: BootSteps,
     reader: phys::TableReader,
 }
 
@@ -65,8 +66,7 @@ pub fn enter(args_phys: u64) -> ! {
     crate::console::init();
     arch::gdt::init();
     let mut platform = Incoming {
-        frametable: &mut [],
-        m2p: &mut [],
+        steps: BootSteps::default(),
         reader: phys::table_reader(),
     };
     match new_hv::enter(&mut platform, args_phys, build_id::READS) {
@@ -75,8 +75,23 @@ pub fn enter(args_phys: u64) -> ! {
     }
 }
 
-impl Platform for Incoming {
+impl BootMemory for Incoming {
     type Error = MemError;
+
+    fn heap(&mut self, range: PhysRange) -> Result<(), MemError> {
+        self.steps.heap(range)
+    }
+
+    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), MemError> {
+        self.steps.page_tables(block, ram)
+    }
+
+    fn frametable(&mut self, ft: PhysRange, m2p: PhysRange, frames: u64) -> Result<(), MemError> {
+        self.steps.frametable(ft, m2p, frames)
+    }
+}
+
+impl Platform for Incoming {
     type Tables = phys::TableReader;
     type Resumed = Infallible;
 
@@ -104,25 +119,12 @@ impl Platform for Incoming {
         Ok(phys::read(paddr, buf)?)
     }
 
-    fn heap(&mut self, range: PhysRange) -> Result<(), MemError> {
-        mm::take_heap(range)
-    }
-
-    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), MemError> {
-        mm::load_page_tables(block, ram)
-    }
-
-    fn frametable(&mut self, ft: PhysRange, m2p: PhysRange, frames: u64) -> Result<(), MemError> {
-        (self.frametable, self.m2p) = mm::claim_frametable(ft, m2p, frames)?;
-        Ok(())
-    }
-
     fn reserved(&self, region: PhysRange) -> Vec<MfnRange> {
         mm::reserved_ranges(region)
     }
 
     fn adopt_view(&mut self) -> (&phys::TableReader, &mut [FrameInfo], &mut [u64]) {
-        (&self.reader, self.frametable, self.m2p)
+        (&self.reader, self.steps.frametable, self.steps.m2p)
     }
 
     fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), MemError> {
@@ -135,15 +137,10 @@ impl Platform for Incoming {
             hvprintln!("{note}");
         }
         let region = PhysRange::new(e.args.region_base, e.args.region_size);
-        let mem = Memory {
-            ram: e.ram,
-            region,
-            reserved: e.reserved,
-            frametable: core::mem::take(&mut self.frametable),
-            m2p: core::mem::take(&mut self.m2p),
-            pages: PageAllocator::new(e.frames),
-            handoff: e.handoff,
-        };
+        let steps = core::mem::take(&mut self.steps);
+        let mem = steps
+            .into_memory(e.ram, region, e.reserved, e.handoff, e.frames)
+            .unwrap_or_else(|err| refuse(format_args!("memory: {err}")));
         // The boot modules are read at the first tick, outside the
         // blackout. The predecessor's command line goes on (log level,
         // timer rate, …); its uptime too: this image "booted" when the

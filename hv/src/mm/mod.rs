@@ -2,18 +2,19 @@
 //! tables, the frametable, the heap and the page allocator.
 //!
 //! The order of a boot (`docs/design.md` section 3): choose the region; the boot
-//! allocator sees only it; page tables, frametable, M2P and heap come from
-//! it; the boot allocator is retired and its report kept; only then does the
-//! page allocator receive the rest of RAM. A cold boot takes this path with
-//! no holes in the region; the incoming side of a live update takes it with
-//! the incoming image and state as holes.
+//! allocator sees only it; the heap, then page tables, frametable and M2P
+//! come from it (`new_hv::boot::Boot`, [`BootSteps`]); the boot allocator is
+//! retired and its report kept; only then does the page allocator receive
+//! the rest of RAM. A cold boot takes this path with no holes in the region;
+//! the incoming side of a live update takes it with the incoming image and
+//! state as holes.
 
 pub mod heap;
 pub mod pages;
 
 use alloc::vec::Vec;
 
-use boot_allocator::{BootAllocator, HandOff, PhysRange};
+use boot_allocator::{HandOff, PhysRange};
 use frame_ownership::{FrameInfo, MachineLayout};
 use handover_abi::{Mfn, MfnRange, PAGE_SIZE};
 
@@ -85,12 +86,9 @@ pub enum MemError {
         .size >> 20
     )]
     NoRoomForRegion { size: u64 },
-    /// The boot allocator refused.
-    #[error("boot allocator: {0}")]
-    Boot(#[from] boot_allocator::BootAllocError),
-    /// A boot allocation (`new_hv::boot`) did not fit.
+    /// A step of the boot (`new_hv::boot::Boot`) failed.
     #[error("{0}")]
-    BootStep(new_hv::boot::BootError),
+    Boot(#[from] new_hv::boot::StepError),
     /// The hypervisor's page tables could not be built.
     #[error("page tables: {0}")]
     Paging(paging::PagingError),
@@ -135,71 +133,58 @@ pub fn choose_region(info: &BootInfo, size: u64) -> Result<PhysRange, MemError> 
     best.ok_or(MemError::NoRoomForRegion { size })
 }
 
-/// The boot allocator over the region, and the steps of a boot that take
-/// memory from it. A cold boot calls them as page tables, heap, frametable;
-/// the incoming side of an update as heap (to decode the state), page
-/// tables, frametable — the entry tables already give it a direct map.
-/// Sizes and the incoming order are `new_hv::boot`'s, which the outgoing
-/// side dry-runs before the point of no return.
-#[derive(Debug)]
-pub struct BootMem {
-    boot: BootAllocator,
-    region: PhysRange,
+/// The steps of a boot that take memory from the region, on this
+/// hardware: `new_hv::boot::Boot` holds their order (heap, then page
+/// tables, frametable and M2P) and sizes for both boots, cold and
+/// incoming, and the outgoing side dry-runs it before the point of no
+/// return.
+#[derive(Debug, Default)]
+pub struct BootSteps {
+    /// The frametable, once claimed.
+    pub frametable: &'static mut [FrameInfo],
+    /// The M2P, once claimed.
+    pub m2p: &'static mut [u64],
 }
 
-impl BootMem {
-    /// A boot allocator over `region` minus `holes`.
-    pub fn new(region: PhysRange, holes: &[PhysRange]) -> Result<BootMem, MemError> {
-        Ok(BootMem {
-            boot: BootAllocator::new(region, holes)?,
-            region,
-        })
+impl new_hv::boot::BootMemory for BootSteps {
+    type Error = MemError;
+
+    fn heap(&mut self, range: PhysRange) -> Result<(), MemError> {
+        take_heap(range)
     }
 
-    /// Builds and loads the hypervisor's page tables: the direct map over
-    /// `ram`, the image by section, in the block of
-    /// `needs.page_table_frames` frames `new_hv::boot` sizes (more would
-    /// be refused).
-    pub fn page_tables(
-        &mut self,
-        ram: &[MfnRange],
-        needs: &new_hv::boot::BootNeeds,
-    ) -> Result<(), MemError> {
-        let block =
-            new_hv::boot::alloc_page_tables(&mut self.boot, needs).map_err(MemError::BootStep)?;
+    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), MemError> {
         load_page_tables(block, ram)
     }
 
-    /// Claims the heap of `pages` pages (sized from RAM,
-    /// `new_hv::boot::heap_pages`) and hands it to the global allocator. The
-    /// direct map must not move afterwards.
-    pub fn heap(&mut self, pages: u64) -> Result<(), MemError> {
-        let heap = new_hv::boot::alloc_heap(&mut self.boot, pages).map_err(MemError::BootStep)?;
-        take_heap(heap)
+    fn frametable(&mut self, ft: PhysRange, m2p: PhysRange, frames: u64) -> Result<(), MemError> {
+        (self.frametable, self.m2p) = claim_frametable(ft, m2p, frames)?;
+        Ok(())
     }
+}
 
-    /// Claims a zeroed frametable and an invalid-filled M2P for
-    /// `needs.frames` frames (one past the end of `ram`), retires the boot
-    /// allocator and returns memory with no free frame yet (see
-    /// [`Memory::release`]).
-    pub fn finish(
-        mut self,
+impl BootSteps {
+    /// Memory after a boot: `ram`, the `region` and what is `reserved`
+    /// outside it, the claimed frametable and M2P, the boot allocator's
+    /// report, and a page allocator for `frames` frames with no free
+    /// frame yet (see [`Memory::release`]).
+    pub fn into_memory(
+        self,
         ram: Vec<MfnRange>,
+        region: PhysRange,
         reserved: Vec<MfnRange>,
-        needs: &new_hv::boot::BootNeeds,
+        handoff: HandOff,
+        frames: u64,
     ) -> Result<Memory, MemError> {
-        let (ft, m2p) =
-            new_hv::boot::alloc_frametable(&mut self.boot, needs).map_err(MemError::BootStep)?;
-        let (frametable, m2p) = claim_frametable(ft, m2p, needs.frames)?;
-        MachineLayout::new(&ram, region_mfns(self.region), &reserved).map_err(MemError::Layout)?;
+        MachineLayout::new(&ram, region_mfns(region), &reserved).map_err(MemError::Layout)?;
         Ok(Memory {
             ram,
-            region: self.region,
+            region,
             reserved,
-            frametable,
-            m2p,
-            pages: PageAllocator::new(needs.frames),
-            handoff: self.boot.finish(),
+            frametable: self.frametable,
+            m2p: self.m2p,
+            pages: PageAllocator::new(frames),
+            handoff,
         })
     }
 }
@@ -214,7 +199,6 @@ pub fn take_heap(heap: PhysRange) -> Result<(), MemError> {
 /// Builds and loads the hypervisor's page tables over `ram` in the frames
 /// of `block` (more would be refused).
 pub fn load_page_tables(block: PhysRange, ram: &[MfnRange]) -> Result<(), MemError> {
-    let mut ram_iter = ram.iter().map(|r| (r.start.addr(), r.end() * PAGE_SIZE));
     let mut next = block.start;
     let mut alloc_frame = || {
         (next < block.end()).then(|| {
@@ -222,7 +206,7 @@ pub fn load_page_tables(block: PhysRange, ram: &[MfnRange]) -> Result<(), MemErr
             next - PAGE_SIZE
         })
     };
-    paging::build_and_load(&mut ram_iter, &mut alloc_frame).map_err(MemError::Paging)?;
+    paging::build_and_load(ram, &mut alloc_frame).map_err(MemError::Paging)?;
     Ok(())
 }
 

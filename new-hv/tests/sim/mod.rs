@@ -19,7 +19,10 @@ use handover_abi::{
     BuildId, DomId, GpRegs, Gpfn, GuestReports, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange,
     RetiredDomain, RunKind, TimeBase, PAGE_SIZE,
 };
+use hvlu_types::pte::Level;
+use hvlu_types::table_plan::{self, build, BuildError, Map, TableMemory};
 use hvlu_types::VcpuContext;
+use new_hv::boot::{BootMemory, IMAGE_VBASE};
 use new_hv::Entered;
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView};
 use old_hv::handover::{self, DomainInput};
@@ -87,6 +90,14 @@ pub struct Sim {
     pub new_m2p: Vec<u64>,
     pub heap: Option<PhysRange>,
     pub page_table_block: Option<PhysRange>,
+    /// The root of the page tables the new side built in that block.
+    pub new_root: Option<u64>,
+    /// The running hypervisor's own root (outside the simulated RAM,
+    /// like the real one's frames outside the region), where the entry
+    /// tables map the trampoline too.
+    pub hv_root: Box<[u64; 512]>,
+    /// The root of the entry tables the old side built.
+    pub entry_root: Option<u64>,
     pub l4s_rewritten: Vec<Mfn>,
     /// The last jump.
     pub jumped: Option<(EntryPlan, JumpDetail)>,
@@ -215,6 +226,9 @@ impl Sim {
             new_m2p: Vec::new(),
             heap: None,
             page_table_block: None,
+            new_root: None,
+            hv_root: Box::new([0; 512]),
+            entry_root: None,
             l4s_rewritten: Vec::new(),
             jumped: None,
         })
@@ -340,6 +354,24 @@ impl Sim {
         Ok(())
     }
 
+    /// Page tables in the simulated memory, new ones from `frames`.
+    pub fn tables_in(&mut self, frames: PhysRange) -> SimTables<'_> {
+        SimTables {
+            out_of_frames: "no frame left for page tables",
+            next: frames.start,
+            end: frames.end(),
+            sim: self,
+        }
+    }
+
+    /// Where `va` leads under `root` in the simulated memory.
+    pub fn translate(&mut self, root: u64, va: u64) -> Option<u64> {
+        let mut tables = self.tables_in(PhysRange::new(0, 0));
+        table_plan::translate(root, va, &mut tables)
+            .unwrap()
+            .map(|(pa, _)| pa)
+    }
+
     fn tick(&self) -> u64 {
         let t = self.clock.get() + 1_000;
         self.clock.set(t);
@@ -373,6 +405,60 @@ impl Sim {
             .map(|(p, bytes)| p ^ bytes.iter().map(|&b| u64::from(b)).sum::<u64>())
             .collect();
         (self.frametable.clone(), self.m2p.clone(), tables, pages)
+    }
+}
+
+/// Stands for the running hypervisor's root, which is not in the
+/// simulated RAM ([`Sim::hv_root`]).
+pub const HV_ROOT: u64 = u64::MAX & !(PAGE_SIZE - 1);
+
+/// Table frames in the simulated memory, handed out from a range.
+pub struct SimTables<'a> {
+    sim: &'a mut Sim,
+    next: u64,
+    end: u64,
+    /// The refusal when the range is used up.
+    pub out_of_frames: &'static str,
+}
+
+impl TableMemory for SimTables<'_> {
+    type Error = SimError;
+
+    fn new_table(&mut self) -> Result<u64, SimError> {
+        if self.next >= self.end {
+            return Err(SimError(self.out_of_frames.into()));
+        }
+        let frame = self.next;
+        self.sim.write_phys(frame, &[0; PAGE_SIZE as usize])?;
+        self.next += PAGE_SIZE;
+        Ok(frame)
+    }
+
+    fn read_entry(&mut self, table: u64, index: usize) -> Result<u64, SimError> {
+        if table == HV_ROOT {
+            return Ok(self.sim.hv_root[index]);
+        }
+        let mut e = [0u8; 8];
+        self.sim.read_phys(table + 8 * index as u64, &mut e)?;
+        Ok(u64::from_le_bytes(e))
+    }
+
+    fn write_entry(&mut self, table: u64, index: usize, value: u64) -> Result<(), SimError> {
+        if table == HV_ROOT {
+            self.sim.hv_root[index] = value;
+            return Ok(());
+        }
+        self.sim
+            .write_phys(table + 8 * index as u64, &value.to_le_bytes())
+    }
+}
+
+impl From<BuildError<SimError>> for SimError {
+    fn from(e: BuildError<SimError>) -> SimError {
+        match e {
+            BuildError::Plan(e) => SimError(e.to_string()),
+            BuildError::Memory(e) => e,
+        }
     }
 }
 
@@ -436,23 +522,17 @@ impl old_hv::exec::Platform for Sim {
     }
 
     fn entry_tables(&mut self, plan: &EntryPlan) -> Result<EntryPlan, SimError> {
-        // The frames the hypervisor's walker takes for this plan.
-        let mappings: Vec<Mapping> = plan
-            .segments
-            .iter()
-            .map(|s| Mapping {
-                vaddr: s.vaddr,
-                len: s.len,
-                offset: 0,
-                flags: SegmentFlags::R,
-            })
-            .collect();
-        let needed = staging::table_frames(plan.ram_end, &mappings);
-        if plan.frames.size / PAGE_SIZE < needed {
-            return Err(SimError(
-                "no frame left in the staging area for the entry page tables".into(),
-            ));
-        }
+        // What `hv/src/arch/kexec.rs` does, through the same plan and
+        // walker, in the simulated memory.
+        let mut tables = self.tables_in(plan.frames);
+        tables.out_of_frames = "no frame left in the staging area for the entry page tables";
+        let root = tables.new_table()?;
+        build(root, &plan.maps(), &mut tables)?;
+        let trampoline = [plan.trampoline_map()];
+        build(root, &trampoline, &mut tables)?;
+        tables.write_entry(HV_ROOT, Level::L4.index(plan.trampoline), 0)?;
+        build(HV_ROOT, &trampoline, &mut tables)?;
+        self.entry_root = Some(root);
         Ok(plan.clone())
     }
 
@@ -467,8 +547,47 @@ impl old_hv::exec::Platform for Sim {
     }
 }
 
-impl new_hv::enter::Platform for Sim {
+impl BootMemory for Sim {
     type Error = SimError;
+
+    fn heap(&mut self, range: PhysRange) -> Result<(), SimError> {
+        self.in_ram(range.start, range.size)?;
+        self.heap = Some(range);
+        Ok(())
+    }
+
+    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), SimError> {
+        assert_eq!(ram, self.machine.ram.as_slice());
+        // The new image's own tables (`hv/src/arch/paging.rs`), its image
+        // being the segments the old side staged, in the block sized for
+        // it: a count too low fails here as it would on the hardware.
+        let (plan, _) = self.jumped.as_ref().expect("entered after a jump");
+        let image: Vec<Map> = plan
+            .segments
+            .iter()
+            .filter(|s| s.vaddr >= IMAGE_VBASE)
+            .map(|s| Map::small(s.vaddr, s.phys, s.len, 0))
+            .collect();
+        let plan = new_hv::boot::hv_plan(ram, &image);
+        let mut tables = self.tables_in(block);
+        let root = tables.new_table()?;
+        build(root, &plan, &mut tables)?;
+        self.page_table_block = Some(block);
+        self.new_root = Some(root);
+        Ok(())
+    }
+
+    fn frametable(&mut self, ft: PhysRange, m2p: PhysRange, frames: u64) -> Result<(), SimError> {
+        self.in_ram(ft.start, ft.size)?;
+        self.in_ram(m2p.start, m2p.size)?;
+        assert!(ft.size >= frames * 16 && m2p.size >= frames * 8);
+        self.new_frametable = vec![FrameInfo::UNOWNED; frames as usize];
+        self.new_m2p = vec![M2P_INVALID; frames as usize];
+        Ok(())
+    }
+}
+
+impl new_hv::enter::Platform for Sim {
     type Tables = SimMemory;
     type Resumed = Entered;
 
@@ -486,28 +605,6 @@ impl new_hv::enter::Platform for Sim {
 
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), SimError> {
         self.read_phys(paddr, buf)
-    }
-
-    fn heap(&mut self, range: PhysRange) -> Result<(), SimError> {
-        self.in_ram(range.start, range.size)?;
-        self.heap = Some(range);
-        Ok(())
-    }
-
-    fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), SimError> {
-        self.in_ram(block.start, block.size)?;
-        assert_eq!(ram, self.machine.ram.as_slice());
-        self.page_table_block = Some(block);
-        Ok(())
-    }
-
-    fn frametable(&mut self, ft: PhysRange, m2p: PhysRange, frames: u64) -> Result<(), SimError> {
-        self.in_ram(ft.start, ft.size)?;
-        self.in_ram(m2p.start, m2p.size)?;
-        assert!(ft.size >= frames * 16 && m2p.size >= frames * 8);
-        self.new_frametable = vec![FrameInfo::UNOWNED; frames as usize];
-        self.new_m2p = vec![M2P_INVALID; frames as usize];
-        Ok(())
     }
 
     fn reserved(&self, _region: PhysRange) -> Vec<MfnRange> {
