@@ -21,8 +21,11 @@ use crate::range::{PhysRange, PAGE_SIZE};
 /// be split in a few pieces); this leaves room to spare.
 pub const DEFAULT_MAX_HOLES: usize = 8;
 
-/// Default for the `MAX_ALLOCS` parameter of [`BootAllocator`].
-pub const DEFAULT_MAX_ALLOCS: usize = 64;
+/// Default for the `MAX_ALLOCS` parameter of [`BootAllocator`]: a boot
+/// makes four allocations (heap, page tables, frametable, M2P); the records
+/// live on the boot stack, which an unoptimised build fills with copies of
+/// them, so they are kept small.
+pub const DEFAULT_MAX_ALLOCS: usize = 16;
 
 /// One range handed out by [`BootAllocator::alloc_pages`] or
 /// [`BootAllocator::alloc_pages_tagged`].

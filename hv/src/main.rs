@@ -40,6 +40,9 @@ use pv_abi::exit::Outcome;
 /// structure.
 pub fn cold_boot(start_info: u64) -> ! {
     let boot_tsc = arch::cpu::rdtsc();
+    // How deep the boot goes on the boot stack: its guard page is mapped
+    // until the hypervisor's own tables are loaded.
+    let depth = arch::stack::Depth::start();
     console::init();
     hvprintln!("hvlu hypervisor starting, start_info at {start_info:#x}");
     arch::gdt::init();
@@ -69,6 +72,19 @@ pub fn cold_boot(start_info: u64) -> ! {
         Ok(memory) => memory,
         Err(e) => fatal(format_args!("memory setup failed: {e}")),
     };
+    if let Some(depth) = depth {
+        if depth.exhausted() {
+            fatal(format_args!(
+                "the boot stack overflowed before its guard page was unmapped"
+            ));
+        }
+        hvprintln!(
+            "boot: at most {} KiB of the {} KiB {} stack",
+            depth.deepest() >> 10,
+            arch::stack::STACK_SIZE >> 10,
+            depth.stack().name()
+        );
+    }
     hvprintln!(
         "live-update region {:#x}-{:#x} ({} MiB), capacity {} KiB, boot allocations {} KiB (heap {} KiB)",
         region.start,

@@ -35,7 +35,8 @@ fn a_64_gib_machine_boots_in_four_allocations_in_a_656_mib_region() {
     assert_eq!(n.frametable_pages * PAGE_SIZE, 65 * 4 * MIB);
     assert_eq!(n.m2p_pages * PAGE_SIZE, 65 * 2 * MIB);
     // The direct map: an L2 per GiB of RAM (64, the 3..4 GiB hole has
-    // none) and one L3; far more than the 64 records of the allocator.
+    // none) and one L3, all in one block: the allocator makes four
+    // allocations whatever the size of RAM.
     assert!(n.page_table_frames > 64 + 1, "{n:?}");
     // The incoming image sizes its heap from the end of RAM alone, before
     // it has read the map: the same.

@@ -104,6 +104,43 @@ fn an_update_arrives_with_the_same_frametable_at_either_end() {
     }
 }
 
+/// The tables both sides build, walked back: the entry tables map what
+/// the entry contract promises (the image at its link addresses, all RAM
+/// at the direct-map base, the trampoline where it is in both roots), and
+/// the new image's own tables map its image and RAM the same way.
+#[test]
+fn the_tables_built_map_what_the_contract_promises() {
+    let mut sim = host(11, 2);
+    update(&mut sim, End::Top, None).unwrap().unwrap();
+    let (plan, _) = sim.jumped.clone().unwrap();
+    let entry_root = sim.entry_root.unwrap();
+    let new_root = sim.new_root.unwrap();
+    let direct = handover_abi::entry::DIRECT_MAP_BASE;
+    for s in &plan.segments {
+        for off in [0, s.len - 1] {
+            assert_eq!(sim.translate(entry_root, s.vaddr + off), Some(s.phys + off));
+            assert_eq!(sim.translate(new_root, s.vaddr + off), Some(s.phys + off));
+        }
+    }
+    let inside = plan.entry - plan.segments[0].vaddr + plan.segments[0].phys;
+    assert_eq!(sim.translate(entry_root, plan.entry), Some(inside));
+    for r in sim.machine.ram.clone() {
+        let last = r.end() * PAGE_SIZE - 1;
+        for pa in [r.start.addr(), last] {
+            assert_eq!(sim.translate(entry_root, direct + pa), Some(pa));
+            assert_eq!(sim.translate(new_root, direct + pa), Some(pa));
+        }
+    }
+    let t = plan.trampoline;
+    assert_eq!(sim.translate(entry_root, t + 5), Some(t + 5));
+    assert_eq!(sim.translate(sim::HV_ROOT, t + 5), Some(t + 5));
+    // The new image's own tables do not keep the trampoline, and map the
+    // local APIC's page.
+    assert_eq!(sim.translate(new_root, t), None);
+    let apic = new_hv::boot::LAPIC_PHYS;
+    assert_eq!(sim.translate(new_root, direct + apic), Some(apic));
+}
+
 /// Each failure before the point of no return: the update is cancelled with
 /// its reason, every vCPU resumed, nothing outside the staging area touched,
 /// and the next attempt, without the fault, arrives.

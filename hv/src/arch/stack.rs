@@ -186,6 +186,16 @@ impl Depth {
         }
         self.stack.top() - at
     }
+
+    /// Whether the stack was used down to its last word since
+    /// [`Depth::start`]: it may have run over, into its guard page and
+    /// below. Before the hypervisor's own tables are loaded the guard
+    /// pages are mapped (the boot stub's tables and the entry tables map
+    /// the image whole), so an overflow there does not fault: the boots
+    /// check this instead.
+    pub fn exhausted(&self) -> bool {
+        self.deepest() >= STACK_SIZE
+    }
 }
 
 // The layout the assembly above and `Stack::guard` agree on.

@@ -22,7 +22,7 @@ use new_hv::enter::Platform;
 use new_hv::{Entered, InTimes, Report};
 use pv_abi::exit::Outcome;
 
-use crate::arch::{self, cpu, paging, phys};
+use crate::arch::{self, cpu, paging, phys, stack};
 use crate::cmdline::Options;
 use crate::domain::{Domain, P2m, Vcpu};
 use crate::hv::{Hv, StartError};
@@ -45,6 +45,8 @@ struct PendingRelease {
     frames: u64,
     /// Runs in the state.
     runs: u64,
+    /// Bytes of the boot stack the incoming boot used at most.
+    stack_used: Option<u64>,
 }
 
 /// Stops with a diagnostic: a state that fails verification never runs.
@@ -59,15 +61,20 @@ fn refuse(what: core::fmt::Arguments<'_>) -> ! {
 struct Incoming {
     steps: BootSteps,
     reader: phys::TableReader,
+    /// How deep the boot goes on the boot stack (its guard page is mapped
+    /// by the entry tables until this image's own tables are loaded).
+    depth: Option<stack::Depth>,
 }
 
 /// The incoming path. `args_phys` is the argument page (entry contract).
 pub fn enter(args_phys: u64) -> ! {
+    let depth = stack::Depth::start();
     crate::console::init();
     arch::gdt::init();
     let mut platform = Incoming {
         steps: BootSteps::default(),
         reader: phys::table_reader(),
+        depth,
     };
     match new_hv::enter(&mut platform, args_phys, build_id::READS) {
         Ok(never) => match never {},
@@ -137,6 +144,11 @@ impl Platform for Incoming {
             hvprintln!("{note}");
         }
         let region = PhysRange::new(e.args.region_base, e.args.region_size);
+        if self.depth.is_some_and(|d| d.exhausted()) {
+            refuse(format_args!(
+                "the boot stack overflowed before its guard page was unmapped"
+            ));
+        }
         let steps = core::mem::take(&mut self.steps);
         let mem = steps
             .into_memory(e.ram, region, e.reserved, e.handoff, e.frames)
@@ -169,6 +181,7 @@ impl Platform for Incoming {
             times,
             digest: e.adopted.digest_scan,
             runs: e.adopted.runs,
+            stack_used: self.depth.map(|d| d.deepest()),
         };
         hv.defer(move |hv| release(hv, pending));
         match hv.start() {
@@ -227,6 +240,13 @@ fn release(hv: &mut Hv, pending: PendingRelease) {
         args.state_phys,
         args.state_len
     );
+    if let Some(used) = pending.stack_used {
+        hvprintln!(
+            "lu: the incoming boot took at most {} KiB of the {} KiB boot stack",
+            used >> 10,
+            stack::STACK_SIZE >> 10
+        );
+    }
     report_release(hv, pending);
     hv.modules = modules::discover();
 }

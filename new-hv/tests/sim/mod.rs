@@ -410,7 +410,7 @@ impl Sim {
 
 /// Stands for the running hypervisor's root, which is not in the
 /// simulated RAM ([`Sim::hv_root`]).
-pub const HV_ROOT: u64 = u64::MAX & !(PAGE_SIZE - 1);
+pub const HV_ROOT: u64 = !(PAGE_SIZE - 1);
 
 /// Table frames in the simulated memory, handed out from a range.
 pub struct SimTables<'a> {
