@@ -961,5 +961,8 @@ pub fn stage<S: StagingArea>(
     zero(area, cursor, info.span)
 }
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,6 @@
 //! library ships the AddressSanitizer runtime too.
 //! `cargo xtask fuzz --test-step` runs just that step.
 
-mod elf;
 mod seeds;
 
 use std::fmt::Write as _;

@@ -1,12 +1,12 @@
 //! Tests of the image loader.
 //!
-//! Inputs are made here by a small ELF64 writer ([`TestImage`]), not read
-//! from built hypervisors: [`hv_like`] lays out an image the way
-//! `hv/linker.ld` does (a `.boot` segment at its physical address 0x100000,
-//! text, rodata and data+bss in the upper half at `KERNEL_VBASE + paddr`, a
-//! `PT_NOTE` inside rodata holding a `Xen` note and the `HVLU` note). Each
-//! malformed-image test changes one thing of that image and is named after
-//! what is then wrong with it.
+//! Inputs are made here with the test kit's ELF writer
+//! ([`testkit::ElfFile`]), not read from built hypervisors: [`hv_like`]
+//! lays out an image the way `hv/linker.ld` does (a `.boot` segment at its
+//! physical address 0x100000, text, rodata and data+bss in the upper half
+//! at `KERNEL_VBASE + paddr`, a `PT_NOTE` inside rodata holding a `Xen`
+//! note and the `HVLU` note). Each malformed-image test changes one thing
+//! of that image and is named after what is then wrong with it.
 
 use alloc::string::ToString;
 use alloc::vec;
@@ -17,23 +17,18 @@ use handover_abi::version::{AbiVersion, VersionRange, READS, WRITES};
 use handover_abi::BuildId;
 use proptest::prelude::*;
 
+use super::testkit::{
+    append_program_headers, elf, header_mut, note_record, xen_pvh_note, ElfFile, ProgramHeader, LE,
+};
 use super::*;
 
 const KERNEL_VBASE: u64 = 0xffff_ffff_8000_0000;
 const IMAGE_PHYS: u64 = 0x10_0000;
 
-const PT_NULL: u32 = 0;
 const RWX: u32 = PF_R | PF_W | PF_X;
 const RX: u32 = PF_R | PF_X;
 const R: u32 = PF_R;
 const RW: u32 = PF_R | PF_W;
-
-// ELF64 header field offsets.
-const E_TYPE: usize = 16;
-const E_MACHINE: usize = 18;
-const E_PHOFF: usize = 32;
-const E_PHENTSIZE: usize = 54;
-const E_PHNUM: usize = 56;
 
 // Program header indices of `hv_like`.
 const BOOT: usize = 0;
@@ -50,110 +45,21 @@ const NOTES_IN_RODATA: u64 = 0x800;
 /// Plenty of room for every test image.
 const LIMITS: ImageLimits = ImageLimits { max_span: 16 << 20 };
 
-#[derive(Clone, Copy, Debug)]
-struct Phdr {
-    p_type: u32,
-    p_flags: u32,
-    p_offset: u64,
-    p_vaddr: u64,
-    p_paddr: u64,
-    p_filesz: u64,
-    p_memsz: u64,
-    p_align: u64,
-}
-
-impl Phdr {
-    /// Appends the 56 bytes of this program header.
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.p_type.to_le_bytes());
-        out.extend_from_slice(&self.p_flags.to_le_bytes());
-        out.extend_from_slice(&self.p_offset.to_le_bytes());
-        out.extend_from_slice(&self.p_vaddr.to_le_bytes());
-        out.extend_from_slice(&self.p_paddr.to_le_bytes());
-        out.extend_from_slice(&self.p_filesz.to_le_bytes());
-        out.extend_from_slice(&self.p_memsz.to_le_bytes());
-        out.extend_from_slice(&self.p_align.to_le_bytes());
+/// The memory image a loader would produce from `image`, built from what
+/// the writer was given rather than by the parser: zeros over the whole
+/// span, each `PT_LOAD`'s file bytes at `p_paddr - IMAGE_PHYS`.
+fn expected_memory(image: &ElfFile, span: u64) -> Vec<u8> {
+    let mut mem = vec![0u8; span as usize];
+    for p in image.phdrs.iter().filter(|p| p.p_type == elf::PT_LOAD) {
+        assert!(p.p_filesz <= p.p_memsz);
+        let (at, from, len) = (
+            (p.p_paddr - IMAGE_PHYS) as usize,
+            p.p_offset as usize,
+            p.p_filesz as usize,
+        );
+        mem[at..at + len].copy_from_slice(&image.body[from..from + len]);
     }
-}
-
-/// A segment's contents as the writer made them, to build the expected
-/// memory image independently of the parser.
-#[derive(Clone, Debug)]
-struct Contents {
-    paddr: u64,
-    data: Vec<u8>,
-    memsz: u64,
-}
-
-/// An ELF64 file being made: the program headers are written over the start
-/// of `file` by [`TestImage::bytes`], so tests edit `phdrs` then call it.
-#[derive(Clone, Debug)]
-struct TestImage {
-    phdrs: Vec<Phdr>,
-    file: Vec<u8>,
-    loads: Vec<Contents>,
-}
-
-impl TestImage {
-    /// The file: an ELF64 LE x86_64 `ET_EXEC` header, the program headers
-    /// right after it, the segment data where `file` has it.
-    fn bytes(&self) -> Vec<u8> {
-        let mut f = self.file.clone();
-        let mut h = Vec::new();
-        h.extend_from_slice(b"\x7fELF");
-        h.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, LSB, EV_CURRENT, SysV
-        h.extend_from_slice(&[0; 8]);
-        h.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-        h.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
-        h.extend_from_slice(&1u32.to_le_bytes()); // e_version
-        h.extend_from_slice(&0x10_0000u64.to_le_bytes()); // e_entry (PVH stub)
-        h.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-        h.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-        h.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-        h.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
-        h.extend_from_slice(&56u16.to_le_bytes()); // e_phentsize
-        h.extend_from_slice(&(self.phdrs.len() as u16).to_le_bytes());
-        h.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
-        h.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
-        h.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-        assert_eq!(h.len(), 64);
-        for p in &self.phdrs {
-            p.write(&mut h);
-        }
-        assert!(h.len() <= 0x1000, "headers overrun the first page");
-        f[..h.len()].copy_from_slice(&h);
-        f
-    }
-
-    /// [`TestImage::bytes`] with the program header table after the end of
-    /// the file instead of after the ELF header (for tables larger than
-    /// the first page).
-    fn bytes_with_headers_elsewhere(&self) -> Vec<u8> {
-        let few = TestImage {
-            phdrs: Vec::new(),
-            ..self.clone()
-        };
-        let mut f = few.bytes();
-        let at = f.len() as u64;
-        put_u64(&mut f, E_PHOFF, at);
-        put_u16(&mut f, E_PHNUM, self.phdrs.len() as u16);
-        for p in &self.phdrs {
-            p.write(&mut f);
-        }
-        f
-    }
-
-    /// The memory image a loader would produce: zeros over the whole span,
-    /// each segment's data at `paddr - IMAGE_PHYS`.
-    fn expected_memory(&self, span: u64) -> Vec<u8> {
-        let mut mem = vec![0u8; span as usize];
-        for c in &self.loads {
-            let at = (c.paddr - IMAGE_PHYS) as usize;
-            mem[at..at + c.data.len()].copy_from_slice(&c.data);
-            assert!(c.data.len() as u64 <= c.memsz);
-        }
-        mem
-    }
+    mem
 }
 
 /// Bytes that differ from segment to segment and from place to place, so a
@@ -170,27 +76,9 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// One note record: header, name padded to 4, descriptor padded to 4.
-fn note_record(name: &[u8], n_type: u32, desc: &[u8]) -> Vec<u8> {
-    note_record_aligned(name, n_type, desc, 4)
-}
-
-/// One note record with name and descriptor padded to `align`.
-fn note_record_aligned(name: &[u8], n_type: u32, desc: &[u8], align: usize) -> Vec<u8> {
-    let mut r = Vec::new();
-    r.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    r.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-    r.extend_from_slice(&n_type.to_le_bytes());
-    r.extend_from_slice(name);
-    r.resize(r.len().next_multiple_of(align), 0);
-    r.extend_from_slice(desc);
-    r.resize(r.len().next_multiple_of(align), 0);
-    r
-}
-
-/// The PVH note QEMU boots the image by (type 18, a 32-bit entry).
+/// The PVH note QEMU boots the image by, entering at the boot segment.
 fn xen_note() -> Vec<u8> {
-    note_record(b"Xen\0", 18, &0x10_0000u32.to_le_bytes())
+    xen_pvh_note(0x10_0000)
 }
 
 /// The note of an image that reads `reads` and writes what this build writes.
@@ -212,7 +100,7 @@ fn hvlu_note(reads: VersionRange, entry: u64) -> Vec<u8> {
 /// the first 36 bytes of `image_note`'s descriptor.
 fn old_hvlu_note(reads: VersionRange, entry: u64) -> Vec<u8> {
     let desc = image_note(reads, entry).to_desc();
-    note_record(b"HVLU\0", 1, &desc[..MIN_DESC_SIZE])
+    note_record(b"HVLU\0", 1, &desc[..MIN_DESC_SIZE], 4)
 }
 
 /// A valid image laid out like `hv/linker.ld`, with these note records in
@@ -225,12 +113,12 @@ fn old_hvlu_note(reads: VersionRange, entry: u64) -> Vec<u8> {
 /// | 2 | rodata | r-- | 0x105000 | KERNEL_VBASE + paddr | 0x6000 | 0x1000 | 0x1000 |
 /// | 3 | data+bss | rw- | 0x106000 | KERNEL_VBASE + paddr | 0x7000 | 0x321 | 0x4000 |
 /// | 4 | PT_NOTE | r-- | 0x105800 | KERNEL_VBASE + paddr | 0x6800 | notes | notes |
-fn hv_like_with_notes(notes: &[Vec<u8>]) -> TestImage {
+fn hv_like_with_notes(notes: &[Vec<u8>]) -> ElfFile {
     let notes: Vec<u8> = notes.concat();
     assert!(notes.len() as u64 <= 0x1000 - NOTES_IN_RODATA);
-    let seg = |flags, file: u64, paddr: u64, vaddr: u64, filesz: u64, memsz: u64| Phdr {
-        p_type: PT_LOAD,
-        p_flags: flags,
+    let seg = |flags, file: u64, paddr: u64, vaddr: u64, filesz: u64, memsz: u64| ProgramHeader {
+        p_type: elf::PT_LOAD,
+        p_flags: elf::ProgramFlags(flags),
         p_offset: file,
         p_vaddr: vaddr,
         p_paddr: paddr,
@@ -265,9 +153,9 @@ fn hv_like_with_notes(notes: &[Vec<u8>]) -> TestImage {
             0x4000,
         ),
     ];
-    phdrs.push(Phdr {
-        p_type: PT_NOTE,
-        p_flags: R,
+    phdrs.push(ProgramHeader {
+        p_type: elf::PT_NOTE,
+        p_flags: elf::ProgramFlags(R),
         p_offset: 0x6000 + NOTES_IN_RODATA,
         p_vaddr: KERNEL_VBASE + 0x10_5000 + NOTES_IN_RODATA,
         p_paddr: 0x10_5000 + NOTES_IN_RODATA,
@@ -275,12 +163,11 @@ fn hv_like_with_notes(notes: &[Vec<u8>]) -> TestImage {
         p_memsz: notes.len() as u64,
         p_align: 4,
     });
-    let mut loads = Vec::new();
-    let mut file = vec![0u8; 0x7321];
+    let mut body = vec![0u8; 0x7321];
     for (i, p) in phdrs
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.p_type == PT_LOAD)
+        .filter(|(_, p)| p.p_type == elf::PT_LOAD)
     {
         let mut data = pattern(i as u64 + 1, p.p_filesz as usize);
         if i == RODATA {
@@ -288,19 +175,18 @@ fn hv_like_with_notes(notes: &[Vec<u8>]) -> TestImage {
             data[at..at + notes.len()].copy_from_slice(&notes);
         }
         let at = p.p_offset as usize;
-        file[at..at + data.len()].copy_from_slice(&data);
-        loads.push(Contents {
-            paddr: p.p_paddr,
-            data,
-            memsz: p.p_memsz,
-        });
+        body[at..at + data.len()].copy_from_slice(&data);
     }
-    TestImage { phdrs, file, loads }
+    ElfFile {
+        entry: 0x10_0000, // the PVH stub
+        phdrs,
+        body,
+    }
 }
 
 /// The valid hypervisor-like image: a `Xen` note, then the `HVLU` note
 /// (reads `READS`, entry 0x100 bytes into text).
-fn hv_like() -> TestImage {
+fn hv_like() -> ElfFile {
     hv_like_with_notes(&[xen_note(), hvlu_note(READS, ENTRY)])
 }
 
@@ -309,18 +195,10 @@ fn check(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
 }
 
 /// `hv_like` with one program header changed.
-fn with_phdr(index: usize, edit: impl FnOnce(&mut Phdr)) -> Vec<u8> {
+fn with_phdr(index: usize, edit: impl FnOnce(&mut ProgramHeader)) -> Vec<u8> {
     let mut image = hv_like();
     edit(&mut image.phdrs[index]);
     image.bytes()
-}
-
-fn put_u16(bytes: &mut [u8], at: usize, v: u16) {
-    bytes[at..at + 2].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(bytes: &mut [u8], at: usize, v: u64) {
-    bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
 /// A staging area over a `Vec` that starts full of garbage and counts how
@@ -505,9 +383,9 @@ fn notes_of_other_names_and_8_byte_note_alignment_are_handled() {
     // In a segment with p_align 8, names and descriptors are padded to 8
     // (the GNU property note's layout): the HVLU descriptor then starts at
     // byte 24 of its record, not 20.
-    let foreign = note_record_aligned(b"GNU\0", 5, &[1, 2, 3, 4, 5], 8);
+    let foreign = note_record(b"GNU\0", 5, &[1, 2, 3, 4, 5], 8);
     let desc = image_note(READS, ENTRY).to_desc();
-    let hvlu = note_record_aligned(b"HVLU\0", 1, &desc, 8);
+    let hvlu = note_record(b"HVLU\0", 1, &desc, 8);
     let mut image = hv_like_with_notes(&[foreign, hvlu]);
     image.phdrs[NOTES].p_align = 8;
     assert_eq!(check(&image.bytes()).unwrap().note.entry, ENTRY);
@@ -516,9 +394,9 @@ fn notes_of_other_names_and_8_byte_note_alignment_are_handled() {
 #[test]
 fn empty_loadable_segments_are_ignored() {
     let mut image = hv_like();
-    image.phdrs.push(Phdr {
-        p_type: PT_LOAD,
-        p_flags: RW,
+    image.phdrs.push(ProgramHeader {
+        p_type: elf::PT_LOAD,
+        p_flags: elf::ProgramFlags(RW),
         p_offset: 0,
         p_vaddr: 0,
         p_paddr: 0,
@@ -536,7 +414,7 @@ fn segments_sharing_a_page_share_its_mapping() {
     // rodata ends mid-page and data starts right after it, on the same page:
     // that page is mapped once, with both segments' flags.
     let mut image = hv_like();
-    let rodata = image.phdrs[RODATA];
+    let rodata = image.phdrs[RODATA].clone();
     image.phdrs[RODATA].p_memsz = 0xa00;
     image.phdrs[RODATA].p_filesz = 0xa00;
     let data = &mut image.phdrs[DATA];
@@ -562,14 +440,14 @@ fn tiny_segments_on_one_page_give_one_mapping() {
     // Three segments inside one page, then one continuing it with the same
     // flags: one page with the union of flags, then the rest.
     let mut image = hv_like();
-    let base = image.phdrs[DATA];
-    let part = |at: u64, len: u64, flags: u32| Phdr {
+    let base = image.phdrs[DATA].clone();
+    let part = |at: u64, len: u64, flags: u32| ProgramHeader {
         p_paddr: base.p_paddr + at,
         p_vaddr: base.p_vaddr + at,
         p_filesz: 0,
         p_memsz: len,
-        p_flags: flags,
-        ..base
+        p_flags: elf::ProgramFlags(flags),
+        ..base.clone()
     };
     image.phdrs[RODATA] = part(0x100, 0x100, RX);
     image.phdrs[DATA] = part(0x400, 0x100, RW);
@@ -601,7 +479,7 @@ fn staging_reproduces_the_loaders_memory_image() {
     let info = check(&bytes).unwrap();
     let mut area = VecArea::new(info.span + 0x1000);
     stage(&info, &bytes, &mut area).unwrap();
-    let expected = image.expected_memory(info.span);
+    let expected = expected_memory(&image, info.span);
     assert!(
         area.mem[..info.span as usize] == expected[..],
         "staged bytes differ"
@@ -662,7 +540,7 @@ fn staging_other_bytes_than_validated_is_refused() {
 #[test]
 fn bad_magic() {
     let mut bytes = hv_like().bytes();
-    bytes[1] = b'X';
+    header_mut(&mut bytes).e_ident.magic[1] = b'X';
     assert_eq!(check(&bytes), Err(ImageError::NotElf));
 }
 
@@ -683,21 +561,21 @@ fn truncated_header() {
 #[test]
 fn not_64_bit() {
     let mut bytes = hv_like().bytes();
-    bytes[4] = 1; // ELFCLASS32
+    header_mut(&mut bytes).e_ident.class = elf::ELFCLASS32;
     assert_eq!(check(&bytes), Err(ImageError::Not64Bit { class: 1 }));
 }
 
 #[test]
 fn big_endian() {
     let mut bytes = hv_like().bytes();
-    bytes[5] = 2; // ELFDATA2MSB
+    header_mut(&mut bytes).e_ident.data = elf::ELFDATA2MSB;
     assert_eq!(check(&bytes), Err(ImageError::NotLittleEndian { data: 2 }));
 }
 
 #[test]
 fn not_x86_64() {
     let mut bytes = hv_like().bytes();
-    put_u16(&mut bytes, E_MACHINE, 183); // EM_AARCH64
+    header_mut(&mut bytes).e_machine.set(LE, elf::EM_AARCH64);
     assert_eq!(
         check(&bytes),
         Err(ImageError::WrongMachine { machine: 183 })
@@ -707,14 +585,14 @@ fn not_x86_64() {
 #[test]
 fn not_an_executable() {
     let mut bytes = hv_like().bytes();
-    put_u16(&mut bytes, E_TYPE, 3); // ET_DYN
+    header_mut(&mut bytes).e_type.set(LE, elf::ET_DYN);
     assert_eq!(check(&bytes), Err(ImageError::NotExecutable { e_type: 3 }));
 }
 
 #[test]
 fn wrong_program_header_entry_size() {
     let mut bytes = hv_like().bytes();
-    put_u16(&mut bytes, E_PHENTSIZE, 64);
+    header_mut(&mut bytes).e_phentsize.set(LE, 64);
     assert_eq!(
         check(&bytes),
         Err(ImageError::BadProgramHeaderSize { phentsize: 64 })
@@ -724,7 +602,7 @@ fn wrong_program_header_entry_size() {
 #[test]
 fn program_headers_beyond_end_of_file() {
     let mut bytes = hv_like().bytes();
-    put_u64(&mut bytes, E_PHOFF, 0x7321 - 100);
+    header_mut(&mut bytes).e_phoff.set(LE, 0x7321 - 100);
     assert_eq!(
         check(&bytes),
         Err(ImageError::ProgramHeadersBeyondEndOfFile {
@@ -736,23 +614,24 @@ fn program_headers_beyond_end_of_file() {
 }
 
 /// `count` program headers, `PT_NULL` past the first `hv_like` ones, the
-/// table moved to the end of the file (it no longer fits the first page).
+/// table appended to the end of the file (it no longer fits the first page).
 fn with_program_headers(count: usize) -> Vec<u8> {
     let mut image = hv_like();
-    image.phdrs.resize(
-        count,
-        Phdr {
-            p_type: PT_NULL,
-            p_flags: 0,
-            p_offset: 0,
-            p_vaddr: 0,
-            p_paddr: 0,
-            p_filesz: 0,
-            p_memsz: 0,
-            p_align: 0,
-        },
-    );
-    image.bytes_with_headers_elsewhere()
+    let null = ProgramHeader {
+        p_type: elf::PT_NULL,
+        p_flags: elf::ProgramFlags(0),
+        p_offset: 0,
+        p_vaddr: 0,
+        p_paddr: 0,
+        p_filesz: 0,
+        p_memsz: 0,
+        p_align: 0,
+    };
+    let mut phdrs = core::mem::take(&mut image.phdrs);
+    phdrs.resize(count, null);
+    let mut bytes = image.bytes();
+    append_program_headers(&mut bytes, &phdrs);
+    bytes
 }
 
 #[test]
@@ -780,7 +659,7 @@ fn too_many_program_headers() {
 #[test]
 fn program_header_offset_overflowing() {
     let mut bytes = hv_like().bytes();
-    put_u64(&mut bytes, E_PHOFF, u64::MAX - 8);
+    header_mut(&mut bytes).e_phoff.set(LE, u64::MAX - 8);
     assert!(matches!(
         check(&bytes),
         Err(ImageError::ProgramHeadersBeyondEndOfFile { .. })
@@ -790,15 +669,15 @@ fn program_header_offset_overflowing() {
 #[test]
 fn no_program_headers() {
     let mut bytes = hv_like().bytes();
-    put_u16(&mut bytes, E_PHNUM, 0);
+    header_mut(&mut bytes).e_phnum.set(LE, 0);
     assert_eq!(check(&bytes), Err(ImageError::NoLoadableSegment));
 }
 
 #[test]
 fn no_loadable_segment() {
     let mut image = hv_like();
-    for p in image.phdrs.iter_mut().filter(|p| p.p_type == PT_LOAD) {
-        p.p_type = PT_NULL;
+    for p in image.phdrs.iter_mut().filter(|p| p.p_type == elf::PT_LOAD) {
+        p.p_type = elf::PT_NULL;
     }
     assert_eq!(check(&image.bytes()), Err(ImageError::NoLoadableSegment));
 }
@@ -989,7 +868,7 @@ fn no_hvlu_note() {
 
 #[test]
 fn no_note_segment() {
-    let bytes = with_phdr(NOTES, |p| p.p_type = PT_NULL);
+    let bytes = with_phdr(NOTES, |p| p.p_type = elf::PT_NULL);
     assert_eq!(check(&bytes), Err(ImageError::NoNote));
 }
 
@@ -1005,8 +884,8 @@ fn many_notes_are_walked_without_being_kept() {
     // A whole segment of empty notes of other names around the HVLU note,
     // then HVLU notes of another type: the note is found. The same with a
     // second HVLU note at the very end is a duplicate.
-    let filler = note_record(b"GNU", 3, &[]);
-    let wrong_type = note_record(b"HVLU", 7, &[0; 8]);
+    let filler = note_record(b"GNU", 3, &[], 4);
+    let wrong_type = note_record(b"HVLU", 7, &[0; 8], 4);
     let note = hvlu_note(READS, ENTRY);
     let mut notes = vec![filler.clone(); 40];
     notes.push(note.clone());
@@ -1018,7 +897,7 @@ fn many_notes_are_walked_without_being_kept() {
     let image = hv_like_with_notes(&notes);
     assert_eq!(check(&image.bytes()), Err(ImageError::DuplicateNote));
     // Only notes of another type: the first one's type is reported.
-    let image = hv_like_with_notes(&[filler, wrong_type.clone(), note_record(b"HVLU", 9, &[])]);
+    let image = hv_like_with_notes(&[filler, wrong_type.clone(), note_record(b"HVLU", 9, &[], 4)]);
     assert_eq!(
         check(&image.bytes()),
         Err(ImageError::BadNote(NoteError::WrongType { found: 7 }))
@@ -1028,7 +907,7 @@ fn many_notes_are_walked_without_being_kept() {
 #[test]
 fn duplicate_hvlu_note_in_a_second_note_segment() {
     let mut image = hv_like();
-    let second = image.phdrs[NOTES];
+    let second = image.phdrs[NOTES].clone();
     image.phdrs.push(second);
     assert_eq!(check(&image.bytes()), Err(ImageError::DuplicateNote));
 }
@@ -1074,7 +953,7 @@ fn unknown_note_version() {
 #[test]
 fn hvlu_note_of_wrong_type() {
     let desc = image_note(READS, ENTRY).to_desc();
-    let image = hv_like_with_notes(&[note_record(b"HVLU\0", 7, &desc)]);
+    let image = hv_like_with_notes(&[note_record(b"HVLU\0", 7, &desc, 4)]);
     assert_eq!(
         check(&image.bytes()),
         Err(ImageError::BadNote(NoteError::WrongType { found: 7 }))

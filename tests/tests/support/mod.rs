@@ -7,6 +7,11 @@
 
 use std::path::PathBuf;
 
+use handover_abi::note::{desc_offset, DESC_OFFSET, DESC_SIZE, NOTE_NAME, NOTE_TYPE};
+use old_hv::image::testkit::{
+    append_program_headers, edit_program_header, elf, header_mut, note_record, program_headers,
+    ProgramHeader, LE,
+};
 use old_hv::image::{validate, ImageInfo, ImageLimits};
 use old_hv::signature::{self, SecretSeed};
 
@@ -37,44 +42,18 @@ pub fn hv_b_info(image: &[u8]) -> ImageInfo {
 
 /// File offset of the `HVLU` note's descriptor.
 pub fn note_desc(image: &[u8]) -> usize {
-    let mut header = Vec::new();
-    header.extend_from_slice(&5u32.to_le_bytes());
-    header.extend_from_slice(&44u32.to_le_bytes());
-    header.extend_from_slice(&1u32.to_le_bytes());
-    header.extend_from_slice(b"HVLU\0\0\0\0");
+    // The note's header and name, as every image has them.
+    let head = &note_record(NOTE_NAME, NOTE_TYPE, &[0; DESC_SIZE], 4)[..DESC_OFFSET];
     let at = image
-        .windows(header.len())
-        .position(|w| w == header)
+        .windows(head.len())
+        .position(|w| w == head)
         .expect("the HVLU note");
-    at + 20
+    at + DESC_OFFSET
 }
 
 /// File offset of the `HVLU` note's entry field.
 pub fn entry_field(image: &[u8]) -> usize {
-    note_desc(image) + 12
-}
-
-// ELF64 header and program header field offsets.
-const E_IDENT_CLASS: usize = 4;
-const E_IDENT_DATA: usize = 5;
-const E_TYPE: usize = 16;
-const E_MACHINE: usize = 18;
-const E_PHOFF: usize = 32;
-const E_PHENTSIZE: usize = 54;
-const E_PHNUM: usize = 56;
-const PHDR: usize = 56;
-const P_TYPE: usize = 0;
-const P_OFFSET: usize = 8;
-const P_VADDR: usize = 16;
-const P_PADDR: usize = 24;
-const P_FILESZ: usize = 32;
-const P_MEMSZ: usize = 40;
-const PT_NULL: u32 = 0;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-
-fn get_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    note_desc(image) + desc_offset::ENTRY
 }
 
 fn put_u16(b: &mut [u8], at: usize, v: u16) {
@@ -87,11 +66,6 @@ fn put_u32(b: &mut [u8], at: usize, v: u32) {
 
 fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-/// Offset of program header `i`.
-fn phdr(image: &[u8], i: usize) -> usize {
-    get_u64(image, E_PHOFF) as usize + i * PHDR
 }
 
 /// The text segment: the largest executable one (the boot stub is
@@ -113,72 +87,67 @@ fn text_segment(info: &ImageInfo) -> old_hv::image::Segment {
 /// hv-b (it is not meant to run).
 pub fn compact(image: &[u8]) -> Vec<u8> {
     let info = hv_b_info(image);
-    let phnum = usize::from(u16::from_le_bytes([image[E_PHNUM], image[E_PHNUM + 1]]));
+    let phdrs = program_headers(image);
     let text = text_segment(&info);
     // The headers and everything before the first segment stay.
     let first = info.segments.iter().map(|s| s.file_offset).min().unwrap() as usize;
     let mut out = image[..first].to_vec();
-    // Old and new file offsets of each PT_LOAD, in file order.
-    let mut loads: Vec<(usize, u64, u64)> = Vec::new(); // (index, old offset, filesz)
-    for i in 0..phnum {
-        let p = phdr(image, i);
-        if u32::from_le_bytes(image[p..p + 4].try_into().unwrap()) == PT_LOAD {
-            loads.push((
-                i,
-                get_u64(image, p + P_OFFSET),
-                get_u64(image, p + P_FILESZ),
-            ));
-        }
-    }
-    loads.sort_by_key(|l| l.1);
+    // Each PT_LOAD, in file order.
+    let mut loads: Vec<(usize, &ProgramHeader)> = phdrs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.p_type == elf::PT_LOAD)
+        .collect();
+    loads.sort_by_key(|(_, p)| p.p_offset);
     let mut moved: Vec<(u64, u64, u64)> = Vec::new(); // (old offset, old filesz, new offset)
-    for (i, old, filesz) in loads {
+    for (i, p) in loads {
+        let (old, filesz) = (p.p_offset, p.p_filesz);
         let keep = filesz.min(4096);
         let new = (out.len() as u64).next_multiple_of(4096) + old % 4096;
         out.resize(new as usize, 0);
         out.extend_from_slice(&image[old as usize..(old + keep) as usize]);
-        let p = phdr(image, i);
-        put_u64(&mut out, p + P_OFFSET, new);
-        put_u64(&mut out, p + P_FILESZ, keep);
+        edit_program_header(&mut out, i, |p| {
+            p.p_offset = new;
+            p.p_filesz = keep;
+        });
         moved.push((old, filesz, new));
     }
     // Notes go to the start of the segment whose bytes held them.
-    for i in 0..phnum {
-        let p = phdr(image, i);
-        if u32::from_le_bytes(image[p..p + 4].try_into().unwrap()) != PT_NOTE {
+    for (i, p) in phdrs.iter().enumerate() {
+        if p.p_type != elf::PT_NOTE {
             continue;
         }
-        let (off, len) = (get_u64(image, p + P_OFFSET), get_u64(image, p + P_FILESZ));
+        let (off, len) = (p.p_offset, p.p_filesz);
         let (_, _, new) = *moved
             .iter()
             .find(|(o, n, _)| (*o..o + n).contains(&off))
             .expect("the note is inside a loadable segment");
         let (from, to) = (off as usize, new as usize);
         out[to..to + len as usize].copy_from_slice(&image[from..from + len as usize]);
-        put_u64(&mut out, p + P_OFFSET, new);
+        edit_program_header(&mut out, i, |p| p.p_offset = new);
     }
-    let desc = note_desc(&out);
-    put_u64(&mut out, desc + 12, text.vaddr + 0x100);
+    let entry = entry_field(&out);
+    put_u64(&mut out, entry, text.vaddr + 0x100);
     out
 }
 
 /// `image` with its program header table replaced by `count` one-byte
 /// `PT_LOAD`s, appended to the file.
 fn tiny_segments(image: &[u8], count: u16) -> Vec<u8> {
+    let table: Vec<ProgramHeader> = (0..u64::from(count))
+        .map(|i| ProgramHeader {
+            p_type: elf::PT_LOAD,
+            p_flags: elf::ProgramFlags(0),
+            p_offset: 0x1000,
+            p_vaddr: 0x4000_0000 + i * 0x1000,
+            p_paddr: 0x4000_0000 + i * 0x1000,
+            p_filesz: 1,
+            p_memsz: 1,
+            p_align: 0,
+        })
+        .collect();
     let mut b = image.to_vec();
-    let table = b.len() as u64;
-    put_u64(&mut b, E_PHOFF, table);
-    put_u16(&mut b, E_PHNUM, count);
-    for i in 0..u64::from(count) {
-        let mut p = [0u8; PHDR];
-        put_u32(&mut p, P_TYPE, PT_LOAD);
-        put_u64(&mut p, P_OFFSET, 0x1000);
-        put_u64(&mut p, P_VADDR, 0x4000_0000 + i * 0x1000);
-        put_u64(&mut p, P_PADDR, 0x4000_0000 + i * 0x1000);
-        put_u64(&mut p, P_FILESZ, 1);
-        put_u64(&mut p, P_MEMSZ, 1);
-        b.extend_from_slice(&p);
-    }
+    append_program_headers(&mut b, &table);
     b
 }
 
@@ -222,18 +191,15 @@ pub fn corpus() -> Vec<Hostile> {
         .find(|s| s.flags.writable() && !s.flags.executable())
         .expect("data")
         .index;
-    let note_index = (0..usize::from(u16::from_le_bytes([image[E_PHNUM], image[E_PHNUM + 1]])))
-        .find(|&i| u32::from_le_bytes(image[phdr(&image, i)..][..4].try_into().unwrap()) == PT_NOTE)
+    let note_index = program_headers(&image)
+        .iter()
+        .position(|p| p.p_type == elf::PT_NOTE)
         .expect("a PT_NOTE");
     // hv-b with one edit, signed.
     let edited = |edit: &dyn Fn(&mut Vec<u8>)| {
         let mut b = image.clone();
         edit(&mut b);
         signed(&b)
-    };
-    let set_phdr_u64 = |b: &mut Vec<u8>, i: usize, field: usize, v: u64| {
-        let at = phdr(b, i) + field;
-        put_u64(b, at, v)
     };
     let desc = note_desc(&image);
     vec![
@@ -317,35 +283,35 @@ pub fn corpus() -> Vec<Hostile> {
         },
         Hostile {
             name: "elf32",
-            bytes: edited(&|b| b[E_IDENT_CLASS] = 1),
+            bytes: edited(&|b| header_mut(b).e_ident.class = elf::ELFCLASS32),
             module_reason: "not a 64-bit ELF file",
             by_link: true,
             link_reason: "not a 64-bit ELF file",
         },
         Hostile {
             name: "big-endian",
-            bytes: edited(&|b| b[E_IDENT_DATA] = 2),
+            bytes: edited(&|b| header_mut(b).e_ident.data = elf::ELFDATA2MSB),
             module_reason: "wrong endianness",
             by_link: true,
             link_reason: "wrong endianness",
         },
         Hostile {
             name: "aarch64",
-            bytes: edited(&|b| put_u16(b, E_MACHINE, 183)),
+            bytes: edited(&|b| header_mut(b).e_machine.set(LE, elf::EM_AARCH64)),
             module_reason: "wrong machine: e_machine is 183",
             by_link: true,
             link_reason: "wrong machine: e_machine is 183",
         },
         Hostile {
             name: "shared-object",
-            bytes: edited(&|b| put_u16(b, E_TYPE, 3)),
+            bytes: edited(&|b| header_mut(b).e_type.set(LE, elf::ET_DYN)),
             module_reason: "not an executable: e_type is 3",
             by_link: true,
             link_reason: "not an executable: e_type is 3",
         },
         Hostile {
             name: "phentsize-32",
-            bytes: edited(&|b| put_u16(b, E_PHENTSIZE, 32)),
+            bytes: edited(&|b| header_mut(b).e_phentsize.set(LE, 32)),
             module_reason: "program header entries are 32 bytes",
             by_link: true,
             link_reason: "program header entries are 32 bytes",
@@ -354,7 +320,7 @@ pub fn corpus() -> Vec<Hostile> {
             name: "phdrs-past-end",
             bytes: edited(&|b| {
                 let n = b.len() as u64;
-                put_u64(b, E_PHOFF, n - 100)
+                header_mut(b).e_phoff.set(LE, n - 100)
             }),
             module_reason: "runs past the end of the",
             by_link: true,
@@ -379,24 +345,21 @@ pub fn corpus() -> Vec<Hostile> {
         },
         Hostile {
             name: "segment-past-end",
-            bytes: edited(&|b| set_phdr_u64(b, text, P_FILESZ, 1 << 40)),
+            bytes: edited(&|b| edit_program_header(b, text, |p| p.p_filesz = 1 << 40)),
             module_reason: "runs past the end of the",
             by_link: true,
             link_reason: "runs past the end of the",
         },
         Hostile {
             name: "filesz-over-memsz",
-            bytes: edited(&|b| {
-                let memsz = get_u64(b, phdr(b, data) + P_FILESZ) - 1;
-                set_phdr_u64(b, data, P_MEMSZ, memsz)
-            }),
+            bytes: edited(&|b| edit_program_header(b, data, |p| p.p_memsz = p.p_filesz - 1)),
             module_reason: "exceeds memory size",
             by_link: true,
             link_reason: "exceeds memory size",
         },
         Hostile {
             name: "address-overflow",
-            bytes: edited(&|b| set_phdr_u64(b, data, P_PADDR, u64::MAX - 0x10)),
+            bytes: edited(&|b| edit_program_header(b, data, |p| p.p_paddr = u64::MAX - 0x10)),
             module_reason: "address overflow",
             by_link: true,
             link_reason: "address overflow",
@@ -404,8 +367,9 @@ pub fn corpus() -> Vec<Hostile> {
         Hostile {
             name: "non-canonical",
             bytes: edited(&|b| {
-                let v = get_u64(b, phdr(b, data) + P_VADDR) & 0xfff;
-                set_phdr_u64(b, data, P_VADDR, 0x0000_9000_0000_0000 | v)
+                edit_program_header(b, data, |p| {
+                    p.p_vaddr = 0x0000_9000_0000_0000 | (p.p_vaddr & 0xfff)
+                })
             }),
             module_reason: "is not canonical",
             by_link: true,
@@ -413,10 +377,7 @@ pub fn corpus() -> Vec<Hostile> {
         },
         Hostile {
             name: "misaligned",
-            bytes: edited(&|b| {
-                let v = get_u64(b, phdr(b, data) + P_VADDR);
-                set_phdr_u64(b, data, P_VADDR, v + 8)
-            }),
+            bytes: edited(&|b| edit_program_header(b, data, |p| p.p_vaddr += 8)),
             module_reason: "misaligned",
             by_link: true,
             link_reason: "misaligned",
@@ -425,8 +386,7 @@ pub fn corpus() -> Vec<Hostile> {
             name: "no-loadable-segment",
             bytes: edited(&|b| {
                 for n in 0..4 {
-                    let at = phdr(b, load(n)) + P_TYPE;
-                    put_u32(b, at, PT_NULL);
+                    edit_program_header(b, load(n), |p| p.p_type = elf::PT_NULL);
                 }
             }),
             module_reason: "no loadable segment",
@@ -436,8 +396,8 @@ pub fn corpus() -> Vec<Hostile> {
         Hostile {
             name: "overlapping-segments",
             bytes: edited(&|b| {
-                let p = get_u64(b, phdr(b, text) + P_PADDR);
-                set_phdr_u64(b, data, P_PADDR, p + 0x1000)
+                let text = program_headers(b)[text].p_paddr;
+                edit_program_header(b, data, |p| p.p_paddr = text + 0x1000)
             }),
             module_reason: "overlap in physical memory",
             by_link: true,
@@ -445,17 +405,14 @@ pub fn corpus() -> Vec<Hostile> {
         },
         Hostile {
             name: "bss-of-1-gib",
-            bytes: edited(&|b| set_phdr_u64(b, data, P_MEMSZ, 1 << 30)),
+            bytes: edited(&|b| edit_program_header(b, data, |p| p.p_memsz = 1 << 30)),
             module_reason: "image too large for the staging area",
             by_link: true,
             link_reason: "image too large for the staging area",
         },
         Hostile {
             name: "no-note",
-            bytes: edited(&|b| {
-                let at = phdr(b, note_index) + P_TYPE;
-                put_u32(b, at, PT_NULL)
-            }),
+            bytes: edited(&|b| edit_program_header(b, note_index, |p| p.p_type = elf::PT_NULL)),
             module_reason: "no HVLU note",
             by_link: true,
             link_reason: "no HVLU note",
@@ -465,9 +422,8 @@ pub fn corpus() -> Vec<Hostile> {
             bytes: edited(&|b| {
                 // The boot segment's header becomes a second PT_NOTE over
                 // the same note.
-                let (from, to) = (phdr(b, note_index), phdr(b, load(0)));
-                let copy = b[from..from + PHDR].to_vec();
-                b[to..to + PHDR].copy_from_slice(&copy);
+                let note = program_headers(b)[note_index].clone();
+                edit_program_header(b, load(0), |p| *p = note);
             }),
             module_reason: "duplicate note",
             by_link: true,
@@ -475,7 +431,7 @@ pub fn corpus() -> Vec<Hostile> {
         },
         Hostile {
             name: "note-version-99",
-            bytes: edited(&|b| put_u32(b, desc, 99)),
+            bytes: edited(&|b| put_u32(b, desc + desc_offset::VERSION, 99)),
             module_reason: "bad HVLU note",
             by_link: true,
             link_reason: "bad HVLU note",
@@ -483,8 +439,11 @@ pub fn corpus() -> Vec<Hostile> {
         Hostile {
             name: "reads-only-abi-9",
             bytes: edited(&|b| {
-                for (i, v) in [9u16, 0, 9, 0].into_iter().enumerate() {
-                    put_u16(b, desc + 4 + 2 * i, v);
+                for at in [desc_offset::MIN_MAJOR, desc_offset::MAX_MAJOR] {
+                    put_u16(b, desc + at, 9);
+                }
+                for at in [desc_offset::MIN_MINOR, desc_offset::MAX_MINOR] {
+                    put_u16(b, desc + at, 0);
                 }
             }),
             module_reason: "no common handover ABI version",
@@ -494,8 +453,8 @@ pub fn corpus() -> Vec<Hostile> {
         Hostile {
             name: "entry-in-data",
             bytes: edited(&|b| {
-                let v = get_u64(b, phdr(b, data) + P_VADDR);
-                put_u64(b, desc + 12, v + 16)
+                let v = program_headers(b)[data].p_vaddr;
+                put_u64(b, desc + desc_offset::ENTRY, v + 16)
             }),
             module_reason: "is not inside the file-backed part of any executable",
             by_link: true,

@@ -6,9 +6,33 @@ use std::path::Path;
 
 use handover_abi::note::ImageNote;
 use handover_abi::{BuildId, HEADER_SIZE, READS};
+use old_hv::image::testkit::{elf, header_mut, xen_pvh_note, ElfFile, ProgramHeader};
 
-use super::elf::{write_elf_header, Phdr, PT_LOAD, PT_NOTE, R, VBASE, W, X};
 use crate::shell::{root, Failure};
+
+const R: u32 = elf::PF_R.0;
+const W: u32 = elf::PF_W.0;
+const X: u32 = elf::PF_X.0;
+/// Where `hv/linker.ld` puts the image in the upper half.
+const VBASE: u64 = 0xffff_ffff_8000_0000;
+
+/// `body` with an ELF64 LE x86_64 `ET_EXEC` header and `phdrs` written
+/// over its start, and `limit` in bytes 8..16 (`EI_ABIVERSION` and
+/// `EI_PAD`, which the validator ignores and the target reads as its
+/// second limit).
+fn seed_elf(phdrs: Vec<ProgramHeader>, body: Vec<u8>, limit: u64) -> Vec<u8> {
+    let mut f = ElfFile {
+        entry: 0xff380,
+        phdrs,
+        body,
+    }
+    .bytes();
+    let [abi_version, padding @ ..] = limit.to_le_bytes();
+    let ident = &mut header_mut(&mut f).e_ident;
+    ident.abi_version = abi_version;
+    ident.padding = padding;
+    f
+}
 
 /// Writes the seeds of `target` into `dir`: valid inputs, from which the
 /// fuzzer reaches the deep checks far sooner than from nothing.
@@ -203,78 +227,71 @@ fn seed_note(entry: u64) -> ImageNote {
 ///
 /// With `hv_like`, a `.boot` segment (`rwx`, physical = virtual 0xff380,
 /// file 0x3d0+0x30, 0x80 in memory) comes first, as in `hv/linker.ld`.
-/// Bytes 8..16 (`EI_PAD`, which the validator ignores and the target reads
-/// as its second limit) hold the span, or the span less one with
+/// The second limit ([`seed_elf`]) is the span, or the span less one with
 /// `under_limit`.
 fn seed_image(hv_like: bool, under_limit: bool) -> Vec<u8> {
     const FILE_LEN: usize = 0x400;
     const NOTES_AT: usize = 0x380;
-    let mut phdrs: Vec<Phdr> = Vec::new();
+    let mut phdrs = Vec::new();
     if hv_like {
-        phdrs.push((
-            PT_LOAD,
-            R | W | X,
-            0x3d0,
-            0xff380,
-            0xff380,
-            0x30,
-            0x80,
-            0x1000,
-        ));
+        phdrs.push(ProgramHeader {
+            p_type: elf::PT_LOAD,
+            p_flags: elf::ProgramFlags(R | W | X),
+            p_offset: 0x3d0,
+            p_vaddr: 0xff380,
+            p_paddr: 0xff380,
+            p_filesz: 0x30,
+            p_memsz: 0x80,
+            p_align: 0x1000,
+        });
     }
-    phdrs.push((
-        PT_LOAD,
-        R | X,
-        0x200,
-        VBASE + 0x10_0100,
-        0x10_0100,
-        0x100,
-        0x100,
-        0x1000,
-    ));
-    phdrs.push((
-        PT_LOAD,
-        R | W,
-        0x300,
-        VBASE + 0x10_0200,
-        0x10_0200,
-        0x80,
-        0x1000,
-        0x1000,
-    ));
+    phdrs.push(ProgramHeader {
+        p_type: elf::PT_LOAD,
+        p_flags: elf::ProgramFlags(R | X),
+        p_offset: 0x200,
+        p_vaddr: VBASE + 0x10_0100,
+        p_paddr: 0x10_0100,
+        p_filesz: 0x100,
+        p_memsz: 0x100,
+        p_align: 0x1000,
+    });
+    phdrs.push(ProgramHeader {
+        p_type: elf::PT_LOAD,
+        p_flags: elf::ProgramFlags(R | W),
+        p_offset: 0x300,
+        p_vaddr: VBASE + 0x10_0200,
+        p_paddr: 0x10_0200,
+        p_filesz: 0x80,
+        p_memsz: 0x1000,
+        p_align: 0x1000,
+    });
     let mut notes = Vec::new();
     if hv_like {
-        // The PVH note QEMU boots by: name "Xen", type 18, a 32-bit entry.
-        notes.extend_from_slice(&4u32.to_le_bytes());
-        notes.extend_from_slice(&4u32.to_le_bytes());
-        notes.extend_from_slice(&18u32.to_le_bytes());
-        notes.extend_from_slice(b"Xen\0");
-        notes.extend_from_slice(&0xff380u32.to_le_bytes());
+        notes.extend_from_slice(&xen_pvh_note(0xff380));
     }
     notes.extend_from_slice(&seed_note(VBASE + 0x10_0110).to_note_bytes());
     let notes_len = notes.len() as u64;
-    phdrs.push((
-        PT_NOTE,
-        R,
-        NOTES_AT as u64,
-        VBASE + 0x10_0380,
-        0x10_0380,
-        notes_len,
-        notes_len,
-        4,
-    ));
+    phdrs.push(ProgramHeader {
+        p_type: elf::PT_NOTE,
+        p_flags: elf::ProgramFlags(R),
+        p_offset: NOTES_AT as u64,
+        p_vaddr: VBASE + 0x10_0380,
+        p_paddr: 0x10_0380,
+        p_filesz: notes_len,
+        p_memsz: notes_len,
+        p_align: 4,
+    });
     // From the lowest page to the end of the bss, rounded up to a page.
     let span: u64 = if hv_like { 0x3000 } else { 0x2000 };
     let limit = if under_limit { span - 1 } else { span };
 
-    let mut f = vec![0u8; FILE_LEN];
-    write_elf_header(&mut f, &phdrs, limit);
+    let mut body = vec![0u8; FILE_LEN];
     // Text and data: bytes that are not zero, so a misplaced copy shows.
-    for (i, b) in f[0x200..NOTES_AT].iter_mut().enumerate() {
+    for (i, b) in body[0x200..NOTES_AT].iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(37).wrapping_add(11);
     }
-    f[NOTES_AT..NOTES_AT + notes.len()].copy_from_slice(&notes);
-    f
+    body[NOTES_AT..NOTES_AT + notes.len()].copy_from_slice(&notes);
+    seed_elf(phdrs, body, limit)
 }
 
 /// A valid image of 24 small `PT_LOAD`s (file 0x10, memory 0x40 bytes each,
@@ -285,33 +302,41 @@ fn seed_many_segments() -> Vec<u8> {
     const N: u64 = 24;
     const DATA_AT: u64 = 0x600;
     const NOTES_AT: usize = 0x780;
-    let mut phdrs: Vec<Phdr> = (0..N)
+    let mut phdrs: Vec<ProgramHeader> = (0..N)
         .rev()
         .map(|i| {
             let flags = [R | X, R, R | W][(i % 3) as usize];
             let paddr = 0x10_0000 + i * 0x40;
-            (
-                PT_LOAD,
-                flags,
-                DATA_AT + i * 0x10,
-                VBASE + paddr,
-                paddr,
-                0x10,
-                0x40,
-                0x40,
-            )
+            ProgramHeader {
+                p_type: elf::PT_LOAD,
+                p_flags: elf::ProgramFlags(flags),
+                p_offset: DATA_AT + i * 0x10,
+                p_vaddr: VBASE + paddr,
+                p_paddr: paddr,
+                p_filesz: 0x10,
+                p_memsz: 0x40,
+                p_align: 0x40,
+            }
         })
         .collect();
     let note = seed_note(VBASE + 0x10_0004).to_note_bytes();
     let len = note.len() as u64;
-    phdrs.push((PT_NOTE, R, NOTES_AT as u64, 0, 0, len, len, 4));
-    let mut f = vec![0u8; 0x800];
-    write_elf_header(&mut f, &phdrs, 0x1000);
-    for (i, b) in f[DATA_AT as usize..NOTES_AT].iter_mut().enumerate() {
+    phdrs.push(ProgramHeader {
+        p_type: elf::PT_NOTE,
+        p_flags: elf::ProgramFlags(R),
+        p_offset: NOTES_AT as u64,
+        p_vaddr: 0,
+        p_paddr: 0,
+        p_filesz: len,
+        p_memsz: len,
+        p_align: 4,
+    });
+    let mut body = vec![0u8; 0x800];
+    for (i, b) in body[DATA_AT as usize..NOTES_AT].iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(73).wrapping_add(5);
     }
-    f[NOTES_AT..NOTES_AT + note.len()].copy_from_slice(&note);
-    f
+    body[NOTES_AT..NOTES_AT + note.len()].copy_from_slice(&note);
+    seed_elf(phdrs, body, 0x1000)
 }
 
 #[cfg(test)]
