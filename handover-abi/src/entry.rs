@@ -308,6 +308,42 @@ mod tests {
     }
 
     #[test]
+    fn fields_sit_at_their_documented_offsets() {
+        let b = sample().to_bytes();
+        let u64_at = |at: usize| &b[at..at + 8];
+        assert_eq!(&b[0..8], b"HVLUARGS");
+        assert_eq!(&b[8..12], &3u32.to_le_bytes());
+        assert_eq!(&b[12..16], &192u32.to_le_bytes());
+        let words: [(usize, u64); 19] = [
+            (16, 0x1c40_0000),
+            (24, 4321),
+            (32, 0x1c20_0000),
+            (40, 0x8_0000),
+            (48, 0x1c00_0000),
+            (56, 64 << 20),
+            (64, 512 << 20),
+            (72, 0xdead_beef_f00d_cafe),
+            (80, 2_600_000),
+            (88, 1),
+            (96, 5),
+            (104, 2),
+            (112, 3),
+            (120, 4),
+            (128, 110_000),
+            (136, 7),
+            (144, 175),
+            (168, 0x0123_4567_89ab_cdef),
+            (176, 0xfedc_ba98_7654_3210),
+        ];
+        for (at, value) in words {
+            assert_eq!(u64_at(at), &value.to_le_bytes(), "word at {at}");
+        }
+        assert_eq!(&b[152..168], &[0xab; 16]);
+        assert_eq!(&b[184..188], &crc32c(&b[..184]).to_le_bytes());
+        assert_eq!(&b[188..192], &[0; 4]);
+    }
+
+    #[test]
     fn round_trip() {
         let args = sample();
         assert_eq!(EntryArgs::from_bytes(&args.to_bytes()), Ok(args));

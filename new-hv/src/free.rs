@@ -119,6 +119,58 @@ mod tests {
         MfnRange::new(Mfn(start), count)
     }
 
+    /// The digest, re-implemented from its description in docs/abi.md
+    /// §5.2: the set of frames, cut into maximal ranges, folded.
+    fn digest_by_the_doc(ranges: &[MfnRange]) -> u64 {
+        let frames: std::collections::BTreeSet<u64> =
+            ranges.iter().flat_map(|r| r.start.0..r.end()).collect();
+        let mut maximal: Vec<(u64, u64)> = Vec::new();
+        for f in frames {
+            match maximal.last_mut() {
+                Some((start, len)) if *start + *len == f => *len += 1,
+                _ => maximal.push((f, 1)),
+            }
+        }
+        let mut h: u64 = 0x6a09_e667_f3bc_c908;
+        let mut fold = |w: u64| {
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 32;
+        };
+        for &(start, len) in &maximal {
+            fold(start);
+            fold(len);
+        }
+        fold(maximal.len() as u64);
+        fold(maximal.iter().map(|&(_, len)| len).sum());
+        let mut z = h;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn the_digest_is_the_documented_one() {
+        let sets: [&[MfnRange]; 5] = [
+            &[],
+            &[r(0, 1)],
+            &[r(10, 20), r(100, 5)],
+            &[r(100, 5), r(10, 5), r(15, 15), r(12, 3), r(0, 0)],
+            &[
+                r(0x1_0000, 0x8000),
+                r(0x3, 0x2000),
+                r(0x2003, 7),
+                r(0x9_0000, 1),
+            ],
+        ];
+        for set in sets {
+            assert_eq!(
+                digest_of(set.iter().copied()),
+                digest_by_the_doc(set),
+                "{set:?}"
+            );
+        }
+    }
+
     #[test]
     fn one_set_one_digest_however_it_is_cut() {
         let whole = digest_of([r(10, 20), r(100, 5)]);
