@@ -3,9 +3,10 @@
 //! Frames and addresses ([`Mfn`], [`Gpfn`]; an address is a `u64`), ranges of them
 //! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), the x86-64
 //! page-table entry format ([`pte`]), the canonical-address bounds
-//! ([`canonical`]) and the general-purpose register file ([`GpRegs`]).
+//! ([`canonical`]), the general-purpose register file ([`GpRegs`]), the
+//! CRC32C ([`crc32c`]) and the fold the digests share ([`digest`]).
 //!
-//! This is a leaf crate: no dependency but an optional `serde` (feature
+//! This is a leaf crate: no dependency but `crc` and an optional `serde` (feature
 //! `serde`, which `handover-abi` turns on because these types appear in the
 //! handover body; the wire shape of each is fixed there by golden blobs).
 //! Everything is `const` where it can be, conversions between frames and
@@ -16,6 +17,7 @@
 
 pub mod canonical;
 pub mod crc32c;
+pub mod digest;
 mod frame;
 pub mod pte;
 mod range;
