@@ -201,34 +201,33 @@ pub struct RawEntryArgs {
 }
 
 // The layout docs/abi.md §5.2 gives, checked when the crate compiles.
-const _: () = {
-    assert!(size_of::<RawEntryArgs>() == ENTRY_ARGS_SIZE);
-    assert!(offset_of!(RawEntryArgs, magic) == 0);
-    assert!(offset_of!(RawEntryArgs, version) == 8);
-    assert!(offset_of!(RawEntryArgs, size) == 12);
-    assert!(offset_of!(RawEntryArgs, state_phys) == 16);
-    assert!(offset_of!(RawEntryArgs, state_len) == 24);
-    assert!(offset_of!(RawEntryArgs, image_phys) == 32);
-    assert!(offset_of!(RawEntryArgs, image_len) == 40);
-    assert!(offset_of!(RawEntryArgs, region_base) == 48);
-    assert!(offset_of!(RawEntryArgs, region_size) == 56);
-    assert!(offset_of!(RawEntryArgs, ram_end) == 64);
-    assert!(offset_of!(RawEntryArgs, digest) == 72);
-    assert!(offset_of!(RawEntryArgs, tsc_khz) == 80);
-    assert!(offset_of!(RawEntryArgs, tsc_pause) == 88);
-    assert!(offset_of!(RawEntryArgs, tsc_paused) == 96);
-    assert!(offset_of!(RawEntryArgs, tsc_serialised) == 104);
-    assert!(offset_of!(RawEntryArgs, tsc_preflight) == 112);
-    assert!(offset_of!(RawEntryArgs, tsc_jump) == 120);
-    assert!(offset_of!(RawEntryArgs, free_frames) == 128);
-    assert!(offset_of!(RawEntryArgs, sequence) == 136);
-    assert!(offset_of!(RawEntryArgs, image_frames_out) == 144);
-    assert!(offset_of!(RawEntryArgs, from_build_id) == 152);
-    assert!(offset_of!(RawEntryArgs, free_digest) == 168);
-    assert!(offset_of!(RawEntryArgs, tables_digest) == 176);
-    assert!(offset_of!(RawEntryArgs, crc32c) == 184);
-    assert!(offset_of!(RawEntryArgs, reserved) == 188);
-};
+hvlu_types::assert_layout!(RawEntryArgs, ENTRY_ARGS_SIZE, {
+    magic: 0,
+    version: 8,
+    size: 12,
+    state_phys: 16,
+    state_len: 24,
+    image_phys: 32,
+    image_len: 40,
+    region_base: 48,
+    region_size: 56,
+    ram_end: 64,
+    digest: 72,
+    tsc_khz: 80,
+    tsc_pause: 88,
+    tsc_paused: 96,
+    tsc_serialised: 104,
+    tsc_preflight: 112,
+    tsc_jump: 120,
+    free_frames: 128,
+    sequence: 136,
+    image_frames_out: 144,
+    from_build_id: 152,
+    free_digest: 168,
+    tables_digest: 176,
+    crc32c: 184,
+    reserved: 188,
+});
 
 /// Why an argument page was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

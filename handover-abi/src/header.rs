@@ -28,7 +28,6 @@
 //! exactly the body the writer produced.
 
 use core::fmt;
-use core::mem::offset_of;
 
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -75,20 +74,19 @@ pub struct RawHeader {
 }
 
 // The layout docs/abi.md §2.1 gives, checked when the crate compiles.
-const _: () = {
-    assert!(size_of::<RawHeader>() == HEADER_SIZE);
-    assert!(offset_of!(RawHeader, magic) == 0);
-    assert!(offset_of!(RawHeader, abi_major) == 8);
-    assert!(offset_of!(RawHeader, abi_minor) == 10);
-    assert!(offset_of!(RawHeader, header_size) == 12);
-    assert!(offset_of!(RawHeader, body_len) == 16);
-    assert!(offset_of!(RawHeader, body_crc) == 24);
-    assert!(offset_of!(RawHeader, header_crc) == 28);
-    assert!(offset_of!(RawHeader, producer_build) == 32);
-    assert!(offset_of!(RawHeader, producer_major) == 48);
-    assert!(offset_of!(RawHeader, producer_minor) == 50);
-    assert!(offset_of!(RawHeader, reserved) == 52);
-};
+hvlu_types::assert_layout!(RawHeader, HEADER_SIZE, {
+    magic: 0,
+    abi_major: 8,
+    abi_minor: 10,
+    header_size: 12,
+    body_len: 16,
+    body_crc: 24,
+    header_crc: 28,
+    producer_build: 32,
+    producer_major: 48,
+    producer_minor: 50,
+    reserved: 52,
+});
 
 /// Byte offsets of the header fields: those of [`RawHeader`]'s fields.
 pub mod offset {

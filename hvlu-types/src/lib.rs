@@ -4,7 +4,8 @@
 //! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), the x86-64
 //! page-table entry format ([`pte`]), the canonical-address bounds
 //! ([`canonical`]), the general-purpose register file ([`GpRegs`]), the
-//! CRC32C ([`crc32c`]) and the fold the digests share ([`digest`]).
+//! CRC32C ([`crc32c`]), the fold the digests share ([`digest`]) and the
+//! compile-time layout check of the fixed binary structs ([`assert_layout!`]).
 //!
 //! This is a leaf crate: no dependency but `crc` and an optional `serde` (feature
 //! `serde`, which `handover-abi` turns on because these types appear in the
@@ -19,6 +20,7 @@ pub mod canonical;
 pub mod crc32c;
 pub mod digest;
 mod frame;
+pub mod layout;
 pub mod pte;
 mod range;
 pub mod regs;
