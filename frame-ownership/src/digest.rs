@@ -17,26 +17,27 @@
 //! Unowned frames, and the M2P entries of unowned frames, are not covered:
 //! the two sides legitimately differ there (free RAM, the region).
 //!
-//! **How.** The state starts at `0xcbf2_9ce4_8422_2325`; each word `w` is
-//! folded as `h = (h ^ w) * 0x9e37_79b9_7f4a_7c15` (wrapping) followed by
-//! `h ^= h >> 32`. After the last frame the number of owned frames is folded
-//! the same way, then the splitmix64 finaliser is applied. Deterministic,
-//! endian-free, no table; not cryptographic (it detects divergence, not
-//! tampering).
+//! **How.** With the project's fold ([`hvlu_types::digest::Fold`]: each
+//! word `w` as `h = (h ^ w) * 0x9e37_79b9_7f4a_7c15`, wrapping, then
+//! `h ^= h >> 32`) from the seed `0xcbf2_9ce4_8422_2325`. After the last
+//! frame the number of owned frames is folded the same way, then the
+//! splitmix64 finaliser is applied. Deterministic, endian-free, no table;
+//! not cryptographic (it detects divergence, not tampering).
 
 use handover_abi::Mfn;
+use hvlu_types::digest::Fold;
 
 use crate::frame::FrameInfo;
 use crate::layout::DomainView;
 use crate::pass::M2P_INVALID;
 
+/// The owned-frame digest's seed (released images use it: never change it).
 const SEED: u64 = 0xcbf2_9ce4_8422_2325;
-const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// An incremental digest: feed owned frames in increasing mfn order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Digest {
-    state: u64,
+    fold: Fold,
     frames: u64,
 }
 
@@ -50,29 +51,24 @@ impl Digest {
     /// An empty digest.
     pub const fn new() -> Digest {
         Digest {
-            state: SEED,
+            fold: Fold::new(SEED),
             frames: 0,
         }
-    }
-
-    #[inline]
-    fn fold(&mut self, w: u64) {
-        let h = (self.state ^ w).wrapping_mul(MUL);
-        self.state = h ^ (h >> 32);
     }
 
     /// Adds one owned frame. Frames must come in increasing mfn order.
     pub fn add_frame(&mut self, mfn: Mfn, info: &FrameInfo, m2p: u64) {
         let (owner, page_type, flags, reserved, type_count, ref_count) = info.raw();
-        self.fold(mfn.0);
-        self.fold(
+        self.fold.add(mfn.0);
+        self.fold.add(
             u64::from(owner)
                 | u64::from(page_type) << 32
                 | u64::from(flags) << 40
                 | u64::from(reserved) << 48,
         );
-        self.fold(u64::from(type_count) | u64::from(ref_count) << 32);
-        self.fold(m2p);
+        self.fold
+            .add(u64::from(type_count) | u64::from(ref_count) << 32);
+        self.fold.add(m2p);
         self.frames += 1;
     }
 
@@ -83,12 +79,9 @@ impl Digest {
 
     /// The digest value.
     pub fn finish(&self) -> u64 {
-        let mut d = *self;
-        d.fold(self.frames);
-        let mut z = d.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        let mut fold = self.fold;
+        fold.add(self.frames);
+        fold.finish()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::body::{self, current::HandoverState};
 use crate::crc::crc32c;
-use crate::header::{offset, Header, HEADER_SIZE, MAGIC};
+use crate::header::{offset, Header, RawHeader, HEADER_SIZE, MAGIC};
 use crate::types::{MfnRange, PAGE_SIZE};
 use crate::validate::StateError;
 use crate::version::{AbiVersion, CURRENT};
@@ -137,7 +137,8 @@ pub fn read_header(buf: &[u8]) -> Result<Header, DecodeError> {
     let Some(bytes) = buf.first_chunk::<HEADER_SIZE>() else {
         return Err(DecodeError::TruncatedHeader { len: buf.len() });
     };
-    let header = Header::from_bytes_unchecked(bytes);
+    let raw: &RawHeader = zerocopy::transmute_ref!(bytes);
+    let header = Header::from_raw(raw);
     let computed = Header::crc_of(bytes);
     if computed != header.header_crc {
         return Err(DecodeError::HeaderCrcMismatch {
@@ -165,11 +166,7 @@ pub fn read_header(buf: &[u8]) -> Result<Header, DecodeError> {
             expected: HEADER_SIZE as u32,
         });
     }
-    if let Some((i, &value)) = bytes[offset::RESERVED..]
-        .iter()
-        .enumerate()
-        .find(|(_, &b)| b != 0)
-    {
+    if let Some((i, &value)) = raw.reserved.iter().enumerate().find(|(_, &b)| b != 0) {
         return Err(DecodeError::ReservedNotZero {
             offset: offset::RESERVED + i,
             value,

@@ -28,7 +28,10 @@
 //! # The argument page
 //!
 //! Fixed little-endian layout, [`ENTRY_ARGS_SIZE`] bytes, guarded by its own
-//! CRC32C:
+//! CRC32C. The layout is the `#[repr(C)]` struct [`RawEntryArgs`] (byte
+//! arrays and `zerocopy`'s little-endian integers, alignment 1), whose size
+//! and field offsets are checked at compile time against this table (the
+//! one docs/abi.md §5.2 draws):
 //!
 //! ```text
 //! offset size field
@@ -68,6 +71,11 @@
 //! Versions 1 (176 bytes, CRC at 168) and 2 (184 bytes, without
 //! `tables_digest`, CRC at 176) are no longer read: a new layout is a new
 //! version.
+
+use core::mem::offset_of;
+
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::crc::crc32c;
 use crate::header::BuildId;
@@ -130,6 +138,97 @@ pub struct EntryArgs {
     pub tables_digest: u64,
 }
 
+/// The argument page as it lies in memory: field for field the table of
+/// the module documentation and of docs/abi.md §5.2. [`EntryArgs`] holds
+/// the same arguments as numbers; [`EntryArgs::to_bytes`] and
+/// [`EntryArgs::from_bytes`] fill and check the magic, version, size, CRC
+/// and reserved word.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct RawEntryArgs {
+    /// [`ENTRY_ARGS_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`ENTRY_ARGS_VERSION`].
+    pub version: U32,
+    /// [`ENTRY_ARGS_SIZE`].
+    pub size: U32,
+    /// [`EntryArgs::state_phys`].
+    pub state_phys: U64,
+    /// [`EntryArgs::state_len`].
+    pub state_len: U64,
+    /// [`EntryArgs::image_phys`].
+    pub image_phys: U64,
+    /// [`EntryArgs::image_len`].
+    pub image_len: U64,
+    /// [`EntryArgs::region_base`].
+    pub region_base: U64,
+    /// [`EntryArgs::region_size`].
+    pub region_size: U64,
+    /// [`EntryArgs::ram_end`].
+    pub ram_end: U64,
+    /// [`EntryArgs::digest`].
+    pub digest: U64,
+    /// [`EntryArgs::tsc_khz`].
+    pub tsc_khz: U64,
+    /// [`EntryArgs::tsc_pause`].
+    pub tsc_pause: U64,
+    /// [`EntryArgs::tsc_paused`].
+    pub tsc_paused: U64,
+    /// [`EntryArgs::tsc_serialised`].
+    pub tsc_serialised: U64,
+    /// [`EntryArgs::tsc_preflight`].
+    pub tsc_preflight: U64,
+    /// [`EntryArgs::tsc_jump`].
+    pub tsc_jump: U64,
+    /// [`EntryArgs::free_frames`].
+    pub free_frames: U64,
+    /// [`EntryArgs::sequence`].
+    pub sequence: U64,
+    /// [`EntryArgs::image_frames_out`].
+    pub image_frames_out: U64,
+    /// [`EntryArgs::from_build_id`].
+    pub from_build_id: [u8; 16],
+    /// [`EntryArgs::free_digest`].
+    pub free_digest: U64,
+    /// [`EntryArgs::tables_digest`].
+    pub tables_digest: U64,
+    /// CRC32C of every byte before this field.
+    pub crc32c: U32,
+    /// Zero.
+    pub reserved: U32,
+}
+
+// The layout docs/abi.md §5.2 gives, checked when the crate compiles.
+hvlu_types::assert_layout!(RawEntryArgs, ENTRY_ARGS_SIZE, {
+    magic: 0,
+    version: 8,
+    size: 12,
+    state_phys: 16,
+    state_len: 24,
+    image_phys: 32,
+    image_len: 40,
+    region_base: 48,
+    region_size: 56,
+    ram_end: 64,
+    digest: 72,
+    tsc_khz: 80,
+    tsc_pause: 88,
+    tsc_paused: 96,
+    tsc_serialised: 104,
+    tsc_preflight: 112,
+    tsc_jump: 120,
+    free_frames: 128,
+    sequence: 136,
+    image_frames_out: 144,
+    from_build_id: 152,
+    free_digest: 168,
+    tables_digest: 176,
+    crc32c: 184,
+    reserved: 188,
+});
+
 /// Why an argument page was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryArgsError {
@@ -178,103 +277,101 @@ impl core::fmt::Display for EntryArgsError {
     }
 }
 
-const BUILD_ID_AT: usize = 152;
-const FREE_DIGEST_AT: usize = 168;
-const TABLES_DIGEST_AT: usize = 176;
-const CRC_AT: usize = 184;
+/// Where the CRC-covered bytes end: the offset of the CRC field.
+const CRC_AT: usize = offset_of!(RawEntryArgs, crc32c);
+#[cfg(test)]
+const FREE_DIGEST_AT: usize = offset_of!(RawEntryArgs, free_digest);
+#[cfg(test)]
+const TABLES_DIGEST_AT: usize = offset_of!(RawEntryArgs, tables_digest);
 
 impl EntryArgs {
-    /// The fields in layout order, after the 16-byte preamble.
-    fn words(&self) -> [u64; 17] {
-        [
-            self.state_phys,
-            self.state_len,
-            self.image_phys,
-            self.image_len,
-            self.region_base,
-            self.region_size,
-            self.ram_end,
-            self.digest,
-            self.tsc_khz,
-            self.tsc_pause,
-            self.tsc_paused,
-            self.tsc_serialised,
-            self.tsc_preflight,
-            self.tsc_jump,
-            self.free_frames,
-            self.sequence,
-            self.image_frames_out,
-        ]
+    /// The argument page, with its magic, version, size and reserved word
+    /// set and its CRC computed.
+    pub fn to_raw(&self) -> RawEntryArgs {
+        let mut raw = RawEntryArgs {
+            magic: ENTRY_ARGS_MAGIC,
+            version: ENTRY_ARGS_VERSION.into(),
+            size: (ENTRY_ARGS_SIZE as u32).into(),
+            state_phys: self.state_phys.into(),
+            state_len: self.state_len.into(),
+            image_phys: self.image_phys.into(),
+            image_len: self.image_len.into(),
+            region_base: self.region_base.into(),
+            region_size: self.region_size.into(),
+            ram_end: self.ram_end.into(),
+            digest: self.digest.into(),
+            tsc_khz: self.tsc_khz.into(),
+            tsc_pause: self.tsc_pause.into(),
+            tsc_paused: self.tsc_paused.into(),
+            tsc_serialised: self.tsc_serialised.into(),
+            tsc_preflight: self.tsc_preflight.into(),
+            tsc_jump: self.tsc_jump.into(),
+            free_frames: self.free_frames.into(),
+            sequence: self.sequence.into(),
+            image_frames_out: self.image_frames_out.into(),
+            from_build_id: self.from_build_id.0,
+            free_digest: self.free_digest.into(),
+            tables_digest: self.tables_digest.into(),
+            crc32c: U32::ZERO,
+            reserved: U32::ZERO,
+        };
+        raw.crc32c = crc32c(&raw.as_bytes()[..CRC_AT]).into();
+        raw
+    }
+
+    /// The arguments `raw` carries, read without any check (see
+    /// [`EntryArgs::from_bytes`] for the checked version).
+    pub fn from_raw(raw: &RawEntryArgs) -> EntryArgs {
+        EntryArgs {
+            state_phys: raw.state_phys.get(),
+            state_len: raw.state_len.get(),
+            image_phys: raw.image_phys.get(),
+            image_len: raw.image_len.get(),
+            region_base: raw.region_base.get(),
+            region_size: raw.region_size.get(),
+            ram_end: raw.ram_end.get(),
+            digest: raw.digest.get(),
+            tsc_khz: raw.tsc_khz.get(),
+            tsc_pause: raw.tsc_pause.get(),
+            tsc_paused: raw.tsc_paused.get(),
+            tsc_serialised: raw.tsc_serialised.get(),
+            tsc_preflight: raw.tsc_preflight.get(),
+            tsc_jump: raw.tsc_jump.get(),
+            free_frames: raw.free_frames.get(),
+            sequence: raw.sequence.get(),
+            image_frames_out: raw.image_frames_out.get(),
+            from_build_id: BuildId(raw.from_build_id),
+            free_digest: raw.free_digest.get(),
+            tables_digest: raw.tables_digest.get(),
+        }
     }
 
     /// The argument page's bytes.
     pub fn to_bytes(&self) -> [u8; ENTRY_ARGS_SIZE] {
-        let mut b = [0u8; ENTRY_ARGS_SIZE];
-        b[..8].copy_from_slice(&ENTRY_ARGS_MAGIC);
-        b[8..12].copy_from_slice(&ENTRY_ARGS_VERSION.to_le_bytes());
-        b[12..16].copy_from_slice(&(ENTRY_ARGS_SIZE as u32).to_le_bytes());
-        for (i, w) in self.words().iter().enumerate() {
-            b[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_le_bytes());
-        }
-        b[BUILD_ID_AT..BUILD_ID_AT + 16].copy_from_slice(&self.from_build_id.0);
-        b[FREE_DIGEST_AT..FREE_DIGEST_AT + 8].copy_from_slice(&self.free_digest.to_le_bytes());
-        b[TABLES_DIGEST_AT..TABLES_DIGEST_AT + 8]
-            .copy_from_slice(&self.tables_digest.to_le_bytes());
-        let crc = crc32c(&b[..CRC_AT]);
-        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-        b
+        zerocopy::transmute!(self.to_raw())
     }
 
     /// Reads an argument page, checking magic, version, size and CRC.
     pub fn from_bytes(b: &[u8]) -> Result<EntryArgs, EntryArgsError> {
-        if b.len() < ENTRY_ARGS_SIZE {
+        let Some(bytes) = b.first_chunk::<ENTRY_ARGS_SIZE>() else {
             return Err(EntryArgsError::Truncated { len: b.len() });
-        }
-        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let u64_at = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(w)
         };
-        if b[..8] != ENTRY_ARGS_MAGIC {
+        let raw: &RawEntryArgs = zerocopy::transmute_ref!(bytes);
+        if raw.magic != ENTRY_ARGS_MAGIC {
             return Err(EntryArgsError::BadMagic);
         }
-        let (version, size) = (u32_at(8), u32_at(12));
+        let (version, size) = (raw.version.get(), raw.size.get());
         if version != ENTRY_ARGS_VERSION || size as usize != ENTRY_ARGS_SIZE {
             return Err(EntryArgsError::UnsupportedVersion { version, size });
         }
-        let (stored, computed) = (u32_at(CRC_AT), crc32c(&b[..CRC_AT]));
+        let (stored, computed) = (raw.crc32c.get(), crc32c(&bytes[..CRC_AT]));
         if stored != computed {
             return Err(EntryArgsError::CrcMismatch { stored, computed });
         }
-        if u32_at(CRC_AT + 4) != 0 {
+        if raw.reserved != U32::ZERO {
             return Err(EntryArgsError::ReservedNotZero);
         }
-        let w = |i: usize| u64_at(16 + 8 * i);
-        let mut build_id = [0u8; 16];
-        build_id.copy_from_slice(&b[BUILD_ID_AT..BUILD_ID_AT + 16]);
-        Ok(EntryArgs {
-            state_phys: w(0),
-            state_len: w(1),
-            image_phys: w(2),
-            image_len: w(3),
-            region_base: w(4),
-            region_size: w(5),
-            ram_end: w(6),
-            digest: w(7),
-            tsc_khz: w(8),
-            tsc_pause: w(9),
-            tsc_paused: w(10),
-            tsc_serialised: w(11),
-            tsc_preflight: w(12),
-            tsc_jump: w(13),
-            free_frames: w(14),
-            sequence: w(15),
-            image_frames_out: w(16),
-            from_build_id: BuildId(build_id),
-            free_digest: u64_at(FREE_DIGEST_AT),
-            tables_digest: u64_at(TABLES_DIGEST_AT),
-        })
+        Ok(EntryArgs::from_raw(raw))
     }
 }
 
@@ -305,6 +402,42 @@ mod tests {
             free_digest: 0x0123_4567_89ab_cdef,
             tables_digest: 0xfedc_ba98_7654_3210,
         }
+    }
+
+    #[test]
+    fn fields_sit_at_their_documented_offsets() {
+        let b = sample().to_bytes();
+        let u64_at = |at: usize| &b[at..at + 8];
+        assert_eq!(&b[0..8], b"HVLUARGS");
+        assert_eq!(&b[8..12], &3u32.to_le_bytes());
+        assert_eq!(&b[12..16], &192u32.to_le_bytes());
+        let words: [(usize, u64); 19] = [
+            (16, 0x1c40_0000),
+            (24, 4321),
+            (32, 0x1c20_0000),
+            (40, 0x8_0000),
+            (48, 0x1c00_0000),
+            (56, 64 << 20),
+            (64, 512 << 20),
+            (72, 0xdead_beef_f00d_cafe),
+            (80, 2_600_000),
+            (88, 1),
+            (96, 5),
+            (104, 2),
+            (112, 3),
+            (120, 4),
+            (128, 110_000),
+            (136, 7),
+            (144, 175),
+            (168, 0x0123_4567_89ab_cdef),
+            (176, 0xfedc_ba98_7654_3210),
+        ];
+        for (at, value) in words {
+            assert_eq!(u64_at(at), &value.to_le_bytes(), "word at {at}");
+        }
+        assert_eq!(&b[152..168], &[0xab; 16]);
+        assert_eq!(&b[184..188], &crc32c(&b[..184]).to_le_bytes());
+        assert_eq!(&b[188..192], &[0; 4]);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The fixed header in front of every handover blob.
 //!
-//! 64 bytes, every integer little-endian, encoded by hand (not serde) so that
-//! its layout never depends on a serializer:
+//! 64 bytes, every integer little-endian. The layout is the `#[repr(C)]`
+//! struct [`RawHeader`], whose fields are all byte arrays or `zerocopy`'s
+//! little-endian integers (alignment 1, so no padding can creep in), with
+//! its size and every field's offset checked at compile time against this
+//! table (the one docs/abi.md §2.1 draws). It never depends on a serializer:
 //!
 //! ```text
 //! offset size field
@@ -26,6 +29,9 @@
 
 use core::fmt;
 
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
 use crate::crc::crc32c;
 use crate::version::{AbiVersion, CURRENT};
 
@@ -35,30 +41,80 @@ pub const MAGIC: [u8; 8] = *b"HVLUSTAT";
 /// Size of the header in bytes (the value of `header_size` for every 1.x version).
 pub const HEADER_SIZE: usize = 64;
 
-/// Byte offsets of the header fields (see the module documentation).
+/// The header's bytes as a struct: field for field the table of the module
+/// documentation and of docs/abi.md §2.1. [`Header`] is the same header with
+/// its fields as numbers and versions; this is what lies in memory.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct RawHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// Major ABI version of the body.
+    pub abi_major: U16,
+    /// Minor ABI version of the body.
+    pub abi_minor: U16,
+    /// [`HEADER_SIZE`] for every 1.x version.
+    pub header_size: U32,
+    /// Bytes of body after the header.
+    pub body_len: U64,
+    /// CRC32C of the body.
+    pub body_crc: U32,
+    /// CRC32C of the 64 header bytes with this field zero.
+    pub header_crc: U32,
+    /// Build id of the image that wrote the blob.
+    pub producer_build: [u8; 16],
+    /// Major of the newest version the writer writes.
+    pub producer_major: U16,
+    /// Minor of the newest version the writer writes.
+    pub producer_minor: U16,
+    /// Zero.
+    pub reserved: [u8; 12],
+}
+
+// The layout docs/abi.md §2.1 gives, checked when the crate compiles.
+hvlu_types::assert_layout!(RawHeader, HEADER_SIZE, {
+    magic: 0,
+    abi_major: 8,
+    abi_minor: 10,
+    header_size: 12,
+    body_len: 16,
+    body_crc: 24,
+    header_crc: 28,
+    producer_build: 32,
+    producer_major: 48,
+    producer_minor: 50,
+    reserved: 52,
+});
+
+/// Byte offsets of the header fields: those of [`RawHeader`]'s fields.
 pub mod offset {
+    use super::RawHeader;
+    use core::mem::offset_of;
+
     /// `magic`, 8 bytes.
-    pub const MAGIC: usize = 0;
+    pub const MAGIC: usize = offset_of!(RawHeader, magic);
     /// `abi_major`, u16.
-    pub const ABI_MAJOR: usize = 8;
+    pub const ABI_MAJOR: usize = offset_of!(RawHeader, abi_major);
     /// `abi_minor`, u16.
-    pub const ABI_MINOR: usize = 10;
+    pub const ABI_MINOR: usize = offset_of!(RawHeader, abi_minor);
     /// `header_size`, u32.
-    pub const HEADER_SIZE: usize = 12;
+    pub const HEADER_SIZE: usize = offset_of!(RawHeader, header_size);
     /// `body_len`, u64.
-    pub const BODY_LEN: usize = 16;
+    pub const BODY_LEN: usize = offset_of!(RawHeader, body_len);
     /// `body_crc`, u32.
-    pub const BODY_CRC: usize = 24;
+    pub const BODY_CRC: usize = offset_of!(RawHeader, body_crc);
     /// `header_crc`, u32.
-    pub const HEADER_CRC: usize = 28;
+    pub const HEADER_CRC: usize = offset_of!(RawHeader, header_crc);
     /// `producer_build`, 16 bytes.
-    pub const PRODUCER_BUILD: usize = 32;
+    pub const PRODUCER_BUILD: usize = offset_of!(RawHeader, producer_build);
     /// `producer_major`, u16.
-    pub const PRODUCER_MAJOR: usize = 48;
+    pub const PRODUCER_MAJOR: usize = offset_of!(RawHeader, producer_major);
     /// `producer_minor`, u16.
-    pub const PRODUCER_MINOR: usize = 50;
+    pub const PRODUCER_MINOR: usize = offset_of!(RawHeader, producer_minor);
     /// `reserved`, 12 bytes of zero up to the end of the header.
-    pub const RESERVED: usize = 52;
+    pub const RESERVED: usize = offset_of!(RawHeader, reserved);
 }
 
 /// The 16-byte build id of a hypervisor image (in its `HVLU` note and in the
@@ -134,56 +190,58 @@ impl Header {
         header
     }
 
+    /// The header as it lies in memory, with `header_crc` as it is in
+    /// `self` and the reserved bytes zero.
+    pub fn to_raw(&self) -> RawHeader {
+        RawHeader {
+            magic: MAGIC,
+            abi_major: self.version.major.into(),
+            abi_minor: self.version.minor.into(),
+            header_size: self.header_size.into(),
+            body_len: self.body_len.into(),
+            body_crc: self.body_crc.into(),
+            header_crc: self.header_crc.into(),
+            producer_build: self.producer.build_id.0,
+            producer_major: self.producer.abi.major.into(),
+            producer_minor: self.producer.abi.minor.into(),
+            reserved: [0; 12],
+        }
+    }
+
+    /// The fields of `raw` (its magic and reserved bytes are not
+    /// represented).
+    pub fn from_raw(raw: &RawHeader) -> Self {
+        Header {
+            version: AbiVersion::new(raw.abi_major.get(), raw.abi_minor.get()),
+            header_size: raw.header_size.get(),
+            body_len: raw.body_len.get(),
+            body_crc: raw.body_crc.get(),
+            header_crc: raw.header_crc.get(),
+            producer: Producer {
+                build_id: BuildId(raw.producer_build),
+                abi: AbiVersion::new(raw.producer_major.get(), raw.producer_minor.get()),
+            },
+        }
+    }
+
     /// The header bytes, with `header_crc` as it is in `self`.
     pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
-        let mut b = [0u8; HEADER_SIZE];
-        put(&mut b, offset::MAGIC, &MAGIC);
-        put(&mut b, offset::ABI_MAJOR, &self.version.major.to_le_bytes());
-        put(&mut b, offset::ABI_MINOR, &self.version.minor.to_le_bytes());
-        put(&mut b, offset::HEADER_SIZE, &self.header_size.to_le_bytes());
-        put(&mut b, offset::BODY_LEN, &self.body_len.to_le_bytes());
-        put(&mut b, offset::BODY_CRC, &self.body_crc.to_le_bytes());
-        put(&mut b, offset::HEADER_CRC, &self.header_crc.to_le_bytes());
-        put(&mut b, offset::PRODUCER_BUILD, &self.producer.build_id.0);
-        put(
-            &mut b,
-            offset::PRODUCER_MAJOR,
-            &self.producer.abi.major.to_le_bytes(),
-        );
-        put(
-            &mut b,
-            offset::PRODUCER_MINOR,
-            &self.producer.abi.minor.to_le_bytes(),
-        );
-        b
+        zerocopy::transmute!(self.to_raw())
     }
 
     /// The fields of `bytes`, read without any check (the magic and the
     /// reserved bytes are not represented; see [`crate::read_header`] for the
     /// checked version).
     pub fn from_bytes_unchecked(b: &[u8; HEADER_SIZE]) -> Self {
-        Header {
-            version: AbiVersion::new(le_u16(b, offset::ABI_MAJOR), le_u16(b, offset::ABI_MINOR)),
-            header_size: le_u32(b, offset::HEADER_SIZE),
-            body_len: le_u64(b, offset::BODY_LEN),
-            body_crc: le_u32(b, offset::BODY_CRC),
-            header_crc: le_u32(b, offset::HEADER_CRC),
-            producer: Producer {
-                build_id: BuildId(array(b, offset::PRODUCER_BUILD)),
-                abi: AbiVersion::new(
-                    le_u16(b, offset::PRODUCER_MAJOR),
-                    le_u16(b, offset::PRODUCER_MINOR),
-                ),
-            },
-        }
+        Header::from_raw(zerocopy::transmute_ref!(b))
     }
 
     /// The header CRC of `bytes`: CRC32C of the 64 bytes with the
     /// `header_crc` field taken as zero.
     pub fn crc_of(bytes: &[u8; HEADER_SIZE]) -> u32 {
-        let mut copy = *bytes;
-        put(&mut copy, offset::HEADER_CRC, &[0; 4]);
-        crc32c(&copy)
+        let mut raw: RawHeader = zerocopy::transmute!(*bytes);
+        raw.header_crc = U32::ZERO;
+        crc32c(raw.as_bytes())
     }
 
     /// Length of the whole blob, `header_size + body_len`, or `None` if that
@@ -191,28 +249,6 @@ impl Header {
     pub const fn total_len(&self) -> Option<u64> {
         (self.header_size as u64).checked_add(self.body_len)
     }
-}
-
-fn put(buf: &mut [u8; HEADER_SIZE], at: usize, bytes: &[u8]) {
-    buf[at..at + bytes.len()].copy_from_slice(bytes);
-}
-
-fn array<const N: usize>(b: &[u8; HEADER_SIZE], at: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(&b[at..at + N]);
-    out
-}
-
-fn le_u16(b: &[u8; HEADER_SIZE], at: usize) -> u16 {
-    u16::from_le_bytes(array(b, at))
-}
-
-fn le_u32(b: &[u8; HEADER_SIZE], at: usize) -> u32 {
-    u32::from_le_bytes(array(b, at))
-}
-
-fn le_u64(b: &[u8; HEADER_SIZE], at: usize) -> u64 {
-    u64::from_le_bytes(array(b, at))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), the x86-64
 //! page-table entry format ([`pte`]), plans of page tables and the walker
 //! that builds them ([`table_plan`]), the canonical-address bounds
-//! ([`canonical`]) and the general-purpose register file ([`GpRegs`]).
+//! ([`canonical`]), the general-purpose register file ([`GpRegs`]), the
+//! CRC32C ([`crc32c`]), the fold the digests share ([`digest`]) and the
+//! compile-time layout check of the fixed binary structs ([`assert_layout!`]).
 //!
 //! This is a leaf crate: no dependency but `thiserror`, `crc` and an optional `serde` (feature
 //! `serde`, which `handover-abi` turns on because these types appear in the
@@ -17,7 +19,9 @@
 
 pub mod canonical;
 pub mod crc32c;
+pub mod digest;
 mod frame;
+pub mod layout;
 pub mod pte;
 mod range;
 pub mod regs;

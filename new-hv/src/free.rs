@@ -10,22 +10,24 @@
 //! **What it covers.** The set's maximal ranges (adjacent and overlapping
 //! input ranges merged) in increasing order: each folds its first frame and
 //! its length; then the number of ranges and the number of frames are
-//! folded and the splitmix64 finaliser applied (the same mixing as the
-//! owned-frame digest, `frame_ownership::digest`). Two descriptions of one
-//! set — split differently, in another order — give the same digest.
+//! folded and the splitmix64 finaliser applied: the project's fold
+//! ([`hvlu_types::digest::Fold`], as the owned-frame digest) from its own
+//! seed. Two descriptions of one set — split differently, in another
+//! order — give the same digest.
 
 use alloc::vec::Vec;
 
 use handover_abi::MfnRange;
+use hvlu_types::digest::Fold;
 
+/// The free-frame digest's seed (released images use it: never change it).
 const SEED: u64 = 0x6a09_e667_f3bc_c908;
-const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// An incremental free-frame digest: feed ranges in increasing order
 /// ([`FreeDigest::add`]); adjacent ranges merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FreeDigest {
-    state: u64,
+    fold: Fold,
     ranges: u64,
     frames: u64,
     /// The range being grown: `(start, end)`.
@@ -42,22 +44,17 @@ impl FreeDigest {
     /// The digest of no frame.
     pub const fn new() -> FreeDigest {
         FreeDigest {
-            state: SEED,
+            fold: Fold::new(SEED),
             ranges: 0,
             frames: 0,
             pending: None,
         }
     }
 
-    fn fold(&mut self, w: u64) {
-        let h = (self.state ^ w).wrapping_mul(MUL);
-        self.state = h ^ (h >> 32);
-    }
-
     fn flush(&mut self) {
         if let Some((start, end)) = self.pending.take() {
-            self.fold(start);
-            self.fold(end - start);
+            self.fold.add(start);
+            self.fold.add(end - start);
             self.ranges += 1;
             self.frames += end - start;
         }
@@ -89,12 +86,9 @@ impl FreeDigest {
     pub fn finish(&self) -> u64 {
         let mut d = *self;
         d.flush();
-        d.fold(d.ranges);
-        d.fold(d.frames);
-        let mut z = d.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        d.fold.add(d.ranges);
+        d.fold.add(d.frames);
+        d.fold.finish()
     }
 }
 

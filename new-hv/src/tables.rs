@@ -8,38 +8,38 @@
 //!
 //! An L4 is digested over its guest slots only (0..256): the hypervisor
 //! slots are each image's own, and the new image rewrites them.
+//!
+//! The words are folded with the project's fold
+//! ([`hvlu_types::digest::Fold`]) from this digest's own seed, and the
+//! splitmix64 finaliser ends it.
 
 use frame_ownership::PageTableReader;
 use handover_abi::{HandoverState, Mfn, RunKind};
+use hvlu_types::digest::Fold;
 
 use crate::IncomingError;
 
+/// The page-table digest's seed.
 const SEED: u64 = 0x9e6c_63d0_676a_9a99;
-const MUL: u64 = 0xff51_afd7_ed55_8ccd;
-
-fn mix(h: u64, w: u64) -> u64 {
-    let h = (h ^ w).wrapping_mul(MUL);
-    h ^ (h >> 29)
-}
 
 /// The digest of the contents of every page-table frame of `state`'s runs,
 /// read through `reader`, in run order (each frame's number folded in, so
 /// tables swapped between frames differ).
 pub fn digest<R: PageTableReader + ?Sized>(state: &HandoverState, reader: &R) -> u64 {
-    let mut h = SEED;
+    let mut fold = Fold::new(SEED);
     for d in &state.domains {
         for run in d.runs.iter().filter(|r| r.kind.is_page_table()) {
             let slots = if run.kind == RunKind::L4 { 256 } else { 512 };
             for i in 0..run.count {
                 let mfn = Mfn(run.first_mfn.0 + i);
-                h = mix(h, mfn.0);
+                fold.add(mfn.0);
                 for &entry in &reader.read_table(mfn)[..slots] {
-                    h = mix(h, entry);
+                    fold.add(entry);
                 }
             }
         }
     }
-    h
+    fold.finish()
 }
 
 /// Refuses unless the tables' [`digest`] is `expected`.

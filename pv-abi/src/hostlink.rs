@@ -14,11 +14,12 @@
 //!  |  <------------------ "#<id> done <b> <n>"   |  or "#<id> error: <why>"
 //! ```
 //!
-//! The header is [`MAGIC`], the transfer's id (u32 LE, the sender's
-//! choice), the image length (u64 LE), the image's CRC32C (u32 LE) and the
-//! CRC32C of those 24 bytes (u32 LE). Every answer is one line starting
-//! with `#` and the id in 8 hex digits, so that a sender can tell the
-//! answers to its transfer from late answers to an earlier one.
+//! The header ([`RawHeader`], docs/abi.md §7) is [`MAGIC`], the transfer's
+//! id (u32 LE, the sender's choice), the image length (u64 LE), the image's
+//! CRC32C (u32 LE) and the CRC32C of those 24 bytes (u32 LE). Every answer
+//! is one line starting with `#` and the id in 8 hex digits, so that a
+//! sender can tell the answers to its transfer from late answers to an
+//! earlier one.
 //!
 //! # Why it cannot wedge
 //!
@@ -38,13 +39,51 @@
 //!   begins `\x7fELF`; a body shorter than a header is never taken for
 //!   one).
 
+use core::mem::offset_of;
+
 use hvlu_types::crc32c::Crc32cDigest;
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// The first bytes of a header.
 pub const MAGIC: [u8; 8] = *b"HVLUIMG2";
 
 /// Bytes of a header.
 pub const HEADER_LEN: usize = 28;
+
+/// A header as it crosses the link: field for field the table of
+/// docs/abi.md §7 (byte arrays and little-endian integers, alignment 1, so
+/// `len` sits unaligned at 12 with no padding). [`Header`] holds the same
+/// fields as numbers; [`Header::encode`] and [`Header::decode`] fill and
+/// check the magic and `header_crc`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct RawHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`Header::id`].
+    pub id: U32,
+    /// [`Header::len`].
+    pub len: U64,
+    /// [`Header::crc`].
+    pub crc: U32,
+    /// CRC32C of every byte before this field.
+    pub header_crc: U32,
+}
+
+// The layout docs/abi.md §7 gives, checked when the crate compiles.
+hvlu_types::assert_layout!(RawHeader, HEADER_LEN, {
+    magic: 0,
+    id: 8,
+    len: 12,
+    crc: 20,
+    header_crc: 24,
+});
+
+/// Where the bytes `header_crc` covers end.
+const HEADER_CRC_AT: usize = offset_of!(RawHeader, header_crc);
 
 /// The CRC both ends use: CRC32C (Castagnoli), the project's one engine.
 pub use hvlu_types::crc32c::CASTAGNOLI;
@@ -72,31 +111,30 @@ impl Header {
 
     /// The header's bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut b = [0u8; HEADER_LEN];
-        b[..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&self.id.to_le_bytes());
-        b[12..20].copy_from_slice(&self.len.to_le_bytes());
-        b[20..24].copy_from_slice(&self.crc.to_le_bytes());
-        let check = CASTAGNOLI.checksum(&b[..24]);
-        b[24..].copy_from_slice(&check.to_le_bytes());
-        b
+        let mut raw = RawHeader {
+            magic: MAGIC,
+            id: self.id.into(),
+            len: self.len.into(),
+            crc: self.crc.into(),
+            header_crc: U32::ZERO,
+        };
+        raw.header_crc = CASTAGNOLI.checksum(&raw.as_bytes()[..HEADER_CRC_AT]).into();
+        zerocopy::transmute!(raw)
     }
 
     /// The header in `bytes`, or `None` if the magic or the header's own
     /// CRC is wrong.
     pub fn decode(bytes: &[u8; HEADER_LEN]) -> Option<Header> {
-        let word = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
-        if bytes[..8] != MAGIC || CASTAGNOLI.checksum(&bytes[..24]) != word(24) {
+        let raw: &RawHeader = zerocopy::transmute_ref!(bytes);
+        if raw.magic != MAGIC
+            || CASTAGNOLI.checksum(&bytes[..HEADER_CRC_AT]) != raw.header_crc.get()
+        {
             return None;
         }
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&bytes[12..20]);
         Some(Header {
-            id: word(8),
-            len: u64::from_le_bytes(len),
-            crc: word(20),
+            id: raw.id.get(),
+            len: raw.len.get(),
+            crc: raw.crc.get(),
         })
     }
 }

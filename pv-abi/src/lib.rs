@@ -10,6 +10,8 @@
 //! ([`start_info::StartInfo`], [`hypercall::SysInfo`], [`hypercall::LuStatus`],
 //! [`hypercall::DomainInfo`]) derive `zerocopy`'s layout traits: a padding
 //! byte, which would leak hypervisor memory to a guest, does not compile.
+//! The host link's header ([`hostlink::RawHeader`]) derives them too, its
+//! layout checked against docs/abi.md §7 when the crate compiles.
 
 #![no_std]
 #![forbid(unsafe_code)]

@@ -70,6 +70,21 @@ fn image(n: usize, seed: u8) -> Vec<u8> {
 }
 
 #[test]
+fn header_fields_sit_at_their_documented_offsets() {
+    let b = Header {
+        id: 0xdead_beef,
+        len: 0x0011_2233_4455_6677,
+        crc: 0x0102_0304,
+    }
+    .encode();
+    assert_eq!(&b[0..8], b"HVLUIMG2");
+    assert_eq!(&b[8..12], &0xdead_beefu32.to_le_bytes());
+    assert_eq!(&b[12..20], &0x0011_2233_4455_6677u64.to_le_bytes());
+    assert_eq!(&b[20..24], &0x0102_0304u32.to_le_bytes());
+    assert_eq!(&b[24..28], &CASTAGNOLI.checksum(&b[..24]).to_le_bytes());
+}
+
+#[test]
 fn headers_round_trip_and_reject_any_flipped_bit() {
     let h = Header {
         id: 0xdead_beef,
