@@ -8,7 +8,8 @@
 
 use core::sync::atomic::{compiler_fence, Ordering};
 
-use super::port::{inb, outl, outw};
+use x86_64::instructions::port::{Port, PortWriteOnly};
+
 use super::{kernel_virt_to_phys, phys};
 
 const SELECTOR: u16 = 0x510;
@@ -66,14 +67,15 @@ pub enum FwCfgError {
 fn select(key: u16) {
     // SAFETY: the fw_cfg ports belong to the hypervisor; selecting an item
     // only changes what the data port returns.
-    unsafe { outw(SELECTOR, key) }
+    unsafe { PortWriteOnly::<u16>::new(SELECTOR).write(key) }
 }
 
 fn read_bytes(buf: &mut [u8]) {
+    let mut data = Port::<u8>::new(DATA);
     for b in buf {
-        // SAFETY: reading the data port returns the next byte of the
-        // selected item.
-        *b = unsafe { inb(DATA) };
+        // SAFETY: the fw_cfg ports belong to the hypervisor; reading the
+        // data port returns the next byte of the selected item.
+        *b = unsafe { data.read() };
     }
 }
 
@@ -161,8 +163,8 @@ fn dma(control: u32, length: u32, address: u64) -> Result<(), FwCfgError> {
     // SAFETY: writing the descriptor's address starts a transfer into
     // `address`, which the caller checked is RAM it may overwrite.
     unsafe {
-        outl(DMA_HI, ((desc_phys >> 32) as u32).to_be());
-        outl(DMA_LO, (desc_phys as u32).to_be());
+        PortWriteOnly::<u32>::new(DMA_HI).write(((desc_phys >> 32) as u32).to_be());
+        PortWriteOnly::<u32>::new(DMA_LO).write((desc_phys as u32).to_be());
     }
     loop {
         compiler_fence(Ordering::SeqCst);

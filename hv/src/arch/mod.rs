@@ -1,11 +1,12 @@
 //! The architecture layer: every `unsafe` of the hypervisor lives here.
 //!
-//! Port I/O, control registers and MSRs, descriptor tables, the stacks and
-//! their guard pages, the boot path, physical memory access, page-table
-//! switches and the live-update jump, the exported entry symbols and ELF
-//! note (`start`), and the test-only self-test triggers (`selftest`). Everything above
-//! this layer is safe Rust over the functions it exports: the crate root
-//! denies `unsafe_code` and allows it for this module alone.
+//! Port I/O, control registers and MSRs, descriptor tables (these through
+//! the `x86_64` crate's types and instructions), the stacks and their guard
+//! pages, the boot path, physical memory access, page-table switches and
+//! the live-update jump, the exported entry symbols and ELF note (`start`),
+//! and the test-only self-test triggers (`selftest`). Everything above this
+//! layer is safe Rust over the functions it exports: the crate root denies
+//! `unsafe_code` and allows it for this module alone.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,7 +18,6 @@ pub mod kexec;
 pub mod lapic;
 pub mod paging;
 pub mod phys;
-pub mod port;
 pub mod selftest;
 pub mod serial;
 pub mod stack;

@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::port::{inb, outb};
+use x86_64::instructions::port::Port;
 
 /// A UART the hypervisor owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,26 @@ pub enum Uart {
     Com2,
 }
 
+/// A 16550 register, by its offset from the UART's first port.
+#[derive(Clone, Copy, Debug)]
+enum Reg {
+    /// Receive (read) and transmit (write); the divisor's low byte while
+    /// DLAB is set.
+    Data = 0,
+    /// Interrupt enable; the divisor's high byte while DLAB is set.
+    InterruptEnable = 1,
+    /// FIFO control (write).
+    FifoControl = 2,
+    /// Line control: word length, parity, stop bits, DLAB.
+    LineControl = 3,
+    /// Modem control: DTR, RTS.
+    ModemControl = 4,
+    /// Line status: data ready (bit 0), transmitter empty (bit 5).
+    LineStatus = 5,
+    /// Scratch: no function.
+    Scratch = 7,
+}
+
 impl Uart {
     const fn base(self) -> u16 {
         match self {
@@ -22,35 +42,44 @@ impl Uart {
             Uart::Com2 => 0x2f8,
         }
     }
+
+    fn port(self, reg: Reg) -> Port<u8> {
+        Port::new(self.base() + reg as u16)
+    }
+
+    /// Writes a register of the UART.
+    fn write(self, reg: Reg, value: u8) {
+        // SAFETY: the UARTs belong to the hypervisor and only this module
+        // reaches their ports; a 16550 has no access to memory, so whatever
+        // is written only changes the UART's own state. On a machine
+        // without the UART the write goes nowhere.
+        unsafe { self.port(reg).write(value) }
+    }
+
+    /// Reads a register of the UART.
+    fn read(self, reg: Reg) -> u8 {
+        // SAFETY: as for `write`; a read pops a received byte at most,
+        // which only this module reads.
+        unsafe { self.port(reg).read() }
+    }
 }
 
 /// Programs `uart` for 115200 baud, 8N1, FIFO on, interrupts off.
 pub fn init(uart: Uart) {
-    let base = uart.base();
-    // SAFETY: the UARTs belong to the hypervisor; these are the standard
-    // 16550 initialisation writes and touch no memory. On a machine without
-    // the UART the writes go nowhere.
-    unsafe {
-        outb(base + 1, 0x00); // no interrupts
-        outb(base + 3, 0x80); // DLAB
-        outb(base, 0x01); // divisor 1: 115200 baud
-        outb(base + 1, 0x00);
-        outb(base + 3, 0x03); // 8N1
-        outb(base + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
-        outb(base + 4, 0x03); // DTR, RTS
-    }
+    uart.write(Reg::InterruptEnable, 0x00); // no interrupts
+    uart.write(Reg::LineControl, 0x80); // DLAB
+    uart.write(Reg::Data, 0x01); // divisor 1: 115200 baud
+    uart.write(Reg::InterruptEnable, 0x00);
+    uart.write(Reg::LineControl, 0x03); // 8N1
+    uart.write(Reg::FifoControl, 0xc7); // FIFO on, cleared, 14-byte threshold
+    uart.write(Reg::ModemControl, 0x03); // DTR, RTS
 }
 
 /// Whether a UART answers at `uart`'s ports (the scratch register keeps
 /// what is written to it).
 pub fn present(uart: Uart) -> bool {
-    let base = uart.base();
-    // SAFETY: the scratch register has no function; writing and reading it
-    // back only tells whether a UART is there.
-    unsafe {
-        outb(base + 7, 0x5a);
-        inb(base + 7) == 0x5a
-    }
+    uart.write(Reg::Scratch, 0x5a);
+    uart.read(Reg::Scratch) == 0x5a
 }
 
 /// Line-status polls [`write_to`] makes before it gives up waiting for
@@ -79,15 +108,11 @@ impl Uart {
 /// Whether the transmitter of `uart` can take a byte now (with the FIFO
 /// on: it is empty and takes [`FIFO_BYTES`]).
 fn transmitter_empty(uart: Uart) -> bool {
-    // SAFETY: the UART belongs to the hypervisor; reading the line status
-    // has no effect beyond the UART.
-    unsafe { inb(uart.base() + 5) & 0x20 != 0 }
+    uart.read(Reg::LineStatus) & 0x20 != 0
 }
 
 fn transmit(uart: Uart, byte: u8) {
-    // SAFETY: the UART belongs to the hypervisor; writing the transmit
-    // register has no effect beyond the UART.
-    unsafe { outb(uart.base(), byte) };
+    uart.write(Reg::Data, byte);
 }
 
 /// Sends one byte on `uart`, waiting a bounded time ([`TRANSMIT_POLLS`])
@@ -128,10 +153,7 @@ pub fn try_write_to(uart: Uart, bytes: &[u8]) -> usize {
 
 /// Returns a byte received on `uart`, if one is waiting.
 pub fn read_from(uart: Uart) -> Option<u8> {
-    let base = uart.base();
-    // SAFETY: the UART belongs to the hypervisor; reading the receive
-    // register pops the byte that the line status says is there.
-    unsafe { (inb(base + 5) & 0x01 != 0).then(|| inb(base)) }
+    (uart.read(Reg::LineStatus) & 0x01 != 0).then(|| uart.read(Reg::Data))
 }
 
 /// Sends one byte on the console.

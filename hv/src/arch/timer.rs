@@ -1,8 +1,9 @@
 //! The legacy timer: the 8254 PIT on IRQ 0 through the 8259 PIC, remapped
 //! to vector 32; and TSC calibration against the PIT.
 
+use x86_64::instructions::port::Port;
+
 use super::cpu::rdtsc;
-use super::port::{inb, outb};
 
 /// Vector of the timer interrupt (PIC line 0 after remapping).
 pub const TIMER_VECTOR: u64 = 32;
@@ -10,33 +11,48 @@ pub const TIMER_VECTOR: u64 = 32;
 pub const PIC_BASE: u8 = 32;
 
 const PIT_HZ: u64 = 1_193_182;
-const PIT_CH0: u16 = 0x40;
-const PIT_CMD: u16 = 0x43;
-const PIC1_CMD: u16 = 0x20;
-const PIC1_DATA: u16 = 0x21;
-const PIC2_CMD: u16 = 0xa0;
-const PIC2_DATA: u16 = 0xa1;
+
+/// The ports of the PIT and of the two PICs.
+#[derive(Clone, Copy, Debug)]
+enum Reg {
+    PitCh0 = 0x40,
+    PitCmd = 0x43,
+    Pic1Cmd = 0x20,
+    Pic1Data = 0x21,
+    Pic2Cmd = 0xa0,
+    Pic2Data = 0xa1,
+}
+
+/// Writes a port of the PIT or a PIC.
+fn write(reg: Reg, value: u8) {
+    // SAFETY: the PIT and the PICs belong to the hypervisor and only this
+    // module reaches their ports. Neither device has access to memory: a
+    // wrong value can only misprogram the timer or the interrupt lines,
+    // whose vectors all reach `trap`'s stubs or fault there.
+    unsafe { Port::<u8>::new(reg as u16).write(value) }
+}
+
+/// Reads a port of the PIT or a PIC.
+fn read(reg: Reg) -> u8 {
+    // SAFETY: as for `write`; a read has no effect beyond the device.
+    unsafe { Port::<u8>::new(reg as u16).read() }
+}
 
 fn pit_read_ch0() -> u16 {
-    // SAFETY: the PIT belongs to the hypervisor; latching and reading the
-    // count of channel 0 has no other effect.
-    unsafe {
-        outb(PIT_CMD, 0x00);
-        let lo = inb(PIT_CH0);
-        let hi = inb(PIT_CH0);
-        u16::from_le_bytes([lo, hi])
-    }
+    // Latch the count of channel 0, then read it low byte first.
+    write(Reg::PitCmd, 0x00);
+    let lo = read(Reg::PitCh0);
+    let hi = read(Reg::PitCh0);
+    u16::from_le_bytes([lo, hi])
 }
 
 /// Measures the TSC frequency in kHz against the PIT (about 20 ms).
 pub fn calibrate_tsc_khz() -> u64 {
-    // SAFETY: the PIT belongs to the hypervisor. Channel 0, lobyte/hibyte,
-    // mode 2 (rate generator), count 0 = 65536: a free-running counter.
-    unsafe {
-        outb(PIT_CMD, 0x34);
-        outb(PIT_CH0, 0);
-        outb(PIT_CH0, 0);
-    }
+    // Channel 0, lobyte/hibyte, mode 2 (rate generator), count 0 = 65536:
+    // a free-running counter.
+    write(Reg::PitCmd, 0x34);
+    write(Reg::PitCh0, 0);
+    write(Reg::PitCh0, 0);
     // Count PIT ticks (1.193182 MHz) while the TSC runs, over ~20 ms.
     let target_ticks = PIT_HZ / 50;
     let mut elapsed: u64 = 0;
@@ -56,24 +72,22 @@ pub fn calibrate_tsc_khz() -> u64 {
 /// starts the PIT at `hz` interrupts per second.
 pub fn start(hz: u32) {
     let divisor = (PIT_HZ / u64::from(hz.max(19))).min(65535) as u16;
-    // SAFETY: the PIC and PIT belong to the hypervisor; this is the
-    // standard ICW1-4 initialisation sequence, then a mask and a PIT mode.
-    unsafe {
-        outb(PIC1_CMD, 0x11);
-        outb(PIC2_CMD, 0x11);
-        outb(PIC1_DATA, PIC_BASE);
-        outb(PIC2_DATA, PIC_BASE + 8);
-        outb(PIC1_DATA, 4);
-        outb(PIC2_DATA, 2);
-        outb(PIC1_DATA, 1);
-        outb(PIC2_DATA, 1);
-        outb(PIC1_DATA, 0xfe); // only IRQ 0
-        outb(PIC2_DATA, 0xff);
+    // The standard ICW1-4 initialisation sequence, then a mask.
+    write(Reg::Pic1Cmd, 0x11);
+    write(Reg::Pic2Cmd, 0x11);
+    write(Reg::Pic1Data, PIC_BASE);
+    write(Reg::Pic2Data, PIC_BASE + 8);
+    write(Reg::Pic1Data, 4);
+    write(Reg::Pic2Data, 2);
+    write(Reg::Pic1Data, 1);
+    write(Reg::Pic2Data, 1);
+    write(Reg::Pic1Data, 0xfe); // only IRQ 0
+    write(Reg::Pic2Data, 0xff);
 
-        outb(PIT_CMD, 0x34);
-        outb(PIT_CH0, divisor as u8);
-        outb(PIT_CH0, (divisor >> 8) as u8);
-    }
+    // Channel 0, lobyte/hibyte, mode 2 (rate generator).
+    write(Reg::PitCmd, 0x34);
+    write(Reg::PitCh0, divisor as u8);
+    write(Reg::PitCh0, (divisor >> 8) as u8);
 }
 
 /// Whether `vector` is a spurious interrupt (PIC line 7 or 15, or the local
@@ -84,11 +98,10 @@ pub fn is_spurious(vector: u64) -> bool {
 
 /// Acknowledges an interrupt from PIC line `vector - 32`.
 pub fn eoi(vector: u64) {
-    // SAFETY: an end-of-interrupt command to the PIC that raised `vector`.
-    unsafe {
-        if vector >= u64::from(PIC_BASE) + 8 {
-            outb(PIC2_CMD, 0x20);
-        }
-        outb(PIC1_CMD, 0x20);
+    // An end-of-interrupt command to the PIC that raised `vector` (and to
+    // the first, which the second is chained to).
+    if vector >= u64::from(PIC_BASE) + 8 {
+        write(Reg::Pic2Cmd, 0x20);
     }
+    write(Reg::Pic1Cmd, 0x20);
 }

@@ -14,11 +14,13 @@
 
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
+use core::sync::atomic::{compiler_fence, AtomicU64, Ordering};
 
 use hvlu_types::regs::rflags;
 use hvlu_types::GpRegs;
+use x86_64::instructions::interrupts;
 
-use super::gdt::{KERNEL_CS, USER_CS, USER_DS};
+use super::gdt::{USER_CS, USER_DS};
 
 /// The state of an interrupted context, as `trap_common` saves it.
 ///
@@ -122,17 +124,18 @@ pub fn syscall_entry_addr() -> u64 {
     syscall_entry as *const () as u64
 }
 
-/// The top of the stack that `syscall` switches to. Written once at boot.
+/// The top of the stack that `syscall` switches to. Written once at boot;
+/// `syscall_entry` reads it (an `AtomicU64` is laid out as a `u64`).
 #[no_mangle]
-static mut SYSCALL_KERNEL_RSP: u64 = 0;
+static SYSCALL_KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
+/// Where `syscall_entry` keeps the guest's stack pointer while it switches
+/// stacks; Rust code never touches it.
 #[no_mangle]
 static mut SYSCALL_USER_RSP: u64 = 0;
 
 /// Sets the stack `syscall` switches to.
 pub fn set_syscall_stack(top: u64) {
-    // SAFETY: single CPU, interrupts off during boot: nothing reads the
-    // variable concurrently.
-    unsafe { *core::ptr::addr_of_mut!(SYSCALL_KERNEL_RSP) = top };
+    SYSCALL_KERNEL_RSP.store(top, Ordering::Relaxed);
 }
 
 #[no_mangle]
@@ -158,12 +161,16 @@ pub fn enter(frame: &TrapFrame) -> ! {
     }
 }
 
-/// Waits for an interrupt with interrupts enabled, then disables them again.
+/// Waits for an interrupt with interrupts enabled (`sti; hlt`), then
+/// disables them again.
 pub fn wait_for_interrupt() {
-    // SAFETY: sti; hlt; cli only waits; the handler of the interrupt that
-    // wakes us runs on this stack and returns here (it may write memory, so
-    // this is not `nomem`).
-    unsafe { asm!("sti; hlt; cli", options(nostack)) }
+    // The handler of the interrupt that wakes us runs on this stack and may
+    // write memory: nothing written before may be moved past the wait
+    // (`enable_and_hlt` claims no memory access), and `disable` is a
+    // compiler barrier for what is read after it.
+    compiler_fence(Ordering::SeqCst);
+    interrupts::enable_and_hlt();
+    interrupts::disable();
 }
 
 global_asm!(
@@ -285,6 +292,3 @@ trap_stubs:
     syscall_vector = const SYSCALL_VECTOR,
     options(att_syntax)
 );
-
-/// The kernel code selector, for IDT gates.
-pub const GATE_CS: u16 = KERNEL_CS;
