@@ -17,7 +17,6 @@
 //! (`phys::record_table`): the public physical accessors refuse them, and
 //! this module (and `kexec`) reach them through `phys::table_*` only.
 
-use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hvlu_types::PAGE_SIZE;
 
@@ -25,6 +24,9 @@ use alloc::vec::Vec;
 use hvlu_types::pte::{GLOBAL, NO_EXECUTE, WRITABLE};
 use hvlu_types::table_plan::{self, BuildError, Map, PlanError, TableMemory};
 use hvlu_types::MfnRange;
+use x86_64::registers::control::{Cr3, Cr3Flags, Cr4, Cr4Flags};
+use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
 
 use super::phys::{self, PhysError};
 use super::{image_range, kernel_virt_to_phys, stack, KERNEL_VBASE};
@@ -113,6 +115,12 @@ impl From<BuildError<PagingError>> for PagingError {
     }
 }
 
+/// The table frame at physical `root` (page aligned: every table frame
+/// is), as CR3 takes it.
+fn frame(root: u64) -> PhysFrame {
+    PhysFrame::containing_address(PhysAddr::new(root))
+}
+
 fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
@@ -178,7 +186,7 @@ pub fn build_and_load(
     // are never accessed (an access is a stack overflow, and faults). The
     // old tables had no global entries for them, so none survives the
     // switch.
-    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    unsafe { Cr3::write(frame(root), Cr3Flags::empty()) };
     HV_ROOT.store(root, Ordering::Relaxed);
     phys::set_direct_map(limit);
     Ok(limit)
@@ -213,16 +221,8 @@ pub fn flush_guest_tlb() {
     // SAFETY: toggling CR4.PGE off and on changes no mapping; it drops every
     // cached translation, which the hypervisor's own tables re-create.
     unsafe {
-        asm!(
-            "mov {0}, cr4",
-            "mov {1}, {0}",
-            "and {1}, ~0x80",
-            "mov cr4, {1}",
-            "mov cr4, {0}",
-            out(reg) _,
-            out(reg) _,
-            options(nostack, preserves_flags)
-        )
+        Cr4::update(|f| f.remove(Cr4Flags::PAGE_GLOBAL));
+        Cr4::update(|f| f.insert(Cr4Flags::PAGE_GLOBAL));
     };
 }
 
@@ -231,7 +231,7 @@ pub fn flush_guest_tlb() {
 pub fn load_hv_root() {
     // SAFETY: the hypervisor's root maps the image and the direct map like
     // every guest root does; only the lower half (the guest) disappears.
-    unsafe { asm!("mov cr3, {}", in(reg) hv_root(), options(nostack, preserves_flags)) };
+    unsafe { Cr3::write(frame(hv_root()), Cr3Flags::empty()) };
 }
 
 /// Writes the hypervisor's slots into the guest L4 at `root` (physical):
@@ -270,6 +270,6 @@ pub fn load_guest_root(root: u64) -> Result<(), LoadRootError> {
     // root does (checked above for the slots in use: the direct map and the
     // image), so the code, stack and data in use stay mapped; the lower half
     // is the guest's, validated by the type rules.
-    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    unsafe { Cr3::write(frame(root), Cr3Flags::empty()) };
     Ok(())
 }
