@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use frame_ownership::testkit::synthetic_machine;
 use frame_ownership::{rebuild, FrameFlags, FrameInfo, PageType, PassReport, M2P_INVALID};
-use handover_abi::DomId;
+use hvlu_types::DomId;
 
 const DOMAINS: usize = 4;
 

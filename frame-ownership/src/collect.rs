@@ -36,7 +36,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn};
 
 use crate::error::OpError;
 use crate::frame::{frame_at, FrameInfo};

@@ -24,8 +24,8 @@
 //! splitmix64 finaliser is applied. Deterministic, endian-free, no table;
 //! not cryptographic (it detects divergence, not tampering).
 
-use handover_abi::Mfn;
 use hvlu_types::digest::Fold;
+use hvlu_types::Mfn;
 
 use crate::frame::FrameInfo;
 use crate::layout::DomainView;

@@ -11,7 +11,8 @@
 
 use core::fmt;
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 pub use crate::page_type::PageType;
 

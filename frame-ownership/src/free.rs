@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{Mfn, MfnRange};
+use hvlu_types::{Mfn, MfnRange};
 
 use crate::layout::{DomainView, MachineLayout};
 

@@ -1,7 +1,8 @@
 //! The inputs of the pass: the machine's memory layout and borrowed views of
 //! the domains.
 
-use handover_abi::{DomId, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Mfn, MfnRange};
 
 use crate::error::{Error, RangeList};
 

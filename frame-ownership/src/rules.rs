@@ -42,7 +42,8 @@
 
 use core::fmt;
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 use crate::page_type::PageType;
 pub use crate::page_type::PtLevel;

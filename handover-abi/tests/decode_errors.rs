@@ -6,9 +6,8 @@ mod common;
 
 use common::{encode_vec, header_of, reseal_body, reseal_header, sample};
 use handover_abi::header::offset;
-use handover_abi::{
-    decode, read_header, AbiVersion, DecodeError, Mfn, MfnRange, CURRENT, HEADER_SIZE, MAGIC,
-};
+use handover_abi::{decode, read_header, AbiVersion, DecodeError, CURRENT, HEADER_SIZE, MAGIC};
+use hvlu_types::{Mfn, MfnRange};
 
 fn blob() -> Vec<u8> {
     encode_vec(&sample())
@@ -261,8 +260,8 @@ fn corrupted_body_with_recomputed_crc_breaking_an_invariant() {
         decode(&b),
         Err(DecodeError::Invalid(
             handover_abi::StateError::NextDomidTooLow {
-                next: handover_abi::DomId(3),
-                domain: handover_abi::DomId(3)
+                next: hvlu_types::DomId(3),
+                domain: hvlu_types::DomId(3)
             }
         ))
     );

@@ -11,8 +11,9 @@ mod golden_v1_1;
 
 use handover_abi::body::Inexpressible;
 use handover_abi::{
-    decode, encode_as, AbiVersion, DomId, EncodeError, HandoverState, Header, HEADER_SIZE, MAGIC,
+    decode, encode_as, AbiVersion, EncodeError, HandoverState, Header, HEADER_SIZE, MAGIC,
 };
+use hvlu_types::DomId;
 
 const V1_0: &[u8] = include_bytes!("golden/v1_0.bin");
 const V1_1: &[u8] = include_bytes!("golden/v1_1.bin");

@@ -7,7 +7,8 @@ mod common;
 
 use common::{invalid, sample};
 use handover_abi::body::v1_0::{DomainFlags, PinnedTable, RamRange, RamType, VcpuFlags};
-use handover_abi::{decode, DomId, Gpfn, Mfn, MfnRange, RunKind, RunRef, StateError, MFN_LIMIT};
+use handover_abi::{decode, RunKind, RunRef, StateError};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT};
 
 const DOM0: usize = 0;
 const DOMU1: usize = 1; // id 1

@@ -12,8 +12,9 @@ use handover_abi::body::current::{
 };
 use handover_abi::{
     decode, encode, encode_as, encoded_len, encoded_len_as, AbiVersion, BuildId, DecodeError,
-    DomId, Gpfn, MemRun, Mfn, MfnRange, Producer, RunKind, CURRENT, HEADER_SIZE,
+    MemRun, Producer, RunKind, CURRENT, HEADER_SIZE,
 };
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;

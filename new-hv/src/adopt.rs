@@ -4,7 +4,8 @@
 use alloc::vec::Vec;
 
 use frame_ownership::{state_views, FrameInfo, MachineLayout, PageTableReader, PassReport};
-use handover_abi::{HandoverState, MfnRange};
+use handover_abi::HandoverState;
+use hvlu_types::MfnRange;
 
 use crate::IncomingError;
 

@@ -20,7 +20,7 @@
 
 use boot_allocator::{BootAllocError, BootAllocator, HandOff, PhysRange};
 use frame_ownership::FrameInfo;
-use handover_abi::{MfnRange, PAGE_SIZE};
+use hvlu_types::{MfnRange, PAGE_SIZE};
 
 /// The fixed part of the hypervisor heap: what is not per frame of RAM —
 /// the image a load reads and validates, the handover state of an update
@@ -423,7 +423,7 @@ pub fn dry_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use handover_abi::Mfn;
+    use hvlu_types::Mfn;
 
     const MIB: u64 = 1 << 20;
 

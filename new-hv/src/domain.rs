@@ -5,8 +5,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Domain, DomainFlags, Gpfn, GuestReports, MemRun, Mfn, RunKind};
+use handover_abi::{Domain, DomainFlags, GuestReports, MemRun, RunKind};
 use hvlu_types::VcpuContext;
+use hvlu_types::{DomId, Gpfn, Mfn};
 
 use crate::{vcpu, IncomingError};
 

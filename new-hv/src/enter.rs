@@ -37,7 +37,8 @@ use boot_allocator::{HandOff, PhysRange};
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::version::VersionRange;
-use handover_abi::{HandoverState, Mfn, MfnRange};
+use handover_abi::HandoverState;
+use hvlu_types::{Mfn, MfnRange};
 
 use crate::boot::{self, Boot, BootMemory};
 use crate::domain::{self, Restored};

@@ -17,8 +17,8 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::MfnRange;
 use hvlu_types::digest::Fold;
+use hvlu_types::MfnRange;
 
 /// The free-frame digest's seed (released images use it: never change it).
 const SEED: u64 = 0x6a09_e667_f3bc_c908;
@@ -107,7 +107,7 @@ pub fn digest_of(ranges: impl IntoIterator<Item = MfnRange>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use handover_abi::Mfn;
+    use hvlu_types::Mfn;
 
     fn r(start: u64, count: u64) -> MfnRange {
         MfnRange::new(Mfn(start), count)

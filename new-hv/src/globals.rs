@@ -6,7 +6,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, HvGlobals, RetiredDomain};
+use handover_abi::{HvGlobals, RetiredDomain};
+use hvlu_types::DomId;
 
 /// The globals as the incoming hypervisor takes them.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -65,7 +65,8 @@ pub use staging::staged_range;
 pub use verify::{read_args, verify, verify_state};
 
 use handover_abi::entry::EntryArgsError;
-use handover_abi::{DecodeError, DomId, Gpfn, MfnRange};
+use handover_abi::DecodeError;
+use hvlu_types::{DomId, Gpfn, MfnRange};
 
 /// Why the incoming image refuses a live update.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

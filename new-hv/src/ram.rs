@@ -3,7 +3,8 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{HandoverState, MfnRange, RamRange, RamType};
+use handover_abi::{HandoverState, RamRange, RamType};
+use hvlu_types::MfnRange;
 use hvlu_types::PhysRange;
 
 /// The usable RAM of a RAM map, as whole frames (partial pages at either

@@ -13,7 +13,7 @@
 
 use boot_allocator::PhysRange;
 use handover_abi::entry::EntryArgs;
-use handover_abi::PAGE_SIZE;
+use hvlu_types::PAGE_SIZE;
 
 use crate::IncomingError;
 

@@ -14,8 +14,9 @@
 //! splitmix64 finaliser ends it.
 
 use frame_ownership::PageTableReader;
-use handover_abi::{HandoverState, Mfn, RunKind};
+use handover_abi::{HandoverState, RunKind};
 use hvlu_types::digest::Fold;
+use hvlu_types::Mfn;
 
 use crate::IncomingError;
 

@@ -2,7 +2,8 @@
 //! it), checked so that nothing the state says can fault the hypervisor
 //! when it loads it.
 
-use handover_abi::{DomId, Vcpu};
+use handover_abi::Vcpu;
+use hvlu_types::DomId;
 use hvlu_types::VcpuContext;
 
 use crate::IncomingError;

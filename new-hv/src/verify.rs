@@ -9,7 +9,8 @@
 
 use handover_abi::entry::EntryArgs;
 use handover_abi::version::VersionRange;
-use handover_abi::{HandoverState, Mfn, MfnRange, PAGE_SIZE};
+use handover_abi::HandoverState;
+use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 
 use crate::staging::staged_range;
 use crate::IncomingError;

@@ -5,7 +5,7 @@ mod by_the_doc;
 
 use std::collections::BTreeSet;
 
-use handover_abi::{Mfn, MfnRange};
+use hvlu_types::{Mfn, MfnRange};
 use new_hv::free::digest_of;
 
 fn r(start: u64, count: u64) -> MfnRange {

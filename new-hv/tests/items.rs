@@ -8,10 +8,11 @@
 use frame_ownership::testkit::random_machine;
 use frame_ownership::{rebuild, state_view, FrameInfo};
 use handover_abi::entry::EntryArgs;
-use handover_abi::{DomId, GpRegs, Gpfn, GuestReports, Mfn, MfnRange, RunKind, PAGE_SIZE};
+use handover_abi::{GpRegs, GuestReports, RunKind};
 use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 use hvlu_types::regs::rflags;
 use hvlu_types::{ContextError, PhysRange, VcpuContext};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::IncomingError;
 use old_hv::domain::DomainInput;
 use old_hv::staging::{End, Staging};

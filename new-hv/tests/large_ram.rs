@@ -4,7 +4,7 @@
 //! backs the frame spaces of domains holding all of RAM.
 
 use boot_allocator::PhysRange;
-use handover_abi::{Mfn, MfnRange, PAGE_SIZE};
+use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 use new_hv::boot::{self, dry_run, heap_bytes, heap_pages, needs};
 
 const MIB: u64 = 1 << 20;

@@ -7,7 +7,8 @@
 
 mod sim;
 
-use handover_abi::{DecodeError, DomainFlags, Mfn, RunKind, PAGE_SIZE};
+use handover_abi::{DecodeError, DomainFlags, RunKind};
+use hvlu_types::{Mfn, PAGE_SIZE};
 use new_hv::{Entered, IncomingError};
 use old_hv::checks::CheckError;
 use old_hv::exec::{exec, ExecError, Fault, Step};

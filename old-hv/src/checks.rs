@@ -21,7 +21,8 @@
 
 use boot_allocator::PhysRange;
 use frame_ownership::MachineLayout;
-use handover_abi::{HandoverState, MfnRange};
+use handover_abi::HandoverState;
+use hvlu_types::MfnRange;
 use new_hv::boot::{BootError, BootNeeds, BootPlan};
 use new_hv::IncomingError;
 
@@ -82,7 +83,7 @@ pub fn boot_fits(
 /// The frames the page allocator manages: RAM minus the region and the
 /// hv-reserved ranges (what it was given at boot, free or handed out).
 pub fn managed_frames(layout: &MachineLayout<'_>) -> u64 {
-    frame_ownership::free_ranges::<(handover_abi::Mfn, handover_abi::RunKind), handover_abi::Mfn>(
+    frame_ownership::free_ranges::<(hvlu_types::Mfn, handover_abi::RunKind), hvlu_types::Mfn>(
         layout,
         &[],
     )

@@ -6,8 +6,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use frame_ownership::{p2m_domain, FrameInfo};
-use handover_abi::{ConsoleRing, DomId, DomainFlags, Gpfn, GuestReports, MfnRange};
+use handover_abi::{ConsoleRing, DomainFlags, GuestReports};
 use hvlu_types::VcpuContext;
+use hvlu_types::{DomId, Gpfn, MfnRange};
 
 use crate::{pins, vcpu};
 

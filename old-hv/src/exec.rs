@@ -34,9 +34,10 @@ use core::fmt;
 use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
-use handover_abi::{AbiVersion, BuildId, HandoverState, Mfn, MfnRange, Producer, RunKind};
+use handover_abi::{AbiVersion, BuildId, HandoverState, Producer, RunKind};
 use hvlu_types::table_plan::Map;
 use hvlu_types::PAGE_SIZE;
+use hvlu_types::{Mfn, MfnRange};
 use new_hv::boot::BootPlan;
 use new_hv::IncomingError;
 

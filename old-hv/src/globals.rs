@@ -5,7 +5,8 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, HvGlobals, RetiredDomain, TimeBase, MAX_RETIRED};
+use handover_abi::{HvGlobals, RetiredDomain, TimeBase, MAX_RETIRED};
+use hvlu_types::DomId;
 
 /// Command-line options that belong to one image only and are never handed
 /// on (fault injection is for that image's tests).

@@ -17,9 +17,10 @@ use alloc::vec::Vec;
 
 use frame_ownership::{state_views, FrameInfo};
 use handover_abi::{
-    AbiVersion, DecodeError, EncodeError, HandoverState, HvGlobals, LuRegion, Machine, MfnRange,
-    Producer, RetiredDomain,
+    AbiVersion, DecodeError, EncodeError, HandoverState, HvGlobals, LuRegion, Machine, Producer,
+    RetiredDomain,
 };
+use hvlu_types::MfnRange;
 
 pub use crate::domain::DomainInput;
 use crate::{domain, ram};

@@ -5,7 +5,8 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{Mfn, PinnedTable, RunKind};
+use handover_abi::{PinnedTable, RunKind};
+use hvlu_types::Mfn;
 
 /// The state's list of pinned tables, in the order given.
 pub fn save(pinned: &[(Mfn, RunKind)]) -> Vec<PinnedTable> {

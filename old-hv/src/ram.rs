@@ -3,7 +3,8 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{MfnRange, RamRange, RamType};
+use handover_abi::{RamRange, RamType};
+use hvlu_types::MfnRange;
 use hvlu_types::PhysRange;
 
 /// The state's RAM map of `ram` (sorted frame ranges, all usable).

@@ -40,7 +40,7 @@ use alloc::vec::Vec;
 
 use boot_allocator::PhysRange;
 use handover_abi::entry::EntryArgs;
-use handover_abi::PAGE_SIZE;
+use hvlu_types::PAGE_SIZE;
 
 use crate::image::{ImageLimits, Mapping};
 

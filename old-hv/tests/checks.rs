@@ -5,10 +5,11 @@
 use boot_allocator::PhysRange;
 use frame_ownership::testkit::random_machine;
 use handover_abi::{
-    BuildId, DecodeError, DomId, GpRegs, Gpfn, GuestReports, HandoverState, HvGlobals, LuRegion,
-    Mfn, MfnRange, Producer, RunKind, StateError, TimeBase, PAGE_SIZE,
+    BuildId, DecodeError, GpRegs, GuestReports, HandoverState, HvGlobals, LuRegion, Producer,
+    RunKind, StateError, TimeBase,
 };
 use hvlu_types::{ContextError, VcpuContext};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::IncomingError;
 use old_hv::checks::{self, CheckError};
 use old_hv::handover::{self, DomainInput, PreflightError};

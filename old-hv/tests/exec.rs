@@ -3,9 +3,10 @@
 
 use boot_allocator::PhysRange;
 use handover_abi::{
-    AbiVersion, BuildId, DomId, HandoverState, HvGlobals, LuRegion, Machine, Mfn, MfnRange,
-    Producer, RamRange, RamType, TimeBase, PAGE_SIZE,
+    AbiVersion, BuildId, HandoverState, HvGlobals, LuRegion, Machine, Producer, RamRange, RamType,
+    TimeBase,
 };
+use hvlu_types::{DomId, Mfn, MfnRange, PAGE_SIZE};
 use old_hv::handover::{self, PreflightError, SerialiseError};
 use old_hv::image::{Mapping, SegmentFlags};
 use old_hv::staging::{self, Staging, StagingError};

@@ -15,7 +15,7 @@
 
 use core::fmt;
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 
 mod ops;
 mod pass;

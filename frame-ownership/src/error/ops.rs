@@ -1,6 +1,6 @@
 //! [`OpError`]: why a live operation is refused.
 
-use handover_abi::{DomId, Mfn};
+use hvlu_types::{DomId, Mfn};
 
 use super::{DomPrefix, OwnerName};
 use crate::page_type::{PageType, PtLevel};

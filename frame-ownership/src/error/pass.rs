@@ -1,6 +1,7 @@
 //! [`Error`]: why the pass or a machine layout refuses its input.
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 use super::RangeList;
 use crate::rules::{EntryError, EntryRef, FrameClass};

@@ -2,7 +2,7 @@
 //! ([`claim_data`], [`release_data`]), or all of a domain's frames when it
 //! is destroyed ([`release_domain`]) (Invariant 16).
 
-use handover_abi::{DomId, Gpfn, Mfn};
+use hvlu_types::{DomId, Gpfn, Mfn};
 
 use super::lookup::LiveLookup;
 use super::refs::{owned, page_type_of};

@@ -1,7 +1,8 @@
 //! The rules' lookups over the live frametable: [`LiveLookup`], and
 //! [`PinLookup`] for a frame being validated by a pin.
 
-use handover_abi::{Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::Mfn;
 
 use super::DomainContext;
 use crate::frame::{frame_at, FrameInfo};

@@ -46,7 +46,7 @@ mod lookup;
 mod refs;
 mod tables;
 
-use handover_abi::{DomId, Mfn, MfnRange};
+use hvlu_types::{DomId, Mfn, MfnRange};
 
 use crate::error::{Error, RangeList};
 use crate::layout::check_sorted;

@@ -1,7 +1,7 @@
 //! Moving references: one frame's, one entry's, a whole table's
 //! ([`TableWalk`]), with the checks every operation starts with.
 
-use handover_abi::{DomId, Mfn};
+use hvlu_types::{DomId, Mfn};
 
 use super::lookup::{LiveLookup, PinLookup};
 use super::DomainContext;

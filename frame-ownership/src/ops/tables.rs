@@ -1,7 +1,7 @@
 //! The page-table operations: entry updates, pins, unpins, table releases
 //! and CR3 switches (Invariants 13–15, 17).
 
-use handover_abi::{DomId, Mfn};
+use hvlu_types::{DomId, Mfn};
 
 use super::lookup::LiveLookup;
 use super::refs::{apply, entry_ref, guest_slots, move_ref, owned, page_type_of, Dir, TableWalk};

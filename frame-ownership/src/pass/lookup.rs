@@ -1,7 +1,8 @@
 //! The pass's view of the frames for the rules ([`FrameLookup`]), one
 //! domain at a time.
 
-use handover_abi::{DomId, Mfn, MfnRange, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn, MfnRange};
 
 use super::runs::IndexedRun;
 use crate::frame::{frame_at, FrameInfo};

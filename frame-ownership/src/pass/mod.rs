@@ -21,7 +21,8 @@ mod runs;
 
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn};
 
 use crate::error::Error;
 use crate::frame::{frame_at_mut as frame_mut, CountError, FrameInfo};

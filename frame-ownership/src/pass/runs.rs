@@ -3,7 +3,8 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 use crate::error::{Error, RangeList};
 use crate::layout::{check_sorted, DomainView, MachineLayout};

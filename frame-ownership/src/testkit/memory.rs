@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
-use handover_abi::Mfn;
+use hvlu_types::Mfn;
 
 use crate::ops::PageTableMemory;
 use crate::pass::PageTableReader;

@@ -19,7 +19,8 @@ mod synthetic;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Mfn, MfnRange};
 
 pub use memory::SimMemory;
 pub use random::random_machine;
@@ -172,7 +173,7 @@ pub(crate) fn runs_of(
             _ => runs.push(MemRun {
                 first_mfn: Mfn(m),
                 count: 1,
-                first_gpfn: handover_abi::Gpfn(0),
+                first_gpfn: hvlu_types::Gpfn(0),
                 kind,
             }),
         }

@@ -4,7 +4,8 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
 use super::{Machine, SimDomain, SimMemory};
 use crate::pte::{self, Pte};

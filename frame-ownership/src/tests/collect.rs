@@ -1,12 +1,14 @@
 //! The runs of a p2m.
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 use crate::{FrameFlags, FrameInfo, PageType};
 
 #[test]
 fn p2m_runs_group_bottom_up_contiguous_in_mfn_and_gpfn() {
-    use handover_abi::{Gpfn, MemRun};
+    use handover_abi::MemRun;
+    use hvlu_types::Gpfn;
     // gpfn:   0    1    2    3     4    5    6
     let p2m = [10, 11, 13, u64::MAX, 20, 21, 12];
     let kind = |g: u64| match g {
@@ -45,7 +47,8 @@ fn p2m_runs_group_bottom_up_contiguous_in_mfn_and_gpfn() {
 /// of that kind in gpfn order, merged where both mfn and gpfn continue.
 #[test]
 fn p2m_runs_match_their_definition() {
-    use handover_abi::{Gpfn, MemRun};
+    use handover_abi::MemRun;
+    use hvlu_types::Gpfn;
     let kinds = [
         RunKind::Data,
         RunKind::L1,
@@ -106,7 +109,8 @@ fn p2m_runs_match_their_definition() {
 /// frametable, as the outgoing hypervisor describes a domain.
 #[test]
 fn p2m_domain_reads_kinds_and_pins_off_the_frametable() {
-    use handover_abi::{Gpfn, MemRun};
+    use handover_abi::MemRun;
+    use hvlu_types::Gpfn;
     let d = DomId(3);
     let mut ft = alloc::vec![FrameInfo::UNOWNED; 16];
     for m in [4, 5, 6] {

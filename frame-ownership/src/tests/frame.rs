@@ -1,6 +1,7 @@
 //! The frametable entry, its counting primitives, the PTE format.
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 use crate::pte::{self, Pte};
 use crate::{CountError, FrameFlags, FrameInfo, PageType};

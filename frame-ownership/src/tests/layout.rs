@@ -1,6 +1,6 @@
 //! The layout lookups and the digest.
 
-use handover_abi::{DomId, Mfn, MfnRange};
+use hvlu_types::{DomId, Mfn, MfnRange};
 
 use crate::layout::MachineLayout;
 use crate::{frametable_digest, Digest, Error, FrameFlags, FrameInfo, PageType};

@@ -2,7 +2,8 @@
 
 use std::string::ToString;
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 use super::rules::at;
 use crate::{EntryError, Error, FrameClass, OpError, PageType, PtLevel};

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use handover_abi::{DomId, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{DomId, Mfn};
 
 use crate::pte::{self, Pte};
 use crate::rules::{check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup};

@@ -7,7 +7,8 @@ use frame_ownership::{
     collect_domains, domain_runs, FrameFlags, FrameInfo, OwnedDomain, PageType, PtLevel,
     M2P_INVALID,
 };
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn};
 
 use crate::equivalence::assert_rebuild_matches;
 use crate::tiny::{entry, Tiny, D1, D2, D2_L1, L1, L2, L3, L4, RO, RW};

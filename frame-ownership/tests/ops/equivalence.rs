@@ -28,7 +28,8 @@ use frame_ownership::{
     rebuild, DomainContext, DomainView, FrameInfo, MachineLayout, OpError, OwnedDomain,
     PageTableMemory, PageTableReader, PageType, PtLevel, M2P_INVALID,
 };
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

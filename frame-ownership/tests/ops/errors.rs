@@ -8,7 +8,8 @@ use frame_ownership::{
     collect_domains, DomainContext, EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo,
     OpError, PageType, PtLevel, RangeList,
 };
-use handover_abi::{Gpfn, Mfn, MfnRange, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{Gpfn, Mfn, MfnRange};
 
 use crate::tiny::{entry, Tiny, D1, D2, D2_L1, L1, L2, L3, L4, RO, RW};
 

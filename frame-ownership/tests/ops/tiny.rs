@@ -18,7 +18,7 @@ use frame_ownership::testkit::SimMemory;
 use frame_ownership::{
     ops, DomainContext, FrameInfo, MachineLayout, OpError, PageTableReader, PtLevel, M2P_INVALID,
 };
-use handover_abi::{DomId, Gpfn, Mfn, MfnRange};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
 pub const D1: DomId = DomId(1);
 pub const D2: DomId = DomId(2);

@@ -8,7 +8,8 @@ use frame_ownership::{
     EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo, PageType, PtLevel, RangeList,
     M2P_INVALID,
 };
-use handover_abi::{Gpfn, Mfn, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::{Gpfn, Mfn};
 
 /// The first valid 4-domain machine (by seed) for which `pick` finds what a
 /// test needs.

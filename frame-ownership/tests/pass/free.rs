@@ -3,7 +3,8 @@
 
 use frame_ownership::testkit::random_machine;
 use frame_ownership::{free_ranges, DomainView, MachineLayout};
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 use proptest::prelude::*;
 
 /// What a frame is, for the per-frame check.

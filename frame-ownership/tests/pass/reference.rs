@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use frame_ownership::pte;
 use frame_ownership::testkit::Machine;
 use frame_ownership::{FrameFlags, FrameInfo, PageType, M2P_INVALID};
-use handover_abi::{DomId, RunKind};
+use handover_abi::RunKind;
+use hvlu_types::DomId;
 use hvlu_types::PAGE_SHIFT;
 
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +79,7 @@ pub fn reference(m: &Machine) -> Expected {
             let level = r.kind.level().unwrap();
             for k in 0..r.count {
                 tables += 1;
-                let table = m.memory.table(handover_abi::Mfn(r.first_mfn.0 + k));
+                let table = m.memory.table(hvlu_types::Mfn(r.first_mfn.0 + k));
                 let Some(table) = table else { continue };
                 let slots = if level == 4 { 256 } else { 512 };
                 for &e in &table[..slots] {
@@ -105,7 +106,7 @@ pub fn reference(m: &Machine) -> Expected {
                             assert!(m
                                 .devices
                                 .iter()
-                                .any(|r| r.contains(handover_abi::Mfn(target))));
+                                .any(|r| r.contains(hvlu_types::Mfn(target))));
                             mmio_entries += 1;
                         }
                     }

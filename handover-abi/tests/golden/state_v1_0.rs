@@ -7,7 +7,8 @@ use handover_abi::body::v1_0::{
     ConsoleRing, Domain, DomainFlags, GpRegs, HandoverState, HvGlobals, LuRegion, Machine,
     PinnedTable, RamRange, RamType, TimeBase, Vcpu, VcpuFlags,
 };
-use handover_abi::{AbiVersion, BuildId, DomId, Gpfn, MemRun, Mfn, MfnRange, Producer, RunKind};
+use handover_abi::{AbiVersion, BuildId, MemRun, Producer, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
 /// The version of the blob.
 pub const VERSION: AbiVersion = AbiVersion::new(1, 0);

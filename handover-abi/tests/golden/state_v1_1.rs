@@ -8,7 +8,8 @@
 //! Frozen with the blob: never edit this file (see `README.md` here).
 
 use handover_abi::body::v1_1::{Domain, GuestReports, HandoverState, HvGlobals, RetiredDomain};
-use handover_abi::{AbiVersion, BuildId, DomId, Producer};
+use handover_abi::{AbiVersion, BuildId, Producer};
+use hvlu_types::DomId;
 
 #[path = "state_v1_0.rs"]
 #[allow(

@@ -16,12 +16,13 @@ use frame_ownership::{FrameInfo, M2P_INVALID};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::note::ImageNote;
 use handover_abi::{
-    BuildId, DomId, GpRegs, Gpfn, GuestReports, HandoverState, HvGlobals, LuRegion, Mfn, MfnRange,
-    RetiredDomain, RunKind, TimeBase, PAGE_SIZE,
+    BuildId, GpRegs, GuestReports, HandoverState, HvGlobals, LuRegion, RetiredDomain, RunKind,
+    TimeBase,
 };
 use hvlu_types::pte::Level;
 use hvlu_types::table_plan::{self, build, BuildError, Map, TableMemory};
 use hvlu_types::VcpuContext;
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::boot::{BootMemory, IMAGE_VBASE};
 use new_hv::Entered;
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView};

@@ -125,7 +125,7 @@ fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
     // One to apply, one misaligned, one present global mapping.
     for req in [
         EntryWrite {
-            table: handover_abi::Mfn(0x1234),
+            table: hvlu_types::Mfn(0x1234),
             index: 7,
             val: 0x0567_8007,
         }
@@ -168,7 +168,7 @@ fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
             "pin-l4",
             seed(
                 Call::PinTable {
-                    mfn: handover_abi::Mfn(0x1234),
+                    mfn: hvlu_types::Mfn(0x1234),
                     level: TableLevel::L4,
                 },
                 &[],

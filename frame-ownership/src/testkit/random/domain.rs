@@ -3,7 +3,8 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
+use handover_abi::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::Rng;

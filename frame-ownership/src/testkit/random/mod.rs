@@ -6,7 +6,7 @@ mod domain;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Mfn, MfnRange};
+use hvlu_types::{DomId, Mfn, MfnRange};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
