@@ -175,3 +175,6 @@ impl Deref for P2m {
         &self.map
     }
 }
+
+#[cfg(test)]
+mod tests;
