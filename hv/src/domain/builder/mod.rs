@@ -59,6 +59,8 @@ use zerocopy::IntoBytes;
 #[cfg(target_os = "none")]
 mod machine;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 #[cfg(target_os = "none")]
 pub use machine::PhysMemory;
