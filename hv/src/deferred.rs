@@ -70,3 +70,6 @@ pub fn answer<S: Defers, R>(state: &mut S, request: impl FnOnce(&mut S) -> R) ->
     run(state);
     request(state)
 }
+
+#[cfg(test)]
+mod tests;
