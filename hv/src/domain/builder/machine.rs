@@ -1,7 +1,6 @@
 //! The builder's guest memory on this machine: the direct map
 //! (`arch::phys`), the hypervisor's L4 slots (`arch::paging`) and the heap.
 
-use frame_ownership::rules::HV_L4_FIRST_SLOT;
 use frame_ownership::PageTableReader;
 use handover_abi::Mfn;
 
@@ -37,8 +36,8 @@ impl GuestMemory for PhysMemory {
         phys::zero(maddr, len)
     }
 
-    fn hv_slots(&self) -> Result<[u64; 512 - HV_L4_FIRST_SLOT], phys::PhysError> {
-        paging::hv_slots()
+    fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), phys::PhysError> {
+        paging::install_hv_slots(l4.addr())
     }
 
     fn heap_free(&self) -> u64 {

@@ -42,7 +42,6 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use frame_ownership::rules::HV_L4_FIRST_SLOT;
 use frame_ownership::{DomainContext, OpError, PageTableReader, PtLevel};
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use handover_abi::{DomId, Gpfn, Mfn, RunKind};
@@ -98,9 +97,10 @@ pub trait GuestMemory: PageTableReader {
     /// Zeroes `len` bytes from machine address `maddr`.
     fn zero(&mut self, maddr: u64, len: u64) -> Result<(), Self::Error>;
 
-    /// The hypervisor's own L4 entries, slots [`HV_L4_FIRST_SLOT`]`..512`,
-    /// which every guest L4 carries.
-    fn hv_slots(&self) -> Result<[u64; 512 - HV_L4_FIRST_SLOT], Self::Error>;
+    /// Writes the hypervisor's own L4 entries, slots
+    /// `frame_ownership::rules::HV_L4_FIRST_SLOT..512`, which every guest L4
+    /// carries, into the guest L4 `l4`.
+    fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), Self::Error>;
 
     /// Bytes the hypervisor heap has free now.
     fn heap_free(&self) -> u64;
@@ -313,6 +313,29 @@ impl<M: GuestMemory> Guest<'_, M> {
     }
 }
 
+/// Writes `words` little-endian from machine address `maddr` (all within
+/// one frame), 64 at a time: a small buffer, not a page, on the stack.
+fn write_words<M: GuestMemory>(
+    mem: &mut M,
+    maddr: u64,
+    words: impl Iterator<Item = u64>,
+) -> Result<(), BuildError<M::Error>> {
+    let mut buf = [0u8; 512];
+    let (mut at, mut n) = (maddr, 0);
+    for word in words {
+        buf[n..n + 8].copy_from_slice(&word.to_le_bytes());
+        n += 8;
+        if n == buf.len() {
+            mem.write(at, &buf).map_err(BuildError::Memory)?;
+            (at, n) = (at + n as u64, 0);
+        }
+    }
+    if n > 0 {
+        mem.write(at, &buf[..n]).map_err(BuildError::Memory)?;
+    }
+    Ok(())
+}
+
 /// Builds a domain from `spec`, taking its frames from `mem` and writing
 /// them through `memory`.
 pub fn build<M: GuestMemory>(
@@ -369,6 +392,13 @@ fn fill<M: GuestMemory>(
     };
     take_frames(spec, &dom, mem, guest)?;
     let vcpu = write_guest(spec, elf, layout, guest)?;
+    // Here rather than with the L4's other entries: the deepest calls of a
+    // build stay apart (a debug build creates dom0 on the 64 KiB boot
+    // stack).
+    guest
+        .mem
+        .install_hv_slots(vcpu.cr3)
+        .map_err(BuildError::Memory)?;
     type_tables(&dom, layout, mem, guest)?;
     Ok(vcpu)
 }
@@ -455,11 +485,9 @@ fn write_guest<M: GuestMemory>(
         }
     }
     // The gpfn → mfn list, a page at a time.
-    for page in 0..guest.p2m.len().div_ceil(512) {
-        let mfns = &guest.p2m[page * 512..guest.p2m.len().min((page + 1) * 512)];
-        let bytes = tables::page_bytes(mfns.iter().copied());
-        let n = mfns.len() * 8;
-        guest.write(guest.maddr(layout.mfn_list.0 + page as u64), &bytes[..n])?;
+    for (page, mfns) in guest.p2m.chunks(512).enumerate() {
+        let maddr = guest.p2m[(layout.mfn_list.0 + page as u64) as usize] << 12;
+        write_words(guest.mem, maddr, mfns.iter().copied())?;
     }
     tables::write_tables(spec, elf, layout, guest)
 }

@@ -13,15 +13,6 @@ const TABLE: u64 = PRESENT | WRITABLE | USER;
 const DATA_RW: u64 = PRESENT | WRITABLE | USER | NO_EXECUTE;
 const DATA_RO: u64 = PRESENT | USER | NO_EXECUTE;
 
-/// A page of 512 entries as bytes.
-pub(super) fn page_bytes(words: impl Iterator<Item = u64>) -> [u8; PAGE_SIZE as usize] {
-    let mut page = [0u8; PAGE_SIZE as usize];
-    for (chunk, w) in page.chunks_exact_mut(8).zip(words) {
-        chunk.copy_from_slice(&w.to_le_bytes());
-    }
-    page
-}
-
 /// Writes the guest's page tables and its start-info page; returns its
 /// vCPU's first context.
 pub(super) fn write_tables<M: GuestMemory>(
@@ -41,13 +32,10 @@ pub(super) fn write_tables<M: GuestMemory>(
     debug_assert_eq!(l4 + 1, layout.first_free);
     let is_table = |gpfn: u64| (layout.pt_first..layout.first_free).contains(&gpfn);
 
-    // L4: the guest's two slots and the hypervisor's upper half.
+    // L4: the guest's two slots (the hypervisor's upper half is the
+    // memory's to write, `GuestMemory::install_hv_slots`).
     guest.set(l4, 0, guest.maddr(l3_low) | TABLE)?;
     guest.set(l4, (PHYSMAP_VA >> 39) & 511, guest.maddr(l3_phys) | TABLE)?;
-    let hv_slots = guest.mem.hv_slots().map_err(BuildError::Memory)?;
-    for (i, slot) in hv_slots.iter().enumerate() {
-        guest.set(l4, (HV_L4_FIRST_SLOT + i) as u64, *slot)?;
-    }
     // Low area: one L3 entry, one L2, an L1 per 2 MiB slot in use.
     guest.set(l3_low, 0, guest.maddr(l2_low) | TABLE)?;
     for (i, slot) in layout.l1_low.iter().enumerate() {
@@ -104,15 +92,13 @@ pub(super) fn write_tables<M: GuestMemory>(
         guest.set(l2, k % 512, guest.maddr(l1_phys0 + k) | TABLE)?;
     }
     // The physmap's L1 entries, a table at a time.
-    for k in 0..guest.p2m.len().div_ceil(512) {
-        let mfns = &guest.p2m[k * 512..guest.p2m.len().min((k + 1) * 512)];
+    for (k, mfns) in guest.p2m.chunks(512).enumerate() {
         let entries = mfns
             .iter()
             .zip(k as u64 * 512..)
             .map(|(&mfn, gpfn)| (mfn << 12) | if is_table(gpfn) { DATA_RO } else { DATA_RW });
-        let bytes = page_bytes(entries);
-        let n = mfns.len() * 8;
-        guest.write(guest.maddr(l1_phys0 + k as u64), &bytes[..n])?;
+        let maddr = guest.p2m[(l1_phys0 + k as u64) as usize] << 12;
+        write_words(guest.mem, maddr, entries)?;
     }
 
     // The start-info page.

@@ -5,6 +5,7 @@
 
 use core::fmt;
 
+use frame_ownership::rules::HV_L4_FIRST_SLOT;
 use frame_ownership::testkit::SimMemory;
 use frame_ownership::{FrameInfo, MachineLayout, M2P_INVALID};
 use handover_abi::MfnRange;
@@ -109,7 +110,7 @@ const IMAGE_END: u64 = IMAGE_BASE + 3 * PAGE_SIZE + 100;
 enum Refusal {
     /// The write of this number (from 0) was refused; it was to `mfn`.
     Write { n: usize, mfn: u64 },
-    /// The hypervisor's L4 slots cannot be read.
+    /// The hypervisor's L4 slots cannot be written.
     Slots,
 }
 
@@ -117,7 +118,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::Write { n, mfn } => write!(f, "write {n} (to frame {mfn:#x}) refused"),
-            Refusal::Slots => f.write_str("the hypervisor's slots cannot be read"),
+            Refusal::Slots => f.write_str("the hypervisor's slots cannot be written"),
         }
     }
 }
@@ -204,11 +205,15 @@ impl GuestMemory for TestMemory {
         Ok(())
     }
 
-    fn hv_slots(&self) -> Result<[u64; 512 - HV_L4_FIRST_SLOT], Refusal> {
+    fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), Refusal> {
         if self.refuse_slots {
             return Err(Refusal::Slots);
         }
-        Ok(core::array::from_fn(hv_slot))
+        let table = self.frames.table_mut(l4);
+        for (i, entry) in table[HV_L4_FIRST_SLOT..].iter_mut().enumerate() {
+            *entry = hv_slot(i);
+        }
+        Ok(())
     }
 
     fn heap_free(&self) -> u64 {
@@ -921,7 +926,7 @@ fn a_write_refused_at_any_point_gives_every_frame_back() {
 }
 
 #[test]
-fn unreadable_hypervisor_slots_give_every_frame_back() {
+fn hypervisor_slots_that_cannot_be_written_give_every_frame_back() {
     let image = guest_image();
     let mut m = Machine::new(300);
     m.memory.refuse_slots = true;
@@ -929,7 +934,7 @@ fn unreadable_hypervisor_slots_give_every_frame_back() {
     let e = m.build(&spec(&image, 256)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "cannot write guest memory: the hypervisor's slots cannot be read"
+        "cannot write guest memory: the hypervisor's slots cannot be written"
     );
     assert_eq!(m.snapshot(), before);
 }
