@@ -416,12 +416,12 @@ fn take_frames<M: GuestMemory>(
         free,
     };
     for _ in 0..spec.pages {
-        let mfn = mem.pages.alloc().ok_or(no_memory(0))?;
         // Below the limit, which is above the pages.
         let gpfn = guest
             .p2m
             .next_gpfn()
             .ok_or(no_memory(mem.pages.free_frames()))?;
+        let mfn = mem.pages.alloc().ok_or(no_memory(0))?;
         // A frame the claim refuses is not this domain's and, by the
         // frametable, not free either: it stays out of the allocator.
         frame_ownership::claim_data(&mem.layout, mem.frametable, mem.m2p, dom, mfn, gpfn)
