@@ -27,8 +27,13 @@ fn fnv1a(seed: u64, text: &str) -> u64 {
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
-    println!("cargo:rustc-link-arg-bins=--no-pie");
+    // Only the bare-metal image is linked with the script; on the host the
+    // binary is an ordinary program (`src/bin/hv.rs`).
+    let bare_metal = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none");
+    if bare_metal {
+        println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
+        println!("cargo:rustc-link-arg-bins=--no-pie");
+    }
     println!("cargo:rerun-if-changed=linker.ld");
 
     println!("cargo:rerun-if-env-changed=HVLU_BUILD_ID");
@@ -42,7 +47,7 @@ fn main() {
     println!("cargo:rustc-env=HVLU_BUILD_ID_HEX={id}");
     println!("cargo:rustc-env=HVLU_BUILD_ID_TEXT={text}");
 
-    trusted_keys(&dir);
+    trusted_keys(&dir, bare_metal);
 
     // `HVLU_ABI=1.0` builds an image that reads and writes only handover
     // ABI 1.0, as an image from before 1.1 did: the compatibility tests
@@ -72,7 +77,7 @@ fn parse_key(line: &str) -> Option<[u8; 32]> {
 }
 
 /// Writes `$OUT_DIR/trusted_keys.rs`: `pub const TRUSTED_KEYS: &[[u8; 32]]`.
-fn trusted_keys(dir: &str) {
+fn trusted_keys(dir: &str, bare_metal: bool) {
     println!("cargo:rerun-if-env-changed=HVLU_TRUSTED_KEYS");
     let explicit = std::env::var_os("HVLU_TRUSTED_KEYS").filter(|v| !v.is_empty());
     let path = match &explicit {
@@ -101,6 +106,8 @@ fn trusted_keys(dir: &str) {
         Err(e) if explicit.is_some() => {
             panic!("HVLU_TRUSTED_KEYS={}: {e}", path.display())
         }
+        // Only an image can refuse updates: a host build has no keys to use.
+        Err(_) if !bare_metal => {}
         Err(_) => println!(
             "cargo:warning=no trusted keys ({} is missing; `cargo xtask build` creates it): \
              this hypervisor will refuse every live update",

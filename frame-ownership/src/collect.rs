@@ -188,8 +188,9 @@ fn scan(
 /// mfn and gpfn, each kind in increasing gpfn order.
 ///
 /// The cost follows the domain's memory, not the machine's: the outgoing
-/// side uses it with the kinds of the live frametable, the domain builder
-/// with the kinds of its plan.
+/// side uses it with the kinds of the live frametable, the domain
+/// builder's tests with the kinds of its plan (to rebuild a new domain
+/// with the pass).
 pub fn p2m_runs(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<MemRun> {
     // One walk over the p2m; a run list per kind, joined bottom-up.
     let mut by_kind: [Vec<MemRun>; 5] = Default::default();

@@ -157,3 +157,6 @@ pub fn value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .split_ascii_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,9 +11,8 @@
 //! live update in `crate::lu`. This core names none of `crate::lu`: the
 //! outgoing role's state is plain data here ([`LuState`]), and the incoming
 //! role hands the work it leaves for after the resume to [`Hv::defer`],
-//! which no hypercall can overtake.
+//! which no hypercall can overtake (`crate::deferred`).
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -28,6 +27,7 @@ use spin::Mutex;
 use crate::arch::{self, cpu, paging};
 use crate::cmdline::Options;
 use crate::console::ConsoleIn;
+use crate::deferred::{self, Deferred, Defers};
 use crate::domain::Domain;
 use crate::mm::Memory;
 use crate::modules::Module;
@@ -73,7 +73,7 @@ pub struct Hv {
     pub lu_sequence: u64,
     /// Work for after [`Hv::start`]: the first timer tick or the first
     /// hypercall, whichever comes first.
-    deferred: Option<Deferred>,
+    deferred: Deferred<Hv>,
 }
 
 /// A hypervisor image staged for a live update.
@@ -100,15 +100,9 @@ pub struct LuState {
     pub message: String,
 }
 
-/// Work left for after the guests run again: runs once, with the state,
-/// at the first timer tick or before the first hypercall is answered,
-/// whichever comes first — outside the blackout, and never later than a
-/// guest could ask for what it sets up (the boot modules, free RAM).
-pub struct Deferred(Box<dyn FnOnce(&mut Hv) + Send>);
-
-impl core::fmt::Debug for Deferred {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("Deferred(..)")
+impl Defers for Hv {
+    fn deferred(&mut self) -> &mut Deferred<Hv> {
+        &mut self.deferred
     }
 }
 
@@ -180,22 +174,21 @@ impl Hv {
             lu: LuState::default(),
             last_error: String::new(),
             lu_sequence: 0,
-            deferred: None,
+            deferred: Deferred::new(),
         }
     }
 
     /// Leaves `work` for after [`Hv::start`] (work the guests need not
-    /// wait for to resume): it runs at the first timer tick, or before the
-    /// first hypercall if one comes first ([`Hv::run_deferred`]).
+    /// wait for to resume), after any work left before: it runs at the
+    /// first timer tick ([`Hv::run_deferred`]), or before the first
+    /// hypercall is answered if one comes first (`deferred::answer`).
     pub fn defer(&mut self, work: impl FnOnce(&mut Hv) + Send + 'static) {
-        self.deferred = Some(Deferred(Box::new(work)));
+        self.deferred.push(work);
     }
 
     /// Runs the deferred work, if any is left.
     pub fn run_deferred(&mut self) {
-        if let Some(Deferred(work)) = self.deferred.take() {
-            work(self);
-        }
+        deferred::run(self);
     }
 
     /// Runs the first queued vCPU of a domain that is not paused: loads its

@@ -33,17 +33,15 @@ use crate::build::build;
 /// The bare-metal target of the hypervisor and its guests.
 pub const BARE_TARGET: &str = "x86_64-unknown-none";
 
-/// Crates built for [`BARE_TARGET`] only: the images and the guest runtime.
-const BARE_ONLY: &[&str] = &["hv", "dom0", "domu", "pvrt"];
-
-/// The guests and their runtime: built in a cargo run of their own, so that
-/// features the hypervisor turns on in shared crates (serde, and with it
-/// `alloc`, in `hvlu-types`) are not unified into the guests, which have no
-/// heap.
+/// The guests and their runtime: built for [`BARE_TARGET`] only, and in a
+/// cargo run of their own, so that features the hypervisor turns on in
+/// shared crates (serde, and with it `alloc`, in `hvlu-types`) are not
+/// unified into the guests, which have no heap.
 const GUESTS: &[&str] = &["dom0", "domu", "pvrt"];
 
 /// The hypervisor and the `no_std` framework crates, which are tested on the
-/// host and also built for [`BARE_TARGET`] to prove they stay `no_std`.
+/// host and also built for [`BARE_TARGET`] to prove they stay `no_std`. (On
+/// the host, `hv` is its library's hardware-independent part.)
 const HV_AND_FRAMEWORK: &[&str] = &[
     "hv",
     "hvlu-types",

@@ -2,7 +2,7 @@
 
 use crate::build::build;
 use crate::shell::{self, Cmd, Failure};
-use crate::{fuzz, keys, setup, BARE_ONLY, GUESTS, HV_AND_FRAMEWORK};
+use crate::{fuzz, keys, setup, GUESTS, HV_AND_FRAMEWORK};
 
 /// `cargo xtask test`.
 pub fn test() -> Result<(), Failure> {
@@ -14,7 +14,7 @@ pub fn test() -> Result<(), Failure> {
     shell::step("clippy, host crates");
     Cmd::cargo("clippy")
         .arg("--workspace")
-        .excluding(BARE_ONLY)
+        .excluding(GUESTS)
         .args(["--all-targets", "--", "-D", "warnings"])
         .run()?;
 
@@ -40,7 +40,7 @@ pub fn test() -> Result<(), Failure> {
     setup::ensure_qemu()?;
     Cmd::cargo("test")
         .arg("--workspace")
-        .excluding(BARE_ONLY)
+        .excluding(GUESTS)
         .run()?;
 
     shell::step(&format!(

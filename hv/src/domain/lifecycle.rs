@@ -5,12 +5,14 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Mfn, RetiredDomain, MAX_RETIRED};
+use alloc::vec;
+
+use handover_abi::{DomId, RetiredDomain, MAX_RETIRED};
 use pv_abi::exit::Outcome;
 use pv_abi::hypercall::Error;
 
-use super::builder::{self, Spec};
-use super::{Domain, Reports};
+use super::builder::{self, PhysMemory, Spec};
+use super::{Domain, Reports, Vcpu};
 use crate::arch::{cpu, paging};
 use crate::hv::Hv;
 use crate::{hvprintln, modules};
@@ -57,8 +59,16 @@ impl Hv {
             privileged,
             cmdline,
         };
-        let domain = match builder::build(&spec, &mut self.mem) {
-            Ok(domain) => domain,
+        let built = builder::build(&spec, &mut self.mem.parts(), &mut PhysMemory::default());
+        let domain = match built {
+            Ok(b) => Domain::new(
+                id,
+                &module.name,
+                privileged,
+                b.p2m,
+                b.start_info,
+                vec![Vcpu::from_context(&b.vcpu)],
+            ),
             Err(e) => {
                 let error = match e {
                     builder::BuildError::NoMemory { .. } | builder::BuildError::NoHeap(_) => {
@@ -104,18 +114,10 @@ impl Hv {
             // Its tables are loaded: leave them before they are freed.
             paging::load_hv_root();
         }
-        let mem = &mut self.mem;
-        match frame_ownership::release_domain(mem.frametable, mem.m2p, id, &domain.p2m) {
-            Ok(_) => {
-                for mfn in domain.p2m.mfns() {
-                    self.mem.pages.free(Mfn(mfn));
-                }
-            }
-            // The frametable disagrees with the domain's own record: no
-            // frame of it can be trusted to be free, so none is reused.
-            Err(e) => {
-                hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
-            }
+        // If the frametable disagrees with the domain's own record, no
+        // frame of it can be trusted to be free, so none is reused.
+        if let Err(e) = self.mem.parts().release_domain(id, &domain.p2m) {
+            hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
         }
         hvprintln!(
             "d{id} destroyed, {} frames freed, free frames {}",

@@ -1,19 +1,26 @@
 //! PV domains: their memory, vCPUs, consoles and self-check reports; how
 //! they are built ([`builder`]) and created and destroyed ([`lifecycle`]).
+//!
+//! On the host the builder and the frame space are built alone: a
+//! `Domain` has vCPUs, whose register frame is the bare-metal image's.
 
 pub mod builder;
-pub mod lifecycle;
 pub mod p2m;
-mod vcpu;
 
-use alloc::string::String;
-use alloc::vec::Vec;
-
-use handover_abi::{DomId, Gpfn};
-
-pub use lifecycle::DOM0_KIB;
 pub use p2m::P2m;
-pub use vcpu::Vcpu;
+
+bare_metal! {
+    pub mod lifecycle;
+    mod vcpu;
+
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use handover_abi::{DomId, Gpfn};
+
+    pub use lifecycle::DOM0_KIB;
+    pub use vcpu::Vcpu;
+}
 
 /// What a domain reported about itself (`report` hypercall): the counters
 /// the handover state carries (ABI 1.1), so they survive an update.
@@ -28,6 +35,7 @@ pub fn clean(r: &Reports) -> bool {
         && r.unexpected_faults == 0
 }
 
+#[cfg(target_os = "none")]
 /// A PV domain.
 #[derive(Debug)]
 pub struct Domain {
@@ -58,6 +66,7 @@ pub struct Domain {
     pub reports: Reports,
 }
 
+#[cfg(target_os = "none")]
 impl Domain {
     /// A running (not paused) domain around the frames of `p2m` (whose
     /// limit is the domain's), its start-info page at `start_info`, with no

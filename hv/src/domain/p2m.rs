@@ -19,8 +19,6 @@ use core::ops::Deref;
 
 use handover_abi::Gpfn;
 
-use crate::mm::heap;
-
 /// A p2m entry with no frame.
 pub const NO_FRAME: u64 = u64::MAX;
 
@@ -37,8 +35,11 @@ pub const fn heap_bytes(max_frames: u64) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum P2mError {
     /// The heap cannot hold it.
-    #[error("{0}")]
-    NoHeap(heap::Exhausted),
+    #[error("the hypervisor heap cannot hold {} KiB", .needed.div_ceil(1024))]
+    NoHeap {
+        /// Bytes its p2m and free list take ([`heap_bytes`]).
+        needed: u64,
+    },
     /// The limit is beyond what the free list indexes (2^32 frames).
     #[error("a limit of {max_frames} frames is beyond 2^32")]
     LimitTooLarge {
@@ -90,20 +91,12 @@ impl P2m {
                 max_frames,
             });
         }
-        let more = limit - map.len();
-        heap::reserve(&mut map, more).map_err(|e| {
-            P2mError::NoHeap(heap::Exhausted {
-                needed: heap_bytes(max_frames),
-                ..e
-            })
-        })?;
+        let no_heap = |_| P2mError::NoHeap {
+            needed: heap_bytes(max_frames),
+        };
+        map.try_reserve_exact(limit - map.len()).map_err(no_heap)?;
         let mut holes = BinaryHeap::new();
-        holes.try_reserve_exact(limit).map_err(|_| {
-            P2mError::NoHeap(heap::Exhausted {
-                needed: heap_bytes(max_frames),
-                free: heap::free(),
-            })
-        })?;
+        holes.try_reserve_exact(limit).map_err(no_heap)?;
         let mut owned = 0;
         for (gpfn, &mfn) in map.iter().enumerate() {
             if mfn == NO_FRAME {
@@ -182,3 +175,6 @@ impl Deref for P2m {
         &self.map
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -37,7 +37,7 @@ use pv_abi::hypercall::{Error, Hypercall};
 use crate::arch::trap::TrapFrame;
 use crate::cmdline::LogLevel;
 use crate::hv::Hv;
-use crate::{guest_mem, hvprintln};
+use crate::{deferred, guest_mem, hvprintln};
 
 /// What the guest finds in `rax`: the value on success, the negated error
 /// code on failure.
@@ -56,16 +56,20 @@ pub fn return_value(result: Result<u64, Error>) -> u64 {
 /// refused to any other domain next (`Hypercall::dom0_only`); then the arguments are decoded once
 /// (`pv_abi::call`), and the handler gets them typed.
 pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
+    // What the incoming side of an update left for after the guests
+    // resumed (free RAM, the boot modules, the report) is done before any
+    // guest's first call is answered: no call sees it half done.
+    deferred::answer(hv, |hv| answer(hv, frame));
+}
+
+/// Answers the hypercall in `frame`, the deferred work done.
+fn answer(hv: &mut Hv, frame: &mut TrapFrame) {
     let r = &frame.regs;
     let nr = r.rax;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
     let Some(d) = hv.sched.current_domain() else {
         return;
     };
-    // What the incoming side of an update left for after the guests
-    // resumed (free RAM, the boot modules, the report) is done before any
-    // guest's first call is answered: no call sees it half done.
-    hv.run_deferred();
     let number = Hypercall::from_repr(nr);
     // The calls whose refusals `last_error` explains start with none.
     let explained = matches!(

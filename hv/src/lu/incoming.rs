@@ -216,8 +216,13 @@ fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
     for r in restored {
         let vcpus = r.vcpus.iter().map(Vcpu::from_context).collect();
         // The frame space is sized by the limit, as the builder sized it.
-        let p2m = P2m::from_map(r.p2m, r.max_frames)
-            .unwrap_or_else(|e| refuse(format_args!("d{}: its frame space: {e}", r.id)));
+        let p2m = P2m::from_map(r.p2m, r.max_frames).unwrap_or_else(|e| {
+            let free = mm::heap::free() >> 10;
+            refuse(format_args!(
+                "d{}: its frame space: {e} ({free} KiB free)",
+                r.id
+            ))
+        });
         let mut domain = Domain::new(r.id, &r.name, r.privileged, p2m, r.start_info, vcpus);
         domain.paused = r.paused;
         domain.reports = r.reports;

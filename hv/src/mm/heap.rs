@@ -6,18 +6,24 @@
 //! Its size grows with the machine (`new_hv::boot::heap_bytes`): enough for
 //! the p2m and free-gpfn list of domains covering all of RAM, plus a fixed
 //! part for everything else. What a guest or dom0 can make the hypervisor
-//! allocate is allocated fallibly ([`zeroed`], `Vec::try_reserve`): a heap
+//! allocate is allocated fallibly (`zeroed`, `Vec::try_reserve`): a heap
 //! that runs short refuses the request with `Error::NoMemory`, it never
 //! panics the hypervisor.
+//!
+//! On the host only [`Exhausted`] is built: the heap itself is the
+//! bare-metal image's global allocator.
 
-use alloc::vec::Vec;
-use core::mem::MaybeUninit;
+bare_metal! {
+    use alloc::vec::Vec;
+    use core::mem::MaybeUninit;
 
-use linked_list_allocator::LockedHeap;
+    use linked_list_allocator::LockedHeap;
 
-#[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+    #[global_allocator]
+    static HEAP: LockedHeap = LockedHeap::empty();
+}
 
+#[cfg(target_os = "none")]
 /// Hands `memory` to the global allocator. Call once.
 pub fn init(memory: &'static mut [u8]) {
     let uninit: &'static mut [MaybeUninit<u8>] = crate::arch::phys::bytes_as_uninit(memory);
@@ -35,6 +41,7 @@ pub struct Stats {
     pub free: u64,
 }
 
+#[cfg(target_os = "none")]
 /// The heap's size and use now.
 pub fn stats() -> Stats {
     let heap = HEAP.lock();
@@ -45,6 +52,7 @@ pub fn stats() -> Stats {
     }
 }
 
+#[cfg(target_os = "none")]
 /// Bytes the heap has free now.
 pub fn free() -> u64 {
     stats().free
@@ -70,6 +78,7 @@ impl From<Exhausted> for pv_abi::hypercall::Error {
     }
 }
 
+#[cfg(target_os = "none")]
 /// Reserves room for `additional` more elements in `v`, or says how much
 /// was missing.
 pub fn reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), Exhausted> {
@@ -79,6 +88,7 @@ pub fn reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), Exhausted> {
     })
 }
 
+#[cfg(target_os = "none")]
 /// A zeroed buffer of `len` bytes, or [`Exhausted`]: for buffers whose size
 /// a guest chooses (hypercall arguments and results).
 pub fn zeroed(len: usize) -> Result<Vec<u8>, Exhausted> {

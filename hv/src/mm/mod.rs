@@ -9,25 +9,36 @@
 //! the incoming side of a live update takes it with the incoming image and
 //! state as holes.
 
+//!
+//! On the host only what needs no hardware is built: [`Memory`] and
+//! [`MemParts`] as types, the page allocator ([`pages`]), the heap's
+//! [`heap::Exhausted`]; the boot steps, which claim and map physical memory,
+//! are the bare-metal image's.
+
 pub mod heap;
 pub mod pages;
 
 use alloc::vec::Vec;
 
 use boot_allocator::{HandOff, PhysRange};
-use frame_ownership::{FrameInfo, MachineLayout};
-use handover_abi::{Mfn, MfnRange, PAGE_SIZE};
+use frame_ownership::{FrameInfo, MachineLayout, OpError};
+use handover_abi::{DomId, Mfn, MfnRange};
 
-use crate::arch::{self, paging, phys};
-use crate::boot_info::{BootInfo, E820_RAM};
 use pages::PageAllocator;
 
-// The heap's size and every other boot size: `new_hv::boot`.
-use hvlu_types::pte::TWO_MIB;
-/// Memory below this is left to firmware (start info, tables).
-const LOW_RESERVED: u64 = 1 << 20;
-/// The region is placed below this, where the boot stub's map reaches.
-const REGION_CEILING: u64 = 4 << 30;
+bare_metal! {
+    use handover_abi::PAGE_SIZE;
+
+    use crate::arch::{self, paging, phys};
+    use crate::boot_info::{BootInfo, E820_RAM};
+
+    // The heap's size and every other boot size: `new_hv::boot`.
+    use hvlu_types::pte::TWO_MIB;
+    /// Memory below this is left to firmware (start info, tables).
+    const LOW_RESERVED: u64 = 1 << 20;
+    /// The region is placed below this, where the boot stub's map reaches.
+    const REGION_CEILING: u64 = 4 << 30;
+}
 
 /// Everything the hypervisor knows about memory after boot.
 #[derive(Debug)]
@@ -77,6 +88,7 @@ impl Memory {
     }
 }
 
+#[cfg(target_os = "none")]
 /// Why memory could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum MemError {
@@ -100,6 +112,7 @@ pub enum MemError {
     Layout(frame_ownership::Error),
 }
 
+#[cfg(target_os = "none")]
 /// RAM ranges of the memory map, trimmed to whole pages.
 pub fn ram_ranges(info: &BootInfo) -> impl Iterator<Item = MfnRange> + '_ {
     info.memmap()
@@ -113,6 +126,7 @@ pub fn region_mfns(region: PhysRange) -> MfnRange {
     region.covering_frames()
 }
 
+#[cfg(target_os = "none")]
 /// Chooses the live-update region on a cold boot: the top of the highest RAM
 /// range below 4 GiB that can hold it, 2 MiB aligned, clear of low memory
 /// and the image.
@@ -138,6 +152,7 @@ pub fn choose_region(info: &BootInfo, size: u64) -> Result<PhysRange, MemError> 
 /// tables, frametable and M2P) and sizes for both boots, cold and
 /// incoming, and the outgoing side dry-runs it before the point of no
 /// return.
+#[cfg(target_os = "none")]
 #[derive(Debug, Default)]
 pub struct BootSteps {
     /// The frametable, once claimed.
@@ -146,6 +161,7 @@ pub struct BootSteps {
     pub m2p: &'static mut [u64],
 }
 
+#[cfg(target_os = "none")]
 impl new_hv::boot::BootMemory for BootSteps {
     type Error = MemError;
 
@@ -163,6 +179,7 @@ impl new_hv::boot::BootMemory for BootSteps {
     }
 }
 
+#[cfg(target_os = "none")]
 impl BootSteps {
     /// Memory after a boot: `ram`, the `region` and what is `reserved`
     /// outside it, the claimed frametable and M2P, the boot allocator's
@@ -189,6 +206,7 @@ impl BootSteps {
     }
 }
 
+#[cfg(target_os = "none")]
 /// Makes `heap` (region memory) the global allocator's. The direct map
 /// must not move afterwards.
 pub fn take_heap(heap: PhysRange) -> Result<(), MemError> {
@@ -196,6 +214,7 @@ pub fn take_heap(heap: PhysRange) -> Result<(), MemError> {
     Ok(())
 }
 
+#[cfg(target_os = "none")]
 /// Builds and loads the hypervisor's page tables over `ram` in the frames
 /// of `block` (more would be refused).
 pub fn load_page_tables(block: PhysRange, ram: &[MfnRange]) -> Result<(), MemError> {
@@ -210,6 +229,7 @@ pub fn load_page_tables(block: PhysRange, ram: &[MfnRange]) -> Result<(), MemErr
     Ok(())
 }
 
+#[cfg(target_os = "none")]
 /// The frametable and M2P of `frames` entries each at `ft` and `m2p`
 /// (region memory): the first zeroed, the second filled with
 /// [`frame_ownership::M2P_INVALID`].
@@ -224,6 +244,7 @@ pub fn claim_frametable(
     Ok((frametable, m2p))
 }
 
+#[cfg(target_os = "none")]
 /// Frames the hypervisor keeps outside the region: firmware memory below
 /// 1 MiB, and the running image when it is not inside the region (a cold
 /// boot's image).
@@ -246,5 +267,24 @@ impl Memory {
         for range in ranges {
             self.pages.release(*range);
         }
+    }
+}
+
+impl MemParts<'_> {
+    /// Takes every frame `p2m` lists (`u64::MAX` for none) away from
+    /// `domain` and gives it back to the page allocator: a destroyed
+    /// domain's frames, or those of a domain whose build failed part-way.
+    /// One path for both: `frame_ownership::release_domain`, then the page
+    /// allocator. Returns how many frames went back.
+    ///
+    /// If the frametable disagrees with `p2m` (a frame listed is not
+    /// `domain`'s), nothing changes and no frame goes back: none of them
+    /// can be trusted to be free.
+    pub fn release_domain(&mut self, domain: DomId, p2m: &[u64]) -> Result<u64, OpError> {
+        let released = frame_ownership::release_domain(self.frametable, self.m2p, domain, p2m)?;
+        for &mfn in p2m.iter().filter(|&&m| m != frame_ownership::M2P_INVALID) {
+            self.pages.free(Mfn(mfn));
+        }
+        Ok(released)
     }
 }

@@ -146,3 +146,6 @@ impl PageAllocator {
         self.release(MfnRange::new(mfn, 1));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,25 +11,43 @@
 //! | `pt_first_gpfn`.. | page tables: L1s, L2s, L3s, the L4 |
 //! | `first_free_gpfn`.. | free for the guest |
 //!
-//! and the virtual layout of `pv_abi::start_info`. It writes the page tables
-//! and then hands the domain to `frame_ownership::rebuild` — the same pass
-//! that adopts domains after a live update — which claims every frame, types
-//! the tables, checks every entry and takes every count. A domain the pass
-//! would refuse is never started.
+//! and the virtual layout of `pv_abi::start_info` ([`plan`] computes it
+//! from the size and the image alone). Every frame is claimed for the
+//! domain as it leaves the page allocator (`frame_ownership::claim_data`,
+//! as `increase_reservation` does); the builder writes the frames, then
+//! types its page tables through the live frametable operations — pins
+//! them bottom-up (L1s, L2s, L3s, the L4), each pin checking every entry
+//! by the rules the pass uses, then drops every pin but the L4's and makes
+//! the L4 the vCPU's CR3 (`pin`, `unpin`, `use_as_cr3`). The result is the
+//! frametable the pass rebuilds from the domain's runs (Invariant 12; the
+//! host tests compare the two), and a domain the operations refuse is
+//! never started.
 //!
 //! Before any frame is taken, the domain's frame space ([`P2m`]: its p2m and
 //! free-gpfn list, sized by its memory limit of 125 % of its pages) is
 //! reserved on the heap; a domain the machine cannot back — not enough free
 //! frames, or not enough heap — is refused with both numbers.
+//!
+//! A build that fails once frames are taken gives every frame it claimed
+//! back the way a destroyed domain's go ([`MemParts::release_domain`]:
+//! `frame_ownership::release_domain`, then the page allocator), whatever
+//! the failure left them holding. A frame the claim refused is not the
+//! domain's and stays out of the page allocator: the frametable says it is
+//! not free.
+//!
+//! The builder reaches guest memory only through [`GuestMemory`]; the
+//! hypervisor's is the direct map (`machine`, bare-metal only), the host
+//! tests' a simulated memory.
 
-use alloc::vec;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use hvlu_types::PAGE_SIZE;
 
-use frame_ownership::DomainView;
+use frame_ownership::{DomainContext, OpError, PageTableReader, PtLevel};
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use handover_abi::{DomId, Gpfn, Mfn, RunKind};
 use hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
+use hvlu_types::regs::rflags;
+use hvlu_types::{VcpuContext, PAGE_SIZE};
 use pv_abi::start_info::{
     StartInfo, IMAGE_BASE, PHYSMAP_VA, SIF_PRIVILEGED, STACK_PAGES, STACK_TOP, START_INFO_MAGIC,
     START_INFO_VA, WINDOW_PAGES, WINDOW_VA,
@@ -37,14 +55,17 @@ use pv_abi::start_info::{
 
 use zerocopy::IntoBytes;
 
+#[cfg(target_os = "none")]
+mod machine;
 mod tables;
+#[cfg(test)]
+mod tests;
+
+#[cfg(target_os = "none")]
+pub use machine::PhysMemory;
 
 use super::p2m::{self, P2m, P2mError};
-use super::{Domain, Vcpu};
-use crate::arch::paging;
-use crate::arch::phys;
-use crate::arch::trap::TrapFrame;
-use crate::mm::{heap, Memory};
+use crate::mm::{heap, MemParts};
 
 /// Largest image the layout allows: it must end below the window.
 const IMAGE_LIMIT: u64 = WINDOW_VA;
@@ -60,12 +81,35 @@ const HEAP_HEADROOM: u64 = 256 << 10;
 /// A domain's memory limit for `pages` pages: room to grow by a quarter
 /// with `increase_reservation`.
 pub fn max_frames(pages: u64) -> u64 {
-    pages + pages / 4
+    pages.saturating_add(pages / 4)
 }
 
-/// Why a domain could not be built.
+/// The guest memory the builder writes: the frames it took, reached by
+/// machine address (mfn × 4096 + offset), and read back as page tables by
+/// the frametable operations that type them.
+pub trait GuestMemory: PageTableReader {
+    /// Why a write was refused.
+    type Error: core::fmt::Display + core::fmt::Debug;
+
+    /// Writes `bytes` at machine address `maddr` (within one frame).
+    fn write(&mut self, maddr: u64, bytes: &[u8]) -> Result<(), Self::Error>;
+
+    /// Zeroes `len` bytes from machine address `maddr`.
+    fn zero(&mut self, maddr: u64, len: u64) -> Result<(), Self::Error>;
+
+    /// Writes the hypervisor's own L4 entries, slots
+    /// `frame_ownership::rules::HV_L4_FIRST_SLOT..512`, which every guest L4
+    /// carries, into the guest L4 `l4`.
+    fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), Self::Error>;
+
+    /// Bytes the hypervisor heap has free now.
+    fn heap_free(&self) -> u64;
+}
+
+/// Why a domain could not be built. `E` is the memory's write error
+/// ([`GuestMemory::Error`]).
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum BuildError<E> {
     /// The image is not an ELF64 x86_64 executable.
     #[error("bad guest image: {0}")]
     BadElf(&'static str),
@@ -90,12 +134,25 @@ pub enum BuildError {
     /// The memory limit cannot be represented.
     #[error("{0}")]
     Limit(P2mError),
-    /// The pass refused the built domain (a builder bug).
-    #[error("the frametable pass refused the new domain: {0}")]
-    Refused(frame_ownership::Error),
+    /// A frametable operation refused a frame or a table of the new domain:
+    /// a frame the page allocator should not have had, or a builder bug.
+    #[error("the frametable refused the new domain: {0}")]
+    Refused(OpError),
     /// A frame could not be written.
     #[error("cannot write guest memory: {0}")]
-    Phys(#[from] phys::PhysError),
+    Memory(E),
+    /// The build failed and its frames could not be given back either:
+    /// they stay out of use (the frametable disagrees with the builder's
+    /// own record of them).
+    #[error("{error}; its {frames} frames stay out of use, they cannot be given back: {release}")]
+    Stranded {
+        /// Why the build failed.
+        error: String,
+        /// Frames the domain had.
+        frames: u64,
+        /// Why they could not be given back.
+        release: OpError,
+    },
 }
 
 /// What to build.
@@ -115,20 +172,48 @@ pub struct Spec<'a> {
     pub cmdline: &'a str,
 }
 
-struct Layout {
-    mfn_list: (u64, u64),
-    image: (u64, u64),
-    stack: (u64, u64),
-    l1_low: Vec<u64>, // L2 indices (2 MiB slots) of the low area that get an L1
-    l1_physmap: u64,
-    l2_physmap: u64,
-    pt_first: u64,
-    pt_count: u64,
-    first_free: u64,
+/// A built domain: its frames, claimed and typed in the frametable, and
+/// how its one vCPU starts.
+#[derive(Debug)]
+pub struct Built {
+    /// Its frame space: every frame, by gpfn.
+    pub p2m: P2m,
+    /// The gpfn of its start-info page ([`START_INFO_GPFN`]).
+    pub start_info: Gpfn,
+    /// Its vCPU's first context: the image's entry in ring 3, on the
+    /// initial stack, the start-info address in `rdi`, the L4 as CR3.
+    pub vcpu: VcpuContext,
 }
 
-fn plan(pages: u64, image_end: u64) -> Layout {
-    let mfn_list_pages = (pages * 8).div_ceil(PAGE_SIZE);
+/// Where everything goes in a guest of a given size: gpfns and counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The gpfn → mfn list: first gpfn, pages.
+    pub mfn_list: (u64, u64),
+    /// The image: first gpfn, pages.
+    pub image: (u64, u64),
+    /// The initial stack: first gpfn, pages.
+    pub stack: (u64, u64),
+    /// L2 indices (2 MiB slots) of the low area that get an L1.
+    pub l1_low: Vec<u64>,
+    /// L1 tables of the physmap.
+    pub l1_physmap: u64,
+    /// L2 tables of the physmap.
+    pub l2_physmap: u64,
+    /// The first page-table gpfn.
+    pub pt_first: u64,
+    /// Page-table frames: the low L1s, the physmap's L1s and L2s, the low
+    /// L2, two L3s, the L4.
+    pub pt_count: u64,
+    /// The first gpfn left free for the guest.
+    pub first_free: u64,
+}
+
+/// The layout of a guest of `pages` pages whose image ends at virtual
+/// address `image_end`, or [`BuildError::TooSmall`] if the pages cannot hold
+/// it and [`MIN_FREE_PAGES`] free pages besides.
+pub fn plan<E>(pages: u64, image_end: u64) -> Result<Layout, BuildError<E>> {
+    let mfn_list_pages = pages.saturating_mul(8).div_ceil(PAGE_SIZE);
     let image_pages = (image_end - IMAGE_BASE).div_ceil(PAGE_SIZE);
     let mfn_list = (1, mfn_list_pages);
     let image = (mfn_list.0 + mfn_list.1, image_pages);
@@ -154,7 +239,7 @@ fn plan(pages: u64, image_end: u64) -> Layout {
     // L1s, then L2s (low + physmap), two L3s, one L4.
     let pt_count = l1_low.len() as u64 + l1_physmap + 1 + l2_physmap + 2 + 1;
     let pt_first = stack.0 + stack.1;
-    Layout {
+    let layout = Layout {
         mfn_list,
         image,
         stack,
@@ -164,28 +249,20 @@ fn plan(pages: u64, image_end: u64) -> Layout {
         pt_first,
         pt_count,
         first_free: pt_first + pt_count,
+    };
+    let needed = layout.first_free + MIN_FREE_PAGES;
+    if pages < needed {
+        return Err(BuildError::TooSmall { pages, needed });
     }
+    Ok(layout)
 }
 
-/// The builder's view of a guest under construction.
-struct Guest {
-    p2m: P2m,
-}
-
-impl Guest {
-    fn maddr(&self, gpfn: u64) -> u64 {
-        self.p2m[gpfn as usize] << 12
-    }
-
-    fn set(&self, table_gpfn: u64, index: u64, value: u64) -> Result<(), BuildError> {
-        phys::write_u64(self.maddr(table_gpfn) + 8 * index, value)?;
-        Ok(())
-    }
-}
-
-/// Builds a domain from `spec`, taking its frames from `mem`.
-pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
-    let elf = Elf::parse(spec.image).map_err(|_| BuildError::BadElf("not a parsable ELF file"))?;
+/// Checks that `image` is an x86_64 ELF64 executable whose loadable
+/// segments lie in `[IMAGE_BASE, IMAGE_LIMIT)` and inside the file, with
+/// its entry inside them; returns it parsed and where its last segment
+/// ends (at least one page past `IMAGE_BASE`).
+fn check_image<E>(image: &[u8]) -> Result<(Elf<'_>, u64), BuildError<E>> {
+    let elf = Elf::parse(image).map_err(|_| BuildError::BadElf("not a parsable ELF file"))?;
     if !elf.is_64 || elf.header.e_machine != goblin::elf::header::EM_X86_64 {
         return Err(BuildError::BadElf("not an x86_64 ELF64 image"));
     }
@@ -202,7 +279,7 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
             });
         }
         let file_end = ph.p_offset.checked_add(ph.p_filesz);
-        if file_end.is_none_or(|e| e > spec.image.len() as u64) {
+        if file_end.is_none_or(|e| e > image.len() as u64) {
             return Err(BuildError::BadElf(
                 "a segment lies beyond the end of the file",
             ));
@@ -212,137 +289,251 @@ pub fn build(spec: &Spec<'_>, mem: &mut Memory) -> Result<Domain, BuildError> {
     if !(IMAGE_BASE..image_end).contains(&elf.entry) {
         return Err(BuildError::BadElf("the entry point is outside the image"));
     }
+    Ok((elf, image_end))
+}
 
-    let layout = plan(spec.pages, image_end);
-    let needed = layout.first_free + MIN_FREE_PAGES;
-    if spec.pages < needed {
-        return Err(BuildError::TooSmall {
-            pages: spec.pages,
-            needed,
-        });
+/// The builder's view of a guest under construction: its frames and the
+/// memory they are written through.
+struct Guest<'m, M> {
+    p2m: P2m,
+    mem: &'m mut M,
+}
+
+impl<M: GuestMemory> Guest<'_, M> {
+    fn maddr(&self, gpfn: u64) -> u64 {
+        self.p2m[gpfn as usize] << 12
     }
-    if mem.pages.free_frames() < spec.pages {
+
+    fn write(&mut self, maddr: u64, bytes: &[u8]) -> Result<(), BuildError<M::Error>> {
+        self.mem.write(maddr, bytes).map_err(BuildError::Memory)
+    }
+
+    fn set(&mut self, table_gpfn: u64, index: u64, value: u64) -> Result<(), BuildError<M::Error>> {
+        self.write(self.maddr(table_gpfn) + 8 * index, &value.to_le_bytes())
+    }
+}
+
+/// Writes `words` little-endian from machine address `maddr` (all within
+/// one frame), 64 at a time: a small buffer, not a page, on the stack.
+fn write_words<M: GuestMemory>(
+    mem: &mut M,
+    maddr: u64,
+    words: impl Iterator<Item = u64>,
+) -> Result<(), BuildError<M::Error>> {
+    let mut buf = [0u8; 512];
+    let (mut at, mut n) = (maddr, 0);
+    for word in words {
+        buf[n..n + 8].copy_from_slice(&word.to_le_bytes());
+        n += 8;
+        if n == buf.len() {
+            mem.write(at, &buf).map_err(BuildError::Memory)?;
+            (at, n) = (at + n as u64, 0);
+        }
+    }
+    if n > 0 {
+        mem.write(at, &buf[..n]).map_err(BuildError::Memory)?;
+    }
+    Ok(())
+}
+
+/// Builds a domain from `spec`, taking its frames from `mem` and writing
+/// them through `memory`.
+pub fn build<M: GuestMemory>(
+    spec: &Spec<'_>,
+    mem: &mut MemParts<'_>,
+    memory: &mut M,
+) -> Result<Built, BuildError<M::Error>> {
+    let (elf, image_end) = check_image(spec.image)?;
+    let layout = plan(spec.pages, image_end)?;
+    let free = mem.pages.free_frames();
+    if free < spec.pages {
         return Err(BuildError::NoMemory {
             pages: spec.pages,
-            free: mem.pages.free_frames(),
+            free,
         });
     }
     // The frame space, sized by the limit, before any frame is taken.
     let limit = max_frames(spec.pages);
     let needed = p2m::heap_bytes(limit) + HEAP_HEADROOM;
-    let free = heap::free();
+    let free = memory.heap_free();
     if free < needed {
         return Err(BuildError::NoHeap(heap::Exhausted { needed, free }));
     }
-    let mut p2m = P2m::with_limit(limit).map_err(|e| match e {
-        P2mError::NoHeap(e) => BuildError::NoHeap(heap::Exhausted {
-            needed: e.needed + HEAP_HEADROOM,
-            ..e
+    let p2m = P2m::with_limit(limit).map_err(|e| match e {
+        P2mError::NoHeap { needed } => BuildError::NoHeap(heap::Exhausted {
+            needed: needed + HEAP_HEADROOM,
+            free: memory.heap_free(),
         }),
         e => BuildError::Limit(e),
     })?;
-    for _ in 0..spec.pages {
-        let Some(mfn) = mem.pages.alloc() else {
-            unreachable!("free frames were counted")
-        };
-        if p2m.add(mfn.0).is_none() {
-            unreachable!("the limit is above the pages")
-        }
+    let mut guest = Guest { p2m, mem: memory };
+    match fill(spec, &elf, &layout, mem, &mut guest) {
+        Ok(vcpu) => Ok(Built {
+            p2m: guest.p2m,
+            start_info: Gpfn(START_INFO_GPFN),
+            vcpu,
+        }),
+        Err(error) => Err(give_back(mem, spec.id, &guest.p2m, error)),
     }
-    let guest = Guest { p2m };
-    let frame = match write_guest(spec, &elf, &layout, &guest) {
-        Ok(frame) => frame,
-        Err(e) => return Err(give_back(mem, guest.p2m, e)),
-    };
-    adopt(spec, &layout, guest, frame, mem).map_err(|(e, p2m)| give_back(mem, p2m, e))
 }
 
-/// Returns the frames of a domain that could not be built to the page
-/// allocator: a pass that failed part-way may have claimed some of them.
-fn give_back(mem: &mut Memory, p2m: P2m, e: BuildError) -> BuildError {
-    for mfn in p2m.mfns() {
-        mem.frametable[mfn as usize] = frame_ownership::FrameInfo::UNOWNED;
-        mem.m2p[mfn as usize] = frame_ownership::M2P_INVALID;
-        mem.pages.free(Mfn(mfn));
-    }
-    e
-}
-
-/// Writes every frame of the guest: zeroes, image, start info, mfn list,
-/// page tables. Returns the initial register frame.
-fn write_guest(
+/// Takes the guest's frames, writes them and types its tables; returns
+/// its vCPU's first context. On failure the frames taken so far are in
+/// `guest.p2m`, for [`give_back`].
+fn fill<M: GuestMemory>(
     spec: &Spec<'_>,
     elf: &Elf<'_>,
     layout: &Layout,
-    guest: &Guest,
-) -> Result<TrapFrame, BuildError> {
-    (|| -> Result<TrapFrame, BuildError> {
-        for gpfn in 0..spec.pages {
-            phys::zero(guest.maddr(gpfn), PAGE_SIZE)?;
-        }
-        // The image, segment by segment.
-        for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
-            let bytes = &spec.image[ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize];
-            for (i, chunk) in bytes.chunks(PAGE_SIZE as usize).enumerate() {
-                // Copy page-piece by page-piece: the guest's frames are not
-                // contiguous in machine memory.
-                let mut va = ph.p_vaddr + i as u64 * PAGE_SIZE;
-                let mut rest = chunk;
-                while !rest.is_empty() {
-                    let page = (va - IMAGE_BASE) / PAGE_SIZE;
-                    let offset = va % PAGE_SIZE;
-                    let n = rest.len().min((PAGE_SIZE - offset) as usize);
-                    phys::write(guest.maddr(layout.image.0 + page) + offset, &rest[..n])?;
-                    rest = &rest[n..];
-                    va += n as u64;
-                }
-            }
-        }
-        // The gpfn → mfn list, a page at a time.
-        for (page, mfns) in guest.p2m.chunks(512).enumerate() {
-            let bytes = tables::page_bytes(mfns.iter().copied());
-            phys::write(
-                guest.maddr(layout.mfn_list.0 + page as u64),
-                &bytes[..mfns.len() * 8],
-            )?;
-        }
-        tables::write_tables(spec, elf, layout, guest)
-    })()
+    mem: &mut MemParts<'_>,
+    guest: &mut Guest<'_, M>,
+) -> Result<VcpuContext, BuildError<M::Error>> {
+    let Ok(dom) = DomainContext::new(spec.id, &[]) else {
+        unreachable!("an empty list of MMIO ranges is sorted")
+    };
+    take_frames(spec, &dom, mem, guest)?;
+    let vcpu = write_guest(spec, elf, layout, guest)?;
+    // Here rather than with the L4's other entries: the deepest calls of a
+    // build stay apart (a debug build creates dom0 on the 64 KiB boot
+    // stack).
+    guest
+        .mem
+        .install_hv_slots(vcpu.cr3)
+        .map_err(BuildError::Memory)?;
+    type_tables(&dom, layout, mem, guest)?;
+    Ok(vcpu)
 }
 
-/// Hands the written guest to the frametable pass and makes it a domain.
-fn adopt(
+/// Takes `spec.pages` frames from the page allocator, each claimed for the
+/// domain as a data frame at the next gpfn as it is taken.
+fn take_frames<M: GuestMemory>(
     spec: &Spec<'_>,
-    layout: &Layout,
-    guest: Guest,
-    frame: TrapFrame,
-    mem: &mut Memory,
-) -> Result<Domain, (BuildError, P2m)> {
-    let mut domain = Domain::new(
-        spec.id,
-        spec.name,
-        spec.privileged,
-        guest.p2m,
-        Gpfn(START_INFO_GPFN),
-        Vec::new(),
-    );
-    // Runs straight from the plan: everything is data except the tables.
-    let l4 = Mfn(domain.p2m[(layout.first_free - 1) as usize]);
-    let kinds = tables::table_kinds(layout);
-    let runs = frame_ownership::p2m_runs(&domain.p2m, kinds);
-    let pinned = [(l4, RunKind::L4)];
-    let cr3 = [l4];
-    let view = DomainView::new(spec.id, &runs, &[], &pinned, &cr3);
-    let parts = mem.parts();
-    if let Err(e) = frame_ownership::rebuild(
-        &parts.layout,
-        core::slice::from_ref(&view),
-        &phys::table_reader(),
-        parts.frametable,
-        parts.m2p,
-    ) {
-        return Err((BuildError::Refused(e), domain.p2m));
+    dom: &DomainContext<'_>,
+    mem: &mut MemParts<'_>,
+    guest: &mut Guest<'_, M>,
+) -> Result<(), BuildError<M::Error>> {
+    let no_memory = |free| BuildError::NoMemory {
+        pages: spec.pages,
+        free,
+    };
+    for _ in 0..spec.pages {
+        // Below the limit, which is above the pages.
+        let gpfn = guest
+            .p2m
+            .next_gpfn()
+            .ok_or(no_memory(mem.pages.free_frames()))?;
+        let mfn = mem.pages.alloc().ok_or(no_memory(0))?;
+        // A frame the claim refuses is not this domain's and, by the
+        // frametable, not free either: it stays out of the allocator.
+        frame_ownership::claim_data(&mem.layout, mem.frametable, mem.m2p, dom, mfn, gpfn)
+            .map_err(BuildError::Refused)?;
+        guest.p2m.add(mfn.0);
     }
-    domain.vcpus = vec![Vcpu::new(frame, l4)];
-    Ok(domain)
+    Ok(())
+}
+
+/// Gives the frames of a domain that could not be built back as a
+/// destroyed domain's go ([`MemParts::release_domain`]), whatever the
+/// failure left them holding; returns `error`, or
+/// [`BuildError::Stranded`] if they could not be given back.
+fn give_back<E: core::fmt::Display>(
+    mem: &mut MemParts<'_>,
+    id: DomId,
+    p2m: &P2m,
+    error: BuildError<E>,
+) -> BuildError<E> {
+    match mem.release_domain(id, p2m) {
+        Ok(_) => error,
+        Err(release) => BuildError::Stranded {
+            error: error.to_string(),
+            frames: p2m.frames(),
+            release,
+        },
+    }
+}
+
+/// Writes every frame of the guest: zeroes, image, start info, mfn list,
+/// page tables. Returns the vCPU's first context.
+fn write_guest<M: GuestMemory>(
+    spec: &Spec<'_>,
+    elf: &Elf<'_>,
+    layout: &Layout,
+    guest: &mut Guest<'_, M>,
+) -> Result<VcpuContext, BuildError<M::Error>> {
+    for gpfn in 0..spec.pages {
+        let maddr = guest.maddr(gpfn);
+        guest
+            .mem
+            .zero(maddr, PAGE_SIZE)
+            .map_err(BuildError::Memory)?;
+    }
+    // The image, segment by segment.
+    for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
+        let bytes = &spec.image[ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize];
+        for (i, chunk) in bytes.chunks(PAGE_SIZE as usize).enumerate() {
+            // Copy page-piece by page-piece: the guest's frames are not
+            // contiguous in machine memory.
+            let mut va = ph.p_vaddr + i as u64 * PAGE_SIZE;
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let page = (va - IMAGE_BASE) / PAGE_SIZE;
+                let offset = va % PAGE_SIZE;
+                let n = rest.len().min((PAGE_SIZE - offset) as usize);
+                guest.write(guest.maddr(layout.image.0 + page) + offset, &rest[..n])?;
+                rest = &rest[n..];
+                va += n as u64;
+            }
+        }
+    }
+    // The gpfn → mfn list, a page at a time.
+    for (page, mfns) in guest.p2m.chunks(512).enumerate() {
+        let maddr = guest.p2m[(layout.mfn_list.0 + page as u64) as usize] << 12;
+        write_words(guest.mem, maddr, mfns.iter().copied())?;
+    }
+    tables::write_tables(spec, elf, layout, guest)
+}
+
+/// Types the guest's page tables through the frametable operations: pins
+/// them bottom-up, each pin checking every entry (Invariants 13 and 14),
+/// unpins all but the L4 (their parents keep them typed) and makes the L4
+/// the vCPU's CR3 — the frametable the pass builds from the domain's runs
+/// with the L4 pinned and in one CR3.
+fn type_tables<M: GuestMemory>(
+    dom: &DomainContext<'_>,
+    layout: &Layout,
+    mem: &mut MemParts<'_>,
+    guest: &Guest<'_, M>,
+) -> Result<(), BuildError<M::Error>> {
+    let id = dom.id();
+    let kind = tables::table_kinds(layout);
+    let tables = || {
+        (layout.pt_first..layout.first_free).filter_map(|gpfn| {
+            let level = PtLevel::of_run(kind(gpfn))?;
+            Some((Mfn(guest.p2m[gpfn as usize]), level))
+        })
+    };
+    let refused = BuildError::Refused;
+    for (mfn, level) in tables() {
+        frame_ownership::pin(&mem.layout, mem.frametable, &*guest.mem, dom, mfn, level)
+            .map_err(refused)?;
+    }
+    for (mfn, _) in tables().filter(|t| t.1 != PtLevel::L4) {
+        frame_ownership::unpin(mem.frametable, id, mfn).map_err(refused)?;
+    }
+    let l4 = Mfn(guest.p2m[(layout.first_free - 1) as usize]);
+    debug_assert_eq!(kind(layout.first_free - 1), RunKind::L4);
+    frame_ownership::use_as_cr3(mem.frametable, id, l4, None).map_err(refused)
+}
+
+/// The first context of a guest's vCPU: `entry` in ring 3 with interrupts
+/// on, on the initial stack, the start-info address in `rdi`.
+fn first_context(entry: u64, cr3: Mfn) -> VcpuContext {
+    let mut ctx = VcpuContext {
+        rip: entry,
+        rsp: STACK_TOP,
+        rflags: rflags::IF | rflags::RESERVED_ONE,
+        cr3,
+        ..VcpuContext::default()
+    };
+    ctx.regs.rdi = START_INFO_VA;
+    ctx
 }

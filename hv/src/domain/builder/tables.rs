@@ -3,32 +3,24 @@
 //! read-only), the L4; and which gpfns hold tables of which level, for the
 //! pass.
 
-use super::*;
 #[allow(
     clippy::wildcard_imports,
     reason = "a part of the builder: its types, constants and imports"
 )]
-use hvlu_types::PAGE_SIZE;
+use super::*;
 
 const TABLE: u64 = PRESENT | WRITABLE | USER;
 const DATA_RW: u64 = PRESENT | WRITABLE | USER | NO_EXECUTE;
 const DATA_RO: u64 = PRESENT | USER | NO_EXECUTE;
 
-/// A page of 512 entries as bytes.
-pub(super) fn page_bytes(words: impl Iterator<Item = u64>) -> [u8; PAGE_SIZE as usize] {
-    let mut page = [0u8; PAGE_SIZE as usize];
-    for (chunk, w) in page.chunks_exact_mut(8).zip(words) {
-        chunk.copy_from_slice(&w.to_le_bytes());
-    }
-    page
-}
-
-pub(super) fn write_tables(
+/// Writes the guest's page tables and its start-info page; returns its
+/// vCPU's first context.
+pub(super) fn write_tables<M: GuestMemory>(
     spec: &Spec<'_>,
     elf: &Elf<'_>,
     layout: &Layout,
-    guest: &Guest,
-) -> Result<TrapFrame, BuildError> {
+    guest: &mut Guest<'_, M>,
+) -> Result<VcpuContext, BuildError<M::Error>> {
     // Page-table gpfns, in run order: L1 low, L1 physmap, L2 low, L2 physmap, L3 low, L3 physmap, L4.
     let l1_low0 = layout.pt_first;
     let l1_phys0 = l1_low0 + layout.l1_low.len() as u64;
@@ -40,18 +32,16 @@ pub(super) fn write_tables(
     debug_assert_eq!(l4 + 1, layout.first_free);
     let is_table = |gpfn: u64| (layout.pt_first..layout.first_free).contains(&gpfn);
 
-    // L4: the guest's two slots and the hypervisor's upper half.
+    // L4: the guest's two slots (the hypervisor's upper half is the
+    // memory's to write, `GuestMemory::install_hv_slots`).
     guest.set(l4, 0, guest.maddr(l3_low) | TABLE)?;
     guest.set(l4, (PHYSMAP_VA >> 39) & 511, guest.maddr(l3_phys) | TABLE)?;
-    for (i, slot) in paging::hv_slots()?.iter().enumerate() {
-        guest.set(l4, (paging::HV_FIRST_SLOT + i) as u64, *slot)?;
-    }
     // Low area: one L3 entry, one L2, an L1 per 2 MiB slot in use.
     guest.set(l3_low, 0, guest.maddr(l2_low) | TABLE)?;
     for (i, slot) in layout.l1_low.iter().enumerate() {
         guest.set(l2_low, *slot, guest.maddr(l1_low0 + i as u64) | TABLE)?;
     }
-    let map_low = |va: u64, gpfn: u64, flags: u64| -> Result<(), BuildError> {
+    let map_low = |guest: &mut Guest<'_, M>, va: u64, gpfn: u64, flags: u64| {
         let i = layout
             .l1_low
             .iter()
@@ -59,9 +49,10 @@ pub(super) fn write_tables(
             .unwrap_or(0) as u64;
         guest.set(l1_low0 + i, (va >> 12) & 511, guest.maddr(gpfn) | flags)
     };
-    map_low(START_INFO_VA, START_INFO_GPFN, DATA_RW)?;
+    map_low(guest, START_INFO_VA, START_INFO_GPFN, DATA_RW)?;
     for p in 0..layout.stack.1 {
         map_low(
+            guest,
             STACK_TOP - (layout.stack.1 - p) * PAGE_SIZE,
             layout.stack.0 + p,
             DATA_RW,
@@ -86,7 +77,7 @@ pub(super) fn write_tables(
                 }
             }
         }
-        map_low(va, layout.image.0 + p, flags)?;
+        map_low(guest, va, layout.image.0 + p, flags)?;
     }
     // Physmap: every page, tables read-only.
     for j in 0..layout.l2_physmap {
@@ -102,13 +93,12 @@ pub(super) fn write_tables(
     }
     // The physmap's L1 entries, a table at a time.
     for (k, mfns) in guest.p2m.chunks(512).enumerate() {
-        let first = k as u64 * 512;
         let entries = mfns
             .iter()
-            .zip(first..)
+            .zip(k as u64 * 512..)
             .map(|(&mfn, gpfn)| (mfn << 12) | if is_table(gpfn) { DATA_RO } else { DATA_RW });
-        let bytes = page_bytes(entries);
-        phys::write(guest.maddr(l1_phys0 + k as u64), &bytes[..mfns.len() * 8])?;
+        let maddr = guest.p2m[(l1_phys0 + k as u64) as usize] << 12;
+        write_words(guest.mem, maddr, entries)?;
     }
 
     // The start-info page.
@@ -134,13 +124,12 @@ pub(super) fn write_tables(
     };
     let n = spec.cmdline.len().min(si.cmdline.len() - 1);
     si.cmdline[..n].copy_from_slice(&spec.cmdline.as_bytes()[..n]);
-    phys::write(guest.maddr(START_INFO_GPFN), si.as_bytes())?;
-
-    let mut frame = TrapFrame::user(elf.entry, STACK_TOP);
-    frame.regs.rdi = START_INFO_VA;
-    Ok(frame)
+    guest.write(guest.maddr(START_INFO_GPFN), si.as_bytes())?;
+    Ok(first_context(elf.entry, Mfn(guest.p2m[l4 as usize])))
 }
 
+/// The kind of each gpfn of a guest laid out as `layout`: its tables by
+/// level, everything else data.
 pub(super) fn table_kinds(layout: &Layout) -> impl Fn(u64) -> RunKind + '_ {
     move |gpfn| {
         let l1_end = layout.pt_first + layout.l1_low.len() as u64 + layout.l1_physmap;

@@ -1,43 +1,71 @@
 //! The hvlu reference hypervisor.
 //!
-//! Built for `x86_64-unknown-none` by `cargo xtask` and booted by QEMU
-//! through the PVH entry (see `arch::boot`), which calls [`cold_boot`]; an
-//! older hypervisor's live update enters through `arch::kexec`, which calls
-//! [`lu_boot`]. Both build an [`hv::Hv`] and [`hv::Hv::start`] it.
+//! Built for `x86_64-unknown-none` by `cargo xtask` (the image is the
+//! binary `src/bin/hv.rs`, which is this library linked with
+//! `hv/linker.ld`) and booted by QEMU through the PVH entry (see
+//! `arch::boot`), which calls [`cold_boot`]; an older hypervisor's live
+//! update enters through `arch::kexec`, which calls [`lu_boot`]. Both build
+//! an `hv::Hv` and `hv::Hv::start` it.
 //!
-//! Every `unsafe` is in [`arch`] (`#![deny(unsafe_code)]` below enforces it):
+//! Every `unsafe` is in `arch` (`#![deny(unsafe_code)]` below enforces it):
 //! the rest of the hypervisor is safe Rust over the functions it exports.
+//!
+//! On the host (`cargo test -p hv`) the library is its hardware-independent
+//! part alone: the command line ([`cmdline`]), the page allocator
+//! ([`mm::pages`]), a domain's frame space ([`domain::p2m`]), the domain
+//! builder over a memory it is given ([`domain::builder`]) and the work
+//! left for after a live update's resume ([`deferred`]). Everything that
+//! reaches the hardware, and every module that needs it, is compiled for
+//! the bare-metal target only (`#[cfg(target_os = "none")]`).
 
-#![no_std]
-#![no_main]
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
-#[allow(unsafe_code)]
-mod arch;
-mod boot_info;
-mod build_id;
-mod cmdline;
+/// Items of the bare-metal image only: each gets
+/// `#[cfg(target_os = "none")]`.
+macro_rules! bare_metal {
+    ($($item:item)*) => {
+        $(
+            #[cfg(target_os = "none")]
+            $item
+        )*
+    };
+}
+
+pub mod cmdline;
+pub mod deferred;
+pub mod domain;
+pub mod mm;
+
+// Outside `bare_metal!`: it exports `hvprintln!`, which a macro-expanded
+// module could not.
+#[cfg(target_os = "none")]
 mod console;
-mod domain;
-mod guest_mem;
-mod hv;
-mod hypercall;
-mod lu;
-mod mm;
-mod mmu;
-mod modules;
-mod sched;
-mod trap;
 
-use core::panic::PanicInfo;
+bare_metal! {
+    #[allow(unsafe_code)]
+    mod arch;
+    mod boot_info;
+    mod build_id;
+    mod guest_mem;
+    mod hv;
+    mod hypercall;
+    mod lu;
+    mod mmu;
+    mod modules;
+    mod sched;
+    mod trap;
 
-use pv_abi::exit::Outcome;
+    use core::panic::PanicInfo;
+    use pv_abi::exit::Outcome;
+}
 
 /// A cold boot: called by the PVH entry (`arch::start`) on the boot stack,
 /// in the upper half, with the physical address of the PVH start-info
 /// structure.
+#[cfg(target_os = "none")]
 pub fn cold_boot(start_info: u64) -> ! {
     let boot_tsc = arch::cpu::rdtsc();
     // How deep the boot goes on the boot stack: its guard page is mapped
@@ -131,6 +159,7 @@ pub fn cold_boot(start_info: u64) -> ! {
 /// page tables, frametable) from the region, in the order and sizes an
 /// incoming image takes them, then every other RAM frame to the page
 /// allocator.
+#[cfg(target_os = "none")]
 fn cold_memory(
     info: &boot_info::BootInfo,
     region: boot_allocator::PhysRange,
@@ -171,6 +200,7 @@ fn cold_memory(
 }
 
 /// Stops the hypervisor with a diagnostic.
+#[cfg(target_os = "none")]
 fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     hvprintln!("FATAL: {args}");
     arch::cpu::exit(Outcome::Fail)
@@ -178,10 +208,12 @@ fn fatal(args: core::fmt::Arguments<'_>) -> ! {
 
 /// A boot by live update: called by the live-update entry (`arch::start`)
 /// on the boot stack with the physical address of the entry argument page.
+#[cfg(target_os = "none")]
 pub fn lu_boot(args_phys: u64) -> ! {
     lu::incoming::enter(args_phys)
 }
 
+#[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     // Without the console's lock: the panic may have happened while it was
