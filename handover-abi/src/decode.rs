@@ -3,9 +3,9 @@
 use crate::body::{self, current::HandoverState};
 use crate::crc::crc32c;
 use crate::header::{offset, Header, RawHeader, HEADER_SIZE, MAGIC};
-use crate::types::{MfnRange, PAGE_SIZE};
 use crate::validate::StateError;
 use crate::version::{AbiVersion, CURRENT};
+use hvlu_types::{MfnRange, PAGE_SIZE};
 
 /// A blob that passed every check.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,9 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use hvlu_types::{
-    DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE, PHYS_ADDR_BITS,
-};
+// The frames, ranges, domain ids and page constants are `hvlu_types`'; every
+// crate imports them from there (this crate no longer re-exports them).
+use hvlu_types::{Gpfn, Mfn, MfnRange};
 
 /// What the frames of a memory run hold.
 ///

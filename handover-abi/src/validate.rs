@@ -27,7 +27,8 @@ use core::fmt;
 use crate::body::current::{
     Domain, HandoverState, LuRegion, RamRange, RamType, MAX_CMDLINE_LEN, MAX_NAME_LEN, MAX_RETIRED,
 };
-use crate::types::{DomId, Gpfn, Mfn, MfnRange, RunKind, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
+use crate::types::RunKind;
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
 
 /// Names one memory run: the domain's id and the run's index in its list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

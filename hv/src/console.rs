@@ -6,7 +6,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 use spin::Mutex;
 
 use crate::arch::serial;

@@ -3,7 +3,7 @@
 //! writable if the hypervisor writes it, and a frame the guest owns.
 
 use frame_ownership::FrameInfo;
-use handover_abi::{DomId, Mfn};
+use hvlu_types::{DomId, Mfn};
 use hvlu_types::PAGE_SIZE;
 use pv_abi::hypercall::Error;
 

@@ -18,7 +18,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 use old_hv::image::ImageInfo;
 use old_hv::staging::Staging;
 use pv_abi::hypercall::Error;

@@ -165,14 +165,14 @@ fn cold_memory(
     region: boot_allocator::PhysRange,
 ) -> Result<mm::Memory, mm::MemError> {
     // No heap yet: the RAM ranges go into a fixed array first.
-    let mut fixed = [handover_abi::MfnRange::default(); boot_info::MAX_MEMMAP];
+    let mut fixed = [hvlu_types::MfnRange::default(); boot_info::MAX_MEMMAP];
     let mut n = 0;
     for (slot, range) in fixed.iter_mut().zip(mm::ram_ranges(info)) {
         *slot = range;
         n += 1;
     }
     let ram = &fixed[..n];
-    let ram_end = ram.iter().map(|r| r.end()).max().unwrap_or(0) * handover_abi::PAGE_SIZE;
+    let ram_end = ram.iter().map(|r| r.end()).max().unwrap_or(0) * hvlu_types::PAGE_SIZE;
     let mut boot = new_hv::boot::Boot::cold(region).map_err(new_hv::boot::StepError::from)?;
     let mut steps = mm::BootSteps::default();
     // The heap first, sized from the end of RAM (as an incoming image
@@ -190,7 +190,7 @@ fn cold_memory(
     )?;
     let free = {
         let parts = memory.parts();
-        frame_ownership::free_ranges::<(handover_abi::Mfn, handover_abi::RunKind), handover_abi::Mfn>(
+        frame_ownership::free_ranges::<(hvlu_types::Mfn, handover_abi::RunKind), hvlu_types::Mfn>(
             &parts.layout,
             &[],
         )

@@ -18,7 +18,7 @@
 //! ([`Error::Permission`]).
 
 use frame_ownership::{DomainContext, EntryError, OpError, PageType, PtLevel};
-use handover_abi::{Gpfn, Mfn};
+use hvlu_types::{Gpfn, Mfn};
 use pv_abi::call::{EntryWrite, TableLevel};
 use pv_abi::hypercall::Error;
 

@@ -7,7 +7,7 @@
 
 use alloc::collections::VecDeque;
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 
 use crate::arch::trap::{self, TrapFrame};
 use crate::arch::{cpu, paging};

@@ -20,7 +20,7 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 use hvlu_types::canonical::is_lower_half;
 use pv_abi::exit::Outcome;
 

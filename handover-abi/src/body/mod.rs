@@ -29,8 +29,8 @@ pub mod current {
     pub use super::v1_1::*;
 }
 
-use crate::types::DomId;
 use crate::version::AbiVersion;
+use hvlu_types::DomId;
 
 /// What a version cannot say about a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,8 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{DomId, Gpfn, MemRun, Mfn, MfnRange, RunKind};
+use crate::types::{MemRun, RunKind};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
 /// Most bytes a domain name may have.
 pub const MAX_NAME_LEN: usize = 32;
@@ -119,7 +120,7 @@ impl LuRegion {
         match self.base.checked_add(self.size) {
             Some(_) => Some(MfnRange::new(
                 Mfn::containing(self.base),
-                self.size >> crate::types::PAGE_SHIFT,
+                self.size >> hvlu_types::PAGE_SHIFT,
             )),
             None => None,
         }

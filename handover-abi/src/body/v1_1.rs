@@ -30,7 +30,8 @@ pub use super::v1_0::{
     ConsoleRing, DomainFlags, GpRegs, LuRegion, Machine, PinnedTable, RamRange, RamType, TimeBase,
     Vcpu, VcpuFlags, MAX_NAME_LEN,
 };
-use crate::types::{DomId, Gpfn, MemRun, MfnRange};
+use crate::types::MemRun;
+use hvlu_types::{DomId, Gpfn, MfnRange};
 
 /// Most bytes of the hypervisor command line.
 pub const MAX_CMDLINE_LEN: usize = 1024;

@@ -364,7 +364,7 @@ pub fn table_reader() -> TableReader {
 }
 
 impl frame_ownership::PageTableMemory for TableReader {
-    fn write_entry(&mut self, table: handover_abi::Mfn, index: usize, value: u64) {
+    fn write_entry(&mut self, table: hvlu_types::Mfn, index: usize, value: u64) {
         // The operations write only entries of frames they have checked are
         // the domain's page tables, which are RAM outside the region and the
         // hv-reserved ranges: a refusal is a bug.
@@ -375,7 +375,7 @@ impl frame_ownership::PageTableMemory for TableReader {
 }
 
 impl frame_ownership::PageTableReader for TableReader {
-    fn read_table(&self, mfn: handover_abi::Mfn) -> &[u64; 512] {
+    fn read_table(&self, mfn: hvlu_types::Mfn) -> &[u64; 512] {
         let paddr = mfn.addr();
         // The pass reads only frames it has checked are RAM outside the
         // region and the hv-reserved ranges (so never the hypervisor's own

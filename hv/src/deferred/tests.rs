@@ -1,7 +1,7 @@
 //! Work deferred past an update's resume: a request that comes before the
 //! first tick gets the answer it would get after it.
 
-use handover_abi::{Mfn, MfnRange};
+use hvlu_types::{Mfn, MfnRange};
 
 use super::*;
 use crate::mm::pages::PageAllocator;

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 
 use alloc::vec;
 
-use handover_abi::{DomId, RetiredDomain, MAX_RETIRED};
+use handover_abi::{RetiredDomain, MAX_RETIRED};
+use hvlu_types::DomId;
 use pv_abi::exit::Outcome;
 use pv_abi::hypercall::Error;
 

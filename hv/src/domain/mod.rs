@@ -16,7 +16,7 @@ bare_metal! {
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    use handover_abi::{DomId, Gpfn};
+    use hvlu_types::{DomId, Gpfn};
 
     pub use lifecycle::DOM0_KIB;
     pub use vcpu::Vcpu;

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::ops::Deref;
 
-use handover_abi::Gpfn;
+use hvlu_types::Gpfn;
 
 /// A p2m entry with no frame.
 pub const NO_FRAME: u64 = u64::MAX;

@@ -1,7 +1,7 @@
 //! Virtual CPUs, and their conversion to and from the register state every
 //! hvlu layer shares ([`VcpuContext`]).
 
-use handover_abi::Mfn;
+use hvlu_types::Mfn;
 use hvlu_types::regs::rflags;
 use hvlu_types::VcpuContext;
 

@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 use pv_abi::call::GuestBuf;
 use pv_abi::hypercall::Error;
 

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 use pv_abi::call::{GuestBuf, Segment};
 use pv_abi::hypercall::{Error, Report, SysInfo};
 use zerocopy::IntoBytes;

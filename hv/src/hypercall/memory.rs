@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 
-use handover_abi::{DomId, Mfn};
+use hvlu_types::{DomId, Mfn};
 use pv_abi::call::{self, EntryWrite, GuestArray, TableLevel};
 use pv_abi::hypercall::{Error, MmuUpdate};
 

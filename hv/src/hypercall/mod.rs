@@ -30,7 +30,7 @@ mod sched;
 
 use alloc::string::ToString;
 
-use handover_abi::{DomId, Mfn};
+use hvlu_types::{DomId, Mfn};
 use pv_abi::call::{Call, DecodeError, GuestBuf};
 use pv_abi::hypercall::{Error, Hypercall};
 

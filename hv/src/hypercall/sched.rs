@@ -1,6 +1,6 @@
 //! `yield`, `shutdown` and `poweroff`: what the caller does with the CPU.
 
-use handover_abi::DomId;
+use hvlu_types::DomId;
 use pv_abi::hypercall::Error;
 
 use super::return_value;

@@ -15,7 +15,7 @@ use core::convert::Infallible;
 use boot_allocator::PhysRange;
 use frame_ownership::FrameInfo;
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
-use handover_abi::{DomId, Mfn, MfnRange, PAGE_SIZE};
+use hvlu_types::{DomId, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::boot::BootMemory;
 use new_hv::domain::Restored;
 use new_hv::enter::Platform;

@@ -22,12 +22,12 @@ use alloc::vec::Vec;
 
 use boot_allocator::{HandOff, PhysRange};
 use frame_ownership::{FrameInfo, MachineLayout, OpError};
-use handover_abi::{DomId, Mfn, MfnRange};
+use hvlu_types::{DomId, Mfn, MfnRange};
 
 use pages::PageAllocator;
 
 bare_metal! {
-    use handover_abi::PAGE_SIZE;
+    use hvlu_types::PAGE_SIZE;
 
     use crate::arch::{self, paging, phys};
     use crate::boot_info::{BootInfo, E820_RAM};

@@ -12,7 +12,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use handover_abi::{Mfn, MfnRange};
+use hvlu_types::{Mfn, MfnRange};
 
 /// Free machine frames.
 #[derive(Debug)]

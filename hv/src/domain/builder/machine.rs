@@ -2,7 +2,7 @@
 //! (`arch::phys`), the hypervisor's L4 slots (`arch::paging`) and the heap.
 
 use frame_ownership::PageTableReader;
-use handover_abi::Mfn;
+use hvlu_types::Mfn;
 
 use super::GuestMemory;
 use crate::arch::{paging, phys};

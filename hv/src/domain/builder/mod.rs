@@ -44,9 +44,10 @@ use alloc::vec::Vec;
 
 use frame_ownership::{DomainContext, OpError, PageTableReader, PtLevel};
 use goblin::elf::{program_header::PT_LOAD, Elf};
-use handover_abi::{DomId, Gpfn, Mfn, RunKind};
+use handover_abi::RunKind;
 use hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
 use hvlu_types::regs::rflags;
+use hvlu_types::{DomId, Gpfn, Mfn};
 use hvlu_types::{VcpuContext, PAGE_SIZE};
 use pv_abi::start_info::{
     StartInfo, IMAGE_BASE, PHYSMAP_VA, SIF_PRIVILEGED, STACK_PAGES, STACK_TOP, START_INFO_MAGIC,

@@ -8,8 +8,8 @@ use core::fmt;
 use frame_ownership::rules::HV_L4_FIRST_SLOT;
 use frame_ownership::testkit::SimMemory;
 use frame_ownership::{FrameInfo, MachineLayout, M2P_INVALID};
-use handover_abi::MfnRange;
 use hvlu_types::pte::{self, ADDR_MASK};
+use hvlu_types::MfnRange;
 use object::write::elf::{FileHeader, ProgramHeader, Writer};
 use object::{elf, Endianness};
 

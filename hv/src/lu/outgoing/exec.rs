@@ -11,7 +11,8 @@ use core::convert::Infallible;
 use core::fmt;
 
 use frame_ownership::FrameInfo;
-use handover_abi::{HandoverState, Mfn, MfnRange, PAGE_SIZE};
+use handover_abi::HandoverState;
+use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView, Platform};
 use pv_abi::hypercall::Error;
 

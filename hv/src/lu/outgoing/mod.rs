@@ -22,7 +22,8 @@
 
 use alloc::string::String;
 
-use handover_abi::{HandoverState, LuRegion, Mfn, MfnRange};
+use handover_abi::{HandoverState, LuRegion};
+use hvlu_types::{Mfn, MfnRange};
 use old_hv::handover::{self, DomainInput};
 use old_hv::image::{self, StagingArea};
 use old_hv::staging::{self as staging_layout, Staging};
@@ -43,7 +44,7 @@ pub enum ImageSource<'a> {
     /// `len` bytes of the calling domain's memory at virtual `va`.
     Guest {
         /// The domain.
-        owner: handover_abi::DomId,
+        owner: hvlu_types::DomId,
         /// Its root table.
         cr3: Mfn,
         /// Where the bytes are.
