@@ -136,7 +136,8 @@ impl<'a> MachineLayout<'a> {
 ///
 /// ```
 /// use frame_ownership::DomainView;
-/// use handover_abi::{DomId, MemRun, Mfn, MfnRange, RunKind};
+/// use handover_abi::{MemRun, RunKind};
+/// use hvlu_types::{DomId, Mfn, MfnRange};
 ///
 /// // Stand-ins for the element types of a decoded handover body.
 /// struct PinnedTable { mfn: Mfn, level: RunKind }
