@@ -401,22 +401,62 @@ impl Boot {
     }
 }
 
+/// A machine that only records where the boot's steps put things: what
+/// [`dry_run`] runs the steps on.
+#[derive(Debug, Default)]
+struct Recorder {
+    heap: PhysRange,
+    page_tables: PhysRange,
+    frametable: PhysRange,
+    m2p: PhysRange,
+}
+
+impl BootMemory for Recorder {
+    type Error = core::convert::Infallible;
+
+    fn heap(&mut self, range: PhysRange) -> Result<(), Self::Error> {
+        self.heap = range;
+        Ok(())
+    }
+
+    fn page_tables(&mut self, block: PhysRange, _ram: &[MfnRange]) -> Result<(), Self::Error> {
+        self.page_tables = block;
+        Ok(())
+    }
+
+    fn frametable(
+        &mut self,
+        frametable: PhysRange,
+        m2p: PhysRange,
+        _frames: u64,
+    ) -> Result<(), Self::Error> {
+        (self.frametable, self.m2p) = (frametable, m2p);
+        Ok(())
+    }
+}
+
 /// The incoming boot of `needs` on the region minus `staged`: [`Boot`]'s
-/// steps in [`crate::enter`]'s order, on addresses only — where each
-/// allocation lands, or which one does not fit. Nothing is touched.
+/// own steps ([`Boot::heap_on`], [`Boot::tables_on`]) in [`crate::enter`]'s
+/// order, on a machine that only records where each allocation lands — or
+/// which one does not fit. Nothing is touched.
 pub fn dry_run(
     region: PhysRange,
     staged: PhysRange,
     needs: &BootNeeds,
 ) -> Result<BootPlan, BootError> {
     let mut boot = Boot::new(region, staged)?;
-    let heap = boot.heap(needs.heap_pages)?;
-    let (page_tables, frametable, m2p) = boot.tables(needs)?;
+    let mut m = Recorder::default();
+    let only_alloc = |e: StepError| match e {
+        StepError::Alloc(e) => e,
+        StepError::Platform { .. } => unreachable!("the recorder refuses nothing"),
+    };
+    boot.heap_on(&mut m, needs.heap_pages).map_err(only_alloc)?;
+    boot.tables_on(&mut m, needs, &[]).map_err(only_alloc)?;
     Ok(BootPlan {
-        heap,
-        page_tables,
-        frametable,
-        m2p,
+        heap: m.heap,
+        page_tables: m.page_tables,
+        frametable: m.frametable,
+        m2p: m.m2p,
     })
 }
 
