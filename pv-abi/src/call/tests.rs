@@ -160,7 +160,8 @@ fn pin_table_takes_levels_1_to_4() {
         let Call::PinTable { mfn, level: l } = call else {
             panic!("{call:?}")
         };
-        assert_eq!((mfn, l as u64), (Mfn(9), level));
+        assert_eq!((mfn, u64::from(l.number())), (Mfn(9), level));
+        assert_eq!(call.encode().1, [9, level, 0, 0, 0]);
     }
     for level in [0, 5, u64::MAX] {
         let e = decode(Hypercall::PinTable, [9, level, 0, 0, 0]).unwrap_err();
