@@ -55,6 +55,16 @@ pub const ENTRIES_PER_TABLE: usize = pte::ENTRIES;
 /// address space). Slots `HV_L4_FIRST_SLOT..512` of a guest L4 are skipped.
 pub const HV_L4_FIRST_SLOT: usize = ENTRIES_PER_TABLE / 2;
 
+/// Number of slots of a table of `level` that belong to the guest: the
+/// first [`HV_L4_FIRST_SLOT`] of an L4, all [`ENTRIES_PER_TABLE`] of the
+/// others.
+pub const fn guest_slots(level: Level) -> usize {
+    match level {
+        Level::L4 => HV_L4_FIRST_SLOT,
+        Level::L1 | Level::L2 | Level::L3 => ENTRIES_PER_TABLE,
+    }
+}
+
 /// What a frame is, seen from the domain whose page table is being checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FrameClass {

@@ -11,7 +11,7 @@ use crate::frame::{frame_at, frame_at_mut, FrameInfo};
 use crate::layout::MachineLayout;
 use crate::page_type::PageType;
 use crate::rules::{
-    check_entry, EntryEffect, EntryError, EntryRef, ENTRIES_PER_TABLE, HV_L4_FIRST_SLOT,
+    check_entry, guest_slots, EntryEffect, EntryError, EntryRef, ENTRIES_PER_TABLE,
 };
 
 /// The frame `mfn`, which `domain` must own.
@@ -94,15 +94,6 @@ pub(super) fn apply(
     match effect {
         EntryEffect::Frame { target, typed } => move_ref(frametable, domain, target, typed, dir),
         EntryEffect::NotPresent | EntryEffect::HvSlot | EntryEffect::Mmio(_) => Ok(()),
-    }
-}
-
-/// Number of slots of a table of `level` that belong to the guest.
-pub(super) fn guest_slots(level: Level) -> usize {
-    if level == Level::L4 {
-        HV_L4_FIRST_SLOT
-    } else {
-        ENTRIES_PER_TABLE
     }
 }
 

@@ -4,14 +4,14 @@
 use hvlu_types::{pte::Level, DomId, Mfn};
 
 use super::lookup::LiveLookup;
-use super::refs::{apply, entry_ref, guest_slots, move_ref, owned, page_type_of, Dir, TableWalk};
+use super::refs::{apply, entry_ref, move_ref, owned, page_type_of, Dir, TableWalk};
 use super::{DomainContext, PageTableMemory};
 use crate::error::OpError;
 use crate::frame::{frame_at_mut, FrameInfo};
 use crate::layout::MachineLayout;
 use crate::page_type::PageType;
 use crate::pass::PageTableReader;
-use crate::rules::{check_entry, ENTRIES_PER_TABLE};
+use crate::rules::{check_entry, guest_slots, ENTRIES_PER_TABLE};
 
 /// Writes entry `index` of the page table `table` of `dom` to `new`
 /// (`mmu_update`).

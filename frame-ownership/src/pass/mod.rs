@@ -30,8 +30,8 @@ use crate::layout::{DomainView, MachineLayout};
 use crate::page_type::PageType;
 use crate::pte;
 use crate::rules::{
-    check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup, ENTRIES_PER_TABLE,
-    HV_L4_FIRST_SLOT,
+    check_entry, guest_slots, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup,
+    ENTRIES_PER_TABLE,
 };
 use lookup::Scope;
 use runs::{check_runs, check_table_size, IndexedRun};
@@ -321,11 +321,7 @@ fn check_table<R: PageTableReader + ?Sized>(
     let entries = reader.read_table(mfn);
     let domain = scope.domain;
     let (mut checked, mut mmio, mut writable) = (0u64, 0u64, 0u64);
-    let limit = if level == Level::L4 {
-        HV_L4_FIRST_SLOT
-    } else {
-        ENTRIES_PER_TABLE
-    };
+    let limit = guest_slots(level);
     // Hypervisor slots (Invariant 7) and non-present entries (Invariant 6)
     // are skipped here without a call, exactly as `check_entry` would skip
     // them.

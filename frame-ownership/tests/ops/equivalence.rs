@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use frame_ownership::pte::{self, Pte};
+use frame_ownership::rules::guest_slots;
 use frame_ownership::testkit::{random_machine, SimMemory};
 use frame_ownership::{
     collect_domains, domain_runs, frametable_digest, free_ranges, ops, owned_digest, p2m_domain,
@@ -610,7 +611,7 @@ impl World {
                 }
                 .unwrap_or_else(|| self.foreign(d));
                 let level = self.fi(table).and_then(|f| f.page_type()?.level());
-                let slots = level.map_or(0, |l| if l == Level::L4 { 256 } else { 512 });
+                let slots = level.map_or(0, guest_slots);
                 let present: Vec<usize> = (0..slots)
                     .filter(|&i| self.mem.read_table(table)[i] & pte::PRESENT != 0)
                     .collect();

@@ -3,6 +3,7 @@
 //! (variant and every field), with a message that names the frame.
 
 use frame_ownership::pte::{self, Pte};
+use frame_ownership::rules::guest_slots;
 use frame_ownership::testkit::{random_machine, Machine};
 use frame_ownership::{
     EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo, PageType, RangeList,
@@ -60,8 +61,7 @@ fn entries(m: &Machine, d: usize, level: Level) -> Vec<(Mfn, usize, u64)> {
     let mut out = Vec::new();
     for t in m.domains[d].tables_of(level) {
         let table = m.memory.table(t).expect("table frame backed");
-        let slots = if level == Level::L4 { 256 } else { 512 };
-        for (i, &e) in table[..slots].iter().enumerate() {
+        for (i, &e) in table[..guest_slots(level)].iter().enumerate() {
             if e & pte::PRESENT != 0 {
                 out.push((t, i, e));
             }

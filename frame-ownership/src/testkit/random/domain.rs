@@ -11,7 +11,7 @@ use rand::Rng;
 
 use super::Ctx;
 use crate::pte::{self, Pte};
-use crate::rules::HV_L4_FIRST_SLOT;
+use crate::rules::{guest_slots, HV_L4_FIRST_SLOT};
 use crate::testkit::{runs_of, SimDomain};
 
 /// A domain under construction.
@@ -209,12 +209,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
             if let Some(child) = random_table(ctx, &dom, below) {
                 let t = new_table(ctx, &mut dom, level);
                 let flags = upper_flags(ctx.rng);
-                let limit = if level == Level::L4 {
-                    HV_L4_FIRST_SLOT
-                } else {
-                    512
-                };
-                let s = ctx.rng.random_range(0..limit);
+                let s = ctx.rng.random_range(0..guest_slots(level));
                 ctx.mem.table_mut(t)[s] = Pte::new(child, flags).0;
             }
         }
@@ -234,12 +229,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
             };
             let child = random_table(ctx, &dom, below);
             if let (Some(parent), Some(child)) = (parent, child) {
-                let limit = if level == Level::L4 {
-                    HV_L4_FIRST_SLOT
-                } else {
-                    512
-                };
-                if let Some(s) = free_slot(ctx, parent, limit) {
+                if let Some(s) = free_slot(ctx, parent, guest_slots(level)) {
                     let flags = upper_flags(ctx.rng);
                     ctx.mem.table_mut(parent)[s] = Pte::new(child, flags).0;
                 }
