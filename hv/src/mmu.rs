@@ -18,7 +18,7 @@
 //! ([`Error::Permission`]).
 
 use frame_ownership::{DomainContext, EntryError, OpError, PageType};
-use hvlu_types::{pte::Level, Gpfn, Mfn};
+use hvlu_types::{pte::Level, Gpfn, Mfn, PAGE_SIZE};
 use pv_abi::call::EntryWrite;
 use pv_abi::hypercall::Error;
 
@@ -210,7 +210,7 @@ pub fn increase_reservation(
         let Some(mfn) = mem.pages.alloc() else {
             return Ok(None);
         };
-        if phys::zero(mfn.addr(), 4096).is_err() {
+        if phys::zero(mfn.addr(), PAGE_SIZE).is_err() {
             mem.pages.free(mfn);
             return Err(Error::Failed);
         }

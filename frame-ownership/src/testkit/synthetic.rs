@@ -13,7 +13,7 @@ use crate::rules::ENTRIES_PER_TABLE;
 
 /// Frames below this are hv-reserved in a synthetic machine.
 const RESERVED: u64 = 256;
-/// Size of the live-update region of a synthetic machine.
+/// Size of the live-update region of a synthetic machine, in frames.
 const REGION: u64 = 4096;
 /// Data runs are cut into runs of at most this many frames.
 const DATA_RUN: u64 = 1 << 18;

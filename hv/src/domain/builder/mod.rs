@@ -86,7 +86,7 @@ pub fn max_frames(pages: u64) -> u64 {
 }
 
 /// The guest memory the builder writes: the frames it took, reached by
-/// machine address (mfn × 4096 + offset), and read back as page tables by
+/// machine address (mfn × [`PAGE_SIZE`] + offset), and read back as page tables by
 /// the frametable operations that type them.
 pub trait GuestMemory: PageTableReader {
     /// Why a write was refused.
