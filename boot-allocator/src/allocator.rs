@@ -262,10 +262,10 @@ impl<const MAX_HOLES: usize, const MAX_ALLOCS: usize> BootAllocator<MAX_HOLES, M
     /// `option.take().map(BootAllocator::finish)`.
     ///
     /// ```compile_fail,E0382
-    /// use boot_allocator::{BootAllocator, PhysRange};
+    /// use boot_allocator::{BootAllocator, PhysRange, PAGE_SIZE};
     /// let mut a: BootAllocator = BootAllocator::new(PhysRange::new(0, 1 << 20), &[]).unwrap();
     /// let report = a.finish();
-    /// a.alloc_pages(1, 4096); // error: the allocator has been retired
+    /// a.alloc_pages(1, PAGE_SIZE); // error: the allocator has been retired
     /// ```
     pub fn finish(self) -> HandOff<MAX_HOLES, MAX_ALLOCS> {
         self.state

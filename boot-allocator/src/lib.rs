@@ -24,7 +24,7 @@
 //! or writes the memory it manages; it only does arithmetic on addresses.
 //!
 //! ```
-//! use boot_allocator::{BootAllocator, PhysRange};
+//! use boot_allocator::{BootAllocator, PhysRange, PAGE_SIZE};
 //!
 //! const MIB: u64 = 1 << 20;
 //! // A 16 MiB region at 64 MiB; the incoming image and state occupy two holes.
@@ -36,13 +36,13 @@
 //! let alloc = early.as_mut().unwrap();
 //! let ft = alloc.alloc_pages_tagged(256, 2 * MIB, "frametable")?;
 //! assert_eq!(ft, PhysRange::new(68 * MIB, MIB));
-//! let pt = alloc.alloc_pages_tagged(4, 4096, "page tables")?;
-//! assert_eq!(pt.start, 67 * MIB + 8192); // first fit: just after the state
+//! let pt = alloc.alloc_pages_tagged(4, PAGE_SIZE, "page tables")?;
+//! assert_eq!(pt.start, 67 * MIB + 2 * PAGE_SIZE); // first fit: just after the state
 //!
 //! // Retire it: no boot allocation can happen any more.
 //! let report = early.take().map(BootAllocator::finish).unwrap();
 //! assert_eq!(report.allocations().len(), 2);
-//! assert_eq!(report.used_bytes(), MIB + 4 * 4096);
+//! assert_eq!(report.used_bytes(), MIB + 4 * PAGE_SIZE);
 //! // The live-update capacity: the largest free gap, [69 MiB, 80 MiB).
 //! assert_eq!(report.largest_free_gap(), Some(PhysRange::new(69 * MIB, 11 * MIB)));
 //! # Ok::<(), boot_allocator::BootAllocError>(())

@@ -12,8 +12,8 @@
 //! table; [`frametable_digest`] lets both sides check that.
 //!
 //! - [`FrameInfo`]: the 16-byte frametable entry, every field's legal values
-//!   documented on the field; [`PageType`] and [`PtLevel`], what a frame
-//!   holds.
+//!   documented on the field; [`PageType`], what a frame holds (a page table's level
+//!   is `hvlu_types::pte::Level`).
 //! - [`rules`]: the PV type rules as pure functions over [`FrameLookup`],
 //!   shared by the pass and the live operations; a refused entry is an
 //!   [`EntryError`].
@@ -71,6 +71,6 @@ pub use ops::{
     claim_data, pin, release_data, release_domain, release_table, unpin, update_entry, use_as_cr3,
     DomainContext, LiveLookup, PageTableMemory,
 };
-pub use page_type::{PageType, PtLevel};
+pub use page_type::PageType;
 pub use pass::{rebuild, DomainReport, PageTableReader, PassReport, M2P_INVALID};
 pub use rules::{check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup};

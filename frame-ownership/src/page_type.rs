@@ -1,13 +1,17 @@
 //! What a frame holds: its PV page type ([`PageType`], the byte stored in
-//! [`crate::FrameInfo`]) and, for page tables, their level ([`PtLevel`]).
+//! [`crate::FrameInfo`]). A page table's level is `hvlu_types`' [`Level`],
+//! the one page-table geometry type; this module ties it to the page types
+//! ([`PageType::of_level`], [`PageType::level`]), as `handover_abi`'s
+//! `RunKind::of_level` and `RunKind::level` tie it to the run kinds.
 //!
-//! Both are plain vocabulary with no dependency inside the crate, so the
+//! It is plain vocabulary with no dependency inside the crate, so the
 //! frametable entry ([`crate::frame`]), the type rules ([`crate::rules`])
-//! and the errors can all use them without depending on each other.
+//! and the errors can all use it without depending on each other.
 
 use core::fmt;
 
 use handover_abi::RunKind;
+use hvlu_types::pte::Level;
 
 /// What a frame holds, as far as the PV type system is concerned.
 ///
@@ -53,35 +57,39 @@ impl PageType {
     /// for data (it becomes `Writable` only through writable mappings), `Ln`
     /// for a level-n page table.
     pub const fn of_run(kind: RunKind) -> PageType {
-        match kind {
-            RunKind::Data => PageType::None,
-            RunKind::L1 => PageType::L1,
-            RunKind::L2 => PageType::L2,
-            RunKind::L3 => PageType::L3,
-            RunKind::L4 => PageType::L4,
+        match kind.level() {
+            None => PageType::None,
+            Some(level) => PageType::of_level(level),
+        }
+    }
+
+    /// The type of page tables of `level`.
+    pub const fn of_level(level: Level) -> PageType {
+        match level {
+            Level::L1 => PageType::L1,
+            Level::L2 => PageType::L2,
+            Level::L3 => PageType::L3,
+            Level::L4 => PageType::L4,
         }
     }
 
     /// The page-table level of this type, or `None` for data types.
-    pub const fn level(self) -> Option<PtLevel> {
+    pub const fn level(self) -> Option<Level> {
         match self {
             PageType::None | PageType::Writable => None,
-            PageType::L1 => Some(PtLevel::L1),
-            PageType::L2 => Some(PtLevel::L2),
-            PageType::L3 => Some(PtLevel::L3),
-            PageType::L4 => Some(PtLevel::L4),
+            PageType::L1 => Some(Level::L1),
+            PageType::L2 => Some(Level::L2),
+            PageType::L3 => Some(Level::L3),
+            PageType::L4 => Some(Level::L4),
         }
     }
 
     /// The run kind a frame of this type is listed under in the handover
     /// state: `Data` for `None` and `Writable`, `Ln` for a level-n table.
     pub const fn run_kind(self) -> RunKind {
-        match self {
-            PageType::None | PageType::Writable => RunKind::Data,
-            PageType::L1 => RunKind::L1,
-            PageType::L2 => RunKind::L2,
-            PageType::L3 => RunKind::L3,
-            PageType::L4 => RunKind::L4,
+        match self.level() {
+            None => RunKind::Data,
+            Some(level) => RunKind::of_level(level),
         }
     }
 }
@@ -96,73 +104,5 @@ impl fmt::Display for PageType {
             PageType::L3 => "L3",
             PageType::L4 => "L4",
         })
-    }
-}
-
-/// The level of a page table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum PtLevel {
-    /// Entries map 4 KiB pages.
-    L1 = 1,
-    /// Entries point at L1 tables.
-    L2 = 2,
-    /// Entries point at L2 tables.
-    L3 = 3,
-    /// Entries point at L3 tables; the root.
-    L4 = 4,
-}
-
-impl PtLevel {
-    /// The level as a number, 1..=4.
-    pub const fn number(self) -> u8 {
-        self as u8
-    }
-
-    /// The level of a page-table run, or `None` for a data run.
-    pub const fn of_run(kind: RunKind) -> Option<PtLevel> {
-        match kind {
-            RunKind::Data => None,
-            RunKind::L1 => Some(PtLevel::L1),
-            RunKind::L2 => Some(PtLevel::L2),
-            RunKind::L3 => Some(PtLevel::L3),
-            RunKind::L4 => Some(PtLevel::L4),
-        }
-    }
-
-    /// The run kind of tables of this level.
-    pub const fn run_kind(self) -> RunKind {
-        match self {
-            PtLevel::L1 => RunKind::L1,
-            PtLevel::L2 => RunKind::L2,
-            PtLevel::L3 => RunKind::L3,
-            PtLevel::L4 => RunKind::L4,
-        }
-    }
-
-    /// The page type of tables of this level.
-    pub const fn page_type(self) -> PageType {
-        match self {
-            PtLevel::L1 => PageType::L1,
-            PtLevel::L2 => PageType::L2,
-            PtLevel::L3 => PageType::L3,
-            PtLevel::L4 => PageType::L4,
-        }
-    }
-
-    /// The level one down, or `None` for L1 (whose entries map pages).
-    pub const fn below(self) -> Option<PtLevel> {
-        match self {
-            PtLevel::L1 => None,
-            PtLevel::L2 => Some(PtLevel::L1),
-            PtLevel::L3 => Some(PtLevel::L2),
-            PtLevel::L4 => Some(PtLevel::L3),
-        }
-    }
-}
-
-impl fmt::Display for PtLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "L{}", self.number())
     }
 }

@@ -43,10 +43,9 @@
 use core::fmt;
 
 use handover_abi::RunKind;
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use crate::page_type::PageType;
-pub use crate::page_type::PtLevel;
 use crate::pte::{self, Pte};
 
 /// Number of entries in one page table.
@@ -55,6 +54,16 @@ pub const ENTRIES_PER_TABLE: usize = pte::ENTRIES;
 /// The first L4 slot that belongs to the hypervisor (the upper half of the
 /// address space). Slots `HV_L4_FIRST_SLOT..512` of a guest L4 are skipped.
 pub const HV_L4_FIRST_SLOT: usize = ENTRIES_PER_TABLE / 2;
+
+/// Number of slots of a table of `level` that belong to the guest: the
+/// first [`HV_L4_FIRST_SLOT`] of an L4, all [`ENTRIES_PER_TABLE`] of the
+/// others.
+pub const fn guest_slots(level: Level) -> usize {
+    match level {
+        Level::L4 => HV_L4_FIRST_SLOT,
+        Level::L1 | Level::L2 | Level::L3 => ENTRIES_PER_TABLE,
+    }
+}
 
 /// What a frame is, seen from the domain whose page table is being checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,7 +123,7 @@ pub struct EntryRef {
     /// The table frame.
     pub table: Mfn,
     /// The table's level.
-    pub level: PtLevel,
+    pub level: Level,
     /// The entry's index in the table, `0..512`.
     pub index: u16,
 }
@@ -248,7 +257,7 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
     at: EntryRef,
     entry: u64,
 ) -> Result<EntryEffect, EntryError> {
-    if at.level == PtLevel::L4 && usize::from(at.index) >= HV_L4_FIRST_SLOT {
+    if at.level == Level::L4 && usize::from(at.index) >= HV_L4_FIRST_SLOT {
         return Ok(EntryEffect::HvSlot);
     }
     let pte = Pte(entry);
@@ -293,13 +302,15 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
             }
             let class = lookup.classify(target);
             match class {
-                FrameClass::Own(kind) if kind == below.run_kind() => Ok(EntryEffect::Frame {
-                    target,
-                    typed: Some(below.page_type()),
-                }),
+                FrameClass::Own(kind) if kind == RunKind::of_level(below) => {
+                    Ok(EntryEffect::Frame {
+                        target,
+                        typed: Some(PageType::of_level(below)),
+                    })
+                }
                 FrameClass::Own(found) => Err(EntryError::TypeMismatch {
                     target,
-                    expected: below.run_kind(),
+                    expected: RunKind::of_level(below),
                     found,
                 }),
                 FrameClass::PermittedMmio | FrameClass::ForbiddenMmio => {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 // The frames, ranges, domain ids and page constants are `hvlu_types`'; every
 // crate imports them from there (this crate no longer re-exports them).
-use hvlu_types::{Gpfn, Mfn, MfnRange};
+use hvlu_types::{pte::Level, Gpfn, Mfn, MfnRange};
 
 /// What the frames of a memory run hold.
 ///
@@ -44,22 +44,23 @@ pub enum RunKind {
 
 impl RunKind {
     /// The page-table level, or `None` for data.
-    pub const fn level(self) -> Option<u8> {
+    pub const fn level(self) -> Option<Level> {
         match self {
             RunKind::Data => None,
-            RunKind::L1 => Some(1),
-            RunKind::L2 => Some(2),
-            RunKind::L3 => Some(3),
-            RunKind::L4 => Some(4),
+            RunKind::L1 => Some(Level::L1),
+            RunKind::L2 => Some(Level::L2),
+            RunKind::L3 => Some(Level::L3),
+            RunKind::L4 => Some(Level::L4),
         }
     }
 
-    /// The page-table kind of `level` (1..=4), or `None` for any other number.
-    pub const fn from_level(level: u8) -> Option<RunKind> {
-        // A table kind's number is its level; 0 is data, not a level.
-        match RunKind::from_repr(level) {
-            Some(RunKind::Data) => None,
-            kind => kind,
+    /// The kind of a run of page tables of `level`.
+    pub const fn of_level(level: Level) -> RunKind {
+        match level {
+            Level::L1 => RunKind::L1,
+            Level::L2 => RunKind::L2,
+            Level::L3 => RunKind::L3,
+            Level::L4 => RunKind::L4,
         }
     }
 
@@ -93,16 +94,17 @@ impl MemRun {
 #[cfg(test)]
 mod tests {
     use super::RunKind;
+    use hvlu_types::pte::Level;
 
     #[test]
     fn a_level_is_a_table_kind_and_back() {
-        for kind in [RunKind::L1, RunKind::L2, RunKind::L3, RunKind::L4] {
-            let level = kind.level().unwrap();
-            assert_eq!(RunKind::from_level(level), Some(kind));
+        for level in Level::ALL {
+            let kind = RunKind::of_level(level);
+            assert!(kind.is_page_table());
+            assert_eq!(kind.level(), Some(level));
+            // A table kind's number is its level.
+            assert_eq!(u32::from(kind as u8), level.number());
         }
         assert_eq!(RunKind::Data.level(), None);
-        for level in [0, 5, u8::MAX] {
-            assert_eq!(RunKind::from_level(level), None, "{level}");
-        }
     }
 }

@@ -17,9 +17,9 @@
 //! among the data runs): it can be neither given back nor pinned
 //! ([`Error::Permission`]).
 
-use frame_ownership::{DomainContext, EntryError, OpError, PageType, PtLevel};
-use hvlu_types::{Gpfn, Mfn};
-use pv_abi::call::{EntryWrite, TableLevel};
+use frame_ownership::{DomainContext, EntryError, OpError, PageType};
+use hvlu_types::{pte::Level, Gpfn, Mfn, PAGE_SIZE};
+use pv_abi::call::EntryWrite;
 use pv_abi::hypercall::Error;
 
 use crate::arch::{paging, phys};
@@ -94,15 +94,6 @@ pub fn mmu_update(
     Ok(done)
 }
 
-fn level_of(level: TableLevel) -> PtLevel {
-    match level {
-        TableLevel::L1 => PtLevel::L1,
-        TableLevel::L2 => PtLevel::L2,
-        TableLevel::L3 => PtLevel::L3,
-        TableLevel::L4 => PtLevel::L4,
-    }
-}
-
 /// Whether `mfn` is `dom`'s start-info page (its frame, at the start-info
 /// gpfn in the M2P).
 fn is_start_info(mem: &Memory, dom: &Domain, mfn: Mfn) -> bool {
@@ -118,9 +109,8 @@ pub fn pin_table(
     mem: &mut Memory,
     dom: &Domain,
     mfn: Mfn,
-    level: TableLevel,
+    level: Level,
 ) -> Result<u64, Error> {
-    let level = level_of(level);
     if is_start_info(mem, dom, mfn) {
         return Err(Error::Permission);
     }
@@ -135,7 +125,7 @@ pub fn pin_table(
         level,
     )
     .map_err(|e| error_of(&e))?;
-    if level == PtLevel::L4 {
+    if level == Level::L4 {
         // The guest could have written anything into the upper half while
         // the frame was data; the type rules ignore those slots, the
         // hypervisor owns them.
@@ -220,7 +210,7 @@ pub fn increase_reservation(
         let Some(mfn) = mem.pages.alloc() else {
             return Ok(None);
         };
-        if phys::zero(mfn.addr(), 4096).is_err() {
+        if phys::zero(mfn.addr(), PAGE_SIZE).is_err() {
             mem.pages.free(mfn);
             return Err(Error::Failed);
         }

@@ -10,6 +10,8 @@
 //! bits, the PV rules (`frame-ownership`) read the guests' with them, and the
 //! guests write theirs with them.
 
+use core::fmt;
+
 use crate::{Mfn, PAGE_SHIFT};
 
 /// Present.
@@ -84,7 +86,9 @@ pub const fn index(va: u64, level: u32) -> usize {
 /// A level of 4-level paging, and the geometry of its tables: what one
 /// entry spans and which entry translates an address. Every table builder
 /// and every count of table frames (the hypervisor's, the entry tables')
-/// takes its spans from here.
+/// takes its spans from here; the PV type rules (`frame-ownership`) and
+/// `pin_table`'s argument (`pv-abi`, as its [`number`](Level::number)) name
+/// a table's level with it. It prints as `L1` .. `L4`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// Entries map 4 KiB pages.
@@ -106,6 +110,29 @@ impl Level {
         self as u32
     }
 
+    /// The level numbered `n` (1 for L1 … 4 for L4), or `None` for any
+    /// other number (0 included).
+    pub const fn from_number(n: u64) -> Option<Level> {
+        match n {
+            1 => Some(Level::L1),
+            2 => Some(Level::L2),
+            3 => Some(Level::L3),
+            4 => Some(Level::L4),
+            _ => None,
+        }
+    }
+
+    /// The level one down, whose tables this level's entries point at, or
+    /// `None` for L1 (whose entries map pages).
+    pub const fn below(self) -> Option<Level> {
+        match self {
+            Level::L1 => None,
+            Level::L2 => Some(Level::L1),
+            Level::L3 => Some(Level::L2),
+            Level::L4 => Some(Level::L3),
+        }
+    }
+
     /// The virtual-address bit where this level's index starts.
     pub const fn shift(self) -> u32 {
         PAGE_SHIFT + 9 * (self.number() - 1)
@@ -120,6 +147,12 @@ impl Level {
     /// The index of the entry that translates `va` in a table of this level.
     pub const fn index(self, va: u64) -> usize {
         index(va, self.number())
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "L{}", self.number())
     }
 }
 
@@ -160,10 +193,30 @@ mod tests {
     #[test]
     fn spans_of_each_level() {
         let spans: [u64; 4] = Level::ALL.map(Level::entry_span);
-        assert_eq!(spans, [4096, 2 << 20, 1 << 30, 1 << 39]);
+        assert_eq!(spans, [crate::PAGE_SIZE, 2 << 20, 1 << 30, 1 << 39]);
         assert_eq!(
             (TWO_MIB, ONE_GIB, L4_ENTRY_SPAN),
             (2 << 20, 1 << 30, 1 << 39)
+        );
+    }
+
+    #[test]
+    fn a_level_is_its_number_and_back() {
+        for level in Level::ALL {
+            assert_eq!(Level::from_number(u64::from(level.number())), Some(level));
+            assert_eq!(level.to_string(), format!("L{}", level.number()));
+        }
+        for n in [0, 5, 6, u64::from(u32::MAX) + 1, u64::MAX] {
+            assert_eq!(Level::from_number(n), None, "{n}");
+        }
+        assert_eq!(Level::ALL.map(|l| l.number()), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn below_steps_down_to_l1() {
+        assert_eq!(
+            Level::ALL.map(Level::below),
+            [None, Some(Level::L1), Some(Level::L2), Some(Level::L3)]
         );
     }
 }

@@ -126,7 +126,7 @@ proptest! {
     fn staging_round_trip(
         gap_start in 0u64..(1 << 20),
         gap_pages in 100u64..4096,
-        image_span in 1u64..(64 * 4096),
+        image_span in 1u64..(64 * PAGE_SIZE),
         estimate in 0u64..8192,
         state_len in 64u64..8192,
         top in any::<bool>(),

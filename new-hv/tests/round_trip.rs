@@ -14,7 +14,7 @@ use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::version::{AbiVersion, VersionRange};
 use handover_abi::READS;
 use handover_abi::{BuildId, HandoverState, Producer};
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::{InTimes, IncomingError, Report};
 use old_hv::handover;
 use old_hv::staging::End;
@@ -138,7 +138,7 @@ fn round_trip_on_random_machines() {
             }
             let mut l4s: Vec<Mfn> = new_hv::l4_frames(d).collect();
             l4s.sort();
-            let mut want: Vec<Mfn> = sd.tables_of(frame_ownership::PtLevel::L4).collect();
+            let mut want: Vec<Mfn> = sd.tables_of(Level::L4).collect();
             want.sort();
             let want: Vec<Mfn> = want
                 .into_iter()

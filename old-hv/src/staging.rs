@@ -415,10 +415,11 @@ mod tests {
     #[test]
     fn the_file_lands_at_the_end_opposite_the_staging() {
         let g = gap();
+        // 5000 bytes take two whole pages; one page, one.
         let at_bottom = landing(g, End::Top, 5000, None).unwrap();
-        assert_eq!(at_bottom, PhysRange::new(g.start, 8192));
-        let at_top = landing(g, End::Bottom, 4096, None).unwrap();
-        assert_eq!(at_top, PhysRange::from_bounds(g.end() - 4096, g.end()));
+        assert_eq!(at_bottom, PhysRange::new(g.start, 2 * PAGE_SIZE));
+        let at_top = landing(g, End::Bottom, PAGE_SIZE, None).unwrap();
+        assert_eq!(at_top, PhysRange::from_bounds(g.end() - PAGE_SIZE, g.end()));
     }
 
     #[test]

@@ -45,7 +45,7 @@
 use core::fmt;
 
 use hvlu_types::canonical::is_lower_half;
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use crate::hypercall::{
     DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, Report, SysInfo, MAX_ERROR_MESSAGE,
@@ -112,21 +112,6 @@ pub struct GuestArray {
     pub addr: u64,
     /// Number of records, within the call's bound.
     pub count: u64,
-}
-
-/// A page-table level, `pin_table`'s second argument;
-/// `TableLevel::from_repr(n)` is the level with number `n`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
-#[repr(u64)]
-pub enum TableLevel {
-    /// Maps pages.
-    L1 = 1,
-    /// Points at L1s.
-    L2 = 2,
-    /// Points at L2s.
-    L3 = 3,
-    /// The root, what `new_baseptr` switches to.
-    L4 = 4,
 }
 
 /// A segment whose base `set_segment_base` sets (its first argument).
@@ -273,8 +258,10 @@ pub enum Call {
     PinTable {
         /// The table.
         mfn: Mfn,
-        /// Its level.
-        level: TableLevel,
+        /// Its level: the second argument is its
+        /// [`number`](Level::number), 1 for L1 … 4 for L4 (L4 being the
+        /// root `new_baseptr` switches to).
+        level: Level,
     },
     /// `unpin_table(mfn)`.
     UnpinTable {
@@ -394,8 +381,7 @@ impl Call {
             Hypercall::MmuUpdate => Call::MmuUpdate { reqs: array },
             Hypercall::PinTable => Call::PinTable {
                 mfn: Mfn(a[0]),
-                level: TableLevel::from_repr(a[1])
-                    .ok_or(DecodeError::TableLevel { level: a[1] })?,
+                level: Level::from_number(a[1]).ok_or(DecodeError::TableLevel { level: a[1] })?,
             },
             Hypercall::UnpinTable => Call::UnpinTable { mfn: Mfn(a[0]) },
             Hypercall::NewBaseptr => Call::NewBaseptr { mfn: Mfn(a[0]) },
@@ -496,7 +482,7 @@ impl Call {
             Call::MmuUpdate { reqs: array }
             | Call::IncreaseReservation { mfns_out: array }
             | Call::DecreaseReservation { mfns: array } => [array.addr, array.count, 0, 0, 0],
-            Call::PinTable { mfn, level } => [mfn.0, level as u64, 0, 0, 0],
+            Call::PinTable { mfn, level } => [mfn.0, u64::from(level.number()), 0, 0, 0],
             Call::UnpinTable { mfn } | Call::NewBaseptr { mfn } => [mfn.0, 0, 0, 0, 0],
             Call::Domctl(op) => {
                 let [a0, a1, a2] = op.encode();

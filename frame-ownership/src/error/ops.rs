@@ -1,9 +1,9 @@
 //! [`OpError`]: why a live operation is refused.
 
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use super::{DomPrefix, OwnerName};
-use crate::page_type::{PageType, PtLevel};
+use crate::page_type::PageType;
 use crate::rules::{EntryError, EntryRef, FrameClass};
 
 /// Why an incremental page-type operation of the live hypervisor
@@ -88,7 +88,7 @@ pub enum OpError {
         /// The table.
         mfn: Mfn,
         /// Its level.
-        level: PtLevel,
+        level: Level,
     },
     /// An unpin names a frame that is not pinned.
     #[error("dom{domain}: {mfn} is not pinned")]
@@ -107,9 +107,9 @@ pub enum OpError {
         /// The table.
         mfn: Mfn,
         /// The level the pin asked for.
-        requested: PtLevel,
+        requested: Level,
         /// The table's level.
-        found: PtLevel,
+        found: Level,
     },
     /// A pin names a data frame that L1 entries map writable: it cannot
     /// become a page table while the guest can write it.
@@ -135,7 +135,7 @@ pub enum OpError {
         /// The table.
         mfn: Mfn,
         /// Its level.
-        level: PtLevel,
+        level: Level,
         /// Its type count.
         type_count: u32,
     },

@@ -1,16 +1,17 @@
 //! Moving references: one frame's, one entry's, a whole table's
 //! ([`TableWalk`]), with the checks every operation starts with.
 
-use hvlu_types::{DomId, Mfn};
+use handover_abi::RunKind;
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use super::lookup::{LiveLookup, PinLookup};
 use super::DomainContext;
 use crate::error::OpError;
 use crate::frame::{frame_at, frame_at_mut, FrameInfo};
 use crate::layout::MachineLayout;
-use crate::page_type::{PageType, PtLevel};
+use crate::page_type::PageType;
 use crate::rules::{
-    check_entry, EntryEffect, EntryError, EntryRef, ENTRIES_PER_TABLE, HV_L4_FIRST_SLOT,
+    check_entry, guest_slots, EntryEffect, EntryError, EntryRef, ENTRIES_PER_TABLE,
 };
 
 /// The frame `mfn`, which `domain` must own.
@@ -96,17 +97,8 @@ pub(super) fn apply(
     }
 }
 
-/// Number of slots of a table of `level` that belong to the guest.
-pub(super) fn guest_slots(level: PtLevel) -> usize {
-    if level == PtLevel::L4 {
-        HV_L4_FIRST_SLOT
-    } else {
-        ENTRIES_PER_TABLE
-    }
-}
-
 /// Where entry `index` of `table` is, for the rules and the errors.
-pub(super) fn entry_ref(domain: DomId, table: Mfn, level: PtLevel, index: usize) -> EntryRef {
+pub(super) fn entry_ref(domain: DomId, table: Mfn, level: Level, index: usize) -> EntryRef {
     EntryRef {
         domain,
         table,
@@ -126,7 +118,7 @@ pub(super) struct TableWalk<'a> {
     /// The table.
     pub(super) table: Mfn,
     /// Its level (for a pin of a data frame, the level pinned at).
-    pub(super) level: PtLevel,
+    pub(super) level: Level,
     /// Its entries.
     pub(super) entries: &'a [u64; ENTRIES_PER_TABLE],
     /// For a pin of a data frame: see it as a table of `level` already.
@@ -143,7 +135,7 @@ impl TableWalk<'_> {
             let lookup = PinLookup {
                 live,
                 candidate: self.table,
-                kind: self.level.run_kind(),
+                kind: RunKind::of_level(self.level),
             };
             check_entry(&lookup, at, value)
         } else {

@@ -1,17 +1,17 @@
 //! The page-table operations: entry updates, pins, unpins, table releases
 //! and CR3 switches (Invariants 13–15, 17).
 
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use super::lookup::LiveLookup;
-use super::refs::{apply, entry_ref, guest_slots, move_ref, owned, page_type_of, Dir, TableWalk};
+use super::refs::{apply, entry_ref, move_ref, owned, page_type_of, Dir, TableWalk};
 use super::{DomainContext, PageTableMemory};
 use crate::error::OpError;
 use crate::frame::{frame_at_mut, FrameInfo};
 use crate::layout::MachineLayout;
-use crate::page_type::{PageType, PtLevel};
+use crate::page_type::PageType;
 use crate::pass::PageTableReader;
-use crate::rules::{check_entry, ENTRIES_PER_TABLE};
+use crate::rules::{check_entry, guest_slots, ENTRIES_PER_TABLE};
 
 /// Writes entry `index` of the page table `table` of `dom` to `new`
 /// (`mmu_update`).
@@ -99,7 +99,7 @@ pub fn pin<R: PageTableReader + ?Sized>(
     mem: &R,
     dom: &DomainContext<'_>,
     mfn: Mfn,
-    level: PtLevel,
+    level: Level,
 ) -> Result<(), OpError> {
     let domain = dom.id;
     let fi = owned(frametable, domain, mfn)?;
@@ -154,9 +154,9 @@ pub fn pin<R: PageTableReader + ?Sized>(
     };
     let fi = frame_at_mut(frametable, mfn).ok_or(OpError::OutOfRange { domain, mfn })?;
     if promoted.is_some() {
-        fi.set_page_type(level.page_type());
+        fi.set_page_type(PageType::of_level(level));
     }
-    if fi.get_ref(Some(level.page_type())).is_err() {
+    if fi.get_ref(Some(PageType::of_level(level))).is_err() {
         if let Some(walk) = promoted {
             fi.set_page_type(PageType::None);
             // Undoing the takes that just succeeded cannot fail.

@@ -22,16 +22,16 @@ mod runs;
 use alloc::vec::Vec;
 
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{DomId, Gpfn, Mfn};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn};
 
 use crate::error::Error;
 use crate::frame::{frame_at_mut as frame_mut, CountError, FrameInfo};
 use crate::layout::{DomainView, MachineLayout};
-use crate::page_type::{PageType, PtLevel};
+use crate::page_type::PageType;
 use crate::pte;
 use crate::rules::{
-    check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup, ENTRIES_PER_TABLE,
-    HV_L4_FIRST_SLOT,
+    check_entry, guest_slots, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup,
+    ENTRIES_PER_TABLE,
 };
 use lookup::Scope;
 use runs::{check_runs, check_table_size, IndexedRun};
@@ -178,7 +178,7 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
         if run.count == 0 {
             continue;
         }
-        match PtLevel::of_run(run.kind) {
+        match run.kind.level() {
             None => claim_data_run(domain, run, frametable, m2p)?,
             Some(level) => {
                 for k in 0..run.count {
@@ -193,7 +193,7 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
                     )?;
                     check_table(&scope, reader, frametable, mfn, level, &mut dr)?;
                 }
-                dr.tables[usize::from(level.number() - 1)] += run.count;
+                dr.tables[level.number() as usize - 1] += run.count;
             }
         }
         dr.frames += run.count;
@@ -206,8 +206,8 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
     for pin in dom.pinned {
         let (mfn, pinned_as) = (dom.pin_of)(pin);
         let found = scope.lookup(frametable).classify(mfn);
-        let typed = match PtLevel::of_run(pinned_as) {
-            Some(level) if found == FrameClass::Own(pinned_as) => level.page_type(),
+        let typed = match pinned_as.level() {
+            Some(level) if found == FrameClass::Own(pinned_as) => PageType::of_level(level),
             _ => {
                 return Err(Error::BadPin {
                     domain,
@@ -315,17 +315,13 @@ fn check_table<R: PageTableReader + ?Sized>(
     reader: &R,
     frametable: &mut [FrameInfo],
     mfn: Mfn,
-    level: PtLevel,
+    level: Level,
     dr: &mut DomainReport,
 ) -> Result<(), Error> {
     let entries = reader.read_table(mfn);
     let domain = scope.domain;
     let (mut checked, mut mmio, mut writable) = (0u64, 0u64, 0u64);
-    let limit = if level == PtLevel::L4 {
-        HV_L4_FIRST_SLOT
-    } else {
-        ENTRIES_PER_TABLE
-    };
+    let limit = guest_slots(level);
     // Hypervisor slots (Invariant 7) and non-present entries (Invariant 6)
     // are skipped here without a call, exactly as `check_entry` would skip
     // them.

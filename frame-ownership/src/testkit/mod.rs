@@ -20,15 +20,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{DomId, Mfn, MfnRange};
+use hvlu_types::{pte::Level, DomId, Mfn, MfnRange};
 
 pub use memory::SimMemory;
 pub use random::random_machine;
 pub use synthetic::synthetic_machine;
 
-use crate::{
-    rebuild, DomainView, Error, FrameInfo, MachineLayout, PassReport, PtLevel, M2P_INVALID,
-};
+use crate::{rebuild, DomainView, Error, FrameInfo, MachineLayout, PassReport, M2P_INVALID};
 
 /// One simulated domain: the handover-state view of it plus what the
 /// builder knows about its tables.
@@ -45,7 +43,7 @@ pub struct SimDomain {
     /// The CR3 of each vCPU.
     pub vcpu_cr3: Vec<Mfn>,
     /// Every page-table frame, with its level.
-    pub tables: Vec<(Mfn, PtLevel)>,
+    pub tables: Vec<(Mfn, Level)>,
     /// Every data frame.
     pub data: Vec<Mfn>,
 }
@@ -63,7 +61,7 @@ impl SimDomain {
     }
 
     /// The tables of `level`.
-    pub fn tables_of(&self, level: PtLevel) -> impl Iterator<Item = Mfn> + '_ {
+    pub fn tables_of(&self, level: Level) -> impl Iterator<Item = Mfn> + '_ {
         self.tables
             .iter()
             .filter(move |t| t.1 == level)

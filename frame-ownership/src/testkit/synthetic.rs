@@ -5,15 +5,15 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange};
 
 use super::{Machine, SimDomain, SimMemory};
 use crate::pte::{self, Pte};
-use crate::rules::{PtLevel, ENTRIES_PER_TABLE};
+use crate::rules::ENTRIES_PER_TABLE;
 
 /// Frames below this are hv-reserved in a synthetic machine.
 const RESERVED: u64 = 256;
-/// Size of the live-update region of a synthetic machine.
+/// Size of the live-update region of a synthetic machine, in frames.
 const REGION: u64 = 4096;
 /// Data runs are cut into runs of at most this many frames.
 const DATA_RUN: u64 = 1 << 18;
@@ -135,10 +135,10 @@ fn build(memory: &mut SimMemory, id: DomId, base: Mfn, n: u64) -> SimDomain {
 
     let mut table_list = Vec::with_capacity(tables as usize);
     for (first, count, level) in [
-        (l1_base, l1, PtLevel::L1),
-        (l2_base, l2, PtLevel::L2),
-        (l3_base, l3, PtLevel::L3),
-        (l4.0, 1, PtLevel::L4),
+        (l1_base, l1, Level::L1),
+        (l2_base, l2, Level::L2),
+        (l3_base, l3, Level::L3),
+        (l4.0, 1, Level::L4),
     ] {
         table_list.extend((first..first + count).map(|m| (Mfn(m), level)));
     }

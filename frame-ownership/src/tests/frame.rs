@@ -1,7 +1,7 @@
 //! The frametable entry, its counting primitives, the PTE format.
 
 use handover_abi::RunKind;
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use crate::pte::{self, Pte};
 use crate::{CountError, FrameFlags, FrameInfo, PageType};
@@ -50,6 +50,21 @@ fn page_type_bytes_are_stable() {
     for b in 6..=255 {
         assert_eq!(PageType::from_repr(b), None);
     }
+}
+
+#[test]
+fn a_level_ties_a_table_type_to_its_run_kind() {
+    for level in Level::ALL {
+        let t = PageType::of_level(level);
+        assert_eq!(t.level(), Some(level));
+        assert_eq!(t.to_string(), level.to_string());
+        assert_eq!(t.run_kind(), RunKind::of_level(level));
+        assert_eq!(PageType::of_run(RunKind::of_level(level)), t);
+    }
+    for data in [PageType::None, PageType::Writable] {
+        assert_eq!((data.level(), data.run_kind()), (None, RunKind::Data));
+    }
+    assert_eq!(PageType::of_run(RunKind::Data), PageType::None);
 }
 
 #[test]

@@ -3,14 +3,14 @@
 use std::string::ToString;
 
 use handover_abi::RunKind;
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use super::rules::at;
-use crate::{EntryError, Error, FrameClass, OpError, PageType, PtLevel};
+use crate::{EntryError, Error, FrameClass, OpError, PageType};
 
 #[test]
 fn every_error_message_is_specific() {
-    let at1 = at(PtLevel::L1, 5);
+    let at1 = at(Level::L1, 5);
     let errors = [
         Error::Unsorted {
             list: crate::RangeList::Mmio(DomId(4)),
@@ -61,7 +61,7 @@ fn every_error_message_is_specific() {
             },
         },
         Error::Entry {
-            at: at(PtLevel::L2, 5),
+            at: at(Level::L2, 5),
             source: EntryError::TypeMismatch {
                 target: Mfn(0xabc),
                 expected: RunKind::L1,
@@ -80,7 +80,7 @@ fn every_error_message_is_specific() {
             source: EntryError::MmioNotPermitted { target: Mfn(0xabc) },
         },
         Error::Entry {
-            at: at(PtLevel::L2, 5),
+            at: at(Level::L2, 5),
             source: EntryError::Superpage {
                 entry: 0x8000_0000_00ab_c081,
             },

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use handover_abi::RunKind;
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use crate::pte::{self, Pte};
 use crate::rules::{check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup};
-use crate::{PageType, PtLevel};
+use crate::PageType;
 
 /// A hand-made lookup: frames by class.
 struct MapLookup(BTreeMap<u64, FrameClass>);
@@ -51,7 +51,7 @@ fn lookup() -> MapLookup {
     )
 }
 
-pub(super) fn at(level: PtLevel, index: u16) -> EntryRef {
+pub(super) fn at(level: Level, index: u16) -> EntryRef {
     EntryRef {
         domain: DomId(1),
         table: Mfn(100),
@@ -69,7 +69,7 @@ const RW: u64 = pte::WRITABLE;
 
 #[test]
 fn rule_non_present_entries_count_nothing() {
-    for level in [PtLevel::L1, PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+    for level in Level::ALL {
         for v in [0, !P, e(OTHER, RW | pte::HUGE)] {
             assert_eq!(
                 check_entry(&lookup(), at(level, 0), v),
@@ -83,28 +83,28 @@ fn rule_non_present_entries_count_nothing() {
 fn rule_hv_slots_are_skipped() {
     for i in [256u16, 300, 511] {
         assert_eq!(
-            check_entry(&lookup(), at(PtLevel::L4, i), u64::MAX),
+            check_entry(&lookup(), at(Level::L4, i), u64::MAX),
             Ok(EntryEffect::HvSlot)
         );
     }
     // Slot 255 is the guest's.
-    assert!(check_entry(&lookup(), at(PtLevel::L4, 255), e(OTHER, P)).is_err());
+    assert!(check_entry(&lookup(), at(Level::L4, 255), e(OTHER, P)).is_err());
     // Only L4s have hypervisor slots.
-    assert!(check_entry(&lookup(), at(PtLevel::L3, 300), e(OTHER, P)).is_err());
+    assert!(check_entry(&lookup(), at(Level::L3, 300), e(OTHER, P)).is_err());
 }
 
 #[test]
 fn rule_l1_data_mappings() {
     let l = lookup();
     assert_eq!(
-        check_entry(&l, at(PtLevel::L1, 0), e(DATA, P)),
+        check_entry(&l, at(Level::L1, 0), e(DATA, P)),
         Ok(EntryEffect::Frame {
             target: Mfn(DATA),
             typed: None
         })
     );
     assert_eq!(
-        check_entry(&l, at(PtLevel::L1, 0), e(DATA, P | RW | pte::HUGE)),
+        check_entry(&l, at(Level::L1, 0), e(DATA, P | RW | pte::HUGE)),
         Ok(EntryEffect::Frame {
             target: Mfn(DATA),
             typed: Some(PageType::Writable)
@@ -122,14 +122,14 @@ fn rule_l1_read_only_table_mappings() {
         (L4T, RunKind::L4),
     ] {
         assert_eq!(
-            check_entry(&l, at(PtLevel::L1, 0), e(t, P)),
+            check_entry(&l, at(Level::L1, 0), e(t, P)),
             Ok(EntryEffect::Frame {
                 target: Mfn(t),
                 typed: None
             })
         );
         assert_eq!(
-            check_entry(&l, at(PtLevel::L1, 7), e(t, P | RW)),
+            check_entry(&l, at(Level::L1, 7), e(t, P | RW)),
             Err(EntryError::WritablePageTable {
                 target: Mfn(t),
                 kind
@@ -142,15 +142,15 @@ fn rule_l1_read_only_table_mappings() {
 fn rule_mmio() {
     let l = lookup();
     assert_eq!(
-        check_entry(&l, at(PtLevel::L1, 0), e(MMIO, P | RW)),
+        check_entry(&l, at(Level::L1, 0), e(MMIO, P | RW)),
         Ok(EntryEffect::Mmio(Mfn(MMIO)))
     );
     assert_eq!(
-        check_entry(&l, at(PtLevel::L1, 0), e(999, P)),
+        check_entry(&l, at(Level::L1, 0), e(999, P)),
         Err(EntryError::MmioNotPermitted { target: Mfn(999) })
     );
     assert_eq!(
-        check_entry(&l, at(PtLevel::L2, 0), e(MMIO, P)),
+        check_entry(&l, at(Level::L2, 0), e(MMIO, P)),
         Err(EntryError::MmioNotPermitted { target: Mfn(MMIO) })
     );
 }
@@ -158,7 +158,7 @@ fn rule_mmio() {
 #[test]
 fn rule_foreign_targets() {
     let l = lookup();
-    for level in [PtLevel::L1, PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+    for level in Level::ALL {
         for (t, found) in [
             (OTHER, FrameClass::OtherDomain(DomId(9))),
             (FREE, FrameClass::Unowned),
@@ -186,17 +186,17 @@ fn rule_upper_levels_point_one_level_down() {
         (L3T, RunKind::L3),
         (L4T, RunKind::L4),
     ];
-    for level in [PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+    for level in [Level::L2, Level::L3, Level::L4] {
         let want = level.below().unwrap();
         for (t, kind) in tables {
             for flags in [P, P | RW] {
                 let got = check_entry(&l, at(level, 3), e(t, flags));
-                if kind == want.run_kind() {
+                if kind == RunKind::of_level(want) {
                     assert_eq!(
                         got,
                         Ok(EntryEffect::Frame {
                             target: Mfn(t),
-                            typed: Some(want.page_type())
+                            typed: Some(PageType::of_level(want))
                         })
                     );
                 } else {
@@ -204,7 +204,7 @@ fn rule_upper_levels_point_one_level_down() {
                         got,
                         Err(EntryError::TypeMismatch {
                             target: Mfn(t),
-                            expected: want.run_kind(),
+                            expected: RunKind::of_level(want),
                             found: kind
                         })
                     );
@@ -217,7 +217,7 @@ fn rule_upper_levels_point_one_level_down() {
 #[test]
 fn rule_superpages_refused_above_l1() {
     let l = lookup();
-    for (level, t) in [(PtLevel::L2, L1T), (PtLevel::L3, L2T), (PtLevel::L4, L3T)] {
+    for (level, t) in [(Level::L2, L1T), (Level::L3, L2T), (Level::L4, L3T)] {
         let v = e(t, P | pte::HUGE);
         assert_eq!(
             check_entry(&l, at(level, 0), v),

@@ -4,11 +4,10 @@
 
 use frame_ownership::pte;
 use frame_ownership::{
-    collect_domains, domain_runs, FrameFlags, FrameInfo, OwnedDomain, PageType, PtLevel,
-    M2P_INVALID,
+    collect_domains, domain_runs, FrameFlags, FrameInfo, OwnedDomain, PageType, M2P_INVALID,
 };
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{DomId, Gpfn, Mfn};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn};
 
 use crate::equivalence::assert_rebuild_matches;
 use crate::tiny::{entry, Tiny, D1, D2, D2_L1, L1, L2, L3, L4, RO, RW};
@@ -99,7 +98,7 @@ fn pin_validates_a_data_frame_as_the_pass_would() {
     t.mem.table_mut(Mfn(7))[1] = entry(Mfn(8), RW);
     t.mem.table_mut(Mfn(7))[2] = entry(Mfn(71), RW);
     t.mem.table_mut(Mfn(7))[3] = !pte::PRESENT;
-    t.pin(D1, Mfn(7), PtLevel::L1).unwrap();
+    t.pin(D1, Mfn(7), Level::L1).unwrap();
     // The allocation, its own mapping, the pin.
     assert_eq!(t.frame(Mfn(7)), info(D1, PageType::L1, 1, 3, true));
     assert_eq!(t.frame(Mfn(8)), info(D1, PageType::Writable, 1, 2, false));
@@ -107,7 +106,7 @@ fn pin_validates_a_data_frame_as_the_pass_would() {
     // Pinning a typed table only adds the pin.
     t.unpin(D1, Mfn(7)).unwrap();
     assert_eq!(t.frame(Mfn(7)), info(D1, PageType::L1, 0, 2, false));
-    t.pin(D1, Mfn(7), PtLevel::L1).unwrap();
+    t.pin(D1, Mfn(7), Level::L1).unwrap();
     assert_eq!(t.frame(Mfn(7)), info(D1, PageType::L1, 1, 3, true));
     rebuilds(&t, &[L4]);
 }
@@ -148,7 +147,7 @@ fn cr3_switch_moves_one_typed_reference() {
     let mut t = Tiny::with_trees();
     t.claim(D1, Mfn(30), Gpfn(30)).unwrap();
     t.mem.table_mut(Mfn(30))[0] = entry(L3, RW);
-    t.pin(D1, Mfn(30), PtLevel::L4).unwrap();
+    t.pin(D1, Mfn(30), Level::L4).unwrap();
     t.unpin(D1, Mfn(30)).unwrap();
     assert_eq!(t.frame(L3), info(D1, PageType::L3, 2, 3, false));
     t.cr3(D1, Mfn(30), Some(L4)).unwrap();

@@ -22,14 +22,15 @@
 use std::collections::BTreeMap;
 
 use frame_ownership::pte::{self, Pte};
+use frame_ownership::rules::guest_slots;
 use frame_ownership::testkit::{random_machine, SimMemory};
 use frame_ownership::{
     collect_domains, domain_runs, frametable_digest, free_ranges, ops, owned_digest, p2m_domain,
     rebuild, DomainContext, DomainView, FrameInfo, MachineLayout, OpError, OwnedDomain,
-    PageTableMemory, PageTableReader, PageType, PtLevel, M2P_INVALID,
+    PageTableMemory, PageTableReader, PageType, M2P_INVALID,
 };
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -214,7 +215,7 @@ enum Op {
     Pin {
         d: usize,
         mfn: Mfn,
-        level: PtLevel,
+        level: Level,
     },
     Unpin {
         d: usize,
@@ -438,9 +439,9 @@ impl World {
         r
     }
 
-    fn own_table(&mut self, d: usize, level: Option<PtLevel>) -> Option<Mfn> {
+    fn own_table(&mut self, d: usize, level: Option<Level>) -> Option<Mfn> {
         self.own_where(d, |f| match level {
-            Some(l) => f.page_type() == Some(l.page_type()),
+            Some(l) => f.page_type() == Some(PageType::of_level(l)),
             None => f.page_type().and_then(PageType::level).is_some(),
         })
     }
@@ -529,7 +530,7 @@ impl World {
 
     /// A value for entry of a table of `level` at frame `table`: mostly
     /// valid, sometimes not.
-    fn value(&mut self, d: usize, level: PtLevel, table: Mfn) -> u64 {
+    fn value(&mut self, d: usize, level: Level, table: Mfn) -> u64 {
         let r = self.rng.random_range(0..100);
         if r < 10 {
             return 0;
@@ -572,15 +573,15 @@ impl World {
         }
     }
 
-    fn random_level(&mut self) -> PtLevel {
-        [PtLevel::L1, PtLevel::L2, PtLevel::L3, PtLevel::L4][self.rng.random_range(0..4)]
+    fn random_level(&mut self) -> Level {
+        Level::ALL[self.rng.random_range(0..4)]
     }
 
-    fn index_for(&mut self, level: Option<PtLevel>) -> usize {
+    fn index_for(&mut self, level: Option<Level>) -> usize {
         match self.rng.random_range(0..100) {
             0..4 => self.rng.random_range(256..512),
             4..7 => self.rng.random_range(512..1024),
-            _ if level == Some(PtLevel::L4) => self.rng.random_range(0..256),
+            _ if level == Some(Level::L4) => self.rng.random_range(0..256),
             // Most entries in a few slots, so that updates often replace
             // a present entry.
             7..60 => self.rng.random_range(0..8),
@@ -610,7 +611,7 @@ impl World {
                 }
                 .unwrap_or_else(|| self.foreign(d));
                 let level = self.fi(table).and_then(|f| f.page_type()?.level());
-                let slots = level.map_or(0, |l| if l == PtLevel::L4 { 256 } else { 512 });
+                let slots = level.map_or(0, guest_slots);
                 let present: Vec<usize> = (0..slots)
                     .filter(|&i| self.mem.read_table(table)[i] & pte::PRESENT != 0)
                     .collect();
@@ -696,7 +697,7 @@ impl World {
             74..80 => {
                 let vcpu = self.rng.random_range(0..self.doms[d].cr3.len());
                 let new = if self.rng.random_bool(0.8) {
-                    self.own_table(d, Some(PtLevel::L4))
+                    self.own_table(d, Some(Level::L4))
                 } else {
                     self.own_any(d)
                 }

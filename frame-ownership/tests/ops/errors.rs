@@ -6,14 +6,14 @@
 use frame_ownership::pte;
 use frame_ownership::{
     collect_domains, DomainContext, EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo,
-    OpError, PageType, PtLevel, RangeList,
+    OpError, PageType, RangeList,
 };
 use handover_abi::RunKind;
-use hvlu_types::{Gpfn, Mfn, MfnRange};
+use hvlu_types::{pte::Level, Gpfn, Mfn, MfnRange};
 
 use crate::tiny::{entry, Tiny, D1, D2, D2_L1, L1, L2, L3, L4, RO, RW};
 
-fn at(table: Mfn, level: PtLevel, index: u16) -> EntryRef {
+fn at(table: Mfn, level: Level, index: u16) -> EntryRef {
     EntryRef {
         domain: D1,
         table,
@@ -32,7 +32,7 @@ fn frame_beyond_the_frametable() {
     t.refused(want, &["dom1", "0x1000"], |t| {
         t.update(D1, Mfn(0x1000), 0, 0)
     });
-    t.refused(want, &[], |t| t.pin(D1, Mfn(0x1000), PtLevel::L1));
+    t.refused(want, &[], |t| t.pin(D1, Mfn(0x1000), Level::L1));
     t.refused(want, &[], |t| t.claim(D1, Mfn(0x1000), Gpfn(1)));
     // Non-RAM frames below the end of the table are unowned, not out of range.
     let want = OpError::OutOfRange {
@@ -61,7 +61,7 @@ fn frame_of_another_domain_or_of_nobody() {
         owner: None,
     };
     t.refused(want, &["dom1", "0x28", "no domain"], |t| {
-        t.pin(D1, Mfn(40), PtLevel::L1)
+        t.pin(D1, Mfn(40), Level::L1)
     });
     t.refused(want, &[], |t| t.release_data(D1, Mfn(40)));
 }
@@ -177,9 +177,9 @@ fn entry_that_breaks_a_type_rule() {
         ),
     ];
     let level = |table| match table {
-        L1 => PtLevel::L1,
-        L2 => PtLevel::L2,
-        _ => PtLevel::L3,
+        L1 => Level::L1,
+        L2 => Level::L2,
+        _ => Level::L3,
     };
     for (table, value, source) in cases {
         let want = OpError::Entry {
@@ -196,7 +196,7 @@ fn entry_that_breaks_a_type_rule() {
     // references.
     t.refused(
         OpError::Entry {
-            at: at(L1, PtLevel::L1, 0),
+            at: at(L1, Level::L1, 0),
             source: EntryError::WritablePageTable {
                 target: L1,
                 kind: RunKind::L1,
@@ -214,39 +214,39 @@ fn pin_of_a_frame_whose_entries_break_a_type_rule() {
     // guest write its own page table.
     t.mem.table_mut(Mfn(7))[3] = entry(Mfn(7), RW);
     let want = OpError::Entry {
-        at: at(Mfn(7), PtLevel::L1, 3),
+        at: at(Mfn(7), Level::L1, 3),
         source: EntryError::WritablePageTable {
             target: Mfn(7),
             kind: RunKind::L1,
         },
     };
-    t.refused(want, &["dom1", "0x7"], |t| t.pin(D1, Mfn(7), PtLevel::L1));
+    t.refused(want, &["dom1", "0x7"], |t| t.pin(D1, Mfn(7), Level::L1));
     // An entry that is fine for one level and wrong for another; valid
     // entries before the bad one take nothing.
     t.mem.table_mut(Mfn(7))[3] = entry(L1, RW);
     t.mem.table_mut(Mfn(7))[4] = entry(L3, RW);
     let want = OpError::Entry {
-        at: at(Mfn(7), PtLevel::L2, 4),
+        at: at(Mfn(7), Level::L2, 4),
         source: EntryError::TypeMismatch {
             target: L3,
             expected: RunKind::L1,
             found: RunKind::L3,
         },
     };
-    t.refused(want, &["0x7", "0xc"], |t| t.pin(D1, Mfn(7), PtLevel::L2));
+    t.refused(want, &["0x7", "0xc"], |t| t.pin(D1, Mfn(7), Level::L2));
     // A table's reference to itself is refused as the pass refuses it: the
     // frame being pinned already counts as a table of the pinned level.
     t.mem.table_mut(Mfn(7))[3] = 0;
     t.mem.table_mut(Mfn(7))[4] = entry(Mfn(7), RW);
     let want = OpError::Entry {
-        at: at(Mfn(7), PtLevel::L4, 4),
+        at: at(Mfn(7), Level::L4, 4),
         source: EntryError::TypeMismatch {
             target: Mfn(7),
             expected: RunKind::L3,
             found: RunKind::L4,
         },
     };
-    t.refused(want, &["0x7"], |t| t.pin(D1, Mfn(7), PtLevel::L4));
+    t.refused(want, &["0x7"], |t| t.pin(D1, Mfn(7), Level::L4));
 }
 
 #[test]
@@ -255,13 +255,13 @@ fn pin_or_release_of_a_pinned_table() {
     let want = OpError::Pinned {
         domain: D1,
         mfn: L4,
-        level: PtLevel::L4,
+        level: Level::L4,
     };
     t.refused(want, &["dom1", "0xd", "pinned as L4"], |t| {
-        t.pin(D1, L4, PtLevel::L4)
+        t.pin(D1, L4, Level::L4)
     });
     // Even at another level: it is pinned first of all.
-    t.refused(want, &[], |t| t.pin(D1, L4, PtLevel::L1));
+    t.refused(want, &[], |t| t.pin(D1, L4, Level::L1));
     t.refused(want, &[], |t| t.release_table(D1, L4));
 }
 
@@ -280,11 +280,11 @@ fn pin_at_another_level_than_the_tables() {
     let want = OpError::LevelMismatch {
         domain: D1,
         mfn: L1,
-        requested: PtLevel::L2,
-        found: PtLevel::L1,
+        requested: Level::L2,
+        found: Level::L1,
     };
     t.refused(want, &["dom1", "0xa", "L2", "L1"], |t| {
-        t.pin(D1, L1, PtLevel::L2)
+        t.pin(D1, L1, Level::L2)
     });
 }
 
@@ -298,7 +298,7 @@ fn pin_of_writable_data() {
         mappings: 2,
     };
     t.refused(want, &["dom1", "0x4", "2 L1 entries"], |t| {
-        t.pin(D1, Mfn(4), PtLevel::L1)
+        t.pin(D1, Mfn(4), Level::L1)
     });
 }
 
@@ -308,7 +308,7 @@ fn release_of_a_table_still_referenced() {
     let want = OpError::TableInUse {
         domain: D1,
         mfn: L2,
-        level: PtLevel::L2,
+        level: Level::L2,
         type_count: 1,
     };
     t.refused(want, &["dom1", "0xb", "1 entries"], |t| {
@@ -483,10 +483,10 @@ fn reference_count_full() {
     t.mem.table_mut(Mfn(8))[0] = entry(Mfn(5), RW);
     t.mem.table_mut(Mfn(8))[1] = entry(Mfn(9), RO);
     t.mem.table_mut(Mfn(8))[2] = entry(Mfn(6), RO);
-    t.refused(want, &[], |t| t.pin(D1, Mfn(8), PtLevel::L1));
+    t.refused(want, &[], |t| t.pin(D1, Mfn(8), Level::L1));
     // The pin's own reference.
     t.ft[6] = FrameInfo::new(Some(D1), PageType::L1, 0, u32::MAX, FrameFlags::EMPTY);
-    t.refused(want, &[], |t| t.pin(D1, Mfn(6), PtLevel::L1));
+    t.refused(want, &[], |t| t.pin(D1, Mfn(6), Level::L1));
 }
 
 #[test]
@@ -494,7 +494,7 @@ fn entry_already_in_a_table_breaks_the_rules() {
     let mut t = Tiny::with_trees();
     // Written behind the frametable's back: a mapping of dom2's frame.
     t.mem.table_mut(L1)[5] = entry(Mfn(22), RW);
-    let stale = at(L1, PtLevel::L1, 5);
+    let stale = at(L1, Level::L1, 5);
     let want = OpError::StaleEntry {
         at: stale,
         source: EntryError::ForeignTarget {
@@ -531,7 +531,7 @@ fn frametable_entry_out_of_its_legal_range() {
         mfn: Mfn(6),
         what: "a data frame of type none has a type count or the pinned flag",
     };
-    t.refused(want, &["0x6"], |t| t.pin(D1, Mfn(6), PtLevel::L1));
+    t.refused(want, &["0x6"], |t| t.pin(D1, Mfn(6), Level::L1));
     // A pinned table whose counts do not hold the pin.
     t.ft[6] = FrameInfo::new(Some(D1), PageType::L1, 0, 1, FrameFlags::PINNED);
     let want = OpError::Corrupt {

@@ -16,9 +16,9 @@
 use frame_ownership::pte::{self, Pte};
 use frame_ownership::testkit::SimMemory;
 use frame_ownership::{
-    ops, DomainContext, FrameInfo, MachineLayout, OpError, PageTableReader, PtLevel, M2P_INVALID,
+    ops, DomainContext, FrameInfo, MachineLayout, OpError, PageTableReader, M2P_INVALID,
 };
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange};
 
 pub const D1: DomId = DomId(1);
 pub const D2: DomId = DomId(2);
@@ -80,18 +80,18 @@ impl Tiny {
         }
         // Bottom-up, both ways a guest may do it: pin an empty table and
         // fill it, or fill a data frame and pin it.
-        t.pin(D1, L1, PtLevel::L1).unwrap();
+        t.pin(D1, L1, Level::L1).unwrap();
         t.update(D1, L1, 0, entry(Mfn(4), RW)).unwrap();
         t.update(D1, L1, 1, entry(Mfn(5), RO)).unwrap();
         t.update(D1, L1, 2, entry(L2, RO)).unwrap();
         t.update(D1, L1, 3, entry(Mfn(70), RW)).unwrap();
         t.mem.table_mut(L2)[7] = entry(L1, RW);
-        t.pin(D1, L2, PtLevel::L2).unwrap();
+        t.pin(D1, L2, Level::L2).unwrap();
         t.mem.table_mut(L3)[0] = entry(L2, RW);
-        t.pin(D1, L3, PtLevel::L3).unwrap();
+        t.pin(D1, L3, Level::L3).unwrap();
         t.mem.table_mut(L4)[1] = entry(L3, RW);
         t.mem.table_mut(L4)[300] = u64::MAX; // hypervisor slot: never looked at
-        t.pin(D1, L4, PtLevel::L4).unwrap();
+        t.pin(D1, L4, Level::L4).unwrap();
         // Only the root stays pinned; the parents keep the others typed.
         for m in [L1, L2, L3] {
             t.unpin(D1, m).unwrap();
@@ -101,7 +101,7 @@ impl Tiny {
         for m in 20..24 {
             t.claim(D2, Mfn(m), Gpfn(100 + m)).unwrap();
         }
-        t.pin(D2, D2_L1, PtLevel::L1).unwrap();
+        t.pin(D2, D2_L1, Level::L1).unwrap();
         t.update(D2, D2_L1, 0, entry(Mfn(21), RW)).unwrap();
         t
     }
@@ -135,7 +135,7 @@ impl Tiny {
         )
     }
 
-    pub fn pin(&mut self, d: DomId, m: Mfn, level: PtLevel) -> Result<(), OpError> {
+    pub fn pin(&mut self, d: DomId, m: Mfn, level: Level) -> Result<(), OpError> {
         let layout = MachineLayout::new(&self.ram, self.region, &self.reserved).unwrap();
         let mmio = if d == D1 { &self.mmio1 } else { &self.mmio2 };
         let dom = DomainContext::new(d, mmio).unwrap();

@@ -3,13 +3,14 @@
 //! (variant and every field), with a message that names the frame.
 
 use frame_ownership::pte::{self, Pte};
+use frame_ownership::rules::guest_slots;
 use frame_ownership::testkit::{random_machine, Machine};
 use frame_ownership::{
-    EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo, PageType, PtLevel, RangeList,
+    EntryError, EntryRef, Error, FrameClass, FrameFlags, FrameInfo, PageType, RangeList,
     M2P_INVALID,
 };
 use handover_abi::RunKind;
-use hvlu_types::{Gpfn, Mfn};
+use hvlu_types::{pte::Level, Gpfn, Mfn};
 
 /// The first valid 4-domain machine (by seed) for which `pick` finds what a
 /// test needs.
@@ -56,12 +57,11 @@ fn hex(mfn: Mfn) -> String {
 
 /// Present lower-half entries of domain `d`'s tables of `level`:
 /// (table, index, value).
-fn entries(m: &Machine, d: usize, level: PtLevel) -> Vec<(Mfn, usize, u64)> {
+fn entries(m: &Machine, d: usize, level: Level) -> Vec<(Mfn, usize, u64)> {
     let mut out = Vec::new();
     for t in m.domains[d].tables_of(level) {
         let table = m.memory.table(t).expect("table frame backed");
-        let slots = if level == PtLevel::L4 { 256 } else { 512 };
-        for (i, &e) in table[..slots].iter().enumerate() {
+        for (i, &e) in table[..guest_slots(level)].iter().enumerate() {
             if e & pte::PRESENT != 0 {
                 out.push((t, i, e));
             }
@@ -75,7 +75,7 @@ fn entries(m: &Machine, d: usize, level: PtLevel) -> Vec<(Mfn, usize, u64)> {
 fn find_entry(
     m: &Machine,
     d: usize,
-    level: PtLevel,
+    level: Level,
     pred: impl Fn(u64, Option<(usize, RunKind)>) -> bool,
 ) -> Option<(Mfn, usize, u64)> {
     entries(m, d, level)
@@ -91,7 +91,7 @@ fn with_target(entry: u64, target: Mfn) -> u64 {
     (entry & !pte::ADDR_MASK) | Pte::new(target, 0).0
 }
 
-fn at(m: &Machine, d: usize, table: Mfn, level: PtLevel, index: usize) -> EntryRef {
+fn at(m: &Machine, d: usize, table: Mfn, level: Level, index: usize) -> EntryRef {
     EntryRef {
         domain: m.domains[d].id,
         table,
@@ -101,7 +101,7 @@ fn at(m: &Machine, d: usize, table: Mfn, level: PtLevel, index: usize) -> EntryR
 }
 
 fn data_entry(m: &Machine, d: usize) -> Option<(Mfn, usize, u64)> {
-    find_entry(m, d, PtLevel::L1, |_, o| o == Some((d, RunKind::Data)))
+    find_entry(m, d, Level::L1, |_, o| o == Some((d, RunKind::Data)))
 }
 
 // ---------------------------------------------------------------- layout
@@ -348,7 +348,7 @@ fn entry_points_at_another_domains_frame() {
     let target = m.domains[0].data[0];
     set_entry(&mut m, table, index, with_target(e, target));
     let want = Error::Entry {
-        at: at(&m, 1, table, PtLevel::L1, index),
+        at: at(&m, 1, table, Level::L1, index),
         source: EntryError::ForeignTarget {
             target,
             found: FrameClass::OtherDomain(m.domains[0].id),
@@ -365,7 +365,7 @@ fn entry_points_at_a_later_domains_frame() {
     let target = m.domains[1].data[0];
     set_entry(&mut m, table, index, with_target(e, target));
     let want = Error::Entry {
-        at: at(&m, 0, table, PtLevel::L1, index),
+        at: at(&m, 0, table, Level::L1, index),
         source: EntryError::ForeignTarget {
             target,
             found: FrameClass::Unowned,
@@ -391,7 +391,7 @@ fn entry_points_at_free_region_and_reserved_frames() {
         let mut m = seed_machine();
         set_entry(&mut m, table, index, with_target(e, target));
         let want = Error::Entry {
-            at: at(&m, 0, table, PtLevel::L1, index),
+            at: at(&m, 0, table, Level::L1, index),
             source: EntryError::ForeignTarget { target, found },
         };
         expect(&m, want, &hex(target));
@@ -402,24 +402,21 @@ fn entry_points_at_free_region_and_reserved_frames() {
 fn upper_entry_type_mismatch() {
     // L2 entry -> a data frame; L3 entry -> an L1; L4 entry -> an L4.
     for (level, to) in [
-        (PtLevel::L2, RunKind::Data),
-        (PtLevel::L3, RunKind::L1),
-        (PtLevel::L4, RunKind::L4),
+        (Level::L2, RunKind::Data),
+        (Level::L3, RunKind::L1),
+        (Level::L4, RunKind::L4),
     ] {
         let (mut m, (table, index, e)) = machine_with(|m| find_entry(m, 0, level, |_, _| true));
         let target = match to {
             RunKind::Data => m.domains[0].data[0],
-            _ => m.domains[0]
-                .tables_of(PtLevel::of_run(to).unwrap())
-                .next()
-                .unwrap(),
+            _ => m.domains[0].tables_of(to.level().unwrap()).next().unwrap(),
         };
         set_entry(&mut m, table, index, with_target(e, target));
         let want = Error::Entry {
             at: at(&m, 0, table, level, index),
             source: EntryError::TypeMismatch {
                 target,
-                expected: level.below().unwrap().run_kind(),
+                expected: RunKind::of_level(level.below().unwrap()),
                 found: to,
             },
         };
@@ -456,7 +453,7 @@ fn upper_entry_pointing_at_a_table_not_yet_written() {
     assert_eq!(
         run(&m),
         Error::Entry {
-            at: at(&m, 0, table, PtLevel::L2, index),
+            at: at(&m, 0, table, Level::L2, index),
             source: EntryError::TypeMismatch {
                 target,
                 expected: RunKind::L1,
@@ -472,7 +469,7 @@ fn writable_mapping_of_a_page_table() {
         find_entry(
             m,
             0,
-            PtLevel::L1,
+            Level::L1,
             |_, o| matches!(o, Some((0, k)) if k != RunKind::Data),
         )
     });
@@ -482,7 +479,7 @@ fn writable_mapping_of_a_page_table() {
     expect(
         &m,
         Error::Entry {
-            at: at(&m, 0, table, PtLevel::L1, index),
+            at: at(&m, 0, table, Level::L1, index),
             source: EntryError::WritablePageTable { target, kind },
         },
         "writable",
@@ -497,7 +494,7 @@ fn mmio_outside_the_permitted_ranges() {
     expect(
         &m,
         Error::Entry {
-            at: at(&m, 0, table, PtLevel::L1, index),
+            at: at(&m, 0, table, Level::L1, index),
             source: EntryError::MmioNotPermitted { target: far },
         },
         "only inside the domain's MMIO ranges",
@@ -516,7 +513,7 @@ fn mmio_outside_the_permitted_ranges() {
     assert_eq!(
         run(&m),
         Error::Entry {
-            at: at(&m, 0, table, PtLevel::L1, index),
+            at: at(&m, 0, table, Level::L1, index),
             source: EntryError::MmioNotPermitted { target: dev.start }
         }
     );
@@ -526,7 +523,7 @@ fn mmio_outside_the_permitted_ranges() {
 fn mmio_in_an_upper_entry() {
     let (mut m, ((table, index, e), dev)) = machine_with(|m| {
         Some((
-            find_entry(m, 0, PtLevel::L2, |_, _| true)?,
+            find_entry(m, 0, Level::L2, |_, _| true)?,
             *m.domains[0].mmio.first()?,
         ))
     });
@@ -534,7 +531,7 @@ fn mmio_in_an_upper_entry() {
     expect(
         &m,
         Error::Entry {
-            at: at(&m, 0, table, PtLevel::L2, index),
+            at: at(&m, 0, table, Level::L2, index),
             source: EntryError::MmioNotPermitted { target: dev.start },
         },
         "only L1 entries may map MMIO",
@@ -543,7 +540,7 @@ fn mmio_in_an_upper_entry() {
 
 #[test]
 fn superpage_refused() {
-    for level in [PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+    for level in [Level::L2, Level::L3, Level::L4] {
         let (mut m, (table, index, e)) = machine_with(|m| find_entry(m, 0, level, |_, _| true));
         let entry = e | pte::HUGE;
         set_entry(&mut m, table, index, entry);
@@ -566,7 +563,7 @@ fn global_l1_entry_refused() {
     expect(
         &m,
         Error::Entry {
-            at: at(&m, 0, table, PtLevel::L1, index),
+            at: at(&m, 0, table, Level::L1, index),
             source: EntryError::GlobalMapping { entry },
         },
         "G bit",
@@ -577,7 +574,7 @@ fn global_l1_entry_refused() {
 fn pat_bit_in_l1_and_junk_in_hv_slots_are_fine() {
     let (mut m, (table, index, e)) = machine_with(|m| data_entry(m, 0));
     set_entry(&mut m, table, index, e | pte::HUGE);
-    let root = m.domains[0].tables_of(PtLevel::L4).next().unwrap();
+    let root = m.domains[0].tables_of(Level::L4).next().unwrap();
     for slot in 256..512 {
         set_entry(&mut m, root, slot, u64::MAX);
     }
@@ -606,7 +603,7 @@ fn pin_of_a_data_frame() {
 #[test]
 fn pin_at_the_wrong_level_or_of_a_foreign_frame() {
     let mut m = any_machine();
-    let l4 = m.domains[0].tables_of(PtLevel::L4).next().unwrap();
+    let l4 = m.domains[0].tables_of(Level::L4).next().unwrap();
     m.domains[0].pinned.insert(0, (l4, RunKind::L3));
     assert_eq!(
         run(&m),
@@ -618,7 +615,7 @@ fn pin_at_the_wrong_level_or_of_a_foreign_frame() {
         }
     );
     let mut m = any_machine();
-    let l4 = m.domains[0].tables_of(PtLevel::L4).next().unwrap();
+    let l4 = m.domains[0].tables_of(Level::L4).next().unwrap();
     m.domains[1].pinned.insert(0, (l4, RunKind::L4));
     assert_eq!(
         run(&m),
@@ -658,7 +655,7 @@ fn pinned_twice() {
 
 #[test]
 fn cr3_not_an_l4() {
-    let (mut m, l3) = machine_with(|m| m.domains[0].tables_of(PtLevel::L3).next());
+    let (mut m, l3) = machine_with(|m| m.domains[0].tables_of(Level::L3).next());
     m.domains[0].vcpu_cr3.push(l3);
     let vcpu = m.domains[0].vcpu_cr3.len() - 1;
     expect(

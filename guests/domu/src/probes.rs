@@ -3,10 +3,10 @@
 //! unexpected result.
 
 use pvrt::hc;
-use pvrt::hvlu_types::pte::{self, Pte, GLOBAL, NO_EXECUTE, PRESENT, USER, WRITABLE};
+use pvrt::hvlu_types::pte::{self, Level, Pte, GLOBAL, NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pvrt::hvlu_types::{DomId, PAGE_SIZE};
 use pvrt::mem;
-use pvrt::pv_abi::call::{Domctl, TableLevel};
+use pvrt::pv_abi::call::Domctl;
 use pvrt::pv_abi::hypercall::{Error, MmuUpdate, Report};
 use pvrt::pv_abi::start_info::{PHYSMAP_VA, START_INFO_VA, WINDOW_PAGES};
 use pvrt::{println, start_info};
@@ -120,7 +120,7 @@ pub fn probes() {
         expect(
             8,
             "pin an L1 holding a global mapping",
-            hc::pin_table(new[0], TableLevel::L1),
+            hc::pin_table(new[0], Level::L1),
             Error::TypeViolation,
         );
         let _ = hc::decrease_reservation(&new);
@@ -214,7 +214,7 @@ pub fn giveback() -> bool {
     expect(
         11,
         "pin the start-info page as an L1",
-        hc::pin_table(si_mfn, TableLevel::L1),
+        hc::pin_table(si_mfn, Level::L1),
         Error::Permission,
     );
     match hc::mmu_update(&both(si_pte, phys_pte)) {

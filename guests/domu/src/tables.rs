@@ -2,9 +2,8 @@
 //! at every heartbeat.
 
 use pvrt::hc;
-use pvrt::hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
+use pvrt::hvlu_types::pte::{Level, NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pvrt::mem;
-use pvrt::pv_abi::call::TableLevel;
 use pvrt::pv_abi::hypercall::{Error, MmuUpdate, Report};
 use pvrt::pv_abi::start_info::WINDOW_PAGES;
 use pvrt::{println, start_info};
@@ -57,11 +56,7 @@ pub fn exercise_tables() -> u64 {
     );
     mem::window_write(slot, 7, entry);
     check(3, "unmap it", hc::mmu_update(&[unmap]).is_ok());
-    check(
-        4,
-        "pin it as an L1",
-        hc::pin_table(l1, TableLevel::L1).is_ok(),
-    );
+    check(4, "pin it as an L1", hc::pin_table(l1, Level::L1).is_ok());
     check(
         5,
         "writable mapping of a pinned L1 is refused",
@@ -112,11 +107,7 @@ pub fn exercise_tables() -> u64 {
         mem::window_write(slot, i, e);
     }
     check(14, "unmap it", hc::mmu_update(&[unmap]).is_ok());
-    check(
-        15,
-        "pin it as an L4",
-        hc::pin_table(l4, TableLevel::L4).is_ok(),
-    );
+    check(15, "pin it as an L4", hc::pin_table(l4, Level::L4).is_ok());
     check(16, "switch to it", hc::new_baseptr(l4).is_ok());
     check(
         17,

@@ -3,8 +3,8 @@
 
 use core::arch::asm;
 
-use hvlu_types::Mfn;
-use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, TableLevel, MAX_CREATE_ARGS};
+use hvlu_types::{pte::Level, Mfn};
+use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, MAX_CREATE_ARGS};
 use pv_abi::hypercall::{DomainInfo, Error, LuStatus, MmuUpdate, Report, SysInfo};
 
 /// The result of a hypercall.
@@ -109,7 +109,7 @@ pub fn mmu_update(reqs: &[MmuUpdate]) -> HcResult {
 }
 
 /// Pins a page table.
-pub fn pin_table(mfn: u64, level: TableLevel) -> HcResult {
+pub fn pin_table(mfn: u64, level: Level) -> HcResult {
     call(Call::PinTable {
         mfn: Mfn(mfn),
         level,

@@ -5,8 +5,8 @@
 
 use alloc::vec::Vec;
 
-use hvlu_types::{DomId, Mfn};
-use pv_abi::call::{self, EntryWrite, GuestArray, TableLevel};
+use hvlu_types::{pte::Level, DomId, Mfn};
+use pv_abi::call::{self, EntryWrite, GuestArray};
 use pv_abi::hypercall::{Error, MmuUpdate};
 
 use super::{copy_from_guest, copy_to_guest};
@@ -29,7 +29,7 @@ pub fn do_mmu_update(hv: &mut Hv, d: DomId, reqs: GuestArray) -> Result<u64, Err
 }
 
 /// `pin_table(mfn, level)`.
-pub fn do_pin_table(hv: &mut Hv, d: DomId, mfn: Mfn, level: TableLevel) -> Result<u64, Error> {
+pub fn do_pin_table(hv: &mut Hv, d: DomId, mfn: Mfn, level: Level) -> Result<u64, Error> {
     let dom = hv.domains.get(&d).ok_or(Error::Failed)?;
     mmu::pin_table(&mut hv.mem, dom, mfn, level)
 }

@@ -135,20 +135,23 @@ fn lu_load_buffer_takes_an_image_of_any_length() {
 
 #[test]
 fn lu_load_buffer_takes_a_name_of_at_most_256_bytes() {
+    // Any length: the decoder puts no bound on the image (the live-update
+    // region does).
+    const IMAGE_LEN: u64 = 4096;
     let named = Call::LuLoadBuffer {
-        image: buf(4096),
+        image: buf(IMAGE_LEN),
         name: GuestBuf {
             addr: 0x5000,
             len: 256,
         },
     };
     assert_eq!(
-        decode(Hypercall::LuLoadBuffer, [ADDR, 4096, 0x5000, 256, 0]),
+        decode(Hypercall::LuLoadBuffer, [ADDR, IMAGE_LEN, 0x5000, 256, 0]),
         Ok(named)
     );
-    assert_eq!(named.encode().1, [ADDR, 4096, 0x5000, 256, 0]);
+    assert_eq!(named.encode().1, [ADDR, IMAGE_LEN, 0x5000, 256, 0]);
     for len in [257, u64::MAX] {
-        let e = decode(Hypercall::LuLoadBuffer, [ADDR, 4096, 0x5000, len, 0]).unwrap_err();
+        let e = decode(Hypercall::LuLoadBuffer, [ADDR, IMAGE_LEN, 0x5000, len, 0]).unwrap_err();
         assert_eq!(e, DecodeError::ModuleNameTooLong { len });
     }
 }
@@ -160,7 +163,8 @@ fn pin_table_takes_levels_1_to_4() {
         let Call::PinTable { mfn, level: l } = call else {
             panic!("{call:?}")
         };
-        assert_eq!((mfn, l as u64), (Mfn(9), level));
+        assert_eq!((mfn, u64::from(l.number())), (Mfn(9), level));
+        assert_eq!(call.encode().1, [9, level, 0, 0, 0]);
     }
     for level in [0, 5, u64::MAX] {
         let e = decode(Hypercall::PinTable, [9, level, 0, 0, 0]).unwrap_err();

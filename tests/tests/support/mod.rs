@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use handover_abi::note::{desc_offset, DESC_OFFSET, DESC_SIZE, NOTE_NAME, NOTE_TYPE};
+use hvlu_types::PAGE_SIZE;
 use old_hv::image::testkit::{
     append_program_headers, edit_program_header, elf, header_mut, note_record, program_headers,
     ProgramHeader, LE,
@@ -102,8 +103,8 @@ pub fn compact(image: &[u8]) -> Vec<u8> {
     let mut moved: Vec<(u64, u64, u64)> = Vec::new(); // (old offset, old filesz, new offset)
     for (i, p) in loads {
         let (old, filesz) = (p.p_offset, p.p_filesz);
-        let keep = filesz.min(4096);
-        let new = (out.len() as u64).next_multiple_of(4096) + old % 4096;
+        let keep = filesz.min(PAGE_SIZE);
+        let new = (out.len() as u64).next_multiple_of(PAGE_SIZE) + old % PAGE_SIZE;
         out.resize(new as usize, 0);
         out.extend_from_slice(&image[old as usize..(old + keep) as usize]);
         edit_program_header(&mut out, i, |p| {

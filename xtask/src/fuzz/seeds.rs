@@ -96,8 +96,7 @@ pub fn write_seeds(target: &str, dir: &Path) -> Result<(), Failure> {
 /// hypervisor interprets.
 fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
     use pv_abi::call::{
-        Call, CreateArgs, Domctl, EntryWrite, GuestArray, GuestBuf, TableLevel, MAX_CONSOLE_IO,
-        MAX_MODULE_NAME,
+        Call, CreateArgs, Domctl, EntryWrite, GuestArray, GuestBuf, MAX_CONSOLE_IO, MAX_MODULE_NAME,
     };
     use pv_abi::hypercall::MmuUpdate;
 
@@ -169,7 +168,7 @@ fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
             seed(
                 Call::PinTable {
                     mfn: hvlu_types::Mfn(0x1234),
-                    level: TableLevel::L4,
+                    level: hvlu_types::pte::Level::L4,
                 },
                 &[],
             ),

@@ -4,20 +4,20 @@
 use alloc::vec::Vec;
 
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::Ctx;
 use crate::pte::{self, Pte};
-use crate::rules::{PtLevel, HV_L4_FIRST_SLOT};
+use crate::rules::{guest_slots, HV_L4_FIRST_SLOT};
 use crate::testkit::{runs_of, SimDomain};
 
 /// A domain under construction.
 #[derive(Default)]
 struct Dom {
-    tables: Vec<(Mfn, PtLevel)>,
+    tables: Vec<(Mfn, Level)>,
     data: Vec<Mfn>,
     /// The L4 of each address space.
     roots: Vec<Mfn>,
@@ -63,7 +63,7 @@ fn leaf_extra(rng: &mut SmallRng) -> u64 {
     f
 }
 
-fn new_table(ctx: &mut Ctx<'_>, dom: &mut Dom, level: PtLevel) -> Mfn {
+fn new_table(ctx: &mut Ctx<'_>, dom: &mut Dom, level: Level) -> Mfn {
     let m = ctx.pool.alloc();
     ctx.mem.table_mut(m);
     dom.tables.push((m, level));
@@ -73,11 +73,7 @@ fn new_table(ctx: &mut Ctx<'_>, dom: &mut Dom, level: PtLevel) -> Mfn {
 /// The L1 table at (l4, l3, l2) under `root`, creating tables on the way.
 fn walk_or_create(ctx: &mut Ctx<'_>, dom: &mut Dom, root: Mfn, idx: (usize, usize, usize)) -> Mfn {
     let mut table = root;
-    for (i, below) in [
-        (idx.0, PtLevel::L3),
-        (idx.1, PtLevel::L2),
-        (idx.2, PtLevel::L1),
-    ] {
+    for (i, below) in [(idx.0, Level::L3), (idx.1, Level::L2), (idx.2, Level::L1)] {
         let e = ctx.mem.table_mut(table)[i];
         if e & pte::PRESENT != 0 {
             table = Pte(e).mfn();
@@ -140,7 +136,7 @@ fn free_slot(ctx: &mut Ctx<'_>, table: Mfn, limit: usize) -> Option<usize> {
         .find(|&i| ctx.mem.table_mut(table)[i] == 0)
 }
 
-fn random_table(ctx: &mut Ctx<'_>, dom: &Dom, level: PtLevel) -> Option<Mfn> {
+fn random_table(ctx: &mut Ctx<'_>, dom: &Dom, level: Level) -> Option<Mfn> {
     let of_level: Vec<Mfn> = dom
         .tables
         .iter()
@@ -160,7 +156,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
     }
     let spaces = ctx.rng.random_range(1..=3);
     for _ in 0..spaces {
-        let root = new_table(ctx, &mut dom, PtLevel::L4);
+        let root = new_table(ctx, &mut dom, Level::L4);
         dom.roots.push(root);
         dom.windows.push(Vec::new());
     }
@@ -190,7 +186,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
 
     // Orphans: tables nothing references (still validated and counted).
     if ctx.rng.random_bool(0.3) {
-        let t = new_table(ctx, &mut dom, PtLevel::L1);
+        let t = new_table(ctx, &mut dom, Level::L1);
         for _ in 0..ctx.rng.random_range(0..4) {
             let target = dom.data[ctx.rng.random_range(0..dom.data.len())];
             let rw = if ctx.rng.random_bool(0.5) {
@@ -205,20 +201,15 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
         }
     }
     for (level, below) in [
-        (PtLevel::L2, PtLevel::L1),
-        (PtLevel::L3, PtLevel::L2),
-        (PtLevel::L4, PtLevel::L3),
+        (Level::L2, Level::L1),
+        (Level::L3, Level::L2),
+        (Level::L4, Level::L3),
     ] {
         if ctx.rng.random_bool(0.2) {
             if let Some(child) = random_table(ctx, &dom, below) {
                 let t = new_table(ctx, &mut dom, level);
                 let flags = upper_flags(ctx.rng);
-                let limit = if level == PtLevel::L4 {
-                    HV_L4_FIRST_SLOT
-                } else {
-                    512
-                };
-                let s = ctx.rng.random_range(0..limit);
+                let s = ctx.rng.random_range(0..guest_slots(level));
                 ctx.mem.table_mut(t)[s] = Pte::new(child, flags).0;
             }
         }
@@ -226,24 +217,19 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
 
     // Sharing: a table referenced from two places (type count 2 or more).
     for (level, below) in [
-        (PtLevel::L4, PtLevel::L3),
-        (PtLevel::L3, PtLevel::L2),
-        (PtLevel::L2, PtLevel::L1),
+        (Level::L4, Level::L3),
+        (Level::L3, Level::L2),
+        (Level::L2, Level::L1),
     ] {
         if ctx.rng.random_bool(0.5) {
-            let parent = if level == PtLevel::L4 {
+            let parent = if level == Level::L4 {
                 Some(dom.roots[ctx.rng.random_range(0..dom.roots.len())])
             } else {
                 random_table(ctx, &dom, level)
             };
             let child = random_table(ctx, &dom, below);
             if let (Some(parent), Some(child)) = (parent, child) {
-                let limit = if level == PtLevel::L4 {
-                    HV_L4_FIRST_SLOT
-                } else {
-                    512
-                };
-                if let Some(s) = free_slot(ctx, parent, limit) {
+                if let Some(s) = free_slot(ctx, parent, guest_slots(level)) {
                     let flags = upper_flags(ctx.rng);
                     ctx.mem.table_mut(parent)[s] = Pte::new(child, flags).0;
                 }
@@ -291,7 +277,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
     if ctx.rng.random_bool(0.3) {
         let (t, level) = dom.tables[ctx.rng.random_range(0..dom.tables.len())];
         if !pinned.iter().any(|p| p.0 == t) {
-            pinned.push((t, level.run_kind()));
+            pinned.push((t, RunKind::of_level(level)));
         }
     }
     let vcpu_cr3: Vec<Mfn> = (0..ctx.rng.random_range(1..=4))
@@ -309,7 +295,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
                 }
             }
         }
-        if level == PtLevel::L4 && ctx.rng.random_bool(0.7) {
+        if level == Level::L4 && ctx.rng.random_bool(0.7) {
             for _ in 0..ctx.rng.random_range(1..=16) {
                 let s = ctx.rng.random_range(HV_L4_FIRST_SLOT..512);
                 let junk: u64 = ctx.rng.random::<u64>() | pte::PRESENT;
@@ -324,14 +310,16 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
     runs.extend(runs_of(data_mfns, RunKind::Data, || {
         ctx.rng.random_bool(0.1)
     }));
-    for level in [PtLevel::L1, PtLevel::L2, PtLevel::L3, PtLevel::L4] {
+    for level in Level::ALL {
         let mfns: Vec<u64> = dom
             .tables
             .iter()
             .filter(|t| t.1 == level)
             .map(|t| t.0 .0)
             .collect();
-        runs.extend(runs_of(mfns, level.run_kind(), || ctx.rng.random_bool(0.1)));
+        runs.extend(runs_of(mfns, RunKind::of_level(level), || {
+            ctx.rng.random_bool(0.1)
+        }));
     }
     runs.shuffle(ctx.rng);
     let mut gpfn = ctx.rng.random_range(0..1024u64);

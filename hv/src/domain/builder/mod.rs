@@ -42,10 +42,10 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use frame_ownership::{DomainContext, OpError, PageTableReader, PtLevel};
+use frame_ownership::{DomainContext, OpError, PageTableReader};
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use handover_abi::RunKind;
-use hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
+use hvlu_types::pte::{Level, NO_EXECUTE, PRESENT, USER, WRITABLE};
 use hvlu_types::regs::rflags;
 use hvlu_types::{DomId, Gpfn, Mfn};
 use hvlu_types::{VcpuContext, PAGE_SIZE};
@@ -86,7 +86,7 @@ pub fn max_frames(pages: u64) -> u64 {
 }
 
 /// The guest memory the builder writes: the frames it took, reached by
-/// machine address (mfn × 4096 + offset), and read back as page tables by
+/// machine address (mfn × [`PAGE_SIZE`] + offset), and read back as page tables by
 /// the frametable operations that type them.
 pub trait GuestMemory: PageTableReader {
     /// Why a write was refused.
@@ -508,7 +508,7 @@ fn type_tables<M: GuestMemory>(
     let kind = tables::table_kinds(layout);
     let tables = || {
         (layout.pt_first..layout.first_free).filter_map(|gpfn| {
-            let level = PtLevel::of_run(kind(gpfn))?;
+            let level = kind(gpfn).level()?;
             Some((Mfn(guest.p2m[gpfn as usize]), level))
         })
     };
@@ -517,7 +517,7 @@ fn type_tables<M: GuestMemory>(
         frame_ownership::pin(&mem.layout, mem.frametable, &*guest.mem, dom, mfn, level)
             .map_err(refused)?;
     }
-    for (mfn, _) in tables().filter(|t| t.1 != PtLevel::L4) {
+    for (mfn, _) in tables().filter(|t| t.1 != Level::L4) {
         frame_ownership::unpin(mem.frametable, id, mfn).map_err(refused)?;
     }
     let l4 = Mfn(guest.p2m[(layout.first_free - 1) as usize]);

@@ -153,15 +153,17 @@ fn free_runs_are_maximal_and_in_order() {
 #[test]
 fn a_search_wraps_around_to_frames_freed_below_it() {
     // More than one summary word (64 × 64 frames each).
-    let mut pages = PageAllocator::new(3 * 4096);
-    pages.release(range(0, 3 * 4096));
-    for _ in 0..3 * 4096 - 1 {
+    const SUMMARY_WORD_FRAMES: u64 = 64 * 64;
+    let frames = 3 * SUMMARY_WORD_FRAMES;
+    let mut pages = PageAllocator::new(frames);
+    pages.release(range(0, frames));
+    for _ in 0..frames - 1 {
         pages.alloc().unwrap();
     }
     // The search stands at the top now; a frame freed at the bottom is
     // found by wrapping around.
     pages.free(Mfn(1));
-    assert_eq!(pages.alloc(), Some(Mfn(3 * 4096 - 1)));
+    assert_eq!(pages.alloc(), Some(Mfn(frames - 1)));
     assert_eq!(pages.alloc(), Some(Mfn(1)));
     assert_eq!(pages.alloc(), None);
 }
