@@ -8,7 +8,7 @@ use hvlu_types::PAGE_SIZE;
 use pv_abi::hypercall::Error;
 
 use hvlu_types::canonical::is_lower_half;
-use hvlu_types::pte::{self, ADDR_MASK, HUGE, PRESENT, USER, WRITABLE};
+use hvlu_types::pte::{Level, ADDR_MASK, HUGE, PRESENT, USER, WRITABLE};
 
 use crate::arch::phys;
 
@@ -26,13 +26,13 @@ pub fn translate(
         return Err(Error::BadAddress);
     }
     let mut table = cr3.addr();
-    for level in (1..=4u32).rev() {
-        let index = pte::index(va, level) as u64;
+    for level in [Level::L4, Level::L3, Level::L2, Level::L1] {
+        let index = level.index(va) as u64;
         let entry = phys::read_u64(table + 8 * index).map_err(|_| Error::BadAddress)?;
         if entry & PRESENT == 0 || entry & USER == 0 || (write && entry & WRITABLE == 0) {
             return Err(Error::BadAddress);
         }
-        if level > 1 && entry & HUGE != 0 {
+        if level > Level::L1 && entry & HUGE != 0 {
             return Err(Error::BadAddress);
         }
         table = entry & ADDR_MASK;

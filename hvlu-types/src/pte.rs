@@ -77,12 +77,6 @@ impl Pte {
     }
 }
 
-/// The index into the table of `level` (1 = L1 … 4 = L4) that translates
-/// virtual address `va`.
-pub const fn index(va: u64, level: u32) -> usize {
-    ((va >> (PAGE_SHIFT + 9 * (level - 1))) & 511) as usize
-}
-
 /// A level of 4-level paging, and the geometry of its tables: what one
 /// entry spans and which entry translates an address. Every table builder
 /// and every count of table frames (the hypervisor's, the entry tables')
@@ -146,7 +140,7 @@ impl Level {
 
     /// The index of the entry that translates `va` in a table of this level.
     pub const fn index(self, va: u64) -> usize {
-        index(va, self.number())
+        ((va >> self.shift()) & 511) as usize
     }
 }
 
@@ -183,11 +177,10 @@ mod tests {
     #[test]
     fn indices_of_each_level() {
         let va = 0xffff_8000_0000_0000u64 | (3 << 30) | (5 << 21) | (7 << 12);
-        assert_eq!(index(va, 4), 256);
-        assert_eq!(index(va, 3), 3);
-        assert_eq!(index(va, 2), 5);
-        assert_eq!(index(va, 1), 7);
         assert_eq!(Level::L4.index(va), 256);
+        assert_eq!(Level::L3.index(va), 3);
+        assert_eq!(Level::L2.index(va), 5);
+        assert_eq!(Level::L1.index(va), 7);
     }
 
     #[test]

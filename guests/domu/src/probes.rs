@@ -146,14 +146,14 @@ fn l1_entry(va: u64) -> Option<(u64, usize, u64)> {
     let pt = si.pt_first_gpfn..si.pt_first_gpfn + si.pt_count;
     let gpfn_of = |mfn: u64| pt.clone().find(|&g| mem::mfn_of(g) == mfn);
     let mut table = si.l4_mfn;
-    for level in [4u32, 3, 2] {
-        let entry = Pte(mem::read_pte(gpfn_of(table)?, pte::index(va, level)));
+    for level in [Level::L4, Level::L3, Level::L2] {
+        let entry = Pte(mem::read_pte(gpfn_of(table)?, level.index(va)));
         if !entry.is_present() || entry.has_huge_bit() {
             return None;
         }
         table = entry.mfn().0;
     }
-    let index = pte::index(va, 1);
+    let index = Level::L1.index(va);
     Some((gpfn_of(table)?, index, (table << 12) + 8 * index as u64))
 }
 

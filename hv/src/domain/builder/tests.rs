@@ -8,7 +8,7 @@ use core::fmt;
 use frame_ownership::rules::HV_L4_FIRST_SLOT;
 use frame_ownership::testkit::SimMemory;
 use frame_ownership::{FrameInfo, MachineLayout, M2P_INVALID};
-use hvlu_types::pte::{self, ADDR_MASK};
+use hvlu_types::pte::{self, Level, ADDR_MASK};
 use hvlu_types::MfnRange;
 use object::write::elf::{FileHeader, ProgramHeader, Writer};
 use object::{elf, Endianness};
@@ -287,12 +287,12 @@ impl Machine {
     /// the L1 entry's flags.
     fn translate(&self, cr3: Mfn, va: u64) -> Option<(u64, u64)> {
         let mut table = cr3;
-        for level in (1..=4u32).rev() {
-            let entry = self.memory.read_table(table)[pte::index(va, level)];
+        for level in [Level::L4, Level::L3, Level::L2, Level::L1] {
+            let entry = self.memory.read_table(table)[level.index(va)];
             if entry & pte::PRESENT == 0 {
                 return None;
             }
-            if level == 1 {
+            if level == Level::L1 {
                 return Some(((entry & ADDR_MASK) | (va % PAGE_SIZE), entry & !ADDR_MASK));
             }
             table = Mfn((entry & ADDR_MASK) >> 12);
