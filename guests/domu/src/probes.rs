@@ -3,7 +3,7 @@
 //! unexpected result.
 
 use pvrt::hc;
-use pvrt::hvlu_types::pte::{self, Level, Pte, GLOBAL, NO_EXECUTE, PRESENT, USER, WRITABLE};
+use pvrt::hvlu_types::pte::{Level, Pte, GLOBAL, NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pvrt::hvlu_types::{DomId, PAGE_SIZE};
 use pvrt::mem;
 use pvrt::pv_abi::call::Domctl;
