@@ -460,6 +460,77 @@ pub fn dry_run(
     })
 }
 
+/// Whose boot an update's dry run models: this tree's, or the 1.0
+/// release's, which an update to a 1.0 image must fit (its own code sizes
+/// and places it: an 8 MiB heap first, then the page tables a frame at a
+/// time, the frametable and the M2P, with a boot allocator of 64 records).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// [`needs`] and [`dry_run`].
+    Current,
+    /// The 1.0 release (git 15a2f57, `hv/src/mm/mod.rs`).
+    Release1_0,
+}
+
+/// The 1.0 release's heap: a fixed 8 MiB.
+pub const RELEASE_1_0_HEAP: u64 = 8 << 20;
+
+impl Model {
+    /// The boot needs of an image of `image_bytes` over `ram` under this
+    /// model. The 1.0 release maps the same address space as this tree
+    /// (the direct map, the local APIC page, the image by section), so its
+    /// page tables are bounded by [`page_table_frames`] too.
+    pub fn needs(self, ram: &[MfnRange], image_bytes: u64) -> BootNeeds {
+        let n = needs(ram, image_bytes);
+        match self {
+            Model::Current => n,
+            Model::Release1_0 => BootNeeds {
+                heap_pages: RELEASE_1_0_HEAP / PAGE_SIZE,
+                ..n
+            },
+        }
+    }
+
+    /// The boot of `needs` on the region minus `staged`, dry-run under this
+    /// model: where it lands, or which allocation does not fit.
+    pub fn dry_run(
+        self,
+        region: PhysRange,
+        staged: PhysRange,
+        needs: &BootNeeds,
+    ) -> Result<BootPlan, BootError> {
+        match self {
+            Model::Current => dry_run(region, staged, needs),
+            Model::Release1_0 => {
+                let mut a: BootAllocator<8, 64> =
+                    BootAllocator::new(region, &[staged]).map_err(step("boot allocator"))?;
+                let heap = alloc_heap(&mut a, needs.heap_pages)?;
+                let mut page_tables = PhysRange::new(heap.end(), 0);
+                for i in 0..needs.page_table_frames {
+                    let frame = a
+                        .alloc_pages_tagged(1, PAGE_SIZE, "page tables")
+                        .map_err(step("page tables"))?;
+                    page_tables = if i == 0 {
+                        frame
+                    } else {
+                        PhysRange::from_bounds(
+                            page_tables.start.min(frame.start),
+                            page_tables.end().max(frame.end()),
+                        )
+                    };
+                }
+                let (frametable, m2p) = alloc_frametable(&mut a, needs)?;
+                Ok(BootPlan {
+                    heap,
+                    page_tables,
+                    frametable,
+                    m2p,
+                })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +678,35 @@ mod tests {
             let with_root = 1 + table_plan::frames(&plan);
             proptest::prop_assert!(with_root <= page_table_frames(&ram, pages * PAGE_SIZE));
         }
+    }
+
+    #[test]
+    fn the_1_0_release_s_boot_is_dry_run_as_it_boots() {
+        let region = PhysRange::new(448 * MIB, 64 * MIB);
+        let staged = PhysRange::new(500 * MIB, 4 * MIB);
+        let ram = [frames(1, 511)];
+        let n = Model::Release1_0.needs(&ram, MIB);
+        assert_eq!(n.heap_pages * PAGE_SIZE, RELEASE_1_0_HEAP);
+        assert_eq!(n.page_table_frames, needs(&ram, MIB).page_table_frames);
+        let plan = Model::Release1_0.dry_run(region, staged, &n).unwrap();
+        assert_eq!(plan.heap, PhysRange::new(448 * MIB, 8 * MIB));
+        assert_eq!(
+            plan.page_tables,
+            PhysRange::new(456 * MIB, n.page_table_frames * PAGE_SIZE)
+        );
+        assert_eq!(plan.frametable.start, plan.page_tables.end());
+        // Its fixed heap does not fit a small region, and says so.
+        let small = PhysRange::new(448 * MIB, 8 * MIB);
+        let e = Model::Release1_0
+            .dry_run(small, PhysRange::new(455 * MIB, MIB), &n)
+            .unwrap_err();
+        assert_eq!(e.what, "heap");
+        // This tree's model is the plain dry run.
+        let cur = Model::Current.needs(&ram, MIB);
+        assert_eq!(
+            Model::Current.dry_run(region, staged, &cur),
+            dry_run(region, staged, &cur)
+        );
     }
 
     #[test]

@@ -171,6 +171,30 @@ fn a_version_1_argument_page_arrives_without_its_digests() {
     );
 }
 
+/// An image whose note is the 1.0 release's short form is held to the 1.0
+/// contract before anything is paused: its boot (a fixed 8 MiB heap) is
+/// dry-run as it boots, and on this machine's 8 MiB region it does not fit,
+/// so the update is cancelled with that reason and every vCPU runs on.
+#[test]
+fn a_1_0_image_is_held_to_its_own_boot_before_the_pause() {
+    let mut sim = host(13, 2);
+    let before = sim.outside_region();
+    let mut info = Sim::image();
+    info.note.writes = None;
+    info.version = handover_abi::AbiVersion::new(1, 0);
+    assert_eq!(info.contract(), old_hv::image::Contract::Release1_0);
+    let staging = sim.stage(&info, End::Top);
+    assert_eq!(staging.order, old_hv::staging::Order::ImageFirst);
+    let e = exec(&mut sim, &info, &staging).unwrap_err();
+    assert!(
+        matches!(&e, ExecError::Check(CheckError::BootDoesNotFit { error, .. }) if error.what == "heap"),
+        "{e}"
+    );
+    assert_eq!(sim.paused, sim.resumed);
+    assert!(sim.jumped.is_none());
+    assert_eq!(sim.outside_region(), before);
+}
+
 /// Each failure before the point of no return: the update is cancelled with
 /// its reason, every vCPU resumed, nothing outside the staging area touched,
 /// and the next attempt, without the fault, arrives.

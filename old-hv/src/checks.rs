@@ -66,17 +66,19 @@ pub fn vcpus(state: &HandoverState) -> Result<(), CheckError> {
     Ok(())
 }
 
-/// The boot of an image of `image_bytes` over `ram`, dry-run on the region
-/// minus `staged` (what the incoming image will compute from the argument
+/// The boot of an image of `image_bytes` over `ram`, as `model` boots,
+/// dry-run on the region minus `staged` (what the incoming image will compute from the argument
 /// page, `new_hv::staging::staged_range`): where it lands, or why not.
 pub fn boot_fits(
+    model: new_hv::boot::Model,
     region: PhysRange,
     staged: PhysRange,
     ram: &[MfnRange],
     image_bytes: u64,
 ) -> Result<BootPlan, CheckError> {
-    let needs = new_hv::boot::needs(ram, image_bytes);
-    new_hv::boot::dry_run(region, staged, &needs)
+    let needs = model.needs(ram, image_bytes);
+    model
+        .dry_run(region, staged, &needs)
         .map_err(|error| CheckError::BootDoesNotFit { needs, error })
 }
 
@@ -108,6 +110,7 @@ pub fn owned_frames(state: &HandoverState, in_use: u64) -> Result<(), CheckError
 pub fn before_jump(
     state: &HandoverState,
     in_use: u64,
+    model: new_hv::boot::Model,
     region: PhysRange,
     staged: PhysRange,
     ram: &[MfnRange],
@@ -115,5 +118,5 @@ pub fn before_jump(
 ) -> Result<BootPlan, CheckError> {
     vcpus(state)?;
     owned_frames(state, in_use)?;
-    boot_fits(region, staged, ram, image_bytes)
+    boot_fits(model, region, staged, ram, image_bytes)
 }

@@ -33,7 +33,7 @@ use core::fmt;
 
 use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
-use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::entry::EntryArgs;
 use handover_abi::{AbiVersion, BuildId, HandoverState, Producer, RunKind};
 use hvlu_types::table_plan::Map;
 use hvlu_types::PAGE_SIZE;
@@ -364,7 +364,7 @@ fn prepare<P: Platform>(
         handover::preflight(&back, &state, frametable, m2p).map_err(ExecError::Preflight)?;
     drop(back);
     let huge_ram = fail(p, Step::Boot);
-    let boot = check_before_jump(p, s, &state, len, huge_ram)?;
+    let boot = check_before_jump(p, s, &state, len, huge_ram, info.contract().boot())?;
     // The guests' tables stay in place: the new image checks that they are
     // exactly these.
     let tables_digest = new_hv::tables::digest(&state, p.tables());
@@ -444,10 +444,15 @@ fn prepare<P: Platform>(
         Some(Fault::Table) => corrupt_table(p, &state, seed)?,
         Some(Fault::Args | Fault::Vcpu | Fault::Fail(_)) | None => {}
     }
-    p.write(s.args, &args.to_bytes())
+    // The version the incoming image reads (version 1 for the 1.0
+    // release, which carries neither the free nor the tables digest).
+    let (page, page_len) = args
+        .to_bytes_as(info.contract().args_version())
+        .expect("every contract's version is one this crate writes");
+    p.write(s.args, &page[..page_len])
         .map_err(phys_step("writing the argument page"))?;
     if fault == Some(Fault::Args) {
-        let (offset, bit) = spot(seed, ENTRY_ARGS_SIZE as u64);
+        let (offset, bit) = spot(seed, page_len as u64);
         flip_bit(p, s.args + offset, bit)?;
         p.log(format_args!(
             "lu: fault injection: flipped bit {bit} of the argument page at offset {offset}"
@@ -472,6 +477,7 @@ fn check_before_jump<P: Platform>(
     state: &HandoverState,
     state_len: u64,
     huge_ram: bool,
+    model: new_hv::boot::Model,
 ) -> Result<BootPlan, ExecError<P::Error>> {
     let m = p.machine();
     let mut placed = EntryArgs::default();
@@ -488,7 +494,7 @@ fn check_before_jump<P: Platform>(
         let end = ram.last().map_or(0, |r| r.end());
         ram.push(MfnRange::new(Mfn(end), 1 << 30));
     }
-    checks::before_jump(state, in_use, m.region, staged, &ram, s.image.size)
+    checks::before_jump(state, in_use, model, m.region, staged, &ram, s.image.size)
         .map_err(ExecError::Check)
 }
 

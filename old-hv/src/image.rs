@@ -257,7 +257,52 @@ pub struct ImageInfo {
     pub file_len: u64,
 }
 
+/// What an incoming image reads besides the handover body — the argument
+/// page, where the state may lie, how it boots — agreed from its note before
+/// anything is paused. A note of the short form (no writes range: the 1.0
+/// release's) means the 1.0 release's contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contract {
+    /// The 1.0 release's: argument page version 1, the image before the
+    /// state, its own boot sizes (`new_hv::boot::Model::Release1_0`).
+    Release1_0,
+    /// This tree's: argument page version 3, either order, `new_hv::boot`'s
+    /// sizes.
+    Current,
+}
+
+impl Contract {
+    /// The argument page version to write.
+    pub fn args_version(self) -> u32 {
+        match self {
+            Contract::Release1_0 => handover_abi::entry::ENTRY_ARGS_V1,
+            Contract::Current => handover_abi::entry::ENTRY_ARGS_VERSION,
+        }
+    }
+
+    /// Whether the image must come before the state.
+    pub fn image_first(self) -> bool {
+        self == Contract::Release1_0
+    }
+
+    /// Whose boot the dry run before the jump models.
+    pub fn boot(self) -> new_hv::boot::Model {
+        match self {
+            Contract::Release1_0 => new_hv::boot::Model::Release1_0,
+            Contract::Current => new_hv::boot::Model::Current,
+        }
+    }
+}
+
 impl ImageInfo {
+    /// The contract the image's note implies ([`Contract`]).
+    pub fn contract(&self) -> Contract {
+        if self.note.writes.is_none() {
+            Contract::Release1_0
+        } else {
+            Contract::Current
+        }
+    }
     /// The live-update entry, a virtual address.
     pub fn entry(&self) -> u64 {
         self.note.entry

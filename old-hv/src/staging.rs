@@ -138,11 +138,39 @@ pub fn choose_end(gap: PhysRange, running: PhysRange) -> End {
     }
 }
 
+/// Which of the image and the state comes first in the staging area. The
+/// bottom end is always image first; at the top the state comes first,
+/// unless the incoming image's contract needs the image first (the 1.0
+/// release refuses a state below its image): then the whole bottom layout
+/// `[image][argument page][trampoline page][entry tables][state]` is placed
+/// to end at the gap's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// `[image] … [state]`.
+    ImageFirst,
+    /// `[state] … [image]`.
+    StateFirst,
+}
+
+impl Order {
+    /// The order at the top end an incoming image with `info`'s contract
+    /// accepts: the state first, unless it needs the image first.
+    pub fn for_image(info: &crate::image::ImageInfo) -> Order {
+        if info.contract().image_first() {
+            Order::ImageFirst
+        } else {
+            Order::StateFirst
+        }
+    }
+}
+
 /// Where a staged update sits in the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Staging {
     /// Which end of the gap it was staged at.
     pub end: End,
+    /// Which of the image and the state comes first.
+    pub order: Order,
     /// The image span.
     pub image: PhysRange,
     /// The argument page.
@@ -302,6 +330,27 @@ impl Staging {
         state_estimate: u64,
         tables: u64,
     ) -> Result<Staging, StagingError> {
+        Self::plan_ordered(
+            end,
+            Order::StateFirst,
+            gap,
+            image_span,
+            state_estimate,
+            tables,
+        )
+    }
+
+    /// [`Staging::plan_at`] with the top end's `order` chosen (the bottom
+    /// is always image first): what an incoming image's contract asks for
+    /// (`crate::image::Contract::image_first`).
+    pub fn plan_ordered(
+        end: End,
+        order: Order,
+        gap: PhysRange,
+        image_span: u64,
+        state_estimate: u64,
+        tables: u64,
+    ) -> Result<Staging, StagingError> {
         let image_bytes = page_up(image_span);
         let needed = image_bytes.saturating_add(reserve(state_estimate, tables));
         if needed > gap.size {
@@ -311,38 +360,44 @@ impl Staging {
             });
         }
         let table_bytes = tables * PAGE_SIZE;
-        let staging = match end {
-            End::Bottom => {
-                let image = PhysRange::new(gap.start, image_bytes);
-                let args = image.end();
-                let trampoline = args + PAGE_SIZE;
-                let tables = PhysRange::new(trampoline + PAGE_SIZE, table_bytes);
-                let state = PhysRange::from_bounds(tables.end(), gap.end());
-                Staging {
-                    end,
-                    image,
-                    args,
-                    trampoline,
-                    tables,
-                    state,
-                }
+        let order = match end {
+            End::Bottom => Order::ImageFirst,
+            End::Top => order,
+        };
+        // The image-first layout from `start`, the state area up to `end`.
+        let image_first = |start: u64, state_end: u64| {
+            let image = PhysRange::new(start, image_bytes);
+            let args = image.end();
+            let trampoline = args + PAGE_SIZE;
+            let tables = PhysRange::new(trampoline + PAGE_SIZE, table_bytes);
+            let state = PhysRange::from_bounds(tables.end(), state_end);
+            (image, args, trampoline, tables, state)
+        };
+        let (image, args, trampoline, tables, state) = match (end, order) {
+            (End::Bottom, _) => image_first(gap.start, gap.end()),
+            (End::Top, Order::ImageFirst) => {
+                let state_bytes = state_reserve(state_estimate);
+                let start = gap.end() - state_bytes - table_bytes - 2 * PAGE_SIZE - image_bytes;
+                image_first(start, gap.end())
             }
-            End::Top => {
+            (End::Top, Order::StateFirst) => {
                 let image = PhysRange::from_bounds(gap.end() - image_bytes, gap.end());
                 let tables = PhysRange::from_bounds(image.start - table_bytes, image.start);
                 let trampoline = tables.start - PAGE_SIZE;
                 let args = trampoline - PAGE_SIZE;
                 let state_bytes = state_reserve(state_estimate);
                 let state = PhysRange::from_bounds(args - state_bytes, args);
-                Staging {
-                    end,
-                    image,
-                    args,
-                    trampoline,
-                    tables,
-                    state,
-                }
+                (image, args, trampoline, tables, state)
             }
+        };
+        let staging = Staging {
+            end,
+            order,
+            image,
+            args,
+            trampoline,
+            tables,
+            state,
         };
         Ok(staging)
     }
@@ -390,13 +445,13 @@ impl Staging {
     /// What the incoming image's boot allocator must leave alone for a state
     /// of `state_len` bytes (what `new_hv::staging::staged_range` computes
     /// from the entry arguments): `[image, end of state rounded up to a
-    /// page)` at the bottom, `[state, end of image)` at the top.
+    /// page)` image first, `[state, end of image)` state first.
     pub fn hole(&self, state_len: u64) -> PhysRange {
-        match self.end {
-            End::Bottom => {
+        match self.order {
+            Order::ImageFirst => {
                 PhysRange::from_bounds(self.image.start, page_up(self.state.start + state_len))
             }
-            End::Top => PhysRange::from_bounds(self.state.start, self.image.end()),
+            Order::StateFirst => PhysRange::from_bounds(self.state.start, self.image.end()),
         }
     }
 }
@@ -404,6 +459,33 @@ impl Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_first_at_the_top_keeps_the_bottom_layout_and_ends_at_the_gap_s_end() {
+        let g = PhysRange::new(448 * MIB, 64 * MIB);
+        let s = Staging::plan_ordered(End::Top, Order::ImageFirst, g, 3 * MIB, 4096, 20).unwrap();
+        assert_eq!(s.order, Order::ImageFirst);
+        assert_eq!(s.args, s.image.end());
+        assert_eq!(s.trampoline, s.args + PAGE_SIZE);
+        assert_eq!(s.tables.start, s.trampoline + PAGE_SIZE);
+        assert_eq!(s.state.start, s.tables.end());
+        assert_eq!(s.state.end(), g.end());
+        assert_eq!(s.state.size, state_reserve(4096));
+        // The hole the incoming image computes runs from the image on.
+        assert_eq!(s.hole(100).start, s.image.start);
+        assert_eq!(s.hole(100).end(), s.state.start + PAGE_SIZE);
+        // The bottom is image first whatever is asked.
+        let b =
+            Staging::plan_ordered(End::Bottom, Order::StateFirst, g, 3 * MIB, 4096, 20).unwrap();
+        assert_eq!((b.order, b.image.start), (Order::ImageFirst, g.start));
+        // The top's default is the state first.
+        assert_eq!(
+            Staging::plan_at(End::Top, g, 3 * MIB, 4096, 20)
+                .unwrap()
+                .order,
+            Order::StateFirst
+        );
+    }
     use proptest::prelude::*;
 
     const MIB: u64 = 1 << 20;

@@ -10,6 +10,7 @@ use handover_abi::{
 };
 use hvlu_types::{ContextError, VcpuContext};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
+use new_hv::boot::Model;
 use new_hv::IncomingError;
 use old_hv::checks::{self, CheckError};
 use old_hv::handover::{self, DomainInput, PreflightError};
@@ -105,7 +106,8 @@ fn a_sound_state_passes_every_check() {
     let ram = [MfnRange::new(Mfn(0), 512 * MIB / PAGE_SIZE)];
     let region = PhysRange::new(448 * MIB, 64 * MIB);
     let staged = PhysRange::new(510 * MIB, 2 * MIB);
-    let plan = checks::before_jump(&s, frames_of(&s), region, staged, &ram, MIB).unwrap();
+    let plan =
+        checks::before_jump(&s, frames_of(&s), Model::Current, region, staged, &ram, MIB).unwrap();
     assert_eq!(plan.heap.start, region.start);
 }
 
@@ -132,7 +134,15 @@ fn a_vcpu_the_new_image_would_not_load_is_refused() {
         format!("d{id} vCPU 0: rip 0xffff800000001000 is not a guest address")
     );
     // Through the whole check too, before anything else is looked at.
-    let e = checks::before_jump(&s, 0, PhysRange::new(0, 0), PhysRange::new(0, 0), &[], 0);
+    let e = checks::before_jump(
+        &s,
+        0,
+        Model::Current,
+        PhysRange::new(0, 0),
+        PhysRange::new(0, 0),
+        &[],
+        0,
+    );
     assert!(matches!(e, Err(CheckError::Vcpu(_))), "{e:?}");
 }
 
@@ -183,7 +193,7 @@ fn a_boot_that_does_not_fit_is_refused() {
     let ram = [MfnRange::new(Mfn(0), 512 * MIB / PAGE_SIZE)];
     let region = PhysRange::new(448 * MIB, 64 * MIB);
     let staged = PhysRange::new(450 * MIB, 60 * MIB);
-    let e = checks::boot_fits(region, staged, &ram, MIB).unwrap_err();
+    let e = checks::boot_fits(Model::Current, region, staged, &ram, MIB).unwrap_err();
     let CheckError::BootDoesNotFit { needs, error } = &e else {
         panic!("{e:?}");
     };
@@ -200,14 +210,14 @@ fn a_boot_that_does_not_fit_is_refused() {
     // does not.
     let big = [MfnRange::new(Mfn(0), 8192 * MIB / PAGE_SIZE)];
     let staged = PhysRange::new(500 * MIB, 12 * MIB);
-    let e = checks::boot_fits(region, staged, &big, MIB).unwrap_err();
+    let e = checks::boot_fits(Model::Current, region, staged, &big, MIB).unwrap_err();
     assert!(
         matches!(&e, CheckError::BootDoesNotFit { error, .. } if error.what == "frametable"),
         "{e:?}"
     );
     // With the staged range at the top, all of it fits.
     let staged = PhysRange::new(510 * MIB, 2 * MIB);
-    assert!(checks::boot_fits(region, staged, &ram, MIB).is_ok());
+    assert!(checks::boot_fits(Model::Current, region, staged, &ram, MIB).is_ok());
 }
 
 #[test]

@@ -267,7 +267,15 @@ impl Sim {
             .expect("the state encodes") as u64;
         let ram_end = old_hv::ram::end(&self.machine.ram);
         let tables = staging::table_frames(ram_end, &info.mappings);
-        Staging::plan_at(end, gap, info.span, estimate, tables).expect("the image fits")
+        Staging::plan_ordered(
+            end,
+            staging::Order::for_image(info),
+            gap,
+            info.span,
+            estimate,
+            tables,
+        )
+        .expect("the image fits")
     }
 
     fn build_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {

@@ -333,7 +333,7 @@ impl Hv {
         // What the update keeps beside the image, at either end of the gap:
         // the one figure the `lu: loaded` line and `lu status` give.
         let handover_bytes = staging_layout::reserve(estimate, tables);
-        match Staging::plan_at(end, gap, info.span, estimate, tables)
+        match Staging::plan_ordered(end, staging_layout::Order::for_image(&info), gap, info.span, estimate, tables)
             .and_then(|s| s.clear_of(landing, file_len, gap).map(|()| s))
         {
             Ok(staging) => Ok(Checked {
