@@ -381,8 +381,16 @@ impl Release {
         };
         cmd.current_dir(&src);
         clean_env(&mut cmd);
-        let line = format!("{cmd:?}").replace('"', "");
-        println!("release {}: $ {line} > {} 2>&1", self.name, log.display());
+        let program = Path::new(cmd.get_program()).to_string_lossy().into_owned();
+        let line = cmd
+            .get_args()
+            .fold(program, |line, a| format!("{line} {}", a.to_string_lossy()));
+        println!(
+            "release {}: (cd {} && {line} > {} 2>&1)",
+            self.name,
+            src.display(),
+            log.display()
+        );
         let out = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out
             .try_clone()
@@ -494,16 +502,17 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Removes the caller's build settings, so a release builds as released:
-/// every `CARGO*` variable but `CARGO_HOME`, the `RUST*` ones but
-/// `RUSTUP_HOME` (`RUSTUP_TOOLCHAIN` too: `rustup run` chooses), and
-/// every `HVLU_*` (build id, ABI flag, keys).
+/// Removes the caller's build settings, so that a release builds as
+/// released: every `CARGO*` variable but `CARGO_HOME`, the compiler's
+/// (`RUSTC*`, `RUSTDOC*`, `RUSTFLAGS`), `RUSTUP_TOOLCHAIN*` (`rustup run`
+/// chooses) and every `HVLU_*` (build id, ABI flag, keys).
 fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(k) = key.to_str() else { continue };
         let drop = (k.starts_with("CARGO") && k != "CARGO_HOME")
-            || (k.starts_with("RUST") && k != "RUSTUP_HOME")
-            || k.starts_with("HVLU_");
+            || ["RUSTC", "RUSTDOC", "RUSTFLAGS", "RUSTUP_TOOLCHAIN", "HVLU_"]
+                .iter()
+                .any(|p| k.starts_with(p));
         if drop {
             cmd.env_remove(&key);
         }
