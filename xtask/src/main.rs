@@ -79,9 +79,13 @@ enum Command {
         #[arg(long)]
         release_images: bool,
     },
-    /// Print the releases recorded in releases.toml and the current tree
-    /// (`next`): each one's revision and handover ABI ranges, the version
-    /// each writes when it updates to each other one, and who reads whom.
+    /// Print the releases (releases.toml) and which can update to which.
+    ///
+    /// Lists every recorded release and the current tree (`next`): its
+    /// revision, toolchain and handover ABI ranges; then, for every ordered
+    /// pair, the handover body version the first writes when it updates to
+    /// the second (or `refused`), and who reads whom; and whether each
+    /// release's images are built (`cargo xtask build --release-images`).
     Releases,
     /// Boot the system in QEMU: the hypervisor, dom0 and two self-checking domUs.
     ///
@@ -129,7 +133,8 @@ enum Command {
         image: PathBuf,
     },
     /// Run every test: formatting, clippy (-D warnings), bare-metal builds,
-    /// host tests, QEMU scenarios, and 10 s of each fuzz target.
+    /// the release images (releases.toml), host tests, QEMU scenarios, and
+    /// 10 s of each fuzz target.
     ///
     /// The fuzz step needs a nightly toolchain and a C++ compiler; without
     /// them it is skipped, with a line saying why. HVLU_FUZZ=skip skips it

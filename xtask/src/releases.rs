@@ -7,7 +7,7 @@ use std::time::Instant;
 use hvlu_harness::releases::{self, Source};
 
 use crate::keys;
-use crate::shell::Failure;
+use crate::shell::{root, Failure};
 
 /// Prints the table of the releases and the current tree.
 pub fn print() -> Result<(), Failure> {
@@ -22,7 +22,8 @@ pub fn print() -> Result<(), Failure> {
             } else {
                 "not built yet (cargo xtask build --release-images)"
             };
-            println!("{}: images in {}: {built}", r.name, dir.display());
+            let dir = dir.strip_prefix(root()).unwrap_or(&dir).display();
+            println!("{}: images in {dir}: {built}", r.name);
         }
     }
     Ok(())
@@ -45,7 +46,7 @@ pub fn build_all() -> Result<(), Failure> {
             "xtask: release {} ready in {:.1} s: {} ({}; hv signed)",
             r.name,
             started.elapsed().as_secs_f64(),
-            r.dir().display(),
+            r.dir().strip_prefix(root()).unwrap_or(&r.dir()).display(),
             releases::sizes(&images)
         );
     }
