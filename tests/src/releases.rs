@@ -324,25 +324,27 @@ impl Release {
                         missing.display()
                     ));
                 }
+                self.check_note(&images.hv)?;
                 images
             }
             Source::Revision(revision) => {
+                // Tests of one binary run in threads: one build, signing
+                // and check at a time (a signature is written in place).
+                static PREPARING: Mutex<()> = Mutex::new(());
+                let _one = PREPARING.lock().unwrap_or_else(PoisonError::into_inner);
                 let images = self.build(revision)?;
                 let key = keys::signing_key();
                 keys::sign_file(&key, &images.hv, &images.hv)?;
+                self.check_note(&images.hv)?;
                 images
             }
         };
-        self.check_note(&images.hv)?;
         Ok(images)
     }
 
     /// Builds the release from its revision unless `built-from` says it
     /// was built with the same record and the images are there.
     fn build(&self, revision: &Revision) -> Result<ReleaseImages, String> {
-        // Tests of one binary run in threads: one build at a time.
-        static BUILDING: Mutex<()> = Mutex::new(());
-        let _one = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = self.dir();
         let images = ReleaseImages::in_dir(&dir);
         let stamp = dir.join("built-from");
@@ -629,9 +631,6 @@ fn ensure_toolchain(toolchain: &str) -> Result<(), String> {
 /// incrementally).
 fn checkout(src: &Path, rev: &str) -> Result<(), String> {
     let root = root();
-    // A worktree whose directory went (a `cargo clean`) stays registered
-    // until pruned, and blocks a new one at its path.
-    git(&root, &["worktree", "prune"])?;
     if src.join(".git").exists() {
         let head = git(src, &["rev-parse", "HEAD"]).unwrap_or_default();
         let clean = git(src, &["status", "--porcelain"]).is_ok_and(|s| s.trim().is_empty());
@@ -639,19 +638,18 @@ fn checkout(src: &Path, rev: &str) -> Result<(), String> {
             return Ok(());
         }
     }
-    if src.exists() {
-        let path = src.to_string_lossy();
-        if git(&root, &["worktree", "remove", "--force", &path]).is_err() {
-            fs::remove_dir_all(src).map_err(|e| format!("{}: {e}", src.display()))?;
-            git(&root, &["worktree", "prune"])?;
-        }
+    let path = src.to_string_lossy();
+    if src.exists() && git(&root, &["worktree", "remove", "--force", &path]).is_err() {
+        fs::remove_dir_all(src).map_err(|e| format!("{}: {e}", src.display()))?;
     }
     if let Some(parent) = src.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
+    // `--force`: a worktree whose directory went (a `cargo clean`) stays
+    // registered at its path, which would refuse a new one there.
     git(
         &root,
-        &["worktree", "add", "--detach", &src.to_string_lossy(), rev],
+        &["worktree", "add", "--force", "--detach", &path, rev],
     )
     .map(drop)
 }
