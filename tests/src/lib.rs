@@ -10,11 +10,16 @@
 //! of the hypervisor or dom0, no byte taken or answer on the host link),
 //! never because a busy host is slow; its error says how far things got.
 //! QEMU is killed when the machine is dropped.
+//!
+//! [`releases`] reads `releases.toml` and builds each released hypervisor
+//! from its own revision, for the tests between versions.
 
 #![forbid(unsafe_code)]
 
 pub mod hostlink;
+pub mod keys;
 pub mod qemu;
+pub mod releases;
 pub mod scenario;
 
 pub use qemu::{Ending, Images, Machine, MachineConfig};

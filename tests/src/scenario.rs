@@ -31,13 +31,19 @@ pub fn boot_with(
     if !extra_cmdline.is_empty() {
         config.cmdline = format!("{} {extra_cmdline}", config.cmdline);
     }
+    boot_config(&config)
+}
+
+/// Boots the machine `config` describes and waits for dom0's first prompt.
+pub fn boot_config(config: &MachineConfig) -> Machine {
     let started = std::time::Instant::now();
-    let mut machine = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    let mut machine = Machine::start(config).unwrap_or_else(|e| panic!("{e}"));
     machine
         .wait_for_text("(d0) dom0>", BOOT)
         .unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "{name}: QEMU start to dom0 prompt in {} ms",
+        "{}: QEMU start to dom0 prompt in {} ms",
+        config.name,
         started.elapsed().as_millis()
     );
     machine

@@ -2,7 +2,20 @@
 //! the bare-metal target, every hypervisor image signed.
 
 use crate::shell::{self, Cmd, Failure};
-use crate::{keys, BARE_TARGET, GUESTS, HV_AND_FRAMEWORK};
+use crate::{keys, releases, BARE_TARGET, GUESTS, HV_AND_FRAMEWORK};
+
+/// `cargo xtask build`: the current tree ([`build`]) unless only
+/// `--release-images` is given, then the recorded releases
+/// ([`releases::build_all`]) if it is.
+pub fn build_images(release: bool, release_images: bool) -> Result<(), Failure> {
+    if release || !release_images {
+        build(release)?;
+    }
+    if release_images {
+        releases::build_all()?;
+    }
+    Ok(())
+}
 
 /// Builds the framework crates and the images for the bare-metal target;
 /// with `release`, also a second hypervisor build with another build id

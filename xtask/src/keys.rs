@@ -14,19 +14,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use hvlu_harness::keys::{dev_secret, dir};
 use old_hv::signature::{self, KeyId, SecretSeed};
 
-use crate::shell::{root, Failure};
-
-/// `target/keys/`.
-pub fn dir() -> PathBuf {
-    root().join("target/keys")
-}
-
-/// The development secret key file.
-pub fn dev_secret() -> PathBuf {
-    dir().join("dev.key")
-}
+use crate::shell::Failure;
 
 /// The development public key file.
 pub fn dev_public() -> PathBuf {
@@ -84,38 +75,24 @@ fn write_secret(path: &Path, text: &str) -> Result<(), Failure> {
 
 /// Reads a secret key file (64 hex digits: the Ed25519 seed).
 pub fn read_secret(path: &Path) -> Result<SecretSeed, Failure> {
-    let text = fs::read_to_string(path).map_err(|e| io(path, e))?;
-    signature::parse_hex32(&text).ok_or_else(|| {
-        Failure::Failed(format!(
-            "{}: not an Ed25519 secret key (64 hex digits)",
-            path.display()
-        ))
-    })
+    hvlu_harness::keys::read_secret(path).map_err(Failure::Failed)
 }
 
 /// The key `cargo xtask build` signs with: `HVLU_SIGNING_KEY`, or the
 /// development key (created if missing).
 pub fn build_key() -> Result<PathBuf, Failure> {
-    match std::env::var_os("HVLU_SIGNING_KEY").filter(|v| !v.is_empty()) {
-        Some(p) => Ok(PathBuf::from(p)),
-        None => {
-            ensure_dev_keys()?;
-            Ok(dev_secret())
-        }
+    let key = hvlu_harness::keys::signing_key();
+    if key == dev_secret() {
+        ensure_dev_keys()?;
     }
+    Ok(key)
 }
 
 /// Signs the file `image` with the secret key in `key`, writing the result
 /// to `out` (which may be `image`: in place). A trailer the file already has
 /// is replaced; the file is not rewritten when nothing changes.
 pub fn sign_file(key: &Path, image: &Path, out: &Path) -> Result<KeyId, Failure> {
-    let seed = read_secret(key)?;
-    let bytes = fs::read(image).map_err(|e| io(image, e))?;
-    let signed = signature::sign(&bytes, &seed);
-    if out != image || signed != bytes {
-        fs::write(out, &signed).map_err(|e| io(out, e))?;
-    }
-    Ok(KeyId::of(&signature::public_key(&seed)))
+    hvlu_harness::keys::sign_file(key, image, out).map_err(Failure::Failed)
 }
 
 /// `cargo xtask sign`.

@@ -6,8 +6,9 @@
 //! target settings removed, so that a host-side setting never leaks into the
 //! hypervisor image.
 //!
-//! Each subcommand has its own module: `setup`, `build`, `run`, `sign`
-//! (`keys`), `test`, `fuzz`, `bench`, `live_update`, `soak`; this file
+//! Each subcommand has its own module: `setup`, `build`, `releases`,
+//! `run`, `sign` (`keys`), `test`, `fuzz`, `bench`, `live_update`, `soak`;
+//! this file
 //! holds the command line and the crate sets they share.
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ mod build;
 mod fuzz;
 mod keys;
 mod live_update;
+mod releases;
 mod run;
 mod setup;
 mod shell;
@@ -69,7 +71,22 @@ enum Command {
         /// Build with the release profile (what QEMU runs boot).
         #[arg(long)]
         release: bool,
+        /// Build every release recorded in releases.toml from its own
+        /// revision (a git worktree under target/releases/<name>/src, its
+        /// own Cargo.lock, toolchain and build command), once per
+        /// revision, and sign its hypervisor with the current key. Alone,
+        /// builds only those; with --release, the current tree too.
+        #[arg(long)]
+        release_images: bool,
     },
+    /// Print the releases (releases.toml) and which can update to which.
+    ///
+    /// Lists every recorded release and the current tree (`next`): its
+    /// revision, toolchain and handover ABI ranges; then, for every ordered
+    /// pair, the handover body version the first writes when it updates to
+    /// the second (or `refused`), and who reads whom; and whether each
+    /// release's images are built (`cargo xtask build --release-images`).
+    Releases,
     /// Boot the system in QEMU: the hypervisor, dom0 and two self-checking domUs.
     ///
     /// Without --script the terminal is dom0's console (type `help`; `poweroff`
@@ -116,7 +133,8 @@ enum Command {
         image: PathBuf,
     },
     /// Run every test: formatting, clippy (-D warnings), bare-metal builds,
-    /// host tests, QEMU scenarios, and 10 s of each fuzz target.
+    /// the release images (releases.toml), host tests, QEMU scenarios, and
+    /// 10 s of each fuzz target.
     ///
     /// The fuzz step needs a nightly toolchain and a C++ compiler; without
     /// them it is skipped, with a line saying why. HVLU_FUZZ=skip skips it
@@ -199,7 +217,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = setup::ensure_toolchain().and_then(|()| match cli.command {
         Command::Setup => setup::ensure_qemu(),
-        Command::Build { release } => build(release),
+        Command::Build {
+            release,
+            release_images,
+        } => build::build_images(release, release_images),
+        Command::Releases => releases::print(),
         Command::Run {
             script,
             domus,

@@ -2,7 +2,7 @@
 
 use crate::build::build;
 use crate::shell::{self, Cmd, Failure};
-use crate::{fuzz, keys, setup, GUESTS, HV_AND_FRAMEWORK};
+use crate::{fuzz, keys, releases, setup, GUESTS, HV_AND_FRAMEWORK};
 
 /// `cargo xtask test`.
 pub fn test() -> Result<(), Failure> {
@@ -30,6 +30,9 @@ pub fn test() -> Result<(), Failure> {
     shell::step("bare-metal build (debug and release)");
     build(false)?;
     build(true)?;
+
+    shell::step("release images (releases.toml: each built once from its revision, kept in target/releases/)");
+    releases::build_all()?;
 
     shell::step("benchmarks build");
     Cmd::cargo("bench")
