@@ -548,9 +548,17 @@ impl<E: NoteEntry> HvluNote<E> {
         self.entry
     }
 
-    /// The build id.
+    /// The build id, as the note was built with it.
     pub const fn build_id(&self) -> BuildId {
         BuildId(self.build_id)
+    }
+
+    /// Where the build id lies: for an image whose build tool stamps the
+    /// id into the linked file (docs/abi.md §4.2), the running image reads
+    /// it through this pointer with a volatile read, which the compiler
+    /// cannot replace with the value [`HvluNote::new`] was given.
+    pub const fn build_id_field(&self) -> *const [u8; 16] {
+        &raw const self.build_id
     }
 }
 
