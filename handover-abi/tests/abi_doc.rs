@@ -509,8 +509,7 @@ fn example_state_part() -> String {
     out.push_str(&header.text(0));
     out.push_str(&body.text(HEADER_SIZE));
     out.push_str("```\n\n");
-    let _ = writeln!(
-        out,
+    out.push_str(&wrap(&format!(
         "The blob is {} bytes (a {}-byte body). Written as 1.0 (§2.4: the \
          command line, the reports and the retired domain dropped), the body \
          is the lines not marked (1.1), {} bytes, and the header differs in \
@@ -523,7 +522,7 @@ fn example_state_part() -> String {
         h.body_len,
         h.body_crc,
         h.header_crc
-    );
+    )));
     out
 }
 
@@ -566,6 +565,26 @@ fn example_note_part() -> String {
     assert_eq!(l.bytes(false), bytes.as_slice());
     assert_eq!(handover_abi::note::parse_note(&bytes), Ok(note));
     format!("```text\n{}```\n", l.text(0))
+}
+
+/// `text` as lines of at most 76 characters, broken at spaces.
+fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > 76 {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
 /// Encoded size of `value` in bytes.
@@ -715,16 +734,16 @@ fn sizes_part() -> String {
             .join(name);
         std::fs::read(path).expect("golden blob").len()
     };
-    let _ = writeln!(
-        out,
-        "\nA name or a command line adds its bytes and one more length byte \
+    out.push('\n');
+    out.push_str(&wrap(&format!(
+        "A name or a command line adds its bytes and one more length byte \
          from 128 bytes on (a length of 128 to 16383 is a 2-byte varint); \
          each list adds its elements, and its length byte likewise. The \
          golden blobs: `v1_0.bin` (3 domains, 24 runs, 4 vCPUs) is {} bytes, \
          `v1_1.bin` (the same state with the 1.1 additions) is {} bytes.",
         golden("v1_0.bin"),
         golden("v1_1.bin")
-    );
+    )));
     out
 }
 
