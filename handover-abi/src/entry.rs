@@ -68,9 +68,12 @@
 //!    188    4 reserved (0)
 //! ```
 //!
-//! Versions 1 (176 bytes, CRC at 168) and 2 (184 bytes, without
-//! `tables_digest`, CRC at 176) are no longer read: a new layout is a new
-//! version.
+//! Version 1 (176 bytes: the same fields up to `from_build_id`, then the
+//! CRC at 168 and the reserved word at 172; [`RawEntryArgsV1`]) is what the
+//! 1.0 release writes and reads: this crate reads it, without the two
+//! digests (`None`), and writes it for an image that reads nothing newer
+//! ([`EntryArgs::to_bytes_as`]). Version 2 (184 bytes, without
+//! `tables_digest`) was never released and is not read.
 
 use core::mem::offset_of;
 
@@ -84,10 +87,17 @@ use crate::header::BuildId;
 pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
 /// Magic of the argument page.
 pub const ENTRY_ARGS_MAGIC: [u8; 8] = *b"HVLUARGS";
-/// Version of the argument page this crate writes and reads.
+/// Version of the argument page this crate writes by default.
 pub const ENTRY_ARGS_VERSION: u32 = 3;
-/// Bytes of the argument page.
+/// Bytes of the argument page of [`ENTRY_ARGS_VERSION`]: the most any
+/// version read here takes.
 pub const ENTRY_ARGS_SIZE: usize = 192;
+/// The argument page of the 1.0 release: version 1, 176 bytes.
+pub const ENTRY_ARGS_V1: u32 = 1;
+/// Bytes of version 1.
+pub const ENTRY_ARGS_V1_SIZE: usize = 176;
+/// The versions this crate reads (and can write), oldest first.
+pub const ENTRY_ARGS_READS: [u32; 2] = [ENTRY_ARGS_V1, ENTRY_ARGS_VERSION];
 
 /// The arguments of the live-update entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -131,11 +141,12 @@ pub struct EntryArgs {
     pub from_build_id: BuildId,
     /// The digest of the free frames the new image must end up with: the
     /// old page allocator's free frames and the old image's frames outside
-    /// the region (`new_hv::free`).
-    pub free_digest: u64,
+    /// the region (`new_hv::free`). `None` in a version 1 page.
+    pub free_digest: Option<u64>,
     /// The digest of the contents of every page-table frame the state's
-    /// runs list, taken before the jump (`new_hv::tables`).
-    pub tables_digest: u64,
+    /// runs list, taken before the jump (`new_hv::tables`). `None` in a
+    /// version 1 page.
+    pub tables_digest: Option<u64>,
 }
 
 /// The argument page as it lies in memory: field for field the table of
@@ -229,6 +240,31 @@ hvlu_types::assert_layout!(RawEntryArgs, ENTRY_ARGS_SIZE, {
     reserved: 188,
 });
 
+/// The argument page of version 1 (the 1.0 release's): [`RawEntryArgs`]
+/// up to `from_build_id`, then its CRC and reserved word.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct RawEntryArgsV1 {
+    /// Bytes 0..168, laid out as in [`RawEntryArgs`].
+    pub common: [u8; V1_CRC_AT],
+    /// CRC32C of `common`.
+    pub crc32c: U32,
+    /// Zero.
+    pub reserved: U32,
+}
+
+/// Where version 1's CRC-covered bytes end: where version 3 carries
+/// `free_digest`.
+const V1_CRC_AT: usize = offset_of!(RawEntryArgs, free_digest);
+
+hvlu_types::assert_layout!(RawEntryArgsV1, ENTRY_ARGS_V1_SIZE, {
+    common: 0,
+    crc32c: 168,
+    reserved: 172,
+});
+
 /// Why an argument page was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryArgsError {
@@ -266,7 +302,7 @@ impl core::fmt::Display for EntryArgsError {
             EntryArgsError::BadMagic => f.write_str("entry arguments: bad magic"),
             EntryArgsError::UnsupportedVersion { version, size } => write!(
                 f,
-                "entry arguments version {version} size {size} not supported (this image reads version {ENTRY_ARGS_VERSION} size {ENTRY_ARGS_SIZE})"
+                "entry arguments version {version} size {size} not supported (this image reads version {ENTRY_ARGS_V1} size {ENTRY_ARGS_V1_SIZE} and version {ENTRY_ARGS_VERSION} size {ENTRY_ARGS_SIZE})"
             ),
             EntryArgsError::CrcMismatch { stored, computed } => write!(
                 f,
@@ -310,8 +346,8 @@ impl EntryArgs {
             sequence: self.sequence.into(),
             image_frames_out: self.image_frames_out.into(),
             from_build_id: self.from_build_id.0,
-            free_digest: self.free_digest.into(),
-            tables_digest: self.tables_digest.into(),
+            free_digest: self.free_digest.unwrap_or(0).into(),
+            tables_digest: self.tables_digest.unwrap_or(0).into(),
             crc32c: U32::ZERO,
             reserved: U32::ZERO,
         };
@@ -341,8 +377,8 @@ impl EntryArgs {
             sequence: raw.sequence.get(),
             image_frames_out: raw.image_frames_out.get(),
             from_build_id: BuildId(raw.from_build_id),
-            free_digest: raw.free_digest.get(),
-            tables_digest: raw.tables_digest.get(),
+            free_digest: Some(raw.free_digest.get()),
+            tables_digest: Some(raw.tables_digest.get()),
         }
     }
 
@@ -351,28 +387,87 @@ impl EntryArgs {
         zerocopy::transmute!(self.to_raw())
     }
 
-    /// Reads an argument page, checking magic, version, size and CRC.
+    /// The argument page of `version` (one of [`ENTRY_ARGS_READS`]) in the
+    /// first bytes of the returned buffer, and how many: version 1 drops
+    /// the two digests, which it does not carry.
+    pub fn to_bytes_as(
+        &self,
+        version: u32,
+    ) -> Result<([u8; ENTRY_ARGS_SIZE], usize), EntryArgsError> {
+        match version {
+            ENTRY_ARGS_VERSION => Ok((self.to_bytes(), ENTRY_ARGS_SIZE)),
+            ENTRY_ARGS_V1 => {
+                let mut raw = self.to_raw();
+                raw.version = ENTRY_ARGS_V1.into();
+                raw.size = (ENTRY_ARGS_V1_SIZE as u32).into();
+                let full = raw.as_bytes();
+                let mut v1 = RawEntryArgsV1 {
+                    common: [0; V1_CRC_AT],
+                    crc32c: U32::ZERO,
+                    reserved: U32::ZERO,
+                };
+                v1.common.copy_from_slice(&full[..V1_CRC_AT]);
+                v1.crc32c = crc32c(&v1.common).into();
+                let mut out = [0u8; ENTRY_ARGS_SIZE];
+                out[..ENTRY_ARGS_V1_SIZE].copy_from_slice(v1.as_bytes());
+                Ok((out, ENTRY_ARGS_V1_SIZE))
+            }
+            _ => Err(EntryArgsError::UnsupportedVersion { version, size: 0 }),
+        }
+    }
+
+    /// Reads an argument page of any version in [`ENTRY_ARGS_READS`],
+    /// checking magic, version, size and CRC; a version 1 page has no
+    /// digests (`None`).
     pub fn from_bytes(b: &[u8]) -> Result<EntryArgs, EntryArgsError> {
-        let Some(bytes) = b.first_chunk::<ENTRY_ARGS_SIZE>() else {
-            return Err(EntryArgsError::Truncated { len: b.len() });
-        };
-        let raw: &RawEntryArgs = zerocopy::transmute_ref!(bytes);
-        if raw.magic != ENTRY_ARGS_MAGIC {
+        let head = b
+            .first_chunk::<16>()
+            .ok_or(EntryArgsError::Truncated { len: b.len() })?;
+        if head[..8] != ENTRY_ARGS_MAGIC {
             return Err(EntryArgsError::BadMagic);
         }
-        let (version, size) = (raw.version.get(), raw.size.get());
-        if version != ENTRY_ARGS_VERSION || size as usize != ENTRY_ARGS_SIZE {
-            return Err(EntryArgsError::UnsupportedVersion { version, size });
+        let word =
+            |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let (version, size) = (word(8), word(12));
+        match (version, size as usize) {
+            (ENTRY_ARGS_VERSION, ENTRY_ARGS_SIZE) => {
+                let bytes = b
+                    .first_chunk::<ENTRY_ARGS_SIZE>()
+                    .ok_or(EntryArgsError::Truncated { len: b.len() })?;
+                let raw: &RawEntryArgs = zerocopy::transmute_ref!(bytes);
+                check_crc(raw.crc32c, &bytes[..CRC_AT], raw.reserved)?;
+                Ok(EntryArgs::from_raw(raw))
+            }
+            (ENTRY_ARGS_V1, ENTRY_ARGS_V1_SIZE) => {
+                let bytes = b
+                    .first_chunk::<ENTRY_ARGS_V1_SIZE>()
+                    .ok_or(EntryArgsError::Truncated { len: b.len() })?;
+                let v1: &RawEntryArgsV1 = zerocopy::transmute_ref!(bytes);
+                check_crc(v1.crc32c, &v1.common, v1.reserved)?;
+                let mut full = [0u8; ENTRY_ARGS_SIZE];
+                full[..V1_CRC_AT].copy_from_slice(&v1.common);
+                let raw: &RawEntryArgs = zerocopy::transmute_ref!(&full);
+                Ok(EntryArgs {
+                    free_digest: None,
+                    tables_digest: None,
+                    ..EntryArgs::from_raw(raw)
+                })
+            }
+            _ => Err(EntryArgsError::UnsupportedVersion { version, size }),
         }
-        let (stored, computed) = (raw.crc32c.get(), crc32c(&bytes[..CRC_AT]));
-        if stored != computed {
-            return Err(EntryArgsError::CrcMismatch { stored, computed });
-        }
-        if raw.reserved != U32::ZERO {
-            return Err(EntryArgsError::ReservedNotZero);
-        }
-        Ok(EntryArgs::from_raw(raw))
     }
+}
+
+/// The CRC and reserved-word checks every version shares.
+fn check_crc(stored: U32, covered: &[u8], reserved: U32) -> Result<(), EntryArgsError> {
+    let (stored, computed) = (stored.get(), crc32c(covered));
+    if stored != computed {
+        return Err(EntryArgsError::CrcMismatch { stored, computed });
+    }
+    if reserved != U32::ZERO {
+        return Err(EntryArgsError::ReservedNotZero);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -399,8 +494,8 @@ mod tests {
             sequence: 7,
             image_frames_out: 175,
             from_build_id: BuildId([0xab; 16]),
-            free_digest: 0x0123_4567_89ab_cdef,
-            tables_digest: 0xfedc_ba98_7654_3210,
+            free_digest: Some(0x0123_4567_89ab_cdef),
+            tables_digest: Some(0xfedc_ba98_7654_3210),
         }
     }
 
@@ -486,16 +581,45 @@ mod tests {
     }
 
     #[test]
-    fn version_1_is_no_longer_read() {
-        // A version-1 page: 176 bytes, CRC at 168.
-        let mut b = sample().to_bytes();
-        b[8..12].copy_from_slice(&1u32.to_le_bytes());
-        b[12..16].copy_from_slice(&176u32.to_le_bytes());
+    fn version_1_is_the_1_0_release_s_page_and_reads_back_without_digests() {
+        let args = sample();
+        let (b, len) = args.to_bytes_as(ENTRY_ARGS_V1).unwrap();
+        assert_eq!(len, 176);
+        // The 1.0 release's layout: the fields of version 3 up to the build
+        // id, then the CRC of bytes 0..168 and a zero word; nothing after.
+        let v3 = args.to_bytes();
+        assert_eq!(&b[0..8], b"HVLUARGS");
+        assert_eq!(&b[8..12], &1u32.to_le_bytes());
+        assert_eq!(&b[12..16], &176u32.to_le_bytes());
+        assert_eq!(b[16..168], v3[16..168]);
+        assert_eq!(&b[168..172], &crc32c(&b[..168]).to_le_bytes());
+        assert_eq!(&b[172..192], &[0; 20]);
+        let read = EntryArgs::from_bytes(&b[..len]).unwrap();
         assert_eq!(
-            EntryArgs::from_bytes(&b),
+            read,
+            EntryArgs {
+                free_digest: None,
+                tables_digest: None,
+                ..args
+            }
+        );
+        // Its CRC covers every field.
+        let mut bad = b;
+        bad[100] ^= 1;
+        assert!(matches!(
+            EntryArgs::from_bytes(&bad[..len]),
+            Err(EntryArgsError::CrcMismatch { .. })
+        ));
+        assert_eq!(
+            EntryArgs::from_bytes(&b[..170]),
+            Err(EntryArgsError::Truncated { len: 170 })
+        );
+        // Versions nobody reads are refused by name, writing them too.
+        assert_eq!(
+            args.to_bytes_as(2),
             Err(EntryArgsError::UnsupportedVersion {
-                version: 1,
-                size: 176
+                version: 2,
+                size: 0
             })
         );
     }

@@ -81,8 +81,9 @@ pub struct Report {
     /// Free frames after the release.
     pub free_after: u64,
     /// The old side's digest of the frames the new side must find free
-    /// (its free frames and its image's frames outside the region).
-    pub free_digest_old: u64,
+    /// (its free frames and its image's frames outside the region); `None`
+    /// from an old side that does not carry it (argument page version 1).
+    pub free_digest_old: Option<u64>,
     /// The new side's digest of the frames it released.
     pub free_digest_new: u64,
     /// The live-update capacity after the update: the region's largest free
@@ -125,10 +126,25 @@ impl Report {
 
     /// Whether the free frames are the old ones plus the old image's frames
     /// outside the region (which only a cold-boot image has): the same
-    /// count, and the same frames (equal free-frame digests).
+    /// count, and the same frames (equal free-frame digests) where the old
+    /// side carried its digest.
     pub fn free_equal(&self) -> bool {
         self.free_after == self.free_before + self.image_frames_released
-            && self.free_digest_old == self.free_digest_new
+            && self
+                .free_digest_old
+                .is_none_or(|old| old == self.free_digest_new)
+    }
+}
+
+/// A digest as the report prints it: `0x` and 16 hex digits, or `none`.
+struct Digest(Option<u64>);
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{d:#018x}"),
+            None => f.write_str("none"),
+        }
     }
 }
 
@@ -152,7 +168,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_digest_old={:#018x} free_digest_new={:#018x} free_equal={} capacity_kib={}",
+            "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_digest_old={} free_digest_new={:#018x} free_equal={} capacity_kib={}",
             self.seq,
             Short(&self.from),
             Short(&self.to),
@@ -175,7 +191,7 @@ impl fmt::Display for Report {
             self.free_before,
             self.image_frames_released,
             self.free_after,
-            self.free_digest_old,
+            Digest(self.free_digest_old),
             self.free_digest_new,
             yes(self.free_equal()),
             self.capacity >> 10,
@@ -195,7 +211,7 @@ mod tests {
             free_before: 100,
             image_frames_released: 7,
             free_after: 107,
-            free_digest_old: 0x22,
+            free_digest_old: Some(0x22),
             free_digest_new: 0x22,
             capacity: 51 << 20,
             ..Report::default()

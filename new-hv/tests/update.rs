@@ -142,6 +142,35 @@ fn the_tables_built_map_what_the_contract_promises() {
     assert_eq!(sim.translate(new_root, direct + apic), Some(apic));
 }
 
+/// An argument page of version 1 — what the 1.0 release writes — is read:
+/// the update arrives with the same frametable, the guests' tables are
+/// checked by the pass alone (said in the note), and the free frames by
+/// their count.
+#[test]
+fn a_version_1_argument_page_arrives_without_its_digests() {
+    use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE, ENTRY_ARGS_V1};
+    let mut sim = host(12, 3);
+    let info = Sim::image();
+    let staging = sim.stage(&info, End::Bottom);
+    let args_phys = exec(&mut sim, &info, &staging).unwrap();
+    let mut raw = [0u8; ENTRY_ARGS_SIZE];
+    sim.read_phys(args_phys, &mut raw).unwrap();
+    let args = EntryArgs::from_bytes(&raw).unwrap();
+    let (v1, len) = args.to_bytes_as(ENTRY_ARGS_V1).unwrap();
+    sim.write_phys(args_phys, &v1[..ENTRY_ARGS_SIZE]).unwrap();
+    assert_eq!(len, 176);
+    let e = new_hv::enter(&mut sim, args_phys, handover_abi::READS).unwrap();
+    check_arrived(&sim, &e);
+    assert_eq!((e.args.tables_digest, e.args.free_digest), (None, None));
+    assert!(
+        e.note
+            .as_deref()
+            .is_some_and(|n| n.contains("carries no digest of the guests' page tables")),
+        "{:?}",
+        e.note
+    );
+}
+
 /// Each failure before the point of no return: the update is cancelled with
 /// its reason, every vCPU resumed, nothing outside the staging area touched,
 /// and the next attempt, without the fault, arrives.

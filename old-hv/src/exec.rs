@@ -416,8 +416,8 @@ fn prepare<P: Platform>(
         sequence: m.sequence + 1,
         image_frames_out: m.image_frames_out,
         from_build_id: m.build_id,
-        tables_digest,
-        free_digest,
+        tables_digest: Some(tables_digest),
+        free_digest: Some(free_digest),
         ..EntryArgs::default()
     };
     s.place(m.region, len, &mut args);
