@@ -1,9 +1,13 @@
-//! Links the hypervisor with its own linker script and bakes in its build id.
+//! Links the hypervisor with its own linker script and bakes in its
+//! provisional build id.
 //!
-//! The build id is 16 bytes derived from the `HVLU_BUILD_ID` environment
-//! variable (any text; default `hvlu-hv-<version>`). Two builds with
-//! different texts differ only in their id: `cargo xtask soak` alternates
-//! between two such builds so every update visibly replaces the image.
+//! The provisional build id is 16 bytes derived from the `HVLU_BUILD_ID`
+//! environment variable (any text; default `hvlu-hv-<version>`), which the
+//! image also keeps as its name in logs. `cargo xtask build` replaces it in
+//! the linked image with the image's content hash (`docs/abi.md` §4.2), so
+//! that two different images never share an id; two builds with different
+//! texts are different images (`cargo xtask soak` alternates between two
+//! such builds so every update visibly replaces the image).
 //!
 //! It also bakes in the Ed25519 public keys whose signatures `lu load`
 //! accepts: one key a line, 64 hex digits (blank lines and `#` comments

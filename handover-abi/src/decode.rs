@@ -76,6 +76,16 @@ pub enum DecodeError {
         /// Its value.
         value: u8,
     },
+    /// The header says the blob was written by a build whose own version is
+    /// older than the body's: no writer writes a version newer than its own
+    /// (every real writer records its `CURRENT`, at least the body's).
+    #[error("the producer's ABI version {producer} is older than the body's {body}: no writer writes a version newer than its own")]
+    ProducerOlderThanBody {
+        /// The producer version in the header.
+        producer: AbiVersion,
+        /// The version of the body.
+        body: AbiVersion,
+    },
     /// The buffer is shorter than the header says the blob is.
     #[error(
         "truncated body: the header declares {declared} bytes in all, the buffer has {available}"
@@ -111,6 +121,16 @@ pub enum DecodeError {
         /// Bytes not used by the value.
         unused: usize,
     },
+    /// The body is longer than the canonical encoding of its value: a
+    /// varint is written in more bytes than its value needs (`80 00` for
+    /// 0). Each state has exactly one encoding.
+    #[error("malformed body: {len} bytes, but its value encodes in {canonical_len}: a varint is padded with needless bytes")]
+    NonCanonicalVarint {
+        /// Bytes the value used.
+        len: usize,
+        /// Bytes of its canonical encoding.
+        canonical_len: usize,
+    },
     /// The state breaks a structural invariant.
     #[error("invalid state: {0}")]
     Invalid(#[from] StateError),
@@ -125,9 +145,10 @@ pub enum DecodeError {
 }
 
 /// Checks the header at the start of `buf` (magic, header CRC, version,
-/// header size, reserved bytes) and returns it. `buf` may be just the header
+/// header size, reserved bytes, producer version) and returns it. `buf` may be just the header
 /// or the header followed by anything; [`Header::total_len`] then says how
-/// long the blob is. Errors as [`decode`], up to [`DecodeError::ReservedNotZero`].
+/// long the blob is. Errors as [`decode`], up to
+/// [`DecodeError::ProducerOlderThanBody`].
 pub fn read_header(buf: &[u8]) -> Result<Header, DecodeError> {
     if let Some(found) = buf.first_chunk::<8>() {
         if *found != MAGIC {
@@ -172,15 +193,21 @@ pub fn read_header(buf: &[u8]) -> Result<Header, DecodeError> {
             value,
         });
     }
+    if header.producer.abi < found {
+        return Err(DecodeError::ProducerOlderThanBody {
+            producer: header.producer.abi,
+            body: found,
+        });
+    }
     Ok(header)
 }
 
 /// Decodes and checks a whole blob. `buf` must be exactly the blob (header
 /// and body, nothing after). The checks, in order: magic, header CRC, major,
-/// minor, header size, reserved bytes, length (truncated, then trailing
-/// bytes), body CRC, postcard value, bytes after it, the structural
-/// invariants ([`HandoverState::validate`]), and that the state range holds
-/// the blob.
+/// minor, header size, reserved bytes, producer version, length (truncated,
+/// then trailing bytes), body CRC, postcard value, bytes after it, canonical
+/// varints, the structural invariants ([`HandoverState::validate`]), and
+/// that the state range holds the blob.
 pub fn decode(buf: &[u8]) -> Result<Decoded, DecodeError> {
     let header = read_header(buf)?;
     let declared = header.total_len().unwrap_or(u64::MAX);
@@ -207,7 +234,7 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, DecodeError> {
             computed,
         });
     }
-    let (state, unused) = match body::decode_body(header.version, body) {
+    let read = match body::decode_body(header.version, body) {
         None => {
             return Err(DecodeError::NewerMinor {
                 found: header.version,
@@ -217,8 +244,19 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, DecodeError> {
         Some(Err(e)) => return Err(DecodeError::MalformedBody(e)),
         Some(Ok(read)) => read,
     };
+    let body::Read {
+        state,
+        unused,
+        canonical_len,
+    } = read;
     if unused != 0 {
         return Err(DecodeError::BodyTrailingBytes { unused });
+    }
+    if canonical_len != body.len() {
+        return Err(DecodeError::NonCanonicalVarint {
+            len: body.len(),
+            canonical_len,
+        });
     }
     state.validate()?;
     let range = state.machine.region.state;

@@ -18,7 +18,7 @@
 //!     28    4 header_crc       CRC32C of these 64 bytes with this field zero
 //!     32   16 producer_build   build id of the image that wrote the blob
 //!     48    2 producer_major   newest ABI version that image writes
-//!     50    2 producer_minor   (informational; may be above abi_major.minor)
+//!     50    2 producer_minor   (may be above abi_major.minor, never below)
 //!     52   12 reserved         zero
 //!     64      body ...
 //! ```

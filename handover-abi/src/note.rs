@@ -3,9 +3,12 @@
 //! It tells an outgoing hypervisor, before anything is paused, which handover
 //! versions the image reads and writes and where its live-update entry is. It
 //! is an ordinary ELF note (`Elf64_Nhdr`: 4-byte words, name and descriptor
-//! each padded to 4 bytes), 64 bytes in all as this crate writes it, in a
-//! section `.note.hvlu` that must be 4-byte aligned (put it in a `PT_NOTE`
-//! segment of alignment 4):
+//! each padded to 4 bytes), 64 bytes in all as this crate writes it, 4-byte
+//! aligned in a `PT_NOTE` segment. Loaders find it through the program
+//! headers and never read section names; an image places it in the input
+//! section [`NOTE_SECTION`], which its linker script puts in the `PT_NOTE`
+//! segment (`hv/linker.ld`: in the output section `.note`, after the Xen
+//! PVH note). `docs/abi.md` §4.1 shows one in hex:
 //!
 //! ```text
 //! offset size field
@@ -72,7 +75,8 @@ pub const NOTE_NAME: &[u8; 5] = b"HVLU\0";
 pub const NOTE_TYPE: u32 = 1;
 /// The note format version this crate writes and reads.
 pub const NOTE_VERSION: u32 = 1;
-/// The section the note goes in.
+/// The input section an image places the note in; its linker script puts
+/// it in a `PT_NOTE` segment (loaders read no section name).
 pub const NOTE_SECTION: &str = ".note.hvlu";
 /// Size of the note header (`namesz`, `descsz`, `type`).
 pub const NHDR_SIZE: usize = 12;
@@ -548,9 +552,17 @@ impl<E: NoteEntry> HvluNote<E> {
         self.entry
     }
 
-    /// The build id.
+    /// The build id, as the note was built with it.
     pub const fn build_id(&self) -> BuildId {
         BuildId(self.build_id)
+    }
+
+    /// Where the build id lies: for an image whose build tool stamps the
+    /// id into the linked file (docs/abi.md §4.2), the running image reads
+    /// it through this pointer with a volatile read, which the compiler
+    /// cannot replace with the value [`HvluNote::new`] was given.
+    pub const fn build_id_field(&self) -> *const [u8; 16] {
+        &raw const self.build_id
     }
 }
 

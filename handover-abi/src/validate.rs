@@ -8,15 +8,19 @@
 //! 2. the live-update region: page aligned, inside usable RAM; the image and
 //!    state ranges non-empty, inside the region, apart from each other;
 //! 3. the time base: a non-zero TSC frequency;
-//! 4. domain ids: unique, all below the next domain id;
-//! 5. each domain, in list order: flags, name, each run (non-empty, not
+//! 4. the hypervisor's records (v1.1): the command line's length, the number
+//!    of retired domains, each retired name's length, in list order;
+//! 5. domain ids: unique, all below the next domain id;
+//! 6. retired domains' ids: unique, none a live domain's id (an id at or
+//!    above the next domain id is allowed: see `docs/abi.md` §2.4);
+//! 7. each domain, in list order: flags, name, each run (non-empty, not
 //!    wrapping, bottom-up kind order, inside usable RAM, outside the region),
 //!    machine frames of its runs disjoint, guest frames of its runs disjoint,
 //!    frame count within the limit, start-info page in a data run, each pinned
 //!    table in a run of its level (an L4 pin in an L4 run), no frame pinned
 //!    twice, each vCPU's flags and CR3, vCPU ids unique, each MMIO range
 //!    non-empty, below 2^52 bytes and clear of usable RAM;
-//! 6. the machine frames of all runs of all domains disjoint.
+//! 8. the machine frames of all runs of all domains disjoint.
 //!
 //! Every check that relates many items sorts a copy (O(n log n)) and looks
 //! items up by binary search; nothing walks frames one by one.
@@ -46,7 +50,8 @@ impl fmt::Display for RunRef {
 }
 
 /// A way in which a handover state breaks its invariants: one variant per
-/// invariant, each naming where it broke.
+/// invariant, each naming where it broke, in the order
+/// [`HandoverState::validate`] checks them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
     /// A RAM map entry has size zero.
@@ -112,20 +117,6 @@ pub enum StateError {
     /// The time base has a TSC frequency of zero.
     #[error("the time base has a TSC frequency of zero")]
     ZeroTscFrequency,
-    /// Two domains have the same id.
-    #[error("domain {domain} appears more than once")]
-    DuplicateDomain {
-        /// The repeated id.
-        domain: DomId,
-    },
-    /// The next domain id is not above a domain's id.
-    #[error("next domain id {next} is not above the id of domain {domain}")]
-    NextDomidTooLow {
-        /// The next domain id of the state.
-        next: DomId,
-        /// The highest domain id present.
-        domain: DomId,
-    },
     /// The hypervisor command line is longer than [`MAX_CMDLINE_LEN`] bytes.
     #[error(
         "the hypervisor command line is {len} bytes long, more than the limit of {MAX_CMDLINE_LEN}"
@@ -147,6 +138,34 @@ pub enum StateError {
         index: usize,
         /// The name's length in bytes.
         len: usize,
+    },
+    /// Two domains have the same id.
+    #[error("domain {domain} appears more than once")]
+    DuplicateDomain {
+        /// The repeated id.
+        domain: DomId,
+    },
+    /// The next domain id is not above a domain's id.
+    #[error("next domain id {next} is not above the id of domain {domain}")]
+    NextDomidTooLow {
+        /// The next domain id of the state.
+        next: DomId,
+        /// The highest domain id present.
+        domain: DomId,
+    },
+    /// Two retired domains have the same id.
+    #[error("retired domain id {domain} appears more than once")]
+    DuplicateRetired {
+        /// The repeated id.
+        domain: DomId,
+    },
+    /// A retired domain has the id of a live domain: ids are never reused.
+    #[error("retired domain {index} has id {domain}, the id of a live domain")]
+    RetiredIsLive {
+        /// Its index in the retired list.
+        index: usize,
+        /// The id.
+        domain: DomId,
     },
     /// A domain has flag bits this version does not know.
     #[error("domain {domain}: unknown flag bits {bits:#x}")]
@@ -370,7 +389,8 @@ impl HandoverState {
             return Err(StateError::ZeroTscFrequency);
         }
         check_records(self)?;
-        check_domain_ids(self)?;
+        let live = check_domain_ids(self)?;
+        check_retired_ids(self, &live)?;
         for domain in &self.domains {
             check_domain(domain, &ram, region)?;
         }
@@ -501,7 +521,8 @@ fn span_of(r: MfnRange) -> Option<Span> {
     })
 }
 
-fn check_domain_ids(state: &HandoverState) -> Result<(), StateError> {
+/// Checks the live domains' ids and returns them sorted.
+fn check_domain_ids(state: &HandoverState) -> Result<Vec<DomId>, StateError> {
     let mut ids: Vec<DomId> = state.domains.iter().map(|d| d.id).collect();
     ids.sort_unstable();
     if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
@@ -512,7 +533,32 @@ fn check_domain_ids(state: &HandoverState) -> Result<(), StateError> {
             next: state.globals.next_domid,
             domain: highest,
         }),
-        _ => Ok(()),
+        _ => Ok(ids),
+    }
+}
+
+/// Checks the retired domains' ids against each other and against `live`,
+/// the live domains' ids, sorted. A retired id may be at or above the next
+/// domain id: the hypervisor names the record that folds the oldest ones
+/// [`DomId::INVALID`], and the released v1.1 golden blob carries one such
+/// id; a writer never gives a new domain an id a retired record holds.
+fn check_retired_ids(state: &HandoverState, live: &[DomId]) -> Result<(), StateError> {
+    let mut ids: Vec<DomId> = state.retired.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StateError::DuplicateRetired { domain: pair[0] });
+    }
+    match state
+        .retired
+        .iter()
+        .enumerate()
+        .find(|(_, r)| live.binary_search(&r.id).is_ok())
+    {
+        Some((index, r)) => Err(StateError::RetiredIsLive {
+            index,
+            domain: r.id,
+        }),
+        None => Ok(()),
     }
 }
 

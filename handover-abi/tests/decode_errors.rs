@@ -138,6 +138,57 @@ fn reserved_header_bytes_not_zero() {
 }
 
 #[test]
+fn producer_older_than_the_body() {
+    // A 1.1 body that says a 1.0 writer wrote it: no writer writes a
+    // version newer than its own.
+    let mut b = blob();
+    set_u16(&mut b, offset::PRODUCER_MAJOR, 1);
+    set_u16(&mut b, offset::PRODUCER_MINOR, 0);
+    reseal_header(&mut b);
+    let expected = DecodeError::ProducerOlderThanBody {
+        producer: AbiVersion::new(1, 0),
+        body: AbiVersion::new(1, 1),
+    };
+    assert_eq!(decode(&b), Err(expected.clone()));
+    assert_eq!(read_header(&b), Err(expected));
+    // An older major too.
+    set_u16(&mut b, offset::PRODUCER_MAJOR, 0);
+    set_u16(&mut b, offset::PRODUCER_MINOR, 9);
+    reseal_header(&mut b);
+    assert!(matches!(
+        decode(&b),
+        Err(DecodeError::ProducerOlderThanBody { .. })
+    ));
+}
+
+#[test]
+fn producer_newer_than_the_body_is_accepted() {
+    // A newer writer that wrote an older version for this reader: the
+    // producer version is informational.
+    for (major, minor) in [(1, 1), (1, 7), (2, 0)] {
+        let mut b = blob();
+        set_u16(&mut b, offset::PRODUCER_MAJOR, major);
+        set_u16(&mut b, offset::PRODUCER_MINOR, minor);
+        reseal_header(&mut b);
+        let decoded = decode(&b).expect("decodes");
+        assert_eq!(decoded.header.producer.abi, AbiVersion::new(major, minor));
+    }
+}
+
+#[test]
+fn producer_checked_after_the_reserved_bytes() {
+    // Two header faults: the one earlier in the order wins.
+    let mut b = blob();
+    set_u16(&mut b, offset::PRODUCER_MINOR, 0);
+    b[60] = 0xAA;
+    reseal_header(&mut b);
+    assert!(matches!(
+        decode(&b),
+        Err(DecodeError::ReservedNotZero { offset: 60, .. })
+    ));
+}
+
+#[test]
 fn truncated_body() {
     let b = blob();
     let declared = b.len() as u64;
@@ -240,6 +291,80 @@ fn bytes_after_the_state_inside_the_body() {
         decode(&b),
         Err(DecodeError::BodyTrailingBytes { unused: 3 })
     );
+}
+
+/// The blob with the RAM map's length (the body's first byte, 8 in the
+/// sample) written in two bytes, `88 00`: a valid varint of the same value,
+/// one byte longer than it needs.
+fn padded_ram_map_length() -> Vec<u8> {
+    let mut b = blob();
+    assert_eq!(b[HEADER_SIZE], 8, "the sample's RAM map has 8 entries");
+    b.splice(HEADER_SIZE..HEADER_SIZE + 1, [0x88, 0x00]);
+    reseal_body(&mut b);
+    b
+}
+
+#[test]
+fn padded_varint_with_recomputed_crc() {
+    let b = padded_ram_map_length();
+    let len = b.len() - HEADER_SIZE;
+    assert_eq!(
+        decode(&b),
+        Err(DecodeError::NonCanonicalVarint {
+            len,
+            canonical_len: len - 1
+        })
+    );
+}
+
+#[test]
+fn padded_varint_in_a_1_0_body() {
+    let mut state = sample();
+    for d in &mut state.domains {
+        d.paused = false;
+    }
+    let len = handover_abi::encoded_len_as(AbiVersion::new(1, 0), &state).expect("len");
+    let mut b = vec![0u8; len];
+    handover_abi::encode_as(AbiVersion::new(1, 0), &state, &common::producer(), &mut b)
+        .expect("encode");
+    assert!(decode(&b).is_ok());
+    // The first domain's id (0), written as `80 00`.
+    let at = HEADER_SIZE + first_domain_id_offset(&state);
+    assert_eq!(b[at], 0);
+    b.splice(at..at + 1, [0x80, 0x00]);
+    reseal_body(&mut b);
+    assert!(matches!(
+        decode(&b),
+        Err(DecodeError::NonCanonicalVarint { .. })
+    ));
+}
+
+/// Offset in the 1.0 body of `state` of its first domain's id: the length
+/// of everything before it (RAM map, region, globals, the domain count).
+fn first_domain_id_offset(state: &handover_abi::HandoverState) -> usize {
+    let machine = postcard::to_allocvec(&state.machine).expect("machine");
+    let globals =
+        postcard::to_allocvec(&(state.globals.next_domid, state.globals.time)).expect("globals");
+    let count = postcard::to_allocvec(&state.domains.len()).expect("count");
+    machine.len() + globals.len() + count.len()
+}
+
+#[test]
+fn padded_varint_reported_before_the_invariants() {
+    // A padded varint in a state that also breaks an invariant.
+    let mut b = padded_ram_map_length();
+    let next_domid_at = HEADER_SIZE
+        + 1
+        + postcard::to_allocvec(&sample().machine)
+            .expect("machine")
+            .len();
+    assert_eq!(b[next_domid_at], 4, "next domid");
+    b[next_domid_at] = 3; // domain 3 exists
+    reseal_body(&mut b);
+    assert!(matches!(
+        decode(&b),
+        Err(DecodeError::NonCanonicalVarint { .. })
+    ));
 }
 
 #[test]

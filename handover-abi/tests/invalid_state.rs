@@ -183,6 +183,94 @@ fn next_domid_not_above_every_domain() {
 }
 
 #[test]
+fn command_line_too_long() {
+    let mut s = sample();
+    s.globals.cmdline = "x".repeat(1025);
+    assert_eq!(invalid(&s), StateError::CmdlineTooLong { len: 1025 });
+    s.globals.cmdline.pop();
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn too_many_retired_domains() {
+    let mut s = sample();
+    let template = s.retired[0].clone();
+    s.retired = (0..257)
+        .map(|i| handover_abi::RetiredDomain {
+            id: DomId(100 + i),
+            ..template.clone()
+        })
+        .collect();
+    assert_eq!(invalid(&s), StateError::TooManyRetired { count: 257 });
+    s.retired.pop();
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn retired_name_too_long() {
+    let mut s = sample();
+    s.retired[1].name = "n".repeat(33);
+    assert_eq!(
+        invalid(&s),
+        StateError::RetiredNameTooLong { index: 1, len: 33 }
+    );
+}
+
+#[test]
+fn duplicate_retired_id() {
+    let mut s = sample();
+    s.retired[1].id = s.retired[0].id;
+    assert_eq!(
+        invalid(&s),
+        StateError::DuplicateRetired { domain: DomId(2) }
+    );
+}
+
+#[test]
+fn retired_id_of_a_live_domain() {
+    let mut s = sample();
+    s.retired[1].id = DomId(3);
+    assert_eq!(
+        invalid(&s),
+        StateError::RetiredIsLive {
+            index: 1,
+            domain: DomId(3)
+        }
+    );
+}
+
+#[test]
+fn retired_ids_at_or_above_next_domid_are_allowed() {
+    // The golden v1.1 state has 0xfffe with next domid 4; the hypervisor's
+    // fold of its oldest records is named `DomId::INVALID`.
+    let mut s = sample();
+    assert!(s.retired.iter().any(|r| r.id >= s.globals.next_domid));
+    s.retired[0].id = s.globals.next_domid;
+    s.retired[1].id = DomId::INVALID;
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn the_records_are_checked_before_the_domain_ids() {
+    // Two faults: a command line too long and a duplicate domain id. The
+    // records come first (docs/abi.md §3).
+    let mut s = sample();
+    s.globals.cmdline = "x".repeat(1025);
+    s.domains[DOMU2].id = DomId(1);
+    assert_eq!(invalid(&s), StateError::CmdlineTooLong { len: 1025 });
+}
+
+#[test]
+fn the_retired_ids_are_checked_after_the_domain_ids_and_before_the_domains() {
+    let mut s = sample();
+    s.retired[1].id = DomId(3);
+    s.domains[DOMU1].flags = DomainFlags(0);
+    assert!(matches!(invalid(&s), StateError::RetiredIsLive { .. }));
+    s.globals.next_domid = DomId(3);
+    assert!(matches!(invalid(&s), StateError::NextDomidTooLow { .. }));
+}
+
+#[test]
 fn unknown_domain_flag_bits() {
     let mut s = sample();
     s.domains[DOMU1].flags = DomainFlags(DomainFlags::PV.0 | 0x100);
@@ -527,6 +615,16 @@ fn mmio_range_overlapping_ram() {
             mfns: MfnRange::new(Mfn(0x9f), 1)
         }
     );
+}
+
+#[test]
+fn runs_of_two_domains_overlapping_are_checked_after_every_domain() {
+    // Overlap across domains is the last check: a later domain's own fault
+    // is reported first.
+    let mut s = sample();
+    s.domains[DOMU2].runs[1].first_mfn = Mfn(0x4801); // in dom0's first L1 run
+    s.domains[DOMU2].vcpus[0].flags = VcpuFlags(0x80);
+    assert!(matches!(invalid(&s), StateError::BadVcpuFlags { .. }));
 }
 
 #[test]

@@ -1,6 +1,13 @@
-//! This image's identity: its build id (baked in by `build.rs`). The
-//! `HVLU` note that carries it, with the live-update entry and the handover
-//! versions this image reads, is placed by `arch::start`.
+//! This image's identity: its build id and the handover versions it reads
+//! and writes. The `HVLU` note that carries them, with the live-update
+//! entry, is placed by `arch::start`.
+//!
+//! The build id is the image's content (`docs/abi.md` §4.2): `cargo xtask
+//! build` stamps the first 16 bytes of the SHA-512 of the linked file, its
+//! id field zeroed, into the note, and [`id`] reads it from there. Before
+//! that stamp the note holds [`PROVISIONAL_ID`], derived by `build.rs` from
+//! a text (`HVLU_BUILD_ID`), which an image built without `cargo xtask`
+//! keeps.
 
 #[cfg(hvlu_abi_1_0)]
 use handover_abi::version::AbiVersion;
@@ -41,15 +48,22 @@ const fn parse(hex: &str) -> [u8; 16] {
     out
 }
 
-/// This image's build id.
-pub const BUILD_ID: BuildId = BuildId(parse(env!("HVLU_BUILD_ID_HEX")));
-/// The text the build id was derived from.
+/// The build id the note is compiled with, before `cargo xtask build`
+/// stamps the image's own.
+pub const PROVISIONAL_ID: BuildId = BuildId(parse(env!("HVLU_BUILD_ID_HEX")));
+
+/// This image's build id, as its note holds it.
+pub fn id() -> BuildId {
+    crate::arch::build_id()
+}
+
+/// The text [`PROVISIONAL_ID`] was derived from: the build's name in logs.
 pub const BUILD_TEXT: &str = env!("HVLU_BUILD_ID_TEXT");
 
 /// The first 8 bytes of the build id, for compact logs and `sysinfo`.
 pub fn short() -> u64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&BUILD_ID.0[..8]);
+    b.copy_from_slice(&id().0[..8]);
     u64::from_be_bytes(b)
 }
 

@@ -15,6 +15,16 @@ fn last_checks(m: &Machine, dom: u16) -> u64 {
         .unwrap_or_else(|| panic!("no heartbeat from d{dom}"))
 }
 
+/// The build id in the `HVLU` note of the signed image at `path`, in its
+/// short form: the first 8 bytes in hex, as the `lu-report` line shows it.
+fn note_build_id(path: &std::path::Path) -> String {
+    let signed = std::fs::read(path).expect("image");
+    let image = old_hv::signature::strip(&signed);
+    let limits = old_hv::image::ImageLimits { max_span: u64::MAX };
+    let info = old_hv::image::validate(image, handover_abi::WRITES, &limits).expect("valid");
+    info.note.build_id.to_string()[..16].to_string()
+}
+
 #[test]
 fn one_update_with_dom0_and_three_domus() {
     let mut m = boot("lu-one", "autostart=domu,domu,domu");
@@ -39,6 +49,15 @@ fn one_update_with_dom0_and_three_domus() {
     assert_ne!(
         f["from"], f["to"],
         "the update replaced the build: {report}"
+    );
+    // Each image names itself by the build id its note holds, which
+    // `cargo xtask build` stamped (docs/abi.md §4.2).
+    let hv = hvlu_harness::qemu::Images::built().expect("images").hv;
+    assert_eq!(f["from"], note_build_id(&hv), "{report}");
+    assert_eq!(
+        f["to"],
+        note_build_id(&hvlu_harness::qemu::second_build()),
+        "{report}"
     );
     assert_eq!(f["frames"], (2048 + 3 * 1024).to_string(), "{report}");
 

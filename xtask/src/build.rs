@@ -1,6 +1,8 @@
 //! `cargo xtask build`: the hypervisor, the guests and the framework for
-//! the bare-metal target, every hypervisor image signed.
+//! the bare-metal target, every hypervisor image stamped with its build id
+//! and signed.
 
+use crate::build_id;
 use crate::shell::{self, Cmd, Failure};
 use crate::{keys, releases, BARE_TARGET, GUESTS, HV_AND_FRAMEWORK};
 
@@ -21,7 +23,8 @@ pub fn build_images(release: bool, release_images: bool) -> Result<(), Failure> 
 /// with `release`, also a second hypervisor build with another build id
 /// (`target/hv-b/`), the image updates alternate with, and one that speaks
 /// only handover ABI 1.0 (`target/hv-abi-1.0/`). Every hypervisor image is
-/// then signed in place ([`keys::build_key`]); the development key pair is
+/// then stamped with its build id, the hash of its content
+/// ([`build_id::stamp`]), and signed in place ([`keys::build_key`]); the development key pair is
 /// created first if missing, so that `hv/build.rs` finds `dev.pub`.
 pub fn build(release: bool) -> Result<(), Failure> {
     let key = keys::build_key()?;
@@ -53,8 +56,9 @@ pub fn build(release: bool) -> Result<(), Failure> {
     }
     for image in images {
         let path = shell::root().join(&image);
+        let build = build_id::stamp(&path)?;
         let id = keys::sign_file(&key, &path, &path)?;
-        println!("xtask: signed {image} (key id {id})");
+        println!("xtask: {image}: build id {build}, signed (key id {id})");
     }
     Ok(())
 }

@@ -26,7 +26,7 @@
 //! library ships the AddressSanitizer runtime too.
 //! `cargo xtask fuzz --test-step` runs just that step.
 
-mod seeds;
+pub(crate) mod seeds;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@
 
 mod bench;
 mod build;
+mod build_id;
 mod fuzz;
 mod keys;
 mod live_update;

@@ -110,22 +110,49 @@ pub(crate) fn body_len(
     }
 }
 
-/// The outcome of reading a body: the state and the number of bytes of
-/// `body` that the postcard value did not use.
-pub(crate) type BodyRead = Result<(current::HandoverState, usize), postcard::Error>;
+/// The outcome of reading a body: the state, the number of bytes of
+/// `body` that the postcard value did not use, and the number of bytes the
+/// value takes when written canonically (every varint in its fewest bytes):
+/// less than the bytes it used if a varint was padded.
+pub(crate) type BodyRead = Result<Read, postcard::Error>;
+
+/// A body read by [`decode_body`].
+pub(crate) struct Read {
+    /// The state, in this build's types.
+    pub state: current::HandoverState,
+    /// Bytes of the body after the value.
+    pub unused: usize,
+    /// Bytes the value takes in its canonical encoding.
+    pub canonical_len: usize,
+}
+
+/// Reads one value of `T` from `body` and measures its canonical encoding
+/// (before any conversion, so that the measure is of the version read).
+fn read<'a, T>(body: &'a [u8]) -> Result<(T, usize, usize), postcard::Error>
+where
+    T: serde::Deserialize<'a> + serde::Serialize,
+{
+    let (value, rest) = postcard::take_from_bytes::<T>(body)?;
+    let canonical_len =
+        postcard::serialize_with_flavor(&value, postcard::ser_flavors::Size::default())?;
+    Ok((value, rest.len(), canonical_len))
+}
 
 /// Deserializes a body of `version` and converts it into the in-memory type,
 /// or `None` if this build does not read `version`.
 pub(crate) fn decode_body(version: AbiVersion, body: &[u8]) -> Option<BodyRead> {
-    match (version.major, version.minor) {
-        (1, 0) => Some(
-            postcard::take_from_bytes::<v1_0::HandoverState>(body)
-                .map(|(state, rest)| (state.into(), rest.len())),
-        ),
-        (1, 1) => Some(
-            postcard::take_from_bytes::<v1_1::HandoverState>(body)
-                .map(|(state, rest)| (state, rest.len())),
-        ),
-        _ => None,
-    }
+    let read = match (version.major, version.minor) {
+        (1, 0) => read::<v1_0::HandoverState>(body).map(|(s, unused, canonical_len)| Read {
+            state: s.into(),
+            unused,
+            canonical_len,
+        }),
+        (1, 1) => read::<v1_1::HandoverState>(body).map(|(state, unused, canonical_len)| Read {
+            state,
+            unused,
+            canonical_len,
+        }),
+        _ => return None,
+    };
+    Some(read)
 }

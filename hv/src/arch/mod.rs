@@ -22,6 +22,7 @@ pub mod selftest;
 pub mod serial;
 pub mod stack;
 mod start;
+pub use start::build_id;
 pub mod timer;
 pub mod trap;
 

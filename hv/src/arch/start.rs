@@ -9,8 +9,9 @@
 //! hand over to safe code.
 
 use handover_abi::note::HvluNote;
+use handover_abi::BuildId;
 
-use crate::build_id::BUILD_ID;
+use crate::build_id::PROVISIONAL_ID;
 
 extern "C" {
     /// The live-update entry (`arch::kexec`).
@@ -25,8 +26,20 @@ static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> = HvluNote::new(
     crate::build_id::READS,
     crate::build_id::WRITES,
     hv_lu_entry,
-    BUILD_ID,
+    PROVISIONAL_ID,
 );
+
+/// This image's build id: what its note holds, which `cargo xtask build`
+/// stamps after linking (`docs/abi.md` §4.2), not [`PROVISIONAL_ID`].
+pub fn build_id() -> BuildId {
+    // SAFETY: the pointer is to a field of a `static`, so it is valid for
+    // reads for the whole run, aligned (a byte array) and initialised; the
+    // static lies in a read-only segment that nothing writes while the image
+    // runs. The read is volatile because the field is stamped into the file
+    // after the compiler saw its initial value, which it could otherwise
+    // use instead of reading memory.
+    BuildId(unsafe { core::ptr::read_volatile(HVLU_NOTE.build_id_field()) })
+}
 
 /// The first Rust code of a cold boot: in long mode, in the upper half, on
 /// the boot stack, with the physical address of the PVH start-info

@@ -45,13 +45,14 @@ impl Hv {
                 return self.refuse_with(Error::Failed, message);
             }
         };
-        let id = self.next_domid;
-        if self.domains.contains_key(&id) || id == DomId::INVALID {
+        let Some(id) = super::fresh_id(self.next_domid, &self.retired, |id| {
+            self.domains.contains_key(&id)
+        }) else {
             return self.refuse_with(
                 Error::Limit,
-                alloc::format!("no domain id is left (the next would be d{id})"),
+                alloc::format!("no domain id is left (from d{})", self.next_domid),
             );
-        }
+        };
         let spec = Spec {
             id,
             name: &module.name,

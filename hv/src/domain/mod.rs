@@ -35,6 +35,59 @@ pub fn clean(r: &Reports) -> bool {
         && r.unexpected_faults == 0
 }
 
+/// The id a new domain gets: `next` (the state's `next_domid`), or the
+/// first id above it that neither a live domain (`live`) nor a retired
+/// record holds. Ids are never given twice: a retired id is normally below
+/// `next`, but a handover state may carry one at or above it (docs/abi.md
+/// §2.4), and a live domain with a retired domain's id would make this
+/// hypervisor's own next state invalid (`RetiredIsLive`). `None` when no id
+/// below [`DomId::INVALID`] is left.
+pub fn fresh_id(
+    next: hvlu_types::DomId,
+    retired: &[handover_abi::RetiredDomain],
+    live: impl Fn(hvlu_types::DomId) -> bool,
+) -> Option<hvlu_types::DomId> {
+    let taken = |id| live(id) || retired.iter().any(|r| r.id == id);
+    (next.0..hvlu_types::DomId::INVALID.0)
+        .map(hvlu_types::DomId)
+        .find(|&id| !taken(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh_id;
+    use handover_abi::RetiredDomain;
+    use hvlu_types::DomId;
+
+    fn retired(id: u16) -> RetiredDomain {
+        RetiredDomain {
+            id: DomId(id),
+            name: "gone".into(),
+            reports: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_next_id_when_it_is_free() {
+        assert_eq!(fresh_id(DomId(4), &[retired(2)], |_| false), Some(DomId(4)));
+    }
+
+    #[test]
+    fn ids_held_by_a_retired_record_or_a_live_domain_are_skipped() {
+        let gone = [retired(4), retired(6), retired(u16::MAX)];
+        assert_eq!(
+            fresh_id(DomId(4), &gone, |id| id == DomId(5)),
+            Some(DomId(7))
+        );
+    }
+
+    #[test]
+    fn none_when_every_id_is_taken() {
+        assert_eq!(fresh_id(DomId::INVALID, &[], |_| false), None);
+        assert_eq!(fresh_id(DomId(0xfffe), &[retired(0xfffe)], |_| false), None);
+    }
+}
+
 #[cfg(target_os = "none")]
 /// A PV domain.
 #[derive(Debug)]

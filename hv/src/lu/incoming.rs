@@ -271,7 +271,7 @@ fn report_release(hv: &mut Hv, pending: PendingRelease) {
             &pending.args,
             &pending.times,
             (t_release, t_done),
-            build_id::BUILD_ID,
+            build_id::id(),
         )
     };
     hvprintln!("{report}");

@@ -228,7 +228,7 @@ fn seed_note(entry: u64) -> ImageNote {
 /// file 0x3d0+0x30, 0x80 in memory) comes first, as in `hv/linker.ld`.
 /// The second limit ([`seed_elf`]) is the span, or the span less one with
 /// `under_limit`.
-fn seed_image(hv_like: bool, under_limit: bool) -> Vec<u8> {
+pub(crate) fn seed_image(hv_like: bool, under_limit: bool) -> Vec<u8> {
     const FILE_LEN: usize = 0x400;
     const NOTES_AT: usize = 0x380;
     let mut phdrs = Vec::new();

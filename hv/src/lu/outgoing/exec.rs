@@ -138,7 +138,7 @@ impl Platform for Outgoing<'_> {
             image_frames_out: hv.image_out().map_or(0, |r| r.count),
             tsc_khz: hv.tsc_khz,
             sequence: hv.lu_sequence,
-            build_id: build_id::BUILD_ID,
+            build_id: build_id::id(),
         }
     }
 

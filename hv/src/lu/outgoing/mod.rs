@@ -415,7 +415,7 @@ impl Hv {
     /// `lu status`.
     pub fn lu_status(&self) -> LuStatus {
         let mut st = LuStatus {
-            running_build_id: build_id::BUILD_ID.0,
+            running_build_id: build_id::id().0,
             capacity: self.mem.handoff.largest_free_gap().map_or(0, |g| g.size),
             state_needed: self.state_estimate(),
             sequence: self.lu_sequence,
