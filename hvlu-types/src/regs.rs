@@ -155,6 +155,19 @@ impl core::fmt::Display for ContextError {
 }
 
 impl VcpuContext {
+    /// A vCPU about to run guest code at `rip` on the stack `rsp` under
+    /// the page tables `cr3`, with interrupts on and every other register
+    /// zero: where a guest's first vCPU starts.
+    pub fn at_entry(rip: u64, rsp: u64, cr3: crate::Mfn) -> VcpuContext {
+        VcpuContext {
+            rip,
+            rsp,
+            rflags: rflags::IF | rflags::RESERVED_ONE,
+            cr3,
+            ..VcpuContext::default()
+        }
+    }
+
     /// Checks that this can be a PV guest's context: `rip`, `rsp` and the
     /// segment bases in the guest half, flags within
     /// [`rflags::GUEST_ALLOWED`]. Both live-update roles run it: the

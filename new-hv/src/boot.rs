@@ -5,18 +5,19 @@
 //! the region minus the staged range. It allocates, in this order:
 //!
 //! 1. the heap ([`heap_bytes`]: it grows with RAM, 2 MiB aligned) — first,
-//!    so the state can be decoded and verified ([`alloc_heap`]);
+//!    so the state can be decoded and verified ([`Boot::heap_on`]);
 //! 2. the page tables, one block of [`BootNeeds::page_table_frames`] frames
-//!    (an upper bound of what the direct map over RAM, the local APIC page
-//!    and the image by section need), then the frametable and the M2P, one
-//!    entry per frame up to the end of RAM ([`alloc_tables`]).
+//!    (the count of [`hv_plan`], the direct map over RAM, the local APIC
+//!    page and the image bounded by its span), then the frametable and the
+//!    M2P, one entry per frame up to the end of RAM ([`Boot::tables_on`]).
 //!
 //! [`needs`] sizes it all from the RAM map and the image's span; both roles
 //! call it: the incoming image to boot, the outgoing one before the point of
 //! no return to dry-run the same sequence ([`dry_run`]) against the region
 //! minus the range it staged. Because the allocator is deterministic, a dry
-//! run that succeeds is exactly the boot the new image will make (cold boots
-//! use the same sizes, in their own order).
+//! run that succeeds is exactly the boot the new image will make. A cold
+//! boot takes the same steps on the whole region ([`Boot::cold`]); an
+//! update to a 1.0 image dry-runs that release's own boot ([`Model`]).
 
 use boot_allocator::{BootAllocError, BootAllocator, HandOff, PhysRange};
 use frame_ownership::FrameInfo;
@@ -227,7 +228,7 @@ fn step(what: &'static str) -> impl FnOnce(BootAllocError) -> BootError {
 
 /// The heap of `pages` pages ([`heap_pages`], [`BootNeeds::heap_pages`]):
 /// the first allocation of an incoming boot.
-pub fn alloc_heap<const H: usize, const A: usize>(
+fn alloc_heap<const H: usize, const A: usize>(
     alloc: &mut BootAllocator<H, A>,
     pages: u64,
 ) -> Result<PhysRange, BootError> {
@@ -236,18 +237,8 @@ pub fn alloc_heap<const H: usize, const A: usize>(
         .map_err(step("heap"))
 }
 
-/// The page-table frames of a boot, as one block.
-pub fn alloc_page_tables<const H: usize, const A: usize>(
-    alloc: &mut BootAllocator<H, A>,
-    needs: &BootNeeds,
-) -> Result<PhysRange, BootError> {
-    alloc
-        .alloc_pages_tagged(needs.page_table_frames, PAGE_SIZE, "page tables")
-        .map_err(step("page tables"))
-}
-
 /// The frametable and the M2P, in that order.
-pub fn alloc_frametable<const H: usize, const A: usize>(
+fn alloc_frametable<const H: usize, const A: usize>(
     alloc: &mut BootAllocator<H, A>,
     needs: &BootNeeds,
 ) -> Result<(PhysRange, PhysRange), BootError> {
@@ -275,11 +266,13 @@ pub struct BootPlan {
 
 /// The allocations after the heap (page tables, frametable, M2P), in the
 /// incoming boot's order.
-pub fn alloc_tables<const H: usize, const A: usize>(
+fn alloc_tables<const H: usize, const A: usize>(
     alloc: &mut BootAllocator<H, A>,
     needs: &BootNeeds,
 ) -> Result<(PhysRange, PhysRange, PhysRange), BootError> {
-    let pt = alloc_page_tables(alloc, needs)?;
+    let pt = alloc
+        .alloc_pages_tagged(needs.page_table_frames, PAGE_SIZE, "page tables")
+        .map_err(step("page tables"))?;
     let (ft, m2p) = alloc_frametable(alloc, needs)?;
     Ok((pt, ft, m2p))
 }

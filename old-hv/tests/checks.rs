@@ -5,8 +5,8 @@
 use boot_allocator::PhysRange;
 use frame_ownership::testkit::random_machine;
 use handover_abi::{
-    BuildId, DecodeError, GpRegs, GuestReports, HandoverState, HvGlobals, LuRegion, Producer,
-    RunKind, StateError, TimeBase,
+    BuildId, DecodeError, GuestReports, HandoverState, HvGlobals, LuRegion, Producer, RunKind,
+    StateError, TimeBase,
 };
 use hvlu_types::{ContextError, VcpuContext};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
@@ -21,16 +21,7 @@ const MIB: u64 = 1 << 20;
 const TABLES: u64 = 64;
 
 fn context(cr3: Mfn) -> VcpuContext {
-    VcpuContext {
-        regs: GpRegs::default(),
-        rip: 0x40_0000,
-        rflags: 0x202,
-        rsp: 0x7fff_0000,
-        cr3,
-        fs_base: 0,
-        gs_base: 0,
-        kernel_gs_base: 0,
-    }
+    VcpuContext::at_entry(0x40_0000, 0x7fff_0000, cr3)
 }
 
 /// The handover state of a random simulated machine, its domains' limits

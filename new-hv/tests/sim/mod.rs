@@ -16,8 +16,7 @@ use frame_ownership::{FrameInfo, M2P_INVALID};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::note::ImageNote;
 use handover_abi::{
-    BuildId, GpRegs, GuestReports, HandoverState, HvGlobals, LuRegion, RetiredDomain, RunKind,
-    TimeBase,
+    BuildId, GuestReports, HandoverState, HvGlobals, LuRegion, RetiredDomain, RunKind, TimeBase,
 };
 use hvlu_types::pte::Level;
 use hvlu_types::table_plan::{self, build, BuildError, Map, TableMemory};
@@ -105,19 +104,9 @@ pub struct Sim {
 }
 
 fn vcpu(i: usize, cr3: Mfn) -> VcpuContext {
-    VcpuContext {
-        regs: GpRegs {
-            rbx: i as u64 * 3,
-            ..GpRegs::default()
-        },
-        rip: 0x40_0000 + i as u64,
-        rflags: 0x202,
-        rsp: 0x7fff_0000,
-        cr3,
-        fs_base: 0,
-        gs_base: 0,
-        kernel_gs_base: 0,
-    }
+    let mut ctx = VcpuContext::at_entry(0x40_0000 + i as u64, 0x7fff_0000, cr3);
+    ctx.regs.rbx = i as u64 * 3;
+    ctx
 }
 
 /// The random machine of `seed`, or `None` when it has a domain the state

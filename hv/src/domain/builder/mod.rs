@@ -46,7 +46,6 @@ use frame_ownership::{DomainContext, OpError, PageTableReader};
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use handover_abi::RunKind;
 use hvlu_types::pte::{Level, NO_EXECUTE, PRESENT, USER, WRITABLE};
-use hvlu_types::regs::rflags;
 use hvlu_types::{DomId, Gpfn, Mfn};
 use hvlu_types::{VcpuContext, PAGE_SIZE};
 use pv_abi::start_info::{
@@ -528,13 +527,7 @@ fn type_tables<M: GuestMemory>(
 /// The first context of a guest's vCPU: `entry` in ring 3 with interrupts
 /// on, on the initial stack, the start-info address in `rdi`.
 fn first_context(entry: u64, cr3: Mfn) -> VcpuContext {
-    let mut ctx = VcpuContext {
-        rip: entry,
-        rsp: STACK_TOP,
-        rflags: rflags::IF | rflags::RESERVED_ONE,
-        cr3,
-        ..VcpuContext::default()
-    };
+    let mut ctx = VcpuContext::at_entry(entry, STACK_TOP, cr3);
     ctx.regs.rdi = START_INFO_VA;
     ctx
 }

@@ -484,7 +484,10 @@ fn a_built_guest_is_what_its_start_info_says() {
         (ctx.rip, ctx.rsp, ctx.regs.rdi, ctx.cr3),
         (ENTRY, STACK_TOP, START_INFO_VA, l4)
     );
-    assert_eq!(ctx.rflags, rflags::IF | rflags::RESERVED_ONE);
+    assert_eq!(
+        ctx.rflags,
+        hvlu_types::regs::rflags::IF | hvlu_types::regs::rflags::RESERVED_ONE
+    );
 
     // The start info, read through the guest's own tables.
     let (si_addr, si_flags) = m.translate(l4, START_INFO_VA).unwrap();
