@@ -121,6 +121,36 @@ fn writing_v1_0_drops_the_hypervisors_records_only() {
         handover_abi::body::carried(golden::VERSION, &state).into_owned(),
         expected
     );
+    // What is dropped, as the writer announces it before pausing.
+    let dropped = handover_abi::body::dropped(golden::VERSION, &state);
+    assert_eq!(
+        dropped,
+        handover_abi::body::Dropped {
+            cmdline: !state.globals.cmdline.is_empty(),
+            reports: state
+                .domains
+                .iter()
+                .filter(|d| d.reports != Default::default())
+                .count(),
+            retired: state.retired.len(),
+        }
+    );
+    assert!(
+        !dropped.is_empty(),
+        "the golden 1.1 state has records to drop"
+    );
+    assert!(handover_abi::body::dropped(golden::VERSION, &expected).is_empty());
+    assert!(handover_abi::body::dropped(golden_v1_1::VERSION, &state).is_empty());
+    let text = handover_abi::body::Dropped {
+        cmdline: true,
+        reports: 2,
+        retired: 1,
+    }
+    .to_string();
+    assert_eq!(
+        text,
+        "the command line, the reports of 2 domain(s), 1 retired domain(s)"
+    );
     // And 1.1 carries it all.
     let back = decode(&encode(golden_v1_1::VERSION, &state).expect("encode"))
         .expect("decode")

@@ -353,8 +353,51 @@ fn a_state_that_does_not_fit_its_area_cancels() {
     sim.fault = None;
     let e = exec(&mut sim, &info, &staging).unwrap_err();
     assert!(
-        matches!(e, ExecError::Serialise(SerialiseError::TooLarge { .. })),
+        matches!(e, ExecError::BeforePause(SerialiseError::TooLarge { .. })),
         "{e}"
+    );
+    assert_eq!((sim.paused, sim.resumed), (0, 0), "found before the pause");
+}
+
+/// Handing over in 1.0 (to an image that reads only 1.0): a paused domain,
+/// which 1.0 cannot say, is refused before anything is paused; with no
+/// domain paused the update goes on, and what 1.0 drops of the
+/// hypervisor's records (reports, command line, retired domains) is said
+/// before the pause.
+#[test]
+fn what_1_0_cannot_say_is_refused_before_the_pause_and_what_it_drops_is_said() {
+    let v1_0 = handover_abi::AbiVersion::new(1, 0);
+    let mut sim = host(42, 3);
+    sim.globals.cmdline = "loglvl=debug".into();
+    sim.domains[1].paused = true;
+    sim.fault = None;
+    let mut info = Sim::image();
+    info.version = v1_0;
+    let staging = sim.stage(&info, End::Top);
+    let e = exec(&mut sim, &info, &staging).unwrap_err();
+    assert!(
+        matches!(&e, ExecError::BeforePause(SerialiseError::Encode(_))),
+        "{e}"
+    );
+    assert!(e.to_string().contains("is paused"), "{e}");
+    assert_eq!((sim.paused, sim.resumed), (0, 0), "nothing was paused");
+
+    for d in &mut sim.domains {
+        d.paused = false;
+    }
+    sim.log.clear();
+    let staging = sim.stage(&info, End::Top);
+    exec(&mut sim, &info, &staging).unwrap();
+    assert_eq!(sim.paused, 1);
+    let said = sim
+        .log
+        .iter()
+        .position(|l| l.contains("handover 1.0 does not carry") && l.contains("the command line"))
+        .unwrap_or_else(|| panic!("{:?}", sim.log));
+    assert!(
+        sim.log[said].contains("the reports of"),
+        "{}",
+        sim.log[said]
     );
 }
 

@@ -248,6 +248,11 @@ pub trait Platform {
 /// domain runs on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExecError<E: fmt::Display> {
+    /// The state of the running system cannot be handed over as the
+    /// negotiated version (or does not fit): found before anything was
+    /// paused.
+    #[error("refused before pausing anything: {0}")]
+    BeforePause(SerialiseError),
     /// The state could not be encoded into the staging area.
     #[error("{0}")]
     Serialise(SerialiseError),
@@ -294,6 +299,7 @@ pub fn exec<P: Platform>(
     staging: &Staging,
 ) -> Result<P::Jumped, ExecError<P::Error>> {
     let fault = p.fault();
+    before_pause(p, info, staging)?;
     let mut t = Times {
         pause: p.now(),
         ..Times::default()
@@ -307,6 +313,40 @@ pub fn exec<P: Platform>(
             Err(e)
         }
     }
+}
+
+/// What can be known before anything is paused is checked before: the
+/// state of the running system, taken once outside the blackout, must be
+/// expressible in the negotiated version and fit the state area; what the
+/// version drops of the hypervisor's own records is said. The same checks
+/// run again on the state serialised inside the blackout (it can have
+/// changed in between), where a refusal resumes every vCPU.
+fn before_pause<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    s: &Staging,
+) -> Result<(), ExecError<P::Error>> {
+    let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
+    let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
+    let state = p.state(image, area);
+    let refused = |e: SerialiseError| ExecError::BeforePause(e);
+    let needed = handover_abi::encoded_len_as(info.version, &state)
+        .map_err(|e| refused(SerialiseError::Encode(e)))?;
+    if needed as u64 > s.state.size {
+        return Err(refused(SerialiseError::TooLarge {
+            needed,
+            capacity: s.state.size,
+        }));
+    }
+    let dropped = handover_abi::body::dropped(info.version, &state);
+    if !dropped.is_empty() {
+        p.log(format_args!(
+            "lu: handover {} does not carry the hypervisor's own records: it drops {dropped} \
+             (docs/operator-guide.md, \"Releases\")",
+            info.version
+        ));
+    }
+    Ok(())
 }
 
 /// Everything of [`exec`] between the pause and the jump.

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compat;
 pub mod hostlink;
 pub mod keys;
 pub mod qemu;

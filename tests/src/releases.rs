@@ -21,11 +21,16 @@
 //!    toolchain (`rustup run`), its own target directory
 //!    (`target/releases/<name>/src/target`) and an environment cleaned of
 //!    every `CARGO*`, `RUST*` and `HVLU_*` setting of the caller, so the
-//!    image is built as it was released; its output goes to
-//!    `target/releases/<name>/build.log`; the build must leave the
-//!    worktree clean (no edited `Cargo.lock`);
+//!    image is built as it was released — but for one setting:
+//!    `HVLU_TRUSTED_KEYS` names `target/releases/trusted-keys`, the public
+//!    key of the current signing key, so that a release that checks
+//!    signatures (1.1 on) accepts the images this tree signs, as a
+//!    released image trusts its vendor's key (1.0 checks none and ignores
+//!    it); its output goes to `target/releases/<name>/build.log`; the build
+//!    must leave the worktree clean (no edited `Cargo.lock`);
 //! 5. `hv`, `dom0` and `domu` are copied to `target/releases/<name>/` and
-//!    the revision, toolchain and command written to `built-from`: a later
+//!    the revision, toolchain, command and trusted key id written to
+//!    `built-from`: a later
 //!    call with the same record finds them there and builds nothing;
 //! 6. on every call the copied `hv` is signed with the current signing key
 //!    ([`crate::keys::signing_key`]): the trailer goes after the ELF bytes,
@@ -349,6 +354,8 @@ impl Release {
         let images = ReleaseImages::in_dir(&dir);
         let stamp = dir.join("built-from");
         let want = revision.stamp();
+        let trusted = trusted_keys()?;
+        let want = format!("{want}trusts {}\n", trusted.1);
         if fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str())
             && images.paths().iter().all(|p| p.exists())
         {
@@ -383,6 +390,9 @@ impl Release {
         };
         cmd.current_dir(&src);
         clean_env(&mut cmd);
+        // A release that checks signatures trusts the key this tree signs
+        // with (its build reads the file `HVLU_TRUSTED_KEYS` names).
+        cmd.env("HVLU_TRUSTED_KEYS", &trusted.0);
         let program = Path::new(cmd.get_program()).to_string_lossy().into_owned();
         let line = cmd
             .get_args()
@@ -495,6 +505,25 @@ pub fn sizes(images: &ReleaseImages) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Writes `target/releases/trusted-keys`, the public key of the current
+/// signing key ([`keys::signing_key`]) as a release build's trusted keys
+/// file; returns its path and the key's id.
+fn trusted_keys() -> Result<(PathBuf, String), String> {
+    let seed = keys::read_secret(&keys::signing_key())?;
+    let public = old_hv::signature::public_key(&seed);
+    let id = old_hv::signature::KeyId::of(&public).to_string();
+    let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
+    let path = root().join("target/releases/trusted-keys");
+    let text = format!("# the key the current tree signs with (key id {id})\n{hex}\n");
+    if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok((path, id))
 }
 
 /// The last `n` lines of a file.

@@ -6,7 +6,8 @@
 //! target settings removed, so that a host-side setting never leaks into the
 //! hypervisor image.
 //!
-//! Each subcommand has its own module: `setup`, `build`, `releases`,
+//! Each subcommand has its own module: `setup`, `build`, `releases`
+//! (and `compat`),
 //! `run`, `sign` (`keys`), `test`, `fuzz`, `bench`, `live_update`, `soak`;
 //! this file
 //! holds the command line and the crate sets they share.
@@ -88,6 +89,18 @@ enum Command {
     /// the second (or `refused`), and who reads whom; and whether each
     /// release's images are built (`cargo xtask build --release-images`).
     Releases,
+    /// Run the compatibility matrix in QEMU and print it.
+    ///
+    /// Every ordered pair of the releases recorded in releases.toml and the
+    /// current tree (`next`) inside one major: boot A with its own dom0 and
+    /// a self-checking domU, update to B, back to A and to B again. Each
+    /// update must keep the guests (digests, free frames, `list`, the
+    /// domU's checks) or be refused by the writer as the version rule
+    /// says. Builds the current tree and every release first (once per
+    /// revision); prints the table (pair, versions, result, blackouts),
+    /// which is also kept in target/compat/matrix.txt. Also part of
+    /// `cargo xtask test`.
+    Compat,
     /// Boot the system in QEMU: the hypervisor, dom0 and two self-checking domUs.
     ///
     /// Without --script the terminal is dom0's console (type `help`; `poweroff`
@@ -223,6 +236,7 @@ fn main() -> ExitCode {
             release_images,
         } => build::build_images(release, release_images),
         Command::Releases => releases::print(),
+        Command::Compat => releases::compat(),
         Command::Run {
             script,
             domus,

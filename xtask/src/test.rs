@@ -41,10 +41,14 @@ pub fn test() -> Result<(), Failure> {
 
     shell::step("host tests and QEMU scenarios");
     setup::ensure_qemu()?;
-    Cmd::cargo("test")
+    releases::forget_matrix();
+    let run = Cmd::cargo("test")
         .arg("--workspace")
         .excluding(GUESTS)
-        .run()?;
+        .run();
+    // The compatibility matrix ran among them (`cargo xtask compat`).
+    releases::print_matrix();
+    run?;
 
     shell::step(&format!(
         "fuzzing ({} s per target, when a nightly toolchain is present)",

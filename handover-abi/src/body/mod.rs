@@ -55,6 +55,67 @@ pub(crate) fn expressible(
     Ok(())
 }
 
+/// What `version` drops of a state's hypervisor records: what the writer
+/// announces before it pauses anything ([`dropped`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// The command line (not empty) is dropped.
+    pub cmdline: bool,
+    /// Domains whose reports are dropped (those that reported anything).
+    pub reports: usize,
+    /// Retired domains dropped.
+    pub retired: usize,
+}
+
+impl Dropped {
+    /// Whether nothing is dropped.
+    pub fn is_empty(&self) -> bool {
+        *self == Dropped::default()
+    }
+}
+
+impl core::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut parts = 0;
+        let mut part = |f: &mut core::fmt::Formatter<'_>, text: core::fmt::Arguments<'_>| {
+            parts += 1;
+            if parts > 1 {
+                f.write_str(", ")?;
+            }
+            f.write_fmt(text)
+        };
+        if self.cmdline {
+            part(f, format_args!("the command line"))?;
+        }
+        if self.reports > 0 {
+            part(f, format_args!("the reports of {} domain(s)", self.reports))?;
+        }
+        if self.retired > 0 {
+            part(f, format_args!("{} retired domain(s)", self.retired))?;
+        }
+        if parts == 0 {
+            f.write_str("nothing")?;
+        }
+        Ok(())
+    }
+}
+
+/// What writing `state` as `version` drops of the hypervisor's own records
+/// (the difference between `state` and [`carried`]): for 1.0, a command
+/// line that is not empty, the reports of domains that reported anything,
+/// and the retired domains. Empty for the current version.
+pub fn dropped(version: AbiVersion, state: &current::HandoverState) -> Dropped {
+    if (version.major, version.minor) != (1, 0) {
+        return Dropped::default();
+    }
+    let quiet = v1_1::GuestReports::default();
+    Dropped {
+        cmdline: !state.globals.cmdline.is_empty(),
+        reports: state.domains.iter().filter(|d| d.reports != quiet).count(),
+        retired: state.retired.len(),
+    }
+}
+
 /// What a reader gets back when `state` is written as `version` (which must
 /// be one this build writes and able to carry it, [`expressible`]): the
 /// state itself for the current version; for 1.0, the state without the
