@@ -5,10 +5,16 @@
 //! the current hypervisor's `lu load` accepts each release's image, signed
 //! with the current key after its own build, writing the version the
 //! table (`cargo xtask releases`) says.
+//!
+//! Released bytes never change: every golden handover blob a release's
+//! revision holds is, byte for byte, the file in today's tree, and every
+//! handover version a release writes has its golden blob at that revision.
 
+use std::fs;
 use std::time::Duration;
 
-use hvlu_harness::releases::{self, Release, Source};
+use hvlu_harness::qemu::root;
+use hvlu_harness::releases::{self, golden_path, Release, Source, GOLDEN_DIR};
 use hvlu_harness::scenario::{boot_config, boot_with, cmd, poweroff_pass, wait_all};
 use hvlu_harness::MachineConfig;
 
@@ -103,4 +109,80 @@ fn the_current_loader_accepts_every_release_image_signed_with_the_current_key() 
         assert!(out.iter().any(|l| l.contains("lu unload: done")), "{out:?}");
     }
     poweroff_pass(&mut m);
+}
+
+/// Whether a path is a golden blob: `v<anything>.bin` in [`GOLDEN_DIR`].
+fn is_golden_blob(path: &str) -> bool {
+    path.strip_prefix(GOLDEN_DIR)
+        .and_then(|name| name.strip_prefix("/v"))
+        .is_some_and(|name| name.ends_with(".bin") && !name.contains('/'))
+}
+
+#[test]
+fn every_released_golden_blob_is_byte_for_byte_the_file_at_its_release() {
+    let recorded = recorded();
+    assert!(
+        !recorded.is_empty(),
+        "{} records no release",
+        releases::FILE
+    );
+    let mut wrong = Vec::new();
+    let mut checked = Vec::new();
+    for release in &recorded {
+        let at_release = release
+            .files_at_revision(GOLDEN_DIR)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let blobs: Vec<&String> = at_release.iter().filter(|p| is_golden_blob(p)).collect();
+        // Every version the release writes was released with its blob.
+        let written = release.written_versions().unwrap_or_else(|e| panic!("{e}"));
+        for version in written {
+            let path = golden_path(version);
+            if !blobs.contains(&&path) {
+                wrong.push(format!(
+                    "release {} writes handover {version} but its revision has no {path} \
+                     (it has: {blobs:?})",
+                    release.name
+                ));
+            }
+        }
+        for path in blobs {
+            let released = release
+                .file_at_revision(path)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let today = match fs::read(root().join(path)) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    wrong.push(format!(
+                        "{path}, released in {}, is gone from today's tree: {e}",
+                        release.name
+                    ));
+                    continue;
+                }
+            };
+            match first_difference(&released, &today) {
+                None => checked.push(format!("{path} = {} ({} bytes)", release.name, today.len())),
+                Some(at) => wrong.push(format!(
+                    "{path} differs from the file released in {} at byte {at} \
+                     (released {} bytes, today {}; a released blob is never edited: a \
+                     format change adds a version, {GOLDEN_DIR}/README.md)",
+                    release.name,
+                    released.len(),
+                    today.len()
+                )),
+            }
+        }
+    }
+    println!("golden blobs as released: {}", checked.join(", "));
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The offset of the first byte where two files differ, or where the
+/// shorter one ends; `None` if they are equal.
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    (a != b).then(|| {
+        a.iter()
+            .zip(b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()))
+    })
 }
