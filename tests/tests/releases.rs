@@ -8,14 +8,19 @@
 //!
 //! Released bytes never change: every golden handover blob a release's
 //! revision holds is, byte for byte, the file in today's tree, and every
-//! handover version a release writes has its golden blob at that revision.
+//! handover version a release writes has its golden blob at that revision;
+//! and the state the real 1.0 image writes in an update, read out of the
+//! machine's memory, decodes with today's reader to the domains the machine
+//! runs.
 
 use std::fs;
 use std::time::Duration;
 
+use handover_abi::{AbiVersion, DomainFlags};
+use hvlu_harness::capture;
 use hvlu_harness::qemu::root;
 use hvlu_harness::releases::{self, golden_path, Release, Source, GOLDEN_DIR};
-use hvlu_harness::scenario::{boot_config, boot_with, cmd, poweroff_pass, wait_all};
+use hvlu_harness::scenario::{boot_config, boot_with, cmd, fields, poweroff_pass, wait_all};
 use hvlu_harness::MachineConfig;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -185,4 +190,112 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
             .position(|(x, y)| x != y)
             .unwrap_or(a.len().min(b.len()))
     })
+}
+
+/// A domain as dom0's `list` shows it: id, name, frames, limit, state.
+fn listed(list: &[String]) -> Vec<(u16, String, u64, u64, String)> {
+    list.iter()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.strip_prefix("(d0) ")?.split_whitespace().collect();
+            match w[..] {
+                [id, name, frames, max, state] => Some((
+                    id.parse().ok()?,
+                    name.to_string(),
+                    frames.parse().ok()?,
+                    max.parse().ok()?,
+                    state.to_string(),
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_state_release_1_0_writes_decodes_with_todays_reader() {
+    let old = releases::find("1.0").unwrap_or_else(|e| panic!("{e}"));
+    let images = old.images().unwrap_or_else(|e| panic!("{e}"));
+    let next = releases::next().images().unwrap_or_else(|e| panic!("{e}"));
+    let mut boot = images.boot();
+    boot.modules.push(("to-next".into(), next.hv));
+    let mut m = boot_config(&MachineConfig {
+        name: "release-1.0-state".into(),
+        images: boot,
+        mem_mib: 512,
+        cmdline: "lu_region=64M autostart=domu".into(),
+        extra: Vec::new(),
+        hostlink: None,
+    });
+    wait_all(&mut m, &["(d1) heartbeat 2:"], LONG);
+    // 1.0's own dom0 lists its domains; nothing changes them until the
+    // update (the domU's heartbeats change no frame count).
+    let before = listed(&cmd(&mut m, "list"));
+    assert_eq!(
+        before.iter().map(|d| d.0).collect::<Vec<_>>(),
+        [0, 1],
+        "{before:?}"
+    );
+    let out = cmd(&mut m, "live-update to-next");
+    assert!(
+        out.iter().any(|l| l.contains("lu exec: done")),
+        "{out:?}; log: {}",
+        m.log_path().display()
+    );
+    let report = wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG).remove(0);
+    let captured = capture::state_of_update(&mut m, 1).unwrap_or_else(|e| panic!("{e}"));
+    let state = captured.state();
+    println!(
+        "update 1 (1.0 -> current): {} bytes of state at {:#x}, version {}, producer {:?}: {}",
+        captured.bytes.len(),
+        captured.arrival.state_phys,
+        captured.version(),
+        captured.decoded.header.producer.abi,
+        state
+            .domains
+            .iter()
+            .map(|d| format!(
+                "d{} {} ({} frames in {} runs, {} vCPUs)",
+                d.id.0,
+                d.name,
+                d.frames(),
+                d.runs.len(),
+                d.vcpus.len()
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // 1.0 writes 1.0, as a writer of 1.0 only.
+    assert_eq!(captured.version(), AbiVersion::new(1, 0));
+    assert_eq!(captured.decoded.header.producer.abi, AbiVersion::new(1, 0));
+    // The writer is the image the update came from.
+    let from = &fields(&report)["from"];
+    let build: String = captured.decoded.header.producer.build_id.0[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(&build, from, "{report}");
+    // The runs the report counted.
+    let runs: usize = state.domains.iter().map(|d| d.runs.len()).sum();
+    assert_eq!(fields(&report)["runs"], runs.to_string(), "{report}");
+    // The domains 1.0's dom0 listed, as the state has them.
+    assert_eq!(state.domains.len(), before.len(), "{:?}", state.domains);
+    for (d, (id, name, frames, max, _)) in state.domains.iter().zip(&before) {
+        assert_eq!(d.id.0, *id);
+        assert_eq!(&d.name, name);
+        assert_eq!(d.frames(), *frames, "d{id}'s frames");
+        assert_eq!(d.max_frames, *max, "d{id}'s limit");
+        assert!(!d.runs.is_empty() && !d.vcpus.is_empty(), "d{id}: {d:?}");
+        assert!(!d.paused, "1.0 has no paused domain to hand over");
+        assert_eq!(
+            d.flags.contains(DomainFlags::PRIVILEGED),
+            *id == 0,
+            "d{id}: {:?}",
+            d.flags
+        );
+    }
+    // The current image runs them on: the same list, every domain running.
+    let after = listed(&cmd(&mut m, "list"));
+    assert_eq!(after, before);
+    assert!(after.iter().all(|d| d.4 == "running"), "{after:?}");
+    poweroff_pass(&mut m);
 }
