@@ -12,10 +12,13 @@
 //! QEMU is killed when the machine is dropped.
 //!
 //! [`releases`] reads `releases.toml` and builds each released hypervisor
-//! from its own revision, for the tests between versions.
+//! from its own revision, for the tests between versions; [`capture`]
+//! reads the handover state an update carried out of the machine's memory
+//! (through QEMU's monitor) and decodes it with today's reader.
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod compat;
 pub mod hostlink;
 pub mod keys;

@@ -1,7 +1,8 @@
 //! Booting the hypervisor in QEMU and talking to dom0 over the serial line.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -81,6 +82,19 @@ pub fn abi_1_0_build() -> PathBuf {
 /// the hypervisor, signed like the release images.
 pub fn debug_build() -> PathBuf {
     root().join("target/x86_64-unknown-none/debug/hv")
+}
+
+/// The longest path a unix socket address holds, with its terminating NUL.
+const SOCKET_PATH_MAX: usize = 108;
+
+/// How long the monitor may take to answer one command: it answers from
+/// QEMU's main loop whatever the guest does, so only a broken QEMU takes
+/// this long.
+const MONITOR_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A path as the value of a QEMU option: a comma doubled.
+fn option_value(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
 }
 
 /// Guest RAM above this many MiB is not reserved on the host
@@ -176,6 +190,23 @@ impl MachineConfig {
         }
     }
 
+    /// The machine's QEMU monitor (HMP), a unix socket that QEMU serves:
+    /// `target/qemu/<name>.monitor`, or, where that path is too long for a
+    /// socket address (108 bytes), `hvlu-<hash of the name>.monitor` in the
+    /// system's temporary directory.
+    pub fn monitor_path(&self) -> PathBuf {
+        let path = root()
+            .join("target/qemu")
+            .join(format!("{}.monitor", self.name));
+        if path.as_os_str().len() < SOCKET_PATH_MAX {
+            return path;
+        }
+        let mut hash = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&self.name, &mut hash);
+        let hash = std::hash::Hasher::finish(&hash);
+        std::env::temp_dir().join(format!("hvlu-{hash:016x}.monitor"))
+    }
+
     /// The QEMU command line.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
@@ -191,15 +222,14 @@ impl MachineConfig {
         }
         cmd.arg("-m")
             .arg(&ram)
-            .args([
-                "-no-reboot",
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-monitor",
-                "none",
-            ])
+            .args(["-no-reboot", "-display", "none", "-serial", "stdio"])
+            // The monitor, for the harness to read guest memory
+            // ([`Machine::read_phys`]); the guest cannot reach it.
+            .arg("-monitor")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                option_value(&self.monitor_path())
+            ))
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .arg("-kernel")
             .arg(&self.images.hv)
@@ -245,6 +275,7 @@ pub struct Machine {
     /// Every line seen so far.
     pub transcript: Vec<String>,
     log_path: PathBuf,
+    monitor_path: PathBuf,
     echo: bool,
 }
 
@@ -255,6 +286,7 @@ impl Machine {
         let dir = root().join("target/qemu");
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let log_path = dir.join(format!("{}.log", config.name));
+        let monitor_path = config.monitor_path();
         let mut log = File::create(&log_path)
             .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
         let mut cmd = config.command();
@@ -294,6 +326,7 @@ impl Machine {
             lines: rx,
             transcript: Vec::new(),
             log_path,
+            monitor_path,
             echo: false,
         })
     }
@@ -440,6 +473,55 @@ impl Machine {
         line.starts_with(REFUSED)
     }
 
+    /// Reads `len` bytes of the running machine's guest-physical memory
+    /// at `addr`, through QEMU's monitor (`pmemsave` into a file under
+    /// `target/qemu/`, read back and removed). The guest keeps running; the
+    /// caller reads memory that nothing writes meanwhile.
+    pub fn read_phys(&self, addr: u64, len: u64) -> Result<Vec<u8>, String> {
+        let file = self
+            .log_path
+            .with_extension(format!("phys-{addr:#x}-{len:#x}"));
+        let _ = fs::remove_file(&file);
+        let quoted = file
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let answer = self.monitor(&format!("pmemsave {addr:#x} {len:#x} \"{quoted}\""))?;
+        let bytes = fs::read(&file).map_err(|e| {
+            format!(
+                "pmemsave {addr:#x} {len:#x} left no file {} ({e}); the monitor said: {answer:?}",
+                file.display()
+            )
+        })?;
+        let _ = fs::remove_file(&file);
+        if bytes.len() as u64 != len {
+            return Err(format!(
+                "pmemsave {addr:#x} {len:#x} saved {} bytes; the monitor said: {answer:?}",
+                bytes.len()
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Runs one command on QEMU's monitor; what the monitor printed for it.
+    fn monitor(&self, command: &str) -> Result<String, String> {
+        let path = &self.monitor_path;
+        let fail = |e: std::io::Error| format!("QEMU monitor {}: {e}", path.display());
+        let mut socket = UnixStream::connect(path).map_err(fail)?;
+        socket
+            .set_read_timeout(Some(MONITOR_TIMEOUT))
+            .map_err(fail)?;
+        // The banner ends with the first prompt; the command's answer with
+        // the next one.
+        read_to_prompt(&mut socket).map_err(fail)?;
+        socket
+            .write_all(format!("{command}\n").as_bytes())
+            .map_err(fail)?;
+        let answer = read_to_prompt(&mut socket).map_err(fail)?;
+        Ok(answer)
+    }
+
     /// Lines of the transcript that start with `prefix`.
     pub fn lines_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.transcript
@@ -460,6 +542,36 @@ pub fn is_progress(line: &str) -> bool {
         .any(|p| line.starts_with(p))
 }
 
+/// The monitor's prompt.
+const PROMPT: &str = "(qemu) ";
+
+/// Reads from the monitor up to and including its next prompt; what came
+/// before it.
+fn read_to_prompt(socket: &mut UnixStream) -> std::io::Result<String> {
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "closed before its prompt, after {:?}",
+                    String::from_utf8_lossy(&text)
+                ),
+            ));
+        }
+        text.extend_from_slice(&chunk[..n]);
+        if let Some(at) = text
+            .windows(PROMPT.len())
+            .position(|w| w == PROMPT.as_bytes())
+        {
+            text.truncate(at);
+            return Ok(String::from_utf8_lossy(&text).into_owned());
+        }
+    }
+}
+
 fn ending(status: ExitStatus) -> Ending {
     match status.code() {
         Some(code) => Outcome::from_qemu_status(code)
@@ -474,12 +586,37 @@ impl Drop for Machine {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = fs::remove_file(&self.monitor_path);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A machine of 512 MiB with no real images, to look at its command.
+    fn bare(name: &str, cmdline: &str) -> MachineConfig {
+        MachineConfig {
+            name: name.into(),
+            images: Images {
+                hv: "hv".into(),
+                modules: Vec::new(),
+            },
+            mem_mib: 512,
+            cmdline: cmdline.into(),
+            extra: Vec::new(),
+            hostlink: None,
+        }
+    }
+
+    /// The QEMU arguments of a machine.
+    fn args(config: &MachineConfig) -> Vec<String> {
+        config
+            .command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
 
     #[test]
     fn ram_sizes_parse_to_mib() {
@@ -499,17 +636,7 @@ mod tests {
         assert_eq!(min_region_mib(512), 10);
         // 64 GiB end at 65 GiB: 17 Mi frames, 650 MiB, and the rest.
         assert_eq!(min_region_mib(65536), 656);
-        let mut config = MachineConfig {
-            name: "t".into(),
-            images: Images {
-                hv: "hv".into(),
-                modules: Vec::new(),
-            },
-            mem_mib: 512,
-            cmdline: "lu_region=64M autostart=domu".into(),
-            extra: Vec::new(),
-            hostlink: None,
-        };
+        let mut config = bare("t", "lu_region=64M autostart=domu");
         config.set_ram(4096);
         assert_eq!(config.cmdline, "lu_region=64M autostart=domu");
         config.set_ram(65536);
@@ -518,24 +645,30 @@ mod tests {
     }
 
     #[test]
+    fn every_machine_has_its_monitor_on_a_socket_path_that_fits() {
+        let mut config = bare("short", "");
+        let path = config.monitor_path();
+        assert_eq!(path, root().join("target/qemu/short.monitor"));
+        let args = args(&config);
+        let want = format!("unix:{},server=on,wait=off", path.display());
+        assert!(
+            args.windows(2).any(|w| w[0] == "-monitor" && w[1] == want),
+            "{args:?}"
+        );
+        config.name = "x".repeat(SOCKET_PATH_MAX);
+        let long = config.monitor_path();
+        assert!(long.starts_with(std::env::temp_dir()), "{}", long.display());
+        assert!(
+            long.as_os_str().len() < SOCKET_PATH_MAX,
+            "{}",
+            long.display()
+        );
+        assert_eq!(option_value(Path::new("/a,b")), "/a,,b");
+    }
+
+    #[test]
     fn large_machines_do_not_reserve_their_ram() {
-        let mut config = MachineConfig {
-            name: "t".into(),
-            images: Images {
-                hv: "hv".into(),
-                modules: Vec::new(),
-            },
-            mem_mib: 512,
-            cmdline: String::new(),
-            extra: Vec::new(),
-            hostlink: None,
-        };
-        let args = |c: &MachineConfig| -> Vec<String> {
-            c.command()
-                .get_args()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect()
-        };
+        let mut config = bare("t", "");
         assert!(args(&config)
             .windows(2)
             .any(|w| w == ["-machine", "microvm"]));

@@ -481,6 +481,68 @@ impl Release {
     }
 }
 
+/// Where the golden handover blobs are kept, one per released handover
+/// version (`handover-abi/tests/golden/README.md`).
+pub const GOLDEN_DIR: &str = "handover-abi/tests/golden";
+
+/// The golden blob of handover version `version`, relative to the root:
+/// `handover-abi/tests/golden/v<major>_<minor>.bin`.
+pub fn golden_path(version: AbiVersion) -> String {
+    format!("{GOLDEN_DIR}/v{}_{}.bin", version.major, version.minor)
+}
+
+impl Release {
+    /// Every handover version the release writes, oldest first. A range
+    /// lists the minors of its one major; a range across majors is refused,
+    /// as the minors of its lower major are not known from the range.
+    pub fn written_versions(&self) -> Result<Vec<AbiVersion>, String> {
+        let (min, max) = (self.writes.min, self.writes.max);
+        if min.major != max.major {
+            return Err(format!(
+                "release {}: writes {} spans majors; list its versions one major at a time",
+                self.name, self.writes
+            ));
+        }
+        Ok((min.minor..=max.minor)
+            .map(|minor| AbiVersion::new(min.major, minor))
+            .collect())
+    }
+
+    /// The recorded revision, fetched into this clone if it is shallow
+    /// ([`ensure_revision`]); the current tree has none.
+    fn present_revision(&self) -> Result<&str, String> {
+        match &self.source {
+            Source::Revision(revision) => {
+                ensure_revision(&self.name, &revision.rev)?;
+                Ok(&revision.rev)
+            }
+            Source::Tree => Err(format!(
+                "`{}` is the current tree: it has no recorded revision",
+                self.name
+            )),
+        }
+    }
+
+    /// The exact bytes of the file at `path` (relative to the root) at the
+    /// release's revision: `git show REV:path`.
+    pub fn file_at_revision(&self, path: &str) -> Result<Vec<u8>, String> {
+        let rev = self.present_revision()?;
+        git_bytes(&root(), &["show", &format!("{rev}:{path}")])
+            .map_err(|e| format!("release {}: {e}", self.name))
+    }
+
+    /// The paths (relative to the root) of the files directly in the
+    /// directory `dir` at the release's revision; none if it had no such
+    /// directory.
+    pub fn files_at_revision(&self, dir: &str) -> Result<Vec<String>, String> {
+        let rev = self.present_revision()?;
+        let dir = format!("{}/", dir.trim_end_matches('/'));
+        let list = git(&root(), &["ls-tree", "--name-only", rev, &dir])
+            .map_err(|e| format!("release {}: {e}", self.name))?;
+        Ok(list.lines().map(str::to_string).collect())
+    }
+}
+
 impl Revision {
     /// What `built-from` holds for images built from this record.
     fn stamp(&self) -> String {
@@ -553,6 +615,12 @@ fn clean_env(cmd: &mut Command) {
 /// Runs git in `dir`; its standard output, or an error with the command
 /// and its standard error.
 fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+    git_bytes(dir, args).map(|out| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Runs git in `dir`; its standard output as bytes (a file's exact
+/// content), or an error with the command and its standard error.
+fn git_bytes(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -561,7 +629,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout)
     } else {
         Err(format!(
             "`git -C {} {}` failed: {}",
@@ -572,9 +640,10 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Makes sure the commit `rev` is in this clone: a shallow clone fetches
-/// it; any other clone that lacks it fails with the command to run.
-fn ensure_revision(name: &str, rev: &str) -> Result<(), String> {
+/// Makes sure the commit `rev` (of the release `name`, for the messages)
+/// is in this clone: a shallow clone fetches it; any other clone that
+/// lacks it fails with the command to run.
+pub fn ensure_revision(name: &str, rev: &str) -> Result<(), String> {
     let root = root();
     let commit = format!("{rev}^{{commit}}");
     let present = || git(&root, &["cat-file", "-e", &commit]).is_ok();

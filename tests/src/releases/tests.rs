@@ -190,3 +190,19 @@ fn the_repository_records_release_1_0_at_15a2f57() {
     assert_eq!(find(NEXT).unwrap(), next());
     assert!(find("0.9").unwrap_err().contains("known: 1.0"));
 }
+
+#[test]
+fn a_release_lists_every_version_it_writes_and_their_golden_blobs() {
+    let mut r = parse(ONE).unwrap().remove(0);
+    assert_eq!(r.written_versions(), Ok(vec![v(1, 0)]));
+    r.writes = VersionRange::new(v(1, 0), v(1, 2));
+    assert_eq!(r.written_versions(), Ok(vec![v(1, 0), v(1, 1), v(1, 2)]));
+    r.writes = VersionRange::new(v(1, 3), v(2, 0));
+    let e = r.written_versions().unwrap_err();
+    assert!(e.contains("spans majors"), "{e}");
+    assert_eq!(golden_path(v(1, 1)), "handover-abi/tests/golden/v1_1.bin");
+    assert_eq!(golden_path(v(2, 10)), "handover-abi/tests/golden/v2_10.bin");
+    // The current tree has no revision to read files from.
+    let e = next().files_at_revision(GOLDEN_DIR).unwrap_err();
+    assert!(e.contains("current tree"), "{e}");
+}
