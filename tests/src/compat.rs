@@ -15,6 +15,11 @@
 //!   ([`Release::writes_to`]), which the writer's `lu load` line names;
 //! - leave the domains as they were: every row of `list` (id, name,
 //!   frames, the most frames, state) unchanged, and the domU beating on;
+//! - have carried a state that today's reader decodes, read from the
+//!   machine's memory where the arriving image says it found it
+//!   ([`capture::state_of_update`]): of that version, by the writer the
+//!   report names, with the domains of `list` — so the states the old
+//!   releases write are decoded by today's code too;
 //! - when it is written in 1.0 by an image that knows more: first be
 //!   refused, before anything is paused, with a domain paused (1.0 cannot
 //!   say so), every other guest running on; then, with none paused, be
@@ -35,7 +40,9 @@ use std::thread;
 use std::time::Duration;
 
 use handover_abi::version::AbiVersion;
+use handover_abi::DomainFlags;
 
+use crate::capture;
 use crate::releases::{Release, ReleaseImages};
 use crate::scenario::{boot_config, cmd, fields, poweroff_pass, wait_all};
 use crate::{Machine, MachineConfig};
@@ -167,6 +174,48 @@ fn paused_domain_refused(m: &mut Machine, target: &Release) {
     domu_beats_on(m);
 }
 
+/// The state update `seq` carried, read from the machine's memory and
+/// decoded by today's reader ([`capture::state_of_update`]): written in
+/// `version` by the image the report names, with the runs the report
+/// counted, and the domains of `rows` (id, name, frames, most frames; none
+/// paused, only d0 privileged, each with runs and vCPUs).
+fn check_state(m: &mut Machine, seq: u64, version: AbiVersion, report: &str, rows: &[String]) {
+    let captured = capture::state_of_update(m, seq).unwrap_or_else(|e| panic!("{e}"));
+    let state = captured.state();
+    let f = fields(report);
+    assert_eq!(captured.version(), version, "update {seq}: {report}");
+    let build: String = captured.decoded.header.producer.build_id.0[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(Some(&build), f.get("from"), "the writer: {report}");
+    let runs: usize = state.domains.iter().map(|d| d.runs.len()).sum();
+    assert_eq!(Some(&runs.to_string()), f.get("runs"), "{report}");
+    let seen: Vec<String> = state
+        .domains
+        .iter()
+        .map(|d| {
+            assert!(!d.runs.is_empty() && !d.vcpus.is_empty(), "{d:?}");
+            assert_eq!(
+                d.flags.contains(DomainFlags::PRIVILEGED),
+                d.id.0 == 0,
+                "d{}: {:?}",
+                d.id.0,
+                d.flags
+            );
+            let run = if d.paused { "paused" } else { "running" };
+            format!(
+                "{} {} {} {} {run}",
+                d.id.0,
+                d.name,
+                d.frames(),
+                d.max_frames
+            )
+        })
+        .collect();
+    assert_eq!(seen, rows, "update {seq}: the state as decoded; {report}");
+}
+
 /// One update, from the release running (`writer`) to `reader`, number
 /// `seq`; the domains must be `rows` before and after.
 fn hop(m: &mut Machine, seq: u64, writer: &Release, reader: &Release, rows: &[String]) -> Hop {
@@ -227,6 +276,7 @@ fn hop(m: &mut Machine, seq: u64, writer: &Release, reader: &Release, rows: &[St
             "{key}: {report}"
         );
     }
+    check_state(m, seq, version, &report, rows);
     domu_beats_on(m);
     assert_eq!(
         domains(m),

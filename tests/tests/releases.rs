@@ -8,20 +8,17 @@
 //!
 //! Released bytes never change: every golden handover blob a release's
 //! revision holds is, byte for byte, the file in today's tree, and every
-//! handover version a release writes has its golden blob at that revision;
-//! and the state of every update between the real 1.0 image and the
-//! current one, read out of the machine's memory
-//! (`hvlu_harness::capture`), decodes with today's reader to the domains
-//! the machine runs.
+//! handover version a release writes has its golden blob at that revision.
+//! (The state of every update between releases, read out of the machine's
+//! memory and decoded with today's reader, is checked in the compatibility
+//! matrix, `tests/tests/compat.rs`.)
 
 use std::fs;
 use std::time::Duration;
 
-use handover_abi::{AbiVersion, DomainFlags};
-use hvlu_harness::capture;
 use hvlu_harness::qemu::root;
 use hvlu_harness::releases::{self, golden_path, Release, Source, GOLDEN_DIR};
-use hvlu_harness::scenario::{boot_config, boot_with, cmd, fields, poweroff_pass, wait_all};
+use hvlu_harness::scenario::{boot_config, boot_with, cmd, poweroff_pass, wait_all};
 use hvlu_harness::MachineConfig;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -191,133 +188,4 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
             .position(|(x, y)| x != y)
             .unwrap_or(a.len().min(b.len()))
     })
-}
-
-/// A domain as dom0's `list` shows it: id, name, frames, limit, state.
-fn listed(list: &[String]) -> Vec<(u16, String, u64, u64, String)> {
-    list.iter()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.strip_prefix("(d0) ")?.split_whitespace().collect();
-            match w[..] {
-                [id, name, frames, max, state] => Some((
-                    id.parse().ok()?,
-                    name.to_string(),
-                    frames.parse().ok()?,
-                    max.parse().ok()?,
-                    state.to_string(),
-                )),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-/// Updates the machine with `live-update <module>` (update number `seq`),
-/// captures the state the old image wrote and checks it, decoded by
-/// today's reader, against the report and dom0's list from before.
-fn update_and_capture(
-    m: &mut hvlu_harness::Machine,
-    module: &str,
-    seq: u64,
-    before: &[(u16, String, u64, u64, String)],
-) -> capture::Capture {
-    let out = cmd(m, &format!("live-update {module}"));
-    assert!(
-        out.iter().any(|l| l.contains("lu exec: done")),
-        "{out:?}; log: {}",
-        m.log_path().display()
-    );
-    let report = wait_all(m, &[&format!("(hv) lu-report seq={seq} ")], LONG).remove(0);
-    let captured = capture::state_of_update(m, seq).unwrap_or_else(|e| panic!("{e}"));
-    let state = captured.state();
-    println!(
-        "update {seq} ({module}): {} bytes of state at {:#x}, version {}, producer {}: {}",
-        captured.bytes.len(),
-        captured.arrival.state_phys,
-        captured.version(),
-        captured.decoded.header.producer.abi,
-        state
-            .domains
-            .iter()
-            .map(|d| format!(
-                "d{} {} ({} frames in {} runs, {} vCPUs)",
-                d.id.0,
-                d.name,
-                d.frames(),
-                d.runs.len(),
-                d.vcpus.len()
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    // The writer is the image the update came from.
-    let f = fields(&report);
-    let build: String = captured.decoded.header.producer.build_id.0[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(build, f["from"], "{report}");
-    // The runs the report counted.
-    let runs: usize = state.domains.iter().map(|d| d.runs.len()).sum();
-    assert_eq!(f["runs"], runs.to_string(), "{report}");
-    // The domains dom0 listed, as the state has them.
-    assert_eq!(state.domains.len(), before.len(), "{:?}", state.domains);
-    for (d, (id, name, frames, max, _)) in state.domains.iter().zip(before) {
-        assert_eq!(d.id.0, *id);
-        assert_eq!(&d.name, name);
-        assert_eq!(d.frames(), *frames, "d{id}'s frames");
-        assert_eq!(d.max_frames, *max, "d{id}'s limit");
-        assert!(!d.runs.is_empty() && !d.vcpus.is_empty(), "d{id}: {d:?}");
-        assert!(!d.paused, "d{id} runs");
-        assert_eq!(
-            d.flags.contains(DomainFlags::PRIVILEGED),
-            *id == 0,
-            "d{id}: {:?}",
-            d.flags
-        );
-    }
-    // The domains run on: the same list, every one running.
-    let after = listed(&cmd(m, "list"));
-    assert_eq!(after, before);
-    assert!(after.iter().all(|d| d.4 == "running"), "{after:?}");
-    captured
-}
-
-#[test]
-fn the_state_of_updates_from_and_to_1_0_decodes_with_todays_reader() {
-    let old = releases::find("1.0").unwrap_or_else(|e| panic!("{e}"));
-    let images = old.images().unwrap_or_else(|e| panic!("{e}"));
-    let next = releases::next().images().unwrap_or_else(|e| panic!("{e}"));
-    let mut boot = images.boot();
-    boot.modules.push(("to-next".into(), next.hv));
-    boot.modules.push(("to-1.0".into(), images.hv.clone()));
-    let mut m = boot_config(&MachineConfig {
-        name: "release-1.0-state".into(),
-        images: boot,
-        mem_mib: 512,
-        cmdline: "lu_region=64M autostart=domu".into(),
-        extra: Vec::new(),
-        hostlink: None,
-    });
-    wait_all(&mut m, &["(d1) heartbeat 2:"], LONG);
-    // 1.0's own dom0 lists its domains; nothing changes them from here on
-    // (the domU's heartbeats change no frame count).
-    let before = listed(&cmd(&mut m, "list"));
-    assert_eq!(
-        before.iter().map(|d| d.0).collect::<Vec<_>>(),
-        [0, 1],
-        "{before:?}"
-    );
-    let v1_0 = AbiVersion::new(1, 0);
-    // 1.0 cold-booted writes 1.0 as a writer of 1.0 only.
-    let c = update_and_capture(&mut m, "to-next", 1, &before);
-    assert_eq!((c.version(), c.decoded.header.producer.abi), (v1_0, v1_0));
-    // The current tree writes 1.0 to a reader of 1.0, as a 1.1 producer.
-    let c = update_and_capture(&mut m, "to-1.0", 2, &before);
-    assert_eq!(c.version(), v1_0);
-    assert_eq!(c.decoded.header.producer.abi, handover_abi::CURRENT);
-    // 1.0 entered by an update writes 1.0 as well.
-    let c = update_and_capture(&mut m, "to-next", 3, &before);
-    assert_eq!((c.version(), c.decoded.header.producer.abi), (v1_0, v1_0));
-    poweroff_pass(&mut m);
 }
