@@ -5,11 +5,15 @@
 //! update must arrive with the owned-frame digest and the free frames equal,
 //! every domain running, and the guests' checks clean at poweroff.
 //!
-//! The update to 1.0 follows the 1.0 contract its short-form note implies
+//! The update to 1.0 follows the 1.0 contract its 36-byte note implies
 //! (argument page version 1, the image before the state, its own boot
-//! dry-run before the pause: `old_hv::image::Contract`); the update from
-//! 1.0 arrives with argument page version 1, whose missing digests the
-//! current image says it cannot check.
+//! dry-run before the pause: `old_hv::image::Contract::agree`); the update
+//! from 1.0 arrives with argument page version 1, whose missing digests the
+//! current image says it cannot check. 1.0's own note parser reads the
+//! current image's 52-byte note (it knows its first 36 bytes) whenever 1.0
+//! loads it; the current one agrees on the contract that note states
+//! (argument page version 3, the state first at the top of a gap) when it
+//! updates to itself.
 
 use std::time::Duration;
 
@@ -85,17 +89,25 @@ fn update(m: &mut hvlu_harness::Machine, module: &str, seq: u64) {
     }
 }
 
+/// The current hypervisor's `lu: loaded` line for `to-1.0` says it writes
+/// handover 1.0 and the contract 1.0's note implies.
+fn loaded_with_the_1_0_contract(m: &hvlu_harness::Machine) {
+    assert!(
+        m.lines_with("(hv) lu: loaded `to-1.0`").any(|l| l.contains(
+            "writing 1.0, argument page v1, image first, boot model 1 (the 1.0 release's contract"
+        )),
+        "the update to 1.0 writes handover 1.0 and the 1.0 contract; log: {}",
+        m.log_path().display()
+    );
+}
+
 #[test]
 fn the_current_hypervisor_updates_to_1_0_and_back() {
     let (_, old) = release_1_0();
     let next = current();
     let mut m = machine("compat-next-1.0", &next, &old, &next);
     update(&mut m, "to-1.0", 1);
-    assert!(
-        m.lines_with("(hv) lu: loaded `to-1.0`")
-            .any(|l| l.contains("writing 1.0")),
-        "the update to 1.0 writes handover 1.0"
-    );
+    loaded_with_the_1_0_contract(&m);
     update(&mut m, "to-next", 2);
     // The current image says what a version 1 argument page leaves unchecked.
     assert!(
@@ -116,6 +128,7 @@ fn release_1_0_with_its_own_guests_updates_to_the_current_hypervisor_and_back() 
     let mut m = machine("compat-1.0-next", &old, &old, &next);
     update(&mut m, "to-next", 1);
     update(&mut m, "to-1.0", 2);
+    loaded_with_the_1_0_contract(&m);
     update(&mut m, "to-next", 3);
     poweroff_pass(&mut m);
 }
