@@ -1,9 +1,11 @@
 //! The `HVLU` ELF note that every hypervisor image carries.
 //!
 //! It tells an outgoing hypervisor, before anything is paused, which handover
-//! versions the image reads and writes and where its live-update entry is. It
-//! is an ordinary ELF note (`Elf64_Nhdr`: 4-byte words, name and descriptor
-//! each padded to 4 bytes), 64 bytes in all as this crate writes it, 4-byte
+//! versions the image reads and writes, where its live-update entry is, and
+//! the rest of what the image reads when it is entered (its [`NoteContract`]:
+//! the argument-page versions, the staging layouts, its boot). It is an
+//! ordinary ELF note (`Elf64_Nhdr`: 4-byte words, name and descriptor each
+//! padded to 4 bytes), 72 bytes in all as this crate writes it, 4-byte
 //! aligned in a `PT_NOTE` segment. Loaders find it through the program
 //! headers and never read section names; an image places it in the input
 //! section [`NOTE_SECTION`], which its linker script puts in the `PT_NOTE`
@@ -14,7 +16,7 @@
 //! offset size field
 //! ------ ---- -------------------------------------------------------------
 //!      0    4 namesz      5
-//!      4    4 descsz      44 (36 in images built before `writes` existed)
+//!      4    4 descsz      52 (36 in the 1.0 release, 44 in builds between)
 //!      8    4 type        1 (NOTE_TYPE)
 //!     12    8 name        "HVLU\0" and 3 bytes of zero padding
 //!     20    - desc:
@@ -26,26 +28,52 @@
 //!     32    8   entry       live-update entry: a virtual address in the
 //!                           image's ELF address space, not zero
 //!     40   16   build_id    the image's build id
-//!     56    - (end of the 36-byte descriptor of older images)
+//!     56    - (end of the 36-byte descriptor of the 1.0 release)
 //!     56    2   writes_min_major  oldest handover ABI version the image
 //!     58    2   writes_min_minor  writes ...
 //!     60    2   writes_max_major  ... and the newest
 //!     62    2   writes_max_minor
-//!     64
+//!     64    - (end of the 44-byte descriptor of unreleased builds)
+//!     64    4   args_versions  argument-page versions the image reads,
+//!                              bit v for version v (ArgsVersions)
+//!     68    2   layouts        staging layouts it accepts (Layouts):
+//!                              bit 0 image first, bit 1 state first
+//!     70    2   boot_model     whose boot it runs (BootModel): 1 the 1.0
+//!                              release's, 2 this tree's `new_hv::boot`
+//!     72
 //! ```
 //!
 //! All integers are little-endian. The note version changes only when the
 //! layout above changes incompatibly; fields added later are appended to the
-//! descriptor, and a parser ignores descriptor bytes past the ones it knows.
-//! The `writes` range is such an addition: a descriptor of at least
-//! [`MIN_DESC_SIZE`] (36) bytes but shorter than [`DESC_SIZE`] (44), as older
-//! images carry, parses with [`ImageNote::writes`] `None` (the bytes past 36,
-//! if any, are ignored); one of 44 bytes or more has it.
+//! descriptor, and a parser ignores descriptor bytes past the ones it knows
+//! (the 1.0 release's parser reads the first 36 bytes and ignores the rest,
+//! which is why the fields after them could be added without a new note
+//! version). Two groups were added so:
+//!
+//! - the `writes` range: a descriptor of at least [`MIN_DESC_SIZE`] (36)
+//!   bytes but shorter than [`WRITES_DESC_SIZE`] (44) parses with
+//!   [`ImageNote::writes`] `None`;
+//! - the contract ([`NoteContract`]): a descriptor shorter than
+//!   [`DESC_SIZE`] (52) parses with [`ImageNote::contract`] `None`.
+//!
+//! Bytes of a group that is not whole are ignored like unknown ones. What a
+//! note without a contract means is the outgoing side's to decide
+//! (`old_hv::image::Contract`): the 36-byte note is the 1.0 release's, whose
+//! contract [`NoteContract::RELEASE_1_0`] records; a 44-byte note was only
+//! ever carried by unreleased builds.
+//!
+//! The contract's masks keep bits this crate has no name for (an argument
+//! page version 5, a layout bit 7) and its boot model may be one this crate
+//! does not know: the note states what the image reads, and the writer
+//! refuses what it cannot write, naming it. What the parser refuses is a
+//! contract that cannot be met by anyone: no argument-page version
+//! ([`NoteError::NoArgsVersion`]), no layout ([`NoteError::NoLayout`]), or
+//! boot model 0 ([`NoteError::ZeroBootModel`], a field left unset).
 //!
 //! An image places the note with [`HvluNote`] (no unsafe code needed):
 //!
 //! ```no_run
-//! use handover_abi::note::HvluNote;
+//! use handover_abi::note::{HvluNote, CONTRACT};
 //! use handover_abi::{BuildId, READS, WRITES};
 //!
 //! unsafe extern "C" fn lu_entry() -> ! {
@@ -55,7 +83,7 @@
 //! #[used]
 //! #[link_section = ".note.hvlu"]
 //! static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> =
-//!     HvluNote::new(READS, WRITES, lu_entry, BuildId([0x42; 16]));
+//!     HvluNote::new(READS, WRITES, CONTRACT, lu_entry, BuildId([0x42; 16]));
 //! ```
 //!
 //! The loader finds it with [`find_note`] (from an iterator of
@@ -66,6 +94,7 @@ use core::fmt;
 use core::mem::{align_of, offset_of, size_of};
 use core::ops::Deref;
 
+use crate::entry::ENTRY_ARGS_READS;
 use crate::header::BuildId;
 use crate::version::{AbiVersion, VersionRange};
 
@@ -84,15 +113,21 @@ pub const NHDR_SIZE: usize = 12;
 pub const NAME_FIELD_SIZE: usize = 8;
 /// Offset of the descriptor in the note.
 pub const DESC_OFFSET: usize = NHDR_SIZE + NAME_FIELD_SIZE;
-/// Size of the version-1 descriptor this crate writes (with `writes`).
-pub const DESC_SIZE: usize = 44;
+/// Size of the version-1 descriptor this crate writes (with `writes` and
+/// the contract).
+pub const DESC_SIZE: usize = 52;
 /// Size of the whole version-1 note this crate writes.
 pub const NOTE_SIZE: usize = DESC_OFFSET + DESC_SIZE;
-/// The shortest version-1 descriptor a parser accepts: the one of images
-/// built before the `writes` range was appended (no `writes`).
+/// The shortest version-1 descriptor a parser accepts: the 1.0 release's,
+/// from before the `writes` range was appended (no `writes`, no contract).
 pub const MIN_DESC_SIZE: usize = 36;
-/// Size of the whole note of such an image.
+/// Size of the whole note of the 1.0 release.
 pub const MIN_NOTE_SIZE: usize = DESC_OFFSET + MIN_DESC_SIZE;
+/// Size of a descriptor with `writes` but no contract: only unreleased
+/// builds between the 1.0 release and the contract's addition carry it.
+pub const WRITES_DESC_SIZE: usize = 44;
+/// Size of the whole note of such a build.
+pub const WRITES_NOTE_SIZE: usize = DESC_OFFSET + WRITES_DESC_SIZE;
 
 /// Byte offsets of the fields inside the descriptor.
 pub mod desc_offset {
@@ -119,7 +154,225 @@ pub mod desc_offset {
     pub const WRITES_MAX_MAJOR: usize = 40;
     /// Newest ABI version written: minor, u16.
     pub const WRITES_MAX_MINOR: usize = 42;
+    /// Argument-page versions read, a u32 bitmask ([`super::ArgsVersions`]).
+    /// Absent from descriptors shorter than 52 bytes, like the two below.
+    pub const ARGS_VERSIONS: usize = 44;
+    /// Staging layouts accepted, a u16 bitmask ([`super::Layouts`]).
+    pub const LAYOUTS: usize = 48;
+    /// Boot model, a u16 ([`super::BootModel`]).
+    pub const BOOT_MODEL: usize = 50;
 }
+
+/// A set of live-update argument-page versions (`handover_abi::entry`) as
+/// a bitmask: bit `v` is version `v`. Versions 0 to 31 can be named.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ArgsVersions(pub u32);
+
+impl ArgsVersions {
+    /// The set of `versions`; a version above 31 does not fit (a compile
+    /// error in a const).
+    pub const fn of(versions: &[u32]) -> ArgsVersions {
+        let mut bits = 0u32;
+        let mut i = 0;
+        while i < versions.len() {
+            assert!(versions[i] < 32, "argument page versions are 0 to 31");
+            bits |= 1 << versions[i];
+            i += 1;
+        }
+        ArgsVersions(bits)
+    }
+
+    /// Whether version `v` is in the set.
+    pub const fn contains(self, v: u32) -> bool {
+        v < 32 && self.0 & (1 << v) != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The versions in both sets.
+    pub const fn intersection(self, other: ArgsVersions) -> ArgsVersions {
+        ArgsVersions(self.0 & other.0)
+    }
+
+    /// The highest version in the set.
+    pub const fn highest(self) -> Option<u32> {
+        match self.0 {
+            0 => None,
+            bits => Some(31 - bits.leading_zeros()),
+        }
+    }
+
+    /// The versions in the set, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = u32> {
+        (0..32).filter(move |&v| self.contains(v))
+    }
+}
+
+impl fmt::Display for ArgsVersions {
+    /// `{1, 3}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, v) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for ArgsVersions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ArgsVersions({self})")
+    }
+}
+
+/// A set of staging layouts, as a bitmask: where the handover state may lie
+/// relative to the staged image in the live-update region
+/// (`old_hv::staging::Order`, `docs/abi.md` §5.3).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Layouts(pub u16);
+
+impl Layouts {
+    /// Image first: `[image][argument page][trampoline page][entry
+    /// tables][state]`, the state above the image's span. The 1.0 release
+    /// accepts only this one.
+    pub const IMAGE_FIRST: Layouts = Layouts(1 << 0);
+    /// State first: `[state][argument page][trampoline page][entry
+    /// tables][image]`, the state below the image, which ends at the top of
+    /// the free gap it is staged in.
+    pub const STATE_FIRST: Layouts = Layouts(1 << 1);
+    /// Every layout this crate names.
+    pub const KNOWN: Layouts = Layouts(Self::IMAGE_FIRST.0 | Self::STATE_FIRST.0);
+
+    /// Every layout of either set.
+    pub const fn union(self, other: Layouts) -> Layouts {
+        Layouts(self.0 | other.0)
+    }
+
+    /// Whether every layout of `other` is in the set.
+    pub const fn contains(self, other: Layouts) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The layouts in both sets.
+    pub const fn intersection(self, other: Layouts) -> Layouts {
+        Layouts(self.0 & other.0)
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl fmt::Display for Layouts {
+    /// `{image first, state first}`; a bit this crate has no name for is
+    /// shown as `bit N`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        let mut first = true;
+        for bit in 0..16 {
+            if self.0 & (1 << bit) == 0 {
+                continue;
+            }
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            match Layouts(1 << bit) {
+                Layouts::IMAGE_FIRST => f.write_str("image first")?,
+                Layouts::STATE_FIRST => f.write_str("state first")?,
+                _ => write!(f, "bit {bit}")?,
+            }
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Layouts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Layouts({self})")
+    }
+}
+
+/// Whose boot an image runs after the jump: how it sizes and places its
+/// early allocations in the live-update region, which the outgoing side
+/// dry-runs before the pause (`new_hv::boot::Model`). An id names one set of
+/// sizes for good: a build whose boot needs differ states a new id. Ids this
+/// crate does not name can be held, so that a writer can refuse them by
+/// number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BootModel(pub u16);
+
+impl BootModel {
+    /// The 1.0 release's boot (git 15a2f57): a fixed 8 MiB heap, a boot
+    /// allocator of 64 records (`new_hv::boot::Model::Release1_0`).
+    pub const RELEASE_1_0: BootModel = BootModel(1);
+    /// This tree's `new_hv::boot` (`new_hv::boot::Model::Current`).
+    pub const CURRENT: BootModel = BootModel(2);
+
+    /// Its name, if this crate knows it.
+    pub const fn name(self) -> Option<&'static str> {
+        match self {
+            BootModel::RELEASE_1_0 => Some("the 1.0 release's boot"),
+            BootModel::CURRENT => Some("this tree's boot"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BootModel {
+    /// `2 (this tree's boot)`, or `7 (unknown)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.0, self.name().unwrap_or("unknown"))
+    }
+}
+
+impl fmt::Debug for BootModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BootModel({self})")
+    }
+}
+
+/// What an image reads when it is entered, besides the handover body: the
+/// argument-page versions, the staging layouts it accepts and its boot.
+/// The outgoing side agrees on one of each before anything is paused, or
+/// refuses the image (`old_hv::image::Contract`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NoteContract {
+    /// The argument-page versions the image reads.
+    pub args: ArgsVersions,
+    /// The staging layouts it accepts.
+    pub layouts: Layouts,
+    /// Its boot.
+    pub boot: BootModel,
+}
+
+impl NoteContract {
+    /// The 1.0 release's contract, which its 36-byte note predates: it
+    /// reads argument page version 1 only, accepts the image first only,
+    /// and boots as [`BootModel::RELEASE_1_0`].
+    pub const RELEASE_1_0: NoteContract = NoteContract {
+        args: ArgsVersions::of(&[crate::entry::ENTRY_ARGS_V1]),
+        layouts: Layouts::IMAGE_FIRST,
+        boot: BootModel::RELEASE_1_0,
+    };
+}
+
+/// This tree's contract, what an image built from it states: the
+/// argument-page versions `handover_abi::entry` reads
+/// ([`ENTRY_ARGS_READS`]), either layout (`new_hv::staging` takes the
+/// staged range as the hull of both), and this tree's boot.
+pub const CONTRACT: NoteContract = NoteContract {
+    args: ArgsVersions::of(&ENTRY_ARGS_READS),
+    layouts: Layouts::KNOWN,
+    boot: BootModel::CURRENT,
+};
 
 /// What an image's `HVLU` note says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -130,6 +383,11 @@ pub struct ImageNote {
     /// if the note is the short form of an image built before the field
     /// existed ([`MIN_DESC_SIZE`]-byte descriptor).
     pub writes: Option<VersionRange>,
+    /// What else the image reads when it is entered, or `None` if the note
+    /// predates the field (a descriptor shorter than [`DESC_SIZE`]). Never
+    /// `Some` when `writes` is `None`: the contract follows `writes` in the
+    /// descriptor.
+    pub contract: Option<NoteContract>,
     /// The live-update entry: a virtual address in the image's ELF address space.
     pub entry: u64,
     /// The image's build id.
@@ -199,13 +457,25 @@ pub enum NoteError {
     /// The live-update entry is zero.
     #[error("HVLU note live-update entry is zero")]
     ZeroEntry,
+    /// The contract names no argument-page version: no writer can enter
+    /// the image.
+    #[error("HVLU note contract reads no argument page version (args_versions is 0)")]
+    NoArgsVersion,
+    /// The contract accepts no staging layout.
+    #[error("HVLU note contract accepts no staging layout (layouts is 0)")]
+    NoLayout,
+    /// The contract's boot model is 0, which names no model (a field left
+    /// unset).
+    #[error("HVLU note contract boot model is 0, which names no model")]
+    ZeroBootModel,
 }
 
 impl ImageNote {
     /// Parses a note descriptor (the bytes after the padded name): at least
     /// [`MIN_DESC_SIZE`] bytes; [`ImageNote::writes`] is read if the
-    /// descriptor has [`DESC_SIZE`] bytes or more, and bytes past those are
-    /// ignored.
+    /// descriptor has [`WRITES_DESC_SIZE`] bytes or more,
+    /// [`ImageNote::contract`] if it has [`DESC_SIZE`] or more, and bytes
+    /// past those are ignored.
     pub fn parse_desc(desc: &[u8]) -> Result<ImageNote, NoteError> {
         let too_short = NoteError::DescTooShort { len: desc.len() };
         let version = u32::from_le_bytes(*desc.first_chunk::<4>().ok_or(too_short)?);
@@ -236,7 +506,7 @@ impl ImageNote {
         }
         let mut build_id = [0u8; 16];
         build_id.copy_from_slice(&d[desc_offset::BUILD_ID..desc_offset::BUILD_ID + 16]);
-        let writes = match desc.first_chunk::<DESC_SIZE>() {
+        let writes = match desc.first_chunk::<WRITES_DESC_SIZE>() {
             None => None,
             Some(d) => {
                 let writes = range_at(
@@ -257,17 +527,25 @@ impl ImageNote {
                 Some(writes)
             }
         };
+        let contract = match desc.first_chunk::<DESC_SIZE>() {
+            None => None,
+            Some(d) => Some(contract_at(d)?),
+        };
         Ok(ImageNote {
             reads,
             writes,
+            contract,
             entry,
             build_id: BuildId(build_id),
         })
     }
 
-    /// The version-1 descriptor, encoded field by field: [`DESC_SIZE`] bytes,
-    /// or the [`MIN_DESC_SIZE`]-byte form of older images if `writes` is
-    /// `None` (so that it parses back to the same note).
+    /// The version-1 descriptor, encoded field by field: [`DESC_SIZE`]
+    /// bytes; the [`WRITES_DESC_SIZE`]-byte form if `contract` is `None`;
+    /// the [`MIN_DESC_SIZE`]-byte form of the 1.0 release if `writes` is
+    /// `None` (the contract, which would follow `writes`, is then not
+    /// written). A note as [`ImageNote::parse_desc`] returns it encodes to
+    /// a descriptor that parses back to it.
     pub fn to_desc(&self) -> NoteBytes<DESC_SIZE> {
         let mut d = [0u8; DESC_SIZE];
         let mut put = |at: usize, bytes: &[u8]| d[at..at + bytes.len()].copy_from_slice(bytes);
@@ -278,22 +556,30 @@ impl ImageNote {
         put(desc_offset::MAX_MINOR, &self.reads.max.minor.to_le_bytes());
         put(desc_offset::ENTRY, &self.entry.to_le_bytes());
         put(desc_offset::BUILD_ID, &self.build_id.0);
-        let len = match self.writes {
-            Some(w) => {
+        let len = match (self.writes, self.contract) {
+            (None, _) => MIN_DESC_SIZE,
+            (Some(w), contract) => {
                 put(desc_offset::WRITES_MIN_MAJOR, &w.min.major.to_le_bytes());
                 put(desc_offset::WRITES_MIN_MINOR, &w.min.minor.to_le_bytes());
                 put(desc_offset::WRITES_MAX_MAJOR, &w.max.major.to_le_bytes());
                 put(desc_offset::WRITES_MAX_MINOR, &w.max.minor.to_le_bytes());
-                DESC_SIZE
+                match contract {
+                    None => WRITES_DESC_SIZE,
+                    Some(c) => {
+                        put(desc_offset::ARGS_VERSIONS, &c.args.0.to_le_bytes());
+                        put(desc_offset::LAYOUTS, &c.layouts.0.to_le_bytes());
+                        put(desc_offset::BOOT_MODEL, &c.boot.0.to_le_bytes());
+                        DESC_SIZE
+                    }
+                }
             }
-            None => MIN_DESC_SIZE,
         };
         NoteBytes { bytes: d, len }
     }
 
     /// The whole note record (header, padded name, descriptor), encoded
-    /// field by field: [`NOTE_SIZE`] bytes, or [`MIN_NOTE_SIZE`] if `writes`
-    /// is `None` (see [`ImageNote::to_desc`]).
+    /// field by field: [`NOTE_SIZE`] bytes, or fewer for a note without
+    /// a contract or `writes` (see [`ImageNote::to_desc`]).
     pub fn to_note_bytes(&self) -> NoteBytes<NOTE_SIZE> {
         let desc = self.to_desc();
         let mut n = [0u8; NOTE_SIZE];
@@ -307,6 +593,30 @@ impl ImageNote {
             len: DESC_OFFSET + desc.len(),
         }
     }
+}
+
+/// The contract of a whole descriptor: its masks must not be empty and its
+/// boot model not 0; unknown bits and ids are kept.
+fn contract_at(d: &[u8; DESC_SIZE]) -> Result<NoteContract, NoteError> {
+    let u16_at = |at: usize| u16::from_le_bytes([d[at], d[at + 1]]);
+    let at = desc_offset::ARGS_VERSIONS;
+    let args = ArgsVersions(u32::from_le_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]]));
+    let layouts = Layouts(u16_at(desc_offset::LAYOUTS));
+    let boot = BootModel(u16_at(desc_offset::BOOT_MODEL));
+    if args.is_empty() {
+        return Err(NoteError::NoArgsVersion);
+    }
+    if layouts.is_empty() {
+        return Err(NoteError::NoLayout);
+    }
+    if boot.0 == 0 {
+        return Err(NoteError::ZeroBootModel);
+    }
+    Ok(NoteContract {
+        args,
+        layouts,
+        boot,
+    })
 }
 
 /// The version range whose `min_major`, `min_minor`, `max_major` and
@@ -500,15 +810,19 @@ pub struct HvluNote<E: NoteEntry> {
     writes_min_minor: u16,
     writes_max_major: u16,
     writes_max_minor: u16,
+    args_versions: u32,
+    layouts: u16,
+    boot_model: u16,
 }
 
 impl<E: NoteEntry> HvluNote<E> {
-    /// The note of an image that reads `reads`, writes `writes`, enters a
-    /// live update at `entry` and has build id `build_id`. It has the
-    /// [`DESC_SIZE`]-byte descriptor.
+    /// The note of an image that reads `reads`, writes `writes`, reads
+    /// `contract` when entered, enters a live update at `entry` and has
+    /// build id `build_id`. It has the [`DESC_SIZE`]-byte descriptor.
     pub const fn new(
         reads: VersionRange,
         writes: VersionRange,
+        contract: NoteContract,
         entry: E,
         build_id: BuildId,
     ) -> Self {
@@ -528,6 +842,18 @@ impl<E: NoteEntry> HvluNote<E> {
             writes_min_minor: writes.min.minor,
             writes_max_major: writes.max.major,
             writes_max_minor: writes.max.minor,
+            args_versions: contract.args.0,
+            layouts: contract.layouts.0,
+            boot_model: contract.boot.0,
+        }
+    }
+
+    /// What the note says the image reads when entered.
+    pub const fn contract(&self) -> NoteContract {
+        NoteContract {
+            args: ArgsVersions(self.args_versions),
+            layouts: Layouts(self.layouts),
+            boot: BootModel(self.boot_model),
         }
     }
 
@@ -601,6 +927,15 @@ impl HvluNote<u64> {
             offset_of!(Self, writes_max_minor),
             &{ n.writes_max_minor }.to_le_bytes(),
         );
+        put(
+            offset_of!(Self, args_versions),
+            &{ n.args_versions }.to_le_bytes(),
+        );
+        put(offset_of!(Self, layouts), &{ n.layouts }.to_le_bytes());
+        put(
+            offset_of!(Self, boot_model),
+            &{ n.boot_model }.to_le_bytes(),
+        );
         b
     }
 }
@@ -610,6 +945,7 @@ impl<E: NoteEntry + fmt::Debug> fmt::Debug for HvluNote<E> {
         f.debug_struct("HvluNote")
             .field("reads", &self.reads())
             .field("writes", &self.writes())
+            .field("contract", &self.contract())
             .field("entry", &self.entry())
             .field("build_id", &self.build_id())
             .finish()
@@ -638,6 +974,9 @@ macro_rules! check_layout {
             assert!(offset_of!(N, writes_min_minor) == DESC_OFFSET + desc_offset::WRITES_MIN_MINOR);
             assert!(offset_of!(N, writes_max_major) == DESC_OFFSET + desc_offset::WRITES_MAX_MAJOR);
             assert!(offset_of!(N, writes_max_minor) == DESC_OFFSET + desc_offset::WRITES_MAX_MINOR);
+            assert!(offset_of!(N, args_versions) == DESC_OFFSET + desc_offset::ARGS_VERSIONS);
+            assert!(offset_of!(N, layouts) == DESC_OFFSET + desc_offset::LAYOUTS);
+            assert!(offset_of!(N, boot_model) == DESC_OFFSET + desc_offset::BOOT_MODEL);
         };
     )*};
 }

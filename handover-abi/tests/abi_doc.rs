@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use handover_abi::body::v1_0;
 use handover_abi::body::v1_1::{Domain, GuestReports, HandoverState, HvGlobals, RetiredDomain};
 use handover_abi::header::offset;
-use handover_abi::note::{ImageNote, DESC_OFFSET, NHDR_SIZE};
+use handover_abi::note::{ImageNote, CONTRACT, DESC_OFFSET, DESC_SIZE, NHDR_SIZE};
 use handover_abi::{
     decode, encode_as, encoded_len_as, AbiVersion, BuildId, ConsoleRing, DomainFlags, GpRegs,
     LuRegion, Machine, MemRun, PinnedTable, Producer, RamRange, RamType, RunKind, TimeBase, Vcpu,
@@ -531,6 +531,7 @@ fn example_note_part() -> String {
     let note = ImageNote {
         reads: VersionRange::new(V1_0, V1_1),
         writes: Some(VersionRange::new(V1_0, V1_1)),
+        contract: Some(CONTRACT),
         entry: 0xffff_ffff_8015_07c1,
         build_id: BuildId(BUILD),
     };
@@ -542,7 +543,7 @@ fn example_note_part() -> String {
         at += len;
     };
     take(&mut l, 4, "namesz = 5".into());
-    take(&mut l, 4, "descsz = 44".into());
+    take(&mut l, 4, format!("descsz = {DESC_SIZE}"));
     take(&mut l, 4, "type = 1".into());
     take(
         &mut l,
@@ -561,6 +562,18 @@ fn example_note_part() -> String {
         take(&mut l, 2, format!("desc.writes_{name}_major = {}", v.major));
         take(&mut l, 2, format!("desc.writes_{name}_minor = {}", v.minor));
     }
+    let c = note.contract.expect("contract");
+    take(
+        &mut l,
+        4,
+        format!("desc.args_versions = {:#x}: {}", c.args.0, c.args),
+    );
+    take(
+        &mut l,
+        2,
+        format!("desc.layouts = {:#x}: {}", c.layouts.0, c.layouts),
+    );
+    take(&mut l, 2, format!("desc.boot_model = {}", c.boot));
     assert_eq!(at, bytes.len(), "every byte of the note listed");
     assert_eq!(l.bytes(false), bytes.as_slice());
     assert_eq!(handover_abi::note::parse_note(&bytes), Ok(note));

@@ -58,6 +58,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 use handover_abi::entry::DIRECT_MAP_BASE;
+use handover_abi::note::BootModel;
 use hvlu_types::pte::{
     CACHE_DISABLE, GLOBAL, NO_EXECUTE, ONE_GIB, TWO_MIB, WRITABLE, WRITE_THROUGH,
 };
@@ -469,6 +470,23 @@ pub enum Model {
 pub const RELEASE_1_0_HEAP: u64 = 8 << 20;
 
 impl Model {
+    /// Every model, oldest first.
+    pub const ALL: [Model; 2] = [Model::Release1_0, Model::Current];
+
+    /// The id an image's `HVLU` note gives this model
+    /// (`handover_abi::note::BootModel`).
+    pub const fn id(self) -> BootModel {
+        match self {
+            Model::Release1_0 => BootModel::RELEASE_1_0,
+            Model::Current => BootModel::CURRENT,
+        }
+    }
+
+    /// The model a note's id names, if this build knows it.
+    pub fn from_id(id: BootModel) -> Option<Model> {
+        Model::ALL.into_iter().find(|m| m.id() == id)
+    }
+
     /// The boot needs of an image of `image_bytes` over `ram` under this
     /// model. The 1.0 release maps the same address space as this tree
     /// (the direct map, the local APIC page, the image by section), so its
@@ -530,6 +548,24 @@ mod tests {
     use hvlu_types::Mfn;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn models_are_the_ids_of_the_notes() {
+        // This tree's note states this tree's boot; the 1.0 release's
+        // contract, the 1.0 boot.
+        assert_eq!(
+            Model::from_id(handover_abi::note::CONTRACT.boot),
+            Some(Model::Current)
+        );
+        assert_eq!(
+            Model::from_id(handover_abi::note::NoteContract::RELEASE_1_0.boot),
+            Some(Model::Release1_0)
+        );
+        assert_eq!(Model::from_id(BootModel(3)), None);
+        for m in Model::ALL {
+            assert_eq!(Model::from_id(m.id()), Some(m));
+        }
+    }
 
     fn frames(start_mib: u64, mib: u64) -> MfnRange {
         MfnRange::new(Mfn(start_mib * MIB / PAGE_SIZE), mib * MIB / PAGE_SIZE)

@@ -172,17 +172,28 @@ fn a_version_1_argument_page_arrives_without_its_digests() {
 }
 
 /// An image whose note is the 1.0 release's short form is held to the 1.0
-/// contract before anything is paused: its boot (a fixed 8 MiB heap) is
-/// dry-run as it boots, and on this machine's 8 MiB region it does not fit,
-/// so the update is cancelled with that reason and every vCPU runs on.
+/// contract (the one contract inferred, not stated) before anything is
+/// paused: its boot (a fixed 8 MiB heap) is dry-run as it boots, and on this
+/// machine's 8 MiB region it does not fit, so the update is cancelled with
+/// that reason and every vCPU runs on.
 #[test]
 fn a_1_0_image_is_held_to_its_own_boot_before_the_pause() {
     let mut sim = host(13, 2);
     let before = sim.outside_region();
     let mut info = Sim::image();
     info.note.writes = None;
+    info.note.contract = None;
     info.version = handover_abi::AbiVersion::new(1, 0);
-    assert_eq!(info.contract(), old_hv::image::Contract::Release1_0);
+    info.contract = old_hv::image::Contract::agree(&info.note).unwrap();
+    assert_eq!(
+        info.contract,
+        old_hv::image::Contract {
+            args_version: handover_abi::entry::ENTRY_ARGS_V1,
+            layouts: handover_abi::note::Layouts::IMAGE_FIRST,
+            boot: new_hv::boot::Model::Release1_0,
+            stated: false,
+        }
+    );
     let staging = sim.stage(&info, End::Top);
     assert_eq!(staging.order, old_hv::staging::Order::ImageFirst);
     let e = exec(&mut sim, &info, &staging).unwrap_err();

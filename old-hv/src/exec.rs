@@ -404,7 +404,7 @@ fn prepare<P: Platform>(
         handover::preflight(&back, &state, frametable, m2p).map_err(ExecError::Preflight)?;
     drop(back);
     let huge_ram = fail(p, Step::Boot);
-    let boot = check_before_jump(p, s, &state, len, huge_ram, info.contract().boot())?;
+    let boot = check_before_jump(p, s, &state, len, huge_ram, info.contract.boot)?;
     // The guests' tables stay in place: the new image checks that they are
     // exactly these.
     let tables_digest = new_hv::tables::digest(&state, p.tables());
@@ -484,11 +484,11 @@ fn prepare<P: Platform>(
         Some(Fault::Table) => corrupt_table(p, &state, seed)?,
         Some(Fault::Args | Fault::Vcpu | Fault::Fail(_)) | None => {}
     }
-    // The version the incoming image reads (version 1 for the 1.0
-    // release, which carries neither the free nor the tables digest).
+    // The version agreed from the incoming image's note (version 1 for the
+    // 1.0 release, which carries neither the free nor the tables digest).
     let (page, page_len) = args
-        .to_bytes_as(info.contract().args_version())
-        .expect("every contract's version is one this crate writes");
+        .to_bytes_as(info.contract.args_version)
+        .expect("an agreed version is one this crate writes (`image::WRITES_ARGS`)");
     p.write(s.args, &page[..page_len])
         .map_err(phys_step("writing the argument page"))?;
     if fault == Some(Fault::Args) {

@@ -93,7 +93,14 @@
 //! 13. **A common ABI version** ([`ImageError::NoCommonVersion`]): the highest
 //!     version both in what this hypervisor writes and in the note's read
 //!     range ([`negotiate`]); the state is later written in that version.
-//! 14. **The entry is code of the image**
+//! 14. **A contract both sides keep** ([`ImageError::Contract`]): the
+//!     argument-page version, the staging layouts and the boot the image's
+//!     note states it reads are ones this hypervisor writes, stages and
+//!     dry-runs ([`Contract::agree`]); the update is later made to them.
+//!     The image is entered after the point of no return, where a page it
+//!     cannot read or a state where it does not look for it would lose
+//!     every domain.
+//! 15. **The entry is code of the image**
 //!     ([`ImageError::EntryOutsideExecutableSegment`]): the note's entry lies
 //!     in the file-backed part (`p_vaddr <= entry < p_vaddr + p_filesz`) of a
 //!     `PT_LOAD` with `PF_X`. The jump happens after the point of no return;
@@ -119,8 +126,15 @@ use goblin::elf::program_header::{ProgramHeader, PF_R, PF_W, PF_X, PT_LOAD, PT_N
 use goblin::elf::Elf;
 use goblin::elf64::header::SIZEOF_EHDR;
 use goblin::elf64::program_header::SIZEOF_PHDR;
-use handover_abi::note::{find_note, ImageNote, NoteError, NHDR_SIZE};
+use handover_abi::entry::ENTRY_ARGS_READS;
+use handover_abi::note::{
+    find_note, ArgsVersions, BootModel, ImageNote, Layouts, NoteContract, NoteError, NHDR_SIZE,
+    WRITES_DESC_SIZE,
+};
 use handover_abi::version::{negotiate, AbiVersion, VersionRange};
+use new_hv::boot::Model;
+
+use crate::staging::{End, Order};
 
 pub use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 /// The page size the image is laid out and mapped with.
@@ -238,6 +252,8 @@ pub struct ImageInfo {
     /// The image's `HVLU` note: the versions it reads (and writes, unless the
     /// note is the older short form), its entry, its build id.
     pub note: ImageNote,
+    /// What the update writes besides the body, agreed from the note.
+    pub contract: Contract,
     /// The image's physical link start: the lowest `p_paddr`, rounded down to
     /// 4 KiB. Offsets below are from here.
     pub phys_start: u64,
@@ -257,52 +273,136 @@ pub struct ImageInfo {
     pub file_len: u64,
 }
 
-/// What an incoming image reads besides the handover body — the argument
-/// page, where the state may lie, how it boots — agreed from its note before
-/// anything is paused. A note of the short form (no writes range: the 1.0
-/// release's) means the 1.0 release's contract.
+/// The argument-page versions this hypervisor writes
+/// (`EntryArgs::to_bytes_as`): every one `handover_abi::entry` reads.
+pub const WRITES_ARGS: ArgsVersions = ArgsVersions::of(&ENTRY_ARGS_READS);
+
+/// The staging layouts this hypervisor stages ([`Order`]): both.
+pub const STAGES_LAYOUTS: Layouts = Layouts::KNOWN;
+
+/// What an update writes besides the handover body, agreed from the
+/// incoming image's note before anything is paused ([`Contract::agree`]):
+/// the argument page version, the staging layouts, whose boot the dry run
+/// before the jump models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Contract {
-    /// The 1.0 release's: argument page version 1, the image before the
-    /// state, its own boot sizes (`new_hv::boot::Model::Release1_0`).
-    Release1_0,
-    /// This tree's: argument page version 3, either order, `new_hv::boot`'s
-    /// sizes.
-    Current,
+pub struct Contract {
+    /// The argument page version to write: the highest that this
+    /// hypervisor writes ([`WRITES_ARGS`]) and the image reads.
+    pub args_version: u32,
+    /// The layouts the image accepts that this hypervisor stages: not
+    /// empty. [`Contract::order_at`] picks one.
+    pub layouts: Layouts,
+    /// Whose boot the dry run before the jump models.
+    pub boot: Model,
+    /// Whether the note stated the contract; `false` for the 1.0
+    /// release's 36-byte note, which predates the field.
+    pub stated: bool,
+}
+
+/// Why an image's contract cannot be kept: the load is refused, before
+/// anything is paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ContractError {
+    /// The note has a `writes` range but no contract: a
+    /// [`WRITES_DESC_SIZE`]-byte descriptor, which only unreleased builds
+    /// between the 1.0 release and the contract's addition wrote.
+    #[error("the image's note states no contract (its {WRITES_DESC_SIZE}-byte form is only in unreleased builds after 1.0)")]
+    Unstated,
+    /// No argument-page version is both read by the image and written here.
+    #[error("the image reads argument pages {reads}, this hypervisor writes {writes}")]
+    NoCommonArgsVersion {
+        /// What the image reads.
+        reads: ArgsVersions,
+        /// What this hypervisor writes ([`WRITES_ARGS`]).
+        writes: ArgsVersions,
+    },
+    /// No staging layout is both accepted by the image and staged here.
+    #[error("the image accepts staging layouts {accepts}, this hypervisor stages {stages}")]
+    NoCommonLayout {
+        /// What the image accepts.
+        accepts: Layouts,
+        /// What this hypervisor stages ([`STAGES_LAYOUTS`]).
+        stages: Layouts,
+    },
+    /// The image's boot model is not one this hypervisor can dry-run.
+    #[error("the image boots as model {boot}, this hypervisor knows models {{{}, {}}}", Model::Release1_0.id().0, Model::Current.id().0)]
+    UnknownBootModel {
+        /// The note's model.
+        boot: BootModel,
+    },
+    /// The image does not accept the image first, the one layout of the
+    /// bottom end of a free gap.
+    #[error("the image accepts only the state first, and at the bottom of the gap the image comes first")]
+    BottomNeedsImageFirst,
 }
 
 impl Contract {
-    /// The argument page version to write.
-    pub fn args_version(self) -> u32 {
-        match self {
-            Contract::Release1_0 => handover_abi::entry::ENTRY_ARGS_V1,
-            Contract::Current => handover_abi::entry::ENTRY_ARGS_VERSION,
+    /// The contract an update to the image with `note` keeps: the highest
+    /// argument page version both sides know, the layouts both know, the
+    /// image's boot model if this build can dry-run it; or why there is
+    /// none.
+    ///
+    /// The one contract not read from the note is the 1.0 release's: its
+    /// 36-byte note (no `writes` range) predates the contract field, so it
+    /// means [`NoteContract::RELEASE_1_0`] (argument page version 1, image
+    /// first, the 1.0 boot) — what that release is known to read. A
+    /// 44-byte note (a `writes` range, no contract) was only written by
+    /// unreleased builds after 1.0, whose contracts differed from build to
+    /// build: it is refused ([`ContractError::Unstated`]).
+    pub fn agree(note: &ImageNote) -> Result<Contract, ContractError> {
+        let (stated, c) = match (note.writes, note.contract) {
+            (None, _) => (false, NoteContract::RELEASE_1_0),
+            (Some(_), None) => return Err(ContractError::Unstated),
+            (Some(_), Some(c)) => (true, c),
+        };
+        let args_version = c.args.intersection(WRITES_ARGS).highest().ok_or(
+            ContractError::NoCommonArgsVersion {
+                reads: c.args,
+                writes: WRITES_ARGS,
+            },
+        )?;
+        let layouts = c.layouts.intersection(STAGES_LAYOUTS);
+        if layouts.is_empty() {
+            return Err(ContractError::NoCommonLayout {
+                accepts: c.layouts,
+                stages: STAGES_LAYOUTS,
+            });
+        }
+        let boot =
+            Model::from_id(c.boot).ok_or(ContractError::UnknownBootModel { boot: c.boot })?;
+        Ok(Contract {
+            args_version,
+            layouts,
+            boot,
+            stated,
+        })
+    }
+
+    /// The layout preferred where there is a choice (at the top end of a
+    /// gap): the state first if the image accepts it, else the image first.
+    pub fn order(&self) -> Order {
+        if self.layouts.contains(Layouts::STATE_FIRST) {
+            Order::StateFirst
+        } else {
+            Order::ImageFirst
         }
     }
 
-    /// Whether the image must come before the state.
-    pub fn image_first(self) -> bool {
-        self == Contract::Release1_0
-    }
-
-    /// Whose boot the dry run before the jump models.
-    pub fn boot(self) -> new_hv::boot::Model {
-        match self {
-            Contract::Release1_0 => new_hv::boot::Model::Release1_0,
-            Contract::Current => new_hv::boot::Model::Current,
+    /// The layout of an update staged at `end` of a gap
+    /// (`crate::staging::Staging::plan_ordered`): at the top,
+    /// [`Contract::order`]; at the bottom the image first, which an image
+    /// that accepts only the state first refuses
+    /// ([`ContractError::BottomNeedsImageFirst`]).
+    pub fn order_at(&self, end: End) -> Result<Order, ContractError> {
+        match end {
+            End::Top => Ok(self.order()),
+            End::Bottom if self.layouts.contains(Layouts::IMAGE_FIRST) => Ok(Order::ImageFirst),
+            End::Bottom => Err(ContractError::BottomNeedsImageFirst),
         }
     }
 }
 
 impl ImageInfo {
-    /// The contract the image's note implies ([`Contract`]).
-    pub fn contract(&self) -> Contract {
-        if self.note.writes.is_none() {
-            Contract::Release1_0
-        } else {
-            Contract::Current
-        }
-    }
     /// The live-update entry, a virtual address.
     pub fn entry(&self) -> u64 {
         self.note.entry
@@ -487,6 +587,11 @@ pub enum ImageError {
         /// What the image reads (its note).
         reads: VersionRange,
     },
+    /// The note's contract cannot be kept ([`Contract::agree`]). Its
+    /// message is the [`ContractError`]'s, which names both sides (a
+    /// refusal reaches dom0 in 127 bytes).
+    #[error(transparent)]
+    Contract(ContractError),
     /// The note's entry is not in the file-backed part of an executable `PT_LOAD`.
     #[error("live-update entry {entry:#x} is not inside the file-backed part of any executable (PF_X) segment")]
     EntryOutsideExecutableSegment {
@@ -602,8 +707,10 @@ pub fn validate(
         writes,
         reads: note.reads,
     })?;
+    // The contract (rule 14).
+    let contract = Contract::agree(&note).map_err(ImageError::Contract)?;
 
-    // The entry (rule 14).
+    // The entry (rule 15).
     let entry = note.entry;
     let entry_offset = loads
         .iter()
@@ -627,6 +734,7 @@ pub fn validate(
     Ok(ImageInfo {
         version,
         note,
+        contract,
         phys_start,
         span,
         entry_offset,

@@ -138,12 +138,13 @@ pub fn choose_end(gap: PhysRange, running: PhysRange) -> End {
     }
 }
 
-/// Which of the image and the state comes first in the staging area. The
+/// Which of the image and the state comes first in the staging area: the
+/// staging layouts of an image's note (`handover_abi::note::Layouts`). The
 /// bottom end is always image first; at the top the state comes first,
-/// unless the incoming image's contract needs the image first (the 1.0
-/// release refuses a state below its image): then the whole bottom layout
-/// `[image][argument page][trampoline page][entry tables][state]` is placed
-/// to end at the gap's end.
+/// unless the incoming image's contract accepts only the image first (the
+/// 1.0 release refuses a state below its image): then the whole bottom
+/// layout `[image][argument page][trampoline page][entry tables][state]` is
+/// placed to end at the gap's end (`crate::image::Contract::order_at`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
     /// `[image] … [state]`.
@@ -152,15 +153,13 @@ pub enum Order {
     StateFirst,
 }
 
-impl Order {
-    /// The order at the top end an incoming image with `info`'s contract
-    /// accepts: the state first, unless it needs the image first.
-    pub fn for_image(info: &crate::image::ImageInfo) -> Order {
-        if info.contract().image_first() {
-            Order::ImageFirst
-        } else {
-            Order::StateFirst
-        }
+impl core::fmt::Display for Order {
+    /// `image first` or `state first`, as `lu load` prints it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Order::ImageFirst => "image first",
+            Order::StateFirst => "state first",
+        })
     }
 }
 
@@ -342,7 +341,7 @@ impl Staging {
 
     /// [`Staging::plan_at`] with the top end's `order` chosen (the bottom
     /// is always image first): what an incoming image's contract asks for
-    /// (`crate::image::Contract::image_first`).
+    /// (`crate::image::Contract::order_at`).
     pub fn plan_ordered(
         end: End,
         order: Order,

@@ -257,6 +257,21 @@ fn hop(m: &mut Machine, seq: u64, writer: &Release, reader: &Release, rows: &[St
         writer.name,
         reader.name
     );
+    // The rest of the contract, agreed from the reader's note (only a
+    // writer that states it: the 1.0 release's load line has none).
+    if loaded.contains("argument page") {
+        let contract = if reader.reads.max == AbiVersion::new(1, 0) {
+            "argument page v1, image first, boot model 1"
+        } else {
+            "argument page v3"
+        };
+        assert!(
+            loaded.contains(contract),
+            "{} to {}: `{contract}`: {loaded}",
+            writer.name,
+            reader.name
+        );
+    }
     if version == AbiVersion::new(1, 0) && knows_more {
         // The guests' reports at least: the domU has reported its checks.
         assert!(

@@ -1,4 +1,5 @@
 use super::*;
+use crate::entry::ENTRY_ARGS_READS;
 use crate::version::{READS, WRITES};
 use proptest::prelude::*;
 
@@ -8,25 +9,44 @@ const ENTRY: u64 = 0xffff_ffff_8010_0000;
 const INFO_READS: VersionRange = VersionRange::new(AbiVersion::new(1, 0), AbiVersion::new(1, 2));
 const INFO_WRITES: VersionRange = VersionRange::new(AbiVersion::new(1, 1), AbiVersion::new(1, 3));
 
+/// A contract with an unknown argument page version (5), an unknown
+/// layout bit (4) and an unknown boot model (9): the parser keeps them.
+const INFO_CONTRACT: NoteContract = NoteContract {
+    args: ArgsVersions((1 << 1) | (1 << 3) | (1 << 5)),
+    layouts: Layouts(0b1_0011),
+    boot: BootModel(9),
+};
+
 fn info() -> ImageNote {
     ImageNote {
         reads: INFO_READS,
         writes: Some(INFO_WRITES),
+        contract: Some(INFO_CONTRACT),
         entry: ENTRY,
         build_id: BUILD,
     }
 }
 
-/// `info()` as an image built before `writes` existed says it.
+/// `info()` as an unreleased build between 1.0 and the contract says it.
+fn writes_info() -> ImageNote {
+    ImageNote {
+        contract: None,
+        ..info()
+    }
+}
+
+/// `info()` as the 1.0 release, built before `writes` existed, says it.
 fn old_info() -> ImageNote {
     ImageNote {
         writes: None,
+        contract: None,
         ..info()
     }
 }
 
 /// Built in a const context, as an image builds its static note.
-const CONST_NOTE: HvluNote<u64> = HvluNote::new(INFO_READS, INFO_WRITES, ENTRY, BUILD);
+const CONST_NOTE: HvluNote<u64> =
+    HvluNote::new(INFO_READS, INFO_WRITES, INFO_CONTRACT, ENTRY, BUILD);
 
 extern "C" fn entry_fn() -> ! {
     panic!("never called")
@@ -35,9 +55,10 @@ extern "C" fn entry_fn() -> ! {
 /// The kind of type an image uses: the linker fills the entry. (An image
 /// would use `unsafe extern "C" fn() -> !`; this crate forbids declaring
 /// unsafe functions, and both types have the same layout.)
-static FN_NOTE: HvluNote<extern "C" fn() -> !> = HvluNote::new(READS, WRITES, entry_fn, BUILD);
+static FN_NOTE: HvluNote<extern "C" fn() -> !> =
+    HvluNote::new(READS, WRITES, CONTRACT, entry_fn, BUILD);
 
-/// `info()`'s descriptor (the full, 44-byte form), edited.
+/// `info()`'s descriptor (the full, 52-byte form), edited.
 fn desc_with(f: impl FnOnce(&mut [u8; DESC_SIZE])) -> [u8; DESC_SIZE] {
     let mut d: [u8; DESC_SIZE] = info().to_desc().as_slice().try_into().unwrap();
     f(&mut d);
@@ -58,9 +79,53 @@ fn record(desc: &[u8]) -> Vec<u8> {
 #[test]
 fn sizes_are_as_documented() {
     assert_eq!(MIN_DESC_SIZE, 36);
-    assert_eq!(DESC_SIZE, 44);
+    assert_eq!(WRITES_DESC_SIZE, 44);
+    assert_eq!(DESC_SIZE, 52);
     assert_eq!(MIN_NOTE_SIZE, 56);
-    assert_eq!(NOTE_SIZE, 64);
+    assert_eq!(WRITES_NOTE_SIZE, 64);
+    assert_eq!(NOTE_SIZE, 72);
+}
+
+#[test]
+fn this_trees_contract_is_its_entry_and_boot() {
+    // Argument pages 1 and 3 (what `entry` reads), both layouts, model 2.
+    assert_eq!(CONTRACT.args.0, 0b1010);
+    assert_eq!(CONTRACT.args.iter().collect::<Vec<_>>(), ENTRY_ARGS_READS);
+    assert_eq!(CONTRACT.layouts.0, 0b11);
+    assert_eq!(CONTRACT.boot.0, 2);
+    assert_eq!(NoteContract::RELEASE_1_0.args.0, 0b10);
+    assert_eq!(NoteContract::RELEASE_1_0.layouts, Layouts::IMAGE_FIRST);
+    assert_eq!(NoteContract::RELEASE_1_0.boot.0, 1);
+}
+
+#[test]
+fn contract_values_display_by_name_and_number() {
+    assert_eq!(CONTRACT.args.to_string(), "{1, 3}");
+    assert_eq!(ArgsVersions(0).to_string(), "{}");
+    assert_eq!(ArgsVersions(1 << 31).to_string(), "{31}");
+    assert_eq!(CONTRACT.layouts.to_string(), "{image first, state first}");
+    assert_eq!(Layouts(0b1_0010).to_string(), "{state first, bit 4}");
+    assert_eq!(BootModel::CURRENT.to_string(), "2 (this tree's boot)");
+    assert_eq!(
+        BootModel::RELEASE_1_0.to_string(),
+        "1 (the 1.0 release's boot)"
+    );
+    assert_eq!(BootModel(9).to_string(), "9 (unknown)");
+}
+
+#[test]
+fn args_versions_set_operations() {
+    let s = ArgsVersions::of(&[1, 3]);
+    assert!(s.contains(1) && s.contains(3) && !s.contains(2) && !s.contains(40));
+    assert_eq!(s.highest(), Some(3));
+    assert_eq!(ArgsVersions(0).highest(), None);
+    assert_eq!(
+        s.intersection(ArgsVersions::of(&[3, 5])),
+        ArgsVersions::of(&[3])
+    );
+    assert!(s.intersection(ArgsVersions::of(&[5])).is_empty());
+    assert!(Layouts::KNOWN.contains(Layouts::STATE_FIRST));
+    assert!(!Layouts::IMAGE_FIRST.contains(Layouts::KNOWN));
 }
 
 #[test]
@@ -76,14 +141,48 @@ fn const_built_note_parses_back() {
 #[test]
 fn note_bytes_are_as_documented() {
     let b = info().to_note_bytes();
-    assert_eq!(b.len(), 64);
-    assert_eq!(&b[0..12], &[5, 0, 0, 0, 44, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(b.len(), 72);
+    assert_eq!(&b[0..12], &[5, 0, 0, 0, 52, 0, 0, 0, 1, 0, 0, 0]);
     assert_eq!(&b[12..20], b"HVLU\0\0\0\0");
     assert_eq!(&b[20..24], &[1, 0, 0, 0]);
     assert_eq!(&b[24..32], &[1, 0, 0, 0, 1, 0, 2, 0]);
     assert_eq!(&b[32..40], &ENTRY.to_le_bytes());
     assert_eq!(&b[40..56], &BUILD.0);
     assert_eq!(&b[56..64], &[1, 0, 1, 0, 1, 0, 3, 0]);
+    // args_versions 0x2a (1, 3, 5), layouts 0x13, boot model 9.
+    assert_eq!(&b[64..72], &[0x2a, 0, 0, 0, 0x13, 0, 9, 0]);
+}
+
+#[test]
+fn this_trees_note_bytes_in_hex() {
+    let b = HvluNote::new(READS, WRITES, CONTRACT, ENTRY, BUILD).to_bytes();
+    assert_eq!(&b[4..8], &[52, 0, 0, 0]);
+    assert_eq!(&b[64..72], &[0x0a, 0, 0, 0, 0x03, 0, 0x02, 0]);
+    let note = parse_note(&b).unwrap();
+    assert_eq!(note.contract, Some(CONTRACT));
+    assert_eq!(note.writes, Some(WRITES));
+}
+#[test]
+fn note_without_contract_is_the_64_byte_form() {
+    let mid = writes_info().to_note_bytes();
+    let new = info().to_note_bytes();
+    assert_eq!(mid.len(), WRITES_NOTE_SIZE);
+    assert_eq!(&mid[4..8], &44u32.to_le_bytes());
+    assert_eq!(mid[..4], new[..4]);
+    assert_eq!(mid[8..], new[8..WRITES_NOTE_SIZE]);
+    assert_eq!(writes_info().to_desc().len(), WRITES_DESC_SIZE);
+}
+
+#[test]
+fn contract_without_writes_encodes_as_the_36_byte_form() {
+    // The contract follows `writes` in the descriptor: without `writes`
+    // there is no place for it.
+    let note = ImageNote {
+        writes: None,
+        ..info()
+    };
+    assert_eq!(note.to_desc().len(), MIN_DESC_SIZE);
+    assert_eq!(ImageNote::parse_desc(&note.to_desc()), Ok(old_info()));
 }
 
 #[test]
@@ -114,6 +213,7 @@ fn function_pointer_note_has_the_same_shape() {
     );
     assert!(format!("{FN_NOTE:?}").starts_with("HvluNote { reads:"));
     assert!(format!("{FN_NOTE:?}").contains("writes:"));
+    assert_eq!(FN_NOTE.contract(), CONTRACT);
 }
 
 #[test]
@@ -122,13 +222,33 @@ fn desc_round_trips() {
 }
 
 #[test]
-fn full_44_byte_note_round_trips() {
+fn full_52_byte_note_round_trips() {
     let b = info().to_note_bytes();
     assert_eq!(info().to_desc().len(), DESC_SIZE);
     let note = parse_note(&b).unwrap();
     assert_eq!(note, info());
     assert_eq!(note.writes, Some(INFO_WRITES));
+    assert_eq!(note.contract, Some(INFO_CONTRACT));
     assert_eq!(note.to_note_bytes(), b);
+}
+
+#[test]
+fn unreleased_44_byte_desc_parses_with_writes_and_no_contract() {
+    let full = info().to_desc();
+    let mid = &full[..WRITES_DESC_SIZE];
+    assert_eq!(ImageNote::parse_desc(mid), Ok(writes_info()));
+    let rec = record(mid);
+    assert_eq!(rec.len(), WRITES_NOTE_SIZE);
+    assert_eq!(parse_note(&rec), Ok(writes_info()));
+    assert_eq!(writes_info().to_note_bytes(), rec[..]);
+}
+
+#[test]
+fn desc_cut_inside_the_contract_has_no_contract() {
+    let d = info().to_desc();
+    for len in WRITES_DESC_SIZE + 1..DESC_SIZE {
+        assert_eq!(ImageNote::parse_desc(&d[..len]), Ok(writes_info()), "{len}");
+    }
 }
 
 #[test]
@@ -154,7 +274,7 @@ fn desc_cut_inside_writes_has_no_writes() {
     // Between the old and the full size, the writes field is not whole:
     // the bytes past 36 are ignored like unknown ones.
     let d = info().to_desc();
-    for len in MIN_DESC_SIZE + 1..DESC_SIZE {
+    for len in MIN_DESC_SIZE + 1..WRITES_DESC_SIZE {
         assert_eq!(ImageNote::parse_desc(&d[..len]), Ok(old_info()), "{len}");
     }
 }
@@ -168,11 +288,11 @@ fn longer_desc_of_the_same_version_is_read() {
 
 #[test]
 fn longer_note_with_unknown_trailing_fields_is_read() {
-    // A later crate appends two fields: a 52-byte descriptor.
+    // A later crate appends two fields: a 60-byte descriptor.
     let mut d = info().to_desc().to_vec();
     d.extend_from_slice(&0xdead_beef_u32.to_le_bytes());
     d.extend_from_slice(&[0xEE; 4]);
-    assert_eq!(d.len(), 52);
+    assert_eq!(d.len(), 60);
     let rec = record(&d);
     assert_eq!(parse_note(&rec), Ok(info()));
     assert_eq!(
@@ -348,6 +468,29 @@ fn empty_writes_range() {
 }
 
 #[test]
+fn contract_without_argument_page_version() {
+    let d = desc_with(|d| d[44..48].fill(0));
+    assert_eq!(ImageNote::parse_desc(&d), Err(NoteError::NoArgsVersion));
+    assert_eq!(parse_note(&record(&d)), Err(NoteError::NoArgsVersion));
+    // Not read in a descriptor that stops before the contract.
+    assert_eq!(ImageNote::parse_desc(&d[..44]), Ok(writes_info()));
+}
+
+#[test]
+fn contract_without_layout() {
+    let d = desc_with(|d| d[48..50].fill(0));
+    assert_eq!(ImageNote::parse_desc(&d), Err(NoteError::NoLayout));
+}
+
+#[test]
+fn contract_with_boot_model_zero() {
+    let d = desc_with(|d| d[50..52].fill(0));
+    assert_eq!(ImageNote::parse_desc(&d), Err(NoteError::ZeroBootModel));
+    let msg = NoteError::ZeroBootModel.to_string();
+    assert!(msg.contains("boot model is 0"), "{msg}");
+}
+
+#[test]
 fn empty_ranges_have_distinct_messages() {
     let (min, max) = (AbiVersion::new(1, 0), AbiVersion::new(0, 9));
     let reads = NoteError::EmptyAbiRange { min, max }.to_string();
@@ -379,23 +522,30 @@ proptest! {
         c in any::<(u16, u16)>(),
         d in any::<(u16, u16)>(),
         with_writes in any::<bool>(),
+        contract in proptest::option::of((1..=u32::MAX, 1..=u16::MAX, 1..=u16::MAX)),
     ) {
         let (x, y) = (AbiVersion::new(a.0, a.1), AbiVersion::new(b.0, b.1));
         let reads = VersionRange::new(x.min(y), x.max(y));
         let (x, y) = (AbiVersion::new(c.0, c.1), AbiVersion::new(d.0, d.1));
         let writes = VersionRange::new(x.min(y), x.max(y));
+        let contract = contract.map(|(a, l, b)| NoteContract {
+            args: ArgsVersions(a),
+            layouts: Layouts(l),
+            boot: BootModel(b),
+        });
         let note = ImageNote {
             reads,
             writes: with_writes.then_some(writes),
+            contract: contract.filter(|_| with_writes),
             entry,
             build_id: BuildId(id),
         };
         prop_assert_eq!(parse_note(&note.to_note_bytes()), Ok(note));
         prop_assert_eq!(ImageNote::parse_desc(&note.to_desc()), Ok(note));
-        if with_writes {
+        if let (true, Some(c)) = (with_writes, contract) {
             prop_assert_eq!(
                 note.to_note_bytes(),
-                HvluNote::new(reads, writes, entry, BuildId(id)).to_bytes()
+                HvluNote::new(reads, writes, c, entry, BuildId(id)).to_bytes()
             );
         }
     }

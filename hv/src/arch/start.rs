@@ -19,12 +19,14 @@ extern "C" {
 }
 
 /// The `HVLU` note: what an old hypervisor reads to decide whether it can
-/// hand over to this image, and where to enter it.
+/// hand over to this image, where to enter it, and what this image reads
+/// when entered (this tree's contract: `handover_abi::note::CONTRACT`).
 #[used]
 #[link_section = ".note.hvlu"]
 static HVLU_NOTE: HvluNote<unsafe extern "C" fn() -> !> = HvluNote::new(
     crate::build_id::READS,
     crate::build_id::WRITES,
+    handover_abi::note::CONTRACT,
     hv_lu_entry,
     PROVISIONAL_ID,
 );

@@ -226,14 +226,17 @@ impl Sim {
 
     /// An image to update to: one upper-half mapping of [`IMAGE_SPAN`].
     pub fn image() -> ImageInfo {
+        let note = ImageNote {
+            reads: handover_abi::READS,
+            writes: Some(handover_abi::WRITES),
+            contract: Some(handover_abi::note::CONTRACT),
+            entry: KERNEL_VBASE + 16,
+            build_id: BuildId([9; 16]),
+        };
         ImageInfo {
             version: handover_abi::CURRENT,
-            note: ImageNote {
-                reads: handover_abi::READS,
-                writes: Some(handover_abi::WRITES),
-                entry: KERNEL_VBASE + 16,
-                build_id: BuildId([9; 16]),
-            },
+            note,
+            contract: old_hv::image::Contract::agree(&note).expect("this tree's contract"),
             phys_start: 0x10_0000,
             span: IMAGE_SPAN,
             entry_offset: 16,
@@ -258,7 +261,9 @@ impl Sim {
         let tables = staging::table_frames(ram_end, &info.mappings);
         Staging::plan_ordered(
             end,
-            staging::Order::for_image(info),
+            info.contract
+                .order_at(end)
+                .expect("an order the image accepts"),
             gap,
             info.span,
             estimate,

@@ -12,7 +12,9 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use handover_abi::note::{ImageNote, NoteError, MIN_DESC_SIZE, MIN_NOTE_SIZE, NOTE_SIZE};
+use handover_abi::note::{
+    ImageNote, NoteError, CONTRACT, MIN_DESC_SIZE, MIN_NOTE_SIZE, NOTE_SIZE, WRITES_DESC_SIZE,
+};
 use handover_abi::version::{AbiVersion, VersionRange, READS, WRITES};
 use handover_abi::BuildId;
 use proptest::prelude::*;
@@ -81,17 +83,19 @@ fn xen_note() -> Vec<u8> {
     xen_pvh_note(0x10_0000)
 }
 
-/// The note of an image that reads `reads` and writes what this build writes.
+/// The note of an image that reads `reads`, writes what this build writes
+/// and states this build's contract.
 fn image_note(reads: VersionRange, entry: u64) -> ImageNote {
     ImageNote {
         reads,
         writes: Some(WRITES),
+        contract: Some(CONTRACT),
         entry,
         build_id: BuildId([0x42; 16]),
     }
 }
 
-/// `image_note` as a note record: the full form (44-byte descriptor).
+/// `image_note` as a note record: the full form (52-byte descriptor).
 fn hvlu_note(reads: VersionRange, entry: u64) -> Vec<u8> {
     image_note(reads, entry).to_note_bytes().to_vec()
 }
@@ -347,11 +351,205 @@ fn image_with_an_old_form_note_is_accepted() {
         info.note,
         ImageNote {
             writes: None,
+            contract: None,
             ..image_note(READS, ENTRY)
         }
     );
     assert_eq!(info.version, handover_abi::CURRENT);
     assert_eq!(info.entry_offset, 0x2100);
+    // The one inferred contract: the 1.0 release's.
+    assert_eq!(
+        info.contract,
+        Contract {
+            args_version: 1,
+            layouts: Layouts::IMAGE_FIRST,
+            boot: Model::Release1_0,
+            stated: false,
+        }
+    );
+}
+
+#[test]
+fn image_with_a_full_note_is_held_to_the_contract_it_states() {
+    let info = check(&hv_like().bytes()).unwrap();
+    assert_eq!(info.note.contract, Some(CONTRACT));
+    assert_eq!(
+        info.contract,
+        Contract {
+            args_version: 3,
+            layouts: Layouts::KNOWN,
+            boot: Model::Current,
+            stated: true,
+        }
+    );
+}
+
+#[test]
+fn image_with_a_note_without_contract_is_refused_at_load() {
+    // The 44-byte form of unreleased builds between 1.0 and the contract.
+    let desc = image_note(READS, ENTRY).to_desc();
+    let note = note_record(b"HVLU\0", 1, &desc[..WRITES_DESC_SIZE], 4);
+    let image = hv_like_with_notes(&[xen_note(), note]);
+    let e = check(&image.bytes()).unwrap_err();
+    assert_eq!(e, ImageError::Contract(ContractError::Unstated));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("states no contract") && msg.contains("44-byte form"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn image_whose_contract_cannot_be_kept_is_refused_at_load() {
+    let mut note = image_note(READS, ENTRY);
+    note.contract = Some(NoteContract {
+        args: ArgsVersions::of(&[5]),
+        ..CONTRACT
+    });
+    let image = hv_like_with_notes(&[note.to_note_bytes().to_vec()]);
+    let e = check(&image.bytes()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the image reads argument pages {5}, this hypervisor writes {1, 3}"
+    );
+}
+
+/// The note of `image_note` with `contract`.
+fn stating(contract: NoteContract) -> ImageNote {
+    ImageNote {
+        contract: Some(contract),
+        ..image_note(READS, ENTRY)
+    }
+}
+
+#[test]
+fn contract_writes_the_highest_argument_page_both_know() {
+    let agree = |versions: &[u32]| {
+        Contract::agree(&stating(NoteContract {
+            args: ArgsVersions::of(versions),
+            ..CONTRACT
+        }))
+        .map(|c| c.args_version)
+    };
+    assert_eq!(agree(&[1, 3]), Ok(3));
+    assert_eq!(agree(&[1]), Ok(1));
+    assert_eq!(agree(&[3]), Ok(3));
+    // Versions this build does not write are passed over.
+    assert_eq!(agree(&[1, 2, 3, 4, 9]), Ok(3));
+    assert_eq!(agree(&[1, 7]), Ok(1));
+}
+
+#[test]
+fn contract_refuses_argument_pages_this_hypervisor_does_not_write() {
+    let e = Contract::agree(&stating(NoteContract {
+        args: ArgsVersions::of(&[2, 5]),
+        ..CONTRACT
+    }))
+    .unwrap_err();
+    assert_eq!(
+        e,
+        ContractError::NoCommonArgsVersion {
+            reads: ArgsVersions::of(&[2, 5]),
+            writes: WRITES_ARGS,
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "the image reads argument pages {2, 5}, this hypervisor writes {1, 3}"
+    );
+}
+
+#[test]
+fn contract_stages_the_state_first_where_accepted() {
+    let agree = |layouts| {
+        Contract::agree(&stating(NoteContract {
+            layouts,
+            ..CONTRACT
+        }))
+        .unwrap()
+    };
+    let both = agree(Layouts::KNOWN);
+    assert_eq!(both.order(), Order::StateFirst);
+    assert_eq!(both.order_at(End::Top), Ok(Order::StateFirst));
+    assert_eq!(both.order_at(End::Bottom), Ok(Order::ImageFirst));
+    let image_first = agree(Layouts::IMAGE_FIRST);
+    assert_eq!(image_first.order(), Order::ImageFirst);
+    assert_eq!(image_first.order_at(End::Top), Ok(Order::ImageFirst));
+    assert_eq!(image_first.order_at(End::Bottom), Ok(Order::ImageFirst));
+    // Unknown layout bits are ignored where a known one is accepted.
+    let with_unknown = agree(Layouts(Layouts::IMAGE_FIRST.0 | 1 << 9));
+    assert_eq!(with_unknown.layouts, Layouts::IMAGE_FIRST);
+}
+
+#[test]
+fn contract_of_an_image_that_accepts_only_the_state_first() {
+    let c = Contract::agree(&stating(NoteContract {
+        layouts: Layouts::STATE_FIRST,
+        ..CONTRACT
+    }))
+    .unwrap();
+    assert_eq!(c.order_at(End::Top), Ok(Order::StateFirst));
+    let e = c.order_at(End::Bottom).unwrap_err();
+    assert_eq!(e, ContractError::BottomNeedsImageFirst);
+    assert!(e.to_string().contains("only the state first"), "{e}");
+}
+
+#[test]
+fn contract_refuses_layouts_this_hypervisor_does_not_stage() {
+    let e = Contract::agree(&stating(NoteContract {
+        layouts: Layouts(1 << 2 | 1 << 7),
+        ..CONTRACT
+    }))
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the image accepts staging layouts {bit 2, bit 7}, this hypervisor stages {image first, state first}"
+    );
+}
+
+#[test]
+fn contract_boots_each_known_model() {
+    for (id, model) in [
+        (BootModel::RELEASE_1_0, Model::Release1_0),
+        (BootModel::CURRENT, Model::Current),
+    ] {
+        let c = Contract::agree(&stating(NoteContract {
+            boot: id,
+            ..CONTRACT
+        }))
+        .unwrap();
+        assert_eq!(c.boot, model);
+        assert!(c.stated);
+    }
+}
+
+#[test]
+fn contract_refuses_an_unknown_boot_model() {
+    let e = Contract::agree(&stating(NoteContract {
+        boot: BootModel(3),
+        ..CONTRACT
+    }))
+    .unwrap_err();
+    assert_eq!(e, ContractError::UnknownBootModel { boot: BootModel(3) });
+    assert_eq!(
+        e.to_string(),
+        "the image boots as model 3 (unknown), this hypervisor knows models {1, 2}"
+    );
+}
+
+#[test]
+fn contract_of_a_note_without_writes_is_the_1_0_release_s() {
+    // Whatever else the note holds: a 36-byte note has no contract bytes.
+    let note = ImageNote {
+        writes: None,
+        contract: None,
+        ..image_note(READS, ENTRY)
+    };
+    let c = Contract::agree(&note).unwrap();
+    assert_eq!(c.args_version, handover_abi::entry::ENTRY_ARGS_V1);
+    assert_eq!(c.order_at(End::Top), Ok(Order::ImageFirst));
+    assert_eq!(c.boot, Model::Release1_0);
+    assert!(!c.stated);
 }
 
 #[test]

@@ -452,6 +452,22 @@ pub fn corpus() -> Vec<Hostile> {
             link_reason: "no common handover ABI version",
         },
         Hostile {
+            name: "args-page-5",
+            // Its note's contract reads an argument page this build does
+            // not write: refused at load, not by the image after the jump.
+            bytes: edited(&|b| put_u32(b, desc + desc_offset::ARGS_VERSIONS, 1 << 5)),
+            module_reason: "the image reads argument pages {5}, this hypervisor writes {1, 3}",
+            by_link: true,
+            link_reason: "the image reads argument pages {5}",
+        },
+        Hostile {
+            name: "boot-model-7",
+            bytes: edited(&|b| put_u16(b, desc + desc_offset::BOOT_MODEL, 7)),
+            module_reason: "the image boots as model 7 (unknown)",
+            by_link: true,
+            link_reason: "the image boots as model 7 (unknown)",
+        },
+        Hostile {
             name: "entry-in-data",
             bytes: edited(&|b| {
                 let v = program_headers(b)[data].p_vaddr;

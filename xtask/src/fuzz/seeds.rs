@@ -205,11 +205,12 @@ fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// An `HVLU` note reading what this build reads.
+/// An `HVLU` note reading what this build reads, with its contract.
 fn seed_note(entry: u64) -> ImageNote {
     ImageNote {
         reads: READS,
         writes: Some(handover_abi::WRITES),
+        contract: Some(handover_abi::note::CONTRACT),
         entry,
         build_id: BuildId([0x5e; 16]),
     }

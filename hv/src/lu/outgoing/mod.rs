@@ -329,11 +329,20 @@ impl Hv {
                 return self.refuse(Error::Invalid, message);
             }
         };
+        // The layout at this end of the gap that the image's contract
+        // accepts.
+        let order = match info.contract.order_at(end) {
+            Ok(order) => order,
+            Err(e) => {
+                let message = alloc::format!("`{module}` refused: {e}{}", self.still_staged());
+                return self.refuse(Error::Invalid, message);
+            }
+        };
         let tables = staging_layout::table_frames(ram_end, &info.mappings);
         // What the update keeps beside the image, at either end of the gap:
         // the one figure the `lu: loaded` line and `lu status` give.
         let handover_bytes = staging_layout::reserve(estimate, tables);
-        match Staging::plan_ordered(end, staging_layout::Order::for_image(&info), gap, info.span, estimate, tables)
+        match Staging::plan_ordered(end, order, gap, info.span, estimate, tables)
             .and_then(|s| s.clear_of(landing, file_len, gap).map(|()| s))
         {
             Ok(staging) => Ok(Checked {
@@ -373,12 +382,21 @@ impl Hv {
             Some(w) => w,
             None => &"unstated (an older note)",
         };
+        let contract = &info.contract;
+        let implied = if contract.stated {
+            ""
+        } else {
+            " (the 1.0 release's contract: its note predates the field)"
+        };
         hvprintln!(
-            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writes ABI {writes}, writing {}, image {} KiB at {:#x}, handover area {} KiB",
+            "lu: loaded `{module}`: build {}, reads ABI {}..={}, writes ABI {writes}, writing {}, argument page v{}, {}, boot model {}{implied}, image {} KiB at {:#x}, handover area {} KiB",
             hex(&info.note.build_id.0[..8]),
             reads.min,
             reads.max,
             info.version,
+            contract.args_version,
+            c.staging.order,
+            contract.boot.id().0,
             image.size.div_ceil(1024),
             image.start,
             c.handover_bytes.div_ceil(1024)
