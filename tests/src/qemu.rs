@@ -253,6 +253,10 @@ impl MachineConfig {
     }
 }
 
+/// How long the output of an exited QEMU may stay open without a line
+/// before [`Machine::wait_exit`] stops draining it.
+const DRAIN: Duration = Duration::from_secs(10);
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -451,11 +455,12 @@ impl Machine {
             }
             match self.child.try_wait() {
                 Ok(Some(status)) => {
-                    // Drain what is left.
-                    while let Ok(Some(_)) =
-                        self.take_line(Instant::now() + Duration::from_millis(50))
-                    {
-                    }
+                    // Drain what is left: every line QEMU wrote before it
+                    // exited, up to the end of its output (both readers
+                    // gone), however slowly the reader threads run on a
+                    // busy host; a bounded wait only if its output stays
+                    // open without a line.
+                    while let Ok(Some(_)) = self.take_line(Instant::now() + DRAIN) {}
                     return ending(status);
                 }
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
