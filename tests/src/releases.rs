@@ -829,9 +829,10 @@ pub fn table(releases: &[Release]) -> String {
     }
     let _ = write!(
         t,
-        "\nThis compares handover body versions only. An update also needs the two\n\
-         images to agree on the live-update entry's argument page and on where the\n\
-         state is staged (docs/abi.md §5), which this table does not show."
+        "\nThis compares handover body versions only. The rest of the contract (the\n\
+         entry's argument page, where the state is staged, how the new image boots)\n\
+         is agreed from the image's note at `lu load` (docs/abi.md §4.3);\n\
+         `cargo xtask compat` runs every pair in QEMU."
     );
     t.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
 }
