@@ -53,16 +53,17 @@ fn main() {
 
     trusted_keys(&dir, bare_metal);
 
-    // `HVLU_ABI=1.0` builds an image that reads and writes only handover
-    // ABI 1.0, as an image from before 1.1 did: the compatibility tests
-    // update between it and a current image in both directions.
-    println!("cargo:rustc-check-cfg=cfg(hvlu_abi_1_0)");
+    // `HVLU_ABI=2.0` builds an image whose note says it reads and writes
+    // only handover ABI 2.0, a major no release has: the test that every
+    // release refuses an image outside its major (`tests/tests/major.rs`)
+    // loads it. It is only a test target; it cannot hand over to anything.
+    println!("cargo:rustc-check-cfg=cfg(hvlu_abi_2_0)");
     println!("cargo:rerun-if-env-changed=HVLU_ABI");
     match std::env::var("HVLU_ABI").as_deref() {
-        Ok("1.0") => println!("cargo:rustc-cfg=hvlu_abi_1_0"),
+        Ok("2.0") => println!("cargo:rustc-cfg=hvlu_abi_2_0"),
         Ok("") | Err(_) => {}
         Ok(other) => {
-            panic!("HVLU_ABI={other}: the only other ABI an image can be built for is 1.0")
+            panic!("HVLU_ABI={other}: the only other ABI an image can be built for is 2.0")
         }
     }
 }

@@ -9,24 +9,25 @@
 //! a text (`HVLU_BUILD_ID`), which an image built without `cargo xtask`
 //! keeps.
 
-#[cfg(hvlu_abi_1_0)]
+#[cfg(hvlu_abi_2_0)]
 use handover_abi::version::AbiVersion;
 use handover_abi::version::VersionRange;
 use handover_abi::BuildId;
 
 /// The handover versions this image reads: what its `HVLU` note says.
-/// `handover_abi::READS`, or only 1.0 in an image built with `HVLU_ABI=1.0`.
-#[cfg(not(hvlu_abi_1_0))]
+/// `handover_abi::READS`, or only 2.0 in an image built with `HVLU_ABI=2.0`.
+#[cfg(not(hvlu_abi_2_0))]
 pub const READS: VersionRange = handover_abi::READS;
 /// The handover versions this image writes when it hands over.
-#[cfg(not(hvlu_abi_1_0))]
+#[cfg(not(hvlu_abi_2_0))]
 pub const WRITES: VersionRange = handover_abi::WRITES;
-/// The handover versions this image reads: only 1.0 (`HVLU_ABI=1.0`).
-#[cfg(hvlu_abi_1_0)]
-pub const READS: VersionRange = VersionRange::single(AbiVersion::new(1, 0));
-/// The handover versions this image writes: only 1.0 (`HVLU_ABI=1.0`).
-#[cfg(hvlu_abi_1_0)]
-pub const WRITES: VersionRange = VersionRange::single(AbiVersion::new(1, 0));
+/// The handover versions this image reads: only 2.0 (`HVLU_ABI=2.0`, a
+/// test target outside every release's major).
+#[cfg(hvlu_abi_2_0)]
+pub const READS: VersionRange = VersionRange::single(AbiVersion::new(2, 0));
+/// The handover versions this image writes: only 2.0 (`HVLU_ABI=2.0`).
+#[cfg(hvlu_abi_2_0)]
+pub const WRITES: VersionRange = VersionRange::single(AbiVersion::new(2, 0));
 
 const fn hex_digit(c: u8) -> u8 {
     match c {

@@ -50,9 +50,6 @@ impl Images {
         // updates that visibly replace the image (`cargo xtask build
         // --release` makes it).
         images.modules.push(("hv-b".into(), second_build()));
-        // A build that reads and writes only handover ABI 1.0, as images
-        // from before 1.1 did, for the compatibility tests.
-        images.modules.push(("hv-abi-1.0".into(), abi_1_0_build()));
         for path in std::iter::once(&images.hv).chain(images.modules.iter().map(|(_, p)| p)) {
             if !path.exists() {
                 return Err(format!(
@@ -73,9 +70,10 @@ pub fn second_build() -> PathBuf {
 }
 
 /// Where `cargo xtask build --release` puts the hypervisor built with
-/// `HVLU_ABI=1.0` (and `HVLU_BUILD_ID=hvlu-hv-abi-1.0`).
-pub fn abi_1_0_build() -> PathBuf {
-    root().join("target/hv-abi-1.0/x86_64-unknown-none/release/hv")
+/// `HVLU_ABI=2.0` (and `HVLU_BUILD_ID=hvlu-hv-abi-2.0`): its note says it
+/// reads and writes only handover ABI 2.0, outside every release's major.
+pub fn abi_2_0_build() -> PathBuf {
+    root().join("target/hv-abi-2.0/x86_64-unknown-none/release/hv")
 }
 
 /// Where `cargo xtask build` (without `--release`) puts the debug build of

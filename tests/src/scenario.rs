@@ -94,6 +94,24 @@ pub fn next_heartbeat(machine: &mut Machine, dom: u16, quiet: Duration) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Runs dom0's `list` and checks that every domain of `ids` is listed
+/// running (dom0's listing: id second, state last, in every release's
+/// dom0); panics naming `what` (the machine's situation) otherwise.
+pub fn assert_running(machine: &mut Machine, ids: &[u16], what: &str) {
+    let list = cmd(machine, "list");
+    for id in ids {
+        let id = id.to_string();
+        assert!(
+            list.iter().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.get(1) == Some(&id.as_str()) && words.last() == Some(&"running")
+            }),
+            "{what}: domain {id} is not listed running: {list:?}; log: {}",
+            machine.log_path().display()
+        );
+    }
+}
+
 /// Powers off and checks the hypervisor's verdict (see [`verdict`]).
 pub fn poweroff_pass(machine: &mut Machine) {
     machine.send("poweroff").unwrap_or_else(|e| panic!("{e}"));

@@ -12,7 +12,7 @@
 use hvlu_harness::scenario::{boot, cmd, fields, poweroff_pass, summarise, wait_all, BOOT};
 
 /// The modules every machine of the harness has (`Images::built`).
-const MODULES: [&str; 5] = ["dom0", "domu", "hv", "hv-b", "hv-abi-1.0"];
+const MODULES: [&str; 4] = ["dom0", "domu", "hv", "hv-b"];
 
 #[test]
 fn updates_back_to_back_see_every_module_and_all_free_ram() {

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use hvlu_harness::qemu::root;
 use hvlu_harness::releases::{self, golden_path, Release, Source, GOLDEN_DIR};
-use hvlu_harness::scenario::{boot_config, boot_with, cmd, poweroff_pass, wait_all};
+use hvlu_harness::scenario::{
+    assert_running, boot_config, boot_with, cmd, poweroff_pass, wait_all,
+};
 use hvlu_harness::MachineConfig;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -49,17 +51,7 @@ fn every_release_boots_cold_with_its_own_guests_and_powers_off() {
         // checks so far; a mismatch fails the poweroff verdict).
         wait_all(&mut m, &["(d1) heartbeat 2:", "(d2) heartbeat 2:"], LONG);
         // dom0's own toolstack lists dom0 and both domUs running.
-        let list = cmd(&mut m, "list");
-        for id in ["0", "1", "2"] {
-            assert!(
-                list.iter().any(|l| {
-                    let words: Vec<&str> = l.split_whitespace().collect();
-                    words.get(1) == Some(&id) && words.last() == Some(&"running")
-                }),
-                "release {}: domain {id} is not listed running: {list:?}",
-                release.name
-            );
-        }
+        assert_running(&mut m, &[0, 1, 2], &format!("release {}", release.name));
         poweroff_pass(&mut m);
     }
 }

@@ -21,8 +21,10 @@ pub fn build_images(release: bool, release_images: bool) -> Result<(), Failure> 
 
 /// Builds the framework crates and the images for the bare-metal target;
 /// with `release`, also a second hypervisor build with another build id
-/// (`target/hv-b/`), the image updates alternate with, and one that speaks
-/// only handover ABI 1.0 (`target/hv-abi-1.0/`). Every hypervisor image is
+/// (`target/hv-b/`), the image updates alternate with, and one whose note
+/// says it reads and writes only handover ABI 2.0 (`target/hv-abi-2.0/`), a
+/// major no release has, which every release must refuse to load
+/// (`tests/tests/major.rs`). Every hypervisor image is
 /// then stamped with its build id, the hash of its content
 /// ([`build_id::stamp`]), and signed in place ([`keys::build_key`]); the development key pair is
 /// created first if missing, so that `hv/build.rs` finds `dev.pub`.
@@ -38,7 +40,7 @@ pub fn build(release: bool) -> Result<(), Failure> {
     if release {
         for (dir, build_id, abi) in [
             ("target/hv-b", "hvlu-hv-b", ""),
-            ("target/hv-abi-1.0", "hvlu-hv-abi-1.0", "1.0"),
+            ("target/hv-abi-2.0", "hvlu-hv-abi-2.0", "2.0"),
         ] {
             Cmd::cargo("build")
                 .bare_metal()
@@ -52,7 +54,7 @@ pub fn build(release: bool) -> Result<(), Failure> {
     let mut images = vec![format!("target/{BARE_TARGET}/{profile}/hv")];
     if release {
         images.push(format!("target/hv-b/{BARE_TARGET}/release/hv"));
-        images.push(format!("target/hv-abi-1.0/{BARE_TARGET}/release/hv"));
+        images.push(format!("target/hv-abi-2.0/{BARE_TARGET}/release/hv"));
     }
     for image in images {
         let path = shell::root().join(&image);
