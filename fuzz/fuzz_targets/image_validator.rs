@@ -94,6 +94,7 @@ fn the_other_passed_rule_11(r: &Result<ImageInfo, ImageError>, span: u64, limit:
             | ImageError::DuplicateNote
             | ImageError::BadNote(_)
             | ImageError::NoCommonVersion { .. }
+            | ImageError::Contract(_)
             | ImageError::EntryOutsideExecutableSegment { .. },
         ) => {}
         Err(e) => panic!("an error from before rule 11 under one limit only: {e:?}"),
