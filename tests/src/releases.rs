@@ -353,9 +353,8 @@ impl Release {
         let dir = self.dir();
         let images = ReleaseImages::in_dir(&dir);
         let stamp = dir.join("built-from");
-        let want = revision.stamp();
-        let trusted = trusted_keys()?;
-        let want = format!("{want}trusts {}\n", trusted.1);
+        let (trusted, key_id) = trusted_keys()?;
+        let want = revision.stamp(&key_id);
         if fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str())
             && images.paths().iter().all(|p| p.exists())
         {
@@ -392,7 +391,7 @@ impl Release {
         clean_env(&mut cmd);
         // A release that checks signatures trusts the key this tree signs
         // with (its build reads the file `HVLU_TRUSTED_KEYS` names).
-        cmd.env("HVLU_TRUSTED_KEYS", &trusted.0);
+        cmd.env("HVLU_TRUSTED_KEYS", &trusted);
         let program = Path::new(cmd.get_program()).to_string_lossy().into_owned();
         let line = cmd
             .get_args()
@@ -544,10 +543,11 @@ impl Release {
 }
 
 impl Revision {
-    /// What `built-from` holds for images built from this record.
-    fn stamp(&self) -> String {
+    /// What `built-from` holds for images built from this record, trusting
+    /// the key `key_id`.
+    fn stamp(&self, key_id: &str) -> String {
         format!(
-            "rev {}\ntoolchain {}\nbuild {}\nimages {}\n",
+            "rev {}\ntoolchain {}\nbuild {}\nimages {}\ntrusts {key_id}\n",
             self.rev,
             self.toolchain.as_deref().unwrap_or("(default)"),
             self.build.join(" "),
