@@ -54,7 +54,7 @@ pub fn error_of(e: &OpError) -> Error {
 }
 
 fn context(dom: &Domain) -> Result<DomainContext<'_>, Error> {
-    DomainContext::new(dom.id, &[]).map_err(|_| Error::Failed)
+    DomainContext::new(dom.id, &dom.mmio).map_err(|_| Error::Failed)
 }
 
 /// Applies `writes` in order; stops at the first refused one (a request
@@ -199,6 +199,8 @@ pub fn increase_reservation(
     if dom.frames() + count as u64 > dom.max_frames {
         return Err(Error::Limit);
     }
+    // Claiming RAM consults no MMIO range: the context needs none, and
+    // must not borrow the domain that `one` changes.
     let ctx = DomainContext::new(dom.id, &[]).map_err(|_| Error::Failed)?;
     let mut given = alloc::vec::Vec::new();
     heap::reserve(&mut given, count)?;

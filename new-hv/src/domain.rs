@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use handover_abi::{Domain, DomainFlags, GuestReports, MemRun, RunKind};
 use hvlu_types::VcpuContext;
-use hvlu_types::{DomId, Gpfn, Mfn};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
 use crate::{vcpu, IncomingError};
 
@@ -32,6 +32,8 @@ pub struct Restored {
     pub paused: bool,
     /// What the guest reported about itself.
     pub reports: GuestReports,
+    /// The device frames it may map (its `mmio` ranges), as the state says.
+    pub mmio: Vec<MfnRange>,
 }
 
 /// Rebuilds domain `d` of a verified state. Refuses a run that reaches past
@@ -64,6 +66,7 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
         start_info: d.start_info,
         paused: d.paused,
         reports: d.reports,
+        mmio: d.mmio.clone(),
     })
 }
 

@@ -16,7 +16,7 @@ bare_metal! {
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    use hvlu_types::{DomId, Gpfn};
+    use hvlu_types::{DomId, Gpfn, MfnRange};
 
     pub use lifecycle::DOM0_KIB;
     pub use vcpu::Vcpu;
@@ -117,6 +117,11 @@ pub struct Domain {
     pub console_line: Vec<u8>,
     /// Self-check reports.
     pub reports: Reports,
+    /// The device frames (outside RAM) the domain may map, sorted and
+    /// disjoint: its I/O memory permission (Xen's `iomem_caps`). Its L1
+    /// entries may name these frames and no other frame outside RAM
+    /// (Invariant 8); the handover state carries them (`Domain::mmio`).
+    pub mmio: Vec<MfnRange>,
 }
 
 #[cfg(target_os = "none")]
@@ -144,6 +149,7 @@ impl Domain {
             paused: false,
             console_line: Vec::new(),
             reports: Reports::default(),
+            mmio: Vec::new(),
         }
     }
 

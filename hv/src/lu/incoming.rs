@@ -226,6 +226,7 @@ fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
         let mut domain = Domain::new(r.id, &r.name, r.privileged, p2m, r.start_info, vcpus);
         domain.paused = r.paused;
         domain.reports = r.reports;
+        domain.mmio = r.mmio;
         domains.insert(r.id, domain);
     }
     domains

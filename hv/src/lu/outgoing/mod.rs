@@ -164,7 +164,7 @@ impl Hv {
             name: &dom.name,
             max_frames: dom.max_frames,
             p2m: &dom.p2m,
-            mmio: &[],
+            mmio: &dom.mmio,
             vcpus: dom.vcpus.iter().map(Vcpu::context).collect(),
             start_info: dom.start_info,
             paused: dom.paused,
