@@ -140,7 +140,17 @@ pub enum IncomingError {
         /// What is wrong with it.
         error: hvlu_types::ContextError,
     },
-    /// A run reaches past the domain's memory limit.
+    /// A run has a guest frame in the domain's PCI hole.
+    #[error("d{domain}: a run has {gpfn} in the domain's PCI hole, which starts at {hole}")]
+    GpfnInHole {
+        /// The domain.
+        domain: DomId,
+        /// The run's lowest guest frame in the hole.
+        gpfn: Gpfn,
+        /// The hole's first guest frame.
+        hole: Gpfn,
+    },
+    /// A run reaches past the guest RAM the domain's memory limit gives it.
     #[error("d{domain}: a run reaches {gpfn}, beyond its limit of {max_frames} frames")]
     GpfnBeyondLimit {
         /// The domain.

@@ -293,6 +293,8 @@ impl Sim {
             max_frames: d.max_frames,
             p2m: &d.p2m,
             mmio: mmio[&d.id],
+            hole: handover_abi::DEFAULT_HOLE,
+            identity: &[],
             vcpus: d.vcpus.clone(),
             start_info: d.start_info,
             paused: d.paused,
@@ -304,6 +306,7 @@ impl Sim {
             self.globals.clone(),
             inputs,
             self.retired.clone(),
+            Vec::new(),
             &self.frametable,
         )
     }
