@@ -1,5 +1,6 @@
-//! Writes the golden blobs, `tests/golden/v1_0.bin` and `v1_1.bin`, from the
-//! states defined in `tests/golden/state_v1_0.rs` and `state_v1_1.rs`.
+//! Writes the golden blobs, `tests/golden/v1_0.bin`, `v1_1.bin` and
+//! `v1_2.bin`, from the states defined in `tests/golden/state_v1_0.rs`,
+//! `state_v1_1.rs` and `state_v1_2.rs`.
 //!
 //! ```text
 //! cargo run -p handover-abi --example make-golden
@@ -8,7 +9,7 @@
 //! Golden blobs are never edited: if a file exists, this only checks that
 //! it still matches what the code encodes, and fails if it does not.
 
-// `state_v1_1.rs` builds on the v1.0 state and includes its file too.
+// Each state file builds on the one before and includes its file too.
 #![allow(clippy::duplicate_mod)]
 
 use std::path::Path;
@@ -20,20 +21,32 @@ use handover_abi::{AbiVersion, HandoverState, Producer};
 mod golden_v1_0;
 #[path = "../tests/golden/state_v1_1.rs"]
 mod golden_v1_1;
+#[path = "../tests/golden/state_v1_2.rs"]
+mod golden_v1_2;
 
 fn main() -> ExitCode {
+    // The older states, on a machine whose device memory is exactly their
+    // dom0's MMIO ranges, so that this build's writer carries them as they
+    // were.
+    let on_older_devices = golden_v1_2::on_older_devices;
     let blobs = [
         (
             "v1_0.bin",
             golden_v1_0::VERSION,
-            HandoverState::from(golden_v1_0::state()),
+            on_older_devices(HandoverState::from(golden_v1_0::state())),
             golden_v1_0::producer(),
         ),
         (
             "v1_1.bin",
             golden_v1_1::VERSION,
-            golden_v1_1::state(),
+            on_older_devices(HandoverState::from(golden_v1_1::state())),
             golden_v1_1::producer(),
+        ),
+        (
+            "v1_2.bin",
+            golden_v1_2::VERSION,
+            golden_v1_2::state(),
+            golden_v1_2::producer(),
         ),
     ];
     let mut ok = true;

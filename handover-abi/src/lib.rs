@@ -63,5 +63,5 @@ pub use decode::{decode, read_header, DecodeError, Decoded};
 pub use encode::{encode, encode_as, encoded_len, encoded_len_as, EncodeError};
 pub use header::{BuildId, Header, Producer, HEADER_SIZE, MAGIC};
 pub use types::*;
-pub use validate::{RunRef, StateError};
+pub use validate::{BarRef, RunRef, StateError};
 pub use version::{negotiate, AbiVersion, VersionRange, CURRENT, READS, WRITES};

@@ -1,8 +1,9 @@
 //! The structural invariants of a handover state.
 //!
 //! [`HandoverState::validate`] checks them in this order and reports the first
-//! that fails, naming the domain (by id), the run, pin, vCPU or MMIO range (by
-//! index in its list, vCPUs by id):
+//! that fails, naming the domain (by id), the run, pin, vCPU, MMIO or
+//! identity range (by index in its list, vCPUs by id), the device (by
+//! bus/device/function) and the BAR (by register index):
 //!
 //! 1. the RAM map: entries non-empty, not wrapping, sorted and disjoint;
 //! 2. the live-update region: page aligned, inside usable RAM; the image and
@@ -10,17 +11,25 @@
 //! 3. the time base: a non-zero TSC frequency;
 //! 4. the hypervisor's records (v1.1): the command line's length, the number
 //!    of retired domains, each retired name's length, in list order;
-//! 5. domain ids: unique, all below the next domain id;
-//! 6. retired domains' ids: unique, none a live domain's id (an id at or
+//! 5. the devices (v1.2), in list order: the class code, each BAR (its
+//!    register index, flags, size, alignment, below 2^52 bytes, clear of
+//!    usable RAM), no BAR register taken twice; then bus/device/function
+//!    unique, and no two BARs of any devices overlapping;
+//! 6. domain ids: unique, all below the next domain id;
+//! 7. retired domains' ids: unique, none a live domain's id (an id at or
 //!    above the next domain id is allowed: see `docs/abi.md` §2.4);
-//! 7. each domain, in list order: flags, name, each run (non-empty, not
-//!    wrapping, bottom-up kind order, inside usable RAM, outside the region),
-//!    machine frames of its runs disjoint, guest frames of its runs disjoint,
-//!    frame count within the limit, start-info page in a data run, each pinned
-//!    table in a run of its level (an L4 pin in an L4 run), no frame pinned
-//!    twice, each vCPU's flags and CR3, vCPU ids unique, each MMIO range
-//!    non-empty, below 2^52 bytes and clear of usable RAM;
-//! 8. the machine frames of all runs of all domains disjoint.
+//! 8. each domain, in list order: flags, name, its PCI hole (v1.2), each run
+//!    (non-empty, not wrapping, bottom-up kind order, inside usable RAM,
+//!    outside the region), machine frames of its runs disjoint, guest frames
+//!    of its runs disjoint, frame count within the limit, each run's guest
+//!    frames clear of the hole and inside the domain's guest RAM, start-info
+//!    page in a data run, each pinned table in a run of its level (an L4 pin
+//!    in an L4 run), no frame pinned twice, each vCPU's flags and CR3, vCPU
+//!    ids unique, each MMIO range non-empty, below 2^52 bytes, clear of
+//!    usable RAM and — when devices are listed — inside the device memory,
+//!    each identity range (v1.2) non-empty, after the one before, inside the
+//!    hole and inside one of the domain's MMIO ranges;
+//! 9. the machine frames of all runs of all domains disjoint.
 //!
 //! Every check that relates many items sorts a copy (O(n log n)) and looks
 //! items up by binary search; nothing walks frames one by one.
@@ -29,7 +38,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::body::current::{
-    Domain, HandoverState, LuRegion, RamRange, RamType, MAX_CMDLINE_LEN, MAX_NAME_LEN, MAX_RETIRED,
+    device_memory, hole_is_valid, Bdf, Domain, HandoverState, LuRegion, PciBar, PciDevice,
+    RamRange, RamType, HOLE_ALIGN, HOLE_END, MAX_BAR_INDEX, MAX_CMDLINE_LEN, MAX_NAME_LEN,
+    MAX_RETIRED, MIN_BAR_SIZE, MIN_HOLE,
 };
 use crate::types::RunKind;
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
@@ -46,6 +57,21 @@ pub struct RunRef {
 impl fmt::Display for RunRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "domain {} run {}", self.domain, self.run)
+    }
+}
+
+/// Names one BAR: its device's bus/device/function and its register index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BarRef {
+    /// The device.
+    pub device: Bdf,
+    /// The BAR's register index.
+    pub index: u8,
+}
+
+impl fmt::Display for BarRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device {} BAR {}", self.device, self.index)
     }
 }
 
@@ -139,6 +165,93 @@ pub enum StateError {
         /// The name's length in bytes.
         len: usize,
     },
+    /// A device's class code does not fit in 24 bits.
+    #[error("device {device}: class code {class:#x} does not fit in 24 bits")]
+    DeviceClassTooWide {
+        /// The device.
+        device: Bdf,
+        /// Its class code.
+        class: u32,
+    },
+    /// A BAR's register index is past the last BAR register (a 64-bit
+    /// BAR takes two registers, so it cannot be the last).
+    #[error(
+        "{bar}: a {bits}-bit BAR at register {index}, past the last BAR register ({MAX_BAR_INDEX})"
+    )]
+    BadBarIndex {
+        /// The BAR.
+        bar: BarRef,
+        /// Its register index.
+        index: u8,
+        /// 32 or 64.
+        bits: u8,
+    },
+    /// A BAR has flag bits this version does not know.
+    #[error("{bar}: unknown flag bits {bits:#x}")]
+    BadBarFlags {
+        /// The BAR.
+        bar: BarRef,
+        /// The unknown bits.
+        bits: u32,
+    },
+    /// A BAR's size is not a power of two of at least a page.
+    #[error("{bar}: size {size:#x} is not a power of two of at least {MIN_BAR_SIZE:#x} bytes")]
+    BadBarSize {
+        /// The BAR.
+        bar: BarRef,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A BAR's base is not a multiple of its size.
+    #[error("{bar}: base {base:#x} is not a multiple of its size {size:#x}")]
+    BarNotAligned {
+        /// The BAR.
+        bar: BarRef,
+        /// Its base.
+        base: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// A BAR reaches past the 52-bit physical address space.
+    #[error("{bar} ({base:#x}+{size:#x}) reaches past the 52-bit physical address space")]
+    BarBeyondPhysical {
+        /// The BAR.
+        bar: BarRef,
+        /// Its base.
+        base: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// A BAR touches usable RAM.
+    #[error("{bar} ({base:#x}+{size:#x}) overlaps usable RAM")]
+    BarOverlapsRam {
+        /// The BAR.
+        bar: BarRef,
+        /// Its base.
+        base: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// Two BARs of one device take the same BAR register.
+    #[error("{bar}: its BAR register is taken by another BAR of the device")]
+    BarRegisterTaken {
+        /// The BAR that comes second in register order.
+        bar: BarRef,
+    },
+    /// Two devices have the same bus/device/function.
+    #[error("device {device} appears more than once")]
+    DuplicateDevice {
+        /// The repeated bus/device/function.
+        device: Bdf,
+    },
+    /// Two BARs share bytes.
+    #[error("{first} and {second} overlap")]
+    BarsOverlap {
+        /// The BAR that starts lower.
+        first: BarRef,
+        /// The other.
+        second: BarRef,
+    },
     /// Two domains have the same id.
     #[error("domain {domain} appears more than once")]
     DuplicateDomain {
@@ -188,6 +301,15 @@ pub enum StateError {
         domain: DomId,
         /// The name's length in bytes.
         len: usize,
+    },
+    /// A domain's PCI hole does not start on a multiple of 2 MiB between
+    /// 16 MiB and 4 GiB.
+    #[error("domain {domain}: its PCI hole starts at {hole}, not a multiple of {HOLE_ALIGN:#x} frames from {MIN_HOLE} up to below {HOLE_END}")]
+    BadHole {
+        /// The domain.
+        domain: DomId,
+        /// The hole's first guest frame.
+        hole: Gpfn,
     },
     /// A run has no frames.
     #[error("{run} is empty")]
@@ -255,9 +377,24 @@ pub enum StateError {
         /// Its limit.
         max: u64,
     },
-    /// A run reaches a guest frame at or above the domain's memory limit:
-    /// a domain's guest frames are `0..max_frames` (its p2m is sized by the
-    /// limit, never by a number the state could inflate).
+    /// A run has a guest frame in the domain's PCI hole, where the guest
+    /// has no RAM.
+    #[error("domain {domain}: run {run} has guest frame {gpfn} in the domain's PCI hole [{hole}, 4 GiB)")]
+    GpfnInHole {
+        /// The domain.
+        domain: DomId,
+        /// Index of the run.
+        run: usize,
+        /// The run's lowest guest frame in the hole.
+        gpfn: Gpfn,
+        /// The hole's first guest frame.
+        hole: Gpfn,
+    },
+    /// A run reaches a guest frame past the domain's guest RAM: its guest
+    /// frames are `0..max_frames`, or, when the limit reaches the hole,
+    /// below the hole and `max_frames - hole` frames from 4 GiB up (its
+    /// p2m is sized by the limit, never by a number the state could
+    /// inflate).
     #[error(
         "domain {domain}: run {run} reaches guest frame {gpfn}, beyond its limit of {max} frames"
     )]
@@ -375,6 +512,55 @@ pub enum StateError {
         /// Its frames.
         mfns: MfnRange,
     },
+    /// An MMIO range is not device memory, though the state lists the
+    /// devices.
+    #[error("domain {domain}: MMIO range {range} ({mfns}) is not inside the device memory of the listed devices")]
+    MmioOutsideDevices {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+        /// Its frames.
+        mfns: MfnRange,
+    },
+    /// An identity range has no frames.
+    #[error("domain {domain}: identity range {range} is empty")]
+    EmptyIdentityRange {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+    },
+    /// An identity range starts before the one before it ends.
+    #[error("domain {domain}: identity range {range} starts before the one before it ends (identity ranges must be sorted and disjoint)")]
+    IdentityOutOfOrder {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+    },
+    /// An identity range is not inside the domain's PCI hole.
+    #[error("domain {domain}: identity range {range} ({mfns}) is not inside the domain's PCI hole [{hole}, 4 GiB)")]
+    IdentityOutsideHole {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+        /// Its frames (machine and guest: they are the same).
+        mfns: MfnRange,
+        /// The hole's first guest frame.
+        hole: Gpfn,
+    },
+    /// An identity range is not inside one of the domain's MMIO ranges.
+    #[error("domain {domain}: identity range {range} ({mfns}) is not inside one of the domain's MMIO ranges")]
+    IdentityOutsideMmio {
+        /// The domain.
+        domain: DomId,
+        /// Index of the range.
+        range: usize,
+        /// Its frames.
+        mfns: MfnRange,
+    },
 }
 
 impl HandoverState {
@@ -389,10 +575,12 @@ impl HandoverState {
             return Err(StateError::ZeroTscFrequency);
         }
         check_records(self)?;
+        check_devices(&self.devices, &ram)?;
+        let devices = (!self.devices.is_empty()).then(|| device_memory(&self.devices));
         let live = check_domain_ids(self)?;
         check_retired_ids(self, &live)?;
         for domain in &self.domains {
-            check_domain(domain, &ram, region)?;
+            check_domain(domain, &ram, region, devices.as_deref())?;
         }
         check_runs_disjoint(&self.domains)
     }
@@ -586,7 +774,14 @@ fn first_overlap(sorted: &[Placed]) -> Option<(&Placed, &Placed)> {
         .map(|w| (&w[0], &w[1]))
 }
 
-fn check_domain(domain: &Domain, ram: &UsableRam, region: Span) -> Result<(), StateError> {
+/// Checks a domain. `devices` is the device memory when the state lists
+/// devices (sorted, merged).
+fn check_domain(
+    domain: &Domain,
+    ram: &UsableRam,
+    region: Span,
+    devices: Option<&[MfnRange]>,
+) -> Result<(), StateError> {
     let id = domain.id;
     let unknown = domain.flags.unknown_bits();
     if unknown != 0 {
@@ -602,6 +797,12 @@ fn check_domain(domain: &Domain, ram: &UsableRam, region: Span) -> Result<(), St
         return Err(StateError::NameTooLong {
             domain: id,
             len: domain.name.len(),
+        });
+    }
+    if !hole_is_valid(domain.hole) {
+        return Err(StateError::BadHole {
+            domain: id,
+            hole: domain.hole,
         });
     }
 
@@ -688,14 +889,22 @@ fn check_domain(domain: &Domain, ram: &UsableRam, region: Span) -> Result<(), St
             max: domain.max_frames,
         });
     }
+    let map = domain.memory_map();
     for (run, r) in domain.runs.iter().enumerate() {
-        // Runs do not wrap (checked above).
-        let end = r.first_gpfn.0 + r.count;
-        if end > domain.max_frames {
+        if map.hole.meets(r.first_gpfn.0, r.count) {
+            return Err(StateError::GpfnInHole {
+                domain: id,
+                run,
+                gpfn: r.first_gpfn.max(domain.hole),
+                hole: domain.hole,
+            });
+        }
+        if !map.is_ram(r.first_gpfn, r.count) {
+            // Runs do not wrap (checked above).
             return Err(StateError::GpfnBeyondLimit {
                 domain: id,
                 run,
-                gpfn: Gpfn(end - 1),
+                gpfn: Gpfn(r.first_gpfn.0 + r.count - 1),
                 max: domain.max_frames,
             });
         }
@@ -784,6 +993,151 @@ fn check_domain(domain: &Domain, ram: &UsableRam, region: Span) -> Result<(), St
                 mfns,
             });
         }
+        if devices.is_some_and(|memory| !inside_one(memory, span)) {
+            return Err(StateError::MmioOutsideDevices {
+                domain: id,
+                range,
+                mfns,
+            });
+        }
+    }
+    check_identity(domain)
+}
+
+/// Whether `span` lies inside one of `sorted` (sorted by start, disjoint).
+fn inside_one(sorted: &[MfnRange], span: Span) -> bool {
+    let idx = sorted.partition_point(|r| r.start.0 <= span.start);
+    idx.checked_sub(1)
+        .is_some_and(|i| sorted[i].end() >= span.end)
+}
+
+/// A domain's identity entries: each non-empty, after the one before,
+/// inside the hole and inside one of the domain's MMIO ranges (checked
+/// after them: each is non-empty and does not wrap).
+fn check_identity(domain: &Domain) -> Result<(), StateError> {
+    let id = domain.id;
+    // The MMIO ranges by start, each with the highest end of it and those
+    // before it: a range lies inside one of them iff the highest end of
+    // those that start at or before it reaches its end.
+    let mut mmio: Vec<(u64, u64)> = domain.mmio.iter().map(|r| (r.start.0, r.end())).collect();
+    mmio.sort_unstable();
+    let mut reach = 0;
+    for m in &mut mmio {
+        reach = reach.max(m.1);
+        m.1 = reach;
+    }
+    let hole = domain.memory_map().hole;
+    let mut prev_end = 0u64;
+    for (range, &mfns) in domain.identity.iter().enumerate() {
+        if mfns.is_empty() {
+            return Err(StateError::EmptyIdentityRange { domain: id, range });
+        }
+        if range > 0 && mfns.start.0 < prev_end {
+            return Err(StateError::IdentityOutOfOrder { domain: id, range });
+        }
+        prev_end = mfns.end();
+        if !hole.holds(mfns.start.0, mfns.count) {
+            return Err(StateError::IdentityOutsideHole {
+                domain: id,
+                range,
+                mfns,
+                hole: domain.hole,
+            });
+        }
+        let at = mmio.partition_point(|m| m.0 <= mfns.start.0);
+        if at.checked_sub(1).is_none_or(|i| mmio[i].1 < mfns.end()) {
+            return Err(StateError::IdentityOutsideMmio {
+                domain: id,
+                range,
+                mfns,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The device list (v1.2): each device's class and BARs, in list order;
+/// then unique bus/device/function and no two BARs overlapping, over all
+/// devices (*sorted*).
+fn check_devices(devices: &[PciDevice], ram: &UsableRam) -> Result<(), StateError> {
+    let mut all: Vec<(u64, u64, BarRef)> = Vec::new();
+    for d in devices {
+        let device = d.address();
+        if d.class > 0xff_ffff {
+            return Err(StateError::DeviceClassTooWide {
+                device,
+                class: d.class,
+            });
+        }
+        let mut registers: Vec<(u8, u8)> = Vec::with_capacity(d.bars.len());
+        for b in &d.bars {
+            let bar = BarRef {
+                device,
+                index: b.index,
+            };
+            check_bar(b, bar, ram)?;
+            registers.push((b.index, b.index + b.registers() - 1));
+            all.push((b.base, b.base + b.size, bar));
+        }
+        registers.sort_unstable();
+        if let Some(w) = registers.windows(2).find(|w| w[1].0 <= w[0].1) {
+            return Err(StateError::BarRegisterTaken {
+                bar: BarRef {
+                    device,
+                    index: w[1].0,
+                },
+            });
+        }
+    }
+    let mut bdfs: Vec<Bdf> = devices.iter().map(PciDevice::address).collect();
+    bdfs.sort_unstable();
+    if let Some(w) = bdfs.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StateError::DuplicateDevice { device: w[0] });
+    }
+    all.sort_unstable_by_key(|&(base, end, bar)| (base, end, bar.device, bar.index));
+    match all.windows(2).find(|w| w[1].0 < w[0].1) {
+        Some(w) => Err(StateError::BarsOverlap {
+            first: w[0].2,
+            second: w[1].2,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One BAR on its own: register index, flags, size, alignment, below 2^52
+/// bytes, clear of usable RAM.
+fn check_bar(b: &PciBar, bar: BarRef, ram: &UsableRam) -> Result<(), StateError> {
+    if b.index > MAX_BAR_INDEX + 1 - b.registers() {
+        return Err(StateError::BadBarIndex {
+            bar,
+            index: b.index,
+            bits: 32 * b.registers(),
+        });
+    }
+    let unknown = b.flags & !PciBar::KNOWN_FLAGS;
+    if unknown != 0 {
+        return Err(StateError::BadBarFlags { bar, bits: unknown });
+    }
+    let (base, size) = (b.base, b.size);
+    if !size.is_power_of_two() || size < MIN_BAR_SIZE {
+        return Err(StateError::BadBarSize { bar, size });
+    }
+    if base % size != 0 {
+        return Err(StateError::BarNotAligned { bar, base, size });
+    }
+    if base
+        .checked_add(size)
+        .is_none_or(|end| end > MFN_LIMIT << PAGE_SHIFT)
+    {
+        return Err(StateError::BarBeyondPhysical { bar, base, size });
+    }
+    let frames = b.frames();
+    let span = Span {
+        start: frames.start.0,
+        end: frames.end(),
+    };
+    if ram.touches(span) {
+        return Err(StateError::BarOverlapsRam { bar, base, size });
     }
     Ok(())
 }

@@ -9,11 +9,16 @@
 //! abi_doc` writes the new parts into the document (and still fails if the
 //! listing and the encoder disagree).
 
+// The golden state files build on each other and include each other.
+#![allow(clippy::duplicate_mod)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use handover_abi::body::v1_0;
-use handover_abi::body::v1_1::{Domain, GuestReports, HandoverState, HvGlobals, RetiredDomain};
+use handover_abi::body::v1_2::{
+    Domain, GuestReports, HandoverState, HvGlobals, PciBar, PciDevice, RetiredDomain, DEFAULT_HOLE,
+};
 use handover_abi::header::offset;
 use handover_abi::note::{ImageNote, CONTRACT, DESC_OFFSET, DESC_SIZE, NHDR_SIZE};
 use handover_abi::{
@@ -24,8 +29,13 @@ use handover_abi::{
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 use serde::Serialize;
 
+#[path = "golden/state_v1_2.rs"]
+#[allow(dead_code, reason = "only the state is used here")]
+mod golden_v1_2;
+
 const V1_0: AbiVersion = AbiVersion::new(1, 0);
 const V1_1: AbiVersion = AbiVersion::new(1, 1);
+const V1_2: AbiVersion = AbiVersion::new(1, 2);
 
 /// The build id of the examples (a content hash, as `cargo xtask build`
 /// stamps one).
@@ -34,7 +44,8 @@ const BUILD: [u8; 16] = [
 ];
 
 /// The small state of the example: what a hypervisor writes for dom0 alone
-/// on a 64 MiB machine, after one domU came and went.
+/// on a 64 MiB machine with QEMU's `edu` device, after one domU came and
+/// went.
 fn example_state() -> HandoverState {
     let reports = |checks: u64, expected_refusals: u64| GuestReports {
         checks,
@@ -47,6 +58,8 @@ fn example_state() -> HandoverState {
         first_gpfn: Gpfn(gpfn),
         kind,
     };
+    // The edu device's BAR 0, which dom0 may map and maps in its hole.
+    let edu = MfnRange::new(Mfn(0xfea00), 0x100);
     HandoverState {
         machine: Machine {
             ram_map: vec![
@@ -93,7 +106,7 @@ fn example_state() -> HandoverState {
                 mfn: Mfn(0x17fe),
                 level: RunKind::L4,
             }],
-            mmio: vec![MfnRange::new(Mfn(0xfec00), 1)],
+            mmio: vec![edu],
             start_info: Gpfn(0x7fa),
             vcpus: vec![Vcpu {
                 id: 0,
@@ -119,11 +132,25 @@ fn example_state() -> HandoverState {
             },
             paused: false,
             reports: reports(300, 0),
+            hole: DEFAULT_HOLE,
+            identity: vec![edu],
         }],
         retired: vec![RetiredDomain {
             id: DomId(1),
             name: "domu".into(),
             reports: reports(7, 2),
+        }],
+        devices: vec![PciDevice {
+            bdf: 1 << 3,
+            vendor: 0x1234,
+            device: 0x11e8,
+            class: 0x00_ff00,
+            bars: vec![PciBar {
+                index: 0,
+                base: 0xfea0_0000,
+                size: 0x10_0000,
+                flags: 0,
+            }],
         }],
     }
 }
@@ -131,7 +158,7 @@ fn example_state() -> HandoverState {
 fn producer() -> Producer {
     Producer {
         build_id: BuildId(BUILD),
-        abi: V1_1,
+        abi: V1_2,
     }
 }
 
@@ -141,24 +168,33 @@ fn encode(version: AbiVersion, state: &HandoverState) -> Vec<u8> {
     buf
 }
 
-/// One line of a listing: bytes, what they are, and whether only 1.1 has
-/// them.
+/// One line of a listing: bytes, what they are, and the version that
+/// added them.
 struct Line {
     bytes: Vec<u8>,
     what: String,
-    v1_1_only: bool,
+    since: AbiVersion,
 }
 
 /// A listing of bytes, field by field, each field's bytes made by
 /// serializing that field alone with postcard (for the body) or taken from
 /// the encoded header (for the header).
-#[derive(Default)]
 struct Listing {
     lines: Vec<Line>,
     /// Nesting of the fields being listed, as indentation.
     depth: usize,
-    /// The lines being added belong to 1.1 only.
-    v1_1_only: bool,
+    /// The version that added the fields being listed.
+    since: AbiVersion,
+}
+
+impl Default for Listing {
+    fn default() -> Self {
+        Listing {
+            lines: Vec::new(),
+            depth: 0,
+            since: V1_0,
+        }
+    }
 }
 
 impl Listing {
@@ -167,7 +203,7 @@ impl Listing {
         self.lines.push(Line {
             bytes: bytes.to_vec(),
             what,
-            v1_1_only: self.v1_1_only,
+            since: self.since,
         });
     }
 
@@ -195,21 +231,27 @@ impl Listing {
         self.raw(s.as_bytes(), format!("  \"{s}\""));
     }
 
-    fn bytes(&self, v1_0: bool) -> Vec<u8> {
+    /// The bytes of the lines `version` has.
+    fn bytes(&self, version: AbiVersion) -> Vec<u8> {
         self.lines
             .iter()
-            .filter(|l| !(v1_0 && l.v1_1_only))
+            .filter(|l| l.since <= version)
             .flat_map(|l| l.bytes.iter().copied())
             .collect()
     }
 
     /// The listing as text: offset (from `base`), up to 8 bytes in hex a
-    /// line, and what they are; lines only 1.1 has are marked.
+    /// line, and what they are; lines added after 1.0 are marked with the
+    /// version that added them.
     fn text(&self, base: usize) -> String {
         let mut out = String::new();
         let mut at = base;
         for line in &self.lines {
-            let mark = if line.v1_1_only { "  (1.1)" } else { "" };
+            let mark = if line.since > V1_0 {
+                format!("  ({})", line.since)
+            } else {
+                String::new()
+            };
             if line.bytes.is_empty() {
                 // A heading: a struct whose fields follow.
                 let _ = writeln!(out, "{at:04x}  {:<24} {}{mark}", "", line.what);
@@ -257,7 +299,7 @@ fn reports_lines(l: &mut Listing, r: &GuestReports) {
     l.field("expect_fault", &r.expect_fault, r.expect_fault);
 }
 
-/// The body of `s`, field by field, in the order of docs/abi.md §2.3–2.4.
+/// The body of `s`, field by field, in the order of docs/abi.md §2.3–2.5.
 fn body_listing(s: &HandoverState) -> Listing {
     let mut l = Listing::default();
     l.raw(&[], "machine");
@@ -314,9 +356,9 @@ fn body_listing(s: &HandoverState) -> Listing {
         &g.time.system_time_ns,
         g.time.system_time_ns,
     );
-    l.v1_1_only = true;
+    l.since = V1_1;
     l.string("cmdline", &g.cmdline);
-    l.v1_1_only = false;
+    l.since = V1_0;
     l.depth -= 1;
     l.list("domains", &s.domains, |l, i, d| {
         l.field(&format!("[{i}].id"), &d.id, d.id.0);
@@ -354,18 +396,7 @@ fn body_listing(s: &HandoverState) -> Listing {
             );
             l.field(&format!("[{i}].level"), &p.level, kind_name(p.level));
         });
-        l.list("mmio", &d.mmio, |l, i, m| {
-            l.field(
-                &format!("[{i}].start"),
-                &m.start,
-                format_args!("{:#x}", m.start.0),
-            );
-            l.field(
-                &format!("[{i}].count"),
-                &m.count,
-                format_args!("{:#x}", m.count),
-            );
-        });
+        range_list(l, "mmio", &d.mmio);
         l.field(
             "start_info",
             &d.start_info,
@@ -412,16 +443,19 @@ fn body_listing(s: &HandoverState) -> Listing {
         ] {
             l.field(&format!("console.{name}"), &value, value);
         }
-        l.v1_1_only = true;
+        l.since = V1_1;
         l.field("paused", &d.paused, d.paused);
         l.raw(&[], "reports");
         l.depth += 1;
         reports_lines(l, &d.reports);
         l.depth -= 1;
-        l.v1_1_only = false;
+        l.since = V1_2;
+        l.field("hole", &d.hole, format_args!("{:#x}", d.hole.0));
+        range_list(l, "identity", &d.identity);
+        l.since = V1_0;
         l.depth -= 1;
     });
-    l.v1_1_only = true;
+    l.since = V1_1;
     l.list("retired", &s.retired, |l, i, r| {
         l.field(&format!("[{i}].id"), &r.id, r.id.0);
         l.depth += 1;
@@ -431,7 +465,54 @@ fn body_listing(s: &HandoverState) -> Listing {
         reports_lines(l, &r.reports);
         l.depth -= 2;
     });
+    l.since = V1_2;
+    l.list("devices", &s.devices, |l, i, d| {
+        l.field(
+            &format!("[{i}].bdf"),
+            &d.bdf,
+            format_args!("{:#x} ({})", d.bdf, d.address()),
+        );
+        l.depth += 1;
+        l.field("vendor", &d.vendor, format_args!("{:#06x}", d.vendor));
+        l.field("device", &d.device, format_args!("{:#06x}", d.device));
+        l.field("class", &d.class, format_args!("{:#08x}", d.class));
+        l.list("bars", &d.bars, |l, i, b| {
+            l.field(&format!("[{i}].index"), &b.index, b.index);
+            l.field(
+                &format!("[{i}].base"),
+                &b.base,
+                format_args!("{:#x}", b.base),
+            );
+            l.field(
+                &format!("[{i}].size"),
+                &b.size,
+                format_args!("{:#x}", b.size),
+            );
+            l.field(
+                &format!("[{i}].flags"),
+                &b.flags,
+                format_args!("{:#x}", b.flags),
+            );
+        });
+        l.depth -= 1;
+    });
     l
+}
+
+/// A list of frame ranges (`mmio`, `identity`).
+fn range_list(l: &mut Listing, name: &str, ranges: &[MfnRange]) {
+    l.list(name, ranges, |l, i, m| {
+        l.field(
+            &format!("[{i}].start"),
+            &m.start,
+            format_args!("{:#x}", m.start.0),
+        );
+        l.field(
+            &format!("[{i}].count"),
+            &m.count,
+            format_args!("{:#x}", m.count),
+        );
+    });
 }
 
 /// The header of `blob`, field by field (docs/abi.md §2.1).
@@ -483,45 +564,52 @@ fn header_listing(blob: &[u8]) -> Listing {
     l
 }
 
-/// The example of §2.5: the state as a 1.1 blob, listed, and what changes
-/// when it is written as 1.0.
+/// The example of §2.6: the state as a 1.2 blob, listed, and what changes
+/// when it is written as 1.1 or 1.0.
 fn example_state_part() -> String {
     let state = example_state();
-    let blob = encode(V1_1, &state);
+    let blob = encode(V1_2, &state);
     let header = header_listing(&blob);
     let body = body_listing(&state);
     assert_eq!(
-        header.bytes(false),
+        header.bytes(V1_2),
         blob[..HEADER_SIZE],
         "the header listing"
     );
-    assert_eq!(body.bytes(false), blob[HEADER_SIZE..], "the body listing");
-    let mut state_1_0 = state.clone();
-    state_1_0.globals.cmdline.clear();
-    let blob_1_0 = encode(V1_0, &state_1_0);
-    assert_eq!(
-        body.bytes(true),
-        blob_1_0[HEADER_SIZE..],
-        "the 1.0 body is the lines not marked (1.1)"
-    );
-    let h = handover_abi::read_header(&blob_1_0).expect("a 1.0 header");
+    assert_eq!(body.bytes(V1_2), blob[HEADER_SIZE..], "the body listing");
     let mut out = String::from("```text\n");
     out.push_str(&header.text(0));
     out.push_str(&body.text(HEADER_SIZE));
     out.push_str("```\n\n");
+    let mut older = Vec::new();
+    for version in [V1_1, V1_0] {
+        let older_blob = encode(version, &state);
+        assert_eq!(
+            body.bytes(version),
+            older_blob[HEADER_SIZE..],
+            "the {version} body is the lines it has"
+        );
+        let h = handover_abi::read_header(&older_blob).expect("an older header");
+        older.push(format!(
+            "`abi_minor` = {}, `body_len` = {}, `body_crc` = {:#010x} and `header_crc` = {:#010x}",
+            version.minor, h.body_len, h.body_crc, h.header_crc
+        ));
+    }
     out.push_str(&wrap(&format!(
-        "The blob is {} bytes (a {}-byte body). Written as 1.0 (§2.4: the \
-         command line, the reports and the retired domain dropped), the body \
-         is the lines not marked (1.1), {} bytes, and the header differs in \
-         `abi_minor` = 0, `body_len` = {}, `body_crc` = {:#010x} and \
-         `header_crc` = {:#010x}; `producer_minor` stays 1 (this build's \
-         own version).",
+        "The blob is {} bytes (a {}-byte body). Written as 1.1 (§2.5: the \
+         device list dropped; the hole is the default and dom0's identity \
+         entries are the default of a privileged domain, what a 1.1 state \
+         gives back), the body is the lines not marked (1.2), {} bytes, and \
+         the header differs in {}. Written as 1.0 (§2.4: the command line, \
+         the reports and the retired domain dropped too), the body is the \
+         lines not marked at all, {} bytes, and the header differs in {}. \
+         `producer_minor` stays 2 (this build's own version).",
         blob.len(),
         blob.len() - HEADER_SIZE,
-        h.body_len,
-        h.body_len,
-        h.body_crc,
-        h.header_crc
+        body.bytes(V1_1).len(),
+        older[0],
+        body.bytes(V1_0).len(),
+        older[1],
     )));
     out
 }
@@ -529,8 +617,8 @@ fn example_state_part() -> String {
 /// The note of §4.1, field by field.
 fn example_note_part() -> String {
     let note = ImageNote {
-        reads: VersionRange::new(V1_0, V1_1),
-        writes: Some(VersionRange::new(V1_0, V1_1)),
+        reads: VersionRange::new(V1_0, V1_2),
+        writes: Some(VersionRange::new(V1_0, V1_2)),
         contract: Some(CONTRACT),
         entry: 0xffff_ffff_8015_07c1,
         build_id: BuildId(BUILD),
@@ -575,7 +663,7 @@ fn example_note_part() -> String {
     );
     take(&mut l, 2, format!("desc.boot_model = {}", c.boot));
     assert_eq!(at, bytes.len(), "every byte of the note listed");
-    assert_eq!(l.bytes(false), bytes.as_slice());
+    assert_eq!(l.bytes(V1_2), bytes.as_slice());
     assert_eq!(handover_abi::note::parse_note(&bytes), Ok(note));
     format!("```text\n{}```\n", l.text(0))
 }
@@ -669,11 +757,31 @@ fn sizes_part() -> String {
         },
         paused: n != 0,
         reports: reports(n),
+        hole: Gpfn(n),
+        identity: vec![],
     };
-    // A 1.0 domain is the 1.1 one without its last two fields.
+    // A 1.1 domain is the 1.2 one without its last two fields, a 1.0
+    // domain the 1.1 one without its last two.
+    let domain_1_1 = |n: u64, h: u16, m: u32| {
+        let d = domain(n, h, m);
+        size(&d) - size(&d.hole) - size(&d.identity)
+    };
     let domain_1_0 = |n: u64, h: u16, m: u32| {
         let d = domain(n, h, m);
-        size(&d) - size(&d.paused) - size(&d.reports)
+        domain_1_1(n, h, m) - size(&d.paused) - size(&d.reports)
+    };
+    let device = |h: u16, m: u32| PciDevice {
+        bdf: h,
+        vendor: h,
+        device: h,
+        class: m,
+        bars: vec![],
+    };
+    let bar = |n: u64, b: u8, m: u32| PciBar {
+        index: b,
+        base: n,
+        size: n,
+        flags: m,
     };
     let retired = |n: u64, h: u16| RetiredDomain {
         id: DomId(h),
@@ -698,7 +806,7 @@ fn sizes_part() -> String {
         cmdline: String::new(),
     };
     let (n, h, m) = (u64::MAX, u16::MAX, u32::MAX);
-    let rows: [(&str, usize, usize); 9] = [
+    let rows: [(&str, usize, usize); 12] = [
         (
             "a memory run",
             size(&run(0, RunKind::Data)),
@@ -706,7 +814,7 @@ fn sizes_part() -> String {
         ),
         ("a pinned table", size(&pin(0)), size(&pin(n))),
         (
-            "an MMIO range",
+            "an MMIO or identity range",
             size(&MfnRange::new(Mfn(0), 0)),
             size(&MfnRange::new(Mfn(n), n)),
         ),
@@ -718,8 +826,23 @@ fn sizes_part() -> String {
         ),
         (
             "a domain in 1.1, with an empty name and empty lists",
+            domain_1_1(0, 0, 0),
+            domain_1_1(n, h, m),
+        ),
+        (
+            "a domain in 1.2, with an empty name and empty lists",
             size(&domain(0, 0, 0)),
             size(&domain(n, h, m)),
+        ),
+        (
+            "a PCI device (1.2), without BARs",
+            size(&device(0, 0)),
+            size(&device(h, m)),
+        ),
+        (
+            "a BAR (1.2)",
+            size(&bar(0, 0, 0)),
+            size(&bar(n, u8::MAX, m)),
         ),
         (
             "a retired domain (1.1), with an empty name",
@@ -741,6 +864,7 @@ fn sizes_part() -> String {
     for (what, min, max) in rows {
         let _ = writeln!(out, "| {what} | {min}–{max} |");
     }
+    let v1_2 = golden_v1_2::state();
     let golden = |name: &str| {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
@@ -753,9 +877,16 @@ fn sizes_part() -> String {
          from 128 bytes on (a length of 128 to 16383 is a 2-byte varint); \
          each list adds its elements, and its length byte likewise. The \
          golden blobs: `v1_0.bin` (3 domains, 24 runs, 4 vCPUs) is {} bytes, \
-         `v1_1.bin` (the same state with the 1.1 additions) is {} bytes.",
+         `v1_1.bin` (the same state with the 1.1 additions) is {} bytes, \
+         `v1_2.bin` (that state with the 1.2 additions: {} devices, {} BARs, \
+         {} MMIO and {} identity ranges) is {} bytes.",
         golden("v1_0.bin"),
-        golden("v1_1.bin")
+        golden("v1_1.bin"),
+        v1_2.devices.len(),
+        v1_2.devices.iter().map(|d| d.bars.len()).sum::<usize>(),
+        v1_2.domains.iter().map(|d| d.mmio.len()).sum::<usize>(),
+        v1_2.domains.iter().map(|d| d.identity.len()).sum::<usize>(),
+        golden("v1_2.bin")
     )));
     out
 }
@@ -801,7 +932,7 @@ fn check_part(name: &str, text: &str) {
 #[test]
 fn the_example_state_is_valid_and_decodes_to_itself() {
     let state = example_state();
-    let decoded = decode(&encode(V1_1, &state)).expect("the example decodes");
+    let decoded = decode(&encode(V1_2, &state)).expect("the example decodes");
     assert_eq!(decoded.state, state);
     assert_eq!(decoded.header.producer, producer());
     // The state range holds the blob; the RAM map is what a hypervisor

@@ -139,18 +139,21 @@ fn reserved_header_bytes_not_zero() {
 
 #[test]
 fn producer_older_than_the_body() {
-    // A 1.1 body that says a 1.0 writer wrote it: no writer writes a
-    // version newer than its own.
+    // A 1.2 body that says a 1.1 or 1.0 writer wrote it: no writer writes
+    // a version newer than its own.
+    for minor in [1, 0] {
+        let mut b = blob();
+        set_u16(&mut b, offset::PRODUCER_MAJOR, 1);
+        set_u16(&mut b, offset::PRODUCER_MINOR, minor);
+        reseal_header(&mut b);
+        let expected = DecodeError::ProducerOlderThanBody {
+            producer: AbiVersion::new(1, minor),
+            body: AbiVersion::new(1, 2),
+        };
+        assert_eq!(decode(&b), Err(expected.clone()));
+        assert_eq!(read_header(&b), Err(expected));
+    }
     let mut b = blob();
-    set_u16(&mut b, offset::PRODUCER_MAJOR, 1);
-    set_u16(&mut b, offset::PRODUCER_MINOR, 0);
-    reseal_header(&mut b);
-    let expected = DecodeError::ProducerOlderThanBody {
-        producer: AbiVersion::new(1, 0),
-        body: AbiVersion::new(1, 1),
-    };
-    assert_eq!(decode(&b), Err(expected.clone()));
-    assert_eq!(read_header(&b), Err(expected));
     // An older major too.
     set_u16(&mut b, offset::PRODUCER_MAJOR, 0);
     set_u16(&mut b, offset::PRODUCER_MINOR, 9);
@@ -165,7 +168,7 @@ fn producer_older_than_the_body() {
 fn producer_newer_than_the_body_is_accepted() {
     // A newer writer that wrote an older version for this reader: the
     // producer version is informational.
-    for (major, minor) in [(1, 1), (1, 7), (2, 0)] {
+    for (major, minor) in [(1, 2), (1, 7), (2, 0)] {
         let mut b = blob();
         set_u16(&mut b, offset::PRODUCER_MAJOR, major);
         set_u16(&mut b, offset::PRODUCER_MINOR, minor);
@@ -319,10 +322,7 @@ fn padded_varint_with_recomputed_crc() {
 
 #[test]
 fn padded_varint_in_a_1_0_body() {
-    let mut state = sample();
-    for d in &mut state.domains {
-        d.paused = false;
-    }
+    let state = common::older_sample();
     let len = handover_abi::encoded_len_as(AbiVersion::new(1, 0), &state).expect("len");
     let mut b = vec![0u8; len];
     handover_abi::encode_as(AbiVersion::new(1, 0), &state, &common::producer(), &mut b)

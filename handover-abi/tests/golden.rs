@@ -1,43 +1,73 @@
 //! The committed golden blobs decode to their known states and, for the
 //! versions this build writes, re-encode to the same bytes.
 
-// `state_v1_1.rs` builds on the v1.0 state and includes its file too.
+// Each state file builds on the one before and includes its file too.
 #![allow(clippy::duplicate_mod)]
 
 #[path = "golden/state_v1_0.rs"]
 mod golden;
 #[path = "golden/state_v1_1.rs"]
 mod golden_v1_1;
+#[path = "golden/state_v1_2.rs"]
+mod golden_v1_2;
 
-use handover_abi::body::Inexpressible;
+use handover_abi::body::v1_2::{default_identity, default_mmio, DEFAULT_HOLE};
+use handover_abi::body::{carried, dropped, Dropped, Inexpressible};
 use handover_abi::{
-    decode, encode_as, AbiVersion, EncodeError, HandoverState, Header, HEADER_SIZE, MAGIC,
+    decode, encode_as, AbiVersion, DomainFlags, EncodeError, HandoverState, Header, HEADER_SIZE,
+    MAGIC,
 };
-use hvlu_types::DomId;
+use hvlu_types::{DomId, Gpfn};
 
 const V1_0: &[u8] = include_bytes!("golden/v1_0.bin");
 const V1_1: &[u8] = include_bytes!("golden/v1_1.bin");
+const V1_2: &[u8] = include_bytes!("golden/v1_2.bin");
 
 fn encode(version: AbiVersion, state: &HandoverState) -> Result<Vec<u8>, EncodeError> {
     let mut buf = vec![0u8; 64 * 1024];
     let producer = if version == golden::VERSION {
         golden::producer()
-    } else {
+    } else if version == golden_v1_1::VERSION {
         golden_v1_1::producer()
+    } else {
+        golden_v1_2::producer()
     };
     let len = encode_as(version, state, &producer, &mut buf)?;
     buf.truncate(len);
     Ok(buf)
 }
 
+/// `state` on a machine with the devices whose memory is exactly the older
+/// golden states' dom0 MMIO ranges, every privileged domain's access the
+/// default there (`golden_v1_2::on_older_devices`): the MMIO ranges, which
+/// the older blobs carry, are unchanged.
+fn on_older_devices(state: HandoverState) -> HandoverState {
+    let adopted = golden_v1_2::on_older_devices(state.clone());
+    for (d, b) in adopted.domains.iter().zip(&state.domains) {
+        assert_eq!(
+            d.mmio, b.mmio,
+            "d{}: the blob's MMIO ranges are the default",
+            d.id
+        );
+    }
+    adopted
+}
+
 #[test]
 fn v1_0_decodes_to_the_known_state() {
     let decoded = decode(V1_0).expect("the golden v1.0 blob decodes");
-    // A 1.0 blob becomes this build's types with every v1.1 addition empty.
+    // A 1.0 blob becomes this build's types with every v1.1 and v1.2
+    // addition empty or at its default.
     let expected = HandoverState::from(golden::state());
     assert_eq!(decoded.state, expected);
     assert!(decoded.state.domains.iter().all(|d| !d.paused));
     assert!(decoded.state.retired.is_empty() && decoded.state.globals.cmdline.is_empty());
+    assert!(decoded.state.devices.is_empty());
+    assert!(decoded
+        .state
+        .domains
+        .iter()
+        .all(|d| d.hole == DEFAULT_HOLE && d.identity.is_empty()));
     assert_eq!(decoded.header.version, AbiVersion::new(1, 0));
     assert_eq!(decoded.header.producer, golden::producer());
     assert_eq!(decoded.header.body_len as usize, V1_0.len() - HEADER_SIZE);
@@ -45,7 +75,7 @@ fn v1_0_decodes_to_the_known_state() {
 
 #[test]
 fn v1_0_reencodes_to_the_same_bytes() {
-    let state = HandoverState::from(golden::state());
+    let state = on_older_devices(HandoverState::from(golden::state()));
     assert_eq!(
         encode(golden::VERSION, &state).expect("encode"),
         V1_0,
@@ -56,16 +86,62 @@ fn v1_0_reencodes_to_the_same_bytes() {
 #[test]
 fn v1_1_decodes_to_the_known_state() {
     let decoded = decode(V1_1).expect("the golden v1.1 blob decodes");
-    assert_eq!(decoded.state, golden_v1_1::state());
+    assert_eq!(
+        decoded.state,
+        HandoverState::from(golden_v1_1::state()),
+        "a 1.1 blob becomes this build's types with the v1.2 additions at their defaults"
+    );
     assert_eq!(decoded.header.version, AbiVersion::new(1, 1));
     assert_eq!(decoded.header.producer, golden_v1_1::producer());
 }
 
 #[test]
 fn v1_1_reencodes_to_the_same_bytes() {
+    let state = on_older_devices(HandoverState::from(golden_v1_1::state()));
     assert_eq!(
-        encode(golden_v1_1::VERSION, &golden_v1_1::state()).expect("encode"),
+        encode(golden_v1_1::VERSION, &state).expect("encode"),
         V1_1,
+        "re-encoding the golden state changed its bytes"
+    );
+}
+
+#[test]
+fn an_older_state_whose_dom0_maps_devices_nobody_listed_is_not_written_back_as_it() {
+    // Decoded alone, the older blobs' dom0 may map device memory while no
+    // device is listed: its access is not the default (none, with no
+    // devices), so 1.1 and 1.0 cannot carry it. An image gives it the
+    // devices it finds first (`new_hv::devices::adopt`).
+    for (version, blob) in [(golden::VERSION, V1_0), (golden_v1_1::VERSION, V1_1)] {
+        let mut state = decode(blob).expect("decodes").state;
+        for d in &mut state.domains {
+            d.paused = false;
+        }
+        assert_eq!(
+            encode(version, &state),
+            Err(EncodeError::Inexpressible {
+                version,
+                what: Inexpressible::MmioNotDefault {
+                    version,
+                    domain: DomId(0)
+                },
+            })
+        );
+    }
+}
+
+#[test]
+fn v1_2_decodes_to_the_known_state() {
+    let decoded = decode(V1_2).expect("the golden v1.2 blob decodes");
+    assert_eq!(decoded.state, golden_v1_2::state());
+    assert_eq!(decoded.header.version, AbiVersion::new(1, 2));
+    assert_eq!(decoded.header.producer, golden_v1_2::producer());
+}
+
+#[test]
+fn v1_2_reencodes_to_the_same_bytes() {
+    assert_eq!(
+        encode(golden_v1_2::VERSION, &golden_v1_2::state()).expect("encode"),
+        V1_2,
         "re-encoding the golden state changed its bytes"
     );
 }
@@ -83,15 +159,52 @@ fn v1_1_state_is_complete() {
 }
 
 #[test]
-fn a_paused_domain_cannot_be_written_as_v1_0() {
+fn v1_2_state_is_complete() {
+    // Every addition of v1.2 is exercised by its blob.
+    use handover_abi::PciBar;
+    let state = golden_v1_2::state();
+    let bars = || state.devices.iter().flat_map(|d| d.bars.iter());
+    assert!(state.devices.iter().any(|d| d.bars.is_empty()));
+    assert!(state.devices.iter().any(|d| d.bars.len() > 1));
+    assert!(state.devices.iter().any(|d| d.bdf >> 8 != 0));
+    assert!(bars().any(|b| b.flags == PciBar::MEM64 | PciBar::PREFETCHABLE));
+    assert!(bars().any(|b| b.flags == PciBar::PREFETCHABLE));
+    assert!(bars().any(|b| b.base >= 1 << 32));
+    assert!(state.domains.iter().any(|d| d.hole != DEFAULT_HOLE));
+    assert!(state
+        .domains
+        .iter()
+        .any(|d| d.runs.iter().any(|r| r.first_gpfn >= Gpfn(1 << 20))));
+    // The privileged domain has the default access; a domU was granted
+    // some device memory and maps it in its hole.
+    let dom0 = &state.domains[0];
+    assert!(dom0.flags.contains(DomainFlags::PRIVILEGED));
+    assert_eq!(dom0.mmio, default_mmio(dom0.flags, &state.devices));
     assert_eq!(
-        encode(golden::VERSION, &golden_v1_1::state()),
+        dom0.identity,
+        default_identity(dom0.flags, &state.devices, dom0.hole)
+    );
+    assert_ne!(
+        dom0.mmio, dom0.identity,
+        "a BAR above 4 GiB is not in the hole"
+    );
+    assert!(state
+        .domains
+        .iter()
+        .any(|d| !d.flags.contains(DomainFlags::PRIVILEGED) && !d.identity.is_empty()));
+}
+
+#[test]
+fn a_paused_domain_cannot_be_written_as_v1_0() {
+    let state = on_older_devices(HandoverState::from(golden_v1_1::state()));
+    assert_eq!(
+        encode(golden::VERSION, &state),
         Err(EncodeError::Inexpressible {
             version: AbiVersion::new(1, 0),
             what: Inexpressible::PausedDomain(DomId(3)),
         })
     );
-    let e = handover_abi::encoded_len_as(golden::VERSION, &golden_v1_1::state()).unwrap_err();
+    let e = handover_abi::encoded_len_as(golden::VERSION, &state).unwrap_err();
     assert_eq!(
         e.to_string(),
         "ABI 1.0 cannot carry this state: d3 is paused, and ABI 1.0 cannot say so \
@@ -99,11 +212,162 @@ fn a_paused_domain_cannot_be_written_as_v1_0() {
     );
 }
 
+/// What the golden 1.2 state has that 1.1 cannot say, one thing at a time,
+/// in the order the writer looks: each is refused, naming the domain and
+/// the version; with all of it undone 1.1 and 1.0 carry the state.
+#[test]
+fn what_1_1_cannot_say_is_refused_one_thing_at_a_time() {
+    let v1_1 = golden_v1_1::VERSION;
+    let mut state = golden_v1_2::state();
+    for d in &mut state.domains {
+        d.paused = false;
+    }
+    let refused = |state: &HandoverState| match encode(v1_1, state) {
+        Err(EncodeError::Inexpressible { version, what }) => {
+            assert_eq!(version, v1_1);
+            assert_eq!(
+                encode(golden::VERSION, state),
+                Err(EncodeError::Inexpressible {
+                    version: golden::VERSION,
+                    what: match what {
+                        Inexpressible::HoleNotDefault { domain, hole, .. } => {
+                            Inexpressible::HoleNotDefault {
+                                version: golden::VERSION,
+                                domain,
+                                hole,
+                            }
+                        }
+                        Inexpressible::RamAboveHole { domain, gpfn, .. } => {
+                            Inexpressible::RamAboveHole {
+                                version: golden::VERSION,
+                                domain,
+                                gpfn,
+                            }
+                        }
+                        Inexpressible::MmioNotDefault { domain, .. } => {
+                            Inexpressible::MmioNotDefault {
+                                version: golden::VERSION,
+                                domain,
+                            }
+                        }
+                        Inexpressible::IdentityNotDefault { domain, .. } => {
+                            Inexpressible::IdentityNotDefault {
+                                version: golden::VERSION,
+                                domain,
+                            }
+                        }
+                        other => other,
+                    },
+                }),
+                "1.0 refuses what 1.1 refuses"
+            );
+            what
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // d1 was granted a BAR: not the default of a domU.
+    assert_eq!(
+        refused(&state),
+        Inexpressible::MmioNotDefault {
+            version: v1_1,
+            domain: DomId(1)
+        }
+    );
+    state.domains[1].mmio.clear();
+    assert_eq!(
+        refused(&state),
+        Inexpressible::IdentityNotDefault {
+            version: v1_1,
+            domain: DomId(1)
+        }
+    );
+    state.domains[1].identity.clear();
+    // d3's hole is at 16 MiB.
+    assert_eq!(
+        refused(&state),
+        Inexpressible::HoleNotDefault {
+            version: v1_1,
+            domain: DomId(3),
+            hole: Gpfn(0x1000)
+        }
+    );
+    // At the default hole, its page tables are still above it.
+    state.domains[2].hole = DEFAULT_HOLE;
+    assert_eq!(
+        refused(&state),
+        Inexpressible::RamAboveHole {
+            version: v1_1,
+            domain: DomId(3),
+            gpfn: Gpfn(0x10_0000)
+        }
+    );
+    let e = handover_abi::encoded_len_as(v1_1, &state).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ABI 1.1 cannot carry this state: d3 has guest RAM at gpfn 0x100000, above its PCI \
+         hole, and ABI 1.1 cannot say so (its reader refuses a guest frame past the domain's \
+         limit)"
+    );
+    for r in &mut state.domains[2].runs {
+        if r.first_gpfn >= Gpfn(0x10_0000) {
+            r.first_gpfn = Gpfn(r.first_gpfn.0 - 0x10_0000 + 0x400);
+        }
+    }
+    // dom0 maps all device memory but one BAR in its hole.
+    let all = state.domains[0].identity.clone();
+    state.domains[0].identity.pop();
+    assert_eq!(
+        refused(&state),
+        Inexpressible::IdentityNotDefault {
+            version: v1_1,
+            domain: DomId(0)
+        }
+    );
+    state.domains[0].identity = all;
+    // dom0 may map one range more than the device memory.
+    state.domains[0]
+        .mmio
+        .push(hvlu_types::MfnRange::new(hvlu_types::Mfn(0xfee00), 1));
+    assert_eq!(
+        refused(&state),
+        Inexpressible::MmioNotDefault {
+            version: v1_1,
+            domain: DomId(0)
+        }
+    );
+    state.domains[0].mmio.pop();
+    // Now 1.1 carries it: the reader gets the state without the device
+    // list, with every hole at the default and no identity entry (none
+    // differs from what it had but dom0's, the default it gets back).
+    let back = decode(&encode(v1_1, &state).expect("encode"))
+        .expect("decode")
+        .state;
+    assert_eq!(back, *carried(v1_1, &state));
+    assert!(back.devices.is_empty() && back.domains[0].identity.is_empty());
+    assert_eq!(back.domains[0].mmio, state.domains[0].mmio);
+    assert_eq!(
+        dropped(v1_1, &state),
+        Dropped {
+            devices: 5,
+            ..Dropped::default()
+        }
+    );
+    assert_eq!(
+        dropped(v1_1, &state).to_string(),
+        "the device list (5 device(s): the new image cannot compare what it finds with it)"
+    );
+    // And 1.0 too.
+    let back = decode(&encode(golden::VERSION, &state).expect("encode"))
+        .expect("decode")
+        .state;
+    assert_eq!(back, *carried(golden::VERSION, &state));
+}
+
 #[test]
 fn writing_v1_0_drops_the_hypervisors_records_only() {
     // Nothing paused: 1.0 carries every guest-visible field, and drops the
     // reports, the command line and the retired domains.
-    let mut state = golden_v1_1::state();
+    let mut state = on_older_devices(HandoverState::from(golden_v1_1::state()));
     for d in &mut state.domains {
         d.paused = false;
     }
@@ -113,19 +377,18 @@ fn writing_v1_0_drops_the_hypervisors_records_only() {
     let mut expected = state.clone();
     expected.globals.cmdline.clear();
     expected.retired.clear();
+    expected.devices.clear();
     for d in &mut expected.domains {
         d.reports = Default::default();
+        d.identity.clear();
     }
     assert_eq!(back, expected);
-    assert_eq!(
-        handover_abi::body::carried(golden::VERSION, &state).into_owned(),
-        expected
-    );
+    assert_eq!(carried(golden::VERSION, &state).into_owned(), expected);
     // What is dropped, as the writer announces it before pausing.
-    let dropped = handover_abi::body::dropped(golden::VERSION, &state);
+    let dropped_1_0 = dropped(golden::VERSION, &state);
     assert_eq!(
-        dropped,
-        handover_abi::body::Dropped {
+        dropped_1_0,
+        Dropped {
             cmdline: !state.globals.cmdline.is_empty(),
             reports: state
                 .domains
@@ -133,26 +396,28 @@ fn writing_v1_0_drops_the_hypervisors_records_only() {
                 .filter(|d| d.reports != Default::default())
                 .count(),
             retired: state.retired.len(),
+            devices: state.devices.len(),
         }
     );
     assert!(
-        !dropped.is_empty(),
+        !dropped_1_0.is_empty(),
         "the golden 1.1 state has records to drop"
     );
-    assert!(handover_abi::body::dropped(golden::VERSION, &expected).is_empty());
-    assert!(handover_abi::body::dropped(golden_v1_1::VERSION, &state).is_empty());
-    let text = handover_abi::body::Dropped {
+    assert!(dropped(golden::VERSION, &expected).is_empty());
+    assert!(dropped(golden_v1_2::VERSION, &state).is_empty());
+    let text = Dropped {
         cmdline: true,
         reports: 2,
         retired: 1,
+        devices: 0,
     }
     .to_string();
     assert_eq!(
         text,
         "the command line, the reports of 2 domain(s), 1 retired domain(s)"
     );
-    // And 1.1 carries it all.
-    let back = decode(&encode(golden_v1_1::VERSION, &state).expect("encode"))
+    // And 1.2 carries it all.
+    let back = decode(&encode(golden_v1_2::VERSION, &state).expect("encode"))
         .expect("decode")
         .state;
     assert_eq!(back, state);

@@ -7,12 +7,26 @@ mod common;
 
 use common::{invalid, sample};
 use handover_abi::body::v1_0::{DomainFlags, PinnedTable, RamRange, RamType, VcpuFlags};
-use handover_abi::{decode, RunKind, RunRef, StateError};
+use handover_abi::body::v1_2::{Bdf, PciBar, HOLE_END};
+use handover_abi::{decode, BarRef, RunKind, RunRef, StateError};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT};
 
 const DOM0: usize = 0;
 const DOMU1: usize = 1; // id 1
-const DOMU2: usize = 2; // id 3
+const DOMU2: usize = 2; // id 3, its hole at 16 MiB, its tables above 4 GiB
+
+// The sample's devices, by index in its list.
+const EDU: usize = 1; // 00:01.0, BAR 0: 1 MiB at 0xfea00000
+const NET: usize = 2; // 00:02.0, BAR 1: 64 KiB; BAR 4: 64-bit, 1 MiB at 512 GiB
+const SMBUS: usize = 3; // 00:1f.3, BAR 0: 4 KiB at 0xfed00000
+const NVME: usize = 4; // 01:00.0, BAR 2: 8 MiB at 0xfe000000
+
+fn bar_ref(bdf: u16, index: u8) -> BarRef {
+    BarRef {
+        device: Bdf(bdf),
+        index,
+    }
+}
 
 fn run_ref(domain: u16, run: usize) -> RunRef {
     RunRef {
@@ -157,6 +171,173 @@ fn zero_tsc_frequency() {
     let mut s = sample();
     s.globals.time.tsc_khz = 0;
     assert_eq!(invalid(&s), StateError::ZeroTscFrequency);
+}
+
+#[test]
+fn device_class_code_wider_than_24_bits() {
+    let mut s = sample();
+    s.devices[EDU].class = 0x100_ff00;
+    assert_eq!(
+        invalid(&s),
+        StateError::DeviceClassTooWide {
+            device: Bdf(0x08),
+            class: 0x100_ff00
+        }
+    );
+}
+
+#[test]
+fn bar_past_the_last_register() {
+    let mut s = sample();
+    s.devices[EDU].bars[0].index = 6;
+    assert_eq!(
+        invalid(&s),
+        StateError::BadBarIndex {
+            bar: bar_ref(0x08, 6),
+            index: 6,
+            bits: 32
+        }
+    );
+    // A 64-bit BAR takes two registers: it cannot be the last.
+    let mut s = sample();
+    s.devices[NET].bars[1].index = 5;
+    assert_eq!(
+        invalid(&s),
+        StateError::BadBarIndex {
+            bar: bar_ref(0x10, 5),
+            index: 5,
+            bits: 64
+        }
+    );
+}
+
+#[test]
+fn unknown_bar_flag_bits() {
+    let mut s = sample();
+    s.devices[EDU].bars[0].flags = 0x4;
+    assert_eq!(
+        invalid(&s),
+        StateError::BadBarFlags {
+            bar: bar_ref(0x08, 0),
+            bits: 0x4
+        }
+    );
+}
+
+#[test]
+fn bar_size_not_a_power_of_two_of_a_page_or_more() {
+    for size in [0x3000, 0x800, 0] {
+        let mut s = sample();
+        s.devices[EDU].bars[0].size = size;
+        assert_eq!(
+            invalid(&s),
+            StateError::BadBarSize {
+                bar: bar_ref(0x08, 0),
+                size
+            }
+        );
+    }
+}
+
+#[test]
+fn bar_not_aligned_to_its_size() {
+    let mut s = sample();
+    s.devices[EDU].bars[0].base = 0xfea8_0000;
+    assert_eq!(
+        invalid(&s),
+        StateError::BarNotAligned {
+            bar: bar_ref(0x08, 0),
+            base: 0xfea8_0000,
+            size: 0x10_0000
+        }
+    );
+}
+
+#[test]
+fn bar_beyond_physical_addresses() {
+    for (base, size) in [(1 << 52, 0x10_0000), (1 << 63, 1 << 63)] {
+        let mut s = sample();
+        s.devices[NET].bars[1].base = base;
+        s.devices[NET].bars[1].size = size;
+        assert_eq!(
+            invalid(&s),
+            StateError::BarBeyondPhysical {
+                bar: bar_ref(0x10, 4),
+                base,
+                size
+            }
+        );
+    }
+    // Up to the last byte below 2^52 is fine (as device memory goes).
+    let mut s = sample();
+    s.devices[NET].bars[1].base = (1 << 52) - 0x10_0000;
+    s.domains[DOM0].mmio[4].start = Mfn((1 << 40) - 0x100);
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn bar_overlapping_usable_ram() {
+    let mut s = sample();
+    s.devices[EDU].bars[0].base = 0x3fe0_0000;
+    assert_eq!(
+        invalid(&s),
+        StateError::BarOverlapsRam {
+            bar: bar_ref(0x08, 0),
+            base: 0x3fe0_0000,
+            size: 0x10_0000
+        }
+    );
+}
+
+#[test]
+fn bar_register_taken_twice() {
+    // 00:02.0's BAR 4 is 64 bits: it takes register 5 too.
+    let mut s = sample();
+    s.devices[NET].bars.push(PciBar {
+        index: 5,
+        base: 0xfeb0_0000,
+        size: 0x1000,
+        flags: 0,
+    });
+    assert_eq!(
+        invalid(&s),
+        StateError::BarRegisterTaken {
+            bar: bar_ref(0x10, 5)
+        }
+    );
+}
+
+#[test]
+fn duplicate_device() {
+    let mut s = sample();
+    s.devices[NVME].bdf = 0x08;
+    assert_eq!(
+        invalid(&s),
+        StateError::DuplicateDevice { device: Bdf(0x08) }
+    );
+}
+
+#[test]
+fn bars_overlapping() {
+    let mut s = sample();
+    s.devices[SMBUS].bars[0].base = 0xfea0_1000;
+    assert_eq!(
+        invalid(&s),
+        StateError::BarsOverlap {
+            first: bar_ref(0x08, 0),
+            second: bar_ref(0xfb, 0)
+        }
+    );
+}
+
+#[test]
+fn the_devices_are_checked_after_the_records_and_before_the_domain_ids() {
+    let mut s = sample();
+    s.devices[EDU].bars[0].flags = 0x8;
+    s.domains[DOMU2].id = DomId(1);
+    assert!(matches!(invalid(&s), StateError::BadBarFlags { .. }));
+    s.globals.cmdline = "x".repeat(1025);
+    assert_eq!(invalid(&s), StateError::CmdlineTooLong { len: 1025 });
 }
 
 #[test]
@@ -306,6 +487,29 @@ fn domain_name_too_long() {
 }
 
 #[test]
+fn hole_not_2_mib_aligned_between_16_mib_and_4_gib() {
+    for hole in [0x1001, 0x800, HOLE_END.0] {
+        let mut s = sample();
+        s.domains[DOMU2].hole = Gpfn(hole);
+        assert_eq!(
+            invalid(&s),
+            StateError::BadHole {
+                domain: DomId(3),
+                hole: Gpfn(hole)
+            }
+        );
+    }
+}
+
+#[test]
+fn the_hole_is_checked_before_the_runs() {
+    let mut s = sample();
+    s.domains[DOMU1].runs[1].count = 0;
+    s.domains[DOMU1].hole = Gpfn(0);
+    assert!(matches!(invalid(&s), StateError::BadHole { .. }));
+}
+
+#[test]
 fn empty_run() {
     let mut s = sample();
     s.domains[DOMU1].runs[1].count = 0;
@@ -444,6 +648,52 @@ fn a_guest_frame_beyond_the_memory_limit() {
     // The last gpfn below the limit is fine.
     s.domains[DOMU1].runs[7].first_gpfn = Gpfn(0x1fff);
     assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn a_guest_frame_past_the_ram_above_the_hole() {
+    // Domain 3: a hole at 16 MiB and a limit of 0x1800 frames, so RAM
+    // below 16 MiB and 0x800 frames from 4 GiB.
+    let mut s = sample();
+    s.domains[DOMU2].runs[4].first_gpfn = Gpfn(0x10_0800);
+    assert_eq!(
+        invalid(&s),
+        StateError::GpfnBeyondLimit {
+            domain: DomId(3),
+            run: 4,
+            gpfn: Gpfn(0x10_0800),
+            max: 0x1800
+        }
+    );
+    s.domains[DOMU2].runs[4].first_gpfn = Gpfn(0x10_07ff);
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn a_guest_frame_in_the_hole() {
+    let mut s = sample();
+    s.domains[DOMU1].runs[7].first_gpfn = Gpfn(0xc_0000);
+    assert_eq!(
+        invalid(&s),
+        StateError::GpfnInHole {
+            domain: DomId(1),
+            run: 7,
+            gpfn: Gpfn(0xc_0000),
+            hole: Gpfn(0xc_0000)
+        }
+    );
+    // A run across the hole's start: its first frame in the hole is named.
+    let mut s = sample();
+    s.domains[DOMU2].runs[0].first_gpfn = Gpfn(0xe00);
+    assert_eq!(
+        invalid(&s),
+        StateError::GpfnInHole {
+            domain: DomId(3),
+            run: 0,
+            gpfn: Gpfn(0x1000),
+            hole: Gpfn(0x1000)
+        }
+    );
 }
 
 #[test]
@@ -618,6 +868,121 @@ fn mmio_range_overlapping_ram() {
 }
 
 #[test]
+fn mmio_range_outside_the_device_memory() {
+    // Between the edu BAR and 00:02.0's: no device's.
+    let mut s = sample();
+    s.domains[DOMU1].mmio[0] = MfnRange::new(Mfn(0xfeb00), 1);
+    s.domains[DOMU1].identity.clear();
+    assert_eq!(
+        invalid(&s),
+        StateError::MmioOutsideDevices {
+            domain: DomId(1),
+            range: 0,
+            mfns: MfnRange::new(Mfn(0xfeb00), 1)
+        }
+    );
+    // A state that lists no device says nothing of device memory.
+    s.devices.clear();
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn empty_identity_range() {
+    let mut s = sample();
+    s.domains[DOM0].identity[2].count = 0;
+    assert_eq!(
+        invalid(&s),
+        StateError::EmptyIdentityRange {
+            domain: DomId(0),
+            range: 2
+        }
+    );
+}
+
+#[test]
+fn identity_ranges_out_of_order() {
+    let mut s = sample();
+    s.domains[DOM0].identity.swap(0, 1);
+    assert_eq!(
+        invalid(&s),
+        StateError::IdentityOutOfOrder {
+            domain: DomId(0),
+            range: 1
+        }
+    );
+    // Overlapping ranges are out of order too.
+    let mut s = sample();
+    let edu = s.domains[DOMU1].identity[0];
+    s.domains[DOMU1].identity.push(edu);
+    assert_eq!(
+        invalid(&s),
+        StateError::IdentityOutOfOrder {
+            domain: DomId(1),
+            range: 1
+        }
+    );
+}
+
+#[test]
+fn identity_range_outside_the_hole() {
+    // The 64-bit BAR at 512 GiB: dom0 may map it, but it has no guest
+    // frame.
+    let mut s = sample();
+    let high = s.domains[DOM0].mmio[4];
+    s.domains[DOM0].identity.push(high);
+    assert_eq!(
+        invalid(&s),
+        StateError::IdentityOutsideHole {
+            domain: DomId(0),
+            range: 4,
+            mfns: high,
+            hole: Gpfn(0xc_0000)
+        }
+    );
+    // A hole above the BAR.
+    let mut s = sample();
+    s.domains[DOMU1].hole = Gpfn(0xfec00);
+    assert_eq!(
+        invalid(&s),
+        StateError::IdentityOutsideHole {
+            domain: DomId(1),
+            range: 0,
+            mfns: MfnRange::new(Mfn(0xfea00), 0x100),
+            hole: Gpfn(0xfec00)
+        }
+    );
+}
+
+#[test]
+fn identity_range_outside_the_mmio_ranges() {
+    let mut s = sample();
+    s.domains[DOMU1].identity[0].count += 1;
+    assert_eq!(
+        invalid(&s),
+        StateError::IdentityOutsideMmio {
+            domain: DomId(1),
+            range: 0,
+            mfns: MfnRange::new(Mfn(0xfea00), 0x101)
+        }
+    );
+    // Two MMIO ranges that together hold it are not one.
+    let mut s = sample();
+    s.domains[DOMU1].mmio = vec![
+        MfnRange::new(Mfn(0xfea80), 0x80),
+        MfnRange::new(Mfn(0xfea00), 0x80),
+    ];
+    assert!(matches!(
+        invalid(&s),
+        StateError::IdentityOutsideMmio { .. }
+    ));
+    // One that holds it among others, in any order, is enough.
+    s.domains[DOMU1]
+        .mmio
+        .push(MfnRange::new(Mfn(0xfea00), 0x100));
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
 fn runs_of_two_domains_overlapping_are_checked_after_every_domain() {
     // Overlap across domains is the last check: a later domain's own fault
     // is reported first.
@@ -645,5 +1010,32 @@ fn errors_name_what_is_wrong() {
     assert_eq!(
         e.to_string(),
         "domain 0 vcpu 1: cr3 (mfn 0x4b00) is not among the domain's L4 runs"
+    );
+    let e = StateError::BarsOverlap {
+        first: bar_ref(0x08, 0),
+        second: bar_ref(0xfb, 0),
+    };
+    assert_eq!(
+        e.to_string(),
+        "device 00:01.0 BAR 0 and device 00:1f.3 BAR 0 overlap"
+    );
+    let e = StateError::GpfnInHole {
+        domain: DomId(3),
+        run: 0,
+        gpfn: Gpfn(0x1000),
+        hole: Gpfn(0x1000),
+    };
+    assert_eq!(
+        e.to_string(),
+        "domain 3: run 0 has guest frame gpfn 0x1000 in the domain's PCI hole [gpfn 0x1000, 4 GiB)"
+    );
+    let e = StateError::BadHole {
+        domain: DomId(3),
+        hole: Gpfn(0x1001),
+    };
+    assert_eq!(
+        e.to_string(),
+        "domain 3: its PCI hole starts at gpfn 0x1001, not a multiple of 0x200 frames from \
+         gpfn 0x1000 up to below gpfn 0x100000"
     );
 }

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 
 use common::reseal_body;
 use handover_abi::body::current::{
-    ConsoleRing, Domain, DomainFlags, GpRegs, GuestReports, HandoverState, HvGlobals, LuRegion,
-    Machine, PinnedTable, RamRange, RamType, RetiredDomain, TimeBase, Vcpu, VcpuFlags,
+    default_identity, default_mmio, device_memory, ConsoleRing, Domain, DomainFlags, GpRegs,
+    GuestReports, HandoverState, HvGlobals, LuRegion, Machine, PciBar, PciDevice, PinnedTable,
+    RamRange, RamType, RetiredDomain, TimeBase, Vcpu, VcpuFlags, DEFAULT_HOLE, HOLE_END,
 };
+use handover_abi::body::{carried, Inexpressible};
 use handover_abi::{
     decode, encode, encode_as, encoded_len, encoded_len_as, AbiVersion, BuildId, DecodeError,
-    MemRun, Producer, RunKind, CURRENT, HEADER_SIZE,
+    EncodeError, MemRun, Producer, RunKind, CURRENT, HEADER_SIZE,
 };
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 use proptest::collection::vec;
@@ -44,9 +46,34 @@ struct DomShape {
     kinds: [Vec<RunShape>; 5],
     vcpus: Vec<VcpuShape>,
     mmio: Vec<(u64, u64)>,
+    /// Picks of device memory: a BAR, and where in it.
+    grants: Vec<(Index, Index, Index)>,
     console: [u32; 4],
     start_info: (Index, Index),
     slack: u64,
+    /// 0: the hole moved (to `hole`); 1: the page tables above 4 GiB; 2:
+    /// MMIO ranges granted (not the default); 3: the last identity range
+    /// of the default left out; else none of these.
+    oddity: u8,
+    /// Where a moved hole starts, in 2 MiB units (at least 16 MiB).
+    hole: u64,
+}
+
+#[derive(Clone, Debug)]
+struct DevShape {
+    bdf_gap: u16,
+    ids: (u16, u16, u32),
+    /// Each BAR: log2 of its size in pages, its flags.
+    bars: Vec<(u32, u32)>,
+}
+
+fn dev_shape() -> impl Strategy<Value = DevShape> {
+    (
+        0..40u16,
+        (any::<u16>(), any::<u16>(), 0..=0xff_ffffu32),
+        vec((0..5u32, 0..4u32), 0..4),
+    )
+        .prop_map(|(bdf_gap, ids, bars)| DevShape { bdf_gap, ids, bars })
 }
 
 fn run_shape(max_count: u64) -> impl Strategy<Value = RunShape> {
@@ -86,27 +113,27 @@ fn dom_shape() -> impl Strategy<Value = DomShape> {
         vec(run_shape(2), 1..3),
     );
     (
-        0..3u16,
-        any::<bool>(),
-        "[a-z0-9 -]{0,32}",
+        (0..3u16, any::<bool>(), "[a-z0-9 -]{0,32}"),
         kinds,
         vec(vcpu_shape(), 0..4),
         vec((0..0x1000u64, 1..16u64), 0..3),
+        vec(any::<(Index, Index, Index)>(), 0..3),
         any::<[u32; 4]>(),
         (any::<Index>(), any::<Index>()),
         0..100u64,
+        (0..12u8, 8..2048u64),
     )
         .prop_map(
             |(
-                id_gap,
-                privileged,
-                name,
+                (id_gap, privileged, name),
                 (d, l1, l2, l3, l4),
                 vcpus,
                 mmio,
+                grants,
                 console,
                 start_info,
                 slack,
+                (oddity, hole),
             )| {
                 DomShape {
                     id_gap,
@@ -115,12 +142,58 @@ fn dom_shape() -> impl Strategy<Value = DomShape> {
                     kinds: [d, l1, l2, l3, l4],
                     vcpus,
                     mmio,
+                    grants,
                     console,
                     start_info,
                     slack,
+                    oddity,
+                    hole,
                 }
             },
         )
+}
+
+/// Lays out the devices: bus/device/function growing, each BAR aligned to
+/// its size, 32-bit ones from 3 GiB up (in every hole), 64-bit ones from
+/// 1 TiB up.
+fn build_devices(shapes: Vec<DevShape>) -> Vec<PciDevice> {
+    let (mut low, mut high) = (0xc000_0000u64, 1u64 << 40);
+    let mut bdf = 0u16;
+    shapes
+        .into_iter()
+        .map(|shape| {
+            bdf += shape.bdf_gap + 1;
+            let mut index = 0u8;
+            let bars = shape
+                .bars
+                .iter()
+                .filter_map(|&(pages, flags)| {
+                    let bar = PciBar {
+                        index,
+                        base: 0,
+                        size: 4096 << pages,
+                        flags,
+                    };
+                    index += bar.registers();
+                    let next = if flags & PciBar::MEM64 != 0 {
+                        &mut high
+                    } else {
+                        &mut low
+                    };
+                    let base = next.next_multiple_of(bar.size);
+                    *next = base + bar.size;
+                    (index <= 6).then_some(PciBar { base, ..bar })
+                })
+                .collect();
+            PciDevice {
+                bdf,
+                vendor: shape.ids.0,
+                device: shape.ids.1,
+                class: shape.ids.2,
+                bars,
+            }
+        })
+        .collect()
 }
 
 const KINDS: [RunKind; 5] = [
@@ -136,10 +209,17 @@ const KINDS: [RunKind; 5] = [
 /// MMIO at 3 GiB.
 fn build(
     shapes: Vec<DomShape>,
+    devices: Vec<DevShape>,
     reverse: bool,
     next_gap: u16,
     time: (u64, u64, u64),
 ) -> HandoverState {
+    let devices = build_devices(devices);
+    let bars: Vec<MfnRange> = devices
+        .iter()
+        .flat_map(|d| d.bars.iter())
+        .map(PciBar::frames)
+        .collect();
     let mut mfn = 0x3000u64;
     let mut last_id: Option<u16> = None;
     let mut domains = Vec::new();
@@ -149,10 +229,18 @@ fn build(
             Some(prev) => prev + 1 + shape.id_gap,
         };
         last_id = Some(id);
+        let hole = if shape.oddity == 0 {
+            Gpfn(shape.hole * 512)
+        } else {
+            DEFAULT_HOLE
+        };
         let mut gpfn = 0u64;
         let mut runs = Vec::new();
         let mut pinned = Vec::new();
         for (kind, list) in KINDS.iter().zip(&shape.kinds) {
+            if shape.oddity == 1 && *kind == RunKind::L1 {
+                gpfn = HOLE_END.0;
+            }
             for r in list {
                 let run = MemRun {
                     first_mfn: Mfn(mfn + r.mfn_gap),
@@ -227,20 +315,59 @@ fn build(
             flags = flags.union(DomainFlags::PRIVILEGED);
         }
         let [in_cons, in_prod, out_cons, out_prod] = shape.console;
+        // Every guest frame is in the guest RAM (the last run ends highest:
+        // gpfns only grow; the low runs end far below any hole).
+        let max_frames = if gpfn >= HOLE_END.0 {
+            hole.0 + (gpfn - HOLE_END.0)
+        } else {
+            frames.max(gpfn)
+        } + shape.slack;
+        let (mmio, identity) = if shape.oddity == 2 {
+            // Grants: device memory when devices are listed, else any
+            // frames above RAM; mapped in the hole where they lie in it.
+            let mmio: Vec<MfnRange> = if devices.is_empty() {
+                shape
+                    .mmio
+                    .iter()
+                    .map(|&(at, count)| MfnRange::new(Mfn(0xc0000 + at), count))
+                    .collect()
+            } else {
+                shape
+                    .grants
+                    .iter()
+                    .filter(|_| !bars.is_empty())
+                    .map(|(bar, skip, count)| {
+                        let b = bars[bar.index(bars.len())];
+                        let skip = skip.index(b.count as usize) as u64;
+                        let count = 1 + count.index((b.count - skip) as usize) as u64;
+                        MfnRange::new(Mfn(b.start.0 + skip), count)
+                    })
+                    .collect()
+            };
+            let mut identity: Vec<MfnRange> = mmio
+                .iter()
+                .copied()
+                .filter(|m| m.start.0 >= hole.0 && m.end() <= HOLE_END.0)
+                .collect();
+            identity.sort();
+            identity.dedup_by(|b, a| b.start.0 < a.end());
+            (mmio, identity)
+        } else {
+            let mut identity = default_identity(flags, &devices, hole);
+            if shape.oddity == 3 {
+                // One BAR fewer mapped in the hole than the default.
+                identity.pop();
+            }
+            (default_mmio(flags, &devices), identity)
+        };
         domains.push(Domain {
             id: DomId(id),
             flags,
             name: shape.name,
-            // Every guest frame is below the limit (the last run ends
-            // highest: gpfns only grow).
-            max_frames: frames.max(gpfn) + shape.slack,
+            max_frames,
             runs,
             pinned,
-            mmio: shape
-                .mmio
-                .iter()
-                .map(|&(at, count)| MfnRange::new(Mfn(0xc0000 + at), count))
-                .collect(),
+            mmio,
             start_info,
             vcpus,
             console: ConsoleRing {
@@ -259,6 +386,8 @@ fn build(
                 unexpected_faults: u64::from(in_prod) * 7,
                 expect_fault: shape.privileged,
             },
+            hole,
+            identity,
         });
     }
     let retired = domains
@@ -311,17 +440,63 @@ fn build(
         },
         domains,
         retired,
+        devices,
     }
 }
 
 fn valid_state() -> impl Strategy<Value = HandoverState> {
     (
         vec(dom_shape(), 0..5),
+        vec(dev_shape(), 0..4),
         any::<bool>(),
         0..3u16,
         (any::<u64>(), 1..=u64::MAX, any::<u64>()),
     )
-        .prop_map(|(shapes, reverse, next_gap, time)| build(shapes, reverse, next_gap, time))
+        .prop_map(|(shapes, devices, reverse, next_gap, time)| {
+            build(shapes, devices, reverse, next_gap, time)
+        })
+}
+
+/// What `version` (1.0 or 1.1) cannot say of `state`, found as the writer
+/// must find it — paused domains first for 1.0, then domain by domain its
+/// hole, its RAM above the hole, its MMIO ranges and its identity
+/// entries — against the defaults computed on their own.
+fn cannot_say(version: AbiVersion, state: &HandoverState) -> Option<Inexpressible> {
+    if version.minor == 0 {
+        if let Some(d) = state.domains.iter().find(|d| d.paused) {
+            return Some(Inexpressible::PausedDomain(d.id));
+        }
+    }
+    state.domains.iter().find_map(|d| {
+        let domain = d.id;
+        if d.hole != DEFAULT_HOLE {
+            return Some(Inexpressible::HoleNotDefault {
+                version,
+                domain,
+                hole: d.hole,
+            });
+        }
+        if let Some(gpfn) = d
+            .runs
+            .iter()
+            .map(|r| r.first_gpfn)
+            .filter(|&g| g >= d.hole)
+            .min()
+        {
+            return Some(Inexpressible::RamAboveHole {
+                version,
+                domain,
+                gpfn,
+            });
+        }
+        if d.mmio != default_mmio(d.flags, &state.devices) {
+            return Some(Inexpressible::MmioNotDefault { version, domain });
+        }
+        if d.identity != default_identity(d.flags, &state.devices, d.hole) {
+            return Some(Inexpressible::IdentityNotDefault { version, domain });
+        }
+        None
+    })
 }
 
 fn blob(state: &HandoverState) -> Vec<u8> {
@@ -344,26 +519,56 @@ proptest! {
     }
 
     #[test]
-    fn random_states_written_as_v1_0_keep_what_a_guest_sees(state in valid_state()) {
-        let v1_0 = AbiVersion::new(1, 0);
+    fn random_states_written_as_older_minors_keep_what_a_guest_sees(
+        state in valid_state(),
+        minor in 0..2u16,
+    ) {
+        let version = AbiVersion::new(1, minor);
         let producer = Producer::this_build(BuildId([7; 16]));
-        let paused = state.domains.iter().find(|d| d.paused).map(|d| d.id);
-        match (paused, encoded_len_as(v1_0, &state)) {
-            (Some(_), Err(_)) => {}
+        match (cannot_say(version, &state), encoded_len_as(version, &state)) {
+            (Some(what), Err(e)) => {
+                prop_assert_eq!(e, EncodeError::Inexpressible { version, what });
+            }
             (None, Ok(len)) => {
                 let mut buf = vec![0u8; len];
-                encode_as(v1_0, &state, &producer, &mut buf).expect("encode");
+                encode_as(version, &state, &producer, &mut buf).expect("encode");
                 let back = decode(&buf).expect("decode").state;
+                // What the reader gets: no device list, the default hole,
+                // no identity entry; for 1.0 no records either.
                 let mut expected = state.clone();
-                expected.globals.cmdline.clear();
-                expected.retired.clear();
+                expected.devices.clear();
                 for d in &mut expected.domains {
-                    d.reports = GuestReports::default();
+                    d.identity.clear();
                 }
-                prop_assert_eq!(back, expected);
+                if minor == 0 {
+                    expected.globals.cmdline.clear();
+                    expected.retired.clear();
+                    for d in &mut expected.domains {
+                        d.reports = GuestReports::default();
+                    }
+                }
+                prop_assert_eq!(&back, &expected);
+                prop_assert_eq!(&*carried(version, &state), &expected);
             }
-            (paused, len) => prop_assert!(false, "paused {paused:?} but {len:?}"),
+            (what, len) => prop_assert!(false, "refusal {what:?} but {len:?}"),
         }
+    }
+
+    #[test]
+    fn the_device_memory_is_sorted_merged_and_every_bar_in_it(state in valid_state()) {
+        let memory = device_memory(&state.devices);
+        prop_assert!(memory.windows(2).all(|w| w[0].end() < w[1].start.0));
+        let bar_frames: u64 = state
+            .devices
+            .iter()
+            .flat_map(|d| d.bars.iter())
+            .map(|b| {
+                let f = b.frames();
+                prop_assert!(memory.iter().any(|m| m.start <= f.start && f.end() <= m.end()));
+                Ok(f.count)
+            })
+            .sum::<Result<u64, TestCaseError>>()?;
+        prop_assert_eq!(memory.iter().map(|m| m.count).sum::<u64>(), bar_frames);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Domain: one domain back from the state (`old_hv::domain::save` wrote
-//! it) — its p2m from its runs, its vCPUs' contexts, the L4s whose
-//! hypervisor slots this image must rewrite.
+//! it) — its p2m from its runs, its vCPUs' contexts, its device access and
+//! guest memory map, the L4s whose hypervisor slots this image must
+//! rewrite.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -32,21 +33,35 @@ pub struct Restored {
     pub paused: bool,
     /// What the guest reported about itself.
     pub reports: GuestReports,
-    /// The device frames it may map (its `mmio` ranges), as the state says.
+    /// The device frames it may map (its I/O memory permission).
     pub mmio: Vec<MfnRange>,
+    /// The first guest frame of its PCI hole, `[hole, 4 GiB)`
+    /// (`handover_abi::memory_map` gives its whole guest memory map).
+    pub hole: Gpfn,
+    /// The device frames its p2m maps in the hole at guest frame ==
+    /// machine frame.
+    pub identity: Vec<MfnRange>,
 }
 
-/// Rebuilds domain `d` of a verified state. Refuses a run that reaches past
-/// the domain's memory limit (its p2m is sized by the limit, never by a
-/// number the state could inflate) and a vCPU context
-/// [`vcpu::restore`] refuses.
+/// Rebuilds domain `d` of a verified state. Refuses a run that is not in
+/// the domain's guest RAM — in its PCI hole, or past what its memory limit
+/// gives it (its p2m is sized by the limit, never by a number the state
+/// could inflate) — and a vCPU context [`vcpu::restore`] refuses.
 pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
+    let map = d.memory_map();
     for run in &d.runs {
-        let end = run.first_gpfn.0.saturating_add(run.count);
-        if end > d.max_frames {
+        if map.hole.meets(run.first_gpfn.0, run.count) {
+            return Err(IncomingError::GpfnInHole {
+                domain: d.id,
+                gpfn: run.first_gpfn.max(d.hole),
+                hole: d.hole,
+            });
+        }
+        if !map.is_ram(run.first_gpfn, run.count) {
+            let end = run.first_gpfn.0.saturating_add(run.count);
             return Err(IncomingError::GpfnBeyondLimit {
                 domain: d.id,
-                gpfn: Gpfn(end - 1),
+                gpfn: Gpfn(end.saturating_sub(1)),
                 max_frames: d.max_frames,
             });
         }
@@ -67,6 +82,8 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
         paused: d.paused,
         reports: d.reports,
         mmio: d.mmio.clone(),
+        hole: d.hole,
+        identity: d.identity.clone(),
     })
 }
 

@@ -18,11 +18,15 @@
 //! 4. the **restricted boot**, second part: page tables, frametable, M2P
 //!    ([`Boot::tables`]); the staged range but the image is free again
 //!    ([`consumed_range`]);
-//! 5. the guests' **page tables unchanged** ([`tables::check`]);
-//! 6. the **pass** ([`adopt`]);
-//! 7. every **domain restored** ([`domain::restore`]) and its L4s given
+//! 5. the machine's **devices** enumerated ([`Platform::devices`]) and
+//!    taken into the state ([`devices::adopt`]: compared with what a 1.2
+//!    state recorded; an older state gets them and its privileged domains
+//!    their default access, which the pass then checks mappings against);
+//! 6. the guests' **page tables unchanged** ([`tables::check`]);
+//! 7. the **pass** ([`adopt`]);
+//! 8. every **domain restored** ([`domain::restore`]) and its L4s given
 //!    this hypervisor's slots;
-//! 8. **resume** ([`Platform::resume`]).
+//! 9. **resume** ([`Platform::resume`]).
 //!
 //! Release of the rest of RAM comes after the guests run, from
 //! [`Entered::adopted`]'s free ranges. The old side dry-runs steps 2 and 4
@@ -37,10 +41,11 @@ use boot_allocator::{HandOff, PhysRange};
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::version::VersionRange;
-use handover_abi::HandoverState;
+use handover_abi::{HandoverState, PciDevice};
 use hvlu_types::{Mfn, MfnRange};
 
 use crate::boot::{self, Boot, BootMemory};
+use crate::devices;
 use crate::domain::{self, Restored};
 use crate::staging::{consumed_range, staged_range};
 use crate::{adopt, ram, read_args, tables, verify_state, Adopted, InTimes, IncomingError};
@@ -63,6 +68,9 @@ pub trait Platform: BootMemory {
     fn locate(&mut self, args: &EntryArgs);
     /// Reads physical memory.
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// Enumerates the machine's PCI devices and their memory BARs, as this
+    /// image finds them (its own page tables are loaded).
+    fn devices(&mut self) -> Result<Vec<PciDevice>, Self::Error>;
     /// Frames the hypervisor keeps outside `region` (firmware memory, an
     /// image outside the region).
     fn reserved(&self, region: PhysRange) -> Vec<MfnRange>;
@@ -81,8 +89,12 @@ pub trait Platform: BootMemory {
 pub struct Entered {
     /// The argument page.
     pub args: EntryArgs,
-    /// The verified state.
+    /// The verified state, with the devices taken in
+    /// ([`devices::adopt`]).
     pub state: HandoverState,
+    /// The PCI devices this image found: every device the state lists is
+    /// among them, unchanged; a device found but not recorded is here only.
+    pub devices: Vec<PciDevice>,
     /// Usable RAM, from the state.
     pub ram: Vec<MfnRange>,
     /// The frames the hypervisor keeps outside the region.
@@ -143,7 +155,8 @@ pub fn enter<P: Platform>(
     let mut bytes = alloc::vec![0u8; args.state_len as usize];
     p.read(args.state_phys, &mut bytes)
         .map_err(platform("reading the state"))?;
-    let state = verify_state(&args, &bytes, reads)?;
+    let decoded = verify_state(&args, &bytes, reads)?;
+    let (read, mut state) = (decoded.header.version, decoded.state);
     drop(bytes);
     t.verified = p.now();
 
@@ -166,6 +179,13 @@ pub fn enter<P: Platform>(
         .err()
         .map(|e| alloc::format!("lu: the consumed staging area {consumed} stays reserved: {e}"));
     t.booted = p.now();
+
+    // The devices, before the pass checks the guests' MMIO mappings
+    // against each domain's ranges.
+    let found = p
+        .devices()
+        .map_err(platform("enumerating the PCI devices"))?;
+    devices::adopt(&mut state, read, &found)?;
 
     let reserved = p.reserved(region);
     let layout = MachineLayout::new(&ram, region.covering_frames(), &reserved)
@@ -208,5 +228,6 @@ pub fn enter<P: Platform>(
         times: t,
         note,
         state,
+        devices: found,
     }))
 }

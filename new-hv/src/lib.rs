@@ -19,6 +19,9 @@
 //! - [`verify`](mod@verify): the argument page ([`read_args`]), decoding
 //!   the state and cross-checking it with the argument page
 //!   ([`verify_state`]).
+//! - [`devices`]: the PCI devices an image finds against those the state
+//!   recorded ([`devices::compare`], which the old side runs too before it
+//!   pauses), taken into the state before the pass ([`devices::adopt`]).
 //! - [`adopt`](mod@adopt): the frametable pass over the decoded domains, the
 //!   digest check and the free RAM ([`adopt()`]).
 //! - [`boot`]: what the restricted boot takes from the region and in which
@@ -45,6 +48,7 @@ pub use handover_abi as abi;
 
 pub mod adopt;
 pub mod boot;
+pub mod devices;
 pub mod domain;
 pub mod enter;
 pub mod free;
@@ -140,7 +144,17 @@ pub enum IncomingError {
         /// What is wrong with it.
         error: hvlu_types::ContextError,
     },
-    /// A run reaches past the domain's memory limit.
+    /// A run has a guest frame in the domain's PCI hole.
+    #[error("d{domain}: a run has {gpfn} in the domain's PCI hole, which starts at {hole}")]
+    GpfnInHole {
+        /// The domain.
+        domain: DomId,
+        /// The run's lowest guest frame in the hole.
+        gpfn: Gpfn,
+        /// The hole's first guest frame.
+        hole: Gpfn,
+    },
+    /// A run reaches past the guest RAM the domain's memory limit gives it.
     #[error("d{domain}: a run reaches {gpfn}, beyond its limit of {max_frames} frames")]
     GpfnBeyondLimit {
         /// The domain.
@@ -150,6 +164,10 @@ pub enum IncomingError {
         /// The domain's limit.
         max_frames: u64,
     },
+    /// The devices this image found are not those the state recorded, or
+    /// do not fit it.
+    #[error("devices: {0}")]
+    Devices(#[from] devices::DeviceError),
     /// The frametable pass refused the state.
     #[error("frametable pass: {0}")]
     Pass(#[from] frame_ownership::Error),

@@ -9,7 +9,7 @@
 
 use handover_abi::entry::EntryArgs;
 use handover_abi::version::VersionRange;
-use handover_abi::HandoverState;
+use handover_abi::{Decoded, HandoverState};
 use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 
 use crate::staging::staged_range;
@@ -23,12 +23,13 @@ pub fn read_args(bytes: &[u8]) -> Result<EntryArgs, IncomingError> {
 /// Decodes the state (`bytes`, the `state_len` bytes at `state_phys`),
 /// checks that it is of a version this image reads (`reads`, what its note
 /// advertised) and that its region, image and state ranges are the argument
-/// page's.
+/// page's. Returns the blob's header (its version says what the state
+/// could carry) and the state.
 pub fn verify_state(
     args: &EntryArgs,
     bytes: &[u8],
     reads: VersionRange,
-) -> Result<HandoverState, IncomingError> {
+) -> Result<Decoded, IncomingError> {
     let decoded = handover_abi::decode(bytes)?;
     let found = decoded.header.version;
     if !reads.contains(found) {
@@ -57,7 +58,7 @@ pub fn verify_state(
             listed: r.state,
         });
     }
-    Ok(decoded.state)
+    Ok(decoded)
 }
 
 /// The whole check on host buffers: argument page, staged range, state.
@@ -68,6 +69,6 @@ pub fn verify(
 ) -> Result<(EntryArgs, HandoverState), IncomingError> {
     let args = read_args(args_bytes)?;
     staged_range(&args)?;
-    let state = verify_state(&args, state_bytes, reads)?;
-    Ok((args, state))
+    let decoded = verify_state(&args, state_bytes, reads)?;
+    Ok((args, decoded.state))
 }

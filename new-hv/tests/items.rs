@@ -8,7 +8,7 @@
 use frame_ownership::testkit::random_machine;
 use frame_ownership::{rebuild, state_view, FrameInfo};
 use handover_abi::entry::EntryArgs;
-use handover_abi::{GpRegs, GuestReports, RunKind};
+use handover_abi::{GpRegs, GuestReports, RunKind, DEFAULT_HOLE};
 use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
 use hvlu_types::regs::rflags;
 use hvlu_types::{ContextError, PhysRange, VcpuContext};
@@ -191,6 +191,15 @@ fn domain_round_trip() {
                 mmio: &sd.mmio,
                 vcpus: vcpus.clone(),
                 start_info: Gpfn(seed % 3),
+                // A hole moved from its default on every other seed; the
+                // random machine's devices lie below any hole, so nothing
+                // is mapped in it.
+                hole: if seed % 2 == 0 {
+                    DEFAULT_HOLE
+                } else {
+                    Gpfn(0x8_0000)
+                },
+                identity: &[],
                 paused: seed % 2 == 1,
                 reports: GuestReports {
                     checks: seed * 1000 + 1,
@@ -212,6 +221,8 @@ fn domain_round_trip() {
             assert_eq!(back.paused, input.paused);
             assert_eq!(back.reports, input.reports);
             assert_eq!(back.vcpus, vcpus);
+            assert_eq!(back.mmio, input.mmio);
+            assert_eq!((back.hole, back.identity.len()), (input.hole, 0));
             // The p2m comes back up to its highest frame.
             let used = p2m
                 .iter()
@@ -245,6 +256,8 @@ fn domain_restore_refuses_a_run_past_the_limit() {
             mmio: &sd.mmio,
             vcpus: Vec::new(),
             start_info: Gpfn(0),
+            hole: DEFAULT_HOLE,
+            identity: &[],
             paused: false,
             reports: GuestReports::default(),
         },
@@ -254,6 +267,12 @@ fn domain_restore_refuses_a_run_past_the_limit() {
     saved.max_frames -= 1;
     let e = new_hv::domain::restore(&saved).unwrap_err();
     assert!(matches!(e, IncomingError::GpfnBeyondLimit { .. }), "{e}");
+    // A hole over the highest frame: that run is in the hole.
+    saved.max_frames += 1;
+    let top = p2m.len() as u64 - 1;
+    saved.hole = Gpfn(top / 512 * 512);
+    let e = new_hv::domain::restore(&saved).unwrap_err();
+    assert!(matches!(e, IncomingError::GpfnInHole { .. }), "{e}");
 }
 
 #[test]
@@ -288,6 +307,8 @@ fn pins_round_trip() {
                             })
                             .collect(),
                         start_info: Gpfn(0),
+                        hole: DEFAULT_HOLE,
+                        identity: &[],
                         paused: false,
                         reports: GuestReports::default(),
                     },

@@ -405,7 +405,7 @@ fn report_line_keeps_its_fields_in_order() {
 
 #[test]
 fn a_version_this_image_does_not_read_is_refused() {
-    // An image whose note said it reads only 1.0 gets a 1.1 state.
+    // An image whose note said it reads only 1.0 gets a 1.2 state.
     let s = stage(3, 2);
     let only_1_0 = VersionRange::single(AbiVersion::new(1, 0));
     let e = new_hv::verify(&s.args_bytes(), &s.blob, only_1_0).unwrap_err();
@@ -418,7 +418,7 @@ fn a_version_this_image_does_not_read_is_refused() {
     );
     assert_eq!(
         e.to_string(),
-        "the state is ABI 1.1, this image reads 1.0..=1.0"
+        "the state is ABI 1.2, this image reads 1.0..=1.0"
     );
 }
 

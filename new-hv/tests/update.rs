@@ -7,8 +7,10 @@
 
 mod sim;
 
+use frame_ownership::FrameInfo;
 use handover_abi::{DecodeError, DomainFlags, RunKind};
 use hvlu_types::{Mfn, PAGE_SIZE};
+use new_hv::devices::{DeviceChange, DeviceError};
 use new_hv::{Entered, IncomingError};
 use old_hv::checks::CheckError;
 use old_hv::exec::{exec, ExecError, Fault, Step};
@@ -49,6 +51,8 @@ fn check_arrived(sim: &Sim, e: &Entered) {
     assert_eq!(e.ram, sim.machine.ram);
     assert_eq!(e.state.globals, sim.globals);
     assert_eq!(e.state.retired, sim.retired);
+    assert_eq!(e.state.devices, sim.devices, "the devices recorded arrive");
+    assert_eq!(e.devices, sim.found, "the devices found are handed on");
     assert_eq!(e.domains.len(), sim.domains.len());
     for (r, d) in e.domains.iter().zip(&sim.domains) {
         assert_eq!(r.id, d.id);
@@ -57,6 +61,8 @@ fn check_arrived(sim: &Sim, e: &Entered) {
         assert_eq!(r.paused, d.paused);
         assert_eq!(r.reports, d.reports);
         assert_eq!(r.max_frames, d.max_frames);
+        assert_eq!(r.mmio, d.mmio, "d{}", d.id);
+        assert_eq!((r.hole, &r.identity), (d.hole, &d.identity), "d{}", d.id);
         // The p2m comes back, up to its last mapped gpfn.
         let last = d
             .p2m
@@ -178,7 +184,7 @@ fn a_version_1_argument_page_arrives_without_its_digests() {
 /// that reason and every vCPU runs on.
 #[test]
 fn a_1_0_image_is_held_to_its_own_boot_before_the_pause() {
-    let mut sim = host(13, 2);
+    let mut sim = Sim::for_older(13, 2);
     let before = sim.outside_region();
     let mut info = Sim::image();
     info.note.writes = None;
@@ -371,14 +377,14 @@ fn a_state_that_does_not_fit_its_area_cancels() {
 }
 
 /// Handing over in 1.0 (to an image that reads only 1.0): a paused domain,
-/// which 1.0 cannot say, is refused before anything is paused; with no
-/// domain paused the update goes on, and what 1.0 drops of the
-/// hypervisor's records (reports, command line, retired domains) is said
-/// before the pause.
+/// and a domU that may map device memory, which 1.0 cannot say, are
+/// refused before anything is paused; with neither the update goes on, and
+/// what 1.0 drops of the hypervisor's records (reports, command line,
+/// retired domains) and the device list are said before the pause.
 #[test]
 fn what_1_0_cannot_say_is_refused_before_the_pause_and_what_it_drops_is_said() {
     let v1_0 = handover_abi::AbiVersion::new(1, 0);
-    let mut sim = host(42, 3);
+    let mut sim = Sim::for_older(42, 3);
     sim.globals.cmdline = "loglvl=debug".into();
     sim.domains[1].paused = true;
     sim.fault = None;
@@ -396,10 +402,31 @@ fn what_1_0_cannot_say_is_refused_before_the_pause_and_what_it_drops_is_said() {
     for d in &mut sim.domains {
         d.paused = false;
     }
+    // A domU granted a device range (its tables map none of it).
+    let granted = handover_abi::device_memory(&sim.devices)[0];
+    sim.domains[1].mmio.push(granted);
+    let e = exec(&mut sim, &info, &staging).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "d{} may map other device memory than the default",
+            sim.domains[1].id
+        )),
+        "{e}"
+    );
+    assert_eq!((sim.paused, sim.resumed), (0, 0), "nothing was paused");
+    sim.domains[1].mmio.clear();
+
     sim.log.clear();
     let staging = sim.stage(&info, End::Top);
     exec(&mut sim, &info, &staging).unwrap();
     assert_eq!(sim.paused, 1);
+    assert!(
+        sim.log
+            .iter()
+            .any(|l| l.contains("handover 1.0") && l.contains("the device list")),
+        "{:?}",
+        sim.log
+    );
     let said = sim
         .log
         .iter()
@@ -410,6 +437,181 @@ fn what_1_0_cannot_say_is_refused_before_the_pause_and_what_it_drops_is_said() {
         "{}",
         sim.log[said]
     );
+}
+
+/// A host with devices whose domains map some of them in their PCI hole.
+fn host_with_identity(seed: u64) -> Sim {
+    (seed..)
+        .find_map(|s| {
+            Sim::new(s, 3).filter(|sim| {
+                !sim.devices.is_empty()
+                    && sim.domains.iter().any(|d| !d.identity.is_empty())
+                    && sim
+                        .domains
+                        .iter()
+                        .any(|d| d.hole == handover_abi::DEFAULT_HOLE)
+            })
+        })
+        .expect("a machine with identity entries")
+}
+
+/// The devices, the holes and the identity entries arrive as the old side
+/// recorded them, next to an identical frametable.
+#[test]
+fn devices_holes_and_identity_entries_arrive_as_recorded() {
+    let mut sim = host_with_identity(50);
+    let entered = update(&mut sim, End::Top, None).unwrap().unwrap();
+    check_arrived(&sim, &entered);
+    assert!(entered.state.devices.iter().all(|d| !d.bars.is_empty()));
+    assert!(entered
+        .domains
+        .iter()
+        .any(|r| r.hole == handover_abi::MIN_HOLE && !r.identity.is_empty()));
+}
+
+/// A device the old side recorded that is gone or has moved when it
+/// rescans, just before pausing: the update is refused, naming the device,
+/// and nothing is paused or touched. Once the machine is back as recorded,
+/// the update arrives.
+#[test]
+fn a_device_gone_or_moved_is_refused_before_the_pause() {
+    let mut sim = host_with_identity(60);
+    let before = sim.outside_region();
+    let info = Sim::image();
+    let staging = sim.stage(&info, End::Bottom);
+    let gone = sim.found.remove(0);
+    let e = exec(&mut sim, &info, &staging).unwrap_err();
+    assert_eq!(
+        e,
+        ExecError::DeviceChanged(DeviceChange::Vanished {
+            device: gone.address(),
+            vendor: gone.vendor,
+            id: gone.device
+        })
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "refused before pausing anything: the machine's devices changed: device {} \
+             ({:04x}:{:04x}) was recorded but is gone",
+            gone.address(),
+            gone.vendor,
+            gone.device
+        )
+    );
+    sim.found.insert(0, gone);
+    // A BAR moved by its own size.
+    let recorded = sim.found[0].bars[0];
+    sim.found[0].bars[0].base += recorded.size;
+    let e = exec(&mut sim, &info, &staging).unwrap_err();
+    assert!(
+        matches!(&e, ExecError::DeviceChanged(DeviceChange::BarMoved { recorded: r, .. }) if *r == recorded),
+        "{e}"
+    );
+    assert!(e.to_string().contains("BAR 0 moved: recorded at"), "{e}");
+    assert_eq!((sim.paused, sim.resumed), (0, 0), "nothing was paused");
+    assert!(sim.jumped.is_none());
+    assert!(sim.outside_region() == before);
+    sim.found[0].bars[0] = recorded;
+    let entered = update(&mut sim, End::Bottom, None).unwrap().unwrap();
+    check_arrived(&sim, &entered);
+}
+
+/// A device found that was not recorded changes nothing the guests see:
+/// the update arrives, and the new image has it among those it found.
+#[test]
+fn a_device_found_but_not_recorded_is_fine() {
+    let mut sim = host_with_identity(70);
+    sim.found.push(extra_device());
+    let entered = update(&mut sim, End::Top, None).unwrap().unwrap();
+    check_arrived(&sim, &entered);
+    assert_eq!(entered.devices.last(), Some(&extra_device()));
+    assert!(!entered.state.devices.contains(&extra_device()));
+}
+
+/// A function with a 64-bit BAR far above the simulated RAM.
+fn extra_device() -> handover_abi::PciDevice {
+    handover_abi::PciDevice {
+        bdf: 0x100,
+        vendor: 0x1234,
+        device: 0x11e8,
+        class: 0xff00,
+        bars: vec![handover_abi::PciBar {
+            index: 0,
+            base: 0x80_0000_0000,
+            size: 0x10_0000,
+            flags: handover_abi::PciBar::MEM64,
+        }],
+    }
+}
+
+/// A device that changes after the old side's last look, between its
+/// pre-flight and the new image's scan: the new image stops before the
+/// pass, naming it (nothing runs on a machine the state does not
+/// describe).
+#[test]
+fn a_device_that_changes_after_the_pre_flight_stops_the_new_image() {
+    let mut sim = host_with_identity(80);
+    let info = Sim::image();
+    let staging = sim.stage(&info, End::Top);
+    let args = exec(&mut sim, &info, &staging).unwrap();
+    let bar = sim.found[0].bars[0];
+    sim.found[0].bars.clear();
+    match new_hv::enter(&mut sim, args, handover_abi::READS) {
+        Err(e @ IncomingError::Devices(DeviceError::Changed(DeviceChange::BarGone { .. }))) => {
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "devices: device {} BAR {} ({:#x}+{:#x}) was recorded but is gone",
+                    sim.found[0].address(),
+                    bar.index,
+                    bar.base,
+                    bar.size
+                )),
+                "{e}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        sim.new_frametable.iter().all(|f| *f == FrameInfo::UNOWNED),
+        "no pass ran"
+    );
+}
+
+/// Handing over in 1.1 (to an image that reads only 1.1), then reading
+/// it: the state lists no device, so the new image takes those it finds
+/// (here one more than the old side recorded) and gives dom0 its default
+/// access to them before the pass; the domUs keep theirs (none). Every
+/// frame arrives as it was.
+#[test]
+fn a_1_1_state_gets_the_devices_found_and_dom0_its_default_access() {
+    let v1_1 = handover_abi::AbiVersion::new(1, 1);
+    let mut sim = Sim::for_older(90, 3);
+    let mut info = Sim::image();
+    info.version = v1_1;
+    let staging = sim.stage(&info, End::Top);
+    let args = exec(&mut sim, &info, &staging).unwrap();
+    assert!(
+        sim.log
+            .iter()
+            .any(|l| l.contains("handover 1.1") && l.contains("the device list")),
+        "{:?}",
+        sim.log
+    );
+    sim.found.push(extra_device());
+    let e = new_hv::enter(&mut sim, args, handover_abi::READS).unwrap();
+    assert_eq!(e.args.state_len, sim.jumped.as_ref().unwrap().1.state_len);
+    assert_eq!(e.state.devices, sim.found);
+    assert_eq!(sim.new_frametable, sim.frametable, "frametables differ");
+    for (r, d) in e.domains.iter().zip(&sim.domains) {
+        if r.privileged {
+            assert_eq!(r.mmio, handover_abi::device_memory(&sim.found));
+            assert_eq!(r.mmio.len(), d.mmio.len() + 1, "the extra BAR is dom0's");
+        } else {
+            assert!(r.mmio.is_empty());
+        }
+        assert_eq!((r.hole, r.identity.len()), (handover_abi::DEFAULT_HOLE, 0));
+    }
 }
 
 proptest! {

@@ -18,6 +18,12 @@
 //! [`before_jump`] makes all three. Any failure cancels the update and
 //! every domain runs on; the incoming image checks all of it again and
 //! trusts none of it.
+//!
+//! One check comes earlier still, before anything is paused
+//! (`crate::exec`): the machine's PCI devices are scanned again and each
+//! one the state records must be found as it was
+//! (`new_hv::devices::compare`, which the incoming image runs on its own
+//! scan too); a device gone or moved is refused, naming it.
 
 use boot_allocator::PhysRange;
 use frame_ownership::MachineLayout;

@@ -25,8 +25,15 @@ pub struct DomainInput<'a> {
     pub max_frames: u64,
     /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
     pub p2m: &'a [u64],
-    /// The device ranges its L1 entries may map, sorted.
+    /// The device ranges its L1 entries may map, sorted (its I/O memory
+    /// permission).
     pub mmio: &'a [MfnRange],
+    /// The first guest frame of its PCI hole (`handover_abi::DEFAULT_HOLE`
+    /// unless it was created with another).
+    pub hole: Gpfn,
+    /// The device frames its p2m maps at guest frame == machine frame in
+    /// the hole, sorted.
+    pub identity: &'a [MfnRange],
     /// Its vCPUs' saved contexts, in vCPU id order.
     pub vcpus: Vec<VcpuContext>,
     /// The gpfn of its start-info page.
@@ -67,5 +74,7 @@ pub fn save(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domai
         console: ConsoleRing::default(),
         paused: d.paused,
         reports: d.reports,
+        hole: d.hole,
+        identity: d.identity.to_vec(),
     }
 }

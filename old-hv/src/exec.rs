@@ -10,6 +10,10 @@
 //!
 //! The order:
 //!
+//! 0. before anything is paused: the machine's **devices** rescanned and
+//!    compared with those the state records ([`Platform::devices`],
+//!    `new_hv::devices::compare`), and the state checked against the
+//!    negotiated version and the state area;
 //! 1. **pause** every vCPU;
 //! 2. **serialise** the handover state into the staging area
 //!    ([`handover::serialise`], the version negotiated at load);
@@ -34,11 +38,12 @@ use core::fmt;
 use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::EntryArgs;
-use handover_abi::{AbiVersion, BuildId, HandoverState, Producer, RunKind};
+use handover_abi::{AbiVersion, BuildId, HandoverState, PciDevice, Producer, RunKind};
 use hvlu_types::table_plan::Map;
 use hvlu_types::PAGE_SIZE;
 use hvlu_types::{Mfn, MfnRange};
 use new_hv::boot::BootPlan;
+use new_hv::devices::DeviceChange;
 use new_hv::IncomingError;
 
 use crate::checks::{self, CheckError};
@@ -222,6 +227,9 @@ pub trait Platform {
     /// The handover state of the running system, with `image` and `state`
     /// as the staged image and state area.
     fn state(&self, image: MfnRange, state: MfnRange) -> HandoverState;
+    /// Scans the machine's PCI devices and their memory BARs again, now
+    /// (the state's `devices` are those the hypervisor recorded at boot).
+    fn devices(&mut self) -> Result<Vec<PciDevice>, Self::Error>;
     /// The frametable and the M2P.
     fn frametable(&self) -> (&[FrameInfo], &[u64]);
     /// The guests' page tables.
@@ -253,6 +261,11 @@ pub enum ExecError<E: fmt::Display> {
     /// paused.
     #[error("refused before pausing anything: {0}")]
     BeforePause(SerialiseError),
+    /// A PCI device the hypervisor recorded is gone or changed: the
+    /// guests' device mappings would name what is no longer there. Found
+    /// before anything was paused.
+    #[error("refused before pausing anything: the machine's devices changed: {0}")]
+    DeviceChanged(DeviceChange),
     /// The state could not be encoded into the staging area.
     #[error("{0}")]
     Serialise(SerialiseError),
@@ -315,12 +328,13 @@ pub fn exec<P: Platform>(
     }
 }
 
-/// What can be known before anything is paused is checked before: the
-/// state of the running system, taken once outside the blackout, must be
-/// expressible in the negotiated version and fit the state area; what the
-/// version drops of the hypervisor's own records is said. The same checks
-/// run again on the state serialised inside the blackout (it can have
-/// changed in between), where a refusal resumes every vCPU.
+/// What can be known before anything is paused is checked before: every
+/// PCI device the hypervisor recorded is still there as it was (a rescan
+/// now); the state of the running system, taken once outside the blackout,
+/// must be expressible in the negotiated version and fit the state area;
+/// what the version drops of the hypervisor's own records is said. The
+/// state checks run again on the state serialised inside the blackout (it
+/// can have changed in between), where a refusal resumes every vCPU.
 fn before_pause<P: Platform>(
     p: &mut P,
     info: &ImageInfo,
@@ -329,6 +343,10 @@ fn before_pause<P: Platform>(
     let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
     let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
     let state = p.state(image, area);
+    let found = p
+        .devices()
+        .map_err(phys_step("rescanning the PCI devices"))?;
+    new_hv::devices::compare(&state.devices, &found).map_err(ExecError::DeviceChanged)?;
     let refused = |e: SerialiseError| ExecError::BeforePause(e);
     let needed = handover_abi::encoded_len_as(info.version, &state)
         .map_err(|e| refused(SerialiseError::Encode(e)))?;

@@ -17,8 +17,8 @@ use alloc::vec::Vec;
 
 use frame_ownership::{state_views, FrameInfo};
 use handover_abi::{
-    AbiVersion, DecodeError, EncodeError, HandoverState, HvGlobals, LuRegion, Machine, Producer,
-    RetiredDomain,
+    AbiVersion, DecodeError, EncodeError, HandoverState, HvGlobals, LuRegion, Machine, PciDevice,
+    Producer, RetiredDomain,
 };
 use hvlu_types::MfnRange;
 
@@ -27,14 +27,16 @@ use crate::{domain, ram};
 
 /// The handover state of a running system: `ram` (sorted frame ranges, all
 /// usable), the live-update region with the staged image and state areas,
-/// the globals, every domain, in the order given, and the domains destroyed
-/// earlier whose reports still count.
+/// the globals, every domain, in the order given, the domains destroyed
+/// earlier whose reports still count, and the PCI devices the hypervisor
+/// enumerated.
 pub fn handover_state<'a>(
     ram: &[MfnRange],
     region: LuRegion,
     globals: HvGlobals,
     domains: impl IntoIterator<Item = DomainInput<'a>>,
     retired: Vec<RetiredDomain>,
+    devices: Vec<PciDevice>,
     frametable: &[FrameInfo],
 ) -> HandoverState {
     HandoverState {
@@ -48,6 +50,7 @@ pub fn handover_state<'a>(
             .map(|d| domain::save(d, frametable))
             .collect(),
         retired,
+        devices,
     }
 }
 

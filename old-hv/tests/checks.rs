@@ -52,6 +52,8 @@ fn state_with(seed: u64, limit: impl Fn(u64) -> u64) -> HandoverState {
                 .iter()
                 .find(|r| r.kind == RunKind::Data && r.count > 0)
                 .map_or(Gpfn(0), |r| r.first_gpfn),
+            hole: handover_abi::DEFAULT_HOLE,
+            identity: &[],
             paused: false,
             reports: GuestReports::default(),
         });
@@ -76,6 +78,7 @@ fn state_with(seed: u64, limit: impl Fn(u64) -> u64) -> HandoverState {
         region,
         globals,
         inputs,
+        Vec::new(),
         Vec::new(),
         &out.frametable,
     )

@@ -63,6 +63,7 @@ fn state() -> HandoverState {
         },
         domains: Vec::new(),
         retired: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

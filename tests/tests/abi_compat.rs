@@ -1,4 +1,5 @@
-//! Updates between a current image (reads and writes 1.0..=1.1) and the
+//! Updates between a current image (reads and writes 1.0 up to this tree's
+//! `handover_abi::CURRENT`) and the
 //! real 1.0 release (built from its own revision, `releases.toml`), which
 //! reads and writes only 1.0, on a machine of the current tree with two
 //! domUs: the version each writer chooses from the reader's note, and what
@@ -109,9 +110,9 @@ fn updates_down_to_release_1_0_and_back_up() {
     assert_eq!(report["digest_equal"], "yes");
     both_go_on(&mut m, 2);
 
-    // And between current images, 1.1 again.
+    // And between current images, this tree's version again.
     let (writing, report) = update(&mut m, "hv", 3);
-    assert_eq!(writing, "1.1");
+    assert_eq!(writing, handover_abi::CURRENT.to_string());
     assert_eq!(report["digest_equal"], "yes");
     both_go_on(&mut m, 2);
     poweroff_pass(&mut m);

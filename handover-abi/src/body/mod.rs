@@ -6,31 +6,35 @@
 //! primitive types of [`crate::types`] they use, never change again.
 //!
 //! [`current`] names the in-memory types of this build, which are those of
-//! [`crate::CURRENT`], v1.1. How a minor version is added (v1.1 did it):
+//! [`crate::CURRENT`], v1.2. How a minor version is added (v1.1 and v1.2
+//! did it):
 //!
 //! 1. write `vM_m` with its own types for what changes, re-exporting the
 //!    older module's types for what does not, and point [`current`] at it;
 //! 2. add `From<older::HandoverState> for current::HandoverState` (an old
-//!    blob becomes a state with every addition empty), and let
-//!    [`decode_body`] map the older version to it;
-//! 3. let [`encode_body`] write the older version from the current type
-//!    through a borrowing view that serializes the older version's fields
-//!    in its order ([`v1_0_view`]), so that encoding still does not
-//!    allocate; a state the older version cannot express is refused first
-//!    ([`expressible`]);
+//!    blob becomes a state with every addition empty or at its default),
+//!    and let [`decode_body`] map the older version to it;
+//! 3. let [`encode_body`] write the older versions from the current type
+//!    through the borrowing view ([`view`]), which serializes each older
+//!    version's fields in its order, so that encoding still does not
+//!    allocate; a state an older version cannot express is refused first
+//!    ([`expressible`]), and what it drops is said ([`dropped`]) and left
+//!    out of what the writer compares ([`carried`]);
 //! 4. bump [`crate::CURRENT`] and add a golden blob.
 
 pub mod v1_0;
-mod v1_0_view;
 pub mod v1_1;
+pub mod v1_2;
+mod view;
 
-/// The in-memory types of this build: those of [`crate::CURRENT`] (v1.1).
+/// The in-memory types of this build: those of [`crate::CURRENT`] (v1.2).
 pub mod current {
-    pub use super::v1_1::*;
+    pub use super::v1_2::*;
 }
 
 use crate::version::AbiVersion;
-use hvlu_types::DomId;
+use hvlu_types::{DomId, Gpfn};
+use view::Older;
 
 /// What a version cannot say about a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -38,18 +42,104 @@ pub enum Inexpressible {
     /// A paused domain: a 1.0 reader would resume it.
     #[error("d{0} is paused, and ABI 1.0 cannot say so (the new image would resume it)")]
     PausedDomain(DomId),
+    /// A domain whose PCI hole is not at the default place: an older reader
+    /// knows no hole, and the next reader of 1.2 would put it at 3 GiB.
+    #[error("d{domain}'s PCI hole starts at {hole}, and ABI {version} cannot say so (a state of {version} gives every domain the hole at 3 GiB, gpfn 0xc0000)")]
+    HoleNotDefault {
+        /// The version asked for.
+        version: AbiVersion,
+        /// The domain.
+        domain: DomId,
+        /// Its hole.
+        hole: Gpfn,
+    },
+    /// A domain with guest RAM above its hole (from 4 GiB up): an older
+    /// reader refuses a guest frame at or past the domain's limit.
+    #[error("d{domain} has guest RAM at {gpfn}, above its PCI hole, and ABI {version} cannot say so (its reader refuses a guest frame past the domain's limit)")]
+    RamAboveHole {
+        /// The version asked for.
+        version: AbiVersion,
+        /// The domain.
+        domain: DomId,
+        /// The first guest frame of its lowest run above the hole.
+        gpfn: Gpfn,
+    },
+    /// A domain whose I/O memory permission is not the default (all the
+    /// device memory for a privileged domain, none for another): an older
+    /// reader forgets it and the next reader of 1.2 gives the default.
+    #[error("d{domain} may map other device memory than the default (all of it for a privileged domain, none for another), and ABI {version} cannot carry that (the image after it would give the default back)")]
+    MmioNotDefault {
+        /// The version asked for.
+        version: AbiVersion,
+        /// The domain.
+        domain: DomId,
+    },
+    /// A domain whose identity entries in its hole are not the default
+    /// (the device memory in the hole for a privileged domain, none for
+    /// another): an older reader has no guest memory map to keep them in.
+    #[error("d{domain} has other device memory mapped in its PCI hole than the default (the device memory in the hole for a privileged domain, none for another), and ABI {version} cannot carry that (the image after it would give the default back)")]
+    IdentityNotDefault {
+        /// The version asked for.
+        version: AbiVersion,
+        /// The domain.
+        domain: DomId,
+    },
+}
+
+/// The older minor `version` is, or `None` for the current one (or one
+/// this build does not write).
+fn older(version: AbiVersion) -> Option<Older> {
+    match (version.major, version.minor) {
+        (1, 0) => Some(Older::V1_0),
+        (1, 1) => Some(Older::V1_1),
+        _ => None,
+    }
 }
 
 /// Whether `version` can carry `state` without changing what a guest sees.
 /// What it cannot carry of the hypervisor's own records (1.0: the guests'
-/// reports, the command line, retired domains) is dropped, not refused.
+/// reports, the command line, retired domains; 1.0 and 1.1: the device
+/// list) is dropped, not refused. Does not allocate.
 pub(crate) fn expressible(
     version: AbiVersion,
     state: &current::HandoverState,
 ) -> Result<(), Inexpressible> {
-    if (version.major, version.minor) == (1, 0) {
+    let Some(older) = older(version) else {
+        return Ok(());
+    };
+    if older == Older::V1_0 {
         if let Some(d) = state.domains.iter().find(|d| d.paused) {
             return Err(Inexpressible::PausedDomain(d.id));
+        }
+    }
+    for d in &state.domains {
+        let domain = d.id;
+        if d.hole != v1_2::DEFAULT_HOLE {
+            return Err(Inexpressible::HoleNotDefault {
+                version,
+                domain,
+                hole: d.hole,
+            });
+        }
+        if let Some(gpfn) = d
+            .runs
+            .iter()
+            .filter(|r| r.first_gpfn.0.saturating_add(r.count) > d.hole.0)
+            .map(|r| r.first_gpfn.max(d.hole))
+            .min()
+        {
+            return Err(Inexpressible::RamAboveHole {
+                version,
+                domain,
+                gpfn,
+            });
+        }
+        let (mmio, identity) = d.has_default_access(&state.devices);
+        if !mmio {
+            return Err(Inexpressible::MmioNotDefault { version, domain });
+        }
+        if !identity {
+            return Err(Inexpressible::IdentityNotDefault { version, domain });
         }
     }
     Ok(())
@@ -65,6 +155,9 @@ pub struct Dropped {
     pub reports: usize,
     /// Retired domains dropped.
     pub retired: usize,
+    /// Devices of the device list dropped: the new image cannot compare
+    /// what it finds with what this one recorded.
+    pub devices: usize,
 }
 
 impl Dropped {
@@ -93,6 +186,15 @@ impl core::fmt::Display for Dropped {
         if self.retired > 0 {
             part(f, format_args!("{} retired domain(s)", self.retired))?;
         }
+        if self.devices > 0 {
+            part(
+                f,
+                format_args!(
+                    "the device list ({} device(s): the new image cannot compare what it finds with it)",
+                    self.devices
+                ),
+            )?;
+        }
         if parts == 0 {
             f.write_str("nothing")?;
         }
@@ -103,22 +205,33 @@ impl core::fmt::Display for Dropped {
 /// What writing `state` as `version` drops of the hypervisor's own records
 /// (the difference between `state` and [`carried`]): for 1.0, a command
 /// line that is not empty, the reports of domains that reported anything,
-/// and the retired domains. Empty for the current version.
+/// and the retired domains; for 1.0 and 1.1, the device list. Empty for
+/// the current version.
 pub fn dropped(version: AbiVersion, state: &current::HandoverState) -> Dropped {
-    if (version.major, version.minor) != (1, 0) {
+    let Some(older) = older(version) else {
         return Dropped::default();
+    };
+    let devices = state.devices.len();
+    if older != Older::V1_0 {
+        return Dropped {
+            devices,
+            ..Dropped::default()
+        };
     }
     let quiet = v1_1::GuestReports::default();
     Dropped {
         cmdline: !state.globals.cmdline.is_empty(),
         reports: state.domains.iter().filter(|d| d.reports != quiet).count(),
         retired: state.retired.len(),
+        devices,
     }
 }
 
 /// What a reader gets back when `state` is written as `version` (which must
 /// be one this build writes and able to carry it, [`expressible`]): the
-/// state itself for the current version; for 1.0, the state without the
+/// state itself for the current version; for 1.1, the state without the
+/// device list, every hole at the default and no identity entries (what
+/// `From<v1_1::HandoverState>` gives); for 1.0, also without the
 /// hypervisor's records (reports, command line, retired domains), which
 /// 1.0 drops. The writer's pre-flight compares the decoded blob with this;
 /// for the current version it is `state` itself, borrowed (no copy in the
@@ -127,14 +240,21 @@ pub fn carried(
     version: AbiVersion,
     state: &current::HandoverState,
 ) -> alloc::borrow::Cow<'_, current::HandoverState> {
-    if (version.major, version.minor) != (1, 0) {
+    let Some(older) = older(version) else {
         return alloc::borrow::Cow::Borrowed(state);
-    }
+    };
     let mut s = state.clone();
-    s.globals.cmdline.clear();
-    s.retired.clear();
+    s.devices.clear();
     for d in &mut s.domains {
-        d.reports = v1_1::GuestReports::default();
+        d.hole = v1_2::DEFAULT_HOLE;
+        d.identity.clear();
+    }
+    if older == Older::V1_0 {
+        s.globals.cmdline.clear();
+        s.retired.clear();
+        for d in &mut s.domains {
+            d.reports = v1_1::GuestReports::default();
+        }
     }
     alloc::borrow::Cow::Owned(s)
 }
@@ -147,11 +267,13 @@ pub(crate) fn encode_body(
     state: &current::HandoverState,
     buf: &mut [u8],
 ) -> Option<Result<usize, postcard::Error>> {
-    match (version.major, version.minor) {
-        (1, 0) => Some(postcard::to_slice(&v1_0_view::State(state), buf).map(|used| used.len())),
-        (1, 1) => Some(postcard::to_slice(state, buf).map(|used| used.len())),
-        _ => None,
-    }
+    let used = match (version.major, version.minor) {
+        (1, 0) => postcard::to_slice(&view::State(Older::V1_0, state), buf),
+        (1, 1) => postcard::to_slice(&view::State(Older::V1_1, state), buf),
+        (1, 2) => postcard::to_slice(state, buf),
+        _ => return None,
+    };
+    Some(used.map(|used| used.len()))
 }
 
 /// The size of the body of `version` for `state`, or `None` if this build
@@ -161,14 +283,13 @@ pub(crate) fn body_len(
     state: &current::HandoverState,
 ) -> Option<Result<usize, postcard::Error>> {
     let size = postcard::ser_flavors::Size::default();
-    match (version.major, version.minor) {
-        (1, 0) => Some(postcard::serialize_with_flavor(
-            &v1_0_view::State(state),
-            size,
-        )),
-        (1, 1) => Some(postcard::serialize_with_flavor(state, size)),
-        _ => None,
-    }
+    let len = match (version.major, version.minor) {
+        (1, 0) => postcard::serialize_with_flavor(&view::State(Older::V1_0, state), size),
+        (1, 1) => postcard::serialize_with_flavor(&view::State(Older::V1_1, state), size),
+        (1, 2) => postcard::serialize_with_flavor(state, size),
+        _ => return None,
+    };
+    Some(len)
 }
 
 /// The outcome of reading a body: the state, the number of bytes of
@@ -202,17 +323,19 @@ where
 /// Deserializes a body of `version` and converts it into the in-memory type,
 /// or `None` if this build does not read `version`.
 pub(crate) fn decode_body(version: AbiVersion, body: &[u8]) -> Option<BodyRead> {
+    fn into_current<S: Into<current::HandoverState>>(
+        (state, unused, canonical_len): (S, usize, usize),
+    ) -> Read {
+        Read {
+            state: state.into(),
+            unused,
+            canonical_len,
+        }
+    }
     let read = match (version.major, version.minor) {
-        (1, 0) => read::<v1_0::HandoverState>(body).map(|(s, unused, canonical_len)| Read {
-            state: s.into(),
-            unused,
-            canonical_len,
-        }),
-        (1, 1) => read::<v1_1::HandoverState>(body).map(|(state, unused, canonical_len)| Read {
-            state,
-            unused,
-            canonical_len,
-        }),
+        (1, 0) => read::<v1_0::HandoverState>(body).map(into_current),
+        (1, 1) => read::<v1_1::HandoverState>(body).map(into_current),
+        (1, 2) => read::<v1_2::HandoverState>(body).map(into_current),
         _ => return None,
     };
     Some(read)

@@ -9,17 +9,19 @@ const fn r(min: AbiVersion, max: AbiVersion) -> VersionRange {
 }
 
 #[test]
-fn current_is_1_1_and_this_build_reads_and_writes_1_0_too() {
-    assert_eq!(CURRENT, v(1, 1));
-    assert!(WRITES.contains(CURRENT) && WRITES.contains(v(1, 0)));
-    assert!(READS.contains(CURRENT) && READS.contains(v(1, 0)));
+fn current_is_1_2_and_this_build_reads_and_writes_1_0_and_1_1_too() {
+    assert_eq!(CURRENT, v(1, 2));
+    for older in [v(1, 0), v(1, 1)] {
+        assert!(WRITES.contains(older) && READS.contains(older));
+        // An image that reads only an older minor gets it from this one.
+        assert_eq!(
+            negotiate(WRITES, VersionRange::new(v(1, 0), older)),
+            Some(older)
+        );
+    }
+    assert!(WRITES.contains(CURRENT) && READS.contains(CURRENT));
     assert_eq!(READS.min, v(CURRENT.major, 0));
     assert_eq!(negotiate(WRITES, READS), Some(CURRENT));
-    // An image that reads only 1.0 gets 1.0 from this one.
-    assert_eq!(
-        negotiate(WRITES, VersionRange::single(v(1, 0))),
-        Some(v(1, 0))
-    );
 }
 
 #[test]

@@ -8,13 +8,24 @@ use handover_abi::{
     StateError, HEADER_SIZE,
 };
 
-#[path = "../golden/state_v1_1.rs"]
+#[path = "../golden/state_v1_2.rs"]
 pub mod golden;
 
-/// A complete valid state: the golden v1.1 state (this build's in-memory
+/// A complete valid state: the golden v1.2 state (this build's in-memory
 /// type, every field of the format filled in).
 pub fn sample() -> HandoverState {
     golden::state()
+}
+
+/// A complete valid state that 1.0 and 1.1 can carry: the golden v1.1 state
+/// on a machine whose devices make its dom0's access the default, nothing
+/// paused.
+pub fn older_sample() -> HandoverState {
+    let mut state = golden::on_older_devices(HandoverState::from(golden::v1_1::state()));
+    for d in &mut state.domains {
+        d.paused = false;
+    }
+    state
 }
 
 /// The producer the tests write as.

@@ -1,9 +1,10 @@
 //! A simulated host for the production update sequence: a random machine of
 //! `frame_ownership::testkit` with a live-update region large enough for a
-//! real incoming boot, physical memory that backs every page written, and
-//! both platforms of an update over it — [`Sim`] implements
-//! `old_hv::exec::Platform` and `new_hv::enter::Platform`, so the tests run
-//! `old_hv::exec::exec` then `new_hv::enter` exactly as the hypervisor does.
+//! real incoming boot, physical memory that backs every page written, PCI
+//! devices whose BARs are the machine's device ranges, and both platforms
+//! of an update over it — [`Sim`] implements `old_hv::exec::Platform` and
+//! `new_hv::enter::Platform`, so the tests run `old_hv::exec::exec` then
+//! `new_hv::enter` exactly as the hypervisor does.
 
 #![allow(dead_code)]
 
@@ -16,7 +17,8 @@ use frame_ownership::{FrameInfo, M2P_INVALID};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::note::ImageNote;
 use handover_abi::{
-    BuildId, GuestReports, HandoverState, HvGlobals, LuRegion, RetiredDomain, RunKind, TimeBase,
+    BuildId, GuestReports, HandoverState, HvGlobals, LuRegion, PciBar, PciDevice, RetiredDomain,
+    RunKind, TimeBase, DEFAULT_HOLE, HOLE_END, MIN_HOLE,
 };
 use hvlu_types::pte::Level;
 use hvlu_types::table_plan::{self, build, BuildError, Map, TableMemory};
@@ -57,6 +59,11 @@ pub struct Dom {
     pub start_info: Gpfn,
     pub paused: bool,
     pub reports: GuestReports,
+    /// The device ranges it may map (the machine's domain's).
+    pub mmio: Vec<MfnRange>,
+    /// Its PCI hole, and the device ranges it maps there.
+    pub hole: Gpfn,
+    pub identity: Vec<MfnRange>,
 }
 
 /// What [`Sim::outside_region`] compares: the old side's frametable and
@@ -75,6 +82,10 @@ pub struct Sim {
     pub m2p: Vec<u64>,
     pub domains: Vec<Dom>,
     pub retired: Vec<RetiredDomain>,
+    /// The PCI devices the old hypervisor recorded at boot.
+    pub devices: Vec<PciDevice>,
+    /// The PCI devices a scan finds now (both sides scan).
+    pub found: Vec<PciDevice>,
     pub globals: HvGlobals,
     /// Frames the old page allocator has free (managed minus in use).
     pub free_frames: u64,
@@ -107,6 +118,48 @@ fn vcpu(i: usize, cr3: Mfn) -> VcpuContext {
     let mut ctx = VcpuContext::at_entry(0x40_0000 + i as u64, 0x7fff_0000, cr3);
     ctx.regs.rbx = i as u64 * 3;
     ctx
+}
+
+/// PCI devices whose memory BARs are exactly the frame ranges `ranges`:
+/// each range cut into the fewest naturally aligned power-of-two blocks, a
+/// block a 32-bit BAR, six BARs to a function, functions numbered from
+/// 00:01.0 on.
+pub fn pci_devices(ranges: &[MfnRange]) -> Vec<PciDevice> {
+    let mut blocks = Vec::new();
+    for r in ranges {
+        let (mut at, end) = (r.start.0, r.end());
+        while at < end {
+            let align = if at == 0 {
+                1 << 40
+            } else {
+                1 << at.trailing_zeros()
+            };
+            let fits = 1 << (63 - (end - at).leading_zeros());
+            let frames: u64 = align.min(fits);
+            blocks.push((at, frames));
+            at += frames;
+        }
+    }
+    blocks
+        .chunks(6)
+        .zip(1u16..)
+        .map(|(bars, n)| PciDevice {
+            bdf: n << 3,
+            vendor: 0x1b36,
+            device: 0x0100 + n,
+            class: 0xff_0000,
+            bars: bars
+                .iter()
+                .zip(0u8..)
+                .map(|(&(at, frames), index)| PciBar {
+                    index,
+                    base: at * PAGE_SIZE,
+                    size: frames * PAGE_SIZE,
+                    flags: 0,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The random machine of `seed`, or `None` when it has a domain the state
@@ -148,6 +201,22 @@ impl Sim {
             .iter()
             .map(|d| {
                 let p2m = new_hv::p2m_of(&d.runs);
+                // Every other domain has its hole at 16 MiB (its frames
+                // all lie below) and maps there the device ranges it may
+                // map that lie in it; the others the default hole.
+                let (hole, identity) = if (seed + u64::from(d.id.0)).is_multiple_of(2)
+                    && p2m.len() as u64 <= MIN_HOLE.0
+                {
+                    let identity = d
+                        .mmio
+                        .iter()
+                        .copied()
+                        .filter(|m| m.start.0 >= MIN_HOLE.0 && m.end() <= HOLE_END.0)
+                        .collect();
+                    (MIN_HOLE, identity)
+                } else {
+                    (DEFAULT_HOLE, Vec::new())
+                };
                 Dom {
                     id: d.id,
                     name: format!("d{}", d.id.0),
@@ -170,9 +239,13 @@ impl Sim {
                         regressions: u64::from(d.id.0),
                         ..GuestReports::default()
                     },
+                    mmio: d.mmio.clone(),
+                    hole,
+                    identity,
                 }
             })
             .collect();
+        let devices = pci_devices(&machine.devices);
         let layout = machine.layout().expect("a valid layout");
         let managed = old_hv::checks::managed_frames(&layout);
         let in_runs: u64 = machine
@@ -205,6 +278,8 @@ impl Sim {
                 },
                 cmdline: format!("loglvl=debug timer_hz={}", 100 + seed % 7),
             },
+            found: devices.clone(),
+            devices,
             machine,
             pages: BTreeMap::new(),
             fault: None,
@@ -222,6 +297,36 @@ impl Sim {
             l4s_rewritten: Vec::new(),
             jumped: None,
         })
+    }
+
+    /// A host whose state ABI 1.0 and 1.1 can carry, from the first seed
+    /// at or after `seed` that gives one: no domU may map device memory,
+    /// dom0 may map all of it (its default access; the device ranges lie
+    /// below every hole, so it maps none in its hole), every hole is at
+    /// 3 GiB, nothing is paused.
+    pub fn for_older(seed: u64, domains: usize) -> Sim {
+        (seed..)
+            .find_map(|s| {
+                let mut sim = Sim::new(s, domains)?;
+                if sim
+                    .domains
+                    .iter()
+                    .any(|d| d.id != DomId::DOM0 && !d.mmio.is_empty())
+                {
+                    return None;
+                }
+                let memory = handover_abi::device_memory(&sim.devices);
+                for d in &mut sim.domains {
+                    d.hole = DEFAULT_HOLE;
+                    d.identity.clear();
+                    d.paused = false;
+                    if d.id == DomId::DOM0 {
+                        d.mmio = memory.clone();
+                    }
+                }
+                Some(sim)
+            })
+            .expect("a machine whose domUs map no device")
     }
 
     /// An image to update to: one upper-half mapping of [`IMAGE_SPAN`].
@@ -280,19 +385,15 @@ impl Sim {
             image,
             state,
         };
-        let mmio: BTreeMap<DomId, &[MfnRange]> = self
-            .machine
-            .domains
-            .iter()
-            .map(|d| (d.id, d.mmio.as_slice()))
-            .collect();
         let inputs = self.domains.iter().map(|d| DomainInput {
             id: d.id,
             privileged: d.id == DomId::DOM0,
             name: &d.name,
             max_frames: d.max_frames,
             p2m: &d.p2m,
-            mmio: mmio[&d.id],
+            mmio: &d.mmio,
+            hole: d.hole,
+            identity: &d.identity,
             vcpus: d.vcpus.clone(),
             start_info: d.start_info,
             paused: d.paused,
@@ -304,6 +405,7 @@ impl Sim {
             self.globals.clone(),
             inputs,
             self.retired.clone(),
+            self.devices.clone(),
             &self.frametable,
         )
     }
@@ -491,6 +593,10 @@ impl old_hv::exec::Platform for Sim {
         self.build_state(image, state)
     }
 
+    fn devices(&mut self) -> Result<Vec<PciDevice>, SimError> {
+        Ok(self.found.clone())
+    }
+
     fn frametable(&self) -> (&[FrameInfo], &[u64]) {
         (&self.frametable, &self.m2p)
     }
@@ -608,6 +714,10 @@ impl new_hv::enter::Platform for Sim {
 
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), SimError> {
         self.read_phys(paddr, buf)
+    }
+
+    fn devices(&mut self) -> Result<Vec<PciDevice>, SimError> {
+        Ok(self.found.clone())
     }
 
     fn reserved(&self, _region: PhysRange) -> Vec<MfnRange> {

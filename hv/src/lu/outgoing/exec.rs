@@ -7,11 +7,12 @@
 //! the clock and the console. Any failure before the jump cancels: the
 //! caller gets the error and every domain runs on.
 
+use alloc::vec::Vec;
 use core::convert::Infallible;
 use core::fmt;
 
 use frame_ownership::FrameInfo;
-use handover_abi::HandoverState;
+use handover_abi::{HandoverState, PciDevice};
 use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView, Platform};
 use pv_abi::hypercall::Error;
@@ -118,6 +119,12 @@ impl Platform for Outgoing<'_> {
 
     fn state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
         self.hv.handover_state(image, state)
+    }
+
+    /// This hypervisor enumerates no PCI device yet (issue #15): it
+    /// records none, and a scan finds none.
+    fn devices(&mut self) -> Result<Vec<PciDevice>, HwError> {
+        Ok(Vec::new())
     }
 
     fn frametable(&self) -> (&[FrameInfo], &[u64]) {

@@ -165,6 +165,10 @@ impl Hv {
             max_frames: dom.max_frames,
             p2m: &dom.p2m,
             mmio: &dom.mmio,
+            // No guest memory map yet: every domain has the default hole
+            // and nothing mapped in it (issue #15 wires the real ones).
+            hole: handover_abi::DEFAULT_HOLE,
+            identity: &[],
             vcpus: dom.vcpus.iter().map(Vcpu::context).collect(),
             start_info: dom.start_info,
             paused: dom.paused,
@@ -176,6 +180,8 @@ impl Hv {
             globals,
             domains,
             old_hv::globals::save_retired(&self.retired),
+            // This hypervisor enumerates no PCI device yet (issue #15).
+            alloc::vec::Vec::new(),
             self.mem.frametable,
         )
     }
