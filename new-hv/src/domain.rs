@@ -1,11 +1,13 @@
 //! Domain: one domain back from the state (`old_hv::domain::save` wrote
-//! it) — its p2m from its runs, its vCPUs' contexts, the L4s whose
-//! hypervisor slots this image must rewrite.
+//! it) — its p2m from its runs (dense by RAM index, its PCI hole skipped:
+//! `hvlu_types::hole`), its vCPUs' contexts, the L4s whose hypervisor slots
+//! this image must rewrite.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use handover_abi::{Domain, DomainFlags, GuestReports, MemRun, RunKind};
+use hvlu_types::hole::Hole;
 use hvlu_types::VcpuContext;
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
@@ -22,8 +24,11 @@ pub struct Restored {
     pub privileged: bool,
     /// Its memory limit in frames.
     pub max_frames: u64,
-    /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
+    /// Its RAM by RAM index → machine frame; `u64::MAX` for an index with
+    /// no frame ([`p2m_of`]).
     pub p2m: Vec<u64>,
+    /// Its PCI hole.
+    pub hole: Hole,
     /// Its vCPUs' contexts, in vCPU id order.
     pub vcpus: Vec<VcpuContext>,
     /// The gpfn of its start-info page.
@@ -36,20 +41,18 @@ pub struct Restored {
     pub mmio: Vec<MfnRange>,
 }
 
-/// Rebuilds domain `d` of a verified state. Refuses a run that reaches past
-/// the domain's memory limit (its p2m is sized by the limit, never by a
-/// number the state could inflate) and a vCPU context
+/// Rebuilds domain `d` of a verified state. Refuses a run in the domain's
+/// PCI hole, one that reaches past its memory limit (its p2m is sized by the
+/// limit, never by a number the state could inflate) and a vCPU context
 /// [`vcpu::restore`] refuses.
+///
+/// The state (ABI 1.1) carries no hole: every domain it describes has the
+/// default one, from 3 GiB (the outgoing side refuses to hand over a domain
+/// with another).
 pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
+    let hole = Hole::DEFAULT;
     for run in &d.runs {
-        let end = run.first_gpfn.0.saturating_add(run.count);
-        if end > d.max_frames {
-            return Err(IncomingError::GpfnBeyondLimit {
-                domain: d.id,
-                gpfn: Gpfn(end - 1),
-                max_frames: d.max_frames,
-            });
-        }
+        check_run(d, run, hole)?;
     }
     let vcpus = d
         .vcpus
@@ -61,7 +64,8 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
         name: d.name.clone(),
         privileged: d.flags.contains(DomainFlags::PRIVILEGED),
         max_frames: d.max_frames,
-        p2m: p2m_of(&d.runs),
+        p2m: p2m_of(&d.runs, hole),
+        hole,
         vcpus,
         start_info: d.start_info,
         paused: d.paused,
@@ -70,18 +74,52 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
     })
 }
 
-/// A domain's p2m from its runs: `p2m[gpfn]` is the mfn, `u64::MAX` for a
-/// gpfn no run covers; as long as the highest gpfn + 1.
-pub fn p2m_of(runs: &[MemRun]) -> Vec<u64> {
-    let gpfns = runs
+/// Refuses a run of `d` with a gpfn in `hole` or a RAM index at or beyond
+/// `d`'s limit.
+fn check_run(d: &Domain, run: &MemRun, hole: Hole) -> Result<(), IncomingError> {
+    if run.count == 0 {
+        return Ok(());
+    }
+    let first = run.first_gpfn;
+    let last = Gpfn(first.0.saturating_add(run.count - 1));
+    // Its first gpfn at or above the hole's start, if the hole holds it.
+    let gpfn = Gpfn(first.0.max(hole.start().0));
+    if gpfn <= last && hole.contains(gpfn) {
+        return Err(IncomingError::GpfnInHole {
+            domain: d.id,
+            gpfn,
+            hole,
+        });
+    }
+    match hole.index_of(last) {
+        Some(index) if index < d.max_frames => Ok(()),
+        _ => Err(IncomingError::GpfnBeyondLimit {
+            domain: d.id,
+            gpfn: last,
+            max_frames: d.max_frames,
+        }),
+    }
+}
+
+/// A domain's p2m from its runs, dense by RAM index (`hvlu_types::hole`):
+/// `p2m[i]` is the mfn of RAM index `i`, `u64::MAX` for an index no run
+/// covers; as long as the highest index + 1. A frame whose gpfn lies in
+/// `hole` is no RAM and is left out ([`restore`] refuses such a run first).
+pub fn p2m_of(runs: &[MemRun], hole: Hole) -> Vec<u64> {
+    let ram = |run: &MemRun, i: u64| hole.index_of(Gpfn(run.first_gpfn.0 + i));
+    let len = runs
         .iter()
-        .map(|r| r.first_gpfn.0 + r.count)
+        .filter(|r| r.count > 0)
+        .filter_map(|r| ram(r, r.count - 1))
+        .map(|last| last + 1)
         .max()
         .unwrap_or(0);
-    let mut p2m = alloc::vec![u64::MAX; gpfns as usize];
+    let mut p2m = alloc::vec![u64::MAX; len as usize];
     for run in runs {
         for i in 0..run.count {
-            p2m[(run.first_gpfn.0 + i) as usize] = run.first_mfn.0 + i;
+            if let Some(index) = ram(run, i) {
+                p2m[index as usize] = run.first_mfn.0 + i;
+            }
         }
     }
     p2m

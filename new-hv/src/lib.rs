@@ -140,7 +140,8 @@ pub enum IncomingError {
         /// What is wrong with it.
         error: hvlu_types::ContextError,
     },
-    /// A run reaches past the domain's memory limit.
+    /// A run reaches past the domain's memory limit: its RAM index (its
+    /// gpfn, below the PCI hole) is at or beyond the limit.
     #[error("d{domain}: a run reaches {gpfn}, beyond its limit of {max_frames} frames")]
     GpfnBeyondLimit {
         /// The domain.
@@ -149,6 +150,16 @@ pub enum IncomingError {
         gpfn: Gpfn,
         /// The domain's limit.
         max_frames: u64,
+    },
+    /// A run puts RAM in the domain's PCI hole, where it never is.
+    #[error("d{domain}: a run holds {gpfn}, inside its PCI hole {hole}")]
+    GpfnInHole {
+        /// The domain.
+        domain: DomId,
+        /// A gpfn of the run inside the hole.
+        gpfn: Gpfn,
+        /// The domain's hole.
+        hole: hvlu_types::hole::Hole,
     },
     /// The frametable pass refused the state.
     #[error("frametable pass: {0}")]

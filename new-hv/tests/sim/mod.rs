@@ -18,6 +18,7 @@ use handover_abi::note::ImageNote;
 use handover_abi::{
     BuildId, GuestReports, HandoverState, HvGlobals, LuRegion, RetiredDomain, RunKind, TimeBase,
 };
+use hvlu_types::hole::Hole;
 use hvlu_types::pte::Level;
 use hvlu_types::table_plan::{self, build, BuildError, Map, TableMemory};
 use hvlu_types::VcpuContext;
@@ -147,7 +148,7 @@ impl Sim {
             .domains
             .iter()
             .map(|d| {
-                let p2m = new_hv::p2m_of(&d.runs);
+                let p2m = new_hv::p2m_of(&d.runs, Hole::DEFAULT);
                 Dom {
                     id: d.id,
                     name: format!("d{}", d.id.0),
@@ -292,6 +293,7 @@ impl Sim {
             name: &d.name,
             max_frames: d.max_frames,
             p2m: &d.p2m,
+            hole: Hole::DEFAULT,
             mmio: mmio[&d.id],
             vcpus: d.vcpus.clone(),
             start_info: d.start_info,

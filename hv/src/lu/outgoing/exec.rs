@@ -12,6 +12,7 @@ use core::fmt;
 
 use frame_ownership::FrameInfo;
 use handover_abi::HandoverState;
+use hvlu_types::hole::Hole;
 use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView, Platform};
 use pv_abi::hypercall::Error;
@@ -53,6 +54,10 @@ impl Hv {
                 alloc::string::String::from("nothing is loaded: `lu load <image>` first"),
             );
         };
+        if let Some(message) = self.hole_not_carried() {
+            self.lu.loaded = Some(loaded);
+            return self.refuse(Error::Invalid, message);
+        }
         let mut platform = Outgoing {
             hv: self,
             caller: *frame,
@@ -67,6 +72,27 @@ impl Hv {
                 self.refuse(Error::Failed, message)
             }
         }
+    }
+
+    /// Why the update cannot carry a domain's PCI hole, before anything is
+    /// paused: the handover state this image writes (ABI 1.1) has no hole,
+    /// and the incoming side gives every domain the default one
+    /// (`new_hv::domain::restore`), so a domain with another hole would
+    /// come out with its hole moved, or its RAM from 4 GiB refused — its
+    /// hole must never change.
+    fn hole_not_carried(&self) -> Option<alloc::string::String> {
+        let d = self
+            .domains
+            .values()
+            .find(|d| d.hole() != Hole::DEFAULT)?;
+        Some(alloc::format!(
+            "d{}'s PCI hole starts at {:#x}, not at the default {:#x}: the handover state \
+             this image writes cannot carry it, and the update would move it; \
+             nothing was paused",
+            d.id,
+            d.hole().addr(),
+            Hole::DEFAULT.addr()
+        ))
     }
 
     /// This image's frames outside the region: a cold-boot image's, which
