@@ -9,15 +9,15 @@
 use pvrt::hc;
 use pvrt::hvlu_types::hole::{Hole, HOLE_END};
 use pvrt::hvlu_types::{DomId, Gpfn, PAGE_SHIFT};
+use pvrt::pv_abi::call::MAX_MEMORY_MAP;
 use pvrt::pv_abi::hypercall::{Error, MapKind, MemoryMapEntry, Report};
 use pvrt::{println, start_info};
 
 /// The report number of a map that disagrees with the guest's memory.
 const DISAGREES: u64 = 17;
 
-/// Most entries this guest reads: RAM twice, the hole cut around a few
-/// device ranges.
-const ROOM: usize = 32;
+/// Room for every entry a map may have.
+const ROOM: usize = MAX_MEMORY_MAP as usize;
 
 /// The domain's own map, if the hypervisor has `memory_map` (a hypervisor
 /// from before it answers `NoSys`, and `None` comes back, said once).

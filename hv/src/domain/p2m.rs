@@ -35,6 +35,11 @@ use pv_abi::hypercall::{MapKind, MemoryMapEntry};
 /// A p2m entry with no frame.
 pub const NO_FRAME: u64 = u64::MAX;
 
+/// Most identity ranges a domain has: its memory map (two RAM ranges, the
+/// hole cut around each range) then stays within what `memory_map` gives
+/// (`pv_abi::call::MAX_MEMORY_MAP`).
+pub const MAX_IDENTITY: usize = (pv_abi::call::MAX_MEMORY_MAP as usize - 3) / 2;
+
 /// Heap bytes a domain's frame space takes per frame of its limit: an
 /// 8-byte p2m entry and a 4-byte free-list slot.
 pub const BYTES_PER_FRAME: u64 = 8 + 4;
@@ -101,6 +106,9 @@ pub enum IdentityError {
         /// The range.
         range: MfnRange,
     },
+    /// The domain has [`MAX_IDENTITY`] ranges already.
+    #[error("the domain has {MAX_IDENTITY} identity ranges, the most it may have")]
+    TooMany,
     /// The heap cannot hold one more range.
     #[error("the hypervisor heap cannot hold another identity range")]
     NoHeap,
@@ -280,7 +288,8 @@ impl P2m {
 
     /// Maps the device frames `range` identity (gpfn == mfn): a BAR given to
     /// the domain. The range must lie inside the hole and share no frame
-    /// with an identity range the domain has.
+    /// with an identity range the domain has, of which it has fewer than
+    /// [`MAX_IDENTITY`].
     pub fn add_identity(&mut self, range: MfnRange) -> Result<(), IdentityError> {
         if range.is_empty() {
             return Err(IdentityError::Empty { range });
@@ -294,6 +303,9 @@ impl P2m {
         let at = self.identity.partition_point(|r| r.end() <= range.start.0);
         if let Some(&other) = self.identity.get(at).filter(|r| r.overlaps(range)) {
             return Err(IdentityError::Overlaps { range, other });
+        }
+        if self.identity.len() >= MAX_IDENTITY {
+            return Err(IdentityError::TooMany);
         }
         self.identity
             .try_reserve(1)

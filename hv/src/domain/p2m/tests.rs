@@ -395,6 +395,25 @@ fn identity_ranges_outside_the_hole_overlapping_or_empty_are_refused() {
 }
 
 #[test]
+fn a_domain_has_at_most_max_identity_ranges_and_its_map_fits_the_call() {
+    // RAM on both sides of a small hole, each range with a gap before it:
+    // the most entries a map can have.
+    let mut p2m = P2m::with_limit(MIN_HOLE.0 + 1, small_hole()).unwrap();
+    for i in 0..MAX_IDENTITY as u64 {
+        p2m.add_identity(bar(MIN_HOLE.0 + 1 + 2 * i, 1)).unwrap();
+    }
+    let last = bar(MIN_HOLE.0 + 1 + 2 * MAX_IDENTITY as u64, 1);
+    assert_eq!(p2m.add_identity(last), Err(IdentityError::TooMany));
+    let entries = p2m.memory_map().count() as u64;
+    assert_eq!(entries, 2 * MAX_IDENTITY as u64 + 3);
+    assert!(entries <= pv_abi::call::MAX_MEMORY_MAP);
+    assert_eq!(
+        IdentityError::TooMany.to_string(),
+        "the domain has 62 identity ranges, the most it may have"
+    );
+}
+
+#[test]
 fn a_small_hole_takes_identity_ranges_low_in_gpfn_space() {
     let mut p2m = P2m::with_limit(MIN_HOLE.0 + 8, small_hole()).unwrap();
     p2m.add_identity(bar(MIN_HOLE.0, 1)).unwrap();
