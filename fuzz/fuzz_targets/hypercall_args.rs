@@ -26,7 +26,7 @@ use libfuzzer_sys::fuzz_target;
 use pv_abi::call::{
     mfn_list, mmu_updates, module_name, Call, CreateArgs, DecodeError, Domctl, GuestArray,
     GuestBuf, MAX_BATCH, MAX_CMDLINE, MAX_CONSOLE_IO, MAX_CREATE_ARGS, MAX_DOMAIN_KIB,
-    MAX_HOSTLINK_READ, MAX_HOSTLINK_WRITE, MAX_LIST, MAX_MODULE_NAME,
+    MAX_HOSTLINK_READ, MAX_HOSTLINK_WRITE, MAX_LIST, MAX_MEMORY_MAP, MAX_MODULE_NAME,
 };
 use pv_abi::hypercall::{
     DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, SysInfo, MAX_ERROR_MESSAGE,
@@ -87,10 +87,11 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
         Call::Domctl(op) => {
             assert_eq!(op.op() as u64, a[0]);
             match op {
-                Domctl::Create { args, kib } => {
+                Domctl::Create { args, kib, hole } => {
                     bounded(args, a[1], a[2], MAX_CREATE_ARGS);
                     assert_eq!(kib, a[3]);
                     assert!(kib > 0 && kib % 4 == 0 && kib <= MAX_DOMAIN_KIB);
+                    assert_eq!(hole.map_or(0, |h| h.addr()), a[4]);
                 }
                 Domctl::Destroy { id } | Domctl::Pause { id } | Domctl::Unpause { id } => {
                     assert_eq!(u64::from(id.0), a[1])
@@ -99,15 +100,28 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
                 Domctl::Modules { out } => assert_eq!((out.addr, out.len), (a[1], a[2])),
             }
         }
+        Call::MemoryMap { domid, out } => {
+            assert_eq!(u64::from(domid.0), a[0]);
+            cut_array(out, a[1], a[2], MAX_MEMORY_MAP);
+        }
+        Call::MachineMemoryMap { out } => cut_array(out, a[0], a[1], MAX_MEMORY_MAP),
         Call::Yield | Call::Poweroff | Call::LuUnload | Call::LuExec => {}
     }
 }
 
 fn check_refusal(nr: u64, a: &[u64; 5], e: DecodeError) {
     let known = Hypercall::from_repr(nr);
-    assert_eq!(known.is_none(), e == DecodeError::UnknownCall { nr }, "{e:?}");
+    assert_eq!(
+        known.is_none(),
+        e == DecodeError::UnknownCall { nr },
+        "{e:?}"
+    );
     let unknown_op = known == Some(Hypercall::Domctl) && DomctlOp::from_repr(a[0]).is_none();
-    assert_eq!(unknown_op, e == DecodeError::UnknownDomctl { op: a[0] }, "{e:?}");
+    assert_eq!(
+        unknown_op,
+        e == DecodeError::UnknownDomctl { op: a[0] },
+        "{e:?}"
+    );
     let expected = if known.is_none() || unknown_op {
         Error::NoSys
     } else {

@@ -71,6 +71,10 @@ pub struct Hv {
     pub last_error: String,
     /// Live updates since cold boot.
     pub lu_sequence: u64,
+    /// The machine's memory map as this hypervisor read it, for
+    /// `machine_memory_map`: the firmware's entries with their E820 types
+    /// (cold boot), or the state's RAM map (after a live update).
+    pub machine_map: Vec<pv_abi::hypercall::MemoryMapEntry>,
     /// Work for after [`Hv::start`]: the first timer tick or the first
     /// hypercall, whichever comes first.
     deferred: Deferred<Hv>,
@@ -174,6 +178,7 @@ impl Hv {
             lu: LuState::default(),
             last_error: String::new(),
             lu_sequence: 0,
+            machine_map: Vec::new(),
             deferred: Deferred::new(),
         }
     }

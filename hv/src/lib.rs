@@ -135,11 +135,28 @@ pub fn cold_boot(start_info: u64) -> ! {
             .join(" ")
     );
     let mut hv = hv::Hv::new(memory, info.cmdline(), options, modules, tsc_khz, boot_tsc);
+    // At most `boot_info::MAX_MEMMAP` entries: within what the call gives.
+    hv.machine_map = info
+        .memmap()
+        .iter()
+        .map(|e| pv_abi::hypercall::MemoryMapEntry {
+            base: e.addr,
+            size: e.size,
+            kind: e.kind,
+            reserved: 0,
+        })
+        .collect();
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")
     );
-    if let Err(e) = hv.create_domain("dom0", domain::DOM0_KIB, &dom0_cmdline, true) {
+    if let Err(e) = hv.create_domain(
+        "dom0",
+        domain::DOM0_KIB,
+        &dom0_cmdline,
+        true,
+        hvlu_types::hole::Hole::DEFAULT,
+    ) {
         fatal(format_args!("cannot create dom0: {}", e.name()));
     }
     hvprintln!(

@@ -268,7 +268,7 @@ pub fn decrease_reservation(
         };
         match result {
             Ok(()) => {
-                match gpfn.filter(|&g| dom.p2m.get(g as usize) == Some(&mfn)) {
+                match gpfn.filter(|&g| dom.p2m.get(Gpfn(g)) == Some(mfn)) {
                     Some(g) => {
                         dom.p2m.remove(Gpfn(g));
                     }

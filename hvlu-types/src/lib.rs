@@ -1,7 +1,8 @@
 //! The vocabulary every hvlu layer shares.
 //!
 //! Frames and addresses ([`Mfn`], [`Gpfn`]; an address is a `u64`), ranges of them
-//! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), the x86-64
+//! ([`MfnRange`], [`PhysRange`]), domain ids ([`DomId`]), a domain's PCI hole
+//! and the numbering of its RAM around it ([`hole`]), the x86-64
 //! page-table entry format ([`pte`]), plans of page tables and the walker
 //! that builds them ([`table_plan`]), the canonical-address bounds
 //! ([`canonical`]), the general-purpose register file ([`GpRegs`]), the
@@ -21,6 +22,7 @@ pub mod canonical;
 pub mod crc32c;
 pub mod digest;
 mod frame;
+pub mod hole;
 pub mod layout;
 pub mod pte;
 mod range;

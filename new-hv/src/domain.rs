@@ -1,12 +1,13 @@
 //! Domain: one domain back from the state (`old_hv::domain::save` wrote
-//! it) — its p2m from its runs, its vCPUs' contexts, its device access and
-//! guest memory map, the L4s whose hypervisor slots this image must
-//! rewrite.
+//! it) — its p2m from its runs (dense by RAM index, its PCI hole skipped:
+//! `hvlu_types::hole`), its vCPUs' contexts, its device access and guest
+//! memory map, the L4s whose hypervisor slots this image must rewrite.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use handover_abi::{Domain, DomainFlags, GuestReports, MemRun, RunKind};
+use hvlu_types::hole::Hole;
 use hvlu_types::VcpuContext;
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
@@ -23,8 +24,11 @@ pub struct Restored {
     pub privileged: bool,
     /// Its memory limit in frames.
     pub max_frames: u64,
-    /// Guest frame → machine frame; `u64::MAX` for a gpfn with no frame.
+    /// Its RAM by RAM index → machine frame; `u64::MAX` for an index with
+    /// no frame ([`p2m_of`]).
     pub p2m: Vec<u64>,
+    /// Its PCI hole.
+    pub hole: Hole,
     /// Its vCPUs' contexts, in vCPU id order.
     pub vcpus: Vec<VcpuContext>,
     /// The gpfn of its start-info page.
@@ -35,36 +39,24 @@ pub struct Restored {
     pub reports: GuestReports,
     /// The device frames it may map (its I/O memory permission).
     pub mmio: Vec<MfnRange>,
-    /// The first guest frame of its PCI hole, `[hole, 4 GiB)`
-    /// (`handover_abi::memory_map` gives its whole guest memory map).
-    pub hole: Gpfn,
     /// The device frames its p2m maps in the hole at guest frame ==
     /// machine frame.
     pub identity: Vec<MfnRange>,
 }
 
-/// Rebuilds domain `d` of a verified state. Refuses a run that is not in
-/// the domain's guest RAM — in its PCI hole, or past what its memory limit
-/// gives it (its p2m is sized by the limit, never by a number the state
-/// could inflate) — and a vCPU context [`vcpu::restore`] refuses.
+/// Rebuilds domain `d` of a verified state. Refuses a run in the domain's
+/// PCI hole, one that reaches past its memory limit (its p2m is sized by the
+/// limit, never by a number the state could inflate) and a vCPU context
+/// [`vcpu::restore`] refuses.
+/// A state read from ABI 1.1 or older has every hole at the default, 3 GiB
+/// (`handover_abi::DEFAULT_HOLE`).
 pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
-    let map = d.memory_map();
+    let hole = Hole::new(d.hole).map_err(|error| IncomingError::BadHole {
+        domain: d.id,
+        error,
+    })?;
     for run in &d.runs {
-        if map.hole.meets(run.first_gpfn.0, run.count) {
-            return Err(IncomingError::GpfnInHole {
-                domain: d.id,
-                gpfn: run.first_gpfn.max(d.hole),
-                hole: d.hole,
-            });
-        }
-        if !map.is_ram(run.first_gpfn, run.count) {
-            let end = run.first_gpfn.0.saturating_add(run.count);
-            return Err(IncomingError::GpfnBeyondLimit {
-                domain: d.id,
-                gpfn: Gpfn(end.saturating_sub(1)),
-                max_frames: d.max_frames,
-            });
-        }
+        check_run(d, run, hole)?;
     }
     let vcpus = d
         .vcpus
@@ -76,29 +68,63 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
         name: d.name.clone(),
         privileged: d.flags.contains(DomainFlags::PRIVILEGED),
         max_frames: d.max_frames,
-        p2m: p2m_of(&d.runs),
+        p2m: p2m_of(&d.runs, hole),
+        hole,
         vcpus,
         start_info: d.start_info,
         paused: d.paused,
         reports: d.reports,
         mmio: d.mmio.clone(),
-        hole: d.hole,
         identity: d.identity.clone(),
     })
 }
 
-/// A domain's p2m from its runs: `p2m[gpfn]` is the mfn, `u64::MAX` for a
-/// gpfn no run covers; as long as the highest gpfn + 1.
-pub fn p2m_of(runs: &[MemRun]) -> Vec<u64> {
-    let gpfns = runs
+/// Refuses a run of `d` with a gpfn in `hole` or a RAM index at or beyond
+/// `d`'s limit.
+fn check_run(d: &Domain, run: &MemRun, hole: Hole) -> Result<(), IncomingError> {
+    if run.count == 0 {
+        return Ok(());
+    }
+    let first = run.first_gpfn;
+    let last = Gpfn(first.0.saturating_add(run.count - 1));
+    // Its first gpfn at or above the hole's start, if the hole holds it.
+    let gpfn = Gpfn(first.0.max(hole.start().0));
+    if gpfn <= last && hole.contains(gpfn) {
+        return Err(IncomingError::GpfnInHole {
+            domain: d.id,
+            gpfn,
+            hole,
+        });
+    }
+    match hole.index_of(last) {
+        Some(index) if index < d.max_frames => Ok(()),
+        _ => Err(IncomingError::GpfnBeyondLimit {
+            domain: d.id,
+            gpfn: last,
+            max_frames: d.max_frames,
+        }),
+    }
+}
+
+/// A domain's p2m from its runs, dense by RAM index (`hvlu_types::hole`):
+/// `p2m[i]` is the mfn of RAM index `i`, `u64::MAX` for an index no run
+/// covers; as long as the highest index + 1. A frame whose gpfn lies in
+/// `hole` is no RAM and is left out ([`restore`] refuses such a run first).
+pub fn p2m_of(runs: &[MemRun], hole: Hole) -> Vec<u64> {
+    let ram = |run: &MemRun, i: u64| hole.index_of(Gpfn(run.first_gpfn.0 + i));
+    let len = runs
         .iter()
-        .map(|r| r.first_gpfn.0 + r.count)
+        .filter(|r| r.count > 0)
+        .filter_map(|r| ram(r, r.count - 1))
+        .map(|last| last + 1)
         .max()
         .unwrap_or(0);
-    let mut p2m = alloc::vec![u64::MAX; gpfns as usize];
+    let mut p2m = alloc::vec![u64::MAX; len as usize];
     for run in runs {
         for i in 0..run.count {
-            p2m[(run.first_gpfn.0 + i) as usize] = run.first_mfn.0 + i;
+            if let Some(index) = ram(run, i) {
+                p2m[index as usize] = run.first_mfn.0 + i;
+            }
         }
     }
     p2m

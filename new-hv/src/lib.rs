@@ -144,17 +144,8 @@ pub enum IncomingError {
         /// What is wrong with it.
         error: hvlu_types::ContextError,
     },
-    /// A run has a guest frame in the domain's PCI hole.
-    #[error("d{domain}: a run has {gpfn} in the domain's PCI hole, which starts at {hole}")]
-    GpfnInHole {
-        /// The domain.
-        domain: DomId,
-        /// The run's lowest guest frame in the hole.
-        gpfn: Gpfn,
-        /// The hole's first guest frame.
-        hole: Gpfn,
-    },
-    /// A run reaches past the guest RAM the domain's memory limit gives it.
+    /// A run reaches past the domain's memory limit: its RAM index (its
+    /// gpfn, below the PCI hole) is at or beyond the limit.
     #[error("d{domain}: a run reaches {gpfn}, beyond its limit of {max_frames} frames")]
     GpfnBeyondLimit {
         /// The domain.
@@ -164,10 +155,28 @@ pub enum IncomingError {
         /// The domain's limit.
         max_frames: u64,
     },
+    /// A run puts RAM in the domain's PCI hole, where it never is.
+    #[error("d{domain}: a run holds {gpfn}, inside its PCI hole {hole}")]
+    GpfnInHole {
+        /// The domain.
+        domain: DomId,
+        /// A gpfn of the run inside the hole.
+        gpfn: Gpfn,
+        /// The domain's hole.
+        hole: hvlu_types::hole::Hole,
+    },
     /// The devices this image found are not those the state recorded, or
     /// do not fit it.
     #[error("devices: {0}")]
     Devices(#[from] devices::DeviceError),
+    /// The state gives a domain a PCI hole that breaks its rules.
+    #[error("d{domain}: {error}")]
+    BadHole {
+        /// The domain.
+        domain: DomId,
+        /// What is wrong with it.
+        error: hvlu_types::hole::HoleError,
+    },
     /// The frametable pass refused the state.
     #[error("frametable pass: {0}")]
     Pass(#[from] frame_ownership::Error),

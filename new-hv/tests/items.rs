@@ -8,8 +8,9 @@
 use frame_ownership::testkit::random_machine;
 use frame_ownership::{rebuild, state_view, FrameInfo};
 use handover_abi::entry::EntryArgs;
-use handover_abi::{GpRegs, GuestReports, RunKind, DEFAULT_HOLE};
+use handover_abi::{GpRegs, GuestReports, RunKind};
 use hvlu_types::canonical::{LOWER_HALF_END, UPPER_HALF_START};
+use hvlu_types::hole::Hole;
 use hvlu_types::regs::rflags;
 use hvlu_types::{ContextError, PhysRange, VcpuContext};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
@@ -160,7 +161,12 @@ proptest! {
 fn inputs_of(m: &frame_ownership::testkit::Machine) -> Vec<(Vec<u64>, String)> {
     m.domains
         .iter()
-        .map(|d| (new_hv::p2m_of(&d.runs), format!("dom{}", d.id.0)))
+        .map(|d| {
+            (
+                new_hv::p2m_of(&d.runs, Hole::DEFAULT),
+                format!("dom{}", d.id.0),
+            )
+        })
         .collect()
 }
 
@@ -195,9 +201,9 @@ fn domain_round_trip() {
                 // random machine's devices lie below any hole, so nothing
                 // is mapped in it.
                 hole: if seed % 2 == 0 {
-                    DEFAULT_HOLE
+                    Hole::DEFAULT
                 } else {
-                    Gpfn(0x8_0000)
+                    Hole::new(Gpfn(0x8_0000)).unwrap()
                 },
                 identity: &[],
                 paused: seed % 2 == 1,
@@ -240,39 +246,123 @@ fn domain_round_trip() {
     }
 }
 
-#[test]
-fn domain_restore_refuses_a_run_past_the_limit() {
+/// The one domain of random machine 5 as the outgoing side saves it, its
+/// limit its p2m's length.
+fn saved_domain_of_machine_5() -> handover_abi::Domain {
     let m = random_machine(5, 1);
     let out = m.run_pass();
     let sd = &m.domains[0];
-    let p2m = new_hv::p2m_of(&sd.runs);
-    let mut saved = old_hv::domain::save(
+    let p2m = new_hv::p2m_of(&sd.runs, Hole::DEFAULT);
+    old_hv::domain::save(
         DomainInput {
             id: sd.id,
             privileged: false,
             name: "d",
             max_frames: p2m.len() as u64,
             p2m: &p2m,
+            hole: Hole::DEFAULT,
             mmio: &sd.mmio,
             vcpus: Vec::new(),
             start_info: Gpfn(0),
-            hole: DEFAULT_HOLE,
             identity: &[],
             paused: false,
             reports: GuestReports::default(),
         },
         &out.frametable,
-    );
+    )
+}
+
+#[test]
+fn domain_restore_refuses_a_run_past_the_limit() {
+    let mut saved = saved_domain_of_machine_5();
     assert!(new_hv::domain::restore(&saved).is_ok());
     saved.max_frames -= 1;
     let e = new_hv::domain::restore(&saved).unwrap_err();
     assert!(matches!(e, IncomingError::GpfnBeyondLimit { .. }), "{e}");
-    // A hole over the highest frame: that run is in the hole.
+    // A run moved into the hole: RAM is never there.
     saved.max_frames += 1;
-    let top = p2m.len() as u64 - 1;
-    saved.hole = Gpfn(top / 512 * 512);
+    saved.runs[0].first_gpfn = handover_abi::DEFAULT_HOLE;
     let e = new_hv::domain::restore(&saved).unwrap_err();
     assert!(matches!(e, IncomingError::GpfnInHole { .. }), "{e}");
+    // A hole that breaks the rules (below 16 MiB) is refused as such.
+    saved.hole = Gpfn(512);
+    let e = new_hv::domain::restore(&saved).unwrap_err();
+    assert!(matches!(e, IncomingError::BadHole { .. }), "{e}");
+}
+
+/// A data run of `count` frames from `mfn` at `gpfn`.
+fn data_run(mfn: u64, count: u64, gpfn: u64) -> handover_abi::MemRun {
+    handover_abi::MemRun {
+        first_mfn: Mfn(mfn),
+        count,
+        first_gpfn: Gpfn(gpfn),
+        kind: RunKind::Data,
+    }
+}
+
+#[test]
+fn runs_by_ram_index_become_gpfns_cut_at_the_hole() {
+    use hvlu_types::hole::{HOLE_END, MIN_HOLE};
+    let hole = Hole::new(MIN_HOLE).unwrap();
+    let h = MIN_HOLE.0;
+    // Below, across and above the hole's start, by RAM index.
+    let by_index = vec![
+        data_run(100, 10, 0),
+        data_run(500, 20, h - 5),
+        data_run(900, 3, h + 40),
+    ];
+    let runs = old_hv::domain::ram_runs_to_gpfns(by_index.clone(), hole);
+    assert_eq!(
+        runs,
+        [
+            data_run(100, 10, 0),
+            data_run(500, 5, h - 5),
+            data_run(505, 15, HOLE_END.0),
+            data_run(900, 3, HOLE_END.0 + 40),
+        ]
+    );
+    // Back by RAM index: the p2m the runs were made of.
+    let p2m = new_hv::p2m_of(&runs, hole);
+    assert_eq!(p2m.len() as u64, h + 43);
+    for r in &by_index {
+        for i in 0..r.count {
+            assert_eq!(p2m[(r.first_gpfn.0 + i) as usize], r.first_mfn.0 + i);
+        }
+    }
+    // With the default hole nothing moves.
+    let same = old_hv::domain::ram_runs_to_gpfns(by_index.clone(), Hole::DEFAULT);
+    assert_eq!(same, by_index);
+}
+
+#[test]
+fn domain_restore_refuses_ram_in_the_hole() {
+    let mut saved = saved_domain_of_machine_5();
+    let hole = Hole::DEFAULT.start().0;
+    // A limit far above the hole, so that only the hole refuses.
+    saved.max_frames = 1 << 21;
+    for (first, bad) in [(hole, hole), (hole - 1, hole), (0xf_ffff, 0xf_ffff)] {
+        saved.runs[0].first_gpfn = Gpfn(first);
+        saved.runs[0].count = saved.runs[0].count.max(2);
+        let e = new_hv::domain::restore(&saved).unwrap_err();
+        assert!(
+            matches!(e, IncomingError::GpfnInHole { gpfn, .. } if gpfn == Gpfn(bad)),
+            "{e}"
+        );
+    }
+    // From 4 GiB it is RAM again: RAM index = gpfn − 1 GiB of frames.
+    saved.runs[0].first_gpfn = hvlu_types::hole::HOLE_END;
+    let r = new_hv::domain::restore(&saved).unwrap();
+    assert_eq!(r.hole, Hole::DEFAULT);
+    assert_eq!(r.p2m[hole as usize], saved.runs[0].first_mfn.0);
+    assert_eq!(
+        IncomingError::GpfnInHole {
+            domain: DomId(1),
+            gpfn: Gpfn(hole),
+            hole: Hole::DEFAULT
+        }
+        .to_string(),
+        "d1: a run holds gpfn 0xc0000, inside its PCI hole [0xc0000000, 4 GiB)"
+    );
 }
 
 #[test]
@@ -297,6 +387,7 @@ fn pins_round_trip() {
                         name,
                         max_frames: p2m.len() as u64,
                         p2m,
+                        hole: Hole::DEFAULT,
                         mmio: &sd.mmio,
                         vcpus: sd
                             .vcpu_cr3
@@ -307,7 +398,6 @@ fn pins_round_trip() {
                             })
                             .collect(),
                         start_info: Gpfn(0),
-                        hole: DEFAULT_HOLE,
                         identity: &[],
                         paused: false,
                         reports: GuestReports::default(),

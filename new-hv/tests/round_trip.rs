@@ -14,6 +14,7 @@ use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::version::{AbiVersion, VersionRange};
 use handover_abi::READS;
 use handover_abi::{BuildId, HandoverState, Producer};
+use hvlu_types::hole::Hole;
 use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::{InTimes, IncomingError, Report};
 use old_hv::handover;
@@ -130,7 +131,7 @@ fn round_trip_on_random_machines() {
 
         // Each domain's p2m comes back; its L4s are its L4 runs' frames.
         for (d, sd) in state.domains.iter().zip(&m.domains) {
-            let p2m = new_hv::p2m_of(&d.runs);
+            let p2m = new_hv::p2m_of(&d.runs, Hole::DEFAULT);
             for r in &sd.runs {
                 for i in 0..r.count {
                     assert_eq!(p2m[(r.first_gpfn.0 + i) as usize], r.first_mfn.0 + i);

@@ -62,7 +62,12 @@ fn check_arrived(sim: &Sim, e: &Entered) {
         assert_eq!(r.reports, d.reports);
         assert_eq!(r.max_frames, d.max_frames);
         assert_eq!(r.mmio, d.mmio, "d{}", d.id);
-        assert_eq!((r.hole, &r.identity), (d.hole, &d.identity), "d{}", d.id);
+        assert_eq!(
+            (r.hole.start(), &r.identity),
+            (d.hole, &d.identity),
+            "d{}",
+            d.id
+        );
         // The p2m comes back, up to its last mapped gpfn.
         let last = d
             .p2m
@@ -466,7 +471,7 @@ fn devices_holes_and_identity_entries_arrive_as_recorded() {
     assert!(entered
         .domains
         .iter()
-        .any(|r| r.hole == handover_abi::MIN_HOLE && !r.identity.is_empty()));
+        .any(|r| r.hole.start() == handover_abi::MIN_HOLE && !r.identity.is_empty()));
 }
 
 /// A device the old side recorded that is gone or has moved when it
@@ -610,7 +615,10 @@ fn a_1_1_state_gets_the_devices_found_and_dom0_its_default_access() {
         } else {
             assert!(r.mmio.is_empty());
         }
-        assert_eq!((r.hole, r.identity.len()), (handover_abi::DEFAULT_HOLE, 0));
+        assert_eq!(
+            (r.hole.start(), r.identity.len()),
+            (handover_abi::DEFAULT_HOLE, 0)
+        );
     }
 }
 

@@ -8,6 +8,7 @@ use handover_abi::{
     BuildId, DecodeError, GuestReports, HandoverState, HvGlobals, LuRegion, Producer, RunKind,
     StateError, TimeBase,
 };
+use hvlu_types::hole::Hole;
 use hvlu_types::{ContextError, VcpuContext};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::boot::Model;
@@ -33,7 +34,7 @@ fn state_with(seed: u64, limit: impl Fn(u64) -> u64) -> HandoverState {
     let p2ms: Vec<Vec<u64>> = machine
         .domains
         .iter()
-        .map(|d| new_hv::p2m_of(&d.runs))
+        .map(|d| new_hv::p2m_of(&d.runs, Hole::DEFAULT))
         .collect();
     let inputs = machine
         .domains
@@ -45,6 +46,7 @@ fn state_with(seed: u64, limit: impl Fn(u64) -> u64) -> HandoverState {
             name: "d",
             max_frames: limit(p2m.len() as u64),
             p2m,
+            hole: Hole::DEFAULT,
             mmio: &d.mmio,
             vcpus: d.vcpu_cr3.iter().map(|&c| context(c)).collect(),
             start_info: d
@@ -52,7 +54,6 @@ fn state_with(seed: u64, limit: impl Fn(u64) -> u64) -> HandoverState {
                 .iter()
                 .find(|r| r.kind == RunKind::Data && r.count > 0)
                 .map_or(Gpfn(0), |r| r.first_gpfn),
-            hole: handover_abi::DEFAULT_HOLE,
             identity: &[],
             paused: false,
             reports: GuestReports::default(),

@@ -21,11 +21,13 @@
 //!   `mmu_update` and the frames of `increase_reservation` and
 //!   `decrease_reservation` ([`MAX_BATCH`]), the answers of `sysinfo`,
 //!   `lu_status` and `last_error` (their size), `domctl list`
-//!   ([`MAX_LIST`]);
+//!   ([`MAX_LIST`]), the room of `memory_map` and `machine_memory_map`
+//!   ([`MAX_MEMORY_MAP`]);
 //! - **refused** ([`Error::Invalid`]): `lu_load`'s module name
 //!   ([`MAX_MODULE_NAME`]), `domctl create`'s name and command line ([`MAX_CREATE_ARGS`]) and its
-//!   memory size (not 0, whole pages, at most [`MAX_DOMAIN_KIB`]), a domain
-//!   id above `u16::MAX`, a page-table level outside 1..=4, a segment other
+//!   memory size (not 0, whole pages, at most [`MAX_DOMAIN_KIB`]) and its
+//!   PCI hole (`hvlu_types::hole`: on 2 MiB, from 16 MiB, below 4 GiB),
+//!   a domain id above `u16::MAX`, a page-table level outside 1..=4, a segment other
 //!   than FS (0) or GS (1), a segment base in the upper half, an unknown
 //!   report kind; an unknown hypercall or `domctl` operation is
 //!   [`Error::NoSys`].
@@ -45,6 +47,7 @@
 use core::fmt;
 
 use hvlu_types::canonical::is_lower_half;
+use hvlu_types::hole::{Hole, HoleError};
 use hvlu_types::{pte::Level, DomId, Mfn};
 
 use crate::hypercall::{
@@ -75,6 +78,10 @@ pub const MAX_CREATE_ARGS: u64 = 256;
 pub const MAX_DOMAIN_KIB: u64 = 1 << 20;
 /// The memory dom0's toolstack gives a domU unless told otherwise, in KiB.
 pub const DEFAULT_DOMU_KIB: u64 = 4096;
+/// Most entries `memory_map` and `machine_memory_map` fill: more room is
+/// fine, the answer is never longer (a domain's map has at most this many
+/// entries, and the hypervisor keeps no more of the firmware's).
+pub const MAX_MEMORY_MAP: u64 = 128;
 /// Longest command line of a domain, in bytes (its start info holds it with
 /// a NUL).
 pub const MAX_CMDLINE: usize = CMDLINE_BYTES - 1;
@@ -114,6 +121,23 @@ pub struct GuestArray {
     pub count: u64,
 }
 
+impl GuestArray {
+    /// Room for `count` records at `addr`, cut at `max`.
+    fn cut(addr: u64, count: u64, max: u64) -> GuestArray {
+        GuestArray {
+            addr,
+            count: count.min(max),
+        }
+    }
+}
+
+/// A domain id argument: a number up to `u16::MAX`.
+fn domain_id(arg: u64) -> Result<DomId, DecodeError> {
+    u16::try_from(arg)
+        .map(DomId)
+        .map_err(|_| DecodeError::NotADomainId { arg })
+}
+
 /// A segment whose base `set_segment_base` sets (its first argument).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(u64)]
@@ -129,12 +153,16 @@ pub enum Segment {
 pub enum Domctl {
     /// Builds a domain of `kib` KiB (not 0, whole pages, at most
     /// [`MAX_DOMAIN_KIB`]) from the module named in `args` (at most
-    /// [`MAX_CREATE_ARGS`] bytes, see [`CreateArgs`]).
+    /// [`MAX_CREATE_ARGS`] bytes, see [`CreateArgs`]), its PCI hole from
+    /// `hole` (`arg3`: the hole's first byte; 0, what a caller from before
+    /// the hole existed leaves in that word, is the default hole at 3 GiB).
     Create {
         /// The module name and command line.
         args: GuestBuf,
         /// The domain's memory in KiB.
         kib: u64,
+        /// Its PCI hole; `None` for the default.
+        hole: Option<Hole>,
     },
     /// Destroys domain `id`.
     Destroy {
@@ -177,14 +205,10 @@ impl Domctl {
         }
     }
 
-    /// Decodes `domctl(op, arg0, arg1, arg2)`.
-    fn decode(op: u64, a: [u64; 3]) -> Result<Domctl, DecodeError> {
+    /// Decodes `domctl(op, arg0, arg1, arg2, arg3)`.
+    fn decode(op: u64, a: [u64; 4]) -> Result<Domctl, DecodeError> {
         let op = DomctlOp::from_repr(op).ok_or(DecodeError::UnknownDomctl { op })?;
-        let id = || {
-            u16::try_from(a[0])
-                .map(DomId)
-                .map_err(|_| DecodeError::NotADomainId { arg: a[0] })
-        };
+        let id = || domain_id(a[0]);
         Ok(match op {
             DomctlOp::Create => {
                 let args = GuestBuf::at_most(a[0], a[1], MAX_CREATE_ARGS, |len| {
@@ -200,16 +224,17 @@ impl Domctl {
                 if kib > MAX_DOMAIN_KIB {
                     return Err(DecodeError::TooMuchMemory { kib });
                 }
-                Domctl::Create { args, kib }
+                let hole = match a[3] {
+                    0 => None,
+                    addr => Some(Hole::at_addr(addr).map_err(DecodeError::Hole)?),
+                };
+                Domctl::Create { args, kib, hole }
             }
             DomctlOp::Destroy => Domctl::Destroy { id: id()? },
             DomctlOp::Pause => Domctl::Pause { id: id()? },
             DomctlOp::Unpause => Domctl::Unpause { id: id()? },
             DomctlOp::List => Domctl::List {
-                out: GuestArray {
-                    addr: a[0],
-                    count: a[1].min(MAX_LIST),
-                },
+                out: GuestArray::cut(a[0], a[1], MAX_LIST),
             },
             DomctlOp::Modules => Domctl::Modules {
                 out: GuestBuf {
@@ -220,15 +245,17 @@ impl Domctl {
         })
     }
 
-    /// `arg0..arg2`.
-    fn encode(&self) -> [u64; 3] {
+    /// `arg0..arg3`.
+    fn encode(&self) -> [u64; 4] {
         match *self {
-            Domctl::Create { args, kib } => [args.addr, args.len, kib],
-            Domctl::Destroy { id } | Domctl::Pause { id } | Domctl::Unpause { id } => {
-                [u64::from(id.0), 0, 0]
+            Domctl::Create { args, kib, hole } => {
+                [args.addr, args.len, kib, hole.map_or(0, Hole::addr)]
             }
-            Domctl::List { out } => [out.addr, out.count, 0],
-            Domctl::Modules { out } => [out.addr, out.len, 0],
+            Domctl::Destroy { id } | Domctl::Pause { id } | Domctl::Unpause { id } => {
+                [u64::from(id.0), 0, 0, 0]
+            }
+            Domctl::List { out } => [out.addr, out.count, 0, 0],
+            Domctl::Modules { out } => [out.addr, out.len, 0, 0],
         }
     }
 }
@@ -356,6 +383,20 @@ pub enum Call {
         /// Where the reason goes.
         buf: GuestBuf,
     },
+    /// `memory_map(domid, entries, count)`, room for at most
+    /// [`MAX_MEMORY_MAP`] entries.
+    MemoryMap {
+        /// The domain whose map is asked for.
+        domid: DomId,
+        /// Where the `MemoryMapEntry`s go.
+        out: GuestArray,
+    },
+    /// `machine_memory_map(entries, count)`, room for at most
+    /// [`MAX_MEMORY_MAP`] entries.
+    MachineMemoryMap {
+        /// Where the `MemoryMapEntry`s go.
+        out: GuestArray,
+    },
 }
 
 impl Call {
@@ -366,10 +407,7 @@ impl Call {
             addr: a[0],
             len: a[1].min(max),
         };
-        let array = GuestArray {
-            addr: a[0],
-            count: a[1].min(MAX_BATCH),
-        };
+        let array = GuestArray::cut(a[0], a[1], MAX_BATCH);
         Ok(match call {
             Hypercall::ConsoleWrite => Call::ConsoleWrite {
                 buf: buf(MAX_CONSOLE_IO),
@@ -387,7 +425,7 @@ impl Call {
             Hypercall::NewBaseptr => Call::NewBaseptr { mfn: Mfn(a[0]) },
             Hypercall::IncreaseReservation => Call::IncreaseReservation { mfns_out: array },
             Hypercall::DecreaseReservation => Call::DecreaseReservation { mfns: array },
-            Hypercall::Domctl => Call::Domctl(Domctl::decode(a[0], [a[1], a[2], a[3]])?),
+            Hypercall::Domctl => Call::Domctl(Domctl::decode(a[0], [a[1], a[2], a[3], a[4]])?),
             Hypercall::Shutdown => Call::Shutdown { code: a[0] },
             Hypercall::Poweroff => Call::Poweroff,
             Hypercall::Report => Call::Report {
@@ -433,6 +471,14 @@ impl Call {
             Hypercall::LastError => Call::LastError {
                 buf: buf(MAX_ERROR_MESSAGE as u64),
             },
+            Hypercall::MemoryMap => Call::MemoryMap {
+                // Not explained: any domain may make this call.
+                domid: domain_id(a[0]).map_err(|_| DecodeError::MapDomainId { arg: a[0] })?,
+                out: GuestArray::cut(a[1], a[2], MAX_MEMORY_MAP),
+            },
+            Hypercall::MachineMemoryMap => Call::MachineMemoryMap {
+                out: GuestArray::cut(a[0], a[1], MAX_MEMORY_MAP),
+            },
         })
     }
 
@@ -462,6 +508,8 @@ impl Call {
             Call::HostlinkWrite { .. } => Hypercall::HostlinkWrite,
             Call::LuLoadBuffer { .. } => Hypercall::LuLoadBuffer,
             Call::LastError { .. } => Hypercall::LastError,
+            Call::MemoryMap { .. } => Hypercall::MemoryMap,
+            Call::MachineMemoryMap { .. } => Hypercall::MachineMemoryMap,
         }
     }
 
@@ -481,12 +529,14 @@ impl Call {
             Call::LuLoadBuffer { image, name } => [image.addr, image.len, name.addr, name.len, 0],
             Call::MmuUpdate { reqs: array }
             | Call::IncreaseReservation { mfns_out: array }
-            | Call::DecreaseReservation { mfns: array } => [array.addr, array.count, 0, 0, 0],
+            | Call::DecreaseReservation { mfns: array }
+            | Call::MachineMemoryMap { out: array } => [array.addr, array.count, 0, 0, 0],
+            Call::MemoryMap { domid, out } => [u64::from(domid.0), out.addr, out.count, 0, 0],
             Call::PinTable { mfn, level } => [mfn.0, u64::from(level.number()), 0, 0, 0],
             Call::UnpinTable { mfn } | Call::NewBaseptr { mfn } => [mfn.0, 0, 0, 0, 0],
             Call::Domctl(op) => {
-                let [a0, a1, a2] = op.encode();
-                [op.op() as u64, a0, a1, a2, 0]
+                let [a0, a1, a2, a3] = op.encode();
+                [op.op() as u64, a0, a1, a2, a3]
             }
             Call::Shutdown { code } => [code, 0, 0, 0, 0],
             Call::Report { kind, value } => [kind as u64, value, 0, 0, 0],
@@ -518,6 +568,12 @@ pub enum DecodeError {
         /// The argument.
         arg: u64,
     },
+    /// `memory_map` of a domain id above `u16::MAX` (a call any domain
+    /// makes: its refusal is not explained).
+    MapDomainId {
+        /// The argument.
+        arg: u64,
+    },
     /// `domctl create`'s name and command line are longer than
     /// [`MAX_CREATE_ARGS`].
     CreateArgsTooLong {
@@ -536,6 +592,8 @@ pub enum DecodeError {
         /// The size in KiB.
         kib: u64,
     },
+    /// `domctl create` of a PCI hole that breaks the hole's rules.
+    Hole(HoleError),
     /// `domctl create`'s module name or command line is not UTF-8.
     CreateArgsNotUtf8,
     /// `domctl create`'s command line is longer than [`MAX_CMDLINE`].
@@ -604,6 +662,7 @@ impl DecodeError {
                 | DecodeError::ZeroMemory
                 | DecodeError::PartialPage { .. }
                 | DecodeError::TooMuchMemory { .. }
+                | DecodeError::Hole(_)
                 | DecodeError::CreateArgsNotUtf8
                 | DecodeError::CommandLineTooLong { .. }
                 | DecodeError::ModuleNameTooLong { .. }
@@ -617,7 +676,7 @@ impl fmt::Display for DecodeError {
         match *self {
             DecodeError::UnknownCall { nr } => write!(f, "there is no hypercall {nr}"),
             DecodeError::UnknownDomctl { op } => write!(f, "there is no domctl operation {op}"),
-            DecodeError::NotADomainId { arg } => {
+            DecodeError::NotADomainId { arg } | DecodeError::MapDomainId { arg } => {
                 write!(f, "{arg} is not a domain id (they go up to {})", u16::MAX)
             }
             DecodeError::CreateArgsTooLong { len } => write!(
@@ -636,6 +695,7 @@ impl fmt::Display for DecodeError {
                 f,
                 "{kib} KiB is more than the {MAX_DOMAIN_KIB} KiB a domain may have"
             ),
+            DecodeError::Hole(e) => write!(f, "{e}"),
             DecodeError::CreateArgsNotUtf8 => {
                 write!(f, "the module name or the command line is not UTF-8")
             }
@@ -818,6 +878,56 @@ pub fn create_size(word: &str) -> Result<Option<u64>, NotASize<'_>> {
         return Err(NotASize(word));
     }
     word.parse().map(Some).map_err(|_| NotASize(word))
+}
+
+/// A word given as `create`'s `hole=` that is not a size: not decimal
+/// digits with a unit `K`, `M` or `G` (KiB, MiB, GiB) nor `0x` and hex
+/// digits (bytes), 0, or too large for a number ([`hole_size`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotAHoleSize<'a>(pub &'a str);
+
+impl fmt::Display for NotAHoleSize<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`hole={}` is not where a PCI hole may start: give a size with a unit \
+             (e.g. hole=3G, hole=512M) or bytes in hex (hole=0xc0000000)",
+            self.0
+        )
+    }
+}
+
+/// How dom0's `create ... hole=<size>` reads the size after `hole=`: its
+/// bytes, for `domctl create`'s `hole` word. `3G`, `3072M`, `3145728K`
+/// (upper or lower case unit) and `0xc0000000` are 3 GiB. The hypervisor
+/// checks the hole's rules itself (`hvlu_types::hole`) and says which one a
+/// refused start breaks; 0, which that word reserves for the default, is
+/// refused here.
+pub fn hole_size(word: &str) -> Result<u64, NotAHoleSize<'_>> {
+    let bad = || NotAHoleSize(word);
+    let bytes = if let Some(hex) = word.strip_prefix("0x") {
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        u64::from_str_radix(hex, 16).map_err(|_| bad())?
+    } else {
+        let (digits, unit) = word.split_at(word.len().saturating_sub(1));
+        let shift = match unit {
+            "K" | "k" => 10,
+            "M" | "m" => 20,
+            "G" | "g" => 30,
+            _ => return Err(bad()),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        n.checked_mul(1 << shift).ok_or_else(bad)?
+    };
+    if bytes == 0 {
+        return Err(bad());
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

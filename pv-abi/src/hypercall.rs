@@ -101,6 +101,24 @@ pub enum Hypercall {
     /// returns the message's whole length: a result above `len` means the
     /// copy is cut. Empty after a call that succeeded.
     LastError = 23,
+    /// `memory_map(domid, entries, count)`: fills up to `count`
+    /// [`MemoryMapEntry`]s with domain `domid`'s memory map — its RAM, its
+    /// PCI hole, the device memory mapped identity inside the hole
+    /// ([`MapKind`]) — sorted by address, disjoint. A domU may ask for
+    /// itself only (another `domid` is refused with [`Error::Permission`]);
+    /// dom0 may ask for any domain ([`Error::NotFound`] for none). Returns
+    /// the number of entries; a `count` below it is refused with
+    /// [`Error::TooSmall`] and nothing is written.
+    MemoryMap = 25,
+    /// `machine_memory_map(entries, count)`: fills up to `count`
+    /// [`MemoryMapEntry`]s with the machine's memory map as the hypervisor
+    /// read it, each `kind` the firmware's E820 type (1 RAM, 2 reserved,
+    /// 3 ACPI reclaimable, 4 ACPI NVS, 5 unusable, others as given); dom0
+    /// only. Returns the number of entries; a `count` below it is refused
+    /// with [`Error::TooSmall`] and nothing is written. After a live update
+    /// the hypervisor knows the map its predecessor handed over (the
+    /// state's RAM map, docs/abi.md §2.3).
+    MachineMemoryMap = 26,
 }
 
 /// Longest reason [`Hypercall::LastError`] gives; the hypervisor shortens a
@@ -126,6 +144,7 @@ impl Hypercall {
                 | HostlinkWrite
                 | LuLoadBuffer
                 | LastError
+                | MachineMemoryMap
         )
     }
 }
@@ -261,6 +280,92 @@ pub struct DomainInfo {
     pub max_frames: u64,
     /// The domain's name, NUL padded.
     pub name: [u8; 32],
+}
+
+/// What a [`MemoryMapEntry`] of a domain's memory map (`memory_map`) is;
+/// `MapKind::from_repr(n)` is the kind with number `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
+#[repr(u32)]
+pub enum MapKind {
+    /// RAM of the domain: below its PCI hole, and from 4 GiB for a domain
+    /// larger than the hole's start.
+    Ram = 1,
+    /// The PCI hole, `[start, 4 GiB)`, where no RAM is: its guest frames
+    /// have no frame, but for device memory mapped there.
+    PciHole = 2,
+    /// Device memory (a BAR given to the domain) mapped identity (guest
+    /// frame == machine frame) inside the PCI hole.
+    Device = 3,
+}
+
+impl MapKind {
+    /// A short name, as dom0 prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapKind::Ram => "ram",
+            MapKind::PciHole => "pci-hole",
+            MapKind::Device => "device",
+        }
+    }
+}
+
+/// One entry of a memory map (`memory_map`, `machine_memory_map`), after
+/// E820: bytes `[base, base + size)` and their kind — a [`MapKind`] for a
+/// domain's map, the firmware's E820 type for the machine's.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct MemoryMapEntry {
+    /// First byte.
+    pub base: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// What the bytes are.
+    pub kind: u32,
+    /// 0.
+    pub reserved: u32,
+}
+
+hvlu_types::assert_layout!(MemoryMapEntry, 24, { base: 0, size: 8, kind: 16, reserved: 20 });
+
+impl MemoryMapEntry {
+    /// Bytes `[base, base + size)` of a domain's map, of `kind`.
+    pub const fn new(base: u64, size: u64, kind: MapKind) -> MemoryMapEntry {
+        MemoryMapEntry {
+            base,
+            size,
+            kind: kind as u32,
+            reserved: 0,
+        }
+    }
+
+    /// One past the last byte (saturating).
+    pub const fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+}
+
+/// The name of an E820 type of the machine's memory map
+/// (`machine_memory_map`), `None` for a type E820 does not name.
+pub fn e820_name(kind: u32) -> Option<&'static str> {
+    Some(match kind {
+        1 => "ram",
+        2 => "reserved",
+        3 => "acpi",
+        4 => "acpi-nvs",
+        5 => "unusable",
+        _ => return None,
+    })
 }
 
 /// Guest self-check reports, `report(kind, value)`;

@@ -6,9 +6,17 @@
 //! | [`START_INFO_VA`] | this page (read-write) |
 //! | [`STACK_TOP`] - [`STACK_PAGES`] pages | the initial stack |
 //! | [`IMAGE_BASE`] | the guest ELF image |
-//! | [`PHYSMAP_VA`] + gpfn * 4096 | every page of the guest, data read-write, page tables read-only |
+//! | [`PHYSMAP_VA`] + page * 4096 | every page of the guest, data read-write, page tables read-only |
 //!
-//! The gpfn → mfn list is an array of `u64` at `PHYSMAP_VA + mfn_list_gpfn * 4096`.
+//! The page → mfn list is an array of `u64` at `PHYSMAP_VA + mfn_list_gpfn * 4096`.
+//!
+//! The guest's pages are numbered `0..nr_pages` by RAM index
+//! (`hvlu_types::hole`): page `n` is gpfn `n` below the domain's PCI hole,
+//! and gpfn `n + (4 GiB − hole) / 4 KiB` from the hole's start on — the
+//! RAM ranges of its memory map (`memory_map`), in order. The fields named
+//! `*_gpfn` below are page numbers; they are the gpfns themselves below the
+//! hole, where the builder's pages always lie for a domain smaller than
+//! its hole's start.
 
 /// Where the start-info page is mapped.
 pub const START_INFO_VA: u64 = 0x0020_0000;
@@ -18,7 +26,7 @@ pub const STACK_TOP: u64 = 0x0040_0000;
 pub const STACK_PAGES: u64 = 16;
 /// Where guest images are linked.
 pub const IMAGE_BASE: u64 = 0x0040_0000;
-/// Where every guest page is mapped, by gpfn (L4 slot 2).
+/// Where every guest page is mapped, by page number (L4 slot 2).
 pub const PHYSMAP_VA: u64 = 0x0000_0100_0000_0000;
 /// Magic of the start-info page.
 pub const START_INFO_MAGIC: u64 = 0x6876_6c75_5056_0001; // "hvluPV", v1
@@ -48,9 +56,9 @@ pub struct StartInfo {
     pub domid: u64,
     /// `SIF_*` flags.
     pub flags: u64,
-    /// Number of guest pages (gpfns `0..nr_pages`).
+    /// Number of guest pages (page numbers `0..nr_pages`).
     pub nr_pages: u64,
-    /// First gpfn of the gpfn → mfn list.
+    /// First page of the page → mfn list.
     pub mfn_list_gpfn: u64,
     /// Number of page-table pages, at gpfns `pt_first_gpfn..+pt_count`.
     pub pt_first_gpfn: u64,

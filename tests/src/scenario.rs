@@ -121,6 +121,18 @@ pub fn poweroff_pass(machine: &mut Machine) {
     }
 }
 
+/// Checks, after `poweroff`, that domain `dom`'s report counts `ok`
+/// expected refusals and no unexpected result.
+pub fn assert_refusals(machine: &Machine, dom: u16, ok: u64) {
+    let report = machine
+        .lines_with(&format!("(hv) report d{dom} "))
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(field(&report, "refusals_ok"), Some(ok), "{report}");
+    assert_eq!(field(&report, "refusals_bad"), Some(0), "{report}");
+}
+
 /// The value of `key=` in a `key=value` line.
 pub fn field(line: &str, key: &str) -> Option<u64> {
     line.split_ascii_whitespace()

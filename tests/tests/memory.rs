@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use hvlu_harness::scenario::{
-    boot, boot_with, cmd, field, fields, poweroff_pass, summarise, wait_all,
+    assert_refusals, boot, boot_with, cmd, fields, poweroff_pass, summarise, wait_all,
 };
 use hvlu_harness::Machine;
 
@@ -72,13 +72,7 @@ fn a_domu_cannot_give_back_its_start_info_page_and_updates_go_on() {
     beats_go_on(&mut m, &[1], 2);
     assert!(summarise(&m.transcript).clean(1));
     poweroff_pass(&mut m);
-    let report = m
-        .lines_with("(hv) report d1 ")
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(field(&report, "refusals_ok"), Some(2), "{report}");
-    assert_eq!(field(&report, "refusals_bad"), Some(0), "{report}");
+    assert_refusals(&m, 1, 2);
 }
 
 #[test]

@@ -7,10 +7,12 @@
 //! | `help` | this list |
 //! | `list` | domains: id, name, frames, memory limit, state |
 //! | `modules` | boot modules a domain can be created from |
-//! | `create <module> [mem_kib] [args...]` | a new domU (default 4096 KiB); args become its command line |
+//! | `create <module> [mem_kib] [hole=<size>] [args...]` | a new domU (default 4096 KiB), its PCI hole from `<size>` (default 3G); args become its command line |
 //! | `destroy <id>` | end a domU and take back its frames |
 //! | `pause <id>` | stop scheduling a domU |
 //! | `unpause <id>` | schedule a paused domU again |
+//! | `memmap <id>` | a domain's memory map: RAM, PCI hole, device memory |
+//! | `machine-memmap` | the machine's memory map as the hypervisor read it |
 //! | `free` | free frames, owned frames, domains, ticks |
 //! | `sleep <ms>` | wait (scripts use it to let domUs run) |
 //! | `poweroff` | end the system; the hypervisor prints every domain's report |
@@ -43,9 +45,9 @@ mod hostlink;
 use pvrt::hc;
 use pvrt::hvlu_types::DomId;
 use pvrt::println;
-use pvrt::pv_abi::call::{create_size, Domctl, DEFAULT_DOMU_KIB};
+use pvrt::pv_abi::call::{create_size, hole_size, Domctl, DEFAULT_DOMU_KIB, MAX_MEMORY_MAP};
 use pvrt::pv_abi::console_line::LineReader;
-use pvrt::pv_abi::hypercall::{DomainInfo, MAX_ERROR_MESSAGE};
+use pvrt::pv_abi::hypercall::{e820_name, DomainInfo, MapKind, MemoryMapEntry, MAX_ERROR_MESSAGE};
 
 pvrt::entry!(main);
 
@@ -55,10 +57,14 @@ const HELP: &str = "commands:
   help                                 this list
   list                                 domains: id, name, frames, memory limit, state
   modules                              boot modules a domain can be created from
-  create <module> [mem_kib] [args...]  a new domU (default 4096 KiB); args become its command line
+  create <module> [mem_kib] [hole=<size>] [args...]
+                                       a new domU (default 4096 KiB), its PCI hole from <size>
+                                       (e.g. 1G, 512M; default 3G); args become its command line
   destroy <id>                         end a domU and take back its frames
   pause <id>                           stop scheduling a domU
   unpause <id>                         schedule a paused domU again
+  memmap <id>                          a domain's memory map: RAM, PCI hole, device memory
+  machine-memmap                       the machine's memory map as the hypervisor read it
   free                                 free frames, owned frames, domains, ticks
   sleep <ms>                           wait (scripts use it to let domUs run)
   poweroff                             end the system; the hypervisor prints every domain's report
@@ -144,6 +150,21 @@ impl core::fmt::Display for Joined<'_> {
     }
 }
 
+/// A memory-map entry's bytes, `first-last` in hex (inclusive, as E820
+/// listings print them).
+struct Span<'a>(&'a MemoryMapEntry);
+
+impl core::fmt::Display for Span<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:#x}-{:#x}",
+            self.0.base,
+            self.0.end().saturating_sub(1)
+        )
+    }
+}
+
 /// A domain id: a number up to `u16::MAX`.
 fn parse_id(arg: &str) -> Option<DomId> {
     arg.parse().ok().map(DomId)
@@ -177,10 +198,26 @@ fn run(words: &[&str]) {
                 }
                 Some(Ok(None)) | None => (DEFAULT_DOMU_KIB, rest),
             };
+            // `hole=<size>`, anywhere among the arguments, is the
+            // toolstack's: never passed on. 0 asks for the default.
+            let mut hole = 0;
+            for w in args.iter().filter_map(|w| w.strip_prefix("hole=")) {
+                if hole != 0 {
+                    println!("create {module}: error: `hole=` is given twice; nothing was created");
+                    return;
+                }
+                match hole_size(w) {
+                    Ok(bytes) => hole = bytes,
+                    Err(e) => {
+                        println!("create {module}: error: {e}; nothing was created");
+                        return;
+                    }
+                }
+            }
             // A line is at most 256 bytes: its words always fit.
             let mut cmdline = [0u8; 256];
             let mut n = 0;
-            for (i, a) in args.iter().enumerate() {
+            for (i, a) in args.iter().filter(|a| !a.starts_with("hole=")).enumerate() {
                 if i > 0 {
                     cmdline[n] = b' ';
                     n += 1;
@@ -189,7 +226,7 @@ fn run(words: &[&str]) {
                 n += a.len();
             }
             let cmdline = core::str::from_utf8(&cmdline[..n]).unwrap_or("");
-            match hc::domctl_create(module, kib, cmdline) {
+            match hc::domctl_create(module, kib, cmdline, hole) {
                 Ok(id) => println!("created d{id} from {module}"),
                 Err(e) => println!("create {module}: error: {}: {}", e.name(), reason()),
             }
@@ -210,6 +247,39 @@ fn run(words: &[&str]) {
             match hc::domctl(call) {
                 Ok(_) => println!("{op} d{id}: done"),
                 Err(e) => println!("{op} d{id}: error: {}: {}", e.name(), reason()),
+            }
+        }
+        ["memmap", id] => {
+            let Some(id) = parse_id(id) else {
+                println!(
+                    "memmap: `{id}` is not a domain id (they go up to {})",
+                    u16::MAX
+                );
+                return;
+            };
+            let mut map = [MemoryMapEntry::default(); MAX_MEMORY_MAP as usize];
+            match hc::memory_map(id, &mut map) {
+                Ok(n) => {
+                    for e in &map[..n as usize] {
+                        let kind = MapKind::from_repr(e.kind).map_or("?", MapKind::name);
+                        println!("d{id} memmap {} {kind}", Span(e));
+                    }
+                }
+                Err(e) => println!("memmap d{id}: error: {}", e.name()),
+            }
+        }
+        ["machine-memmap"] => {
+            let mut map = [MemoryMapEntry::default(); MAX_MEMORY_MAP as usize];
+            match hc::machine_memory_map(&mut map) {
+                Ok(n) => {
+                    for e in &map[..n as usize] {
+                        match e820_name(e.kind) {
+                            Some(kind) => println!("machine memmap {} {kind}", Span(e)),
+                            None => println!("machine memmap {} type {}", Span(e), e.kind),
+                        }
+                    }
+                }
+                Err(e) => println!("machine-memmap: error: {}", e.name()),
             }
         }
         ["free"] => match hc::sysinfo() {

@@ -11,14 +11,17 @@
 //! heartbeat about once a second. The mismatch count must stay 0 forever —
 //! across live updates too.
 //!
-//! At start it exercises the page-table hypercalls once (new frames, pin,
-//! unpin, base-pointer switch, giving frames back), then starts the loop.
+//! At start it reads its memory map (`memory_map`), prints it and checks it
+//! against its own pages ([`memmap`]), exercises the page-table hypercalls
+//! once (new frames, pin, unpin, base-pointer switch, giving frames back),
+//! then starts the loop.
 //!
 //! Command-line words change what it does first:
 //! - `probe`: tries hypercalls that must be refused (privileged calls,
-//!   live-update calls, mapping a frame it does not own, a writable mapping
-//!   of its own page table, a pointer outside its memory, arguments that
-//!   do not decode) and reports each result;
+//!   live-update calls, the machine's memory map and another domain's,
+//!   mapping a frame it does not own, a writable mapping of its own page
+//!   table, a pointer outside its memory, arguments that do not decode)
+//!   and reports each result;
 //! - `fault`: after two heartbeats, announces and takes a page fault;
 //! - `fpu`: after two heartbeats, announces and executes an x87
 //!   instruction (the hypervisor runs with CR0.EM: it faults);
@@ -42,6 +45,7 @@
 #![deny(unsafe_code)]
 
 mod grow;
+mod memmap;
 mod probes;
 mod tables;
 mod workload;
@@ -84,8 +88,9 @@ fn main() -> ! {
         "domU {} up: {} pages under test ({} generation-table pages), args `{cmdline}`",
         si.domid, pages, table_pages
     );
+    let has_maps = memmap::check_own_map();
     if probe {
-        probes();
+        probes(has_maps);
     }
     if give_back && !giveback() {
         // Its start-info page is gone: nothing can run on.

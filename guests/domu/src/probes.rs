@@ -7,7 +7,7 @@ use pvrt::hvlu_types::pte::{Level, Pte, GLOBAL, NO_EXECUTE, PRESENT, USER, WRITA
 use pvrt::hvlu_types::{DomId, PAGE_SIZE};
 use pvrt::mem;
 use pvrt::pv_abi::call::Domctl;
-use pvrt::pv_abi::hypercall::{Error, MmuUpdate, Report};
+use pvrt::pv_abi::hypercall::{Error, MemoryMapEntry, MmuUpdate, Report};
 use pvrt::pv_abi::start_info::{PHYSMAP_VA, START_INFO_VA, WINDOW_PAGES};
 use pvrt::{println, start_info};
 
@@ -32,7 +32,9 @@ fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
     }
 }
 
-pub fn probes() {
+/// The refusals; those of the memory maps only where the hypervisor has
+/// them (`has_maps`: its own map was given).
+pub fn probes(has_maps: bool) {
     let si = start_info();
     // 1. A privileged hypercall.
     expect(
@@ -100,6 +102,23 @@ pub fn probes() {
         pvrt::probe::pin_table_at_level(7),
         Error::Invalid,
     );
+    // 15 and 16. The machine's memory map is dom0's, and so is another
+    // domain's map.
+    if has_maps {
+        let mut room = [MemoryMapEntry::default(); 8];
+        expect(
+            15,
+            "machine_memory_map from a domU",
+            hc::machine_memory_map(&mut room),
+            Error::Permission,
+        );
+        expect(
+            16,
+            "memory_map of dom0 from a domU",
+            hc::memory_map(DomId(0), &mut room),
+            Error::Permission,
+        );
+    }
     // 8. A global mapping hidden in a frame that is then pinned as an L1.
     let mut new = [0u64; 1];
     if hc::increase_reservation(&mut new) == Ok(1) {

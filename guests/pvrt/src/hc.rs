@@ -3,9 +3,9 @@
 
 use core::arch::asm;
 
-use hvlu_types::{pte::Level, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, MAX_CREATE_ARGS};
-use pv_abi::hypercall::{DomainInfo, Error, LuStatus, MmuUpdate, Report, SysInfo};
+use pv_abi::hypercall::{DomainInfo, Error, LuStatus, MemoryMapEntry, MmuUpdate, Report, SysInfo};
 
 /// The result of a hypercall.
 pub type HcResult = Result<u64, Error>;
@@ -138,18 +138,41 @@ pub fn decrease_reservation(mfns: &[u64]) -> HcResult {
     call(Call::DecreaseReservation { mfns: array(mfns) })
 }
 
-/// Creates a domain from boot module `name` with `mem_kib` of memory.
-pub fn domctl_create(name: &str, mem_kib: u64, cmdline: &str) -> HcResult {
+/// Creates a domain from boot module `name` with `mem_kib` of memory, its
+/// PCI hole from byte `hole` (0 for the default). The hole goes as given:
+/// the hypervisor checks it, and says why it refuses one (`last_error`).
+pub fn domctl_create(name: &str, mem_kib: u64, cmdline: &str, hole: u64) -> HcResult {
     // The module name and the command line travel as one buffer:
     // "name\0cmdline". What does not fit is refused, never cut.
     let mut buf = [0u8; MAX_CREATE_ARGS as usize];
     let len = CreateArgs { name, cmdline }
         .encode(&mut buf)
         .ok_or(Error::TooSmall)?;
-    call(Call::Domctl(Domctl::Create {
+    let (nr, mut a) = Call::Domctl(Domctl::Create {
         args: bytes_in(&buf[..len]),
         kib: mem_kib,
-    }))
+        hole: None,
+    })
+    .encode();
+    // The hole's word (`arg3`), unchecked here.
+    a[4] = hole;
+    // SAFETY: the only pointer is `buf`, which the hypervisor only reads.
+    decode(unsafe { raw(nr, a[0], a[1], a[2], a[3], a[4]) })
+}
+
+/// Domain `domid`'s memory map into `out`; returns how many entries it has
+/// ([`Error::TooSmall`] if `out` cannot hold them all).
+pub fn memory_map(domid: DomId, out: &mut [MemoryMapEntry]) -> HcResult {
+    call(Call::MemoryMap {
+        domid,
+        out: array(out),
+    })
+}
+
+/// The machine's memory map into `out` (dom0 only); returns how many
+/// entries it has ([`Error::TooSmall`] if `out` cannot hold them all).
+pub fn machine_memory_map(out: &mut [MemoryMapEntry]) -> HcResult {
+    call(Call::MachineMemoryMap { out: array(out) })
 }
 
 /// Why the last refused domctl or live-update call was refused: copies up

@@ -5,6 +5,10 @@
 //! so no Rust reference ever aliases them. Page tables are readable (the
 //! builder maps them read-only). The remapping window is accessed the same
 //! way.
+//!
+//! A "gpfn" here is the guest's page number: its RAM index, which is the
+//! gpfn below its PCI hole and skips the hole above it
+//! (`pv_abi::start_info`); the physmap and the mfn list are dense by it.
 
 use hvlu_types::PAGE_SIZE;
 use pv_abi::start_info::{PHYSMAP_VA, WINDOW_PAGES};

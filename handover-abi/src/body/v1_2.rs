@@ -43,15 +43,14 @@ pub use super::v1_1::{
 use crate::types::MemRun;
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SHIFT, PAGE_SIZE};
 
-/// One past the last guest frame of every PCI hole: 4 GiB.
-pub const HOLE_END: Gpfn = Gpfn(0x10_0000);
+/// The hole's rules are `hvlu_types::hole`'s, which the hypervisor's frame
+/// space keeps too: one past the last guest frame of every PCI hole
+/// ([`HOLE_END`], 4 GiB), the lowest start ([`MIN_HOLE`], 16 MiB) and the
+/// alignment of a start ([`HOLE_ALIGN`] frames, 2 MiB).
+pub use hvlu_types::hole::{HOLE_ALIGN, HOLE_END, MIN_HOLE};
 /// The hole a domain gets unless it asks for another, and the hole of every
 /// domain of a 1.0 or 1.1 state: 3 GiB.
-pub const DEFAULT_HOLE: Gpfn = Gpfn(0xc_0000);
-/// The lowest hole a domain may have: 16 MiB.
-pub const MIN_HOLE: Gpfn = Gpfn(0x1000);
-/// A hole starts on a multiple of this many frames (2 MiB).
-pub const HOLE_ALIGN: u64 = 512;
+pub const DEFAULT_HOLE: Gpfn = hvlu_types::hole::Hole::DEFAULT.start();
 /// The highest BAR register index of a PCI function (type 0 header).
 pub const MAX_BAR_INDEX: u8 = 5;
 /// The smallest BAR the hypervisor records: one page.
@@ -352,7 +351,7 @@ pub const fn memory_map(hole: Gpfn, max_frames: u64) -> GuestMemoryMap {
 /// Whether `hole` can start a domain's PCI hole: a multiple of
 /// [`HOLE_ALIGN`], at least [`MIN_HOLE`], below [`HOLE_END`].
 pub const fn hole_is_valid(hole: Gpfn) -> bool {
-    hole.0.is_multiple_of(HOLE_ALIGN) && hole.0 >= MIN_HOLE.0 && hole.0 < HOLE_END.0
+    hvlu_types::hole::Hole::new(hole).is_ok()
 }
 
 /// The device memory of `devices`: the frames of every BAR, sorted, ranges

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use alloc::vec;
 
 use handover_abi::{RetiredDomain, MAX_RETIRED};
+use hvlu_types::hole::Hole;
 use hvlu_types::DomId;
 use pv_abi::exit::Outcome;
 use pv_abi::hypercall::Error;
@@ -22,13 +23,15 @@ use crate::{hvprintln, modules};
 pub const DOM0_KIB: u64 = 8192;
 
 impl Hv {
-    /// Builds a domain from module `name` and queues its vCPU.
+    /// Builds a domain from module `name`, its PCI hole at `hole` for good,
+    /// and queues its vCPU.
     pub fn create_domain(
         &mut self,
         module: &str,
         kib: u64,
         cmdline: &str,
         privileged: bool,
+        hole: Hole,
     ) -> Result<DomId, Error> {
         let Some(module) = self.modules.iter().find(|m| m.name == module).cloned() else {
             let names: Vec<&str> = self.modules.iter().map(|m| m.name.as_str()).collect();
@@ -60,6 +63,7 @@ impl Hv {
             pages: kib / 4,
             privileged,
             cmdline,
+            hole,
         };
         let built = builder::build(&spec, &mut self.mem.parts(), &mut PhysMemory::default());
         let domain = match built {
@@ -94,11 +98,12 @@ impl Hv {
         };
         let heap = crate::mm::heap::stats();
         hvprintln!(
-            "d{id} created from module {} ({} KiB, {} frames, limit {}, L4 mfn {:#x}; heap {} of {} KiB in use)",
+            "d{id} created from module {} ({} KiB, {} frames, limit {}, PCI hole {}, L4 mfn {:#x}; heap {} of {} KiB in use)",
             module.name,
             kib,
             domain.frames(),
             domain.max_frames,
+            domain.hole(),
             domain.vcpus[0].cr3.0,
             heap.used >> 10,
             heap.size >> 10
@@ -118,7 +123,7 @@ impl Hv {
         }
         // If the frametable disagrees with the domain's own record, no
         // frame of it can be trusted to be free, so none is reused.
-        if let Err(e) = self.mem.parts().release_domain(id, &domain.p2m) {
+        if let Err(e) = self.mem.parts().release_domain(id, domain.p2m.ram()) {
             hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
         }
         hvprintln!(

@@ -100,9 +100,11 @@ pub struct Domain {
     pub privileged: bool,
     /// Memory limit in frames.
     pub max_frames: u64,
-    /// Guest frame → machine frame (`u64::MAX` for a gpfn with no frame),
-    /// with the free guest frame numbers and the frame count: reads as the
-    /// p2m slice, changes only through its methods ([`P2m`]).
+    /// Its guest frame space ([`P2m`]): RAM gpfn → machine frame, dense by
+    /// RAM index, with the free RAM indices and the frame count; its PCI
+    /// hole, chosen at create and never changed ([`Domain::hole`]); the
+    /// device frames mapped identity in the hole. Changes only through its
+    /// methods.
     pub p2m: P2m,
     /// The gpfn of its start-info page: where the builder put it, or what
     /// the handover state says. The domain may not give it back
@@ -156,5 +158,10 @@ impl Domain {
     /// Frames the domain owns (a counter: no scan).
     pub fn frames(&self) -> u64 {
         self.p2m.frames()
+    }
+
+    /// Its PCI hole, `[hole, 4 GiB)` in gpfn space, where its RAM never is.
+    pub fn hole(&self) -> hvlu_types::hole::Hole {
+        self.p2m.hole()
     }
 }

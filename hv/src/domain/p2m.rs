@@ -1,26 +1,44 @@
-//! A domain's guest frame space: the p2m (gpfn → mfn), the guest frame
-//! numbers given back and free for reuse, and the number of frames the
-//! domain owns.
+//! A domain's guest frame space: the p2m (gpfn → mfn) of its RAM, the RAM
+//! frames given back and free for reuse, the number of frames the domain
+//! owns, its PCI hole and the device frames mapped identity (gpfn == mfn)
+//! inside it.
+//!
+//! The hole is `[hole, 4 GiB)` in gpfn space (`hvlu_types::hole`): chosen
+//! when the domain is made, never changed. RAM never lies there. The p2m
+//! stores nothing for the hole: it is dense by **RAM index** (the i-th
+//! RAM frame of the domain, gpfn order; `Hole::gpfn_of` and
+//! `Hole::index_of` translate), so a 1 GiB hole costs no memory. Every
+//! gpfn the frame space hands out (`next_gpfn`, `add`) is a RAM gpfn, so
+//! `increase_reservation` never populates the hole (Invariant 26); a
+//! lookup of a gpfn in the hole gives a frame only for an identity entry
+//! ([`P2m::add_identity`]), which is device memory: never owned, counted
+//! or released.
 //!
 //! Everything is sized once, when the domain is made, from its memory limit
 //! (`max_frames`), and taken fallibly from the heap: a domain that cannot be
 //! backed is refused then, with the numbers. Afterwards nothing here
-//! allocates. The p2m never grows past the limit: a new frame takes the
-//! lowest guest frame number given back earlier before the p2m grows, and a
-//! domain owns at most `max_frames` frames, so `len ≤ max_frames` always.
-//! Each frame in or out costs `O(log n)` (a min-heap of the free numbers),
-//! never a scan of the p2m; the owned-frame count is kept as frames come and
-//! go.
+//! allocates but an identity range. The p2m never grows past the limit: a
+//! new frame takes the lowest RAM index given back earlier before the p2m
+//! grows, and a domain owns at most `max_frames` frames, so
+//! `len ≤ max_frames` always. Each frame in or out costs `O(log n)` (a
+//! min-heap of the free indices), never a scan of the p2m; the owned-frame
+//! count is kept as frames come and go.
 
 use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
-use core::ops::Deref;
 
-use hvlu_types::Gpfn;
+use hvlu_types::hole::{Hole, HOLE_END};
+use hvlu_types::{Gpfn, Mfn, MfnRange, PAGE_SHIFT};
+use pv_abi::hypercall::{MapKind, MemoryMapEntry};
 
 /// A p2m entry with no frame.
 pub const NO_FRAME: u64 = u64::MAX;
+
+/// Most identity ranges a domain has: its memory map (two RAM ranges, the
+/// hole cut around each range) then stays within what `memory_map` gives
+/// (`pv_abi::call::MAX_MEMORY_MAP`).
+pub const MAX_IDENTITY: usize = (pv_abi::call::MAX_MEMORY_MAP as usize - 3) / 2;
 
 /// Heap bytes a domain's frame space takes per frame of its limit: an
 /// 8-byte p2m entry and a 4-byte free-list slot.
@@ -56,31 +74,78 @@ pub enum P2mError {
     },
 }
 
-/// A domain's guest frame space. Reads as the p2m slice (`NO_FRAME` for a
-/// gpfn without a frame); changes only through its methods.
+/// Why an identity range was not added or removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The range has no frame.
+    #[error("an identity range of no frame at {}", .range.start)]
+    Empty {
+        /// The range.
+        range: MfnRange,
+    },
+    /// Part of the range lies outside the domain's PCI hole: identity
+    /// entries map device memory, which lives in the hole only.
+    #[error("{range} is not inside the domain's PCI hole {hole}")]
+    OutsideHole {
+        /// The range.
+        range: MfnRange,
+        /// The domain's hole.
+        hole: Hole,
+    },
+    /// The range shares frames with an identity range the domain has.
+    #[error("{range} overlaps the domain's identity range {other}")]
+    Overlaps {
+        /// The range.
+        range: MfnRange,
+        /// The range it overlaps.
+        other: MfnRange,
+    },
+    /// The range to remove is not one the domain has.
+    #[error("{range} is not an identity range of the domain")]
+    NotMapped {
+        /// The range.
+        range: MfnRange,
+    },
+    /// The domain has [`MAX_IDENTITY`] ranges already.
+    #[error("the domain has {MAX_IDENTITY} identity ranges, the most it may have")]
+    TooMany,
+    /// The heap cannot hold one more range.
+    #[error("the hypervisor heap cannot hold another identity range")]
+    NoHeap,
+}
+
+/// A domain's guest frame space: RAM by RAM index, the hole, the identity
+/// ranges. Changes only through its methods.
 #[derive(Debug)]
 pub struct P2m {
-    /// gpfn → mfn, [`NO_FRAME`] for a hole; capacity `limit`.
+    /// RAM index → mfn, [`NO_FRAME`] for an index with no frame; capacity
+    /// `limit`.
     map: Vec<u64>,
-    /// The holes below `map.len()`, lowest first; capacity `limit`.
-    holes: BinaryHeap<Reverse<u32>>,
+    /// The indices below `map.len()` with no frame, lowest first; capacity
+    /// `limit`.
+    free: BinaryHeap<Reverse<u32>>,
     /// Entries of `map` that are not [`NO_FRAME`].
     owned: u64,
     /// The memory limit in frames.
     limit: u64,
+    /// The PCI hole.
+    hole: Hole,
+    /// Device frames mapped gpfn == mfn, inside the hole; sorted, disjoint.
+    identity: Vec<MfnRange>,
 }
 
 impl P2m {
     /// An empty frame space for a domain limited to `max_frames` frames,
-    /// with room for all of them.
-    pub fn with_limit(max_frames: u64) -> Result<P2m, P2mError> {
-        Self::from_map(Vec::new(), max_frames)
+    /// with room for all of them, its PCI hole at `hole`.
+    pub fn with_limit(max_frames: u64, hole: Hole) -> Result<P2m, P2mError> {
+        Self::from_map(Vec::new(), max_frames, hole)
     }
 
-    /// The frame space around `map` (a p2m rebuilt after a live update),
-    /// with room for the rest of the limit; the holes and the frame count
-    /// are read off `map` once.
-    pub fn from_map(mut map: Vec<u64>, max_frames: u64) -> Result<P2m, P2mError> {
+    /// The frame space around `map` (a p2m by RAM index, rebuilt after a
+    /// live update: `new_hv::domain::p2m_of`), with room for the rest of
+    /// the limit; the free indices and the frame count are read off `map`
+    /// once. Identity ranges are added afterwards ([`P2m::add_identity`]).
+    pub fn from_map(mut map: Vec<u64>, max_frames: u64, hole: Hole) -> Result<P2m, P2mError> {
         let limit = usize::try_from(max_frames)
             .ok()
             .filter(|_| max_frames <= 1 << 32)
@@ -95,26 +160,28 @@ impl P2m {
             needed: heap_bytes(max_frames),
         };
         map.try_reserve_exact(limit - map.len()).map_err(no_heap)?;
-        let mut holes = BinaryHeap::new();
-        holes.try_reserve_exact(limit).map_err(no_heap)?;
+        let mut free = BinaryHeap::new();
+        free.try_reserve_exact(limit).map_err(no_heap)?;
         let mut owned = 0;
-        for (gpfn, &mfn) in map.iter().enumerate() {
+        for (index, &mfn) in map.iter().enumerate() {
             if mfn == NO_FRAME {
                 // Below the limit, so below 2^32.
-                holes.push(Reverse(gpfn as u32));
+                free.push(Reverse(index as u32));
             } else {
                 owned += 1;
             }
         }
         Ok(P2m {
             map,
-            holes,
+            free,
             owned,
             limit: max_frames,
+            hole,
+            identity: Vec::new(),
         })
     }
 
-    /// Frames the domain owns.
+    /// Frames the domain owns (identity entries are not its frames).
     pub fn frames(&self) -> u64 {
         self.owned
     }
@@ -124,21 +191,33 @@ impl P2m {
         self.limit
     }
 
-    /// The guest frame number the next frame gets: the lowest one given
-    /// back, or the first past the end; `None` at the limit.
-    pub fn next_gpfn(&self) -> Option<Gpfn> {
-        match self.holes.peek() {
-            Some(Reverse(g)) => Some(Gpfn(u64::from(*g))),
-            None => (self.owned < self.limit).then_some(Gpfn(self.map.len() as u64)),
+    /// The PCI hole.
+    pub fn hole(&self) -> Hole {
+        self.hole
+    }
+
+    /// The RAM index the next frame gets: the lowest one given back, or the
+    /// first past the end; `None` at the limit.
+    fn next_index(&self) -> Option<u64> {
+        match self.free.peek() {
+            Some(Reverse(i)) => Some(u64::from(*i)),
+            None => (self.owned < self.limit).then_some(self.map.len() as u64),
         }
+    }
+
+    /// The guest frame number the next frame gets: that of the lowest RAM
+    /// index given back, or of the first past the end — never one in the
+    /// hole; `None` at the limit.
+    pub fn next_gpfn(&self) -> Option<Gpfn> {
+        self.hole.gpfn_of(self.next_index()?)
     }
 
     /// Gives the domain frame `mfn` at [`P2m::next_gpfn`]; returns that
     /// gpfn, `None` (and nothing changes) at the limit. Never allocates.
     pub fn add(&mut self, mfn: u64) -> Option<Gpfn> {
         let gpfn = self.next_gpfn()?;
-        match self.holes.pop() {
-            Some(Reverse(g)) => self.map[g as usize] = mfn,
+        match self.free.pop() {
+            Some(Reverse(i)) => self.map[i as usize] = mfn,
             // Within the capacity reserved for the limit: no reallocation.
             None => self.map.push(mfn),
         }
@@ -146,33 +225,137 @@ impl P2m {
         Some(gpfn)
     }
 
-    /// Takes the frame of `gpfn` away; returns its mfn, `None` if the gpfn
-    /// has none. Never allocates.
+    /// Takes the RAM frame of `gpfn` away; returns its mfn, `None` if the
+    /// gpfn has none (an identity entry is not taken: it is no RAM frame,
+    /// [`P2m::remove_identity`] drops it). Never allocates.
     pub fn remove(&mut self, gpfn: Gpfn) -> Option<u64> {
-        let i = usize::try_from(gpfn.0).ok()?;
+        let i = usize::try_from(self.hole.index_of(gpfn)?).ok()?;
         let slot = self.map.get_mut(i)?;
         if *slot == NO_FRAME {
             return None;
         }
         let mfn = core::mem::replace(slot, NO_FRAME);
-        // Every gpfn below `len` is below the limit, so below 2^32, and the
-        // holes never outnumber the entries: within the reserved capacity.
-        self.holes.push(Reverse(i as u32));
+        // Every index below `len` is below the limit, so below 2^32, and
+        // the free indices never outnumber the entries: within the reserved
+        // capacity.
+        self.free.push(Reverse(i as u32));
         self.owned -= 1;
         Some(mfn)
+    }
+
+    /// The frame at `gpfn`: its RAM frame, or for a gpfn in the hole its
+    /// identity entry (the frame `gpfn` itself); `None` for a gpfn with
+    /// neither.
+    pub fn get(&self, gpfn: Gpfn) -> Option<u64> {
+        if self.hole.contains(gpfn) {
+            let i = self.identity.partition_point(|r| r.end() <= gpfn.0);
+            return self
+                .identity
+                .get(i)
+                .filter(|r| r.contains(Mfn(gpfn.0)))
+                .map(|_| gpfn.0);
+        }
+        let i = usize::try_from(self.hole.index_of(gpfn)?).ok()?;
+        self.map.get(i).copied().filter(|&m| m != NO_FRAME)
+    }
+
+    /// The RAM p2m by RAM index (`NO_FRAME` for an index without a frame):
+    /// a PV guest's page numbers are RAM indices (the builder lays out its
+    /// pages by them), and the outgoing state turns them into gpfns
+    /// (`old_hv::domain`).
+    pub fn ram(&self) -> &[u64] {
+        &self.map
+    }
+
+    /// The domain's RAM frames `(gpfn, mfn)`, in gpfn order.
+    pub fn entries(&self) -> impl Iterator<Item = (Gpfn, u64)> + '_ {
+        let hole = self.hole;
+        (0..)
+            .zip(&self.map)
+            .filter(|&(_, &m)| m != NO_FRAME)
+            .filter_map(move |(i, &m)| Some((hole.gpfn_of(i)?, m)))
     }
 
     /// The mfns the domain owns, in gpfn order.
     pub fn mfns(&self) -> impl Iterator<Item = u64> + '_ {
         self.map.iter().copied().filter(|&m| m != NO_FRAME)
     }
-}
 
-impl Deref for P2m {
-    type Target = [u64];
+    /// The device frames mapped identity in the hole, sorted.
+    pub fn identity(&self) -> &[MfnRange] {
+        &self.identity
+    }
 
-    fn deref(&self) -> &[u64] {
-        &self.map
+    /// Maps the device frames `range` identity (gpfn == mfn): a BAR given to
+    /// the domain. The range must lie inside the hole and share no frame
+    /// with an identity range the domain has, of which it has fewer than
+    /// [`MAX_IDENTITY`].
+    pub fn add_identity(&mut self, range: MfnRange) -> Result<(), IdentityError> {
+        if range.is_empty() {
+            return Err(IdentityError::Empty { range });
+        }
+        if !self.hole.contains(Gpfn(range.start.0)) || range.end() > HOLE_END.0 {
+            return Err(IdentityError::OutsideHole {
+                range,
+                hole: self.hole,
+            });
+        }
+        let at = self.identity.partition_point(|r| r.end() <= range.start.0);
+        if let Some(&other) = self.identity.get(at).filter(|r| r.overlaps(range)) {
+            return Err(IdentityError::Overlaps { range, other });
+        }
+        if self.identity.len() >= MAX_IDENTITY {
+            return Err(IdentityError::TooMany);
+        }
+        self.identity
+            .try_reserve(1)
+            .map_err(|_| IdentityError::NoHeap)?;
+        self.identity.insert(at, range);
+        Ok(())
+    }
+
+    /// Drops the identity range `range`, which must be one added whole
+    /// ([`P2m::add_identity`]): a BAR taken back from the domain.
+    pub fn remove_identity(&mut self, range: MfnRange) -> Result<(), IdentityError> {
+        let at = self
+            .identity
+            .iter()
+            .position(|&r| r == range)
+            .ok_or(IdentityError::NotMapped { range })?;
+        self.identity.remove(at);
+        Ok(())
+    }
+
+    /// The domain's memory map, sorted by address, entries disjoint: its
+    /// RAM below the hole, the hole (cut around each identity range, which
+    /// is device memory), its RAM from 4 GiB.
+    pub fn memory_map(&self) -> impl Iterator<Item = MemoryMapEntry> + '_ {
+        let entry = |first: u64, frames: u64, kind: MapKind| {
+            (frames > 0)
+                .then(|| MemoryMapEntry::new(first << PAGE_SHIFT, frames << PAGE_SHIFT, kind))
+        };
+        // Below the hole, then from 4 GiB: a domain with RAM has some
+        // below its hole, which starts at 16 MiB at the lowest.
+        let mut ram = self.hole.ram(self.limit);
+        let (low, high) = (ram.next(), ram.next());
+        let hole = self.hole.start().0;
+        let gaps = self.identity.iter().enumerate().flat_map(move |(i, r)| {
+            let from = if i == 0 {
+                hole
+            } else {
+                self.identity[i - 1].end()
+            };
+            [
+                entry(from, r.start.0 - from, MapKind::PciHole),
+                entry(r.start.0, r.count, MapKind::Device),
+            ]
+        });
+        let last = self.identity.last().map_or(hole, |r| r.end());
+        low.and_then(|(g, n)| entry(g.0, n, MapKind::Ram))
+            .into_iter()
+            .chain(gaps.flatten())
+            .chain(entry(last, HOLE_END.0 - last, MapKind::PciHole))
+            .chain(high.and_then(|(g, n)| entry(g.0, n, MapKind::Ram)))
     }
 }
 

@@ -4,6 +4,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use hvlu_types::hole::Hole;
 use pv_abi::call::{CreateArgs, Domctl, GuestArray, GuestBuf};
 use pv_abi::hypercall::{DomainInfo, Error};
 use zerocopy::IntoBytes;
@@ -16,7 +17,7 @@ use crate::mm::heap;
 /// `domctl(op, arg0, arg1, arg2)`, decoded.
 pub fn do_domctl(hv: &mut Hv, op: Domctl) -> Result<u64, Error> {
     match op {
-        Domctl::Create { args, kib } => create(hv, args, kib),
+        Domctl::Create { args, kib, hole } => create(hv, args, kib, hole.unwrap_or_default()),
         Domctl::Destroy { id } | Domctl::Pause { id } | Domctl::Unpause { id } => {
             let verb = match op {
                 Domctl::Destroy { .. } => "destroyed",
@@ -56,19 +57,20 @@ pub fn do_domctl(hv: &mut Hv, op: Domctl) -> Result<u64, Error> {
     }
 }
 
-/// `create(buf, len, kib)`: `buf` holds the module name, then optionally a
-/// NUL and the domain's command line (`pv_abi::call::CreateArgs`); its
-/// length and `kib` were checked in decoding. A domain the machine cannot
-/// back (its frames, or its frame space on the hypervisor heap) is refused
-/// with `Error::NoMemory`. Every refusal says why (`last_error`).
-fn create(hv: &mut Hv, args: GuestBuf, kib: u64) -> Result<u64, Error> {
+/// `create(buf, len, kib, hole)`: `buf` holds the module name, then
+/// optionally a NUL and the domain's command line
+/// (`pv_abi::call::CreateArgs`); its length, `kib` and the PCI hole were
+/// checked in decoding. A domain the machine cannot back (its frames, or
+/// its frame space on the hypervisor heap) is refused with
+/// `Error::NoMemory`. Every refusal says why (`last_error`).
+fn create(hv: &mut Hv, args: GuestBuf, kib: u64, hole: Hole) -> Result<u64, Error> {
     let mut buf = heap::zeroed(args.len as usize)?;
     copy_from_guest(hv, args.addr, &mut buf)?;
     let CreateArgs { name, cmdline } = match CreateArgs::decode(&buf) {
         Ok(args) => args,
         Err(e) => return hv.refuse_with(e.error(), e.to_string()),
     };
-    match hv.create_domain(name, kib, cmdline, false) {
+    match hv.create_domain(name, kib, cmdline, false, hole) {
         Ok(id) => Ok(u64::from(id.0)),
         Err(e) => {
             if hv.last_error.is_empty() {

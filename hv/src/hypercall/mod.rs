@@ -9,6 +9,7 @@
 //! | [`domctl`] | `domctl` and its operations |
 //! | [`info`] | `report`, `set_segment_base`, `sysinfo` |
 //! | [`lu`] | `lu_load`, `lu_load_buffer`, `lu_status`, `lu_unload`, `lu_exec`, `hostlink_read`, `hostlink_write` |
+//! | [`memmap`] | `memory_map`, `machine_memory_map` |
 //! | here | `last_error` |
 //!
 //! The calling convention is `pv_abi::hypercall`'s: the number in `rax`,
@@ -25,6 +26,7 @@ mod console;
 mod domctl;
 mod info;
 mod lu;
+mod memmap;
 mod memory;
 mod sched;
 
@@ -133,6 +135,8 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::HostlinkRead { buf } => lu::do_hostlink_read(hv, buf),
         Call::HostlinkWrite { buf } => lu::do_hostlink_write(hv, buf),
         Call::LastError { buf } => do_last_error(hv, buf),
+        Call::MemoryMap { domid, out } => memmap::do_memory_map(hv, d, domid, out),
+        Call::MachineMemoryMap { out } => memmap::do_machine_memory_map(hv, out),
         Call::Yield | Call::Shutdown { .. } => {
             hvprintln!("BUG: {call:?} reached the dispatch table");
             Err(Error::Failed)

@@ -15,13 +15,14 @@ use core::convert::Infallible;
 use boot_allocator::PhysRange;
 use frame_ownership::FrameInfo;
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
-use handover_abi::PciDevice;
+use handover_abi::{PciDevice, RamRange, RamType};
 use hvlu_types::{DomId, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::boot::BootMemory;
 use new_hv::domain::Restored;
 use new_hv::enter::Platform;
 use new_hv::{Entered, InTimes, Report};
 use pv_abi::exit::Outcome;
+use pv_abi::hypercall::MemoryMapEntry;
 
 use crate::arch::{self, cpu, paging, phys, stack};
 use crate::cmdline::Options;
@@ -175,6 +176,7 @@ impl Platform for Incoming {
             g.boot_tsc,
         );
         hv.domains = rebuild_domains(e.domains);
+        hv.machine_map = machine_map(&e.state.machine.ram_map);
         hv.retired = new_hv::globals::restore_retired(&e.state.retired);
         hv.next_domid = g.next_domid;
         hv.lu_sequence = e.args.sequence;
@@ -216,6 +218,36 @@ fn options_of(cmdline: &str) -> Options {
     })
 }
 
+/// The machine's memory map as the state hands it over (its RAM map, each
+/// entry with its E820 type), for `machine_memory_map`: at most
+/// `pv_abi::call::MAX_MEMORY_MAP` entries, the rest said in the log.
+fn machine_map(ram_map: &[RamRange]) -> Vec<MemoryMapEntry> {
+    const MAX: usize = pv_abi::call::MAX_MEMORY_MAP as usize;
+    if ram_map.len() > MAX {
+        hvprintln!(
+            "the handed-over RAM map has {} entries: machine_memory_map gives the first {MAX}",
+            ram_map.len()
+        );
+    }
+    ram_map
+        .iter()
+        .take(MAX)
+        .map(|r| MemoryMapEntry {
+            base: r.base,
+            size: r.size,
+            kind: match r.kind {
+                RamType::Usable => 1,
+                RamType::Reserved => 2,
+                RamType::AcpiReclaimable => 3,
+                RamType::AcpiNvs => 4,
+                RamType::Unusable => 5,
+                RamType::Other(kind) => kind,
+            },
+            reserved: 0,
+        })
+        .collect()
+}
+
 /// Hypervisor domains around the preserved frames, as `new_hv::enter`
 /// restored them (their L4s already given this hypervisor's upper half).
 fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
@@ -223,13 +255,20 @@ fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
     for r in restored {
         let vcpus = r.vcpus.iter().map(Vcpu::from_context).collect();
         // The frame space is sized by the limit, as the builder sized it.
-        let p2m = P2m::from_map(r.p2m, r.max_frames).unwrap_or_else(|e| {
+        let mut p2m = P2m::from_map(r.p2m, r.max_frames, r.hole).unwrap_or_else(|e| {
             let free = mm::heap::free() >> 10;
             refuse(format_args!(
                 "d{}: its frame space: {e} ({free} KiB free)",
                 r.id
             ))
         });
+        // The state's identity entries: inside the hole, sorted and
+        // disjoint (verified), so only a full heap refuses one.
+        for &range in &r.identity {
+            if let Err(e) = p2m.add_identity(range) {
+                refuse(format_args!("d{}: identity entries: {e}", r.id));
+            }
+        }
         let mut domain = Domain::new(r.id, &r.name, r.privileged, p2m, r.start_info, vcpus);
         domain.paused = r.paused;
         domain.reports = r.reports;
@@ -261,6 +300,7 @@ fn release(hv: &mut Hv, pending: PendingRelease) {
         );
     }
     report_release(hv, pending);
+    report_holes(hv);
     hv.modules = modules::discover();
 }
 
@@ -283,4 +323,19 @@ fn report_release(hv: &mut Hv, pending: PendingRelease) {
         )
     };
     hvprintln!("{report}");
+}
+
+/// Says, for each domain rebuilt, where its PCI hole is and what a lookup
+/// of the hole's first gpfn finds: no frame, or (a BAR mapped there) the
+/// device frame itself — never RAM (`P2m::get`).
+fn report_holes(hv: &Hv) {
+    for d in hv.domains.values() {
+        let hole = d.hole();
+        let gpfn = hole.start();
+        let found = match d.p2m.get(gpfn) {
+            None => "has no frame",
+            Some(_) => "maps device memory identity",
+        };
+        hvprintln!("d{}: PCI hole {hole}: {gpfn} {found}", d.id);
+    }
 }

@@ -20,6 +20,7 @@ use handover_abi::{
     BuildId, GuestReports, HandoverState, HvGlobals, LuRegion, PciBar, PciDevice, RetiredDomain,
     RunKind, TimeBase, DEFAULT_HOLE, HOLE_END, MIN_HOLE,
 };
+use hvlu_types::hole::Hole;
 use hvlu_types::pte::Level;
 use hvlu_types::table_plan::{self, build, BuildError, Map, TableMemory};
 use hvlu_types::VcpuContext;
@@ -200,7 +201,7 @@ impl Sim {
             .domains
             .iter()
             .map(|d| {
-                let p2m = new_hv::p2m_of(&d.runs);
+                let p2m = new_hv::p2m_of(&d.runs, Hole::DEFAULT);
                 // Every other domain has its hole at 16 MiB (its frames
                 // all lie below) and maps there the device ranges it may
                 // map that lie in it; the others the default hole.
@@ -392,7 +393,7 @@ impl Sim {
             max_frames: d.max_frames,
             p2m: &d.p2m,
             mmio: &d.mmio,
-            hole: d.hole,
+            hole: Hole::new(d.hole).expect("the sim's holes keep the rules"),
             identity: &d.identity,
             vcpus: d.vcpus.clone(),
             start_info: d.start_info,

@@ -54,7 +54,7 @@ fn buf(len: u64) -> GuestBuf {
 
 #[test]
 fn unknown_numbers_are_nosys() {
-    for nr in [0, 24, 25, 0x100, u64::MAX, 1 << 63] {
+    for nr in [0, 24, 27, 0x100, u64::MAX, 1 << 63] {
         let e = Call::decode(nr, [0; 5]).unwrap_err();
         assert_eq!(e, DecodeError::UnknownCall { nr });
         assert_eq!(e.error(), Error::NoSys);
@@ -76,6 +76,7 @@ fn cut_lengths_stop_at_their_bound() {
         (Hypercall::SysInfo, size(size_of::<SysInfo>())),
         (Hypercall::LuStatus, size(size_of::<LuStatus>())),
         (Hypercall::LastError, size(MAX_ERROR_MESSAGE)),
+        (Hypercall::MachineMemoryMap, MAX_MEMORY_MAP),
     ];
     assert_eq!(MAX_CONSOLE_IO, 4096);
     assert_eq!(MAX_HOSTLINK_READ, 64 * 1024);
@@ -247,6 +248,13 @@ fn domctl(op: u64, a: [u64; 3]) -> Result<Call, DecodeError> {
     decode(Hypercall::Domctl, [op, a[0], a[1], a[2], 0])
 }
 
+fn create_with_hole(kib: u64, hole: u64) -> Result<Call, DecodeError> {
+    decode(
+        Hypercall::Domctl,
+        [DomctlOp::Create as u64, ADDR, 4, kib, hole],
+    )
+}
+
 #[test]
 fn domctl_operations_decode_and_unknown_ones_are_nosys() {
     for op in 1..=6 {
@@ -331,7 +339,8 @@ fn domctl_create_checks_its_lengths_and_memory() {
             create(len, kib),
             Ok(Call::Domctl(Domctl::Create {
                 args: buf(len),
-                kib
+                kib,
+                hole: None
             }))
         );
     }
@@ -364,6 +373,125 @@ fn domctl_create_checks_its_lengths_and_memory() {
         assert_eq!(e.error(), Error::Invalid);
         assert!(e.explained());
     }
+}
+
+#[test]
+fn domctl_create_takes_a_hole_start_or_0_for_the_default() {
+    let created = |hole| {
+        Ok(Call::Domctl(Domctl::Create {
+            args: buf(4),
+            kib: 65536,
+            hole,
+        }))
+    };
+    assert_eq!(create_with_hole(65536, 0), created(None));
+    for addr in [16 << 20, 1 << 30, 3 << 30, (4 << 30) - (2 << 20)] {
+        let hole = Hole::at_addr(addr).unwrap();
+        assert_eq!(create_with_hole(65536, addr), created(Some(hole)));
+        assert_eq!(created(Some(hole)).unwrap().encode().1[4], addr);
+    }
+    let refused = [
+        (5 << 20, HoleError::TooLow { addr: 5 << 20 }),
+        (
+            (1 << 30) + 4096,
+            HoleError::Unaligned {
+                addr: (1 << 30) + 4096,
+            },
+        ),
+        (4 << 30, HoleError::TooHigh { addr: 4 << 30 }),
+        (u64::MAX, HoleError::TooHigh { addr: u64::MAX }),
+    ];
+    for (addr, error) in refused {
+        let e = create_with_hole(65536, addr).unwrap_err();
+        assert_eq!(e, DecodeError::Hole(error), "{addr:#x}");
+        assert_eq!(e.error(), Error::Invalid);
+        assert!(e.explained());
+        assert_eq!(e.to_string(), error.to_string());
+    }
+}
+
+#[test]
+fn a_hole_size_has_a_unit_or_is_hex_bytes() {
+    for (word, bytes) in [
+        ("3G", 3 << 30),
+        ("3g", 3 << 30),
+        ("3072M", 3 << 30),
+        ("3145728K", 3 << 30),
+        ("16m", 16 << 20),
+        ("0xc0000000", 3 << 30),
+        ("5M", 5 << 20),
+    ] {
+        assert_eq!(hole_size(word), Ok(bytes), "{word}");
+    }
+    for word in [
+        "",
+        "3",
+        "G",
+        "3GB",
+        "0",
+        "0G",
+        "0x",
+        "0x0",
+        "-1G",
+        "1.5G",
+        "0xg",
+        "99999999999G",
+    ] {
+        let e = hole_size(word).unwrap_err();
+        assert_eq!(e, NotAHoleSize(word));
+        assert!(
+            e.to_string().starts_with(&std::format!(
+                "`hole={word}` is not where a PCI hole may start"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn memory_map_names_a_domain_and_is_cut_at_its_bound() {
+    for (asked, got) in [
+        (0, 0),
+        (4, 4),
+        (MAX_MEMORY_MAP, MAX_MEMORY_MAP),
+        (u64::MAX, MAX_MEMORY_MAP),
+    ] {
+        assert_eq!(
+            decode(Hypercall::MemoryMap, [3, ADDR, asked, 9, 9]),
+            Ok(Call::MemoryMap {
+                domid: DomId(3),
+                out: GuestArray {
+                    addr: ADDR,
+                    count: got
+                }
+            })
+        );
+    }
+    for arg in [65536, u64::MAX] {
+        let e = decode(Hypercall::MemoryMap, [arg, ADDR, 4, 0, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::MapDomainId { arg });
+        assert_eq!(e.error(), Error::Invalid);
+        // A domU's refusal is no reason for dom0's `last_error`.
+        assert!(!e.explained());
+    }
+}
+
+#[test]
+fn memory_map_entries_are_24_bytes_named_by_kind() {
+    use crate::hypercall::{e820_name, MapKind, MemoryMapEntry};
+    use zerocopy::IntoBytes;
+    let e = MemoryMapEntry::new(0xc000_0000, 0x4000_0000, MapKind::PciHole);
+    assert_eq!(e.end(), 1 << 32);
+    let bytes = e.as_bytes();
+    assert_eq!(bytes.len(), 24);
+    assert_eq!(&bytes[16..24], &[2, 0, 0, 0, 0, 0, 0, 0]);
+    for (n, name) in [(1, "ram"), (2, "pci-hole"), (3, "device")] {
+        assert_eq!(MapKind::from_repr(n).map(MapKind::name), Some(name));
+    }
+    assert_eq!(MapKind::from_repr(4), None);
+    assert_eq!(e820_name(1), Some("ram"));
+    assert_eq!(e820_name(4), Some("acpi-nvs"));
+    assert_eq!(e820_name(0xf0), None);
 }
 
 #[test]
@@ -411,16 +539,17 @@ fn usual_args(h: Hypercall) -> [u64; 5] {
     match h {
         Hypercall::PinTable => [ADDR, 2, 0, 0, 0],
         Hypercall::Report => [2, 5, 0, 0, 0],
-        Hypercall::Domctl => [DomctlOp::Create as u64, ADDR, 5, 8, 0],
+        Hypercall::Domctl => [DomctlOp::Create as u64, ADDR, 5, 8, 3 << 30],
         Hypercall::SetSegmentBase => [1, ADDR, 0, 0, 0],
         Hypercall::LuLoadBuffer => [ADDR, 5, ADDR, 3, 0],
+        Hypercall::MemoryMap => [1, ADDR, 5, 0, 0],
         _ => [ADDR, 5, 0, 0, 0],
     }
 }
 
 #[test]
 fn every_number_decodes_to_its_call() {
-    for nr in 1..=23 {
+    for nr in (1..=23).chain([25, 26]) {
         let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         assert_eq!(call.hypercall(), h);
@@ -430,7 +559,7 @@ fn every_number_decodes_to_its_call() {
 
 #[test]
 fn unused_words_are_ignored() {
-    for nr in 1..=23 {
+    for nr in (1..=23).chain([25, 26]) {
         let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         // The words the encoding leaves 0 are the unused ones.
@@ -441,8 +570,8 @@ fn unused_words_are_ignored() {
 
 #[test]
 fn dom0_only_calls_are_the_ones_the_abi_names() {
-    let dom0: [u64; 11] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23];
-    for nr in 1..=23 {
+    let dom0: [u64; 12] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23, 26];
+    for nr in (1..=23).chain([25, 26]) {
         let h = Hypercall::from_repr(nr).unwrap();
         assert_eq!(h.dom0_only(), dom0.contains(&nr), "{h:?}");
     }
@@ -595,7 +724,7 @@ fn module_names_must_be_utf8() {
 
 /// Numbers around the known ones, and any.
 fn number() -> impl Strategy<Value = u64> {
-    prop_oneof![4 => 0u64..=25, 1 => any::<u64>()]
+    prop_oneof![4 => 0u64..=28, 1 => any::<u64>()]
 }
 
 /// Words near the bounds, small ones, and any.
@@ -605,6 +734,7 @@ fn word() -> impl Strategy<Value = u64> {
         2 => prop::sample::select(vec![
             MAX_BATCH, MAX_CONSOLE_IO, MAX_HOSTLINK_READ, MAX_MODULE_NAME,
             MAX_DOMAIN_KIB, MAX_LIST, u64::from(u16::MAX), hvlu_types::canonical::LOWER_HALF_END,
+            MAX_MEMORY_MAP, 3 << 30, 16 << 20,
         ])
         .prop_flat_map(|b| (b - 1)..=(b + 1)),
         1 => any::<u64>(),
@@ -634,11 +764,15 @@ proptest! {
                     Call::MmuUpdate { reqs: x }
                     | Call::IncreaseReservation { mfns_out: x }
                     | Call::DecreaseReservation { mfns: x } => x.count <= MAX_BATCH,
-                    Call::Domctl(Domctl::Create { args, kib }) => {
+                    Call::Domctl(Domctl::Create { args, kib, hole }) => {
                         args.len <= MAX_CREATE_ARGS
                             && kib > 0
                             && kib % 4 == 0
                             && kib <= MAX_DOMAIN_KIB
+                            && hole.is_none_or(|h| Hole::new(h.start()) == Ok(h))
+                    }
+                    Call::MemoryMap { out, .. } | Call::MachineMemoryMap { out } => {
+                        out.count <= MAX_MEMORY_MAP
                     }
                     Call::Domctl(Domctl::List { out }) => out.count <= MAX_LIST,
                     Call::SetSegmentBase { base, .. } => base < hvlu_types::canonical::LOWER_HALF_END,

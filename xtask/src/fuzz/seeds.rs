@@ -179,6 +179,7 @@ fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
                 Call::Domctl(Domctl::Create {
                     args: buf(n as u64),
                     kib: 4096,
+                    hole: hvlu_types::hole::Hole::at_addr(1 << 30).ok(),
                 }),
                 &create[..n],
             ),

@@ -1,12 +1,15 @@
 //! The domain builder: a PV guest from an ELF image.
 //!
 //! The builder gives the guest `pages` frames from the page allocator and
-//! lays out its pseudo-physical space as
+//! lays out its pages — numbered by RAM index (`hvlu_types::hole`): page
+//! `n` is gpfn `n` below the domain's PCI hole and `n + (4 GiB − hole)`
+//! from it on, so the guest's page numbers skip the hole and the physmap
+//! and mfn list stay dense — as
 //!
-//! | gpfns | what |
+//! | pages | what |
 //! |---|---|
 //! | 0 ([`START_INFO_GPFN`]) | start-info page |
-//! | 1.. | gpfn → mfn list |
+//! | 1.. | page → mfn list |
 //! | .. | the ELF image, then the initial stack |
 //! | `pt_first_gpfn`.. | page tables: L1s, L2s, L3s, the L4 |
 //! | `first_free_gpfn`.. | free for the guest |
@@ -24,7 +27,8 @@
 //! never started.
 //!
 //! Before any frame is taken, the domain's frame space ([`P2m`]: its p2m and
-//! free-gpfn list, sized by its memory limit of 125 % of its pages) is
+//! free-index list, sized by its memory limit of 125 % of its pages, and
+//! its PCI hole) is
 //! reserved on the heap; a domain the machine cannot back — not enough free
 //! frames, or not enough heap — is refused with both numbers.
 //!
@@ -45,6 +49,7 @@ use alloc::vec::Vec;
 use frame_ownership::{DomainContext, OpError, PageTableReader};
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use handover_abi::RunKind;
+use hvlu_types::hole::Hole;
 use hvlu_types::pte::{Level, NO_EXECUTE, PRESENT, USER, WRITABLE};
 use hvlu_types::{DomId, Gpfn, Mfn};
 use hvlu_types::{VcpuContext, PAGE_SIZE};
@@ -170,13 +175,15 @@ pub struct Spec<'a> {
     pub privileged: bool,
     /// Its command line.
     pub cmdline: &'a str,
+    /// Its PCI hole.
+    pub hole: Hole,
 }
 
 /// A built domain: its frames, claimed and typed in the frametable, and
 /// how its one vCPU starts.
 #[derive(Debug)]
 pub struct Built {
-    /// Its frame space: every frame, by gpfn.
+    /// Its frame space: every frame, by RAM index (its page number).
     pub p2m: P2m,
     /// The gpfn of its start-info page ([`START_INFO_GPFN`]).
     pub start_info: Gpfn,
@@ -185,14 +192,15 @@ pub struct Built {
     pub vcpu: VcpuContext,
 }
 
-/// Where everything goes in a guest of a given size: gpfns and counts.
+/// Where everything goes in a guest of a given size: page numbers (RAM
+/// indices) and counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
-    /// The gpfn → mfn list: first gpfn, pages.
+    /// The page → mfn list: first page, pages.
     pub mfn_list: (u64, u64),
-    /// The image: first gpfn, pages.
+    /// The image: first page, pages.
     pub image: (u64, u64),
-    /// The initial stack: first gpfn, pages.
+    /// The initial stack: first page, pages.
     pub stack: (u64, u64),
     /// L2 indices (2 MiB slots) of the low area that get an L1.
     pub l1_low: Vec<u64>,
@@ -200,12 +208,12 @@ pub struct Layout {
     pub l1_physmap: u64,
     /// L2 tables of the physmap.
     pub l2_physmap: u64,
-    /// The first page-table gpfn.
+    /// The first page-table page.
     pub pt_first: u64,
     /// Page-table frames: the low L1s, the physmap's L1s and L2s, the low
     /// L2, two L3s, the L4.
     pub pt_count: u64,
-    /// The first gpfn left free for the guest.
+    /// The first page left free for the guest.
     pub first_free: u64,
 }
 
@@ -300,16 +308,22 @@ struct Guest<'m, M> {
 }
 
 impl<M: GuestMemory> Guest<'_, M> {
-    fn maddr(&self, gpfn: u64) -> u64 {
-        self.p2m[gpfn as usize] << 12
+    /// The mfn of the guest's page `page` (a RAM index).
+    fn mfn(&self, page: u64) -> u64 {
+        self.p2m.ram()[page as usize]
+    }
+
+    /// The machine address of the guest's page `page`.
+    fn maddr(&self, page: u64) -> u64 {
+        self.mfn(page) << 12
     }
 
     fn write(&mut self, maddr: u64, bytes: &[u8]) -> Result<(), BuildError<M::Error>> {
         self.mem.write(maddr, bytes).map_err(BuildError::Memory)
     }
 
-    fn set(&mut self, table_gpfn: u64, index: u64, value: u64) -> Result<(), BuildError<M::Error>> {
-        self.write(self.maddr(table_gpfn) + 8 * index, &value.to_le_bytes())
+    fn set(&mut self, table: u64, index: u64, value: u64) -> Result<(), BuildError<M::Error>> {
+        self.write(self.maddr(table) + 8 * index, &value.to_le_bytes())
     }
 }
 
@@ -359,7 +373,7 @@ pub fn build<M: GuestMemory>(
     if free < needed {
         return Err(BuildError::NoHeap(heap::Exhausted { needed, free }));
     }
-    let p2m = P2m::with_limit(limit).map_err(|e| match e {
+    let p2m = P2m::with_limit(limit, spec.hole).map_err(|e| match e {
         P2mError::NoHeap { needed } => BuildError::NoHeap(heap::Exhausted {
             needed: needed + HEAP_HEADROOM,
             free: memory.heap_free(),
@@ -441,7 +455,7 @@ fn give_back<E: core::fmt::Display>(
     p2m: &P2m,
     error: BuildError<E>,
 ) -> BuildError<E> {
-    match mem.release_domain(id, p2m) {
+    match mem.release_domain(id, p2m.ram()) {
         Ok(_) => error,
         Err(release) => BuildError::Stranded {
             error: error.to_string(),
@@ -459,8 +473,8 @@ fn write_guest<M: GuestMemory>(
     layout: &Layout,
     guest: &mut Guest<'_, M>,
 ) -> Result<VcpuContext, BuildError<M::Error>> {
-    for gpfn in 0..spec.pages {
-        let maddr = guest.maddr(gpfn);
+    for page in 0..spec.pages {
+        let maddr = guest.maddr(page);
         guest
             .mem
             .zero(maddr, PAGE_SIZE)
@@ -484,9 +498,9 @@ fn write_guest<M: GuestMemory>(
             }
         }
     }
-    // The gpfn → mfn list, a page at a time.
-    for (page, mfns) in guest.p2m.chunks(512).enumerate() {
-        let maddr = guest.p2m[(layout.mfn_list.0 + page as u64) as usize] << 12;
+    // The page → mfn list, a page at a time.
+    for (page, mfns) in guest.p2m.ram().chunks(512).enumerate() {
+        let maddr = guest.maddr(layout.mfn_list.0 + page as u64);
         write_words(guest.mem, maddr, mfns.iter().copied())?;
     }
     tables::write_tables(spec, elf, layout, guest)
@@ -506,9 +520,9 @@ fn type_tables<M: GuestMemory>(
     let id = dom.id();
     let kind = tables::table_kinds(layout);
     let tables = || {
-        (layout.pt_first..layout.first_free).filter_map(|gpfn| {
-            let level = kind(gpfn).level()?;
-            Some((Mfn(guest.p2m[gpfn as usize]), level))
+        (layout.pt_first..layout.first_free).filter_map(|page| {
+            let level = kind(page).level()?;
+            Some((Mfn(guest.mfn(page)), level))
         })
     };
     let refused = BuildError::Refused;
@@ -519,7 +533,7 @@ fn type_tables<M: GuestMemory>(
     for (mfn, _) in tables().filter(|t| t.1 != Level::L4) {
         frame_ownership::unpin(mem.frametable, id, mfn).map_err(refused)?;
     }
-    let l4 = Mfn(guest.p2m[(layout.first_free - 1) as usize]);
+    let l4 = Mfn(guest.mfn(layout.first_free - 1));
     debug_assert_eq!(kind(layout.first_free - 1), RunKind::L4);
     frame_ownership::use_as_cr3(mem.frametable, id, l4, None).map_err(refused)
 }

@@ -1,7 +1,7 @@
 //! The guest's initial page tables: the low mappings of its image, stack,
-//! start info and window, the physmap of every page by gpfn (tables
-//! read-only), the L4; and which gpfns hold tables of which level, for the
-//! pass.
+//! start info and window, the physmap of every page by page number (RAM
+//! index; tables read-only), the L4; and which pages hold tables of which
+//! level, for the pass.
 
 #[allow(
     clippy::wildcard_imports,
@@ -21,7 +21,7 @@ pub(super) fn write_tables<M: GuestMemory>(
     layout: &Layout,
     guest: &mut Guest<'_, M>,
 ) -> Result<VcpuContext, BuildError<M::Error>> {
-    // Page-table gpfns, in run order: L1 low, L1 physmap, L2 low, L2 physmap, L3 low, L3 physmap, L4.
+    // Page-table pages, in run order: L1 low, L1 physmap, L2 low, L2 physmap, L3 low, L3 physmap, L4.
     let l1_low0 = layout.pt_first;
     let l1_phys0 = l1_low0 + layout.l1_low.len() as u64;
     let l2_low = l1_phys0 + layout.l1_physmap;
@@ -30,7 +30,7 @@ pub(super) fn write_tables<M: GuestMemory>(
     let l3_phys = l3_low + 1;
     let l4 = l3_phys + 1;
     debug_assert_eq!(l4 + 1, layout.first_free);
-    let is_table = |gpfn: u64| (layout.pt_first..layout.first_free).contains(&gpfn);
+    let is_table = |page: u64| (layout.pt_first..layout.first_free).contains(&page);
 
     // L4: the guest's two slots (the hypervisor's upper half is the
     // memory's to write, `GuestMemory::install_hv_slots`).
@@ -41,13 +41,13 @@ pub(super) fn write_tables<M: GuestMemory>(
     for (i, slot) in layout.l1_low.iter().enumerate() {
         guest.set(l2_low, *slot, guest.maddr(l1_low0 + i as u64) | TABLE)?;
     }
-    let map_low = |guest: &mut Guest<'_, M>, va: u64, gpfn: u64, flags: u64| {
+    let map_low = |guest: &mut Guest<'_, M>, va: u64, page: u64, flags: u64| {
         let i = layout
             .l1_low
             .iter()
             .position(|s| *s == va >> 21)
             .unwrap_or(0) as u64;
-        guest.set(l1_low0 + i, (va >> 12) & 511, guest.maddr(gpfn) | flags)
+        guest.set(l1_low0 + i, (va >> 12) & 511, guest.maddr(page) | flags)
     };
     map_low(guest, START_INFO_VA, START_INFO_GPFN, DATA_RW)?;
     for p in 0..layout.stack.1 {
@@ -92,12 +92,12 @@ pub(super) fn write_tables<M: GuestMemory>(
         guest.set(l2, k % 512, guest.maddr(l1_phys0 + k) | TABLE)?;
     }
     // The physmap's L1 entries, a table at a time.
-    for (k, mfns) in guest.p2m.chunks(512).enumerate() {
+    for (k, mfns) in guest.p2m.ram().chunks(512).enumerate() {
         let entries = mfns
             .iter()
             .zip(k as u64 * 512..)
-            .map(|(&mfn, gpfn)| (mfn << 12) | if is_table(gpfn) { DATA_RO } else { DATA_RW });
-        let maddr = guest.p2m[(l1_phys0 + k as u64) as usize] << 12;
+            .map(|(&mfn, page)| (mfn << 12) | if is_table(page) { DATA_RO } else { DATA_RW });
+        let maddr = guest.maddr(l1_phys0 + k as u64);
         write_words(guest.mem, maddr, entries)?;
     }
 
@@ -116,7 +116,7 @@ pub(super) fn write_tables<M: GuestMemory>(
         mfn_list_gpfn: layout.mfn_list.0,
         pt_first_gpfn: layout.pt_first,
         pt_count: layout.pt_count,
-        l4_mfn: guest.p2m[l4 as usize],
+        l4_mfn: guest.mfn(l4),
         first_free_gpfn: layout.first_free,
         window_va: WINDOW_VA,
         window_pte_maddr: guest.maddr(window_l1) + 8 * ((WINDOW_VA >> 12) & 511),
@@ -125,23 +125,23 @@ pub(super) fn write_tables<M: GuestMemory>(
     let n = spec.cmdline.len().min(si.cmdline.len() - 1);
     si.cmdline[..n].copy_from_slice(&spec.cmdline.as_bytes()[..n]);
     guest.write(guest.maddr(START_INFO_GPFN), si.as_bytes())?;
-    Ok(first_context(elf.entry, Mfn(guest.p2m[l4 as usize])))
+    Ok(first_context(elf.entry, Mfn(guest.mfn(l4))))
 }
 
-/// The kind of each gpfn of a guest laid out as `layout`: its tables by
-/// level, everything else data.
+/// The kind of each page (RAM index) of a guest laid out as `layout`: its
+/// tables by level, everything else data.
 pub(super) fn table_kinds(layout: &Layout) -> impl Fn(u64) -> RunKind + '_ {
-    move |gpfn| {
+    move |page| {
         let l1_end = layout.pt_first + layout.l1_low.len() as u64 + layout.l1_physmap;
         let l2_end = l1_end + 1 + layout.l2_physmap;
         let l3_end = l2_end + 2;
-        if gpfn < layout.pt_first || gpfn >= layout.first_free {
+        if page < layout.pt_first || page >= layout.first_free {
             RunKind::Data
-        } else if gpfn < l1_end {
+        } else if page < l1_end {
             RunKind::L1
-        } else if gpfn < l2_end {
+        } else if page < l2_end {
             RunKind::L2
-        } else if gpfn < l3_end {
+        } else if page < l3_end {
             RunKind::L3
         } else {
             RunKind::L4

@@ -309,6 +309,7 @@ fn spec<'a>(image: &'a [u8], pages: u64) -> Spec<'a> {
         pages,
         privileged: false,
         cmdline: "count=3 mode=check",
+        hole: Hole::DEFAULT,
     }
 }
 
@@ -470,10 +471,11 @@ fn a_built_guest_is_what_its_start_info_says() {
     let built = m.build(&spec(&image, pages)).unwrap();
     let layout: Plan = plan(pages, IMAGE_END);
     let layout = layout.unwrap();
-    let p2m = &built.p2m;
+    assert_eq!(built.p2m.hole(), Hole::DEFAULT);
+    let p2m = built.p2m.ram();
     assert_eq!(p2m.len() as u64, pages);
-    assert_eq!(p2m.frames(), pages);
-    assert_eq!(p2m.limit(), 1280);
+    assert_eq!(built.p2m.frames(), pages);
+    assert_eq!(built.p2m.limit(), 1280);
     assert_eq!(built.start_info, Gpfn(START_INFO_GPFN));
     let l4 = Mfn(p2m[(layout.first_free - 1) as usize]);
 
@@ -597,17 +599,39 @@ const DATA_FLAGS_RO: u64 = pte::PRESENT | pte::USER | pte::NO_EXECUTE;
 #[test]
 fn a_built_domain_has_the_frametable_the_pass_rebuilds() {
     let image = guest_image();
-    for pages in [44 + 3, 600, DOM0_PAGES] {
-        let mut m = Machine::new(DOM0_PAGES + 100);
+    let small = Hole::new(hvlu_types::hole::MIN_HOLE).unwrap();
+    // The last: RAM from 4 GiB in gpfn space, past a hole at 16 MiB.
+    for (pages, hole) in [
+        (44 + 3, Hole::DEFAULT),
+        (600, Hole::DEFAULT),
+        (DOM0_PAGES, Hole::DEFAULT),
+        (small.start().0 + 600, small),
+    ] {
+        let frames = pages.max(DOM0_PAGES) + 100;
+        let mut m = Machine::new(frames);
         m.memory.dirty(FIRST_FREE..FIRST_FREE + pages);
-        let built = m.build(&spec(&image, pages)).unwrap();
+        let built = m
+            .build(&Spec {
+                hole,
+                ..spec(&image, pages)
+            })
+            .unwrap();
+        // Every frame at the gpfn of its RAM index, in the M2P too.
+        for (i, &mfn) in built.p2m.ram().iter().enumerate() {
+            let gpfn = hole.gpfn_of(i as u64).unwrap();
+            assert!(!hole.contains(gpfn));
+            assert_eq!(m.m2p[mfn as usize], gpfn.0, "page {i}");
+        }
         let layout: Plan = plan(pages, IMAGE_END);
         let layout = layout.unwrap();
 
         // The pass over the domain's runs, its L4 pinned and in one CR3,
         // on a fresh frametable.
         let l4 = built.vcpu.cr3;
-        let runs = frame_ownership::p2m_runs(&built.p2m, tables::table_kinds(&layout));
+        let runs = old_hv::domain::ram_runs_to_gpfns(
+            frame_ownership::p2m_runs(built.p2m.ram(), tables::table_kinds(&layout)),
+            built.p2m.hole(),
+        );
         let (pinned, cr3) = ([(l4, RunKind::L4)], [l4]);
         let view = frame_ownership::DomainView::new(DomId(3), &runs, &[], &pinned, &cr3);
         let mut frametable = vec![FrameInfo::UNOWNED; m.frametable.len()];
@@ -633,8 +657,8 @@ fn a_built_domain_has_the_frametable_the_pass_rebuilds() {
         assert!(m2p == m.m2p, "{pages} pages: the M2Ps differ");
 
         // Every frame the domain has is out of the page allocator.
-        assert_eq!(m.pages.free_frames(), DOM0_PAGES + 100 - pages);
-        for &mfn in built.p2m.iter() {
+        assert_eq!(m.pages.free_frames(), frames - pages);
+        for mfn in built.p2m.mfns() {
             assert!(m.frametable[mfn as usize].is_owned_by(DomId(3)));
         }
     }
@@ -647,7 +671,7 @@ fn a_destroyed_domain_leaves_the_machine_as_it_was() {
     let before = m.snapshot();
     let built = m.build(&spec(&image, 700)).unwrap();
     assert_ne!(m.snapshot(), before);
-    assert_eq!(m.release(DomId(3), &built.p2m), Ok(700));
+    assert_eq!(m.release(DomId(3), built.p2m.ram()), Ok(700));
     assert_eq!(m.snapshot(), before);
 }
 
@@ -663,7 +687,7 @@ fn domains_built_one_after_another_get_disjoint_frames() {
             ..spec(&image, 200)
         })
         .unwrap();
-    assert!(a.p2m.iter().all(|mfn| !b.p2m.contains(mfn)));
+    assert!(a.p2m.mfns().all(|mfn| !b.p2m.ram().contains(&mfn)));
     assert_eq!(m.pages.free_frames(), 100);
     // A third does not fit: refused before any frame is taken.
     let before = m.snapshot();

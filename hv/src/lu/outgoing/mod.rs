@@ -163,12 +163,10 @@ impl Hv {
             privileged: dom.privileged,
             name: &dom.name,
             max_frames: dom.max_frames,
-            p2m: &dom.p2m,
+            p2m: dom.p2m.ram(),
+            hole: dom.hole(),
             mmio: &dom.mmio,
-            // No guest memory map yet: every domain has the default hole
-            // and nothing mapped in it (issue #15 wires the real ones).
-            hole: handover_abi::DEFAULT_HOLE,
-            identity: &[],
+            identity: dom.p2m.identity(),
             vcpus: dom.vcpus.iter().map(Vcpu::context).collect(),
             start_info: dom.start_info,
             paused: dom.paused,
