@@ -128,6 +128,12 @@ enum Command {
         /// with it when the default is too small. Default: unchanged.
         #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
+        /// Boot a machine without its PCI device: plain microvm, with no
+        /// PCI Express host bridge and no `edu` (by default the machine is
+        /// `microvm,pcie=on` with `-device edu`, which dom0's `devices` and
+        /// `edu` commands use).
+        #[arg(long)]
+        no_devices: bool,
     },
     /// Sign a hypervisor image for live update: append an Ed25519 signature
     /// trailer (docs/abi.md §6), replacing one the file already has.
@@ -242,6 +248,7 @@ fn main() -> ExitCode {
             domus,
             timeout,
             ram,
+            no_devices,
         } => script
             .as_deref()
             .map(run::read_script)
@@ -249,7 +256,7 @@ fn main() -> ExitCode {
             .and_then(|script| {
                 setup::ensure_qemu()?;
                 build(true)?;
-                run::run(script, domus, timeout, ram)
+                run::run(script, domus, timeout, ram, !no_devices)
             }),
         Command::Test => test::test(),
         Command::Sign { key, out, image } => keys::sign(key, &image, out),
