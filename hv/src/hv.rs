@@ -71,6 +71,10 @@ pub struct Hv {
     pub last_error: String,
     /// Live updates since cold boot.
     pub lu_sequence: u64,
+    /// The machine's PCI functions and their BARs, as found at boot
+    /// (`crate::devices`): every memory BAR is device memory, which dom0
+    /// may map and may grant (`domctl iomem_permit`).
+    pub devices: Vec<crate::pci::Device>,
     /// Work for after [`Hv::start`]: the first timer tick or the first
     /// hypercall, whichever comes first.
     deferred: Deferred<Hv>,
@@ -174,6 +178,7 @@ impl Hv {
             lu: LuState::default(),
             last_error: String::new(),
             lu_sequence: 0,
+            devices: Vec::new(),
             deferred: Deferred::new(),
         }
     }

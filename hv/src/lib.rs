@@ -13,8 +13,9 @@
 //! On the host (`cargo test -p hv`) the library is its hardware-independent
 //! part alone: the command line ([`cmdline`]), the page allocator
 //! ([`mm::pages`]), a domain's frame space ([`domain::p2m`]), the domain
-//! builder over a memory it is given ([`domain::builder`]) and the work
-//! left for after a live update's resume ([`deferred`]). Everything that
+//! builder over a memory it is given ([`domain::builder`]), the work
+//! left for after a live update's resume ([`deferred`]) and the PCI walk
+//! over a configuration space it is given ([`pci`]). Everything that
 //! reaches the hardware, and every module that needs it, is compiled for
 //! the bare-metal target only (`#[cfg(target_os = "none")]`).
 
@@ -38,6 +39,7 @@ pub mod cmdline;
 pub mod deferred;
 pub mod domain;
 pub mod mm;
+pub mod pci;
 
 // Outside `bare_metal!`: it exports `hvprintln!`, which a macro-expanded
 // module could not.
@@ -49,6 +51,7 @@ bare_metal! {
     mod arch;
     mod boot_info;
     mod build_id;
+    mod devices;
     mod guest_mem;
     mod hv;
     mod hypercall;
@@ -134,7 +137,21 @@ pub fn cold_boot(start_info: u64) -> ! {
             .collect::<alloc::vec::Vec<_>>()
             .join(" ")
     );
+    // Every memory-map entry, RAM or not, is address space no BAR may take.
+    let taken: alloc::vec::Vec<hvlu_types::PhysRange> = info
+        .memmap()
+        .iter()
+        .map(|e| hvlu_types::PhysRange::new(e.addr, e.size))
+        .collect();
+    let devices = devices::discover(
+        pci::Mode::Assign {
+            window: devices::window(),
+        },
+        &taken,
+        tsc_khz,
+    );
     let mut hv = hv::Hv::new(memory, info.cmdline(), options, modules, tsc_khz, boot_tsc);
+    hv.devices = devices;
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")

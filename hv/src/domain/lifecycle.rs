@@ -63,14 +63,22 @@ impl Hv {
         };
         let built = builder::build(&spec, &mut self.mem.parts(), &mut PhysMemory::default());
         let domain = match built {
-            Ok(b) => Domain::new(
-                id,
-                &module.name,
-                privileged,
-                b.p2m,
-                b.start_info,
-                vec![Vcpu::from_context(&b.vcpu)],
-            ),
+            Ok(b) => {
+                let mut d = Domain::new(
+                    id,
+                    &module.name,
+                    privileged,
+                    b.p2m,
+                    b.start_info,
+                    vec![Vcpu::from_context(&b.vcpu)],
+                );
+                if privileged {
+                    // dom0 drives the machine: every memory BAR is its to
+                    // map, one range each, for good.
+                    d.mmio = crate::pci::memory_frames(&self.devices);
+                }
+                d
+            }
             Err(e) => {
                 let error = match e {
                     builder::BuildError::NoMemory { .. } | builder::BuildError::NoHeap(_) => {

@@ -27,7 +27,7 @@ use crate::cmdline::Options;
 use crate::domain::{Domain, P2m, Vcpu};
 use crate::hv::{Hv, StartError};
 use crate::mm::{self, BootSteps, MemError};
-use crate::{build_id, hvprintln, modules};
+use crate::{build_id, devices, hvprintln, modules, pci};
 
 /// What the incoming side of an update leaves for its first timer tick.
 #[derive(Debug)]
@@ -235,7 +235,8 @@ fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
 /// Says which image entered, releases free RAM and prints the update's
 /// report line; called at the first timer tick after the guests resumed
 /// ([`Hv::defer`]), so that none of it is printed inside the blackout. Then lists the
-/// boot modules (fw_cfg's directory), which the blackout need not wait for.
+/// boot modules (fw_cfg's directory) and reads the PCI devices as they are,
+/// which the blackout need not wait for either.
 fn release(hv: &mut Hv, pending: PendingRelease) {
     let args = &pending.args;
     hvprintln!(
@@ -255,6 +256,17 @@ fn release(hv: &mut Hv, pending: PendingRelease) {
     }
     report_release(hv, pending);
     hv.modules = modules::discover();
+    // The devices as they are, nothing written: a guest may be driving
+    // them. dom0's I/O memory permission is every memory BAR, one range
+    // each, so it gives their sizes.
+    let known = hv
+        .domains
+        .values()
+        .find(|d| d.privileged)
+        .map(|d| d.mmio.clone())
+        .unwrap_or_default();
+    let ram = devices::ram_bytes(&hv.mem.ram);
+    hv.devices = devices::discover(pci::Mode::Keep { known: &known }, &ram, hv.tsc_khz);
 }
 
 fn report_release(hv: &mut Hv, pending: PendingRelease) {
