@@ -14,8 +14,9 @@
 //! part alone: the command line ([`cmdline`]), the page allocator
 //! ([`mm::pages`]), a domain's frame space ([`domain::p2m`]), the domain
 //! builder over a memory it is given ([`domain::builder`]), the work
-//! left for after a live update's resume ([`deferred`]) and the PCI walk
-//! over a configuration space it is given ([`pci`]). Everything that
+//! left for after a live update's resume ([`deferred`]), the PCI walk
+//! over a configuration space it is given ([`pci`]) and the I/O memory
+//! permission's ranges ([`iomem`]). Everything that
 //! reaches the hardware, and every module that needs it, is compiled for
 //! the bare-metal target only (`#[cfg(target_os = "none")]`).
 
@@ -38,6 +39,7 @@ macro_rules! bare_metal {
 pub mod cmdline;
 pub mod deferred;
 pub mod domain;
+pub mod iomem;
 pub mod mm;
 pub mod pci;
 

@@ -21,13 +21,15 @@
 //!   `mmu_update` and the frames of `increase_reservation` and
 //!   `decrease_reservation` ([`MAX_BATCH`]), the answers of `sysinfo`,
 //!   `lu_status` and `last_error` (their size), `domctl list`
-//!   ([`MAX_LIST`]);
+//!   ([`MAX_LIST`]), `devices` ([`MAX_DEVICES`]);
 //! - **refused** ([`Error::Invalid`]): `lu_load`'s module name
 //!   ([`MAX_MODULE_NAME`]), `domctl create`'s name and command line ([`MAX_CREATE_ARGS`]) and its
 //!   memory size (not 0, whole pages, at most [`MAX_DOMAIN_KIB`]), a domain
 //!   id above `u16::MAX`, a page-table level outside 1..=4, a segment other
 //!   than FS (0) or GS (1), a segment base in the upper half, an unknown
-//!   report kind; an unknown hypercall or `domctl` operation is
+//!   report kind, `domctl iomem_permit` of no frame, of frames past
+//!   [`MFN_LIMIT`] or with an `allow` word other than 0 or 1; an unknown
+//!   hypercall or `domctl` operation is
 //!   [`Error::NoSys`].
 //!
 //! Argument words a call does not use are ignored.
@@ -45,7 +47,7 @@
 use core::fmt;
 
 use hvlu_types::canonical::is_lower_half;
-use hvlu_types::{pte::Level, DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn, MFN_LIMIT};
 
 use crate::hypercall::{
     DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, Report, SysInfo, MAX_ERROR_MESSAGE,
@@ -67,6 +69,9 @@ pub const MAX_BATCH: u64 = 512;
 /// Most entries `domctl list` fills: there are no more domains than domain
 /// ids.
 pub const MAX_LIST: u64 = 1 << 16;
+/// Most records `devices` fills: there are no more PCI functions than
+/// addresses (256 buses of 32 devices of 8 functions).
+pub const MAX_DEVICES: u64 = 1 << 16;
 /// Longest module name `lu_load` takes, in bytes.
 pub const MAX_MODULE_NAME: u64 = 256;
 /// Most bytes of `domctl create`'s module name and command line together.
@@ -162,6 +167,19 @@ pub enum Domctl {
         /// Where the names go.
         out: GuestBuf,
     },
+    /// Grants (`allow`) or revokes domain `id`'s permission to map the
+    /// `count` (not 0) device frames from `first`.
+    IomemPermit {
+        /// The domain.
+        id: DomId,
+        /// The first frame.
+        first: Mfn,
+        /// How many frames; `first + count` stays below
+        /// [`hvlu_types::MFN_LIMIT`].
+        count: u64,
+        /// Grant (true) or revoke (false).
+        allow: bool,
+    },
 }
 
 impl Domctl {
@@ -174,11 +192,12 @@ impl Domctl {
             Domctl::Unpause { .. } => DomctlOp::Unpause,
             Domctl::List { .. } => DomctlOp::List,
             Domctl::Modules { .. } => DomctlOp::Modules,
+            Domctl::IomemPermit { .. } => DomctlOp::IomemPermit,
         }
     }
 
-    /// Decodes `domctl(op, arg0, arg1, arg2)`.
-    fn decode(op: u64, a: [u64; 3]) -> Result<Domctl, DecodeError> {
+    /// Decodes `domctl(op, arg0, arg1, arg2, arg3)`.
+    fn decode(op: u64, a: [u64; 4]) -> Result<Domctl, DecodeError> {
         let op = DomctlOp::from_repr(op).ok_or(DecodeError::UnknownDomctl { op })?;
         let id = || {
             u16::try_from(a[0])
@@ -217,18 +236,42 @@ impl Domctl {
                     len: a[1],
                 },
             },
+            DomctlOp::IomemPermit => {
+                let id = id()?;
+                let (first, count) = (a[1], a[2]);
+                if count == 0 || first.checked_add(count).is_none_or(|end| end > MFN_LIMIT) {
+                    return Err(DecodeError::IomemRange { first, count });
+                }
+                let allow = match a[3] {
+                    0 => false,
+                    1 => true,
+                    arg => return Err(DecodeError::IomemAllow { arg }),
+                };
+                Domctl::IomemPermit {
+                    id,
+                    first: Mfn(first),
+                    count,
+                    allow,
+                }
+            }
         })
     }
 
-    /// `arg0..arg2`.
-    fn encode(&self) -> [u64; 3] {
+    /// `arg0..arg3`.
+    fn encode(&self) -> [u64; 4] {
         match *self {
-            Domctl::Create { args, kib } => [args.addr, args.len, kib],
+            Domctl::Create { args, kib } => [args.addr, args.len, kib, 0],
             Domctl::Destroy { id } | Domctl::Pause { id } | Domctl::Unpause { id } => {
-                [u64::from(id.0), 0, 0]
+                [u64::from(id.0), 0, 0, 0]
             }
-            Domctl::List { out } => [out.addr, out.count, 0],
-            Domctl::Modules { out } => [out.addr, out.len, 0],
+            Domctl::List { out } => [out.addr, out.count, 0, 0],
+            Domctl::Modules { out } => [out.addr, out.len, 0, 0],
+            Domctl::IomemPermit {
+                id,
+                first,
+                count,
+                allow,
+            } => [u64::from(id.0), first.0, count, u64::from(allow)],
         }
     }
 }
@@ -356,6 +399,11 @@ pub enum Call {
         /// Where the reason goes.
         buf: GuestBuf,
     },
+    /// `devices(out, count)`, at most [`MAX_DEVICES`] `DeviceInfo`s.
+    Devices {
+        /// Where the records go.
+        out: GuestArray,
+    },
 }
 
 impl Call {
@@ -387,7 +435,7 @@ impl Call {
             Hypercall::NewBaseptr => Call::NewBaseptr { mfn: Mfn(a[0]) },
             Hypercall::IncreaseReservation => Call::IncreaseReservation { mfns_out: array },
             Hypercall::DecreaseReservation => Call::DecreaseReservation { mfns: array },
-            Hypercall::Domctl => Call::Domctl(Domctl::decode(a[0], [a[1], a[2], a[3]])?),
+            Hypercall::Domctl => Call::Domctl(Domctl::decode(a[0], [a[1], a[2], a[3], a[4]])?),
             Hypercall::Shutdown => Call::Shutdown { code: a[0] },
             Hypercall::Poweroff => Call::Poweroff,
             Hypercall::Report => Call::Report {
@@ -433,6 +481,12 @@ impl Call {
             Hypercall::LastError => Call::LastError {
                 buf: buf(MAX_ERROR_MESSAGE as u64),
             },
+            Hypercall::Devices => Call::Devices {
+                out: GuestArray {
+                    addr: a[0],
+                    count: a[1].min(MAX_DEVICES),
+                },
+            },
         })
     }
 
@@ -462,6 +516,7 @@ impl Call {
             Call::HostlinkWrite { .. } => Hypercall::HostlinkWrite,
             Call::LuLoadBuffer { .. } => Hypercall::LuLoadBuffer,
             Call::LastError { .. } => Hypercall::LastError,
+            Call::Devices { .. } => Hypercall::Devices,
         }
     }
 
@@ -481,12 +536,13 @@ impl Call {
             Call::LuLoadBuffer { image, name } => [image.addr, image.len, name.addr, name.len, 0],
             Call::MmuUpdate { reqs: array }
             | Call::IncreaseReservation { mfns_out: array }
-            | Call::DecreaseReservation { mfns: array } => [array.addr, array.count, 0, 0, 0],
+            | Call::DecreaseReservation { mfns: array }
+            | Call::Devices { out: array } => [array.addr, array.count, 0, 0, 0],
             Call::PinTable { mfn, level } => [mfn.0, u64::from(level.number()), 0, 0, 0],
             Call::UnpinTable { mfn } | Call::NewBaseptr { mfn } => [mfn.0, 0, 0, 0, 0],
             Call::Domctl(op) => {
-                let [a0, a1, a2] = op.encode();
-                [op.op() as u64, a0, a1, a2, 0]
+                let [a0, a1, a2, a3] = op.encode();
+                [op.op() as u64, a0, a1, a2, a3]
             }
             Call::Shutdown { code } => [code, 0, 0, 0, 0],
             Call::Report { kind, value } => [kind as u64, value, 0, 0, 0],
@@ -570,6 +626,19 @@ pub enum DecodeError {
     },
     /// `lu_load`'s module name is not UTF-8.
     ModuleNameNotUtf8,
+    /// `domctl iomem_permit` of no frame, or of frames past
+    /// [`hvlu_types::MFN_LIMIT`].
+    IomemRange {
+        /// The first frame.
+        first: u64,
+        /// The count.
+        count: u64,
+    },
+    /// `domctl iomem_permit` with an `allow` word other than 0 or 1.
+    IomemAllow {
+        /// The word.
+        arg: u64,
+    },
     /// An `mmu_update` request whose entry address is not 8-byte aligned.
     MisalignedEntry {
         /// The request's `ptr`.
@@ -608,6 +677,8 @@ impl DecodeError {
                 | DecodeError::CommandLineTooLong { .. }
                 | DecodeError::ModuleNameTooLong { .. }
                 | DecodeError::ModuleNameNotUtf8
+                | DecodeError::IomemRange { .. }
+                | DecodeError::IomemAllow { .. }
         )
     }
 }
@@ -659,6 +730,14 @@ impl fmt::Display for DecodeError {
                 "a module name of {len} bytes is longer than {MAX_MODULE_NAME}"
             ),
             DecodeError::ModuleNameNotUtf8 => write!(f, "the module name is not UTF-8"),
+            DecodeError::IomemRange { first, count } => write!(
+                f,
+                "{count} frames from mfn {first:#x} are no range of frames (not empty, below \
+                 mfn {MFN_LIMIT:#x})"
+            ),
+            DecodeError::IomemAllow { arg } => {
+                write!(f, "{arg} is neither 1 (grant) nor 0 (revoke)")
+            }
             DecodeError::MisalignedEntry { ptr } => {
                 write!(f, "entry address {ptr:#x} is not 8-byte aligned")
             }

@@ -8,10 +8,10 @@ use pvrt::hvlu_types::{DomId, PAGE_SIZE};
 use pvrt::mem;
 use pvrt::pv_abi::call::Domctl;
 use pvrt::pv_abi::hypercall::{Error, MmuUpdate, Report};
-use pvrt::pv_abi::start_info::{PHYSMAP_VA, START_INFO_VA, WINDOW_PAGES};
+use pvrt::pv_abi::start_info::{PHYSMAP_VA, START_INFO_VA};
 use pvrt::{println, start_info};
 
-use crate::pte_for;
+use crate::{pte_for, LAST_SLOT};
 
 fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
     match result {
@@ -103,7 +103,7 @@ pub fn probes() {
     // 8. A global mapping hidden in a frame that is then pinned as an L1.
     let mut new = [0u64; 1];
     if hc::increase_reservation(&mut new) == Ok(1) {
-        let slot = WINDOW_PAGES - 1;
+        let slot = LAST_SLOT;
         let ptr = si.window_pte_maddr + 8 * slot;
         let rw = MmuUpdate {
             ptr,
@@ -136,6 +136,25 @@ pub fn probes() {
         println!("probe 9 (hypercall with NT set): returned {r}");
         let _ = hc::report(Report::UnexpectedResult, 9);
     }
+}
+
+/// `bar=ADDR` with `probe`: device memory this domain was never given
+/// (`iomem permit`) must be refused for permission, uncacheable or not
+/// (permission is checked before the memory type).
+pub fn device_probes(bar: u64) {
+    let mfn = bar / PAGE_SIZE;
+    expect(
+        15,
+        "map device memory without permission",
+        pvrt::edu::map(LAST_SLOT, mfn, pvrt::edu::UNCACHEABLE),
+        Error::Permission,
+    );
+    expect(
+        17,
+        "map device memory cacheable without permission",
+        pvrt::edu::map(LAST_SLOT, mfn, pvrt::edu::CACHEABLE),
+        Error::Permission,
+    );
 }
 
 /// The L1 entry that maps `va` in the tables the domain started on, by a

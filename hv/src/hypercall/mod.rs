@@ -6,7 +6,8 @@
 //! | [`console`] | `console_write`, `console_read` |
 //! | [`memory`] | `mmu_update`, `pin_table`, `unpin_table`, `new_baseptr`, `increase_reservation`, `decrease_reservation` |
 //! | [`sched`] | `yield`, `shutdown`, `poweroff` |
-//! | [`domctl`] | `domctl` and its operations |
+//! | [`domctl`] | `domctl` and its operations (`iomem_permit` in [`devices`]) |
+//! | [`devices`] | `devices` |
 //! | [`info`] | `report`, `set_segment_base`, `sysinfo` |
 //! | [`lu`] | `lu_load`, `lu_load_buffer`, `lu_status`, `lu_unload`, `lu_exec`, `hostlink_read`, `hostlink_write` |
 //! | here | `last_error` |
@@ -22,6 +23,7 @@
 //! subsystem, none calls into it.
 
 mod console;
+mod devices;
 mod domctl;
 mod info;
 mod lu;
@@ -133,6 +135,7 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::HostlinkRead { buf } => lu::do_hostlink_read(hv, buf),
         Call::HostlinkWrite { buf } => lu::do_hostlink_write(hv, buf),
         Call::LastError { buf } => do_last_error(hv, buf),
+        Call::Devices { out } => devices::do_devices(hv, out),
         Call::Yield | Call::Shutdown { .. } => {
             hvprintln!("BUG: {call:?} reached the dispatch table");
             Err(Error::Failed)
