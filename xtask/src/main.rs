@@ -230,6 +230,11 @@ enum Command {
         /// releasing page tables (`domu churn`) while updates come.
         #[arg(long)]
         churn: bool,
+        /// dom0 drives the PCI device (QEMU's edu) all along: a check every
+        /// 20 ms (`edu watch 20`) before, during and after the updates; the
+        /// soak fails on a failed check.
+        #[arg(long)]
+        devices: bool,
     },
 }
 
@@ -277,9 +282,19 @@ fn main() -> ExitCode {
             settle_ms,
             ram,
             churn,
+            devices,
         } => setup::ensure_qemu()
             .and_then(|()| build(true))
-            .and_then(|()| soak::soak(updates, domus, guest_mem, settle_ms, ram, churn)),
+            .and_then(|()| {
+                soak::soak(
+                    updates,
+                    domus,
+                    guest_mem,
+                    settle_ms,
+                    ram,
+                    soak::Extras { churn, devices },
+                )
+            }),
         Command::Bench { ram } => bench::bench(ram),
     });
     match result {
