@@ -154,13 +154,25 @@ pub struct MachineConfig {
     pub devices: bool,
 }
 
+/// Set to `1`, machines made by [`MachineConfig::new`] have no device
+/// (plain microvm), so that any test, or the whole suite, runs as on a
+/// machine without PCI: `HVLU_NO_DEVICES=1 cargo test -p hvlu-harness
+/// --test live_update`. A test that needs the device asks for it itself.
+pub const NO_DEVICES_ENV: &str = "HVLU_NO_DEVICES";
+
+/// Whether a new machine has the device, given [`NO_DEVICES_ENV`]'s value.
+fn devices_by_default(no_devices: Option<&std::ffi::OsStr>) -> bool {
+    no_devices.is_none_or(|v| v != "1")
+}
+
 /// The PCI device every machine has unless told otherwise
 /// ([`MachineConfig::devices`]): QEMU's teaching device, 1234:11e8, with
 /// one 1 MiB memory BAR (QEMU's `docs/specs/edu.rst`).
 pub const DEVICE: &str = "edu";
 
 impl MachineConfig {
-    /// A machine with the built images, 512 MiB and the default command line.
+    /// A machine with the built images, 512 MiB, the default command line
+    /// and the PCI device unless [`NO_DEVICES_ENV`] says otherwise.
     pub fn new(name: &str) -> Result<MachineConfig, String> {
         Ok(MachineConfig {
             name: name.into(),
@@ -169,7 +181,7 @@ impl MachineConfig {
             cmdline: "lu_region=64M".into(),
             extra: Vec::new(),
             hostlink: None,
-            devices: true,
+            devices: devices_by_default(std::env::var_os(NO_DEVICES_ENV).as_deref()),
         })
     }
 
@@ -708,6 +720,13 @@ mod tests {
             .windows(2)
             .any(|w| w == ["-machine", "microvm,pcie=on,memory-backend=ram"]));
         assert!(a.windows(2).any(|w| w == ["-m", "65536M"]));
+    }
+
+    #[test]
+    fn the_environment_can_leave_the_device_out_of_every_new_machine() {
+        assert!(devices_by_default(None));
+        assert!(devices_by_default(Some("0".as_ref())));
+        assert!(!devices_by_default(Some("1".as_ref())));
     }
 
     #[test]

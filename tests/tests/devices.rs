@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use hvlu_harness::scenario::{
-    boot, boot_with, cmd, field, fields, poweroff_pass, soak_clean, summarise, wait_all,
+    boot_with, cmd, field, fields, poweroff_pass, soak_clean, summarise, wait_all,
 };
 use hvlu_harness::Machine;
 
@@ -17,6 +17,11 @@ const LONG: Duration = Duration::from_secs(90);
 /// What the hypervisor assigns edu's BAR 0 on microvm at a cold boot: the
 /// first address of the 32-bit MMIO window, 1 MiB.
 const EDU_LINE: &str = "00:01.0 1234:11e8 class 00ff bar0 0xc0000000+1M";
+
+/// Boots a machine with the device, whatever `HVLU_NO_DEVICES` says.
+fn with_device(name: &str, cmdline: &str) -> Machine {
+    boot_with(name, cmdline, |c| c.devices = true)
+}
 
 /// edu's BAR 0 as dom0's `devices` lists it: (base, bytes).
 fn edu_bar(m: &mut Machine) -> (u64, u64) {
@@ -65,7 +70,7 @@ fn dom0_report(m: &Machine) -> String {
 
 #[test]
 fn the_hypervisor_places_the_bar_and_dom0_lists_and_drives_the_device() {
-    let mut m = boot("devices-edu", "");
+    let mut m = with_device("devices-edu", "");
     // The cold boot's walk, one line per function.
     let pci: Vec<&str> = m.lines_with("(hv) pci ").collect();
     assert_eq!(
@@ -102,7 +107,7 @@ fn the_hypervisor_places_the_bar_and_dom0_lists_and_drives_the_device() {
 
 #[test]
 fn dom0_watches_the_device_across_twenty_updates_without_a_failed_check() {
-    let mut m = boot("devices-edu-watch-20", "autostart=domu");
+    let mut m = with_device("devices-edu-watch-20", "autostart=domu");
     wait_all(&mut m, &["(d1) heartbeat 1:"], LONG);
     let out = cmd(&mut m, "edu");
     expect_line(&out, "edu: check passed");
@@ -148,7 +153,7 @@ fn dom0_watches_the_device_across_twenty_updates_without_a_failed_check() {
 
 #[test]
 fn a_domu_maps_device_memory_only_granted_and_uncacheable_and_drives_it_across_an_update() {
-    let mut m = boot("devices-driver-domu", "");
+    let mut m = with_device("devices-driver-domu", "");
     let (base, size) = edu_bar(&mut m);
     let (mfn, frames) = (base >> 12, size >> 12);
 
