@@ -73,4 +73,7 @@ pub use ops::{
 };
 pub use page_type::PageType;
 pub use pass::{rebuild, DomainReport, PageTableReader, PassReport, M2P_INVALID};
-pub use rules::{check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup};
+pub use rules::{
+    check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup, MMIO_CACHE,
+    MMIO_CACHE_BITS,
+};

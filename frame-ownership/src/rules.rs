@@ -35,8 +35,10 @@
 //!    survives the CR3 loads that switch address spaces, so it would outlive
 //!    the mapping and reach a frame after it changed hands.
 //! 7. An L1 entry that points outside RAM must lie inside one of the
-//!    domain's MMIO ranges; it counts nothing. An L2..L4 entry may not point
-//!    outside RAM at all.
+//!    domain's MMIO ranges, and must be uncacheable: PCD and PWT set, PAT
+//!    (bit 7) clear — PAT entry 3, UC under the power-on PAT, which the
+//!    hypervisor never reprograms ([`MMIO_CACHE_BITS`], [`MMIO_CACHE`]); it
+//!    counts nothing. An L2..L4 entry may not point outside RAM at all.
 //! 8. Anything else — a frame of another domain, a frame nobody owns, a
 //!    live-update region or hv-reserved frame — is refused.
 
@@ -47,6 +49,16 @@ use hvlu_types::{pte::Level, DomId, Mfn};
 
 use crate::page_type::PageType;
 use crate::pte::{self, Pte};
+
+/// The bits of an L1 entry that choose its memory type: PWT, PCD and PAT
+/// (bit 7 of an L1 entry).
+pub const MMIO_CACHE_BITS: u64 = pte::WRITE_THROUGH | pte::CACHE_DISABLE | pte::HUGE;
+/// What [`MMIO_CACHE_BITS`] must hold in an L1 entry that maps device
+/// memory (rule 7): PWT and PCD set, PAT clear — PAT entry 3, uncacheable
+/// (UC) under the power-on PAT. A cached mapping of device registers could
+/// read stale values and write late or merged; UC keeps every access one
+/// access, in order.
+pub const MMIO_CACHE: u64 = pte::WRITE_THROUGH | pte::CACHE_DISABLE;
 
 /// Number of entries in one page table.
 pub const ENTRIES_PER_TABLE: usize = pte::ENTRIES;
@@ -211,6 +223,18 @@ pub enum EntryError {
         /// The non-RAM frame it points at.
         target: Mfn,
     },
+    /// An L1 entry maps a permitted MMIO frame with a memory type other
+    /// than uncacheable: PCD and PWT not both set, or PAT set
+    /// ([`MMIO_CACHE`]).
+    #[error(
+        "maps non-RAM {target} cacheable (entry {entry:#018x}); device memory must be mapped uncacheable: PCD and PWT set, PAT clear"
+    )]
+    MmioCacheable {
+        /// The non-RAM frame it maps.
+        target: Mfn,
+        /// Its raw value.
+        entry: u64,
+    },
     /// A present L2, L3 or L4 entry has bit 7 (PS, [`pte::HUGE`]) set:
     /// superpages are refused for PV guests.
     #[error(
@@ -288,7 +312,10 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
                         })
                     }
                 }
-                FrameClass::PermittedMmio => Ok(EntryEffect::Mmio(target)),
+                FrameClass::PermittedMmio if entry & MMIO_CACHE_BITS == MMIO_CACHE => {
+                    Ok(EntryEffect::Mmio(target))
+                }
+                FrameClass::PermittedMmio => Err(EntryError::MmioCacheable { target, entry }),
                 FrameClass::ForbiddenMmio => Err(EntryError::MmioNotPermitted { target }),
                 _ => Err(EntryError::ForeignTarget {
                     target,

@@ -75,6 +75,10 @@ pub struct Hv {
     /// `machine_memory_map`: the firmware's entries with their E820 types
     /// (cold boot), or the state's RAM map (after a live update).
     pub machine_map: Vec<pv_abi::hypercall::MemoryMapEntry>,
+    /// The machine's PCI functions and their BARs, as found at boot
+    /// (`crate::devices`): every memory BAR is device memory, which dom0
+    /// may map and may grant (`domctl iomem_permit`).
+    pub devices: Vec<crate::pci::Device>,
     /// Work for after [`Hv::start`]: the first timer tick or the first
     /// hypercall, whichever comes first.
     deferred: Deferred<Hv>,
@@ -179,6 +183,7 @@ impl Hv {
             last_error: String::new(),
             lu_sequence: 0,
             machine_map: Vec::new(),
+            devices: Vec::new(),
             deferred: Deferred::new(),
         }
     }

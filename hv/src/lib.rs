@@ -13,8 +13,10 @@
 //! On the host (`cargo test -p hv`) the library is its hardware-independent
 //! part alone: the command line ([`cmdline`]), the page allocator
 //! ([`mm::pages`]), a domain's frame space ([`domain::p2m`]), the domain
-//! builder over a memory it is given ([`domain::builder`]) and the work
-//! left for after a live update's resume ([`deferred`]). Everything that
+//! builder over a memory it is given ([`domain::builder`]), the work
+//! left for after a live update's resume ([`deferred`]), the PCI walk
+//! over a configuration space it is given ([`pci`]) and the I/O memory
+//! permission's ranges ([`iomem`]). Everything that
 //! reaches the hardware, and every module that needs it, is compiled for
 //! the bare-metal target only (`#[cfg(target_os = "none")]`).
 
@@ -37,7 +39,9 @@ macro_rules! bare_metal {
 pub mod cmdline;
 pub mod deferred;
 pub mod domain;
+pub mod iomem;
 pub mod mm;
+pub mod pci;
 
 // Outside `bare_metal!`: it exports `hvprintln!`, which a macro-expanded
 // module could not.
@@ -49,6 +53,7 @@ bare_metal! {
     mod arch;
     mod boot_info;
     mod build_id;
+    mod devices;
     mod guest_mem;
     mod hv;
     mod hypercall;
@@ -134,6 +139,19 @@ pub fn cold_boot(start_info: u64) -> ! {
             .collect::<alloc::vec::Vec<_>>()
             .join(" ")
     );
+    // Every memory-map entry, RAM or not, is address space no BAR may take.
+    let taken: alloc::vec::Vec<hvlu_types::PhysRange> = info
+        .memmap()
+        .iter()
+        .map(|e| hvlu_types::PhysRange::new(e.addr, e.size))
+        .collect();
+    let devices = devices::discover(
+        pci::Mode::Assign {
+            window: devices::window(),
+        },
+        &taken,
+        tsc_khz,
+    );
     let mut hv = hv::Hv::new(memory, info.cmdline(), options, modules, tsc_khz, boot_tsc);
     // At most `boot_info::MAX_MEMMAP` entries: within what the call gives.
     hv.machine_map = info
@@ -146,6 +164,7 @@ pub fn cold_boot(start_info: u64) -> ! {
             reserved: 0,
         })
         .collect();
+    hv.devices = devices;
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")

@@ -36,6 +36,11 @@ pub fn error_of(e: &OpError) -> Error {
             source: EntryError::ForeignTarget { .. },
             ..
         } => Error::NotOwner,
+        // Device memory outside the caller's I/O memory permission.
+        OpError::Entry {
+            source: EntryError::MmioNotPermitted { .. },
+            ..
+        } => Error::Permission,
         OpError::Entry { .. }
         | OpError::NotPageTable { .. }
         | OpError::LevelMismatch { .. }

@@ -14,7 +14,10 @@
 //! A device found but not recorded changes nothing the guests see: it is
 //! not a refusal.
 
+use alloc::vec::Vec;
 use core::fmt;
+
+use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 
 use handover_abi::{AbiVersion, Bdf, DomainFlags, HandoverState, PciBar, PciDevice, StateError};
 
@@ -228,3 +231,21 @@ pub fn adopt(
 
 #[cfg(test)]
 mod tests;
+
+/// The device memory `state` records, as the frames of each BAR of its
+/// devices and each MMIO range of its domains, sorted (not merged: a
+/// platform that reads a BAR's base looks for the range that starts
+/// there). A state of 1.1 or older lists no device; the MMIO ranges its
+/// writer gave its domains still say where device memory was.
+pub fn known(state: &HandoverState) -> Vec<MfnRange> {
+    let mut known: Vec<MfnRange> = state
+        .devices
+        .iter()
+        .flat_map(|d| d.bars.iter())
+        .map(|b| MfnRange::new(Mfn(b.base / PAGE_SIZE), b.size.div_ceil(PAGE_SIZE)))
+        .chain(state.domains.iter().flat_map(|d| d.mmio.iter().copied()))
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    known
+}

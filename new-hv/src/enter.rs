@@ -69,8 +69,12 @@ pub trait Platform: BootMemory {
     /// Reads physical memory.
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
     /// Enumerates the machine's PCI devices and their memory BARs, as this
-    /// image finds them (its own page tables are loaded).
-    fn devices(&mut self) -> Result<Vec<PciDevice>, Self::Error>;
+    /// image finds them (its own page tables are loaded), writing nothing
+    /// to them: guests may be driving them. `known` is the device memory
+    /// the state records, one range per BAR the previous hypervisor knew
+    /// and every domain's MMIO ranges ([`devices::known`]): it gives the
+    /// sizes of BARs that could not be read without writing them.
+    fn devices(&mut self, known: &[MfnRange]) -> Result<Vec<PciDevice>, Self::Error>;
     /// Frames the hypervisor keeps outside `region` (firmware memory, an
     /// image outside the region).
     fn reserved(&self, region: PhysRange) -> Vec<MfnRange>;
@@ -183,7 +187,7 @@ pub fn enter<P: Platform>(
     // The devices, before the pass checks the guests' MMIO mappings
     // against each domain's ranges.
     let found = p
-        .devices()
+        .devices(&devices::known(&state))
         .map_err(platform("enumerating the PCI devices"))?;
     devices::adopt(&mut state, read, &found)?;
 

@@ -21,15 +21,17 @@
 //!   `mmu_update` and the frames of `increase_reservation` and
 //!   `decrease_reservation` ([`MAX_BATCH`]), the answers of `sysinfo`,
 //!   `lu_status` and `last_error` (their size), `domctl list`
-//!   ([`MAX_LIST`]), the room of `memory_map` and `machine_memory_map`
-//!   ([`MAX_MEMORY_MAP`]);
+//!   ([`MAX_LIST`]), `devices` ([`MAX_DEVICES`]), the room of `memory_map`
+//!   and `machine_memory_map` ([`MAX_MEMORY_MAP`]);
 //! - **refused** ([`Error::Invalid`]): `lu_load`'s module name
 //!   ([`MAX_MODULE_NAME`]), `domctl create`'s name and command line ([`MAX_CREATE_ARGS`]) and its
 //!   memory size (not 0, whole pages, at most [`MAX_DOMAIN_KIB`]) and its
 //!   PCI hole (`hvlu_types::hole`: on 2 MiB, from 16 MiB, below 4 GiB),
 //!   a domain id above `u16::MAX`, a page-table level outside 1..=4, a segment other
 //!   than FS (0) or GS (1), a segment base in the upper half, an unknown
-//!   report kind; an unknown hypercall or `domctl` operation is
+//!   report kind, `domctl iomem_permit` of no frame, of frames past
+//!   [`MFN_LIMIT`] or with an `allow` word other than 0 or 1; an unknown
+//!   hypercall or `domctl` operation is
 //!   [`Error::NoSys`].
 //!
 //! Argument words a call does not use are ignored.
@@ -48,7 +50,7 @@ use core::fmt;
 
 use hvlu_types::canonical::is_lower_half;
 use hvlu_types::hole::{Hole, HoleError};
-use hvlu_types::{pte::Level, DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn, MFN_LIMIT};
 
 use crate::hypercall::{
     DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, Report, SysInfo, MAX_ERROR_MESSAGE,
@@ -70,6 +72,9 @@ pub const MAX_BATCH: u64 = 512;
 /// Most entries `domctl list` fills: there are no more domains than domain
 /// ids.
 pub const MAX_LIST: u64 = 1 << 16;
+/// Most records `devices` fills: there are no more PCI functions than
+/// addresses (256 buses of 32 devices of 8 functions).
+pub const MAX_DEVICES: u64 = 1 << 16;
 /// Longest module name `lu_load` takes, in bytes.
 pub const MAX_MODULE_NAME: u64 = 256;
 /// Most bytes of `domctl create`'s module name and command line together.
@@ -190,6 +195,19 @@ pub enum Domctl {
         /// Where the names go.
         out: GuestBuf,
     },
+    /// Grants (`allow`) or revokes domain `id`'s permission to map the
+    /// `count` (not 0) device frames from `first`.
+    IomemPermit {
+        /// The domain.
+        id: DomId,
+        /// The first frame.
+        first: Mfn,
+        /// How many frames; `first + count` stays below
+        /// [`hvlu_types::MFN_LIMIT`].
+        count: u64,
+        /// Grant (true) or revoke (false).
+        allow: bool,
+    },
 }
 
 impl Domctl {
@@ -202,6 +220,7 @@ impl Domctl {
             Domctl::Unpause { .. } => DomctlOp::Unpause,
             Domctl::List { .. } => DomctlOp::List,
             Domctl::Modules { .. } => DomctlOp::Modules,
+            Domctl::IomemPermit { .. } => DomctlOp::IomemPermit,
         }
     }
 
@@ -242,6 +261,24 @@ impl Domctl {
                     len: a[1],
                 },
             },
+            DomctlOp::IomemPermit => {
+                let id = id()?;
+                let (first, count) = (a[1], a[2]);
+                if count == 0 || first.checked_add(count).is_none_or(|end| end > MFN_LIMIT) {
+                    return Err(DecodeError::IomemRange { first, count });
+                }
+                let allow = match a[3] {
+                    0 => false,
+                    1 => true,
+                    arg => return Err(DecodeError::IomemAllow { arg }),
+                };
+                Domctl::IomemPermit {
+                    id,
+                    first: Mfn(first),
+                    count,
+                    allow,
+                }
+            }
         })
     }
 
@@ -256,6 +293,12 @@ impl Domctl {
             }
             Domctl::List { out } => [out.addr, out.count, 0, 0],
             Domctl::Modules { out } => [out.addr, out.len, 0, 0],
+            Domctl::IomemPermit {
+                id,
+                first,
+                count,
+                allow,
+            } => [u64::from(id.0), first.0, count, u64::from(allow)],
         }
     }
 }
@@ -397,6 +440,11 @@ pub enum Call {
         /// Where the `MemoryMapEntry`s go.
         out: GuestArray,
     },
+    /// `devices(out, count)`, at most [`MAX_DEVICES`] `DeviceInfo`s.
+    Devices {
+        /// Where the records go.
+        out: GuestArray,
+    },
 }
 
 impl Call {
@@ -479,6 +527,12 @@ impl Call {
             Hypercall::MachineMemoryMap => Call::MachineMemoryMap {
                 out: GuestArray::cut(a[0], a[1], MAX_MEMORY_MAP),
             },
+            Hypercall::Devices => Call::Devices {
+                out: GuestArray {
+                    addr: a[0],
+                    count: a[1].min(MAX_DEVICES),
+                },
+            },
         })
     }
 
@@ -510,6 +564,7 @@ impl Call {
             Call::LastError { .. } => Hypercall::LastError,
             Call::MemoryMap { .. } => Hypercall::MemoryMap,
             Call::MachineMemoryMap { .. } => Hypercall::MachineMemoryMap,
+            Call::Devices { .. } => Hypercall::Devices,
         }
     }
 
@@ -530,7 +585,8 @@ impl Call {
             Call::MmuUpdate { reqs: array }
             | Call::IncreaseReservation { mfns_out: array }
             | Call::DecreaseReservation { mfns: array }
-            | Call::MachineMemoryMap { out: array } => [array.addr, array.count, 0, 0, 0],
+            | Call::MachineMemoryMap { out: array }
+            | Call::Devices { out: array } => [array.addr, array.count, 0, 0, 0],
             Call::MemoryMap { domid, out } => [u64::from(domid.0), out.addr, out.count, 0, 0],
             Call::PinTable { mfn, level } => [mfn.0, u64::from(level.number()), 0, 0, 0],
             Call::UnpinTable { mfn } | Call::NewBaseptr { mfn } => [mfn.0, 0, 0, 0, 0],
@@ -628,6 +684,19 @@ pub enum DecodeError {
     },
     /// `lu_load`'s module name is not UTF-8.
     ModuleNameNotUtf8,
+    /// `domctl iomem_permit` of no frame, or of frames past
+    /// [`hvlu_types::MFN_LIMIT`].
+    IomemRange {
+        /// The first frame.
+        first: u64,
+        /// The count.
+        count: u64,
+    },
+    /// `domctl iomem_permit` with an `allow` word other than 0 or 1.
+    IomemAllow {
+        /// The word.
+        arg: u64,
+    },
     /// An `mmu_update` request whose entry address is not 8-byte aligned.
     MisalignedEntry {
         /// The request's `ptr`.
@@ -667,6 +736,8 @@ impl DecodeError {
                 | DecodeError::CommandLineTooLong { .. }
                 | DecodeError::ModuleNameTooLong { .. }
                 | DecodeError::ModuleNameNotUtf8
+                | DecodeError::IomemRange { .. }
+                | DecodeError::IomemAllow { .. }
         )
     }
 }
@@ -719,6 +790,14 @@ impl fmt::Display for DecodeError {
                 "a module name of {len} bytes is longer than {MAX_MODULE_NAME}"
             ),
             DecodeError::ModuleNameNotUtf8 => write!(f, "the module name is not UTF-8"),
+            DecodeError::IomemRange { first, count } => write!(
+                f,
+                "{count} frames from mfn {first:#x} are no range of frames (not empty, below \
+                 mfn {MFN_LIMIT:#x})"
+            ),
+            DecodeError::IomemAllow { arg } => {
+                write!(f, "{arg} is neither 1 (grant) nor 0 (revoke)")
+            }
             DecodeError::MisalignedEntry { ptr } => {
                 write!(f, "entry address {ptr:#x} is not 8-byte aligned")
             }

@@ -31,7 +31,10 @@ pub enum Hypercall {
     Yield = 3,
     /// `mmu_update(reqs, count)`: writes page-table entries, see
     /// [`MmuUpdate`]. Returns the number of requests done; stops at the
-    /// first refused one and returns its error.
+    /// first refused one and returns its error. An L1 entry may map device
+    /// memory (a frame outside RAM) only inside the caller's I/O memory
+    /// ([`Error::Permission`] otherwise) and only uncacheable: PCD and PWT
+    /// set, PAT clear ([`Error::TypeViolation`] otherwise).
     MmuUpdate = 4,
     /// `pin_table(mfn, level)`: validates and pins a page table of `level`
     /// (1..=4) that the caller owns. The caller's start-info page is refused
@@ -119,6 +122,10 @@ pub enum Hypercall {
     /// the hypervisor knows the map its predecessor handed over (the
     /// state's RAM map, docs/abi.md §2.3).
     MachineMemoryMap = 26,
+    /// `devices(out, count)`: fills up to `count` [`DeviceInfo`]s, one per
+    /// PCI function the hypervisor found at boot, in address order; returns
+    /// how many there are (dom0 only).
+    Devices = 24,
 }
 
 /// Longest reason [`Hypercall::LastError`] gives; the hypervisor shortens a
@@ -145,6 +152,7 @@ impl Hypercall {
                 | LuLoadBuffer
                 | LastError
                 | MachineMemoryMap
+                | Devices
         )
     }
 }
@@ -153,7 +161,8 @@ impl Hypercall {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
 #[repr(i64)]
 pub enum Error {
-    /// The caller is not allowed to do this (not dom0).
+    /// The caller is not allowed to do this (not dom0; or, from
+    /// `mmu_update`, a mapping of device memory outside its I/O memory).
     Permission = 1,
     /// No such hypercall or sub-operation.
     NoSys = 2,
@@ -249,6 +258,15 @@ pub enum DomctlOp {
     /// `modules(buf, len)`: the boot-module names, newline separated;
     /// returns the length.
     Modules = 6,
+    /// `iomem_permit(id, first_mfn, count, allow)`: grants (`allow` 1) or
+    /// revokes (`allow` 0) domain `id`'s permission to map the device
+    /// frames `first_mfn..first_mfn + count` (its I/O memory, like Xen's
+    /// `iomem_caps`; `count` not 0). The range must be device memory — all
+    /// inside one memory BAR the hypervisor recorded; a RAM frame never is
+    /// — and `id` another domain than dom0 (which holds every BAR for
+    /// good). A revoke is refused while the domain's L1 tables still map a
+    /// frame of the range. Every refusal says why (`last_error`).
+    IomemPermit = 9,
 }
 
 /// One domain, as `domctl list` reports it.
@@ -366,6 +384,77 @@ pub fn e820_name(kind: u32) -> Option<&'static str> {
         5 => "unusable",
         _ => return None,
     })
+}
+
+/// One BAR of a [`DeviceInfo`].
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromZeros,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct BarInfo {
+    /// Its base address (a port number for an I/O BAR).
+    pub base: u64,
+    /// Bytes it decodes: whole pages for a memory BAR; 0 for an I/O BAR
+    /// whose size the hypervisor does not know (read after an update).
+    pub size: u64,
+    /// `BAR_*` flags; 0 for a BAR slot that decodes nothing (or the upper
+    /// half of a 64-bit BAR).
+    pub flags: u32,
+    /// How many domains may map (some of) it: the length of the whole list,
+    /// of which `mappable` holds the first [`MAX_MAPPABLE`].
+    pub mappable_count: u16,
+    /// The ids of the domains whose I/O memory holds (some of) its frames,
+    /// in id order.
+    pub mappable: [u16; MAX_MAPPABLE],
+}
+
+/// Domain ids one [`BarInfo`] lists.
+pub const MAX_MAPPABLE: usize = 5;
+/// [`BarInfo::flags`]: the slot decodes something.
+pub const BAR_PRESENT: u32 = 1 << 0;
+/// [`BarInfo::flags`]: I/O ports, not memory.
+pub const BAR_IO: u32 = 1 << 1;
+/// [`BarInfo::flags`]: a 64-bit memory BAR (it takes the next slot too).
+pub const BAR_64: u32 = 1 << 2;
+/// [`BarInfo::flags`]: prefetchable memory.
+pub const BAR_PREFETCHABLE: u32 = 1 << 3;
+/// BAR slots of a [`DeviceInfo`] (a type-0 header's).
+pub const BARS: usize = 6;
+
+/// One PCI function, as `devices` reports it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::FromZeros,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(C)]
+pub struct DeviceInfo {
+    /// Bus << 8 | device << 3 | function.
+    pub bdf: u16,
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+    /// Base class << 8 | subclass.
+    pub class: u16,
+    /// Its BARs, by index.
+    pub bars: [BarInfo; BARS],
 }
 
 /// Guest self-check reports, `report(kind, value)`;

@@ -326,6 +326,7 @@ fn cell(a: &Release, b: &Release, done: &Mutex<Vec<Hop>>) {
         cmdline: "lu_region=64M autostart=domu".into(),
         extra: Vec::new(),
         hostlink: None,
+        devices: true,
     });
     wait_all(&mut m, &["(d1) heartbeat 2:"], QUIET);
     let rows = domains(&mut m);

@@ -146,10 +146,33 @@ pub struct MachineConfig {
     /// The host link: the machine's second serial port as a unix socket
     /// (QEMU is the server) at this path.
     pub hostlink: Option<PathBuf>,
+    /// Whether the machine has its PCI device ([`DEVICE`]): a PCI Express
+    /// host bridge (`microvm,pcie=on`: ECAM at 0xe0000000, a 32-bit MMIO
+    /// window at 0xc0000000) with QEMU's `edu` device behind it. Without
+    /// it the machine is plain `microvm`, with no host bridge at all: the
+    /// hypervisor must find no PCI and boot as before.
+    pub devices: bool,
 }
 
+/// Set to `1`, machines made by [`MachineConfig::new`] have no device
+/// (plain microvm), so that any test, or the whole suite, runs as on a
+/// machine without PCI: `HVLU_NO_DEVICES=1 cargo test -p hvlu-harness
+/// --test live_update`. A test that needs the device asks for it itself.
+pub const NO_DEVICES_ENV: &str = "HVLU_NO_DEVICES";
+
+/// Whether a new machine has the device, given [`NO_DEVICES_ENV`]'s value.
+fn devices_by_default(no_devices: Option<&std::ffi::OsStr>) -> bool {
+    no_devices.is_none_or(|v| v != "1")
+}
+
+/// The PCI device every machine has unless told otherwise
+/// ([`MachineConfig::devices`]): QEMU's teaching device, 1234:11e8, with
+/// one 1 MiB memory BAR (QEMU's `docs/specs/edu.rst`).
+pub const DEVICE: &str = "edu";
+
 impl MachineConfig {
-    /// A machine with the built images, 512 MiB and the default command line.
+    /// A machine with the built images, 512 MiB, the default command line
+    /// and the PCI device unless [`NO_DEVICES_ENV`] says otherwise.
     pub fn new(name: &str) -> Result<MachineConfig, String> {
         Ok(MachineConfig {
             name: name.into(),
@@ -158,6 +181,7 @@ impl MachineConfig {
             cmdline: "lu_region=64M".into(),
             extra: Vec::new(),
             hostlink: None,
+            devices: devices_by_default(std::env::var_os(NO_DEVICES_ENV).as_deref()),
         })
     }
 
@@ -209,14 +233,25 @@ impl MachineConfig {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         let ram = format!("{}M", self.mem_mib);
-        if u64::from(self.mem_mib) > LAZY_RAM_ABOVE_MIB {
+        let mut machine = String::from("microvm");
+        if self.devices {
+            // The PCI Express host bridge the device sits behind.
+            machine.push_str(",pcie=on");
+        }
+        let lazy = u64::from(self.mem_mib) > LAZY_RAM_ABOVE_MIB;
+        if lazy {
+            machine.push_str(",memory-backend=ram");
+        }
+        cmd.arg("-machine").arg(machine);
+        if lazy {
             // QEMU reserves guest RAM on the host up front, which a host
             // with less memory refuses; unreserved, pages are taken only as
             // the guest touches them.
-            cmd.args(["-machine", "microvm,memory-backend=ram", "-object"])
+            cmd.arg("-object")
                 .arg(format!("memory-backend-ram,id=ram,size={ram},reserve=off"));
-        } else {
-            cmd.args(["-machine", "microvm"]);
+        }
+        if self.devices {
+            cmd.args(["-device", DEVICE]);
         }
         cmd.arg("-m")
             .arg(&ram)
@@ -609,6 +644,7 @@ mod tests {
             cmdline: cmdline.into(),
             extra: Vec::new(),
             hostlink: None,
+            devices: true,
         }
     }
 
@@ -674,12 +710,35 @@ mod tests {
         let mut config = bare("t", "");
         assert!(args(&config)
             .windows(2)
-            .any(|w| w == ["-machine", "microvm"]));
+            .any(|w| w == ["-machine", "microvm,pcie=on"]));
         config.mem_mib = 65536;
         let a = args(&config);
         assert!(a
             .iter()
             .any(|x| x == "memory-backend-ram,id=ram,size=65536M,reserve=off"));
+        assert!(a
+            .windows(2)
+            .any(|w| w == ["-machine", "microvm,pcie=on,memory-backend=ram"]));
         assert!(a.windows(2).any(|w| w == ["-m", "65536M"]));
+    }
+
+    #[test]
+    fn the_environment_can_leave_the_device_out_of_every_new_machine() {
+        assert!(devices_by_default(None));
+        assert!(devices_by_default(Some("0".as_ref())));
+        assert!(!devices_by_default(Some("1".as_ref())));
+    }
+
+    #[test]
+    fn a_machine_has_the_device_behind_a_host_bridge_unless_told_otherwise() {
+        let mut config = bare("t", "");
+        let a = args(&config);
+        assert!(a.windows(2).any(|w| w == ["-device", DEVICE]), "{a:?}");
+        assert!(a.iter().any(|x| x.contains("pcie=on")), "{a:?}");
+        config.devices = false;
+        let a = args(&config);
+        assert!(!a.iter().any(|x| x == DEVICE), "{a:?}");
+        assert!(!a.iter().any(|x| x.contains("pcie")), "{a:?}");
+        assert!(a.windows(2).any(|w| w == ["-machine", "microvm"]), "{a:?}");
     }
 }

@@ -467,6 +467,24 @@ pub fn soak(
     soak_with(machine, images, updates, settle_ms, None)
 }
 
+/// [`soak`] that must come out clean ([`SoakSummary::clean`]): panics with
+/// the summary and the log's path otherwise; prints and returns it.
+pub fn soak_clean(
+    machine: &mut Machine,
+    images: &[&str],
+    updates: u64,
+    settle_ms: u64,
+) -> SoakSummary {
+    let summary = soak(machine, images, updates, settle_ms).unwrap_or_else(|e| panic!("{e}"));
+    println!("soak: {summary}");
+    assert!(
+        summary.clean(updates),
+        "{summary}; log: {}",
+        machine.log_path().display()
+    );
+    summary
+}
+
 /// [`soak`] with churn: before each update dom0 also performs one
 /// toolstack action of `churn` (create, destroy, pause or unpause a domU).
 pub fn soak_with_churn(

@@ -93,7 +93,7 @@ fn domu_refusals_are_refused_and_it_keeps_running() {
     let mut m = boot("probes", "");
     cmd(&mut m, "create domu probe");
     let needles: Vec<String> = (1..=9)
-        .chain([13, 14, 15, 16])
+        .chain([13, 14, 18, 19])
         .map(|t| format!("(d1) probe {t} "))
         .collect();
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();

@@ -45,6 +45,7 @@ fn every_release_boots_cold_with_its_own_guests_and_powers_off() {
             cmdline: "lu_region=64M autostart=domu,domu".into(),
             extra: Vec::new(),
             hostlink: None,
+            devices: true,
         };
         let mut m = boot_config(&config);
         // Both domUs run and check their memory (a heartbeat reports the

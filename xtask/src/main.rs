@@ -128,6 +128,12 @@ enum Command {
         /// with it when the default is too small. Default: unchanged.
         #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
+        /// Boot a machine without its PCI device: plain microvm, with no
+        /// PCI Express host bridge and no `edu` (by default the machine is
+        /// `microvm,pcie=on` with `-device edu`, which dom0's `devices` and
+        /// `edu` commands use).
+        #[arg(long)]
+        no_devices: bool,
     },
     /// Sign a hypervisor image for live update: append an Ed25519 signature
     /// trailer (docs/abi.md §6), replacing one the file already has.
@@ -224,6 +230,11 @@ enum Command {
         /// releasing page tables (`domu churn`) while updates come.
         #[arg(long)]
         churn: bool,
+        /// dom0 drives the PCI device (QEMU's edu) all along: a check every
+        /// 20 ms (`edu watch 20`) before, during and after the updates; the
+        /// soak fails on a failed check.
+        #[arg(long)]
+        devices: bool,
     },
 }
 
@@ -242,6 +253,7 @@ fn main() -> ExitCode {
             domus,
             timeout,
             ram,
+            no_devices,
         } => script
             .as_deref()
             .map(run::read_script)
@@ -249,7 +261,7 @@ fn main() -> ExitCode {
             .and_then(|script| {
                 setup::ensure_qemu()?;
                 build(true)?;
-                run::run(script, domus, timeout, ram)
+                run::run(script, domus, timeout, ram, !no_devices)
             }),
         Command::Test => test::test(),
         Command::Sign { key, out, image } => keys::sign(key, &image, out),
@@ -270,9 +282,19 @@ fn main() -> ExitCode {
             settle_ms,
             ram,
             churn,
+            devices,
         } => setup::ensure_qemu()
             .and_then(|()| build(true))
-            .and_then(|()| soak::soak(updates, domus, guest_mem, settle_ms, ram, churn)),
+            .and_then(|()| {
+                soak::soak(
+                    updates,
+                    domus,
+                    guest_mem,
+                    settle_ms,
+                    ram,
+                    soak::Extras { churn, devices },
+                )
+            }),
         Command::Bench { ram } => bench::bench(ram),
     });
     match result {

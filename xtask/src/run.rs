@@ -19,13 +19,15 @@ pub fn read_script(path: &Path) -> Result<Script, Failure> {
         .map_err(|e| Failure::Failed(format!("script {} refused: {e}", path.display())))
 }
 
-/// Boots dom0 and `domus` domUs (on `ram` MiB of RAM, if given); runs
+/// Boots dom0 and `domus` domUs (on `ram` MiB of RAM, if given; with the
+/// PCI device unless `devices` is false, `MachineConfig::devices`); runs
 /// `script` (checked by [`read_script`]) or forwards the terminal.
 pub fn run(
     script: Option<Script>,
     domus: u32,
     timeout: u64,
     ram: Option<u32>,
+    devices: bool,
 ) -> Result<(), Failure> {
     let name = if script.is_some() {
         "run-script"
@@ -33,6 +35,7 @@ pub fn run(
         "run"
     };
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
+    config.devices = devices;
     if let Some(mib) = ram {
         config.set_ram(mib);
     }

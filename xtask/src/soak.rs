@@ -45,6 +45,24 @@ pub fn boot_with_domus(
     Ok(machine)
 }
 
+/// What a soak does besides the updates.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras {
+    /// Toolstack actions between updates, domUs with `churn`.
+    pub churn: bool,
+    /// dom0 drives edu all along (`edu watch 20`).
+    pub devices: bool,
+}
+
+/// What dom0 says when its edu watch stops: `edu watch: off after N checks,
+/// F failed` gives (N, F).
+fn edu_counts(line: &str) -> Option<(u64, u64)> {
+    let rest = line.split("edu watch: off after ").nth(1)?;
+    let (checks, rest) = rest.split_once(" checks, ")?;
+    let failed = rest.strip_suffix(" failed")?;
+    Some((checks.parse().ok()?, failed.parse().ok()?))
+}
+
 /// `cargo xtask soak`.
 pub fn soak(
     updates: u64,
@@ -52,10 +70,26 @@ pub fn soak(
     guest_mem: u64,
     settle_ms: u64,
     ram: Option<u32>,
-    churn: bool,
+    extras: Extras,
 ) -> Result<(), Failure> {
+    let churn = extras.churn;
     let args = if churn { "churn" } else { "" };
     let mut machine = boot_with_domus("soak", domus, guest_mem, ram, args)?;
+    if extras.devices {
+        for line in ["edu", "edu watch 20"] {
+            let out = machine
+                .command(line, scenario::CMD)
+                .map_err(Failure::Failed)?;
+            if out
+                .iter()
+                .any(|l| l.contains("FAILED") || l.contains("no edu device"))
+            {
+                return Err(Failure::Failed(format!(
+                    "soak: dom0's `{line}` failed: {out:?}"
+                )));
+            }
+        }
+    }
     let started = std::time::Instant::now();
     let mut churner = scenario::Churn::new(0x5eed_0000 + updates, 4096);
     let summary = if churn {
@@ -74,6 +108,22 @@ pub fn soak(
     if churn {
         println!("soak {churner}");
     }
+    let edu = if extras.devices {
+        let out = machine
+            .command("edu watch off", scenario::CMD)
+            .map_err(Failure::Failed)?;
+        let counts = out.iter().find_map(|l| edu_counts(l));
+        let Some((checks, failed)) = counts else {
+            return Err(Failure::Failed(format!(
+                "soak: dom0's edu watch did not say how it went: {out:?}"
+            )));
+        };
+        println!("soak edu: {checks} checks, {failed} failed");
+        Some((checks, failed))
+    } else {
+        None
+    };
+    let edu_clean = edu.is_none_or(|(checks, failed)| checks > 0 && failed == 0);
     let elapsed = started.elapsed();
     machine.send("poweroff").map_err(Failure::Failed)?;
     let ending = machine.wait_exit(scenario::CMD);
@@ -84,11 +134,34 @@ pub fn soak(
         machine.log_path().display()
     );
     match verdict_line {
-        Ok(line) if summary.clean(updates) => {
+        Ok(line) if summary.clean(updates) && edu_clean => {
             println!("xtask: soak passed ({line})");
             Ok(())
         }
-        Ok(line) => Err(Failure::Failed(format!("soak failed: {summary}; {line}"))),
+        Ok(line) => Err(Failure::Failed(format!(
+            "soak failed: {summary}{}; {line}",
+            edu.map_or(String::new(), |(c, f)| format!(
+                ", edu {c} checks {f} failed"
+            ))
+        ))),
         Err(e) => Err(Failure::Failed(format!("soak failed: {summary}; {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edu_counts;
+
+    #[test]
+    fn the_watch_counts_are_read_from_dom0s_line() {
+        assert_eq!(
+            edu_counts("(d0) edu watch: off after 230 checks, 0 failed"),
+            Some((230, 0))
+        );
+        assert_eq!(
+            edu_counts("(d0) edu watch: off after 7 checks, 2 failed"),
+            Some((7, 2))
+        );
+        assert_eq!(edu_counts("(d0) edu watch: on, 7 checks, 0 failed"), None);
     }
 }

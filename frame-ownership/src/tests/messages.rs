@@ -80,6 +80,13 @@ fn every_error_message_is_specific() {
             source: EntryError::MmioNotPermitted { target: Mfn(0xabc) },
         },
         Error::Entry {
+            at: at1,
+            source: EntryError::MmioCacheable {
+                target: Mfn(0xabc),
+                entry: 0x8000_0000_00ab_c007,
+            },
+        },
+        Error::Entry {
             at: at(Level::L2, 5),
             source: EntryError::Superpage {
                 entry: 0x8000_0000_00ab_c081,

@@ -138,12 +138,27 @@ fn rule_l1_read_only_table_mappings() {
     }
 }
 
+/// PWT and PCD: what an L1 entry of device memory must carry.
+const UC: u64 = pte::WRITE_THROUGH | pte::CACHE_DISABLE;
+
 #[test]
 fn rule_mmio() {
     let l = lookup();
     assert_eq!(
-        check_entry(&l, at(Level::L1, 0), e(MMIO, P | RW)),
+        check_entry(&l, at(Level::L1, 0), e(MMIO, P | RW | UC)),
         Ok(EntryEffect::Mmio(Mfn(MMIO)))
+    );
+    assert_eq!(
+        check_entry(
+            &l,
+            at(Level::L1, 0),
+            e(MMIO, P | UC | pte::NO_EXECUTE | pte::USER)
+        ),
+        Ok(EntryEffect::Mmio(Mfn(MMIO)))
+    );
+    assert_eq!(
+        check_entry(&l, at(Level::L1, 0), e(999, P | UC)),
+        Err(EntryError::MmioNotPermitted { target: Mfn(999) })
     );
     assert_eq!(
         check_entry(&l, at(Level::L1, 0), e(999, P)),
@@ -152,6 +167,40 @@ fn rule_mmio() {
     assert_eq!(
         check_entry(&l, at(Level::L2, 0), e(MMIO, P)),
         Err(EntryError::MmioNotPermitted { target: Mfn(MMIO) })
+    );
+}
+
+/// Rule 7's memory type: every combination of PWT, PCD and PAT but
+/// PWT | PCD (PAT entry 3, UC) maps device memory cacheable, or
+/// write-combined, or write-through: refused, naming the entry. RAM frames
+/// take any memory type.
+#[test]
+fn rule_mmio_must_be_uncacheable() {
+    let l = lookup();
+    for bits in 0..8u64 {
+        let flags = (if bits & 1 != 0 { pte::WRITE_THROUGH } else { 0 })
+            | (if bits & 2 != 0 { pte::CACHE_DISABLE } else { 0 })
+            | (if bits & 4 != 0 { pte::HUGE } else { 0 });
+        let entry = e(MMIO, P | RW | flags);
+        let want = if flags == UC {
+            Ok(EntryEffect::Mmio(Mfn(MMIO)))
+        } else {
+            Err(EntryError::MmioCacheable {
+                target: Mfn(MMIO),
+                entry,
+            })
+        };
+        assert_eq!(check_entry(&l, at(Level::L1, 3), entry), want, "{flags:#x}");
+        assert!(
+            check_entry(&l, at(Level::L1, 3), e(DATA, P | RW | flags)).is_ok(),
+            "RAM takes any memory type: {flags:#x}"
+        );
+    }
+    // Permission is checked first: a frame outside the ranges is refused
+    // for that, whatever its memory type.
+    assert_eq!(
+        check_entry(&l, at(Level::L1, 0), e(999, P)),
+        Err(EntryError::MmioNotPermitted { target: Mfn(999) })
     );
 }
 

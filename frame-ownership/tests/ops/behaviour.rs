@@ -10,7 +10,7 @@ use handover_abi::{MemRun, RunKind};
 use hvlu_types::{pte::Level, DomId, Gpfn, Mfn};
 
 use crate::equivalence::assert_rebuild_matches;
-use crate::tiny::{entry, Tiny, D1, D2, D2_L1, L1, L2, L3, L4, RO, RW};
+use crate::tiny::{entry, Tiny, D1, D2, D2_L1, L1, L2, L3, L4, RO, RW, UC};
 
 fn info(d: DomId, t: PageType, tc: u32, rc: u32, pinned: bool) -> FrameInfo {
     let flags = if pinned {
@@ -93,10 +93,11 @@ fn writable_type_lasts_as_long_as_a_writable_mapping() {
 fn pin_validates_a_data_frame_as_the_pass_would() {
     let mut t = Tiny::with_trees();
     // An L1 that maps itself read-only (PV guests read their own tables),
-    // a data frame writable, and an MMIO frame; non-present junk is fine.
+    // a data frame writable, and an MMIO frame uncacheable; non-present
+    // junk is fine.
     t.mem.table_mut(Mfn(7))[0] = entry(Mfn(7), RO);
     t.mem.table_mut(Mfn(7))[1] = entry(Mfn(8), RW);
-    t.mem.table_mut(Mfn(7))[2] = entry(Mfn(71), RW);
+    t.mem.table_mut(Mfn(7))[2] = entry(Mfn(71), RW | UC);
     t.mem.table_mut(Mfn(7))[3] = !pte::PRESENT;
     t.pin(D1, Mfn(7), Level::L1).unwrap();
     // The allocation, its own mapping, the pin.

@@ -549,7 +549,13 @@ impl World {
                     _ => (Some(self.foreign(d)), 0.5),
                 };
                 let target = target.unwrap_or_else(|| self.foreign(d));
-                let flags = self.leaf_flags(rw_p);
+                let mut flags = self.leaf_flags(rw_p);
+                if (65..73).contains(&r) && self.rng.random_bool(0.7) {
+                    // Mostly uncacheable, as device memory must be (rule
+                    // 7); the rest is refused for its memory type.
+                    flags =
+                        (flags & !frame_ownership::MMIO_CACHE_BITS) | frame_ownership::MMIO_CACHE;
+                }
                 Pte::new(target, flags).0
             }
             Some(below) => {
@@ -1016,6 +1022,7 @@ const EXPECTED: &[&str] = &[
     "Entry(TypeMismatch)",
     "Entry(WritablePageTable)",
     "Entry(MmioNotPermitted)",
+    "Entry(MmioCacheable)",
     "Entry(Superpage)",
     "Pinned",
     "NotPinned",

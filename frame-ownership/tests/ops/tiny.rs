@@ -33,6 +33,9 @@ pub const D2_L1: Mfn = Mfn(20);
 /// Entry flags of a leaf mapping.
 pub const RO: u64 = pte::PRESENT | pte::USER;
 pub const RW: u64 = pte::PRESENT | pte::USER | pte::WRITABLE;
+/// Uncacheable (PWT and PCD, PAT clear): what a mapping of device memory
+/// must be.
+pub const UC: u64 = frame_ownership::MMIO_CACHE;
 
 pub fn entry(target: Mfn, flags: u64) -> u64 {
     Pte::new(target, flags).0
@@ -84,7 +87,7 @@ impl Tiny {
         t.update(D1, L1, 0, entry(Mfn(4), RW)).unwrap();
         t.update(D1, L1, 1, entry(Mfn(5), RO)).unwrap();
         t.update(D1, L1, 2, entry(L2, RO)).unwrap();
-        t.update(D1, L1, 3, entry(Mfn(70), RW)).unwrap();
+        t.update(D1, L1, 3, entry(Mfn(70), RW | UC)).unwrap();
         t.mem.table_mut(L2)[7] = entry(L1, RW);
         t.pin(D1, L2, Level::L2).unwrap();
         t.mem.table_mut(L3)[0] = entry(L2, RW);

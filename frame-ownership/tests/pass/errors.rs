@@ -519,6 +519,45 @@ fn mmio_outside_the_permitted_ranges() {
     );
 }
 
+/// A permitted device frame mapped with any memory type but uncacheable
+/// (PWT and PCD set, PAT clear) is refused, naming the entry.
+#[test]
+fn mmio_mapped_cacheable() {
+    for (what, bits) in [
+        ("write-back", 0),
+        ("write-through", pte::WRITE_THROUGH),
+        ("UC- (PCD alone)", pte::CACHE_DISABLE),
+        (
+            "PAT set",
+            pte::WRITE_THROUGH | pte::CACHE_DISABLE | pte::HUGE,
+        ),
+    ] {
+        let (mut m, ((table, index, e), dev)) =
+            machine_with(|m| Some((data_entry(m, 0)?, *m.domains[0].mmio.first()?)));
+        let entry = (with_target(e, dev.start) & !frame_ownership::MMIO_CACHE_BITS) | bits;
+        set_entry(&mut m, table, index, entry);
+        assert_eq!(
+            run(&m),
+            Error::Entry {
+                at: at(&m, 0, table, Level::L1, index),
+                source: EntryError::MmioCacheable {
+                    target: dev.start,
+                    entry,
+                },
+            },
+            "{what}"
+        );
+        // The same entry uncacheable passes.
+        set_entry(
+            &mut m,
+            table,
+            index,
+            (entry & !frame_ownership::MMIO_CACHE_BITS) | frame_ownership::MMIO_CACHE,
+        );
+        assert!(m.run_pass().result.is_ok(), "{what}, made uncacheable");
+    }
+}
+
 #[test]
 fn mmio_in_an_upper_entry() {
     let (mut m, ((table, index, e), dev)) = machine_with(|m| {

@@ -96,35 +96,8 @@ fn answer(id: u32, args: core::fmt::Arguments<'_>) {
     }
 }
 
-/// A short text built without a heap: the name dom0 gives an image
-/// from the host link. What does not fit is dropped.
-struct Name {
-    bytes: [u8; 96],
-    len: usize,
-}
-
-impl Name {
-    fn new() -> Self {
-        Name {
-            bytes: [0; 96],
-            len: 0,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
-    }
-}
-
-impl core::fmt::Write for Name {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let n = s.len().min(self.bytes.len() - self.len);
-        // Whole characters only: the text is ASCII.
-        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
+/// The name dom0 gives an image from the host link.
+type Name = crate::text::Text<96>;
 
 /// dom0's end of a transfer: its free pages and its answers.
 struct Dom0;

@@ -21,6 +21,10 @@
 //! | `lu unload` | forget the staged image |
 //! | `lu exec` | update to the staged image |
 //! | `live-update <image>` | `lu load <image>`, then `lu exec` |
+//! | `devices` | PCI functions, their BARs and which domains may map them |
+//! | `edu` | map edu's BAR 0 uncacheable, check its id, liveness and a factorial |
+//! | `edu watch <ms>` / `edu watch off` / `edu watch` | check edu every `<ms>` between commands / stop / say how it goes |
+//! | `iomem permit\|revoke <id> <mfn> <count>` | grant or revoke a domU's permission to map device frames |
 //!
 //! Images sent from the host (`cargo xtask live-update --image PATH`) need no
 //! command: they arrive on the host link (module `hostlink`) and are staged and
@@ -40,7 +44,9 @@
 // Every `unsafe` block of the guest lives in `pvrt`, behind safe functions.
 #![deny(unsafe_code)]
 
+mod devices;
 mod hostlink;
+mod text;
 
 use pvrt::hc;
 use pvrt::hvlu_types::DomId;
@@ -73,6 +79,10 @@ const HELP: &str = "commands:
   lu unload                            forget the staged image
   lu exec                              update to the staged image
   live-update <image>                  lu load <image>, then lu exec
+  devices                              PCI functions, their BARs and which domains may map them
+  edu                                  map edu's BAR 0 uncacheable, check its id, liveness and a factorial
+  edu watch <ms> | off                 check edu every <ms> between commands | stop (alone: how it goes)
+  iomem permit|revoke <id> <mfn> <n>   grant or revoke a domU's permission to map n device frames
 images sent from the host (cargo xtask live-update --image PATH) need no command: \
 they arrive on the host link and are staged and executed";
 
@@ -81,8 +91,9 @@ fn main() -> ! {
     let autostart = pvrt::cmdline()
         .split_ascii_whitespace()
         .find_map(|w| w.strip_prefix("autostart="));
+    let mut edu = devices::Edu::default();
     for module in autostart.unwrap_or("").split(',').filter(|m| !m.is_empty()) {
-        run(&["create", module]);
+        run(&["create", module], &mut edu);
     }
     let mut reader = LineReader::new();
     let mut link = hostlink::Link::new();
@@ -101,7 +112,7 @@ fn main() -> ! {
                 Ok(words) if words.is_empty() => {}
                 Ok(words) => {
                     println!("> {}", Joined(words.as_slice()));
-                    run(words.as_slice());
+                    run(words.as_slice(), &mut edu);
                 }
                 Err(why) => println!("refused: {why}; nothing was run"),
             }
@@ -129,6 +140,7 @@ fn main() -> ! {
                 }
             }
         }
+        edu.poll();
         if typed == 0 && received == 0 {
             hc::yield_now();
         }
@@ -170,7 +182,7 @@ fn parse_id(arg: &str) -> Option<DomId> {
     arg.parse().ok().map(DomId)
 }
 
-fn run(words: &[&str]) {
+fn run(words: &[&str], edu: &mut devices::Edu) {
     match words {
         ["help"] => println!("{HELP}"),
         ["list"] => list(),
@@ -290,7 +302,7 @@ fn run(words: &[&str]) {
             Err(e) => println!("free: error: {}", e.name()),
         },
         ["sleep", ms] => match ms.parse::<u64>() {
-            Ok(ms) => sleep_ms(ms),
+            Ok(ms) => sleep_ms(ms, edu),
             Err(_) => println!("sleep: `{ms}` is not a number of milliseconds"),
         },
         ["poweroff"] => {
@@ -313,18 +325,33 @@ fn run(words: &[&str]) {
                 lu_exec();
             }
         }
+        ["devices"] => devices::list(),
+        ["edu"] => edu.once(),
+        ["edu", "watch"] => edu.status(),
+        ["edu", "watch", "off"] => edu.unwatch(),
+        ["edu", "watch", ms] => match ms.parse::<u64>() {
+            Ok(ms) if ms > 0 => edu.watch(ms),
+            _ => println!("edu watch: `{ms}` is not a number of milliseconds (above 0) or `off`"),
+        },
+        ["iomem", op @ ("permit" | "revoke"), id, first, count] => {
+            devices::iomem(op, id, first, count)
+        }
         [cmd, ..] => println!("unknown command `{cmd}` or wrong arguments; {HELP}"),
         [] => {}
     }
 }
 
-fn sleep_ms(ms: u64) {
+/// Waits `ms`, the edu watch going on meanwhile.
+fn sleep_ms(ms: u64, edu: &mut devices::Edu) {
     let Ok(start) = hc::sysinfo() else { return };
     let ticks = ms * start.tick_hz.max(1) / 1000;
     loop {
         match hc::sysinfo() {
             Ok(now) if now.ticks.wrapping_sub(start.ticks) >= ticks => return,
-            Ok(_) => hc::yield_now(),
+            Ok(_) => {
+                edu.poll();
+                hc::yield_now()
+            }
             Err(_) => return,
         }
     }
@@ -473,7 +500,7 @@ fn lu_exec() {
 
 /// The hypervisor's reason for the last refused domctl or live-update call,
 /// in full (`last_error`), or marked where it had to be cut.
-fn reason() -> Reason {
+pub(crate) fn reason() -> Reason {
     let mut r = Reason {
         bytes: [0; MAX_ERROR_MESSAGE],
         len: 0,
@@ -496,7 +523,7 @@ fn reason() -> Reason {
 }
 
 /// A reason copied from the hypervisor.
-struct Reason {
+pub(crate) struct Reason {
     bytes: [u8; MAX_ERROR_MESSAGE],
     len: usize,
     /// Its whole length, more than `len` if the copy was cut.

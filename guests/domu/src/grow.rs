@@ -5,11 +5,10 @@ use pvrt::hc;
 use pvrt::hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pvrt::mem;
 use pvrt::pv_abi::hypercall::MmuUpdate;
-use pvrt::pv_abi::start_info::WINDOW_PAGES;
 use pvrt::{println, start_info};
 
-use crate::pte_for;
 use crate::workload::pattern;
+use crate::{pte_for, SCRATCH_SLOTS};
 
 /// `grow`: takes frames with `increase_reservation` and gives them back
 /// with `decrease_reservation`, a batch per turn of the main loop, cycle
@@ -71,7 +70,7 @@ impl Grower {
     /// if the window could not be mapped.
     fn through_window(mfns: &[u64], mut f: impl FnMut(u64, u64) -> u64) -> u64 {
         let si = start_info();
-        let mut reqs = [MmuUpdate::default(); WINDOW_PAGES as usize];
+        let mut reqs = [MmuUpdate::default(); SCRATCH_SLOTS as usize];
         let n = mfns.len().min(reqs.len());
         for (slot, (req, &mfn)) in reqs.iter_mut().zip(mfns).enumerate() {
             *req = MmuUpdate {
@@ -116,7 +115,7 @@ impl Grower {
                     return 1;
                 }
             };
-            for chunk in batch[..got].chunks(WINDOW_PAGES as usize) {
+            for chunk in batch[..got].chunks(SCRATCH_SLOTS as usize) {
                 bad += Self::through_window(chunk, |slot, mfn| {
                     let fresh = mem::window_read(slot, 0) == 0
                         && mem::window_read(slot, mem::WORDS - 1) == 0;
@@ -144,7 +143,7 @@ impl Grower {
             for (i, slot) in batch[..n].iter_mut().enumerate() {
                 *slot = self.stored(first + i as u64);
             }
-            for chunk in batch[..n].chunks(WINDOW_PAGES as usize) {
+            for chunk in batch[..n].chunks(SCRATCH_SLOTS as usize) {
                 bad += Self::through_window(chunk, |slot, mfn| {
                     let ok = [0, mem::WORDS - 1]
                         .iter()

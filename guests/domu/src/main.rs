@@ -34,16 +34,25 @@
 //! - `churn`: besides the loop, repeats the page-table exercise (a new
 //!   frame pinned as an L1, an L4 copy pinned and run on, both released and
 //!   given back) at every heartbeat, so that an update can come at any step
-//!   of it.
+//!   of it;
+//! - `bar=ADDR` (hex) with `probe`: also tries to map the device memory at
+//!   `ADDR`, which it was not given, uncacheable and cacheable: both must
+//!   be refused for permission;
+//! - `edu=ADDR` (hex): drives QEMU's edu device whose BAR 0 is at `ADDR`
+//!   once dom0 grants it (`iomem permit`): a check at every heartbeat
+//!   (identification, liveness, a factorial), counted in its heartbeat
+//!   (`edu_checks=`, `edu_failures=`); a failure is a mismatch.
 //!
 //! The loop is [`workload`]; the refusals of `probe` and `giveback` are
-//! [`mod@probes`]; the page-table exercise is [`tables`]; `grow` is [`grow`].
+//! [`mod@probes`]; the page-table exercise is [`tables`]; `grow` is [`grow`];
+//! the edu driver is [`device`].
 
 #![no_std]
 #![no_main]
 // Every `unsafe` block of the guest lives in `pvrt`, behind safe functions.
 #![deny(unsafe_code)]
 
+mod device;
 mod grow;
 mod memmap;
 mod probes;
@@ -55,14 +64,34 @@ use pvrt::hvlu_types::pte::Pte;
 use pvrt::hvlu_types::Mfn;
 use pvrt::mem;
 use pvrt::pv_abi::hypercall::Report;
+use pvrt::pv_abi::start_info::WINDOW_PAGES;
 use pvrt::{println, start_info};
 
+use crate::device::Driver;
 use crate::grow::Grower;
-use crate::probes::{giveback, probes};
+use crate::probes::{device_probes, giveback, probes};
 use crate::tables::exercise_tables;
 use crate::workload::{split, Workload};
 
 pvrt::entry!(main);
+
+/// The remapping window's slots (`pv_abi::start_info::WINDOW_PAGES`): the
+/// workload and `grow` take the first `SCRATCH_SLOTS`, a driver's device
+/// registers [`DEVICE_SLOT`] for good, the page-table exercise and the
+/// probes the last one, [`LAST_SLOT`], for a moment.
+const SCRATCH_SLOTS: u64 = WINDOW_PAGES - 2;
+/// Where a driver (`edu=`) keeps its device mapped.
+const DEVICE_SLOT: u64 = WINDOW_PAGES - 2;
+/// The slot the page-table exercise and the probes map things at.
+const LAST_SLOT: u64 = WINDOW_PAGES - 1;
+
+/// The value of command-line word `key=0x...` (hex, `0x` optional).
+fn hex_arg(cmdline: &str, key: &str) -> Option<u64> {
+    cmdline.split_ascii_whitespace().find_map(|w| {
+        let v = w.strip_prefix(key)?.strip_prefix('=')?;
+        u64::from_str_radix(v.strip_prefix("0x").unwrap_or(v), 16).ok()
+    })
+}
 
 /// A page-table entry mapping machine frame `mfn` with `flags`.
 fn pte_for(mfn: u64, flags: u64) -> u64 {
@@ -91,7 +120,11 @@ fn main() -> ! {
     let has_maps = memmap::check_own_map();
     if probe {
         probes(has_maps);
+        if let Some(bar) = hex_arg(cmdline, "bar") {
+            device_probes(bar);
+        }
     }
+    let mut driver = hex_arg(cmdline, "edu").map(Driver::new);
     if give_back && !giveback() {
         // Its start-info page is gone: nothing can run on.
         hc::shutdown(3);
@@ -127,8 +160,9 @@ fn main() -> ! {
         if let Some((g, _)) = &mut grower {
             work.mismatches += g.step();
         }
+        let edu_failures = driver.as_ref().map_or(0, |d| d.failures);
         let _ = hc::report(Report::Checks, work.checks);
-        let _ = hc::report(Report::Mismatches, work.mismatches);
+        let _ = hc::report(Report::Mismatches, work.mismatches + edu_failures);
         let now = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
         if now.wrapping_sub(last_beat) >= hz {
             last_beat = now;
@@ -140,10 +174,19 @@ fn main() -> ! {
                 // Each failed step is reported as an unexpected result.
                 let _ = exercise_tables();
             }
-            println!(
-                "heartbeat {beats}: checks={} remaps={} mismatches={}",
-                work.checks, work.remaps, work.mismatches
-            );
+            match &mut driver {
+                Some(d) => {
+                    d.step();
+                    println!(
+                        "heartbeat {beats}: checks={} remaps={} mismatches={} edu_checks={} edu_failures={}",
+                        work.checks, work.remaps, work.mismatches, d.checks, d.failures
+                    );
+                }
+                None => println!(
+                    "heartbeat {beats}: checks={} remaps={} mismatches={}",
+                    work.checks, work.remaps, work.mismatches
+                ),
+            }
             if fault && beats >= 2 {
                 println!("taking a page fault on purpose");
                 let _ = hc::report(Report::ExpectFault, 1);

@@ -8,10 +8,10 @@ use pvrt::hvlu_types::{DomId, PAGE_SIZE};
 use pvrt::mem;
 use pvrt::pv_abi::call::Domctl;
 use pvrt::pv_abi::hypercall::{Error, MemoryMapEntry, MmuUpdate, Report};
-use pvrt::pv_abi::start_info::{PHYSMAP_VA, START_INFO_VA, WINDOW_PAGES};
+use pvrt::pv_abi::start_info::{PHYSMAP_VA, START_INFO_VA};
 use pvrt::{println, start_info};
 
-use crate::pte_for;
+use crate::{pte_for, LAST_SLOT};
 
 fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
     match result {
@@ -102,18 +102,18 @@ pub fn probes(has_maps: bool) {
         pvrt::probe::pin_table_at_level(7),
         Error::Invalid,
     );
-    // 15 and 16. The machine's memory map is dom0's, and so is another
-    // domain's map.
+    // 18 and 19. The machine's memory map is dom0's, and so is another
+    // domain's map. (15–17 are the device probes, `device_probes`.)
     if has_maps {
         let mut room = [MemoryMapEntry::default(); 8];
         expect(
-            15,
+            18,
             "machine_memory_map from a domU",
             hc::machine_memory_map(&mut room),
             Error::Permission,
         );
         expect(
-            16,
+            19,
             "memory_map of dom0 from a domU",
             hc::memory_map(DomId(0), &mut room),
             Error::Permission,
@@ -122,7 +122,7 @@ pub fn probes(has_maps: bool) {
     // 8. A global mapping hidden in a frame that is then pinned as an L1.
     let mut new = [0u64; 1];
     if hc::increase_reservation(&mut new) == Ok(1) {
-        let slot = WINDOW_PAGES - 1;
+        let slot = LAST_SLOT;
         let ptr = si.window_pte_maddr + 8 * slot;
         let rw = MmuUpdate {
             ptr,
@@ -155,6 +155,25 @@ pub fn probes(has_maps: bool) {
         println!("probe 9 (hypercall with NT set): returned {r}");
         let _ = hc::report(Report::UnexpectedResult, 9);
     }
+}
+
+/// `bar=ADDR` with `probe`: device memory this domain was never given
+/// (`iomem permit`) must be refused for permission, uncacheable or not
+/// (permission is checked before the memory type).
+pub fn device_probes(bar: u64) {
+    let mfn = bar / PAGE_SIZE;
+    expect(
+        15,
+        "map device memory without permission",
+        pvrt::edu::map(LAST_SLOT, mfn, pvrt::edu::UNCACHEABLE),
+        Error::Permission,
+    );
+    expect(
+        17,
+        "map device memory cacheable without permission",
+        pvrt::edu::map(LAST_SLOT, mfn, pvrt::edu::CACHEABLE),
+        Error::Permission,
+    );
 }
 
 /// The L1 entry that maps `va` in the tables the domain started on, by a

@@ -5,10 +5,9 @@ use pvrt::hc;
 use pvrt::hvlu_types::pte::{Level, NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pvrt::mem;
 use pvrt::pv_abi::hypercall::{Error, MmuUpdate, Report};
-use pvrt::pv_abi::start_info::WINDOW_PAGES;
 use pvrt::{println, start_info};
 
-use crate::pte_for;
+use crate::{pte_for, LAST_SLOT};
 
 /// Exercises the page-table hypercalls once: a new frame from
 /// `increase_reservation` is filled as an L1 through the window, pinned,
@@ -17,7 +16,7 @@ use crate::pte_for;
 /// the number of steps that went wrong (each is reported).
 pub fn exercise_tables() -> u64 {
     let si = start_info();
-    let slot = WINDOW_PAGES - 1;
+    let slot = LAST_SLOT;
     let pte = |slot: u64| si.window_pte_maddr + 8 * slot;
     let mut failures = 0;
     let mut check = |step: u64, what: &str, ok: bool| {

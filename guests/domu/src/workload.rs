@@ -6,10 +6,9 @@ use pvrt::hc;
 use pvrt::hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pvrt::mem;
 use pvrt::pv_abi::hypercall::MmuUpdate;
-use pvrt::pv_abi::start_info::WINDOW_PAGES;
 use pvrt::{println, start_info};
 
-use crate::pte_for;
+use crate::{pte_for, SCRATCH_SLOTS};
 
 /// How the free pages `free` (from `first_free_gpfn` to the end of memory)
 /// are split: `(table pages, pages under test)`. Each table page holds the
@@ -106,7 +105,7 @@ impl Workload {
     pub fn step(&mut self) {
         let i = self.next_page();
         let gpfn = self.first + i as u64;
-        let slot = self.checks % WINDOW_PAGES;
+        let slot = self.checks % SCRATCH_SLOTS;
         if !self.map_window(slot, gpfn) {
             return;
         }

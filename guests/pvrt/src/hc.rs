@@ -5,7 +5,9 @@ use core::arch::asm;
 
 use hvlu_types::{pte::Level, DomId, Mfn};
 use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, MAX_CREATE_ARGS};
-use pv_abi::hypercall::{DomainInfo, Error, LuStatus, MemoryMapEntry, MmuUpdate, Report, SysInfo};
+use pv_abi::hypercall::{
+    DeviceInfo, DomainInfo, Error, LuStatus, MemoryMapEntry, MmuUpdate, Report, SysInfo,
+};
 
 /// The result of a hypercall.
 pub type HcResult = Result<u64, Error>;
@@ -198,6 +200,23 @@ pub fn domctl_list(out: &mut [DomainInfo]) -> HcResult {
 pub fn domctl_modules(buf: &mut [u8]) -> HcResult {
     call(Call::Domctl(Domctl::Modules {
         out: bytes_out(buf),
+    }))
+}
+
+/// The PCI functions the hypervisor found, into `out`; returns how many
+/// there are (dom0 only).
+pub fn devices(out: &mut [DeviceInfo]) -> HcResult {
+    call(Call::Devices { out: array(out) })
+}
+
+/// Grants (`allow`) or revokes domain `id`'s permission to map the `count`
+/// device frames from `first` (dom0 only).
+pub fn iomem_permit(id: DomId, first: u64, count: u64, allow: bool) -> HcResult {
+    call(Call::Domctl(Domctl::IomemPermit {
+        id,
+        first: Mfn(first),
+        count,
+        allow,
     }))
 }
 

@@ -15,6 +15,7 @@
 #![no_std]
 
 pub mod console;
+pub mod edu;
 pub mod hc;
 pub mod mem;
 pub mod probe;

@@ -69,6 +69,29 @@ pub fn window_write(page: u64, index: usize, value: u64) {
     unsafe { core::ptr::write_volatile((va as *mut u64).wrapping_add(index), value) }
 }
 
+/// The address of byte `offset` (4-byte aligned, in the page) of window
+/// page `page`.
+fn window_register(page: u64, offset: u64) -> *mut u32 {
+    assert!(page < WINDOW_PAGES && offset < PAGE_SIZE && offset.is_multiple_of(4));
+    (start_info().window_va + page * PAGE_SIZE + offset) as *mut u32
+}
+
+/// Reads the 32-bit register at byte `offset` of window page `page`, which
+/// must be mapped (device memory: one 32-bit access, as devices such as
+/// QEMU's `edu` require below their offset 0x80).
+pub fn window_read_u32(page: u64, offset: u64) -> u32 {
+    // SAFETY: as in `window_read`: the caller mapped the page; the address
+    // is aligned and inside it (checked). A volatile access is one access.
+    unsafe { core::ptr::read_volatile(window_register(page, offset)) }
+}
+
+/// Writes the 32-bit register at byte `offset` of window page `page`,
+/// which must be mapped writable.
+pub fn window_write_u32(page: u64, offset: u64, value: u32) {
+    // SAFETY: as in `window_read_u32`.
+    unsafe { core::ptr::write_volatile(window_register(page, offset), value) }
+}
+
 /// Reads entry `index` of the page-table page `gpfn` (mapped read-only).
 pub fn read_pte(gpfn: u64, index: usize) -> u64 {
     let si = start_info();

@@ -2,7 +2,8 @@
 //!
 //! Port I/O, control registers and MSRs, descriptor tables (these through
 //! the `x86_64` crate's types and instructions), the stacks and their guard
-//! pages, the boot path, physical memory access, page-table switches and
+//! pages, the boot path, physical memory access, PCI configuration space
+//! (ECAM), page-table switches and
 //! the live-update jump, the exported entry symbols and ELF note (`start`),
 //! and the test-only self-test triggers (`selftest`). Everything above this
 //! layer is safe Rust over the functions it exports: the crate root denies
@@ -17,6 +18,7 @@ pub mod gdt;
 pub mod kexec;
 pub mod lapic;
 pub mod paging;
+pub mod pci;
 pub mod phys;
 pub mod selftest;
 pub mod serial;

@@ -67,14 +67,33 @@ impl Hv {
         };
         let built = builder::build(&spec, &mut self.mem.parts(), &mut PhysMemory::default());
         let domain = match built {
-            Ok(b) => Domain::new(
-                id,
-                &module.name,
-                privileged,
-                b.p2m,
-                b.start_info,
-                vec![Vcpu::from_context(&b.vcpu)],
-            ),
+            Ok(b) => {
+                let mut d = Domain::new(
+                    id,
+                    &module.name,
+                    privileged,
+                    b.p2m,
+                    b.start_info,
+                    vec![Vcpu::from_context(&b.vcpu)],
+                );
+                // dom0 drives the machine: every memory BAR is its to map,
+                // for good, and mapped identity in its PCI hole where it
+                // lies there; the handover state's default access
+                // (`handover_abi::default_mmio`), which an update through
+                // an older release gives back. Another domain gets none
+                // until dom0 grants it (`domctl iomem_permit`).
+                let flags = if privileged {
+                    handover_abi::DomainFlags::PRIVILEGED
+                } else {
+                    handover_abi::DomainFlags::PV
+                };
+                let listed = crate::devices::handover(&self.devices);
+                d.mmio = handover_abi::default_mmio(flags, &listed);
+                if let Err(e) = d.sync_identity() {
+                    crate::hvprintln!("d{id}: its device memory is not mapped identity: {e}");
+                }
+                d
+            }
             Err(e) => {
                 let error = match e {
                     builder::BuildError::NoMemory { .. } | builder::BuildError::NoHeap(_) => {

@@ -164,4 +164,26 @@ impl Domain {
     pub fn hole(&self) -> hvlu_types::hole::Hole {
         self.p2m.hole()
     }
+
+    /// Maps identity in the domain's PCI hole exactly the parts of its I/O
+    /// memory that lie there: a BAR given to the domain appears at guest
+    /// frame == machine frame (what the handover state's `identity` says,
+    /// and what `memory_map` reports). Called after `mmio` changes.
+    pub fn sync_identity(&mut self) -> Result<(), p2m::IdentityError> {
+        let hole = self.hole();
+        let end = hvlu_types::hole::HOLE_END.0;
+        let old: Vec<MfnRange> = self.p2m.identity().to_vec();
+        for r in old {
+            self.p2m.remove_identity(r)?;
+        }
+        for r in &self.mmio {
+            let start = r.start.0.max(hole.start().0);
+            let stop = r.end().min(end);
+            if start < stop {
+                self.p2m
+                    .add_identity(MfnRange::new(hvlu_types::Mfn(start), stop - start))?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -1,4 +1,5 @@
-//! `domctl` (dom0): create, destroy, pause and list domains, list modules.
+//! `domctl` (dom0): create, destroy, pause and list domains, list modules,
+//! grant and revoke I/O memory (`super::devices`).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -14,7 +15,7 @@ use crate::domain::Domain;
 use crate::hv::Hv;
 use crate::mm::heap;
 
-/// `domctl(op, arg0, arg1, arg2)`, decoded.
+/// `domctl(op, arg0, arg1, arg2, arg3)`, decoded.
 pub fn do_domctl(hv: &mut Hv, op: Domctl) -> Result<u64, Error> {
     match op {
         Domctl::Create { args, kib, hole } => create(hv, args, kib, hole.unwrap_or_default()),
@@ -42,6 +43,12 @@ pub fn do_domctl(hv: &mut Hv, op: Domctl) -> Result<u64, Error> {
             }
         }
         Domctl::List { out } => list(hv, out),
+        Domctl::IomemPermit {
+            id,
+            first,
+            count,
+            allow,
+        } => super::devices::iomem_permit(hv, id, first, count, allow),
         Domctl::Modules { out } => {
             let mut text = String::new();
             for m in &hv.modules {

@@ -6,7 +6,8 @@
 //! | [`console`] | `console_write`, `console_read` |
 //! | [`memory`] | `mmu_update`, `pin_table`, `unpin_table`, `new_baseptr`, `increase_reservation`, `decrease_reservation` |
 //! | [`sched`] | `yield`, `shutdown`, `poweroff` |
-//! | [`domctl`] | `domctl` and its operations |
+//! | [`domctl`] | `domctl` and its operations (`iomem_permit` in [`devices`]) |
+//! | [`devices`] | `devices` |
 //! | [`info`] | `report`, `set_segment_base`, `sysinfo` |
 //! | [`lu`] | `lu_load`, `lu_load_buffer`, `lu_status`, `lu_unload`, `lu_exec`, `hostlink_read`, `hostlink_write` |
 //! | [`memmap`] | `memory_map`, `machine_memory_map` |
@@ -23,6 +24,7 @@
 //! subsystem, none calls into it.
 
 mod console;
+pub(crate) mod devices;
 mod domctl;
 mod info;
 mod lu;
@@ -137,6 +139,7 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::LastError { buf } => do_last_error(hv, buf),
         Call::MemoryMap { domid, out } => memmap::do_memory_map(hv, d, domid, out),
         Call::MachineMemoryMap { out } => memmap::do_machine_memory_map(hv, out),
+        Call::Devices { out } => devices::do_devices(hv, out),
         Call::Yield | Call::Shutdown { .. } => {
             hvprintln!("BUG: {call:?} reached the dispatch table");
             Err(Error::Failed)

@@ -66,6 +66,12 @@ struct Incoming {
     /// How deep the boot goes on the boot stack (its guard page is mapped
     /// by the entry tables until this image's own tables are loaded).
     depth: Option<stack::Depth>,
+    /// RAM, as the boot's page-table step was given it.
+    ram: Vec<MfnRange>,
+    /// The TSC frequency the argument page gives.
+    tsc_khz: u64,
+    /// The PCI devices found (`Platform::devices`), for `Hv::devices`.
+    found: Vec<crate::pci::Device>,
 }
 
 /// The incoming path. `args_phys` is the argument page (entry contract).
@@ -77,6 +83,9 @@ pub fn enter(args_phys: u64) -> ! {
         steps: BootSteps::default(),
         reader: phys::table_reader(),
         depth,
+        ram: Vec::new(),
+        tsc_khz: 0,
+        found: Vec::new(),
     };
     match new_hv::enter(&mut platform, args_phys, build_id::READS) {
         Ok(never) => match never {},
@@ -92,6 +101,7 @@ impl BootMemory for Incoming {
     }
 
     fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), MemError> {
+        self.ram = ram.to_vec();
         self.steps.page_tables(block, ram)
     }
 
@@ -122,16 +132,19 @@ impl Platform for Incoming {
         let (image_start, image_end) = arch::image_range();
         phys::set_image_range(image_start, image_end);
         phys::set_direct_map(args.ram_end);
+        self.tsc_khz = args.tsc_khz;
     }
 
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MemError> {
         Ok(phys::read(paddr, buf)?)
     }
 
-    /// This hypervisor enumerates no PCI device yet (issue #15): it finds
-    /// none, which is what the states it reads record.
-    fn devices(&mut self) -> Result<Vec<PciDevice>, MemError> {
-        Ok(Vec::new())
+    /// The devices as they are, nothing written (guests may be driving
+    /// them), the BARs' sizes those the state records; kept for the
+    /// hypervisor's own list (`Hv::devices`).
+    fn devices(&mut self, known: &[MfnRange]) -> Result<Vec<PciDevice>, MemError> {
+        self.found = crate::devices::rescan(known, &self.ram, self.tsc_khz);
+        Ok(crate::devices::handover(&self.found))
     }
 
     fn reserved(&self, region: PhysRange) -> Vec<MfnRange> {
@@ -176,6 +189,7 @@ impl Platform for Incoming {
             g.boot_tsc,
         );
         hv.domains = rebuild_domains(e.domains);
+        hv.devices = core::mem::take(&mut self.found);
         hv.machine_map = machine_map(&e.state.machine.ram_map);
         hv.retired = new_hv::globals::restore_retired(&e.state.retired);
         hv.next_domid = g.next_domid;

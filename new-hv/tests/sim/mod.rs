@@ -717,7 +717,7 @@ impl new_hv::enter::Platform for Sim {
         self.read_phys(paddr, buf)
     }
 
-    fn devices(&mut self) -> Result<Vec<PciDevice>, SimError> {
+    fn devices(&mut self, _known: &[MfnRange]) -> Result<Vec<PciDevice>, SimError> {
         Ok(self.found.clone())
     }
 

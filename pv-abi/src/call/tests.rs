@@ -3,6 +3,7 @@
 //! words.
 
 extern crate std;
+use std::format;
 use std::string::ToString;
 use std::vec;
 use std::vec::Vec;
@@ -54,7 +55,7 @@ fn buf(len: u64) -> GuestBuf {
 
 #[test]
 fn unknown_numbers_are_nosys() {
-    for nr in [0, 24, 27, 0x100, u64::MAX, 1 << 63] {
+    for nr in [0, 27, 0x100, u64::MAX, 1 << 63] {
         let e = Call::decode(nr, [0; 5]).unwrap_err();
         assert_eq!(e, DecodeError::UnknownCall { nr });
         assert_eq!(e.error(), Error::NoSys);
@@ -257,7 +258,7 @@ fn create_with_hole(kib: u64, hole: u64) -> Result<Call, DecodeError> {
 
 #[test]
 fn domctl_operations_decode_and_unknown_ones_are_nosys() {
-    for op in 1..=6 {
+    for op in (1..=6).chain([9]) {
         let a = match DomctlOp::from_repr(op).unwrap() {
             DomctlOp::Create => [ADDR, 4, 4096],
             _ => [1, 2, 3],
@@ -267,7 +268,7 @@ fn domctl_operations_decode_and_unknown_ones_are_nosys() {
         };
         assert_eq!(d.op() as u64, op);
     }
-    for op in [0, 7, u64::MAX] {
+    for op in [0, 10, u64::MAX] {
         let e = domctl(op, [0; 3]).unwrap_err();
         assert_eq!(e, DecodeError::UnknownDomctl { op });
         assert_eq!(e.error(), Error::NoSys);
@@ -302,6 +303,76 @@ fn domain_ids_go_up_to_u16_max() {
         DecodeError::NotADomainId { arg: 65536 }.to_string(),
         "65536 is not a domain id (they go up to 65535)"
     );
+}
+
+#[test]
+fn domctl_iomem_permit_takes_a_domain_a_range_and_0_or_1() {
+    let op = DomctlOp::IomemPermit as u64;
+    let permit = |a: [u64; 4]| decode(Hypercall::Domctl, [op, a[0], a[1], a[2], a[3]]);
+    for (allow, word) in [(false, 0), (true, 1)] {
+        assert_eq!(
+            permit([3, 0xc0000, 256, word]),
+            Ok(Call::Domctl(Domctl::IomemPermit {
+                id: DomId(3),
+                first: Mfn(0xc0000),
+                count: 256,
+                allow
+            }))
+        );
+    }
+    // The last frame there is.
+    assert!(permit([1, hvlu_types::MFN_LIMIT - 1, 1, 1]).is_ok());
+    for (first, count) in [
+        (0xc0000, 0),
+        (hvlu_types::MFN_LIMIT, 1),
+        (hvlu_types::MFN_LIMIT - 1, 2),
+        (u64::MAX, 2),
+    ] {
+        let e = permit([1, first, count, 1]).unwrap_err();
+        assert_eq!(e, DecodeError::IomemRange { first, count });
+        assert!(e.explained() && e.error() == Error::Invalid);
+    }
+    for arg in [2, u64::MAX] {
+        let e = permit([1, 0xc0000, 1, arg]).unwrap_err();
+        assert_eq!(e, DecodeError::IomemAllow { arg });
+        assert!(e.explained());
+        assert_eq!(
+            e.to_string(),
+            format!("{arg} is neither 1 (grant) nor 0 (revoke)")
+        );
+    }
+    assert_eq!(
+        permit([65536, 0xc0000, 1, 1]),
+        Err(DecodeError::NotADomainId { arg: 65536 })
+    );
+    assert_eq!(
+        DecodeError::IomemRange {
+            first: 0xc0000,
+            count: 0
+        }
+        .to_string(),
+        "0 frames from mfn 0xc0000 are no range of frames (not empty, below mfn 0x10000000000)"
+    );
+}
+
+#[test]
+fn devices_is_cut_at_the_number_of_pci_addresses() {
+    for (asked, got) in [
+        (0, 0),
+        (3, 3),
+        (MAX_DEVICES, MAX_DEVICES),
+        (u64::MAX, MAX_DEVICES),
+    ] {
+        assert_eq!(
+            decode(Hypercall::Devices, [ADDR, asked, 9, 9, 9]),
+            Ok(Call::Devices {
+                out: GuestArray {
+                    addr: ADDR,
+                    count: got
+                }
+            })
+        );
+    }
 }
 
 #[test]
@@ -549,7 +620,7 @@ fn usual_args(h: Hypercall) -> [u64; 5] {
 
 #[test]
 fn every_number_decodes_to_its_call() {
-    for nr in (1..=23).chain([25, 26]) {
+    for nr in 1..=26 {
         let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         assert_eq!(call.hypercall(), h);
@@ -559,7 +630,7 @@ fn every_number_decodes_to_its_call() {
 
 #[test]
 fn unused_words_are_ignored() {
-    for nr in (1..=23).chain([25, 26]) {
+    for nr in 1..=26 {
         let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         // The words the encoding leaves 0 are the unused ones.
@@ -570,8 +641,8 @@ fn unused_words_are_ignored() {
 
 #[test]
 fn dom0_only_calls_are_the_ones_the_abi_names() {
-    let dom0: [u64; 12] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23, 26];
-    for nr in (1..=23).chain([25, 26]) {
+    let dom0: [u64; 13] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23, 24, 26];
+    for nr in 1..=26 {
         let h = Hypercall::from_repr(nr).unwrap();
         assert_eq!(h.dom0_only(), dom0.contains(&nr), "{h:?}");
     }
@@ -775,6 +846,10 @@ proptest! {
                         out.count <= MAX_MEMORY_MAP
                     }
                     Call::Domctl(Domctl::List { out }) => out.count <= MAX_LIST,
+                    Call::Domctl(Domctl::IomemPermit { count, first, .. }) => {
+                        count > 0 && first.0 + count <= hvlu_types::MFN_LIMIT
+                    }
+                    Call::Devices { out } => out.count <= MAX_DEVICES,
                     Call::SetSegmentBase { base, .. } => base < hvlu_types::canonical::LOWER_HALF_END,
                     _ => true,
                 };

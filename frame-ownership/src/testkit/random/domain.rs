@@ -252,7 +252,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
         }
     }
 
-    // MMIO inside the permitted ranges.
+    // MMIO inside the permitted ranges, uncacheable (rule 7).
     if !mmio.is_empty() {
         for _ in 0..ctx.rng.random_range(0..6) {
             let r = mmio[ctx.rng.random_range(0..mmio.len())];
@@ -262,7 +262,7 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
             } else {
                 0
             };
-            let flags = rw | leaf_extra(ctx.rng);
+            let flags = rw | (leaf_extra(ctx.rng) & !crate::MMIO_CACHE_BITS) | crate::MMIO_CACHE;
             map(ctx, &mut dom, target, flags);
         }
     }

@@ -54,6 +54,10 @@ impl Hv {
                 alloc::string::String::from("nothing is loaded: `lu load <image>` first"),
             );
         };
+        if let Some(message) = self.mapping_not_carried(loaded.info.version) {
+            self.lu.loaded = Some(loaded);
+            return self.refuse(Error::Invalid, message);
+        }
         let mut platform = Outgoing {
             hv: self,
             caller: *frame,
@@ -68,6 +72,29 @@ impl Hv {
                 self.refuse(Error::Failed, message)
             }
         }
+    }
+
+    /// Why an update written as `version` cannot carry a device mapping,
+    /// before anything is paused: the 1.0 and 1.1 releases check a
+    /// domain's MMIO ranges in their pass and then forget them, and write
+    /// them empty, so the update back would find the mapping without a
+    /// permission. A hop through them keeps the default access only while
+    /// nothing maps device memory (an L1 scan per domain: not the
+    /// blackout).
+    fn mapping_not_carried(&self, version: handover_abi::AbiVersion) -> Option<alloc::string::String> {
+        if version >= handover_abi::AbiVersion::new(1, 2) {
+            return None;
+        }
+        self.domains.values().find_map(|dom| {
+            dom.mmio.iter().find_map(|&range| {
+                crate::hypercall::devices::mapping_in(self, dom, range).map(|(table, index, mfn)| {
+                    alloc::format!(
+                        "handover {version} cannot carry d{}'s mapping of device memory mfn                          {mfn:#x} (entry {index} of its L1 table mfn {table:#x}): the image                          it goes to forgets I/O memory permissions; unmap it first (`edu watch                          off`); nothing was paused",
+                        dom.id
+                    )
+                })
+            })
+        })
     }
 
     /// This image's frames outside the region: a cold-boot image's, which
@@ -123,8 +150,12 @@ impl Platform for Outgoing<'_> {
 
     /// This hypervisor enumerates no PCI device yet (issue #15): it
     /// records none, and a scan finds none.
+    /// The devices as they are now, nothing written, the BARs' sizes
+    /// those recorded at boot.
     fn devices(&mut self) -> Result<Vec<PciDevice>, HwError> {
-        Ok(Vec::new())
+        let known: Vec<MfnRange> = crate::pci::memory_frames(&self.hv.devices);
+        let now = crate::devices::rescan(&known, &self.hv.mem.ram, self.hv.tsc_khz);
+        Ok(crate::devices::handover(&now))
     }
 
     fn frametable(&self) -> (&[FrameInfo], &[u64]) {

@@ -178,8 +178,7 @@ impl Hv {
             globals,
             domains,
             old_hv::globals::save_retired(&self.retired),
-            // This hypervisor enumerates no PCI device yet (issue #15).
-            alloc::vec::Vec::new(),
+            crate::devices::handover(&self.devices),
             self.mem.frametable,
         )
     }

@@ -1,0 +1,115 @@
+//! The machine's PCI devices, found at boot: the walk of `crate::pci` over
+//! ECAM (`arch::pci`), its findings printed one line each, and the list
+//! kept in `Hv::devices`.
+//!
+//! A cold boot assigns the memory BARs (the hypervisor is the machine's
+//! firmware here); a live-update boot reads them as they are and takes
+//! their sizes from dom0's I/O memory permission, which is every memory
+//! BAR, one range each (`docs/design.md`, "Devices"), carried by the
+//! handover state. No device is not an error: the hypervisor boots without
+//! any.
+
+use alloc::vec::Vec;
+
+use handover_abi::{PciBar, PciDevice};
+use hvlu_types::{MfnRange, PhysRange};
+
+use crate::arch::{cpu, pci as ecam};
+use crate::hvprintln;
+use crate::pci::{self, Device, Mode};
+
+/// Walks PCI (see the module docs) and prints what it finds: `pci <device>`
+/// for each function, `pci: <note>` for each BAR left out or alone, or one
+/// line saying why there is no PCI. `avoid` is address space no BAR may
+/// overlap (RAM, firmware ranges); `tsc_khz` times the walk.
+pub fn discover(mode: Mode<'_>, avoid: &[PhysRange], tsc_khz: u64) -> Vec<Device> {
+    let started = cpu::rdtsc();
+    let mut cfg = match ecam::ecam() {
+        Ok(cfg) => cfg,
+        Err(why) => {
+            hvprintln!(
+                "pci: ECAM at {:#x} is not mapped ({}): no devices",
+                ecam::ECAM_BASE,
+                why.reason()
+            );
+            return Vec::new();
+        }
+    };
+    let buses = cfg.buses();
+    let scan = match pci::scan(&mut cfg, buses, mode, avoid) {
+        Ok(scan) => scan,
+        Err(e) => {
+            hvprintln!("pci: {e} of ECAM at {:#x}: no devices", ecam::ECAM_BASE);
+            return Vec::new();
+        }
+    };
+    for d in &scan.devices {
+        hvprintln!("pci {d}");
+    }
+    for note in &scan.notes {
+        hvprintln!("pci: {note}");
+    }
+    let how = match mode {
+        Mode::Assign { .. } => "BARs assigned",
+        Mode::Keep { .. } => "nothing written",
+    };
+    hvprintln!(
+        "pci: {} functions on {buses} buses, {how}, in {} us",
+        scan.devices.len(),
+        cpu::rdtsc().saturating_sub(started) * 1000 / tsc_khz.max(1)
+    );
+    scan.devices
+}
+
+/// The 32-bit MMIO window a cold boot places memory BARs in.
+pub fn window() -> PhysRange {
+    PhysRange::new(ecam::MMIO_WINDOW.0, ecam::MMIO_WINDOW.1)
+}
+
+/// RAM as byte ranges: what no BAR may overlap.
+pub fn ram_bytes(ram: &[MfnRange]) -> Vec<PhysRange> {
+    ram.iter().map(|r| r.bytes()).collect()
+}
+
+/// The devices as the handover state lists them (`handover_abi::PciDevice`):
+/// each function with its memory BARs (I/O BARs are not device memory).
+/// The class is the base class and subclass, the programming interface
+/// left 0: both sides of an update write it the same way.
+pub fn handover(devices: &[Device]) -> Vec<PciDevice> {
+    devices
+        .iter()
+        .map(|d| PciDevice {
+            bdf: u16::from(d.bdf.bus) << 8 | u16::from(d.bdf.device) << 3 | u16::from(d.bdf.function),
+            vendor: d.vendor,
+            device: d.device,
+            class: u32::from(d.class) << 8,
+            bars: d
+                .bars
+                .iter()
+                .filter(|b| b.is_memory())
+                .map(|b| PciBar {
+                    index: b.index,
+                    base: b.base,
+                    size: b.size,
+                    flags: if matches!(b.kind, pci::BarKind::Memory64) {
+                        PciBar::MEM64
+                    } else {
+                        0
+                    } | if b.prefetchable {
+                        PciBar::PREFETCHABLE
+                    } else {
+                        0
+                    },
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The devices again, as they are now, writing nothing: the BARs' sizes
+/// are those of `known` (one range per BAR; see `pci::Mode::Keep`). What
+/// the outgoing side's pre-flight and the incoming side compare with the
+/// state's list (`new_hv::devices::compare`).
+pub fn rescan(known: &[MfnRange], ram: &[MfnRange], tsc_khz: u64) -> Vec<Device> {
+    discover(Mode::Keep { known }, &ram_bytes(ram), tsc_khz)
+}
