@@ -22,10 +22,11 @@
 
 use hvlu_types::canonical::LOWER_HALF_END;
 use hvlu_types::pte::{GLOBAL, PRESENT};
+use hvlu_types::MFN_LIMIT;
 use libfuzzer_sys::fuzz_target;
 use pv_abi::call::{
     mfn_list, mmu_updates, module_name, Call, CreateArgs, DecodeError, Domctl, GuestArray,
-    GuestBuf, MAX_BATCH, MAX_CMDLINE, MAX_CONSOLE_IO, MAX_CREATE_ARGS, MAX_DOMAIN_KIB,
+    GuestBuf, MAX_BATCH, MAX_CMDLINE, MAX_CONSOLE_IO, MAX_CREATE_ARGS, MAX_DEVICES, MAX_DOMAIN_KIB,
     MAX_HOSTLINK_READ, MAX_HOSTLINK_WRITE, MAX_LIST, MAX_MEMORY_MAP, MAX_MODULE_NAME,
 };
 use pv_abi::hypercall::{
@@ -98,6 +99,18 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
                 }
                 Domctl::List { out } => cut_array(out, a[1], a[2], MAX_LIST),
                 Domctl::Modules { out } => assert_eq!((out.addr, out.len), (a[1], a[2])),
+                Domctl::IomemPermit {
+                    id,
+                    first,
+                    count,
+                    allow,
+                } => {
+                    assert_eq!(
+                        (u64::from(id.0), first.0, count, u64::from(allow)),
+                        (a[1], a[2], a[3], a[4])
+                    );
+                    assert!(count > 0 && first.0 + count <= MFN_LIMIT);
+                }
             }
         }
         Call::MemoryMap { domid, out } => {
@@ -105,6 +118,7 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
             cut_array(out, a[1], a[2], MAX_MEMORY_MAP);
         }
         Call::MachineMemoryMap { out } => cut_array(out, a[0], a[1], MAX_MEMORY_MAP),
+        Call::Devices { out } => cut_array(out, a[0], a[1], MAX_DEVICES),
         Call::Yield | Call::Poweroff | Call::LuUnload | Call::LuExec => {}
     }
 }
