@@ -4,10 +4,10 @@
 //!
 //! A cold boot assigns the memory BARs (the hypervisor is the machine's
 //! firmware here); a live-update boot reads them as they are and takes
-//! their sizes from dom0's I/O memory permission, which is every memory
-//! BAR, one range each (`docs/design.md`, "Devices"), carried by the
-//! handover state. No device is not an error: the hypervisor boots without
-//! any.
+//! their sizes from the device memory the handover state records
+//! (`new_hv::devices::known`), sizing one nothing recorded while no guest
+//! runs (`docs/design.md`, "Devices"). No device is not an error: the
+//! hypervisor boots without any.
 
 use alloc::vec::Vec;
 
@@ -106,10 +106,19 @@ pub fn handover(devices: &[Device]) -> Vec<PciDevice> {
         .collect()
 }
 
-/// The devices again, as they are now, writing nothing: the BARs' sizes
-/// are those of `known` (one range per BAR; see `pci::Mode::Keep`). What
-/// the outgoing side's pre-flight and the incoming side compare with the
+/// The devices again, as they are now, moving nothing: the BARs' sizes
+/// are those of `known` (one range per BAR; see `pci::Mode::Keep`), and
+/// with `quiet` (no guest can reach a device: the incoming side of an
+/// update) a BAR that decodes but was not recorded is sized. What the
+/// outgoing side's pre-flight and the incoming side compare with the
 /// state's list (`new_hv::devices::compare`).
-pub fn rescan(known: &[MfnRange], ram: &[MfnRange], tsc_khz: u64) -> Vec<Device> {
-    discover(Mode::Keep { known }, &ram_bytes(ram), tsc_khz)
+pub fn rescan(known: &[MfnRange], ram: &[MfnRange], quiet: bool, tsc_khz: u64) -> Vec<Device> {
+    discover(
+        Mode::Keep {
+            known,
+            size_unknown: quiet,
+        },
+        &ram_bytes(ram),
+        tsc_khz,
+    )
 }

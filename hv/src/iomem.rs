@@ -5,7 +5,8 @@
 //!
 //! What may be granted is device memory: a range inside one memory BAR the
 //! hypervisor recorded at boot ([`crate::pci::bar_holding`]), never RAM.
-//! dom0 holds every memory BAR, one range each, from its creation; `domctl
+//! dom0 holds all device memory from its creation (the handover state's
+//! default, `handover_abi::default_mmio`); `domctl
 //! iomem_permit` grants and revokes ranges of the other domains
 //! ([`grant`], [`revoke`]); the hypervisor refuses a revoke while the
 //! domain still maps a frame of it (the bare-metal handler scans the

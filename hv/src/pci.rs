@@ -273,12 +273,20 @@ pub enum Mode<'a> {
         /// Where memory BARs are placed.
         window: PhysRange,
     },
-    /// A live-update boot: write nothing; a memory BAR's size is the length
-    /// of the range of `known` that starts at its base (what the previous
-    /// hypervisor recorded, one range per BAR).
+    /// A live-update boot, or a rescan: move nothing; a memory BAR's size
+    /// is the length of the range of `known` that starts at its base (what
+    /// the previous hypervisor recorded, one range per BAR).
     Keep {
         /// Recorded BARs, as frames.
         known: &'a [MfnRange],
+        /// Nothing can reach the devices now (the incoming side of an
+        /// update, before it resumes a guest): a memory BAR that decodes
+        /// but was not recorded — after an update through a release that
+        /// did not know PCI — is sized, its decoding off for the few
+        /// writes that takes and then restored as it was. Otherwise such a
+        /// BAR is left out: sizing writes the BAR, which a guest driving
+        /// the device would see.
+        size_unknown: bool,
     },
 }
 
@@ -351,7 +359,7 @@ pub fn scan(
     }
     match mode {
         Mode::Assign { window } => assign(cfg, &mut found, window, avoid, &mut notes),
-        Mode::Keep { known } => keep(&mut found, known, avoid, &mut notes),
+        Mode::Keep { known, .. } => keep(&mut found, known, avoid, &mut notes),
     }
     Ok(Scan {
         devices: found.into_iter().map(|f| f.device).collect(),
@@ -416,10 +424,25 @@ fn probe(
         } else {
             u64::from(high) << 32 | u64::from(low & !0xf)
         };
-        let size = if assign {
-            sized(cfg, bdf, at, low, high, is_io, is_64)
-        } else {
-            None
+        let size = match mode {
+            Mode::Assign { .. } => sized(cfg, bdf, at, low, high, is_io, is_64),
+            Mode::Keep {
+                known,
+                size_unknown: true,
+            } if !is_io && base != 0 && recorded(known, base).is_none() => {
+                cfg.write(bdf, COMMAND, command & !(COMMAND_IO | COMMAND_MEMORY));
+                let size = sized(cfg, bdf, at, low, high, is_io, is_64);
+                cfg.write(bdf, COMMAND, command);
+                if let Some(size) = size {
+                    notes.push(format!(
+                        "{bdf} bar{i} at {base:#x} was not recorded: sized ({}) while nothing \
+                         runs, its decoding restored",
+                        Size(size)
+                    ));
+                }
+                size
+            }
+            Mode::Keep { .. } => None,
         };
         let kind = match (is_io, is_64) {
             (true, _) => BarKind::Io,
@@ -604,6 +627,13 @@ fn assign(
 /// not 0, memory decoding on), `known` (what the previous hypervisor
 /// recorded) has a range that starts at its base — whose length is its
 /// size — and it overlaps neither `avoid` nor another BAR.
+/// The range of `known` that starts at memory BAR base `base`.
+fn recorded(known: &[MfnRange], base: u64) -> Option<&MfnRange> {
+    known
+        .iter()
+        .find(|r| base.is_multiple_of(PAGE_SIZE) && r.start.0 == base / PAGE_SIZE)
+}
+
 fn keep(found: &mut [Found], known: &[MfnRange], avoid: &[PhysRange], notes: &mut Vec<String>) {
     let mut taken: Vec<PhysRange> = avoid.to_vec();
     for f in found.iter_mut() {
@@ -616,15 +646,16 @@ fn keep(found: &mut [Found], known: &[MfnRange], avoid: &[PhysRange], notes: &mu
                 continue;
             }
             let i = bar.index;
-            let recorded = known
-                .iter()
-                .find(|r| bar.base.is_multiple_of(PAGE_SIZE) && r.start.0 == bar.base / PAGE_SIZE);
+            // Recorded, or sized while nothing ran (`Mode::Keep`).
+            let size = recorded(known, bar.base)
+                .map(|r| r.count * PAGE_SIZE)
+                .or((bar.size != 0).then_some(bar.size));
             let why = if bar.base == 0 {
                 String::from("is not assigned: left alone")
             } else if !decoding {
                 String::from("does not decode (memory decoding is off): left alone")
-            } else if let Some(r) = recorded {
-                bar.size = r.count * PAGE_SIZE;
+            } else if let Some(size) = size {
+                bar.size = size;
                 let here = PhysRange::new(bar.base, bar.size);
                 match taken.iter().find(|t| t.overlaps(here)) {
                     None => {

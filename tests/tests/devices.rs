@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use hvlu_harness::releases;
 use hvlu_harness::scenario::{
     boot_with, cmd, field, fields, poweroff_pass, soak_clean, summarise, wait_all,
 };
@@ -299,4 +300,60 @@ fn without_the_device_the_system_finds_no_pci_and_runs_as_before() {
     // No check was made, so none is counted.
     let report = dom0_report(&m);
     assert!(report.contains("checks=0 mismatches=0"), "{report}");
+}
+
+/// The boot module the 1.1 release's hypervisor is loaded from.
+const TO_1_1: &str = "to-1.1";
+
+#[test]
+fn a_hop_through_the_1_1_release_needs_the_device_unmapped_and_gives_it_back() {
+    let old = releases::find("1.1")
+        .and_then(|r| r.images())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut m = boot_with("devices-1.1-hop", "autostart=domu", |c| {
+        c.devices = true;
+        c.images.modules.push((TO_1_1.into(), old.hv.clone()));
+    });
+    wait_all(&mut m, &["(d1) heartbeat 1:"], LONG);
+    let out = cmd(&mut m, "edu");
+    expect_line(&out, "edu: check passed");
+
+    // The 1.1 release would take dom0's mapping of the BAR and forget the
+    // permission for it: refused before anything is paused, naming it.
+    let out = cmd(&mut m, &format!("live-update {TO_1_1}"));
+    let refused = expect_line(&out, "lu exec: error");
+    assert!(
+        refused.contains("handover 1.1 cannot carry d0's mapping of device memory mfn 0xc0000"),
+        "{refused}"
+    );
+    assert_eq!(m.lines_with("(hv) lu-report ").count(), 0, "no update ran");
+    let out = cmd(&mut m, "edu");
+    expect_line(&out, "edu: check passed");
+
+    // Unmapped, the hop goes through and back; the BAR, which the release
+    // did not record, is sized again while nothing runs and dom0 gets its
+    // default access back.
+    let out = cmd(&mut m, "edu unmap");
+    expect_line(&out, "edu: bar0 0xc0000000 unmapped");
+    let out = cmd(&mut m, &format!("live-update {TO_1_1}"));
+    expect_line(&out, "lu exec: done");
+    wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG);
+    let out = cmd(&mut m, "live-update hv-b");
+    expect_line(&out, "lu exec: done");
+    wait_all(
+        &mut m,
+        &[
+            "(hv) pci: 00:01.0 bar0 at 0xc0000000 was not recorded: sized (1M) while nothing runs",
+            "(hv) lu-report seq=2 ",
+        ],
+        LONG,
+    );
+    assert_eq!(edu_bar(&mut m), (0xc000_0000, 1 << 20));
+    let out = cmd(&mut m, "devices");
+    expect_line(&out, "mappable by d0");
+    let out = cmd(&mut m, "edu");
+    expect_line(&out, "edu: check passed");
+    poweroff_pass(&mut m);
+    let report = dom0_report(&m);
+    assert_eq!(field(&report, "mismatches"), Some(0), "{report}");
 }

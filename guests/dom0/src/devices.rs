@@ -244,6 +244,27 @@ impl Edu {
         );
     }
 
+    /// `edu unmap`: stops the watch and takes BAR 0 out of dom0's tables,
+    /// so that nothing of dom0 maps device memory — what an update to a
+    /// release that forgets I/O memory permissions (1.0, 1.1) needs. The
+    /// next `edu` maps it again.
+    pub fn unmap(&mut self) {
+        if self.watch.is_some() {
+            self.unwatch();
+        }
+        let Some(base) = self.mapped.take() else {
+            println!("edu: bar0 is not mapped");
+            return;
+        };
+        match edu::map(SLOT, 0, 0) {
+            Ok(_) => println!("edu: bar0 {base:#x} unmapped"),
+            Err(e) => {
+                self.mapped = Some(base);
+                println!("edu: cannot unmap bar0 {base:#x}: {}", e.name());
+            }
+        }
+    }
+
     /// `edu watch` alone: where the watch is.
     pub fn status(&self) {
         let state = if self.watch.is_some() { "on" } else { "off" };

@@ -24,6 +24,7 @@
 //! | `devices` | PCI functions, their BARs and which domains may map them |
 //! | `edu` | map edu's BAR 0 uncacheable, check its id, liveness and a factorial |
 //! | `edu watch <ms>` / `edu watch off` / `edu watch` | check edu every `<ms>` between commands / stop / say how it goes |
+//! | `edu unmap` | stop the watch and take BAR 0 out of dom0's tables |
 //! | `iomem permit\|revoke <id> <mfn> <count>` | grant or revoke a domU's permission to map device frames |
 //!
 //! Images sent from the host (`cargo xtask live-update --image PATH`) need no
@@ -82,6 +83,7 @@ const HELP: &str = "commands:
   devices                              PCI functions, their BARs and which domains may map them
   edu                                  map edu's BAR 0 uncacheable, check its id, liveness and a factorial
   edu watch <ms> | off                 check edu every <ms> between commands | stop (alone: how it goes)
+  edu unmap                            stop the watch and take BAR 0 out of dom0's tables
   iomem permit|revoke <id> <mfn> <n>   grant or revoke a domU's permission to map n device frames
 images sent from the host (cargo xtask live-update --image PATH) need no command: \
 they arrive on the host link and are staged and executed";
@@ -329,6 +331,7 @@ fn run(words: &[&str], edu: &mut devices::Edu) {
         ["edu"] => edu.once(),
         ["edu", "watch"] => edu.status(),
         ["edu", "watch", "off"] => edu.unwatch(),
+        ["edu", "unmap"] => edu.unmap(),
         ["edu", "watch", ms] => match ms.parse::<u64>() {
             Ok(ms) if ms > 0 => edu.watch(ms),
             _ => println!("edu watch: `{ms}` is not a number of milliseconds (above 0) or `off`"),

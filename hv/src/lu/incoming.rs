@@ -139,11 +139,12 @@ impl Platform for Incoming {
         Ok(phys::read(paddr, buf)?)
     }
 
-    /// The devices as they are, nothing written (guests may be driving
-    /// them), the BARs' sizes those the state records; kept for the
-    /// hypervisor's own list (`Hv::devices`).
+    /// The devices as they are, nothing moved, the BARs' sizes those the
+    /// state records — or, for a BAR it does not (a state from a release
+    /// that did not know PCI), sized now: no guest runs until the resume.
+    /// Kept for the hypervisor's own list (`Hv::devices`).
     fn devices(&mut self, known: &[MfnRange]) -> Result<Vec<PciDevice>, MemError> {
-        self.found = crate::devices::rescan(known, &self.ram, self.tsc_khz);
+        self.found = crate::devices::rescan(known, &self.ram, true, self.tsc_khz);
         Ok(crate::devices::handover(&self.found))
     }
 

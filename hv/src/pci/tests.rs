@@ -467,7 +467,16 @@ fn an_update_boot_writes_nothing_and_sizes_bars_from_the_record() {
     let first = cold(&mut space);
     let known = memory_frames(&first.devices);
     space.writes.clear();
-    let again = scan(&mut space, 256, Mode::Keep { known: &known }, &ram()).unwrap();
+    let again = scan(
+        &mut space,
+        256,
+        Mode::Keep {
+            known: &known,
+            size_unknown: false,
+        },
+        &ram(),
+    )
+    .unwrap();
     assert!(space.writes.is_empty(), "{:?}", space.writes);
     assert_eq!(again, first);
 }
@@ -502,7 +511,16 @@ fn an_update_boot_leaves_out_what_it_cannot_size_or_what_does_not_decode() {
         MfnRange::new(Mfn(0xc0200), 256),
         MfnRange::new(Mfn(0xc0500), 256),
     ];
-    let found = scan(&mut space, 256, Mode::Keep { known: &known }, &ram()).unwrap();
+    let found = scan(
+        &mut space,
+        256,
+        Mode::Keep {
+            known: &known,
+            size_unknown: false,
+        },
+        &ram(),
+    )
+    .unwrap();
     assert!(space.writes.is_empty());
     assert_eq!(
         found.notes,
@@ -548,4 +566,49 @@ fn addresses_pack_and_print() {
     assert_eq!(Size(48 * 1024).to_string(), "48K");
     assert_eq!(Size(1 << 31).to_string(), "2G");
     assert_eq!(Size(100).to_string(), "100");
+}
+
+#[test]
+fn while_nothing_runs_an_unrecorded_bar_is_sized_and_its_decoding_restored() {
+    // After an update through a release that did not know PCI: the BAR is
+    // where the last cold boot put it, decoding, and nobody recorded it.
+    let mut space = SimSpace::bridge().with(EDU, edu().at(0, 0xc000_0000).command(COMMAND_MEMORY));
+    let quiet = Mode::Keep {
+        known: &[],
+        size_unknown: true,
+    };
+    let found = scan(&mut space, 256, quiet, &ram()).unwrap();
+    assert_eq!(
+        memory_frames(&found.devices),
+        vec![MfnRange::new(Mfn(0xc0000), 256)]
+    );
+    assert_eq!(
+        found.notes,
+        vec![
+            "00:01.0 bar0 at 0xc0000000 was not recorded: sized (1M) while nothing runs, its \
+             decoding restored"
+                .to_string()
+        ]
+    );
+    // The BAR is where it was, and decodes as before.
+    let edu_writes: Vec<_> = space.writes.iter().filter(|w| w.0 == EDU).collect();
+    assert_eq!(
+        edu_writes.first().map(|w| (w.1, w.2 & COMMAND_MEMORY)),
+        Some((COMMAND, 0))
+    );
+    assert_eq!(
+        edu_writes.last().map(|w| (w.1, w.2 & COMMAND_MEMORY)),
+        Some((COMMAND, COMMAND_MEMORY))
+    );
+    let again = scan(
+        &mut space,
+        256,
+        Mode::Keep {
+            known: &memory_frames(&found.devices),
+            size_unknown: false,
+        },
+        &ram(),
+    )
+    .unwrap();
+    assert_eq!(again.devices, found.devices);
 }

@@ -89,7 +89,10 @@ impl Hv {
             dom.mmio.iter().find_map(|&range| {
                 crate::hypercall::devices::mapping_in(self, dom, range).map(|(table, index, mfn)| {
                     alloc::format!(
-                        "handover {version} cannot carry d{}'s mapping of device memory mfn                          {mfn:#x} (entry {index} of its L1 table mfn {table:#x}): the image                          it goes to forgets I/O memory permissions; unmap it first (`edu watch                          off`); nothing was paused",
+                        "handover {version} cannot carry d{}'s mapping of device memory mfn \
+                         {mfn:#x} (entry {index} of its L1 table mfn {table:#x}): the image it \
+                         goes to forgets I/O memory permissions; unmap it first (dom0: `edu \
+                         unmap`); nothing was paused",
                         dom.id
                     )
                 })
@@ -154,7 +157,7 @@ impl Platform for Outgoing<'_> {
     /// those recorded at boot.
     fn devices(&mut self) -> Result<Vec<PciDevice>, HwError> {
         let known: Vec<MfnRange> = crate::pci::memory_frames(&self.hv.devices);
-        let now = crate::devices::rescan(&known, &self.hv.mem.ram, self.hv.tsc_khz);
+        let now = crate::devices::rescan(&known, &self.hv.mem.ram, false, self.hv.tsc_khz);
         Ok(crate::devices::handover(&now))
     }
 
