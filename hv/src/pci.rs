@@ -3,8 +3,9 @@
 //!
 //! [`scan`] reads configuration space through the [`ConfigSpace`] trait:
 //! the hypervisor's is ECAM (`arch::pci`), the host tests' a simulated bus
-//! (`pci/tests.rs`). It visits every bus the ECAM window covers, every
-//! device on it and, for a multi-function device, every function; of each
+//! (`pci/tests.rs`). It visits bus 0 and the bus behind each bridge it
+//! finds (its secondary bus number, within the ECAM window), every device
+//! on those and, for a multi-function device, every function; of each
 //! function that answers it records the vendor, the device, the class and
 //! the base address registers (BARs) of a header of type 0 (six BARs) or 1
 //! (a bridge: two).
@@ -49,6 +50,9 @@ const COMMAND: u16 = 0x04;
 const CLASS: u16 = 0x08;
 /// Offset of the header type (bits 16..24; bit 23 is "multi-function").
 const HEADER: u16 = 0x0c;
+/// A bridge's (type 1 header's) bus numbers: primary, secondary and
+/// subordinate, one byte each from the lowest.
+const BUS_NUMBERS: u16 = 0x18;
 /// Offset of BAR 0; BAR `i` is at `BAR0 + 4 * i`.
 const BAR0: u16 = 0x10;
 
@@ -324,7 +328,8 @@ fn absent(id: u32) -> bool {
     vendor == 0xffff || vendor == 0
 }
 
-/// Walks buses `0..buses` of `cfg` and records every function (module
+/// Walks bus 0 of `cfg` and the buses behind its bridges, below `buses`,
+/// and records every function (module
 /// docs); on a cold boot ([`Mode::Assign`]) places the memory BARs and
 /// turns memory decoding on. No memory BAR may overlap `avoid` (RAM, and
 /// whatever else the caller knows is not free address space).
@@ -338,8 +343,19 @@ pub fn scan(
         return Err(ScanError::NoHostBridge);
     }
     let mut notes = Vec::new();
-    let mut found = Vec::new();
-    for bus in 0..buses.min(256) {
+    let mut found: Vec<Found> = Vec::new();
+    // Bus 0, then the bus behind each bridge found (its secondary bus
+    // number, as whoever configured the bridge set it): not every bus the
+    // window covers, which would cost 256 × 32 reads for nothing, inside
+    // the blackout on an update.
+    let buses = buses.min(256);
+    let mut pending: Vec<u16> = alloc::vec![0];
+    let mut walked = [false; 256];
+    while let Some(bus) = pending.pop() {
+        if bus >= buses || walked[usize::from(bus)] {
+            continue;
+        }
+        walked[usize::from(bus)] = true;
         for dev in 0..DEVICES_PER_BUS {
             let first = Bdf::new(bus as u8, dev, 0);
             if absent(cfg.read(first, ID)) {
@@ -353,10 +369,18 @@ pub fn scan(
                 if absent(id) {
                     continue;
                 }
-                found.push(probe(cfg, bdf, id, mode, &mut notes));
+                let f = probe(cfg, bdf, id, mode, &mut notes);
+                if f.device.header == 1 {
+                    let secondary = (cfg.read(bdf, BUS_NUMBERS) >> 8) & 0xff;
+                    if secondary != 0 {
+                        pending.push(secondary as u16);
+                    }
+                }
+                found.push(f);
             }
         }
     }
+    found.sort_by_key(|f| f.device.bdf);
     match mode {
         Mode::Assign { window } => assign(cfg, &mut found, window, avoid, &mut notes),
         Mode::Keep { known, .. } => keep(&mut found, known, avoid, &mut notes),

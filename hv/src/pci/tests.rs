@@ -27,6 +27,8 @@ struct SimFunction {
     class: u32,
     header: u32,
     command: u32,
+    /// A bridge's secondary bus (type 1 header).
+    secondary: u8,
     bars: [SimBar; 6],
     /// The address each BAR holds (for a 64-bit BAR, both halves).
     values: [u64; 6],
@@ -39,6 +41,7 @@ impl SimFunction {
             class: u32::from(class) << 16,
             header: 0,
             command: 0,
+            secondary: 0,
             bars: [SimBar::None; 6],
             values: [0; 6],
         }
@@ -59,6 +62,13 @@ impl SimFunction {
 
     fn command(mut self, command: u32) -> SimFunction {
         self.command = command;
+        self
+    }
+
+    /// A PCI-to-PCI bridge (header type 1) to bus `secondary`.
+    fn bridge_to(mut self, secondary: u8) -> SimFunction {
+        self.header = (self.header & 0x80) | 1;
+        self.secondary = secondary;
         self
     }
 
@@ -140,6 +150,7 @@ impl ConfigSpace for SimSpace {
             COMMAND => func.command,
             CLASS => func.class,
             HEADER => func.header << 16,
+            BUS_NUMBERS if func.header & 0x7f == 1 => u32::from(func.secondary) << 8,
             0x10..=0x24 => func.read_bar(usize::from((offset - BAR0) / 4)),
             _ => 0,
         }
@@ -233,7 +244,7 @@ fn a_vendor_of_zero_is_no_function() {
 }
 
 #[test]
-fn every_bus_and_every_function_of_a_multi_function_device_is_walked() {
+fn bus_0_the_buses_behind_bridges_and_every_function_of_a_multi_function_device_are_walked() {
     let mut space = SimSpace::bridge()
         .with(
             Bdf::new(0, 3, 0),
@@ -243,7 +254,14 @@ fn every_bus_and_every_function_of_a_multi_function_device_is_walked() {
         // Function 2 of a single-function device is not looked at.
         .with(Bdf::new(0, 4, 0), SimFunction::new(0x8086, 3, 0x0200))
         .with(Bdf::new(0, 4, 2), SimFunction::new(0x8086, 4, 0x0200))
-        .with(Bdf::new(7, 31, 0), SimFunction::new(0x8086, 5, 0x0200));
+        // Behind the bridge at 00:05.0: walked.
+        .with(
+            Bdf::new(0, 5, 0),
+            SimFunction::new(0x8086, 6, 0x0604).bridge_to(7),
+        )
+        .with(Bdf::new(7, 31, 0), SimFunction::new(0x8086, 5, 0x0200))
+        // On a bus no bridge leads to: not looked for.
+        .with(Bdf::new(9, 0, 0), SimFunction::new(0x8086, 7, 0x0200));
     let found = cold(&mut space);
     let ids: Vec<(String, u16)> = found
         .devices
@@ -255,6 +273,7 @@ fn every_bus_and_every_function_of_a_multi_function_device_is_walked() {
         ("00:03.0", 1),
         ("00:03.5", 2),
         ("00:04.0", 3),
+        ("00:05.0", 6),
         ("07:1f.0", 5),
     ];
     assert_eq!(
