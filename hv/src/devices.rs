@@ -54,7 +54,7 @@ pub fn discover(mode: Mode<'_>, avoid: &[PhysRange], tsc_khz: u64) -> Vec<Device
         Mode::Keep { .. } => "nothing written",
     };
     hvprintln!(
-        "pci: {} functions on {buses} buses, {how}, in {} us",
+        "pci: {} functions (bus 0 and behind its bridges, of {buses} buses), {how}, in {} us",
         scan.devices.len(),
         cpu::rdtsc().saturating_sub(started) * 1000 / tsc_khz.max(1)
     );
