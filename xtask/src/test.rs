@@ -2,7 +2,7 @@
 
 use crate::build::build;
 use crate::shell::{self, Cmd, Failure};
-use crate::{fuzz, keys, releases, setup, GUESTS, HV_AND_FRAMEWORK};
+use crate::{fuzz, keys, releases, setup, soak, GUESTS, HV_AND_FRAMEWORK};
 
 /// `cargo xtask test`.
 pub fn test() -> Result<(), Failure> {
@@ -49,6 +49,19 @@ pub fn test() -> Result<(), Failure> {
     // The compatibility matrix ran among them (`cargo xtask compat`).
     releases::print_matrix();
     run?;
+
+    shell::step("soak: 200 updates in a row, dom0 checking the edu device all along (cargo xtask soak --devices)");
+    soak::soak(
+        200,
+        2,
+        4,
+        200,
+        None,
+        soak::Extras {
+            churn: false,
+            devices: true,
+        },
+    )?;
 
     shell::step(&format!(
         "fuzzing ({} s per target, when a nightly toolchain is present)",
