@@ -9,6 +9,8 @@
 //! runs (`docs/design.md`, "Devices"). No device is not an error: the
 //! hypervisor boots without any.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use handover_abi::{PciBar, PciDevice};
@@ -18,47 +20,71 @@ use crate::arch::{cpu, pci as ecam};
 use crate::hvprintln;
 use crate::pci::{self, Device, Mode};
 
-/// Walks PCI (see the module docs) and prints what it finds: `pci <device>`
-/// for each function, `pci: <note>` for each BAR left out or alone, or one
-/// line saying why there is no PCI. `avoid` is address space no BAR may
+/// What a walk of PCI found, and its lines for the console: `pci <device>`
+/// for each function, `pci: <note>` for each BAR left out, sized or alone,
+/// and how long it took — or one line saying why there is no PCI. The
+/// caller prints them ([`Walk::print`]) where printing costs nothing that
+/// matters: at once on a cold boot or before a pause, after the resume on
+/// the incoming side of an update.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// The functions found.
+    pub devices: Vec<Device>,
+    /// What to say about them.
+    pub lines: Vec<String>,
+}
+
+impl Walk {
+    /// Prints the lines.
+    pub fn print(&self) {
+        for line in &self.lines {
+            hvprintln!("{line}");
+        }
+    }
+}
+
+/// Walks PCI (see the module docs). `avoid` is address space no BAR may
 /// overlap (RAM, firmware ranges); `tsc_khz` times the walk.
-pub fn discover(mode: Mode<'_>, avoid: &[PhysRange], tsc_khz: u64) -> Vec<Device> {
+pub fn discover(mode: Mode<'_>, avoid: &[PhysRange], tsc_khz: u64) -> Walk {
     let started = cpu::rdtsc();
     let mut cfg = match ecam::ecam() {
         Ok(cfg) => cfg,
         Err(why) => {
-            hvprintln!(
-                "pci: ECAM at {:#x} is not mapped ({}): no devices",
-                ecam::ECAM_BASE,
-                why.reason()
-            );
-            return Vec::new();
+            return Walk {
+                devices: Vec::new(),
+                lines: alloc::vec![format!(
+                    "pci: ECAM at {:#x} is not mapped ({}): no devices",
+                    ecam::ECAM_BASE,
+                    why.reason()
+                )],
+            }
         }
     };
     let buses = cfg.buses();
     let scan = match pci::scan(&mut cfg, buses, mode, avoid) {
         Ok(scan) => scan,
         Err(e) => {
-            hvprintln!("pci: {e} of ECAM at {:#x}: no devices", ecam::ECAM_BASE);
-            return Vec::new();
+            return Walk {
+                devices: Vec::new(),
+                lines: alloc::vec![format!("pci: {e} of ECAM at {:#x}: no devices", ecam::ECAM_BASE)],
+            }
         }
     };
-    for d in &scan.devices {
-        hvprintln!("pci {d}");
-    }
-    for note in &scan.notes {
-        hvprintln!("pci: {note}");
-    }
+    let took_us = cpu::rdtsc().saturating_sub(started) * 1000 / tsc_khz.max(1);
     let how = match mode {
         Mode::Assign { .. } => "BARs assigned",
-        Mode::Keep { .. } => "nothing written",
+        Mode::Keep { .. } => "nothing moved",
     };
-    hvprintln!(
-        "pci: {} functions (bus 0 and behind its bridges, of {buses} buses), {how}, in {} us",
-        scan.devices.len(),
-        cpu::rdtsc().saturating_sub(started) * 1000 / tsc_khz.max(1)
-    );
-    scan.devices
+    let mut lines: Vec<String> = scan.devices.iter().map(|d| format!("pci {d}")).collect();
+    lines.extend(scan.notes.iter().map(|n| format!("pci: {n}")));
+    lines.push(format!(
+        "pci: {} functions (bus 0 and behind its bridges, of {buses} buses), {how}, in {took_us} us",
+        scan.devices.len()
+    ));
+    Walk {
+        devices: scan.devices,
+        lines,
+    }
 }
 
 /// The 32-bit MMIO window a cold boot places memory BARs in.
@@ -112,7 +138,7 @@ pub fn handover(devices: &[Device]) -> Vec<PciDevice> {
 /// update) a BAR that decodes but was not recorded is sized. What the
 /// outgoing side's pre-flight and the incoming side compare with the
 /// state's list (`new_hv::devices::compare`).
-pub fn rescan(known: &[MfnRange], ram: &[MfnRange], quiet: bool, tsc_khz: u64) -> Vec<Device> {
+pub fn rescan(known: &[MfnRange], ram: &[MfnRange], quiet: bool, tsc_khz: u64) -> Walk {
     discover(
         Mode::Keep {
             known,

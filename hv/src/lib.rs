@@ -145,13 +145,14 @@ pub fn cold_boot(start_info: u64) -> ! {
         .iter()
         .map(|e| hvlu_types::PhysRange::new(e.addr, e.size))
         .collect();
-    let devices = devices::discover(
+    let walk = devices::discover(
         pci::Mode::Assign {
             window: devices::window(),
         },
         &taken,
         tsc_khz,
     );
+    walk.print();
     let mut hv = hv::Hv::new(memory, info.cmdline(), options, modules, tsc_khz, boot_tsc);
     // At most `boot_info::MAX_MEMMAP` entries: within what the call gives.
     hv.machine_map = info
@@ -164,7 +165,7 @@ pub fn cold_boot(start_info: u64) -> ! {
             reserved: 0,
         })
         .collect();
-    hv.devices = devices;
+    hv.devices = walk.devices;
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")

@@ -45,6 +45,8 @@ struct PendingRelease {
     digest: u64,
     /// Frames owned after the pass.
     frames: u64,
+    /// What the PCI walk inside the blackout found, to say.
+    pci_lines: Vec<alloc::string::String>,
     /// Runs in the state.
     runs: u64,
     /// Bytes of the boot stack the incoming boot used at most.
@@ -70,8 +72,9 @@ struct Incoming {
     ram: Vec<MfnRange>,
     /// The TSC frequency the argument page gives.
     tsc_khz: u64,
-    /// The PCI devices found (`Platform::devices`), for `Hv::devices`.
-    found: Vec<crate::pci::Device>,
+    /// The PCI walk (`Platform::devices`): the devices for `Hv::devices`,
+    /// its lines printed after the resume.
+    found: crate::devices::Walk,
 }
 
 /// The incoming path. `args_phys` is the argument page (entry contract).
@@ -85,7 +88,7 @@ pub fn enter(args_phys: u64) -> ! {
         depth,
         ram: Vec::new(),
         tsc_khz: 0,
-        found: Vec::new(),
+        found: crate::devices::Walk::default(),
     };
     match new_hv::enter(&mut platform, args_phys, build_id::READS) {
         Ok(never) => match never {},
@@ -145,7 +148,7 @@ impl Platform for Incoming {
     /// Kept for the hypervisor's own list (`Hv::devices`).
     fn devices(&mut self, known: &[MfnRange]) -> Result<Vec<PciDevice>, MemError> {
         self.found = crate::devices::rescan(known, &self.ram, true, self.tsc_khz);
-        Ok(crate::devices::handover(&self.found))
+        Ok(crate::devices::handover(&self.found.devices))
     }
 
     fn reserved(&self, region: PhysRange) -> Vec<MfnRange> {
@@ -190,7 +193,8 @@ impl Platform for Incoming {
             g.boot_tsc,
         );
         hv.domains = rebuild_domains(e.domains);
-        hv.devices = core::mem::take(&mut self.found);
+        let walk = core::mem::take(&mut self.found);
+        hv.devices = walk.devices;
         hv.machine_map = machine_map(&e.state.machine.ram_map);
         hv.retired = new_hv::globals::restore_retired(&e.state.retired);
         hv.next_domid = g.next_domid;
@@ -206,6 +210,7 @@ impl Platform for Incoming {
             digest: e.adopted.digest_scan,
             runs: e.adopted.runs,
             stack_used: self.depth.map(|d| d.deepest()),
+            pci_lines: walk.lines,
         };
         hv.defer(move |hv| release(hv, pending));
         match hv.start() {
@@ -297,7 +302,7 @@ fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
 /// report line; called at the first timer tick after the guests resumed
 /// ([`Hv::defer`]), so that none of it is printed inside the blackout. Then lists the
 /// boot modules (fw_cfg's directory), which the blackout need not wait for.
-fn release(hv: &mut Hv, pending: PendingRelease) {
+fn release(hv: &mut Hv, mut pending: PendingRelease) {
     let args = &pending.args;
     hvprintln!(
         "hvlu hypervisor {} entered by live update #{} (image at {:#x}, state at {:#x}, {} bytes)",
@@ -314,9 +319,15 @@ fn release(hv: &mut Hv, pending: PendingRelease) {
             stack::STACK_SIZE >> 10
         );
     }
+    let pci_lines = core::mem::take(&mut pending.pci_lines);
     report_release(hv, pending);
     report_holes(hv);
     hv.modules = modules::discover();
+    crate::devices::Walk {
+        devices: Vec::new(),
+        lines: pci_lines,
+    }
+    .print();
 }
 
 fn report_release(hv: &mut Hv, pending: PendingRelease) {

@@ -158,7 +158,8 @@ impl Platform for Outgoing<'_> {
     fn devices(&mut self) -> Result<Vec<PciDevice>, HwError> {
         let known: Vec<MfnRange> = crate::pci::memory_frames(&self.hv.devices);
         let now = crate::devices::rescan(&known, &self.hv.mem.ram, false, self.hv.tsc_khz);
-        Ok(crate::devices::handover(&now))
+        now.print();
+        Ok(crate::devices::handover(&now.devices))
     }
 
     fn frametable(&self) -> (&[FrameInfo], &[u64]) {
