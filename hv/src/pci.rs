@@ -53,6 +53,8 @@ const HEADER: u16 = 0x0c;
 /// A bridge's (type 1 header's) bus numbers: primary, secondary and
 /// subordinate, one byte each from the lowest.
 const BUS_NUMBERS: u16 = 0x18;
+/// The end of physical address space the handover state allows (2^52).
+const MAX_PHYS: u64 = 1 << 52;
 /// Offset of BAR 0; BAR `i` is at `BAR0 + 4 * i`.
 const BAR0: u16 = 0x10;
 
@@ -678,7 +680,17 @@ fn keep(found: &mut [Found], known: &[MfnRange], avoid: &[PhysRange], notes: &mu
                 String::from("is not assigned: left alone")
             } else if !decoding {
                 String::from("does not decode (memory decoding is off): left alone")
-            } else if let Some(size) = size {
+            } else if let Some(size) = size.filter(|&size| {
+                // What the handover state may record of a BAR (docs/abi.md
+                // §2.5): aligned to its size, below 2^52. A BAR firmware
+                // placed otherwise (one smaller than a page, sized up to
+                // one) is not device memory here.
+                bar.base.is_multiple_of(size)
+                    && bar
+                        .base
+                        .checked_add(size)
+                        .is_some_and(|end| end <= MAX_PHYS)
+            }) {
                 bar.size = size;
                 let here = PhysRange::new(bar.base, bar.size);
                 match taken.iter().find(|t| t.overlaps(here)) {
@@ -693,6 +705,12 @@ fn keep(found: &mut [Found], known: &[MfnRange], avoid: &[PhysRange], notes: &mu
                         Size(bar.size)
                     ),
                 }
+            } else if let Some(size) = size {
+                format!(
+                    "at {:#x}+{} is not aligned to its size or ends past 2^52: left out",
+                    bar.base,
+                    Size(size)
+                )
             } else {
                 format!(
                     "at {:#x} was not recorded by the previous hypervisor (its size is unknown \

@@ -232,18 +232,19 @@ pub fn adopt(
 #[cfg(test)]
 mod tests;
 
-/// The device memory `state` records, as the frames of each BAR of its
-/// devices and each MMIO range of its domains, sorted (not merged: a
-/// platform that reads a BAR's base looks for the range that starts
-/// there). A state of 1.1 or older lists no device; the MMIO ranges its
-/// writer gave its domains still say where device memory was.
+/// The device memory `state` records: the frames of each BAR of its
+/// devices, one range per BAR, sorted (not merged: a platform that reads a
+/// BAR's base looks for the range that starts there). Never a domain's
+/// MMIO range: one granted from a BAR's base but shorter than the BAR
+/// would pass for the BAR and shrink it. A state of 1.1 or older lists no
+/// device (and the 1.0 and 1.1 releases write every MMIO range empty): the
+/// platform sizes what it finds while nothing runs.
 pub fn known(state: &HandoverState) -> Vec<MfnRange> {
     let mut known: Vec<MfnRange> = state
         .devices
         .iter()
         .flat_map(|d| d.bars.iter())
         .map(|b| MfnRange::new(Mfn(b.base / PAGE_SIZE), b.size.div_ceil(PAGE_SIZE)))
-        .chain(state.domains.iter().flat_map(|d| d.mmio.iter().copied()))
         .collect();
     known.sort_unstable();
     known.dedup();

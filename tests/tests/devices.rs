@@ -231,6 +231,11 @@ fn a_domu_maps_device_memory_only_granted_and_uncacheable_and_drives_it_across_a
         &format!("iomem revoke d2: error: frame busy: d2 still maps mfn {mfn:#x}"),
     );
 
+    // d1 may map the BAR's first page only: a grant that starts where the
+    // BAR does and is shorter must not pass for the BAR across the update.
+    let out = cmd(&mut m, &format!("iomem permit 1 {mfn:#x} 1"));
+    assert!(!out.iter().any(|l| l.contains("error")), "{out:?}");
+
     // The update keeps the mapping, the permission and the driver going.
     let before = last_beat(&m, 2, "edu_checks");
     let out = cmd(&mut m, "live-update hv-b");
@@ -261,7 +266,7 @@ fn a_domu_maps_device_memory_only_granted_and_uncacheable_and_drives_it_across_a
         m.log_path().display()
     );
     let out = cmd(&mut m, "devices");
-    expect_line(&out, &format!("{EDU_LINE} mappable by d0,d2"));
+    expect_line(&out, &format!("{EDU_LINE} mappable by d0,d1,d2"));
 
     let summary = summarise(&m.transcript);
     assert!(summary.clean(1), "{summary}");

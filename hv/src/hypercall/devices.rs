@@ -141,9 +141,17 @@ pub fn iomem_permit(
         return Err(Error::Failed);
     };
     heap::reserve(&mut dom.mmio, 1)?;
+    let before = dom.mmio.clone();
     let held = iomem::revoke(&mut dom.mmio, range);
     if let Err(e) = dom.sync_identity() {
-        crate::hvprintln!("BUG: d{id}: identity entries after a revoke: {e}");
+        // A range cut in two can take the identity entries past their
+        // limit: nothing changes.
+        dom.mmio = before;
+        let _ = dom.sync_identity();
+        return hv.refuse_with(
+            Error::Limit,
+            format!("d{id} cannot have {what} revoked: its identity entries would not fit: {e}"),
+        );
     }
     crate::hvprintln!("d{id} may no longer map {what} ({held} frames were its)");
     Ok(0)

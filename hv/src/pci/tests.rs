@@ -631,3 +631,32 @@ fn while_nothing_runs_an_unrecorded_bar_is_sized_and_its_decoding_restored() {
     .unwrap();
     assert_eq!(again.devices, found.devices);
 }
+
+#[test]
+fn a_bar_sized_while_nothing_runs_must_be_aligned_to_its_page_or_is_left_out() {
+    // Firmware put a 256-byte BAR off a page boundary; as device memory it
+    // would be a page, which that base is not aligned to.
+    let small = SimFunction::new(0x1234, 0x11e8, 0x00ff)
+        .bar(
+            0,
+            SimBar::Mem32 {
+                size: 256,
+                prefetchable: false,
+            },
+        )
+        .at(0, 0xc000_0100)
+        .command(COMMAND_MEMORY);
+    let mut space = SimSpace::bridge().with(EDU, small);
+    let quiet = Mode::Keep {
+        known: &[],
+        size_unknown: true,
+    };
+    let found = scan(&mut space, 256, quiet, &ram()).unwrap();
+    assert!(memory_frames(&found.devices).is_empty(), "{found:?}");
+    assert!(
+        found.notes.iter().any(|n| n
+            == "00:01.0 bar0 at 0xc0000100+4K is not aligned to its size or ends past 2^52: left out"),
+        "{:?}",
+        found.notes
+    );
+}

@@ -320,3 +320,25 @@ fn a_1_2_state_keeps_its_list_and_has_it_compared() {
         }))
     );
 }
+
+#[test]
+fn the_known_device_memory_is_the_bars_never_a_domains_shorter_grant() {
+    let mut s = state();
+    s.devices = machine();
+    s.domains[0].set_default_access(&s.devices.clone());
+    // d1 holds the first page of edu's BAR only: it starts where the BAR
+    // does, and must not pass for it.
+    s.domains[1].mmio = vec![MfnRange::new(Mfn(0xfea00), 1)];
+    assert_eq!(
+        known(&s),
+        vec![
+            MfnRange::new(Mfn(0xfea00), 256),
+            MfnRange::new(Mfn(0xfebf0), 16),
+            MfnRange::new(Mfn(0x80_0000), 4),
+        ]
+    );
+    // An older state lists no device: nothing is known, whatever the
+    // domains hold.
+    s.devices.clear();
+    assert!(known(&s).is_empty());
+}
