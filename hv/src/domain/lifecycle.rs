@@ -88,9 +88,8 @@ impl Hv {
                     handover_abi::DomainFlags::PV
                 };
                 let listed = crate::devices::handover(&self.devices);
-                d.mmio = handover_abi::default_mmio(flags, &listed);
-                if let Err(e) = d.sync_identity() {
-                    crate::hvprintln!("d{id}: its device memory is not mapped identity: {e}");
+                if let Err(e) = d.set_mmio(handover_abi::default_mmio(flags, &listed)) {
+                    crate::hvprintln!("d{id}: no device memory: it cannot be mapped identity: {e}");
                 }
                 d
             }

@@ -165,11 +165,26 @@ impl Domain {
         self.p2m.hole()
     }
 
+    /// Gives the domain the I/O memory `mmio` (sorted, disjoint) and maps
+    /// identity in its PCI hole exactly the parts of it that lie there: a
+    /// BAR given to the domain appears at guest frame == machine frame
+    /// (what the handover state's `identity` says, and what `memory_map`
+    /// reports). If the identity entries cannot follow (too many ranges, a
+    /// full heap), nothing changes.
+    pub fn set_mmio(&mut self, mmio: Vec<MfnRange>) -> Result<(), p2m::IdentityError> {
+        let before = core::mem::replace(&mut self.mmio, mmio);
+        if let Err(e) = self.sync_identity() {
+            self.mmio = before;
+            // What held before fits again.
+            let _ = self.sync_identity();
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Maps identity in the domain's PCI hole exactly the parts of its I/O
-    /// memory that lie there: a BAR given to the domain appears at guest
-    /// frame == machine frame (what the handover state's `identity` says,
-    /// and what `memory_map` reports). Called after `mmio` changes.
-    pub fn sync_identity(&mut self) -> Result<(), p2m::IdentityError> {
+    /// memory that lie there ([`Domain::set_mmio`]).
+    fn sync_identity(&mut self) -> Result<(), p2m::IdentityError> {
         let hole = self.hole();
         let end = hvlu_types::hole::HOLE_END.0;
         let old: Vec<MfnRange> = self.p2m.identity().to_vec();

@@ -108,12 +108,10 @@ pub fn iomem_permit(
         let Some(dom) = hv.domains.get_mut(&id) else {
             return Err(Error::Failed);
         };
-        heap::reserve(&mut dom.mmio, 1)?;
-        let before = dom.mmio.clone();
-        iomem::grant(&mut dom.mmio, range);
-        if let Err(e) = dom.sync_identity() {
-            dom.mmio = before;
-            let _ = dom.sync_identity();
+        let mut mmio = dom.mmio.clone();
+        heap::reserve(&mut mmio, 1)?;
+        iomem::grant(&mut mmio, range);
+        if let Err(e) = dom.set_mmio(mmio) {
             return hv.refuse_with(
                 Error::Limit,
                 format!("d{id} cannot have {what} mapped identity in its PCI hole: {e}"),
@@ -140,14 +138,11 @@ pub fn iomem_permit(
     let Some(dom) = hv.domains.get_mut(&id) else {
         return Err(Error::Failed);
     };
-    heap::reserve(&mut dom.mmio, 1)?;
-    let before = dom.mmio.clone();
-    let held = iomem::revoke(&mut dom.mmio, range);
-    if let Err(e) = dom.sync_identity() {
-        // A range cut in two can take the identity entries past their
-        // limit: nothing changes.
-        dom.mmio = before;
-        let _ = dom.sync_identity();
+    let mut mmio = dom.mmio.clone();
+    heap::reserve(&mut mmio, 1)?;
+    let held = iomem::revoke(&mut mmio, range);
+    // A range cut in two can take the identity entries past their limit.
+    if let Err(e) = dom.set_mmio(mmio) {
         return hv.refuse_with(
             Error::Limit,
             format!("d{id} cannot have {what} revoked: its identity entries would not fit: {e}"),

@@ -323,11 +323,9 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
     report_release(hv, pending);
     report_holes(hv);
     hv.modules = modules::discover();
-    crate::devices::Walk {
-        devices: Vec::new(),
-        lines: pci_lines,
+    for line in &pci_lines {
+        hvprintln!("{line}");
     }
-    .print();
 }
 
 fn report_release(hv: &mut Hv, pending: PendingRelease) {
