@@ -193,3 +193,113 @@ impl VcpuContext {
         Ok(())
     }
 }
+
+/// A segment register as AMD SVM's VMCB keeps it: the selector, the
+/// attributes in the VMCB's packed form (type, S, DPL, P in bits 0–7; AVL,
+/// L, D/B, G in bits 8–11), the limit and the base.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Segment {
+    /// The selector.
+    pub selector: u16,
+    /// The attributes, packed as the VMCB packs them.
+    pub attrib: u16,
+    /// The limit (bytes, already scaled by G).
+    pub limit: u32,
+    /// The base.
+    pub base: u64,
+}
+
+/// A descriptor-table register (GDTR, IDTR): limit and base.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct DescriptorTable {
+    /// The limit.
+    pub limit: u32,
+    /// The base.
+    pub base: u64,
+}
+
+/// What the hypervisor keeps of an HVM vCPU while it does not run: the
+/// architectural state of AMD SVM's VMCB state-save area that a guest can
+/// change and expects back, plus the general registers VMRUN does not
+/// switch, the event the hypervisor was about to inject and the interrupt
+/// shadow. Never a copy of the VMCB itself: the incoming hypervisor builds
+/// its own VMCB from this (its control area, intercepts and the nested
+/// page-table root are the hypervisor's, not the guest's).
+///
+/// Like [`VcpuContext`], the hypervisor converts to and from this in one
+/// place and the live-update roles name every field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct HvmContext {
+    /// General-purpose registers (`rax` included: the VMCB's copy).
+    pub regs: GpRegs,
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// Flags.
+    pub rflags: u64,
+    /// CR0 as the guest sees it.
+    pub cr0: u64,
+    /// CR2.
+    pub cr2: u64,
+    /// The guest's own CR3 (a guest-physical address).
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// EFER as the guest sees it (SVME, which the hypervisor adds, is not
+    /// part of it).
+    pub efer: u64,
+    /// DR6.
+    pub dr6: u64,
+    /// DR7.
+    pub dr7: u64,
+    /// The segment registers.
+    pub es: Segment,
+    /// `cs`.
+    pub cs: Segment,
+    /// `ss`.
+    pub ss: Segment,
+    /// `ds`.
+    pub ds: Segment,
+    /// `fs`.
+    pub fs: Segment,
+    /// `gs`.
+    pub gs: Segment,
+    /// The task register.
+    pub tr: Segment,
+    /// The LDT register.
+    pub ldtr: Segment,
+    /// GDTR.
+    pub gdtr: DescriptorTable,
+    /// IDTR.
+    pub idtr: DescriptorTable,
+    /// The current privilege level.
+    pub cpl: u8,
+    /// `STAR`.
+    pub star: u64,
+    /// `LSTAR`.
+    pub lstar: u64,
+    /// `CSTAR`.
+    pub cstar: u64,
+    /// `SFMASK`.
+    pub sfmask: u64,
+    /// `KernelGSbase`.
+    pub kernel_gs_base: u64,
+    /// `SYSENTER_CS`.
+    pub sysenter_cs: u64,
+    /// `SYSENTER_ESP`.
+    pub sysenter_esp: u64,
+    /// `SYSENTER_EIP`.
+    pub sysenter_eip: u64,
+    /// The guest's PAT.
+    pub pat: u64,
+    /// An event the hypervisor is to inject at the next entry, in the
+    /// VMCB's EVENTINJ format (bit 31 valid); 0 for none.
+    pub pending_event: u64,
+    /// Whether the guest is in an interrupt shadow (after `sti` or a move
+    /// to `ss`).
+    pub interrupt_shadow: bool,
+}
