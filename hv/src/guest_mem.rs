@@ -1,9 +1,13 @@
-//! Guest pointers: every buffer a guest passes is translated through its own
-//! page tables, in software, and each page must be present, user-accessible,
-//! writable if the hypervisor writes it, and a frame the guest owns.
+//! Guest pointers: every buffer a guest passes is translated in software —
+//! a PV guest's through its own page tables, each page present,
+//! user-accessible and writable if the hypervisor writes it; an HVM guest's
+//! (a guest-physical address) through its frame space — and each page must
+//! be a frame the guest owns.
 
 use frame_ownership::FrameInfo;
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{DomId, Gpfn, Mfn};
+
+use crate::domain::P2m;
 use hvlu_types::PAGE_SIZE;
 use pv_abi::hypercall::Error;
 
@@ -12,15 +16,45 @@ use hvlu_types::pte::{Level, ADDR_MASK, HUGE, PRESENT, USER, WRITABLE};
 
 use crate::arch::phys;
 
-/// Translates guest virtual address `va` to a machine address, checking the
+/// How a domain's pointers are translated.
+#[derive(Clone, Copy)]
+pub enum Space<'a> {
+    /// A PV guest's virtual addresses, through the page tables at this root.
+    Pv(Mfn),
+    /// An HVM guest's guest-physical addresses, through its frame space.
+    Hvm(&'a P2m),
+}
+
+/// Translates guest address `addr` to a machine address, checking the
 /// mapping and ownership.
 pub fn translate(
     frametable: &[FrameInfo],
     owner: DomId,
-    cr3: Mfn,
-    va: u64,
+    space: Space<'_>,
+    addr: u64,
     write: bool,
 ) -> Result<u64, Error> {
+    let maddr = match space {
+        Space::Pv(cr3) => walk(cr3, addr, write)?,
+        Space::Hvm(p2m) => {
+            let mfn = p2m
+                .get(Gpfn(addr / PAGE_SIZE))
+                .ok_or(Error::BadAddress)?;
+            Mfn(mfn).addr() + (addr & 0xfff)
+        }
+    };
+    let mfn = Mfn::containing(maddr);
+    if !frametable
+        .get(mfn.0 as usize)
+        .is_some_and(|f| f.is_owned_by(owner))
+    {
+        return Err(Error::BadAddress);
+    }
+    Ok(maddr)
+}
+
+/// Walks a PV guest's page tables from `cr3` for `va`.
+fn walk(cr3: Mfn, va: u64, write: bool) -> Result<u64, Error> {
     // Lower half only: the upper half is the hypervisor's.
     if !is_lower_half(va) {
         return Err(Error::BadAddress);
@@ -37,13 +71,6 @@ pub fn translate(
         }
         table = entry & ADDR_MASK;
     }
-    let mfn = Mfn::containing(table);
-    if !frametable
-        .get(mfn.0 as usize)
-        .is_some_and(|f| f.is_owned_by(owner))
-    {
-        return Err(Error::BadAddress);
-    }
     Ok(table + (va & 0xfff))
 }
 
@@ -51,14 +78,14 @@ pub fn translate(
 pub fn read(
     frametable: &[FrameInfo],
     owner: DomId,
-    cr3: Mfn,
+    space: Space<'_>,
     va: u64,
     buf: &mut [u8],
 ) -> Result<(), Error> {
     let mut done = 0;
     while done < buf.len() {
         let addr = va.checked_add(done as u64).ok_or(Error::BadAddress)?;
-        let maddr = translate(frametable, owner, cr3, addr, false)?;
+        let maddr = translate(frametable, owner, space, addr, false)?;
         let n = (buf.len() - done).min((PAGE_SIZE - (addr & 0xfff)) as usize);
         phys::read(maddr, &mut buf[done..done + n]).map_err(|_| Error::BadAddress)?;
         done += n;
@@ -73,7 +100,7 @@ pub fn read(
 pub fn read_to_phys(
     frametable: &[FrameInfo],
     owner: DomId,
-    cr3: Mfn,
+    space: Space<'_>,
     va: u64,
     len: u64,
     paddr: u64,
@@ -84,7 +111,7 @@ pub fn read_to_phys(
         let addr = va.checked_add(done).ok_or(Error::BadAddress)?;
         // Up to the guest page's end, so each chunk is one translation.
         let n = (len - done).min(PAGE_SIZE - (addr & 0xfff)) as usize;
-        read(frametable, owner, cr3, addr, &mut chunk[..n])?;
+        read(frametable, owner, space, addr, &mut chunk[..n])?;
         phys::write(paddr + done, &chunk[..n]).map_err(|_| Error::Failed)?;
         done += n as u64;
     }
@@ -95,7 +122,7 @@ pub fn read_to_phys(
 pub fn write(
     frametable: &[FrameInfo],
     owner: DomId,
-    cr3: Mfn,
+    space: Space<'_>,
     va: u64,
     data: &[u8],
 ) -> Result<(), Error> {
@@ -103,13 +130,13 @@ pub fn write(
     let mut addr = va;
     let end = va.checked_add(data.len() as u64).ok_or(Error::BadAddress)?;
     while addr < end {
-        translate(frametable, owner, cr3, addr, true)?;
+        translate(frametable, owner, space, addr, true)?;
         addr = (addr & !0xfff) + PAGE_SIZE;
     }
     let mut done = 0;
     while done < data.len() {
         let addr = va + done as u64;
-        let maddr = translate(frametable, owner, cr3, addr, true)?;
+        let maddr = translate(frametable, owner, space, addr, true)?;
         let n = (data.len() - done).min((PAGE_SIZE - (addr & 0xfff)) as usize);
         phys::write(maddr, &data[done..done + n]).map_err(|_| Error::BadAddress)?;
         done += n;

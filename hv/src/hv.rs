@@ -79,6 +79,10 @@ pub struct Hv {
     /// (`crate::devices`): every memory BAR is device memory, which dom0
     /// may map and may grant (`domctl iomem_permit`).
     pub devices: Vec<crate::pci::Device>,
+    /// The host's SVM areas, if the CPU runs HVM guests (`crate::hvm`).
+    pub svm: Option<arch::svm::Host>,
+    /// The CPU's ASID count (0 without SVM).
+    pub asids: u32,
     /// Work for after [`Hv::start`]: the first timer tick or the first
     /// hypercall, whichever comes first.
     deferred: Deferred<Hv>,
@@ -167,7 +171,13 @@ impl Hv {
         tsc_khz: u64,
         boot_tsc: u64,
     ) -> Hv {
+        let (svm, asids) = match crate::hvm::init() {
+            Some((host, asids)) => (Some(host), asids),
+            None => (None, 0),
+        };
         Hv {
+            svm,
+            asids,
             mem,
             domains: BTreeMap::new(),
             next_domid: DomId(0),
@@ -217,18 +227,29 @@ impl Hv {
             .run_queue
             .remove(runnable)
             .ok_or(StartError::NoVcpu)?;
-        let vcpu = self.domains[&d].vcpus[v].clone();
-        paging::load_guest_root(vcpu.cr3.addr()).map_err(|error| StartError::Root {
-            domain: d,
-            vcpu: v,
-            error,
-        })?;
-        cpu::set_guest_segment_bases(vcpu.fs_base, vcpu.gs_base);
+        let vcpu = &self.domains[&d].vcpus[v];
+        let mut frame = vcpu.frame;
+        if vcpu.hvm.is_none() {
+            paging::load_guest_root(vcpu.cr3.addr()).map_err(|error| StartError::Root {
+                domain: d,
+                vcpu: v,
+                error,
+            })?;
+            cpu::set_guest_segment_bases(vcpu.fs_base, vcpu.gs_base);
+        }
         self.sched.current = Some((d, v));
         let timer_hz = self.options.timer_hz;
         *HV.lock() = Some(self);
         arch::lapic::init_virtual_wire();
         arch::timer::start(timer_hz);
-        arch::trap::enter(&vcpu.frame)
+        {
+            // An HVM vCPU first: it runs from here until the scheduler
+            // picks a PV vCPU, whose frame the entry resumes.
+            let mut guard = HV.lock();
+            if let Some(hv) = guard.as_mut() {
+                crate::hvm::run(hv, &mut frame);
+            }
+        }
+        arch::trap::enter(&frame)
     }
 }

@@ -56,6 +56,7 @@ bare_metal! {
     mod devices;
     mod guest_mem;
     mod hv;
+    mod hvm;
     mod hypercall;
     mod lu;
     mod mmu;

@@ -87,7 +87,10 @@ impl Hv {
                 .get_mut(&d)
                 .and_then(|dom| dom.vcpus.get_mut(v))
             {
-                vcpu.frame = *frame;
+                match vcpu.hvm.as_deref_mut() {
+                    Some(h) => h.absorb(frame),
+                    None => vcpu.frame = *frame,
+                }
                 if requeue_current {
                     self.sched.enqueue(d, v);
                 }
@@ -109,6 +112,13 @@ impl Hv {
             let Some(vcpu) = self.domains.get(&d).and_then(|dom| dom.vcpus.get(v)) else {
                 continue;
             };
+            if let Some(h) = vcpu.hvm.as_deref() {
+                // `crate::hvm::run` enters it; the frame stands for it
+                // until then.
+                *frame = crate::hvm::synth_frame(h);
+                self.sched.current = Some((d, v));
+                return;
+            }
             *frame = vcpu.frame;
             if let Err(e) = paging::load_guest_root(vcpu.cr3.addr()) {
                 hvprintln!(

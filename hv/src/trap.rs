@@ -209,7 +209,12 @@ pub fn handle(frame: &mut TrapFrame) {
         fatal(frame, Fatal::Reentered)
     };
     match guard.as_mut() {
-        Some(hv) => from_guest(hv, frame),
+        Some(hv) => {
+            from_guest(hv, frame);
+            // If the scheduler chose an HVM vCPU, it runs until a PV one
+            // is chosen (whose frame `iretq` then resumes).
+            crate::hvm::run(hv, frame);
+        }
         None => {
             drop(guard);
             report(frame, "early boot");
@@ -223,12 +228,7 @@ fn from_guest(hv: &mut Hv, frame: &mut TrapFrame) {
     match frame.vector {
         v if v == timer::TIMER_VECTOR => {
             timer::eoi(v);
-            hv.run_deferred();
-            if !SELFTESTS_READ.swap(true, Ordering::Relaxed) {
-                selftests(hv);
-            }
-            hv.console_in.poll();
-            hv.schedule(frame, true);
+            tick(hv, frame);
         }
         SYSCALL_VECTOR => {
             hypercall::hypercall(hv, frame);
@@ -267,6 +267,18 @@ fn from_guest(hv: &mut Hv, frame: &mut TrapFrame) {
             }
         }
     }
+}
+
+/// A timer tick's work, from a PV guest's trap or an HVM guest's exit:
+/// the deferred work, this image's self-tests (once), console input, the
+/// end of the running vCPU's time slice.
+pub fn tick(hv: &mut Hv, frame: &mut TrapFrame) {
+    hv.run_deferred();
+    if !SELFTESTS_READ.swap(true, Ordering::Relaxed) {
+        selftests(hv);
+    }
+    hv.console_in.poll();
+    hv.schedule(frame, true);
 }
 
 /// Runs the self-tests the host asked this image for, if any: the words of

@@ -78,6 +78,39 @@ pub struct StartInfo {
     pub cmdline: [u8; CMDLINE_BYTES],
 }
 
+/// `SIF_HVM`: the domain is hardware-virtualised (AMD SVM with nested
+/// paging). Its start-info page is at guest-physical [`HVM_START_INFO_GPA`]
+/// (`ebx` holds it at entry), `nr_pages` is its RAM below its PCI hole,
+/// `first_free_gpfn` the first page after its image; the PV fields (mfn
+/// list, page tables, window) are zero: an HVM guest builds its own paging
+/// and never sees a machine frame.
+pub const SIF_HVM: u64 = 2;
+
+/// The ELF note that makes an image an HVM guest (like Xen's PVH entry
+/// note): a note section with this name and type [`HVM_NOTE_TYPE`], no
+/// descriptor; the entry is the ELF entry. An image without it is a PV
+/// guest.
+pub const HVM_NOTE_NAME: &str = "hvlu-hvm";
+/// The type of the note [`HVM_NOTE_NAME`].
+pub const HVM_NOTE_TYPE: u32 = 1;
+
+/// Where an HVM guest's image must lie: from 1 MiB up (its ELF segments'
+/// physical addresses are guest-physical addresses).
+pub const HVM_IMAGE_BASE: u64 = 0x0010_0000;
+/// The guest-physical address of an HVM guest's start-info page.
+pub const HVM_START_INFO_GPA: u64 = 0x1000;
+/// The HVM boot contract: the guest starts in 32-bit protected mode with
+/// paging off, flat 4 GiB code (selector [`HVM_BOOT_CS`]) and data
+/// ([`HVM_BOOT_DS`]) segments, interrupts off, at its ELF entry (a
+/// guest-physical address), `ebx` = [`HVM_START_INFO_GPA`]. No GDT or IDT is
+/// loaded (limits 0): the guest loads its own before it reloads a segment.
+/// Its hypercalls are `vmmcall` with the PV convention (`rax` the number,
+/// arguments in `rdi`, `rsi`, `rdx`, `r10`, `r8`; the result in `rax`) and
+/// guest-physical addresses for pointers.
+pub const HVM_BOOT_CS: u16 = 0x08;
+/// The data selector of the HVM boot contract ([`HVM_BOOT_CS`]).
+pub const HVM_BOOT_DS: u16 = 0x10;
+
 /// Bytes of [`StartInfo::cmdline`], its NUL included: a domain's command
 /// line has at most one byte less.
 pub const CMDLINE_BYTES: usize = 128;

@@ -41,6 +41,7 @@ impl Images {
             modules: vec![
                 ("dom0".into(), dir.join("dom0")),
                 ("domu".into(), dir.join("domu")),
+                ("hvm".into(), dir.join("hvm")),
                 // The hypervisor itself, as an image to update to.
                 ("hv".into(), dir.join("hv")),
             ],
@@ -165,6 +166,11 @@ fn devices_by_default(no_devices: Option<&std::ffi::OsStr>) -> bool {
     no_devices.is_none_or(|v| v != "1")
 }
 
+/// The CPU every machine has: QEMU's default model with AMD SVM and nested
+/// paging, which HVM domains need (`hv/src/arch/svm.rs`;
+/// `shared/PLATFORM.md` has what was checked under TCG).
+pub const CPU: &str = "qemu64,+svm,+npt";
+
 /// The PCI device every machine has unless told otherwise
 /// ([`MachineConfig::devices`]): QEMU's teaching device, 1234:11e8, with
 /// one 1 MiB memory BAR (QEMU's `docs/specs/edu.rst`).
@@ -242,7 +248,7 @@ impl MachineConfig {
         if lazy {
             machine.push_str(",memory-backend=ram");
         }
-        cmd.arg("-machine").arg(machine);
+        cmd.arg("-machine").arg(machine).args(["-cpu", CPU]);
         if lazy {
             // QEMU reserves guest RAM on the host up front, which a host
             // with less memory refuses; unreserved, pages are taken only as

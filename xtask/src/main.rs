@@ -41,7 +41,7 @@ pub const BARE_TARGET: &str = "x86_64-unknown-none";
 /// cargo run of their own, so that features the hypervisor turns on in
 /// shared crates (serde, and with it `alloc`, in `hvlu-types`) are not
 /// unified into the guests, which have no heap.
-const GUESTS: &[&str] = &["dom0", "domu", "pvrt"];
+const GUESTS: &[&str] = &["dom0", "domu", "hvm", "pvrt"];
 
 /// The hypervisor and the `no_std` framework crates, which are tested on the
 /// host and also built for [`BARE_TARGET`] to prove they stay `no_std`. (On

@@ -30,6 +30,20 @@ pub(crate) fn decode(rax: i64) -> HcResult {
 /// holds.
 pub unsafe fn raw(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
     let rax: i64;
+    if crate::hvm::is_hvm() {
+        // SAFETY: `vmmcall` exits to the hypervisor, which preserves every
+        // register but rax and writes only memory the caller described
+        // (the caller's obligation).
+        unsafe {
+            asm!(
+                "vmmcall",
+                inlateout("rax") nr as i64 => rax,
+                in("rdi") a0, in("rsi") a1, in("rdx") a2, in("r10") a3, in("r8") a4,
+                options(nostack),
+            );
+        }
+        return rax;
+    }
     // SAFETY: `syscall` enters the hypervisor, which preserves every
     // register but rax, rcx and r11, and writes only memory the caller
     // described (the caller's obligation).

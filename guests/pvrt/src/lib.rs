@@ -17,7 +17,9 @@
 pub mod console;
 pub mod edu;
 pub mod hc;
+pub mod hvm;
 pub mod mem;
+pub mod pattern;
 pub mod probe;
 
 pub use hvlu_types;
@@ -27,9 +29,16 @@ use pv_abi::start_info::{StartInfo, START_INFO_MAGIC, START_INFO_VA};
 
 /// The start-info page.
 pub fn start_info() -> &'static StartInfo {
-    // SAFETY: the domain builder maps a `StartInfo` at START_INFO_VA before
-    // the guest starts, and nothing in the guest writes it.
-    let si = unsafe { &*(START_INFO_VA as *const StartInfo) };
+    let va = if hvm::is_hvm() {
+        pv_abi::start_info::HVM_START_INFO_GPA
+    } else {
+        START_INFO_VA
+    };
+    // SAFETY: the domain builder maps a `StartInfo` at START_INFO_VA (PV)
+    // or writes it at HVM_START_INFO_GPA, which the HVM boot stub maps at
+    // the same virtual address, before the guest starts, and nothing in the
+    // guest writes it.
+    let si = unsafe { &*(va as *const StartInfo) };
     if si.magic != START_INFO_MAGIC {
         hc::shutdown(2);
     }

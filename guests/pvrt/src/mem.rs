@@ -13,6 +13,17 @@
 use hvlu_types::PAGE_SIZE;
 use pv_abi::start_info::{PHYSMAP_VA, WINDOW_PAGES};
 
+/// Where the guest's pages are mapped, page `n` at `base + n × 4096`: the
+/// physmap of a PV guest, the identity map of an HVM guest
+/// (`crate::hvm`).
+fn physmap() -> u64 {
+    if crate::hvm::is_hvm() {
+        0
+    } else {
+        PHYSMAP_VA
+    }
+}
+
 use crate::start_info;
 
 /// Words in a page.
@@ -34,7 +45,7 @@ fn free_page_ptr(gpfn: u64) -> *mut u64 {
         gpfn >= si.first_free_gpfn && gpfn < si.nr_pages,
         "gpfn {gpfn} is not a free page of the guest"
     );
-    (PHYSMAP_VA + gpfn * PAGE_SIZE) as *mut u64
+    (physmap() + gpfn * PAGE_SIZE) as *mut u64
 }
 
 /// Reads word `index` of free page `gpfn`.
@@ -98,9 +109,7 @@ pub fn read_pte(gpfn: u64, index: usize) -> u64 {
     assert!(gpfn >= si.pt_first_gpfn && gpfn < si.pt_first_gpfn + si.pt_count && index < WORDS);
     // SAFETY: the builder maps page tables read-only in the physmap.
     unsafe {
-        core::ptr::read_volatile(
-            ((PHYSMAP_VA + gpfn * PAGE_SIZE) as *const u64).wrapping_add(index),
-        )
+        core::ptr::read_volatile(((physmap() + gpfn * PAGE_SIZE) as *const u64).wrapping_add(index))
     }
 }
 
@@ -116,7 +125,7 @@ pub fn read_byte_at(va: u64) -> u8 {
 pub fn free_area() -> (u64, u64) {
     let si = start_info();
     (
-        PHYSMAP_VA + si.first_free_gpfn * PAGE_SIZE,
+        physmap() + si.first_free_gpfn * PAGE_SIZE,
         (si.nr_pages - si.first_free_gpfn) * PAGE_SIZE,
     )
 }

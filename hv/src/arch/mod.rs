@@ -23,6 +23,7 @@ pub mod phys;
 pub mod selftest;
 pub mod serial;
 pub mod stack;
+pub mod svm;
 mod start;
 pub use start::build_id;
 pub mod timer;

@@ -65,6 +65,9 @@ impl Hv {
             cmdline,
             hole,
         };
+        if builder::hvm::is_hvm(&image) {
+            return self.create_hvm(&spec);
+        }
         let built = builder::build(&spec, &mut self.mem.parts(), &mut PhysMemory::default());
         let domain = match built {
             Ok(b) => {
@@ -132,6 +135,75 @@ impl Hv {
         Ok(id)
     }
 
+    /// Builds the HVM domain of `spec` and queues its vCPU.
+    fn create_hvm(&mut self, spec: &Spec<'_>) -> Result<DomId, Error> {
+        let id = spec.id;
+        if spec.privileged {
+            return self.refuse_with(
+                Error::Invalid,
+                alloc::format!("`{}` is an HVM guest: dom0 must be PV", spec.name),
+            );
+        }
+        if self.svm.is_none() {
+            return self.refuse_with(
+                Error::NoSys,
+                alloc::format!(
+                    "`{}` is an HVM guest and this CPU runs none (no AMD SVM with nested paging)",
+                    spec.name
+                ),
+            );
+        }
+        let built = builder::hvm::build(spec, &mut self.mem.parts(), &mut PhysMemory::default());
+        let b = match built {
+            Ok(b) => b,
+            Err(e) => {
+                let error = match e {
+                    builder::BuildError::NoMemory { .. } | builder::BuildError::NoHeap(_) => {
+                        Error::NoMemory
+                    }
+                    builder::BuildError::TooSmall { .. } | builder::BuildError::Limit(_) => {
+                        Error::Invalid
+                    }
+                    _ => Error::Failed,
+                };
+                let message = alloc::format!("cannot build HVM d{id} from `{}`: {e}", spec.name);
+                return self.refuse_with(error, message);
+            }
+        };
+        let asid = crate::hvm::asid_for(id, self.asids);
+        let Some(host) = self.svm.as_ref() else {
+            unreachable!("checked above")
+        };
+        let vcpu = crate::hvm::HvmVcpu::new(&b.vcpu, host, b.npt.root(), asid);
+        let mut domain = Domain::new(
+            id,
+            spec.name,
+            false,
+            b.p2m,
+            b.start_info,
+            vec![Vcpu::hvm(vcpu)],
+        );
+        hvprintln!(
+            "d{id} created from module {} (HVM, {} KiB, {} frames, limit {}, PCI hole {}, nCR3 mfn {:#x}, {} nested-table frames, ASID {asid})",
+            spec.name,
+            spec.pages * 4,
+            domain.frames(),
+            domain.max_frames,
+            domain.hole(),
+            b.npt.root().0,
+            b.npt.tables().len(),
+        );
+        domain.hvm = Some(crate::hvm::HvmDomain {
+            npt: b.npt,
+            asid,
+            flush: true,
+        });
+        self.domains.insert(id, domain);
+        self.next_domid = DomId(id.0 + 1);
+        self.sched.enqueue(id, 0);
+        Ok(id)
+    }
+
     /// Destroys domain `id`: frees its frames, forgets its vCPUs.
     pub fn destroy_domain(&mut self, id: DomId) -> Result<(), Error> {
         let domain = self.domains.remove(&id).ok_or(Error::NotFound)?;
@@ -143,6 +215,11 @@ impl Hv {
         // frame of it can be trusted to be free, so none is reused.
         if let Err(e) = self.mem.parts().release_domain(id, domain.p2m.ram()) {
             hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
+        }
+        if let Some(h) = &domain.hvm {
+            for &t in h.npt.tables() {
+                self.mem.pages.free(t);
+            }
         }
         hvprintln!(
             "d{id} destroyed, {} frames freed, free frames {}",

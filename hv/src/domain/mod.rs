@@ -5,6 +5,7 @@
 //! `Domain` has vCPUs, whose register frame is the bare-metal image's.
 
 pub mod builder;
+pub mod npt;
 pub mod p2m;
 
 pub use p2m::P2m;
@@ -124,6 +125,9 @@ pub struct Domain {
     /// entries may name these frames and no other frame outside RAM
     /// (Invariant 8); the handover state carries them (`Domain::mmio`).
     pub mmio: Vec<MfnRange>,
+    /// An HVM domain's nested page tables and ASID (`crate::hvm`); `None`
+    /// for a PV domain.
+    pub hvm: Option<crate::hvm::HvmDomain>,
 }
 
 #[cfg(target_os = "none")]
@@ -152,6 +156,7 @@ impl Domain {
             console_line: Vec::new(),
             reports: Reports::default(),
             mmio: Vec::new(),
+            hvm: None,
         }
     }
 

@@ -8,7 +8,7 @@ use hvlu_types::VcpuContext;
 use crate::arch::trap::TrapFrame;
 
 /// One virtual CPU.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Vcpu {
     /// The saved context while the vCPU is not running.
     pub frame: TrapFrame,
@@ -22,6 +22,9 @@ pub struct Vcpu {
     /// nor changes it (its guests do not use `swapgs`); it is kept so that a
     /// live update hands it on unchanged.
     pub kernel_gs_base: u64,
+    /// An HVM vCPU's VMCB and registers (`crate::hvm`); `None` for a PV
+    /// vCPU, whose state is the fields above.
+    pub hvm: Option<alloc::boxed::Box<crate::hvm::HvmVcpu>>,
 }
 
 impl Vcpu {
@@ -33,6 +36,7 @@ impl Vcpu {
             fs_base: 0,
             gs_base: 0,
             kernel_gs_base: 0,
+            hvm: None,
         }
     }
 
@@ -64,6 +68,17 @@ impl Vcpu {
             fs_base: ctx.fs_base,
             gs_base: ctx.gs_base,
             kernel_gs_base: ctx.kernel_gs_base,
+            hvm: None,
         }
+    }
+}
+
+impl Vcpu {
+    /// An HVM vCPU: its state is all in `hvm`; the PV fields stay at rest
+    /// (no frame is ever resumed from them).
+    pub fn hvm(hvm: crate::hvm::HvmVcpu) -> Vcpu {
+        let mut v = Vcpu::new(TrapFrame::default(), Mfn(0));
+        v.hvm = Some(alloc::boxed::Box::new(hvm));
+        v
     }
 }

@@ -40,7 +40,10 @@ pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf, name: GuestBuf) -> Result
         Ok(name) => name.to_string(),
         Err(e) => return hv.refuse(e.error(), e.to_string()),
     };
-    let (owner, cr3) = caller(hv)?;
+    // dom0, the only caller, is PV.
+    let (owner, crate::guest_mem::Space::Pv(cr3)) = caller(hv)? else {
+        return Err(Error::NoSys);
+    };
     let source = ImageSource::Guest {
         owner,
         cr3,

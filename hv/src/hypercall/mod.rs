@@ -34,13 +34,14 @@ mod sched;
 
 use alloc::string::ToString;
 
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::DomId;
 use pv_abi::call::{Call, DecodeError, GuestBuf};
 use pv_abi::hypercall::{Error, Hypercall};
 
 use crate::arch::trap::TrapFrame;
 use crate::cmdline::LogLevel;
 use crate::hv::Hv;
+use crate::guest_mem::Space;
 use crate::{deferred, guest_mem, hvprintln};
 
 /// What the guest finds in `rax`: the value on success, the negated error
@@ -190,11 +191,15 @@ fn require_privileged(hv: &Hv) -> Result<(), Error> {
     }
 }
 
-/// The caller's domain id and root table, for guest-memory access.
-fn caller(hv: &Hv) -> Result<(DomId, Mfn), Error> {
+/// The caller's domain id and how its pointers translate, for
+/// guest-memory access.
+fn caller(hv: &Hv) -> Result<(DomId, Space<'_>), Error> {
     let dom = hv.current_domain().ok_or(Error::Failed)?;
+    if dom.hvm.is_some() {
+        return Ok((dom.id, Space::Hvm(&dom.p2m)));
+    }
     let vcpu = hv.current_vcpu().ok_or(Error::Failed)?;
-    Ok((dom.id, vcpu.cr3))
+    Ok((dom.id, Space::Pv(vcpu.cr3)))
 }
 
 /// Copies `buf.len()` bytes from the caller's address `va`.

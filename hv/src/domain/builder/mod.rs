@@ -60,6 +60,7 @@ use pv_abi::start_info::{
 
 use zerocopy::IntoBytes;
 
+pub mod hvm;
 #[cfg(target_os = "none")]
 mod machine;
 mod tables;
@@ -123,6 +124,20 @@ pub enum BuildError<E> {
         "segment at {vaddr:#x} ({memsz:#x} bytes) is outside {IMAGE_BASE:#x}..{IMAGE_LIMIT:#x}"
     )]
     SegmentOutOfRange { vaddr: u64, memsz: u64 },
+    /// An HVM image's loadable segment lies outside its guest RAM from
+    /// `pv_abi::start_info::HVM_IMAGE_BASE`.
+    #[error(
+        "segment at guest-physical {paddr:#x} ({memsz:#x} bytes) is outside the guest's RAM from {base:#x} to {ram_end:#x}",
+        base = pv_abi::start_info::HVM_IMAGE_BASE
+    )]
+    HvmSegmentOutOfRange {
+        paddr: u64,
+        memsz: u64,
+        ram_end: u64,
+    },
+    /// The nested page tables of an HVM domain could not be built.
+    #[error("nested page tables: {0}")]
+    Npt(super::npt::NptError),
     /// The requested memory cannot hold the layout plus a minimum of free
     /// pages.
     #[error("{pages} pages is too little memory: at least {needed} are needed")]
@@ -359,27 +374,7 @@ pub fn build<M: GuestMemory>(
 ) -> Result<Built, BuildError<M::Error>> {
     let (elf, image_end) = check_image(spec.image)?;
     let layout = plan(spec.pages, image_end)?;
-    let free = mem.pages.free_frames();
-    if free < spec.pages {
-        return Err(BuildError::NoMemory {
-            pages: spec.pages,
-            free,
-        });
-    }
-    // The frame space, sized by the limit, before any frame is taken.
-    let limit = max_frames(spec.pages);
-    let needed = p2m::heap_bytes(limit) + HEAP_HEADROOM;
-    let free = memory.heap_free();
-    if free < needed {
-        return Err(BuildError::NoHeap(heap::Exhausted { needed, free }));
-    }
-    let p2m = P2m::with_limit(limit, spec.hole).map_err(|e| match e {
-        P2mError::NoHeap { needed } => BuildError::NoHeap(heap::Exhausted {
-            needed: needed + HEAP_HEADROOM,
-            free: memory.heap_free(),
-        }),
-        e => BuildError::Limit(e),
-    })?;
+    let p2m = frame_space(spec, mem, memory)?;
     let mut guest = Guest { p2m, mem: memory };
     match fill(spec, &elf, &layout, mem, &mut guest) {
         Ok(vcpu) => Ok(Built {
@@ -389,6 +384,36 @@ pub fn build<M: GuestMemory>(
         }),
         Err(error) => Err(give_back(mem, spec.id, &guest.p2m, error)),
     }
+}
+
+/// The frame space of a domain of `spec.pages` pages, sized by its limit,
+/// before any frame is taken: refused if the machine cannot back it (not
+/// enough free frames, or not enough heap).
+fn frame_space<M: GuestMemory>(
+    spec: &Spec<'_>,
+    mem: &MemParts<'_>,
+    memory: &M,
+) -> Result<P2m, BuildError<M::Error>> {
+    let free = mem.pages.free_frames();
+    if free < spec.pages {
+        return Err(BuildError::NoMemory {
+            pages: spec.pages,
+            free,
+        });
+    }
+    let limit = max_frames(spec.pages);
+    let needed = p2m::heap_bytes(limit) + HEAP_HEADROOM;
+    let free = memory.heap_free();
+    if free < needed {
+        return Err(BuildError::NoHeap(heap::Exhausted { needed, free }));
+    }
+    P2m::with_limit(limit, spec.hole).map_err(|e| match e {
+        P2mError::NoHeap { needed } => BuildError::NoHeap(heap::Exhausted {
+            needed: needed + HEAP_HEADROOM,
+            free: memory.heap_free(),
+        }),
+        e => BuildError::Limit(e),
+    })
 }
 
 /// Takes the guest's frames, writes them and types its tables; returns

@@ -75,7 +75,7 @@ impl ImageSource<'_> {
                 cr3,
                 va,
                 len,
-            } => guest_mem::read_to_phys(hv.mem.frametable, owner, cr3, va, len, paddr).map_err(
+            } => guest_mem::read_to_phys(hv.mem.frametable, owner, guest_mem::Space::Pv(cr3), va, len, paddr).map_err(
                 |e| {
                     let why = if e == Error::BadAddress {
                         alloc::format!(

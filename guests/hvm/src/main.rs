@@ -1,0 +1,147 @@
+//! hvm: a self-checking HVM guest.
+//!
+//! The hypervisor starts it in 32-bit protected mode with paging off (the
+//! HVM boot contract, `pv_abi::start_info::HVM_BOOT_CS`); `pvrt::hvm`'s boot
+//! stub builds its page tables, enters long mode and calls `main` here.
+//! From then on it runs the same self-checks as the PV domU, by its own
+//! guest-physical addresses (its nested page tables are the hypervisor's,
+//! it never sees a machine frame): it fills every free page with patterns of
+//! (page, generation) (`pvrt::pattern`), then loops: picks a page, checks
+//! every word, every fourth time rewrites it with the next generation. It
+//! reports its check and mismatch counts (`report`) and prints a heartbeat
+//! about once a second; the mismatch count must stay 0, across live
+//! updates too.
+//!
+//! Its first free page is a marker page whose word 0 is
+//! [`marker`]`(domid)`, written once and never again: what dom0 reads by
+//! guest frame number (`peek`) before and after an update.
+
+#![no_std]
+#![no_main]
+// Every `unsafe` block of the guest lives in `pvrt`, behind safe functions.
+#![deny(unsafe_code)]
+
+use pvrt::hc;
+use pvrt::mem;
+use pvrt::pattern::{generation_word, pattern, split};
+use pvrt::pv_abi::hypercall::Report;
+use pvrt::{println, start_info};
+
+pvrt::entry!(main);
+
+/// The marker word of domain `domid`: "HVM_MARK" with the domain id.
+fn marker(domid: u64) -> u64 {
+    0x4856_4d5f_4d41_524b ^ domid
+}
+
+/// The self-checking loop's state.
+struct Work {
+    /// The first generation-table page.
+    table: u64,
+    /// The first page under test.
+    first: u64,
+    /// Pages under test.
+    pages: u64,
+    checks: u64,
+    mismatches: u64,
+    rng: u64,
+}
+
+impl Work {
+    fn generation(&mut self, i: u64) -> u32 {
+        let w = mem::WORDS as u64;
+        let word = mem::read(self.table + i / w, (i % w) as usize);
+        let gen = word as u32;
+        if word != generation_word(gen) {
+            println!("MISMATCH in the generation table: page {i} has {word:#x}");
+            self.mismatches += 1;
+        }
+        gen
+    }
+
+    fn set_generation(&mut self, i: u64, gen: u32) {
+        let w = mem::WORDS as u64;
+        mem::write(self.table + i / w, (i % w) as usize, generation_word(gen));
+    }
+
+    fn fill(&mut self) {
+        for i in 0..self.pages {
+            let gpfn = self.first + i;
+            for w in 0..mem::WORDS {
+                mem::write(gpfn, w, pattern(gpfn, 0, w));
+            }
+            self.set_generation(i, 0);
+        }
+    }
+
+    fn step(&mut self) {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let i = self.rng % self.pages;
+        let gpfn = self.first + i;
+        let gen = self.generation(i);
+        let bad = (0..mem::WORDS)
+            .filter(|&w| mem::read(gpfn, w) != pattern(gpfn, gen, w))
+            .count();
+        if bad != 0 {
+            println!("MISMATCH in page gpfn {gpfn:#x}: {bad} words");
+            self.mismatches += 1;
+        }
+        if self.checks.is_multiple_of(4) {
+            let next = gen.wrapping_add(1);
+            for w in 0..mem::WORDS {
+                mem::write(gpfn, w, pattern(gpfn, next, w));
+            }
+            self.set_generation(i, next);
+        }
+        self.checks += 1;
+    }
+}
+
+fn main() -> ! {
+    let si = start_info();
+    let mark = si.first_free_gpfn;
+    mem::write(mark, 0, marker(si.domid));
+    let (table_pages, pages) = split(si.nr_pages - mark - 1);
+    println!(
+        "hvm domU {} up: {} pages under test ({} generation-table pages), marker at gpfn {mark:#x}, args `{}`",
+        si.domid,
+        pages,
+        table_pages,
+        pvrt::cmdline()
+    );
+    let mut work = Work {
+        table: mark + 1,
+        first: mark + 1 + table_pages,
+        pages,
+        checks: 0,
+        mismatches: 0,
+        rng: 0x8765_4321 ^ si.domid,
+    };
+    work.fill();
+    let hz = hc::sysinfo().map(|i| i.tick_hz).unwrap_or(100).max(1);
+    let mut last_beat = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
+    let mut beats = 0u64;
+    loop {
+        for _ in 0..64 {
+            work.step();
+        }
+        if mem::read(mark, 0) != marker(si.domid) {
+            println!("MISMATCH: the marker page changed");
+            work.mismatches += 1;
+            mem::write(mark, 0, marker(si.domid));
+        }
+        let _ = hc::report(Report::Checks, work.checks);
+        let _ = hc::report(Report::Mismatches, work.mismatches);
+        let now = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
+        if now.wrapping_sub(last_beat) >= hz {
+            last_beat = now;
+            beats += 1;
+            println!(
+                "heartbeat {beats}: checks={} mismatches={}",
+                work.checks, work.mismatches
+            );
+        }
+    }
+}

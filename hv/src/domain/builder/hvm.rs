@@ -1,0 +1,250 @@
+//! The domain builder for HVM guests (AMD SVM with nested paging).
+//!
+//! An HVM guest is an ELF image whose loadable segments are placed at their
+//! physical addresses, which are guest-physical addresses from
+//! [`HVM_IMAGE_BASE`]. The builder takes the guest's frames exactly as for
+//! a PV guest (each claimed as a data frame at its gpfn, `take_frames`),
+//! zeroes them, copies the image, writes the start-info page at
+//! [`HVM_START_INFO_GPA`] and builds the nested page tables that map every
+//! RAM frame ([`Npt::build`]); it makes no page table of the guest's own —
+//! the guest builds its paging itself, from the boot contract of
+//! `pv_abi::start_info::HVM_BOOT_CS`: 32-bit protected mode, paging off.
+
+use alloc::vec::Vec;
+
+use goblin::elf::{program_header::PT_LOAD, Elf};
+use hvlu_types::regs::{rflags, DescriptorTable, HvmContext, Segment};
+use hvlu_types::{Gpfn, Mfn, PAGE_SIZE};
+use pv_abi::start_info::{
+    StartInfo, HVM_BOOT_CS, HVM_BOOT_DS, HVM_IMAGE_BASE, HVM_NOTE_NAME, HVM_NOTE_TYPE,
+    HVM_START_INFO_GPA, SIF_HVM, SIF_PRIVILEGED, START_INFO_MAGIC,
+};
+use zerocopy::IntoBytes;
+
+use super::{
+    frame_space, give_back, take_frames, BuildError, Guest, GuestMemory, Spec, MIN_FREE_PAGES,
+};
+use crate::domain::npt::Npt;
+use crate::domain::p2m::P2m;
+use crate::mm::MemParts;
+use frame_ownership::DomainContext;
+
+/// A built HVM domain: its frames (claimed as data in the frametable), its
+/// nested page tables, and how its one vCPU starts.
+#[derive(Debug)]
+pub struct BuiltHvm {
+    /// Its frame space.
+    pub p2m: P2m,
+    /// The gpfn of its start-info page.
+    pub start_info: Gpfn,
+    /// Its nested page tables.
+    pub npt: Npt,
+    /// Its vCPU's first context (the boot contract).
+    pub vcpu: HvmContext,
+}
+
+/// Segment attributes as the VMCB packs them: type, S, DPL, P in bits 0–7;
+/// AVL, L, D/B, G in bits 8–11.
+mod attrib {
+    /// Present, code or data (S), 32-bit (D/B), 4 KiB granularity (G).
+    const BASE: u16 = 1 << 7 | 1 << 4 | 1 << 10 | 1 << 11;
+    /// Flat 32-bit code: execute/read, accessed.
+    pub const CODE32: u16 = BASE | 0xb;
+    /// Flat data: read/write, accessed.
+    pub const DATA: u16 = BASE | 0x3;
+    /// A busy 32-bit TSS, present.
+    pub const TSS: u16 = 1 << 7 | 0xb;
+    /// An LDT, present.
+    pub const LDT: u16 = 1 << 7 | 0x2;
+}
+
+/// CR0.PE | CR0.ET.
+const CR0_BOOT: u64 = 1 | 1 << 4;
+/// The PAT at reset.
+const PAT_RESET: u64 = 0x0007_0406_0007_0406;
+
+/// The first context of an HVM guest: the boot contract of
+/// `pv_abi::start_info::HVM_BOOT_CS`.
+pub fn boot_context(entry: u64) -> HvmContext {
+    let flat = |selector, attrib| Segment {
+        selector,
+        attrib,
+        limit: 0xffff_ffff,
+        base: 0,
+    };
+    let data = flat(HVM_BOOT_DS, attrib::DATA);
+    let mut ctx = HvmContext {
+        rip: entry,
+        rflags: rflags::RESERVED_ONE,
+        cr0: CR0_BOOT,
+        dr6: 0xffff_0ff0,
+        dr7: 0x400,
+        cs: flat(HVM_BOOT_CS, attrib::CODE32),
+        ds: data,
+        es: data,
+        ss: data,
+        fs: data,
+        gs: data,
+        tr: Segment {
+            attrib: attrib::TSS,
+            limit: 0x67,
+            ..Segment::default()
+        },
+        ldtr: Segment {
+            attrib: attrib::LDT,
+            ..Segment::default()
+        },
+        gdtr: DescriptorTable::default(),
+        idtr: DescriptorTable::default(),
+        pat: PAT_RESET,
+        ..HvmContext::default()
+    };
+    ctx.regs.rbx = HVM_START_INFO_GPA;
+    ctx
+}
+
+/// Whether `image` is an HVM guest: an ELF file with the note
+/// `pv_abi::start_info::HVM_NOTE_NAME`.
+pub fn is_hvm(image: &[u8]) -> bool {
+    let Ok(elf) = Elf::parse(image) else {
+        return false;
+    };
+    let Some(notes) = elf.iter_note_sections(image, None) else {
+        return false;
+    };
+    notes
+        .flatten()
+        .any(|n| n.name == HVM_NOTE_NAME && n.n_type == HVM_NOTE_TYPE)
+}
+
+/// Checks an HVM image for a guest of `pages` pages below its hole: its
+/// segments within its RAM from [`HVM_IMAGE_BASE`], its entry inside one.
+/// Returns the ELF and the end of the image (guest-physical).
+fn check_image<E>(image: &[u8], ram_end: u64) -> Result<(Elf<'_>, u64), BuildError<E>> {
+    let elf = Elf::parse(image).map_err(|_| BuildError::BadElf("not a parsable ELF file"))?;
+    if !elf.is_64 || elf.header.e_machine != goblin::elf::header::EM_X86_64 {
+        return Err(BuildError::BadElf("not an x86_64 ELF64 image"));
+    }
+    let mut image_end = HVM_IMAGE_BASE;
+    let mut entry_inside = false;
+    for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
+        let end = ph.p_paddr.checked_add(ph.p_memsz);
+        if ph.p_paddr < HVM_IMAGE_BASE
+            || end.is_none_or(|e| e > ram_end)
+            || ph.p_filesz > ph.p_memsz
+        {
+            return Err(BuildError::HvmSegmentOutOfRange {
+                paddr: ph.p_paddr,
+                memsz: ph.p_memsz,
+                ram_end,
+            });
+        }
+        if ph
+            .p_offset
+            .checked_add(ph.p_filesz)
+            .is_none_or(|e| e > image.len() as u64)
+        {
+            return Err(BuildError::BadElf(
+                "a segment lies beyond the end of the file",
+            ));
+        }
+        entry_inside |= (ph.p_paddr..ph.p_paddr + ph.p_memsz).contains(&elf.entry);
+        image_end = image_end.max(end.unwrap_or(0));
+    }
+    if !entry_inside {
+        return Err(BuildError::BadElf("the entry point is outside the image"));
+    }
+    Ok((elf, image_end))
+}
+
+/// Builds an HVM domain from `spec`, taking its frames and its nested
+/// page-table frames from `mem` and writing them through `memory`.
+pub fn build<M: GuestMemory>(
+    spec: &Spec<'_>,
+    mem: &mut MemParts<'_>,
+    memory: &mut M,
+) -> Result<BuiltHvm, BuildError<M::Error>> {
+    // The image lies in RAM below the hole (its pages are its gpfns there).
+    let ram_end = spec.pages.min(spec.hole.start().0) * PAGE_SIZE;
+    let (elf, image_end) = check_image(spec.image, ram_end)?;
+    let first_free = image_end.div_ceil(PAGE_SIZE);
+    let needed = first_free + MIN_FREE_PAGES;
+    if spec.pages < needed {
+        return Err(BuildError::TooSmall {
+            pages: spec.pages,
+            needed,
+        });
+    }
+    let p2m = frame_space(spec, mem, memory)?;
+    let mut guest = Guest { p2m, mem: memory };
+    let Ok(dom) = DomainContext::new(spec.id, &[]) else {
+        unreachable!("an empty list of MMIO ranges is sorted")
+    };
+    let filled = take_frames(spec, &dom, mem, &mut guest)
+        .and_then(|()| write_guest(spec, &elf, first_free, &mut guest));
+    if let Err(error) = filled {
+        return Err(give_back(mem, spec.id, &guest.p2m, error));
+    }
+    // The nested tables, from frames the frametable is told of when the
+    // domain's P2M-table frames are typed.
+    let mut taken: Vec<Mfn> = Vec::new();
+    let mut alloc = || {
+        let m = mem.pages.alloc()?;
+        taken.push(m);
+        Some(m)
+    };
+    match Npt::build(&guest.p2m, guest.mem, &mut alloc) {
+        Ok(npt) => Ok(BuiltHvm {
+            p2m: guest.p2m,
+            start_info: Gpfn(HVM_START_INFO_GPA / PAGE_SIZE),
+            npt,
+            vcpu: boot_context(elf.entry),
+        }),
+        Err(e) => {
+            for m in taken {
+                mem.pages.free(m);
+            }
+            Err(give_back(mem, spec.id, &guest.p2m, BuildError::Npt(e)))
+        }
+    }
+}
+
+/// Zeroes every page, copies the image's segments to their guest-physical
+/// addresses, writes the start-info page.
+fn write_guest<M: GuestMemory>(
+    spec: &Spec<'_>,
+    elf: &Elf<'_>,
+    first_free: u64,
+    guest: &mut Guest<'_, M>,
+) -> Result<(), BuildError<M::Error>> {
+    for page in 0..spec.pages {
+        let maddr = guest.maddr(page);
+        guest
+            .mem
+            .zero(maddr, PAGE_SIZE)
+            .map_err(BuildError::Memory)?;
+    }
+    for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
+        let bytes = &spec.image[ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize];
+        let mut gpa = ph.p_paddr;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let offset = gpa % PAGE_SIZE;
+            let n = rest.len().min((PAGE_SIZE - offset) as usize);
+            guest.write(guest.maddr(gpa / PAGE_SIZE) + offset, &rest[..n])?;
+            rest = &rest[n..];
+            gpa += n as u64;
+        }
+    }
+    let mut si = StartInfo {
+        magic: START_INFO_MAGIC,
+        domid: u64::from(spec.id.0),
+        flags: SIF_HVM | if spec.privileged { SIF_PRIVILEGED } else { 0 },
+        nr_pages: spec.pages,
+        first_free_gpfn: first_free,
+        ..StartInfo::default()
+    };
+    let n = spec.cmdline.len().min(si.cmdline.len() - 1);
+    si.cmdline[..n].copy_from_slice(&spec.cmdline.as_bytes()[..n]);
+    guest.write(guest.maddr(HVM_START_INFO_GPA / PAGE_SIZE), si.as_bytes())
+}
