@@ -288,8 +288,9 @@ pub struct DomainInfo {
     pub id: u16,
     /// 1 if paused.
     pub paused: u8,
-    /// 1 if privileged.
-    pub privileged: u8,
+    /// Flags: [`DOMINFO_PRIVILEGED`], [`DOMINFO_HVM`]. (Before issue #16
+    /// this byte was "1 if privileged"; no dom0 of any release reads it.)
+    pub flags: u8,
     /// Number of vCPUs.
     pub vcpus: u32,
     /// Frames owned.
@@ -299,6 +300,11 @@ pub struct DomainInfo {
     /// The domain's name, NUL padded.
     pub name: [u8; 32],
 }
+
+/// [`DomainInfo::flags`]: the domain is dom0.
+pub const DOMINFO_PRIVILEGED: u8 = 1 << 0;
+/// [`DomainInfo::flags`]: the domain is HVM (AMD SVM with nested paging).
+pub const DOMINFO_HVM: u8 = 1 << 1;
 
 /// What a [`MemoryMapEntry`] of a domain's memory map (`memory_map`) is;
 /// `MapKind::from_repr(n)` is the kind with number `n`.

@@ -54,7 +54,9 @@ use pvrt::hvlu_types::DomId;
 use pvrt::println;
 use pvrt::pv_abi::call::{create_size, hole_size, Domctl, DEFAULT_DOMU_KIB, MAX_MEMORY_MAP};
 use pvrt::pv_abi::console_line::LineReader;
-use pvrt::pv_abi::hypercall::{e820_name, DomainInfo, MapKind, MemoryMapEntry, MAX_ERROR_MESSAGE};
+use pvrt::pv_abi::hypercall::{
+    e820_name, DomainInfo, MapKind, MemoryMapEntry, DOMINFO_HVM, MAX_ERROR_MESSAGE,
+};
 
 pvrt::entry!(main);
 
@@ -364,7 +366,7 @@ fn list() {
     let mut infos = [DomainInfo::default(); 32];
     match hc::domctl_list(&mut infos) {
         Ok(total) => {
-            println!("id  name             frames    max       state");
+            println!("id  name             frames    max       kind  state");
             for info in infos.iter().take(total.min(32) as usize) {
                 let len = info.name.iter().position(|&b| b == 0).unwrap_or(32);
                 let name = core::str::from_utf8(&info.name[..len]).unwrap_or("?");
@@ -373,9 +375,14 @@ fn list() {
                 } else {
                     "running"
                 };
+                let kind = if info.flags & DOMINFO_HVM != 0 {
+                    "hvm"
+                } else {
+                    "pv"
+                };
                 println!(
-                    "{:<3} {:<16} {:<9} {:<9} {}",
-                    info.id, name, info.frames, info.max_frames, state
+                    "{:<3} {:<16} {:<9} {:<9} {:<5} {}",
+                    info.id, name, info.frames, info.max_frames, kind, state
                 );
             }
         }

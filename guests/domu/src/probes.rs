@@ -13,24 +13,7 @@ use pvrt::{println, start_info};
 
 use crate::{pte_for, LAST_SLOT};
 
-fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
-    match result {
-        Err(e) if e == expected => {
-            println!(
-                "probe {test} ({what}): refused with `{}` as expected",
-                e.name()
-            );
-            let _ = hc::report(Report::ExpectedRefusal, test);
-        }
-        other => {
-            println!(
-                "probe {test} ({what}): expected `{}`, got {other:?}",
-                expected.name()
-            );
-            let _ = hc::report(Report::UnexpectedResult, test);
-        }
-    }
-}
+use pvrt::probe::expect;
 
 /// The refusals; those of the memory maps only where the hypervisor has
 /// them (`has_maps`: its own map was given).

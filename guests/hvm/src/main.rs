@@ -12,6 +12,11 @@
 //! about once a second; the mismatch count must stay 0, across live
 //! updates too.
 //!
+//! With the command-line word `probe` it first tries the PV-only
+//! hypercalls (page tables, reservation, segment bases), which an HVM
+//! domain must be refused with `NoSys` (probes 40–44), and another
+//! domain's memory map (`Permission`, probe 45).
+//!
 //! Its first free page is a marker page whose word 0 is
 //! [`marker`]`(domid)`, written once and never again: what dom0 reads by
 //! guest frame number (`peek`) before and after an update.
@@ -22,9 +27,12 @@
 #![deny(unsafe_code)]
 
 use pvrt::hc;
+use pvrt::hvlu_types::pte::Level;
+use pvrt::hvlu_types::DomId;
 use pvrt::mem;
 use pvrt::pattern::{generation_word, pattern, split};
-use pvrt::pv_abi::hypercall::Report;
+use pvrt::probe::expect;
+use pvrt::pv_abi::hypercall::{Error, MemoryMapEntry, MmuUpdate, Report};
 use pvrt::{println, start_info};
 
 pvrt::entry!(main);
@@ -99,6 +107,42 @@ impl Work {
     }
 }
 
+/// The refusals of `probe`: the PV-only calls on one of its own frames.
+fn probes(own_gpfn: u64) {
+    let req = [MmuUpdate {
+        ptr: own_gpfn << 12,
+        val: 0,
+    }];
+    expect(40, "mmu_update", hc::mmu_update(&req), Error::NoSys);
+    expect(
+        41,
+        "pin_table of its own frame",
+        hc::pin_table(own_gpfn, Level::L1),
+        Error::NoSys,
+    );
+    expect(42, "new_baseptr", hc::new_baseptr(own_gpfn), Error::NoSys);
+    let mut out = [0u64; 1];
+    expect(
+        43,
+        "increase_reservation",
+        hc::increase_reservation(&mut out),
+        Error::NoSys,
+    );
+    expect(
+        44,
+        "decrease_reservation",
+        hc::decrease_reservation(&[own_gpfn]),
+        Error::NoSys,
+    );
+    let mut map = [MemoryMapEntry::default(); 4];
+    expect(
+        45,
+        "dom0's memory map",
+        hc::memory_map(DomId(0), &mut map),
+        Error::Permission,
+    );
+}
+
 fn main() -> ! {
     let si = start_info();
     let mark = si.first_free_gpfn;
@@ -111,6 +155,12 @@ fn main() -> ! {
         table_pages,
         pvrt::cmdline()
     );
+    if pvrt::cmdline()
+        .split_ascii_whitespace()
+        .any(|w| w == "probe")
+    {
+        probes(mark);
+    }
     let mut work = Work {
         table: mark + 1,
         first: mark + 1 + table_pages,

@@ -4,7 +4,7 @@
 use core::arch::asm;
 
 use hvlu_types::canonical::UPPER_HALF_START;
-use pv_abi::hypercall::Hypercall;
+use pv_abi::hypercall::{Error, Hypercall, Report};
 
 use crate::hc::{self, HcResult};
 
@@ -81,4 +81,25 @@ pub fn touch_fpu() {
     // SAFETY: `fninit` only resets the x87 state; under CR0.EM it faults
     // before doing anything.
     unsafe { asm!("fninit", options(nomem, nostack)) }
+}
+
+/// Checks that probe `test` (`what`) was refused with `expected`: reports
+/// an expected refusal, or an unexpected result with the test's number.
+pub fn expect(test: u64, what: &str, result: Result<u64, Error>, expected: Error) {
+    match result {
+        Err(e) if e == expected => {
+            crate::println!(
+                "probe {test} ({what}): refused with `{}` as expected",
+                e.name()
+            );
+            let _ = crate::hc::report(Report::ExpectedRefusal, test);
+        }
+        other => {
+            crate::println!(
+                "probe {test} ({what}): expected `{}`, got {other:?}",
+                expected.name()
+            );
+            let _ = crate::hc::report(Report::UnexpectedResult, test);
+        }
+    }
 }

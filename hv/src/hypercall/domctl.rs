@@ -106,7 +106,15 @@ fn info(dom: &Domain) -> DomainInfo {
     DomainInfo {
         id: dom.id.0,
         paused: u8::from(dom.paused),
-        privileged: u8::from(dom.privileged),
+        flags: if dom.privileged {
+            pv_abi::hypercall::DOMINFO_PRIVILEGED
+        } else {
+            0
+        } | if dom.hvm.is_some() {
+            pv_abi::hypercall::DOMINFO_HVM
+        } else {
+            0
+        },
         vcpus: dom.vcpus.len() as u32,
         frames: dom.frames(),
         max_frames: dom.max_frames,

@@ -90,8 +90,14 @@ fn answer(hv: &mut Hv, frame: &mut TrapFrame) {
     if explained && require_privileged(hv).is_ok() {
         hv.last_error.clear();
     }
+    let hvm = hv.current_domain().is_some_and(|dom| dom.hvm.is_some());
     let result = if number.is_some_and(Hypercall::dom0_only) && require_privileged(hv).is_err() {
         Err(Error::Permission)
+    } else if hvm && number.is_some_and(pv_only) {
+        // Its memory is the nested tables', which only the hypervisor
+        // changes: a PV page-table or reservation call has nothing to act
+        // on, and typing one of its frames as a page table would be wrong.
+        Err(Error::NoSys)
     } else {
         match Call::decode(nr, args) {
             // These leave `frame` to the scheduler.
@@ -110,6 +116,22 @@ fn answer(hv: &mut Hv, frame: &mut TrapFrame) {
         }
     }
     frame.regs.rax = return_value(result);
+}
+
+/// The calls only a PV domain makes: its page tables, its reservation (an
+/// HVM domain's frames are its nested tables'), its segment bases (an HVM
+/// guest loads its own).
+fn pv_only(call: Hypercall) -> bool {
+    matches!(
+        call,
+        Hypercall::MmuUpdate
+            | Hypercall::PinTable
+            | Hypercall::UnpinTable
+            | Hypercall::NewBaseptr
+            | Hypercall::IncreaseReservation
+            | Hypercall::DecreaseReservation
+            | Hypercall::SetSegmentBase
+    )
 }
 
 /// Runs `call` for domain `d`; `frame` is the caller's context, which
