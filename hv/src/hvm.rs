@@ -14,6 +14,8 @@
 //! handles its exit, and loops; it returns once the choice is a PV vCPU,
 //! whose frame the trap's `iretq` resumes.
 
+pub mod logdirty;
+
 use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
 
@@ -44,6 +46,8 @@ pub struct HvmDomain {
     /// The nested tables changed since its vCPUs last ran: flush the
     /// guest's TLB entries at the next `VMRUN`.
     pub flush: bool,
+    /// Log-dirty tracking, while it is on ([`logdirty`]).
+    pub log_dirty: Option<logdirty::LogDirty>,
 }
 
 /// An HVM vCPU: its VMCB and the general registers `VMRUN` does not switch.
@@ -291,12 +295,27 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
             vcpu.vmcb.rip = vcpu.vmcb.exit_info2;
         }
         exit::MSR => msr(hv, frame, d, v),
-        exit::NPF => fatal(
-            hv,
-            frame,
-            d,
-            format_args!("a nested page fault at guest-physical {info2:#x} (error {info1:#x})"),
-        ),
+        exit::NPF => {
+            // A write (bit 1) to a present page (bit 0) log-dirty keeps
+            // read-only: marked dirty, made writable, retried.
+            let write = info1 & 0b11 == 0b11;
+            let gpfn = hvlu_types::Gpfn(info2 / hvlu_types::PAGE_SIZE);
+            let logged = write
+                && hv
+                    .domains
+                    .get_mut(&d)
+                    .is_some_and(|dom| logdirty::write_fault(dom, gpfn));
+            if !logged {
+                fatal(
+                    hv,
+                    frame,
+                    d,
+                    format_args!(
+                        "a nested page fault at guest-physical {info2:#x} (error {info1:#x})"
+                    ),
+                );
+            }
+        }
         exit::SHUTDOWN => fatal(hv, frame, d, format_args!("a triple fault")),
         exit::INVALID => fatal(
             hv,

@@ -208,6 +208,35 @@ pub enum Domctl {
         /// Grant (true) or revoke (false).
         allow: bool,
     },
+    /// Log-dirty tracking of HVM domain `id` (Xen's `shadow_op`):
+    /// `op`; for `peek` and `clean`, the first dirty guest frames go to
+    /// `out` (at most [`MAX_DIRTY_OUT`]).
+    LogDirty {
+        /// The domain.
+        id: DomId,
+        /// What to do.
+        op: LogDirtyOp,
+        /// Where the first dirty gpfns (`u64`s) go.
+        out: GuestArray,
+    },
+}
+
+/// The most dirty guest frames one `domctl log_dirty` lists.
+pub const MAX_DIRTY_OUT: u64 = 1 << 16;
+
+/// What `domctl log_dirty` does (`LogDirtyOp::from_repr(n)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::FromRepr)]
+#[repr(u64)]
+pub enum LogDirtyOp {
+    /// Starts tracking: every RAM page write-protected, the bitmap empty.
+    Enable = 0,
+    /// Reports the dirty pages (count and the first ones), changes nothing.
+    Peek = 1,
+    /// Reports them like `Peek`, then empties the bitmap and
+    /// write-protects every page again.
+    Clean = 2,
+    /// Stops tracking: every page writable, the bitmap freed.
+    Off = 3,
 }
 
 impl Domctl {
@@ -221,6 +250,7 @@ impl Domctl {
             Domctl::List { .. } => DomctlOp::List,
             Domctl::Modules { .. } => DomctlOp::Modules,
             Domctl::IomemPermit { .. } => DomctlOp::IomemPermit,
+            Domctl::LogDirty { .. } => DomctlOp::LogDirty,
         }
     }
 
@@ -279,6 +309,11 @@ impl Domctl {
                     allow,
                 }
             }
+            DomctlOp::LogDirty => Domctl::LogDirty {
+                id: id()?,
+                op: LogDirtyOp::from_repr(a[1]).ok_or(DecodeError::LogDirtyOp { arg: a[1] })?,
+                out: GuestArray::cut(a[2], a[3], MAX_DIRTY_OUT),
+            },
         })
     }
 
@@ -299,6 +334,7 @@ impl Domctl {
                 count,
                 allow,
             } => [u64::from(id.0), first.0, count, u64::from(allow)],
+            Domctl::LogDirty { id, op, out } => [u64::from(id.0), op as u64, out.addr, out.count],
         }
     }
 }
@@ -697,6 +733,11 @@ pub enum DecodeError {
         /// The word.
         arg: u64,
     },
+    /// `domctl log_dirty` with an operation word that names none.
+    LogDirtyOp {
+        /// The word.
+        arg: u64,
+    },
     /// An `mmu_update` request whose entry address is not 8-byte aligned.
     MisalignedEntry {
         /// The request's `ptr`.
@@ -738,6 +779,7 @@ impl DecodeError {
                 | DecodeError::ModuleNameNotUtf8
                 | DecodeError::IomemRange { .. }
                 | DecodeError::IomemAllow { .. }
+                | DecodeError::LogDirtyOp { .. }
         )
     }
 }
@@ -798,6 +840,10 @@ impl fmt::Display for DecodeError {
             DecodeError::IomemAllow { arg } => {
                 write!(f, "{arg} is neither 1 (grant) nor 0 (revoke)")
             }
+            DecodeError::LogDirtyOp { arg } => write!(
+                f,
+                "{arg} is no log-dirty operation (0 on, 1 peek, 2 clean, 3 off)"
+            ),
             DecodeError::MisalignedEntry { ptr } => {
                 write!(f, "entry address {ptr:#x} is not 8-byte aligned")
             }

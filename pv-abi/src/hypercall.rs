@@ -267,6 +267,17 @@ pub enum DomctlOp {
     /// good). A revoke is refused while the domain's L1 tables still map a
     /// frame of the range. Every refusal says why (`last_error`).
     IomemPermit = 9,
+    /// `log_dirty(id, op, out, count)`: log-dirty tracking of HVM domain
+    /// `id`, as live migration uses it (Xen's `shadow_op`): `op` 0 starts
+    /// it (every RAM page write-protected in the nested tables, the bitmap
+    /// empty; a write then marks the page dirty and makes it writable
+    /// again), 1 peeks (the dirty count; the first dirty gpfns, ascending,
+    /// to `out`), 2 cleans (a peek, then the bitmap emptied and every page
+    /// write-protected again), 3 stops it (every page writable, the bitmap
+    /// freed). Returns the dirty count (0 for on and off). Refused for a
+    /// PV domain (`Invalid`), a domain that is not tracked (peek, clean,
+    /// off: `Invalid`), one already tracked (on: `Busy`).
+    LogDirty = 10,
 }
 
 /// One domain, as `domctl list` reports it.

@@ -87,3 +87,111 @@ fn an_update_with_an_hvm_domain_is_refused_before_anything_pauses() {
     beats_go_on(&mut m, &[1]);
     poweroff_pass(&mut m);
 }
+
+/// The gpfns of `(d{id}) dirtied k: a b c d` lines, by `k`.
+fn dirtied(m: &Machine, id: u16) -> std::collections::BTreeMap<u64, Vec<u64>> {
+    let prefix = format!("(d{id}) dirtied ");
+    m.lines_with(&prefix)
+        .map(|l| {
+            let (k, pages) = l[prefix.len()..].split_once(": ").expect("k: pages");
+            let pages = pages
+                .split_whitespace()
+                .map(|g| u64::from_str_radix(g.trim_start_matches("0x"), 16).unwrap())
+                .collect();
+            (k.parse().unwrap(), pages)
+        })
+        .collect()
+}
+
+/// dom0's `logdirty <id> peek|clean`: the count and the gpfns listed.
+fn logdirty_list(m: &mut Machine, id: u16, op: &str) -> (u64, Vec<u64>) {
+    let out = cmd(m, &format!("logdirty {id} {op}"));
+    let prefix = format!("(d0) logdirty d{id} {op}: ");
+    let line = out
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("logdirty {id} {op}: {out:?}"));
+    let (count, rest) = line.split_once(" dirty").expect("a count");
+    let pages = rest
+        .trim_start_matches(':')
+        .split_whitespace()
+        .map(|g| u64::from_str_radix(g.trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    (count.parse().unwrap(), pages)
+}
+
+/// A hex word of a `key 0x..` phrase in `line`.
+fn hex_after(line: &str, key: &str) -> u64 {
+    let rest = line.split(key).nth(1).expect(key);
+    let word = rest
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .next()
+        .unwrap();
+    u64::from_str_radix(word.trim_start_matches("0x"), 16).unwrap()
+}
+
+#[test]
+fn log_dirty_reports_exactly_the_pages_the_guest_wrote() {
+    let mut m = boot("hvm-logdirty", "");
+    cmd(&mut m, "create hvm 4096 dirty");
+    wait_all(&mut m, &["(d1) dirtied 1: "], LONG);
+    let up = m
+        .lines_with("(d1) hvm domU 1 up: ")
+        .next()
+        .expect("the guest's start line")
+        .to_string();
+    let mark = hex_after(&up, "marker at gpfn ");
+    // Refusals: a PV domain, an untracked domain, tracking twice.
+    for (line, why) in [
+        ("logdirty 0 on", "d0 is a PV domain"),
+        ("logdirty 1 peek", "d1 is not tracked"),
+        ("logdirty 1 sideways", "is none of on, peek, clean, off"),
+    ] {
+        let out = cmd(&mut m, line);
+        assert!(out.iter().any(|l| l.contains(why)), "{line}: {out:?}");
+    }
+    cmd(&mut m, "logdirty 1 on");
+    let out = cmd(&mut m, "logdirty 1 on");
+    assert!(out.iter().any(|l| l.contains("tracked already")), "{out:?}");
+    for _round in 0..2 {
+        cmd(&mut m, "pause 1");
+        let before = dirtied(&m, 1).keys().max().copied().unwrap_or(0);
+        logdirty_list(&mut m, 1, "clean");
+        cmd(&mut m, "unpause 1");
+        wait_all(&mut m, &[&format!("(d1) dirtied {}: ", before + 2)], LONG);
+        cmd(&mut m, "pause 1");
+        let last = dirtied(&m, 1).keys().max().copied().unwrap();
+        let (count, listed) = logdirty_list(&mut m, 1, "peek");
+        cmd(&mut m, "unpause 1");
+        // The heartbeat on the pause's edge prints after the unpause.
+        wait_all(&mut m, &[&format!("(d1) dirtied {}: ", last + 1)], LONG);
+        let sets = dirtied(&m, 1);
+        let pages = |ks: std::ops::RangeInclusive<u64>| -> std::collections::BTreeSet<u64> {
+            ks.flat_map(|k| sets[&k].clone()).collect()
+        };
+        assert!(
+            listed.len() as u64 == count,
+            "all listed: {count} {listed:?}"
+        );
+        // Outside the image: the marker page and the written pages.
+        let seen: std::collections::BTreeSet<u64> =
+            listed.iter().copied().filter(|&g| g > mark).collect();
+        assert!(
+            listed.contains(&mark),
+            "the marker page is written each heartbeat: {listed:?}"
+        );
+        let surely = pages(before + 2..=last);
+        let at_most = pages(before + 1..=last + 1);
+        assert!(
+            surely.is_subset(&seen) && seen.is_subset(&at_most),
+            "dirty {seen:?}; written inside the window {surely:?}, at most {at_most:?}"
+        );
+    }
+    let out = cmd(&mut m, "logdirty 1 off");
+    assert!(
+        out.iter().any(|l| l.contains("logdirty d1 off: done")),
+        "{out:?}"
+    );
+    beats_go_on(&mut m, &[1]);
+    poweroff_pass(&mut m);
+}

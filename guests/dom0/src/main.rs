@@ -26,6 +26,7 @@
 //! | `edu watch <ms>` / `edu watch off` / `edu watch` | check edu every `<ms>` between commands / stop / say how it goes |
 //! | `edu unmap` | stop the watch and take BAR 0 out of dom0's tables |
 //! | `iomem permit\|revoke <id> <mfn> <count>` | grant or revoke a domU's permission to map device frames |
+//! | `logdirty <id> on\|peek\|clean\|off` | log-dirty tracking of an HVM domU: start, report (count and first dirty gpfns), report and clean, stop |
 //!
 //! Images sent from the host (`cargo xtask live-update --image PATH`) need no
 //! command: they arrive on the host link (module `hostlink`) and are staged and
@@ -47,6 +48,7 @@
 
 mod devices;
 mod hostlink;
+mod hvm;
 mod text;
 
 use pvrt::hc;
@@ -87,6 +89,7 @@ const HELP: &str = "commands:
   edu watch <ms> | off                 check edu every <ms> between commands | stop (alone: how it goes)
   edu unmap                            stop the watch and take BAR 0 out of dom0's tables
   iomem permit|revoke <id> <mfn> <n>   grant or revoke a domU's permission to map n device frames
+  logdirty <id> on|peek|clean|off      log-dirty tracking of an HVM domU (peek/clean: count, first gpfns)
 images sent from the host (cargo xtask live-update --image PATH) need no command: \
 they arrive on the host link and are staged and executed";
 
@@ -341,6 +344,7 @@ fn run(words: &[&str], edu: &mut devices::Edu) {
         ["iomem", op @ ("permit" | "revoke"), id, first, count] => {
             devices::iomem(op, id, first, count)
         }
+        ["logdirty", id, op] => hvm::logdirty(id, op),
         [cmd, ..] => println!("unknown command `{cmd}` or wrong arguments; {HELP}"),
         [] => {}
     }

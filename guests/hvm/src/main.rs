@@ -20,6 +20,15 @@
 //! Its first free page is a marker page whose word 0 is
 //! [`marker`]`(domid)`, written once and never again: what dom0 reads by
 //! guest frame number (`peek`) before and after an update.
+//!
+//! With the word `dirty` it writes a known set of pages, for log-dirty
+//! tests: the loop only reads its pages under test (no generation is
+//! rewritten), and at heartbeat `k` it writes word 0 of the four pages
+//! `dirty_area + (4k + j) mod DIRTY_PAGES` (`j` < 4), bracketed by
+//! `started = k` (word 1 of the marker page) before and `done = k` (word 2)
+//! after, and prints `dirtied k: <gpfns>`. Paused with `started == done`,
+//! its pages outside its image written since heartbeat `a` are exactly the
+//! marker page and those of heartbeats `a+1..=done`.
 
 #![no_std]
 #![no_main]
@@ -42,6 +51,14 @@ fn marker(domid: u64) -> u64 {
     0x4856_4d5f_4d41_524b ^ domid
 }
 
+/// Pages of the `dirty` area.
+const DIRTY_PAGES: u64 = 64;
+
+/// The pages heartbeat `k` writes in `dirty` mode.
+fn dirtied(area: u64, k: u64) -> [u64; 4] {
+    core::array::from_fn(|j| area + (4 * k + j as u64) % DIRTY_PAGES)
+}
+
 /// The self-checking loop's state.
 struct Work {
     /// The first generation-table page.
@@ -53,6 +70,9 @@ struct Work {
     checks: u64,
     mismatches: u64,
     rng: u64,
+    /// Whether pages are rewritten with the next generation (not in
+    /// `dirty` mode, which only reads them).
+    rewrite: bool,
 }
 
 impl Work {
@@ -96,7 +116,7 @@ impl Work {
             println!("MISMATCH in page gpfn {gpfn:#x}: {bad} words");
             self.mismatches += 1;
         }
-        if self.checks.is_multiple_of(4) {
+        if self.rewrite && self.checks.is_multiple_of(4) {
             let next = gen.wrapping_add(1);
             for w in 0..mem::WORDS {
                 mem::write(gpfn, w, pattern(gpfn, next, w));
@@ -147,9 +167,13 @@ fn main() -> ! {
     let si = start_info();
     let mark = si.first_free_gpfn;
     mem::write(mark, 0, marker(si.domid));
-    let (table_pages, pages) = split(si.nr_pages - mark - 1);
+    let quiet = pvrt::cmdline()
+        .split_ascii_whitespace()
+        .any(|w| w == "dirty");
+    let area = mark + 1;
+    let (table_pages, pages) = split(si.nr_pages - area - DIRTY_PAGES);
     println!(
-        "hvm domU {} up: {} pages under test ({} generation-table pages), marker at gpfn {mark:#x}, args `{}`",
+        "hvm domU {} up: {} pages under test ({} generation-table pages), marker at gpfn {mark:#x}, dirty area at gpfn {area:#x}, image below gpfn {mark:#x}, args `{}`",
         si.domid,
         pages,
         table_pages,
@@ -162,12 +186,13 @@ fn main() -> ! {
         probes(mark);
     }
     let mut work = Work {
-        table: mark + 1,
-        first: mark + 1 + table_pages,
+        table: area + DIRTY_PAGES,
+        first: area + DIRTY_PAGES + table_pages,
         pages,
         checks: 0,
         mismatches: 0,
         rng: 0x8765_4321 ^ si.domid,
+        rewrite: !quiet,
     };
     work.fill();
     let hz = hc::sysinfo().map(|i| i.tick_hz).unwrap_or(100).max(1);
@@ -192,6 +217,18 @@ fn main() -> ! {
                 "heartbeat {beats}: checks={} mismatches={}",
                 work.checks, work.mismatches
             );
+            if quiet {
+                let pages = dirtied(area, beats);
+                mem::write(mark, 1, beats);
+                for g in pages {
+                    mem::write(g, 0, beats);
+                }
+                mem::write(mark, 2, beats);
+                println!(
+                    "dirtied {beats}: {:#x} {:#x} {:#x} {:#x}",
+                    pages[0], pages[1], pages[2], pages[3]
+                );
+            }
         }
     }
 }

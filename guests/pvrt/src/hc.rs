@@ -4,7 +4,7 @@
 use core::arch::asm;
 
 use hvlu_types::{pte::Level, DomId, Mfn};
-use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, MAX_CREATE_ARGS};
+use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, LogDirtyOp, MAX_CREATE_ARGS};
 use pv_abi::hypercall::{
     DeviceInfo, DomainInfo, Error, LuStatus, MemoryMapEntry, MmuUpdate, Report, SysInfo,
 };
@@ -231,6 +231,19 @@ pub fn iomem_permit(id: DomId, first: u64, count: u64, allow: bool) -> HcResult 
         first: Mfn(first),
         count,
         allow,
+    }))
+}
+
+/// `domctl log_dirty` of HVM domain `id` (dom0 only): `op`; for peek and
+/// clean the first dirty gpfns fill `out`. Returns the dirty count.
+pub fn log_dirty(id: DomId, op: LogDirtyOp, out: &mut [u64]) -> HcResult {
+    call(Call::Domctl(Domctl::LogDirty {
+        id,
+        op,
+        out: GuestArray {
+            addr: out.as_mut_ptr() as u64,
+            count: out.len() as u64,
+        },
     }))
 }
 

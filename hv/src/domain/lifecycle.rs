@@ -197,6 +197,7 @@ impl Hv {
             npt: b.npt,
             asid,
             flush: true,
+            log_dirty: None,
         });
         self.domains.insert(id, domain);
         self.next_domid = DomId(id.0 + 1);
@@ -217,7 +218,8 @@ impl Hv {
             hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
         }
         if let Some(h) = &domain.hvm {
-            for &t in h.npt.tables() {
+            let bitmap = h.log_dirty.iter().flat_map(|l| l.frames.iter());
+            for &t in h.npt.tables().iter().chain(bitmap) {
                 self.mem.pages.free(t);
             }
         }

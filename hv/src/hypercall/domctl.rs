@@ -49,6 +49,7 @@ pub fn do_domctl(hv: &mut Hv, op: Domctl) -> Result<u64, Error> {
             count,
             allow,
         } => super::devices::iomem_permit(hv, id, first, count, allow),
+        Domctl::LogDirty { id, op, out } => crate::hvm::logdirty::domctl(hv, id, op, out),
         Domctl::Modules { out } => {
             let mut text = String::new();
             for m in &hv.modules {

@@ -231,7 +231,16 @@ fn copy_from_guest(hv: &Hv, va: u64, buf: &mut [u8]) -> Result<(), Error> {
 }
 
 /// Copies `data` to the caller's address `va` (all of it or nothing).
+pub(crate) fn copy_out(hv: &Hv, va: u64, data: &[u8]) -> Result<(), Error> {
+    copy_to_guest(hv, va, data)
+}
+
+/// Copies `data` to the caller's address `va` (all of it or nothing).
 fn copy_to_guest(hv: &Hv, va: u64, data: &[u8]) -> Result<(), Error> {
-    let (id, cr3) = caller(hv)?;
-    guest_mem::write(hv.mem.frametable, id, cr3, va, data)
+    let (id, space) = caller(hv)?;
+    guest_mem::write(hv.mem.frametable, id, space, va, data)?;
+    if let (Space::Hvm(_), Some(dom)) = (space, hv.current_domain()) {
+        crate::hvm::logdirty::written(dom, va, data.len() as u64);
+    }
+    Ok(())
 }

@@ -258,7 +258,7 @@ fn create_with_hole(kib: u64, hole: u64) -> Result<Call, DecodeError> {
 
 #[test]
 fn domctl_operations_decode_and_unknown_ones_are_nosys() {
-    for op in (1..=6).chain([9]) {
+    for op in (1..=6).chain([9, 10]) {
         let a = match DomctlOp::from_repr(op).unwrap() {
             DomctlOp::Create => [ADDR, 4, 4096],
             _ => [1, 2, 3],
@@ -268,12 +268,42 @@ fn domctl_operations_decode_and_unknown_ones_are_nosys() {
         };
         assert_eq!(d.op() as u64, op);
     }
-    for op in [0, 10, u64::MAX] {
+    for op in [0, 11, u64::MAX] {
         let e = domctl(op, [0; 3]).unwrap_err();
         assert_eq!(e, DecodeError::UnknownDomctl { op });
         assert_eq!(e.error(), Error::NoSys);
         assert!(!e.explained());
     }
+}
+
+#[test]
+fn log_dirty_decodes_its_four_operations_and_explains_any_other() {
+    for (word, op) in [
+        (0, LogDirtyOp::Enable),
+        (1, LogDirtyOp::Peek),
+        (2, LogDirtyOp::Clean),
+        (3, LogDirtyOp::Off),
+    ] {
+        let call = decode(
+            Hypercall::Domctl,
+            [DomctlOp::LogDirty as u64, 3, word, ADDR, MAX_DIRTY_OUT + 5],
+        );
+        let want = Call::Domctl(Domctl::LogDirty {
+            id: DomId(3),
+            op,
+            out: GuestArray {
+                addr: ADDR,
+                count: MAX_DIRTY_OUT,
+            },
+        });
+        assert_eq!(call, Ok(want));
+        let (nr, args) = want.encode();
+        assert_eq!(Call::decode(nr, args), Ok(want));
+    }
+    let e = domctl(DomctlOp::LogDirty as u64, [3, 4, 0]).unwrap_err();
+    assert_eq!(e, DecodeError::LogDirtyOp { arg: 4 });
+    assert_eq!(e.error(), Error::Invalid);
+    assert!(e.explained());
 }
 
 #[test]

@@ -1,0 +1,246 @@
+//! Log-dirty tracking of an HVM domain, as live migration uses it (Xen's
+//! nested-paging log-dirty): `enable` write-protects every RAM leaf of the
+//! nested tables; a write then faults (`NPF`), and [`write_fault`] marks
+//! the page dirty in the bitmap and makes its leaf writable again; `peek`
+//! reports the dirty pages; `clean` reports them, empties the bitmap and
+//! write-protects every page again; `off` makes every page writable and
+//! frees the bitmap.
+//!
+//! The bitmap is one bit per RAM index of the domain (`hvlu_types::hole`),
+//! in frames the hypervisor takes from its page allocator. What holds
+//! between two calls — the invariant a live update carries and the single
+//! pass checks — is: a RAM leaf is writable only if its bit is set.
+
+use alloc::vec::Vec;
+
+use hvlu_types::pte::WRITABLE;
+use hvlu_types::{DomId, Gpfn, Mfn, PAGE_SIZE};
+use pv_abi::call::{GuestArray, LogDirtyOp};
+use pv_abi::hypercall::Error;
+
+use crate::arch::phys;
+use crate::domain::builder::PhysMemory;
+use crate::domain::npt::RAM_FLAGS;
+use crate::domain::Domain;
+use crate::hv::Hv;
+
+/// Bits in a bitmap frame.
+const BITS_PER_FRAME: u64 = PAGE_SIZE * 8;
+
+/// The bitmap of a tracked domain.
+#[derive(Debug)]
+pub struct LogDirty {
+    /// Its frames: bit `i` of the bitmap is RAM index `i`.
+    pub frames: Vec<Mfn>,
+    /// Bits set (a cell: the hypervisor's own writes into the guest mark
+    /// pages dirty through a shared borrow, [`written`]).
+    pub dirty: core::cell::Cell<u64>,
+}
+
+impl LogDirty {
+    /// Where bit `i` lives: the byte's physical address and its mask.
+    fn byte(&self, i: u64) -> Option<(u64, u8)> {
+        let frame = self.frames.get((i / BITS_PER_FRAME) as usize)?;
+        let bit = i % BITS_PER_FRAME;
+        Some((frame.addr() + bit / 8, 1 << (bit % 8)))
+    }
+
+    /// Whether RAM index `i` is dirty.
+    pub fn is_dirty(&self, i: u64) -> bool {
+        let Some((addr, mask)) = self.byte(i) else {
+            return false;
+        };
+        let mut b = [0u8];
+        phys::read(addr, &mut b).is_ok() && b[0] & mask != 0
+    }
+
+    /// Marks RAM index `i` dirty.
+    fn set(&self, i: u64) {
+        let Some((addr, mask)) = self.byte(i) else {
+            return;
+        };
+        let mut b = [0u8];
+        if phys::read(addr, &mut b).is_ok() && b[0] & mask == 0 {
+            b[0] |= mask;
+            if phys::write(addr, &b).is_ok() {
+                self.dirty.set(self.dirty.get() + 1);
+            }
+        }
+    }
+
+    /// Empties the bitmap.
+    fn clear(&mut self) {
+        for f in &self.frames {
+            let _ = phys::zero(f.addr(), PAGE_SIZE);
+        }
+        self.dirty.set(0);
+    }
+}
+
+/// The hypervisor wrote `len` bytes at guest-physical `gpa` of `dom` (a
+/// hypercall's output): those pages are dirty, as if the guest had
+/// written them (their leaves stay as they are: read-only and dirty is
+/// allowed, writable and clean is not).
+pub fn written(dom: &Domain, gpa: u64, len: u64) {
+    let Some(ld) = dom.hvm.as_ref().and_then(|h| h.log_dirty.as_ref()) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    let hole = dom.hole();
+    for gpfn in gpa / PAGE_SIZE..=(gpa + len - 1) / PAGE_SIZE {
+        if let Some(i) = hole.index_of(Gpfn(gpfn)) {
+            ld.set(i);
+        }
+    }
+}
+
+/// Sets or clears the write permission of every RAM leaf of `dom`'s
+/// nested tables.
+fn protect_all(dom: &mut Domain, writable: bool) -> Result<(), Error> {
+    let Some(h) = dom.hvm.as_mut() else {
+        return Err(Error::Invalid);
+    };
+    let mut mem = PhysMemory::default();
+    for (gpfn, mfn) in dom.p2m.entries() {
+        let leaf = Mfn(mfn).addr() | RAM_FLAGS;
+        let entry = if writable { leaf } else { leaf & !WRITABLE };
+        h.npt
+            .set(&mut mem, &mut || None, gpfn, entry)
+            .map_err(|_| Error::Failed)?;
+    }
+    h.flush = true;
+    Ok(())
+}
+
+/// A write fault at `gpfn` of `dom`: if log-dirty tracks it and `gpfn` is
+/// RAM whose leaf is write-protected, marks it dirty and makes it writable
+/// (the guest retries the write). Returns whether it was that.
+pub fn write_fault(dom: &mut Domain, gpfn: Gpfn) -> bool {
+    let Some(index) = dom.hole().index_of(gpfn) else {
+        return false;
+    };
+    let Some(mfn) = dom.p2m.get(gpfn) else {
+        return false;
+    };
+    let Some(h) = dom.hvm.as_mut() else {
+        return false;
+    };
+    let Some(ld) = h.log_dirty.as_mut() else {
+        return false;
+    };
+    let mut mem = PhysMemory::default();
+    match h.npt.get(&mem, gpfn) {
+        Ok(e) if e & WRITABLE == 0 && e != 0 => {}
+        _ => return false,
+    }
+    ld.set(index);
+    let leaf = Mfn(mfn).addr() | RAM_FLAGS;
+    if h.npt.set(&mut mem, &mut || None, gpfn, leaf).is_err() {
+        return false;
+    }
+    h.flush = true;
+    true
+}
+
+/// `domctl log_dirty`: see `pv_abi::hypercall::DomctlOp::LogDirty`.
+pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result<u64, Error> {
+    let Some(dom) = hv.domains.get(&id) else {
+        return hv.refuse_with(Error::NotFound, alloc::format!("there is no domain d{id}"));
+    };
+    let Some(h) = dom.hvm.as_ref() else {
+        return hv.refuse_with(
+            Error::Invalid,
+            alloc::format!("d{id} is a PV domain: log-dirty tracks an HVM domain's nested tables"),
+        );
+    };
+    match (op, h.log_dirty.is_some()) {
+        (LogDirtyOp::Enable, true) => {
+            return hv.refuse_with(Error::Busy, alloc::format!("d{id} is tracked already"));
+        }
+        (LogDirtyOp::Peek | LogDirtyOp::Clean | LogDirtyOp::Off, false) => {
+            return hv.refuse_with(
+                Error::Invalid,
+                alloc::format!("d{id} is not tracked: `logdirty {id} on` first"),
+            );
+        }
+        _ => {}
+    }
+    match op {
+        LogDirtyOp::Enable => {
+            let n = dom.p2m.limit().div_ceil(BITS_PER_FRAME);
+            let mut frames = Vec::new();
+            for _ in 0..n {
+                let Some(f) = hv.mem.pages.alloc() else {
+                    for f in frames {
+                        hv.mem.pages.free(f);
+                    }
+                    return hv.refuse_with(
+                        Error::NoMemory,
+                        alloc::format!("no free frame for d{id}'s dirty bitmap ({n} frames)"),
+                    );
+                };
+                let _ = phys::zero(f.addr(), PAGE_SIZE);
+                frames.push(f);
+            }
+            let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
+            if let Some(h) = dom.hvm.as_mut() {
+                h.log_dirty = Some(LogDirty {
+                    frames,
+                    dirty: core::cell::Cell::new(0),
+                });
+            }
+            protect_all(dom, false)?;
+            Ok(0)
+        }
+        LogDirtyOp::Peek | LogDirtyOp::Clean => {
+            let dirty = list(hv, id, out)?;
+            if op == LogDirtyOp::Clean {
+                let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
+                if let Some(ld) = dom.hvm.as_mut().and_then(|h| h.log_dirty.as_mut()) {
+                    ld.clear();
+                }
+                protect_all(dom, false)?;
+            }
+            Ok(dirty)
+        }
+        LogDirtyOp::Off => {
+            let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
+            protect_all(dom, true)?;
+            let ld = dom.hvm.as_mut().and_then(|h| h.log_dirty.take());
+            for f in ld.map(|l| l.frames).unwrap_or_default() {
+                hv.mem.pages.free(f);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Writes the first dirty gpfns of `id` (ascending) to `out`; returns the
+/// dirty count.
+fn list(hv: &mut Hv, id: DomId, out: GuestArray) -> Result<u64, Error> {
+    let dom = hv.domains.get(&id).ok_or(Error::NotFound)?;
+    let ld = dom
+        .hvm
+        .as_ref()
+        .and_then(|h| h.log_dirty.as_ref())
+        .ok_or(Error::Invalid)?;
+    let hole = dom.hole();
+    let mut first: Vec<u8> = Vec::new();
+    let mut listed = 0;
+    for i in 0..dom.p2m.limit() {
+        if listed == out.count {
+            break;
+        }
+        if ld.is_dirty(i) {
+            if let Some(g) = hole.gpfn_of(i) {
+                first.extend_from_slice(&g.0.to_le_bytes());
+                listed += 1;
+            }
+        }
+    }
+    let dirty = ld.dirty.get();
+    crate::hypercall::copy_out(hv, out.addr, &first)?;
+    Ok(dirty)
+}
