@@ -965,3 +965,149 @@ fn hypervisor_slots_that_cannot_be_written_give_every_frame_back() {
     );
     assert_eq!(m.snapshot(), before);
 }
+
+/// HVM guests (`super::hvm`): an image at 1 MiB guest-physical.
+mod hvm_guests {
+    use super::*;
+    use crate::domain::builder::hvm::{build as build_hvm, BuiltHvm};
+    use crate::domain::npt::{NptError, RAM_FLAGS};
+    use pv_abi::start_info::{HVM_IMAGE_BASE, HVM_START_INFO_GPA, SIF_HVM};
+
+    const HVM_ENTRY: u64 = HVM_IMAGE_BASE + 0x20;
+
+    fn hvm_image(base: u64) -> Vec<u8> {
+        elf_file(
+            true,
+            elf::EM_X86_64.0,
+            base + 0x20,
+            &[Segment {
+                vaddr: base,
+                flags: PF_R | PF_X | PF_W,
+                bytes: pattern(7, 5000),
+                memsz: 3 * PAGE_SIZE,
+            }],
+        )
+    }
+
+    fn spec(image: &[u8], pages: u64) -> Spec<'_> {
+        Spec {
+            id: DomId(3),
+            name: "hvm",
+            image,
+            pages,
+            privileged: false,
+            cmdline: "dirty",
+            hole: Hole::DEFAULT,
+        }
+    }
+
+    impl Machine {
+        fn build_hvm(&mut self, spec: &Spec<'_>) -> Result<BuiltHvm, BuildError<Refusal>> {
+            let mut parts = MemParts {
+                layout: MachineLayout::new(&self.ram, self.region, &self.reserved).unwrap(),
+                frametable: &mut self.frametable,
+                m2p: &mut self.m2p,
+                pages: &mut self.pages,
+            };
+            build_hvm(spec, &mut parts, &mut self.memory)
+        }
+    }
+
+    #[test]
+    fn an_hvm_guest_gets_its_image_at_its_physical_addresses_and_nested_tables_for_all_its_ram() {
+        let image = hvm_image(HVM_IMAGE_BASE);
+        let mut m = Machine::new(2048);
+        let b = m.build_hvm(&spec(&image, 1024)).expect("built");
+        assert_eq!(b.p2m.frames(), 1024);
+        // Every RAM frame, writable, at the frame the frame space says.
+        for (gpfn, mfn) in b.p2m.entries() {
+            assert_eq!(
+                b.npt.get(&m.memory, gpfn),
+                Ok(Mfn(mfn).addr() | RAM_FLAGS),
+                "{gpfn:?}"
+            );
+        }
+        // Nothing beyond it, nothing in the hole.
+        assert_eq!(b.npt.get(&m.memory, Gpfn(1024)), Ok(0));
+        assert_eq!(b.npt.get(&m.memory, Gpfn(0xc0000)), Ok(0));
+        // Five table frames for 4 MiB (an L4, an L3, an L2, two L1s),
+        // none of them a frame of the guest's.
+        assert_eq!(b.npt.tables().len(), 5);
+        assert!(b
+            .npt
+            .tables()
+            .iter()
+            .all(|t| b.p2m.mfns().all(|m| m != t.0)));
+        // The image's bytes at 1 MiB, page by page.
+        let bytes = pattern(7, 5000);
+        let mfn = |gpa: u64| b.p2m.get(Gpfn(gpa / PAGE_SIZE)).unwrap();
+        assert_eq!(
+            m.memory.bytes(mfn(HVM_IMAGE_BASE) << 12, 4096),
+            &bytes[..4096]
+        );
+        assert_eq!(
+            m.memory.bytes(mfn(HVM_IMAGE_BASE + PAGE_SIZE) << 12, 904),
+            &bytes[4096..]
+        );
+        // The start-info page.
+        let si_bytes = m
+            .memory
+            .bytes(mfn(HVM_START_INFO_GPA) << 12, size_of::<StartInfo>());
+        let word =
+            |offset: usize| u64::from_le_bytes(si_bytes[offset..offset + 8].try_into().unwrap());
+        let field = |f: fn(&StartInfo) -> &u64| {
+            let si = StartInfo::default();
+            (f(&si) as *const u64 as usize) - (&si as *const StartInfo as usize)
+        };
+        assert_eq!(word(field(|s| &s.flags)) & SIF_HVM, SIF_HVM);
+        assert_eq!(word(field(|s| &s.nr_pages)), 1024);
+        assert_eq!(
+            word(field(|s| &s.first_free_gpfn)),
+            (HVM_IMAGE_BASE + 3 * PAGE_SIZE) / PAGE_SIZE
+        );
+        assert_eq!(
+            word(field(|s| &s.l4_mfn)),
+            0,
+            "an HVM guest never sees a machine frame"
+        );
+        // The boot contract.
+        assert_eq!(b.vcpu.rip, HVM_ENTRY);
+        assert_eq!(b.vcpu.regs.rbx, HVM_START_INFO_GPA);
+        assert_eq!(b.vcpu.cr0 & 0x8000_0001, 1, "protected mode, paging off");
+        assert_eq!(b.vcpu.efer, 0);
+    }
+
+    #[test]
+    fn an_hvm_image_outside_its_ram_or_too_large_is_refused_and_nothing_is_taken() {
+        let mut m = Machine::new(2048);
+        let before = m.snapshot();
+        let low = hvm_image(0x8000);
+        assert!(matches!(
+            m.build_hvm(&spec(&low, 1024)),
+            Err(BuildError::HvmSegmentOutOfRange { paddr: 0x8000, .. })
+        ));
+        let high = hvm_image(HVM_IMAGE_BASE);
+        assert!(matches!(
+            m.build_hvm(&spec(&high, 256)),
+            Err(BuildError::HvmSegmentOutOfRange { .. })
+        ));
+        assert!(matches!(
+            m.build_hvm(&spec(&high, 260)),
+            Err(BuildError::TooSmall { .. })
+        ));
+        assert_eq!(m.snapshot(), before);
+    }
+
+    #[test]
+    fn an_hvm_guest_whose_nested_tables_find_no_frame_gives_every_frame_back() {
+        let image = hvm_image(HVM_IMAGE_BASE);
+        // Exactly the guest's frames: none left for the tables.
+        let mut m = Machine::new(1024);
+        let before = m.snapshot();
+        assert!(matches!(
+            m.build_hvm(&spec(&image, 1024)),
+            Err(BuildError::Npt(NptError::NoFrame))
+        ));
+        assert_eq!(m.snapshot(), before);
+    }
+}
