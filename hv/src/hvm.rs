@@ -15,6 +15,7 @@
 //! whose frame the trap's `iretq` resumes.
 
 pub mod logdirty;
+pub mod mmio;
 
 use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
@@ -48,6 +49,8 @@ pub struct HvmDomain {
     pub flush: bool,
     /// Log-dirty tracking, while it is on ([`logdirty`]).
     pub log_dirty: Option<logdirty::LogDirty>,
+    /// Reads of the emulated device's polled register ([`mmio`]).
+    pub emu_polls: u64,
 }
 
 /// An HVM vCPU: its VMCB and the general registers `VMRUN` does not switch.
@@ -300,6 +303,24 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
             // read-only: marked dirty, made writable, retried.
             let write = info1 & 0b11 == 0b11;
             let gpfn = hvlu_types::Gpfn(info2 / hvlu_types::PAGE_SIZE);
+            let emulated = (mmio::EMU_GPA..mmio::EMU_GPA + hvlu_types::PAGE_SIZE)
+                .contains(&info2)
+                && hv.domains.get(&d).is_some_and(|dom| dom.hole().contains(gpfn));
+            if emulated {
+                let done = hv
+                    .domains
+                    .get_mut(&d)
+                    .map(|dom| mmio::emulate(dom, v, info2));
+                if let Some(Err(e)) = done {
+                    fatal(
+                        hv,
+                        frame,
+                        d,
+                        format_args!("an access to its emulated device it cannot make: {e}"),
+                    );
+                }
+                return;
+            }
             let logged = write
                 && hv
                     .domains

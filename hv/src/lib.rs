@@ -39,6 +39,7 @@ macro_rules! bare_metal {
 pub mod cmdline;
 pub mod deferred;
 pub mod domain;
+pub mod insn;
 pub mod iomem;
 pub mod mm;
 pub mod pci;

@@ -195,3 +195,41 @@ fn log_dirty_reports_exactly_the_pages_the_guest_wrote() {
     beats_go_on(&mut m, &[1]);
     poweroff_pass(&mut m);
 }
+
+#[test]
+fn the_emulated_device_answers_and_the_rest_of_the_hole_and_beyond_ram_end_the_domain() {
+    let mut m = boot("hvm-hole", "");
+    cmd(&mut m, "create hvm 4096");
+    wait_all(
+        &mut m,
+        &[
+            "(d1) emulated device: magic 0x31554d45554c5648 (ok), domain 1, poll 1",
+            "(d1) heartbeat 2: ",
+        ],
+        LONG,
+    );
+    // The polled register went up at each heartbeat (else a mismatch).
+    let polls: Vec<u64> = m
+        .lines_with("(d1) heartbeat ")
+        .filter_map(|l| l.split("device_polls=").nth(1)?.parse().ok())
+        .collect();
+    assert!(
+        polls.windows(2).all(|w| w[0] < w[1]) && polls.len() >= 2,
+        "{polls:?}"
+    );
+    for (word, id, gpa) in [("holefault", 2, "0xc0000000"), ("beyond", 3, "0x400000")] {
+        cmd(&mut m, &format!("create hvm 4096 {word}"));
+        wait_all(
+            &mut m,
+            &[
+                &format!("(hv) d{id} (HVM) took a nested page fault at guest-physical {gpa} "),
+                &format!("(hv) d{id} destroyed, 1024 frames freed"),
+            ],
+            LONG,
+        );
+        assert_eq!(m.lines_with(&format!("(d{id}) MISMATCH")).count(), 0);
+    }
+    beats_go_on(&mut m, &[1]);
+    // The faults were announced: the verdict stays clean.
+    poweroff_pass(&mut m);
+}

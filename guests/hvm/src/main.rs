@@ -17,6 +17,14 @@
 //! domain must be refused with `NoSys` (probes 40–44), and another
 //! domain's memory map (`Permission`, probe 45).
 //!
+//! It polls the device the hypervisor emulates in its PCI hole (the page at
+//! `EMU_GPA`): the magic and its domain id once, and at every heartbeat the
+//! polled register, which must have gone up (`device_polls=` in the
+//! heartbeat); anything else is a mismatch. The word `holefault` makes it
+//! read its PCI hole's first page, which has no device: the hypervisor
+//! must end it (it announces the fault first); `beyond` reads the first
+//! page past its RAM, the same.
+//!
 //! Its first free page is a marker page whose word 0 is
 //! [`marker`]`(domid)`, written once and never again: what dom0 reads by
 //! guest frame number (`peek`) before and after an update.
@@ -50,6 +58,12 @@ pvrt::entry!(main);
 fn marker(domid: u64) -> u64 {
     0x4856_4d5f_4d41_524b ^ domid
 }
+
+/// The emulated device's page (`hv`'s `hvm::mmio::EMU_GPA`): the last
+/// page below 4 GiB.
+const EMU_GPA: u64 = 0xffff_f000;
+/// Its register 0.
+const EMU_MAGIC: u64 = u64::from_le_bytes(*b"HVLUEMU1");
 
 /// Pages of the `dirty` area.
 const DIRTY_PAGES: u64 = 64;
@@ -179,11 +193,28 @@ fn main() -> ! {
         table_pages,
         pvrt::cmdline()
     );
-    if pvrt::cmdline()
-        .split_ascii_whitespace()
-        .any(|w| w == "probe")
-    {
+    let word = |w: &str| pvrt::cmdline().split_ascii_whitespace().any(|x| x == w);
+    if word("probe") {
         probes(mark);
+    }
+    let magic = pvrt::hvm::mmio_read(EMU_GPA);
+    let id = pvrt::hvm::mmio_read(EMU_GPA + 0x18);
+    let mut polls = pvrt::hvm::mmio_read(EMU_GPA + 8);
+    let device_ok = magic == EMU_MAGIC && id == si.domid;
+    println!(
+        "emulated device: magic {magic:#x} ({}), domain {id}, poll {polls}",
+        if device_ok { "ok" } else { "WRONG" }
+    );
+    for (w, gpa) in [("holefault", 0xc000_0000), ("beyond", si.nr_pages * 4096)] {
+        if word(w) {
+            println!(
+                "reading guest-physical {gpa:#x} on purpose: the hypervisor must end this domain"
+            );
+            let _ = hc::report(Report::ExpectFault, 1);
+            let v = pvrt::hvm::mmio_read(gpa);
+            println!("MISMATCH: read {v:#x} at {gpa:#x} and ran on");
+            let _ = hc::report(Report::Mismatches, 1);
+        }
     }
     let mut work = Work {
         table: area + DIRTY_PAGES,
@@ -194,6 +225,9 @@ fn main() -> ! {
         rng: 0x8765_4321 ^ si.domid,
         rewrite: !quiet,
     };
+    if !device_ok {
+        work.mismatches += 1;
+    }
     work.fill();
     let hz = hc::sysinfo().map(|i| i.tick_hz).unwrap_or(100).max(1);
     let mut last_beat = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
@@ -213,8 +247,14 @@ fn main() -> ! {
         if now.wrapping_sub(last_beat) >= hz {
             last_beat = now;
             beats += 1;
+            let now = pvrt::hvm::mmio_read(EMU_GPA + 8);
+            if now <= polls {
+                println!("MISMATCH: the device's polled register went from {polls} to {now}");
+                work.mismatches += 1;
+            }
+            polls = now;
             println!(
-                "heartbeat {beats}: checks={} mismatches={}",
+                "heartbeat {beats}: checks={} mismatches={} device_polls={polls}",
                 work.checks, work.mismatches
             );
             if quiet {

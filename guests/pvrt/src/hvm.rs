@@ -30,6 +30,27 @@ pub fn is_hvm() -> bool {
     PVRT_HVM.load(Ordering::Relaxed) != 0
 }
 
+/// Reads the 64-bit word at guest-physical `gpa` with one `mov` (an HVM
+/// guest's page tables map the first 4 GiB identity): for device
+/// registers, which the hypervisor emulates by decoding that `mov`.
+pub fn mmio_read(gpa: u64) -> u64 {
+    assert!(is_hvm(), "mmio_read is for HVM guests");
+    let value: u64;
+    // SAFETY: a load from the identity-mapped address `gpa`; device memory
+    // or an emulated register has no Rust object behind it, and a gpa the
+    // domain may not reach ends the domain (a nested page fault), nothing
+    // worse.
+    unsafe {
+        core::arch::asm!(
+            "mov {v}, qword ptr [{a}]",
+            a = in(reg) gpa,
+            v = out(reg) value,
+            options(nostack, readonly)
+        );
+    }
+    value
+}
+
 global_asm!(
     r#"
     .section .text.boot32, "ax"
