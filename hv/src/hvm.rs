@@ -49,8 +49,6 @@ pub struct HvmDomain {
     pub flush: bool,
     /// Log-dirty tracking, while it is on ([`logdirty`]).
     pub log_dirty: Option<logdirty::LogDirty>,
-    /// Reads of the emulated device's polled register ([`mmio`]).
-    pub emu_polls: u64,
 }
 
 /// An HVM vCPU: its VMCB and the general registers `VMRUN` does not switch.
@@ -307,10 +305,12 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
                 .contains(&info2)
                 && hv.domains.get(&d).is_some_and(|dom| dom.hole().contains(gpfn));
             if emulated {
+                let uptime_us = crate::arch::cpu::rdtsc().saturating_sub(hv.boot_tsc) * 1000
+                    / hv.tsc_khz.max(1);
                 let done = hv
                     .domains
                     .get_mut(&d)
-                    .map(|dom| mmio::emulate(dom, v, info2));
+                    .map(|dom| mmio::emulate(dom, v, info2, uptime_us));
                 if let Some(Err(e)) = done {
                     fatal(
                         hv,

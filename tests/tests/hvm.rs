@@ -203,7 +203,7 @@ fn the_emulated_device_answers_and_the_rest_of_the_hole_and_beyond_ram_end_the_d
     wait_all(
         &mut m,
         &[
-            "(d1) emulated device: magic 0x31554d45554c5648 (ok), domain 1, poll 1",
+            "(d1) emulated device: magic 0x31554d45554c5648 (ok), domain 1, poll ",
             "(d1) heartbeat 2: ",
         ],
         LONG,

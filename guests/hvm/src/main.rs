@@ -19,7 +19,7 @@
 //!
 //! It polls the device the hypervisor emulates in its PCI hole (the page at
 //! `EMU_GPA`): the magic and its domain id once, and at every heartbeat the
-//! polled register, which must have gone up (`device_polls=` in the
+//! polled register, (the hypervisor's uptime in µs), which must have gone up (`device_polls=` in the
 //! heartbeat); anything else is a mismatch. The word `holefault` makes it
 //! read its PCI hole's first page, which has no device: the hypervisor
 //! must end it (it announces the fault first); `beyond` reads the first

@@ -198,7 +198,6 @@ impl Hv {
             asid,
             flush: true,
             log_dirty: None,
-            emu_polls: 0,
         });
         self.domains.insert(id, domain);
         self.next_domid = DomId(id.0 + 1);

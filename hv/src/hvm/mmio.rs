@@ -6,7 +6,7 @@
 //! | offset | register |
 //! |---|---|
 //! | 0x00 | [`EMU_MAGIC`] |
-//! | 0x08 | how many times this register was read before, this one included (a register the guest polls: it only goes up) |
+//! | 0x08 | the hypervisor's uptime in microseconds since the cold boot (a register the guest polls: it only goes up, across live updates too, since the uptime crosses them) |
 //! | 0x10 | the hypervisor's timer ticks since this image started |
 //! | 0x18 | the domain's id |
 //!
@@ -110,14 +110,12 @@ fn fetch(dom: &Domain, v: &HvmVcpu) -> Result<([u8; 15], usize), EmuError> {
     Ok((bytes, n))
 }
 
-/// The value of register `offset` of `dom`'s device, for a read.
-fn read_register(dom: &mut Domain, offset: u64) -> u64 {
+/// The value of register `offset` of `dom`'s device, for a read, at
+/// uptime `uptime_us`.
+fn read_register(dom: &Domain, offset: u64, uptime_us: u64) -> u64 {
     match offset & !7 {
         0x00 => EMU_MAGIC,
-        0x08 => dom.hvm.as_mut().map_or(0, |h| {
-            h.emu_polls += 1;
-            h.emu_polls
-        }),
+        0x08 => uptime_us,
         0x10 => trap::TICKS.load(Ordering::Relaxed),
         0x18 => u64::from(dom.id.0),
         _ => 0,
@@ -149,7 +147,7 @@ fn reg_mut(v: &mut HvmVcpu, reg: u8) -> &mut u64 {
 
 /// Emulates the access at `gpa` (in the device's page) of vCPU `v` of
 /// `dom`: the register moved, RIP past the instruction.
-pub fn emulate(dom: &mut Domain, v: usize, gpa: u64) -> Result<(), EmuError> {
+pub fn emulate(dom: &mut Domain, v: usize, gpa: u64, uptime_us: u64) -> Result<(), EmuError> {
     let vcpu = dom
         .vcpus
         .get(v)
@@ -158,7 +156,7 @@ pub fn emulate(dom: &mut Domain, v: usize, gpa: u64) -> Result<(), EmuError> {
     let (bytes, n) = fetch(dom, vcpu)?;
     let m = decode(&bytes, n).ok_or(EmuError::Decode([bytes[0], bytes[1], bytes[2], bytes[3]]))?;
     let value = if m.load {
-        read_register(dom, gpa - EMU_GPA)
+        read_register(dom, gpa - EMU_GPA, uptime_us)
     } else {
         0
     };
