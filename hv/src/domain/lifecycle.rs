@@ -218,9 +218,11 @@ impl Hv {
             hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
         }
         if let Some(h) = &domain.hvm {
-            let bitmap = h.log_dirty.iter().flat_map(|l| l.frames.iter());
-            for &t in h.npt.tables().iter().chain(bitmap) {
+            for &t in h.npt.tables() {
                 self.mem.pages.free(t);
+            }
+            if let Some(ld) = &h.log_dirty {
+                self.mem.pages.free_run(ld.frames);
             }
         }
         hvprintln!(

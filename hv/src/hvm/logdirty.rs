@@ -7,14 +7,15 @@
 //! frees the bitmap.
 //!
 //! The bitmap is one bit per RAM index of the domain (`hvlu_types::hole`),
-//! in frames the hypervisor takes from its page allocator. What holds
+//! in machine-contiguous frames the hypervisor takes from its page
+//! allocator (the handover state records them as one range, ABI 1.3). What holds
 //! between two calls — the invariant a live update carries and the single
 //! pass checks — is: a RAM leaf is writable only if its bit is set.
 
 use alloc::vec::Vec;
 
 use hvlu_types::pte::WRITABLE;
-use hvlu_types::{DomId, Gpfn, Mfn, PAGE_SIZE};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use pv_abi::call::{GuestArray, LogDirtyOp};
 use pv_abi::hypercall::Error;
 
@@ -30,8 +31,9 @@ const BITS_PER_FRAME: u64 = PAGE_SIZE * 8;
 /// The bitmap of a tracked domain.
 #[derive(Debug)]
 pub struct LogDirty {
-    /// Its frames: bit `i` of the bitmap is RAM index `i`.
-    pub frames: Vec<Mfn>,
+    /// Its frames, one after the other: bit `i` of the bitmap is bit
+    /// `i % 8` of byte `i / 8`, RAM index `i`.
+    pub frames: MfnRange,
     /// Bits set (a cell: the hypervisor's own writes into the guest mark
     /// pages dirty through a shared borrow, [`written`]).
     pub dirty: core::cell::Cell<u64>,
@@ -40,9 +42,8 @@ pub struct LogDirty {
 impl LogDirty {
     /// Where bit `i` lives: the byte's physical address and its mask.
     fn byte(&self, i: u64) -> Option<(u64, u8)> {
-        let frame = self.frames.get((i / BITS_PER_FRAME) as usize)?;
-        let bit = i % BITS_PER_FRAME;
-        Some((frame.addr() + bit / 8, 1 << (bit % 8)))
+        (i < self.frames.count * BITS_PER_FRAME)
+            .then(|| (self.frames.start.addr() + i / 8, 1 << (i % 8)))
     }
 
     /// Whether RAM index `i` is dirty.
@@ -70,9 +71,7 @@ impl LogDirty {
 
     /// Empties the bitmap.
     fn clear(&mut self) {
-        for f in &self.frames {
-            let _ = phys::zero(f.addr(), PAGE_SIZE);
-        }
+        let _ = phys::zero(self.frames.start.addr(), self.frames.count * PAGE_SIZE);
         self.dirty.set(0);
     }
 }
@@ -170,20 +169,13 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
     match op {
         LogDirtyOp::Enable => {
             let n = dom.p2m.limit().div_ceil(BITS_PER_FRAME);
-            let mut frames = Vec::new();
-            for _ in 0..n {
-                let Some(f) = hv.mem.pages.alloc() else {
-                    for f in frames {
-                        hv.mem.pages.free(f);
-                    }
-                    return hv.refuse_with(
-                        Error::NoMemory,
-                        alloc::format!("no free frame for d{id}'s dirty bitmap ({n} frames)"),
-                    );
-                };
-                let _ = phys::zero(f.addr(), PAGE_SIZE);
-                frames.push(f);
-            }
+            let Some(frames) = hv.mem.pages.alloc_run(n) else {
+                return hv.refuse_with(
+                    Error::NoMemory,
+                    alloc::format!("no {n} contiguous free frames for d{id}'s dirty bitmap"),
+                );
+            };
+            let _ = phys::zero(frames.start.addr(), n * PAGE_SIZE);
             let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
             if let Some(h) = dom.hvm.as_mut() {
                 h.log_dirty = Some(LogDirty {
@@ -208,9 +200,8 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
         LogDirtyOp::Off => {
             let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
             protect_all(dom, true)?;
-            let ld = dom.hvm.as_mut().and_then(|h| h.log_dirty.take());
-            for f in ld.map(|l| l.frames).unwrap_or_default() {
-                hv.mem.pages.free(f);
+            if let Some(ld) = dom.hvm.as_mut().and_then(|h| h.log_dirty.take()) {
+                hv.mem.pages.free_run(ld.frames);
             }
             Ok(0)
         }

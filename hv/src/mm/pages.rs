@@ -141,6 +141,33 @@ impl PageAllocator {
     ///
     /// # Panics
     /// If the frame is already free: a double free is a hypervisor bug.
+    /// Takes `count` (not 0) machine-contiguous free frames, the lowest
+    /// run that has them (for what must be contiguous: a log-dirty bitmap);
+    /// `None` if no free run is that long.
+    pub fn alloc_run(&mut self, count: u64) -> Option<MfnRange> {
+        if count == 0 {
+            return None;
+        }
+        let run = self.free_runs().find(|r| r.count >= count)?;
+        let taken = MfnRange::new(run.start, count);
+        for mfn in taken.start.0..taken.end() {
+            let word = (mfn / 64) as usize;
+            self.bits[word] &= !(1 << (mfn % 64));
+            if self.bits[word] == 0 {
+                self.summary[word / 64] &= !(1 << (word % 64));
+            }
+        }
+        self.free -= count;
+        Some(taken)
+    }
+
+    /// Gives back a run of frames taken by [`PageAllocator::alloc_run`].
+    pub fn free_run(&mut self, run: MfnRange) {
+        for mfn in run.start.0..run.end() {
+            self.free(Mfn(mfn));
+        }
+    }
+
     pub fn free(&mut self, mfn: Mfn) {
         assert!(!self.is_free(mfn.0), "double free of frame {:#x}", mfn.0);
         self.release(MfnRange::new(mfn, 1));

@@ -233,3 +233,32 @@ proptest! {
         prop_assert_eq!(runs, free.into_iter().collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_run_is_the_lowest_long_enough_and_comes_back_whole() {
+    let mut pages = PageAllocator::new(256);
+    pages.release(MfnRange::new(Mfn(10), 3));
+    pages.release(MfnRange::new(Mfn(60), 10));
+    pages.release(MfnRange::new(Mfn(100), 100));
+    let free = pages.free_frames();
+    // The run of 3 is too short; the one at 60 is the lowest that fits.
+    assert_eq!(pages.alloc_run(5), Some(MfnRange::new(Mfn(60), 5)));
+    assert_eq!(pages.free_frames(), free - 5);
+    // Across a word boundary.
+    assert_eq!(pages.alloc_run(70), Some(MfnRange::new(Mfn(100), 70)));
+    assert_eq!(pages.alloc_run(40), None);
+    assert_eq!(pages.alloc_run(0), None);
+    pages.free_run(MfnRange::new(Mfn(60), 5));
+    pages.free_run(MfnRange::new(Mfn(100), 70));
+    assert_eq!(pages.free_frames(), free);
+    assert_eq!(
+        pages.free_runs().collect::<Vec<_>>(),
+        [
+            MfnRange::new(Mfn(10), 3),
+            MfnRange::new(Mfn(60), 10),
+            MfnRange::new(Mfn(100), 100)
+        ]
+    );
+    // Single frames still come from what is left.
+    assert!(pages.alloc().is_some());
+}
