@@ -216,6 +216,7 @@ fn domain_round_trip() {
                     unexpected_faults: seed / 7,
                     expect_fault: seed % 4 == 0,
                 },
+                hvm: None,
             };
             let saved = old_hv::domain::save(input.clone(), &out.frametable);
             let back = new_hv::domain::restore(&saved).unwrap_or_else(|e| panic!("{e}"));
@@ -267,6 +268,7 @@ fn saved_domain_of_machine_5() -> handover_abi::Domain {
             identity: &[],
             paused: false,
             reports: GuestReports::default(),
+            hvm: None,
         },
         &out.frametable,
     )
@@ -401,6 +403,7 @@ fn pins_round_trip() {
                         identity: &[],
                         paused: false,
                         reports: GuestReports::default(),
+                        hvm: None,
                     },
                     &out.frametable,
                 )
