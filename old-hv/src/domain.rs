@@ -121,7 +121,10 @@ pub fn save(d: DomainInput<'_>, frametable: &[FrameInfo]) -> handover_abi::Domai
                 .collect();
             let part = HvmDomain {
                 ncr3: h.ncr3,
-                vcpus: h.vcpus.iter().map(vcpu::save_hvm).collect(),
+                // The handover body carries `HvmContext` itself (its serde
+                // shape is the wire's, which the golden 1.3 blob fixes): no
+                // conversion to keep in step.
+                vcpus: h.vcpus,
                 log_dirty: h.log_dirty.map(|bitmap| LogDirty { bitmap }),
             };
             (vcpus, Some(part))

@@ -51,7 +51,7 @@ pub fn reference(m: &Machine) -> Expected {
                     Owned {
                         domain: d.id,
                         kind: r.kind,
-                        gpfn: r.first_gpfn.0 + k,
+                        gpfn: r.first_gpfn.0.wrapping_add(k),
                     },
                 );
                 assert!(prev.is_none(), "generator claimed a frame twice");
@@ -129,6 +129,12 @@ pub fn reference(m: &Machine) -> Expected {
             c.type_count += 1;
             c.ref_count += 1;
             c.pinned = true;
+        }
+        // An HVM domain's vCPUs take no reference; its identity leaves
+        // map device memory (counted as MMIO entries).
+        if let Some(h) = &d.hvm {
+            mmio_entries += h.identity.iter().map(|r| r.count).sum::<u64>();
+            continue;
         }
         for &mfn in &d.vcpu_cr3 {
             let c = counts.get_mut(&mfn.0).unwrap();
