@@ -139,7 +139,7 @@ fn scan(
             .ok_or(corrupt(Some(owner), "its page-type byte is reserved"))?
             .run_kind();
         let gpfn = m2p.get(i).copied().unwrap_or(M2P_INVALID);
-        // Invariant 26: a nested page-table or log-dirty frame has no guest
+        // Invariant 28: a nested page-table or log-dirty frame has no guest
         // frame, every other owned frame one.
         match (kind.has_guest_frames(), gpfn == M2P_INVALID) {
             (true, true) => {
@@ -265,7 +265,7 @@ pub fn pinned_in(frametable: &[FrameInfo], runs: &[MemRun]) -> Vec<(Mfn, RunKind
 }
 
 /// The runs of frames without guest frames (`kind` `P2m` or `LogDirty`,
-/// Invariant 26) from the list of their frames: maximal stretches of
+/// Invariant 28) from the list of their frames: maximal stretches of
 /// consecutive frames in the order given, `first_gpfn` `NO_GPFN`. What the
 /// outgoing side lists for an HVM domain's nested tables and bitmap, after
 /// its data runs.

@@ -132,7 +132,7 @@ pub struct FrameInfo {
     /// - `L4`: `0..=u32::MAX`, 1 if pinned plus the number of the owner's
     ///   vCPUs whose CR3 holds the frame (no table entry may point at an L4).
     /// - `P2m`: `1`: the one reference that reaches it (its parent's entry,
-    ///   or the domain's nCR3 for the root; Invariant 26). Entries of nested
+    ///   or the domain's nCR3 for the root; Invariant 28). Entries of nested
     ///   tables take no count on the frames they map.
     /// - `LogDirty`: `0`.
     ///
@@ -172,7 +172,7 @@ pub struct FrameInfo {
     /// - `2..=5` (`L1`..`L4`): a page table of that level; set when the frame
     ///   is claimed from a page-table run and never changed by mappings.
     /// - `6` (`P2m`): a frame of an HVM domain's nested page tables, set
-    ///   when claimed from a P2m run (Invariant 26: type count 1, reference
+    ///   when claimed from a P2m run (Invariant 28: type count 1, reference
     ///   count 2 — each is reached exactly once, the root from the domain's
     ///   nCR3, the others from one entry of their parent).
     /// - `7` (`LogDirty`): a frame of an HVM domain's log-dirty bitmap

@@ -192,7 +192,7 @@ pub struct DomainView<'a, P = (Mfn, RunKind), V = Mfn> {
 /// What the pass needs of an HVM domain besides its runs: where its nested
 /// page tables start, its log-dirty bitmap, its guest memory map (its hole
 /// and its RAM, `hvlu_types::hole`) and the device frames it maps in its
-/// hole (Invariant 26).
+/// hole (Invariant 28).
 #[derive(Clone, Copy, Debug)]
 pub struct HvmView<'a> {
     /// The root (level 4) of its nested page tables: a frame of one of its

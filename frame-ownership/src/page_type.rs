@@ -48,9 +48,9 @@ pub enum PageType {
     L4 = 5,
     /// A frame of an HVM domain's nested page tables (any level): the
     /// hypervisor's table that maps the domain's guest frames, held for
-    /// the domain (Invariant 26).
+    /// the domain (Invariant 28).
     P2m = 6,
-    /// A frame of an HVM domain's log-dirty bitmap (Invariant 26).
+    /// A frame of an HVM domain's log-dirty bitmap (Invariant 28).
     LogDirty = 7,
 }
 

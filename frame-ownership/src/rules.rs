@@ -250,7 +250,7 @@ pub enum EntryError {
     },
     /// An L1 entry maps one of its domain's nested page-table or log-dirty
     /// frames: those are the hypervisor's, held for the domain, and never
-    /// mapped by a guest (Invariant 26).
+    /// mapped by a guest (Invariant 28).
     #[error("maps {target}, {}; a guest never maps the hypervisor's frames held for it", kind_phrase(*.kind))]
     HypervisorFrame {
         /// The frame it maps.
@@ -371,7 +371,7 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
 }
 
 /// Why a present entry of an HVM domain's nested page tables is refused
-/// (Invariant 26): the rule its value breaks. The pass wraps it with the
+/// (Invariant 28): the rule its value breaks. The pass wraps it with the
 /// entry's [`EntryRef`] and raw value ([`crate::Error::Nested`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]

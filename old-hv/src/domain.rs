@@ -67,7 +67,7 @@ pub struct HvmInput<'a> {
     /// Every frame of its nested page tables, every level (any order: the
     /// runs follow it, so frames in increasing order give fewest runs).
     /// Their frametable entries are type `P2m`, type count 1, reference
-    /// count 2, and their M2P entries `M2P_INVALID` (Invariant 26).
+    /// count 2, and their M2P entries `M2P_INVALID` (Invariant 28).
     pub tables: &'a [Mfn],
     /// Its vCPUs' saved contexts, in vCPU id order.
     pub vcpus: Vec<HvmContext>,

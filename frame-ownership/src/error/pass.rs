@@ -248,7 +248,7 @@ pub enum Error {
         found: FrameClass,
     },
     /// A present entry of an HVM domain's nested page tables breaks a rule
-    /// of Invariant 26.
+    /// of Invariant 28.
     #[error("{at} (nested, entry {entry:#018x}) {source}")]
     Nested {
         /// The entry.

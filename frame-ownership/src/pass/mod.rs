@@ -187,7 +187,7 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
         }
         match run.kind.level() {
             None if run.kind == RunKind::Data => claim_data_run(domain, run, frametable, m2p)?,
-            // Invariant 26: no guest frame, so no M2P entry.
+            // Invariant 28: no guest frame, so no M2P entry.
             None => {
                 for k in 0..run.count {
                     let mfn = Mfn(run.first_mfn.0 + k);

@@ -1,4 +1,4 @@
-//! An HVM domain's nested page tables and log-dirty bitmap (Invariant 26),
+//! An HVM domain's nested page tables and log-dirty bitmap (Invariant 28),
 //! after every run of the domain is claimed.
 //!
 //! The tables are walked once from the root, depth first in entry order,
@@ -52,7 +52,7 @@ struct Walk<'w, R: ?Sized> {
 }
 
 /// Checks the nested tables and the bitmap of the HVM domain `hvm` whose
-/// runs `runs` were all claimed (Invariant 26), taking the nested tables'
+/// runs `runs` were all claimed (Invariant 28), taking the nested tables'
 /// references.
 pub(super) fn check_hvm<R: PageTableReader + ?Sized>(
     scope: &Scope<'_>,

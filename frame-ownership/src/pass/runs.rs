@@ -65,7 +65,7 @@ pub(super) fn check_runs<P, V>(
     }
     index.clear();
     for (run, r) in dom.runs.iter().enumerate() {
-        // Invariant 26: a PV domain has no nested tables or bitmap, an HVM
+        // Invariant 28: a PV domain has no nested tables or bitmap, an HVM
         // domain no guest page tables.
         match (
             dom.hvm.is_some(),

@@ -1,4 +1,4 @@
-//! One test per refusal of an HVM domain (Invariant 26): a valid machine
+//! One test per refusal of an HVM domain (Invariant 28): a valid machine
 //! of a PV and an HVM domain, corrupted in one way, refused with exactly
 //! that error, whose message names the domain and the frame.
 
