@@ -55,10 +55,13 @@ pub struct OwnedDomain {
     pub pinned: Vec<(Mfn, RunKind)>,
 }
 
+/// Run kinds: data, L1..L4, P2m, LogDirty.
+const KINDS: usize = 7;
+
 /// Runs under construction, one list per kind.
 #[derive(Default)]
 struct Builder {
-    by_kind: [Vec<MemRun>; 5],
+    by_kind: [Vec<MemRun>; KINDS],
     pinned: Vec<(Mfn, RunKind)>,
 }
 
@@ -136,8 +139,19 @@ fn scan(
             .ok_or(corrupt(Some(owner), "its page-type byte is reserved"))?
             .run_kind();
         let gpfn = m2p.get(i).copied().unwrap_or(M2P_INVALID);
-        if gpfn == M2P_INVALID {
-            return Err(corrupt(Some(owner), "an owned frame has no M2P entry"));
+        // Invariant 28: a nested page-table or log-dirty frame has no guest
+        // frame, every other owned frame one.
+        match (kind.has_guest_frames(), gpfn == M2P_INVALID) {
+            (true, true) => {
+                return Err(corrupt(Some(owner), "an owned frame has no M2P entry"));
+            }
+            (false, false) => {
+                return Err(corrupt(
+                    Some(owner),
+                    "a nested page-table or log-dirty frame has an M2P entry",
+                ));
+            }
+            _ => {}
         }
         let slot = match current {
             Some((d, s)) if d == owner => s,
@@ -156,13 +170,14 @@ fn scan(
             l.slot == slot
                 && l.kind == kind
                 && l.mfn + 1 == mfn
-                && l.gpfn.checked_add(1) == Some(gpfn)
+                && (!kind.has_guest_frames() || l.gpfn.checked_add(1) == Some(gpfn))
         });
         match runs.last_mut() {
             Some(r) if extends => r.count += 1,
             _ => runs.push(MemRun {
                 first_mfn: Mfn(mfn),
                 count: 1,
+                // M2P_INVALID is NO_GPFN for the kinds without guest frames.
                 first_gpfn: Gpfn(gpfn),
                 kind,
             }),
@@ -193,7 +208,7 @@ fn scan(
 /// with the pass).
 pub fn p2m_runs(p2m: &[u64], kind: impl Fn(u64) -> RunKind) -> Vec<MemRun> {
     // One walk over the p2m; a run list per kind, joined bottom-up.
-    let mut by_kind: [Vec<MemRun>; 5] = Default::default();
+    let mut by_kind: [Vec<MemRun>; KINDS] = Default::default();
     for (gpfn, &mfn) in p2m.iter().enumerate() {
         if mfn == u64::MAX {
             continue;
@@ -247,4 +262,25 @@ pub fn pinned_in(frametable: &[FrameInfo], runs: &[MemRun]) -> Vec<(Mfn, RunKind
         .flat_map(|r| (0..r.count).map(move |i| (Mfn(r.first_mfn.0 + i), r.kind)))
         .filter(|&(mfn, _)| frame_at(frametable, mfn).is_some_and(FrameInfo::is_pinned))
         .collect()
+}
+
+/// The runs of frames without guest frames (`kind` `P2m` or `LogDirty`,
+/// Invariant 28) from the list of their frames: maximal stretches of
+/// consecutive frames in the order given, `first_gpfn` `NO_GPFN`. What the
+/// outgoing side lists for an HVM domain's nested tables and bitmap, after
+/// its data runs.
+pub fn frame_runs(frames: impl IntoIterator<Item = Mfn>, kind: RunKind) -> Vec<MemRun> {
+    let mut runs: Vec<MemRun> = Vec::new();
+    for mfn in frames {
+        match runs.last_mut() {
+            Some(r) if r.first_mfn.0.checked_add(r.count) == Some(mfn.0) => r.count += 1,
+            _ => runs.push(MemRun {
+                first_mfn: mfn,
+                count: 1,
+                first_gpfn: handover_abi::NO_GPFN,
+                kind,
+            }),
+        }
+    }
+    runs
 }

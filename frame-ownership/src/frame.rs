@@ -131,6 +131,10 @@ pub struct FrameInfo {
     ///   type even when nothing references it.
     /// - `L4`: `0..=u32::MAX`, 1 if pinned plus the number of the owner's
     ///   vCPUs whose CR3 holds the frame (no table entry may point at an L4).
+    /// - `P2m`: `1`: the one reference that reaches it (its parent's entry,
+    ///   or the domain's nCR3 for the root; Invariant 28). Entries of nested
+    ///   tables take no count on the frames they map.
+    /// - `LogDirty`: `0`.
     ///
     /// A count that would exceed `u32::MAX` is refused (the pass reports
     /// [`crate::Error::CountOverflow`]); it never wraps.
@@ -146,7 +150,8 @@ pub struct FrameInfo {
     ///   the frame belongs to its domain) + the number of present entries, of
     ///   any level and any RW bit, of the owner's page tables that point at the
     ///   frame (lower half of L4s only; MMIO entries count nothing) + 1 if
-    ///   pinned + the number of the owner's vCPUs whose CR3 holds it.
+    ///   pinned + the number of the owner's vCPUs whose CR3 holds it (an
+    ///   HVM domain's: 1 for a data or log-dirty frame, 2 for a P2m frame).
     ///   So `ref_count >= type_count + 1` always holds for an owned frame;
     ///   `0`, or a value below `type_count + 1`, is illegal.
     ref_count: u32,
@@ -166,8 +171,13 @@ pub struct FrameInfo {
     /// - `1` (`Writable`): a data frame with at least one writable L1 mapping.
     /// - `2..=5` (`L1`..`L4`): a page table of that level; set when the frame
     ///   is claimed from a page-table run and never changed by mappings.
-    /// - `6`: reserved for HVM `P2m` frames (planned, `docs/abi.md` §2.4); illegal today.
-    /// - `7..=255`: illegal.
+    /// - `6` (`P2m`): a frame of an HVM domain's nested page tables, set
+    ///   when claimed from a P2m run (Invariant 28: type count 1, reference
+    ///   count 2 — each is reached exactly once, the root from the domain's
+    ///   nCR3, the others from one entry of their parent).
+    /// - `7` (`LogDirty`): a frame of an HVM domain's log-dirty bitmap
+    ///   (type count 0, reference count 1).
+    /// - `8..=255`: illegal.
     page_type: u8,
     /// [`FrameFlags`] bits.
     ///

@@ -2,7 +2,7 @@
 //! the domains.
 
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{DomId, Mfn, MfnRange};
+use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
 use crate::error::{Error, RangeList};
 
@@ -159,6 +159,7 @@ impl<'a> MachineLayout<'a> {
 ///         pin_of: |p| (p.mfn, p.level),
 ///         vcpus: &d.vcpus,
 ///         cr3_of: |v| v.cr3,
+///         hvm: None,
 ///     }
 /// }
 /// ```
@@ -181,8 +182,33 @@ pub struct DomainView<'a, P = (Mfn, RunKind), V = Mfn> {
     pub pin_of: fn(&P) -> (Mfn, RunKind),
     /// Its vCPUs.
     pub vcpus: &'a [V],
-    /// The CR3 of a vCPU: the L4 it runs on.
+    /// The CR3 of a vCPU: the L4 it runs on (an HVM domain's vCPUs hold
+    /// its nested root, [`HvmView::ncr3`], and take no reference).
     pub cr3_of: fn(&V) -> Mfn,
+    /// `None` for a PV domain; what the pass needs of an HVM domain.
+    pub hvm: Option<HvmView<'a>>,
+}
+
+/// What the pass needs of an HVM domain besides its runs: where its nested
+/// page tables start, its log-dirty bitmap, its guest memory map (its hole
+/// and its RAM, `hvlu_types::hole`) and the device frames it maps in its
+/// hole (Invariant 28).
+#[derive(Clone, Copy, Debug)]
+pub struct HvmView<'a> {
+    /// The root (level 4) of its nested page tables: a frame of one of its
+    /// P2m runs.
+    pub ncr3: Mfn,
+    /// Its log-dirty bitmap (one bit per RAM index, `ceil(max_frames /
+    /// 32768)` frames, its LogDirty runs), when log-dirty mode is on.
+    pub log_dirty: Option<MfnRange>,
+    /// Its RAM frames: RAM indices `0..max_frames`.
+    pub max_frames: u64,
+    /// The first gpfn of its PCI hole (`hvlu_types::hole`; the pass
+    /// refuses one that breaks the hole's rules).
+    pub hole: Gpfn,
+    /// The device frames its nested tables map in the hole at guest frame
+    /// == machine frame, sorted and disjoint; each inside its MMIO ranges.
+    pub identity: &'a [MfnRange],
 }
 
 // A view is a handful of references: copyable whatever `P` and `V` are.
@@ -212,6 +238,15 @@ impl<'a> DomainView<'a> {
             pin_of: |p| *p,
             vcpus: vcpu_cr3,
             cr3_of: |m| *m,
+            hvm: None,
+        }
+    }
+
+    /// The same view of an HVM domain (`hvm`).
+    pub fn with_hvm(self, hvm: HvmView<'a>) -> Self {
+        DomainView {
+            hvm: Some(hvm),
+            ..self
         }
     }
 }
@@ -260,6 +295,13 @@ pub fn state_view(d: &handover_abi::Domain) -> StateView<'_> {
         pin_of: |p| (p.mfn, p.level),
         vcpus: &d.vcpus,
         cr3_of: |v| v.cr3,
+        hvm: d.hvm.as_ref().map(|h| HvmView {
+            ncr3: h.ncr3,
+            log_dirty: h.log_dirty.map(|l| l.bitmap),
+            max_frames: d.max_frames,
+            hole: d.hole,
+            identity: &d.identity,
+        }),
     }
 }
 

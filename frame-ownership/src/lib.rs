@@ -61,12 +61,14 @@ pub mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use collect::{collect_domains, domain_runs, p2m_domain, p2m_runs, pinned_in, OwnedDomain};
+pub use collect::{
+    collect_domains, domain_runs, frame_runs, p2m_domain, p2m_runs, pinned_in, OwnedDomain,
+};
 pub use digest::{frametable_digest, owned_digest, Digest};
 pub use error::{Error, OpError, RangeList};
 pub use frame::{CountError, FrameFlags, FrameInfo};
 pub use free::free_ranges;
-pub use layout::{state_view, state_views, DomainView, MachineLayout, StateView};
+pub use layout::{state_view, state_views, DomainView, HvmView, MachineLayout, StateView};
 pub use ops::{
     claim_data, pin, release_data, release_domain, release_table, unpin, update_entry, use_as_cr3,
     DomainContext, LiveLookup, PageTableMemory,
@@ -74,6 +76,6 @@ pub use ops::{
 pub use page_type::PageType;
 pub use pass::{rebuild, DomainReport, PageTableReader, PassReport, M2P_INVALID};
 pub use rules::{
-    check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup, MMIO_CACHE,
-    MMIO_CACHE_BITS,
+    check_entry, EntryEffect, EntryError, EntryRef, FrameClass, FrameLookup, NestedError,
+    MMIO_CACHE, MMIO_CACHE_BITS,
 };

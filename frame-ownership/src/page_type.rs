@@ -24,8 +24,9 @@ use hvlu_types::pte::Level;
 /// | 0 | [`PageType::None`] |
 /// | 1 | [`PageType::Writable`] |
 /// | 2..=5 | [`PageType::L1`] .. [`PageType::L4`] |
-/// | 6 | reserved for `P2m`, the nested page-table frames of HVM domains (planned, `docs/abi.md` §2.4) |
-/// | 7..=255 | reserved; a frametable holding one is corrupt |
+/// | 6 | [`PageType::P2m`], a frame of an HVM domain's nested page tables |
+/// | 7 | [`PageType::LogDirty`], a frame of an HVM domain's log-dirty bitmap |
+/// | 8..=255 | reserved; a frametable holding one is corrupt |
 ///
 /// `PageType::from_repr(byte)` is the type stored as `byte`, or `None` for a
 /// reserved value.
@@ -45,6 +46,12 @@ pub enum PageType {
     L3 = 4,
     /// A level-4 page table (a root that CR3 may hold).
     L4 = 5,
+    /// A frame of an HVM domain's nested page tables (any level): the
+    /// hypervisor's table that maps the domain's guest frames, held for
+    /// the domain (Invariant 28).
+    P2m = 6,
+    /// A frame of an HVM domain's log-dirty bitmap (Invariant 28).
+    LogDirty = 7,
 }
 
 impl PageType {
@@ -55,11 +62,15 @@ impl PageType {
 
     /// The type a frame of a run of `kind` gets when it is claimed: `None`
     /// for data (it becomes `Writable` only through writable mappings), `Ln`
-    /// for a level-n page table.
+    /// for a level-n page table, `P2m` and `LogDirty` for theirs.
     pub const fn of_run(kind: RunKind) -> PageType {
-        match kind.level() {
-            None => PageType::None,
-            Some(level) => PageType::of_level(level),
+        match kind {
+            RunKind::P2m => PageType::P2m,
+            RunKind::LogDirty => PageType::LogDirty,
+            _ => match kind.level() {
+                None => PageType::None,
+                Some(level) => PageType::of_level(level),
+            },
         }
     }
 
@@ -76,7 +87,7 @@ impl PageType {
     /// The page-table level of this type, or `None` for data types.
     pub const fn level(self) -> Option<Level> {
         match self {
-            PageType::None | PageType::Writable => None,
+            PageType::None | PageType::Writable | PageType::P2m | PageType::LogDirty => None,
             PageType::L1 => Some(Level::L1),
             PageType::L2 => Some(Level::L2),
             PageType::L3 => Some(Level::L3),
@@ -85,11 +96,16 @@ impl PageType {
     }
 
     /// The run kind a frame of this type is listed under in the handover
-    /// state: `Data` for `None` and `Writable`, `Ln` for a level-n table.
+    /// state: `Data` for `None` and `Writable`, `Ln` for a level-n table,
+    /// `P2m` and `LogDirty` for theirs.
     pub const fn run_kind(self) -> RunKind {
-        match self.level() {
-            None => RunKind::Data,
-            Some(level) => RunKind::of_level(level),
+        match self {
+            PageType::P2m => RunKind::P2m,
+            PageType::LogDirty => RunKind::LogDirty,
+            _ => match self.level() {
+                None => RunKind::Data,
+                Some(level) => RunKind::of_level(level),
+            },
         }
     }
 }
@@ -103,6 +119,8 @@ impl fmt::Display for PageType {
             PageType::L2 => "L2",
             PageType::L3 => "L3",
             PageType::L4 => "L4",
+            PageType::P2m => "P2m",
+            PageType::LogDirty => "log-dirty",
         })
     }
 }

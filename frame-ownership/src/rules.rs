@@ -45,7 +45,7 @@
 use core::fmt;
 
 use handover_abi::RunKind;
-use hvlu_types::{pte::Level, DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn};
 
 use crate::page_type::PageType;
 use crate::pte::{self, Pte};
@@ -102,6 +102,9 @@ impl fmt::Display for FrameClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameClass::Own(RunKind::Data) => f.write_str("a data frame of the same domain"),
+            FrameClass::Own(kind @ (RunKind::P2m | RunKind::LogDirty)) => {
+                write!(f, "{} of the same domain", kind_phrase(*kind))
+            }
             FrameClass::Own(kind) => write!(f, "an {kind:?} table of the same domain"),
             FrameClass::OtherDomain(d) => write!(f, "a frame of dom{d}"),
             FrameClass::Unowned => f.write_str("a RAM frame that no domain owns"),
@@ -245,6 +248,16 @@ pub enum EntryError {
         /// Its raw value.
         entry: u64,
     },
+    /// An L1 entry maps one of its domain's nested page-table or log-dirty
+    /// frames: those are the hypervisor's, held for the domain, and never
+    /// mapped by a guest (Invariant 28).
+    #[error("maps {target}, {}; a guest never maps the hypervisor's frames held for it", kind_phrase(*.kind))]
+    HypervisorFrame {
+        /// The frame it maps.
+        target: Mfn,
+        /// What it is.
+        kind: RunKind,
+    },
     /// A present L1 entry has the G bit ([`pte::GLOBAL`]) set: its
     /// translation would survive the address-space switches that must drop
     /// it.
@@ -266,6 +279,8 @@ fn kind_phrase(kind: RunKind) -> &'static str {
         RunKind::L2 => "an L2 table",
         RunKind::L3 => "an L3 table",
         RunKind::L4 => "an L4 table",
+        RunKind::P2m => "a nested page-table frame",
+        RunKind::LogDirty => "a log-dirty bitmap frame",
     }
 }
 
@@ -302,6 +317,9 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
                     target,
                     typed: pte.is_writable().then_some(PageType::Writable),
                 }),
+                FrameClass::Own(kind @ (RunKind::P2m | RunKind::LogDirty)) => {
+                    Err(EntryError::HypervisorFrame { target, kind })
+                }
                 FrameClass::Own(kind) => {
                     if pte.is_writable() {
                         Err(EntryError::WritablePageTable { target, kind })
@@ -350,4 +368,117 @@ pub fn check_entry<L: FrameLookup + ?Sized>(
             }
         }
     }
+}
+
+/// Why a present entry of an HVM domain's nested page tables is refused
+/// (Invariant 28): the rule its value breaks. The pass wraps it with the
+/// entry's [`EntryRef`] and raw value ([`crate::Error::Nested`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum NestedError {
+    /// The U bit is clear: AMD nested paging treats every guest access as
+    /// a user access, so every level must allow it.
+    #[error("has the U bit clear; every present nested entry must have it")]
+    UserClear,
+    /// An L2, L3 or L4 entry has bit 7 (PS) set: nested tables map 4 KiB
+    /// pages only.
+    #[error("has the PS bit set; nested tables map 4 KiB pages only")]
+    LargePage,
+    /// An L2, L3 or L4 entry points at a frame that is not one of its
+    /// domain's nested page-table frames.
+    #[error("points at {target}, {found}, not a nested page-table frame of the domain")]
+    NotP2mTable {
+        /// The frame it points at.
+        target: Mfn,
+        /// What that frame is.
+        found: FrameClass,
+    },
+    /// An L2, L3 or L4 entry points at a nested table already reached
+    /// (the root, or one another entry points at): the tables are a tree.
+    #[error("points at the nested page-table frame {target}, which is already reached from elsewhere: the nested tables form a tree")]
+    TableTwice {
+        /// The frame it points at.
+        target: Mfn,
+    },
+    /// A leaf in the PCI hole is not an identity entry: its guest frame is
+    /// in none of the domain's identity ranges, or it names another frame.
+    #[error("maps {gpfn}, in the domain's PCI hole, to {target}: a present leaf in the hole maps one of the domain's identity ranges at machine frame == guest frame")]
+    HoleNotIdentity {
+        /// The guest frame.
+        gpfn: Gpfn,
+        /// The frame it names.
+        target: Mfn,
+    },
+    /// An identity leaf in the hole names a frame that is not device
+    /// memory the domain may map.
+    #[error(
+        "maps {gpfn} to {target}, {found}: an identity leaf maps device memory the domain may map"
+    )]
+    HoleNotMmio {
+        /// The guest frame.
+        gpfn: Gpfn,
+        /// The frame it names.
+        target: Mfn,
+        /// What that frame is.
+        found: FrameClass,
+    },
+    /// An identity leaf maps device memory cacheable: PCD and PWT not both
+    /// set, or PAT set.
+    #[error("maps device memory at {gpfn} cacheable; it must be uncacheable: PCD and PWT set, PAT clear")]
+    MmioCacheable {
+        /// The guest frame.
+        gpfn: Gpfn,
+    },
+    /// A leaf maps a guest frame that is neither RAM of the domain nor in
+    /// its hole.
+    #[error("maps {gpfn}, which is beyond the domain's RAM (nothing is there)")]
+    BeyondRam {
+        /// The guest frame.
+        gpfn: Gpfn,
+    },
+    /// A leaf maps a RAM guest frame that no data run of the domain gives.
+    #[error("maps {gpfn} to {target}, but no data run of the domain gives that guest frame")]
+    UnbackedRam {
+        /// The guest frame.
+        gpfn: Gpfn,
+        /// The frame it names.
+        target: Mfn,
+    },
+    /// A leaf maps a RAM guest frame to another frame than the data runs
+    /// give it.
+    #[error("maps {gpfn} to {target}, but the domain's data runs give it {expected}")]
+    WrongFrame {
+        /// The guest frame.
+        gpfn: Gpfn,
+        /// The frame it names.
+        target: Mfn,
+        /// The frame the runs give.
+        expected: Mfn,
+    },
+    /// A leaf maps a frame the hypervisor holds for the domain (a nested
+    /// page-table or log-dirty frame) or a guest page table.
+    #[error("maps {gpfn} to {target}, {}; a guest never reaches the hypervisor's frames held for it", kind_phrase(*.kind))]
+    HypervisorFrame {
+        /// The guest frame.
+        gpfn: Gpfn,
+        /// The frame it names.
+        target: Mfn,
+        /// What it is.
+        kind: RunKind,
+    },
+    /// A RAM leaf is read-only while log-dirty mode is off.
+    #[error("maps RAM at {gpfn} read-only, but log-dirty mode is off: RAM is mapped writable")]
+    ReadOnlyRam {
+        /// The guest frame.
+        gpfn: Gpfn,
+    },
+    /// A RAM leaf is writable while log-dirty mode is on and the page's
+    /// bit is clear: a write would not be recorded.
+    #[error("maps RAM at {gpfn} (RAM index {index:#x}) writable, but its log-dirty bit is clear: a clean page is mapped read-only, or a write to it would be lost")]
+    CleanWritable {
+        /// The guest frame.
+        gpfn: Gpfn,
+        /// Its RAM index (its bit in the bitmap).
+        index: u64,
+    },
 }

@@ -1,6 +1,6 @@
-//! Writes the golden blobs, `tests/golden/v1_0.bin`, `v1_1.bin` and
-//! `v1_2.bin`, from the states defined in `tests/golden/state_v1_0.rs`,
-//! `state_v1_1.rs` and `state_v1_2.rs`.
+//! Writes the golden blobs, `tests/golden/v1_0.bin`, `v1_1.bin`, `v1_2.bin`
+//! and `v1_3.bin`, from the states defined in `tests/golden/state_v1_0.rs`,
+//! `state_v1_1.rs`, `state_v1_2.rs` and `state_v1_3.rs`.
 //!
 //! ```text
 //! cargo run -p handover-abi --example make-golden
@@ -23,30 +23,42 @@ mod golden_v1_0;
 mod golden_v1_1;
 #[path = "../tests/golden/state_v1_2.rs"]
 mod golden_v1_2;
+#[path = "../tests/golden/state_v1_3.rs"]
+mod golden_v1_3;
 
 fn main() -> ExitCode {
     // The older states, on a machine whose device memory is exactly their
     // dom0's MMIO ranges, so that this build's writer carries them as they
     // were.
-    let on_older_devices = golden_v1_2::on_older_devices;
+    let on_older_devices = |state| {
+        HandoverState::from(golden_v1_2::on_older_devices(
+            handover_abi::body::v1_2::HandoverState::from(state),
+        ))
+    };
     let blobs = [
         (
             "v1_0.bin",
             golden_v1_0::VERSION,
-            on_older_devices(HandoverState::from(golden_v1_0::state())),
+            on_older_devices(golden_v1_0::state().into()),
             golden_v1_0::producer(),
         ),
         (
             "v1_1.bin",
             golden_v1_1::VERSION,
-            on_older_devices(HandoverState::from(golden_v1_1::state())),
+            on_older_devices(golden_v1_1::state()),
             golden_v1_1::producer(),
         ),
         (
             "v1_2.bin",
             golden_v1_2::VERSION,
-            golden_v1_2::state(),
+            HandoverState::from(golden_v1_2::state()),
             golden_v1_2::producer(),
+        ),
+        (
+            "v1_3.bin",
+            golden_v1_3::VERSION,
+            golden_v1_3::state(),
+            golden_v1_3::producer(),
         ),
     ];
     let mut ok = true;

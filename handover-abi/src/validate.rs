@@ -18,14 +18,19 @@
 //! 6. domain ids: unique, all below the next domain id;
 //! 7. retired domains' ids: unique, none a live domain's id (an id at or
 //!    above the next domain id is allowed: see `docs/abi.md` §2.4);
-//! 8. each domain, in list order: flags, name, its PCI hole (v1.2), each run
-//!    (non-empty, not wrapping, bottom-up kind order, inside usable RAM,
-//!    outside the region), machine frames of its runs disjoint, guest frames
-//!    of its runs disjoint, frame count within the limit, each run's guest
+//! 8. each domain, in list order: flags (the PV flag set exactly on a
+//!    domain without an HVM part, v1.3), name, its PCI hole (v1.2), each run
+//!    (non-empty, not wrapping, bottom-up kind order, no guest frame for a
+//!    nested page-table or log-dirty run (v1.3), a kind its domain may have
+//!    (v1.3), inside usable RAM, outside the region), machine frames of its
+//!    runs disjoint, guest frames of its runs disjoint, guest frame count
+//!    within the limit, each run's guest
 //!    frames clear of the hole and inside the domain's guest RAM, start-info
 //!    page in a data run, each pinned table in a run of its level (an L4 pin
-//!    in an L4 run), no frame pinned twice, each vCPU's flags and CR3, vCPU
-//!    ids unique, each MMIO range non-empty, below 2^52 bytes, clear of
+//!    in an L4 run), no frame pinned twice, each vCPU's flags and (a PV
+//!    domain's) CR3, vCPU ids unique, an HVM domain's part (v1.3: one
+//!    context per vCPU, each vCPU's record blank, the nested root in a P2m
+//!    run, the log-dirty bitmap's size and runs), each MMIO range non-empty, below 2^52 bytes, clear of
 //!    usable RAM and — when devices are listed — inside the device memory,
 //!    each identity range (v1.2) non-empty, after the one before, inside the
 //!    hole and inside one of the domain's MMIO ranges;
@@ -38,11 +43,11 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::body::current::{
-    device_memory, hole_is_valid, Bdf, Domain, HandoverState, LuRegion, PciBar, PciDevice,
-    RamRange, RamType, HOLE_ALIGN, HOLE_END, MAX_BAR_INDEX, MAX_CMDLINE_LEN, MAX_NAME_LEN,
-    MAX_RETIRED, MIN_BAR_SIZE, MIN_HOLE,
+    device_memory, hole_is_valid, Bdf, Domain, DomainFlags, HandoverState, HvmDomain, LogDirty,
+    LuRegion, PciBar, PciDevice, RamRange, RamType, HOLE_ALIGN, HOLE_END, MAX_BAR_INDEX,
+    MAX_CMDLINE_LEN, MAX_NAME_LEN, MAX_RETIRED, MIN_BAR_SIZE, MIN_HOLE,
 };
-use crate::types::RunKind;
+use crate::types::{RunKind, NO_GPFN};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
 
 /// Names one memory run: the domain's id and the run's index in its list.
@@ -288,9 +293,18 @@ pub enum StateError {
         /// The unknown bits.
         bits: u32,
     },
-    /// A domain is not PV (v1.0 can describe only PV domains).
-    #[error("domain {domain}: PV flag clear, but v1.0 describes only PV domains")]
+    /// A domain without an HVM part has the PV flag clear (every domain
+    /// of v1.0 to v1.2 is PV).
+    #[error(
+        "domain {domain}: PV flag clear, but the domain has no HVM part (a domain is PV or HVM)"
+    )]
     NotPv {
+        /// The domain.
+        domain: DomId,
+    },
+    /// An HVM domain has the PV flag set.
+    #[error("domain {domain}: an HVM domain with the PV flag set (a domain is PV or HVM)")]
+    HvmWithPvFlag {
         /// The domain.
         domain: DomId,
     },
@@ -333,6 +347,33 @@ pub enum StateError {
         /// The kind of the run before it.
         previous: RunKind,
     },
+    /// A nested page-table or log-dirty run names a guest frame: those
+    /// frames have none, and the run's `first_gpfn` must be `NO_GPFN`.
+    #[error("{run}: a {kind:?} run has no guest frames, but its first_gpfn is {gpfn:#x}, not NO_GPFN ({:#x})", NO_GPFN.0)]
+    RunGpfnNotNone {
+        /// The run.
+        run: RunRef,
+        /// Its kind.
+        kind: RunKind,
+        /// Its `first_gpfn`.
+        gpfn: u64,
+    },
+    /// A PV domain has a nested page-table or log-dirty run.
+    #[error("{run}: a {kind:?} run in a PV domain (only an HVM domain has nested page tables and a log-dirty bitmap)")]
+    HvmRunInPvDomain {
+        /// The run.
+        run: RunRef,
+        /// Its kind.
+        kind: RunKind,
+    },
+    /// An HVM domain has a guest page-table (L1..L4) run.
+    #[error("{run}: a {kind:?} run in an HVM domain (its page tables are in its own memory; the hypervisor's are P2m runs)")]
+    PvTableRunInHvmDomain {
+        /// The run.
+        run: RunRef,
+        /// Its kind.
+        kind: RunKind,
+    },
     /// A run is not entirely inside usable RAM.
     #[error("{run} ({mfns}) is not inside usable RAM")]
     RunOutsideRam {
@@ -367,8 +408,9 @@ pub enum StateError {
         /// The other run.
         other: usize,
     },
-    /// A domain's runs hold more frames than its limit.
-    #[error("domain {domain}: its runs hold {frames} frames, above its limit of {max}")]
+    /// A domain's runs hold more guest frames than its limit (nested
+    /// page-table and log-dirty frames do not count).
+    #[error("domain {domain}: its runs hold {frames} guest frames, above its limit of {max}")]
     TooManyFrames {
         /// The domain.
         domain: DomId,
@@ -483,6 +525,75 @@ pub enum StateError {
         domain: DomId,
         /// The repeated vCPU id.
         vcpu: u32,
+    },
+    /// An HVM domain has not one context per vCPU.
+    #[error("domain {domain}: {contexts} HVM vCPU contexts for {vcpus} vCPUs (one per vCPU, in the same order)")]
+    HvmVcpuCount {
+        /// The domain.
+        domain: DomId,
+        /// Its vCPUs.
+        vcpus: usize,
+        /// Its HVM contexts.
+        contexts: usize,
+    },
+    /// An HVM domain's vCPU record has registers or a CR3 other than the
+    /// blank record's (its registers are in its HVM context).
+    #[error("domain {domain} vcpu {vcpu}: an HVM vCPU's record must be blank: every register zero and cr3 the nested root {ncr3} (its state is its HVM context)")]
+    HvmVcpuNotBlank {
+        /// The domain.
+        domain: DomId,
+        /// The vCPU's id.
+        vcpu: u32,
+        /// The domain's nested root.
+        ncr3: Mfn,
+    },
+    /// An HVM domain's nested root is not in one of its P2m runs.
+    #[error("domain {domain}: the nested page-table root (ncr3, {ncr3}) is not among the domain's P2m runs")]
+    Ncr3NotInP2mRun {
+        /// The domain.
+        domain: DomId,
+        /// The root.
+        ncr3: Mfn,
+    },
+    /// An HVM domain's log-dirty bitmap has not one bit per RAM frame,
+    /// rounded up to whole frames.
+    #[error("domain {domain}: its log-dirty bitmap ({bitmap}) has {} frames, but {expected} hold one bit per frame of its {max_frames} RAM frames", .bitmap.count)]
+    LogDirtyBitmapSize {
+        /// The domain.
+        domain: DomId,
+        /// The bitmap.
+        bitmap: MfnRange,
+        /// The frames it must have.
+        expected: u64,
+        /// The domain's RAM frames (its limit).
+        max_frames: u64,
+    },
+    /// A log-dirty run lies outside the domain's bitmap.
+    #[error("{run} ({mfns}) is a LogDirty run outside the domain's log-dirty bitmap ({bitmap})")]
+    LogDirtyRunOutsideBitmap {
+        /// The run.
+        run: RunRef,
+        /// Its frames.
+        mfns: MfnRange,
+        /// The bitmap.
+        bitmap: MfnRange,
+    },
+    /// The log-dirty runs do not hold every frame of the bitmap.
+    #[error("domain {domain}: its LogDirty runs hold {frames} frames, its log-dirty bitmap ({bitmap}) has {}", .bitmap.count)]
+    LogDirtyBitmapNotInRuns {
+        /// The domain.
+        domain: DomId,
+        /// The bitmap.
+        bitmap: MfnRange,
+        /// Frames of its LogDirty runs.
+        frames: u64,
+    },
+    /// A domain without log-dirty mode (or a PV domain) has a log-dirty
+    /// run.
+    #[error("{run}: a LogDirty run, but the domain's log-dirty mode is off (it has no bitmap)")]
+    LogDirtyRunWithoutBitmap {
+        /// The run.
+        run: RunRef,
     },
     /// An MMIO range has no frames.
     #[error("domain {domain}: MMIO range {range} is empty")]
@@ -790,8 +901,10 @@ fn check_domain(
             bits: unknown,
         });
     }
-    if !domain.flags.contains(crate::body::current::DomainFlags::PV) {
-        return Err(StateError::NotPv { domain: id });
+    match (domain.flags.contains(DomainFlags::PV), domain.is_hvm()) {
+        (false, false) => return Err(StateError::NotPv { domain: id }),
+        (true, true) => return Err(StateError::HvmWithPvFlag { domain: id }),
+        _ => {}
     }
     if domain.name.len() > MAX_NAME_LEN {
         return Err(StateError::NameTooLong {
@@ -814,10 +927,15 @@ fn check_domain(
         if run.count == 0 {
             return Err(StateError::EmptyRun { run: at });
         }
-        let (Some(mfn_end), Some(gpfn_end)) = (
-            run.first_mfn.0.checked_add(run.count),
-            run.first_gpfn.0.checked_add(run.count),
-        ) else {
+        let guest = run.kind.has_guest_frames();
+        // A run without guest frames has none to wrap (its first_gpfn is
+        // NO_GPFN, checked below).
+        let gpfn_end = match guest {
+            true => run.first_gpfn.0.checked_add(run.count),
+            false => Some(0),
+        };
+        let (Some(mfn_end), Some(gpfn_end)) = (run.first_mfn.0.checked_add(run.count), gpfn_end)
+        else {
             return Err(StateError::RunWraps { run: at });
         };
         if run.kind < previous {
@@ -828,6 +946,7 @@ fn check_domain(
             });
         }
         previous = run.kind;
+        check_run_kind(domain, run, at)?;
         let frames = Span {
             start: run.first_mfn.0,
             end: mfn_end,
@@ -849,14 +968,16 @@ fn check_domain(
             kind: run.kind,
             run: i,
         });
-        by_gpfn.push(Placed {
-            frames: Span {
-                start: run.first_gpfn.0,
-                end: gpfn_end,
-            },
-            kind: run.kind,
-            run: i,
-        });
+        if guest {
+            by_gpfn.push(Placed {
+                frames: Span {
+                    start: run.first_gpfn.0,
+                    end: gpfn_end,
+                },
+                kind: run.kind,
+                run: i,
+            });
+        }
     }
 
     by_mfn.sort_unstable_by_key(|p| (p.frames.start, p.run));
@@ -881,7 +1002,7 @@ fn check_domain(
         });
     }
 
-    let frames = domain.frames();
+    let frames = domain.guest_frames();
     if frames > domain.max_frames {
         return Err(StateError::TooManyFrames {
             domain: id,
@@ -890,7 +1011,8 @@ fn check_domain(
         });
     }
     let map = domain.memory_map();
-    for (run, r) in domain.runs.iter().enumerate() {
+    let guest_runs = domain.runs.iter().enumerate();
+    for (run, r) in guest_runs.filter(|(_, r)| r.kind.has_guest_frames()) {
         if map.hole.meets(r.first_gpfn.0, r.count) {
             return Err(StateError::GpfnInHole {
                 domain: id,
@@ -955,7 +1077,7 @@ fn check_domain(
                 bits: unknown,
             });
         }
-        if lookup(&by_mfn, vcpu.cr3.0).map(|p| p.kind) != Some(RunKind::L4) {
+        if !domain.is_hvm() && lookup(&by_mfn, vcpu.cr3.0).map(|p| p.kind) != Some(RunKind::L4) {
             return Err(StateError::Cr3NotInL4Run {
                 domain: id,
                 vcpu: vcpu.id,
@@ -970,6 +1092,9 @@ fn check_domain(
             domain: id,
             vcpu: pair[0],
         });
+    }
+    if let Some(hvm) = &domain.hvm {
+        check_hvm(domain, hvm, &by_mfn)?;
     }
 
     for (range, &mfns) in domain.mmio.iter().enumerate() {
@@ -1002,6 +1127,103 @@ fn check_domain(
         }
     }
     check_identity(domain)
+}
+
+/// A run's `first_gpfn` if it has no guest frames, and whether its domain
+/// (PV or HVM) may have a run of its kind.
+fn check_run_kind(domain: &Domain, run: &crate::MemRun, at: RunRef) -> Result<(), StateError> {
+    let kind = run.kind;
+    if !kind.has_guest_frames() && run.first_gpfn != NO_GPFN {
+        return Err(StateError::RunGpfnNotNone {
+            run: at,
+            kind,
+            gpfn: run.first_gpfn.0,
+        });
+    }
+    match (
+        domain.is_hvm(),
+        kind.has_guest_frames(),
+        kind.is_page_table(),
+    ) {
+        (false, false, _) => Err(StateError::HvmRunInPvDomain { run: at, kind }),
+        (true, _, true) => Err(StateError::PvTableRunInHvmDomain { run: at, kind }),
+        _ => Ok(()),
+    }
+}
+
+/// An HVM domain's own part (v1.3): one context per vCPU, each vCPU's
+/// record blank, the nested root in a P2m run, and the log-dirty bitmap
+/// exactly its LogDirty runs, of one bit per RAM frame.
+fn check_hvm(domain: &Domain, hvm: &HvmDomain, by_mfn: &[Placed]) -> Result<(), StateError> {
+    let id = domain.id;
+    if hvm.vcpus.len() != domain.vcpus.len() {
+        return Err(StateError::HvmVcpuCount {
+            domain: id,
+            vcpus: domain.vcpus.len(),
+            contexts: hvm.vcpus.len(),
+        });
+    }
+    for v in &domain.vcpus {
+        if *v != HvmDomain::blank_vcpu(hvm.ncr3, v.id, v.flags, v.pending_events) {
+            return Err(StateError::HvmVcpuNotBlank {
+                domain: id,
+                vcpu: v.id,
+                ncr3: hvm.ncr3,
+            });
+        }
+    }
+    if lookup(by_mfn, hvm.ncr3.0).map(|p| p.kind) != Some(RunKind::P2m) {
+        return Err(StateError::Ncr3NotInP2mRun {
+            domain: id,
+            ncr3: hvm.ncr3,
+        });
+    }
+    let log_dirty_runs = || {
+        domain
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == RunKind::LogDirty)
+    };
+    let Some(LogDirty { bitmap }) = hvm.log_dirty else {
+        return match log_dirty_runs().next() {
+            Some((run, _)) => Err(StateError::LogDirtyRunWithoutBitmap {
+                run: RunRef { domain: id, run },
+            }),
+            None => Ok(()),
+        };
+    };
+    let expected = LogDirty::frames_for(domain.max_frames);
+    if bitmap.count != expected {
+        return Err(StateError::LogDirtyBitmapSize {
+            domain: id,
+            bitmap,
+            expected,
+            max_frames: domain.max_frames,
+        });
+    }
+    let mut frames = 0u64;
+    for (run, r) in log_dirty_runs() {
+        // Runs do not wrap (checked with the runs).
+        if r.first_mfn < bitmap.start || r.mfns().end() > bitmap.end() {
+            return Err(StateError::LogDirtyRunOutsideBitmap {
+                run: RunRef { domain: id, run },
+                mfns: r.mfns(),
+                bitmap,
+            });
+        }
+        frames += r.count;
+    }
+    // The runs are disjoint and inside the bitmap: as many frames is all
+    // of it.
+    if frames != bitmap.count {
+        return Err(StateError::LogDirtyBitmapNotInRuns {
+            domain: id,
+            bitmap,
+            frames,
+        });
+    }
+    Ok(())
 }
 
 /// Whether `span` lies inside one of `sorted` (sorted by start, disjoint).

@@ -87,7 +87,7 @@ impl fmt::Display for VersionRange {
 }
 
 /// The version this build thinks in: its in-memory types are this version's.
-pub const CURRENT: AbiVersion = AbiVersion::new(1, 2);
+pub const CURRENT: AbiVersion = AbiVersion::new(1, 3);
 
 /// The versions this build can write ([`crate::encode_as`] accepts exactly these).
 pub const WRITES: VersionRange = VersionRange::new(AbiVersion::new(1, 0), CURRENT);

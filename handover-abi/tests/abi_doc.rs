@@ -19,6 +19,7 @@ use handover_abi::body::v1_0;
 use handover_abi::body::v1_2::{
     Domain, GuestReports, HandoverState, HvGlobals, PciBar, PciDevice, RetiredDomain, DEFAULT_HOLE,
 };
+use handover_abi::body::v1_3::{HvmDomain, LogDirty};
 use handover_abi::header::offset;
 use handover_abi::note::{ImageNote, CONTRACT, DESC_OFFSET, DESC_SIZE, NHDR_SIZE};
 use handover_abi::{
@@ -26,6 +27,7 @@ use handover_abi::{
     LuRegion, Machine, MemRun, PinnedTable, Producer, RamRange, RamType, RunKind, TimeBase, Vcpu,
     VcpuFlags, VersionRange, HEADER_SIZE,
 };
+use hvlu_types::regs::{DescriptorTable, HvmContext, Segment};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 use serde::Serialize;
 
@@ -158,13 +160,16 @@ fn example_state() -> HandoverState {
 fn producer() -> Producer {
     Producer {
         build_id: BuildId(BUILD),
-        abi: V1_2,
+        abi: handover_abi::CURRENT,
     }
 }
 
+/// `state` (a state of 1.2's types: the example has no HVM domain) in
+/// this build's types, encoded as `version`.
 fn encode(version: AbiVersion, state: &HandoverState) -> Vec<u8> {
-    let mut buf = vec![0u8; encoded_len_as(version, state).expect("len")];
-    encode_as(version, state, &producer(), &mut buf).expect("encode");
+    let state = handover_abi::HandoverState::from(state.clone());
+    let mut buf = vec![0u8; encoded_len_as(version, &state).expect("len")];
+    encode_as(version, &state, &producer(), &mut buf).expect("encode");
     buf
 }
 
@@ -603,13 +608,14 @@ fn example_state_part() -> String {
          the header differs in {}. Written as 1.0 (§2.4: the command line, \
          the reports and the retired domain dropped too), the body is the \
          lines not marked at all, {} bytes, and the header differs in {}. \
-         `producer_minor` stays 2 (this build's own version).",
+         `producer_minor` stays {} (this build's own version).",
         blob.len(),
         blob.len() - HEADER_SIZE,
         body.bytes(V1_1).len(),
         older[0],
         body.bytes(V1_0).len(),
         older[1],
+        handover_abi::CURRENT.minor,
     )));
     out
 }
@@ -806,7 +812,61 @@ fn sizes_part() -> String {
         cmdline: String::new(),
     };
     let (n, h, m) = (u64::MAX, u16::MAX, u32::MAX);
-    let rows: [(&str, usize, usize); 12] = [
+    let hvm = |n: u64, log_dirty: bool| HvmDomain {
+        ncr3: Mfn(n),
+        vcpus: vec![],
+        log_dirty: log_dirty.then_some(LogDirty {
+            bitmap: MfnRange::new(Mfn(n), n),
+        }),
+    };
+    let context = |n: u64, b: u8, m: u32, h: u16| {
+        let segment = Segment {
+            selector: h,
+            attrib: h,
+            limit: m,
+            base: n,
+        };
+        let table = DescriptorTable { limit: m, base: n };
+        HvmContext {
+            regs: vcpu(n, m).regs,
+            rip: n,
+            rsp: n,
+            rflags: n,
+            cr0: n,
+            cr2: n,
+            cr3: n,
+            cr4: n,
+            efer: n,
+            dr6: n,
+            dr7: n,
+            es: segment,
+            cs: segment,
+            ss: segment,
+            ds: segment,
+            fs: segment,
+            gs: segment,
+            tr: segment,
+            ldtr: segment,
+            gdtr: table,
+            idtr: table,
+            cpl: b,
+            star: n,
+            lstar: n,
+            cstar: n,
+            sfmask: n,
+            kernel_gs_base: n,
+            sysenter_cs: n,
+            sysenter_esp: n,
+            sysenter_eip: n,
+            pat: n,
+            pending_event: n,
+            interrupt_shadow: n != 0,
+        }
+    };
+    // A 1.3 domain is the 1.2 one and its HVM part (`None`: one byte).
+    let domain_1_3 =
+        |n: u64, h: u16, m: u32, part: Option<HvmDomain>| size(&domain(n, h, m)) + size(&part);
+    let rows: [(&str, usize, usize); 16] = [
         (
             "a memory run",
             size(&run(0, RunKind::Data)),
@@ -833,6 +893,26 @@ fn sizes_part() -> String {
             "a domain in 1.2, with an empty name and empty lists",
             size(&domain(0, 0, 0)),
             size(&domain(n, h, m)),
+        ),
+        (
+            "a PV domain in 1.3, with an empty name and empty lists",
+            domain_1_3(0, 0, 0, None),
+            domain_1_3(n, h, m, None),
+        ),
+        (
+            "an HVM domain in 1.3, with an empty name and empty lists, log-dirty off",
+            domain_1_3(0, 0, 0, Some(hvm(0, false))),
+            domain_1_3(n, h, m, Some(hvm(n, false))),
+        ),
+        (
+            "the same, log-dirty on",
+            domain_1_3(0, 0, 0, Some(hvm(0, true))),
+            domain_1_3(n, h, m, Some(hvm(n, true))),
+        ),
+        (
+            "an HVM vCPU context (1.3)",
+            size(&context(0, 0, 0, 0)),
+            size(&context(n, u8::MAX, m, h)),
         ),
         (
             "a PCI device (1.2), without BARs",
@@ -879,14 +959,16 @@ fn sizes_part() -> String {
          golden blobs: `v1_0.bin` (3 domains, 24 runs, 4 vCPUs) is {} bytes, \
          `v1_1.bin` (the same state with the 1.1 additions) is {} bytes, \
          `v1_2.bin` (that state with the 1.2 additions: {} devices, {} BARs, \
-         {} MMIO and {} identity ranges) is {} bytes.",
+         {} MMIO and {} identity ranges) is {} bytes, `v1_3.bin` (that state \
+         and an HVM domain with 2 vCPUs, 5 runs and log-dirty on) is {} bytes.",
         golden("v1_0.bin"),
         golden("v1_1.bin"),
         v1_2.devices.len(),
         v1_2.devices.iter().map(|d| d.bars.len()).sum::<usize>(),
         v1_2.domains.iter().map(|d| d.mmio.len()).sum::<usize>(),
         v1_2.domains.iter().map(|d| d.identity.len()).sum::<usize>(),
-        golden("v1_2.bin")
+        golden("v1_2.bin"),
+        golden("v1_3.bin")
     )));
     out
 }
@@ -933,7 +1015,13 @@ fn check_part(name: &str, text: &str) {
 fn the_example_state_is_valid_and_decodes_to_itself() {
     let state = example_state();
     let decoded = decode(&encode(V1_2, &state)).expect("the example decodes");
-    assert_eq!(decoded.state, state);
+    assert_eq!(decoded.state, state.clone().into());
+    // A state without an HVM domain is written as 1.2 even to a reader of
+    // 1.3.
+    assert_eq!(
+        handover_abi::body::writes_as(handover_abi::CURRENT, &decoded.state),
+        V1_2
+    );
     assert_eq!(decoded.header.producer, producer());
     // The state range holds the blob; the RAM map is what a hypervisor
     // writes: usable RAM only, whole frames.

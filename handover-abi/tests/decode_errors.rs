@@ -139,16 +139,16 @@ fn reserved_header_bytes_not_zero() {
 
 #[test]
 fn producer_older_than_the_body() {
-    // A 1.2 body that says a 1.1 or 1.0 writer wrote it: no writer writes
-    // a version newer than its own.
-    for minor in [1, 0] {
+    // A 1.3 body that says a 1.2, 1.1 or 1.0 writer wrote it: no writer
+    // writes a version newer than its own.
+    for minor in [2, 1, 0] {
         let mut b = blob();
         set_u16(&mut b, offset::PRODUCER_MAJOR, 1);
         set_u16(&mut b, offset::PRODUCER_MINOR, minor);
         reseal_header(&mut b);
         let expected = DecodeError::ProducerOlderThanBody {
             producer: AbiVersion::new(1, minor),
-            body: AbiVersion::new(1, 2),
+            body: AbiVersion::new(1, 3),
         };
         assert_eq!(decode(&b), Err(expected.clone()));
         assert_eq!(read_header(&b), Err(expected));
@@ -168,7 +168,7 @@ fn producer_older_than_the_body() {
 fn producer_newer_than_the_body_is_accepted() {
     // A newer writer that wrote an older version for this reader: the
     // producer version is informational.
-    for (major, minor) in [(1, 2), (1, 7), (2, 0)] {
+    for (major, minor) in [(1, 3), (1, 7), (2, 0)] {
         let mut b = blob();
         set_u16(&mut b, offset::PRODUCER_MAJOR, major);
         set_u16(&mut b, offset::PRODUCER_MINOR, minor);
@@ -358,7 +358,7 @@ fn padded_varint_reported_before_the_invariants() {
         + postcard::to_allocvec(&sample().machine)
             .expect("machine")
             .len();
-    assert_eq!(b[next_domid_at], 4, "next domid");
+    assert_eq!(b[next_domid_at], 5, "next domid");
     b[next_domid_at] = 3; // domain 3 exists
     reseal_body(&mut b);
     assert!(matches!(
@@ -373,20 +373,20 @@ fn corrupted_body_with_recomputed_crc_breaking_an_invariant() {
     // there, then set it to an id that a domain has.
     let mut state = sample();
     let a = encode_vec(&state);
-    state.globals.next_domid.0 = 5;
+    state.globals.next_domid.0 = 6;
     let b5 = encode_vec(&state);
     let at = (HEADER_SIZE..a.len())
         .find(|&i| a[i] != b5[i])
         .expect("a differing byte");
     let mut b = a.clone();
-    b[at] = 3; // next domid 3, but domain 3 exists
+    b[at] = 3; // next domid 3, but domains 3 and 4 exist
     reseal_body(&mut b);
     assert_eq!(
         decode(&b),
         Err(DecodeError::Invalid(
             handover_abi::StateError::NextDomidTooLow {
                 next: hvlu_types::DomId(3),
-                domain: hvlu_types::DomId(3)
+                domain: hvlu_types::DomId(4)
             }
         ))
     );

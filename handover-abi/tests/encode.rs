@@ -135,7 +135,7 @@ fn unsupported_version() {
     let state = sample();
     let mut buf = vec![0u8; 4096];
     for v in [
-        AbiVersion::new(1, 3),
+        AbiVersion::new(1, 4),
         AbiVersion::new(2, 0),
         AbiVersion::new(0, 9),
     ] {
@@ -150,9 +150,9 @@ fn unsupported_version() {
     }
     assert_eq!(
         EncodeError::UnsupportedVersion {
-            requested: AbiVersion::new(1, 3)
+            requested: AbiVersion::new(1, 4)
         }
         .to_string(),
-        "this build does not write ABI version 1.3 (it writes 1.0..=1.2)"
+        "this build does not write ABI version 1.4 (it writes 1.0..=1.3)"
     );
 }

@@ -14,6 +14,7 @@ use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT};
 const DOM0: usize = 0;
 const DOMU1: usize = 1; // id 1
 const DOMU2: usize = 2; // id 3, its hole at 16 MiB, its tables above 4 GiB
+const HVM: usize = 3; // id 4, HVM, log-dirty on: runs data, data, P2m, P2m, LogDirty
 
 // The sample's devices, by index in its list.
 const EDU: usize = 1; // 00:01.0, BAR 0: 1 MiB at 0xfea00000
@@ -358,7 +359,7 @@ fn next_domid_not_above_every_domain() {
         invalid(&s),
         StateError::NextDomidTooLow {
             next: DomId(3),
-            domain: DomId(3)
+            domain: DomId(4)
         }
     );
 }
@@ -1038,4 +1039,224 @@ fn errors_name_what_is_wrong() {
         "domain 3: its PCI hole starts at gpfn 0x1001, not a multiple of 0x200 frames from \
          gpfn 0x1000 up to below gpfn 0x100000"
     );
+}
+
+// ---- HVM domains (1.3) ----
+
+#[test]
+fn hvm_domain_with_the_pv_flag() {
+    let mut s = sample();
+    s.domains[HVM].flags = DomainFlags::PV;
+    assert_eq!(invalid(&s), StateError::HvmWithPvFlag { domain: DomId(4) });
+}
+
+#[test]
+fn pv_domain_without_the_pv_flag_names_the_kinds() {
+    let e = StateError::NotPv { domain: DomId(1) };
+    assert_eq!(
+        e.to_string(),
+        "domain 1: PV flag clear, but the domain has no HVM part (a domain is PV or HVM)"
+    );
+}
+
+#[test]
+fn p2m_run_with_a_guest_frame() {
+    let mut s = sample();
+    s.domains[HVM].runs[3].first_gpfn = Gpfn(0x900);
+    assert_eq!(
+        invalid(&s),
+        StateError::RunGpfnNotNone {
+            run: run_ref(4, 3),
+            kind: RunKind::P2m,
+            gpfn: 0x900
+        }
+    );
+}
+
+#[test]
+fn p2m_or_log_dirty_run_in_a_pv_domain() {
+    for kind in [RunKind::P2m, RunKind::LogDirty] {
+        let mut s = sample();
+        let end = s.domains[DOMU1].runs.len();
+        s.domains[DOMU1].runs.push(handover_abi::MemRun {
+            first_mfn: Mfn(0xd000),
+            count: 1,
+            first_gpfn: handover_abi::NO_GPFN,
+            kind,
+        });
+        assert_eq!(
+            invalid(&s),
+            StateError::HvmRunInPvDomain {
+                run: run_ref(1, end),
+                kind
+            }
+        );
+    }
+}
+
+#[test]
+fn guest_page_table_run_in_an_hvm_domain() {
+    let mut s = sample();
+    s.domains[HVM].runs.insert(
+        2,
+        handover_abi::MemRun {
+            first_mfn: Mfn(0xd000),
+            count: 1,
+            first_gpfn: Gpfn(0x800),
+            kind: RunKind::L1,
+        },
+    );
+    assert_eq!(
+        invalid(&s),
+        StateError::PvTableRunInHvmDomain {
+            run: run_ref(4, 2),
+            kind: RunKind::L1
+        }
+    );
+}
+
+#[test]
+fn log_dirty_run_before_a_p2m_run() {
+    let mut s = sample();
+    s.domains[HVM].runs.swap(3, 4);
+    assert_eq!(
+        invalid(&s),
+        StateError::RunsOutOfOrder {
+            run: run_ref(4, 4),
+            kind: RunKind::P2m,
+            previous: RunKind::LogDirty
+        }
+    );
+}
+
+#[test]
+fn nested_tables_and_bitmap_do_not_count_against_the_limit() {
+    // 0x900 guest frames and 10 more: a limit of 0x900 holds it.
+    let mut s = sample();
+    let hvm = &mut s.domains[HVM];
+    assert_eq!(hvm.guest_frames(), 0x900);
+    assert_eq!(hvm.frames(), 0x90a);
+    // Keep every run inside the smaller RAM: move the high run down.
+    hvm.max_frames = 0x4900;
+    hvm.runs[1].first_gpfn = Gpfn(0x10_0000);
+    hvm.hvm.as_mut().unwrap().log_dirty = None;
+    hvm.runs.pop();
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn hvm_contexts_not_one_per_vcpu() {
+    let mut s = sample();
+    s.domains[HVM].hvm.as_mut().unwrap().vcpus.pop();
+    assert_eq!(
+        invalid(&s),
+        StateError::HvmVcpuCount {
+            domain: DomId(4),
+            vcpus: 2,
+            contexts: 1
+        }
+    );
+}
+
+#[test]
+fn hvm_vcpu_record_not_blank() {
+    let mut s = sample();
+    s.domains[HVM].vcpus[1].rip = 0x1000;
+    let blank_but_cr3 = |s: &mut handover_abi::HandoverState| {
+        s.domains[HVM].vcpus[1].rip = 0;
+        s.domains[HVM].vcpus[1].cr3 = Mfn(0xc010);
+    };
+    let expected = StateError::HvmVcpuNotBlank {
+        domain: DomId(4),
+        vcpu: 1,
+        ncr3: Mfn(0xc000),
+    };
+    assert_eq!(invalid(&s), expected);
+    blank_but_cr3(&mut s);
+    assert_eq!(invalid(&s), expected);
+}
+
+#[test]
+fn ncr3_not_in_a_p2m_run() {
+    for ncr3 in [Mfn(0xa000), Mfn(0xc020), Mfn(0xd000)] {
+        let mut s = sample();
+        let hvm = &mut s.domains[HVM];
+        hvm.hvm.as_mut().unwrap().ncr3 = ncr3;
+        for v in &mut hvm.vcpus {
+            v.cr3 = ncr3;
+        }
+        assert_eq!(
+            invalid(&s),
+            StateError::Ncr3NotInP2mRun {
+                domain: DomId(4),
+                ncr3
+            }
+        );
+    }
+}
+
+#[test]
+fn log_dirty_bitmap_of_the_wrong_size() {
+    let mut s = sample();
+    s.domains[HVM].max_frames = 0x1_0001;
+    assert_eq!(
+        invalid(&s),
+        StateError::LogDirtyBitmapSize {
+            domain: DomId(4),
+            bitmap: MfnRange::new(Mfn(0xc020), 2),
+            expected: 3,
+            max_frames: 0x1_0001
+        }
+    );
+}
+
+#[test]
+fn log_dirty_run_outside_the_bitmap() {
+    let mut s = sample();
+    s.domains[HVM].runs[4] = handover_abi::MemRun {
+        first_mfn: Mfn(0xc021),
+        count: 2,
+        first_gpfn: handover_abi::NO_GPFN,
+        kind: RunKind::LogDirty,
+    };
+    assert_eq!(
+        invalid(&s),
+        StateError::LogDirtyRunOutsideBitmap {
+            run: run_ref(4, 4),
+            mfns: MfnRange::new(Mfn(0xc021), 2),
+            bitmap: MfnRange::new(Mfn(0xc020), 2)
+        }
+    );
+}
+
+#[test]
+fn log_dirty_bitmap_not_all_in_runs() {
+    let mut s = sample();
+    s.domains[HVM].runs[4].count = 1;
+    assert_eq!(
+        invalid(&s),
+        StateError::LogDirtyBitmapNotInRuns {
+            domain: DomId(4),
+            bitmap: MfnRange::new(Mfn(0xc020), 2),
+            frames: 1
+        }
+    );
+}
+
+#[test]
+fn log_dirty_run_while_log_dirty_is_off() {
+    let mut s = sample();
+    s.domains[HVM].hvm.as_mut().unwrap().log_dirty = None;
+    assert_eq!(
+        invalid(&s),
+        StateError::LogDirtyRunWithoutBitmap { run: run_ref(4, 4) }
+    );
+}
+
+#[test]
+fn hvm_domain_without_log_dirty_is_valid() {
+    let mut s = sample();
+    s.domains[HVM].hvm.as_mut().unwrap().log_dirty = None;
+    s.domains[HVM].runs.pop();
+    assert_eq!(s.validate(), Ok(()));
 }

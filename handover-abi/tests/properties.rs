@@ -388,6 +388,7 @@ fn build(
             },
             hole,
             identity,
+            hvm: None,
         });
     }
     let retired = domains

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 
 use handover_abi::{Domain, DomainFlags, GuestReports, MemRun, RunKind};
 use hvlu_types::hole::Hole;
+use hvlu_types::regs::HvmContext;
 use hvlu_types::VcpuContext;
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
@@ -29,7 +30,8 @@ pub struct Restored {
     pub p2m: Vec<u64>,
     /// Its PCI hole.
     pub hole: Hole,
-    /// Its vCPUs' contexts, in vCPU id order.
+    /// Its vCPUs' contexts, in vCPU id order (a PV domain; empty for an
+    /// HVM domain, whose vCPUs are in `hvm`).
     pub vcpus: Vec<VcpuContext>,
     /// The gpfn of its start-info page.
     pub start_info: Gpfn,
@@ -42,6 +44,26 @@ pub struct Restored {
     /// The device frames its p2m maps in the hole at guest frame ==
     /// machine frame.
     pub identity: Vec<MfnRange>,
+    /// `None` for a PV domain; what the hypervisor rebuilds an HVM domain
+    /// around besides.
+    pub hvm: Option<RestoredHvm>,
+}
+
+/// What an HVM domain is rebuilt around: its nested tables stay where they
+/// are (the pass checked and typed them), a VMCB per vCPU is built from its
+/// context, and a running migration goes on with its bitmap in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredHvm {
+    /// The root of its nested page tables: the nCR3 of every VMCB.
+    pub ncr3: Mfn,
+    /// Each vCPU's architectural state, in vCPU id order, with its flags
+    /// (`ONLINE`, `BLOCKED`) and pending events from the vCPU's record.
+    pub vcpus: Vec<(HvmContext, handover_abi::VcpuFlags, u64)>,
+    /// Its log-dirty bitmap while log-dirty mode is on (bit `i`: RAM index
+    /// `i` written since the last clean).
+    pub log_dirty: Option<MfnRange>,
+    /// Every frame of its nested tables, in run order.
+    pub tables: Vec<Mfn>,
 }
 
 /// Rebuilds domain `d` of a verified state. Refuses a run in the domain's
@@ -55,14 +77,34 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
         domain: d.id,
         error,
     })?;
-    for run in &d.runs {
+    for run in d.runs.iter().filter(|r| r.kind.has_guest_frames()) {
         check_run(d, run, hole)?;
     }
-    let vcpus = d
-        .vcpus
-        .iter()
-        .map(|v| vcpu::restore(d.id, v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (vcpus, hvm) = match &d.hvm {
+        None => (
+            d.vcpus
+                .iter()
+                .map(|v| vcpu::restore(d.id, v))
+                .collect::<Result<Vec<_>, _>>()?,
+            None,
+        ),
+        // The records are blank (the decode checked it): the registers
+        // are the contexts'.
+        Some(h) => (
+            Vec::new(),
+            Some(RestoredHvm {
+                ncr3: h.ncr3,
+                vcpus: d
+                    .vcpus
+                    .iter()
+                    .zip(&h.vcpus)
+                    .map(|(v, &ctx)| (ctx, v.flags, v.pending_events))
+                    .collect(),
+                log_dirty: h.log_dirty.map(|l| l.bitmap),
+                tables: d.frames_of(RunKind::P2m).collect(),
+            }),
+        ),
+    };
     Ok(Restored {
         id: d.id,
         name: d.name.clone(),
@@ -76,6 +118,7 @@ pub fn restore(d: &Domain) -> Result<Restored, IncomingError> {
         reports: d.reports,
         mmio: d.mmio.clone(),
         identity: d.identity.clone(),
+        hvm,
     })
 }
 
@@ -111,16 +154,17 @@ fn check_run(d: &Domain, run: &MemRun, hole: Hole) -> Result<(), IncomingError> 
 /// covers; as long as the highest index + 1. A frame whose gpfn lies in
 /// `hole` is no RAM and is left out ([`restore`] refuses such a run first).
 pub fn p2m_of(runs: &[MemRun], hole: Hole) -> Vec<u64> {
+    // Nested page-table and log-dirty runs have no guest frames.
+    let runs = || runs.iter().filter(|r| r.kind.has_guest_frames());
     let ram = |run: &MemRun, i: u64| hole.index_of(Gpfn(run.first_gpfn.0 + i));
-    let len = runs
-        .iter()
+    let len = runs()
         .filter(|r| r.count > 0)
         .filter_map(|r| ram(r, r.count - 1))
         .map(|last| last + 1)
         .max()
         .unwrap_or(0);
     let mut p2m = alloc::vec![u64::MAX; len as usize];
-    for run in runs {
+    for run in runs() {
         for i in 0..run.count {
             if let Some(index) = ram(run, i) {
                 p2m[index as usize] = run.first_mfn.0 + i;

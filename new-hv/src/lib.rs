@@ -62,7 +62,7 @@ pub mod vcpu;
 pub mod verify;
 
 pub use adopt::{adopt, Adopted};
-pub use domain::{l4_frames, p2m_of};
+pub use domain::{l4_frames, p2m_of, RestoredHvm};
 pub use enter::{enter, Entered};
 pub use report::{us, InTimes, Report};
 pub use staging::staged_range;

@@ -7,7 +7,9 @@
 //! entry still valid.
 //!
 //! An L4 is digested over its guest slots only (0..256): the hypervisor
-//! slots are each image's own, and the new image rewrites them.
+//! slots are each image's own, and the new image rewrites them. An HVM
+//! domain's nested page-table (P2m) and log-dirty frames stay in place too
+//! and are digested whole, after its other runs, in run order.
 //!
 //! The words are folded with the project's fold
 //! ([`hvlu_types::digest::Fold`]) from this digest's own seed, and the
@@ -29,7 +31,10 @@ const SEED: u64 = 0x9e6c_63d0_676a_9a99;
 pub fn digest<R: PageTableReader + ?Sized>(state: &HandoverState, reader: &R) -> u64 {
     let mut fold = Fold::new(SEED);
     for d in &state.domains {
-        for run in d.runs.iter().filter(|r| r.kind.is_page_table()) {
+        // Guest page tables, and an HVM domain's nested tables and
+        // log-dirty bitmap: all stay in place.
+        let in_place = |k: RunKind| k.is_page_table() || !k.has_guest_frames();
+        for run in d.runs.iter().filter(|r| in_place(r.kind)) {
             let slots = if run.kind == RunKind::L4 { 256 } else { 512 };
             for i in 0..run.count {
                 let mfn = Mfn(run.first_mfn.0 + i);

@@ -216,6 +216,7 @@ fn domain_round_trip() {
                     unexpected_faults: seed / 7,
                     expect_fault: seed % 4 == 0,
                 },
+                hvm: None,
             };
             let saved = old_hv::domain::save(input.clone(), &out.frametable);
             let back = new_hv::domain::restore(&saved).unwrap_or_else(|e| panic!("{e}"));
@@ -267,6 +268,7 @@ fn saved_domain_of_machine_5() -> handover_abi::Domain {
             identity: &[],
             paused: false,
             reports: GuestReports::default(),
+            hvm: None,
         },
         &out.frametable,
     )
@@ -401,6 +403,7 @@ fn pins_round_trip() {
                         identity: &[],
                         paused: false,
                         reports: GuestReports::default(),
+                        hvm: None,
                     },
                     &out.frametable,
                 )
@@ -482,4 +485,115 @@ fn retired_reports_round_trip_and_keep_the_newest() {
         new_hv::globals::restore_retired(&old_hv::globals::save_retired(few)),
         few
     );
+}
+
+/// An HVM domain: saved by the outgoing side (its RAM runs, then its nested
+/// tables as P2m runs and its bitmap as LogDirty runs, blank vCPU records,
+/// its contexts in the HVM part) and restored by the incoming side, every
+/// field of the HVM part named; its nested frames are no RAM of its p2m.
+#[test]
+fn an_hvm_domain_round_trips() {
+    use handover_abi::{HvmDomain, VcpuFlags, NO_GPFN};
+    use hvlu_types::regs::{DescriptorTable, HvmContext, Segment};
+    use old_hv::domain::HvmInput;
+
+    let context = |n: u64| HvmContext {
+        regs: GpRegs {
+            rax: n,
+            r15: n + 1,
+            ..GpRegs::default()
+        },
+        rip: 0x1000 + n,
+        rsp: 0x2000 + n,
+        rflags: 0x202,
+        cr0: 0x8005_0033,
+        cr3: 0x10_0000 + n,
+        cr4: 0x6a0,
+        efer: 0xd01,
+        cs: Segment {
+            selector: 8,
+            attrib: 0xa9b,
+            limit: u32::MAX,
+            base: 0,
+        },
+        gdtr: DescriptorTable {
+            limit: 0x37,
+            base: 0x3000,
+        },
+        cpl: 0,
+        lstar: 0x4000 + n,
+        pat: 0x0007_0406_0007_0406,
+        pending_event: n << 31,
+        interrupt_shadow: n == 1,
+        ..HvmContext::default()
+    };
+    let p2m = [0x100, 0x101, 0x102, u64::MAX, 0x104];
+    let tables = [Mfn(0x200), Mfn(0x201), Mfn(0x203)];
+    let bitmap = MfnRange::new(Mfn(0x300), 1);
+    let contexts = vec![context(0), context(1)];
+    let input = DomainInput {
+        id: DomId(7),
+        privileged: false,
+        name: "hvm",
+        max_frames: 0x10,
+        p2m: &p2m,
+        hole: Hole::DEFAULT,
+        mmio: &[],
+        identity: &[],
+        vcpus: Vec::new(),
+        start_info: Gpfn(0),
+        paused: false,
+        reports: GuestReports::default(),
+        hvm: Some(HvmInput {
+            ncr3: tables[0],
+            tables: &tables,
+            vcpus: contexts.clone(),
+            log_dirty: Some(bitmap),
+        }),
+    };
+    let saved = old_hv::domain::save(input, &[]);
+    assert!(!saved.flags.contains(handover_abi::DomainFlags::PV));
+    let kinds: Vec<(RunKind, u64, u64, Gpfn)> = saved
+        .runs
+        .iter()
+        .map(|r| (r.kind, r.first_mfn.0, r.count, r.first_gpfn))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (RunKind::Data, 0x100, 3, Gpfn(0)),
+            (RunKind::Data, 0x104, 1, Gpfn(4)),
+            (RunKind::P2m, 0x200, 2, NO_GPFN),
+            (RunKind::P2m, 0x203, 1, NO_GPFN),
+            (RunKind::LogDirty, 0x300, 1, NO_GPFN),
+        ]
+    );
+    for (id, v) in (0u32..).zip(&saved.vcpus) {
+        assert_eq!(
+            *v,
+            HvmDomain::blank_vcpu(tables[0], id, VcpuFlags::ONLINE, 0)
+        );
+    }
+    let part = saved.hvm.as_ref().expect("an HVM part");
+    assert_eq!(part.vcpus, contexts);
+
+    let back = new_hv::domain::restore(&saved).expect("restores");
+    assert!(back.vcpus.is_empty(), "no PV context for an HVM vCPU");
+    assert_eq!(back.p2m, p2m, "its RAM, without its nested frames");
+    let new_hv::RestoredHvm {
+        ncr3,
+        vcpus,
+        log_dirty,
+        tables: restored_tables,
+    } = back.hvm.expect("an HVM part");
+    assert_eq!(ncr3, tables[0]);
+    assert_eq!(
+        vcpus,
+        contexts
+            .iter()
+            .map(|&c| (c, VcpuFlags::ONLINE, 0))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(log_dirty, Some(bitmap));
+    assert_eq!(restored_tables, tables);
 }

@@ -348,7 +348,11 @@ fn before_pause<P: Platform>(
         .map_err(phys_step("rescanning the PCI devices"))?;
     new_hv::devices::compare(&state.devices, &found).map_err(ExecError::DeviceChanged)?;
     let refused = |e: SerialiseError| ExecError::BeforePause(e);
-    let needed = handover_abi::encoded_len_as(info.version, &state)
+    // A state without an HVM domain is written as 1.2 even to a reader of
+    // 1.3; one with an HVM domain below 1.3 is refused here, before the
+    // pause (`handover_abi::body::writes_as`, `expressible`).
+    let version = handover_abi::body::writes_as(info.version, &state);
+    let needed = handover_abi::encoded_len_as(version, &state)
         .map_err(|e| refused(SerialiseError::Encode(e)))?;
     if needed as u64 > s.state.size {
         return Err(refused(SerialiseError::TooLarge {
@@ -356,12 +360,12 @@ fn before_pause<P: Platform>(
             capacity: s.state.size,
         }));
     }
-    let dropped = handover_abi::body::dropped(info.version, &state);
+    let dropped = handover_abi::body::dropped(version, &state);
     if !dropped.is_empty() {
         p.log(format_args!(
             "lu: handover {} does not carry the hypervisor's own records: it drops {dropped} \
              (docs/operator-guide.md, \"Releases\")",
-            info.version
+            version
         ));
     }
     Ok(())
@@ -389,12 +393,13 @@ fn prepare<P: Platform>(
         corrupt_vcpu(p, &mut state);
     }
 
-    // Serialise, as the version negotiated at load.
+    // Serialise, as the version negotiated at load (1.2 for a state
+    // without an HVM domain, `handover_abi::body::writes_as`).
     let producer = Producer::this_build(p.machine().build_id);
     let version = if fail(p, Step::Encode) {
         AbiVersion::new(info.version.major, 99)
     } else {
-        info.version
+        handover_abi::body::writes_as(info.version, &state)
     };
     let capacity = if fail(p, Step::TooLarge) {
         64

@@ -22,7 +22,7 @@ use handover_abi::{
 };
 use hvlu_types::MfnRange;
 
-pub use crate::domain::DomainInput;
+pub use crate::domain::{DomainInput, HvmInput};
 use crate::{domain, ram};
 
 /// The handover state of a running system: `ram` (sorted frame ranges, all

@@ -57,6 +57,7 @@ fn state_with(seed: u64, limit: impl Fn(u64) -> u64) -> HandoverState {
             identity: &[],
             paused: false,
             reports: GuestReports::default(),
+            hvm: None,
         });
     let r = machine.region;
     let region = LuRegion {

@@ -1,10 +1,10 @@
 //! [`Error`]: why the pass or a machine layout refuses its input.
 
 use handover_abi::RunKind;
-use hvlu_types::{DomId, Mfn};
+use hvlu_types::{DomId, Gpfn, Mfn};
 
 use super::RangeList;
-use crate::rules::{EntryError, EntryRef, FrameClass};
+use crate::rules::{EntryError, EntryRef, FrameClass, NestedError};
 
 /// Why a machine layout, a domain's state or a page-table entry is refused
 /// by the pass ([`crate::rebuild`]) or by [`crate::MachineLayout::new`] and
@@ -164,6 +164,119 @@ pub enum Error {
         mfn: Mfn,
         /// What that frame is.
         found: FrameClass,
+    },
+    /// A PV domain has a nested page-table or log-dirty run.
+    #[error("dom{domain}: run {run} is a {kind:?} run, but the domain is PV (only an HVM domain has nested page tables and a log-dirty bitmap)")]
+    HvmRunInPvDomain {
+        /// The domain.
+        domain: DomId,
+        /// Index of the run.
+        run: usize,
+        /// Its kind.
+        kind: RunKind,
+    },
+    /// An HVM domain has a guest page-table (L1..L4) run.
+    #[error("dom{domain}: run {run} is an {kind:?} run, but the domain is HVM (its page tables are its own memory)")]
+    PvTableInHvmDomain {
+        /// The domain.
+        domain: DomId,
+        /// Index of the run.
+        run: usize,
+        /// Its kind.
+        kind: RunKind,
+    },
+    /// An HVM domain's PCI hole breaks the hole's rules.
+    #[error("dom{domain}: its PCI hole at {hole} breaks the hole's rules (a multiple of 2 MiB from 16 MiB up to below 4 GiB)")]
+    BadHole {
+        /// The domain.
+        domain: DomId,
+        /// The hole's first gpfn.
+        hole: Gpfn,
+    },
+    /// Two data runs of an HVM domain give one guest frame twice.
+    #[error("dom{domain}: two data runs give {gpfn}; the nested tables map each guest frame once")]
+    GpfnTwice {
+        /// The domain.
+        domain: DomId,
+        /// The guest frame.
+        gpfn: Gpfn,
+    },
+    /// An HVM domain's vCPU record names another root than the domain's
+    /// nested root.
+    #[error("dom{domain}: vcpu {vcpu} holds {mfn} as its root, but the domain's nested root (ncr3) is {ncr3}")]
+    HvmCr3 {
+        /// The domain.
+        domain: DomId,
+        /// Index of the vCPU.
+        vcpu: usize,
+        /// The root it holds.
+        mfn: Mfn,
+        /// The domain's nested root.
+        ncr3: Mfn,
+    },
+    /// An HVM domain's nested root is not one of its P2m frames.
+    #[error("dom{domain}: the nested root (ncr3) {mfn} is {found}, not a nested page-table frame of the domain")]
+    BadNcr3 {
+        /// The domain.
+        domain: DomId,
+        /// The root.
+        mfn: Mfn,
+        /// What that frame is.
+        found: FrameClass,
+    },
+    /// An HVM domain's log-dirty bitmap has not one bit per RAM frame.
+    #[error("dom{domain}: its log-dirty bitmap has {frames} frames, but one bit per RAM frame of its {max_frames} takes {expected}")]
+    LogDirtyBitmapSize {
+        /// The domain.
+        domain: DomId,
+        /// The bitmap's frames.
+        frames: u64,
+        /// The frames it must have.
+        expected: u64,
+        /// The domain's RAM frames.
+        max_frames: u64,
+    },
+    /// A frame of an HVM domain's log-dirty bitmap is not one of its
+    /// LogDirty frames.
+    #[error("dom{domain}: {mfn} of its log-dirty bitmap is {found}, not a log-dirty frame of the domain")]
+    BadLogDirtyFrame {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// What it is.
+        found: FrameClass,
+    },
+    /// A present entry of an HVM domain's nested page tables breaks a rule
+    /// of Invariant 28.
+    #[error("{at} (nested, entry {entry:#018x}) {source}")]
+    Nested {
+        /// The entry.
+        at: EntryRef,
+        /// Its raw value.
+        entry: u64,
+        /// The rule it breaks.
+        source: NestedError,
+    },
+    /// A guest frame the domain's data runs give has no present leaf in
+    /// its nested tables.
+    #[error("dom{domain}: {gpfn} is RAM of the domain (its data runs give it {mfn}) but its nested tables do not map it")]
+    RamNotMapped {
+        /// The domain.
+        domain: DomId,
+        /// The guest frame.
+        gpfn: Gpfn,
+        /// The machine frame the runs give it.
+        mfn: Mfn,
+    },
+    /// A frame of an HVM domain's P2m runs is not reached from its nested
+    /// root.
+    #[error("dom{domain}: the nested page-table frame {mfn} is not reached from the root: the nested tables are one tree of all the P2m frames")]
+    P2mUnreached {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
     },
     /// A type or reference count would exceed `u32::MAX`.
     #[error("dom{domain}: a reference count of {mfn} would exceed u32::MAX")]

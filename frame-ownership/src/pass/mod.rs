@@ -17,6 +17,7 @@
 //! visited twice.
 
 mod lookup;
+mod nested;
 mod runs;
 
 use alloc::vec::Vec;
@@ -78,8 +79,14 @@ pub struct DomainReport {
     pub writable_mappings: u64,
     /// Pinned tables.
     pub pins: u64,
-    /// vCPUs (CR3 references).
+    /// vCPUs (CR3 references; an HVM domain's take none).
     pub vcpus: u64,
+    /// Nested page-table frames claimed and read (an HVM domain).
+    pub p2m_tables: u64,
+    /// Present leaves of the nested tables checked (an HVM domain).
+    pub p2m_leaves: u64,
+    /// Log-dirty bitmap frames claimed (an HVM domain).
+    pub log_dirty_frames: u64,
 }
 
 /// What the pass did, in total and per domain.
@@ -179,7 +186,17 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
             continue;
         }
         match run.kind.level() {
-            None => claim_data_run(domain, run, frametable, m2p)?,
+            None if run.kind == RunKind::Data => claim_data_run(domain, run, frametable, m2p)?,
+            // Invariant 28: no guest frame, so no M2P entry.
+            None => {
+                for k in 0..run.count {
+                    let mfn = Mfn(run.first_mfn.0 + k);
+                    claim(domain, run.kind, mfn, Gpfn(M2P_INVALID), frametable, m2p)?;
+                }
+                if run.kind == RunKind::LogDirty {
+                    dr.log_dirty_frames += run.count;
+                }
+            }
             Some(level) => {
                 for k in 0..run.count {
                     let mfn = Mfn(run.first_mfn.0 + k);
@@ -231,6 +248,24 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
         dr.pins += 1;
     }
 
+    if let Some(hvm) = &dom.hvm {
+        // An HVM domain's vCPUs hold its nested root and take no
+        // reference (the root has one, from the nCR3); the nested walk.
+        for (vcpu, v) in dom.vcpus.iter().enumerate() {
+            let mfn = (dom.cr3_of)(v);
+            if mfn != hvm.ncr3 {
+                return Err(Error::HvmCr3 {
+                    domain,
+                    vcpu,
+                    mfn,
+                    ncr3: hvm.ncr3,
+                });
+            }
+        }
+        nested::check_hvm(&scope, reader, frametable, dom.runs, hvm, &mut dr)?;
+        dr.vcpus = dom.vcpus.len() as u64;
+        return Ok(dr);
+    }
     for (vcpu, v) in dom.vcpus.iter().enumerate() {
         let mfn = (dom.cr3_of)(v);
         let found = scope.lookup(frametable).classify(mfn);

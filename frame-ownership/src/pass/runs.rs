@@ -65,6 +65,29 @@ pub(super) fn check_runs<P, V>(
     }
     index.clear();
     for (run, r) in dom.runs.iter().enumerate() {
+        // Invariant 28: a PV domain has no nested tables or bitmap, an HVM
+        // domain no guest page tables.
+        match (
+            dom.hvm.is_some(),
+            r.kind.has_guest_frames(),
+            r.kind.is_page_table(),
+        ) {
+            (false, false, _) => {
+                return Err(Error::HvmRunInPvDomain {
+                    domain,
+                    run,
+                    kind: r.kind,
+                })
+            }
+            (true, _, true) => {
+                return Err(Error::PvTableInHvmDomain {
+                    domain,
+                    run,
+                    kind: r.kind,
+                })
+            }
+            _ => {}
+        }
         if r.count == 0 {
             continue;
         }
@@ -91,8 +114,9 @@ pub(super) fn check_runs<P, V>(
         if let Some(err) = bad {
             return Err(err);
         }
-        // Invariant 10: no gpfn may equal M2P_INVALID or wrap.
-        if r.first_gpfn.0.checked_add(r.count).is_none() {
+        // Invariant 10: no gpfn may equal M2P_INVALID or wrap (a run
+        // without guest frames has none).
+        if r.kind.has_guest_frames() && r.first_gpfn.0.checked_add(r.count).is_none() {
             // gpfn first_gpfn + k == u64::MAX for k = u64::MAX - first_gpfn.
             let k = u64::MAX - r.first_gpfn.0;
             return Err(Error::GpfnOutOfRange {

@@ -23,10 +23,12 @@ use handover_abi::{MemRun, RunKind};
 use hvlu_types::{pte::Level, DomId, Mfn, MfnRange};
 
 pub use memory::SimMemory;
-pub use random::random_machine;
+pub use random::{random_hvm_machine, random_machine};
 pub use synthetic::synthetic_machine;
 
-use crate::{rebuild, DomainView, Error, FrameInfo, MachineLayout, PassReport, M2P_INVALID};
+use crate::{
+    rebuild, DomainView, Error, FrameInfo, HvmView, MachineLayout, PassReport, M2P_INVALID,
+};
 
 /// One simulated domain: the handover-state view of it plus what the
 /// builder knows about its tables.
@@ -46,18 +48,47 @@ pub struct SimDomain {
     pub tables: Vec<(Mfn, Level)>,
     /// Every data frame.
     pub data: Vec<Mfn>,
+    /// `None` for a PV domain; an HVM domain's nested tables and bitmap.
+    pub hvm: Option<SimHvm>,
+}
+
+/// What an HVM [`SimDomain`] has besides (its view's [`HvmView`]).
+#[derive(Clone, Debug)]
+pub struct SimHvm {
+    /// The root of its nested tables.
+    pub ncr3: Mfn,
+    /// Every nested table frame, root first.
+    pub p2m: Vec<Mfn>,
+    /// Its log-dirty bitmap, when log-dirty mode is on.
+    pub log_dirty: Option<MfnRange>,
+    /// Its RAM frames.
+    pub max_frames: u64,
+    /// The first gpfn of its PCI hole.
+    pub hole: hvlu_types::Gpfn,
+    /// The device frames it maps in the hole, sorted.
+    pub identity: Vec<MfnRange>,
 }
 
 impl SimDomain {
     /// The borrowed view the pass takes.
     pub fn view(&self) -> DomainView<'_> {
-        DomainView::new(
+        let view = DomainView::new(
             self.id,
             &self.runs,
             &self.mmio,
             &self.pinned,
             &self.vcpu_cr3,
-        )
+        );
+        match &self.hvm {
+            None => view,
+            Some(h) => view.with_hvm(HvmView {
+                ncr3: h.ncr3,
+                log_dirty: h.log_dirty,
+                max_frames: h.max_frames,
+                hole: h.hole,
+                identity: &h.identity,
+            }),
+        }
     }
 
     /// The tables of `level`.

@@ -151,5 +151,6 @@ fn build(memory: &mut SimMemory, id: DomId, base: Mfn, n: u64) -> SimDomain {
         vcpu_cr3: vec![l4, l4],
         tables: table_list,
         data: (base.0..base.0 + data).map(Mfn).collect(),
+        hvm: None,
     }
 }

@@ -41,13 +41,20 @@ fn page_type_bytes_are_stable() {
         (PageType::L2, 3),
         (PageType::L3, 4),
         (PageType::L4, 5),
+        (PageType::P2m, 6),
+        (PageType::LogDirty, 7),
     ];
     for (t, b) in all {
         assert_eq!(t.to_byte(), b);
         assert_eq!(PageType::from_repr(b), Some(t));
+        // A type is its run's kind and back.
+        assert_eq!(PageType::of_run(t.run_kind()).run_kind(), t.run_kind());
     }
-    // 6 is reserved for P2m (HVM), everything above is illegal.
-    for b in 6..=255 {
+    assert_eq!(PageType::of_run(RunKind::P2m), PageType::P2m);
+    assert_eq!(PageType::of_run(RunKind::LogDirty), PageType::LogDirty);
+    assert_eq!(PageType::P2m.level(), None);
+    // Everything above 7 is illegal.
+    for b in 8..=255 {
         assert_eq!(PageType::from_repr(b), None);
     }
 }

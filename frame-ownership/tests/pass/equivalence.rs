@@ -1,6 +1,6 @@
 //! The pass agrees with the reference on random machines.
 
-use frame_ownership::testkit::{random_machine, Machine};
+use frame_ownership::testkit::{random_hvm_machine, random_machine, Machine};
 use frame_ownership::{frametable_digest, owned_digest, FrameInfo, PageType, M2P_INVALID};
 
 use crate::reference::reference;
@@ -106,6 +106,18 @@ fn check_machine(seed: u64, m: &Machine, cov: &mut Coverage) {
         assert_eq!(dr.tables.iter().sum::<u64>(), d.tables.len() as u64);
         assert_eq!(dr.pins, d.pinned.len() as u64);
         assert_eq!(dr.vcpus, d.vcpu_cr3.len() as u64);
+        if let Some(h) = &d.hvm {
+            // Every nested table read once, every RAM frame and identity
+            // frame a leaf.
+            assert_eq!(dr.p2m_tables, h.p2m.len() as u64, "seed {seed}");
+            let identity: u64 = h.identity.iter().map(|r| r.count).sum();
+            assert_eq!(dr.p2m_leaves, d.data.len() as u64 + identity);
+            assert_eq!(
+                dr.log_dirty_frames,
+                h.log_dirty.map_or(0, |b| b.count),
+                "seed {seed}"
+            );
+        }
     }
 
     // Coverage.
@@ -200,4 +212,31 @@ fn synthetic_machine_passes_and_matches_reference() {
     let m = frame_ownership::testkit::synthetic_machine(1 << 14, 3);
     let mut cov = Coverage::default();
     check_machine(0, &m, &mut cov);
+}
+
+/// HVM domains beside PV ones: the pass (its nested walk included) agrees
+/// with the reference on 120 machines of 2 PV and 2 HVM domains, half of
+/// those with log-dirty on.
+#[test]
+fn pass_matches_reference_with_hvm_domains() {
+    let mut cov = Coverage::default();
+    let (mut identity, mut log_dirty, mut read_only) = (0u64, 0u64, 0u64);
+    for seed in 5000..5120 {
+        let m = random_hvm_machine(seed, 2, 2);
+        check_machine(seed, &m, &mut cov);
+        for d in m.domains.iter().filter_map(|d| d.hvm.as_ref()) {
+            identity += d.identity.len() as u64;
+            log_dirty += u64::from(d.log_dirty.is_some());
+        }
+        let out = m.run_pass();
+        let report = out.result.expect("valid");
+        for (dr, d) in report.domains.iter().zip(&m.domains) {
+            if d.hvm.is_some() {
+                read_only += d.data.len() as u64 - dr.writable_mappings;
+            }
+        }
+    }
+    assert!(identity > 0, "no identity range was generated");
+    assert!(log_dirty > 0, "no log-dirty domain was generated");
+    assert!(read_only > 0, "no read-only RAM leaf was generated");
 }

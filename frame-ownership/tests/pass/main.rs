@@ -10,4 +10,5 @@
 mod equivalence;
 mod errors;
 mod free;
+mod hvm_errors;
 mod reference;

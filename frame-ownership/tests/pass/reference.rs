@@ -51,7 +51,7 @@ pub fn reference(m: &Machine) -> Expected {
                     Owned {
                         domain: d.id,
                         kind: r.kind,
-                        gpfn: r.first_gpfn.0 + k,
+                        gpfn: r.first_gpfn.0.wrapping_add(k),
                     },
                 );
                 assert!(prev.is_none(), "generator claimed a frame twice");
@@ -75,7 +75,16 @@ pub fn reference(m: &Machine) -> Expected {
     let mut mmio_entries = 0;
     let mut tables = 0;
     for d in &m.domains {
-        for r in d.runs.iter().filter(|r| r.kind != RunKind::Data) {
+        // An HVM domain's nested tables: every P2m frame is reached once
+        // (the root by the nCR3), and nothing else is counted.
+        for r in d.runs.iter().filter(|r| r.kind == RunKind::P2m) {
+            for k in 0..r.count {
+                let c = counts.get_mut(&(r.first_mfn.0 + k)).unwrap();
+                c.type_count += 1;
+                c.ref_count += 1;
+            }
+        }
+        for r in d.runs.iter().filter(|r| r.kind.is_page_table()) {
             // The level as a number: this reference counts in plain integers.
             let level = r.kind.level().unwrap().number();
             for k in 0..r.count {
@@ -121,6 +130,12 @@ pub fn reference(m: &Machine) -> Expected {
             c.ref_count += 1;
             c.pinned = true;
         }
+        // An HVM domain's vCPUs take no reference; its identity leaves
+        // map device memory (counted as MMIO entries).
+        if let Some(h) = &d.hvm {
+            mmio_entries += h.identity.iter().map(|r| r.count).sum::<u64>();
+            continue;
+        }
         for &mfn in &d.vcpu_cr3 {
             let c = counts.get_mut(&mfn.0).unwrap();
             c.type_count += 1;
@@ -139,6 +154,8 @@ pub fn reference(m: &Machine) -> Expected {
             RunKind::L2 => PageType::L2,
             RunKind::L3 => PageType::L3,
             RunKind::L4 => PageType::L4,
+            RunKind::P2m => PageType::P2m,
+            RunKind::LogDirty => PageType::LogDirty,
         };
         let flags = if c.pinned {
             FrameFlags::PINNED
@@ -147,7 +164,11 @@ pub fn reference(m: &Machine) -> Expected {
         };
         frametable[mfn as usize] =
             FrameInfo::new(Some(o.domain), page_type, c.type_count, c.ref_count, flags);
-        m2p[mfn as usize] = o.gpfn;
+        m2p[mfn as usize] = if o.kind.has_guest_frames() {
+            o.gpfn
+        } else {
+            M2P_INVALID
+        };
     }
     Expected {
         frametable,

@@ -6,8 +6,8 @@
 //! primitive types of [`crate::types`] they use, never change again.
 //!
 //! [`current`] names the in-memory types of this build, which are those of
-//! [`crate::CURRENT`], v1.2. How a minor version is added (v1.1 and v1.2
-//! did it):
+//! [`crate::CURRENT`], v1.3. How a minor version is added (v1.1, v1.2 and
+//! v1.3 did it):
 //!
 //! 1. write `vM_m` with its own types for what changes, re-exporting the
 //!    older module's types for what does not, and point [`current`] at it;
@@ -25,16 +25,22 @@
 pub mod v1_0;
 pub mod v1_1;
 pub mod v1_2;
+pub mod v1_3;
 mod view;
 
-/// The in-memory types of this build: those of [`crate::CURRENT`] (v1.2).
+/// The in-memory types of this build: those of [`crate::CURRENT`] (v1.3).
 pub mod current {
-    pub use super::v1_2::*;
+    pub use super::v1_3::*;
 }
 
+use crate::types::RunKind;
 use crate::version::AbiVersion;
 use hvlu_types::{DomId, Gpfn};
 use view::Older;
+
+/// The newest version that has no HVM domain: what a state without one is
+/// written as ([`writes_as`]).
+pub const PV_ONLY: AbiVersion = AbiVersion::new(1, 2);
 
 /// What a version cannot say about a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +48,15 @@ pub enum Inexpressible {
     /// A paused domain: a 1.0 reader would resume it.
     #[error("d{0} is paused, and ABI 1.0 cannot say so (the new image would resume it)")]
     PausedDomain(DomId),
+    /// An HVM domain (or a domain with nested page-table or log-dirty
+    /// runs): no reader before 1.3 can run it.
+    #[error("d{domain} is an HVM domain, and ABI {version} cannot describe one (a reader of {version} knows no nested page tables, no HVM vCPU state and no log-dirty bitmap)")]
+    HvmDomain {
+        /// The version asked for.
+        version: AbiVersion,
+        /// The domain.
+        domain: DomId,
+    },
     /// A domain whose PCI hole is not at the default place: an older reader
     /// knows no hole, and the next reader of 1.2 would put it at 3 GiB.
     #[error("d{domain}'s PCI hole starts at {hole}, and ABI {version} cannot say so (a state of {version} gives every domain the hole at 3 GiB, gpfn 0xc0000)")]
@@ -92,7 +107,24 @@ fn older(version: AbiVersion) -> Option<Older> {
     match (version.major, version.minor) {
         (1, 0) => Some(Older::V1_0),
         (1, 1) => Some(Older::V1_1),
+        (1, 2) => Some(Older::V1_2),
         _ => None,
+    }
+}
+
+/// The version a state is written as when `negotiated` is the highest
+/// both images share: a state with no HVM domain ([`current::Domain::needs_1_3`])
+/// is written as 1.2 even to a reader of 1.3, so that a PV-only state keeps
+/// the bytes it had before 1.3 existed; every other state as
+/// `negotiated` (which refuses an HVM domain below 1.3, [`expressible`]).
+pub fn writes_as(negotiated: AbiVersion, state: &current::HandoverState) -> AbiVersion {
+    if negotiated > PV_ONLY
+        && negotiated.major == PV_ONLY.major
+        && !state.domains.iter().any(current::Domain::needs_1_3)
+    {
+        PV_ONLY
+    } else {
+        negotiated
     }
 }
 
@@ -114,6 +146,12 @@ pub(crate) fn expressible(
     }
     for d in &state.domains {
         let domain = d.id;
+        if d.needs_1_3() {
+            return Err(Inexpressible::HvmDomain { version, domain });
+        }
+        if older == Older::V1_2 {
+            continue;
+        }
         if d.hole != v1_2::DEFAULT_HOLE {
             return Err(Inexpressible::HoleNotDefault {
                 version,
@@ -211,6 +249,9 @@ pub fn dropped(version: AbiVersion, state: &current::HandoverState) -> Dropped {
     let Some(older) = older(version) else {
         return Dropped::default();
     };
+    if older == Older::V1_2 {
+        return Dropped::default();
+    }
     let devices = state.devices.len();
     if older != Older::V1_0 {
         return Dropped {
@@ -234,14 +275,16 @@ pub fn dropped(version: AbiVersion, state: &current::HandoverState) -> Dropped {
 /// `From<v1_1::HandoverState>` gives); for 1.0, also without the
 /// hypervisor's records (reports, command line, retired domains), which
 /// 1.0 drops. The writer's pre-flight compares the decoded blob with this;
-/// for the current version it is `state` itself, borrowed (no copy in the
-/// blackout).
+/// for the current version and for 1.2 (which carries every PV domain
+/// whole, and an HVM domain not at all) it is `state` itself, borrowed (no
+/// copy in the blackout).
 pub fn carried(
     version: AbiVersion,
     state: &current::HandoverState,
 ) -> alloc::borrow::Cow<'_, current::HandoverState> {
-    let Some(older) = older(version) else {
-        return alloc::borrow::Cow::Borrowed(state);
+    let older = match older(version) {
+        None | Some(Older::V1_2) => return alloc::borrow::Cow::Borrowed(state),
+        Some(older) => older,
     };
     let mut s = state.clone();
     s.devices.clear();
@@ -270,7 +313,8 @@ pub(crate) fn encode_body(
     let used = match (version.major, version.minor) {
         (1, 0) => postcard::to_slice(&view::State(Older::V1_0, state), buf),
         (1, 1) => postcard::to_slice(&view::State(Older::V1_1, state), buf),
-        (1, 2) => postcard::to_slice(state, buf),
+        (1, 2) => postcard::to_slice(&view::State(Older::V1_2, state), buf),
+        (1, 3) => postcard::to_slice(state, buf),
         _ => return None,
     };
     Some(used.map(|used| used.len()))
@@ -286,7 +330,8 @@ pub(crate) fn body_len(
     let len = match (version.major, version.minor) {
         (1, 0) => postcard::serialize_with_flavor(&view::State(Older::V1_0, state), size),
         (1, 1) => postcard::serialize_with_flavor(&view::State(Older::V1_1, state), size),
-        (1, 2) => postcard::serialize_with_flavor(state, size),
+        (1, 2) => postcard::serialize_with_flavor(&view::State(Older::V1_2, state), size),
+        (1, 3) => postcard::serialize_with_flavor(state, size),
         _ => return None,
     };
     Some(len)
@@ -336,7 +381,26 @@ pub(crate) fn decode_body(version: AbiVersion, body: &[u8]) -> Option<BodyRead> 
         (1, 0) => read::<v1_0::HandoverState>(body).map(into_current),
         (1, 1) => read::<v1_1::HandoverState>(body).map(into_current),
         (1, 2) => read::<v1_2::HandoverState>(body).map(into_current),
+        (1, 3) => return Some(read::<v1_3::HandoverState>(body).map(into_current)),
         _ => return None,
     };
-    Some(read)
+    Some(read.and_then(kinds_before_1_3))
+}
+
+/// A body of a version before 1.3 that holds a run or pin kind 1.3 added
+/// (`P2m`, `LogDirty`): its version's reader, which never knew those
+/// numbers, refuses it as malformed (an enum index it does not have), so
+/// this reader does too, with the error postcard gives such an index.
+/// The older types share [`RunKind`] with 1.3, so the check comes after
+/// the parse.
+fn kinds_before_1_3(read: Read) -> BodyRead {
+    let new_kind = |kind: RunKind| !kind.before_1_3();
+    let holds_new = read.state.domains.iter().any(|d| {
+        d.runs.iter().any(|r| new_kind(r.kind)) || d.pinned.iter().any(|p| new_kind(p.level))
+    });
+    if holds_new {
+        Err(postcard::Error::SerdeDeCustom)
+    } else {
+        Ok(read)
+    }
 }

@@ -140,20 +140,7 @@ impl Domain {
     /// (a valid state's); with overlapping BARs (a state the pre-flight
     /// decode refuses anyway) it may call a non-default access default.
     pub fn has_default_access(&self, devices: &[PciDevice]) -> (bool, bool) {
-        if !self.flags.contains(DomainFlags::PRIVILEGED) {
-            return (self.mmio.is_empty(), self.identity.is_empty());
-        }
-        let bars = || {
-            devices
-                .iter()
-                .flat_map(|d| d.bars.iter())
-                .map(PciBar::frames)
-        };
-        let hole = MfnRange::new(Mfn(self.hole.0), HOLE_END.0.saturating_sub(self.hole.0));
-        (
-            is_canonical_union(&self.mmio, bars()),
-            is_canonical_union(&self.identity, bars().map(|b| intersection(b, hole))),
-        )
+        has_default_access(self.flags, self.hole, &self.mmio, &self.identity, devices)
     }
 
     /// Gives the domain the device access a reader that cannot carry it
@@ -163,6 +150,33 @@ impl Domain {
         self.mmio = default_mmio(self.flags, devices);
         self.identity = default_identity(self.flags, devices, self.hole);
     }
+}
+
+/// Whether a domain with `flags`, its hole at `hole`, MMIO ranges `mmio`
+/// and identity entries `identity` has the default device access given
+/// `devices`: `(mmio, identity)` ([`Domain::has_default_access`], which
+/// the domains of later versions share).
+pub fn has_default_access(
+    flags: DomainFlags,
+    hole: Gpfn,
+    mmio: &[MfnRange],
+    identity: &[MfnRange],
+    devices: &[PciDevice],
+) -> (bool, bool) {
+    if !flags.contains(DomainFlags::PRIVILEGED) {
+        return (mmio.is_empty(), identity.is_empty());
+    }
+    let bars = || {
+        devices
+            .iter()
+            .flat_map(|d| d.bars.iter())
+            .map(PciBar::frames)
+    };
+    let hole = MfnRange::new(Mfn(hole.0), HOLE_END.0.saturating_sub(hole.0));
+    (
+        is_canonical_union(mmio, bars()),
+        is_canonical_union(identity, bars().map(|b| intersection(b, hole))),
+    )
 }
 
 /// One PCI function with its memory BARs, as the hypervisor enumerated it.

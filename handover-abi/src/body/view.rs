@@ -6,7 +6,7 @@
 //!
 //! Each older minor is the one before it with fields appended, so one view
 //! serves them all: it writes the fields of 1.0, then those 1.1 added if it
-//! writes 1.1.
+//! writes 1.1 or later, then those 1.2 added if it writes 1.2.
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
@@ -19,6 +19,8 @@ pub(super) enum Older {
     V1_0,
     /// 1.1.
     V1_1,
+    /// 1.2.
+    V1_2,
 }
 
 /// A state as the older version's `HandoverState`.
@@ -40,9 +42,9 @@ impl Serialize for State<'_> {
             globals,
             domains,
             retired,
-            devices: _,
+            devices,
         } = s;
-        let mut st = serializer.serialize_struct("HandoverState", 4)?;
+        let mut st = serializer.serialize_struct("HandoverState", 5)?;
         st.serialize_field("machine", machine)?;
         if version == Older::V1_0 {
             let globals = v1_0::HvGlobals {
@@ -56,6 +58,9 @@ impl Serialize for State<'_> {
         st.serialize_field("domains", &Domains(version, domains))?;
         if version >= Older::V1_1 {
             st.serialize_field("retired", retired)?;
+        }
+        if version >= Older::V1_2 {
+            st.serialize_field("devices", devices)?;
         }
         st.end()
     }
@@ -82,10 +87,13 @@ impl Serialize for Domain<'_> {
             console,
             paused,
             reports,
-            hole: _,
-            identity: _,
+            hole,
+            identity,
+            // An older version cannot carry it: `expressible` refused the
+            // state first.
+            hvm: _,
         } = self.1;
-        let mut st = serializer.serialize_struct("Domain", 12)?;
+        let mut st = serializer.serialize_struct("Domain", 14)?;
         st.serialize_field("id", id)?;
         st.serialize_field("flags", flags)?;
         st.serialize_field("name", name)?;
@@ -99,6 +107,10 @@ impl Serialize for Domain<'_> {
         if self.0 >= Older::V1_1 {
             st.serialize_field("paused", paused)?;
             st.serialize_field("reports", reports)?;
+        }
+        if self.0 >= Older::V1_2 {
+            st.serialize_field("hole", hole)?;
+            st.serialize_field("identity", identity)?;
         }
         st.end()
     }

@@ -9,9 +9,9 @@ const fn r(min: AbiVersion, max: AbiVersion) -> VersionRange {
 }
 
 #[test]
-fn current_is_1_2_and_this_build_reads_and_writes_1_0_and_1_1_too() {
-    assert_eq!(CURRENT, v(1, 2));
-    for older in [v(1, 0), v(1, 1)] {
+fn current_is_1_3_and_this_build_reads_and_writes_1_0_to_1_2_too() {
+    assert_eq!(CURRENT, v(1, 3));
+    for older in [v(1, 0), v(1, 1), v(1, 2)] {
         assert!(WRITES.contains(older) && READS.contains(older));
         // An image that reads only an older minor gets it from this one.
         assert_eq!(

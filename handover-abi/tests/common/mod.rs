@@ -8,20 +8,28 @@ use handover_abi::{
     StateError, HEADER_SIZE,
 };
 
-#[path = "../golden/state_v1_2.rs"]
+#[path = "../golden/state_v1_3.rs"]
 pub mod golden;
 
-/// A complete valid state: the golden v1.2 state (this build's in-memory
-/// type, every field of the format filled in).
+/// A complete valid state: the golden v1.3 state (this build's in-memory
+/// type, every field of the format filled in: three PV domains and an HVM
+/// domain).
 pub fn sample() -> HandoverState {
     golden::state()
+}
+
+/// A complete valid state without an HVM domain: the golden v1.2 state.
+pub fn pv_sample() -> HandoverState {
+    HandoverState::from(golden::v1_2::state())
 }
 
 /// A complete valid state that 1.0 and 1.1 can carry: the golden v1.1 state
 /// on a machine whose devices make its dom0's access the default, nothing
 /// paused.
 pub fn older_sample() -> HandoverState {
-    let mut state = golden::on_older_devices(HandoverState::from(golden::v1_1::state()));
+    let mut state = HandoverState::from(golden::v1_2::on_older_devices(
+        handover_abi::body::v1_2::HandoverState::from(golden::v1_2::v1_1::state()),
+    ));
     for d in &mut state.domains {
         d.paused = false;
     }

@@ -205,6 +205,7 @@ fn state() -> HandoverState {
         reports: GuestReports::default(),
         hole: DEFAULT_HOLE,
         identity: vec![],
+        hvm: None,
     };
     HandoverState {
         machine: Machine {

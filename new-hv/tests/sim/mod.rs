@@ -399,6 +399,7 @@ impl Sim {
             start_info: d.start_info,
             paused: d.paused,
             reports: d.reports,
+            hvm: None,
         });
         handover::handover_state(
             &self.machine.ram,

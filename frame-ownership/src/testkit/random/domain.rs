@@ -337,5 +337,6 @@ pub(super) fn build_domain(ctx: &mut Ctx<'_>, id: DomId, mmio: Vec<MfnRange>) ->
         vcpu_cr3,
         tables: dom.tables,
         data: dom.data,
+        hvm: None,
     }
 }

@@ -2,6 +2,7 @@
 //! the machine here, each domain's memory and page tables in `domain`.
 
 mod domain;
+mod hvm;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -13,6 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use super::{Machine, SimMemory};
 use domain::build_domain;
+use hvm::build_hvm_domain;
 
 /// Free RAM frames in a shuffled-blocks order: consecutive allocations are
 /// often, but not always, machine-contiguous.
@@ -57,6 +59,20 @@ struct Ctx<'a> {
 /// permitted ranges; junk in non-present entries and in the hypervisor's L4
 /// slots; pinned L4s (and sometimes a lower table); 1..4 vCPUs.
 pub fn random_machine(seed: u64, domains: usize) -> Machine {
+    build_machine(seed, domains, 0)
+}
+
+/// A random machine with `pv` PV domains as [`random_machine`] makes them
+/// and `hvm` HVM domains after them (every other one with log-dirty on),
+/// reproducible from `seed`: each HVM domain has a hole at 16 MiB, RAM
+/// below it and from 4 GiB up, nested tables mapping all of it and the
+/// device frames of its hole.
+pub fn random_hvm_machine(seed: u64, pv: usize, hvm: usize) -> Machine {
+    build_machine(seed, pv + hvm, hvm)
+}
+
+/// A random machine whose last `hvm` of `domains` domains are HVM.
+fn build_machine(seed: u64, domains: usize, hvm: usize) -> Machine {
     let mut rng = SmallRng::seed_from_u64(seed);
 
     let mut ram = Vec::new();
@@ -153,7 +169,7 @@ pub fn random_machine(seed: u64, domains: usize) -> Machine {
 
     let mut memory = SimMemory::new();
     let mut sims = Vec::with_capacity(domains);
-    for id in ids {
+    for (n, id) in ids.into_iter().enumerate() {
         let mmio: Vec<MfnRange> = devices
             .iter()
             .copied()
@@ -164,7 +180,11 @@ pub fn random_machine(seed: u64, domains: usize) -> Machine {
             pool: &mut pool,
             mem: &mut memory,
         };
-        sims.push(build_domain(&mut ctx, id, mmio));
+        let hvm_at = n.checked_sub(domains - hvm);
+        sims.push(match hvm_at {
+            None => build_domain(&mut ctx, id, mmio),
+            Some(k) => build_hvm_domain(&mut ctx, id, mmio, k % 2 == 0),
+        });
     }
 
     Machine {

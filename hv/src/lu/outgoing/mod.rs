@@ -171,6 +171,7 @@ impl Hv {
             start_info: dom.start_info,
             paused: dom.paused,
             reports: dom.reports,
+            hvm: None,
         });
         handover::handover_state(
             &self.mem.ram,
