@@ -70,8 +70,9 @@ pub use frame::{CountError, FrameFlags, FrameInfo};
 pub use free::free_ranges;
 pub use layout::{state_view, state_views, DomainView, HvmView, MachineLayout, StateView};
 pub use ops::{
-    claim_data, pin, release_data, release_domain, release_table, unpin, update_entry, use_as_cr3,
-    DomainContext, LiveLookup, PageTableMemory,
+    claim_data, claim_hvm_frame, hvm_frame_counts, pin, release_data, release_domain,
+    release_hvm_frame, release_table, unpin, update_entry, use_as_cr3, DomainContext, LiveLookup,
+    PageTableMemory,
 };
 pub use page_type::PageType;
 pub use pass::{rebuild, DomainReport, PageTableReader, PassReport, M2P_INVALID};

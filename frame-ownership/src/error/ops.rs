@@ -206,6 +206,34 @@ pub enum OpError {
         /// Whether it is pinned.
         pinned: bool,
     },
+    /// [`crate::claim_hvm_frame`] or [`crate::release_hvm_frame`] was asked
+    /// for a type that is no HVM structure's.
+    #[error("dom{domain}: {mfn} cannot be an HVM domain's {page_type} frame: only P2m and LogDirty frames are")]
+    NotHvmFrame {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// The type asked for.
+        page_type: PageType,
+    },
+    /// [`crate::release_hvm_frame`] found the frame other than as
+    /// [`crate::claim_hvm_frame`] left it.
+    #[error("dom{domain}: {mfn} is not an unused {expected} frame (type {page_type}, type count {type_count}, reference count {ref_count}): it cannot be released as one")]
+    HvmFrameInUse {
+        /// The domain.
+        domain: DomId,
+        /// The frame.
+        mfn: Mfn,
+        /// The type it should have.
+        expected: PageType,
+        /// Its type.
+        page_type: PageType,
+        /// Its type count.
+        type_count: u32,
+        /// Its reference count.
+        ref_count: u32,
+    },
     /// A type or reference count would exceed `u32::MAX`.
     #[error("dom{domain}: a reference count of {mfn} would exceed u32::MAX")]
     CountOverflow {

@@ -63,6 +63,114 @@ pub fn claim_data(
     Ok(())
 }
 
+/// The counts a frame of an HVM domain's own structures has (Invariant
+/// 28): a nested page-table frame (`P2m`) type count 1 and reference count
+/// 2 (the entry that reaches it, or `ncr3`, and the allocation); a
+/// log-dirty bitmap frame (`LogDirty`) type count 0 and reference count 1.
+/// `None` for any other type.
+pub const fn hvm_frame_counts(page_type: PageType) -> Option<(u32, u32)> {
+    match page_type {
+        PageType::P2m => Some((1, 2)),
+        PageType::LogDirty => Some((0, 1)),
+        _ => None,
+    }
+}
+
+/// Gives the free frame `mfn`, fresh from the page allocator, to HVM
+/// domain `dom` as a frame of its nested page tables (`PageType::P2m`) or
+/// of its log-dirty bitmap (`PageType::LogDirty`): no guest frame
+/// (`m2p[mfn]` stays [`M2P_INVALID`]), the counts of
+/// [`hvm_frame_counts`]. The hypervisor builds what the frame holds; its
+/// guest never maps it (the frame is in no guest frame's place). Refused
+/// like [`claim_data`]: a frame that is not domain RAM, owned, or with a
+/// non-zero entry; another type is [`OpError::NotHvmFrame`].
+pub fn claim_hvm_frame(
+    layout: &MachineLayout<'_>,
+    frametable: &mut [FrameInfo],
+    m2p: &mut [u64],
+    dom: &DomainContext<'_>,
+    mfn: Mfn,
+    page_type: PageType,
+) -> Result<(), OpError> {
+    let domain = dom.id;
+    let Some((type_count, ref_count)) = hvm_frame_counts(page_type) else {
+        return Err(OpError::NotHvmFrame {
+            domain,
+            mfn,
+            page_type,
+        });
+    };
+    let i =
+        index(mfn, frametable.len().min(m2p.len())).ok_or(OpError::OutOfRange { domain, mfn })?;
+    match LiveLookup::new(layout, frametable, dom).classify(mfn) {
+        FrameClass::Unowned => {}
+        FrameClass::Own(_) => {
+            return Err(OpError::AlreadyOwned {
+                domain,
+                mfn,
+                owner: domain,
+            })
+        }
+        FrameClass::OtherDomain(owner) => return Err(OpError::AlreadyOwned { domain, mfn, owner }),
+        found => return Err(OpError::NotDomainRam { domain, mfn, found }),
+    }
+    if frametable[i] != FrameInfo::UNOWNED || m2p[i] != M2P_INVALID {
+        return Err(OpError::Corrupt {
+            domain: Some(domain),
+            mfn,
+            what: "a frame nobody owns has counts, a type, flags or a guest frame",
+        });
+    }
+    frametable[i] = FrameInfo::new(
+        Some(domain),
+        page_type,
+        type_count,
+        ref_count,
+        FrameFlags::EMPTY,
+    );
+    Ok(())
+}
+
+/// Takes a frame [`claim_hvm_frame`] gave `domain` as `page_type` away
+/// again and makes it free (log-dirty turned off), for the caller to
+/// return to the page allocator: it must be `domain`'s, of that type, with
+/// exactly that type's counts ([`OpError::HvmFrameInUse`] otherwise).
+pub fn release_hvm_frame(
+    frametable: &mut [FrameInfo],
+    m2p: &mut [u64],
+    domain: DomId,
+    mfn: Mfn,
+    page_type: PageType,
+) -> Result<(), OpError> {
+    let Some((type_count, ref_count)) = hvm_frame_counts(page_type) else {
+        return Err(OpError::NotHvmFrame {
+            domain,
+            mfn,
+            page_type,
+        });
+    };
+    let fi = owned(frametable, domain, mfn)?;
+    let i = index(mfn, m2p.len()).ok_or(OpError::OutOfRange { domain, mfn })?;
+    let found = page_type_of(&fi, domain, mfn)?;
+    if found != page_type
+        || fi.type_count() != type_count
+        || fi.ref_count() != ref_count
+        || fi.is_pinned()
+    {
+        return Err(OpError::HvmFrameInUse {
+            domain,
+            mfn,
+            expected: page_type,
+            page_type: found,
+            type_count: fi.type_count(),
+            ref_count: fi.ref_count(),
+        });
+    }
+    frametable[i] = FrameInfo::UNOWNED;
+    m2p[i] = M2P_INVALID;
+    Ok(())
+}
+
 /// Takes the data frame `mfn` away from `domain` and makes it free
 /// (`decrease_reservation`), for the caller to return to the page allocator.
 ///

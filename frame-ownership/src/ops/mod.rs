@@ -52,7 +52,9 @@ use crate::error::{Error, RangeList};
 use crate::layout::check_sorted;
 use crate::pass::PageTableReader;
 
-pub use frames::{claim_data, release_data, release_domain};
+pub use frames::{
+    claim_data, claim_hvm_frame, hvm_frame_counts, release_data, release_domain, release_hvm_frame,
+};
 pub use lookup::LiveLookup;
 pub use tables::{pin, release_table, unpin, update_entry, use_as_cr3};
 

@@ -14,4 +14,5 @@
 mod behaviour;
 mod equivalence;
 mod errors;
+mod hvm;
 mod tiny;

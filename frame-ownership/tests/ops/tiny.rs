@@ -16,7 +16,7 @@
 use frame_ownership::pte::{self, Pte};
 use frame_ownership::testkit::SimMemory;
 use frame_ownership::{
-    ops, DomainContext, FrameInfo, MachineLayout, OpError, PageTableReader, M2P_INVALID,
+    ops, DomainContext, FrameInfo, MachineLayout, OpError, PageTableReader, PageType, M2P_INVALID,
 };
 use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange};
 
@@ -165,6 +165,17 @@ impl Tiny {
         let mmio = if d == D1 { &self.mmio1 } else { &self.mmio2 };
         let dom = DomainContext::new(d, mmio).unwrap();
         ops::claim_data(&layout, &mut self.ft, &mut self.m2p, &dom, m, gpfn)
+    }
+
+    pub fn claim_hvm(&mut self, d: DomId, m: Mfn, ty: PageType) -> Result<(), OpError> {
+        let layout = MachineLayout::new(&self.ram, self.region, &self.reserved).unwrap();
+        let mmio = if d == D1 { &self.mmio1 } else { &self.mmio2 };
+        let dom = DomainContext::new(d, mmio).unwrap();
+        ops::claim_hvm_frame(&layout, &mut self.ft, &mut self.m2p, &dom, m, ty)
+    }
+
+    pub fn release_hvm(&mut self, d: DomId, m: Mfn, ty: PageType) -> Result<(), OpError> {
+        ops::release_hvm_frame(&mut self.ft, &mut self.m2p, d, m, ty)
     }
 
     pub fn release_data(&mut self, d: DomId, m: Mfn) -> Result<(), OpError> {

@@ -214,16 +214,17 @@ impl Hv {
         }
         // If the frametable disagrees with the domain's own record, no
         // frame of it can be trusted to be free, so none is reused.
-        if let Err(e) = self.mem.parts().release_domain(id, domain.p2m.ram()) {
-            hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
-        }
+        // Every frame it owns: its RAM, and an HVM domain's nested tables
+        // and log-dirty bitmap.
+        let mut owned: alloc::vec::Vec<u64> = domain.p2m.ram().to_vec();
         if let Some(h) = &domain.hvm {
-            for &t in h.npt.tables() {
-                self.mem.pages.free(t);
-            }
+            owned.extend(h.npt.tables().iter().map(|t| t.0));
             if let Some(ld) = &h.log_dirty {
-                self.mem.pages.free_run(ld.frames);
+                owned.extend(ld.frames.start.0..ld.frames.end());
             }
+        }
+        if let Err(e) = self.mem.parts().release_domain(id, &owned) {
+            hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
         }
         hvprintln!(
             "d{id} destroyed, {} frames freed, free frames {}",

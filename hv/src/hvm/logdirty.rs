@@ -19,6 +19,8 @@ use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, PAGE_SIZE};
 use pv_abi::call::{GuestArray, LogDirtyOp};
 use pv_abi::hypercall::Error;
 
+use frame_ownership::PageType;
+
 use crate::arch::phys;
 use crate::domain::builder::PhysMemory;
 use crate::domain::npt::RAM_FLAGS;
@@ -40,6 +42,23 @@ pub struct LogDirty {
 }
 
 impl LogDirty {
+    /// The bitmap a live update handed over, in place: its dirty count is
+    /// its bits set (a read of the bitmap: the domain's RAM / 32768 frames,
+    /// not the machine's).
+    pub fn adopt(frames: MfnRange) -> LogDirty {
+        let mut set = 0u64;
+        let mut word = [0u8; 8];
+        for at in (frames.start.addr()..frames.start.addr() + frames.count * PAGE_SIZE).step_by(8) {
+            if phys::read(at, &mut word).is_ok() {
+                set += u64::from(u64::from_le_bytes(word).count_ones());
+            }
+        }
+        LogDirty {
+            frames,
+            dirty: core::cell::Cell::new(set),
+        }
+    }
+
     /// Where bit `i` lives: the byte's physical address and its mask.
     fn byte(&self, i: u64) -> Option<(u64, u8)> {
         (i < self.frames.count * BITS_PER_FRAME)
@@ -175,6 +194,37 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
                     alloc::format!("no {n} contiguous free frames for d{id}'s dirty bitmap"),
                 );
             };
+            // The domain's, as LogDirty frames (Invariant 28).
+            let Ok(ctx) = frame_ownership::DomainContext::new(id, &[]) else {
+                unreachable!("an empty list of MMIO ranges is sorted")
+            };
+            let parts = hv.mem.parts();
+            let claimed = (frames.start.0..frames.end()).try_for_each(|m| {
+                frame_ownership::claim_hvm_frame(
+                    &parts.layout,
+                    parts.frametable,
+                    parts.m2p,
+                    &ctx,
+                    Mfn(m),
+                    PageType::LogDirty,
+                )
+            });
+            if let Err(e) = claimed {
+                for m in frames.start.0..frames.end() {
+                    let _ = frame_ownership::release_hvm_frame(
+                        parts.frametable,
+                        parts.m2p,
+                        id,
+                        Mfn(m),
+                        PageType::LogDirty,
+                    );
+                }
+                parts.pages.free_run(frames);
+                return hv.refuse_with(
+                    Error::Failed,
+                    alloc::format!("d{id}'s dirty bitmap frames were refused: {e}"),
+                );
+            }
             let _ = phys::zero(frames.start.addr(), n * PAGE_SIZE);
             let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
             if let Some(h) = dom.hvm.as_mut() {
@@ -201,7 +251,22 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
             let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
             protect_all(dom, true)?;
             if let Some(ld) = dom.hvm.as_mut().and_then(|h| h.log_dirty.take()) {
-                hv.mem.pages.free_run(ld.frames);
+                let parts = hv.mem.parts();
+                for m in ld.frames.start.0..ld.frames.end() {
+                    if let Err(e) = frame_ownership::release_hvm_frame(
+                        parts.frametable,
+                        parts.m2p,
+                        id,
+                        Mfn(m),
+                        PageType::LogDirty,
+                    ) {
+                        crate::hvprintln!(
+                            "BUG: d{id}'s bitmap frame {m:#x} cannot be released ({e}); it stays out of use"
+                        );
+                        continue;
+                    }
+                    parts.pages.free(Mfn(m));
+                }
             }
             Ok(0)
         }

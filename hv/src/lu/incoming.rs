@@ -192,7 +192,7 @@ impl Platform for Incoming {
             e.args.tsc_khz,
             g.boot_tsc,
         );
-        hv.domains = rebuild_domains(e.domains);
+        hv.domains = rebuild_domains(e.domains, &hv);
         let walk = core::mem::take(&mut self.found);
         hv.devices = walk.devices;
         hv.machine_map = machine_map(&e.state.machine.ram_map);
@@ -270,10 +270,13 @@ fn machine_map(ram_map: &[RamRange]) -> Vec<MemoryMapEntry> {
 
 /// Hypervisor domains around the preserved frames, as `new_hv::enter`
 /// restored them (their L4s already given this hypervisor's upper half).
-fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
+fn rebuild_domains(restored: Vec<Restored>, hv: &Hv) -> BTreeMap<DomId, Domain> {
     let mut domains = BTreeMap::new();
     for r in restored {
-        let vcpus = r.vcpus.iter().map(Vcpu::from_context).collect();
+        let (vcpus, hvm) = match &r.hvm {
+            None => (r.vcpus.iter().map(Vcpu::from_context).collect(), None),
+            Some(h) => rebuild_hvm(r.id, h, hv),
+        };
         // The frame space is sized by the limit, as the builder sized it.
         let mut p2m = P2m::from_map(r.p2m, r.max_frames, r.hole).unwrap_or_else(|e| {
             let free = mm::heap::free() >> 10;
@@ -293,9 +296,40 @@ fn rebuild_domains(restored: Vec<Restored>) -> BTreeMap<DomId, Domain> {
         domain.paused = r.paused;
         domain.reports = r.reports;
         domain.mmio = r.mmio;
+        domain.hvm = hvm;
         domains.insert(r.id, domain);
     }
     domains
+}
+
+/// An HVM domain's vCPUs and part, around its nested tables where they are
+/// (the pass checked and typed them) and its log-dirty bitmap where it is:
+/// a new VMCB per vCPU from its context, with this image's intercepts and
+/// permission maps.
+fn rebuild_hvm(
+    id: DomId,
+    h: &new_hv::domain::RestoredHvm,
+    hv: &Hv,
+) -> (Vec<Vcpu>, Option<crate::hvm::HvmDomain>) {
+    let Some(host) = hv.svm.as_ref() else {
+        refuse(format_args!(
+            "d{id} is an HVM domain and this CPU runs none (no AMD SVM with nested paging)"
+        ))
+    };
+    let asid = crate::hvm::asid_for(id, hv.asids);
+    let vcpus = h
+        .vcpus
+        .iter()
+        .map(|(ctx, _, _)| Vcpu::hvm(crate::hvm::HvmVcpu::new(ctx, host, h.ncr3, asid)))
+        .collect();
+    let log_dirty = h.log_dirty.map(crate::hvm::logdirty::LogDirty::adopt);
+    let part = crate::hvm::HvmDomain {
+        npt: crate::domain::npt::Npt::adopt(h.ncr3, h.tables.clone()),
+        asid,
+        flush: true,
+        log_dirty,
+    };
+    (vcpus, Some(part))
 }
 
 /// Says which image entered, releases free RAM and prints the update's

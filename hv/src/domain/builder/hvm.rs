@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use hvlu_types::regs::{rflags, DescriptorTable, HvmContext, Segment};
-use hvlu_types::{Gpfn, Mfn, PAGE_SIZE};
+use hvlu_types::{Gpfn, PAGE_SIZE};
 use pv_abi::start_info::{
     StartInfo, HVM_BOOT_CS, HVM_BOOT_DS, HVM_IMAGE_BASE, HVM_NOTE_NAME, HVM_NOTE_TYPE,
     HVM_START_INFO_GPA, SIF_HVM, SIF_PRIVILEGED, START_INFO_MAGIC,
@@ -27,7 +27,7 @@ use super::{
 use crate::domain::npt::Npt;
 use crate::domain::p2m::P2m;
 use crate::mm::MemParts;
-use frame_ownership::DomainContext;
+use frame_ownership::{DomainContext, PageType};
 
 /// A built HVM domain: its frames (claimed as data in the frametable), its
 /// nested page tables, and how its one vCPU starts.
@@ -185,26 +185,51 @@ pub fn build<M: GuestMemory>(
     if let Err(error) = filled {
         return Err(give_back(mem, spec.id, &guest.p2m, error));
     }
-    // The nested tables, from frames the frametable is told of when the
-    // domain's P2M-table frames are typed.
-    let mut taken: Vec<Mfn> = Vec::new();
+    // The nested tables, each frame claimed for the domain as a P2m frame
+    // as it leaves the page allocator (Invariant 28).
+    let mut taken: Vec<u64> = Vec::new();
+    let mut refused = None;
     let mut alloc = || {
         let m = mem.pages.alloc()?;
-        taken.push(m);
-        Some(m)
+        match frame_ownership::claim_hvm_frame(
+            &mem.layout,
+            mem.frametable,
+            mem.m2p,
+            &dom,
+            m,
+            PageType::P2m,
+        ) {
+            Ok(()) => {
+                taken.push(m.0);
+                Some(m)
+            }
+            Err(e) => {
+                // Not free by the frametable: it stays out of the allocator.
+                refused = Some(e);
+                None
+            }
+        }
     };
-    match Npt::build(&guest.p2m, guest.mem, &mut alloc) {
-        Ok(npt) => Ok(BuiltHvm {
+    let built = Npt::build(&guest.p2m, guest.mem, &mut alloc);
+    match (built, refused) {
+        (Ok(npt), _) => Ok(BuiltHvm {
             p2m: guest.p2m,
             start_info: Gpfn(HVM_START_INFO_GPA / PAGE_SIZE),
             npt,
             vcpu: boot_context(elf.entry),
         }),
-        Err(e) => {
-            for m in taken {
-                mem.pages.free(m);
+        (Err(e), refused) => {
+            let error = refused.map_or(BuildError::Npt(e), BuildError::Refused);
+            let mut all: Vec<u64> = guest.p2m.ram().to_vec();
+            all.extend(taken);
+            match mem.release_domain(spec.id, &all) {
+                Ok(_) => Err(error),
+                Err(release) => Err(BuildError::Stranded {
+                    error: alloc::string::ToString::to_string(&error),
+                    frames: all.len() as u64,
+                    release,
+                }),
             }
-            Err(give_back(mem, spec.id, &guest.p2m, BuildError::Npt(e)))
         }
     }
 }

@@ -58,14 +58,6 @@ impl Hv {
             self.lu.loaded = Some(loaded);
             return self.refuse(Error::Invalid, message);
         }
-        if let Some(dom) = self.domains.values().find(|d| d.hvm.is_some()) {
-            let message = alloc::format!(
-                "d{} is an HVM domain, which this hypervisor does not hand over yet; nothing was paused",
-                dom.id
-            );
-            self.lu.loaded = Some(loaded);
-            return self.refuse(Error::Invalid, message);
-        }
         let mut platform = Outgoing {
             hv: self,
             caller: *frame,

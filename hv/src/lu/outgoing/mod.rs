@@ -167,11 +167,24 @@ impl Hv {
             hole: dom.hole(),
             mmio: &dom.mmio,
             identity: dom.p2m.identity(),
-            vcpus: dom.vcpus.iter().map(Vcpu::context).collect(),
+            // An HVM domain's vCPUs are in its HVM part.
+            vcpus: match dom.hvm {
+                None => dom.vcpus.iter().map(Vcpu::context).collect(),
+                Some(_) => alloc::vec::Vec::new(),
+            },
             start_info: dom.start_info,
             paused: dom.paused,
             reports: dom.reports,
-            hvm: None,
+            hvm: dom.hvm.as_ref().map(|h| old_hv::domain::HvmInput {
+                ncr3: h.npt.root(),
+                tables: h.npt.tables(),
+                vcpus: dom
+                    .vcpus
+                    .iter()
+                    .filter_map(|v| v.hvm.as_ref().map(|x| x.context()))
+                    .collect(),
+                log_dirty: h.log_dirty.as_ref().map(|l| l.frames),
+            }),
         });
         handover::handover_state(
             &self.mem.ram,
