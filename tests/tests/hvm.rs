@@ -1,11 +1,17 @@
 //! HVM domains (issue #16): an HVM domU under AMD SVM with nested paging
 //! runs its self-checks beside PV domUs; `list` shows each domain's kind;
-//! the PV-only hypercalls are refused to it; a live update with an HVM
-//! domain is refused before anything pauses until the handover carries one.
+//! the PV-only hypercalls are refused to it; it crosses live updates (its
+//! nested tables in place, handover ABI 1.3), and the 1.2 release, which
+//! cannot read it, is refused before anything pauses; log-dirty reports
+//! exactly the pages written, across an update too; the emulated device
+//! answers and any other access to the hole ends the domain.
 
 use std::time::Duration;
 
-use hvlu_harness::scenario::{assert_refusals, boot, cmd, poweroff_pass, wait_all};
+use hvlu_harness::releases;
+use hvlu_harness::scenario::{
+    assert_refusals, boot, boot_with, cmd, fields, poweroff_pass, wait_all,
+};
 use hvlu_harness::Machine;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -73,18 +79,68 @@ fn an_hvm_domu_runs_beside_a_pv_domu_with_clean_self_checks() {
     assert!(checks > 0, "{report}");
 }
 
+/// Updates to `image`; checks that update `seq` was done with the digest
+/// and the free frames equal.
+fn update_to(m: &mut Machine, seq: u64, image: &str) -> String {
+    let out = cmd(m, &format!("live-update {image}"));
+    assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
+    let report = wait_all(m, &[&format!("(hv) lu-report seq={seq} ")], LONG).remove(0);
+    let f = fields(&report);
+    assert_eq!(f["digest_equal"], "yes", "{report}");
+    assert_eq!(f["free_equal"], "yes", "{report}");
+    report
+}
+
 #[test]
-fn an_update_with_an_hvm_domain_is_refused_before_anything_pauses() {
-    let mut m = boot("hvm-update-refused", "");
+fn an_hvm_domu_and_a_pv_domu_cross_updates_with_clean_self_checks() {
+    let mut m = boot("hvm-updates", "autostart=domu");
+    cmd(&mut m, "create hvm 4096");
+    wait_all(&mut m, &["(d2) heartbeat 1:"], LONG);
+    let before = row(&mut m, 2);
+    for seq in 1..=4 {
+        update_to(&mut m, seq, if seq % 2 == 1 { "hv-b" } else { "hv" });
+        beats_go_on(&mut m, &[1, 2]);
+    }
+    // The same domain, still HVM, still running.
+    assert_eq!(row(&mut m, 2), before);
+    poweroff_pass(&mut m);
+    let report = m
+        .lines_with("(hv) report d2 (hvm): checks=")
+        .next()
+        .expect("the HVM domain's report")
+        .to_string();
+    assert!(report.contains("mismatches=0"), "{report}");
+}
+
+/// The boot module the 1.2 release's hypervisor is loaded from.
+const TO_1_2: &str = "to-1.2";
+
+#[test]
+fn the_1_2_release_is_refused_before_anything_pauses_while_an_hvm_domain_runs() {
+    let old = releases::find("1.2")
+        .and_then(|r| r.images())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut m = boot_with("hvm-1.2-refused", "", |c| {
+        c.images.modules.push((TO_1_2.into(), old.hv.clone()));
+    });
     cmd(&mut m, "create hvm 4096");
     wait_all(&mut m, &["(d1) heartbeat 1:"], LONG);
-    let out = cmd(&mut m, "live-update hv-b");
+    let out = cmd(&mut m, &format!("live-update {TO_1_2}"));
+    let refused = out
+        .iter()
+        .find(|l| l.contains("lu exec: error"))
+        .unwrap_or_else(|| panic!("{out:?}"));
     assert!(
-        out.iter()
-            .any(|l| l.contains("d1 is an HVM domain") && l.contains("nothing was paused")),
-        "{out:?}"
+        refused.contains("refused before pausing anything")
+            && refused.contains("d1 is an HVM domain, and ABI 1.2 cannot describe one"),
+        "{refused}"
     );
+    assert_eq!(m.lines_with("(hv) lu-report ").count(), 0, "no update ran");
     beats_go_on(&mut m, &[1]);
+    // Without the HVM domain the same release is updated to.
+    cmd(&mut m, "destroy 1");
+    let out = cmd(&mut m, &format!("live-update {TO_1_2}"));
+    assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
     poweroff_pass(&mut m);
 }
 
@@ -130,17 +186,89 @@ fn hex_after(line: &str, key: &str) -> u64 {
     u64::from_str_radix(word.trim_start_matches("0x"), 16).unwrap()
 }
 
+/// One log-dirty window of domain 1 (in `dirty` mode, its marker page at
+/// `mark`): paused, cleaned, run for two heartbeats — with `update`
+/// (`(seq, image)`) in the middle of the window, then two more — paused
+/// again and peeked. Every page written entirely inside the window must be
+/// dirty, and nothing outside the image but the marker and the pages of
+/// the heartbeats on the window's two edges.
+fn dirty_window(m: &mut Machine, mark: u64, update: Option<(u64, &str)>) {
+    cmd(m, "pause 1");
+    let before = dirtied(m, 1).keys().max().copied().unwrap_or(0);
+    logdirty_list(m, 1, "clean");
+    cmd(m, "unpause 1");
+    wait_all(m, &[&format!("(d1) dirtied {}: ", before + 2)], LONG);
+    if let Some((seq, image)) = update {
+        update_to(m, seq, image);
+        let now = dirtied(m, 1).keys().max().copied().unwrap();
+        wait_all(m, &[&format!("(d1) dirtied {}: ", now + 2)], LONG);
+    }
+    cmd(m, "pause 1");
+    let last = dirtied(m, 1).keys().max().copied().unwrap();
+    let (count, listed) = logdirty_list(m, 1, "peek");
+    cmd(m, "unpause 1");
+    // The heartbeat on the pause's edge prints after the unpause.
+    wait_all(m, &[&format!("(d1) dirtied {}: ", last + 1)], LONG);
+    let sets = dirtied(m, 1);
+    let pages = |ks: std::ops::RangeInclusive<u64>| -> std::collections::BTreeSet<u64> {
+        ks.flat_map(|k| sets[&k].clone()).collect()
+    };
+    assert!(
+        listed.len() as u64 == count,
+        "all listed: {count} {listed:?}"
+    );
+    // Outside the image: the marker page and the written pages.
+    let seen: std::collections::BTreeSet<u64> =
+        listed.iter().copied().filter(|&g| g > mark).collect();
+    assert!(
+        listed.contains(&mark),
+        "the marker page is written each heartbeat: {listed:?}"
+    );
+    let surely = pages(before + 2..=last);
+    let at_most = pages(before + 1..=last + 1);
+    assert!(
+        surely.is_subset(&seen) && seen.is_subset(&at_most),
+        "dirty {seen:?}; written inside the window {surely:?}, at most {at_most:?}"
+    );
+}
+
+/// The domain's start line's marker gpfn, after it started.
+fn marker_gpfn(m: &mut Machine, id: u16) -> u64 {
+    let up = wait_all(m, &[&format!("(d{id}) hvm domU {id} up: ")], LONG).remove(0);
+    hex_after(&up, "marker at gpfn ")
+}
+
+#[test]
+fn a_running_log_dirty_window_crosses_updates_without_losing_a_page() {
+    let mut m = boot("hvm-logdirty-update", "");
+    cmd(&mut m, "create hvm 4096 dirty");
+    let mark = marker_gpfn(&mut m, 1);
+    wait_all(&mut m, &["(d1) dirtied 1: "], LONG);
+    cmd(&mut m, "logdirty 1 on");
+    // The window spans the update: pages written before it, during its
+    // neighbourhood and after it are all in the bitmap the new image
+    // adopted, and the write protection crossed too (else the pages
+    // written after it would be missing).
+    dirty_window(&mut m, mark, Some((1, "hv-b")));
+    dirty_window(&mut m, mark, Some((2, "hv")));
+    // An update with tracking on, then off: every page writable again.
+    update_to(&mut m, 3, "hv-b");
+    let out = cmd(&mut m, "logdirty 1 off");
+    assert!(
+        out.iter().any(|l| l.contains("logdirty d1 off: done")),
+        "{out:?}"
+    );
+    update_to(&mut m, 4, "hv");
+    beats_go_on(&mut m, &[1]);
+    poweroff_pass(&mut m);
+}
+
 #[test]
 fn log_dirty_reports_exactly_the_pages_the_guest_wrote() {
     let mut m = boot("hvm-logdirty", "");
     cmd(&mut m, "create hvm 4096 dirty");
+    let mark = marker_gpfn(&mut m, 1);
     wait_all(&mut m, &["(d1) dirtied 1: "], LONG);
-    let up = m
-        .lines_with("(d1) hvm domU 1 up: ")
-        .next()
-        .expect("the guest's start line")
-        .to_string();
-    let mark = hex_after(&up, "marker at gpfn ");
     // Refusals: a PV domain, an untracked domain, tracking twice.
     for (line, why) in [
         ("logdirty 0 on", "d0 is a PV domain"),
@@ -153,40 +281,8 @@ fn log_dirty_reports_exactly_the_pages_the_guest_wrote() {
     cmd(&mut m, "logdirty 1 on");
     let out = cmd(&mut m, "logdirty 1 on");
     assert!(out.iter().any(|l| l.contains("tracked already")), "{out:?}");
-    for _round in 0..2 {
-        cmd(&mut m, "pause 1");
-        let before = dirtied(&m, 1).keys().max().copied().unwrap_or(0);
-        logdirty_list(&mut m, 1, "clean");
-        cmd(&mut m, "unpause 1");
-        wait_all(&mut m, &[&format!("(d1) dirtied {}: ", before + 2)], LONG);
-        cmd(&mut m, "pause 1");
-        let last = dirtied(&m, 1).keys().max().copied().unwrap();
-        let (count, listed) = logdirty_list(&mut m, 1, "peek");
-        cmd(&mut m, "unpause 1");
-        // The heartbeat on the pause's edge prints after the unpause.
-        wait_all(&mut m, &[&format!("(d1) dirtied {}: ", last + 1)], LONG);
-        let sets = dirtied(&m, 1);
-        let pages = |ks: std::ops::RangeInclusive<u64>| -> std::collections::BTreeSet<u64> {
-            ks.flat_map(|k| sets[&k].clone()).collect()
-        };
-        assert!(
-            listed.len() as u64 == count,
-            "all listed: {count} {listed:?}"
-        );
-        // Outside the image: the marker page and the written pages.
-        let seen: std::collections::BTreeSet<u64> =
-            listed.iter().copied().filter(|&g| g > mark).collect();
-        assert!(
-            listed.contains(&mark),
-            "the marker page is written each heartbeat: {listed:?}"
-        );
-        let surely = pages(before + 2..=last);
-        let at_most = pages(before + 1..=last + 1);
-        assert!(
-            surely.is_subset(&seen) && seen.is_subset(&at_most),
-            "dirty {seen:?}; written inside the window {surely:?}, at most {at_most:?}"
-        );
-    }
+    dirty_window(&mut m, mark, None);
+    dirty_window(&mut m, mark, None);
     let out = cmd(&mut m, "logdirty 1 off");
     assert!(
         out.iter().any(|l| l.contains("logdirty d1 off: done")),
