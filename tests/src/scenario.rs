@@ -613,12 +613,27 @@ fn soak_with(
     images: &[&str],
     updates: u64,
     settle_ms: u64,
-    mut churn: Option<&mut Churn>,
+    churn: Option<&mut Churn>,
+) -> Result<SoakSummary, String> {
+    match churn {
+        Some(churn) => soak_hooked(machine, images, updates, settle_ms, &mut |m, _| {
+            churn.step(m)
+        }),
+        None => soak_hooked(machine, images, updates, settle_ms, &mut |_, _| Ok(())),
+    }
+}
+
+/// [`soak`] with `before` run before each update (its number from 0): a
+/// toolstack action, a log-dirty cycle, …; an error of it ends the soak.
+pub fn soak_hooked(
+    machine: &mut Machine,
+    images: &[&str],
+    updates: u64,
+    settle_ms: u64,
+    before: &mut dyn FnMut(&mut Machine, u64) -> Result<(), String>,
 ) -> Result<SoakSummary, String> {
     for i in 0..updates {
-        if let Some(churn) = churn.as_deref_mut() {
-            churn.step(machine)?;
-        }
+        before(machine, i)?;
         let image = images[(i as usize) % images.len()];
         let out = machine.command(&format!("live-update {image}"), CMD)?;
         if !out.iter().any(|l| l.contains("lu exec: done")) {

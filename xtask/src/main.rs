@@ -235,6 +235,12 @@ enum Command {
         /// soak fails on a failed check.
         #[arg(long)]
         devices: bool,
+        /// HVM domUs (AMD SVM with nested paging) beside the PV ones, of
+        /// the same memory; log-dirty tracks the first, with a peek and a
+        /// clean before every update (the soak fails on a cycle without a
+        /// dirty page: the guest writes all the time).
+        #[arg(long, default_value_t = 0)]
+        hvm: u32,
     },
 }
 
@@ -283,6 +289,7 @@ fn main() -> ExitCode {
             ram,
             churn,
             devices,
+            hvm,
         } => setup::ensure_qemu()
             .and_then(|()| build(true))
             .and_then(|()| {
@@ -292,7 +299,11 @@ fn main() -> ExitCode {
                     guest_mem,
                     settle_ms,
                     ram,
-                    soak::Extras { churn, devices },
+                    soak::Extras {
+                        churn,
+                        devices,
+                        hvm,
+                    },
                 )
             }),
         Command::Bench { ram } => bench::bench(ram),

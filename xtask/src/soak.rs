@@ -52,6 +52,55 @@ pub struct Extras {
     pub churn: bool,
     /// dom0 drives edu all along (`edu watch 20`).
     pub devices: bool,
+    /// HVM domUs beside the PV ones; log-dirty tracks the first, with a
+    /// peek and a clean before every update.
+    pub hvm: u32,
+}
+
+/// Log-dirty cycles of a soak: the dirty count of every clean.
+#[derive(Debug, Default)]
+struct DirtyCycles {
+    counts: Vec<u64>,
+}
+
+impl DirtyCycles {
+    /// One cycle on domain `id`: `logdirty peek` then `logdirty clean`, each
+    /// with a count; the clean's is the cycle's (it can only have grown).
+    fn cycle(&mut self, m: &mut Machine, id: u16) -> Result<(), String> {
+        let count = |op: &str, m: &mut Machine| -> Result<u64, String> {
+            let out = m.command(&format!("logdirty {id} {op}"), scenario::CMD)?;
+            let prefix = format!("(d0) logdirty d{id} {op}: ");
+            out.iter()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("soak: `logdirty {id} {op}` failed: {out:?}"))
+        };
+        let peeked = count("peek", m)?;
+        let cleaned = count("clean", m)?;
+        if cleaned < peeked {
+            return Err(format!(
+                "soak: d{id}'s dirty count went down between peek ({peeked}) and clean ({cleaned})"
+            ));
+        }
+        self.counts.push(cleaned);
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for DirtyCycles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut c = self.counts.clone();
+        c.sort_unstable();
+        match (c.first(), c.get(c.len() / 2), c.last()) {
+            (Some(min), Some(median), Some(max)) => write!(
+                f,
+                "{} peek/clean cycles, dirty pages per cycle min={min} median={median} max={max}",
+                c.len()
+            ),
+            _ => write!(f, "no peek/clean cycle"),
+        }
+    }
 }
 
 /// What dom0 says when its edu watch stops: `edu watch: off after N checks,
@@ -75,6 +124,38 @@ pub fn soak(
     let churn = extras.churn;
     let args = if churn { "churn" } else { "" };
     let mut machine = boot_with_domus("soak", domus, guest_mem, ram, args)?;
+    // The HVM domUs, ids after the PV ones; log-dirty on the first.
+    let hvm_ids: Vec<u16> = (0..extras.hvm).map(|k| (domus + 1 + k) as u16).collect();
+    for &id in &hvm_ids {
+        let out = machine
+            .command(&format!("create hvm {}", guest_mem * 1024), scenario::CMD)
+            .map_err(Failure::Failed)?;
+        if !out
+            .iter()
+            .any(|l| l.contains(&format!("created d{id} from hvm")))
+        {
+            return Err(Failure::Failed(format!(
+                "soak: cannot create HVM d{id}: {out:?}"
+            )));
+        }
+        scenario::wait_all(
+            &mut machine,
+            &[&format!("(d{id}) heartbeat 1:")],
+            scenario::BOOT,
+        );
+    }
+    let tracked = hvm_ids.first().copied();
+    if let Some(id) = tracked {
+        let out = machine
+            .command(&format!("logdirty {id} on"), scenario::CMD)
+            .map_err(Failure::Failed)?;
+        if !out.iter().any(|l| l.contains("on: done")) {
+            return Err(Failure::Failed(format!(
+                "soak: log-dirty on d{id} failed: {out:?}"
+            )));
+        }
+    }
+    let mut dirty = DirtyCycles::default();
     if extras.devices {
         for line in ["edu", "edu watch 20"] {
             let out = machine
@@ -92,22 +173,30 @@ pub fn soak(
     }
     let started = std::time::Instant::now();
     let mut churner = scenario::Churn::new(0x5eed_0000 + updates, 4096);
-    let summary = if churn {
-        // Room for the extra domUs (at most four of 4 MiB alive).
-        scenario::soak_with_churn(
-            &mut machine,
-            &["hv-b", "hv"],
-            updates,
-            settle_ms,
-            &mut churner,
-        )
-    } else {
-        scenario::soak(&mut machine, &["hv-b", "hv"], updates, settle_ms)
-    }
+    let summary = scenario::soak_hooked(
+        &mut machine,
+        &["hv-b", "hv"],
+        updates,
+        settle_ms,
+        &mut |m, _| {
+            if churn {
+                // Room for the extra domUs (at most four of 4 MiB alive).
+                churner.step(m)?;
+            }
+            match tracked {
+                Some(id) => dirty.cycle(m, id),
+                None => Ok(()),
+            }
+        },
+    )
     .map_err(Failure::Failed)?;
     if churn {
         println!("soak {churner}");
     }
+    if let Some(id) = tracked {
+        println!("soak log-dirty on d{id}: {dirty}");
+    }
+    let dirty_clean = tracked.is_none() || dirty.counts.iter().all(|&n| n > 0);
     let edu = if extras.devices {
         let out = machine
             .command("edu watch off", scenario::CMD)
@@ -134,7 +223,7 @@ pub fn soak(
         machine.log_path().display()
     );
     match verdict_line {
-        Ok(line) if summary.clean(updates) && edu_clean => {
+        Ok(line) if summary.clean(updates) && edu_clean && dirty_clean => {
             println!("xtask: soak passed ({line})");
             Ok(())
         }

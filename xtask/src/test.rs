@@ -50,7 +50,7 @@ pub fn test() -> Result<(), Failure> {
     releases::print_matrix();
     run?;
 
-    shell::step("soak: 200 updates in a row, dom0 checking the edu device all along (cargo xtask soak --devices)");
+    shell::step("soak: 200 updates in a row, two PV domUs and an HVM domU whose writes log-dirty tracks with a peek/clean cycle between updates, dom0 checking the edu device all along (cargo xtask soak --devices --hvm 1)");
     soak::soak(
         200,
         2,
@@ -60,6 +60,7 @@ pub fn test() -> Result<(), Failure> {
         soak::Extras {
             churn: false,
             devices: true,
+            hvm: 1,
         },
     )?;
 
