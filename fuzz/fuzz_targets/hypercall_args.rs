@@ -22,7 +22,7 @@
 
 use hvlu_types::canonical::LOWER_HALF_END;
 use hvlu_types::pte::{GLOBAL, PRESENT};
-use hvlu_types::MFN_LIMIT;
+use hvlu_types::{MFN_LIMIT, PAGE_SIZE};
 use libfuzzer_sys::fuzz_target;
 use pv_abi::call::{
     mfn_list, mmu_updates, module_name, Call, CreateArgs, DecodeError, Domctl, GuestArray,
@@ -119,6 +119,16 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
         }
         Call::MachineMemoryMap { out } => cut_array(out, a[0], a[1], MAX_MEMORY_MAP),
         Call::Devices { out } => cut_array(out, a[0], a[1], MAX_DEVICES),
+        Call::ReadGuest {
+            domid,
+            gpfn,
+            offset,
+            out,
+        } => {
+            assert_eq!((u64::from(domid.0), gpfn.0, offset), (a[0], a[1], a[2]));
+            assert!(offset < PAGE_SIZE);
+            assert_eq!((out.addr, out.len), (a[3], a[4].min(PAGE_SIZE - offset)));
+        }
         Call::Yield | Call::Poweroff | Call::LuUnload | Call::LuExec => {}
     }
 }
@@ -148,7 +158,12 @@ fn check_refusal(nr: u64, a: &[u64; 5], e: DecodeError) {
         assert!(
             matches!(
                 known,
-                Some(Hypercall::Domctl | Hypercall::LuLoad | Hypercall::LuLoadBuffer)
+                Some(
+                    Hypercall::Domctl
+                        | Hypercall::LuLoad
+                        | Hypercall::LuLoadBuffer
+                        | Hypercall::ReadGuest
+                )
             ),
             "{e:?} explained for {known:?}"
         );
