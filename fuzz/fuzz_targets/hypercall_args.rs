@@ -26,8 +26,9 @@ use hvlu_types::{MFN_LIMIT, PAGE_SIZE};
 use libfuzzer_sys::fuzz_target;
 use pv_abi::call::{
     mfn_list, mmu_updates, module_name, Call, CreateArgs, DecodeError, Domctl, GuestArray,
-    GuestBuf, MAX_BATCH, MAX_CMDLINE, MAX_CONSOLE_IO, MAX_CREATE_ARGS, MAX_DEVICES, MAX_DOMAIN_KIB,
-    MAX_HOSTLINK_READ, MAX_HOSTLINK_WRITE, MAX_LIST, MAX_MEMORY_MAP, MAX_MODULE_NAME,
+    GuestBuf, MAX_BATCH, MAX_CMDLINE, MAX_CONSOLE_IO, MAX_CREATE_ARGS, MAX_DEVICES, MAX_DIRTY_OUT,
+    MAX_DOMAIN_KIB, MAX_HOSTLINK_READ, MAX_HOSTLINK_WRITE, MAX_LIST, MAX_MEMORY_MAP,
+    MAX_MODULE_NAME,
 };
 use pv_abi::hypercall::{
     DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, SysInfo, MAX_ERROR_MESSAGE,
@@ -110,6 +111,10 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
                         (a[1], a[2], a[3], a[4])
                     );
                     assert!(count > 0 && first.0 + count <= MFN_LIMIT);
+                }
+                Domctl::LogDirty { id, op, out } => {
+                    assert_eq!((u64::from(id.0), op as u64), (a[1], a[2]));
+                    cut_array(out, a[3], a[4], MAX_DIRTY_OUT);
                 }
             }
         }
