@@ -4,7 +4,10 @@
 //! update, since no page moves — and refuses, each with its reason, a gpfn
 //! in the PCI hole, device memory mapped there, a gpfn past the domain's
 //! RAM, RAM without a frame, a domain that does not exist, and any domU
-//! (item 6: its probe 20).
+//! (item 6: its probe 20). An HVM domain is read the same way: its
+//! start-info page and the marker word its guest wrote at a gpfn it names
+//! (created after the update: an update with an HVM domain is refused
+//! until the handover carries one).
 //!
 //! What is known in a domain's memory: its start-info page
 //! (`pv_abi::start_info::StartInfo`), which the domain builder puts at
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use hvlu_harness::scenario::{assert_refusals, boot_with, cmd, fields, poweroff_pass, wait_all};
 use hvlu_harness::Machine;
-use pv_abi::start_info::START_INFO_MAGIC;
+use pv_abi::start_info::{HVM_START_INFO_GPA, SIF_HVM, START_INFO_MAGIC};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -87,6 +90,7 @@ struct Seen {
 
 fn start_info(m: &mut Machine, id: u16) -> Seen {
     assert_eq!(peek(m, id, 0, 0), START_INFO_MAGIC, "d{id}'s magic");
+    // A PV domain's page → mfn list (an HVM domain has none).
     let list = peek(m, id, 0, MFN_LIST_GPFN);
     Seen {
         domid: peek(m, id, 0, DOMID),
@@ -241,16 +245,43 @@ fn dom0_reads_a_domain_s_memory_by_gpfn_before_and_after_an_update() {
     refusals(&mut m);
     device_refused(&mut m, edu);
 
+    // An HVM domain: its start-info page and the marker its guest wrote
+    // once, at the gpfn it printed ("HVM_MARK" with its id).
+    let out = cmd(&mut m, "create hvm 4096");
+    assert!(
+        out.iter().any(|l| l.contains("created d3 from hvm")),
+        "{out:?}"
+    );
+    let up = wait_all(&mut m, &["(d3) hvm domU 3 up: "], LONG).remove(0);
+    let mark = up
+        .split("marker at gpfn 0x")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or_else(|| panic!("no marker gpfn in {up}"));
+    let si = HVM_START_INFO_GPA >> 12;
+    assert_eq!(peek(&mut m, 3, si, 0), START_INFO_MAGIC);
+    assert_eq!(peek(&mut m, 3, si, DOMID), 3);
+    assert_eq!(peek(&mut m, 3, si, FLAGS), SIF_HVM);
+    assert_eq!(peek(&mut m, 3, mark, 0), 0x4856_4d5f_4d41_524b ^ 3);
+    refused(
+        &mut m,
+        3,
+        0xc0000,
+        "d3: gpfn 0xc0000 is in the PCI hole [0xc0000000, 4 GiB): there is no RAM there",
+        "invalid argument",
+    );
+
     // The domUs run on; d1's refusals were all as expected (probe 20 among
     // them).
-    let next: Vec<String> = [1, 2]
+    let next: Vec<String> = [1, 2, 3]
         .iter()
         .map(|d| {
             let seen = m.lines_with(&format!("(d{d}) heartbeat ")).count();
             format!("(d{d}) heartbeat {}:", seen + 2)
         })
         .collect();
-    wait_all(&mut m, &[&next[0], &next[1]], LONG);
+    wait_all(&mut m, &[&next[0], &next[1], &next[2]], LONG);
     poweroff_pass(&mut m);
     assert_refusals(&m, 1, 14);
 }
