@@ -168,10 +168,11 @@ impl Domain {
     /// The machine frame of the domain's RAM at guest frame `gpfn`, or
     /// what the gpfn is instead (its PCI hole, device memory mapped there,
     /// past its RAM, RAM without a frame): the one translation dom0's
-    /// `read_guest` goes through. A PV domain's answer is its p2m's
-    /// ([`P2m::translate`]); a domain whose guest-physical map is a nested
-    /// page table (HVM, issue #16) walks that here instead, with the same
-    /// refusals.
+    /// `read_guest` goes through. The answer is the frame space's
+    /// ([`P2m::translate`]) for a PV domain and, for now, for an HVM one,
+    /// whose nested page tables are built from the same frame space
+    /// (`npt::Npt::build`); walking the nested tables instead is a change
+    /// here alone, with the same refusals.
     pub fn translate(&self, gpfn: Gpfn) -> Result<Mfn, TranslateError> {
         self.p2m.translate(gpfn)
     }
