@@ -22,12 +22,13 @@
 
 use hvlu_types::canonical::LOWER_HALF_END;
 use hvlu_types::pte::{GLOBAL, PRESENT};
-use hvlu_types::MFN_LIMIT;
+use hvlu_types::{MFN_LIMIT, PAGE_SIZE};
 use libfuzzer_sys::fuzz_target;
 use pv_abi::call::{
     mfn_list, mmu_updates, module_name, Call, CreateArgs, DecodeError, Domctl, GuestArray,
-    GuestBuf, MAX_BATCH, MAX_CMDLINE, MAX_CONSOLE_IO, MAX_CREATE_ARGS, MAX_DEVICES, MAX_DOMAIN_KIB,
-    MAX_HOSTLINK_READ, MAX_HOSTLINK_WRITE, MAX_LIST, MAX_MEMORY_MAP, MAX_MODULE_NAME,
+    GuestBuf, MAX_BATCH, MAX_CMDLINE, MAX_CONSOLE_IO, MAX_CREATE_ARGS, MAX_DEVICES, MAX_DIRTY_OUT,
+    MAX_DOMAIN_KIB, MAX_HOSTLINK_READ, MAX_HOSTLINK_WRITE, MAX_LIST, MAX_MEMORY_MAP,
+    MAX_MODULE_NAME,
 };
 use pv_abi::hypercall::{
     DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, SysInfo, MAX_ERROR_MESSAGE,
@@ -111,6 +112,10 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
                     );
                     assert!(count > 0 && first.0 + count <= MFN_LIMIT);
                 }
+                Domctl::LogDirty { id, op, out } => {
+                    assert_eq!((u64::from(id.0), op as u64), (a[1], a[2]));
+                    cut_array(out, a[3], a[4], MAX_DIRTY_OUT);
+                }
             }
         }
         Call::MemoryMap { domid, out } => {
@@ -119,6 +124,16 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
         }
         Call::MachineMemoryMap { out } => cut_array(out, a[0], a[1], MAX_MEMORY_MAP),
         Call::Devices { out } => cut_array(out, a[0], a[1], MAX_DEVICES),
+        Call::ReadGuest {
+            domid,
+            gpfn,
+            offset,
+            out,
+        } => {
+            assert_eq!((u64::from(domid.0), gpfn.0, offset), (a[0], a[1], a[2]));
+            assert!(offset < PAGE_SIZE);
+            assert_eq!((out.addr, out.len), (a[3], a[4].min(PAGE_SIZE - offset)));
+        }
         Call::Yield | Call::Poweroff | Call::LuUnload | Call::LuExec => {}
     }
 }
@@ -148,7 +163,12 @@ fn check_refusal(nr: u64, a: &[u64; 5], e: DecodeError) {
         assert!(
             matches!(
                 known,
-                Some(Hypercall::Domctl | Hypercall::LuLoad | Hypercall::LuLoadBuffer)
+                Some(
+                    Hypercall::Domctl
+                        | Hypercall::LuLoad
+                        | Hypercall::LuLoadBuffer
+                        | Hypercall::ReadGuest
+                )
             ),
             "{e:?} explained for {known:?}"
         );

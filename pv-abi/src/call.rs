@@ -22,7 +22,8 @@
 //!   `decrease_reservation` ([`MAX_BATCH`]), the answers of `sysinfo`,
 //!   `lu_status` and `last_error` (their size), `domctl list`
 //!   ([`MAX_LIST`]), `devices` ([`MAX_DEVICES`]), the room of `memory_map`
-//!   and `machine_memory_map` ([`MAX_MEMORY_MAP`]);
+//!   and `machine_memory_map` ([`MAX_MEMORY_MAP`]), the bytes of
+//!   `read_guest` (up to the end of the guest frame);
 //! - **refused** ([`Error::Invalid`]): `lu_load`'s module name
 //!   ([`MAX_MODULE_NAME`]), `domctl create`'s name and command line ([`MAX_CREATE_ARGS`]) and its
 //!   memory size (not 0, whole pages, at most [`MAX_DOMAIN_KIB`]) and its
@@ -30,9 +31,9 @@
 //!   a domain id above `u16::MAX`, a page-table level outside 1..=4, a segment other
 //!   than FS (0) or GS (1), a segment base in the upper half, an unknown
 //!   report kind, `domctl iomem_permit` of no frame, of frames past
-//!   [`MFN_LIMIT`] or with an `allow` word other than 0 or 1; an unknown
-//!   hypercall or `domctl` operation is
-//!   [`Error::NoSys`].
+//!   [`MFN_LIMIT`] or with an `allow` word other than 0 or 1, a
+//!   `read_guest` offset outside the page; an unknown hypercall or
+//!   `domctl` operation is [`Error::NoSys`].
 //!
 //! Argument words a call does not use are ignored.
 //!
@@ -50,7 +51,7 @@ use core::fmt;
 
 use hvlu_types::canonical::is_lower_half;
 use hvlu_types::hole::{Hole, HoleError};
-use hvlu_types::{pte::Level, DomId, Mfn, MFN_LIMIT};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MFN_LIMIT, PAGE_SIZE};
 
 use crate::hypercall::{
     DomctlOp, Error, Hypercall, LuStatus, MmuUpdate, Report, SysInfo, MAX_ERROR_MESSAGE,
@@ -481,6 +482,20 @@ pub enum Call {
         /// Where the records go.
         out: GuestArray,
     },
+    /// `read_guest(domid, gpfn, offset, buf, len)`: bytes of another
+    /// domain's frame, from `offset` (below [`PAGE_SIZE`]); `out.len` is
+    /// cut at the frame's end (`PAGE_SIZE - offset`).
+    ReadGuest {
+        /// The domain whose memory is read.
+        domid: DomId,
+        /// Its guest frame (any number: the hypervisor says what is
+        /// there).
+        gpfn: Gpfn,
+        /// The first byte within the frame, below [`PAGE_SIZE`].
+        offset: u64,
+        /// Where the bytes go.
+        out: GuestBuf,
+    },
 }
 
 impl Call {
@@ -569,6 +584,22 @@ impl Call {
                     count: a[1].min(MAX_DEVICES),
                 },
             },
+            Hypercall::ReadGuest => {
+                let domid = domain_id(a[0])?;
+                let offset = a[2];
+                if offset >= PAGE_SIZE {
+                    return Err(DecodeError::PageOffset { offset });
+                }
+                Call::ReadGuest {
+                    domid,
+                    gpfn: Gpfn(a[1]),
+                    offset,
+                    out: GuestBuf {
+                        addr: a[3],
+                        len: a[4].min(PAGE_SIZE - offset),
+                    },
+                }
+            }
         })
     }
 
@@ -601,6 +632,7 @@ impl Call {
             Call::MemoryMap { .. } => Hypercall::MemoryMap,
             Call::MachineMemoryMap { .. } => Hypercall::MachineMemoryMap,
             Call::Devices { .. } => Hypercall::Devices,
+            Call::ReadGuest { .. } => Hypercall::ReadGuest,
         }
     }
 
@@ -633,6 +665,12 @@ impl Call {
             Call::Shutdown { code } => [code, 0, 0, 0, 0],
             Call::Report { kind, value } => [kind as u64, value, 0, 0, 0],
             Call::SetSegmentBase { which, base } => [which as u64, base, 0, 0, 0],
+            Call::ReadGuest {
+                domid,
+                gpfn,
+                offset,
+                out,
+            } => [u64::from(domid.0), gpfn.0, offset, out.addr, out.len],
             Call::Yield | Call::Poweroff | Call::LuUnload | Call::LuExec => [0; 5],
         };
         (nr, args)
@@ -738,6 +776,11 @@ pub enum DecodeError {
         /// The word.
         arg: u64,
     },
+    /// `read_guest` from a byte past the frame's end.
+    PageOffset {
+        /// The offset.
+        offset: u64,
+    },
     /// An `mmu_update` request whose entry address is not 8-byte aligned.
     MisalignedEntry {
         /// The request's `ptr`.
@@ -780,6 +823,7 @@ impl DecodeError {
                 | DecodeError::IomemRange { .. }
                 | DecodeError::IomemAllow { .. }
                 | DecodeError::LogDirtyOp { .. }
+                | DecodeError::PageOffset { .. }
         )
     }
 }
@@ -843,6 +887,10 @@ impl fmt::Display for DecodeError {
             DecodeError::LogDirtyOp { arg } => write!(
                 f,
                 "{arg} is no log-dirty operation (0 on, 1 peek, 2 clean, 3 off)"
+            ),
+            DecodeError::PageOffset { offset } => write!(
+                f,
+                "offset {offset:#x} is not within a page (below {PAGE_SIZE:#x})"
             ),
             DecodeError::MisalignedEntry { ptr } => {
                 write!(f, "entry address {ptr:#x} is not 8-byte aligned")

@@ -98,8 +98,8 @@ pub enum Hypercall {
     /// does not fit there is refused with the sizes, whatever its length.
     LuLoadBuffer = 22,
     /// `last_error(buf, len)`: the reason the caller's last refused
-    /// `domctl` or live-update call (`lu_load`, `lu_load_buffer`,
-    /// `lu_unload`, `lu_exec`) was refused, as text, at most
+    /// `domctl`, `read_guest` or live-update call (`lu_load`,
+    /// `lu_load_buffer`, `lu_unload`, `lu_exec`) was refused, as text, at most
     /// [`MAX_ERROR_MESSAGE`] bytes (dom0 only). Copies up to `len` bytes and
     /// returns the message's whole length: a result above `len` means the
     /// copy is cut. Empty after a call that succeeded.
@@ -126,6 +126,24 @@ pub enum Hypercall {
     /// PCI function the hypervisor found at boot, in address order; returns
     /// how many there are (dom0 only).
     Devices = 24,
+    /// `read_guest(domid, gpfn, offset, buf, len)`: copies up to `len`
+    /// bytes of domain `domid`'s guest frame `gpfn`, from byte `offset` of
+    /// the frame (below 4096; the copy stops at the frame's end), into the
+    /// caller's buffer (dom0 only; what dom0's `peek` prints). Returns the
+    /// number of bytes copied. The hypervisor translates the gpfn itself
+    /// (a PV domain's p2m; an HVM domain's nested tables, issue #16) and
+    /// reads only RAM the domain owns; each refusal says why
+    /// (`last_error`):
+    ///
+    /// | the gpfn is | error |
+    /// |---|---|
+    /// | in the domain's PCI hole, no device memory there | [`Error::Invalid`] |
+    /// | past the domain's RAM (its memory limit) | [`Error::Invalid`] |
+    /// | device memory mapped identity in the hole (a BAR: dom0 maps device memory itself, this call never reads a device register) | [`Error::Permission`] |
+    /// | a RAM frame the domain does not have (never had, or gave back) | [`Error::NotFound`] |
+    ///
+    /// and a `domid` with no domain is [`Error::NotFound`].
+    ReadGuest = 27,
 }
 
 /// Longest reason [`Hypercall::LastError`] gives; the hypervisor shortens a
@@ -153,6 +171,7 @@ impl Hypercall {
                 | LastError
                 | MachineMemoryMap
                 | Devices
+                | ReadGuest
         )
     }
 }

@@ -93,7 +93,7 @@ fn domu_refusals_are_refused_and_it_keeps_running() {
     let mut m = boot("probes", "");
     cmd(&mut m, "create domu probe");
     let needles: Vec<String> = (1..=9)
-        .chain([13, 14, 18, 19])
+        .chain([13, 14, 18, 19, 20])
         .map(|t| format!("(d1) probe {t} "))
         .collect();
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
@@ -103,7 +103,7 @@ fn domu_refusals_are_refused_and_it_keeps_running() {
     let beat = wait_heartbeat(&mut m, 1, 2);
     assert_eq!(field(&beat, "mismatches"), Some(0), "{beat}");
     poweroff_pass(&mut m);
-    assert_refusals(&m, 1, 13);
+    assert_refusals(&m, 1, 14);
 }
 
 #[test]

@@ -217,7 +217,7 @@ fn memory_maps_show_ram_and_the_hole_and_are_the_same_after_an_update() {
     assert!(after.iter().all(|(_, _, kind)| kind == "ram"), "{after:?}");
     beats_go_on(&mut m, &[1, 2]);
     poweroff_pass(&mut m);
-    assert_refusals(&m, 1, 13);
+    assert_refusals(&m, 1, 14);
 }
 
 #[test]

@@ -299,7 +299,7 @@ impl Edu {
 }
 
 /// A frame number or count: decimal, or hex with `0x`.
-fn number(word: &str) -> Option<u64> {
+pub(crate) fn number(word: &str) -> Option<u64> {
     match word.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => word.parse().ok(),

@@ -13,6 +13,7 @@
 //! | `unpause <id>` | schedule a paused domU again |
 //! | `memmap <id>` | a domain's memory map: RAM, PCI hole, device memory |
 //! | `machine-memmap` | the machine's memory map as the hypervisor read it |
+//! | `peek <id> <gpfn> [offset]` | the 64-bit word at byte `offset` (default 0, a multiple of 8) of a domain's guest frame, or why the hypervisor refuses it |
 //! | `free` | free frames, owned frames, domains, ticks |
 //! | `sleep <ms>` | wait (scripts use it to let domUs run) |
 //! | `poweroff` | end the system; the hypervisor prints every domain's report |
@@ -49,6 +50,7 @@
 mod devices;
 mod hostlink;
 mod hvm;
+mod peek;
 mod text;
 
 use pvrt::hc;
@@ -76,6 +78,8 @@ const HELP: &str = "commands:
   unpause <id>                         schedule a paused domU again
   memmap <id>                          a domain's memory map: RAM, PCI hole, device memory
   machine-memmap                       the machine's memory map as the hypervisor read it
+  peek <id> <gpfn> [offset]            the 64-bit word at byte offset (default 0, a multiple of 8)
+                                       of a domain's guest frame (decimal, or hex with 0x)
   free                                 free frames, owned frames, domains, ticks
   sleep <ms>                           wait (scripts use it to let domUs run)
   poweroff                             end the system; the hypervisor prints every domain's report
@@ -301,6 +305,8 @@ fn run(words: &[&str], edu: &mut devices::Edu) {
                 Err(e) => println!("machine-memmap: error: {}", e.name()),
             }
         }
+        ["peek", id, gpfn] => peek::peek(id, gpfn, None),
+        ["peek", id, gpfn, offset] => peek::peek(id, gpfn, Some(offset)),
         ["free"] => match hc::sysinfo() {
             Ok(info) => println!(
                 "free_frames={} owned_frames={} domains={} ticks={}",

@@ -19,7 +19,8 @@
 //! Command-line words change what it does first:
 //! - `probe`: tries hypercalls that must be refused (privileged calls,
 //!   live-update calls, the machine's memory map and another domain's,
-//!   mapping a frame it does not own, a writable mapping of its own page
+//!   reading another domain's memory by gpfn, mapping a frame it does not
+//!   own, a writable mapping of its own page
 //!   table, a pointer outside its memory, arguments that do not decode)
 //!   and reports each result;
 //! - `fault`: after two heartbeats, announces and takes a page fault;

@@ -102,6 +102,19 @@ pub fn probes(has_maps: bool) {
             Error::Permission,
         );
     }
+    // 20. Another domain's memory by gpfn (dom0's start-info page, whose
+    // magic is known) is dom0's to read. A hypervisor from before
+    // `read_guest` knows no such call (`NoSys`), said once.
+    let mut word = [0u8; 8];
+    match hc::read_guest(DomId(0), 0, 0, &mut word) {
+        Err(Error::NoSys) => println!("probe 20: this hypervisor has no read_guest"),
+        result => expect(
+            20,
+            "read_guest of dom0's memory from a domU",
+            result,
+            Error::Permission,
+        ),
+    }
     // 8. A global mapping hidden in a frame that is then pinned as an L1.
     let mut new = [0u64; 1];
     if hc::increase_reservation(&mut new) == Ok(1) {

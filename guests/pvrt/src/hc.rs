@@ -3,7 +3,7 @@
 
 use core::arch::asm;
 
-use hvlu_types::{pte::Level, DomId, Mfn};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn};
 use pv_abi::call::{Call, CreateArgs, Domctl, GuestArray, GuestBuf, LogDirtyOp, MAX_CREATE_ARGS};
 use pv_abi::hypercall::{
     DeviceInfo, DomainInfo, Error, LuStatus, MemoryMapEntry, MmuUpdate, Report, SysInfo,
@@ -191,7 +191,20 @@ pub fn machine_memory_map(out: &mut [MemoryMapEntry]) -> HcResult {
     call(Call::MachineMemoryMap { out: array(out) })
 }
 
-/// Why the last refused domctl or live-update call was refused: copies up
+/// Copies `buf.len()` bytes of domain `domid`'s guest frame `gpfn` from
+/// byte `offset` of it (below 4096; the copy stops at the frame's end) into
+/// `buf` (dom0 only); returns how many were copied. The hypervisor says why
+/// it refuses a gpfn (`last_error`).
+pub fn read_guest(domid: DomId, gpfn: u64, offset: u64, buf: &mut [u8]) -> HcResult {
+    call(Call::ReadGuest {
+        domid,
+        gpfn: Gpfn(gpfn),
+        offset,
+        out: bytes_out(buf),
+    })
+}
+
+/// Why the last refused domctl, read_guest or live-update call was refused: copies up
 /// to `buf.len()` bytes of the reason and returns its whole length (more
 /// than `buf.len()` if the copy is cut).
 pub fn last_error(buf: &mut [u8]) -> HcResult {

@@ -8,7 +8,7 @@ pub mod builder;
 pub mod npt;
 pub mod p2m;
 
-pub use p2m::P2m;
+pub use p2m::{P2m, TranslateError};
 
 bare_metal! {
     pub mod lifecycle;
@@ -17,7 +17,7 @@ bare_metal! {
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    use hvlu_types::{DomId, Gpfn, MfnRange};
+    use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
 
     pub use lifecycle::DOM0_KIB;
     pub use vcpu::Vcpu;
@@ -163,6 +163,18 @@ impl Domain {
     /// Frames the domain owns (a counter: no scan).
     pub fn frames(&self) -> u64 {
         self.p2m.frames()
+    }
+
+    /// The machine frame of the domain's RAM at guest frame `gpfn`, or
+    /// what the gpfn is instead (its PCI hole, device memory mapped there,
+    /// past its RAM, RAM without a frame): the one translation dom0's
+    /// `read_guest` goes through. The answer is the frame space's
+    /// ([`P2m::translate`]) for a PV domain and, for now, for an HVM one,
+    /// whose nested page tables are built from the same frame space
+    /// (`npt::Npt::build`); walking the nested tables instead is a change
+    /// here alone, with the same refusals.
+    pub fn translate(&self, gpfn: Gpfn) -> Result<Mfn, TranslateError> {
+        self.p2m.translate(gpfn)
     }
 
     /// Its PCI hole, `[hole, 4 GiB)` in gpfn space, where its RAM never is.

@@ -1,7 +1,8 @@
 //! A domain's guest frame space: the p2m (gpfn → mfn) of its RAM, the RAM
 //! frames given back and free for reuse, the number of frames the domain
 //! owns, its PCI hole and the device frames mapped identity (gpfn == mfn)
-//! inside it.
+//! inside it. [`P2m::translate`] says what any gpfn is: a RAM frame of the
+//! domain's, or why there is none to read ([`TranslateError`]).
 //!
 //! The hole is `[hole, 4 GiB)` in gpfn space (`hvlu_types::hole`): chosen
 //! when the domain is made, never changed. RAM never lies there. The p2m
@@ -30,7 +31,7 @@ use core::cmp::Reverse;
 
 use hvlu_types::hole::{Hole, HOLE_END};
 use hvlu_types::{Gpfn, Mfn, MfnRange, PAGE_SHIFT};
-use pv_abi::hypercall::{MapKind, MemoryMapEntry};
+use pv_abi::hypercall::{Error, MapKind, MemoryMapEntry};
 
 /// A p2m entry with no frame.
 pub const NO_FRAME: u64 = u64::MAX;
@@ -112,6 +113,88 @@ pub enum IdentityError {
     /// The heap cannot hold one more range.
     #[error("the hypervisor heap cannot hold another identity range")]
     NoHeap,
+}
+
+/// Why a gpfn has no RAM frame of the domain's ([`P2m::translate`]): one
+/// variant per kind of gpfn, each with the error `read_guest` gives
+/// ([`TranslateError::error`]) and, as its `Display`, the reason
+/// `last_error` gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The gpfn lies in the PCI hole, where there is no RAM, and no device
+    /// memory is mapped there.
+    #[error("{gpfn} is in the PCI hole {hole}: there is no RAM there")]
+    Hole {
+        /// The gpfn.
+        gpfn: Gpfn,
+        /// The domain's hole.
+        hole: Hole,
+    },
+    /// The gpfn is device memory mapped identity in the hole (a BAR): not
+    /// RAM, and reading it would read a device register.
+    #[error(
+        "{gpfn} is device memory ({range}, mapped identity): dom0 maps device memory \
+         itself, this call never reads a device register"
+    )]
+    Device {
+        /// The gpfn.
+        gpfn: Gpfn,
+        /// The identity range that holds it.
+        range: MfnRange,
+    },
+    /// The gpfn's RAM index is at or past the domain's memory limit: no
+    /// frame can ever be there.
+    #[error("{gpfn} is beyond the domain's RAM ({limit} frames: {})", RamSpan(*.hole, *.limit))]
+    BeyondRam {
+        /// The gpfn.
+        gpfn: Gpfn,
+        /// The domain's memory limit in frames.
+        limit: u64,
+        /// The domain's hole (where its RAM is cut).
+        hole: Hole,
+    },
+    /// The gpfn is RAM of the domain's, within its limit, but has no frame:
+    /// never given one, or given back (`decrease_reservation`).
+    #[error("{gpfn} (RAM index {index:#x}) has no frame: never populated, or given back")]
+    NoFrame {
+        /// The gpfn.
+        gpfn: Gpfn,
+        /// Its RAM index.
+        index: u64,
+    },
+}
+
+impl TranslateError {
+    /// What `read_guest` returns for it: a gpfn that is no RAM of the
+    /// domain (hole, past its RAM) is an argument out of range
+    /// ([`Error::Invalid`]); device memory is not the call's to read
+    /// ([`Error::Permission`]); RAM without a frame has nothing to read
+    /// ([`Error::NotFound`]).
+    pub fn error(self) -> Error {
+        match self {
+            TranslateError::Hole { .. } | TranslateError::BeyondRam { .. } => Error::Invalid,
+            TranslateError::Device { .. } => Error::Permission,
+            TranslateError::NoFrame { .. } => Error::NotFound,
+        }
+    }
+}
+
+/// The RAM gpfns of a domain with hole `.0` and limit `.1`, as ranges.
+struct RamSpan(Hole, u64);
+
+impl core::fmt::Display for RamSpan {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut any = false;
+        for (first, count) in self.0.ram(self.1) {
+            let sep = if any { " and " } else { "" };
+            write!(f, "{sep}gpfns [{:#x}, {:#x})", first.0, first.0 + count)?;
+            any = true;
+        }
+        if !any {
+            f.write_str("no RAM")?;
+        }
+        Ok(())
+    }
 }
 
 /// A domain's guest frame space: RAM by RAM index, the hole, the identity
@@ -247,16 +330,43 @@ impl P2m {
     /// identity entry (the frame `gpfn` itself); `None` for a gpfn with
     /// neither.
     pub fn get(&self, gpfn: Gpfn) -> Option<u64> {
-        if self.hole.contains(gpfn) {
-            let i = self.identity.partition_point(|r| r.end() <= gpfn.0);
-            return self
-                .identity
-                .get(i)
-                .filter(|r| r.contains(Mfn(gpfn.0)))
-                .map(|_| gpfn.0);
+        match self.translate(gpfn) {
+            Ok(mfn) => Some(mfn.0),
+            Err(TranslateError::Device { .. }) => Some(gpfn.0),
+            Err(_) => None,
         }
-        let i = usize::try_from(self.hole.index_of(gpfn)?).ok()?;
-        self.map.get(i).copied().filter(|&m| m != NO_FRAME)
+    }
+
+    /// The RAM frame of the domain's at `gpfn`, or what the gpfn is
+    /// instead: in the hole (device memory mapped identity there, or
+    /// nothing), past the domain's RAM, or RAM without a frame. A lookup:
+    /// `O(1)` for RAM, `O(log n)` over the identity ranges in the hole.
+    pub fn translate(&self, gpfn: Gpfn) -> Result<Mfn, TranslateError> {
+        let Some(index) = self.hole.index_of(gpfn) else {
+            let i = self.identity.partition_point(|r| r.end() <= gpfn.0);
+            return Err(match self.identity.get(i) {
+                Some(&range) if range.contains(Mfn(gpfn.0)) => {
+                    TranslateError::Device { gpfn, range }
+                }
+                _ => TranslateError::Hole {
+                    gpfn,
+                    hole: self.hole,
+                },
+            });
+        };
+        if index >= self.limit {
+            return Err(TranslateError::BeyondRam {
+                gpfn,
+                limit: self.limit,
+                hole: self.hole,
+            });
+        }
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.map.get(i))
+            .filter(|&&m| m != NO_FRAME)
+            .map(|&m| Mfn(m))
+            .ok_or(TranslateError::NoFrame { gpfn, index })
     }
 
     /// The RAM p2m by RAM index (`NO_FRAME` for an index without a frame):

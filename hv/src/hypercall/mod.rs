@@ -11,6 +11,7 @@
 //! | [`info`] | `report`, `set_segment_base`, `sysinfo` |
 //! | [`lu`] | `lu_load`, `lu_load_buffer`, `lu_status`, `lu_unload`, `lu_exec`, `hostlink_read`, `hostlink_write` |
 //! | [`memmap`] | `memory_map`, `machine_memory_map` |
+//! | [`guest`] | `read_guest` |
 //! | here | `last_error` |
 //!
 //! The calling convention is `pv_abi::hypercall`'s: the number in `rax`,
@@ -26,6 +27,7 @@
 mod console;
 pub(crate) mod devices;
 mod domctl;
+mod guest;
 mod info;
 mod lu;
 mod memmap;
@@ -81,6 +83,7 @@ fn answer(hv: &mut Hv, frame: &mut TrapFrame) {
         number,
         Some(
             Hypercall::Domctl
+                | Hypercall::ReadGuest
                 | Hypercall::LuLoad
                 | Hypercall::LuLoadBuffer
                 | Hypercall::LuUnload
@@ -163,6 +166,12 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::MemoryMap { domid, out } => memmap::do_memory_map(hv, d, domid, out),
         Call::MachineMemoryMap { out } => memmap::do_machine_memory_map(hv, out),
         Call::Devices { out } => devices::do_devices(hv, out),
+        Call::ReadGuest {
+            domid,
+            gpfn,
+            offset,
+            out,
+        } => guest::do_read_guest(hv, domid, gpfn, offset, out),
         Call::Yield | Call::Shutdown { .. } => {
             hvprintln!("BUG: {call:?} reached the dispatch table");
             Err(Error::Failed)
@@ -195,7 +204,8 @@ fn explain(hv: &mut Hv, result: &Result<u64, Error>) {
 }
 
 /// `last_error(buf, len)` (dom0): up to `len` bytes of the reason the last
-/// `domctl` or live-update call was refused; returns its whole length.
+/// `domctl`, `read_guest` or live-update call was refused; returns its
+/// whole length.
 fn do_last_error(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     let bytes = hv.last_error.as_bytes();
     let n = (buf.len as usize).min(bytes.len());

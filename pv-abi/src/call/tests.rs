@@ -55,7 +55,7 @@ fn buf(len: u64) -> GuestBuf {
 
 #[test]
 fn unknown_numbers_are_nosys() {
-    for nr in [0, 27, 0x100, u64::MAX, 1 << 63] {
+    for nr in [0, 28, 0x100, u64::MAX, 1 << 63] {
         let e = Call::decode(nr, [0; 5]).unwrap_err();
         assert_eq!(e, DecodeError::UnknownCall { nr });
         assert_eq!(e.error(), Error::NoSys);
@@ -406,6 +406,58 @@ fn devices_is_cut_at_the_number_of_pci_addresses() {
 }
 
 #[test]
+fn read_guest_takes_a_domain_a_gpfn_and_an_offset_within_the_page() {
+    let read = |a: [u64; 5]| decode(Hypercall::ReadGuest, a);
+    let call = |domid: u16, gpfn: u64, offset: u64, len: u64| {
+        Ok(Call::ReadGuest {
+            domid: DomId(domid),
+            gpfn: Gpfn(gpfn),
+            offset,
+            out: buf(len),
+        })
+    };
+    // Any gpfn: what lies there is the hypervisor's to say.
+    for gpfn in [0, 0xc0000, u64::MAX] {
+        assert_eq!(read([1, gpfn, 0, ADDR, 8]), call(1, gpfn, 0, 8));
+    }
+    assert_eq!(read([65535, 3, 4088, ADDR, 8]), call(65535, 3, 4088, 8));
+    // The bytes stop at the frame's end.
+    for (offset, asked, got) in [
+        (0, 4096, 4096),
+        (0, 4097, 4096),
+        (0, u64::MAX, 4096),
+        (8, 4096, 4088),
+        (4095, 2, 1),
+        (4095, 0, 0),
+    ] {
+        assert_eq!(
+            read([2, 7, offset, ADDR, asked]),
+            call(2, 7, offset, got),
+            "offset {offset}, {asked} bytes"
+        );
+        assert_eq!(
+            call(2, 7, offset, got).unwrap().encode(),
+            (27, [2, 7, offset, ADDR, got])
+        );
+    }
+    for offset in [4096, 4104, u64::MAX] {
+        let e = read([1, 0, offset, ADDR, 8]).unwrap_err();
+        assert_eq!(e, DecodeError::PageOffset { offset });
+        assert_eq!(e.error(), Error::Invalid);
+        assert!(e.explained());
+    }
+    assert_eq!(
+        DecodeError::PageOffset { offset: 4096 }.to_string(),
+        "offset 0x1000 is not within a page (below 0x1000)"
+    );
+    for arg in [65536, u64::MAX] {
+        let e = read([arg, 0, 0, ADDR, 8]).unwrap_err();
+        assert_eq!(e, DecodeError::NotADomainId { arg });
+        assert!(e.explained());
+    }
+}
+
+#[test]
 fn domctl_list_is_cut_at_the_number_of_domain_ids() {
     assert_eq!(MAX_LIST, u64::from(u16::MAX) + 1);
     for (asked, got) in [(0, 0), (3, 3), (MAX_LIST, MAX_LIST), (u64::MAX, MAX_LIST)] {
@@ -644,13 +696,14 @@ fn usual_args(h: Hypercall) -> [u64; 5] {
         Hypercall::SetSegmentBase => [1, ADDR, 0, 0, 0],
         Hypercall::LuLoadBuffer => [ADDR, 5, ADDR, 3, 0],
         Hypercall::MemoryMap => [1, ADDR, 5, 0, 0],
+        Hypercall::ReadGuest => [1, 0x400, 8, ADDR, 5],
         _ => [ADDR, 5, 0, 0, 0],
     }
 }
 
 #[test]
 fn every_number_decodes_to_its_call() {
-    for nr in 1..=26 {
+    for nr in 1..=27 {
         let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         assert_eq!(call.hypercall(), h);
@@ -660,7 +713,7 @@ fn every_number_decodes_to_its_call() {
 
 #[test]
 fn unused_words_are_ignored() {
-    for nr in 1..=26 {
+    for nr in 1..=27 {
         let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
         // The words the encoding leaves 0 are the unused ones.
@@ -671,8 +724,8 @@ fn unused_words_are_ignored() {
 
 #[test]
 fn dom0_only_calls_are_the_ones_the_abi_names() {
-    let dom0: [u64; 13] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23, 24, 26];
-    for nr in 1..=26 {
+    let dom0: [u64; 14] = [2, 10, 12, 16, 17, 18, 19, 20, 21, 22, 23, 24, 26, 27];
+    for nr in 1..=27 {
         let h = Hypercall::from_repr(nr).unwrap();
         assert_eq!(h.dom0_only(), dom0.contains(&nr), "{h:?}");
     }
@@ -825,7 +878,7 @@ fn module_names_must_be_utf8() {
 
 /// Numbers around the known ones, and any.
 fn number() -> impl Strategy<Value = u64> {
-    prop_oneof![4 => 0u64..=28, 1 => any::<u64>()]
+    prop_oneof![4 => 0u64..=29, 1 => any::<u64>()]
 }
 
 /// Words near the bounds, small ones, and any.
@@ -880,6 +933,9 @@ proptest! {
                         count > 0 && first.0 + count <= hvlu_types::MFN_LIMIT
                     }
                     Call::Devices { out } => out.count <= MAX_DEVICES,
+                    Call::ReadGuest { offset, out, .. } => {
+                        offset < PAGE_SIZE && offset + out.len <= PAGE_SIZE
+                    }
                     Call::SetSegmentBase { base, .. } => base < hvlu_types::canonical::LOWER_HALF_END,
                     _ => true,
                 };

@@ -428,6 +428,170 @@ fn a_small_hole_takes_identity_ranges_low_in_gpfn_space() {
     );
 }
 
+// --- translation -------------------------------------------------------
+
+#[test]
+fn translation_gives_a_ram_frame_or_says_what_the_gpfn_is() {
+    // 24 frames of a limit of 32 around a hole at 16 MiB: RAM indices
+    // 0..0x1000 below it, the rest from 4 GiB.
+    let mut p2m = P2m::with_limit(MIN_HOLE.0 + 32, small_hole()).unwrap();
+    for i in 0..MIN_HOLE.0 + 24 {
+        p2m.add(1 << 30 | i).unwrap();
+    }
+    // The gpfn of the k-th RAM frame from 4 GiB.
+    let high = |k: u64| above(MIN_HOLE.0 + k);
+    let edu = bar(0xfe000, 256);
+    p2m.add_identity(edu).unwrap();
+    // RAM below the hole and above it.
+    assert_eq!(p2m.translate(Gpfn(0)), Ok(Mfn(1 << 30)));
+    assert_eq!(
+        p2m.translate(Gpfn(MIN_HOLE.0 - 1)),
+        Ok(Mfn(1 << 30 | (MIN_HOLE.0 - 1)))
+    );
+    assert_eq!(
+        p2m.translate(high(23)),
+        Ok(Mfn(1 << 30 | (MIN_HOLE.0 + 23)))
+    );
+    // Given back: RAM without a frame, until it is taken again.
+    let given_back = high(5);
+    let mfn = p2m.remove(given_back).unwrap();
+    let no_frame = TranslateError::NoFrame {
+        gpfn: given_back,
+        index: MIN_HOLE.0 + 5,
+    };
+    assert_eq!(p2m.translate(given_back), Err(no_frame));
+    assert_eq!(p2m.add(mfn), Some(given_back));
+    assert_eq!(p2m.translate(given_back), Ok(Mfn(mfn)));
+    // Never populated, within the limit.
+    assert_eq!(
+        p2m.translate(high(24)),
+        Err(TranslateError::NoFrame {
+            gpfn: high(24),
+            index: MIN_HOLE.0 + 24
+        })
+    );
+    // Past the limit, and far past it.
+    let beyond = |gpfn| TranslateError::BeyondRam {
+        gpfn,
+        limit: MIN_HOLE.0 + 32,
+        hole: small_hole(),
+    };
+    assert_eq!(p2m.translate(high(32)), Err(beyond(high(32))));
+    assert_eq!(p2m.translate(Gpfn(u64::MAX)), Err(beyond(Gpfn(u64::MAX))));
+    // The hole: its first and last frames, and device memory inside it.
+    let hole = |gpfn| TranslateError::Hole {
+        gpfn,
+        hole: small_hole(),
+    };
+    for gpfn in [
+        MIN_HOLE,
+        Gpfn(0xfe000 - 1),
+        Gpfn(0xfe100),
+        Gpfn(HOLE_END.0 - 1),
+    ] {
+        assert_eq!(p2m.translate(gpfn), Err(hole(gpfn)), "{gpfn}");
+    }
+    for gpfn in [Gpfn(0xfe000), Gpfn(0xfe0ff)] {
+        assert_eq!(
+            p2m.translate(gpfn),
+            Err(TranslateError::Device { gpfn, range: edu })
+        );
+        // The frame space's own lookup gives the identity frame.
+        assert_eq!(p2m.get(gpfn), Some(gpfn.0));
+    }
+}
+
+#[test]
+fn below_a_default_hole_ram_ends_at_the_limit() {
+    let p2m = with_frames(8, 4);
+    let beyond = |gpfn| TranslateError::BeyondRam {
+        gpfn,
+        limit: 8,
+        hole: Hole::DEFAULT,
+    };
+    for gpfn in [Gpfn(8), Gpfn(0xbffff), HOLE_END, Gpfn(HOLE_END.0 + 8)] {
+        assert_eq!(p2m.translate(gpfn), Err(beyond(gpfn)), "{gpfn}");
+    }
+    assert_eq!(
+        p2m.translate(Gpfn(0xc0000)),
+        Err(TranslateError::Hole {
+            gpfn: Gpfn(0xc0000),
+            hole: Hole::DEFAULT
+        })
+    );
+    assert_eq!(
+        p2m.translate(Gpfn(7)),
+        Err(TranslateError::NoFrame {
+            gpfn: Gpfn(7),
+            index: 7
+        })
+    );
+}
+
+#[test]
+fn each_translation_refusal_has_its_error_and_reason() {
+    let cases = [
+        (
+            TranslateError::Hole {
+                gpfn: Gpfn(0xc0000),
+                hole: Hole::DEFAULT,
+            },
+            Error::Invalid,
+            "gpfn 0xc0000 is in the PCI hole [0xc0000000, 4 GiB): there is no RAM there",
+        ),
+        (
+            TranslateError::Device {
+                gpfn: Gpfn(0xfe010),
+                range: bar(0xfe000, 256),
+            },
+            Error::Permission,
+            "gpfn 0xfe010 is device memory (mfns [0xfe000, 0xfe100), mapped identity): dom0 \
+             maps device memory itself, this call never reads a device register",
+        ),
+        (
+            TranslateError::BeyondRam {
+                gpfn: Gpfn(0x600),
+                limit: 1280,
+                hole: Hole::DEFAULT,
+            },
+            Error::Invalid,
+            "gpfn 0x600 is beyond the domain's RAM (1280 frames: gpfns [0x0, 0x500))",
+        ),
+        (
+            TranslateError::BeyondRam {
+                gpfn: Gpfn(0x200000),
+                limit: MIN_HOLE.0 + 32,
+                hole: small_hole(),
+            },
+            Error::Invalid,
+            "gpfn 0x200000 is beyond the domain's RAM (4128 frames: gpfns [0x0, 0x1000) and \
+             gpfns [0x100000, 0x100020))",
+        ),
+        (
+            TranslateError::BeyondRam {
+                gpfn: Gpfn(0),
+                limit: 0,
+                hole: Hole::DEFAULT,
+            },
+            Error::Invalid,
+            "gpfn 0x0 is beyond the domain's RAM (0 frames: no RAM)",
+        ),
+        (
+            TranslateError::NoFrame {
+                gpfn: Gpfn(0x400),
+                index: 0x400,
+            },
+            Error::NotFound,
+            "gpfn 0x400 (RAM index 0x400) has no frame: never populated, or given back",
+        ),
+    ];
+    for (e, error, reason) in cases {
+        assert_eq!(e.error(), error, "{e:?}");
+        assert_eq!(e.to_string(), reason);
+        assert!(reason.len() <= pv_abi::hypercall::MAX_ERROR_MESSAGE);
+    }
+}
+
 /// One step of the model check.
 #[derive(Clone, Debug)]
 enum Op {
@@ -489,6 +653,12 @@ proptest! {
                 let gpfn = hole.gpfn_of(base + i).unwrap();
                 prop_assert!(!hole.contains(gpfn));
                 prop_assert_eq!(p2m.get(gpfn), model.get(&i).copied());
+                let translated = match model.get(&i) {
+                    Some(&mfn) => Ok(Mfn(mfn)),
+                    None if i < limit => Err(TranslateError::NoFrame { gpfn, index: base + i }),
+                    None => Err(TranslateError::BeyondRam { gpfn, limit: base + limit, hole }),
+                };
+                prop_assert_eq!(p2m.translate(gpfn), translated);
             }
             prop_assert!(p2m.entries().all(|(g, _)| !hole.contains(g)));
         }
