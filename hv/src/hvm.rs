@@ -267,7 +267,7 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
             let before = trap::TICKS.load(Ordering::Relaxed);
             svm::take_interrupt();
             if trap::TICKS.load(Ordering::Relaxed) != before {
-                with_frame(hv, frame, d, v, |hv, f| trap::tick(hv, f));
+                with_frame(hv, frame, d, v, trap::tick);
             }
         }
         exit::NMI => svm::take_interrupt(),

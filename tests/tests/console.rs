@@ -141,7 +141,7 @@ fn a_long_reason_arrives_in_full() {
         .find(|l| l.contains(": error: "))
         .unwrap_or_else(|| panic!("no answer in {out:?}"));
     let expected = format!(
-        "lu load {name}: error: not found: there is no boot module `{name}`; the boot modules are: dom0, domu, hv, hv-b"
+        "lu load {name}: error: not found: there is no boot module `{name}`; the boot modules are: dom0, domu, hv, hv-b, hvm"
     );
     assert!(line.ends_with(&expected), "{line}");
     assert!(expected.len() > 300, "a reason well past the old 127 bytes");

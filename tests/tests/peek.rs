@@ -5,9 +5,9 @@
 //! in the PCI hole, device memory mapped there, a gpfn past the domain's
 //! RAM, RAM without a frame, a domain that does not exist, and any domU
 //! (item 6: its probe 20). An HVM domain is read the same way: its
-//! start-info page and the marker word its guest wrote at a gpfn it names
-//! (created after the update: an update with an HVM domain is refused
-//! until the handover carries one).
+//! start-info page and the marker word its guest wrote at a gpfn it names,
+//! translated through its nested page tables, the same before and after a
+//! second update.
 //!
 //! What is known in a domain's memory: its start-info page
 //! (`pv_abi::start_info::StartInfo`), which the domain builder puts at
@@ -271,6 +271,14 @@ fn dom0_reads_a_domain_s_memory_by_gpfn_before_and_after_an_update() {
         "d3: gpfn 0xc0000 is in the PCI hole [0xc0000000, 4 GiB): there is no RAM there",
         "invalid argument",
     );
+    // Across an update its nested tables stay where they are: the same
+    // words.
+    let out = cmd(&mut m, "live-update hv");
+    assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
+    let report = wait_all(&mut m, &["(hv) lu-report seq=2 "], LONG).remove(0);
+    assert_eq!(fields(&report)["digest_equal"], "yes", "{report}");
+    assert_eq!(peek(&mut m, 3, si, DOMID), 3);
+    assert_eq!(peek(&mut m, 3, mark, 0), 0x4856_4d5f_4d41_524b ^ 3);
 
     // The domUs run on; d1's refusals were all as expected (probe 20 among
     // them).

@@ -14,8 +14,8 @@
 //!
 //! With the command-line word `probe` it first tries the PV-only
 //! hypercalls (page tables, reservation, segment bases), which an HVM
-//! domain must be refused with `NoSys` (probes 40–44), and another
-//! domain's memory map (`Permission`, probe 45).
+//! domain must be refused with `NoSys` (probes 40–44), another domain's
+//! memory map and memory (`Permission`, probes 45 and 46).
 //!
 //! It polls the device the hypervisor emulates in its PCI hole (the page at
 //! `EMU_GPA`): the magic and its domain id once, and at every heartbeat the
@@ -173,6 +173,13 @@ fn probes(own_gpfn: u64) {
         45,
         "dom0's memory map",
         hc::memory_map(DomId(0), &mut map),
+        Error::Permission,
+    );
+    let mut word = [0u8; 8];
+    expect(
+        46,
+        "read_guest of dom0's memory",
+        hc::read_guest(DomId(0), 0, 0, &mut word),
         Error::Permission,
     );
 }

@@ -168,13 +168,23 @@ impl Domain {
     /// The machine frame of the domain's RAM at guest frame `gpfn`, or
     /// what the gpfn is instead (its PCI hole, device memory mapped there,
     /// past its RAM, RAM without a frame): the one translation dom0's
-    /// `read_guest` goes through. The answer is the frame space's
-    /// ([`P2m::translate`]) for a PV domain and, for now, for an HVM one,
-    /// whose nested page tables are built from the same frame space
-    /// (`npt::Npt::build`); walking the nested tables instead is a change
-    /// here alone, with the same refusals.
+    /// `read_guest` goes through. What the gpfn is comes from the frame
+    /// space ([`P2m::translate`]: the refusals); the frame itself, for an
+    /// HVM domain, from a walk of its nested page tables — the machine
+    /// frame the guest reaches at that gpfn — and for a PV domain from the
+    /// frame space, which is its P2M.
     pub fn translate(&self, gpfn: Gpfn) -> Result<Mfn, TranslateError> {
-        self.p2m.translate(gpfn)
+        let mfn = self.p2m.translate(gpfn)?;
+        let Some(h) = &self.hvm else {
+            return Ok(mfn);
+        };
+        let reader = builder::PhysMemory::default();
+        match h.npt.get(&reader, gpfn) {
+            Ok(e) if e & hvlu_types::pte::PRESENT != 0 => {
+                Ok(Mfn::containing(e & hvlu_types::pte::ADDR_MASK))
+            }
+            _ => Err(TranslateError::NotNested { gpfn }),
+        }
     }
 
     /// Its PCI hole, `[hole, 4 GiB)` in gpfn space, where its RAM never is.

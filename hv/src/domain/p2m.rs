@@ -162,6 +162,13 @@ pub enum TranslateError {
         /// Its RAM index.
         index: u64,
     },
+    /// An HVM domain's RAM gpfn whose nested page-table entry is missing
+    /// (Invariant 28 says it cannot be: a hypervisor bug, said as such).
+    #[error("{gpfn} has no entry in the domain's nested page tables (a hypervisor bug: its RAM is always mapped)")]
+    NotNested {
+        /// The gpfn.
+        gpfn: Gpfn,
+    },
 }
 
 impl TranslateError {
@@ -175,6 +182,7 @@ impl TranslateError {
             TranslateError::Hole { .. } | TranslateError::BeyondRam { .. } => Error::Invalid,
             TranslateError::Device { .. } => Error::Permission,
             TranslateError::NoFrame { .. } => Error::NotFound,
+            TranslateError::NotNested { .. } => Error::Failed,
         }
     }
 }
