@@ -16,6 +16,19 @@ pub fn boot_with_domus(
     ram: Option<u32>,
     domu_args: &str,
 ) -> Result<Machine, Failure> {
+    boot_with_guests(name, "domu", domus, guest_mib, ram, domu_args)
+}
+
+/// [`boot_with_domus`] with domUs of boot module `module` (`domu`, PV, or
+/// `hvm`).
+pub fn boot_with_guests(
+    name: &str,
+    module: &str,
+    domus: u32,
+    guest_mib: u64,
+    ram: Option<u32>,
+    domu_args: &str,
+) -> Result<Machine, Failure> {
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
     // dom0 (8 MiB) and the domUs, with room to spare.
     config.mem_mib = (256 + u64::from(domus) * guest_mib * 2).min(3072) as u32;
@@ -29,7 +42,7 @@ pub fn boot_with_domus(
     for _ in 0..domus {
         let out = machine
             .command(
-                &format!("create domu {} {domu_args}", guest_mib * 1024),
+                &format!("create {module} {} {domu_args}", guest_mib * 1024),
                 scenario::CMD,
             )
             .map_err(Failure::Failed)?;
