@@ -438,12 +438,19 @@ impl Host {
 /// Turns SVM on (`EFER.SVME`) and gives it the host save area. Call once,
 /// after [`features`] said yes.
 pub fn enable() -> Host {
-    // SAFETY: all-zero bytes are a valid `Page`.
-    let zeroed = || unsafe { Box::<Page>::new_zeroed().assume_init() };
-    let hsave = zeroed();
-    let vmsave = zeroed();
-    let iopm = Box::new([Page([0xff; 4096]), Page([0xff; 4096]), Page([0xff; 4096])]);
-    let msrpm = Box::new([Page([0xff; 4096]), Page([0xff; 4096])]);
+    // On the heap from the start: a debug build would build a 12 KiB array
+    // on the (boot) stack first.
+    // SAFETY: all-zero bytes are a valid `Page` and a valid array of them.
+    let hsave = unsafe { Box::<Page>::new_zeroed().assume_init() };
+    // SAFETY: as above.
+    let vmsave = unsafe { Box::<Page>::new_zeroed().assume_init() };
+    // SAFETY: as above.
+    let mut iopm = unsafe { Box::<[Page; 3]>::new_zeroed().assume_init() };
+    // SAFETY: as above.
+    let mut msrpm = unsafe { Box::<[Page; 2]>::new_zeroed().assume_init() };
+    // Every port and every MSR intercepted.
+    iopm.iter_mut().for_each(|p| p.0.fill(0xff));
+    msrpm.iter_mut().for_each(|p| p.0.fill(0xff));
     // SAFETY: the CPU has SVM (the caller checked `features`); setting
     // SVME only makes the SVM instructions legal. The save area is a page
     // of the heap that lives as long as the hypervisor (the `Host` is kept
