@@ -64,8 +64,9 @@ fn an_hvm_domu_runs_beside_a_pv_domu_with_clean_self_checks() {
     assert_eq!(row(&mut m, 0)[4], "pv");
     beats_go_on(&mut m, &[1, 2]);
     poweroff_pass(&mut m);
-    // Probes 40–46: the PV-only calls, another domain's map and memory.
-    assert_refusals(&m, 2, 7);
+    // Probes 40–47: the PV-only calls, another domain's map and memory,
+    // log-dirty on itself.
+    assert_refusals(&m, 2, 8);
     let report = m
         .lines_with("(hv) report d2 (hvm): checks=")
         .next()

@@ -15,7 +15,8 @@
 //! With the command-line word `probe` it first tries the PV-only
 //! hypercalls (page tables, reservation, segment bases), which an HVM
 //! domain must be refused with `NoSys` (probes 40–44), another domain's
-//! memory map and memory (`Permission`, probes 45 and 46).
+//! memory map and memory (`Permission`, probes 45 and 46), and log-dirty
+//! on itself (dom0's alone: `Permission`, probe 47).
 //!
 //! It polls the device the hypervisor emulates in its PCI hole (the page at
 //! `EMU_GPA`): the magic and its domain id once, and at every heartbeat the
@@ -49,6 +50,7 @@ use pvrt::hvlu_types::DomId;
 use pvrt::mem;
 use pvrt::pattern::{generation_word, pattern, split};
 use pvrt::probe::expect;
+use pvrt::pv_abi::call::LogDirtyOp;
 use pvrt::pv_abi::hypercall::{Error, MemoryMapEntry, MmuUpdate, Report};
 use pvrt::{println, start_info};
 
@@ -180,6 +182,14 @@ fn probes(own_gpfn: u64) {
         46,
         "read_guest of dom0's memory",
         hc::read_guest(DomId(0), 0, 0, &mut word),
+        Error::Permission,
+    );
+    let me = DomId(start_info().domid as u16);
+    let mut first = [0u64; 4];
+    expect(
+        47,
+        "log-dirty on itself",
+        hc::log_dirty(me, LogDirtyOp::Enable, &mut first),
         Error::Permission,
     );
 }
