@@ -17,7 +17,53 @@ pub fn bench(ram: Option<u32>) -> Result<(), Failure> {
     shell::step("blackout against guest memory and domain count (QEMU, TCG)");
     setup::ensure_qemu()?;
     build(true)?;
-    blackout_bench(ram)
+    blackout_bench(ram)?;
+    shell::step("an HVM guest's speed before, during and after log-dirty (QEMU, TCG)");
+    log_dirty_speed(ram)
+}
+
+/// The self-check rate of one HVM domU of 64 MiB (checks per heartbeat,
+/// the guest's own clock) before log-dirty, while it tracks the domain
+/// with a clean every second (each first write to a page then faults into
+/// the hypervisor), and after `off`: the last should be the first again.
+fn log_dirty_speed(ram: Option<u32>) -> Result<(), Failure> {
+    const BEATS: usize = 4;
+    let mut m = boot_with_guests("bench-logdirty-speed", "hvm", 1, 64, ram, "")?;
+    // Checks per heartbeat over the next `BEATS` heartbeats, `between`
+    // run once a second meanwhile.
+    let rate = |m: &mut hvlu_harness::Machine, between: &str| -> Result<f64, Failure> {
+        let checks = |m: &hvlu_harness::Machine| -> Vec<u64> {
+            m.lines_with("(d1) heartbeat ")
+                .filter_map(|l| scenario::fields(l).get("checks")?.parse().ok())
+                .collect()
+        };
+        let start = checks(m).len();
+        while checks(m).len() < start + BEATS + 1 {
+            m.command("sleep 1000", scenario::CMD)
+                .map_err(Failure::Failed)?;
+            if !between.is_empty() {
+                m.command(between, scenario::CMD).map_err(Failure::Failed)?;
+            }
+        }
+        let c = checks(m);
+        Ok((c[start + BEATS] - c[start]) as f64 / BEATS as f64)
+    };
+    let before = rate(&mut m, "")?;
+    m.command("logdirty 1 on", scenario::CMD)
+        .map_err(Failure::Failed)?;
+    let tracked = rate(&mut m, "logdirty 1 clean")?;
+    m.command("logdirty 1 off", scenario::CMD)
+        .map_err(Failure::Failed)?;
+    let after = rate(&mut m, "")?;
+    println!(
+        "bench log-dirty speed: checks per heartbeat before={before:.0} tracked={tracked:.0} \
+         after_off={after:.0} tracked_vs_before={:.2} after_off_vs_before={:.2}",
+        tracked / before.max(1.0),
+        after / before.max(1.0)
+    );
+    let _ = m.send("poweroff");
+    m.wait_exit(scenario::CMD);
+    Ok(())
 }
 
 /// Blackout of live updates as guest memory and the number of domains grow,
