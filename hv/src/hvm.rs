@@ -32,6 +32,10 @@ use crate::{hvprintln, hypercall, trap};
 
 /// `EFER` bits a guest may set: SCE, LME, LMA, NXE.
 const EFER_GUEST: u64 = 1 | 1 << 8 | 1 << 10 | 1 << 11;
+/// `EFER.LMA`: long mode active, the CPU's to set.
+const EFER_LMA: u64 = 1 << 10;
+/// `EVENTINJ`/`EXITINTINFO`: the event is valid.
+const EVENT_VALID: u64 = 1 << 31;
 /// `EFER`.
 const MSR_EFER: u32 = 0xc000_0080;
 /// The PAT MSR.
@@ -78,6 +82,7 @@ impl HvmVcpu {
             | intercept::INIT
             | intercept::INVD
             | intercept::HLT
+            | intercept::CPUID
             | intercept::INVLPGA
             | intercept::IOIO
             | intercept::MSR
@@ -262,6 +267,13 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
     };
     let code = vcpu.vmcb.exit_code;
     let (info1, info2) = (vcpu.vmcb.exit_info1, vcpu.vmcb.exit_info2);
+    // An event the CPU was delivering when the guest exited (a nested page
+    // fault on its stack while log-dirty write-protects it, an interrupt
+    // that arrived): delivered again at the next entry, and carried by an
+    // update meanwhile (`HvmContext::pending_event`).
+    if vcpu.vmcb.exit_int_info & EVENT_VALID != 0 {
+        vcpu.vmcb.event_inj = vcpu.vmcb.exit_int_info;
+    }
     match code & 0xffff_ffff {
         exit::INTR => {
             let before = trap::TICKS.load(Ordering::Relaxed);
@@ -272,26 +284,41 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
         }
         exit::NMI => svm::take_interrupt(),
         exit::VMMCALL => {
-            vcpu.vmcb.rip += 3;
+            vcpu.vmcb.rip = vcpu.vmcb.rip.wrapping_add(3);
+            if vcpu.vmcb.cpl != 0 {
+                // Only the guest's kernel makes hypercalls (as in Xen):
+                // its user space gets a refusal, nothing else.
+                vcpu.vmcb.rax = hypercall::return_value(Err(pv_abi::hypercall::Error::Permission));
+                return;
+            }
             with_frame(hv, frame, d, v, hypercall::hypercall);
         }
+        exit::CPUID => cpuid(vcpu),
         exit::HLT => {
             // Nothing to wait for but the next turn: a yield.
-            vcpu.vmcb.rip += 1;
+            vcpu.vmcb.rip = vcpu.vmcb.rip.wrapping_add(1);
             with_frame(hv, frame, d, v, |hv, f| hv.schedule(f, true));
         }
         exit::IOIO => {
             // No port is the guest's: reads give all ones, writes are
             // dropped. EXITINFO2 is the next RIP.
             let info = vcpu.vmcb.exit_info1;
+            if info & (1 << 2) != 0 {
+                return fatal(
+                    hv,
+                    frame,
+                    d,
+                    format_args!("string port I/O (ins/outs), which is not emulated"),
+                );
+            }
             if info & 1 != 0 {
-                let size = (info >> 4) & 7;
-                let mask = match size {
-                    1 => 0xff,
-                    2 => 0xffff,
+                let rax = &mut vcpu.vmcb.rax;
+                *rax = match (info >> 4) & 7 {
+                    1 => *rax | 0xff,
+                    2 => *rax | 0xffff,
+                    // A 32-bit load zero-extends.
                     _ => 0xffff_ffff,
                 };
-                vcpu.vmcb.rax |= mask;
             }
             vcpu.vmcb.rip = vcpu.vmcb.exit_info2;
         }
@@ -305,8 +332,8 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
                 .contains(&info2)
                 && hv.domains.get(&d).is_some_and(|dom| dom.hole().contains(gpfn));
             if emulated {
-                let uptime_us = crate::arch::cpu::rdtsc().saturating_sub(hv.boot_tsc) * 1000
-                    / hv.tsc_khz.max(1);
+                let cycles = u128::from(crate::arch::cpu::rdtsc().saturating_sub(hv.boot_tsc));
+                let uptime_us = (cycles * 1000 / u128::from(hv.tsc_khz.max(1))) as u64;
                 let done = hv
                     .domains
                     .get_mut(&d)
@@ -381,7 +408,36 @@ fn with_frame(
     }
 }
 
-/// `RDMSR`/`WRMSR`: EFER and the PAT are the guest's (in the VMCB); any
+/// `CPUID`: the host's answer without what the guest cannot use here —
+/// XSAVE, OSXSAVE and AVX (XSETBV is not emulated), SVM (no nesting) —
+/// and with the hypervisor-present bit.
+fn cpuid(vcpu: &mut HvmVcpu) {
+    let leaf = vcpu.vmcb.rax as u32;
+    let sub = vcpu.regs.rcx as u32;
+    let mut r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    match leaf {
+        1 => {
+            r.ecx &= !(1 << 26 | 1 << 27 | 1 << 28);
+            r.ecx |= 1 << 31;
+        }
+        7 => {
+            // AVX2, AVX-512 and friends need XSAVE state.
+            r.ebx &= !(1 << 5 | 0xffff_0000);
+        }
+        0xd => r = core::arch::x86_64::CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 },
+        0x8000_0001 => r.ecx &= !(1 << 2),
+        0x8000_000a => r = core::arch::x86_64::CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 },
+        _ => {}
+    }
+    vcpu.vmcb.rax = u64::from(r.eax);
+    vcpu.regs.rbx = u64::from(r.ebx);
+    vcpu.regs.rcx = u64::from(r.ecx);
+    vcpu.regs.rdx = u64::from(r.edx);
+    vcpu.vmcb.rip = vcpu.vmcb.rip.wrapping_add(2);
+}
+
+/// `RDMSR`/`WRMSR`: EFER, the PAT, the SYSCALL and SYSENTER MSRs and the
+/// segment bases are the guest's (in the VMCB, carried by an update); any
 /// other MSR reads as 0 and ignores writes.
 fn msr(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
     let Some(vcpu) = hv.vcpu_hvm_mut(d, v) else {
@@ -391,10 +447,26 @@ fn msr(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
     let index = vcpu.regs.rcx as u32;
     let write = s.exit_info1 & 1 != 0;
     let value = (vcpu.regs.rdx << 32) | (s.rax & 0xffff_ffff);
+    // The MSRs the VMCB holds (and a live update carries) are the guest's.
+    let held: Option<&mut u64> = match index {
+        MSR_PAT => Some(&mut s.g_pat),
+        0xc000_0081 => Some(&mut s.star),
+        0xc000_0082 => Some(&mut s.lstar),
+        0xc000_0083 => Some(&mut s.cstar),
+        0xc000_0084 => Some(&mut s.sfmask),
+        0xc000_0100 => Some(&mut s.fs.base),
+        0xc000_0101 => Some(&mut s.gs.base),
+        0xc000_0102 => Some(&mut s.kernel_gs_base),
+        0x174 => Some(&mut s.sysenter_cs),
+        0x175 => Some(&mut s.sysenter_esp),
+        0x176 => Some(&mut s.sysenter_eip),
+        _ => None,
+    };
     if write {
-        match index {
-            MSR_EFER => {
-                if value & !EFER_GUEST != 0 {
+        match (index, held) {
+            (MSR_EFER, _) => {
+                // LMA is the CPU's to set; the rest of what the guest may.
+                if value & !EFER_GUEST & !EFER_LMA != 0 {
                     return fatal(
                         hv,
                         frame,
@@ -402,22 +474,22 @@ fn msr(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
                         format_args!("a write of {value:#x} to EFER (reserved bits)"),
                     );
                 }
-                s.efer = value | svm::EFER_SVME;
+                s.efer = (value & !EFER_LMA) | (s.efer & EFER_LMA) | svm::EFER_SVME;
             }
-            MSR_PAT => s.g_pat = value,
+            (_, Some(field)) => *field = value,
             _ => {}
         }
     } else {
-        let read = match index {
-            MSR_EFER => s.efer & !svm::EFER_SVME,
-            MSR_PAT => s.g_pat,
+        let read = match (index, held) {
+            (MSR_EFER, _) => s.efer & !svm::EFER_SVME,
+            (_, Some(field)) => *field,
             _ => 0,
         };
         s.rax = read & 0xffff_ffff;
         vcpu.regs.rdx = read >> 32;
     }
     // RDMSR and WRMSR are two bytes.
-    vcpu.vmcb.rip += 2;
+    vcpu.vmcb.rip = vcpu.vmcb.rip.wrapping_add(2);
 }
 
 /// Ends domain `d` for `what` and schedules another vCPU.

@@ -235,7 +235,10 @@ fn from_guest(hv: &mut Hv, frame: &mut TrapFrame) {
             // `iretq` to a non-canonical address faults in ring 0 on
             // real CPUs: a guest that arranged for one (a `syscall` at
             // the very top of the lower half) has faulted.
-            if frame.user_mode() && !is_lower_half(frame.rip) {
+            // Only for a PV vCPU: if the scheduler chose an HVM vCPU, the
+            // frame stands for it and its RIP is the guest's own.
+            let pv = hv.current_domain().is_some_and(|d| d.hvm.is_none());
+            if pv && frame.user_mode() && !is_lower_half(frame.rip) {
                 let d = hv.sched.current_domain().unwrap_or(DomId::INVALID);
                 hvprintln!(
                     "d{d} would return to non-canonical rip {:#x}: destroying it",

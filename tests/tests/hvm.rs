@@ -59,6 +59,18 @@ fn an_hvm_domu_runs_beside_a_pv_domu_with_clean_self_checks() {
     );
     wait_all(&mut m, &["(d2) hvm domU 2 up: "], LONG);
     beats_go_on(&mut m, &[1, 2]);
+    wait_all(
+        &mut m,
+        &["(d2) cpuid: hypervisor bit 1, xsave 0, svm 0 (ok)"],
+        LONG,
+    );
+    // Device memory is not passed through to an HVM domain.
+    let out = cmd(&mut m, "iomem permit 2 0xc0000 1");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("d2 is an HVM domain: device memory is not passed through")),
+        "{out:?}"
+    );
     assert_eq!(row(&mut m, 2)[4], "hvm");
     assert_eq!(row(&mut m, 1)[4], "pv");
     assert_eq!(row(&mut m, 0)[4], "pv");

@@ -28,11 +28,23 @@ pub fn logdirty(id: &str, op: &str) {
         }
     };
     let mut first = [0u64; SHOWN];
-    match hc::log_dirty(id, op_code, &mut first) {
+    // A clean must list every dirty page or none (the hypervisor refuses a
+    // shorter list, which would lose pages): this command lists none, it
+    // says how many there were.
+    let room = if op_code == LogDirtyOp::Clean {
+        &mut first[..0]
+    } else {
+        &mut first[..]
+    };
+    match hc::log_dirty(id, op_code, room) {
         Ok(dirty) if matches!(op_code, LogDirtyOp::Peek | LogDirtyOp::Clean) => {
             // One line, in pieces (the hypervisor joins a domain's output
             // up to its newline).
-            let shown = (dirty as usize).min(SHOWN);
+            let shown = if op_code == LogDirtyOp::Clean {
+                0
+            } else {
+                (dirty as usize).min(SHOWN)
+            };
             print(format_args!("logdirty d{id} {op}: {dirty} dirty"));
             if shown > 0 {
                 print(format_args!(":"));

@@ -202,7 +202,20 @@ fn main() -> ! {
         .split_ascii_whitespace()
         .any(|w| w == "dirty");
     let area = mark + 1;
-    let (table_pages, pages) = split(si.nr_pages - area - DIRTY_PAGES);
+    let Some(free) = si
+        .nr_pages
+        .checked_sub(area + DIRTY_PAGES)
+        .filter(|&f| f >= 8)
+    else {
+        println!(
+            "hvm domU {}: {} pages are too few: it needs {} at least",
+            si.domid,
+            si.nr_pages,
+            area + DIRTY_PAGES + 8
+        );
+        hc::shutdown(4)
+    };
+    let (table_pages, pages) = split(free);
     println!(
         "hvm domU {} up: {} pages under test ({} generation-table pages), marker at gpfn {mark:#x}, dirty area at gpfn {area:#x}, image below gpfn {mark:#x}, args `{}`",
         si.domid,
@@ -217,7 +230,20 @@ fn main() -> ! {
     let magic = pvrt::hvm::mmio_read(EMU_GPA);
     let id = pvrt::hvm::mmio_read(EMU_GPA + 0x18);
     let mut polls = pvrt::hvm::mmio_read(EMU_GPA + 8);
-    let device_ok = magic == EMU_MAGIC && id == si.domid;
+    // What the hypervisor's CPUID says: a hypervisor is present, and SVM
+    // and XSAVE (which it does not offer a guest) are hidden.
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    let ext = core::arch::x86_64::__cpuid(0x8000_0001);
+    let cpuid_ok =
+        leaf1.ecx & (1 << 31) != 0 && leaf1.ecx & (1 << 26) == 0 && ext.ecx & (1 << 2) == 0;
+    println!(
+        "cpuid: hypervisor bit {}, xsave {}, svm {} ({})",
+        leaf1.ecx >> 31 & 1,
+        leaf1.ecx >> 26 & 1,
+        ext.ecx >> 2 & 1,
+        if cpuid_ok { "ok" } else { "WRONG" }
+    );
+    let device_ok = magic == EMU_MAGIC && id == si.domid && cpuid_ok;
     println!(
         "emulated device: magic {magic:#x} ({}), domain {id}, poll {polls}",
         if device_ok { "ok" } else { "WRONG" }

@@ -271,6 +271,8 @@ pub mod intercept {
     pub const SMI: u32 = 1 << 2;
     /// INIT.
     pub const INIT: u32 = 1 << 3;
+    /// `CPUID`.
+    pub const CPUID: u32 = 1 << 18;
     /// `INVD`.
     pub const INVD: u32 = 1 << 22;
     /// `HLT`.
@@ -319,6 +321,8 @@ pub mod exit {
     pub const INTR: u64 = 0x60;
     /// An NMI.
     pub const NMI: u64 = 0x61;
+    /// `CPUID`.
+    pub const CPUID: u64 = 0x72;
     /// `HLT`.
     pub const HLT: u64 = 0x78;
     /// Port I/O.
@@ -499,7 +503,8 @@ pub fn take_interrupt() {
     // the ordinary handler on this stack, which touches no state the
     // caller holds (it only counts and acknowledges); interrupts are off
     // again afterwards.
-    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+    // Not `nomem`: the handler writes the tick count the caller reads.
+    unsafe { asm!("sti", "nop", "cli", options(nostack)) };
 }
 
 global_asm!(
@@ -519,6 +524,9 @@ svm_world_switch:
     push %rsi
     push %rdx
     /* [rsp] host area, [rsp+8] vmcb, [rsp+16] regs */
+    /* GIF clear before the guest's hidden state is loaded: no NMI may be
+       taken on the guest's TR. */
+    clgi
     mov %rdx, %rax
     vmsave %rax
     mov 8(%rsp), %rax
@@ -538,7 +546,6 @@ svm_world_switch:
     mov 104(%rdi), %r14
     mov 112(%rdi), %r15
     mov 40(%rdi), %rdi
-    clgi
     sti
     vmrun %rax
     cli

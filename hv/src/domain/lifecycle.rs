@@ -214,17 +214,22 @@ impl Hv {
         }
         // If the frametable disagrees with the domain's own record, no
         // frame of it can be trusted to be free, so none is reused.
-        // Every frame it owns: its RAM, and an HVM domain's nested tables
-        // and log-dirty bitmap.
-        let mut owned: alloc::vec::Vec<u64> = domain.p2m.ram().to_vec();
-        if let Some(h) = &domain.hvm {
-            owned.extend(h.npt.tables().iter().map(|t| t.0));
-            if let Some(ld) = &h.log_dirty {
-                owned.extend(ld.frames.start.0..ld.frames.end());
-            }
-        }
-        if let Err(e) = self.mem.parts().release_domain(id, &owned) {
+        // Every frame it owns: its RAM, then an HVM domain's nested tables
+        // and log-dirty bitmap (a list as long as those alone: no copy of
+        // the p2m, and nothing the domain can make large).
+        if let Err(e) = self.mem.parts().release_domain(id, domain.p2m.ram()) {
             hvprintln!("BUG: d{id}'s frames cannot be released ({e}); they stay out of use")
+        }
+        if let Some(h) = &domain.hvm {
+            let mut own: alloc::vec::Vec<u64> = h.npt.tables().iter().map(|t| t.0).collect();
+            if let Some(ld) = &h.log_dirty {
+                own.extend(ld.frames.start.0..ld.frames.end());
+            }
+            if let Err(e) = self.mem.parts().release_domain(id, &own) {
+                hvprintln!(
+                    "BUG: d{id}'s nested tables or bitmap cannot be released ({e}); they stay out of use"
+                )
+            }
         }
         hvprintln!(
             "d{id} destroyed, {} frames freed, free frames {}",

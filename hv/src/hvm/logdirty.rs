@@ -199,27 +199,38 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
                 unreachable!("an empty list of MMIO ranges is sorted")
             };
             let parts = hv.mem.parts();
-            let claimed = (frames.start.0..frames.end()).try_for_each(|m| {
-                frame_ownership::claim_hvm_frame(
+            let mut claimed = 0;
+            let refused = (frames.start.0..frames.end()).find_map(|m| {
+                let r = frame_ownership::claim_hvm_frame(
                     &parts.layout,
                     parts.frametable,
                     parts.m2p,
                     &ctx,
                     Mfn(m),
                     PageType::LogDirty,
-                )
+                );
+                claimed += u64::from(r.is_ok());
+                r.err()
             });
-            if let Err(e) = claimed {
+            if let Some(e) = refused {
+                // Those claimed go back; the refused one is not free by the
+                // frametable and stays out of the allocator; those after it
+                // were never claimed.
                 for m in frames.start.0..frames.end() {
-                    let _ = frame_ownership::release_hvm_frame(
-                        parts.frametable,
-                        parts.m2p,
-                        id,
-                        Mfn(m),
-                        PageType::LogDirty,
-                    );
+                    let k = m - frames.start.0;
+                    if k < claimed {
+                        let _ = frame_ownership::release_hvm_frame(
+                            parts.frametable,
+                            parts.m2p,
+                            id,
+                            Mfn(m),
+                            PageType::LogDirty,
+                        );
+                    }
+                    if k != claimed {
+                        parts.pages.free(Mfn(m));
+                    }
                 }
-                parts.pages.free_run(frames);
                 return hv.refuse_with(
                     Error::Failed,
                     alloc::format!("d{id}'s dirty bitmap frames were refused: {e}"),
@@ -237,6 +248,17 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
             Ok(0)
         }
         LogDirtyOp::Peek | LogDirtyOp::Clean => {
+            let dirty = h.log_dirty.as_ref().map_or(0, |l| l.dirty.get());
+            if op == LogDirtyOp::Clean && out.count != 0 && out.count < dirty {
+                // Cleaning pages the caller never heard of would lose them.
+                return hv.refuse_with(
+                    Error::TooSmall,
+                    alloc::format!(
+                        "d{id} has {dirty} dirty pages and the list has room for {}: a clean must list them all (or none: room 0 cleans without a list)",
+                        out.count
+                    ),
+                );
+            }
             let dirty = list(hv, id, out)?;
             if op == LogDirtyOp::Clean {
                 let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;

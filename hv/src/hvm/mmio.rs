@@ -171,6 +171,6 @@ pub fn emulate(dom: &mut Domain, v: usize, gpa: u64, uptime_us: u64) -> Result<(
             _ => value,
         };
     }
-    vcpu.vmcb.rip += u64::from(m.len);
+    vcpu.vmcb.rip = vcpu.vmcb.rip.wrapping_add(u64::from(m.len));
     Ok(())
 }

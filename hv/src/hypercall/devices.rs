@@ -101,6 +101,14 @@ pub fn iomem_permit(
             format!("d{id} is the control domain: it holds every memory BAR for good"),
         );
     }
+    if dom.hvm.is_some() {
+        // Its nested tables are built once, from its frame space: a grant
+        // would show in its memory map and fault at the first access.
+        return hv.refuse_with(
+            Error::Invalid,
+            format!("d{id} is an HVM domain: device memory is not passed through to HVM domains"),
+        );
+    }
     if let Some(why) = iomem::not_device_memory(&hv.devices, &hv.mem.ram, range) {
         return hv.refuse_with(Error::Invalid, why);
     }
