@@ -861,6 +861,7 @@ fn sizes_part() -> String {
             pat: n,
             pending_event: n,
             interrupt_shadow: n != 0,
+            fpu: hvlu_types::regs::FxState([[n; 32]; 2]),
         }
     };
     // A 1.3 domain is the 1.2 one and its HVM part (`None`: one byte).

@@ -61,6 +61,8 @@ pub struct HvmVcpu {
     pub vmcb: Box<Vmcb>,
     /// `rbx`..`r15` (its `rax` is the VMCB's).
     pub regs: GpRegs,
+    /// Its x87/SSE state, which `VMRUN` does not switch.
+    pub fpu: Box<svm::FxArea>,
 }
 
 impl core::fmt::Debug for HvmVcpu {
@@ -109,6 +111,7 @@ impl HvmVcpu {
         let mut vcpu = HvmVcpu {
             vmcb,
             regs: GpRegs::default(),
+            fpu: Box::new(svm::FxArea([0; 512])),
         };
         vcpu.load(ctx);
         vcpu
@@ -151,6 +154,7 @@ impl HvmVcpu {
         s.event_inj = ctx.pending_event;
         s.int_state = u64::from(ctx.interrupt_shadow);
         self.regs = ctx.regs;
+        self.fpu.0 = ctx.fpu.to_bytes();
     }
 
     /// The architectural state, as a live update carries it.
@@ -192,6 +196,7 @@ impl HvmVcpu {
             pat: s.g_pat,
             pending_event: s.event_inj,
             interrupt_shadow: s.int_state & 1 != 0,
+            fpu: hvlu_types::regs::FxState::from_bytes(&self.fpu.0),
         }
     }
 
@@ -250,7 +255,7 @@ pub fn run(hv: &mut Hv, frame: &mut TrapFrame) {
         }
         last = Some((d, v));
         vcpu.vmcb.tlb_control = u8::from(flush);
-        svm::run(host, &mut vcpu.vmcb, &mut vcpu.regs);
+        svm::run(host, &mut vcpu.vmcb, &mut vcpu.regs, &mut vcpu.fpu);
         vcpu.vmcb.tlb_control = 0;
         handle_exit(hv, frame, d, v);
     }

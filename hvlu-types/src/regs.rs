@@ -220,6 +220,53 @@ pub struct DescriptorTable {
     pub base: u64,
 }
 
+/// An HVM vCPU's x87, MMX and SSE state: the 512-byte image `FXSAVE`
+/// writes (control and status words, the eight x87/MMX registers, MXCSR,
+/// XMM0–15), as 64 little-endian words. `VMRUN` does not switch it: the
+/// hypervisor saves and restores it around each guest's turn, so no guest
+/// sees another's, and a live update carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FxState(pub [[u64; 32]; 2]);
+
+impl FxState {
+    /// The state after `FNINIT` and at reset: FCW 0x037f, MXCSR 0x1f80,
+    /// every register zero.
+    pub const RESET: FxState = {
+        let mut w = [[0u64; 32]; 2];
+        w[0][0] = 0x037f;
+        w[0][3] = 0x1f80;
+        FxState(w)
+    };
+
+    /// The 512 bytes, in `FXSAVE` layout.
+    pub fn to_bytes(&self) -> [u8; 512] {
+        let mut out = [0u8; 512];
+        for (i, w) in self.0.iter().flatten().enumerate() {
+            out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// The state from an `FXSAVE` image.
+    pub fn from_bytes(bytes: &[u8; 512]) -> FxState {
+        let mut w = [[0u64; 32]; 2];
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            w[i / 32][i % 32] = u64::from_le_bytes(b);
+        }
+        FxState(w)
+    }
+}
+
+impl Default for FxState {
+    /// [`FxState::RESET`].
+    fn default() -> FxState {
+        FxState::RESET
+    }
+}
+
 /// What the hypervisor keeps of an HVM vCPU while it does not run: the
 /// architectural state of AMD SVM's VMCB state-save area that a guest can
 /// change and expects back, plus the general registers VMRUN does not
@@ -302,4 +349,28 @@ pub struct HvmContext {
     /// Whether the guest is in an interrupt shadow (after `sti` or a move
     /// to `ss`).
     pub interrupt_shadow: bool,
+    /// Its x87/SSE state.
+    pub fpu: FxState,
+}
+
+#[cfg(test)]
+mod fx_tests {
+    use super::FxState;
+
+    #[test]
+    fn the_fxsave_image_round_trips_and_the_reset_state_has_its_two_words() {
+        let mut bytes = [0u8; 512];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        assert_eq!(FxState::from_bytes(&bytes).to_bytes(), bytes);
+        let reset = FxState::RESET.to_bytes();
+        assert_eq!(u16::from_le_bytes([reset[0], reset[1]]), 0x037f, "FCW");
+        assert_eq!(
+            u32::from_le_bytes([reset[24], reset[25], reset[26], reset[27]]),
+            0x1f80,
+            "MXCSR"
+        );
+        assert_eq!(FxState::default(), FxState::RESET);
+    }
 }

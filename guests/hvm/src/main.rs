@@ -26,6 +26,10 @@
 //! must end it (it announces the fault first); `beyond` reads the first
 //! page past its RAM, the same.
 //!
+//! It keeps a value of its own in `xmm7` (its code is soft-float, nothing
+//! else touches it) and checks it at every heartbeat: the x87/SSE state is
+//! the hypervisor's to switch between guests and to carry across updates.
+//!
 //! Its first free page is a marker page whose word 0 is
 //! [`marker`]`(domid)`, written once and never again: what dom0 reads by
 //! guest frame number (`peek`) before and after an update.
@@ -244,6 +248,11 @@ fn main() -> ! {
         if cpuid_ok { "ok" } else { "WRONG" }
     );
     let device_ok = magic == EMU_MAGIC && id == si.domid && cpuid_ok;
+    // A value in an SSE register that only this guest knows: the hypervisor
+    // switches the x87/SSE state between guests and carries it across
+    // updates, so it must stay.
+    let xmm = marker(si.domid).rotate_left(17);
+    pvrt::hvm::xmm_set(xmm);
     println!(
         "emulated device: magic {magic:#x} ({}), domain {id}, poll {polls}",
         if device_ok { "ok" } else { "WRONG" }
@@ -290,6 +299,12 @@ fn main() -> ! {
         if now.wrapping_sub(last_beat) >= hz {
             last_beat = now;
             beats += 1;
+            let held = pvrt::hvm::xmm_get();
+            if held != xmm {
+                println!("MISMATCH: xmm7 holds {held:#x}, not {xmm:#x}");
+                work.mismatches += 1;
+                pvrt::hvm::xmm_set(xmm);
+            }
             let now = pvrt::hvm::mmio_read(EMU_GPA + 8);
             if now <= polls {
                 println!("MISMATCH: the device's polled register went from {polls} to {now}");

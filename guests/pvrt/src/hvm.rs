@@ -51,6 +51,25 @@ pub fn mmio_read(gpa: u64) -> u64 {
     value
 }
 
+/// Puts `value` in `xmm7`, which nothing else in the guest uses (it is
+/// built soft-float): the hypervisor must keep it across every exit, every
+/// other guest's turn and every live update ([`xmm_get`]).
+pub fn xmm_set(value: u64) {
+    assert!(is_hvm(), "xmm_set is for HVM guests");
+    // SAFETY: `xmm7` is used by no code of the guest (soft-float target);
+    // the boot stub enabled SSE (CR4.OSFXSR, CR0.EM clear).
+    unsafe { core::arch::asm!("movq xmm7, {v}", v = in(reg) value, options(nomem, nostack)) };
+}
+
+/// What `xmm7` holds ([`xmm_set`]).
+pub fn xmm_get() -> u64 {
+    assert!(is_hvm(), "xmm_get is for HVM guests");
+    let value: u64;
+    // SAFETY: as in `xmm_set`; a read of a register.
+    unsafe { core::arch::asm!("movq {v}, xmm7", v = out(reg) value, options(nomem, nostack)) };
+    value
+}
+
 global_asm!(
     r#"
     .section .text.boot32, "ax"
@@ -81,9 +100,10 @@ hvm_entry32:
     inc %ecx
     cmp $2048, %ecx
     jb 1b
-    /* CR4.PAE, CR3, EFER.LME, CR0.PG. */
+    /* CR4.PAE | OSFXSR | OSXMMEXCPT (SSE for `xmm_set`), CR3, EFER.LME,
+       CR0.PG | MP, EM clear. */
     mov %cr4, %eax
-    or $0x20, %eax
+    or $0x620, %eax
     mov %eax, %cr4
     mov $hvm_pml4, %eax
     mov %eax, %cr3
@@ -92,7 +112,8 @@ hvm_entry32:
     or $0x100, %eax
     wrmsr
     mov %cr0, %eax
-    or $0x80000001, %eax
+    and $~0x4, %eax
+    or $0x80000003, %eax
     mov %eax, %cr0
     lgdt hvm_gdt_desc
     ljmp $0x08, $hvm_entry64

@@ -13,7 +13,7 @@ use handover_abi::body::v1_3::{
     Domain, DomainFlags, HandoverState, HvmDomain, LogDirty, VcpuFlags,
 };
 use handover_abi::{AbiVersion, BuildId, MemRun, Producer, RunKind, NO_GPFN};
-use hvlu_types::regs::{DescriptorTable, HvmContext, Segment};
+use hvlu_types::regs::{DescriptorTable, FxState, HvmContext, Segment};
 use hvlu_types::{DomId, GpRegs, Gpfn, Mfn, MfnRange};
 
 #[path = "state_v1_2.rs"]
@@ -102,6 +102,16 @@ fn long_mode() -> HvmContext {
         pat: 0x0007_0406_0007_0406,
         pending_event: 0,
         interrupt_shadow: false,
+        // x87 and SSE in use: FCW and MXCSR at their reset values, ST0
+        // holding 1.0 (mantissa, exponent), XMM0 a pattern.
+        fpu: {
+            let mut fpu = FxState::RESET;
+            fpu.0[0][4] = 0x8000_0000_0000_0000;
+            fpu.0[0][5] = 0x3fff;
+            fpu.0[0][20] = 0x0123_4567_89ab_cdef;
+            fpu.0[0][21] = 0xfedc_ba98_7654_3210;
+            fpu
+        },
     }
 }
 

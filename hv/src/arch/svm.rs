@@ -472,15 +472,33 @@ pub fn enable() -> Host {
     }
 }
 
+/// A vCPU's x87/SSE state as `FXSAVE` writes it: 512 bytes, 16-aligned.
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct FxArea(pub [u8; 512]);
+
+impl core::fmt::Debug for FxArea {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FxArea").finish_non_exhaustive()
+    }
+}
+
 extern "C" {
-    fn svm_world_switch(regs: *mut GpRegs, vmcb: u64, host: u64);
+    fn svm_world_switch(regs: *mut GpRegs, vmcb: u64, host: u64, fx: *mut FxArea);
 }
 
 /// Runs the guest of `vmcb` until it exits: its general registers (but
-/// `rax` and `rsp`, which are in the VMCB) are `regs`, saved back on exit.
-/// Returns with interrupts off and GIF set; a physical interrupt that ended
-/// the guest's turn is still pending ([`take_interrupt`]).
-pub fn run(host: &Host, vmcb: &mut Vmcb, regs: &mut GpRegs) {
+/// `rax` and `rsp`, which are in the VMCB) are `regs`, saved back on exit,
+/// and its x87/SSE state `fx` (`VMRUN` switches neither). Returns with
+/// interrupts off and GIF set; a physical interrupt that ended the guest's
+/// turn is still pending ([`take_interrupt`]).
+///
+/// The hypervisor runs with CR0.EM set (PV guests may not use the FPU):
+/// around the guest's turn the switch clears EM and TS and sets
+/// CR4.OSFXSR, loads the guest's state (`FXRSTOR`), and after the exit saves
+/// it (`FXSAVE`) and restores CR0 and CR4, so no guest ever sees another's
+/// registers.
+pub fn run(host: &Host, vmcb: &mut Vmcb, regs: &mut GpRegs, fx: &mut FxArea) {
     let vmcb_pa = vmcb.paddr();
     let host_pa = heap_paddr(&*host.vmsave as *const Page as u64);
     // SAFETY: SVM is enabled with a host save area (`Host` exists only
@@ -491,8 +509,10 @@ pub fn run(host: &Host, vmcb: &mut Vmcb, regs: &mut GpRegs) {
     // nested page tables map only the guest's own frames and the device
     // memory it was given, so the guest cannot reach the hypervisor's
     // memory. The switch saves and restores every callee-saved register
-    // and the host's hidden state, and writes only `regs`.
-    unsafe { svm_world_switch(regs, vmcb_pa, host_pa) };
+    // and the host's hidden state, and writes only `regs` and `fx`
+    // (16-aligned by its type, borrowed exclusively); CR0 and CR4 are as
+    // they were when it returns.
+    unsafe { svm_world_switch(regs, vmcb_pa, host_pa, fx) };
 }
 
 /// Takes the interrupt that ended a guest's turn, if it is still pending:
@@ -512,7 +532,7 @@ global_asm!(
     .section .text.svm, "ax"
     .code64
     .global svm_world_switch
-/* svm_world_switch(regs: rdi, vmcb: rsi, host: rdx) */
+/* svm_world_switch(regs: rdi, vmcb: rsi, host: rdx, fx: rcx) */
 svm_world_switch:
     push %rbp
     push %rbx
@@ -527,6 +547,18 @@ svm_world_switch:
     /* GIF clear before the guest's hidden state is loaded: no NMI may be
        taken on the guest's TR. */
     clgi
+    /* The FPU: host CR0 and CR4 kept in r12/r13, EM and TS clear, OSFXSR
+       and OSXMMEXCPT set, the guest's state loaded; fx kept in r14. */
+    mov %rcx, %r14
+    mov %cr0, %r12
+    mov %cr4, %r13
+    mov %r12, %rax
+    and $~0xc, %rax
+    mov %rax, %cr0
+    mov %r13, %rax
+    or $0x600, %rax
+    mov %rax, %cr4
+    fxrstor64 (%r14)
     mov %rdx, %rax
     vmsave %rax
     mov 8(%rsp), %rax
@@ -541,6 +573,11 @@ svm_world_switch:
     mov 64(%rdi), %r9
     mov 72(%rdi), %r10
     mov 80(%rdi), %r11
+    /* r12-r14 hold host values the guest's replace: keep them on the
+       stack across VMRUN. */
+    push %r12
+    push %r13
+    push %r14
     mov 88(%rdi), %r12
     mov 96(%rdi), %r13
     mov 104(%rdi), %r14
@@ -550,7 +587,9 @@ svm_world_switch:
     vmrun %rax
     cli
     push %rdi
-    mov 24(%rsp), %rdi
+    /* [rsp] guest rdi, [rsp+8] fx, [rsp+16] host cr4, [rsp+24] host cr0,
+       [rsp+32] host area, [rsp+40] vmcb, [rsp+48] regs */
+    mov 48(%rsp), %rdi
     mov %rbx, 8(%rdi)
     mov %rcx, 16(%rdi)
     mov %rdx, 24(%rdi)
@@ -566,6 +605,12 @@ svm_world_switch:
     mov %r15, 112(%rdi)
     pop %rax
     mov %rax, 40(%rdi)
+    pop %r14
+    pop %r13
+    pop %r12
+    fxsave64 (%r14)
+    mov %r13, %cr4
+    mov %r12, %cr0
     mov 8(%rsp), %rax
     vmsave %rax
     mov (%rsp), %rax
