@@ -20,9 +20,6 @@ pub mod mmio;
 use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
 
-// `EFER` bits a guest may set: SCE, LME, LMA, NXE (what a live update
-// checks a context for, `HvmContext::check`).
-use hvlu_types::hvm::efer::GUEST as EFER_GUEST;
 use hvlu_types::regs::HvmContext;
 use hvlu_types::{DomId, GpRegs, Mfn};
 
@@ -33,6 +30,8 @@ use crate::domain::npt::Npt;
 use crate::hv::Hv;
 use crate::{hvprintln, hypercall, trap};
 
+/// `EFER` bits a guest may set: SCE, LME, LMA, NXE.
+const EFER_GUEST: u64 = 1 | 1 << 8 | 1 << 10 | 1 << 11;
 /// `EFER`.
 const MSR_EFER: u32 = 0xc000_0080;
 /// The PAT MSR.
