@@ -29,7 +29,8 @@
 //!    page in a data run, each pinned table in a run of its level (an L4 pin
 //!    in an L4 run), no frame pinned twice, each vCPU's flags and (a PV
 //!    domain's) CR3, vCPU ids unique, an HVM domain's part (v1.3: one
-//!    context per vCPU, each vCPU's record blank, the nested root in a P2m
+//!    context per vCPU, each vCPU's record blank and its context one
+//!    `VMRUN` enters, `HvmContext::check`, the nested root in a P2m
 //!    run, the log-dirty bitmap's size and runs), each MMIO range non-empty, below 2^52 bytes, clear of
 //!    usable RAM and — when devices are listed — inside the device memory,
 //!    each identity range (v1.2) non-empty, after the one before, inside the
@@ -48,7 +49,9 @@ use crate::body::current::{
     MAX_CMDLINE_LEN, MAX_NAME_LEN, MAX_RETIRED, MIN_BAR_SIZE, MIN_HOLE,
 };
 use crate::types::{RunKind, NO_GPFN};
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
+#[cfg(doc)]
+use hvlu_types::regs::HvmContext;
+use hvlu_types::{DomId, Gpfn, HvmContextError, Mfn, MfnRange, MFN_LIMIT, PAGE_SHIFT, PAGE_SIZE};
 
 /// Names one memory run: the domain's id and the run's index in its list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -546,6 +549,17 @@ pub enum StateError {
         vcpu: u32,
         /// The domain's nested root.
         ncr3: Mfn,
+    },
+    /// An HVM vCPU's context is one `VMRUN` would refuse to enter
+    /// ([`HvmContext::check`], whose error names the rule and the value).
+    #[error("domain {domain} vcpu {vcpu}: its HVM context cannot be entered: {error}")]
+    BadHvmContext {
+        /// The domain.
+        domain: DomId,
+        /// The vCPU's id.
+        vcpu: u32,
+        /// The rule it breaks.
+        error: HvmContextError,
     },
     /// An HVM domain's nested root is not in one of its P2m runs.
     #[error("domain {domain}: the nested page-table root (ncr3, {ncr3}) is not among the domain's P2m runs")]
@@ -1152,7 +1166,8 @@ fn check_run_kind(domain: &Domain, run: &crate::MemRun, at: RunRef) -> Result<()
 }
 
 /// An HVM domain's own part (v1.3): one context per vCPU, each vCPU's
-/// record blank, the nested root in a P2m run, and the log-dirty bitmap
+/// record blank and its context one `VMRUN` enters
+/// ([`HvmContext::check`]), the nested root in a P2m run, and the log-dirty bitmap
 /// exactly its LogDirty runs, of one bit per RAM frame.
 fn check_hvm(domain: &Domain, hvm: &HvmDomain, by_mfn: &[Placed]) -> Result<(), StateError> {
     let id = domain.id;
@@ -1163,7 +1178,7 @@ fn check_hvm(domain: &Domain, hvm: &HvmDomain, by_mfn: &[Placed]) -> Result<(), 
             contexts: hvm.vcpus.len(),
         });
     }
-    for v in &domain.vcpus {
+    for (v, context) in domain.vcpus.iter().zip(&hvm.vcpus) {
         if *v != HvmDomain::blank_vcpu(hvm.ncr3, v.id, v.flags, v.pending_events) {
             return Err(StateError::HvmVcpuNotBlank {
                 domain: id,
@@ -1171,6 +1186,11 @@ fn check_hvm(domain: &Domain, hvm: &HvmDomain, by_mfn: &[Placed]) -> Result<(), 
                 ncr3: hvm.ncr3,
             });
         }
+        context.check().map_err(|error| StateError::BadHvmContext {
+            domain: id,
+            vcpu: v.id,
+            error,
+        })?;
     }
     if lookup(by_mfn, hvm.ncr3.0).map(|p| p.kind) != Some(RunKind::P2m) {
         return Err(StateError::Ncr3NotInP2mRun {

@@ -9,7 +9,8 @@ use common::{invalid, sample};
 use handover_abi::body::v1_0::{DomainFlags, PinnedTable, RamRange, RamType, VcpuFlags};
 use handover_abi::body::v1_2::{Bdf, PciBar, HOLE_END};
 use handover_abi::{decode, BarRef, RunKind, RunRef, StateError};
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange, MFN_LIMIT};
+use hvlu_types::hvm::efer;
+use hvlu_types::{DomId, Gpfn, HvmContextError, Mfn, MfnRange, MFN_LIMIT};
 
 const DOM0: usize = 0;
 const DOMU1: usize = 1; // id 1
@@ -1259,4 +1260,68 @@ fn hvm_domain_without_log_dirty_is_valid() {
     s.domains[HVM].hvm.as_mut().unwrap().log_dirty = None;
     s.domains[HVM].runs.pop();
     assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn hvm_context_vmrun_would_refuse() {
+    // vCPU 1 (real mode) with EFER.SVME, which is the hypervisor's.
+    let mut s = sample();
+    s.domains[HVM].hvm.as_mut().unwrap().vcpus[1].efer = efer::SVME;
+    assert_eq!(
+        invalid(&s),
+        StateError::BadHvmContext {
+            domain: DomId(4),
+            vcpu: 1,
+            error: HvmContextError::EferReserved { efer: efer::SVME }
+        }
+    );
+    // vCPU 0 (long mode) with LMA clear.
+    let mut s = sample();
+    let ctx = &mut s.domains[HVM].hvm.as_mut().unwrap().vcpus[0];
+    ctx.efer &= !efer::LMA;
+    let (efer, cr0) = (ctx.efer, ctx.cr0);
+    assert_eq!(
+        invalid(&s),
+        StateError::BadHvmContext {
+            domain: DomId(4),
+            vcpu: 0,
+            error: HvmContextError::LmaMismatch { efer, cr0 }
+        }
+    );
+}
+
+#[test]
+fn hvm_contexts_are_checked_with_their_vcpu_records() {
+    // vCPU 0's context is bad and vCPU 1's record not blank: vCPU 0 is
+    // reported, record and context of one vCPU after the other.
+    let mut s = sample();
+    s.domains[HVM].hvm.as_mut().unwrap().vcpus[0].cpl = 4;
+    s.domains[HVM].vcpus[1].rip = 0x1000;
+    assert_eq!(
+        invalid(&s),
+        StateError::BadHvmContext {
+            domain: DomId(4),
+            vcpu: 0,
+            error: HvmContextError::BadCpl { cpl: 4 }
+        }
+    );
+    // A record that is not blank comes before its own context.
+    s.domains[HVM].vcpus[0].rip = 0x1000;
+    assert!(matches!(
+        invalid(&s),
+        StateError::HvmVcpuNotBlank { vcpu: 0, .. }
+    ));
+}
+
+#[test]
+fn hvm_context_errors_name_the_vcpu_and_the_value() {
+    let e = StateError::BadHvmContext {
+        domain: DomId(4),
+        vcpu: 1,
+        error: HvmContextError::Cr0NwWithoutCd { cr0: 0x2000_0011 },
+    };
+    assert_eq!(
+        e.to_string(),
+        "domain 4 vcpu 1: its HVM context cannot be entered: cr0 0x20000011 has NW set and CD clear"
+    );
 }

@@ -8,18 +8,21 @@ use std::collections::BTreeMap;
 use common::reseal_body;
 use handover_abi::body::current::{
     default_identity, default_mmio, device_memory, ConsoleRing, Domain, DomainFlags, GpRegs,
-    GuestReports, HandoverState, HvGlobals, LuRegion, Machine, PciBar, PciDevice, PinnedTable,
-    RamRange, RamType, RetiredDomain, TimeBase, Vcpu, VcpuFlags, DEFAULT_HOLE, HOLE_END,
+    GuestReports, HandoverState, HvGlobals, HvmContext, HvmDomain, LogDirty, LuRegion, Machine,
+    PciBar, PciDevice, PinnedTable, RamRange, RamType, RetiredDomain, TimeBase, Vcpu, VcpuFlags,
+    DEFAULT_HOLE, HOLE_END,
 };
 use handover_abi::body::{carried, Inexpressible};
 use handover_abi::{
     decode, encode, encode_as, encoded_len, encoded_len_as, AbiVersion, BuildId, DecodeError,
-    EncodeError, MemRun, Producer, RunKind, CURRENT, HEADER_SIZE,
+    EncodeError, MemRun, Producer, RunKind, StateError, CURRENT, HEADER_SIZE, NO_GPFN,
 };
-use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
+use hvlu_types::hvm::{attrib, cr0, cr4, efer, eventinj};
+use hvlu_types::{DomId, Gpfn, HvmContextError, Mfn, MfnRange};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proptest::strategy::ValueTree;
 
 #[derive(Clone, Debug)]
 struct RunShape {
@@ -57,6 +60,22 @@ struct DomShape {
     oddity: u8,
     /// Where a moved hole starts, in 2 MiB units (at least 16 MiB).
     hole: u64,
+    /// An HVM domain's part: its data runs are its RAM, its page-table
+    /// runs and pins are left out.
+    hvm: Option<HvmShape>,
+}
+
+#[derive(Clone, Debug)]
+struct HvmShape {
+    /// The nested tables' runs.
+    p2m: Vec<RunShape>,
+    /// Which of their frames is the root.
+    ncr3: Index,
+    /// One context for each vCPU (the first as many as it has).
+    contexts: Vec<HvmContext>,
+    /// Log-dirty on, its bitmap split into two runs at this frame (taken
+    /// modulo its size; 0: one run).
+    log_dirty: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -104,6 +123,127 @@ fn vcpu_shape() -> impl Strategy<Value = VcpuShape> {
         })
 }
 
+/// The general registers of an array, in the order of [`GpRegs`].
+fn gp_regs(regs: [u64; 15]) -> GpRegs {
+    let [rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15] = regs;
+    GpRegs {
+        rax,
+        rbx,
+        rcx,
+        rdx,
+        rsi,
+        rdi,
+        rbp,
+        r8,
+        r9,
+        r10,
+        r11,
+        r12,
+        r13,
+        r14,
+        r15,
+    }
+}
+
+/// An HVM vCPU's context `VMRUN` enters (`HvmContext::check` passes it):
+/// the boot contract's 32-bit protected mode with paging off, or a 64-bit
+/// kernel or user in long mode; random registers, control-register bits
+/// among the defined ones, an event of each defined type or none, a PAT of
+/// memory types.
+fn hvm_context() -> impl Strategy<Value = HvmContext> {
+    (
+        (any::<bool>(), any::<[u64; 15]>()),
+        any::<[u64; 4]>(),
+        (any::<u64>(), any::<u64>(), any::<bool>()),
+        (any::<u32>(), any::<u32>(), 0..=3u8, any::<bool>()),
+        (0..6u8, any::<u8>(), any::<u32>()),
+        proptest::array::uniform8(0..6usize),
+        any::<[u64; 10]>(),
+    )
+        .prop_map(
+            |(
+                (long, regs),
+                [rip, rsp, cr2, cr3],
+                (cr4_bits, efer_bits, caches_off),
+                (dr6, dr7, cpl, interrupt_shadow),
+                (event, vector, error),
+                pat,
+                msrs,
+            )| {
+                let mut c = HvmContext::flat_protected(rip & 0xffff_ffff, 0x08, 0x10);
+                c.regs = gp_regs(regs);
+                c.rsp = rsp;
+                c.cr2 = cr2;
+                c.cr3 = cr3 & ((1 << 52) - 1);
+                c.cr4 = cr4_bits & cr4::DEFINED;
+                c.efer = efer_bits & (efer::SCE | efer::NXE);
+                if caches_off {
+                    c.cr0 |= cr0::CD | cr0::NW;
+                }
+                (c.dr6, c.dr7) = (u64::from(dr6), u64::from(dr7));
+                (c.cpl, c.interrupt_shadow) = (cpl, interrupt_shadow);
+                if long {
+                    c.cr0 |= cr0::MP | cr0::NE | cr0::WP | cr0::PG;
+                    c.cr4 |= cr4::PAE;
+                    c.efer |= efer::LME | efer::LMA;
+                    c.cs.attrib = attrib::CODE32 & !attrib::D | attrib::L;
+                    // Sign-extended from bit 47: canonical with 4 and 5
+                    // levels.
+                    c.rip = ((rip << 16) as i64 >> 16) as u64;
+                }
+                let (vector, error) = (u64::from(vector), u64::from(error) << 32);
+                let ty = |t: u64| eventinj::VALID | t << eventinj::TYPE_SHIFT;
+                c.pending_event = match event {
+                    0 => 0,
+                    1 => ty(eventinj::TYPE_INTR) | vector,
+                    2 => ty(eventinj::TYPE_NMI) | 2,
+                    // An exception (0..=30 but the NMI) with its error code.
+                    3 => match vector % 31 {
+                        2 => ty(eventinj::TYPE_EXCEPTION) | 14 | eventinj::EV | error,
+                        v => ty(eventinj::TYPE_EXCEPTION) | v,
+                    },
+                    4 => ty(eventinj::TYPE_SOFT) | vector,
+                    // Not valid: whatever else it holds is ignored.
+                    _ => (error >> 32) & !eventinj::VALID,
+                };
+                const MEMORY_TYPES: [u64; 6] = [0, 1, 4, 5, 6, 7];
+                c.pat = pat
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| MEMORY_TYPES[t] << (8 * i))
+                    .sum();
+                [
+                    c.star,
+                    c.lstar,
+                    c.cstar,
+                    c.sfmask,
+                    c.kernel_gs_base,
+                    c.sysenter_cs,
+                    c.sysenter_esp,
+                    c.sysenter_eip,
+                    c.fs.base,
+                    c.gs.base,
+                ] = msrs;
+                c
+            },
+        )
+}
+
+fn hvm_shape() -> impl Strategy<Value = HvmShape> {
+    (
+        vec(run_shape(8), 1..3),
+        any::<Index>(),
+        vec(hvm_context(), 4),
+        proptest::option::of(0..4u64),
+    )
+        .prop_map(|(p2m, ncr3, contexts, log_dirty)| HvmShape {
+            p2m,
+            ncr3,
+            contexts,
+            log_dirty,
+        })
+}
+
 fn dom_shape() -> impl Strategy<Value = DomShape> {
     let kinds = (
         vec(run_shape(64), 1..4),
@@ -122,6 +262,7 @@ fn dom_shape() -> impl Strategy<Value = DomShape> {
         (any::<Index>(), any::<Index>()),
         0..100u64,
         (0..12u8, 8..2048u64),
+        proptest::option::weighted(0.3, hvm_shape()),
     )
         .prop_map(
             |(
@@ -134,6 +275,7 @@ fn dom_shape() -> impl Strategy<Value = DomShape> {
                 start_info,
                 slack,
                 (oddity, hole),
+                hvm,
             )| {
                 DomShape {
                     id_gap,
@@ -148,6 +290,7 @@ fn dom_shape() -> impl Strategy<Value = DomShape> {
                     slack,
                     oddity,
                     hole,
+                    hvm,
                 }
             },
         )
@@ -237,11 +380,20 @@ fn build(
         let mut gpfn = 0u64;
         let mut runs = Vec::new();
         let mut pinned = Vec::new();
-        for (kind, list) in KINDS.iter().zip(&shape.kinds) {
+        // An HVM domain has data runs only (and its own below); with the
+        // oddity 1 its last data run is above 4 GiB.
+        let kinds = match shape.hvm {
+            Some(_) => 1,
+            None => KINDS.len(),
+        };
+        for (kind, list) in KINDS.iter().zip(&shape.kinds).take(kinds) {
             if shape.oddity == 1 && *kind == RunKind::L1 {
                 gpfn = HOLE_END.0;
             }
-            for r in list {
+            for (i, r) in list.iter().enumerate() {
+                if shape.oddity == 1 && shape.hvm.is_some() && i > 0 && i + 1 == list.len() {
+                    gpfn = HOLE_END.0;
+                }
                 let run = MemRun {
                     first_mfn: Mfn(mfn + r.mfn_gap),
                     count: r.count,
@@ -259,6 +411,38 @@ fn build(
                 runs.push(run);
             }
         }
+        // Frames of the runs with guest frames (an HVM domain's nested
+        // tables and bitmap come after).
+        let frames: u64 = runs.iter().map(|r| r.count).sum();
+        let p2m_start = runs.len();
+        if let Some(h) = &shape.hvm {
+            for r in &h.p2m {
+                let run = MemRun {
+                    first_mfn: Mfn(mfn + r.mfn_gap),
+                    count: r.count,
+                    first_gpfn: NO_GPFN,
+                    kind: RunKind::P2m,
+                };
+                mfn = run.first_mfn.0 + r.count;
+                runs.push(run);
+            }
+        }
+        let ncr3 = shape.hvm.as_ref().map(|h| {
+            let p2m = &runs[p2m_start..];
+            let total: u64 = p2m.iter().map(|r| r.count).sum();
+            let mut at = h.ncr3.index(total as usize) as u64;
+            let run = p2m
+                .iter()
+                .find(|r| {
+                    let here = at < r.count;
+                    if !here {
+                        at -= r.count;
+                    }
+                    here
+                })
+                .expect("a frame of the P2m runs");
+            Mfn(run.first_mfn.0 + at)
+        });
         let pick = |kind: RunKind, which: &Index| {
             let of_kind: Vec<&MemRun> = runs.iter().filter(|r| r.kind == kind).collect();
             *of_kind[which.index(of_kind.len())]
@@ -267,33 +451,23 @@ fn build(
         let start_info =
             Gpfn(data_run.first_gpfn.0 + shape.start_info.1.index(data_run.count as usize) as u64);
         let mut vcpu_id = 0u32;
-        let vcpus = shape
+        let vcpus: Vec<Vcpu> = shape
             .vcpus
             .iter()
             .map(|v| {
                 vcpu_id += v.id_gap + 1;
-                let [rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15] =
-                    v.regs;
                 let [rip, rflags, rsp, fs_base, gs_base, kernel_gs_base, pending_events] = v.other;
+                if let Some(ncr3) = ncr3 {
+                    return HvmDomain::blank_vcpu(
+                        ncr3,
+                        vcpu_id,
+                        VcpuFlags(v.flags),
+                        pending_events,
+                    );
+                }
                 Vcpu {
                     id: vcpu_id,
-                    regs: GpRegs {
-                        rax,
-                        rbx,
-                        rcx,
-                        rdx,
-                        rsi,
-                        rdi,
-                        rbp,
-                        r8,
-                        r9,
-                        r10,
-                        r11,
-                        r12,
-                        r13,
-                        r14,
-                        r15,
-                    },
+                    regs: gp_regs(v.regs),
                     rip,
                     rflags,
                     rsp,
@@ -309,8 +483,10 @@ fn build(
                 }
             })
             .collect();
-        let frames: u64 = runs.iter().map(|r| r.count).sum();
-        let mut flags = DomainFlags::PV;
+        let mut flags = match shape.hvm {
+            Some(_) => DomainFlags(0),
+            None => DomainFlags::PV,
+        };
         if shape.privileged {
             flags = flags.union(DomainFlags::PRIVILEGED);
         }
@@ -322,6 +498,29 @@ fn build(
         } else {
             frames.max(gpfn)
         } + shape.slack;
+        let hvm = shape.hvm.as_ref().zip(ncr3).map(|(h, ncr3)| {
+            let log_dirty = h.log_dirty.map(|split| {
+                let bitmap = MfnRange::new(Mfn(mfn), LogDirty::frames_for(max_frames));
+                let split = split % bitmap.count;
+                for (start, count) in [(0, split), (split, bitmap.count - split)] {
+                    if count > 0 {
+                        runs.push(MemRun {
+                            first_mfn: Mfn(bitmap.start.0 + start),
+                            count,
+                            first_gpfn: NO_GPFN,
+                            kind: RunKind::LogDirty,
+                        });
+                    }
+                }
+                mfn = bitmap.end();
+                LogDirty { bitmap }
+            });
+            HvmDomain {
+                ncr3,
+                vcpus: h.contexts[..vcpus.len()].to_vec(),
+                log_dirty,
+            }
+        });
         let (mmio, identity) = if shape.oddity == 2 {
             // Grants: device memory when devices are listed, else any
             // frames above RAM; mapped in the hole where they lie in it.
@@ -388,7 +587,7 @@ fn build(
             },
             hole,
             identity,
-            hvm: None,
+            hvm,
         });
     }
     let retired = domains
@@ -458,10 +657,11 @@ fn valid_state() -> impl Strategy<Value = HandoverState> {
         })
 }
 
-/// What `version` (1.0 or 1.1) cannot say of `state`, found as the writer
-/// must find it — paused domains first for 1.0, then domain by domain its
-/// hole, its RAM above the hole, its MMIO ranges and its identity
-/// entries — against the defaults computed on their own.
+/// What `version` (1.0, 1.1 or 1.2) cannot say of `state`, found as the
+/// writer must find it — paused domains first for 1.0, then domain by
+/// domain whether it is an HVM domain and (before 1.2) its hole, its RAM
+/// above the hole, its MMIO ranges and its identity entries — against the
+/// defaults computed on their own.
 fn cannot_say(version: AbiVersion, state: &HandoverState) -> Option<Inexpressible> {
     if version.minor == 0 {
         if let Some(d) = state.domains.iter().find(|d| d.paused) {
@@ -470,6 +670,12 @@ fn cannot_say(version: AbiVersion, state: &HandoverState) -> Option<Inexpressibl
     }
     state.domains.iter().find_map(|d| {
         let domain = d.id;
+        if d.hvm.is_some() {
+            return Some(Inexpressible::HvmDomain { version, domain });
+        }
+        if version.minor == 2 {
+            return None;
+        }
         if d.hole != DEFAULT_HOLE {
             return Some(Inexpressible::HoleNotDefault {
                 version,
@@ -520,9 +726,39 @@ proptest! {
     }
 
     #[test]
+    fn a_context_vmrun_would_refuse_is_named(
+        state in valid_state(),
+        which in any::<Index>(),
+        bit in 12..64u32,
+    ) {
+        // One HVM vCPU's EFER gets a bit that is not the guest's: the
+        // state is refused, naming that domain and vCPU, on both sides
+        // (validation, and the decoder of the blob).
+        let mut state = state;
+        let targets: Vec<(usize, usize)> = state
+            .domains
+            .iter()
+            .enumerate()
+            .flat_map(|(d, dom)| (0..dom.hvm.as_ref().map_or(0, |h| h.vcpus.len())).map(move |v| (d, v)))
+            .collect();
+        prop_assume!(!targets.is_empty());
+        let (d, v) = targets[which.index(targets.len())];
+        let domain = &mut state.domains[d];
+        let ctx = &mut domain.hvm.as_mut().expect("an HVM domain").vcpus[v];
+        ctx.efer |= 1 << bit;
+        let expected = StateError::BadHvmContext {
+            domain: domain.id,
+            vcpu: domain.vcpus[v].id,
+            error: HvmContextError::EferReserved { efer: ctx.efer },
+        };
+        prop_assert_eq!(state.validate(), Err(expected));
+        prop_assert_eq!(decode(&blob(&state)).err(), Some(DecodeError::Invalid(expected)));
+    }
+
+    #[test]
     fn random_states_written_as_older_minors_keep_what_a_guest_sees(
         state in valid_state(),
-        minor in 0..2u16,
+        minor in 0..3u16,
     ) {
         let version = AbiVersion::new(1, minor);
         let producer = Producer::this_build(BuildId([7; 16]));
@@ -534,12 +770,15 @@ proptest! {
                 let mut buf = vec![0u8; len];
                 encode_as(version, &state, &producer, &mut buf).expect("encode");
                 let back = decode(&buf).expect("decode").state;
-                // What the reader gets: no device list, the default hole,
-                // no identity entry; for 1.0 no records either.
+                // What the reader gets: 1.2 all of it; before 1.2 no
+                // device list, the default hole, no identity entry; for
+                // 1.0 no records either.
                 let mut expected = state.clone();
-                expected.devices.clear();
-                for d in &mut expected.domains {
-                    d.identity.clear();
+                if minor < 2 {
+                    expected.devices.clear();
+                    for d in &mut expected.domains {
+                        d.identity.clear();
+                    }
                 }
                 if minor == 0 {
                     expected.globals.cmdline.clear();
@@ -639,4 +878,34 @@ proptest! {
         reseal_body(&mut b);
         let _ = decode(&b);
     }
+}
+
+#[test]
+fn the_generator_makes_pv_and_hvm_domains_with_and_without_log_dirty() {
+    // The properties above see every kind of domain: PV, HVM without and
+    // with log-dirty, HVM vCPUs in both modes.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = valid_state();
+    let (mut pv, mut hvm, mut log_dirty, mut long, mut vcpus) = (0, 0, 0, 0, 0);
+    for _ in 0..64 {
+        let state = strategy.new_tree(&mut runner).expect("a state").current();
+        for h in state.domains.iter().map(|d| d.hvm.as_ref()) {
+            let Some(h) = h else {
+                pv += 1;
+                continue;
+            };
+            hvm += 1;
+            log_dirty += usize::from(h.log_dirty.is_some());
+            vcpus += h.vcpus.len();
+            long += h.vcpus.iter().filter(|c| c.efer & efer::LMA != 0).count();
+        }
+    }
+    assert!(
+        pv > 0 && hvm > log_dirty && log_dirty > 0,
+        "{pv} PV, {hvm} HVM ({log_dirty} log-dirty)"
+    );
+    assert!(
+        vcpus > long && long > 0,
+        "{vcpus} HVM vCPUs, {long} in long mode"
+    );
 }

@@ -5,7 +5,8 @@
 //! and the numbering of its RAM around it ([`hole`]), the x86-64
 //! page-table entry format ([`pte`]), plans of page tables and the walker
 //! that builds them ([`table_plan`]), the canonical-address bounds
-//! ([`canonical`]), the general-purpose register file ([`GpRegs`]), the
+//! ([`canonical`]), the general-purpose register file ([`GpRegs`]), what
+//! an HVM vCPU's context must be for `VMRUN` to enter it ([`hvm`]), the
 //! CRC32C ([`crc32c`]), the fold the digests share ([`digest`]) and the
 //! compile-time layout check of the fixed binary structs ([`assert_layout!`]).
 //!
@@ -23,6 +24,7 @@ pub mod crc32c;
 pub mod digest;
 mod frame;
 pub mod hole;
+pub mod hvm;
 pub mod layout;
 pub mod pte;
 mod range;
@@ -31,6 +33,7 @@ pub mod table_plan;
 pub mod time;
 
 pub use frame::{DomId, Gpfn, Mfn};
+pub use hvm::HvmContextError;
 pub use range::{MfnRange, PhysRange};
 pub use regs::{ContextError, GpRegs, VcpuContext};
 

@@ -8,7 +8,7 @@
 //! build is left alone. Each binary then runs for a fixed time:
 //!
 //! - its corpus grows in `target/fuzz-corpus/<target>/`, kept between runs;
-//! - seeds written by [`write_seeds`] (the golden state blob, a valid note,
+//! - seeds written by [`write_seeds`] (the golden state blobs, a valid note,
 //!   small valid images, console lines, encoded hypercalls) are read from
 //!   `target/fuzz-seeds/<target>/`;
 //! - a crashing input is written to `target/fuzz-artifacts/<target>/`;

@@ -189,6 +189,11 @@ fn machines_with_one_and_many_domains() {
         for domains in [1, 2, 7] {
             let m = random_machine(seed * 10 + domains as u64, domains);
             check_machine(seed, &m, &mut cov);
+            // The same counts with HVM domains: one, or all of them.
+            for hvm in [1, domains] {
+                let m = random_hvm_machine(seed * 10 + domains as u64, domains - hvm, hvm);
+                check_machine(seed, &m, &mut cov);
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Free ranges are the complement of the owned runs, the region and the
 //! hv-reserved ranges within RAM.
 
-use frame_ownership::testkit::random_machine;
+use frame_ownership::testkit::{random_hvm_machine, random_machine};
 use frame_ownership::{free_ranges, DomainView, MachineLayout};
 use handover_abi::{MemRun, RunKind};
 use hvlu_types::{DomId, Gpfn, Mfn, MfnRange};
@@ -65,8 +65,11 @@ fn check_partition(
 
 #[test]
 fn free_ranges_partition_ram_on_random_machines() {
-    for seed in 0..100 {
-        let m = random_machine(seed, 4);
+    // PV domains only, and PV beside HVM ones (nested tables and log-dirty
+    // bitmaps are owned frames like any other).
+    let machines =
+        (0..100).flat_map(|seed| [random_machine(seed, 4), random_hvm_machine(seed, 2, 2)]);
+    for m in machines {
         let views = m.views();
         let layout = m.layout().unwrap();
         let free = free_ranges(&layout, &views);

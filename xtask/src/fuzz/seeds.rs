@@ -1,4 +1,4 @@
-//! The seeds of the fuzz targets: valid inputs (the golden state blob, a
+//! The seeds of the fuzz targets: valid inputs (the golden state blobs, a
 //! valid note, small valid images, console lines, encoded hypercalls) from
 //! which the fuzzer reaches the deep checks far sooner than from nothing.
 
@@ -42,16 +42,9 @@ pub fn write_seeds(target: &str, dir: &Path) -> Result<(), Failure> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", dir.display())))?;
-    let seeds: Vec<(&str, Vec<u8>)> = match target {
-        "state_decoder" => {
-            let path = root().join("handover-abi/tests/golden/v1_0.bin");
-            let blob = std::fs::read(&path).map_err(|e| {
-                Failure::Failed(format!("cannot read the seed {}: {e}", path.display()))
-            })?;
-            let body = blob.get(HEADER_SIZE..).unwrap_or_default().to_vec();
-            vec![("golden-v1_0", blob), ("golden-v1_0-body", body)]
-        }
-        "console_line" => vec![
+    let seeds: Vec<(String, Vec<u8>)> = match target {
+        "state_decoder" => state_seeds()?,
+        "console_line" => named(vec![
             (
                 "commands",
                 b"help\nlist\ncreate domu 4096 probe\nlu status\n".to_vec(),
@@ -61,25 +54,25 @@ pub fn write_seeds(target: &str, dir: &Path) -> Result<(), Failure> {
                 "refused",
                 "poweroff \u{1f600}\n\x1b[A\n".as_bytes().to_vec(),
             ),
-        ],
+        ]),
         "note_parser" => {
             let note = seed_note(0xffff_ffff_8010_0110);
             let desc = note.to_desc();
             // The first byte cuts the rest into descriptors: 35 gives 36-byte ones.
             let listed = [&[35u8][..], &desc, &desc].concat();
-            vec![
+            named(vec![
                 ("note", note.to_note_bytes().to_vec()),
                 ("desc", desc.to_vec()),
                 ("two-descs", listed),
-            ]
+            ])
         }
-        "image_validator" => vec![
+        "image_validator" => named(vec![
             ("two-loads-span", seed_image(false, false)),
             ("two-loads-span-minus-1", seed_image(false, true)),
             ("hv-like", seed_image(true, false)),
             ("many-segments", seed_many_segments()),
-        ],
-        "hypercall_args" => seed_calls(),
+        ]),
+        "hypercall_args" => named(seed_calls()),
         _ => Vec::new(),
     };
     for (name, bytes) in seeds {
@@ -88,6 +81,39 @@ pub fn write_seeds(target: &str, dir: &Path) -> Result<(), Failure> {
             .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
+}
+
+/// Seeds named by literals.
+fn named(seeds: Vec<(&str, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    seeds.into_iter().map(|(n, b)| (n.to_string(), b)).collect()
+}
+
+/// The golden state blobs of `state_decoder`, whole (`golden-v1_0` …) and
+/// without their header (`golden-v1_0-body` …): every released version, so
+/// that the fuzzer starts from each version's shape, the newest with an HVM
+/// domain (its contexts, nested-table and log-dirty runs) among them.
+fn state_seeds() -> Result<Vec<(String, Vec<u8>)>, Failure> {
+    let dir = root().join("handover-abi/tests/golden");
+    let cannot = |what: &Path, e: std::io::Error| {
+        Failure::Failed(format!("cannot read the seed {}: {e}", what.display()))
+    };
+    let mut blobs: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .map_err(|e| cannot(&dir, e))?
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let stem = path.file_stem()?.to_str()?.to_string();
+            (path.extension()? == "bin").then_some((stem, path))
+        })
+        .collect();
+    blobs.sort();
+    let mut seeds = Vec::new();
+    for (version, path) in blobs {
+        let blob = std::fs::read(&path).map_err(|e| cannot(&path, e))?;
+        let body = blob.get(HEADER_SIZE..).unwrap_or_default().to_vec();
+        seeds.push((format!("golden-{version}"), blob));
+        seeds.push((format!("golden-{version}-body"), body));
+    }
+    Ok(seeds)
 }
 
 /// Calls for `hypercall_args`, as a guest makes them
@@ -391,6 +417,31 @@ mod tests {
         assert_eq!(info.span, 0x1000);
         assert_eq!(info.mappings.len(), 1);
         assert_eq!(info.mappings[0].flags, SegmentFlags(R | W | X));
+    }
+
+    #[test]
+    fn the_state_seeds_hold_every_golden_version_and_an_hvm_domain() {
+        let seeds = state_seeds().unwrap();
+        let names: Vec<&str> = seeds.iter().map(|(n, _)| n.as_str()).collect();
+        for v in ["v1_0", "v1_1", "v1_2", "v1_3"] {
+            assert!(names.contains(&format!("golden-{v}").as_str()), "{names:?}");
+            assert!(
+                names.contains(&format!("golden-{v}-body").as_str()),
+                "{names:?}"
+            );
+        }
+        // The newest body behind a header of this build's version, as the
+        // target tries every input: it decodes, with an HVM domain that has
+        // log-dirty on, so the fuzzer starts inside the HVM checks.
+        let (_, body) = seeds.iter().find(|(n, _)| n == "golden-v1_3-body").unwrap();
+        let producer = handover_abi::Producer::this_build(BuildId([0xf2; 16]));
+        let header = handover_abi::Header::new(handover_abi::CURRENT, body, producer);
+        let blob = [&header.to_bytes()[..], body].concat();
+        let state = handover_abi::decode(&blob).unwrap().state;
+        assert!(state
+            .domains
+            .iter()
+            .any(|d| d.hvm.as_ref().is_some_and(|h| h.log_dirty.is_some())));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use alloc::vec::Vec;
 
 use goblin::elf::{program_header::PT_LOAD, Elf};
-use hvlu_types::regs::{rflags, DescriptorTable, HvmContext, Segment};
+use hvlu_types::regs::HvmContext;
 use hvlu_types::{Gpfn, PAGE_SIZE};
 use pv_abi::start_info::{
     StartInfo, HVM_BOOT_CS, HVM_BOOT_DS, HVM_IMAGE_BASE, HVM_NOTE_NAME, HVM_NOTE_TYPE,
@@ -43,62 +43,11 @@ pub struct BuiltHvm {
     pub vcpu: HvmContext,
 }
 
-/// Segment attributes as the VMCB packs them: type, S, DPL, P in bits 0–7;
-/// AVL, L, D/B, G in bits 8–11.
-mod attrib {
-    /// Present, code or data (S), 32-bit (D/B), 4 KiB granularity (G).
-    const BASE: u16 = 1 << 7 | 1 << 4 | 1 << 10 | 1 << 11;
-    /// Flat 32-bit code: execute/read, accessed.
-    pub const CODE32: u16 = BASE | 0xb;
-    /// Flat data: read/write, accessed.
-    pub const DATA: u16 = BASE | 0x3;
-    /// A busy 32-bit TSS, present.
-    pub const TSS: u16 = 1 << 7 | 0xb;
-    /// An LDT, present.
-    pub const LDT: u16 = 1 << 7 | 0x2;
-}
-
-/// CR0.PE | CR0.ET.
-const CR0_BOOT: u64 = 1 | 1 << 4;
-/// The PAT at reset.
-const PAT_RESET: u64 = 0x0007_0406_0007_0406;
-
 /// The first context of an HVM guest: the boot contract of
-/// `pv_abi::start_info::HVM_BOOT_CS`.
+/// `pv_abi::start_info::HVM_BOOT_CS` (32-bit protected mode, paging off,
+/// flat segments, `rbx` the start-info page's address).
 pub fn boot_context(entry: u64) -> HvmContext {
-    let flat = |selector, attrib| Segment {
-        selector,
-        attrib,
-        limit: 0xffff_ffff,
-        base: 0,
-    };
-    let data = flat(HVM_BOOT_DS, attrib::DATA);
-    let mut ctx = HvmContext {
-        rip: entry,
-        rflags: rflags::RESERVED_ONE,
-        cr0: CR0_BOOT,
-        dr6: 0xffff_0ff0,
-        dr7: 0x400,
-        cs: flat(HVM_BOOT_CS, attrib::CODE32),
-        ds: data,
-        es: data,
-        ss: data,
-        fs: data,
-        gs: data,
-        tr: Segment {
-            attrib: attrib::TSS,
-            limit: 0x67,
-            ..Segment::default()
-        },
-        ldtr: Segment {
-            attrib: attrib::LDT,
-            ..Segment::default()
-        },
-        gdtr: DescriptorTable::default(),
-        idtr: DescriptorTable::default(),
-        pat: PAT_RESET,
-        ..HvmContext::default()
-    };
+    let mut ctx = HvmContext::flat_protected(entry, HVM_BOOT_CS, HVM_BOOT_DS);
     ctx.regs.rbx = HVM_START_INFO_GPA;
     ctx
 }
