@@ -30,12 +30,8 @@ use crate::domain::npt::Npt;
 use crate::hv::Hv;
 use crate::{hvprintln, hypercall, trap};
 
-/// `EFER` bits a guest may set: SCE, LME, LMA, NXE.
-const EFER_GUEST: u64 = 1 | 1 << 8 | 1 << 10 | 1 << 11;
-/// `EFER.LMA`: long mode active, the CPU's to set.
-const EFER_LMA: u64 = 1 << 10;
-/// `EVENTINJ`/`EXITINTINFO`: the event is valid.
-const EVENT_VALID: u64 = 1 << 31;
+use hvlu_types::hvm::efer::{GUEST as EFER_GUEST, LMA as EFER_LMA};
+use hvlu_types::hvm::eventinj::{self, VALID as EVENT_VALID};
 /// `EFER`.
 const MSR_EFER: u32 = 0xc000_0080;
 /// The PAT MSR.
@@ -327,7 +323,7 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
             }
             vcpu.vmcb.rip = vcpu.vmcb.exit_info2;
         }
-        exit::MSR => msr(hv, frame, d, v),
+        exit::MSR => msr(hv, d, v),
         exit::NPF => {
             // A write (bit 1) to a present page (bit 0) log-dirty keeps
             // read-only: marked dirty, made writable, retried.
@@ -444,10 +440,11 @@ fn cpuid(vcpu: &mut HvmVcpu) {
 /// `RDMSR`/`WRMSR`: EFER, the PAT, the SYSCALL and SYSENTER MSRs and the
 /// segment bases are the guest's (in the VMCB, carried by an update); any
 /// other MSR reads as 0 and ignores writes.
-fn msr(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
+fn msr(hv: &mut Hv, d: DomId, v: usize) {
     let Some(vcpu) = hv.vcpu_hvm_mut(d, v) else {
         return;
     };
+    let (efer, pat) = (vcpu.vmcb.efer, vcpu.vmcb.g_pat);
     let s = &mut vcpu.vmcb;
     let index = vcpu.regs.rcx as u32;
     let write = s.exit_info1 & 1 != 0;
@@ -471,18 +468,22 @@ fn msr(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
         match (index, held) {
             (MSR_EFER, _) => {
                 // LMA is the CPU's to set; the rest of what the guest may.
-                if value & !EFER_GUEST & !EFER_LMA != 0 {
-                    return fatal(
-                        hv,
-                        frame,
-                        d,
-                        format_args!("a write of {value:#x} to EFER (reserved bits)"),
-                    );
+                s.efer = (value & EFER_GUEST & !EFER_LMA) | (s.efer & EFER_LMA) | svm::EFER_SVME;
+                if value & !EFER_GUEST != 0 {
+                    s.efer = efer;
+                    return inject_gp(vcpu);
                 }
-                s.efer = (value & !EFER_LMA) | (s.efer & EFER_LMA) | svm::EFER_SVME;
             }
             (_, Some(field)) => *field = value,
             _ => {}
+        }
+        // A write the CPU would refuse (a reserved PAT type, long mode
+        // enabled under paging) is a #GP, as on hardware: the state stays
+        // one VMRUN accepts.
+        if vcpu.context().check().is_err() {
+            vcpu.vmcb.efer = efer;
+            vcpu.vmcb.g_pat = pat;
+            return inject_gp(vcpu);
         }
     } else {
         let read = match (index, held) {
@@ -495,6 +496,15 @@ fn msr(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
     }
     // RDMSR and WRMSR are two bytes.
     vcpu.vmcb.rip = vcpu.vmcb.rip.wrapping_add(2);
+}
+
+/// Makes the guest take a general-protection fault (error code 0) at its
+/// current instruction, which is not advanced.
+fn inject_gp(vcpu: &mut HvmVcpu) {
+    vcpu.vmcb.event_inj = EVENT_VALID
+        | eventinj::EV
+        | eventinj::TYPE_EXCEPTION << eventinj::TYPE_SHIFT
+        | 13;
 }
 
 /// Ends domain `d` for `what` and schedules another vCPU.
