@@ -121,13 +121,13 @@ pub fn parse_ram(text: &str) -> Result<u32, String> {
 /// RAM that still leaves room for updates (`docs/operator-guide.md`): the
 /// frametable (16 bytes a frame), the M2P (8) and the heap (16, and 2 MiB)
 /// for every frame up to the end of RAM — microvm puts RAM past 3 GiB above
-/// a 1 GiB hole — and 5 MiB for the heap's fixed part, the page tables,
-/// the running image and the staged one with its state; whole 2 MiB, at
-/// least 8 MiB.
+/// a 1 GiB hole — and 6 MiB for the heap's fixed part, the page tables,
+/// the running image and the staged one with its state (and the image file
+/// beside it while it is loaded); whole 2 MiB, at least 8 MiB.
 pub fn min_region_mib(mem_mib: u32) -> u64 {
     let mib = u64::from(mem_mib);
     let end_mib = if mib > 3072 { mib + 1024 } else { mib };
-    let bytes = end_mib * 256 * 40 + (5 << 20);
+    let bytes = end_mib * 256 * 40 + (6 << 20);
     (bytes.div_ceil(2 << 20) * 2).max(8)
 }
 
@@ -677,8 +677,8 @@ mod tests {
     #[test]
     fn the_region_grows_with_the_ram() {
         assert_eq!(min_region_mib(128), 8);
-        assert_eq!(min_region_mib(256), 8);
-        assert_eq!(min_region_mib(512), 10);
+        assert_eq!(min_region_mib(256), 10);
+        assert_eq!(min_region_mib(512), 12);
         // 64 GiB end at 65 GiB: 17 Mi frames, 650 MiB, and the rest.
         assert_eq!(min_region_mib(65536), 656);
         let mut config = bare("t", "lu_region=64M autostart=domu");
