@@ -305,10 +305,7 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
             // dropped. EXITINFO2 is the next RIP.
             let info = vcpu.vmcb.exit_info1;
             if info & (1 << 2) != 0 {
-                return fatal(
-                    hv,
-                    frame,
-                    d,
+                return fatal(hv, frame, d, v,
                     format_args!("string port I/O (ins/outs), which is not emulated"),
                 );
             }
@@ -340,10 +337,7 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
                     .get_mut(&d)
                     .map(|dom| mmio::emulate(dom, v, info2, uptime_us));
                 if let Some(Err(e)) = done {
-                    fatal(
-                        hv,
-                        frame,
-                        d,
+                    fatal(hv, frame, d, v,
                         format_args!("an access to its emulated device it cannot make: {e}"),
                     );
                 }
@@ -355,27 +349,18 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
                     .get_mut(&d)
                     .is_some_and(|dom| logdirty::write_fault(dom, gpfn));
             if !logged {
-                fatal(
-                    hv,
-                    frame,
-                    d,
+                fatal(hv, frame, d, v,
                     format_args!(
                         "a nested page fault at guest-physical {info2:#x} (error {info1:#x})"
                     ),
                 );
             }
         }
-        exit::SHUTDOWN => fatal(hv, frame, d, format_args!("a triple fault")),
-        exit::INVALID => fatal(
-            hv,
-            frame,
-            d,
+        exit::SHUTDOWN => fatal(hv, frame, d, v, format_args!("a triple fault")),
+        exit::INVALID => fatal(hv, frame, d, v,
             format_args!("VMRUN refused its VMCB (invalid guest state)"),
         ),
-        other => fatal(
-            hv,
-            frame,
-            d,
+        other => fatal(hv, frame, d, v,
             format_args!(
                 "an exit the hypervisor does not handle ({other:#x}, info {info1:#x} {info2:#x})"
             ),
@@ -507,12 +492,19 @@ fn inject_gp(vcpu: &mut HvmVcpu) {
         | 13;
 }
 
-/// Ends domain `d` for `what` and schedules another vCPU.
-fn fatal(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, what: core::fmt::Arguments<'_>) {
+/// Ends domain `d` for `what` (its vCPU `v` took it) and schedules
+/// another vCPU.
+fn fatal(
+    hv: &mut Hv,
+    frame: &mut TrapFrame,
+    d: DomId,
+    v: usize,
+    what: core::fmt::Arguments<'_>,
+) {
     let rip = hv
         .domains
         .get(&d)
-        .and_then(|dom| dom.vcpus.first())
+        .and_then(|dom| dom.vcpus.get(v))
         .and_then(|c| c.hvm.as_ref())
         .map_or(0, |h| h.vmcb.rip);
     hvprintln!("d{d} (HVM) took {what} at rip {rip:#x}: destroying it");

@@ -34,6 +34,29 @@ pub fn claim_data(
     gpfn: Gpfn,
 ) -> Result<(), OpError> {
     let domain = dom.id;
+    let i = claimable(layout, frametable, m2p, dom, mfn)?;
+    if gpfn.0 == M2P_INVALID {
+        return Err(OpError::GpfnInvalid { domain, mfn });
+    }
+    frametable[i] = FrameInfo::new(Some(domain), PageType::None, 0, 1, FrameFlags::EMPTY);
+    m2p[i] = gpfn.0;
+    Ok(())
+}
+
+/// The index of `mfn` if `dom` may claim it fresh from the page allocator:
+/// within the frametable and the M2P ([`OpError::OutOfRange`]), RAM
+/// outside the live-update region and the hv-reserved ranges
+/// ([`OpError::NotDomainRam`]), owned by nobody ([`OpError::AlreadyOwned`])
+/// with an all-zero entry ([`OpError::Corrupt`]). The one check both
+/// claims make ([`claim_data`], [`claim_hvm_frame`]).
+fn claimable(
+    layout: &MachineLayout<'_>,
+    frametable: &[FrameInfo],
+    m2p: &[u64],
+    dom: &DomainContext<'_>,
+    mfn: Mfn,
+) -> Result<usize, OpError> {
+    let domain = dom.id;
     let i =
         index(mfn, frametable.len().min(m2p.len())).ok_or(OpError::OutOfRange { domain, mfn })?;
     match LiveLookup::new(layout, frametable, dom).classify(mfn) {
@@ -55,12 +78,7 @@ pub fn claim_data(
             what: "a frame nobody owns has counts, a type or flags",
         });
     }
-    if gpfn.0 == M2P_INVALID {
-        return Err(OpError::GpfnInvalid { domain, mfn });
-    }
-    frametable[i] = FrameInfo::new(Some(domain), PageType::None, 0, 1, FrameFlags::EMPTY);
-    m2p[i] = gpfn.0;
-    Ok(())
+    Ok(i)
 }
 
 /// The counts a frame of an HVM domain's own structures has (Invariant
@@ -100,25 +118,12 @@ pub fn claim_hvm_frame(
             page_type,
         });
     };
-    let i =
-        index(mfn, frametable.len().min(m2p.len())).ok_or(OpError::OutOfRange { domain, mfn })?;
-    match LiveLookup::new(layout, frametable, dom).classify(mfn) {
-        FrameClass::Unowned => {}
-        FrameClass::Own(_) => {
-            return Err(OpError::AlreadyOwned {
-                domain,
-                mfn,
-                owner: domain,
-            })
-        }
-        FrameClass::OtherDomain(owner) => return Err(OpError::AlreadyOwned { domain, mfn, owner }),
-        found => return Err(OpError::NotDomainRam { domain, mfn, found }),
-    }
-    if frametable[i] != FrameInfo::UNOWNED || m2p[i] != M2P_INVALID {
+    let i = claimable(layout, frametable, m2p, dom, mfn)?;
+    if m2p[i] != M2P_INVALID {
         return Err(OpError::Corrupt {
             domain: Some(domain),
             mfn,
-            what: "a frame nobody owns has counts, a type, flags or a guest frame",
+            what: "a frame nobody owns has a guest frame",
         });
     }
     frametable[i] = FrameInfo::new(

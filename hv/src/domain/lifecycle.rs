@@ -97,15 +97,7 @@ impl Hv {
                 d
             }
             Err(e) => {
-                let error = match e {
-                    builder::BuildError::NoMemory { .. } | builder::BuildError::NoHeap(_) => {
-                        Error::NoMemory
-                    }
-                    builder::BuildError::TooSmall { .. } | builder::BuildError::Limit(_) => {
-                        Error::Invalid
-                    }
-                    _ => Error::Failed,
-                };
+                let error = e.error();
                 let message = match e {
                     builder::BuildError::TooSmall { needed, .. } => alloc::format!(
                         "{kib} KiB is too little for module `{}`: the minimum is {} KiB",
@@ -157,15 +149,7 @@ impl Hv {
         let b = match built {
             Ok(b) => b,
             Err(e) => {
-                let error = match e {
-                    builder::BuildError::NoMemory { .. } | builder::BuildError::NoHeap(_) => {
-                        Error::NoMemory
-                    }
-                    builder::BuildError::TooSmall { .. } | builder::BuildError::Limit(_) => {
-                        Error::Invalid
-                    }
-                    _ => Error::Failed,
-                };
+                let error = e.error();
                 let message = alloc::format!("cannot build HVM d{id} from `{}`: {e}", spec.name);
                 return self.refuse_with(error, message);
             }

@@ -34,44 +34,39 @@ const BITS_PER_FRAME: u64 = PAGE_SIZE * 8;
 #[derive(Debug)]
 pub struct LogDirty {
     /// Its frames, one after the other: bit `i` of the bitmap is bit
-    /// `i % 8` of byte `i / 8`, RAM index `i`.
+    /// `i % 8` of byte `i / 8`, RAM index `i`. The bitmap is the only
+    /// record: the dirty count is read from it when asked
+    /// ([`LogDirty::dirty`]), so an update adopts it as it is.
     pub frames: MfnRange,
-    /// Bits set (a cell: the hypervisor's own writes into the guest mark
-    /// pages dirty through a shared borrow, [`written`]).
-    pub dirty: core::cell::Cell<u64>,
 }
 
 impl LogDirty {
-    /// The bitmap a live update handed over, in place: its dirty count is
-    /// its bits set (a read of the bitmap: the domain's RAM / 32768 frames,
-    /// not the machine's).
+    /// The bitmap a live update handed over, in place.
     pub fn adopt(frames: MfnRange) -> LogDirty {
-        let mut set = 0u64;
-        let mut word = [0u8; 8];
-        for at in (frames.start.addr()..frames.start.addr() + frames.count * PAGE_SIZE).step_by(8) {
-            if phys::read(at, &mut word).is_ok() {
-                set += u64::from(u64::from_le_bytes(word).count_ones());
-            }
-        }
-        LogDirty {
-            frames,
-            dirty: core::cell::Cell::new(set),
-        }
+        LogDirty { frames }
+    }
+
+    /// The dirty RAM indices below `limit`, ascending: the bitmap read a
+    /// word at a time.
+    pub fn dirty(&self, limit: u64) -> impl Iterator<Item = u64> + '_ {
+        let words = limit.min(self.frames.count * BITS_PER_FRAME).div_ceil(64);
+        (0..words).flat_map(move |w| {
+            let mut bytes = [0u8; 8];
+            let word = match phys::read(self.frames.start.addr() + 8 * w, &mut bytes) {
+                Ok(()) => u64::from_le_bytes(bytes),
+                Err(_) => 0,
+            };
+            (0..64)
+                .filter(move |b| word & (1 << b) != 0)
+                .map(move |b| 64 * w + b)
+                .filter(move |&i| i < limit)
+        })
     }
 
     /// Where bit `i` lives: the byte's physical address and its mask.
     fn byte(&self, i: u64) -> Option<(u64, u8)> {
         (i < self.frames.count * BITS_PER_FRAME)
             .then(|| (self.frames.start.addr() + i / 8, 1 << (i % 8)))
-    }
-
-    /// Whether RAM index `i` is dirty.
-    pub fn is_dirty(&self, i: u64) -> bool {
-        let Some((addr, mask)) = self.byte(i) else {
-            return false;
-        };
-        let mut b = [0u8];
-        phys::read(addr, &mut b).is_ok() && b[0] & mask != 0
     }
 
     /// Marks RAM index `i` dirty.
@@ -82,16 +77,13 @@ impl LogDirty {
         let mut b = [0u8];
         if phys::read(addr, &mut b).is_ok() && b[0] & mask == 0 {
             b[0] |= mask;
-            if phys::write(addr, &b).is_ok() {
-                self.dirty.set(self.dirty.get() + 1);
-            }
+            let _ = phys::write(addr, &b);
         }
     }
 
     /// Empties the bitmap.
     fn clear(&mut self) {
         let _ = phys::zero(self.frames.start.addr(), self.frames.count * PAGE_SIZE);
-        self.dirty.set(0);
     }
 }
 
@@ -239,16 +231,17 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
             let _ = phys::zero(frames.start.addr(), n * PAGE_SIZE);
             let dom = hv.domains.get_mut(&id).ok_or(Error::NotFound)?;
             if let Some(h) = dom.hvm.as_mut() {
-                h.log_dirty = Some(LogDirty {
-                    frames,
-                    dirty: core::cell::Cell::new(0),
-                });
+                h.log_dirty = Some(LogDirty { frames });
             }
             protect_all(dom, false)?;
             Ok(0)
         }
         LogDirtyOp::Peek | LogDirtyOp::Clean => {
-            let dirty = h.log_dirty.as_ref().map_or(0, |l| l.dirty.get());
+            let limit = dom.p2m.limit();
+            let dirty = h
+                .log_dirty
+                .as_ref()
+                .map_or(0, |l| l.dirty(limit).count() as u64);
             if op == LogDirtyOp::Clean && out.count != 0 && out.count < dirty {
                 // Cleaning pages the caller never heard of would lose them.
                 return hv.refuse_with(
@@ -306,19 +299,15 @@ fn list(hv: &mut Hv, id: DomId, out: GuestArray) -> Result<u64, Error> {
         .ok_or(Error::Invalid)?;
     let hole = dom.hole();
     let mut first: Vec<u8> = Vec::new();
-    let mut listed = 0;
-    for i in 0..dom.p2m.limit() {
-        if listed == out.count {
-            break;
-        }
-        if ld.is_dirty(i) {
+    let mut dirty = 0u64;
+    for i in ld.dirty(dom.p2m.limit()) {
+        if dirty < out.count {
             if let Some(g) = hole.gpfn_of(i) {
                 first.extend_from_slice(&g.0.to_le_bytes());
-                listed += 1;
             }
         }
+        dirty += 1;
     }
-    let dirty = ld.dirty.get();
     crate::hypercall::copy_out(hv, out.addr, &first)?;
     Ok(dirty)
 }

@@ -175,6 +175,20 @@ pub enum BuildError<E> {
     },
 }
 
+impl<E> BuildError<E> {
+    /// What the `domctl create` that asked for the build returns: no memory
+    /// (frames or heap), a size that cannot be (too small, a limit that
+    /// cannot be represented), or a failure.
+    pub fn error(&self) -> pv_abi::hypercall::Error {
+        use pv_abi::hypercall::Error;
+        match self {
+            BuildError::NoMemory { .. } | BuildError::NoHeap(_) => Error::NoMemory,
+            BuildError::TooSmall { .. } | BuildError::Limit(_) => Error::Invalid,
+            _ => Error::Failed,
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug)]
 pub struct Spec<'a> {
