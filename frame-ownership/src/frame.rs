@@ -107,7 +107,7 @@ pub enum CountError {
     PartialEq,
     Eq,
     Hash,
-    zerocopy::FromZeros,
+    zerocopy::FromBytes,
     zerocopy::IntoBytes,
     zerocopy::Immutable,
     zerocopy::KnownLayout,

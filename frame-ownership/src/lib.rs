@@ -30,6 +30,8 @@
 //! - [`state_view`]: the pass's view of a decoded handover domain.
 //! - [`free_ranges`]: free RAM as the complement of the runs.
 //! - [`Digest`]: the digest over owned frames.
+//! - [`lazy`]: the entries an incoming image initialises only after the
+//!   guests run again ([`lazy::Unsettled`]).
 //!
 //! The rules are numbered in `docs/invariants.md` ("Frametable and the single
 //! pass"); comments cite them as "Invariant n".
@@ -49,6 +51,7 @@ pub mod error;
 pub mod frame;
 pub mod free;
 pub mod layout;
+pub mod lazy;
 pub mod ops;
 pub mod page_type;
 pub mod pass;

@@ -23,7 +23,7 @@ mod runs;
 use alloc::vec::Vec;
 
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{pte::Level, DomId, Gpfn, Mfn};
+use hvlu_types::{pte::Level, DomId, Gpfn, Mfn, MfnRange};
 
 use crate::error::Error;
 use crate::frame::{frame_at_mut as frame_mut, CountError, FrameInfo};
@@ -110,8 +110,10 @@ pub struct PassReport {
 /// - `layout`: RAM, the live-update region, the hv-reserved ranges.
 /// - `domains`: the domains, in any order; ids must be distinct.
 /// - `reader`: reads page-table frames.
-/// - `frametable`: indexed by mfn from 0, **all zero** on entry
-///   ([`FrameInfo::UNOWNED`]), at least as long as the RAM map.
+/// - `frametable`: indexed by mfn from 0, at least as long as the RAM map;
+///   on entry the entries of the frames the runs name are zero
+///   ([`FrameInfo::UNOWNED`], [`crate::lazy::init_named`]). No other entry
+///   is read or written: they may hold anything (Invariant 29).
 /// - `m2p`: indexed by mfn from 0, at least as long as the RAM map; the pass
 ///   writes the gpfn of every owned frame (see [`M2P_INVALID`] for the rest).
 ///
@@ -135,8 +137,9 @@ pub fn rebuild<R: PageTableReader + ?Sized, P, V>(
         ..PassReport::default()
     };
     let mut index: Vec<IndexedRun> = Vec::new();
+    let named = crate::lazy::named_ranges(domains);
     for dom in domains {
-        let dr = rebuild_domain(layout, dom, reader, frametable, m2p, &mut index)?;
+        let dr = rebuild_domain(layout, dom, reader, frametable, m2p, &mut index, &named)?;
         report.frames_owned += dr.frames;
         report.tables_read += dr.tables.iter().sum::<u64>();
         report.entries_checked += dr.entries_checked;
@@ -167,6 +170,7 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
     frametable: &mut [FrameInfo],
     m2p: &mut [u64],
     index: &mut Vec<IndexedRun>,
+    named: &[MfnRange],
 ) -> Result<DomainReport, Error> {
     check_runs(layout, dom, index)?;
     let scope = Scope {
@@ -174,6 +178,8 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
         domain: dom.id,
         mmio: dom.mmio,
         index: index.as_slice(),
+        named,
+        hint: core::cell::Cell::new(0),
     };
     let domain = dom.id;
     let mut dr = DomainReport {

@@ -6,9 +6,11 @@
 //! - `errors`: one test per error variant, each corrupting a valid machine in
 //!   one specific way.
 //! - `free`: the free-range property.
+//! - `lazy`: the pass on tables whose unnamed entries hold anything.
 
 mod equivalence;
 mod errors;
 mod free;
 mod hvm_errors;
+mod lazy;
 mod reference;
