@@ -4,9 +4,10 @@
 //! module supplies what touches the hardware — physical memory, the heap,
 //! page tables and frametable claimed from the region, the hypervisor slots
 //! of the guest L4s, the clock — and builds the hypervisor around the
-//! restored domains. The rest of RAM is released at the first timer tick,
-//! after the guests run again, and the update's report line is printed
-//! then.
+//! restored domains. The frametable and M2P entries of every frame the
+//! state does not name, and the free RAM among them, are initialised after
+//! the guests run again (`crate::settle`); the update's report line is
+//! printed when that is done.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -34,14 +35,15 @@ use crate::{build_id, hvprintln, modules};
 /// What the incoming side of an update leaves for its first timer tick.
 #[derive(Debug)]
 struct PendingRelease {
-    /// Free RAM: the complement of the domains' runs.
+    /// Free RAM: the complement of the domains' runs, handed to the page
+    /// allocator as its entries are initialised (`crate::settle`).
     ranges: Vec<MfnRange>,
     /// The entry arguments (the old side's figures).
     args: EntryArgs,
     /// The incoming side's timestamps.
     times: InTimes,
-    /// The digest of the whole frametable after the pass, by a scan
-    /// independent of the runs and of the check.
+    /// The new side's owned-frame digest after the pass (checked equal to
+    /// the old side's before the resume).
     digest: u64,
     /// Frames owned after the pass.
     frames: u64,
@@ -83,7 +85,12 @@ pub fn enter(args_phys: u64) -> ! {
     crate::console::init();
     arch::gdt::init();
     let mut platform = Incoming {
-        steps: BootSteps::default(),
+        // The frametable and M2P as they are: only the entries of the
+        // frames the state names are initialised before the resume.
+        steps: BootSteps {
+            lazy: true,
+            ..BootSteps::default()
+        },
         reader: phys::table_reader(),
         depth,
         ram: Vec::new(),
@@ -176,7 +183,14 @@ impl Platform for Incoming {
         }
         let steps = core::mem::take(&mut self.steps);
         let mem = steps
-            .into_memory(e.ram, region, e.reserved, e.handoff, e.frames)
+            .into_memory(
+                e.ram,
+                region,
+                e.reserved,
+                e.handoff,
+                e.frames,
+                e.adopted.unsettled,
+            )
             .unwrap_or_else(|err| refuse(format_args!("memory: {err}")));
         // The boot modules are read at the first tick, outside the
         // blackout. The predecessor's command line goes on (log level,
@@ -207,7 +221,7 @@ impl Platform for Incoming {
             ranges: e.adopted.free,
             args: e.args,
             times,
-            digest: e.adopted.digest_scan,
+            digest: e.adopted.digest,
             runs: e.adopted.runs,
             stack_used: self.depth.map(|d| d.deepest()),
             pci_lines: walk.lines,
@@ -332,10 +346,11 @@ fn rebuild_hvm(
     (vcpus, Some(part))
 }
 
-/// Says which image entered, releases free RAM and prints the update's
-/// report line; called at the first timer tick after the guests resumed
-/// ([`Hv::defer`]), so that none of it is printed inside the blackout. Then lists the
-/// boot modules (fw_cfg's directory), which the blackout need not wait for.
+/// Says which image entered and leaves the update's report line for when
+/// every entry the update left is initialised (`crate::settle`); called at
+/// the first timer tick after the guests resumed ([`Hv::defer`]), so that
+/// none of it is printed inside the blackout. Then lists the boot modules
+/// (fw_cfg's directory), which the blackout need not wait for.
 fn release(hv: &mut Hv, mut pending: PendingRelease) {
     let args = &pending.args;
     hvprintln!(
@@ -354,7 +369,8 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
         );
     }
     let pci_lines = core::mem::take(&mut pending.pci_lines);
-    report_release(hv, pending);
+    hv.settling
+        .when_done(move |hv, settled| report_release(hv, pending, settled));
     report_holes(hv);
     hv.modules = modules::discover();
     for line in &pci_lines {
@@ -362,23 +378,21 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
     }
 }
 
-fn report_release(hv: &mut Hv, pending: PendingRelease) {
-    let t_release = cpu::rdtsc();
-    hv.mem.release(&pending.ranges);
-    let t_done = cpu::rdtsc();
+/// The update's report line, once every entry it left is initialised and
+/// all free RAM is the page allocator's: `release_us` is the time that
+/// took the CPU, `settled_us` the time from the resume to its end.
+fn report_release(hv: &mut Hv, pending: PendingRelease, settled: crate::settle::Settled) {
+    let khz = pending.args.tsc_khz;
     let report = Report {
+        release_us: new_hv::report::us(0, settled.busy_tsc, khz),
+        settled_us: new_hv::report::us(pending.times.resumed, settled.done_tsc, khz),
         frames: pending.frames,
         runs: pending.runs,
         digest_new: pending.digest,
-        free_after: hv.mem.pages.free_frames(),
+        free_after: hv.mem.free_frames(),
         free_digest_new: new_hv::free::digest_of(pending.ranges.iter().copied()),
         capacity: hv.mem.handoff.largest_free_gap().map_or(0, |g| g.size),
-        ..Report::new(
-            &pending.args,
-            &pending.times,
-            (t_release, t_done),
-            build_id::id(),
-        )
+        ..Report::new(&pending.args, &pending.times, (0, 0), build_id::id())
     };
     hvprintln!("{report}");
 }
