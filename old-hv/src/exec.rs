@@ -13,7 +13,10 @@
 //! 0. before anything is paused: the machine's **devices** rescanned and
 //!    compared with those the state records ([`Platform::devices`],
 //!    `new_hv::devices::compare`), and the state checked against the
-//!    negotiated version and the state area;
+//!    negotiated version and the state area; the **entry tables** built in
+//!    the staging area's table frames and the free-frame digest taken
+//!    (both walk structures as large as RAM, and nothing a pause changes
+//!    is in them: never inside the blackout);
 //! 1. **pause** every vCPU;
 //! 2. **serialise** the handover state into the staging area
 //!    ([`handover::serialise`], the version negotiated at load);
@@ -23,10 +26,9 @@
 //!    use in some run, the new image's boot dry-run on the region minus
 //!    what the argument page will describe); the digest of the guests'
 //!    page tables ([`new_hv::tables::digest`]);
-//! 4. **entry tables** built in the staging area's table frames;
-//! 5. the **argument page** written, and the **jump**.
+//! 4. the **argument page** written, and the **jump**.
 //!
-//! Any failure before the jump resumes every vCPU and returns an
+//! Any failure before the jump resumes every vCPU paused and returns an
 //! [`ExecError`]: nothing is lost. Fault injection is a [`Fault`] the
 //! platform hands in once; it acts at the named point of this sequence
 //! ([`Step`] for the failures before the jump, the other variants for the
@@ -313,19 +315,67 @@ pub fn exec<P: Platform>(
 ) -> Result<P::Jumped, ExecError<P::Error>> {
     let fault = p.fault();
     before_pause(p, info, staging)?;
+    // Neither depends on anything a pause can change, and both cost a walk
+    // over all of RAM (the direct map, the free-frame bitmap): taken
+    // before the pause, never inside the blackout.
+    let tables = entry_tables(p, info, staging, fault)?;
+    let free_digest = p.free_digest();
     let mut t = Times {
         pause: p.now(),
         ..Times::default()
     };
     p.pause();
     t.paused = p.now();
-    match prepare(p, info, staging, fault, &mut t) {
+    match prepare(p, info, staging, fault, &mut t, tables, free_digest) {
         Ok((prepared, detail)) => Ok(p.jump(prepared, &detail)),
         Err(e) => {
             p.resume();
             Err(e)
         }
     }
+}
+
+/// Whether `fault` makes `step` fail; says so in the log.
+fn injected<P: Platform>(p: &mut P, fault: Option<Fault>, step: Step) -> bool {
+    let on = fault == Some(Fault::Fail(step));
+    if on {
+        p.log(format_args!("lu: fault injection: making {step:?} fail"));
+    }
+    on
+}
+
+/// The entry page tables of the staged image `info` at `s` (its segments,
+/// the direct map up to the end of RAM, the trampoline): built before the
+/// pause, since nothing in them depends on the paused state.
+fn entry_tables<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    s: &Staging,
+    fault: Option<Fault>,
+) -> Result<P::Prepared, ExecError<P::Error>> {
+    let m = p.machine();
+    let ram_end = crate::ram::end(m.ram);
+    let plan = EntryPlan {
+        segments: info
+            .mappings
+            .iter()
+            .map(|m| Segment {
+                vaddr: m.vaddr,
+                len: m.len,
+                phys: s.image.start + m.offset,
+            })
+            .collect(),
+        ram_end,
+        trampoline: s.trampoline,
+        args: s.args,
+        entry: info.note.entry,
+        frames: if injected(p, fault, Step::Tables) {
+            PhysRange::new(s.tables.end(), 0)
+        } else {
+            s.tables
+        },
+    };
+    p.entry_tables(&plan).map_err(ExecError::EntryTables)
 }
 
 /// What can be known before anything is paused is checked before: every
@@ -378,14 +428,10 @@ fn prepare<P: Platform>(
     s: &Staging,
     fault: Option<Fault>,
     t: &mut Times,
+    prepared: P::Prepared,
+    free_digest: u64,
 ) -> Result<(P::Prepared, JumpDetail), ExecError<P::Error>> {
-    let fail = |p: &mut P, step: Step| {
-        let on = fault == Some(Fault::Fail(step));
-        if on {
-            p.log(format_args!("lu: fault injection: making {step:?} fail"));
-        }
-        on
-    };
+    let fail = |p: &mut P, step: Step| injected(p, fault, step);
     let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
     let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
     let mut state = p.state(image, area);
@@ -433,29 +479,7 @@ fn prepare<P: Platform>(
     let tables_digest = new_hv::tables::digest(&state, p.tables());
     t.preflight = p.now();
 
-    let m = p.machine();
-    let ram_end = crate::ram::end(m.ram);
-    let plan = EntryPlan {
-        segments: info
-            .mappings
-            .iter()
-            .map(|m| Segment {
-                vaddr: m.vaddr,
-                len: m.len,
-                phys: s.image.start + m.offset,
-            })
-            .collect(),
-        ram_end,
-        trampoline: s.trampoline,
-        args: s.args,
-        entry: info.note.entry,
-        frames: if fail(p, Step::Tables) {
-            PhysRange::new(s.tables.end(), 0)
-        } else {
-            s.tables
-        },
-    };
-    let prepared = p.entry_tables(&plan).map_err(ExecError::EntryTables)?;
+    let ram_end = crate::ram::end(p.machine().ram);
 
     let m = p.machine();
     let detail = JumpDetail {
@@ -465,7 +489,6 @@ fn prepare<P: Platform>(
         boot,
     };
     t.jump = p.now();
-    let free_digest = p.free_digest();
     let mut args = EntryArgs {
         ram_end,
         digest,
