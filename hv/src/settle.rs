@@ -16,6 +16,8 @@
 //!   them for what needs the whole table ([`Hv::settle_all`]: a new domain,
 //!   the outgoing side of the next update).
 //!
+//! With `lu_settle=demand` (for tests) only the last way runs.
+//!
 //! When the last entry is initialised, the work left for that moment runs
 //! (the update's report line, whose release figures it completes).
 
@@ -104,7 +106,9 @@ impl Hv {
     /// it did any work (the idle loop then looks for a runnable vCPU again
     /// instead of waiting).
     pub fn settle_idle(&mut self) -> bool {
-        if self.mem.unsettled.is_settled() && self.settling.on_done.is_none() {
+        if self.options.lu_settle_on_demand
+            || (self.mem.unsettled.is_settled() && self.settling.on_done.is_none())
+        {
             return false;
         }
         arch_trap::with_interrupts(|| self.settle_step());
@@ -114,7 +118,9 @@ impl Hv {
     /// From the timer tick: once per round of the run queue, a time slice
     /// of initialisation with interrupts on, until the next tick.
     pub fn settle_turn(&mut self) {
-        if self.mem.unsettled.is_settled() && self.settling.on_done.is_none() {
+        if self.options.lu_settle_on_demand
+            || (self.mem.unsettled.is_settled() && self.settling.on_done.is_none())
+        {
             return;
         }
         self.settling.since_turn += 1;
