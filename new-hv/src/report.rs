@@ -60,13 +60,11 @@ pub struct Report {
     pub resume_us: u64,
     /// From the pause to the resume.
     pub blackout_us: u64,
-    /// Initialising the frametable and M2P entries the update left and
-    /// handing the free RAM among them to the page allocator, after the
-    /// resume: the CPU time it took (Invariant 29).
+    /// The release at the first tick after the resume. The frametable
+    /// entries the update left and the free RAM among them are initialised
+    /// and handed out later (Invariant 29); the hypervisor's `lu-settled`
+    /// line says how long that took.
     pub release_us: u64,
-    /// From the resume to the last of those entries initialised (the
-    /// guests run meanwhile).
-    pub settled_us: u64,
     /// Bytes of the encoded state.
     pub state_bytes: u64,
     /// Frames owned after the pass.
@@ -173,7 +171,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_digest_old={} free_digest_new={:#018x} free_equal={} capacity_kib={} settled_us={}",
+            "lu-report seq={} from={} to={} pause_us={} serialise_us={} preflight_us={} jump_us={} boot_us={} verify_us={} pass_us={} resume_us={} blackout_us={} release_us={} state_bytes={} frames={} runs={} digest_old={:#018x} digest_new={:#018x} digest_equal={} free_before={} image_frames_released={} free_after={} free_digest_old={} free_digest_new={:#018x} free_equal={} capacity_kib={}",
             self.seq,
             Short(&self.from),
             Short(&self.to),
@@ -200,7 +198,6 @@ impl fmt::Display for Report {
             self.free_digest_new,
             yes(self.free_equal()),
             self.capacity >> 10,
-            self.settled_us,
         )
     }
 }

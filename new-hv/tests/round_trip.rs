@@ -398,8 +398,7 @@ fn report_line_keeps_its_fields_in_order() {
             "free_digest_old",
             "free_digest_new",
             "free_equal",
-            "capacity_kib",
-            "settled_us"
+            "capacity_kib"
         ]
     );
     assert!(line.starts_with("lu-report seq=1 from=0707070707070707 to=abababababababab pause_us=1 serialise_us=1 preflight_us=1 jump_us=2 boot_us=2 verify_us=1 pass_us=1 resume_us=1 blackout_us=10 release_us=2 "), "{line}");
@@ -408,7 +407,7 @@ fn report_line_keeps_its_fields_in_order() {
         line.ends_with(
             " free_before=10 image_frames_released=0 free_after=10 \
              free_digest_old=0x0000000000000000 free_digest_new=0x0000000000000000 \
-             free_equal=yes capacity_kib=0 settled_us=0"
+             free_equal=yes capacity_kib=0"
         ),
         "{line}"
     );

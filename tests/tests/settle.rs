@@ -4,7 +4,7 @@
 //! in the background: each is initialised when something first needs it,
 //! and every answer must be the one a fully initialised table gives — the
 //! free count, a mapping of a frame dom0 does not own, a new domain's
-//! frames, and the update's report once all are done.
+//! frames, and the `lu-settled` line once all are done.
 
 use std::time::Duration;
 
@@ -46,11 +46,24 @@ fn entries_an_update_left_give_the_right_answers_when_first_needed() {
     assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
     wait_all(
         &mut m,
-        &["(hv) lu-report seq=1 ", "entered by live update #2"],
+        &[
+            "(hv) lu-settled seq=1 ",
+            "entered by live update #2",
+            "(hv) lu-report seq=2 ",
+        ],
         LONG,
     );
-    // Free RAM not handed to the page allocator yet counts as free.
+    // Free RAM not handed to the page allocator yet counts as free, in
+    // `free` as in the report.
     assert_eq!(free_frames(&mut m), free);
+    let report = m
+        .lines_with("(hv) lu-report seq=2 ")
+        .next()
+        .unwrap()
+        .to_string();
+    let f = fields(&report);
+    assert_eq!(f.get("free_equal"), Some(&"yes".to_string()), "{report}");
+    assert_eq!(f.get("free_after"), Some(&free.to_string()), "{report}");
     // The frame's entry is initialised when dom0 names it: not owned.
     let again = cmd(&mut m, &format!("map {FREE_MFN}"));
     assert!(
@@ -64,27 +77,29 @@ fn entries_an_update_left_give_the_right_answers_when_first_needed() {
     let n = m.lines_with("(d1) heartbeat ").count();
     wait_all(&mut m, &[&format!("(d1) heartbeat {}:", n + 2)], LONG);
     assert!(
-        m.lines_with("(hv) lu-report seq=2 ").next().is_none(),
-        "the report came before every entry was initialised"
+        m.lines_with("(hv) lu-settled seq=2 ").next().is_none(),
+        "settled without anything asking"
     );
 
     // A new domain takes its frames from all of free RAM: every entry is
-    // initialised first, and the update's report says what was left.
+    // initialised first, and all free RAM is the page allocator's.
     let out = cmd(&mut m, "create domu");
     assert!(!out.iter().any(|l| l.contains("error")), "{out:?}");
     wait_all(
         &mut m,
-        &["(hv) lu-report seq=2 ", "(d2) heartbeat 2:"],
+        &["(hv) lu-settled seq=2 ", "(d2) heartbeat 2:"],
         LONG,
     );
-    let report = m
-        .lines_with("(hv) lu-report seq=2 ")
+    let settled = m
+        .lines_with("(hv) lu-settled seq=2 ")
         .next()
         .unwrap()
         .to_string();
-    let f = fields(&report);
-    assert_eq!(f.get("free_equal"), Some(&"yes".to_string()), "{report}");
-    assert_eq!(f.get("digest_equal"), Some(&"yes".to_string()), "{report}");
+    assert_eq!(
+        fields(&settled).get("free_frames"),
+        Some(&free.to_string()),
+        "{settled}"
+    );
     let summary = summarise(&m.transcript);
     assert!(summary.clean(2), "{summary}");
     poweroff_pass(&mut m);

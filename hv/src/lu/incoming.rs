@@ -346,11 +346,12 @@ fn rebuild_hvm(
     (vcpus, Some(part))
 }
 
-/// Says which image entered and leaves the update's report line for when
-/// every entry the update left is initialised (`crate::settle`); called at
-/// the first timer tick after the guests resumed ([`Hv::defer`]), so that
-/// none of it is printed inside the blackout. Then lists the boot modules
-/// (fw_cfg's directory), which the blackout need not wait for.
+/// Says which image entered and prints the update's report line; called
+/// at the first timer tick after the guests resumed ([`Hv::defer`]), so
+/// that none of it is printed inside the blackout; leaves the `lu-settled`
+/// line for when every entry the update left is initialised
+/// (`crate::settle`). Then lists the boot modules (fw_cfg's directory),
+/// which the blackout need not wait for.
 fn release(hv: &mut Hv, mut pending: PendingRelease) {
     let args = &pending.args;
     hvprintln!(
@@ -369,8 +370,23 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
         );
     }
     let pci_lines = core::mem::take(&mut pending.pci_lines);
-    hv.settling
-        .when_done(move |hv, settled| report_release(hv, pending, settled));
+    let (seq, resumed, khz) = (
+        pending.args.sequence,
+        pending.times.resumed,
+        pending.args.tsc_khz,
+    );
+    report_release(hv, pending);
+    hv.settling.when_done(move |hv, settled| {
+        let us = |from, to| new_hv::report::us(from, to, khz);
+        hvprintln!(
+            "lu-settled seq={seq} settle_us={} settled_us={} steps={} turns={} free_frames={}",
+            us(0, settled.busy_tsc),
+            us(resumed, settled.done_tsc),
+            settled.steps,
+            settled.turns,
+            hv.mem.free_frames()
+        );
+    });
     report_holes(hv);
     hv.modules = modules::discover();
     for line in &pci_lines {
@@ -378,14 +394,11 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
     }
 }
 
-/// The update's report line, once every entry it left is initialised and
-/// all free RAM is the page allocator's: `release_us` is the time that
-/// took the CPU, `settled_us` the time from the resume to its end.
-fn report_release(hv: &mut Hv, pending: PendingRelease, settled: crate::settle::Settled) {
-    let khz = pending.args.tsc_khz;
+/// The update's report line, at the first tick after the resume. Free RAM
+/// whose entries are not initialised yet counts as free (Invariant 29);
+/// the `lu-settled` line says when they all are.
+fn report_release(hv: &mut Hv, pending: PendingRelease) {
     let report = Report {
-        release_us: new_hv::report::us(0, settled.busy_tsc, khz),
-        settled_us: new_hv::report::us(pending.times.resumed, settled.done_tsc, khz),
         frames: pending.frames,
         runs: pending.runs,
         digest_new: pending.digest,
