@@ -44,6 +44,9 @@ pub struct Settled {
     pub done_tsc: u64,
 }
 
+/// Work for the moment the initialisation ends.
+type OnDone = Box<dyn FnOnce(&mut Hv, Settled) + Send>;
+
 /// The state of the initialisation an update left.
 #[derive(Default)]
 pub struct Settling {
@@ -52,7 +55,7 @@ pub struct Settling {
     /// Timer ticks since its last time slice.
     since_turn: usize,
     /// Work for the moment it ends.
-    on_done: Option<Box<dyn FnOnce(&mut Hv, Settled) + Send>>,
+    on_done: Option<OnDone>,
 }
 
 impl core::fmt::Debug for Settling {
