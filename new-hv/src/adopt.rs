@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use frame_ownership::lazy::{init_named, named_ranges, Unsettled};
 use frame_ownership::{state_views, FrameInfo, MachineLayout, PageTableReader, PassReport};
+use handover_abi::marks::Marks;
 use handover_abi::HandoverState;
 use hvlu_types::MfnRange;
 
@@ -47,11 +48,37 @@ pub fn adopt<R: PageTableReader + ?Sized>(
     m2p: &mut [u64],
     expected_digest: u64,
 ) -> Result<Adopted, IncomingError> {
+    let mut marks = Marks::new();
+    adopt_marked(
+        layout,
+        state,
+        reader,
+        frametable,
+        m2p,
+        expected_digest,
+        (&mut marks, || 0),
+    )
+}
+
+/// [`adopt`], marking its steps in `marks` with readings of `clock`
+/// (`named`, `rebuild`, `digest`, `free`).
+pub fn adopt_marked<R: PageTableReader + ?Sized>(
+    layout: &MachineLayout<'_>,
+    state: &HandoverState,
+    reader: &R,
+    frametable: &mut [FrameInfo],
+    m2p: &mut [u64],
+    expected_digest: u64,
+    (marks, clock): (&mut Marks, fn() -> u64),
+) -> Result<Adopted, IncomingError> {
     let views = state_views(state);
     let named = named_ranges(&views);
     init_named(frametable, m2p, &named);
+    marks.mark("named", clock());
     let report = frame_ownership::rebuild(layout, &views, reader, frametable, m2p)?;
+    marks.mark("rebuild", clock());
     let digest = frame_ownership::owned_digest(frametable, m2p, &views);
+    marks.mark("digest", clock());
     if digest != expected_digest {
         return Err(IncomingError::DigestMismatch {
             computed: digest,
@@ -60,6 +87,7 @@ pub fn adopt<R: PageTableReader + ?Sized>(
     }
     let free = frame_ownership::free_ranges(layout, &views);
     let unsettled = Unsettled::after_update(frametable.len() as u64, &named, &free);
+    marks.mark("free", clock());
     Ok(Adopted {
         report,
         digest,

@@ -290,9 +290,11 @@ pub trait BootMemory {
     /// Builds and loads the hypervisor's page tables ([`hv_plan`]) over
     /// `ram` in the frames of `block`.
     fn page_tables(&mut self, block: PhysRange, ram: &[MfnRange]) -> Result<(), Self::Error>;
-    /// Takes `frametable` and `m2p` (region memory) as a zeroed frametable
-    /// and an M2P filled with `frame_ownership::M2P_INVALID`, of `frames`
-    /// entries each.
+    /// Takes `frametable` and `m2p` (region memory) as the frametable and
+    /// the M2P, of `frames` entries each: zeroed and filled with
+    /// `frame_ownership::M2P_INVALID` on a cold boot; as they are on an
+    /// incoming image, whose pass initialises the named frames' entries and
+    /// the rest after the resume (`frame_ownership::lazy`, Invariant 29).
     fn frametable(
         &mut self,
         frametable: PhysRange,
@@ -383,8 +385,21 @@ impl Boot {
         needs: &BootNeeds,
         ram: &[MfnRange],
     ) -> Result<(), StepError> {
+        self.tables_on_with(m, needs, ram, |_| {})
+    }
+
+    /// [`Boot::tables_on`], calling `between` once the page tables are
+    /// loaded and before the frametable is taken (to time the steps).
+    pub fn tables_on_with<M: BootMemory>(
+        &mut self,
+        m: &mut M,
+        needs: &BootNeeds,
+        ram: &[MfnRange],
+        between: impl FnOnce(&mut M),
+    ) -> Result<(), StepError> {
         let (pt, ft, m2p) = self.tables(needs)?;
         m.page_tables(pt, ram).map_err(on("page tables"))?;
+        between(m);
         m.frametable(ft, m2p, needs.frames)
             .map_err(on("frametable"))
     }

@@ -355,6 +355,7 @@ fn report_line_keeps_its_fields_in_order() {
         booted: 9_000,
         pass: 10_000,
         resumed: 11_000,
+        ..InTimes::default()
     };
     let r = Report {
         frames: 5,
@@ -408,6 +409,33 @@ fn report_line_keeps_its_fields_in_order() {
             " free_before=10 image_frames_released=0 free_after=10 \
              free_digest_old=0x0000000000000000 free_digest_new=0x0000000000000000 \
              free_equal=yes capacity_kib=0"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_report_line_ends_with_every_sub_step_of_both_sides() {
+    let s = stage(1, 2);
+    let args = EntryArgs {
+        tsc_khz: 1_000,
+        tsc_pause: 1_000,
+        tsc_paused: 2_000,
+        ..s.args
+    };
+    let mut t = InTimes {
+        entry: 6_000,
+        resumed: 11_000,
+        ..InTimes::default()
+    };
+    t.out.mark("collect", 2_500);
+    t.out.mark("encode", 4_000);
+    t.marks.mark("heap", 7_000);
+    t.marks.mark("pagetbls", 10_000);
+    let line = Report::new(&args, &t, (0, 0), BuildId([1; 16])).to_string();
+    assert!(
+        line.ends_with(
+            " capacity_kib=0 out_collect_us=500 out_encode_us=1500 in_heap_us=1000 in_pagetbls_us=3000"
         ),
         "{line}"
     );

@@ -40,6 +40,7 @@ use core::fmt;
 use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::EntryArgs;
+use handover_abi::marks::{Marks, MARKS_OFFSET};
 use handover_abi::{AbiVersion, BuildId, HandoverState, PciDevice, Producer, RunKind};
 use hvlu_types::table_plan::Map;
 use hvlu_types::PAGE_SIZE;
@@ -294,7 +295,8 @@ pub enum ExecError<E: fmt::Display> {
     EntryTables(E),
 }
 
-/// Timestamps of the outgoing side, carried in the argument page.
+/// Timestamps of the outgoing side, carried in the argument page; the
+/// sub-steps' in its trailer (`handover_abi::marks`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Times {
     pause: u64,
@@ -302,6 +304,7 @@ struct Times {
     serialised: u64,
     preflight: u64,
     jump: u64,
+    marks: Marks,
 }
 
 /// Runs the update of the image `info`, staged at `staging`: pause,
@@ -438,6 +441,7 @@ fn prepare<P: Platform>(
     if fault == Some(Fault::Vcpu) {
         corrupt_vcpu(p, &mut state);
     }
+    t.marks.mark("collect", p.now());
 
     // Serialise, as the version negotiated at load (1.2 for a state
     // without an HVM domain, `handover_abi::body::writes_as`).
@@ -455,10 +459,12 @@ fn prepare<P: Platform>(
     let blob =
         handover::serialise(version, &state, &producer, capacity).map_err(ExecError::Serialise)?;
     let len = blob.len() as u64;
+    t.marks.mark("encode", p.now());
     p.write(s.state.start, &blob)
         .map_err(phys_step("writing the state"))?;
     drop(blob);
     t.serialised = p.now();
+    t.marks.mark("write", t.serialised);
 
     // Pre-flight: what the new image will read, decoded and compared.
     let mut back = alloc::vec![0u8; len as usize];
@@ -468,16 +474,20 @@ fn prepare<P: Platform>(
         let at = back.len() / 2;
         back[at] ^= 0x40;
     }
+    t.marks.mark("readback", p.now());
     let (frametable, m2p) = p.frametable();
     let digest =
         handover::preflight(&back, &state, frametable, m2p).map_err(ExecError::Preflight)?;
     drop(back);
+    t.marks.mark("compare", p.now());
     let huge_ram = fail(p, Step::Boot);
     let boot = check_before_jump(p, s, &state, len, huge_ram, info.contract.boot)?;
+    t.marks.mark("checks", p.now());
     // The guests' tables stay in place: the new image checks that they are
     // exactly these.
     let tables_digest = new_hv::tables::digest(&state, p.tables());
     t.preflight = p.now();
+    t.marks.mark("tables", t.preflight);
 
     let ram_end = crate::ram::end(p.machine().ram);
 
@@ -536,6 +546,11 @@ fn prepare<P: Platform>(
         .to_bytes_as(info.contract.args_version)
         .expect("an agreed version is one this crate writes (`image::WRITES_ARGS`)");
     p.write(s.args, &page[..page_len])
+        .map_err(phys_step("writing the argument page"))?;
+    // The sub-steps' timestamps, in the page's trailer (a measurement: an
+    // image that does not read it ignores it).
+    let (marks, marks_len) = t.marks.to_bytes();
+    p.write(s.args + MARKS_OFFSET as u64, &marks[..marks_len])
         .map_err(phys_step("writing the argument page"))?;
     if fault == Some(Fault::Args) {
         let (offset, bit) = spot(seed, page_len as u64);

@@ -128,6 +128,10 @@ impl Platform for Incoming {
         cpu::rdtsc()
     }
 
+    fn clock(&self) -> fn() -> u64 {
+        cpu::rdtsc
+    }
+
     fn read_args(&mut self, paddr: u64) -> Result<[u8; ENTRY_ARGS_SIZE], MemError> {
         // The entry tables map all RAM at the direct-map base; the argument
         // page is inside the region.
@@ -181,6 +185,7 @@ impl Platform for Incoming {
                 "the boot stack overflowed before its guard page was unmapped"
             ));
         }
+        let mut times = e.times;
         let steps = core::mem::take(&mut self.steps);
         let mem = steps
             .into_memory(
@@ -192,6 +197,7 @@ impl Platform for Incoming {
                 e.adopted.unsettled,
             )
             .unwrap_or_else(|err| refuse(format_args!("memory: {err}")));
+        times.marks.mark("memory", cpu::rdtsc());
         // The boot modules are read at the first tick, outside the
         // blackout. The predecessor's command line goes on (log level,
         // timer rate, …); its uptime too: this image "booted" when the
@@ -206,7 +212,9 @@ impl Platform for Incoming {
             e.args.tsc_khz,
             g.boot_tsc,
         );
+        times.marks.mark("hvnew", cpu::rdtsc());
         hv.domains = rebuild_domains(e.domains, &hv);
+        times.marks.mark("domains", cpu::rdtsc());
         let walk = core::mem::take(&mut self.found);
         hv.devices = walk.devices;
         hv.machine_map = machine_map(&e.state.machine.ram_map);
@@ -214,8 +222,8 @@ impl Platform for Incoming {
         hv.next_domid = g.next_domid;
         hv.lu_sequence = e.args.sequence;
         hv.enqueue_all();
-        let mut times = e.times;
         times.resumed = cpu::rdtsc();
+        times.marks.mark("queue", times.resumed);
         let pending = PendingRelease {
             frames: e.adopted.report.frames_owned,
             ranges: e.adopted.free,
@@ -408,6 +416,16 @@ fn report_release(hv: &mut Hv, pending: PendingRelease) {
         ..Report::new(&pending.args, &pending.times, (0, 0), build_id::id())
     };
     hvprintln!("{report}");
+    if hv.options.log_level >= crate::cmdline::LogLevel::Debug {
+        let (out, from) = &report.out_marks;
+        for (tag, us) in out.intervals(*from, report.tsc_khz) {
+            hvprintln!("lu: update {} outgoing step {tag}: {us} us", report.seq);
+        }
+        let (inn, from) = &report.in_marks;
+        for (tag, us) in inn.intervals(*from, report.tsc_khz) {
+            hvprintln!("lu: update {} incoming step {tag}: {us} us", report.seq);
+        }
+    }
 }
 
 /// Says, for each domain rebuilt, where its PCI hole is and what a lookup
