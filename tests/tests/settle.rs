@@ -95,11 +95,13 @@ fn entries_an_update_left_give_the_right_answers_when_first_needed() {
         .next()
         .unwrap()
         .to_string();
-    assert_eq!(
-        fields(&settled).get("free_frames"),
-        Some(&free.to_string()),
-        "{settled}"
-    );
+    let f = fields(&settled);
+    assert_eq!(f.get("free_frames"), Some(&free.to_string()), "{settled}");
+    // Then the whole table was audited: every entry that says a frame is
+    // owned is backed by its owner.
+    assert_eq!(f.get("audit_equal"), Some(&"yes".to_string()), "{settled}");
+    let owned: u64 = f["audit_owned"].parse().unwrap();
+    assert!(owned > 1000, "{settled}");
     let summary = summarise(&m.transcript);
     assert!(summary.clean(2), "{summary}");
     poweroff_pass(&mut m);
