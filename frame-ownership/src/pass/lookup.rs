@@ -66,12 +66,26 @@ impl Scope<'_> {
     /// (a page table, since data runs come first), or not this domain's.
     #[inline(never)]
     fn classify_unwritten(&self, mfn: Mfn) -> FrameClass {
-        let i = self.index.partition_point(|r| r.end <= mfn.0);
-        if let Some(r) = self.index.get(i) {
-            if r.start <= mfn.0 {
-                return FrameClass::Own(r.kind);
-            }
+        match self.own_run(mfn) {
+            Some(r) => FrameClass::Own(r.kind),
+            None => self.layout.classify_not_owned(mfn, self.mmio),
         }
-        self.layout.classify_not_owned(mfn, self.mmio)
+    }
+
+    /// The domain's run that holds `mfn`, if any (a binary search).
+    pub(super) fn own_run(&self, mfn: Mfn) -> Option<&IndexedRun> {
+        let i = self.index.partition_point(|r| r.end <= mfn.0);
+        self.index.get(i).filter(|r| r.start <= mfn.0)
+    }
+}
+
+/// A lookup that already knows the answer: the class of a stretch of
+/// frames found once for all of them (`pass::fused`).
+pub(super) struct Known(pub(super) FrameClass);
+
+impl FrameLookup for Known {
+    #[inline(always)]
+    fn classify(&self, _mfn: Mfn) -> FrameClass {
+        self.0
     }
 }
