@@ -39,7 +39,7 @@ use hvlu_types::{pte::Level, Mfn, PAGE_SHIFT};
 
 use super::lookup::{Known, Scope};
 use super::runs::IndexedRun;
-use super::{claim, claim_tables, roots, DomainReport, PageTableReader};
+use super::{claim, claim_tables, roots, write_block, DomainReport, PageTableReader, BLOCK};
 use crate::error::Error;
 use crate::frame::FrameInfo;
 use crate::layout::DomainView;
@@ -51,9 +51,6 @@ use crate::rules::{check_entry, EntryEffect, EntryRef, FrameClass, ENTRIES_PER_T
 /// two edges each: 128 KiB). A guest's physmap needs a few per run; only
 /// scattered mappings need more, and they are counted on the frames.
 pub(super) const STRETCHES: usize = 4096;
-
-/// Entries checked zero, then written, at a time (8 KiB).
-const ZERO_CHECK_BLOCK: usize = 512;
 
 /// The highest frame number an entry's address field holds, + 1.
 const FRAME_LIMIT: u64 = (pte::ADDR_MASK >> PAGE_SHIFT) + 1;
@@ -456,25 +453,22 @@ impl DataWrite<'_> {
                         fi.claim_mapped_data(domain, writable, read_only)
                             .map_err(|_| InOrder)?;
                     }
+                    for (slot, g) in gpfns.iter_mut().zip(gpfn..) {
+                        *slot = g;
+                    }
                 } else {
                     // Below 2^30 stretches (`Mappings::limit`): the counts fit.
                     let value = FrameInfo::mapped_data(domain, writable, read_only);
                     // A frame that holds anything already (a frametable that
                     // was not zeroed) is for the pass in list order to judge.
-                    // Block by block, so that each block is still in the L1
-                    // cache when it is written.
-                    let mut block_start = at;
-                    for block in entries.chunks_mut(ZERO_CHECK_BLOCK) {
-                        if !FrameInfo::all_zero(block) {
+                    let blocks = entries.chunks_mut(BLOCK).zip(gpfns.chunks_mut(BLOCK));
+                    for ((block, gpfns), first) in blocks.zip((at..).step_by(BLOCK)) {
+                        let gpfn = run.first_gpfn + (first - run.start);
+                        if !write_block(block, gpfns, value, gpfn) {
                             return Err(InOrder);
                         }
-                        block_start += block.len() as u64;
-                        written.data_below = block_start;
-                        FrameInfo::fill(block, value);
+                        written.data_below = first + block.len() as u64;
                     }
-                }
-                for (slot, g) in gpfns.iter_mut().zip(gpfn..) {
-                    *slot = g;
                 }
                 at = until;
             }

@@ -396,19 +396,54 @@ fn claim_data_run(
     else {
         return Err(beyond(run.first_mfn, frametable, m2p_len));
     };
-    for (k, (fi, slot)) in (0..).zip(infos.iter_mut().zip(gpfns.iter_mut())) {
-        if let Some(first) = fi.owner() {
-            return Err(Error::OwnedTwice {
-                mfn: Mfn(run.first_mfn.0 + k),
-                first,
-                second: domain,
-            });
+    // What a claim makes of an all-zero entry; a block of those is written
+    // at once, any other frame by itself.
+    let claimed = FrameInfo::mapped_data(domain, 0, 0);
+    let blocks = infos
+        .chunks_mut(BLOCK)
+        .zip(gpfns.chunks_mut(BLOCK))
+        .zip((0..).step_by(BLOCK));
+    for ((infos, gpfns), first) in blocks {
+        if write_block(infos, gpfns, claimed, run.first_gpfn.0 + first) {
+            continue;
         }
-        fi.claim(domain, RunKind::Data)
-            .map_err(overflow(Mfn(run.first_mfn.0 + k), domain))?;
-        *slot = run.first_gpfn.0 + k;
+        for (k, (fi, slot)) in (first..).zip(infos.iter_mut().zip(gpfns.iter_mut())) {
+            if let Some(first) = fi.owner() {
+                return Err(Error::OwnedTwice {
+                    mfn: Mfn(run.first_mfn.0 + k),
+                    first,
+                    second: domain,
+                });
+            }
+            fi.claim(domain, RunKind::Data)
+                .map_err(overflow(Mfn(run.first_mfn.0 + k), domain))?;
+            *slot = run.first_gpfn.0 + k;
+        }
     }
     Ok(())
+}
+
+/// Frames written at a time by [`write_block`] (8 KiB of entries).
+const BLOCK: usize = 512;
+
+/// If every entry of `entries` is all zero, sets each to `value` and the
+/// M2P entries `gpfns` to `first_gpfn`, `first_gpfn + 1`, …; otherwise
+/// writes nothing. Returns whether it wrote. The check reads the block
+/// into the cache that the write needs it in anyway.
+fn write_block(
+    entries: &mut [FrameInfo],
+    gpfns: &mut [u64],
+    value: FrameInfo,
+    first_gpfn: u64,
+) -> bool {
+    if !FrameInfo::all_zero(entries) {
+        return false;
+    }
+    FrameInfo::fill(entries, value);
+    for (slot, gpfn) in gpfns.iter_mut().zip(first_gpfn..) {
+        *slot = gpfn;
+    }
+    true
 }
 
 /// Claims frame `k` of `run` (Invariant 9: the counts it holds are kept);
