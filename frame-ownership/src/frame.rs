@@ -331,38 +331,6 @@ impl FrameInfo {
         }
     }
 
-    /// Claims a data frame for `domain` with `writable` writable and
-    /// `read_only` read-only L1 mappings added to the references it already
-    /// holds (taken by [`FrameInfo::get_ref`] before the claim): the same
-    /// value as the claim followed by one `get_ref` per mapping. On error
-    /// nothing is changed.
-    pub(crate) fn claim_mapped_data(
-        &mut self,
-        domain: DomId,
-        writable: u32,
-        read_only: u32,
-    ) -> Result<(), CountError> {
-        let types = self
-            .type_count
-            .checked_add(writable)
-            .ok_or(CountError::Overflow)?;
-        let refs = self
-            .ref_count
-            .checked_add(writable)
-            .and_then(|r| r.checked_add(read_only))
-            .and_then(|r| r.checked_add(1))
-            .ok_or(CountError::Overflow)?;
-        *self = FrameInfo {
-            type_count: types,
-            ref_count: refs,
-            owner: encode_owner(Some(domain)),
-            page_type: data_type(types),
-            flags: 0,
-            reserved: 0,
-        };
-        Ok(())
-    }
-
     /// Takes one general reference and, if `typed` is set, one type reference
     /// of that type: the effect of one present entry pointing at the frame
     /// ([`crate::rules::EntryEffect::Frame`]), of a pin, or of a CR3.

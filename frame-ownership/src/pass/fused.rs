@@ -12,25 +12,32 @@
 //! bits and the same class, so the same verdict. A stretch over data frames
 //! is kept as two edges (where its mappings start and end, writable or
 //! not); consecutive stretches that continue one another are kept as one.
-//! Then each data run is written as segments over which the number of
-//! mappings is constant — one value stored in a tight loop, the M2P a
-//! counting loop — and only then come the L2, L3 and L4 runs, frame by
-//! frame as in list order (their entries point at tables, all written by
-//! now), the pins and the CR3s.
+//! Then each data run is written, in mfn order, as pieces over which the
+//! number of mappings is constant — one value stored in a tight loop, the
+//! M2P a counting loop — and only then come the L2, L3 and L4 runs, frame
+//! by frame as in list order (their entries point at tables, all written
+//! by now), the pins and the CR3s.
 //!
-//! So a guest's memory costs, per data frame, one frametable and one M2P
-//! store and the read of the L1 entry that maps it; per run and per
-//! stretch, a binary search. No frame is read or written twice.
+//! So a guest's memory costs, per data frame, the read of the L1 entry
+//! that maps it, one frametable and one M2P store (and a read of the
+//! entry's line, which the store needs anyway, to see that it is zero);
+//! per run and per stretch, a binary search. No frame is written twice.
 //!
-//! What this path does not do is name errors: it relies on
-//! [`super::runs_disjoint`] for frames claimed twice across domains, and on
-//! any error the caller forgets the domain's entries
-//! ([`super::forget`]) and goes again in list order, which finds the same
-//! tables for a valid domain and names the first violation of an invalid
-//! one. After at most [`STRETCHES`] stretches, further mappings of data
-//! frames are counted on the frames at once ([`FrameInfo::get_ref`] on a
-//! frame not yet claimed, as read-only mappings of later tables always
-//! are), and the data runs then add to what the frames hold.
+//! What this path does not do is name errors: it relies on the caller's
+//! check that no two runs of the machine overlap for frames claimed twice
+//! across domains, and on any violation it makes the entries it wrote zero
+//! again ([`InOrder`]) and the caller goes in list order, which finds the
+//! same tables for a valid domain and names the first violation of an
+//! invalid one. It writes only entries it found zero, so that a table the
+//! caller did not zero reaches the pass in list order as it was.
+//!
+//! Mappings that do not come in stretches (a guest that mapped its frames
+//! in a scattered order) would each cost a stretch, and the edges a heap
+//! that grows with memory. So after an L1 table that takes the domain past
+//! [`STRETCHES`] stretches, the data runs are written with the mappings
+//! found so far and the rest of the L1 tables go as in list order, each
+//! entry adding its reference to a data frame already claimed: the same
+//! tables, at the cost of the pass in list order for those tables only.
 
 use alloc::vec::Vec;
 
@@ -39,7 +46,9 @@ use hvlu_types::{pte::Level, Mfn, PAGE_SHIFT};
 
 use super::lookup::{Known, Scope};
 use super::runs::IndexedRun;
-use super::{claim, claim_tables, roots, write_block, DomainReport, PageTableReader, BLOCK};
+use super::{
+    check_table, claim, claim_tables, roots, write_block, DomainReport, PageTableReader, BLOCK,
+};
 use crate::error::Error;
 use crate::frame::FrameInfo;
 use crate::layout::DomainView;
@@ -47,10 +56,30 @@ use crate::page_type::PageType;
 use crate::pte::{self, Pte};
 use crate::rules::{check_entry, EntryEffect, EntryRef, FrameClass, ENTRIES_PER_TABLE};
 
-/// How many stretches of data mappings a domain keeps (16 bytes per edge,
-/// two edges each: 128 KiB). A guest's physmap needs a few per run; only
-/// scattered mappings need more, and they are counted on the frames.
+/// How many stretches of data mappings a domain keeps at most, give or
+/// take one L1 table's (16 bytes per edge, two edges each: 128 KiB). A
+/// guest's physmap needs a few per run.
 pub(super) const STRETCHES: usize = 4096;
+
+/// The edges [`rebuild_pv`] needs room for, with at most `stretches`
+/// stretches kept: one more table's worth (each of its entries may start
+/// a stretch) and the last one left open. The caller reserves them, so
+/// that the path never allocates.
+pub(super) const fn edges_needed(stretches: usize) -> usize {
+    limited(stretches)
+        .saturating_add(ENTRIES_PER_TABLE + 1)
+        .saturating_mul(2)
+}
+
+/// At most 2^30 stretches: then the mappings of one frame, one per
+/// stretch, count in a `u32` (`FrameInfo::mapped_data`).
+const fn limited(stretches: usize) -> usize {
+    if stretches < 1 << 30 {
+        stretches
+    } else {
+        1 << 30
+    }
+}
 
 /// The highest frame number an entry's address field holds, + 1.
 const FRAME_LIMIT: u64 = (pte::ADDR_MASK >> PAGE_SHIFT) + 1;
@@ -76,16 +105,10 @@ struct Stretch {
 
 /// The data mappings found so far.
 struct Mappings<'e> {
+    /// Two per stretch closed; room for them is reserved.
     edges: &'e mut Vec<Edge>,
-    /// At most this many edges.
-    limit: usize,
     /// The last stretch, which the next one may continue.
     open: Option<Stretch>,
-    /// Whether some data frame took references before its claim.
-    counted_early: bool,
-    /// The domain's runs sorted by mfn.
-    index: &'e [IndexedRun],
-    written: &'e mut Written,
 }
 
 /// This path cannot finish the domain: the state breaks a rule somewhere
@@ -132,8 +155,9 @@ impl Written {
 /// Builds the frametable entries and M2P entries of the PV domain of
 /// `scope`, whose runs were checked ([`super::check_runs`]) and share no
 /// frame with another domain's. `edges` is scratch space (reused across
-/// domains); `stretches` bounds it. On [`InOrder`] the frametable is as
-/// it was (the M2P is not: the pass in list order rewrites what it needs).
+/// domains) with room for [`edges_needed`]`(stretches)`. On [`InOrder`] the
+/// frametable is as it was (the M2P is not: the pass in list order
+/// rewrites what it needs).
 pub(super) fn rebuild_pv<R: PageTableReader + ?Sized, P, V>(
     scope: &Scope<'_>,
     dom: &DomainView<'_, P, V>,
@@ -182,44 +206,48 @@ fn pv<R: PageTableReader + ?Sized, P, V>(
     }
     written.tables = true;
     edges.clear();
-    let mut maps = Mappings {
-        edges,
-        // Below 2^30 stretches, a frame's count of them fits in a u32.
-        limit: stretches.min(1 << 30) * 2,
-        open: None,
-        counted_early: false,
-        index: scope.index,
-        written,
-    };
-
-    // The L1 tables: claimed, read, their entries checked by stretches.
-    for run in dom.runs.iter().filter(|r| r.kind == RunKind::L1) {
-        for k in 0..run.count {
-            let mfn = claim(domain, run, k, frametable, m2p)?;
-            let entries = reader.read_table(mfn);
-            scan_l1(scope, entries, mfn, frametable, &mut maps, &mut dr)?;
-        }
-        dr.tables[0] += run.count;
-        dr.frames += run.count;
+    let stretches = limited(stretches);
+    if edges.capacity() < edges_needed(stretches) {
+        return Err(InOrder);
     }
-    maps.close(frametable)?;
+    let mut maps = Mappings { edges, open: None };
+
+    // The L1 tables, claimed and read, their entries checked by stretches
+    // while there is room for them.
+    let mut l1 = dom
+        .runs
+        .iter()
+        .filter(|r| r.kind == RunKind::L1)
+        .flat_map(|run| (0..run.count).map(move |k| (run, k)));
+    for (run, k) in l1.by_ref() {
+        let mfn = claim(domain, run, k, frametable, m2p)?;
+        scan_l1(
+            scope,
+            reader.read_table(mfn),
+            mfn,
+            frametable,
+            &mut maps,
+            &mut dr,
+        )?;
+        dr.tables[0] += 1;
+        if maps.edges.len() > 2 * stretches {
+            break;
+        }
+    }
+    maps.close();
 
     // The data runs, each entry written once.
-    let Mappings {
-        edges,
-        counted_early,
-        written,
-        ..
-    } = maps;
-    edges.sort_unstable_by_key(|e| e.mfn);
-    let data = DataWrite {
-        edges,
-        counted_early,
-        written,
-    };
-    data.write(scope, frametable, m2p, &mut dr)?;
+    maps.edges.sort_unstable_by_key(|e| e.mfn);
+    write_data(scope, maps.edges, written, frametable, m2p, &mut dr)?;
 
-    // The tables above L1: their targets are all written.
+    // The L1 tables left if the stretches ran out, then the tables above
+    // L1, as in list order: their targets are all written.
+    for (run, k) in l1 {
+        let mfn = claim(domain, run, k, frametable, m2p)?;
+        check_table(scope, reader, frametable, mfn, Level::L1, &mut dr)?;
+        dr.tables[0] += 1;
+    }
+    dr.frames += dr.tables[0];
     for run in dom.runs {
         if let Some(level) = run.kind.level().filter(|&l| l != Level::L1) {
             if run.count > 0 {
@@ -323,7 +351,7 @@ fn map_stretch(
                 writable,
                 run_end,
             };
-            maps.add(s, frametable)?;
+            maps.add(s);
         }
         // A read-only mapping of the domain's own tables (claimed or not).
         EntryEffect::Frame { target, typed } => {
@@ -354,26 +382,21 @@ fn count_now(
 
 impl Mappings<'_> {
     /// Adds a stretch of data mappings.
-    fn add(&mut self, s: Stretch, frametable: &mut [FrameInfo]) -> Result<(), InOrder> {
+    fn add(&mut self, s: Stretch) {
         if let Some(open) = &mut self.open {
             if open.end == s.start && open.writable == s.writable && s.start < open.run_end {
                 open.end = s.end;
-                return Ok(());
+                return;
             }
         }
-        self.close(frametable)?;
+        self.close();
         self.open = Some(s);
-        Ok(())
     }
 
-    /// Keeps the open stretch as two edges, or counts it on its frames if
-    /// there is no room.
-    fn close(&mut self, frametable: &mut [FrameInfo]) -> Result<(), InOrder> {
-        let Some(s) = self.open.take() else {
-            return Ok(());
-        };
-        let room = self.edges.len() + 2 <= self.limit && self.edges.try_reserve(2).is_ok();
-        if room {
+    /// Keeps the open stretch as two edges (in the room reserved:
+    /// [`edges_needed`]).
+    fn close(&mut self) {
+        if let Some(s) = self.open.take() {
             let w = i32::from(s.writable);
             let r = 1 - w;
             self.edges.push(Edge {
@@ -386,96 +409,53 @@ impl Mappings<'_> {
                 writable: -w,
                 read_only: -r,
             });
-            Ok(())
-        } else {
-            if !self.counted_early {
-                // The data frames are written from now on, before their
-                // claim: check them all first.
-                for r in self.index.iter().filter(|r| r.kind == RunKind::Data) {
-                    let entries = frametable.get(r.start as usize..r.end as usize);
-                    if !entries.is_some_and(FrameInfo::all_zero) {
-                        return Err(InOrder);
-                    }
-                }
-                self.written.data_below = u64::MAX;
-                self.counted_early = true;
-            }
-            let typed = s.writable.then_some(PageType::Writable);
-            count_now(frametable, (s.start, s.end), typed)
         }
     }
 }
 
-/// The data runs' entries, once the L1 tables are read.
-struct DataWrite<'e> {
-    /// The mappings' edges, sorted by mfn.
-    edges: &'e [Edge],
-    /// Whether frames may already hold references (which are kept).
-    counted_early: bool,
-    written: &'e mut Written,
-}
-
-impl DataWrite<'_> {
-    /// Writes the entries and M2P entries of every data run of the domain, in
-    /// mfn order.
-    fn write(
-        self,
-        scope: &Scope<'_>,
-        frametable: &mut [FrameInfo],
-        m2p: &mut [u64],
-        dr: &mut DomainReport,
-    ) -> Result<(), InOrder> {
-        let DataWrite {
-            edges,
-            counted_early,
-            written,
-        } = self;
-        let domain = scope.domain;
-        let (mut next, mut writable, mut read_only) = (0, 0u32, 0u32);
-        for run in scope.index.iter().filter(|r| r.kind == RunKind::Data) {
-            let mut at = run.start;
-            while at < run.end {
-                while let Some(e) = edges.get(next).filter(|e| e.mfn <= at) {
-                    writable = writable.wrapping_add_signed(e.writable);
-                    read_only = read_only.wrapping_add_signed(e.read_only);
-                    next += 1;
-                }
-                let until = edges.get(next).map_or(run.end, |e| e.mfn.min(run.end));
-                let gpfn = run.first_gpfn + (at - run.start);
-                let (a, b) = (at as usize, until as usize);
-                // The runs lie inside both tables (`check_table_size`).
-                let (Some(entries), Some(gpfns)) = (frametable.get_mut(a..b), m2p.get_mut(a..b))
-                else {
+/// Writes the entries and M2P entries of every data run of the domain, in
+/// mfn order, with the mappings of `edges` (sorted by mfn).
+fn write_data(
+    scope: &Scope<'_>,
+    edges: &[Edge],
+    written: &mut Written,
+    frametable: &mut [FrameInfo],
+    m2p: &mut [u64],
+    dr: &mut DomainReport,
+) -> Result<(), InOrder> {
+    let domain = scope.domain;
+    let (mut next, mut writable, mut read_only) = (0, 0u32, 0u32);
+    for run in scope.index.iter().filter(|r| r.kind == RunKind::Data) {
+        let mut at = run.start;
+        while at < run.end {
+            while let Some(e) = edges.get(next).filter(|e| e.mfn <= at) {
+                writable = writable.wrapping_add_signed(e.writable);
+                read_only = read_only.wrapping_add_signed(e.read_only);
+                next += 1;
+            }
+            let until = edges.get(next).map_or(run.end, |e| e.mfn.min(run.end));
+            let (a, b) = (at as usize, until as usize);
+            // The runs lie inside both tables (`check_table_size`).
+            let (Some(entries), Some(gpfns)) = (frametable.get_mut(a..b), m2p.get_mut(a..b)) else {
+                return Err(InOrder);
+            };
+            // At most `limited(stretches)` + 513 stretches cover a frame:
+            // the counts fit.
+            let value = FrameInfo::mapped_data(domain, writable, read_only);
+            // A frame that holds anything already (a frametable that was
+            // not zeroed) is for the pass in list order to judge.
+            let blocks = entries.chunks_mut(BLOCK).zip(gpfns.chunks_mut(BLOCK));
+            for ((block, gpfns), first) in blocks.zip((at..).step_by(BLOCK)) {
+                if !write_block(block, gpfns, value, run.first_gpfn + (first - run.start)) {
                     return Err(InOrder);
-                };
-                if counted_early {
-                    for fi in entries.iter_mut() {
-                        fi.claim_mapped_data(domain, writable, read_only)
-                            .map_err(|_| InOrder)?;
-                    }
-                    for (slot, g) in gpfns.iter_mut().zip(gpfn..) {
-                        *slot = g;
-                    }
-                } else {
-                    // Below 2^30 stretches (`Mappings::limit`): the counts fit.
-                    let value = FrameInfo::mapped_data(domain, writable, read_only);
-                    // A frame that holds anything already (a frametable that
-                    // was not zeroed) is for the pass in list order to judge.
-                    let blocks = entries.chunks_mut(BLOCK).zip(gpfns.chunks_mut(BLOCK));
-                    for ((block, gpfns), first) in blocks.zip((at..).step_by(BLOCK)) {
-                        let gpfn = run.first_gpfn + (first - run.start);
-                        if !write_block(block, gpfns, value, gpfn) {
-                            return Err(InOrder);
-                        }
-                        written.data_below = first + block.len() as u64;
-                    }
                 }
-                at = until;
+                written.data_below = first + block.len() as u64;
             }
-            let frames = run.end - run.start;
-            dr.frames += frames;
-            dr.data_frames += frames;
+            at = until;
         }
-        Ok(())
+        let frames = run.end - run.start;
+        dr.frames += frames;
+        dr.data_frames += frames;
     }
+    Ok(())
 }

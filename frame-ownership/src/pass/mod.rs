@@ -144,7 +144,7 @@ pub(crate) struct Options {
     /// domain goes frame by frame, in list order.
     pub(crate) fused: bool,
     /// How many stretches of data mappings [`fused`] keeps per domain
-    /// before it counts further ones on the frames directly.
+    /// before the rest of its L1 tables go as in list order.
     pub(crate) stretches: usize,
 }
 
@@ -173,15 +173,20 @@ pub(crate) fn rebuild_with<R: PageTableReader + ?Sized, P, V>(
     }
     // Invariant 1 across domains, for the whole machine at once: if no two
     // runs overlap, no frame a domain claims was claimed before, and the
-    // run-by-run path need not look.
-    let disjoint = options.fused && runs_disjoint(domains);
+    // run-by-run path need not look. Its room is taken once, here: without
+    // it, every domain goes in list order.
+    let mut edges = Vec::new();
+    let run_by_run = options.fused
+        && runs_disjoint(domains)
+        && edges
+            .try_reserve_exact(fused::edges_needed(options.stretches))
+            .is_ok();
 
     let mut report = PassReport {
         domains: Vec::with_capacity(domains.len()),
         ..PassReport::default()
     };
     let mut index: Vec<IndexedRun> = Vec::new();
-    let mut edges = Vec::new();
     for dom in domains {
         check_runs(layout, dom, &mut index)?;
         let scope = Scope {
@@ -190,7 +195,7 @@ pub(crate) fn rebuild_with<R: PageTableReader + ?Sized, P, V>(
             mmio: dom.mmio,
             index: index.as_slice(),
         };
-        let dr = if disjoint && dom.hvm.is_none() {
+        let dr = if run_by_run && dom.hvm.is_none() {
             match fused::rebuild_pv(
                 &scope,
                 dom,
