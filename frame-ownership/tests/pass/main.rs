@@ -6,7 +6,9 @@
 //! - `errors`: one test per error variant, each corrupting a valid machine in
 //!   one specific way.
 //! - `free`: the free-range property.
+//! - `digests`: both digests in one walk against each computed apart.
 
+mod digests;
 mod equivalence;
 mod errors;
 mod free;
