@@ -105,3 +105,22 @@ impl PassLookup<'_> {
         self.scope.layout.classify_not_owned(mfn, self.scope.mmio)
     }
 }
+
+impl Scope<'_> {
+    /// The domain's run that holds `mfn`, if any (a binary search).
+    pub(super) fn own_run(&self, mfn: Mfn) -> Option<&IndexedRun> {
+        let i = self.index.partition_point(|r| r.end <= mfn.0);
+        self.index.get(i).filter(|r| r.start <= mfn.0)
+    }
+}
+
+/// A lookup that already knows the answer: the class of a stretch of
+/// frames found once for all of them (`pass::fused`).
+pub(super) struct Known(pub(super) FrameClass);
+
+impl FrameLookup for Known {
+    #[inline(always)]
+    fn classify(&self, _mfn: Mfn) -> FrameClass {
+        self.0
+    }
+}

@@ -7,7 +7,9 @@
 //!   one specific way.
 //! - `free`: the free-range property.
 //! - `lazy`: the pass on tables whose unnamed entries hold anything.
+//! - `digests`: both digests in one walk against each computed apart.
 
+mod digests;
 mod equivalence;
 mod errors;
 mod free;
