@@ -322,6 +322,15 @@ pub fn fields(line: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// The id of the domain dom0's answer to `create` says it created
+/// (`created dN from <module>`).
+pub fn created_id(out: &[String]) -> Option<u16> {
+    out.iter()
+        .find_map(|l| l.split("created d").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+}
+
 /// The `*_us` fields of a line, by name: a `lu-report` line's phases and
 /// whatever sub-phases it carries (every field that ends in `_us` and holds
 /// a number), so that a new field needs no new parser.
@@ -628,11 +637,7 @@ impl Churn {
         let confirmed = |needle: &str| out.iter().any(|l| l.contains(needle));
         match action {
             "create" => {
-                let id = out
-                    .iter()
-                    .find_map(|l| l.split("created d").nth(1))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|id| id.parse::<u16>().ok())
+                let id = created_id(&out)
                     .ok_or_else(|| format!("churn: `{line}` did not create a domain: {out:?}"))?;
                 self.live.push((id, false));
                 self.created += 1;
