@@ -97,6 +97,7 @@ pub fn bench(o: Options) -> Result<(), Failure> {
         host_pass: Vec::new(),
         records: Vec::new(),
         log_dirty_speed: Vec::new(),
+        tcg_pass: None,
     };
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)
@@ -151,6 +152,7 @@ pub fn bench(o: Options) -> Result<(), Failure> {
         res.records.push(r);
     }
     compare(&mut res.records);
+    res.tcg_pass = results::TcgPass::of(&res.records, &res.host_pass);
 
     if sweeps.contains(&Sweep::Logdirty) {
         shell::step("an HVM guest's speed before, during and after log-dirty (QEMU, TCG)");

@@ -190,9 +190,13 @@ fn main() -> ! {
                 Some(d) => {
                     d.step();
                     println!(
-                        "heartbeat {beats}: checks={} remaps={} mismatches={} edu_checks={} edu_failures={} {}",
-                        work.checks, work.remaps, work.mismatches, d.checks, d.failures,
-                        work.gaps.heartbeat_field()
+                        "heartbeat {beats}: checks={} remaps={} mismatches={} {} edu_checks={} edu_failures={}",
+                        work.checks,
+                        work.remaps,
+                        work.mismatches,
+                        work.gaps.heartbeat_field(),
+                        d.checks,
+                        d.failures
                     );
                 }
                 None => println!(

@@ -323,8 +323,10 @@ fn main() -> ! {
                 work.mismatches += 1;
             }
             polls = now;
+            // The new field before `device_polls`, which tests read as
+            // the line's last.
             println!(
-                "heartbeat {beats}: checks={} mismatches={} device_polls={polls} {}",
+                "heartbeat {beats}: checks={} mismatches={} {} device_polls={polls}",
                 work.checks,
                 work.mismatches,
                 work.gaps.heartbeat_field()

@@ -222,6 +222,57 @@ pub struct Results {
     /// One record per configuration and tree.
     pub records: Vec<Record>,
     pub log_dirty_speed: Vec<SpeedCycle>,
+    /// The pass under TCG against the pass on the host.
+    pub tcg_pass: Option<TcgPass>,
+}
+
+/// What TCG does to the pass: its cost per frame in QEMU, the slope of
+/// `pass_us` over the owned frames along the current tree's PV points of
+/// the guest-memory sweep (least squares: the fixed part of the phase
+/// falls out), against the host benchmark's ns per frame of the same
+/// code at its smallest size.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct TcgPass {
+    pub qemu_ns_per_frame: f64,
+    pub host_ns_per_frame: f64,
+    /// How many times slower under TCG.
+    pub factor: f64,
+    /// The sweep's points the slope is fitted over.
+    pub points: usize,
+}
+
+impl TcgPass {
+    /// From the records and the host benchmark's lines; `None` without
+    /// two points of different sizes or a host figure.
+    pub fn of(records: &[Record], host: &[BTreeMap<String, f64>]) -> Option<TcgPass> {
+        let points: Vec<(f64, f64)> = records
+            .iter()
+            .filter(|r| r.tree == "current" && r.sweep == "guest" && r.kind == "pv")
+            .filter(|r| r.error.is_none() && !r.log_dirty)
+            .filter_map(|r| Some((r.frames?.median, r.median_us("pass_us")? * 1000.0)))
+            .collect();
+        let n = points.len() as f64;
+        let (mx, my) = points
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+        let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+        let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+        if points.len() < 2 || sxx <= 0.0 {
+            return None;
+        }
+        let qemu = sxy / sxx;
+        let host = host
+            .iter()
+            .filter_map(|p| Some((p.get("frames")?, *p.get("ns_per_frame")?)))
+            .min_by(|a, b| a.0.total_cmp(b.0))?
+            .1;
+        Some(TcgPass {
+            qemu_ns_per_frame: qemu,
+            host_ns_per_frame: host,
+            factor: qemu / host.max(f64::MIN_POSITIVE),
+            points: points.len(),
+        })
+    }
 }
 
 /// The phases of the blackout, in order; `pause_us` through `resume_us`
@@ -476,6 +527,15 @@ pub fn markdown(res: &Results) -> String {
             );
         }
     }
+    if let Some(p) = res.tcg_pass {
+        let _ = writeln!(
+            t,
+            "\nThe same pass in QEMU (TCG): {:.1} ns per owned frame, the slope of `pass` over \
+             the frames of the {} PV points of the guest-memory sweep, {:.1}× the host's {:.2} ns \
+             per frame.",
+            p.qemu_ns_per_frame, p.points, p.factor, p.host_ns_per_frame
+        );
+    }
     if !res.log_dirty_speed.is_empty() {
         section(
             &mut t,
@@ -550,6 +610,35 @@ pub mod sample {
 mod tests {
     use super::sample::record;
     use super::*;
+
+    #[test]
+    fn the_tcg_factor_is_the_pass_slope_over_the_guest_sweep_against_the_host() {
+        let point = |frames: f64, pass_us: f64| {
+            let mut r = record(&[("pass_us", pass_us)]);
+            r.sweep = "guest".into();
+            r.frames = Stats::of([frames]);
+            r
+        };
+        // 2 ms fixed, 40 ns a frame.
+        let mut records = vec![
+            point(10_000.0, 2_400.0),
+            point(110_000.0, 6_400.0),
+            point(510_000.0, 22_400.0),
+        ];
+        let mut hvm = point(1_000.0, 999_999.0);
+        hvm.kind = "hvm".into();
+        records.push(hvm);
+        let host: Vec<BTreeMap<String, f64>> = [(16_777_216.0, 9.0), (1_048_576.0, 8.0)]
+            .iter()
+            .map(|&(f, ns)| [("frames".to_string(), f), ("ns_per_frame".to_string(), ns)].into())
+            .collect();
+        let p = TcgPass::of(&records, &host).unwrap();
+        assert!((p.qemu_ns_per_frame - 40.0).abs() < 1e-9, "{p:?}");
+        assert_eq!((p.host_ns_per_frame, p.points), (8.0, 3));
+        assert!((p.factor - 5.0).abs() < 1e-9);
+        assert!(TcgPass::of(&records[..1], &host).is_none());
+        assert!(TcgPass::of(&records, &[]).is_none());
+    }
 
     #[test]
     fn stats_take_the_middle_or_the_mean_of_the_middle_two() {
