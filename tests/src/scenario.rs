@@ -829,7 +829,7 @@ mod tests {
     fn guest_pauses_and_the_tsc_rate_are_read_from_the_transcript() {
         let t: Vec<String> = [
             "(hv) free frames 52677, TSC 2599626 kHz, modules: dom0 domu hv",
-            "(d1) heartbeat 3: checks=1 remaps=1 mismatches=0 sched_gap_us=77984",
+            "(d1) heartbeat 3: checks=1 remaps=1 mismatches=0 sched_gap_tsc=202784000",
             "(d12) update-pause 2: gap_tsc=220452986 gap_us=74562 hv=0e3464c086ec7ace",
             "(d3) update-pause 1: gap_tsc=2000 gap_us=unknown hv=0000000000000001",
             "(d0) update-pause 9: typed at dom0's prompt",

@@ -5,7 +5,9 @@
 //!   same bytes (`cargo bench -p frame-ownership`);
 //! - `ram`: the blackout and each of its phases as the machine's RAM grows
 //!   (1, 4, 16, 64 GiB) with the same two PV domUs of 64 MiB;
-//! - `guest`: one domU of 4 MiB to 2 GiB, PV, HVM, HVM with log-dirty on;
+//! - `guest`: one domU of 4 MiB up to 2 GiB — as far as a domain may
+//!   have, `pv_abi::call::MAX_DOMAIN_KIB`, 1 GiB today — PV, HVM, HVM with
+//!   log-dirty on;
 //! - `count`: 1 to 32 domUs of 4 MiB, the same three kinds;
 //! - `logdirty`: an HVM guest's speed before, during and after log-dirty.
 //!

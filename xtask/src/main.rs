@@ -192,7 +192,7 @@ enum Command {
     /// each of its phases (every `*_us` field of the `lu-report` line,
     /// min/median/max over the updates) as the machine's RAM grows (`ram`:
     /// 1, 4, 16, 64 GiB, two PV domUs of 64 MiB), as one domU's memory
-    /// grows (`guest`: 4 MiB to 2 GiB) and as the domUs multiply
+    /// grows (`guest`: 4 MiB up to 1 GiB, the most a domain may have) and as the domUs multiply
     /// (`count`: 1 to 32 of 4 MiB), the last two for PV, HVM and HVM with
     /// log-dirty on; with each the state's size, the blackout per GiB of
     /// guest memory and the pause each domU saw by its own clock against

@@ -11,7 +11,7 @@
 //! heartbeat about once a second. The mismatch count must stay 0 forever —
 //! across live updates too. It also times, with the TSC, the gaps between
 //! its page checks (`pvrt::gap`): the heartbeat ends with the largest
-//! ordinary one since the last (`sched_gap_us=`, the other domains'
+//! ordinary one since the last (`sched_gap_tsc=`, the other domains'
 //! turns), and after each live update it prints the one that held the
 //! update (`update-pause N: gap_tsc=… gap_us=… hv=…`).
 //!

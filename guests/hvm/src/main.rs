@@ -11,7 +11,7 @@
 //! reports its check and mismatch counts (`report`) and prints a heartbeat
 //! about once a second; the mismatch count must stay 0, across live
 //! updates too. Like the PV domU it times the gaps between its page checks
-//! (`pvrt::gap`: `sched_gap_us=` in the heartbeat, an `update-pause N:`
+//! (`pvrt::gap`: `sched_gap_tsc=` in the heartbeat, an `update-pause N:`
 //! line after each update).
 //!
 //! With the command-line word `probe` it first tries the PV-only

@@ -99,9 +99,9 @@ pub struct GuestPauses {
     pub worst_vs_blackout: Stats,
     /// Each domU's pauses over the updates (µs), by domain (`d1`, …).
     pub per_domain_us: BTreeMap<String, Stats>,
-    /// The ordinary gaps, the other domains' turns: the `sched_gap_us` of
+    /// The ordinary gaps, the other domains' turns: the `sched_gap_tsc` of
     /// the domUs' heartbeats in a quiet second or two before the updates,
-    /// dom0 idle (by the guest's own estimate of the TSC rate).
+    /// dom0 idle (µs at the hypervisor's TSC rate).
     pub quiet_gap_us: Option<Stats>,
     /// The same from the heartbeats while the updates ran (the first one's
     /// window starts in the quiet moment): the longest gaps other than the

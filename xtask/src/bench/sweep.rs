@@ -16,7 +16,8 @@ use crate::soak::boot_guests;
 pub enum Sweep {
     /// The machine's RAM (1, 4, 16, 64 GiB), two PV domUs of 64 MiB.
     Ram,
-    /// One domU's memory (4 MiB to 2 GiB): PV, HVM, HVM with log-dirty.
+    /// One domU's memory (4 MiB to 2 GiB, as far as a domain may have:
+    /// 1 GiB today): PV, HVM, HVM with log-dirty.
     Guest,
     /// The number of domUs of 4 MiB (1 to 32): PV, HVM, HVM with log-dirty.
     Count,
@@ -147,7 +148,14 @@ pub fn configs(sweeps: &[Sweep], quick: bool, ram: Option<u32>) -> Vec<Config> {
                 }
             }
             Sweep::Guest => {
-                for mib in take(&[4, 64, 256, 1024, 2048]) {
+                // Up to the most a domain may have (`create` refuses
+                // more).
+                let most = pv_abi::call::MAX_DOMAIN_KIB / 1024;
+                let sizes: Vec<u64> = [4, 64, 256, 1024, 2048]
+                    .into_iter()
+                    .filter(|&mib| mib <= most)
+                    .collect();
+                for mib in take(&sizes) {
                     for (kind, log_dirty) in kinds {
                         out.push(Config {
                             sweep,
@@ -225,7 +233,7 @@ pub fn measure(c: &Config, tree: &Tree, updates: u64) -> Result<Record, String> 
     // Guests that time their pauses say so in their heartbeat.
     let timed = m.transcript.iter().any(|l| {
         domain_line(l)
-            .is_some_and(|(_, t)| t.starts_with("heartbeat ") && t.contains("sched_gap_us="))
+            .is_some_and(|(_, t)| t.starts_with("heartbeat ") && t.contains("sched_gap_tsc="))
     });
     // A quiet moment first, dom0 idle: two more heartbeats of every domU,
     // whose gaps are the scheduler's alone.
@@ -418,11 +426,11 @@ fn guest_view(
                 seen.push(dom);
                 continue;
             }
-            if let Some(us) = fields(text)
-                .get("sched_gap_us")
-                .and_then(|v| v.parse().ok())
-            {
-                out.push(us);
+            let tsc = fields(text)
+                .get("sched_gap_tsc")
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(tsc) = tsc {
+                out.push((tsc.saturating_mul(1000) / tsc_khz.max(1)) as f64);
             }
         }
         Stats::of(out)
@@ -474,7 +482,18 @@ mod tests {
             .map(|c| c.ram_mib)
             .collect();
         assert_eq!(ram, [1024, 4096, 16384, 65536]);
-        assert_eq!(all.iter().filter(|c| c.sweep == Sweep::Guest).count(), 15);
+        let largest = all
+            .iter()
+            .filter(|c| c.sweep == Sweep::Guest)
+            .map(|c| c.guest_mib)
+            .max();
+        assert_eq!(
+            largest,
+            Some(pv_abi::call::MAX_DOMAIN_KIB.min(2 << 20) / 1024)
+        );
+        let guest = all.iter().filter(|c| c.sweep == Sweep::Guest).count();
+        assert_eq!(guest % 3, 0);
+        assert!(guest >= 12, "{guest}");
         assert_eq!(all.iter().filter(|c| c.sweep == Sweep::Count).count(), 18);
         assert!(all
             .iter()
@@ -500,13 +519,13 @@ mod tests {
             "(hv) free frames 100, TSC 1000000 kHz, modules: dom0",
             // The quiet moment: each domU's first heartbeat there is
             // left out.
-            "(d1) heartbeat 1: checks=1 remaps=1 mismatches=0 sched_gap_us=90000",
-            "(d2) heartbeat 1: checks=1 remaps=1 mismatches=0 sched_gap_us=unknown",
-            "(d1) heartbeat 2: checks=2 remaps=2 mismatches=0 sched_gap_us=20000",
-            "(d2) heartbeat 2: checks=2 remaps=2 mismatches=0 sched_gap_us=22000",
+            "(d1) heartbeat 1: checks=1 remaps=1 mismatches=0 sched_gap_tsc=90000000",
+            "(d2) heartbeat 1: checks=1 remaps=1 mismatches=0 sched_gap_tsc=0",
+            "(d1) heartbeat 2: checks=2 remaps=2 mismatches=0 sched_gap_tsc=20000000",
+            "(d2) heartbeat 2: checks=2 remaps=2 mismatches=0 sched_gap_tsc=22000000",
             // The updates.
-            "(d1) heartbeat 3: checks=3 remaps=3 mismatches=0 sched_gap_us=47000",
-            "(d1) heartbeat 4: checks=3 remaps=3 mismatches=0 sched_gap_us=30000",
+            "(d1) heartbeat 3: checks=3 remaps=3 mismatches=0 sched_gap_tsc=47000000",
+            "(d1) heartbeat 4: checks=3 remaps=3 mismatches=0 sched_gap_tsc=30000000",
             "(hv) lu-report seq=1 pause_us=10 pass_us=100 blackout_us=40000 state_bytes=900 runs=30 frames=5000 boot_frametable_us=5",
             "(d1) update-pause 1: gap_tsc=60000000 gap_us=60100 hv=01",
             "(d2) update-pause 1: gap_tsc=50000000 gap_us=50100 hv=01",
