@@ -54,6 +54,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
+use handover_abi::note::ImageNote;
 use handover_abi::version::{negotiate, AbiVersion, VersionRange};
 use old_hv::image::{validate, ImageLimits};
 use serde::Deserialize;
@@ -142,6 +143,22 @@ impl ReleaseImages {
             ],
         }
     }
+}
+
+/// A revision [`FILE`] does not record, built as a release is
+/// ([`Release::unrecorded`]).
+#[derive(Clone, Debug)]
+pub struct Unrecorded {
+    /// The full commit hash.
+    pub rev: String,
+    /// Where its worktree and images are: `target/releases/<name>/`.
+    pub dir: PathBuf,
+    /// Its images, the hypervisor signed with the current key.
+    pub images: ReleaseImages,
+    /// The handover versions its hypervisor's note says it reads and
+    /// writes (the reads if the note has no writes), or why today's note
+    /// reader cannot tell (a note form only unreleased builds had).
+    pub ranges: Result<(VersionRange, VersionRange), String>,
 }
 
 /// One `[[release]]` table of the file, as written.
@@ -333,17 +350,64 @@ impl Release {
                 images
             }
             Source::Revision(revision) => {
-                // Tests of one binary run in threads: one build, signing
-                // and check at a time (a signature is written in place).
-                static PREPARING: Mutex<()> = Mutex::new(());
-                let _one = PREPARING.lock().unwrap_or_else(PoisonError::into_inner);
-                let images = self.build(revision)?;
-                let key = keys::signing_key();
-                keys::sign_file(&key, &images.hv, &images.hv)?;
+                let images = self.built_and_signed(revision)?;
                 self.check_note(&images.hv)?;
                 images
             }
         };
+        Ok(images)
+    }
+
+    /// A revision that [`FILE`] does not record (the baseline `cargo xtask
+    /// bench` compares with), under the name `name`: built, cached in
+    /// `target/releases/<name>/` and signed as a recorded release is (see
+    /// the [module documentation](self)), by `cargo xtask build --release`
+    /// with the default toolchain (or the revision's own toolchain file),
+    /// its images taken where that command leaves them. `rev` is anything
+    /// git names a commit by.
+    pub fn unrecorded(name: &str, rev: &str) -> Result<Unrecorded, String> {
+        let commit = format!("{rev}^{{commit}}");
+        let full = git(&root(), &["rev-parse", "--verify", "--quiet", &commit])
+            .map_err(|_| format!("`{rev}` names no commit of this clone (fetch it first)"))?;
+        let revision = Revision {
+            rev: full.trim().to_string(),
+            toolchain: None,
+            build: ["cargo", "xtask", "build", "--release"]
+                .map(String::from)
+                .to_vec(),
+            images: PathBuf::from("target/x86_64-unknown-none/release"),
+        };
+        // Its ranges are not recorded: what its note says is read after
+        // the build, for the caller.
+        let unknown = VersionRange::single(AbiVersion::new(0, 0));
+        let release = Release {
+            name: name.into(),
+            writes: unknown,
+            reads: unknown,
+            source: Source::Revision(revision.clone()),
+        };
+        let images = release.built_and_signed(&revision)?;
+        let ranges = release
+            .note_of(&images.hv)
+            .map(|note| (note.reads, note.writes.unwrap_or(note.reads)));
+        Ok(Unrecorded {
+            rev: revision.rev,
+            dir: release.dir(),
+            images,
+            ranges,
+        })
+    }
+
+    /// The images of `revision`, built ([`Release::build`]) and the
+    /// hypervisor signed with the current key.
+    fn built_and_signed(&self, revision: &Revision) -> Result<ReleaseImages, String> {
+        // Tests of one binary run in threads: one build and signing at a
+        // time (a signature is written in place).
+        static PREPARING: Mutex<()> = Mutex::new(());
+        let _one = PREPARING.lock().unwrap_or_else(PoisonError::into_inner);
+        let images = self.build(revision)?;
+        let key = keys::signing_key();
+        keys::sign_file(&key, &images.hv, &images.hv)?;
         Ok(images)
     }
 
@@ -451,17 +515,22 @@ impl Release {
         Ok(images)
     }
 
-    /// Checks that the image's `HVLU` note states the recorded ranges.
-    fn check_note(&self, hv: &Path) -> Result<(), String> {
+    /// The `HVLU` note of the hypervisor image `hv`.
+    fn note_of(&self, hv: &Path) -> Result<ImageNote, String> {
         let bytes = fs::read(hv).map_err(|e| format!("{}: {e}", hv.display()))?;
         let image = old_hv::signature::strip(&bytes);
         // Any note range meets this one, so only the image itself can fail.
         let everything =
             VersionRange::new(AbiVersion::new(0, 0), AbiVersion::new(u16::MAX, u16::MAX));
         let limits = ImageLimits { max_span: u64::MAX };
-        let note = validate(image, everything, &limits)
+        Ok(validate(image, everything, &limits)
             .map_err(|e| format!("release {}: {}: {e}", self.name, hv.display()))?
-            .note;
+            .note)
+    }
+
+    /// Checks that the image's `HVLU` note states the recorded ranges.
+    fn check_note(&self, hv: &Path) -> Result<(), String> {
+        let note = self.note_of(hv)?;
         let mismatch = |what: &str, recorded: VersionRange, noted: VersionRange| {
             format!(
                 "release {}: {FILE} says it {what} {}, its image's note says {}",

@@ -322,6 +322,83 @@ pub fn fields(line: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// The id of the domain dom0's answer to `create` says it created
+/// (`created dN from <module>`).
+pub fn created_id(out: &[String]) -> Option<u16> {
+    out.iter()
+        .find_map(|l| l.split("created d").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+}
+
+/// The `*_us` fields of a line, by name: a `lu-report` line's phases and
+/// whatever sub-phases it carries (every field that ends in `_us` and holds
+/// a number), so that a new field needs no new parser.
+pub fn us_fields(line: &str) -> std::collections::BTreeMap<String, u64> {
+    fields(line)
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("_us"))
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect()
+}
+
+/// A domain's console line, `(dN) text`: `N` and the text.
+pub fn domain_line(line: &str) -> Option<(u16, &str)> {
+    let rest = line.strip_prefix("(d")?;
+    let (dom, text) = rest.split_once(") ")?;
+    Some((dom.parse().ok()?, text))
+}
+
+/// The hypervisor's TSC rate in kHz, from the line its cold boot prints
+/// (`free frames N, TSC K kHz, modules: ...`).
+pub fn tsc_khz(transcript: &[String]) -> Option<u64> {
+    transcript.iter().find_map(|l| {
+        let rest = l.strip_prefix("(hv) ")?.split(", TSC ").nth(1)?;
+        rest.split_once(" kHz")?.0.parse().ok()
+    })
+}
+
+/// The pause a guest saw across one live update, by its own clock: its
+/// `update-pause N: gap_tsc=C gap_us=U hv=ID` line (`pvrt::gap`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestPause {
+    /// The domain.
+    pub dom: u16,
+    /// The updates the guest had seen, this one included.
+    pub n: u64,
+    /// The longest time it did not run, around the update, in TSC cycles.
+    pub gap_tsc: u64,
+    /// The same in µs by the guest's own estimate of the TSC rate (`None`
+    /// before it had one).
+    pub gap_us: Option<u64>,
+}
+
+impl GuestPause {
+    /// The pause in µs at the TSC rate `tsc_khz` (the hypervisor's, so that
+    /// it compares with the report's phases in one unit).
+    pub fn us_at(&self, tsc_khz: u64) -> u64 {
+        self.gap_tsc.saturating_mul(1000) / tsc_khz.max(1)
+    }
+}
+
+/// Every guest's `update-pause` line in `transcript`, in order.
+pub fn guest_pauses(transcript: &[String]) -> Vec<GuestPause> {
+    transcript
+        .iter()
+        .filter_map(|l| {
+            let (dom, text) = domain_line(l)?;
+            let (n, rest) = text.strip_prefix("update-pause ")?.split_once(':')?;
+            let f = fields(rest);
+            Some(GuestPause {
+                dom,
+                n: n.parse().ok()?,
+                gap_tsc: f.get("gap_tsc")?.parse().ok()?,
+                gap_us: f.get("gap_us").and_then(|v| v.parse().ok()),
+            })
+        })
+        .collect()
+}
+
 /// What a series of live updates showed.
 #[derive(Clone, Debug, Default)]
 pub struct SoakSummary {
@@ -566,11 +643,7 @@ impl Churn {
         let confirmed = |needle: &str| out.iter().any(|l| l.contains(needle));
         match action {
             "create" => {
-                let id = out
-                    .iter()
-                    .find_map(|l| l.split("created d").nth(1))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|id| id.parse::<u16>().ok())
+                let id = created_id(&out)
                     .ok_or_else(|| format!("churn: `{line}` did not create a domain: {out:?}"))?;
                 self.live.push((id, false));
                 self.created += 1;
@@ -743,6 +816,48 @@ mod tests {
             e.contains("line 3: `free` comes after the `poweroff` of line 2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_us_field_of_a_report_is_read_whatever_its_name() {
+        let line = "(hv) lu-report seq=2 from=ab pause_us=55 preflight_runs_us=7 \
+                    blackout_us=49778 state_bytes=848 odd_us=x release_us=127";
+        let us = us_fields(line);
+        let keys: Vec<&str> = us.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["blackout_us", "pause_us", "preflight_runs_us", "release_us"]
+        );
+        assert_eq!(us["preflight_runs_us"], 7);
+    }
+
+    #[test]
+    fn guest_pauses_and_the_tsc_rate_are_read_from_the_transcript() {
+        let t: Vec<String> = [
+            "(hv) free frames 52677, TSC 2599626 kHz, modules: dom0 domu hv",
+            "(d1) heartbeat 3: checks=1 remaps=1 mismatches=0 sched_gap_tsc=202784000",
+            "(d12) update-pause 2: gap_tsc=220452986 gap_us=74562 hv=0e3464c086ec7ace",
+            "(d3) update-pause 1: gap_tsc=2000 gap_us=unknown hv=0000000000000001",
+            "(d0) update-pause 9: typed at dom0's prompt",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(tsc_khz(&t), Some(2_599_626));
+        let p = guest_pauses(&t);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(
+            p[0],
+            GuestPause {
+                dom: 12,
+                n: 2,
+                gap_tsc: 220_452_986,
+                gap_us: Some(74_562)
+            }
+        );
+        assert_eq!(p[0].us_at(2_599_626), 84_801);
+        assert_eq!((p[1].dom, p[1].gap_us), (3, None));
+        assert_eq!(domain_line("(hv) lu-report"), None);
+        assert_eq!(domain_line("(d7) x y"), Some((7, "x y")));
     }
 
     #[test]

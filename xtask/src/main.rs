@@ -184,12 +184,43 @@ enum Command {
         #[arg(long, conflicts_with_all = ["seconds", "target", "libfuzzer_args"])]
         test_step: bool,
     },
-    /// Run the benchmarks and print their figures: the frametable pass in
-    /// ns per frame against a plain write of the same bytes, and the live
-    /// update's blackout as guest memory and domain count grow.
+    /// Run the benchmarks: the figures live-update systems are compared by,
+    /// side by side, from one run.
+    ///
+    /// The frametable pass on the host against a plain write of the same
+    /// bytes (`host`); then in QEMU (TCG) the blackout of live updates and
+    /// each of its phases (every `*_us` field of the `lu-report` line,
+    /// min/median/max over the updates) as the machine's RAM grows (`ram`:
+    /// 1, 4, 16, 64 GiB, two PV domUs of 64 MiB), as one domU's memory
+    /// grows (`guest`: 4 MiB up to 1 GiB, the most a domain may have) and as the domUs multiply
+    /// (`count`: 1 to 32 of 4 MiB), the last two for PV, HVM and HVM with
+    /// log-dirty on; with each the state's size, the blackout per GiB of
+    /// guest memory and the pause each domU saw by its own clock against
+    /// the reported blackout; then an HVM guest's speed under log-dirty
+    /// (`logdirty`). Every configuration is printed as it starts and ends.
+    /// Writes target/bench/results.json, results.md and SVG plots there.
+    /// The full run takes a long while (docs/performance.md says how long
+    /// it took); --quick takes the two smallest points of each sweep.
     Bench {
-        /// Guest RAM (e.g. 512M, 4G, 64G); the live-update region grows
-        /// with it when the default is too small. Default: unchanged.
+        /// The sweeps and phases to run, comma-separated: ram, guest,
+        /// count, host, logdirty. Default: all.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        sweep: Vec<bench::Sweep>,
+        /// Live updates per configuration (default 5; 2 with --quick).
+        #[arg(long)]
+        updates: Option<u64>,
+        /// A short run: the two smallest points of each sweep, 2 updates.
+        #[arg(long)]
+        quick: bool,
+        /// Also run every PV configuration on images built from this
+        /// revision (as a release is: a worktree and images under
+        /// target/releases/baseline-<hash>/, built once), updating to
+        /// itself; every figure then has its ratio to the baseline's.
+        #[arg(long, value_name = "REV")]
+        baseline: Option<String>,
+        /// RAM of the guest-memory and domain-count sweeps (default 3G,
+        /// for all of their points) and of the log-dirty phase (default:
+        /// enough for its domU). The RAM sweep sets its own.
         #[arg(long, value_parser = hvlu_harness::qemu::parse_ram)]
         ram: Option<u32>,
     },
@@ -306,7 +337,19 @@ fn main() -> ExitCode {
                     },
                 )
             }),
-        Command::Bench { ram } => bench::bench(ram),
+        Command::Bench {
+            sweep,
+            updates,
+            quick,
+            baseline,
+            ram,
+        } => bench::bench(bench::Options {
+            sweeps: sweep,
+            updates,
+            quick,
+            baseline,
+            ram,
+        }),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

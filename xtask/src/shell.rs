@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -180,6 +181,39 @@ impl Cmd {
         })?;
         if status.success() {
             Ok(())
+        } else {
+            Err(Failure::Status {
+                command: line,
+                code: status.code(),
+            })
+        }
+    }
+
+    /// Runs the command with its standard output printed as it comes and
+    /// also returned; fails unless it exits 0.
+    pub fn run_capture(&self) -> Result<String, Failure> {
+        let line = self.display();
+        println!("$ {line}");
+        let spawn = |error| Failure::Spawn {
+            command: line.clone(),
+            error,
+        };
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(spawn)?;
+        let mut text = String::new();
+        if let Some(out) = child.stdout.take() {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("{l}");
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        let status = child.wait().map_err(spawn)?;
+        if status.success() {
+            Ok(text)
         } else {
             Err(Failure::Status {
                 command: line,

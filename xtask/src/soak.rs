@@ -30,32 +30,51 @@ pub fn boot_with_guests(
     domu_args: &str,
 ) -> Result<Machine, Failure> {
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
-    // dom0 (8 MiB) and the domUs, with room to spare.
-    config.mem_mib = (256 + u64::from(domus) * guest_mib * 2).min(3072) as u32;
+    config.mem_mib = default_mem_mib(domus, guest_mib);
     if let Some(mib) = ram {
         config.set_ram(mib);
     }
-    let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
-    machine
-        .wait_for_text("(d0) dom0>", scenario::BOOT)
-        .map_err(Failure::Failed)?;
+    boot_guests(&config, module, domus, guest_mib, domu_args)
+        .map(|(machine, _)| machine)
+        .map_err(Failure::Failed)
+}
+
+/// RAM enough for dom0 (8 MiB) and `domus` domUs of `guest_mib` MiB, with
+/// room to spare, at most 3 GiB.
+pub fn default_mem_mib(domus: u32, guest_mib: u64) -> u32 {
+    (256 + u64::from(domus) * guest_mib * 2).min(3072) as u32
+}
+
+/// Boots the machine `config` describes, has dom0 create `domus` domUs of
+/// boot module `module` with `guest_mib` MiB each and the command line
+/// `domu_args`, and waits for every domU's first heartbeat; returns the
+/// machine and the domUs' ids. A large domU takes time to build and to
+/// fill its memory before it beats: the waits allow a second more per 8
+/// MiB of it.
+pub fn boot_guests(
+    config: &MachineConfig,
+    module: &str,
+    domus: u32,
+    guest_mib: u64,
+    domu_args: &str,
+) -> Result<(Machine, Vec<u16>), String> {
+    let quiet = scenario::BOOT + std::time::Duration::from_secs(guest_mib / 8);
+    let mut machine = Machine::start(config)?;
+    machine.wait_for_text("(d0) dom0>", scenario::BOOT)?;
+    let mut ids = Vec::new();
     for _ in 0..domus {
-        let out = machine
-            .command(
-                &format!("create {module} {} {domu_args}", guest_mib * 1024),
-                scenario::CMD,
-            )
-            .map_err(Failure::Failed)?;
-        if !out.iter().any(|l| l.contains("created d")) {
-            return Err(Failure::Failed(format!("cannot create a domU: {out:?}")));
-        }
+        let out = machine.command(
+            &format!("create {module} {} {domu_args}", guest_mib * 1024),
+            quiet,
+        )?;
+        let id =
+            scenario::created_id(&out).ok_or_else(|| format!("cannot create a domU: {out:?}"))?;
+        ids.push(id);
     }
-    let needles: Vec<String> = (1..=domus)
-        .map(|d| format!("(d{d}) heartbeat 1:"))
-        .collect();
+    let needles: Vec<String> = ids.iter().map(|d| format!("(d{d}) heartbeat 1:")).collect();
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-    scenario::wait_all(&mut machine, &needles, scenario::BOOT);
-    Ok(machine)
+    scenario::wait_all(&mut machine, &needles, quiet);
+    Ok((machine, ids))
 }
 
 /// What a soak does besides the updates.

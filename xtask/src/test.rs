@@ -39,6 +39,9 @@ pub fn test() -> Result<(), Failure> {
         .args(["--no-run", "--package", "frame-ownership"])
         .run()?;
 
+    shell::step("the guests' runtime on the host (pvrt: its arithmetic, such as the pause timing)");
+    Cmd::cargo("test").args(["--package", "pvrt"]).run()?;
+
     shell::step("host tests and QEMU scenarios");
     setup::ensure_qemu()?;
     releases::forget_matrix();

@@ -9,7 +9,11 @@
 //! next generation, and re-verifies samples through the physmap. It reports
 //! its check count and mismatch count to the hypervisor and prints a
 //! heartbeat about once a second. The mismatch count must stay 0 forever —
-//! across live updates too.
+//! across live updates too. It also times, with the TSC, the gaps between
+//! its page checks (`pvrt::gap`): the heartbeat ends with the largest
+//! ordinary one since the last (`sched_gap_tsc=`, the other domains'
+//! turns), and after each live update it prints the one that held the
+//! update (`update-pause N: gap_tsc=… gap_us=… hv=…`).
 //!
 //! At start it reads its memory map (`memory_map`), prints it and checks it
 //! against its own pages ([`memmap`]), exercises the page-table hypercalls
@@ -60,6 +64,7 @@ mod probes;
 mod tables;
 mod workload;
 
+use pvrt::gap::Meter;
 use pvrt::hc;
 use pvrt::hvlu_types::pte::Pte;
 use pvrt::hvlu_types::Mfn;
@@ -142,8 +147,10 @@ fn main() -> ! {
         mismatches: 0,
         remaps: 0,
         rng: 0x1234_5678 ^ si.domid,
+        gaps: Meter::new(),
     };
     work.fill_all();
+    work.gaps.restart();
     let hz = hc::sysinfo().map(|i| i.tick_hz).unwrap_or(100).max(1);
     let mut last_beat = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
     let mut beats = 0u64;
@@ -164,7 +171,11 @@ fn main() -> ! {
         let edu_failures = driver.as_ref().map_or(0, |d| d.failures);
         let _ = hc::report(Report::Checks, work.checks);
         let _ = hc::report(Report::Mismatches, work.mismatches + edu_failures);
-        let now = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
+        let info = hc::sysinfo();
+        if let Ok(info) = &info {
+            work.gaps.look(info);
+        }
+        let now = info.map(|i| i.ticks).unwrap_or(0);
         if now.wrapping_sub(last_beat) >= hz {
             last_beat = now;
             beats += 1;
@@ -179,13 +190,21 @@ fn main() -> ! {
                 Some(d) => {
                     d.step();
                     println!(
-                        "heartbeat {beats}: checks={} remaps={} mismatches={} edu_checks={} edu_failures={}",
-                        work.checks, work.remaps, work.mismatches, d.checks, d.failures
+                        "heartbeat {beats}: checks={} remaps={} mismatches={} {} edu_checks={} edu_failures={}",
+                        work.checks,
+                        work.remaps,
+                        work.mismatches,
+                        work.gaps.heartbeat_field(),
+                        d.checks,
+                        d.failures
                     );
                 }
                 None => println!(
-                    "heartbeat {beats}: checks={} remaps={} mismatches={}",
-                    work.checks, work.remaps, work.mismatches
+                    "heartbeat {beats}: checks={} remaps={} mismatches={} {}",
+                    work.checks,
+                    work.remaps,
+                    work.mismatches,
+                    work.gaps.heartbeat_field()
                 ),
             }
             if fault && beats >= 2 {

@@ -2,6 +2,7 @@
 //! (page, generation), checked through the remapping window and the
 //! physmap, rewritten with the next generation every fourth time.
 
+use pvrt::gap::Meter;
 use pvrt::hc;
 use pvrt::hvlu_types::pte::{NO_EXECUTE, PRESENT, USER, WRITABLE};
 use pvrt::mem;
@@ -22,6 +23,8 @@ pub struct Workload {
     pub mismatches: u64,
     pub remaps: u64,
     pub rng: u64,
+    /// The gaps in this work: a mark after every page checked.
+    pub gaps: Meter,
 }
 
 impl Workload {
@@ -116,6 +119,7 @@ impl Workload {
             self.mismatches += 1;
         }
         self.checks += 1;
+        self.gaps.mark();
     }
 
     pub fn sweep(&mut self) {
@@ -126,6 +130,7 @@ impl Workload {
                 println!("MISMATCH in sweep at gpfn {gpfn}");
                 self.mismatches += 1;
             }
+            self.gaps.mark();
         }
     }
 }

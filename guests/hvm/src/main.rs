@@ -10,7 +10,9 @@
 //! every word, every fourth time rewrites it with the next generation. It
 //! reports its check and mismatch counts (`report`) and prints a heartbeat
 //! about once a second; the mismatch count must stay 0, across live
-//! updates too.
+//! updates too. Like the PV domU it times the gaps between its page checks
+//! (`pvrt::gap`: `sched_gap_tsc=` in the heartbeat, an `update-pause N:`
+//! line after each update).
 //!
 //! With the command-line word `probe` it first tries the PV-only
 //! hypercalls (page tables, reservation, segment bases), which an HVM
@@ -48,6 +50,7 @@
 // Every `unsafe` block of the guest lives in `pvrt`, behind safe functions.
 #![deny(unsafe_code)]
 
+use pvrt::gap::Meter;
 use pvrt::hc;
 use pvrt::hvlu_types::pte::Level;
 use pvrt::hvlu_types::DomId;
@@ -93,6 +96,8 @@ struct Work {
     /// Whether pages are rewritten with the next generation (not in
     /// `dirty` mode, which only reads them).
     rewrite: bool,
+    /// The gaps in this work: a mark after every page checked.
+    gaps: Meter,
 }
 
 impl Work {
@@ -144,6 +149,7 @@ impl Work {
             self.set_generation(i, next);
         }
         self.checks += 1;
+        self.gaps.mark();
     }
 }
 
@@ -276,11 +282,13 @@ fn main() -> ! {
         mismatches: 0,
         rng: 0x8765_4321 ^ si.domid,
         rewrite: !quiet,
+        gaps: Meter::new(),
     };
     if !device_ok {
         work.mismatches += 1;
     }
     work.fill();
+    work.gaps.restart();
     let hz = hc::sysinfo().map(|i| i.tick_hz).unwrap_or(100).max(1);
     let mut last_beat = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
     let mut beats = 0u64;
@@ -295,7 +303,11 @@ fn main() -> ! {
         }
         let _ = hc::report(Report::Checks, work.checks);
         let _ = hc::report(Report::Mismatches, work.mismatches);
-        let now = hc::sysinfo().map(|i| i.ticks).unwrap_or(0);
+        let info = hc::sysinfo();
+        if let Ok(info) = &info {
+            work.gaps.look(info);
+        }
+        let now = info.map(|i| i.ticks).unwrap_or(0);
         if now.wrapping_sub(last_beat) >= hz {
             last_beat = now;
             beats += 1;
@@ -311,9 +323,13 @@ fn main() -> ! {
                 work.mismatches += 1;
             }
             polls = now;
+            // The new field before `device_polls`, which tests read as
+            // the line's last.
             println!(
-                "heartbeat {beats}: checks={} mismatches={} device_polls={polls}",
-                work.checks, work.mismatches
+                "heartbeat {beats}: checks={} mismatches={} {} device_polls={polls}",
+                work.checks,
+                work.mismatches,
+                work.gaps.heartbeat_field()
             );
             if quiet {
                 let pages = dirtied(area, beats);

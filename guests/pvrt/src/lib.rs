@@ -16,6 +16,7 @@
 
 pub mod console;
 pub mod edu;
+pub mod gap;
 pub mod hc;
 pub mod hvm;
 pub mod mem;
