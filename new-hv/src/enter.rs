@@ -177,7 +177,7 @@ pub fn enter<P: Platform>(
     let (read, mut state) = (decoded.header.version, decoded.state);
     drop(bytes);
     t.verified = p.now();
-    t.marks.mark("verify", t.verified);
+    t.marks.mark("decode", t.verified);
 
     // Sized from the state's RAM, as the old side dry-ran it.
     let ram = ram::of_state(&state);

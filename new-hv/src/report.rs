@@ -74,6 +74,9 @@ pub struct Report {
     /// The incoming side's sub-steps ([`InTimes::marks`]) and the TSC they
     /// count from (the entry).
     pub in_marks: (Marks, u64),
+    /// The ends of the phases the sub-steps fall in, in order: a step
+    /// ending at or before a bound belongs to its phase ([`Report::steps`]).
+    pub bounds: [(u64, &'static str); 6],
     /// The TSC frequency the marks are read at.
     pub tsc_khz: u64,
     /// The release at the first tick after the resume. The frametable
@@ -130,6 +133,14 @@ impl Report {
             blackout_us: us(a.tsc_pause, t.resumed, khz),
             out_marks: (t.out, a.tsc_paused),
             in_marks: (t.marks, t.entry),
+            bounds: [
+                (a.tsc_serialised, "serialise"),
+                (a.tsc_preflight, "preflight"),
+                (t.heap, "boot"),
+                (t.verified, "verify"),
+                (t.booted, "boot"),
+                (t.pass, "pass"),
+            ],
             tsc_khz: khz,
             release_us: us(release.0, release.1, khz),
             state_bytes: a.state_len,
@@ -139,6 +150,31 @@ impl Report {
             free_digest_old: a.free_digest,
             ..Report::default()
         }
+    }
+
+    /// Every sub-step of both sides, in order: the phase it falls in
+    /// (`serialise`, `preflight`, `boot`, `verify`, `pass`, `resume`), its
+    /// tag and its time in microseconds. The steps of a phase add up to
+    /// it (but for the outgoing side's jump and the incoming side's
+    /// `resume`, whose last step ends at the resume).
+    pub fn steps(&self) -> impl Iterator<Item = (&'static str, &str, u64)> + '_ {
+        let phase = |side: core::ops::Range<usize>, tsc: u64| {
+            self.bounds[side]
+                .iter()
+                .find(|(end, _)| tsc <= *end)
+                .map_or("resume", |(_, p)| *p)
+        };
+        let (out, out_from) = &self.out_marks;
+        let (inn, in_from) = &self.in_marks;
+        let outs = out
+            .iter()
+            .zip(out.intervals(*out_from, self.tsc_khz))
+            .map(move |((_, tsc), (tag, us))| (phase(0..2, tsc), tag, us));
+        let ins = inn
+            .iter()
+            .zip(inn.intervals(*in_from, self.tsc_khz))
+            .map(move |((_, tsc), (tag, us))| (phase(2..6, tsc), tag, us));
+        outs.chain(ins)
     }
 
     /// Whether both sides' digests agree.
@@ -218,13 +254,8 @@ impl fmt::Display for Report {
             yes(self.free_equal()),
             self.capacity >> 10,
         )?;
-        let (out, from) = &self.out_marks;
-        for (tag, us) in out.intervals(*from, self.tsc_khz) {
-            write!(f, " out_{tag}_us={us}")?;
-        }
-        let (inn, from) = &self.in_marks;
-        for (tag, us) in inn.intervals(*from, self.tsc_khz) {
-            write!(f, " in_{tag}_us={us}")?;
+        for (phase, tag, us) in self.steps() {
+            write!(f, " {phase}_{tag}_us={us}")?;
         }
         Ok(())
     }

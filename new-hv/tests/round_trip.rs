@@ -421,21 +421,34 @@ fn the_report_line_ends_with_every_sub_step_of_both_sides() {
         tsc_khz: 1_000,
         tsc_pause: 1_000,
         tsc_paused: 2_000,
+        tsc_serialised: 4_000,
+        tsc_preflight: 5_000,
         ..s.args
     };
     let mut t = InTimes {
         entry: 6_000,
+        heap: 7_000,
+        verified: 8_000,
+        booted: 10_000,
+        pass: 10_500,
         resumed: 11_000,
         ..InTimes::default()
     };
     t.out.mark("collect", 2_500);
     t.out.mark("encode", 4_000);
+    t.out.mark("checks", 5_000);
     t.marks.mark("heap", 7_000);
+    t.marks.mark("decode", 8_000);
     t.marks.mark("pagetbls", 10_000);
+    t.marks.mark("rebuild", 10_500);
+    t.marks.mark("queue", 11_000);
     let line = Report::new(&args, &t, (0, 0), BuildId([1; 16])).to_string();
+    // Each step named by the phase it falls in: the bench stacks them.
     assert!(
         line.ends_with(
-            " capacity_kib=0 out_collect_us=500 out_encode_us=1500 in_heap_us=1000 in_pagetbls_us=3000"
+            " capacity_kib=0 serialise_collect_us=500 serialise_encode_us=1500 \
+             preflight_checks_us=1000 boot_heap_us=1000 verify_decode_us=1000 \
+             boot_pagetbls_us=2000 pass_rebuild_us=500 resume_queue_us=500"
         ),
         "{line}"
     );

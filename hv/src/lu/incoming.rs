@@ -423,13 +423,8 @@ fn report_release(hv: &mut Hv, pending: PendingRelease) {
     };
     hvprintln!("{report}");
     if hv.options.log_level >= crate::cmdline::LogLevel::Debug {
-        let (out, from) = &report.out_marks;
-        for (tag, us) in out.intervals(*from, report.tsc_khz) {
-            hvprintln!("lu: update {} outgoing step {tag}: {us} us", report.seq);
-        }
-        let (inn, from) = &report.in_marks;
-        for (tag, us) in inn.intervals(*from, report.tsc_khz) {
-            hvprintln!("lu: update {} incoming step {tag}: {us} us", report.seq);
+        for (phase, tag, us) in report.steps() {
+            hvprintln!("lu: update {} {phase} step {tag}: {us} us", report.seq);
         }
     }
 }
