@@ -17,7 +17,8 @@
 //!   1. every loadable segment of the new image at its link virtual address,
 //!      backed by the staged copy (4 KiB pages, writable and executable);
 //!   2. all physical memory below [`EntryArgs::ram_end`] at
-//!      [`DIRECT_MAP_BASE`]` + paddr` (2 MiB pages, writable, not executable);
+//!      [`DIRECT_MAP_BASE`]` + paddr` (2 MiB pages, or 1 GiB pages for its
+//!      whole gigabytes where the CPU has them; writable, not executable);
 //!   3. one identity-mapped page holding the old hypervisor's trampoline;
 //! - the image's `.bss` zeroed in the staged copy.
 //!

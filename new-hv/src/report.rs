@@ -76,7 +76,7 @@ pub struct Report {
     pub in_marks: (Marks, u64),
     /// The ends of the phases the sub-steps fall in, in order: a step
     /// ending at or before a bound belongs to its phase ([`Report::steps`]).
-    pub bounds: [(u64, &'static str); 6],
+    pub bounds: [(u64, &'static str); 8],
     /// The TSC frequency the marks are read at.
     pub tsc_khz: u64,
     /// The release at the first tick after the resume. The frametable
@@ -134,6 +134,8 @@ impl Report {
             out_marks: (t.out, a.tsc_paused),
             in_marks: (t.marks, t.entry),
             bounds: [
+                (a.tsc_pause, "before"),
+                (a.tsc_paused, "pause"),
                 (a.tsc_serialised, "serialise"),
                 (a.tsc_preflight, "preflight"),
                 (t.heap, "boot"),
@@ -153,7 +155,9 @@ impl Report {
     }
 
     /// Every sub-step of both sides, in order: the phase it falls in
-    /// (`serialise`, `preflight`, `boot`, `verify`, `pass`, `resume`), its
+    /// (`before` the pause — outside the blackout, but the guests do not
+    /// run —, `pause`, `serialise`, `preflight`, `boot`, `verify`, `pass`,
+    /// `resume`), its
     /// tag and its time in microseconds. The steps of a phase add up to
     /// it (but for the outgoing side's jump and the incoming side's
     /// `resume`, whose last step ends at the resume).
@@ -166,14 +170,21 @@ impl Report {
         };
         let (out, out_from) = &self.out_marks;
         let (inn, in_from) = &self.in_marks;
+        // An outgoing side that marks its start times the steps before
+        // the pause from there (the mark itself is no step).
+        let (out_from, skip) = match out.iter().next() {
+            Some(("start", tsc)) => (tsc, 1),
+            _ => (*out_from, 0),
+        };
         let outs = out
             .iter()
-            .zip(out.intervals(*out_from, self.tsc_khz))
-            .map(move |((_, tsc), (tag, us))| (phase(0..2, tsc), tag, us));
+            .zip(out.intervals(out_from, self.tsc_khz))
+            .skip(skip)
+            .map(move |((_, tsc), (tag, us))| (phase(0..4, tsc), tag, us));
         let ins = inn
             .iter()
             .zip(inn.intervals(*in_from, self.tsc_khz))
-            .map(move |((_, tsc), (tag, us))| (phase(2..6, tsc), tag, us));
+            .map(move |((_, tsc), (tag, us))| (phase(4..8, tsc), tag, us));
         outs.chain(ins)
     }
 

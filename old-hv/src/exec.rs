@@ -186,6 +186,12 @@ impl EntryPlan {
         crate::staging::entry_maps(self.segments.iter().copied(), self.ram_end)
     }
 
+    /// [`EntryPlan::maps`], the direct map in 1 GiB pages where whole
+    /// gigabytes allow if `gib_pages` (`staging::entry_maps_for`).
+    pub fn maps_for(&self, gib_pages: bool) -> Vec<Map> {
+        crate::staging::entry_maps_for(self.segments.iter().copied(), self.ram_end, gib_pages)
+    }
+
     /// The trampoline's identity mapping, in both roots.
     pub fn trampoline_map(&self) -> Map {
         crate::staging::trampoline_map(self.trampoline)
@@ -317,18 +323,27 @@ pub fn exec<P: Platform>(
     staging: &Staging,
 ) -> Result<P::Jumped, ExecError<P::Error>> {
     let fault = p.fault();
+    // The steps before the pause are timed too: the guests do not run
+    // while this hypercall does, so they see them in their pause.
+    let mut marks = Marks::new();
+    marks.mark("start", p.now());
     before_pause(p, info, staging)?;
+    marks.mark("checks", p.now());
     // Neither depends on anything a pause can change, and both cost a walk
     // over all of RAM (the direct map, the free-frame bitmap): taken
     // before the pause, never inside the blackout.
     let tables = entry_tables(p, info, staging, fault)?;
+    marks.mark("entrytbl", p.now());
     let free_digest = p.free_digest();
     let mut t = Times {
         pause: p.now(),
+        marks,
         ..Times::default()
     };
+    t.marks.mark("freedig", t.pause);
     p.pause();
     t.paused = p.now();
+    t.marks.mark("vcpus", t.paused);
     match prepare(p, info, staging, fault, &mut t, tables, free_digest) {
         Ok((prepared, detail)) => Ok(p.jump(prepared, &detail)),
         Err(e) => {

@@ -129,7 +129,11 @@ pub fn prepare(plan: &EntryPlan) -> Result<Prepared, PrepareError> {
     // tables for good: not recorded.
     let mut tables = Tables::passing(alloc);
     let new_root = tables.new_table()?;
-    table_plan::build(new_root, &plan.maps(), &mut tables).map_err(PagingError::from)?;
+    table_plan::build(
+        new_root,
+        &plan.maps_for(super::cpu::has_gib_pages()),
+        &mut tables,
+    ).map_err(PagingError::from)?;
     let trampoline = [plan.trampoline_map()];
     table_plan::build(new_root, &trampoline, &mut tables).map_err(PagingError::from)?;
     // A fresh identity mapping of the trampoline in the hypervisor's root:

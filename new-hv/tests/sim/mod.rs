@@ -650,7 +650,7 @@ impl old_hv::exec::Platform for Sim {
         let mut tables = self.tables_in(plan.frames);
         tables.out_of_frames = "no frame left in the staging area for the entry page tables";
         let root = tables.new_table()?;
-        build(root, &plan.maps(), &mut tables)?;
+        build(root, &plan.maps_for(true), &mut tables)?;
         let trampoline = [plan.trampoline_map()];
         build(root, &trampoline, &mut tables)?;
         tables.write_entry(HV_ROOT, Level::L4.index(plan.trampoline), 0)?;
