@@ -14,7 +14,11 @@
 //!   a frame a guest names ([`crate::mm::Memory::settle_at`]), a frame the
 //!   page allocator must hand out ([`crate::mm::Memory::alloc`]), or all of
 //!   them for what needs the whole table ([`Hv::settle_all`]: a new domain,
-//!   the outgoing side of the next update).
+//!   a log-dirty bitmap).
+//!
+//! The next update does not wait for it ([`Hv::settle_interrupted`]): its
+//! state reads only the domains' frames, and the free RAM not handed out
+//! yet is counted as free.
 //!
 //! With `lu_settle=demand` (for tests) only the last way runs.
 //!
@@ -59,6 +63,11 @@ pub struct Settled {
     pub unbacked: u64,
     /// The first unbacked entry's frame.
     pub first_unbacked: Option<u64>,
+    /// Entries audited.
+    pub audited: u64,
+    /// Whether everything was initialised and audited (not cut short by
+    /// the next update).
+    pub complete: bool,
 }
 
 /// Work for the moment the initialisation ends.
@@ -124,11 +133,26 @@ impl Hv {
             return true;
         }
         s.done_tsc = end;
+        s.complete = true;
         let settled = *s;
         if let Some(work) = self.settling.on_done.take() {
             work(self, settled);
         }
         false
+    }
+
+    /// The next update begins: what is left of this one's work is not
+    /// done (nothing needs it: Invariant 29), and the work left for its
+    /// end runs now with what was done.
+    pub fn settle_interrupted(&mut self) {
+        deferred::run(self);
+        if let Some(work) = self.settling.on_done.take() {
+            let mut settled = self.settling.so_far;
+            settled.done_tsc = cpu::rdtsc();
+            settled.complete = false;
+            self.settling.audit_next = None;
+            work(self, settled);
+        }
     }
 
     /// Audits the next chunk of the table; returns whether entries are
@@ -159,6 +183,7 @@ impl Hv {
                 s.first_unbacked.get_or_insert(mfn);
             }
         }
+        self.settling.so_far.audited += to - from;
         let more = to < self.mem.frametable.len() as u64;
         self.settling.audit_next = more.then_some(to);
         more

@@ -28,8 +28,8 @@ fn entries_an_update_left_give_the_right_answers_when_first_needed() {
     let mut m = boot("settle-demand", "autostart=domu lu_settle=demand");
     wait_all(&mut m, &["(d1) heartbeat 2:"], LONG);
     // A first update releases the cold-boot image's frames besides: the
-    // second one is the one measured (its `lu exec` initialises what the
-    // first left, before it pauses anything).
+    // second one is the one measured. Nothing initialises what the first
+    // left before the second: its `lu exec` does not need it.
     let out = cmd(&mut m, "live-update hv-b");
     assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
     wait_all(&mut m, &["entered by live update #1"], LONG);
@@ -52,6 +52,15 @@ fn entries_an_update_left_give_the_right_answers_when_first_needed() {
             "(hv) lu-report seq=2 ",
         ],
         LONG,
+    );
+    let first = m
+        .lines_with("(hv) lu-settled seq=1 ")
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        first.contains(" steps=0 ") && first.contains(" complete=no"),
+        "{first}"
     );
     // Free RAM not handed to the page allocator yet counts as free, in
     // `free` as in the report.

@@ -387,15 +387,21 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
     hv.settling.when_done(move |hv, settled| {
         let us = |from, to| new_hv::report::us(from, to, khz);
         hvprintln!(
-            "lu-settled seq={seq} settle_us={} settled_us={} steps={} turns={} free_frames={} audit_owned={} audit_unbacked={} audit_equal={}",
+            "lu-settled seq={seq} settle_us={} settled_us={} steps={} turns={} free_frames={} audited={} audit_owned={} audit_unbacked={} audit_equal={} complete={}",
             us(0, settled.busy_tsc),
             us(resumed, settled.done_tsc),
             settled.steps,
             settled.turns,
             hv.mem.free_frames(),
+            settled.audited,
             settled.owned,
             settled.unbacked,
-            if settled.unbacked == 0 { "yes" } else { "no" }
+            if settled.unbacked == 0 { "yes" } else { "no" },
+            if settled.complete {
+                "yes"
+            } else {
+                "no (the next update began)"
+            }
         );
         if let Some(mfn) = settled.first_unbacked {
             hvprintln!("lu: the frametable says frame {mfn:#x} is owned, and its owner does not back it");

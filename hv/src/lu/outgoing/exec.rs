@@ -48,11 +48,12 @@ impl Hv {
     /// `lu exec`: `frame` is the caller's context. Returns only on
     /// cancellation.
     pub fn lu_exec(&mut self, frame: &mut TrapFrame) -> Result<u64, Error> {
-        // The previous update's entries all initialised and its free RAM
-        // all the page allocator's: the state, the free digest and the
-        // free count are read off them (Invariant 29). Before anything
-        // pauses.
-        self.settle_all();
+        // What the previous update left need not be finished: the state
+        // reads only the domains' own frames, whose entries are
+        // initialised, and the free count and digest count the free RAM
+        // not handed to the allocator yet (Invariant 29). Its line says
+        // how far it got.
+        self.settle_interrupted();
         let Some(loaded) = self.lu.loaded.take() else {
             return self.refuse(
                 Error::NotFound,
@@ -181,7 +182,7 @@ impl Platform for Outgoing<'_> {
             ram: &hv.mem.ram,
             region: hv.mem.region,
             reserved: &hv.mem.reserved,
-            free_frames: hv.mem.pages.free_frames(),
+            free_frames: hv.mem.free_frames(),
             image_frames_out: hv.image_out().map_or(0, |r| r.count),
             tsc_khz: hv.tsc_khz,
             sequence: hv.lu_sequence,
@@ -193,7 +194,14 @@ impl Platform for Outgoing<'_> {
     /// the region (a bitmap pass, a word at a time).
     fn free_digest(&self) -> u64 {
         let hv = &*self.hv;
-        new_hv::free::digest_of(hv.mem.pages.free_runs().chain(hv.image_out()))
+        // Free RAM whose entries are not initialised yet is free too.
+        new_hv::free::digest_of(
+            hv.mem
+                .pages
+                .free_runs()
+                .chain(hv.mem.unsettled.free().iter().copied())
+                .chain(hv.image_out()),
+        )
     }
 
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), HwError> {
