@@ -25,7 +25,8 @@
 //! and [`quiesce`] — called by `kexec::Prepared::jump`, on the way to any
 //! image, old or new — resets it first: a reset device holds no buffer
 //! and writes nothing (virtio 1.x §2.1, §4.2.3.1). The next image opens it
-//! again if it knows how (`docs/design.md`, "The host link").
+//! again if it knows how (`docs/design.md`, "The host link";
+//! `docs/invariants.md`, Invariant 29).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
