@@ -8,18 +8,33 @@
 //! `frame_ownership::testkit::synthetic_machine`. Other sizes can be given
 //! as arguments: `cargo bench -p frame-ownership -- 262144 4194304`.
 //!
-//! For each size: best of a few runs of [`rebuild`] on a zeroed frametable
-//! (zeroing and page faults are outside the timing), and best of a few runs
-//! of a plain loop that writes one `FrameInfo` per owned frame into a zeroed
-//! table of the same size. The pass additionally writes the 8-byte M2P entry
-//! of each frame and reads every page-table frame; the plain write is the
-//! physical limit of touching the frametable once.
+//! For each size, best of a few runs of each (zeroing and page faults are
+//! outside the timings):
+//! - **single pass**: [`rebuild`] on a zeroed frametable and an M2P filled
+//!   with [`M2P_INVALID`];
+//! - **plain write**: a loop that writes one `FrameInfo` per owned frame
+//!   into a zeroed table of the same size — the physical limit of touching
+//!   the frametable once. `pass ÷ plain write` is the figure the pass is
+//!   judged by (issue #17: at most 1.5 is the goal).
+//! - **plain write + M2P**: the same, plus the 8-byte M2P entry of each
+//!   frame, in a second loop as the pass writes it. The pass must write
+//!   both tables (Invariant 10) and read every L1 entry (8 more bytes a
+//!   frame), so this is closer to its own limit; printed for that, the
+//!   ratio above stays against the frametable bytes alone.
+//! - **digests**: `owned_digest` and `frametable_digest` over the result,
+//!   which the incoming hypervisor computes right after the pass
+//!   (`new_hv::adopt`), apart and in one walk
+//!   (`owned_and_frametable_digests`); not part of the pass, printed
+//!   because they are the other per-frame cost there.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use frame_ownership::testkit::synthetic_machine;
-use frame_ownership::{rebuild, FrameFlags, FrameInfo, PageType, PassReport, M2P_INVALID};
+use frame_ownership::{
+    frametable_digest, owned_and_frametable_digests, owned_digest, rebuild, FrameFlags, FrameInfo,
+    PageType, PassReport, M2P_INVALID,
+};
 use hvlu_types::DomId;
 
 const DOMAINS: usize = 4;
@@ -57,10 +72,15 @@ fn bench(total: u64) {
     let mut frametable = vec![FrameInfo::UNOWNED; n];
     let mut m2p = vec![M2P_INVALID; n];
     let mut plain = vec![FrameInfo::UNOWNED; n];
+    let mut plain_m2p = vec![M2P_INVALID; n];
     let owned_start = machine.domains[0].runs[0].first_mfn.0 as usize;
 
     let mut best_pass = Duration::MAX;
     let mut best_write = Duration::MAX;
+    let mut best_write_m2p = Duration::MAX;
+    let mut best_digest = Duration::MAX;
+    let mut best_scan = Duration::MAX;
+    let mut best_both = Duration::MAX;
     let mut report = PassReport::default();
     let runs = runs_for(total);
     for _ in 0..runs {
@@ -81,7 +101,6 @@ fn bench(total: u64) {
         black_box(&m2p);
         best_pass = best_pass.min(dt);
 
-        plain.fill(FrameInfo::UNOWNED);
         let owned = report.frames_owned as usize;
         let value = black_box(FrameInfo::new(
             Some(DomId(1)),
@@ -90,20 +109,52 @@ fn bench(total: u64) {
             1,
             FrameFlags::EMPTY,
         ));
+        let frames = owned_start..owned_start + owned;
+
+        plain.fill(FrameInfo::UNOWNED);
         let t = Instant::now();
-        for slot in &mut plain[owned_start..owned_start + owned] {
+        for slot in &mut plain[frames.clone()] {
             *slot = value;
         }
         black_box(&plain);
-        let dt = t.elapsed();
-        best_write = best_write.min(dt);
+        best_write = best_write.min(t.elapsed());
+
+        plain.fill(FrameInfo::UNOWNED);
+        plain_m2p.fill(M2P_INVALID);
+        let first_gpfn = black_box(0u64);
+        let t = Instant::now();
+        for slot in &mut plain[frames.clone()] {
+            *slot = value;
+        }
+        for (slot, gpfn) in plain_m2p[frames].iter_mut().zip(first_gpfn..) {
+            *slot = gpfn;
+        }
+        black_box(&plain);
+        black_box(&plain_m2p);
+        best_write_m2p = best_write_m2p.min(t.elapsed());
+
+        let t = Instant::now();
+        black_box(owned_digest(&frametable, &m2p, black_box(&views)));
+        best_digest = best_digest.min(t.elapsed());
+        let t = Instant::now();
+        black_box(frametable_digest(black_box(&frametable), &m2p));
+        best_scan = best_scan.min(t.elapsed());
+        let t = Instant::now();
+        black_box(owned_and_frametable_digests(
+            &frametable,
+            &m2p,
+            black_box(&views),
+        ));
+        best_both = best_both.min(t.elapsed());
     }
 
     assert_eq!(report.frames_owned, total);
-    let frames = report.frames_owned as f64;
-    let pass_ns = best_pass.as_nanos() as f64 / frames;
-    let write_ns = best_write.as_nanos() as f64 / frames;
+    let per_frame = |d: Duration| d.as_nanos() as f64 / report.frames_owned as f64;
+    let (pass_ns, write_ns) = (per_frame(best_pass), per_frame(best_write));
+    let (write_m2p_ns, digest_ns) = (per_frame(best_write_m2p), per_frame(best_digest));
+    let (scan_ns, both_ns) = (per_frame(best_scan), per_frame(best_both));
     let ratio = pass_ns / write_ns;
+    let ratio_m2p = pass_ns / write_m2p_ns;
     println!(
         "pass over {total} frames ({} MiB of frametable; {DOMAINS} domains; {} page-table frames read; {} entries checked; machine built in {:.2?})",
         (total * 16) >> 20,
@@ -112,15 +163,22 @@ fn bench(total: u64) {
         build
     );
     println!(
-        "  single pass     {pass_ns:>7.3} ns/frame   {:>10.2?} (best of {runs})",
-        best_pass
+        "  single pass          {pass_ns:>7.3} ns/frame   {best_pass:>10.2?} (best of {runs})"
     );
     println!(
-        "  plain write     {write_ns:>7.3} ns/frame   {:>10.2?} (best of {runs}; 16 bytes/frame)",
-        best_write
+        "  plain write          {write_ns:>7.3} ns/frame   {best_write:>10.2?} (16 bytes/frame: one FrameInfo per owned frame)"
     );
-    println!("  ratio           {ratio:>7.2}");
+    println!("  pass ÷ plain write   {ratio:>7.2}");
     println!(
-        "bench pass frames={total} ns_per_frame={pass_ns:.3} write_ns_per_frame={write_ns:.3} ratio={ratio:.2}"
+        "  plain write + M2P    {write_m2p_ns:>7.3} ns/frame   {best_write_m2p:>10.2?} (24 bytes/frame, what the pass must write; pass ÷ this {ratio_m2p:.2})"
+    );
+    println!("  digests after the pass (new_hv::adopt; not part of it):");
+    println!("    owned digest       {digest_ns:>7.3} ns/frame   {best_digest:>10.2?}");
+    println!("    frametable digest  {scan_ns:>7.3} ns/frame   {best_scan:>10.2?}");
+    println!(
+        "    both in one walk   {both_ns:>7.3} ns/frame   {best_both:>10.2?} (owned_and_frametable_digests)"
+    );
+    println!(
+        "bench pass frames={total} ns_per_frame={pass_ns:.3} write_ns_per_frame={write_ns:.3} ratio={ratio:.2} write_m2p_ns_per_frame={write_m2p_ns:.3} ratio_m2p={ratio_m2p:.2} digest_ns_per_frame={digest_ns:.3} frametable_digest_ns_per_frame={scan_ns:.3} both_digests_ns_per_frame={both_ns:.3}"
     );
 }

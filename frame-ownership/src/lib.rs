@@ -29,7 +29,10 @@
 //!   domain's p2m (what the hypervisors use).
 //! - [`state_view`]: the pass's view of a decoded handover domain.
 //! - [`free_ranges`]: free RAM as the complement of the runs.
-//! - [`Digest`]: the digest over owned frames.
+//! - [`Digest`]: the digest over owned frames ([`frametable_digest`],
+//!   [`owned_digest`], both in one walk: [`owned_and_frametable_digests`]).
+//! - [`lazy`]: the entries an incoming image initialises only after the
+//!   guests run again ([`lazy::Unsettled`]).
 //!
 //! The rules are numbered in `docs/invariants.md` ("Frametable and the single
 //! pass"); comments cite them as "Invariant n".
@@ -49,6 +52,7 @@ pub mod error;
 pub mod frame;
 pub mod free;
 pub mod layout;
+pub mod lazy;
 pub mod ops;
 pub mod page_type;
 pub mod pass;
@@ -64,7 +68,7 @@ mod tests;
 pub use collect::{
     collect_domains, domain_runs, frame_runs, p2m_domain, p2m_runs, pinned_in, OwnedDomain,
 };
-pub use digest::{frametable_digest, owned_digest, Digest};
+pub use digest::{frametable_digest, owned_and_frametable_digests, owned_digest, Digest};
 pub use error::{Error, OpError, RangeList};
 pub use frame::{CountError, FrameFlags, FrameInfo};
 pub use free::free_ranges;

@@ -7,6 +7,7 @@
 //! | `timer_hz=N` | scheduler tick rate | `100` |
 //! | `autostart=M1,M2,..` | modules dom0 creates domUs from at boot | none |
 //! | `hostlink=auto\|uart` | the host link's device: the virtio-serial port when the machine has one, else COM2 (`auto`); or COM2 alone (`uart`) | `auto` |
+//! | `lu_settle=background\|demand` | after an update, initialise the frametable entries it left in the background (idle time and one time slice per round of the run queue) or only when something needs them (for tests: the entries stay uninitialised until a guest names a frame, a domain is created or the next update starts) | `background` |
 //! | `lu_inject=state\|digest\|args\|table\|guest\|vcpu\|fail-<step>` | fault injection for tests (never handed to the next image): corrupt the staged state (a bit at a pseudo-random place of the body), the digest or a bit of the argument page after the pre-flight check, so the incoming image must refuse; make one step before the point of no return fail (`fail-too-large`, `fail-encode`, `fail-preflight`, `fail-boot`, `fail-tables`), so the update is cancelled and the next one succeeds; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
 //!
 //! An unknown word or a bad value is an error: the hypervisor stops and
@@ -34,6 +35,9 @@ pub struct Options {
     pub timer_hz: u32,
     /// Fault injection for the live-update tests.
     pub lu_inject: Option<Inject>,
+    /// After an update, initialise what it left only on demand
+    /// (`crate::settle`; for tests).
+    pub lu_settle_on_demand: bool,
     /// Which device the host link uses (`crate::hostlink`).
     pub hostlink: LinkChoice,
 }
@@ -60,6 +64,7 @@ impl Default for Options {
             timer_hz: 100,
             lu_inject: None,
             hostlink: LinkChoice::Auto,
+            lu_settle_on_demand: false,
         }
     }
 }
@@ -133,6 +138,19 @@ impl Options {
                             value,
                             expected: "20..=1000",
                         })?;
+                }
+                "lu_settle" => {
+                    options.lu_settle_on_demand = match value {
+                        "background" => false,
+                        "demand" => true,
+                        _ => {
+                            return Err(CmdlineError::BadValue {
+                                option: key,
+                                value,
+                                expected: "background or demand",
+                            })
+                        }
+                    }
                 }
                 "lu_inject" => {
                     options.lu_inject =

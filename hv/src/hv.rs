@@ -86,6 +86,8 @@ pub struct Hv {
     /// Work for after [`Hv::start`]: the first timer tick or the first
     /// hypercall, whichever comes first.
     deferred: Deferred<Hv>,
+    /// The initialisation a live update left (`crate::settle`).
+    pub settling: crate::settle::Settling,
 }
 
 /// A hypervisor image staged for a live update.
@@ -195,6 +197,7 @@ impl Hv {
             machine_map: Vec::new(),
             devices: Vec::new(),
             deferred: Deferred::new(),
+            settling: crate::settle::Settling::default(),
         }
     }
 

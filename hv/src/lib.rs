@@ -67,6 +67,7 @@ bare_metal! {
     mod mmu;
     mod modules;
     mod sched;
+    mod settle;
     mod trap;
 
     use core::panic::PanicInfo;
@@ -137,7 +138,7 @@ pub fn cold_boot(start_info: u64) -> ! {
     let modules = modules::discover();
     hvprintln!(
         "free frames {}, TSC {} kHz, modules: {}",
-        memory.pages.free_frames(),
+        memory.free_frames(),
         tsc_khz,
         modules
             .iter()
@@ -230,6 +231,7 @@ fn cold_memory(
         mm::reserved_ranges(region),
         boot.finish(),
         needs.frames,
+        frame_ownership::lazy::Unsettled::none(),
     )?;
     let free = {
         let parts = memory.parts();

@@ -75,6 +75,13 @@ pub fn mmu_update(
     let mut done = 0;
     for write in writes {
         let result = write.and_then(|w| {
+            // The frames the guest names: their entries initialised first
+            // (Invariant 29).
+            mem.settle_at(w.table);
+            let target = hvlu_types::pte::Pte(w.val);
+            if target.is_present() {
+                mem.settle_at(target.mfn());
+            }
             let parts = mem.parts();
             frame_ownership::update_entry(
                 &parts.layout,
@@ -101,7 +108,8 @@ pub fn mmu_update(
 
 /// Whether `mfn` is `dom`'s start-info page (its frame, at the start-info
 /// gpfn in the M2P).
-fn is_start_info(mem: &Memory, dom: &Domain, mfn: Mfn) -> bool {
+fn is_start_info(mem: &mut Memory, dom: &Domain, mfn: Mfn) -> bool {
+    mem.settle_at(mfn);
     let i = mfn.0 as usize;
     mem.frametable.get(i).is_some_and(|f| f.is_owned_by(dom.id))
         && mem.m2p.get(i) == Some(&dom.start_info.0)
@@ -119,6 +127,9 @@ pub fn pin_table(
     if is_start_info(mem, dom, mfn) {
         return Err(Error::Permission);
     }
+    // Validation reads the entry of every frame the table maps, any of
+    // which the guest may name: all entries initialised first.
+    mem.settle_all();
     let ctx = context(dom)?;
     let parts = mem.parts();
     frame_ownership::pin(
@@ -141,6 +152,7 @@ pub fn pin_table(
 
 /// Unpins `mfn`; if nothing references it any more it becomes data again.
 pub fn unpin_table(mem: &mut Memory, dom: &Domain, mfn: Mfn) -> Result<u64, Error> {
+    mem.settle_at(mfn);
     frame_ownership::unpin(mem.frametable, dom.id, mfn).map_err(|e| error_of(&e))?;
     let unreferenced = mem
         .frametable
@@ -169,6 +181,7 @@ pub fn new_baseptr(
     vcpu: usize,
     mfn: Mfn,
 ) -> Result<u64, Error> {
+    mem.settle_at(mfn);
     let frame = mem.frametable.get(mfn.0 as usize).ok_or(Error::NotOwner)?;
     if !frame.is_owned_by(dom.id) {
         return Err(Error::NotOwner);
@@ -214,7 +227,7 @@ pub fn increase_reservation(
         let Some(gpfn) = dom.p2m.next_gpfn() else {
             return Ok(None);
         };
-        let Some(mfn) = mem.pages.alloc() else {
+        let Some(mfn) = mem.alloc() else {
             return Ok(None);
         };
         if phys::zero(mfn.addr(), PAGE_SIZE).is_err() {

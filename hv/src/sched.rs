@@ -135,7 +135,8 @@ impl Hv {
     }
 
     /// Nothing is runnable: powers off if nothing ever can be again, else
-    /// waits for the timer (or input).
+    /// initialises a chunk of what an update left, or waits for the timer
+    /// (or input).
     fn idle(&mut self) {
         if self.domains.is_empty() {
             hvprintln!("no domain left: powering off");
@@ -146,6 +147,10 @@ impl Hv {
                 "dom0 is gone and every domain is paused: nothing can run again, powering off"
             );
             self.poweroff();
+        }
+        // What an update left to initialise, a chunk at a time, first.
+        if self.settle_idle() {
+            return;
         }
         // The lock stays held; the nested interrupt only counts the tick.
         trap::wait_for_interrupt();

@@ -273,14 +273,16 @@ fn from_guest(hv: &mut Hv, frame: &mut TrapFrame) {
 }
 
 /// A timer tick's work, from a PV guest's trap or an HVM guest's exit:
-/// the deferred work, this image's self-tests (once), console input, the
-/// end of the running vCPU's time slice.
+/// the deferred work, this image's self-tests (once), console input, a
+/// turn of the initialisation an update left (`crate::settle`), the end of
+/// the running vCPU's time slice.
 pub fn tick(hv: &mut Hv, frame: &mut TrapFrame) {
     hv.run_deferred();
     if !SELFTESTS_READ.swap(true, Ordering::Relaxed) {
         selftests(hv);
     }
     hv.console_in.poll();
+    hv.settle_turn();
     hv.schedule(frame, true);
 }
 

@@ -40,6 +40,7 @@ use core::fmt;
 use boot_allocator::{HandOff, PhysRange};
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::marks::{Marks, MARKS_MAX_BYTES, MARKS_OFFSET};
 use handover_abi::version::VersionRange;
 use handover_abi::{HandoverState, PciDevice};
 use hvlu_types::{Mfn, MfnRange};
@@ -48,7 +49,7 @@ use crate::boot::{self, Boot, BootMemory};
 use crate::devices;
 use crate::domain::{self, Restored};
 use crate::staging::{consumed_range, staged_range};
-use crate::{adopt, ram, read_args, tables, verify_state, Adopted, InTimes, IncomingError};
+use crate::{adopt_marked, ram, read_args, tables, verify_state, Adopted, InTimes, IncomingError};
 
 /// What the hypervisor offers the incoming side of an update: the boot's
 /// memory steps ([`BootMemory`], as a cold boot has them) and the rest.
@@ -61,6 +62,9 @@ pub trait Platform: BootMemory {
 
     /// The clock (TSC).
     fn now(&self) -> u64;
+    /// The same clock as a function, for the steps that run while the
+    /// platform is borrowed (the pass's marks).
+    fn clock(&self) -> fn() -> u64;
     /// Reads the argument page at `paddr` (the entry tables map it).
     fn read_args(&mut self, paddr: u64) -> Result<[u8; ENTRY_ARGS_SIZE], Self::Error>;
     /// This image is staged where `args` says, and RAM ends at
@@ -145,6 +149,14 @@ pub fn enter<P: Platform>(
         .map_err(platform("reading the argument page"))?;
     let args = read_args(&raw)?;
     p.locate(&args);
+    // The old side's sub-steps, if it wrote them (a measurement: a missing
+    // or damaged trailer is no trailer).
+    let mut trailer = [0u8; MARKS_MAX_BYTES];
+    if p.read(args_phys + MARKS_OFFSET as u64, &mut trailer)
+        .is_ok()
+    {
+        t.out = Marks::from_bytes(&trailer).unwrap_or_default();
+    }
 
     // The restricted boot: the region minus what the old side staged.
     let staged = staged_range(&args)?;
@@ -155,14 +167,17 @@ pub fn enter<P: Platform>(
     let heap_pages = boot::heap_pages(args.ram_end);
     boot.heap_on(p, heap_pages)?;
     t.heap = p.now();
+    t.marks.mark("heap", t.heap);
 
     let mut bytes = alloc::vec![0u8; args.state_len as usize];
     p.read(args.state_phys, &mut bytes)
         .map_err(platform("reading the state"))?;
+    t.marks.mark("read", p.now());
     let decoded = verify_state(&args, &bytes, reads)?;
     let (read, mut state) = (decoded.header.version, decoded.state);
     drop(bytes);
     t.verified = p.now();
+    t.marks.mark("verify", t.verified);
 
     // Sized from the state's RAM, as the old side dry-ran it.
     let ram = ram::of_state(&state);
@@ -173,7 +188,8 @@ pub fn enter<P: Platform>(
             frames: needs.frames,
         });
     }
-    boot.tables_on(p, &needs, &ram)?;
+    boot.tables_on_with(p, &needs, &ram, |p| t.marks.mark("pagetbls", p.now()))?;
+    t.marks.mark("frametbl", p.now());
     // The state is decoded and the entry tables are no longer in use: all
     // of the staged range but this image is free region again.
     let mut handoff = boot.finish();
@@ -183,6 +199,7 @@ pub fn enter<P: Platform>(
         .err()
         .map(|e| alloc::format!("lu: the consumed staging area {consumed} stays reserved: {e}"));
     t.booted = p.now();
+    t.marks.mark("handoff", t.booted);
 
     // The devices, before the pass checks the guests' MMIO mappings
     // against each domain's ranges.
@@ -190,10 +207,12 @@ pub fn enter<P: Platform>(
         .devices(&devices::known(&state))
         .map_err(platform("enumerating the PCI devices"))?;
     devices::adopt(&mut state, read, &found)?;
+    t.marks.mark("devices", p.now());
 
     let reserved = p.reserved(region);
     let layout = MachineLayout::new(&ram, region.covering_frames(), &reserved)
         .map_err(IncomingError::Pass)?;
+    let clock = p.clock();
     let (reader, frametable, m2p) = p.adopt_view();
     // The guests' tables are where they were: exactly as the old side
     // paused them, or nothing runs. A version 1 argument page (the 1.0
@@ -208,7 +227,16 @@ pub fn enter<P: Platform>(
             note = Some(note.map_or_else(|| line.into(), |n| alloc::format!("{n}\n{line}")));
         }
     }
-    let adopted = adopt(&layout, &state, reader, frametable, m2p, args.digest)?;
+    t.marks.mark("tblcheck", clock());
+    let adopted = adopt_marked(
+        &layout,
+        &state,
+        reader,
+        frametable,
+        m2p,
+        args.digest,
+        (&mut t.marks, clock),
+    )?;
     t.pass = p.now();
 
     let mut domains = Vec::with_capacity(state.domains.len());
@@ -221,6 +249,7 @@ pub fn enter<P: Platform>(
             })?;
         }
     }
+    t.marks.mark("restore", p.now());
     Ok(p.resume(Entered {
         args,
         ram,

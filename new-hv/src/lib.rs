@@ -61,7 +61,7 @@ pub mod tables;
 pub mod vcpu;
 pub mod verify;
 
-pub use adopt::{adopt, Adopted};
+pub use adopt::{adopt, adopt_marked, Adopted};
 pub use domain::{l4_frames, p2m_of, RestoredHvm};
 pub use enter::{enter, Entered};
 pub use report::{us, InTimes, Report};

@@ -4,6 +4,7 @@
 use core::fmt;
 
 use handover_abi::entry::EntryArgs;
+use handover_abi::marks::Marks;
 use handover_abi::BuildId;
 
 /// Microseconds between two TSC readings.
@@ -26,6 +27,13 @@ pub struct InTimes {
     pub pass: u64,
     /// Domains rebuilt, ready to run.
     pub resumed: u64,
+    /// The sub-steps from the entry to the resume, in order
+    /// (`handover_abi::marks`): the report prints each as `in_<tag>_us`.
+    pub marks: Marks,
+    /// The outgoing side's sub-steps from the pause to the pre-flight's
+    /// end, from the argument page's trailer (none from an image that
+    /// writes none): printed as `out_<tag>_us`.
+    pub out: Marks,
 }
 
 /// The figures of one update. [`Report::new`] fills the phases from the
@@ -60,7 +68,18 @@ pub struct Report {
     pub resume_us: u64,
     /// From the pause to the resume.
     pub blackout_us: u64,
-    /// Releasing free RAM (after the resume).
+    /// The outgoing side's sub-steps ([`InTimes::out`]) and the TSC they
+    /// count from (every vCPU stopped).
+    pub out_marks: (Marks, u64),
+    /// The incoming side's sub-steps ([`InTimes::marks`]) and the TSC they
+    /// count from (the entry).
+    pub in_marks: (Marks, u64),
+    /// The TSC frequency the marks are read at.
+    pub tsc_khz: u64,
+    /// The release at the first tick after the resume. The frametable
+    /// entries the update left and the free RAM among them are initialised
+    /// and handed out later (Invariant 29); the hypervisor's `lu-settled`
+    /// line says how long that took.
     pub release_us: u64,
     /// Bytes of the encoded state.
     pub state_bytes: u64,
@@ -109,6 +128,9 @@ impl Report {
             pass_us: us(t.booted, t.pass, khz),
             resume_us: us(t.pass, t.resumed, khz),
             blackout_us: us(a.tsc_pause, t.resumed, khz),
+            out_marks: (t.out, a.tsc_paused),
+            in_marks: (t.marks, t.entry),
+            tsc_khz: khz,
             release_us: us(release.0, release.1, khz),
             state_bytes: a.state_len,
             digest_old: a.digest,
@@ -195,7 +217,16 @@ impl fmt::Display for Report {
             self.free_digest_new,
             yes(self.free_equal()),
             self.capacity >> 10,
-        )
+        )?;
+        let (out, from) = &self.out_marks;
+        for (tag, us) in out.intervals(*from, self.tsc_khz) {
+            write!(f, " out_{tag}_us={us}")?;
+        }
+        let (inn, from) = &self.in_marks;
+        for (tag, us) in inn.intervals(*from, self.tsc_khz) {
+            write!(f, " in_{tag}_us={us}")?;
+        }
+        Ok(())
     }
 }
 

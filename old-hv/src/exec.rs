@@ -13,7 +13,10 @@
 //! 0. before anything is paused: the machine's **devices** rescanned and
 //!    compared with those the state records ([`Platform::devices`],
 //!    `new_hv::devices::compare`), and the state checked against the
-//!    negotiated version and the state area;
+//!    negotiated version and the state area; the **entry tables** built in
+//!    the staging area's table frames and the free-frame digest taken
+//!    (both walk structures as large as RAM, and nothing a pause changes
+//!    is in them: never inside the blackout);
 //! 1. **pause** every vCPU;
 //! 2. **serialise** the handover state into the staging area
 //!    ([`handover::serialise`], the version negotiated at load);
@@ -23,10 +26,9 @@
 //!    use in some run, the new image's boot dry-run on the region minus
 //!    what the argument page will describe); the digest of the guests'
 //!    page tables ([`new_hv::tables::digest`]);
-//! 4. **entry tables** built in the staging area's table frames;
-//! 5. the **argument page** written, and the **jump**.
+//! 4. the **argument page** written, and the **jump**.
 //!
-//! Any failure before the jump resumes every vCPU and returns an
+//! Any failure before the jump resumes every vCPU paused and returns an
 //! [`ExecError`]: nothing is lost. Fault injection is a [`Fault`] the
 //! platform hands in once; it acts at the named point of this sequence
 //! ([`Step`] for the failures before the jump, the other variants for the
@@ -38,6 +40,7 @@ use core::fmt;
 use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::EntryArgs;
+use handover_abi::marks::{Marks, MARKS_OFFSET};
 use handover_abi::{AbiVersion, BuildId, HandoverState, PciDevice, Producer, RunKind};
 use hvlu_types::table_plan::Map;
 use hvlu_types::PAGE_SIZE;
@@ -292,7 +295,8 @@ pub enum ExecError<E: fmt::Display> {
     EntryTables(E),
 }
 
-/// Timestamps of the outgoing side, carried in the argument page.
+/// Timestamps of the outgoing side, carried in the argument page; the
+/// sub-steps' in its trailer (`handover_abi::marks`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Times {
     pause: u64,
@@ -300,6 +304,7 @@ struct Times {
     serialised: u64,
     preflight: u64,
     jump: u64,
+    marks: Marks,
 }
 
 /// Runs the update of the image `info`, staged at `staging`: pause,
@@ -313,19 +318,67 @@ pub fn exec<P: Platform>(
 ) -> Result<P::Jumped, ExecError<P::Error>> {
     let fault = p.fault();
     before_pause(p, info, staging)?;
+    // Neither depends on anything a pause can change, and both cost a walk
+    // over all of RAM (the direct map, the free-frame bitmap): taken
+    // before the pause, never inside the blackout.
+    let tables = entry_tables(p, info, staging, fault)?;
+    let free_digest = p.free_digest();
     let mut t = Times {
         pause: p.now(),
         ..Times::default()
     };
     p.pause();
     t.paused = p.now();
-    match prepare(p, info, staging, fault, &mut t) {
+    match prepare(p, info, staging, fault, &mut t, tables, free_digest) {
         Ok((prepared, detail)) => Ok(p.jump(prepared, &detail)),
         Err(e) => {
             p.resume();
             Err(e)
         }
     }
+}
+
+/// Whether `fault` makes `step` fail; says so in the log.
+fn injected<P: Platform>(p: &mut P, fault: Option<Fault>, step: Step) -> bool {
+    let on = fault == Some(Fault::Fail(step));
+    if on {
+        p.log(format_args!("lu: fault injection: making {step:?} fail"));
+    }
+    on
+}
+
+/// The entry page tables of the staged image `info` at `s` (its segments,
+/// the direct map up to the end of RAM, the trampoline): built before the
+/// pause, since nothing in them depends on the paused state.
+fn entry_tables<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    s: &Staging,
+    fault: Option<Fault>,
+) -> Result<P::Prepared, ExecError<P::Error>> {
+    let m = p.machine();
+    let ram_end = crate::ram::end(m.ram);
+    let plan = EntryPlan {
+        segments: info
+            .mappings
+            .iter()
+            .map(|m| Segment {
+                vaddr: m.vaddr,
+                len: m.len,
+                phys: s.image.start + m.offset,
+            })
+            .collect(),
+        ram_end,
+        trampoline: s.trampoline,
+        args: s.args,
+        entry: info.note.entry,
+        frames: if injected(p, fault, Step::Tables) {
+            PhysRange::new(s.tables.end(), 0)
+        } else {
+            s.tables
+        },
+    };
+    p.entry_tables(&plan).map_err(ExecError::EntryTables)
 }
 
 /// What can be known before anything is paused is checked before: every
@@ -378,20 +431,17 @@ fn prepare<P: Platform>(
     s: &Staging,
     fault: Option<Fault>,
     t: &mut Times,
+    prepared: P::Prepared,
+    free_digest: u64,
 ) -> Result<(P::Prepared, JumpDetail), ExecError<P::Error>> {
-    let fail = |p: &mut P, step: Step| {
-        let on = fault == Some(Fault::Fail(step));
-        if on {
-            p.log(format_args!("lu: fault injection: making {step:?} fail"));
-        }
-        on
-    };
+    let fail = |p: &mut P, step: Step| injected(p, fault, step);
     let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
     let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
     let mut state = p.state(image, area);
     if fault == Some(Fault::Vcpu) {
         corrupt_vcpu(p, &mut state);
     }
+    t.marks.mark("collect", p.now());
 
     // Serialise, as the version negotiated at load (1.2 for a state
     // without an HVM domain, `handover_abi::body::writes_as`).
@@ -409,10 +459,12 @@ fn prepare<P: Platform>(
     let blob =
         handover::serialise(version, &state, &producer, capacity).map_err(ExecError::Serialise)?;
     let len = blob.len() as u64;
+    t.marks.mark("encode", p.now());
     p.write(s.state.start, &blob)
         .map_err(phys_step("writing the state"))?;
     drop(blob);
     t.serialised = p.now();
+    t.marks.mark("write", t.serialised);
 
     // Pre-flight: what the new image will read, decoded and compared.
     let mut back = alloc::vec![0u8; len as usize];
@@ -422,40 +474,22 @@ fn prepare<P: Platform>(
         let at = back.len() / 2;
         back[at] ^= 0x40;
     }
+    t.marks.mark("readback", p.now());
     let (frametable, m2p) = p.frametable();
     let digest =
         handover::preflight(&back, &state, frametable, m2p).map_err(ExecError::Preflight)?;
     drop(back);
+    t.marks.mark("compare", p.now());
     let huge_ram = fail(p, Step::Boot);
     let boot = check_before_jump(p, s, &state, len, huge_ram, info.contract.boot)?;
+    t.marks.mark("checks", p.now());
     // The guests' tables stay in place: the new image checks that they are
     // exactly these.
     let tables_digest = new_hv::tables::digest(&state, p.tables());
     t.preflight = p.now();
+    t.marks.mark("tables", t.preflight);
 
-    let m = p.machine();
-    let ram_end = crate::ram::end(m.ram);
-    let plan = EntryPlan {
-        segments: info
-            .mappings
-            .iter()
-            .map(|m| Segment {
-                vaddr: m.vaddr,
-                len: m.len,
-                phys: s.image.start + m.offset,
-            })
-            .collect(),
-        ram_end,
-        trampoline: s.trampoline,
-        args: s.args,
-        entry: info.note.entry,
-        frames: if fail(p, Step::Tables) {
-            PhysRange::new(s.tables.end(), 0)
-        } else {
-            s.tables
-        },
-    };
-    let prepared = p.entry_tables(&plan).map_err(ExecError::EntryTables)?;
+    let ram_end = crate::ram::end(p.machine().ram);
 
     let m = p.machine();
     let detail = JumpDetail {
@@ -465,7 +499,6 @@ fn prepare<P: Platform>(
         boot,
     };
     t.jump = p.now();
-    let free_digest = p.free_digest();
     let mut args = EntryArgs {
         ram_end,
         digest,
@@ -513,6 +546,11 @@ fn prepare<P: Platform>(
         .to_bytes_as(info.contract.args_version)
         .expect("an agreed version is one this crate writes (`image::WRITES_ARGS`)");
     p.write(s.args, &page[..page_len])
+        .map_err(phys_step("writing the argument page"))?;
+    // The sub-steps' timestamps, in the page's trailer (a measurement: an
+    // image that does not read it ignores it).
+    let (marks, marks_len) = t.marks.to_bytes();
+    p.write(s.args + MARKS_OFFSET as u64, &marks[..marks_len])
         .map_err(phys_step("writing the argument page"))?;
     if fault == Some(Fault::Args) {
         let (offset, bit) = spot(seed, page_len as u64);

@@ -208,8 +208,10 @@ pub const VIRTIO_PORT_NAME: &str = "org.hvlu.hostlink";
 
 /// The CPU every machine has: QEMU's default model with AMD SVM and nested
 /// paging, which HVM domains need (`hv/src/arch/svm.rs`;
-/// `shared/PLATFORM.md` has what was checked under TCG).
-pub const CPU: &str = "qemu64,+svm,+npt";
+/// `shared/PLATFORM.md` has what was checked under TCG), and 1 GiB pages,
+/// which the hypervisor's direct map uses when the CPU has them (any
+/// recent x86_64 CPU does).
+pub const CPU: &str = "qemu64,+svm,+npt,+pdpe1gb";
 
 /// The PCI device every machine has unless told otherwise
 /// ([`MachineConfig::devices`]): QEMU's teaching device, 1234:11e8, with

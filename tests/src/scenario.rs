@@ -405,7 +405,9 @@ impl std::fmt::Display for SoakSummary {
 }
 
 /// Reads a whole run's transcript: every `lu-report` line (both digests and
-/// the free frames equal, the capacity after it), every domU heartbeat
+/// the free frames equal, the capacity after it), every `lu-settled` line
+/// (the audit of the whole frametable after the update found every owned
+/// entry backed: `audit_equal=yes`), every domU heartbeat
 /// (check counters must never go back, mismatches must be 0) and the
 /// hypervisor's final reports.
 pub fn summarise(transcript: &[String]) -> SoakSummary {
@@ -426,6 +428,10 @@ pub fn summarise(transcript: &[String]) -> SoakSummary {
             s.blackouts_us.push(num("blackout_us"));
             if let Some(kib) = f.get("capacity_kib").and_then(|v| v.parse::<u64>().ok()) {
                 s.capacities_kib.push(kib);
+            }
+        } else if line.starts_with("(hv) lu-settled ") {
+            if fields(line).get("audit_equal").map(String::as_str) != Some("yes") {
+                s.equivalence_failures += 1;
             }
         } else if let Some(rest) = line.strip_prefix('(') {
             let Some((dom, text)) = rest.split_once(") ") else {
@@ -760,6 +766,17 @@ mod tests {
         let s = summarise(&t);
         assert_eq!(s.capacity_shrink_kib(), 50);
         assert!(!s.clean(3), "{s}");
+    }
+
+    #[test]
+    fn an_unbacked_entry_found_by_the_audit_fails() {
+        let t = vec![
+            report(1, 900, "yes"),
+            "(hv) lu-settled seq=1 settle_us=1 settled_us=2 steps=1 turns=0 free_frames=5 audit_owned=7 audit_unbacked=1 audit_equal=no".to_string(),
+        ];
+        let s = summarise(&t);
+        assert_eq!(s.equivalence_failures, 1);
+        assert!(!s.clean(1), "{s}");
     }
 
     #[test]

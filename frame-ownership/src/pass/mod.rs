@@ -15,7 +15,16 @@
 //! Each frametable entry is written once as a whole (the claim) plus one
 //! increment per reference; only page-table frames are read; no frame is
 //! visited twice.
+//!
+//! That is the pass **in list order**, which every domain can take and
+//! which names the first violation. A PV domain goes **run by run**
+//! (`pass/fused.rs`) when no two runs of the machine overlap: L1 tables first,
+//! checked stretch by stretch against the domain's runs, then each data
+//! frame written once with its final counts — the same tables at about a
+//! quarter of the cost. If that path meets anything wrong it undoes its
+//! writes and the domain goes in list order (Invariant 9).
 
+mod fused;
 mod lookup;
 mod nested;
 mod runs;
@@ -23,7 +32,7 @@ mod runs;
 use alloc::vec::Vec;
 
 use handover_abi::{MemRun, RunKind};
-use hvlu_types::{pte::Level, DomId, Gpfn, Mfn};
+use hvlu_types::{pte::Level, DomId, Mfn};
 
 use crate::error::Error;
 use crate::frame::{frame_at_mut as frame_mut, CountError, FrameInfo};
@@ -110,13 +119,48 @@ pub struct PassReport {
 /// - `layout`: RAM, the live-update region, the hv-reserved ranges.
 /// - `domains`: the domains, in any order; ids must be distinct.
 /// - `reader`: reads page-table frames.
-/// - `frametable`: indexed by mfn from 0, **all zero** on entry
-///   ([`FrameInfo::UNOWNED`]), at least as long as the RAM map.
+/// - `frametable`: indexed by mfn from 0, at least as long as the RAM map;
+///   on entry the entries of the frames the runs name are zero
+///   ([`FrameInfo::UNOWNED`], [`crate::lazy::init_named`]). No other entry
+///   is read or written: they may hold anything (Invariant 29).
 /// - `m2p`: indexed by mfn from 0, at least as long as the RAM map; the pass
 ///   writes the gpfn of every owned frame (see [`M2P_INVALID`] for the rest).
 ///
 /// On error the tables hold a partial result that must not be used.
 pub fn rebuild<R: PageTableReader + ?Sized, P, V>(
+    layout: &MachineLayout<'_>,
+    domains: &[DomainView<'_, P, V>],
+    reader: &R,
+    frametable: &mut [FrameInfo],
+    m2p: &mut [u64],
+) -> Result<PassReport, Error> {
+    rebuild_with(Options::DEFAULT, layout, domains, reader, frametable, m2p)
+}
+
+/// How [`rebuild_with`] goes about it: the production pass uses
+/// [`Options::DEFAULT`]; tests force the other ways, which must give the
+/// same tables, report and errors.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Whether a PV domain may go run by run ([`fused`]); otherwise every
+    /// domain goes frame by frame, in list order.
+    pub(crate) fused: bool,
+    /// How many stretches of data mappings [`fused`] keeps per domain
+    /// before the rest of its L1 tables go as in list order.
+    pub(crate) stretches: usize,
+}
+
+impl Options {
+    /// What [`rebuild`] does.
+    pub(crate) const DEFAULT: Options = Options {
+        fused: true,
+        stretches: fused::STRETCHES,
+    };
+}
+
+/// [`rebuild`], the ways of `options`.
+pub(crate) fn rebuild_with<R: PageTableReader + ?Sized, P, V>(
+    options: Options,
     layout: &MachineLayout<'_>,
     domains: &[DomainView<'_, P, V>],
     reader: &R,
@@ -129,14 +173,51 @@ pub fn rebuild<R: PageTableReader + ?Sized, P, V>(
             return Err(Error::DuplicateDomain { domain: d.id });
         }
     }
+    // Invariant 1 across domains, for the whole machine at once: if no two
+    // runs overlap, no frame a domain claims was claimed before, and the
+    // run-by-run path need not look. Its room is taken once, here: without
+    // it, every domain goes in list order.
+    let mut edges = Vec::new();
+    let run_by_run = options.fused
+        && runs_disjoint(domains)
+        && edges
+            .try_reserve_exact(fused::edges_needed(options.stretches))
+            .is_ok();
 
     let mut report = PassReport {
         domains: Vec::with_capacity(domains.len()),
         ..PassReport::default()
     };
     let mut index: Vec<IndexedRun> = Vec::new();
+    let named = crate::lazy::named_ranges(domains);
     for dom in domains {
-        let dr = rebuild_domain(layout, dom, reader, frametable, m2p, &mut index)?;
+        check_runs(layout, dom, &mut index)?;
+        let scope = Scope {
+            layout,
+            domain: dom.id,
+            mmio: dom.mmio,
+            index: index.as_slice(),
+            named: &named,
+            hint: core::cell::Cell::new(0),
+        };
+        let dr = if run_by_run && dom.hvm.is_none() {
+            match fused::rebuild_pv(
+                &scope,
+                dom,
+                reader,
+                frametable,
+                m2p,
+                &mut edges,
+                options.stretches,
+            ) {
+                Ok(dr) => dr,
+                // Something is wrong in this domain: go again in list
+                // order, frame by frame, which names the first violation.
+                Err(fused::InOrder) => rebuild_in_order(&scope, dom, reader, frametable, m2p)?,
+            }
+        } else {
+            rebuild_in_order(&scope, dom, reader, frametable, m2p)?
+        };
         report.frames_owned += dr.frames;
         report.tables_read += dr.tables.iter().sum::<u64>();
         report.entries_checked += dr.entries_checked;
@@ -160,21 +241,28 @@ fn overflow(mfn: Mfn, domain: DomId) -> impl Fn(CountError) -> Error {
     move |_| Error::CountOverflow { mfn, domain }
 }
 
-fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
-    layout: &MachineLayout<'_>,
+/// Whether no two non-empty runs of any domains share a frame.
+fn runs_disjoint<P, V>(domains: &[DomainView<'_, P, V>]) -> bool {
+    let runs = || domains.iter().flat_map(|d| d.runs).filter(|r| r.count > 0);
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    // Without the room to look, the pass goes frame by frame.
+    if spans.try_reserve_exact(runs().count()).is_err() {
+        return false;
+    }
+    spans.extend(runs().map(|r| (r.first_mfn.0, r.first_mfn.0.saturating_add(r.count))));
+    spans.sort_unstable();
+    spans.windows(2).all(|w| w[0].1 <= w[1].0)
+}
+
+/// One domain, frame by frame in list order, on a table where none of its
+/// frames is written yet; its runs were checked ([`check_runs`]).
+fn rebuild_in_order<R: PageTableReader + ?Sized, P, V>(
+    scope: &Scope<'_>,
     dom: &DomainView<'_, P, V>,
     reader: &R,
     frametable: &mut [FrameInfo],
     m2p: &mut [u64],
-    index: &mut Vec<IndexedRun>,
 ) -> Result<DomainReport, Error> {
-    check_runs(layout, dom, index)?;
-    let scope = Scope {
-        layout,
-        domain: dom.id,
-        mmio: dom.mmio,
-        index: index.as_slice(),
-    };
     let domain = dom.id;
     let mut dr = DomainReport {
         id: domain,
@@ -190,28 +278,13 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
             // Invariant 28: no guest frame, so no M2P entry.
             None => {
                 for k in 0..run.count {
-                    let mfn = Mfn(run.first_mfn.0 + k);
-                    claim(domain, run.kind, mfn, Gpfn(M2P_INVALID), frametable, m2p)?;
+                    claim(domain, run, k, frametable, m2p)?;
                 }
                 if run.kind == RunKind::LogDirty {
                     dr.log_dirty_frames += run.count;
                 }
             }
-            Some(level) => {
-                for k in 0..run.count {
-                    let mfn = Mfn(run.first_mfn.0 + k);
-                    claim(
-                        domain,
-                        run.kind,
-                        mfn,
-                        Gpfn(run.first_gpfn.0 + k),
-                        frametable,
-                        m2p,
-                    )?;
-                    check_table(&scope, reader, frametable, mfn, level, &mut dr)?;
-                }
-                dr.tables[level.number() as usize - 1] += run.count;
-            }
+            Some(level) => claim_tables(scope, reader, run, level, frametable, m2p, &mut dr)?,
         }
         dr.frames += run.count;
         if run.kind == RunKind::Data {
@@ -219,7 +292,55 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
         }
     }
 
-    // Invariant 5.
+    roots(scope, dom, frametable, &mut dr)?;
+    if let Some(hvm) = &dom.hvm {
+        // An HVM domain's vCPUs hold its nested root and take no
+        // reference (the root has one, from the nCR3); the nested walk.
+        for (vcpu, v) in dom.vcpus.iter().enumerate() {
+            let mfn = (dom.cr3_of)(v);
+            if mfn != hvm.ncr3 {
+                return Err(Error::HvmCr3 {
+                    domain,
+                    vcpu,
+                    mfn,
+                    ncr3: hvm.ncr3,
+                });
+            }
+        }
+        nested::check_hvm(scope, reader, frametable, dom.runs, hvm, &mut dr)?;
+        dr.vcpus = dom.vcpus.len() as u64;
+    }
+    Ok(dr)
+}
+
+/// Claims every frame of the page-table run `run` of `level`, reading and
+/// checking each right after its claim.
+fn claim_tables<R: PageTableReader + ?Sized>(
+    scope: &Scope<'_>,
+    reader: &R,
+    run: &MemRun,
+    level: Level,
+    frametable: &mut [FrameInfo],
+    m2p: &mut [u64],
+    dr: &mut DomainReport,
+) -> Result<(), Error> {
+    for k in 0..run.count {
+        let mfn = claim(scope.domain, run, k, frametable, m2p)?;
+        check_table(scope, reader, frametable, mfn, level, dr)?;
+    }
+    dr.tables[level.number() as usize - 1] += run.count;
+    Ok(())
+}
+
+/// The domain's pins, then a PV domain's vCPUs' CR3s (Invariant 5), once
+/// all its runs are claimed.
+fn roots<P, V>(
+    scope: &Scope<'_>,
+    dom: &DomainView<'_, P, V>,
+    frametable: &mut [FrameInfo],
+    dr: &mut DomainReport,
+) -> Result<(), Error> {
+    let domain = scope.domain;
     for pin in dom.pinned {
         let (mfn, pinned_as) = (dom.pin_of)(pin);
         let found = scope.lookup(frametable).classify(mfn);
@@ -247,24 +368,9 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
         fi.set_pinned(true);
         dr.pins += 1;
     }
-
-    if let Some(hvm) = &dom.hvm {
-        // An HVM domain's vCPUs hold its nested root and take no
-        // reference (the root has one, from the nCR3); the nested walk.
-        for (vcpu, v) in dom.vcpus.iter().enumerate() {
-            let mfn = (dom.cr3_of)(v);
-            if mfn != hvm.ncr3 {
-                return Err(Error::HvmCr3 {
-                    domain,
-                    vcpu,
-                    mfn,
-                    ncr3: hvm.ncr3,
-                });
-            }
-        }
-        nested::check_hvm(&scope, reader, frametable, dom.runs, hvm, &mut dr)?;
-        dr.vcpus = dom.vcpus.len() as u64;
-        return Ok(dr);
+    // An HVM domain's vCPUs hold its nested root (`nested`).
+    if dom.hvm.is_some() {
+        return Ok(());
     }
     for (vcpu, v) in dom.vcpus.iter().enumerate() {
         let mfn = (dom.cr3_of)(v);
@@ -283,7 +389,7 @@ fn rebuild_domain<R: PageTableReader + ?Sized, P, V>(
             .map_err(overflow(mfn, domain))?;
         dr.vcpus += 1;
     }
-    Ok(dr)
+    Ok(())
 }
 
 /// Claims every frame of a data run: the hot loop for most of memory.
@@ -300,30 +406,72 @@ fn claim_data_run(
     else {
         return Err(beyond(run.first_mfn, frametable, m2p_len));
     };
-    for (k, (fi, slot)) in (0..).zip(infos.iter_mut().zip(gpfns.iter_mut())) {
-        if let Some(first) = fi.owner() {
-            return Err(Error::OwnedTwice {
-                mfn: Mfn(run.first_mfn.0 + k),
-                first,
-                second: domain,
-            });
+    // What a claim makes of an all-zero entry; a block of those is written
+    // at once, any other frame by itself.
+    let claimed = FrameInfo::mapped_data(domain, 0, 0);
+    let blocks = infos
+        .chunks_mut(BLOCK)
+        .zip(gpfns.chunks_mut(BLOCK))
+        .zip((0..).step_by(BLOCK));
+    for ((infos, gpfns), first) in blocks {
+        if write_block(infos, gpfns, claimed, run.first_gpfn.0 + first) {
+            continue;
         }
-        fi.claim(domain, RunKind::Data)
-            .map_err(overflow(Mfn(run.first_mfn.0 + k), domain))?;
-        *slot = run.first_gpfn.0 + k;
+        for (k, (fi, slot)) in (first..).zip(infos.iter_mut().zip(gpfns.iter_mut())) {
+            if let Some(first) = fi.owner() {
+                return Err(Error::OwnedTwice {
+                    mfn: Mfn(run.first_mfn.0 + k),
+                    first,
+                    second: domain,
+                });
+            }
+            fi.claim(domain, RunKind::Data)
+                .map_err(overflow(Mfn(run.first_mfn.0 + k), domain))?;
+            *slot = run.first_gpfn.0 + k;
+        }
     }
     Ok(())
 }
 
-/// Claims one frame (Invariant 9: the counts it holds are kept).
+/// Frames written at a time by [`write_block`] (8 KiB of entries).
+const BLOCK: usize = 512;
+
+/// If every entry of `entries` is all zero, sets each to `value` and the
+/// M2P entries `gpfns` to `first_gpfn`, `first_gpfn + 1`, …; otherwise
+/// writes nothing. Returns whether it wrote. The check reads the block
+/// into the cache that the write needs it in anyway.
+fn write_block(
+    entries: &mut [FrameInfo],
+    gpfns: &mut [u64],
+    value: FrameInfo,
+    first_gpfn: u64,
+) -> bool {
+    if !FrameInfo::all_zero(entries) {
+        return false;
+    }
+    FrameInfo::fill(entries, value);
+    for (slot, gpfn) in gpfns.iter_mut().zip(first_gpfn..) {
+        *slot = gpfn;
+    }
+    true
+}
+
+/// Claims frame `k` of `run` (Invariant 9: the counts it holds are kept);
+/// its M2P entry is its gpfn, or [`M2P_INVALID`] for a kind without guest
+/// frames (Invariant 28). Returns the frame.
 fn claim(
     domain: DomId,
-    kind: RunKind,
-    mfn: Mfn,
-    gpfn: Gpfn,
+    run: &MemRun,
+    k: u64,
     frametable: &mut [FrameInfo],
     m2p: &mut [u64],
-) -> Result<(), Error> {
+) -> Result<Mfn, Error> {
+    let (kind, mfn) = (run.kind, Mfn(run.first_mfn.0 + k));
+    let gpfn = if kind.has_guest_frames() {
+        run.first_gpfn.0 + k
+    } else {
+        M2P_INVALID
+    };
     let m2p_len = m2p.len();
     let (Some(fi), Some(slot)) = (
         frame_mut(frametable, mfn),
@@ -339,8 +487,8 @@ fn claim(
         });
     }
     fi.claim(domain, kind).map_err(overflow(mfn, domain))?;
-    *slot = gpfn.0;
-    Ok(())
+    *slot = gpfn;
+    Ok(mfn)
 }
 
 /// Reads the just-claimed table `mfn` of `level` and checks and counts each

@@ -18,6 +18,9 @@ pub(super) struct IndexedRun {
     pub(super) end: u64,
     /// Its kind.
     pub(super) kind: RunKind,
+    /// The guest frame of its first frame (meaningless for a kind without
+    /// guest frames).
+    pub(super) first_gpfn: u64,
 }
 
 /// Refuses a frametable or M2P table that does not cover all RAM.
@@ -129,6 +132,7 @@ pub(super) fn check_runs<P, V>(
             start: range.start.0,
             end: range.end(),
             kind: r.kind,
+            first_gpfn: r.first_gpfn.0,
         });
     }
     index.sort_unstable_by_key(|r| r.start);

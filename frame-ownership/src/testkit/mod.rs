@@ -7,7 +7,10 @@
 //! - [`random_machine`]: small random machines that exercise every rule
 //!   (tests);
 //! - [`synthetic_machine`]: large regular guests of a given total size
-//!   (benchmark).
+//!   (benchmark);
+//! - [`physmap_machine`]: small synthetic guests made irregular, whose L1
+//!   entries come in stretches of every length (tests of the pass's
+//!   run-by-run path).
 //!
 //! Everything here is test support: it panics (with a message) when asked
 //! for a machine it cannot build, and is never part of a hypervisor build.
@@ -24,7 +27,7 @@ use hvlu_types::{pte::Level, DomId, Mfn, MfnRange};
 
 pub use memory::SimMemory;
 pub use random::{random_hvm_machine, random_machine};
-pub use synthetic::synthetic_machine;
+pub use synthetic::{physmap_machine, synthetic_machine};
 
 use crate::{
     rebuild, DomainView, Error, FrameInfo, HvmView, MachineLayout, PassReport, M2P_INVALID,

@@ -154,3 +154,86 @@ fn build(memory: &mut SimMemory, id: DomId, base: Mfn, n: u64) -> SimDomain {
         hvm: None,
     }
 }
+
+/// A small [`synthetic_machine`] (`domains` guests of 1200..5000 frames
+/// each), made irregular from `seed` the ways a physmap gets irregular,
+/// so that the L1 entries come in stretches of every length that start
+/// and stop anywhere: data runs cut at random frames and listed in a
+/// random order; some data mappings made read-only, some cleared, some
+/// given another flag; and the free slots of each domain's last L1 table
+/// filled with second mappings of random stretches of data frames
+/// (writable or not), which overlap the first ones.
+pub fn physmap_machine(seed: u64, domains: usize) -> Machine {
+    use rand::rngs::SmallRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let per_domain = rng.random_range(1200..5000);
+    let mut m = synthetic_machine(per_domain * domains as u64, domains);
+    for d in &mut m.domains {
+        // Data runs cut at random frames, in a random order.
+        let mut cut = Vec::new();
+        for r in d.runs.iter().filter(|r| r.kind == RunKind::Data) {
+            let mut off = 0;
+            while off < r.count {
+                let len = rng
+                    .random_range(1..=r.count - off)
+                    .min(rng.random_range(1..2000));
+                cut.push(MemRun {
+                    first_mfn: Mfn(r.first_mfn.0 + off),
+                    count: len,
+                    first_gpfn: Gpfn(r.first_gpfn.0 + off),
+                    kind: RunKind::Data,
+                });
+                off += len;
+            }
+        }
+        cut.shuffle(&mut rng);
+        d.runs.retain(|r| r.kind != RunKind::Data);
+        d.runs.splice(0..0, cut);
+
+        // Some mappings of data changed: read-only, cleared, another bit.
+        let data = (d.data[0].0, d.data.len() as u64);
+        let l1s: Vec<Mfn> = d.tables_of(Level::L1).collect();
+        for &t in &l1s {
+            let table = m.memory.table_mut(t);
+            for e in table.iter_mut() {
+                let target = Pte(*e).mfn().0;
+                if *e & pte::PRESENT == 0 || target.wrapping_sub(data.0) >= data.1 {
+                    continue;
+                }
+                match rng.random_range(0..200) {
+                    0 => *e &= !pte::WRITABLE,
+                    1 => *e = 0,
+                    2 => *e |= pte::DIRTY,
+                    _ => {}
+                }
+            }
+        }
+
+        // The last L1 table's free slots: second mappings of stretches.
+        let last = *l1s.last().expect("a synthetic domain has an L1 table");
+        let table = m.memory.table_mut(last);
+        let mut slot = table.iter().rposition(|&e| e != 0).map_or(0, |i| i + 1);
+        while slot < ENTRIES_PER_TABLE {
+            let len = rng
+                .random_range(1..=40)
+                .min((ENTRIES_PER_TABLE - slot) as u64);
+            let first = data.0 + rng.random_range(0..data.1 - len);
+            let rw = if rng.random_bool(0.5) {
+                pte::WRITABLE
+            } else {
+                0
+            };
+            for k in 0..len {
+                let flags = pte::PRESENT | pte::USER | rw;
+                table[slot] = Pte::new(Mfn(first + k), flags).0;
+                slot += 1;
+            }
+            // Now and then a gap.
+            slot += usize::from(rng.random_bool(0.3));
+        }
+    }
+    m
+}

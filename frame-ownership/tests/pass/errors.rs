@@ -14,7 +14,7 @@ use hvlu_types::{pte::Level, Gpfn, Mfn};
 
 /// The first valid 4-domain machine (by seed) for which `pick` finds what a
 /// test needs.
-fn machine_with<T>(pick: impl Fn(&Machine) -> Option<T>) -> (Machine, T) {
+pub(crate) fn machine_with<T>(pick: impl Fn(&Machine) -> Option<T>) -> (Machine, T) {
     for seed in 0..500 {
         let m = random_machine(seed, 4);
         if let Some(t) = pick(&m) {
@@ -83,15 +83,15 @@ fn find_entry(
         .find(|&(_, _, e)| pred(e, m.owner_of(Pte(e).mfn())))
 }
 
-fn set_entry(m: &mut Machine, table: Mfn, index: usize, value: u64) {
+pub(crate) fn set_entry(m: &mut Machine, table: Mfn, index: usize, value: u64) {
     m.memory.table_mut(table)[index] = value;
 }
 
-fn with_target(entry: u64, target: Mfn) -> u64 {
+pub(crate) fn with_target(entry: u64, target: Mfn) -> u64 {
     (entry & !pte::ADDR_MASK) | Pte::new(target, 0).0
 }
 
-fn at(m: &Machine, d: usize, table: Mfn, level: Level, index: usize) -> EntryRef {
+pub(crate) fn at(m: &Machine, d: usize, table: Mfn, level: Level, index: usize) -> EntryRef {
     EntryRef {
         domain: m.domains[d].id,
         table,
@@ -100,7 +100,7 @@ fn at(m: &Machine, d: usize, table: Mfn, level: Level, index: usize) -> EntryRef
     }
 }
 
-fn data_entry(m: &Machine, d: usize) -> Option<(Mfn, usize, u64)> {
+pub(crate) fn data_entry(m: &Machine, d: usize) -> Option<(Mfn, usize, u64)> {
     find_entry(m, d, Level::L1, |_, o| o == Some((d, RunKind::Data)))
 }
 

@@ -6,9 +6,13 @@
 //! - `errors`: one test per error variant, each corrupting a valid machine in
 //!   one specific way.
 //! - `free`: the free-range property.
+//! - `lazy`: the pass on tables whose unnamed entries hold anything.
+//! - `digests`: both digests in one walk against each computed apart.
 
+mod digests;
 mod equivalence;
 mod errors;
 mod free;
 mod hvm_errors;
+mod lazy;
 mod reference;

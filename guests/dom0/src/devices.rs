@@ -327,3 +327,23 @@ pub fn iomem(op: &str, id: &str, first: &str, count: &str) {
         Err(e) => println!("iomem {op} d{id}: error: {}: {}", e.name(), reason()),
     }
 }
+
+/// The window slot `map` uses (the edu mapping keeps [`SLOT`]).
+const PROBE_SLOT: u64 = SLOT + 1;
+
+/// `map <mfn>`: maps machine frame `mfn` read-only into the window and
+/// takes the mapping away again; says which happened, or why the
+/// hypervisor refused it.
+pub fn try_map(mfn: &str) {
+    let Some(mfn) = number(mfn) else {
+        println!("map: {mfn} is not a frame number (decimal, or hex with 0x)");
+        return;
+    };
+    match edu::map(PROBE_SLOT, mfn, pvrt::hvlu_types::pte::PRESENT) {
+        Ok(_) => {
+            let _ = edu::map(PROBE_SLOT, 0, 0);
+            println!("map {mfn:#x}: mapped, then unmapped");
+        }
+        Err(e) => println!("map {mfn:#x}: refused: {}", e.name()),
+    }
+}

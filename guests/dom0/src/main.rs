@@ -81,6 +81,8 @@ const HELP: &str = "commands:
   peek <id> <gpfn> [offset]            the 64-bit word at byte offset (default 0, a multiple of 8)
                                        of a domain's guest frame (decimal, or hex with 0x)
   free                                 free frames, owned frames, domains, ticks
+  map <mfn>                            try to map machine frame <mfn> read-only into dom0's window,
+                                       then unmap it: refused unless dom0 owns it or may map it
   sleep <ms>                           wait (scripts use it to let domUs run)
   poweroff                             end the system; the hypervisor prints every domain's report
   lu load <image>                      validate a boot module as a hypervisor image and stage it
@@ -307,6 +309,7 @@ fn run(words: &[&str], edu: &mut devices::Edu) {
         }
         ["peek", id, gpfn] => peek::peek(id, gpfn, None),
         ["peek", id, gpfn, offset] => peek::peek(id, gpfn, Some(offset)),
+        ["map", mfn] => devices::try_map(mfn),
         ["free"] => match hc::sysinfo() {
             Ok(info) => println!(
                 "free_frames={} owned_frames={} domains={} ticks={}",

@@ -15,6 +15,13 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// Whether the CPU maps 1 GiB pages (CPUID 0x8000_0001 EDX bit 26,
+/// `Page1GB`).
+pub fn has_gib_pages() -> bool {
+    let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    max >= 0x8000_0001 && core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 26) != 0
+}
+
 /// Reads CR2, the faulting address of the last page fault.
 pub fn cr2() -> u64 {
     Cr2::read_raw()

@@ -164,17 +164,20 @@ fn image_maps() -> Vec<Map> {
     )
 }
 
-/// Builds the hypervisor's page tables — `new_hv::boot::hv_plan`: the
-/// direct map over `ram`, the local APIC page, the image by section
+/// Builds the hypervisor's page tables — `new_hv::boot::hv_plan_for`: the
+/// direct map over `ram` (in 1 GiB pages where the CPU has them: fewer
+/// tables than the boot reserved, and less to write inside an update's
+/// blackout), the local APIC page, the image by section
 /// without the stacks' guard pages; and the PCI ECAM window and the page of
 /// the virtio-mmio transports uncacheable where they fit
 /// (`super::pci::ecam_map`, `super::virtio::mmio_map`) — in frames from
-/// `alloc`, and loads them. Returns the highest physical address the direct map covers.
+/// `alloc`, and loads them. Returns the highest physical address the direct
+/// map covers.
 pub fn build_and_load(
     ram: &[MfnRange],
     alloc: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<u64, PagingError> {
-    let mut plan = new_hv::boot::hv_plan(ram, &image_maps());
+    let mut plan = new_hv::boot::hv_plan_for(ram, &image_maps(), super::cpu::has_gib_pages());
     if let Some(ecam) = super::pci::ecam_map(&plan) {
         plan.push(ecam);
     }

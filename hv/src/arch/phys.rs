@@ -33,7 +33,7 @@ use hvlu_types::PAGE_SIZE;
 // address the boot stub, the live-update entry contract and the
 // hypervisor's own tables all map RAM at, so one constant serves all three.
 use handover_abi::entry::DIRECT_MAP_BASE;
-use zerocopy::{FromZeros, IntoBytes, KnownLayout, TryFromBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes, KnownLayout, TryFromBytes};
 
 /// Highest physical address (exclusive) the current map covers.
 static LIMIT: AtomicU64 = AtomicU64::new(4 << 30);
@@ -351,6 +351,23 @@ pub fn claim_slice<T: FromZeros + IntoBytes + KnownLayout>(
     // and page aligned by `claim`) and exactly `count` values long.
     <[T]>::try_mut_from_bytes_with_elems(bytes, count)
         .map_err(|_| PhysError::Unmapped { paddr, len })
+}
+
+/// Claims `count` values of `T` at `paddr` (see [`claim_uninit`]) as they
+/// are: whatever the memory holds. `FromBytes` (derived, so checked by the
+/// compiler) makes any bytes a valid `T`; what they mean is the caller's
+/// (an incoming image's frametable, initialised lazily:
+/// `frame_ownership::lazy`). No `unsafe` here.
+pub fn claim_slice_as_is<T: FromBytes + IntoBytes + KnownLayout + zerocopy::Immutable>(
+    paddr: u64,
+    count: usize,
+) -> Result<&'static mut [T], PhysError> {
+    let len = (count * core::mem::size_of::<T>()) as u64;
+    if !paddr.is_multiple_of(core::mem::align_of::<T>() as u64) {
+        return Err(PhysError::Unmapped { paddr, len });
+    }
+    let bytes = claim_uninit(paddr, len)?;
+    <[T]>::mut_from_bytes_with_elems(bytes, count).map_err(|_| PhysError::Unmapped { paddr, len })
 }
 
 /// Reads and writes guest page-table frames for the frametable pass and the

@@ -10,7 +10,8 @@
 //! `syscall` builds the same frame by hand and also returns through
 //! `iretq`, so there is one return path.
 //!
-//! The hypervisor runs with interrupts off; it enables them only while idle.
+//! The hypervisor runs with interrupts off; it enables them only while idle
+//! and while it initialises what a live update left ([`with_interrupts`]).
 
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
@@ -159,6 +160,22 @@ pub fn enter(frame: &TrapFrame) -> ! {
         slot.write(*frame);
         asm!("mov rsp, {0}", "jmp trap_return", in(reg) slot, options(noreturn));
     }
+}
+
+/// Runs `f` with interrupts enabled, then disables them again: an
+/// interrupt taken meanwhile is handled as one of the idle loop
+/// (`crate::trap`: counted and acknowledged, nothing else), so `f` may hold
+/// the hypervisor's lock. For background work that must not hold
+/// interrupts off for long (`crate::settle`).
+pub fn with_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    // The handler of an interrupt taken inside `f` runs on this stack and
+    // writes the tick count: nothing may move across the boundaries.
+    compiler_fence(Ordering::SeqCst);
+    interrupts::enable();
+    let r = f();
+    interrupts::disable();
+    compiler_fence(Ordering::SeqCst);
+    r
 }
 
 /// Waits for an interrupt with interrupts enabled (`sti; hlt`), then

@@ -26,7 +26,7 @@
 //! image, old or new — resets it first: a reset device holds no buffer
 //! and writes nothing (virtio 1.x §2.1, §4.2.3.1). The next image opens it
 //! again if it knows how (`docs/design.md`, "The host link";
-//! `docs/invariants.md`, Invariant 29).
+//! `docs/invariants.md`, Invariant 30).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};

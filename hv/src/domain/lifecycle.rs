@@ -68,6 +68,8 @@ impl Hv {
         if builder::hvm::is_hvm(&image) {
             return self.create_hvm(&spec);
         }
+        // A new domain's frames come from all free RAM (Invariant 29).
+        self.settle_all();
         let built = builder::build(&spec, &mut self.mem.parts(), &mut PhysMemory::default());
         let domain = match built {
             Ok(b) => {
@@ -145,6 +147,7 @@ impl Hv {
                 ),
             );
         }
+        self.settle_all();
         let built = builder::hvm::build(spec, &mut self.mem.parts(), &mut PhysMemory::default());
         let b = match built {
             Ok(b) => b,
@@ -218,7 +221,7 @@ impl Hv {
         hvprintln!(
             "d{id} destroyed, {} frames freed, free frames {}",
             domain.frames(),
-            self.mem.pages.free_frames()
+            self.mem.free_frames()
         );
         self.retire(RetiredDomain {
             id,
@@ -285,7 +288,7 @@ impl Hv {
             "poweroff: uptime {uptime_ms} ms since cold boot, {} live updates, {} domains, free frames {}, verdict {}",
             self.lu_sequence,
             self.domains.len(),
-            self.mem.pages.free_frames(),
+            self.mem.free_frames(),
             if clean { "PASS" } else { "FAIL" }
         );
         cpu::exit(if clean { Outcome::Pass } else { Outcome::Fail })

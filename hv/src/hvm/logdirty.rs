@@ -180,6 +180,8 @@ pub fn domctl(hv: &mut Hv, id: DomId, op: LogDirtyOp, out: GuestArray) -> Result
     match op {
         LogDirtyOp::Enable => {
             let n = dom.p2m.limit().div_ceil(BITS_PER_FRAME);
+            // A contiguous run: all free RAM the allocator's first.
+            hv.settle_all();
             let Some(frames) = hv.mem.pages.alloc_run(n) else {
                 return hv.refuse_with(
                     Error::NoMemory,

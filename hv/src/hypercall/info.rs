@@ -53,7 +53,7 @@ pub fn do_set_segment_base(hv: &mut Hv, which: Segment, base: u64) -> Result<u64
 /// count): the cost does not grow with the domains' memory.
 pub fn do_sysinfo(hv: &mut Hv, to: GuestBuf) -> Result<u64, Error> {
     let info = SysInfo {
-        free_frames: hv.mem.pages.free_frames(),
+        free_frames: hv.mem.free_frames(),
         owned_frames: hv.owned_frames(),
         domains: hv.domains.len() as u64,
         build_id: build_id::short(),

@@ -4,9 +4,10 @@
 //! module supplies what touches the hardware — physical memory, the heap,
 //! page tables and frametable claimed from the region, the hypervisor slots
 //! of the guest L4s, the clock — and builds the hypervisor around the
-//! restored domains. The rest of RAM is released at the first timer tick,
-//! after the guests run again, and the update's report line is printed
-//! then.
+//! restored domains. The frametable and M2P entries of every frame the
+//! state does not name, and the free RAM among them, are initialised after
+//! the guests run again (`crate::settle`); the update's report line is
+//! printed when that is done.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -34,14 +35,15 @@ use crate::{build_id, hvprintln, modules};
 /// What the incoming side of an update leaves for its first timer tick.
 #[derive(Debug)]
 struct PendingRelease {
-    /// Free RAM: the complement of the domains' runs.
+    /// Free RAM: the complement of the domains' runs, handed to the page
+    /// allocator as its entries are initialised (`crate::settle`).
     ranges: Vec<MfnRange>,
     /// The entry arguments (the old side's figures).
     args: EntryArgs,
     /// The incoming side's timestamps.
     times: InTimes,
-    /// The digest of the whole frametable after the pass, by a scan
-    /// independent of the runs and of the check.
+    /// The new side's owned-frame digest after the pass (checked equal to
+    /// the old side's before the resume).
     digest: u64,
     /// Frames owned after the pass.
     frames: u64,
@@ -83,7 +85,12 @@ pub fn enter(args_phys: u64) -> ! {
     crate::console::init();
     arch::gdt::init();
     let mut platform = Incoming {
-        steps: BootSteps::default(),
+        // The frametable and M2P as they are: only the entries of the
+        // frames the state names are initialised before the resume.
+        steps: BootSteps {
+            lazy: true,
+            ..BootSteps::default()
+        },
         reader: phys::table_reader(),
         depth,
         ram: Vec::new(),
@@ -119,6 +126,10 @@ impl Platform for Incoming {
 
     fn now(&self) -> u64 {
         cpu::rdtsc()
+    }
+
+    fn clock(&self) -> fn() -> u64 {
+        cpu::rdtsc
     }
 
     fn read_args(&mut self, paddr: u64) -> Result<[u8; ENTRY_ARGS_SIZE], MemError> {
@@ -174,10 +185,19 @@ impl Platform for Incoming {
                 "the boot stack overflowed before its guard page was unmapped"
             ));
         }
+        let mut times = e.times;
         let steps = core::mem::take(&mut self.steps);
         let mem = steps
-            .into_memory(e.ram, region, e.reserved, e.handoff, e.frames)
+            .into_memory(
+                e.ram,
+                region,
+                e.reserved,
+                e.handoff,
+                e.frames,
+                e.adopted.unsettled,
+            )
             .unwrap_or_else(|err| refuse(format_args!("memory: {err}")));
+        times.marks.mark("memory", cpu::rdtsc());
         // The boot modules are read at the first tick, outside the
         // blackout. The predecessor's command line goes on (log level,
         // timer rate, …); its uptime too: this image "booted" when the
@@ -192,7 +212,9 @@ impl Platform for Incoming {
             e.args.tsc_khz,
             g.boot_tsc,
         );
+        times.marks.mark("hvnew", cpu::rdtsc());
         hv.domains = rebuild_domains(e.domains, &hv);
+        times.marks.mark("domains", cpu::rdtsc());
         let walk = core::mem::take(&mut self.found);
         hv.devices = walk.devices;
         hv.machine_map = machine_map(&e.state.machine.ram_map);
@@ -200,14 +222,14 @@ impl Platform for Incoming {
         hv.next_domid = g.next_domid;
         hv.lu_sequence = e.args.sequence;
         hv.enqueue_all();
-        let mut times = e.times;
         times.resumed = cpu::rdtsc();
+        times.marks.mark("queue", times.resumed);
         let pending = PendingRelease {
             frames: e.adopted.report.frames_owned,
             ranges: e.adopted.free,
             args: e.args,
             times,
-            digest: e.adopted.digest_scan,
+            digest: e.adopted.digest,
             runs: e.adopted.runs,
             stack_used: self.depth.map(|d| d.deepest()),
             pci_lines: walk.lines,
@@ -332,10 +354,12 @@ fn rebuild_hvm(
     (vcpus, Some(part))
 }
 
-/// Says which image entered, releases free RAM and prints the update's
-/// report line; called at the first timer tick after the guests resumed
-/// ([`Hv::defer`]), so that none of it is printed inside the blackout. Then lists the
-/// boot modules (fw_cfg's directory), which the blackout need not wait for.
+/// Says which image entered and prints the update's report line; called
+/// at the first timer tick after the guests resumed ([`Hv::defer`]), so
+/// that none of it is printed inside the blackout; leaves the `lu-settled`
+/// line for when every entry the update left is initialised
+/// (`crate::settle`). Then lists the boot modules (fw_cfg's directory),
+/// which the blackout need not wait for.
 fn release(hv: &mut Hv, mut pending: PendingRelease) {
     let args = &pending.args;
     hvprintln!(
@@ -354,7 +378,29 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
         );
     }
     let pci_lines = core::mem::take(&mut pending.pci_lines);
+    let (seq, resumed, khz) = (
+        pending.args.sequence,
+        pending.times.resumed,
+        pending.args.tsc_khz,
+    );
     report_release(hv, pending);
+    hv.settling.when_done(move |hv, settled| {
+        let us = |from, to| new_hv::report::us(from, to, khz);
+        hvprintln!(
+            "lu-settled seq={seq} settle_us={} settled_us={} steps={} turns={} free_frames={} audit_owned={} audit_unbacked={} audit_equal={}",
+            us(0, settled.busy_tsc),
+            us(resumed, settled.done_tsc),
+            settled.steps,
+            settled.turns,
+            hv.mem.free_frames(),
+            settled.owned,
+            settled.unbacked,
+            if settled.unbacked == 0 { "yes" } else { "no" }
+        );
+        if let Some(mfn) = settled.first_unbacked {
+            hvprintln!("lu: the frametable says frame {mfn:#x} is owned, and its owner does not back it");
+        }
+    });
     report_holes(hv);
     hv.modules = modules::discover();
     for line in &pci_lines {
@@ -362,25 +408,30 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
     }
 }
 
+/// The update's report line, at the first tick after the resume. Free RAM
+/// whose entries are not initialised yet counts as free (Invariant 29);
+/// the `lu-settled` line says when they all are.
 fn report_release(hv: &mut Hv, pending: PendingRelease) {
-    let t_release = cpu::rdtsc();
-    hv.mem.release(&pending.ranges);
-    let t_done = cpu::rdtsc();
     let report = Report {
         frames: pending.frames,
         runs: pending.runs,
         digest_new: pending.digest,
-        free_after: hv.mem.pages.free_frames(),
+        free_after: hv.mem.free_frames(),
         free_digest_new: new_hv::free::digest_of(pending.ranges.iter().copied()),
         capacity: hv.mem.handoff.largest_free_gap().map_or(0, |g| g.size),
-        ..Report::new(
-            &pending.args,
-            &pending.times,
-            (t_release, t_done),
-            build_id::id(),
-        )
+        ..Report::new(&pending.args, &pending.times, (0, 0), build_id::id())
     };
     hvprintln!("{report}");
+    if hv.options.log_level >= crate::cmdline::LogLevel::Debug {
+        let (out, from) = &report.out_marks;
+        for (tag, us) in out.intervals(*from, report.tsc_khz) {
+            hvprintln!("lu: update {} outgoing step {tag}: {us} us", report.seq);
+        }
+        let (inn, from) = &report.in_marks;
+        for (tag, us) in inn.intervals(*from, report.tsc_khz) {
+            hvprintln!("lu: update {} incoming step {tag}: {us} us", report.seq);
+        }
+    }
 }
 
 /// Says, for each domain rebuilt, where its PCI hole is and what a lookup

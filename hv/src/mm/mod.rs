@@ -21,6 +21,7 @@ pub mod pages;
 use alloc::vec::Vec;
 
 use boot_allocator::{HandOff, PhysRange};
+use frame_ownership::lazy::{self, Unsettled};
 use frame_ownership::{FrameInfo, MachineLayout, OpError};
 use hvlu_types::{DomId, Mfn, MfnRange};
 
@@ -58,6 +59,12 @@ pub struct Memory {
     pub pages: PageAllocator,
     /// What the boot allocator handed out, and the region's free gaps.
     pub handoff: HandOff,
+    /// The frametable and M2P entries not initialised yet after an update,
+    /// with the free RAM among them (Invariant 29): settled a chunk at a
+    /// time in the background ([`Memory::settle_some`]), or around a frame
+    /// the moment a guest names it ([`Memory::settle_at`]). Empty after a
+    /// cold boot.
+    pub unsettled: Unsettled,
 }
 
 /// The parts of [`Memory`] that the frametable operations use together.
@@ -74,6 +81,55 @@ pub struct MemParts<'a> {
 }
 
 impl Memory {
+    /// Makes the frametable and M2P entries of `mfn` (and its chunk)
+    /// initialised, handing free frames among them to the page allocator.
+    /// Every frame number a guest supplies goes through here before its
+    /// entry is read (Invariant 29); a binary search when the entry already
+    /// is, nothing once everything is.
+    pub fn settle_at(&mut self, mfn: Mfn) {
+        if self.unsettled.is_settled() {
+            return;
+        }
+        let pages = &mut self.pages;
+        self.unsettled
+            .settle_at(self.frametable, self.m2p, mfn, |r| pages.release(r));
+    }
+
+    /// Initialises up to `budget` entries left by the update; returns how
+    /// many (0 once everything is).
+    pub fn settle_some(&mut self, budget: u64) -> u64 {
+        if self.unsettled.is_settled() {
+            return 0;
+        }
+        let pages = &mut self.pages;
+        self.unsettled
+            .settle_some(self.frametable, self.m2p, budget, |r| pages.release(r))
+    }
+
+    /// Initialises every entry left: for what needs the whole table (a
+    /// digest, a new domain's frames, the outgoing side of an update).
+    pub fn settle_all(&mut self) {
+        while self.settle_some(u64::MAX) > 0 {}
+    }
+
+    /// Free frames: the page allocator's and those not handed to it yet.
+    pub fn free_frames(&self) -> u64 {
+        self.pages.free_frames() + self.unsettled.free_frames()
+    }
+
+    /// A free frame, initialising entries until one is released if the
+    /// page allocator has none.
+    pub fn alloc(&mut self) -> Option<Mfn> {
+        loop {
+            if let Some(mfn) = self.pages.alloc() {
+                return Some(mfn);
+            }
+            if self.settle_some(lazy::CHUNK) == 0 {
+                return None;
+            }
+        }
+    }
+
     /// Borrows the layout together with the mutable tables.
     pub fn parts(&mut self) -> MemParts<'_> {
         // The ranges were checked sorted and disjoint when memory was set up.
@@ -155,6 +211,10 @@ pub fn choose_region(info: &BootInfo, size: u64) -> Result<PhysRange, MemError> 
 #[cfg(target_os = "none")]
 #[derive(Debug, Default)]
 pub struct BootSteps {
+    /// Whether the frametable and M2P are taken as they are, initialised
+    /// later (an incoming image: `frame_ownership::lazy`), rather than
+    /// zeroed when claimed (a cold boot).
+    pub lazy: bool,
     /// The frametable, once claimed.
     pub frametable: &'static mut [FrameInfo],
     /// The M2P, once claimed.
@@ -174,7 +234,14 @@ impl new_hv::boot::BootMemory for BootSteps {
     }
 
     fn frametable(&mut self, ft: PhysRange, m2p: PhysRange, frames: u64) -> Result<(), MemError> {
-        (self.frametable, self.m2p) = claim_frametable(ft, m2p, frames)?;
+        (self.frametable, self.m2p) = if self.lazy {
+            (
+                phys::claim_slice_as_is::<FrameInfo>(ft.start, frames as usize)?,
+                phys::claim_slice_as_is::<u64>(m2p.start, frames as usize)?,
+            )
+        } else {
+            claim_frametable(ft, m2p, frames)?
+        };
         Ok(())
     }
 }
@@ -183,8 +250,10 @@ impl new_hv::boot::BootMemory for BootSteps {
 impl BootSteps {
     /// Memory after a boot: `ram`, the `region` and what is `reserved`
     /// outside it, the claimed frametable and M2P, the boot allocator's
-    /// report, and a page allocator for `frames` frames with no free
-    /// frame yet (see [`Memory::release`]).
+    /// report, a page allocator for `frames` frames with no free frame yet
+    /// (see [`Memory::release`]), and the entries left to initialise
+    /// (`unsettled`, with the free RAM the page allocator receives as they
+    /// are).
     pub fn into_memory(
         self,
         ram: Vec<MfnRange>,
@@ -192,6 +261,7 @@ impl BootSteps {
         reserved: Vec<MfnRange>,
         handoff: HandOff,
         frames: u64,
+        unsettled: Unsettled,
     ) -> Result<Memory, MemError> {
         MachineLayout::new(&ram, region_mfns(region), &reserved).map_err(MemError::Layout)?;
         Ok(Memory {
@@ -202,6 +272,7 @@ impl BootSteps {
             m2p: self.m2p,
             pages: PageAllocator::new(frames),
             handoff,
+            unsettled,
         })
     }
 }

@@ -8,8 +8,12 @@
 //! word has a free frame: taking a frame reads at most one summary bit per
 //! 4096 frames (a few thousand words on a 64 GiB machine, however full it
 //! is), and releasing a range fills whole words at a time.
+//!
+//! The bitmap grows as frames are released, up to the span given at
+//! creation: creating an allocator writes nothing per frame of RAM (an
+//! incoming image creates one inside the blackout, and hands it free RAM
+//! only afterwards).
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use hvlu_types::{Mfn, MfnRange};
@@ -23,17 +27,27 @@ pub struct PageAllocator {
     free: u64,
     /// The word where the next search starts.
     hint: usize,
+    /// Words the bitmap may grow to: one bit per frame of the span.
+    span_words: usize,
 }
 
 impl PageAllocator {
     /// An allocator for frames `0..frames` with none free yet.
     pub fn new(frames: u64) -> Self {
-        let words = frames.div_ceil(64) as usize;
         PageAllocator {
-            bits: vec![0; words],
-            summary: vec![0; words.div_ceil(64)],
+            bits: Vec::new(),
+            summary: Vec::new(),
             free: 0,
             hint: 0,
+            span_words: frames.div_ceil(64) as usize,
+        }
+    }
+
+    /// Makes the bitmap (and its summary) at least `words` words long.
+    fn grow(&mut self, words: usize) {
+        if words > self.bits.len() {
+            self.bits.resize(words, 0);
+            self.summary.resize(words.div_ceil(64), 0);
         }
     }
 
@@ -51,8 +65,9 @@ impl PageAllocator {
     /// Adds the frames of `range` to the free pool, a word at a time.
     /// Frames already free or beyond the allocator's span are ignored.
     pub fn release(&mut self, range: MfnRange) {
-        let span = self.bits.len() as u64 * 64;
+        let span = self.span_words as u64 * 64;
         let (mut mfn, end) = (range.start.0.min(span), range.end().min(span));
+        self.grow(end.div_ceil(64) as usize);
         while mfn < end {
             let word = (mfn / 64) as usize;
             let from = mfn % 64;

@@ -13,7 +13,7 @@ use std::fmt;
 
 use boot_allocator::PhysRange;
 use frame_ownership::testkit::{random_machine, Machine, SimMemory};
-use frame_ownership::{FrameInfo, M2P_INVALID};
+use frame_ownership::FrameInfo;
 use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
 use handover_abi::note::ImageNote;
 use handover_abi::{
@@ -38,6 +38,18 @@ pub const REGION_FRAMES: u64 = 2048;
 pub const IMAGE_SPAN: u64 = 3 * PAGE_SIZE;
 /// Where the image is linked (`hv/linker.ld`'s upper half).
 const KERNEL_VBASE: u64 = 0xffff_ffff_8010_0000;
+
+/// A frametable entry a previous image left in the region, before the
+/// incoming image initialises it: it claims the frame for domain 1.
+pub const LEFT_OVER: FrameInfo = FrameInfo::new(
+    Some(hvlu_types::DomId(1)),
+    frame_ownership::PageType::None,
+    0,
+    9,
+    frame_ownership::FrameFlags::EMPTY,
+);
+/// An M2P entry a previous image left.
+pub const LEFT_OVER_M2P: u64 = 0x5a5a;
 
 /// Why the simulated machine refused an access.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -692,10 +704,20 @@ impl BootMemory for Sim {
         self.in_ram(ft.start, ft.size)?;
         self.in_ram(m2p.start, m2p.size)?;
         assert!(ft.size >= frames * 16 && m2p.size >= frames * 8);
-        self.new_frametable = vec![FrameInfo::UNOWNED; frames as usize];
-        self.new_m2p = vec![M2P_INVALID; frames as usize];
+        // What a previous image left in the region: entries that claim
+        // frames for a domain. Only the named frames' are initialised
+        // inside the blackout; the rest after the resume.
+        self.new_frametable = vec![LEFT_OVER; frames as usize];
+        self.new_m2p = vec![LEFT_OVER_M2P; frames as usize];
         Ok(())
     }
+}
+
+/// The clock of the steps that run while the simulated platform is
+/// borrowed: a counter of its own.
+fn sim_clock() -> u64 {
+    static CLOCK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    CLOCK.fetch_add(1_000, core::sync::atomic::Ordering::Relaxed)
 }
 
 impl new_hv::enter::Platform for Sim {
@@ -704,6 +726,10 @@ impl new_hv::enter::Platform for Sim {
 
     fn now(&self) -> u64 {
         self.tick()
+    }
+
+    fn clock(&self) -> fn() -> u64 {
+        sim_clock
     }
 
     fn read_args(&mut self, paddr: u64) -> Result<[u8; ENTRY_ARGS_SIZE], SimError> {
@@ -743,8 +769,13 @@ impl new_hv::enter::Platform for Sim {
         Ok(())
     }
 
+    /// Resumes, then initialises every entry the update left, as the
+    /// hypervisor does once the guests run ([`Entered::adopted`]'s
+    /// `unsettled`, on a copy so the test sees what was left).
     fn resume(&mut self, mut entered: Entered) -> Entered {
         entered.times.resumed = self.tick();
+        let mut unsettled = entered.adopted.unsettled.clone();
+        unsettled.settle_all(&mut self.new_frametable, &mut self.new_m2p, |_| {});
         entered
     }
 }

@@ -48,6 +48,11 @@ impl Hv {
     /// `lu exec`: `frame` is the caller's context. Returns only on
     /// cancellation.
     pub fn lu_exec(&mut self, frame: &mut TrapFrame) -> Result<u64, Error> {
+        // The previous update's entries all initialised and its free RAM
+        // all the page allocator's: the state, the free digest and the
+        // free count are read off them (Invariant 29). Before anything
+        // pauses.
+        self.settle_all();
         let Some(loaded) = self.lu.loaded.take() else {
             return self.refuse(
                 Error::NotFound,
