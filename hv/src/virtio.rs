@@ -23,7 +23,7 @@
 //! # The shared area
 //!
 //! Everything the device reads or writes is in one area of [`AREA_BYTES`]
-//! ([`SharedMemory`]; the hypervisor's is a static of its image,
+//! ([`SharedMemory`]; the hypervisor's is an allocation of its heap,
 //! `arch::virtio`), laid out by [`Layout`]: the four queues' rings, then
 //! each queue's buffers. Descriptor `i` of a queue always describes buffer
 //! `i` of that queue: the bookkeeping is which descriptors the device holds

@@ -12,14 +12,17 @@
 //! not at all (`super::pci::device_window`; then the link falls back to
 //! the UART). Nothing else in that page is ever accessed.
 //!
-//! **The shared area** ([`Dma`]) is a static of this image, page aligned,
-//! `crate::virtio::AREA_BYTES` long, in `.bss`: physically contiguous
-//! like the whole image, at `kernel_virt_to_phys` of its address. The
-//! device writes it at any time while it runs, so no Rust reference to it
-//! ever exists: it is reached through raw pointers only, the ring indices
-//! with single aligned volatile accesses.
+//! **The shared area** ([`Dma`]) is `crate::virtio::AREA_BYTES` of the
+//! heap, page aligned, allocated when the link is first opened and never
+//! freed: physically contiguous like the whole heap (one claimed range of
+//! the region, reached through the direct map). Not a static of the
+//! image: the image's size counts twice in the live-update region while an
+//! update is loaded (the running image and the staged one), the heap's
+//! fixed part once. The device writes the area at any time while it runs,
+//! so no Rust reference to it ever exists: it is reached through raw
+//! pointers only, the ring indices with single aligned volatile accesses.
 //!
-//! **Across a live update.** The area is this image's memory, which the
+//! **Across a live update.** The area is this image's heap, which the
 //! next image reuses: a device left running would write into it. Every
 //! transport this image started (a non-zero status written) is recorded,
 //! and [`quiesce`] — called by `kexec::Prepared::jump`, on the way to any
@@ -28,7 +31,7 @@
 //! again if it knows how (`docs/design.md`, "The host link";
 //! `docs/invariants.md`, Invariant 30).
 
-use core::cell::UnsafeCell;
+use core::alloc::Layout;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use handover_abi::entry::DIRECT_MAP_BASE;
@@ -135,83 +138,96 @@ pub fn quiesce() {
     }
 }
 
-/// The area shared with the device: [`AREA_BYTES`], page aligned.
-#[repr(C, align(4096))]
-struct Area(UnsafeCell<[u8; AREA_BYTES]>);
-
-// SAFETY: the area is never borrowed: every access goes through raw
-// pointers (`Dma`), on the hypervisor's single CPU with interrupts off, and
-// the device's concurrent writes are to memory no reference covers.
-unsafe impl Sync for Area {}
-
-static AREA: Area = Area(UnsafeCell::new([0; AREA_BYTES]));
-
 /// Whether [`dma`] has handed the area out.
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// The shared area, to the one driver that asks first (`crate::hostlink`);
-/// `None` after that.
+/// The shared area, to the one driver that asks first (`crate::hostlink`),
+/// allocated from the heap; `None` after that, or if the heap cannot hold
+/// it.
 pub fn dma() -> Option<Dma> {
-    (!TAKEN.swap(true, Ordering::SeqCst)).then_some(Dma(()))
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    let layout = Layout::from_size_align(AREA_BYTES, 4096).ok()?;
+    // SAFETY: the layout's size is not zero (`AREA_BYTES`, a constant).
+    let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    // The heap is claimed RAM, seen through the direct map.
+    let phys = super::phys::direct_map_to_phys(p as u64).filter(|_| !p.is_null());
+    if phys.is_none() && !p.is_null() {
+        // SAFETY: `p` was allocated just above with `layout`, and nothing
+        // else has seen it.
+        unsafe { alloc::alloc::dealloc(p, layout) };
+    }
+    Some(Dma {
+        base: p as u64,
+        phys: phys?,
+    })
 }
 
-/// The shared area ([`AREA`]) through raw pointers.
+/// The shared area: `AREA_BYTES` of the heap, never freed, reached through
+/// raw pointers only.
 #[derive(Debug)]
-pub struct Dma(());
+pub struct Dma {
+    /// Its direct-map address.
+    base: u64,
+    /// Its physical address.
+    phys: u64,
+}
 
 impl Dma {
     /// The address of `len` bytes at `offset`, which must lie in the area
     /// and be aligned to `align`.
-    fn at(offset: usize, len: usize, align: usize) -> *mut u8 {
+    fn at(&self, offset: usize, len: usize, align: usize) -> *mut u8 {
         assert!(
             offset.checked_add(len).is_some_and(|end| end <= AREA_BYTES)
                 && offset.is_multiple_of(align),
             "{len} bytes at {offset:#x} of the virtio area"
         );
-        // In bounds (checked): the pointer stays inside the static.
-        AREA.0.get().cast::<u8>().wrapping_add(offset)
+        (self.base + offset as u64) as *mut u8
     }
 }
 
 impl SharedMemory for Dma {
     fn bus_address(&self) -> u64 {
-        super::kernel_virt_to_phys(AREA.0.get() as u64)
+        self.phys
     }
 
     fn read_u16(&self, offset: usize) -> u16 {
-        let p = Dma::at(offset, 2, 2).cast::<u16>();
-        // SAFETY: inside the area and aligned (`at`); no reference to the
+        let p = self.at(offset, 2, 2).cast::<u16>();
+        // SAFETY: inside the area (`at`), an allocation of the heap that
+        // `dma` made for this `Dma` alone and never frees, page aligned, so
+        // the offset's alignment is the address's; no reference to the
         // area exists, and one aligned volatile access cannot tear against
         // the device's write of the same index.
         unsafe { core::ptr::read_volatile(p) }
     }
 
     fn read_u32(&self, offset: usize) -> u32 {
-        let p = Dma::at(offset, 4, 4).cast::<u32>();
+        let p = self.at(offset, 4, 4).cast::<u32>();
         // SAFETY: as in `read_u16`.
         unsafe { core::ptr::read_volatile(p) }
     }
 
     fn write_u16(&mut self, offset: usize, value: u16) {
-        let p = Dma::at(offset, 2, 2).cast::<u16>();
+        let p = self.at(offset, 2, 2).cast::<u16>();
         // SAFETY: as in `read_u16`.
         unsafe { core::ptr::write_volatile(p, value) }
     }
 
     fn write_u32(&mut self, offset: usize, value: u32) {
-        let p = Dma::at(offset, 4, 4).cast::<u32>();
+        let p = self.at(offset, 4, 4).cast::<u32>();
         // SAFETY: as in `read_u16`.
         unsafe { core::ptr::write_volatile(p, value) }
     }
 
     fn write_u64(&mut self, offset: usize, value: u64) {
-        let p = Dma::at(offset, 8, 8).cast::<u64>();
+        let p = self.at(offset, 8, 8).cast::<u64>();
         // SAFETY: as in `read_u16`.
         unsafe { core::ptr::write_volatile(p, value) }
     }
 
     fn read(&self, offset: usize, buf: &mut [u8]) {
-        let p = Dma::at(offset, buf.len(), 1);
+        let p = self.at(offset, buf.len(), 1);
         // SAFETY: inside the area (`at`), which no reference covers, and
         // `buf` is not in it; the driver reads a buffer only between the
         // device's completion and giving it back, when the device does not
@@ -220,7 +236,7 @@ impl SharedMemory for Dma {
     }
 
     fn write(&mut self, offset: usize, bytes: &[u8]) {
-        let p = Dma::at(offset, bytes.len(), 1);
+        let p = self.at(offset, bytes.len(), 1);
         // SAFETY: as in `read`; the driver writes a buffer only while the
         // device does not hold it.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) }
