@@ -6,6 +6,7 @@
 //! | `loglvl=LEVEL` | `error`, `info` or `debug` | `info` |
 //! | `timer_hz=N` | scheduler tick rate | `100` |
 //! | `autostart=M1,M2,..` | modules dom0 creates domUs from at boot | none |
+//! | `hostlink=auto\|uart` | the host link's device: the virtio-serial port when the machine has one, else COM2 (`auto`); or COM2 alone (`uart`) | `auto` |
 //! | `lu_settle=background\|demand` | after an update, initialise the frametable entries it left in the background (idle time and one time slice per round of the run queue) or only when something needs them (for tests: the entries stay uninitialised until a guest names a frame, a domain is created or the next update starts) | `background` |
 //! | `lu_inject=state\|digest\|args\|table\|guest\|vcpu\|fail-<step>` | fault injection for tests (never handed to the next image): corrupt the staged state (a bit at a pseudo-random place of the body), the digest or a bit of the argument page after the pre-flight check, so the incoming image must refuse; make one step before the point of no return fail (`fail-too-large`, `fail-encode`, `fail-preflight`, `fail-boot`, `fail-tables`), so the update is cancelled and the next one succeeds; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
 //!
@@ -37,6 +38,18 @@ pub struct Options {
     /// After an update, initialise what it left only on demand
     /// (`crate::settle`; for tests).
     pub lu_settle_on_demand: bool,
+    /// Which device the host link uses (`crate::hostlink`).
+    pub hostlink: LinkChoice,
+}
+
+/// What `hostlink=` chooses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkChoice {
+    /// The virtio-serial port if the machine has a usable one, else COM2.
+    #[default]
+    Auto,
+    /// COM2, even when the machine has a virtio-serial port.
+    Uart,
 }
 
 /// What `lu_inject=` injects: the framework's named faults
@@ -50,6 +63,7 @@ impl Default for Options {
             log_level: LogLevel::Info,
             timer_hz: 100,
             lu_inject: None,
+            hostlink: LinkChoice::Auto,
             lu_settle_on_demand: false,
         }
     }
@@ -146,6 +160,19 @@ impl Options {
                             expected: "state, digest, guest, vcpu, args, table, fail-too-large, \
                                        fail-encode, fail-preflight, fail-boot or fail-tables",
                         })?);
+                }
+                "hostlink" => {
+                    options.hostlink = match value {
+                        "auto" => LinkChoice::Auto,
+                        "uart" => LinkChoice::Uart,
+                        _ => {
+                            return Err(CmdlineError::BadValue {
+                                option: key,
+                                value,
+                                expected: "auto or uart",
+                            })
+                        }
+                    }
                 }
                 "autostart" => {
                     let ok = value.split(',').all(|m| {

@@ -15,8 +15,10 @@
 //! ([`mm::pages`]), a domain's frame space ([`domain::p2m`]), the domain
 //! builder over a memory it is given ([`domain::builder`]), the work
 //! left for after a live update's resume ([`deferred`]), the PCI walk
-//! over a configuration space it is given ([`pci`]) and the I/O memory
-//! permission's ranges ([`iomem`]). Everything that
+//! over a configuration space it is given ([`pci`]), the I/O memory
+//! permission's ranges ([`iomem`]) and the virtio-serial driver of the
+//! host link over a transport and memory it is given ([`virtio`]).
+//! Everything that
 //! reaches the hardware, and every module that needs it, is compiled for
 //! the bare-metal target only (`#[cfg(target_os = "none")]`).
 
@@ -43,6 +45,7 @@ pub mod insn;
 pub mod iomem;
 pub mod mm;
 pub mod pci;
+pub mod virtio;
 
 // Outside `bare_metal!`: it exports `hvprintln!`, which a macro-expanded
 // module could not.
@@ -56,6 +59,7 @@ bare_metal! {
     mod build_id;
     mod devices;
     mod guest_mem;
+    mod hostlink;
     mod hv;
     mod hvm;
     mod hypercall;

@@ -84,8 +84,9 @@ pub enum Hypercall {
     /// Returns 0 in the new hypervisor; an error means the update was
     /// cancelled before the point of no return and every domain runs on.
     LuExec = 19,
-    /// `hostlink_read(buf, len)`: bytes waiting on the host link (the second
-    /// serial port), 0 if none (dom0 only).
+    /// `hostlink_read(buf, len)`: bytes waiting on the host link (a
+    /// virtio-serial port, or the second serial port), 0 if none (dom0
+    /// only).
     HostlinkRead = 20,
     /// `hostlink_write(buf, len)`: sends to the host as many of the bytes
     /// (at most 4096) as the link takes without waiting; returns how many,

@@ -334,6 +334,7 @@ fn cell(a: &Release, b: &Release, done: &Mutex<Vec<Hop>>) {
         cmdline: "lu_region=64M autostart=domu".into(),
         extra: Vec::new(),
         hostlink: None,
+        link: crate::qemu::LinkDevice::Virtio,
         devices: true,
     });
     wait_all(&mut m, &["(d1) heartbeat 2:"], QUIET);

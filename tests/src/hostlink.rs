@@ -1,6 +1,7 @@
 //! The host side of the host link: a hypervisor image sent to dom0 over the
-//! machine's second serial port (a unix socket on the host), which dom0
-//! stages and updates to. The framing is `pv_abi::hostlink`'s.
+//! machine's virtio-serial port or its second serial port (either a unix
+//! socket on the host: `qemu::LinkDevice`), which dom0 stages and updates
+//! to. The framing is `pv_abi::hostlink`'s.
 //!
 //! [`send_image`] never blocks for long on either direction, and follows
 //! progress, not the clock: answers are read on their own thread while the
@@ -133,6 +134,18 @@ impl Link {
         image: &[u8],
         quiet: Duration,
     ) -> Result<Vec<String>, String> {
+        self.send_image_timed(id, image, quiet)
+            .map(|(answers, _)| answers)
+    }
+
+    /// [`Link::send_image`], and when its steps happened.
+    pub fn send_image_timed(
+        &mut self,
+        id: u32,
+        image: &[u8],
+        quiet: Duration,
+    ) -> Result<(Vec<String>, Timing), String> {
+        let mut timing = Timing::default();
         self.stream
             .set_write_timeout(Some(quiet))
             .map_err(|e| e.to_string())?;
@@ -146,6 +159,7 @@ impl Link {
         };
         // The header, again every HEADER_RETRY until dom0 answers it.
         let started = Instant::now();
+        let at = |t: &mut Option<Duration>| *t = Some(started.elapsed());
         loop {
             if started.elapsed() >= quiet {
                 return Err(failed(
@@ -160,8 +174,9 @@ impl Link {
                 let refused = a.starts_with("error");
                 answers.push(a);
                 if refused {
-                    return Ok(answers);
+                    return Ok((answers, timing));
                 }
+                at(&mut timing.ready);
                 break;
             }
         }
@@ -173,21 +188,27 @@ impl Link {
                 let stop = a.starts_with("error");
                 answers.push(a);
                 if stop {
-                    return Ok(answers);
+                    return Ok((answers, timing));
                 }
             }
             self.send_raw(chunk)
                 .map_err(|e| failed(e, sent, &answers))?;
             sent += chunk.len();
         }
+        at(&mut timing.sent);
         // The answers: each one restarts the quiet period.
         loop {
             match self.answer(id, Instant::now() + quiet)? {
                 Some(a) => {
                     let last = a.starts_with("done") || a.starts_with("error");
+                    if a == "staged" {
+                        at(&mut timing.staged);
+                    } else if a.starts_with("done") {
+                        at(&mut timing.done);
+                    }
                     answers.push(a);
                     if last {
-                        return Ok(answers);
+                        return Ok((answers, timing));
                     }
                 }
                 None => {
@@ -211,6 +232,47 @@ impl Drop for Link {
     }
 }
 
+/// When a transfer's steps happened, counted from its first header byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// dom0 answered the header `ready`.
+    pub ready: Option<Duration>,
+    /// The last body byte was written: dom0 had taken all but what the
+    /// socket's buffer holds ([`SEND_BUFFER`]).
+    pub sent: Option<Duration>,
+    /// dom0 answered `staged`: it had the whole image, checked its CRC32C,
+    /// and the hypervisor had checked and staged it.
+    pub staged: Option<Duration>,
+    /// dom0 answered `done`: the update happened.
+    pub done: Option<Duration>,
+}
+
+impl Timing {
+    /// Body bytes per second over the link: `len` bytes from `ready` to
+    /// the last byte written.
+    pub fn rate(&self, len: usize) -> Option<f64> {
+        let body = self.sent?.checked_sub(self.ready?)?;
+        (!body.is_zero()).then(|| len as f64 / body.as_secs_f64())
+    }
+
+    /// The figures of a transfer of `len` bytes, on one line: `bytes=…
+    /// ready_ms=… body_ms=… rate=<B/s> staged_ms=… done_ms=…` (`-` for a
+    /// step that did not happen).
+    pub fn line(&self, len: usize) -> String {
+        let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| d.as_millis().to_string());
+        let body = self.ready.zip(self.sent).map(|(r, s)| s.saturating_sub(r));
+        format!(
+            "bytes={len} ready_ms={} body_ms={} rate={} staged_ms={} done_ms={}",
+            ms(self.ready),
+            ms(body),
+            self.rate(len)
+                .map_or("-".to_string(), |r| format!("{r:.0}B/s")),
+            ms(self.staged),
+            ms(self.done),
+        )
+    }
+}
+
 /// Sends `image` over the host link at `socket` and returns dom0's answers
 /// (`ready`, `staged`, …), ending with `done …` or `error …`; fails when
 /// dom0 neither takes a byte nor answers for `quiet` ([`Link::send_image`]).
@@ -226,11 +288,21 @@ pub fn send_image_as(
     image: &[u8],
     quiet: Duration,
 ) -> Result<Vec<String>, String> {
+    send_image_timed(socket, id, image, quiet).map(|(answers, _)| answers)
+}
+
+/// [`send_image_as`], and when the transfer's steps happened.
+pub fn send_image_timed(
+    socket: &Path,
+    id: u32,
+    image: &[u8],
+    quiet: Duration,
+) -> Result<(Vec<String>, Timing), String> {
     let mut link = Link::connect(socket)?;
     // Extra `ready`s (answers to a repeated header) say nothing new.
-    let mut answers = link.send_image(id, image, quiet)?;
+    let (mut answers, timing) = link.send_image_timed(id, image, quiet)?;
     answers.dedup();
-    Ok(answers)
+    Ok((answers, timing))
 }
 
 /// A transfer id unlikely to repeat between runs.

@@ -144,9 +144,11 @@ pub struct MachineConfig {
     pub cmdline: String,
     /// Extra QEMU arguments (e.g. `-accel kvm`).
     pub extra: Vec<String>,
-    /// The host link: the machine's second serial port as a unix socket
-    /// (QEMU is the server) at this path.
+    /// The host link as a unix socket (QEMU is the server) at this path,
+    /// on the device [`MachineConfig::link`] says.
     pub hostlink: Option<PathBuf>,
+    /// What carries the host link ([`LinkDevice`]).
+    pub link: LinkDevice,
     /// Whether the machine has its PCI device ([`DEVICE`]): a PCI Express
     /// host bridge (`microvm,pcie=on`: ECAM at 0xe0000000, a 32-bit MMIO
     /// window at 0xc0000000) with QEMU's `edu` device behind it. Without
@@ -165,6 +167,44 @@ pub const NO_DEVICES_ENV: &str = "HVLU_NO_DEVICES";
 fn devices_by_default(no_devices: Option<&std::ffi::OsStr>) -> bool {
     no_devices.is_none_or(|v| v != "1")
 }
+
+/// What carries a machine's host link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkDevice {
+    /// Port 1 of a virtio-serial device on one of microvm's virtio-mmio
+    /// transports, made modern (`-global
+    /// virtio-mmio.force-legacy=false`): the fast link. Without a
+    /// host-link socket the port is on a `null` chardev: the device is
+    /// there on every such machine, so that images that do not know it
+    /// (the releases) boot and update with it present.
+    Virtio,
+    /// COM2, an ISA 16550 at 0x2f8; the machine has no virtio-serial
+    /// device, and the hypervisor falls back to COM2 by itself.
+    Uart,
+    /// COM2, with the virtio-serial device there too (its port on a `null`
+    /// chardev): the hypervisor uses COM2 only when its command line says
+    /// `hostlink=uart`.
+    UartBesideVirtio,
+}
+
+/// Set to `uart`, machines made by [`MachineConfig::new`] have their host
+/// link on COM2 and no virtio-serial device ([`LinkDevice::Uart`]), so that
+/// any test, or the whole suite, runs on the fallback: `HVLU_HOSTLINK=uart
+/// cargo test -p hvlu-harness --test hostile`. `virtio` (or unset) is the
+/// default.
+pub const HOSTLINK_ENV: &str = "HVLU_HOSTLINK";
+
+/// A new machine's host-link device, given [`HOSTLINK_ENV`]'s value.
+fn link_by_default(value: Option<&std::ffi::OsStr>) -> Result<LinkDevice, String> {
+    match value.map(|v| v.to_str()) {
+        None | Some(Some("virtio")) => Ok(LinkDevice::Virtio),
+        Some(Some("uart")) => Ok(LinkDevice::Uart),
+        Some(v) => Err(format!("{HOSTLINK_ENV}={v:?}: expected `virtio` or `uart`")),
+    }
+}
+
+/// The host-link port's name on the virtio-serial device.
+pub const VIRTIO_PORT_NAME: &str = "org.hvlu.hostlink";
 
 /// The CPU every machine has: QEMU's default model with AMD SVM and nested
 /// paging, which HVM domains need (`hv/src/arch/svm.rs`;
@@ -189,6 +229,7 @@ impl MachineConfig {
             cmdline: "lu_region=64M".into(),
             extra: Vec::new(),
             hostlink: None,
+            link: link_by_default(std::env::var_os(HOSTLINK_ENV).as_deref())?,
             devices: devices_by_default(std::env::var_os(NO_DEVICES_ENV).as_deref()),
         })
     }
@@ -241,7 +282,10 @@ impl MachineConfig {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         let ram = format!("{}M", self.mem_mib);
-        let mut machine = String::from("microvm");
+        // microvm would add the virtio-mmio devices to the command line it
+        // hands the kernel (`virtio_mmio.device=…`), which the hypervisor
+        // refuses as an unknown option.
+        let mut machine = String::from("microvm,auto-kernel-cmdline=off");
         if self.devices {
             // The PCI Express host bridge the device sits behind.
             machine.push_str(",pcie=on");
@@ -276,13 +320,35 @@ impl MachineConfig {
             .arg(&self.images.hv)
             .arg("-append")
             .arg(&self.cmdline);
-        if let Some(socket) = &self.hostlink {
+        // The chardev `id` of the host link: its socket, or nothing.
+        let chardev = |id: &str, socket: Option<&PathBuf>| match socket {
+            Some(socket) => format!(
+                "socket,id={id},path={},server=on,wait=off",
+                option_value(socket)
+            ),
+            None => format!("null,id={id}"),
+        };
+        let (virtio, uart) = match self.link {
+            LinkDevice::Virtio => (Some(self.hostlink.as_ref()), None),
+            LinkDevice::Uart => (None, self.hostlink.as_ref()),
+            LinkDevice::UartBesideVirtio => (Some(None), self.hostlink.as_ref()),
+        };
+        if let Some(socket) = virtio {
+            // Port 1: port 0 is a virtconsole's, whose output QEMU drops
+            // when the host does not read, where a virtserialport's waits.
+            cmd.args(["-global", "virtio-mmio.force-legacy=false"])
+                .args(["-device", "virtio-serial-device,max_ports=2"])
+                .arg("-chardev")
+                .arg(chardev("hostlink-virtio", socket))
+                .arg("-device")
+                .arg(format!(
+                    "virtserialport,chardev=hostlink-virtio,nr=1,name={VIRTIO_PORT_NAME}"
+                ));
+        }
+        if let Some(socket) = uart {
             // microvm has one ISA UART of its own: add COM2 explicitly.
             cmd.arg("-chardev")
-                .arg(format!(
-                    "socket,id=hostlink,path={},server=on,wait=off",
-                    socket.display()
-                ))
+                .arg(chardev("hostlink", Some(socket)))
                 .args(["-device", "isa-serial,chardev=hostlink,iobase=0x2f8,irq=3"]);
         }
         for (name, path) in &self.images.modules {
@@ -652,6 +718,7 @@ mod tests {
             cmdline: cmdline.into(),
             extra: Vec::new(),
             hostlink: None,
+            link: LinkDevice::Virtio,
             devices: true,
         }
     }
@@ -718,16 +785,95 @@ mod tests {
         let mut config = bare("t", "");
         assert!(args(&config)
             .windows(2)
-            .any(|w| w == ["-machine", "microvm,pcie=on"]));
+            .any(|w| w == ["-machine", "microvm,auto-kernel-cmdline=off,pcie=on"]));
         config.mem_mib = 65536;
         let a = args(&config);
         assert!(a
             .iter()
             .any(|x| x == "memory-backend-ram,id=ram,size=65536M,reserve=off"));
-        assert!(a
-            .windows(2)
-            .any(|w| w == ["-machine", "microvm,pcie=on,memory-backend=ram"]));
+        assert!(a.windows(2).any(|w| w
+            == [
+                "-machine",
+                "microvm,auto-kernel-cmdline=off,pcie=on,memory-backend=ram"
+            ]));
         assert!(a.windows(2).any(|w| w == ["-m", "65536M"]));
+    }
+
+    #[test]
+    fn the_host_link_is_on_the_virtio_port_or_on_com2() {
+        let mut config = bare("t", "");
+        let has = |a: &[String], w: [&str; 2]| a.windows(2).any(|x| x == w);
+        let socket = root().join("target/qemu/t,1.sock");
+        let on_socket = |id: &str| {
+            format!(
+                "socket,id={id},path={},server=on,wait=off",
+                option_value(&socket)
+            )
+        };
+        // Every default machine has the virtio port, modern, on nothing
+        // without a socket.
+        let a = args(&config);
+        assert!(
+            has(&a, ["-global", "virtio-mmio.force-legacy=false"]),
+            "{a:?}"
+        );
+        assert!(
+            has(&a, ["-device", "virtio-serial-device,max_ports=2"]),
+            "{a:?}"
+        );
+        assert!(has(&a, ["-chardev", "null,id=hostlink-virtio"]), "{a:?}");
+        assert!(
+            has(
+                &a,
+                [
+                    "-device",
+                    "virtserialport,chardev=hostlink-virtio,nr=1,name=org.hvlu.hostlink"
+                ]
+            ),
+            "{a:?}"
+        );
+        assert!(!a.iter().any(|x| x.contains("isa-serial")), "{a:?}");
+        config.hostlink = Some(socket.clone());
+        let a = args(&config);
+        assert!(
+            has(&a, ["-chardev", &on_socket("hostlink-virtio")]),
+            "{a:?}"
+        );
+        assert!(!a.iter().any(|x| x.contains("isa-serial")), "{a:?}");
+        // COM2 alone: no virtio device.
+        config.link = LinkDevice::Uart;
+        let a = args(&config);
+        assert!(
+            !a.iter()
+                .any(|x| x.starts_with("virt") || x.contains("id=hostlink-virtio")),
+            "{a:?}"
+        );
+        assert!(
+            has(
+                &a,
+                ["-device", "isa-serial,chardev=hostlink,iobase=0x2f8,irq=3"]
+            ),
+            "{a:?}"
+        );
+        assert!(has(&a, ["-chardev", &on_socket("hostlink")]), "{a:?}");
+        // COM2 beside a virtio port on nothing.
+        config.link = LinkDevice::UartBesideVirtio;
+        let a = args(&config);
+        assert!(has(&a, ["-chardev", "null,id=hostlink-virtio"]), "{a:?}");
+        assert!(
+            has(
+                &a,
+                ["-device", "isa-serial,chardev=hostlink,iobase=0x2f8,irq=3"]
+            ),
+            "{a:?}"
+        );
+        assert_eq!(link_by_default(None), Ok(LinkDevice::Virtio));
+        assert_eq!(
+            link_by_default(Some("virtio".as_ref())),
+            Ok(LinkDevice::Virtio)
+        );
+        assert_eq!(link_by_default(Some("uart".as_ref())), Ok(LinkDevice::Uart));
+        assert!(link_by_default(Some("com2".as_ref())).is_err());
     }
 
     #[test]
@@ -747,6 +893,10 @@ mod tests {
         let a = args(&config);
         assert!(!a.iter().any(|x| x == DEVICE), "{a:?}");
         assert!(!a.iter().any(|x| x.contains("pcie")), "{a:?}");
-        assert!(a.windows(2).any(|w| w == ["-machine", "microvm"]), "{a:?}");
+        assert!(
+            a.windows(2)
+                .any(|w| w == ["-machine", "microvm,auto-kernel-cmdline=off"]),
+            "{a:?}"
+        );
     }
 }

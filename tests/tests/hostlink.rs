@@ -2,14 +2,23 @@
 //! abandoned (quiet, or followed by another transfer) and oversized
 //! transfers, noise on the line and a host that
 //! stops reading each leave the guests running and the link ready for the
-//! next transfer, which updates. One machine goes through all of them in
-//! turn, with a domU whose heartbeat must keep coming.
+//! next transfer, which updates; after the update the new image's link
+//! takes a transfer too. One machine goes through all of them in turn,
+//! with a domU whose heartbeat must keep coming — once with the link on
+//! the virtio-serial port, once on COM2 (a machine without the virtio
+//! device: the hypervisor falls back by itself). The update's transfer is
+//! a release-built image, timed: each run prints its throughput
+//! (`hostlink speed: …`, nothing asserted about it). A third machine has
+//! both devices and `hostlink=uart`: the link is COM2.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+
 use hvlu_harness::hostlink::Link;
+use hvlu_harness::qemu::LinkDevice;
 use hvlu_harness::scenario::{cmd, fields, next_heartbeat, poweroff_pass, summarise, wait_all};
 use hvlu_harness::Machine;
 use pv_abi::hostlink::Header;
@@ -25,15 +34,76 @@ fn header_answer(link: &mut Link, header: Header) -> String {
         .unwrap_or_else(|| panic!("no answer to the header {header:?}"))
 }
 
+/// A small transfer dom0 refuses after taking it whole (the piece is not
+/// signed): the link carries bytes both ways.
+fn small_transfer(socket: &Path, image: &[u8]) {
+    let answers = hvlu_harness::hostlink::send_image(socket, &image[..4096], LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        answers.first().map(String::as_str),
+        Some("ready"),
+        "{answers:?}"
+    );
+    assert!(
+        answers.last().is_some_and(|a| a.contains("not signed")),
+        "{answers:?}"
+    );
+}
+
 #[test]
-fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
-    let mut config = hvlu_harness::MachineConfig::new("hostlink").unwrap_or_else(|e| panic!("{e}"));
-    config.cmdline = format!("{} autostart=domu", config.cmdline);
-    let socket = hvlu_harness::qemu::root().join("target/qemu/hostlink-robust.sock");
+fn the_virtio_host_link_survives_bad_transfers_and_a_deaf_host() {
+    robustness(
+        "hostlink",
+        LinkDevice::Virtio,
+        "virtio-serial port 1",
+        "virtio",
+    );
+}
+
+#[test]
+fn the_uart_host_link_survives_bad_transfers_and_a_deaf_host() {
+    robustness(
+        "hostlink-uart",
+        LinkDevice::Uart,
+        "COM2 (16550 at 0x2f8)",
+        "uart",
+    );
+}
+
+#[test]
+fn the_command_line_puts_the_host_link_on_com2_beside_a_virtio_port() {
+    let mut config =
+        hvlu_harness::MachineConfig::new("hostlink-forced").unwrap_or_else(|e| panic!("{e}"));
+    config.cmdline = format!("{} hostlink=uart", config.cmdline);
+    config.link = LinkDevice::UartBesideVirtio;
+    let socket = hvlu_harness::qemu::root().join("target/qemu/hostlink-forced.sock");
     config.hostlink = Some(socket.clone());
     let mut m = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
-    m.wait_for_text("(d1) heartbeat 1:", LONG)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let chosen = wait_all(&mut m, &["(hv) hostlink: "], LONG).remove(0);
+    assert_eq!(
+        chosen,
+        "(hv) hostlink: COM2 (16550 at 0x2f8): hostlink=uart"
+    );
+    let image = std::fs::read(hvlu_harness::qemu::second_build()).expect("hv-b image");
+    small_transfer(&socket, &image);
+    poweroff_pass(&mut m);
+}
+
+/// The scenario of the module docs on a machine named `name` whose link is
+/// on `link`; the hypervisor must say `(hv) hostlink: <says>…`. The speed
+/// line names the link `label`.
+fn robustness(name: &str, link: LinkDevice, says: &str, label: &str) {
+    let mut config = hvlu_harness::MachineConfig::new(name).unwrap_or_else(|e| panic!("{e}"));
+    config.cmdline = format!("{} autostart=domu", config.cmdline);
+    config.link = link;
+    let socket = hvlu_harness::qemu::root().join(format!("target/qemu/{name}.sock"));
+    config.hostlink = Some(socket.clone());
+    let mut m = Machine::start(&config).unwrap_or_else(|e| panic!("{e}"));
+    wait_all(
+        &mut m,
+        &["(d1) heartbeat 1:", &format!("(hv) hostlink: {says}")],
+        LONG,
+    );
     let image = std::fs::read(hvlu_harness::qemu::second_build()).expect("hv-b image");
     let mut link = Link::connect(&socket).unwrap_or_else(|e| panic!("{e}"));
 
@@ -155,18 +225,35 @@ fn the_host_link_survives_bad_transfers_and_a_deaf_host() {
     let deaf = sender.join().expect("sender");
     drop(deaf);
 
-    // The link is ready for a good transfer, which updates.
-    let answers =
-        hvlu_harness::hostlink::send_image(&socket, &image, LONG).unwrap_or_else(|e| panic!("{e}"));
+    // The link is ready for a good transfer, which updates: a release
+    // image, timed.
+    let (answers, timing) = hvlu_harness::hostlink::send_image_timed(
+        &socket,
+        hvlu_harness::hostlink::new_id(),
+        &image,
+        LONG,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         answers
             .last()
             .is_some_and(|a| a.starts_with("done ") && a.ends_with(" 1")),
         "{answers:?}"
     );
+    println!("hostlink speed: link={label} {}", timing.line(image.len()));
     let report = wait_all(&mut m, &["(hv) lu-report seq=1 "], LONG).remove(0);
     assert_eq!(fields(&report)["digest_equal"], "yes", "{report}");
     next_heartbeat(&mut m, 1, LONG);
+    // The new image opened the link anew (the old one reset the device at
+    // the jump), on the same device, and it carries a transfer.
+    small_transfer(&socket, &image);
+    cmd(&mut m, "list");
+    let opened: Vec<&str> = m.lines_with("(hv) hostlink: ").collect();
+    assert_eq!(
+        opened.iter().filter(|l| l.contains(says)).count(),
+        2,
+        "opened once by each image: {opened:?}"
+    );
     assert!(summarise(&m.transcript).clean(1));
     poweroff_pass(&mut m);
 }

@@ -45,6 +45,7 @@ fn every_release_boots_cold_with_its_own_guests_and_powers_off() {
             cmdline: "lu_region=64M autostart=domu,domu".into(),
             extra: Vec::new(),
             hostlink: None,
+            link: hvlu_harness::qemu::LinkDevice::Virtio,
             devices: true,
         };
         let mut m = boot_config(&config);

@@ -23,7 +23,7 @@ pub fn live_update(image: &std::path::Path) -> Result<(), Failure> {
         image.display(),
         bytes.len()
     );
-    let replies = hvlu_harness::hostlink::send_image_as(
+    let (replies, timing) = hvlu_harness::hostlink::send_image_timed(
         &hostlink_socket(),
         id,
         &bytes,
@@ -33,6 +33,7 @@ pub fn live_update(image: &std::path::Path) -> Result<(), Failure> {
     for reply in &replies {
         println!("dom0: {reply}");
     }
+    println!("xtask: the transfer: {}", timing.line(bytes.len()));
     if !replies.last().is_some_and(|r| r.starts_with("done")) {
         return Err(Failure::Failed("the update did not happen".into()));
     }

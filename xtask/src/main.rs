@@ -134,6 +134,13 @@ enum Command {
         /// `edu` commands use).
         #[arg(long)]
         no_devices: bool,
+        /// Put the host link on the machine's second serial port (COM2)
+        /// and leave the virtio-serial device out: for images that do not
+        /// know the virtio link (releases before it), or to compare. By
+        /// default the link is port 1 of a virtio-serial device
+        /// (HVLU_HOSTLINK=uart does the same as this flag).
+        #[arg(long)]
+        hostlink_uart: bool,
     },
     /// Sign a hypervisor image for live update: append an Ed25519 signature
     /// trailer (docs/abi.md §6), replacing one the file already has.
@@ -226,8 +233,10 @@ enum Command {
     },
     /// Update a system started by `cargo xtask run` to a hypervisor image
     /// from the host: the image travels over the host link (the machine's
-    /// second serial port) to dom0, whose tool stages and executes it; prints
-    /// dom0's answers and the update's report line.
+    /// virtio-serial port, or its second serial port with `run
+    /// --hostlink-uart`) to dom0, whose tool stages and executes it; prints
+    /// dom0's answers, how fast the image crossed, and the update's report
+    /// line.
     LiveUpdate {
         /// The hypervisor image (e.g. target/hv-b/x86_64-unknown-none/release/hv,
         /// which `cargo xtask build --release` makes).
@@ -291,6 +300,7 @@ fn main() -> ExitCode {
             timeout,
             ram,
             no_devices,
+            hostlink_uart,
         } => script
             .as_deref()
             .map(run::read_script)
@@ -298,7 +308,7 @@ fn main() -> ExitCode {
             .and_then(|script| {
                 setup::ensure_qemu()?;
                 build(true)?;
-                run::run(script, domus, timeout, ram, !no_devices)
+                run::run(script, domus, timeout, ram, !no_devices, hostlink_uart)
             }),
         Command::Test => test::test(),
         Command::Sign { key, out, image } => keys::sign(key, &image, out),

@@ -4,6 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hvlu_harness::qemu::LinkDevice;
 use hvlu_harness::scenario::{self, run_script, verdict, Script};
 use hvlu_harness::{Machine, MachineConfig};
 
@@ -20,7 +21,8 @@ pub fn read_script(path: &Path) -> Result<Script, Failure> {
 }
 
 /// Boots dom0 and `domus` domUs (on `ram` MiB of RAM, if given; with the
-/// PCI device unless `devices` is false, `MachineConfig::devices`); runs
+/// PCI device unless `devices` is false, `MachineConfig::devices`; the host
+/// link on COM2 if `uart`, else as `MachineConfig::new` says); runs
 /// `script` (checked by [`read_script`]) or forwards the terminal.
 pub fn run(
     script: Option<Script>,
@@ -28,6 +30,7 @@ pub fn run(
     timeout: u64,
     ram: Option<u32>,
     devices: bool,
+    uart: bool,
 ) -> Result<(), Failure> {
     let name = if script.is_some() {
         "run-script"
@@ -44,10 +47,17 @@ pub fn run(
         config.cmdline = format!("{} autostart={list}", config.cmdline);
     }
     config.hostlink = Some(hostlink_socket());
+    if uart {
+        config.link = LinkDevice::Uart;
+    }
     let mut machine = Machine::start(&config).map_err(Failure::Failed)?;
     machine.echo(true);
     println!(
-        "xtask: host link at {}: `cargo xtask live-update --image PATH` updates this system",
+        "xtask: host link ({}) at {}: `cargo xtask live-update --image PATH` updates this system",
+        match config.link {
+            LinkDevice::Virtio => "virtio-serial port 1",
+            LinkDevice::Uart | LinkDevice::UartBesideVirtio => "COM2",
+        },
         hostlink_socket().display()
     );
     let summary = match script {

@@ -1,5 +1,6 @@
 //! The host link: hypervisor images sent from the host (`cargo xtask
-//! live-update --image PATH`) over the second serial port, framed as
+//! live-update --image PATH`) over the hypervisor's host link (a
+//! virtio-serial port, or the second serial port), framed as
 //! `pv_abi::hostlink` says: a header dom0 answers (`ready`, or `error` and
 //! the sender stops), then the image, collected in dom0's free pages,
 //! checked against its CRC32C, staged with `lu_load_buffer` and updated
@@ -9,7 +10,7 @@
 //! Nothing here can wedge: a body that stops arriving is abandoned after
 //! [`IDLE_MS`] and the link hunts for the next header; an answer the host
 //! does not read within [`ANSWER_MS`] is dropped (the hypervisor never
-//! waits on the link, `hostlink_write` takes what the UART can hold).
+//! waits on the link, `hostlink_write` takes what its device can hold).
 
 use pvrt::pv_abi::hostlink::{AnswerPrefix, Header, Receiver, Sink};
 use pvrt::{hc, mem, println};

@@ -132,10 +132,10 @@ fn main() -> ! {
             println!("dom0>");
         }
         // While bytes arrive on the host link, keep polling instead of
-        // yielding: the UART holds 16 bytes, and a yield hands the CPU to a
-        // busy domU for a whole time slice. Back to the console after
-        // 64 KiB or 50 ms, so that neither a flood nor a trickle from the
-        // host shuts it out.
+        // yielding: its device holds little (16 bytes on a UART, 32 KiB on
+        // the virtio port), and a yield hands the CPU to a busy domU for a
+        // whole time slice. Back to the console after 64 KiB or 50 ms, so
+        // that neither a flood nor a trickle from the host shuts it out.
         let mut received = link.poll();
         if received > 0 || link.busy() {
             let deadline = hostlink::ticks(50).map(|(now, wait)| now + wait);

@@ -153,8 +153,11 @@ pub fn prepare(plan: &EntryPlan) -> Result<Prepared, PrepareError> {
 }
 
 impl Prepared {
-    /// The point of no return: enters the new image.
+    /// The point of no return: enters the new image. The virtio device
+    /// this image drives is reset first (`super::virtio::quiesce`): its
+    /// buffers are this image's memory, which the new image reuses.
     pub fn jump(self) -> ! {
+        super::virtio::quiesce();
         // SAFETY: `prepare` built `new_root` to the entry contract and mapped
         // the trampoline page identity in both roots; the hypervisor's root
         // maps this code, so execution continues after the CR3 load, and the

@@ -3,9 +3,10 @@
 //! Port I/O, control registers and MSRs, descriptor tables (these through
 //! the `x86_64` crate's types and instructions), the stacks and their guard
 //! pages, the boot path, physical memory access, PCI configuration space
-//! (ECAM), page-table switches and
-//! the live-update jump, the exported entry symbols and ELF note (`start`),
-//! and the test-only self-test triggers (`selftest`). Everything above this
+//! (ECAM), the virtio-mmio transports and the memory their device writes
+//! (`virtio`), page-table switches and the live-update jump, the exported
+//! entry symbols and ELF note (`start`), and the test-only self-test
+//! triggers (`selftest`). Everything above this
 //! layer is safe Rust over the functions it exports: the crate root denies
 //! `unsafe_code` and allows it for this module alone.
 
@@ -28,6 +29,7 @@ mod start;
 pub use start::build_id;
 pub mod timer;
 pub mod trap;
+pub mod virtio;
 
 /// Where the image is linked: upper-half virtual = this + physical link
 /// address (see `hv/linker.ld`).

@@ -5,7 +5,7 @@
 //! | L4 slots | virtual range | what |
 //! |---|---|---|
 //! | 0..256 | lower half | the guest (PV, ring 3) |
-//! | 256 | `0xffff_8000_0000_0000` + pa | direct map of RAM, 2 MiB pages, NX; the local APIC's page and the PCI ECAM window, uncacheable |
+//! | 256 | `0xffff_8000_0000_0000` + pa | direct map of RAM, 2 MiB pages, NX; the local APIC's page, the PCI ECAM window and the page of the virtio-mmio transports, uncacheable |
 //! | 511 | `0xffff_ffff_8000_0000` + link pa | the hypervisor image, 4 KiB pages by section, the guard page below each stack left out |
 //!
 //! Slots 256..512 of every guest L4 are copies of the hypervisor root's and
@@ -168,9 +168,11 @@ fn image_maps() -> Vec<Map> {
 /// direct map over `ram` (in 1 GiB pages where the CPU has them: fewer
 /// tables than the boot reserved, and less to write inside an update's
 /// blackout), the local APIC page, the image by section
-/// without the stacks' guard pages; and the PCI ECAM window uncacheable
-/// where it fits (`super::pci::ecam_map`) — in frames from `alloc`, and
-/// loads them. Returns the highest physical address the direct map covers.
+/// without the stacks' guard pages; and the PCI ECAM window and the page of
+/// the virtio-mmio transports uncacheable where they fit
+/// (`super::pci::ecam_map`, `super::virtio::mmio_map`) — in frames from
+/// `alloc`, and loads them. Returns the highest physical address the direct
+/// map covers.
 pub fn build_and_load(
     ram: &[MfnRange],
     alloc: &mut dyn FnMut() -> Option<u64>,
@@ -178,6 +180,9 @@ pub fn build_and_load(
     let mut plan = new_hv::boot::hv_plan_for(ram, &image_maps(), super::cpu::has_gib_pages());
     if let Some(ecam) = super::pci::ecam_map(&plan) {
         plan.push(ecam);
+    }
+    if let Some(transports) = super::virtio::mmio_map(&plan) {
+        plan.push(transports);
     }
     let mut tables = Tables::own(alloc);
     let root = tables.new_table()?;

@@ -33,7 +33,8 @@ pub const ECAM_SIZE: u64 = 256 << 20;
 /// microvm's 32-bit MMIO window, where a cold boot places memory BARs.
 pub const MMIO_WINDOW: (u64, u64) = (0xc000_0000, 0x2000_0000);
 
-/// Flags of the window's pages: writable, uncacheable (PAT entry 3), not
+/// Flags of the window's pages (and of every device window,
+/// [`device_window`]): writable, uncacheable (PAT entry 3), not
 /// executable, not global (nothing in a guest's half).
 const ECAM_FLAGS: u64 = WRITABLE | CACHE_DISABLE | WRITE_THROUGH | NO_EXECUTE;
 
@@ -52,7 +53,7 @@ pub enum State {
     NotBuilt,
     /// Mapped: configuration space can be read.
     Mapped,
-    /// Not mapped: RAM lies in the window.
+    /// Not mapped: the hypervisor maps something else there (RAM).
     OverRam,
     /// Not mapped: it would take page-table frames the boot did not
     /// reserve.
@@ -91,7 +92,19 @@ pub fn pat_entry_3_is_uc() -> bool {
 /// RAM in the window, a page table more, or a PAT that would not make it
 /// uncacheable.
 pub(super) fn ecam_map(plan: &[Map]) -> Option<Map> {
-    let map = Map::huge(DIRECT_MAP_BASE + ECAM_BASE, ECAM_BASE, ECAM_SIZE, ECAM_FLAGS);
+    let (state, map) = device_window(plan, ECAM_BASE, ECAM_SIZE);
+    *STATE.lock() = state;
+    map
+}
+
+/// The uncacheable mapping of device memory `pa..pa + len` (2 MiB aligned
+/// and whole 2 MiB pages) at its direct-map address, if it can join the
+/// hypervisor's plan `plan`: no RAM of the plan in it, no page-table frame
+/// more than the plan takes (what the boot reserved), and PAT entry 3
+/// uncacheable. The state says which, for the log. Used for ECAM and for
+/// the virtio-mmio transports (`super::virtio`).
+pub(super) fn device_window(plan: &[Map], pa: u64, len: u64) -> (State, Option<Map>) {
+    let map = Map::huge(DIRECT_MAP_BASE + pa, pa, len, ECAM_FLAGS);
     let last = map.va + (map.len - 1);
     let state = if !pat_entry_3_is_uc() {
         State::PatNotUc
@@ -106,8 +119,7 @@ pub(super) fn ecam_map(plan: &[Map]) -> Option<Map> {
             State::NeedsTables
         }
     };
-    *STATE.lock() = state;
-    (state == State::Mapped).then_some(map)
+    (state, (state == State::Mapped).then_some(map))
 }
 
 /// Configuration space through the mapped ECAM window.

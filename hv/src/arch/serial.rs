@@ -1,6 +1,7 @@
-//! The 16550 UARTs, polled: COM1 is the console, COM2 the host link (a
-//! byte channel between the host and dom0, used to bring hypervisor images
-//! in from the host).
+//! The 16550 UARTs, polled: COM1 is the console, COM2 the host link's
+//! fallback (`crate::hostlink`: a byte channel between the host and dom0,
+//! used to bring hypervisor images in from the host, on a virtio-serial
+//! port when the machine has one).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,7 +12,7 @@ use x86_64::instructions::port::Port;
 pub enum Uart {
     /// The console.
     Com1,
-    /// The host link.
+    /// The host link, when it is not on a virtio-serial port.
     Com2,
 }
 

@@ -19,6 +19,7 @@ fn an_empty_line_gives_the_defaults() {
         assert_eq!(o.log_level, LogLevel::Info);
         assert_eq!(o.timer_hz, 100);
         assert_eq!(o.lu_inject, None);
+        assert_eq!(o.hostlink, LinkChoice::Auto);
     }
 }
 
@@ -115,6 +116,26 @@ fn log_levels_are_error_info_and_debug() {
         assert_eq!(
             refusal(&format!("loglvl={value}")),
             format!("bad value `{value}` for `loglvl`: expected error, info or debug")
+        );
+    }
+}
+
+#[test]
+fn the_host_link_is_auto_or_uart() {
+    assert_eq!(
+        Options::parse("hostlink=uart").unwrap().hostlink,
+        LinkChoice::Uart
+    );
+    assert_eq!(
+        Options::parse("hostlink=uart hostlink=auto")
+            .unwrap()
+            .hostlink,
+        LinkChoice::Auto
+    );
+    for value in ["", "virtio", "UART", "com2"] {
+        assert_eq!(
+            refusal(&format!("hostlink={value}")),
+            format!("bad value `{value}` for `hostlink`: expected auto or uart")
         );
     }
 }

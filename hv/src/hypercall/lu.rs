@@ -3,14 +3,13 @@
 //! The work is `crate::lu::outgoing`'s; these copy arguments and results.
 
 use alloc::string::ToString;
-use alloc::vec::Vec;
 
 use pv_abi::call::GuestBuf;
 use pv_abi::hypercall::Error;
 use zerocopy::IntoBytes;
 
 use super::{caller, copy_from_guest, copy_to_guest};
-use crate::arch::serial;
+use crate::hostlink;
 use crate::hv::Hv;
 use crate::lu::outgoing::ImageSource;
 use crate::mm::heap;
@@ -62,28 +61,22 @@ pub fn do_lu_status(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     Ok(n as u64)
 }
 
-/// `hostlink_read(buf, len)`: the bytes waiting on the host link.
+/// `hostlink_read(buf, len)`: the bytes waiting on the host link
+/// (`crate::hostlink`: the virtio-serial port or COM2), at most `len`.
 pub fn do_hostlink_read(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
-    let max = buf.len as usize;
-    let mut bytes = Vec::new();
-    heap::reserve(&mut bytes, max)?;
-    while bytes.len() < max {
-        match serial::read_from(serial::Uart::Com2) {
-            Some(b) => bytes.push(b),
-            None => break,
-        }
-    }
-    copy_to_guest(hv, buf.addr, &bytes)?;
-    Ok(bytes.len() as u64)
+    let mut bytes = heap::zeroed(buf.len as usize)?;
+    let n = hostlink::read(hv.options.hostlink, &mut bytes);
+    copy_to_guest(hv, buf.addr, &bytes[..n])?;
+    Ok(n as u64)
 }
 
 /// `hostlink_write(buf, len)`: sends as many of the bytes (at most 4096)
-/// as the host link's transmitter takes without waiting, and returns how
+/// as the host link's device takes without waiting, and returns how
 /// many: 0 when the host is not reading. The hypervisor never waits for the
 /// host; the caller decides how long to retry.
 pub fn do_hostlink_write(hv: &mut Hv, buf: GuestBuf) -> Result<u64, Error> {
     let len = buf.len as usize;
     let mut bytes = heap::zeroed(len)?;
     copy_from_guest(hv, buf.addr, &mut bytes)?;
-    Ok(serial::try_write_to(serial::Uart::Com2, &bytes) as u64)
+    Ok(hostlink::write(hv.options.hostlink, &bytes) as u64)
 }

@@ -80,8 +80,9 @@ fn text_segment(info: &ImageInfo) -> old_hv::image::Segment {
         .expect("text")
 }
 
-/// hv-b made small for the host link (a serial port, a few tens of KB/s
-/// under TCG): every loadable segment cut to at most one page of file
+/// hv-b made small for the host link (small enough for COM2 too, a few
+/// tens of KB/s under TCG, `HVLU_HOSTLINK=uart`; the virtio port moves
+/// megabytes a second): every loadable segment cut to at most one page of file
 /// bytes (memory sizes kept), the `HVLU` note copied to the start of the
 /// segment that held it, its entry moved into text's page, the segments'
 /// bytes moved down to follow each other. Unsigned; it validates like
@@ -163,7 +164,7 @@ pub struct Hostile {
     /// A part of dom0's answer when it comes over the host link.
     pub link_reason: &'static str,
     /// Whether the test sends it over the host link too (all but one
-    /// 3.6 MB image, which would take minutes there).
+    /// 3.6 MB image, which would take minutes over COM2).
     pub by_link: bool,
 }
 
