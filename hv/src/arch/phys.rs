@@ -342,10 +342,7 @@ pub fn claim_slice<T: FromZeros + IntoBytes + KnownLayout>(
     paddr: u64,
     count: usize,
 ) -> Result<&'static mut [T], PhysError> {
-    let len = (count * core::mem::size_of::<T>()) as u64;
-    if !paddr.is_multiple_of(core::mem::align_of::<T>() as u64) {
-        return Err(PhysError::Unmapped { paddr, len });
-    }
+    let len = slice_len::<T>(paddr, count)?;
     let bytes = claim(paddr, len)?;
     // Cannot fail: the bytes are zeroed (valid for `T`), aligned (checked,
     // and page aligned by `claim`) and exactly `count` values long.
@@ -362,12 +359,19 @@ pub fn claim_slice_as_is<T: FromBytes + IntoBytes + KnownLayout + zerocopy::Immu
     paddr: u64,
     count: usize,
 ) -> Result<&'static mut [T], PhysError> {
+    let len = slice_len::<T>(paddr, count)?;
+    let bytes = claim_uninit(paddr, len)?;
+    <[T]>::mut_from_bytes_with_elems(bytes, count).map_err(|_| PhysError::Unmapped { paddr, len })
+}
+
+/// The bytes of `count` values of `T` at `paddr`, which must be aligned
+/// for `T`.
+fn slice_len<T>(paddr: u64, count: usize) -> Result<u64, PhysError> {
     let len = (count * core::mem::size_of::<T>()) as u64;
     if !paddr.is_multiple_of(core::mem::align_of::<T>() as u64) {
         return Err(PhysError::Unmapped { paddr, len });
     }
-    let bytes = claim_uninit(paddr, len)?;
-    <[T]>::mut_from_bytes_with_elems(bytes, count).map_err(|_| PhysError::Unmapped { paddr, len })
+    Ok(len)
 }
 
 /// Reads and writes guest page-table frames for the frametable pass and the
