@@ -123,11 +123,13 @@ pub fn parse_ram(text: &str) -> Result<u32, String> {
 /// for every frame up to the end of RAM — microvm puts RAM past 3 GiB above
 /// a 1 GiB hole — and 6 MiB for the heap's fixed part, the page tables,
 /// the running image and the staged one with its state (and the image file
-/// beside it while it is loaded); whole 2 MiB, at least 8 MiB.
+/// beside it while it is loaded), with 16 bytes more per MiB of RAM end
+/// (1 MiB at 64 GiB) for the page tables and the allocations' alignment,
+/// which grow with the machine; whole 2 MiB, at least 8 MiB.
 pub fn min_region_mib(mem_mib: u32) -> u64 {
     let mib = u64::from(mem_mib);
     let end_mib = if mib > 3072 { mib + 1024 } else { mib };
-    let bytes = end_mib * 256 * 40 + (6 << 20);
+    let bytes = end_mib * 256 * 40 + end_mib * 16 + (6 << 20);
     (bytes.div_ceil(2 << 20) * 2).max(8)
 }
 
@@ -749,13 +751,13 @@ mod tests {
         assert_eq!(min_region_mib(256), 10);
         assert_eq!(min_region_mib(512), 12);
         // 64 GiB end at 65 GiB: 17 Mi frames, 650 MiB, and the rest.
-        assert_eq!(min_region_mib(65536), 656);
+        assert_eq!(min_region_mib(65536), 658);
         let mut config = bare("t", "lu_region=64M autostart=domu");
         config.set_ram(4096);
         assert_eq!(config.cmdline, "lu_region=64M autostart=domu");
         config.set_ram(65536);
         assert_eq!(config.mem_mib, 65536);
-        assert_eq!(config.cmdline, "lu_region=656M autostart=domu");
+        assert_eq!(config.cmdline, "lu_region=658M autostart=domu");
     }
 
     #[test]
