@@ -150,6 +150,8 @@ impl Hv {
         }
         // What an update left to initialise, a chunk at a time, first.
         if self.settle_idle() {
+            // Typed input still reaches dom0 between chunks.
+            self.console_in.poll();
             return;
         }
         // The lock stays held; the nested interrupt only counts the tick.

@@ -106,8 +106,9 @@ impl Memory {
             .settle_some(self.frametable, self.m2p, budget, |r| pages.release(r))
     }
 
-    /// Initialises every entry left: for what needs the whole table (a
-    /// digest, a new domain's frames, the outgoing side of an update).
+    /// Initialises every entry left, for what reads entries a guest may
+    /// name without them being checked one by one (a pin). `Hv::settle_all`
+    /// does the same with the update's accounting.
     pub fn settle_all(&mut self) {
         while self.settle_some(u64::MAX) > 0 {}
     }
