@@ -10,7 +10,10 @@
 //! every hypercall goes through), whichever comes first. So a request that
 //! arrives before the first tick — `modules`, `create` or `live-update`
 //! sent the moment `lu exec: done` is printed — sees every module and all
-//! free RAM, never a half-ready hypervisor.
+//! free RAM, never a half-ready hypervisor. The one exception is the short
+//! turns the domUs get right after the resume (`crate::sched`): their calls
+//! are answered without it (nothing they can ask needs it), and the work
+//! runs at the first tick after the turns.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;

@@ -110,6 +110,9 @@ pub struct Loaded {
 pub struct LuState {
     /// The staged image, if any.
     pub loaded: Option<Loaded>,
+    /// An update of it made ready (`old_hv::exec::ready`), waiting for the
+    /// guests' last short turns before its pause (`Hv::lu_exec`).
+    pub ready: Option<old_hv::exec::Ready<crate::arch::kexec::Prepared>>,
     /// The last refusal or failure, for `lu status`.
     pub message: String,
 }
@@ -214,22 +217,18 @@ impl Hv {
         deferred::run(self);
     }
 
-    /// Runs the first queued vCPU of a domain that is not paused: loads its
+    /// Runs the first short turn's vCPU ([`Hv::give_turns`]), or the first
+    /// queued vCPU of a domain that is not paused: loads its
     /// page tables and segment bases, installs the state in [`HV`], starts
     /// the interrupt controller and the timer and leaves the boot path for
     /// the guest. Returns only if there is no vCPU it can run.
     pub fn start(mut self) -> Result<Infallible, StartError> {
-        let runnable = self
-            .sched
-            .run_queue
-            .iter()
-            .position(|(d, _)| self.domains.get(d).is_some_and(|dom| !dom.paused))
-            .ok_or(StartError::NoVcpu)?;
-        let (d, v) = self
-            .sched
-            .run_queue
-            .remove(runnable)
-            .ok_or(StartError::NoVcpu)?;
+        // The first short turn's vCPU if there are turns (after an
+        // update's resume), else the first runnable.
+        let ((d, v), turn) = self.pick().ok_or(StartError::NoVcpu)?;
+        if turn {
+            self.sched.start_turn(self.tsc_khz);
+        }
         let vcpu = &self.domains[&d].vcpus[v];
         let mut frame = vcpu.frame;
         if vcpu.hvm.is_none() {
@@ -245,6 +244,9 @@ impl Hv {
         *HV.lock() = Some(self);
         arch::lapic::init_virtual_wire();
         arch::timer::start(timer_hz);
+        if turn {
+            arch::timer::one_shot(crate::sched::TURN_US);
+        }
         {
             // An HVM vCPU first: it runs from here until the scheduler
             // picks a PV vCPU, whose frame the entry resumes.

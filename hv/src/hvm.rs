@@ -277,9 +277,9 @@ fn handle_exit(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, v: usize) {
     }
     match code & 0xffff_ffff {
         exit::INTR => {
-            let before = trap::TICKS.load(Ordering::Relaxed);
+            let before = trap::TIMER_IRQS.load(Ordering::Relaxed);
             svm::take_interrupt();
-            if trap::TICKS.load(Ordering::Relaxed) != before {
+            if trap::TIMER_IRQS.load(Ordering::Relaxed) != before {
                 with_frame(hv, frame, d, v, trap::tick);
             }
         }

@@ -4,19 +4,39 @@
 //! There is one CPU. A switch happens inside a trap: [`Hv::schedule`] saves
 //! the trap frame into the vCPU that was running and loads the next one's
 //! into it, so `iretq` resumes the other context.
+//!
+//! **Short turns around an update.** A vCPU waits a whole round of the run
+//! queue for the CPU, a tick per domain. Around a live update that wait
+//! would add to the blackout the guests see: the domains that ran first in
+//! the round before the pause, and those that run last after the resume,
+//! would see their gap grow by a round. So the domUs get [`TURN_US`] of
+//! their own time each, in domain order, right before the pause (`lu exec` yields to them
+//! once it is ready, and runs the update when the caller gets the CPU
+//! back) and right after the resume, before anything else: every guest's
+//! gap is then the blackout and about one short turn per other guest
+//! ([`Hv::give_turns`]). A short turn ends by the PIT's one-shot count,
+//! which is not a tick (`arch::timer::one_shot`).
 
 use alloc::collections::VecDeque;
 
 use hvlu_types::DomId;
 
 use crate::arch::trap::{self, TrapFrame};
-use crate::arch::{cpu, paging};
+use crate::arch::{cpu, paging, timer as arch_timer};
 use crate::domain::{Domain, Vcpu};
 use crate::hv::Hv;
 use crate::hvprintln;
 
 /// A vCPU: its domain and its index in the domain.
 pub type VcpuRef = (DomId, usize);
+
+/// The length of a short turn around an update, in the guest's own time
+/// (the hypervisor's work in its traps is not counted): enough for a domU
+/// to finish the step of its check it was in (a page remapped and
+/// compared) and notice the gap under TCG — at 100–300 µs it often did not
+/// and waited a round — and short enough that many domUs' turns stay a
+/// small part of the blackout (`docs/performance.md`, "The guests' view").
+pub const TURN_US: u64 = 500;
 
 /// The run queue and the running vCPU.
 #[derive(Debug, Default)]
@@ -25,6 +45,17 @@ pub struct Sched {
     pub current: Option<VcpuRef>,
     /// Runnable vCPUs waiting for the CPU, in the order they run.
     pub run_queue: VecDeque<VcpuRef>,
+    /// vCPUs given a short turn, in order, before the run queue.
+    pub turns: VecDeque<VcpuRef>,
+    /// Whether the vCPU on the CPU is on a short turn.
+    pub on_turn: bool,
+    /// TSC cycles of its own time the vCPU on a short turn has left.
+    turn_left: u64,
+    /// Whether the hypervisor has the CPU in the vCPU's turn (its time is
+    /// not counted).
+    turn_in_hv: bool,
+    /// The TSC when it last entered (or re-entered) the guest.
+    turn_since: u64,
 }
 
 impl Sched {
@@ -37,6 +68,7 @@ impl Sched {
     /// CPU (its page tables are loaded).
     pub fn forget_domain(&mut self, dom: DomId) -> bool {
         self.run_queue.retain(|(d, _)| *d != dom);
+        self.turns.retain(|(d, _)| *d != dom);
         let was_current = self.current.is_some_and(|(d, _)| d == dom);
         if was_current {
             self.current = None;
@@ -48,6 +80,19 @@ impl Sched {
     pub fn current_domain(&self) -> Option<DomId> {
         self.current.map(|(d, _)| d)
     }
+
+    /// A short turn begins now (the caller arms the PIT's one-shot count).
+    pub fn start_turn(&mut self, tsc_khz: u64) {
+        self.on_turn = true;
+        self.turn_in_hv = false;
+        self.turn_left = TURN_US * tsc_khz / 1000;
+        self.turn_since = cpu::rdtsc();
+    }
+
+    /// Whether short turns are under way (one running or some waiting).
+    pub fn in_turns(&self) -> bool {
+        self.on_turn || !self.turns.is_empty()
+    }
 }
 
 impl Hv {
@@ -58,6 +103,44 @@ impl Hv {
                 self.sched.enqueue(dom.id, v);
             }
         }
+    }
+
+    /// Gives every queued vCPU of every unprivileged domain that is not
+    /// paused a short turn ([`TURN_US`]), in domain order, before the rest
+    /// of the run queue; returns how many. Each goes back to the run
+    /// queue's end when its turn is over.
+    pub fn give_turns(&mut self) -> usize {
+        let domains = &self.domains;
+        let turn = |(d, _): &VcpuRef| {
+            domains
+                .get(d)
+                .is_some_and(|dom| !dom.privileged && !dom.paused)
+        };
+        let mut turns: alloc::vec::Vec<VcpuRef> =
+            self.sched.run_queue.iter().copied().filter(turn).collect();
+        turns.sort_unstable();
+        self.sched.run_queue.retain(|v| !turn(v));
+        self.sched.turns.extend(turns);
+        self.sched.turns.len()
+    }
+
+    /// Takes the next vCPU to run: the next short turn's, or the first in
+    /// the run queue of a domain that is not paused; says which. Ends the
+    /// short turns (the PIT back to the tick) when none is left.
+    pub(crate) fn pick(&mut self) -> Option<(VcpuRef, bool)> {
+        while let Some(v) = self.sched.turns.pop_front() {
+            if self.domains.get(&v.0).is_some_and(|dom| !dom.paused) {
+                return Some((v, true));
+            }
+            // Paused since: it waits in the run queue like the others.
+            self.sched.run_queue.push_back(v);
+        }
+        let i = self
+            .sched
+            .run_queue
+            .iter()
+            .position(|(d, _)| self.domains.get(d).is_some_and(|dom| !dom.paused))?;
+        Some((self.sched.run_queue.remove(i)?, false))
     }
 
     /// The domain of the running vCPU.
@@ -97,18 +180,23 @@ impl Hv {
             }
         }
         loop {
-            let runnable = self
-                .sched
-                .run_queue
-                .iter()
-                .position(|(d, _)| self.domains.get(d).is_some_and(|dom| !dom.paused));
-            let Some(i) = runnable else {
+            let Some(((d, v), turn)) = self.pick() else {
+                self.end_turns();
                 self.idle();
                 continue;
             };
-            let Some((d, v)) = self.sched.run_queue.remove(i) else {
-                continue;
-            };
+            if turn {
+                if !self.sched.on_turn {
+                    // A tick pending since before would end the first
+                    // turn at once.
+                    trap::take_pending_interrupts();
+                }
+                self.sched.start_turn(self.tsc_khz);
+                arch_timer::one_shot(TURN_US);
+            } else {
+                self.end_turns();
+            }
+            self.sched.on_turn = turn;
             let Some(vcpu) = self.domains.get(&d).and_then(|dom| dom.vcpus.get(v)) else {
                 continue;
             };
@@ -131,6 +219,51 @@ impl Hv {
             cpu::set_guest_segment_bases(vcpu.fs_base, vcpu.gs_base);
             self.sched.current = Some((d, v));
             return;
+        }
+    }
+
+    /// A trap from the vCPU on a short turn: the time since it entered the
+    /// guest was its own, counted against its turn (once: a trap inside
+    /// the handling of another counts nothing more).
+    pub fn turn_trap_in(&mut self) {
+        let s = &mut self.sched;
+        if s.on_turn && !s.turn_in_hv {
+            let ran = cpu::rdtsc().saturating_sub(s.turn_since);
+            s.turn_left = s.turn_left.saturating_sub(ran);
+            s.turn_in_hv = true;
+        }
+    }
+
+    /// Back to the vCPU on a short turn: its time runs again.
+    pub fn turn_trap_out(&mut self) {
+        let s = &mut self.sched;
+        if s.on_turn {
+            s.turn_in_hv = false;
+            s.turn_since = cpu::rdtsc();
+        }
+    }
+
+    /// The one-shot count of a short turn ran out: whether the turn is
+    /// over. A turn is [`TURN_US`] of the guest's own time: what the
+    /// hypervisor spent in its calls meanwhile (under TCG the first run of
+    /// the incoming image's code, translated, can take longer than a turn)
+    /// is given back, the count re-armed for what is left.
+    pub fn turn_over(&mut self) -> bool {
+        self.turn_trap_in();
+        let left_us = self.sched.turn_left * 1000 / self.tsc_khz.max(1);
+        if !self.sched.on_turn || left_us < TURN_US / 10 {
+            return true;
+        }
+        arch_timer::one_shot(left_us);
+        self.turn_trap_out();
+        false
+    }
+
+    /// The short turns are over: the PIT back to the tick.
+    fn end_turns(&mut self) {
+        self.sched.on_turn = false;
+        if arch_timer::one_shot_armed() {
+            arch_timer::periodic(self.options.timer_hz);
         }
     }
 

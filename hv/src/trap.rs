@@ -36,6 +36,10 @@ pub static NMIS: AtomicU64 = AtomicU64::new(0);
 /// Timer ticks since boot; also counted while idle, without the lock.
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// Timer interrupts since boot: the ticks and the ends of short turns
+/// (`crate::sched`), which are not ticks.
+pub static TIMER_IRQS: AtomicU64 = AtomicU64::new(0);
+
 /// Set by the first fatal report: a fault while reporting stops at once.
 static FATAL: AtomicBool = AtomicBool::new(false);
 
@@ -192,7 +196,10 @@ pub fn handle(frame: &mut TrapFrame) {
         return;
     }
     if frame.vector == timer::TIMER_VECTOR {
-        TICKS.fetch_add(1, Ordering::Relaxed);
+        TIMER_IRQS.fetch_add(1, Ordering::Relaxed);
+        if !timer::one_shot_armed() {
+            TICKS.fetch_add(1, Ordering::Relaxed);
+        }
     }
     if frame.vector >= 32 && !frame.user_mode() {
         // An interrupt while idle (the idle loop holds the lock): count,
@@ -210,7 +217,10 @@ pub fn handle(frame: &mut TrapFrame) {
     };
     match guard.as_mut() {
         Some(hv) => {
+            // A short turn counts the guest's time, not this.
+            hv.turn_trap_in();
             from_guest(hv, frame);
+            hv.turn_trap_out();
             // If the scheduler chose an HVM vCPU, it runs until a PV one
             // is chosen (whose frame `iretq` then resumes).
             crate::hvm::run(hv, frame);
@@ -275,8 +285,15 @@ fn from_guest(hv: &mut Hv, frame: &mut TrapFrame) {
 /// A timer tick's work, from a PV guest's trap or an HVM guest's exit:
 /// the deferred work, this image's self-tests (once), console input, a
 /// turn of the initialisation an update left (`crate::settle`), the end of
-/// the running vCPU's time slice.
+/// the running vCPU's time slice. The end of a short turn around an update
+/// (`crate::sched`) only ends the turn: the rest waits for the ticks.
 pub fn tick(hv: &mut Hv, frame: &mut TrapFrame) {
+    if timer::one_shot_armed() {
+        if hv.turn_over() {
+            hv.schedule(frame, true);
+        }
+        return;
+    }
     hv.run_deferred();
     if !SELFTESTS_READ.swap(true, Ordering::Relaxed) {
         selftests(hv);

@@ -357,7 +357,8 @@ fn faults_have_names() {
     assert_eq!(Fault::from_name("fail-jump"), None);
 }
 
-/// A frame handed out but in no run is caught before the pause ends.
+/// A frame handed out but in no run is caught by the dry run, before
+/// anything is paused.
 #[test]
 fn a_frame_in_use_in_no_run_cancels() {
     let mut sim = host(40, 2);
@@ -367,7 +368,33 @@ fn a_frame_in_use_in_no_run_cancels() {
         matches!(e, ExecError::Check(CheckError::OwnedNotInRuns { .. })),
         "{e}"
     );
-    assert_eq!((sim.paused, sim.resumed), (1, 1));
+    assert_eq!((sim.paused, sim.resumed), (0, 0), "found before the pause");
+}
+
+/// The guests run between `ready` and `go` (their last turns): what they
+/// changed is handed over as it is at the pause, and the free-frame digest
+/// is taken again only if the free frames changed.
+#[test]
+fn what_changes_between_ready_and_go_is_handed_over_as_at_the_pause() {
+    for free_changed in [false, true] {
+        let mut sim = host(43, 3);
+        let info = Sim::image();
+        let staging = sim.stage(&info, End::Top);
+        sim.fault = None;
+        let ready = old_hv::exec::ready(&mut sim, &info, &staging).expect("ready");
+        assert_eq!((sim.paused, sim.free_digests.get()), (0, 1));
+        // A guest's last turn: a register changes, and perhaps the free
+        // frames (an allocation and a free: the same count).
+        sim.domains[1].vcpus[0].regs.rbx = 0x5151;
+        if free_changed {
+            sim.free_changes += 1;
+        }
+        let args = old_hv::exec::go(&mut sim, &info, &staging, ready).expect("go");
+        assert_eq!(sim.free_digests.get(), 1 + u32::from(free_changed));
+        let entered = new_hv::enter(&mut sim, args, handover_abi::READS).expect("enter");
+        check_arrived(&sim, &entered);
+        assert_eq!(entered.domains[1].vcpus[0].regs.rbx, 0x5151);
+    }
 }
 
 /// A state placed where the argument page does not say, or a state area too

@@ -10,13 +10,17 @@
 //!
 //! The order:
 //!
-//! 0. before anything is paused: the machine's **devices** rescanned and
-//!    compared with those the state records ([`Platform::devices`],
-//!    `new_hv::devices::compare`), and the state checked against the
-//!    negotiated version and the state area; the **entry tables** built in
-//!    the staging area's table frames and the free-frame digest taken
-//!    (both walk structures as large as RAM, and nothing a pause changes
-//!    is in them: never inside the blackout);
+//! 0. before anything is paused ([`ready`]): the machine's **devices**
+//!    rescanned and compared with those the state records
+//!    ([`Platform::devices`], `new_hv::devices::compare`); a **dry run** of
+//!    steps 2 and 3 on the state as it is now, so that whatever they would
+//!    refuse is refused before the pause (and the code the blackout runs
+//!    has run once); the **entry tables** built in the staging area's table
+//!    frames and the free-frame digest taken (both walk structures as large
+//!    as RAM, and nothing a pause changes is in them: never inside the
+//!    blackout). The platform may let the guests run between this and the
+//!    rest ([`go`]): the free-frame digest is taken again if the free
+//!    frames changed;
 //! 1. **pause** every vCPU;
 //! 2. **serialise** the handover state into the staging area
 //!    ([`handover::serialise`], the version negotiated at load);
@@ -247,8 +251,12 @@ pub trait Platform {
     fn machine(&self) -> MachineView<'_>;
     /// The free-frame digest the new image must reproduce
     /// (`new_hv::free::digest_of` over the page allocator's free frames and
-    /// this image's frames outside the region); asked once, at the end.
+    /// this image's frames outside the region); asked before the pause,
+    /// and again if [`Platform::free_generation`] changed since.
     fn free_digest(&self) -> u64;
+    /// A number that changes whenever the free frames may have changed
+    /// (an allocation, a free): what [`Platform::free_digest`] depends on.
+    fn free_generation(&self) -> u64;
     /// Reads physical memory.
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
     /// Writes physical memory.
@@ -313,34 +321,98 @@ struct Times {
     marks: Marks,
 }
 
-/// Runs the update of the image `info`, staged at `staging`: pause,
-/// serialise, pre-flight, checks, entry tables, argument page, jump.
-/// Returns what the jump returns, or — before the point of no return —
-/// the reason it was cancelled, with every vCPU resumed.
+/// Runs the update of the image `info`, staged at `staging`: [`ready`],
+/// then [`go`] (pause, serialise, pre-flight, checks, argument page,
+/// jump). Returns what the jump returns, or — before the point of no
+/// return — the reason it was cancelled, with every vCPU resumed.
 pub fn exec<P: Platform>(
     p: &mut P,
     info: &ImageInfo,
     staging: &Staging,
 ) -> Result<P::Jumped, ExecError<P::Error>> {
+    let ready = ready(p, info, staging)?;
+    go(p, info, staging, ready)
+}
+
+/// What [`ready`] leaves for [`go`]: the entry tables, the free-frame
+/// digest with the generation of the free frames it was taken at, the
+/// fault to inject and the steps' marks.
+#[derive(Debug)]
+pub struct Ready<T> {
+    tables: T,
+    fault: Option<Fault>,
+    free: (u64, u64),
+    marks: Marks,
+}
+
+/// Everything of an update that can be done before the pause, nothing
+/// paused: the devices rescanned and compared, a **dry run** of the steps
+/// the blackout will take (the state serialised into the staging area,
+/// read back, decoded and compared, the checks before the jump, the
+/// tables' digest — so that whatever they would refuse is refused now,
+/// and the code the blackout runs has run once), the entry tables and the
+/// free-frame digest.
+///
+/// The guests may run between [`ready`] and [`go`] (the hypervisor gives
+/// each a last turn, so that none has been waiting when the blackout
+/// starts): nothing in [`Ready`] depends on them but the free-frame
+/// digest, which [`go`] takes again if the free frames changed
+/// ([`Platform::free_generation`]), and [`go`] serialises and checks the
+/// state as it is at the pause.
+pub fn ready<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    staging: &Staging,
+) -> Result<Ready<P::Prepared>, ExecError<P::Error>> {
     let fault = p.fault();
     // The steps before the pause are timed too: the guests do not run
-    // while this hypercall does, so they see them in their pause.
+    // while they do, so they see them in their pause.
     let mut marks = Marks::new();
     marks.mark("start", p.now());
-    before_pause(p, info, staging)?;
-    marks.mark("checks", p.now());
+    before_pause(p, info, staging, &mut marks)?;
     // Neither depends on anything a pause can change, and both cost a walk
     // over all of RAM (the direct map, the free-frame bitmap): taken
     // before the pause, never inside the blackout.
     let tables = entry_tables(p, info, staging, fault)?;
     marks.mark("entrytbl", p.now());
-    let free_digest = p.free_digest();
+    let free = (p.free_generation(), p.free_digest());
+    marks.mark("freedig", p.now());
+    Ok(Ready {
+        tables,
+        fault,
+        free,
+        marks,
+    })
+}
+
+/// The update from the pause to the jump, after [`ready`]: the free-frame
+/// digest again if the free frames changed since, then pause, serialise,
+/// pre-flight, checks, argument page, jump.
+pub fn go<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    staging: &Staging,
+    ready: Ready<P::Prepared>,
+) -> Result<P::Jumped, ExecError<P::Error>> {
+    let Ready {
+        tables,
+        fault,
+        free: (generation, digest),
+        mut marks,
+    } = ready;
+    // The guests' last turns, if the platform gave them.
+    marks.mark("turns", p.now());
+    let free_digest = if p.free_generation() == generation {
+        digest
+    } else {
+        p.free_digest()
+    };
     let mut t = Times {
         pause: p.now(),
         marks,
         ..Times::default()
     };
-    t.marks.mark("freedig", t.pause);
+    t.marks.mark("freedig2", t.pause);
     p.pause();
     t.paused = p.now();
     t.marks.mark("vcpus", t.paused);
@@ -399,14 +471,17 @@ fn entry_tables<P: Platform>(
 /// What can be known before anything is paused is checked before: every
 /// PCI device the hypervisor recorded is still there as it was (a rescan
 /// now); the state of the running system, taken once outside the blackout,
-/// must be expressible in the negotiated version and fit the state area;
-/// what the version drops of the hypervisor's own records is said. The
-/// state checks run again on the state serialised inside the blackout (it
-/// can have changed in between), where a refusal resumes every vCPU.
+/// goes through the blackout's own steps (the dry run: [`stage`]) — it
+/// must be expressible in the negotiated version, fit the state area,
+/// decode back to itself and pass the checks before the jump; what the
+/// version drops of the hypervisor's own records is said. The blackout
+/// runs the same steps again on the state at the pause (it can have
+/// changed in between), where a refusal resumes every vCPU.
 fn before_pause<P: Platform>(
     p: &mut P,
     info: &ImageInfo,
     s: &Staging,
+    marks: &mut Marks,
 ) -> Result<(), ExecError<P::Error>> {
     let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
     let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
@@ -415,56 +490,61 @@ fn before_pause<P: Platform>(
         .devices()
         .map_err(phys_step("rescanning the PCI devices"))?;
     new_hv::devices::compare(&state.devices, &found).map_err(ExecError::DeviceChanged)?;
-    let refused = |e: SerialiseError| ExecError::BeforePause(e);
-    // A state without an HVM domain is written as 1.2 even to a reader of
-    // 1.3; one with an HVM domain below 1.3 is refused here, before the
-    // pause (`handover_abi::body::writes_as`, `expressible`).
-    let version = handover_abi::body::writes_as(info.version, &state);
-    let needed = handover_abi::encoded_len_as(version, &state)
-        .map_err(|e| refused(SerialiseError::Encode(e)))?;
-    if needed as u64 > s.state.size {
-        return Err(refused(SerialiseError::TooLarge {
-            needed,
-            capacity: s.state.size,
-        }));
-    }
-    let dropped = handover_abi::body::dropped(version, &state);
+    marks.mark("devices", p.now());
+    let dropped =
+        handover_abi::body::dropped(handover_abi::body::writes_as(info.version, &state), &state);
+    // The dry run: what the blackout will do with the state, done on the
+    // state as it is now, into the staging area (which nothing reads until
+    // the argument page names it). A state the negotiated version cannot
+    // say (`handover_abi::body::writes_as`, `expressible`: one with an HVM
+    // domain below 1.3), one that does not fit the area, or one any check
+    // before the jump refuses is refused here, before the pause.
+    stage(p, info, s, &state, None, &mut Times::default()).map_err(|e| match e {
+        ExecError::Serialise(e) => ExecError::BeforePause(e),
+        e => e,
+    })?;
+    marks.mark("dryrun", p.now());
     if !dropped.is_empty() {
         p.log(format_args!(
             "lu: handover {} does not carry the hypervisor's own records: it drops {dropped} \
              (docs/operator-guide.md, \"Releases\")",
-            version
+            handover_abi::body::writes_as(info.version, &state)
         ));
     }
     Ok(())
 }
 
-/// Everything of [`exec`] between the pause and the jump.
-fn prepare<P: Platform>(
+/// What [`stage`] made of a state: its length in the staging area, the
+/// owned-frame digest, where the new image's boot will land and the
+/// digest of the guests' page tables.
+struct Staged {
+    len: u64,
+    digest: u64,
+    boot: BootPlan,
+    tables_digest: u64,
+}
+
+/// Serialises `state` into the staging area as the version negotiated at
+/// load (1.2 for a state without an HVM domain,
+/// `handover_abi::body::writes_as`), reads it back, decodes and compares it
+/// (pre-flight, with the owned-frame digest), makes the checks before the
+/// point of no return and takes the digest of the guests' page tables:
+/// inside the blackout with `fault`, and before the pause as the dry run
+/// (no fault).
+fn stage<P: Platform>(
     p: &mut P,
     info: &ImageInfo,
     s: &Staging,
+    state: &HandoverState,
     fault: Option<Fault>,
     t: &mut Times,
-    prepared: P::Prepared,
-    free_digest: u64,
-) -> Result<(P::Prepared, JumpDetail), ExecError<P::Error>> {
+) -> Result<Staged, ExecError<P::Error>> {
     let fail = |p: &mut P, step: Step| injected(p, fault, step);
-    let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
-    let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
-    let mut state = p.state(image, area);
-    if fault == Some(Fault::Vcpu) {
-        corrupt_vcpu(p, &mut state);
-    }
-    t.marks.mark("collect", p.now());
-
-    // Serialise, as the version negotiated at load (1.2 for a state
-    // without an HVM domain, `handover_abi::body::writes_as`).
     let producer = Producer::this_build(p.machine().build_id);
     let version = if fail(p, Step::Encode) {
         AbiVersion::new(info.version.major, 99)
     } else {
-        handover_abi::body::writes_as(info.version, &state)
+        handover_abi::body::writes_as(info.version, state)
     };
     let capacity = if fail(p, Step::TooLarge) {
         64
@@ -472,7 +552,7 @@ fn prepare<P: Platform>(
         s.state.size
     };
     let blob =
-        handover::serialise(version, &state, &producer, capacity).map_err(ExecError::Serialise)?;
+        handover::serialise(version, state, &producer, capacity).map_err(ExecError::Serialise)?;
     let len = blob.len() as u64;
     t.marks.mark("encode", p.now());
     p.write(s.state.start, &blob)
@@ -492,17 +572,48 @@ fn prepare<P: Platform>(
     t.marks.mark("readback", p.now());
     let (frametable, m2p) = p.frametable();
     let digest =
-        handover::preflight(&back, &state, frametable, m2p).map_err(ExecError::Preflight)?;
+        handover::preflight(&back, state, frametable, m2p).map_err(ExecError::Preflight)?;
     drop(back);
     t.marks.mark("compare", p.now());
     let huge_ram = fail(p, Step::Boot);
-    let boot = check_before_jump(p, s, &state, len, huge_ram, info.contract.boot)?;
+    let boot = check_before_jump(p, s, state, len, huge_ram, info.contract.boot)?;
     t.marks.mark("checks", p.now());
     // The guests' tables stay in place: the new image checks that they are
     // exactly these.
-    let tables_digest = new_hv::tables::digest(&state, p.tables());
+    let tables_digest = new_hv::tables::digest(state, p.tables());
     t.preflight = p.now();
     t.marks.mark("tables", t.preflight);
+    Ok(Staged {
+        len,
+        digest,
+        boot,
+        tables_digest,
+    })
+}
+
+/// Everything of [`exec`] between the pause and the jump.
+fn prepare<P: Platform>(
+    p: &mut P,
+    info: &ImageInfo,
+    s: &Staging,
+    fault: Option<Fault>,
+    t: &mut Times,
+    prepared: P::Prepared,
+    free_digest: u64,
+) -> Result<(P::Prepared, JumpDetail), ExecError<P::Error>> {
+    let image = MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE);
+    let area = MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE);
+    let mut state = p.state(image, area);
+    if fault == Some(Fault::Vcpu) {
+        corrupt_vcpu(p, &mut state);
+    }
+    t.marks.mark("collect", p.now());
+    let Staged {
+        len,
+        digest,
+        boot,
+        tables_digest,
+    } = stage(p, info, s, &state, fault, t)?;
 
     let ram_end = crate::ram::end(p.machine().ram);
 

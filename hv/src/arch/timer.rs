@@ -1,6 +1,8 @@
 //! The legacy timer: the 8254 PIT on IRQ 0 through the 8259 PIC, remapped
 //! to vector 32; and TSC calibration against the PIT.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use x86_64::instructions::port::Port;
 
 use super::cpu::rdtsc;
@@ -71,7 +73,6 @@ pub fn calibrate_tsc_khz() -> u64 {
 /// Remaps the PIC to vectors 32..48, masks every line but the timer and
 /// starts the PIT at `hz` interrupts per second.
 pub fn start(hz: u32) {
-    let divisor = (PIT_HZ / u64::from(hz.max(19))).min(65535) as u16;
     // The standard ICW1-4 initialisation sequence, then a mask.
     write(Reg::Pic1Cmd, 0x11);
     write(Reg::Pic2Cmd, 0x11);
@@ -83,11 +84,41 @@ pub fn start(hz: u32) {
     write(Reg::Pic2Data, 1);
     write(Reg::Pic1Data, 0xfe); // only IRQ 0
     write(Reg::Pic2Data, 0xff);
+    periodic(hz);
+}
 
+/// Set while channel 0 counts down one short turn ([`one_shot`]) instead
+/// of the periodic tick.
+static ONE_SHOT: AtomicBool = AtomicBool::new(false);
+
+/// Makes channel 0 (the tick's) interrupt once, `us` microseconds from now (at most
+/// 54 ms, at least one PIT period), instead of periodically: the end of a
+/// short turn. [`periodic`] goes back to the tick.
+pub fn one_shot(us: u64) {
+    let count = (us * PIT_HZ / 1_000_000).clamp(1, 65535) as u16;
+    ONE_SHOT.store(true, Ordering::Relaxed);
+    // Channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count): the
+    // count starts when its high byte is written.
+    write(Reg::PitCmd, 0x30);
+    write(Reg::PitCh0, count as u8);
+    write(Reg::PitCh0, (count >> 8) as u8);
+}
+
+/// Channel 0 back to `hz` interrupts per second after [`one_shot`] (the
+/// first a whole period from now).
+pub fn periodic(hz: u32) {
+    let divisor = (PIT_HZ / u64::from(hz.max(19))).min(65535) as u16;
     // Channel 0, lobyte/hibyte, mode 2 (rate generator).
     write(Reg::PitCmd, 0x34);
     write(Reg::PitCh0, divisor as u8);
     write(Reg::PitCh0, (divisor >> 8) as u8);
+    ONE_SHOT.store(false, Ordering::Relaxed);
+}
+
+/// Whether channel 0 is counting down a short turn: its interrupt ends
+/// the turn and is not a tick.
+pub fn one_shot_armed() -> bool {
+    ONE_SHOT.load(Ordering::Relaxed)
 }
 
 /// Whether `vector` is a spurious interrupt (PIC line 7 or 15, or the local

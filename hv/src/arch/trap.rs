@@ -178,6 +178,19 @@ pub fn with_interrupts<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Takes the interrupts that are pending, if any (`sti; nop; cli`: one
+/// instruction with interrupts on), each handled as one of the idle loop.
+/// Before a short turn (`crate::sched`): a tick that came while the
+/// hypervisor held interrupts off would otherwise end the turn at once.
+pub fn take_pending_interrupts() {
+    compiler_fence(Ordering::SeqCst);
+    interrupts::enable();
+    // The instruction after `sti` runs before an interrupt is taken.
+    x86_64::instructions::nop();
+    interrupts::disable();
+    compiler_fence(Ordering::SeqCst);
+}
+
 /// Waits for an interrupt with interrupts enabled (`sti; hlt`), then
 /// disables them again.
 pub fn wait_for_interrupt() {

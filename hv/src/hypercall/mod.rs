@@ -44,6 +44,7 @@ use crate::arch::trap::TrapFrame;
 use crate::cmdline::LogLevel;
 use crate::hv::Hv;
 use crate::guest_mem::Space;
+use crate::lu::outgoing::ExecCall;
 use crate::{deferred, guest_mem, hvprintln};
 
 /// What the guest finds in `rax`: the value on success, the negated error
@@ -65,8 +66,19 @@ pub fn return_value(result: Result<u64, Error>) -> u64 {
 pub fn hypercall(hv: &mut Hv, frame: &mut TrapFrame) {
     // What the incoming side of an update left for after the guests
     // resumed (free RAM, the boot modules, the report) is done before any
-    // guest's first call is answered: no call sees it half done.
-    deferred::answer(hv, |hv| answer(hv, frame));
+    // guest's first call is answered: no call sees it half done. Except
+    // during the short turns right after the resume, which only domUs get
+    // (`crate::sched`): the work would stretch the turn of the first domU
+    // that calls into the pause of all the others, and nothing a domU can
+    // ask needs it (free RAM is initialised on demand, Invariant 29; the
+    // modules and the report are dom0's).
+    hv.turn_trap_in();
+    if hv.sched.in_turns() {
+        answer(hv, frame);
+    } else {
+        deferred::answer(hv, |hv| answer(hv, frame));
+    }
+    hv.turn_trap_out();
 }
 
 /// Answers the hypercall in `frame`, the deferred work done.
@@ -106,7 +118,13 @@ fn answer(hv: &mut Hv, frame: &mut TrapFrame) {
             // These leave `frame` to the scheduler.
             Ok(Call::Yield) => return sched::do_yield(hv, frame),
             Ok(Call::Shutdown { code }) => return sched::do_shutdown(hv, frame, d, code),
-            Ok(call) => dispatch(hv, frame, d, call),
+            // Returns only if the update was cancelled, or to give the
+            // guests their last turns (the caller makes the call again).
+            Ok(Call::LuExec) => match hv.lu_exec(frame) {
+                ExecCall::Turns => return,
+                ExecCall::Cancelled(result) => result,
+            },
+            Ok(call) => dispatch(hv, d, call),
             Err(e) => refuse_arguments(hv, number, e),
         }
     };
@@ -137,9 +155,9 @@ fn pv_only(call: Hypercall) -> bool {
     )
 }
 
-/// Runs `call` for domain `d`; `frame` is the caller's context, which
-/// `lu_exec` saves into the handover state.
-fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<u64, Error> {
+/// Runs `call` for domain `d` (the calls that may switch the caller's
+/// context, `yield`, `shutdown` and `lu_exec`, are [`answer`]'s).
+fn dispatch(hv: &mut Hv, d: DomId, call: Call) -> Result<u64, Error> {
     match call {
         Call::ConsoleWrite { buf } => console::do_console_write(hv, d, buf),
         Call::ConsoleRead { buf } => console::do_console_read(hv, buf),
@@ -158,8 +176,6 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
         Call::LuLoadBuffer { image, name } => lu::do_lu_load_buffer(hv, image, name),
         Call::LuStatus { buf } => lu::do_lu_status(hv, buf),
         Call::LuUnload => hv.lu_unload(),
-        // Returns only if the update was cancelled.
-        Call::LuExec => hv.lu_exec(frame),
         Call::HostlinkRead { buf } => lu::do_hostlink_read(hv, buf),
         Call::HostlinkWrite { buf } => lu::do_hostlink_write(hv, buf),
         Call::LastError { buf } => do_last_error(hv, buf),
@@ -172,7 +188,7 @@ fn dispatch(hv: &mut Hv, frame: &mut TrapFrame, d: DomId, call: Call) -> Result<
             offset,
             out,
         } => guest::do_read_guest(hv, domid, gpfn, offset, out),
-        Call::Yield | Call::Shutdown { .. } => {
+        Call::Yield | Call::Shutdown { .. } | Call::LuExec => {
             hvprintln!("BUG: {call:?} reached the dispatch table");
             Err(Error::Failed)
         }

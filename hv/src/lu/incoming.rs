@@ -222,6 +222,9 @@ impl Platform for Incoming {
         hv.next_domid = g.next_domid;
         hv.lu_sequence = e.args.sequence;
         hv.enqueue_all();
+        // The domUs first, a short turn each (`crate::sched`): none waits
+        // a round of the run queue after the blackout.
+        hv.give_turns();
         times.resumed = cpu::rdtsc();
         times.marks.mark("queue", times.resumed);
         let pending = PendingRelease {

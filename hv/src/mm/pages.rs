@@ -29,6 +29,8 @@ pub struct PageAllocator {
     hint: usize,
     /// Words the bitmap may grow to: one bit per frame of the span.
     span_words: usize,
+    /// Changes of the free frames (allocations and releases) so far.
+    generation: u64,
 }
 
 impl PageAllocator {
@@ -40,6 +42,7 @@ impl PageAllocator {
             free: 0,
             hint: 0,
             span_words: frames.div_ceil(64) as usize,
+            generation: 0,
         }
     }
 
@@ -56,6 +59,13 @@ impl PageAllocator {
         self.free
     }
 
+    /// A number that changes whenever the free frames may have: every
+    /// allocation and every release adds one (what a digest of the free
+    /// frames taken earlier can be checked against).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn is_free(&self, mfn: u64) -> bool {
         self.bits
             .get((mfn / 64) as usize)
@@ -65,6 +75,7 @@ impl PageAllocator {
     /// Adds the frames of `range` to the free pool, a word at a time.
     /// Frames already free or beyond the allocator's span are ignored.
     pub fn release(&mut self, range: MfnRange) {
+        self.generation += 1;
         let span = self.span_words as u64 * 64;
         let (mut mfn, end) = (range.start.0.min(span), range.end().min(span));
         self.grow(end.div_ceil(64) as usize);
@@ -148,14 +159,11 @@ impl PageAllocator {
             self.summary[word / 64] &= !(1 << (word % 64));
         }
         self.free -= 1;
+        self.generation += 1;
         self.hint = word;
         Some(Mfn(word as u64 * 64 + bit))
     }
 
-    /// Returns a frame to the pool.
-    ///
-    /// # Panics
-    /// If the frame is already free: a double free is a hypervisor bug.
     /// Takes `count` (not 0) machine-contiguous free frames, the lowest
     /// run that has them (for what must be contiguous: a log-dirty bitmap);
     /// `None` if no free run is that long.
@@ -173,6 +181,7 @@ impl PageAllocator {
             }
         }
         self.free -= count;
+        self.generation += 1;
         Some(taken)
     }
 
@@ -183,6 +192,10 @@ impl PageAllocator {
         }
     }
 
+    /// Returns a frame to the pool.
+    ///
+    /// # Panics
+    /// If the frame is already free: a double free is a hypervisor bug.
     pub fn free(&mut self, mfn: Mfn) {
         assert!(!self.is_free(mfn.0), "double free of frame {:#x}", mfn.0);
         self.release(MfnRange::new(mfn, 1));

@@ -102,6 +102,10 @@ pub struct Sim {
     pub globals: HvGlobals,
     /// Frames the old page allocator has free (managed minus in use).
     pub free_frames: u64,
+    /// The generation of the free frames (`Platform::free_generation`),
+    /// and how many times their digest was taken.
+    pub free_changes: u64,
+    pub free_digests: std::cell::Cell<u32>,
     pub fault: Option<Fault>,
     pub clock: std::cell::Cell<u64>,
     pub log: Vec<String>,
@@ -270,6 +274,8 @@ impl Sim {
         let next = doms.iter().map(|d| d.id.0 + 1).max().unwrap_or(1);
         Some(Sim {
             free_frames: managed - in_runs,
+            free_changes: 0,
+            free_digests: std::cell::Cell::new(0),
             frametable: out.frametable,
             m2p: out.m2p,
             domains: doms,
@@ -633,7 +639,12 @@ impl old_hv::exec::Platform for Sim {
     }
 
     fn free_digest(&self) -> u64 {
+        self.free_digests.set(self.free_digests.get() + 1);
         0x5eed
+    }
+
+    fn free_generation(&self) -> u64 {
+        self.free_changes
     }
 
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), SimError> {

@@ -21,7 +21,7 @@ use crate::arch::kexec::{self, PrepareError};
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, phys};
 use crate::cmdline::LogLevel;
-use crate::hv::Hv;
+use crate::hv::{Hv, Loaded};
 use crate::{build_id, hvprintln};
 
 /// Why the hardware could not do a step of the update.
@@ -44,10 +44,26 @@ struct Outgoing<'a> {
     reader: phys::TableReader,
 }
 
+/// What became of an `lu exec` call.
+pub enum ExecCall {
+    /// The update is ready and the guests get their last short turns
+    /// (`crate::sched`): `frame` is another vCPU's now, and the caller,
+    /// first in the run queue after the turns, makes the same call again,
+    /// which runs the update.
+    Turns,
+    /// The update was cancelled (or refused): the caller's result.
+    Cancelled(Result<u64, Error>),
+}
+
 impl Hv {
     /// `lu exec`: `frame` is the caller's context. Returns only on
-    /// cancellation.
-    pub fn lu_exec(&mut self, frame: &mut TrapFrame) -> Result<u64, Error> {
+    /// cancellation, or to let the guests have their last short turns
+    /// before the pause ([`ExecCall::Turns`]): the first call makes the
+    /// update ready (`old_hv::exec::ready`, nothing paused), gives every
+    /// runnable domU a short turn and sets the caller to make the call
+    /// again when they are over; that call runs the update
+    /// (`old_hv::exec::go`).
+    pub fn lu_exec(&mut self, frame: &mut TrapFrame) -> ExecCall {
         // What the previous update left need not be finished: the state
         // reads only the domains' own frames, whose entries are
         // initialised, and the free count and digest count the free RAM
@@ -55,29 +71,82 @@ impl Hv {
         // how far it got.
         self.settle_interrupted();
         let Some(loaded) = self.lu.loaded.take() else {
-            return self.refuse(
+            return ExecCall::Cancelled(self.refuse(
                 Error::NotFound,
                 alloc::string::String::from("nothing is loaded: `lu load <image>` first"),
-            );
+            ));
         };
         if let Some(message) = self.mapping_not_carried(loaded.info.version) {
             self.lu.loaded = Some(loaded);
-            return self.refuse(Error::Invalid, message);
+            self.lu.ready = None;
+            return ExecCall::Cancelled(self.refuse(Error::Invalid, message));
         }
+        let ready = match self.lu.ready.take() {
+            // The call made again after the turns.
+            Some(ready) => ready,
+            None => match self.platform(frame, &loaded, |p, l| {
+                old_hv::exec::ready(p, &l.info, &l.staging)
+            }) {
+                Ok(ready) if self.wants_turns() => {
+                    self.lu.loaded = Some(loaded);
+                    self.lu.ready = Some(ready);
+                    self.yield_for_turns(frame);
+                    return ExecCall::Turns;
+                }
+                Ok(ready) => ready,
+                Err(error) => return self.exec_cancelled(loaded, error),
+            },
+        };
+        let error = match self.platform(frame, &loaded, |p, l| {
+            old_hv::exec::go(p, &l.info, &l.staging, ready)
+        }) {
+            Ok(never) => match never {},
+            Err(error) => error,
+        };
+        self.exec_cancelled(loaded, error)
+    }
+
+    /// Runs `f` on the outgoing platform of the call in `frame`.
+    fn platform<R>(
+        &mut self,
+        frame: &TrapFrame,
+        loaded: &Loaded,
+        f: impl FnOnce(&mut Outgoing<'_>, &Loaded) -> R,
+    ) -> R {
         let mut platform = Outgoing {
             hv: self,
             caller: *frame,
             module: &loaded.module,
             reader: phys::table_reader(),
         };
-        match old_hv::exec::exec(&mut platform, &loaded.info, &loaded.staging) {
-            Ok(never) => match never {},
-            Err(error) => {
-                let message = alloc::format!("update cancelled, every domain runs on: {error}");
-                self.lu.loaded = Some(loaded);
-                self.refuse(Error::Failed, message)
-            }
+        f(&mut platform, loaded)
+    }
+
+    /// Whether the update, ready, gives the domUs their last short turns
+    /// first: if any can run, and the caller can make its call again (a PV
+    /// caller's `syscall` is the two bytes before its rip; the caller is
+    /// dom0, which is PV).
+    fn wants_turns(&mut self) -> bool {
+        self.current_domain().is_some_and(|d| d.hvm.is_none()) && self.give_turns() > 0
+    }
+
+    /// Sets the caller in `frame` to make its call again, first in the run
+    /// queue once the short turns are over, and switches `frame` to the
+    /// first turn.
+    fn yield_for_turns(&mut self, frame: &mut TrapFrame) {
+        frame.rip = frame.rip.wrapping_sub(2);
+        if let Some(caller) = self.sched.current {
+            self.sched.run_queue.push_front(caller);
         }
+        self.schedule(frame, false);
+    }
+
+    /// The update was cancelled with `error`: the image stays loaded, the
+    /// caller gets the refusal.
+    fn exec_cancelled(&mut self, loaded: Loaded, error: old_hv::exec::ExecError<HwError>) -> ExecCall {
+        let message = alloc::format!("update cancelled, every domain runs on: {error}");
+        self.lu.loaded = Some(loaded);
+        ExecCall::Cancelled(self.refuse(Error::Failed, message))
     }
 
     /// Why an update written as `version` cannot carry a device mapping,
@@ -192,6 +261,10 @@ impl Platform for Outgoing<'_> {
 
     /// The page allocator's free frames and this image's frames outside
     /// the region (a bitmap pass, a word at a time).
+    fn free_generation(&self) -> u64 {
+        self.hv.mem.pages.generation()
+    }
+
     fn free_digest(&self) -> u64 {
         let hv = &*self.hv;
         // Free RAM whose entries are not initialised yet is free too.

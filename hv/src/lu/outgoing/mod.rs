@@ -37,6 +37,8 @@ use crate::{build_id, guest_mem, hvprintln};
 
 mod exec;
 
+pub use exec::ExecCall;
+
 /// Where the bytes of an image to load come from.
 pub enum ImageSource<'a> {
     /// A boot module, read by fw_cfg DMA.
@@ -378,7 +380,9 @@ impl Hv {
     /// Stages a checked image: from here on the image staged before is
     /// gone.
     fn stage_checked(&mut self, module: &str, c: Checked<'_>) -> Result<u64, Error> {
-        // Staging writes where the image staged before may lie.
+        // Staging writes where the image staged before may lie (and where
+        // an update of it made ready built its entry tables).
+        self.lu.ready = None;
         if let Some(old) = self.lu.loaded.take() {
             hvprintln!("lu: `{}` is replaced by `{module}`", old.module);
         }
@@ -438,6 +442,7 @@ impl Hv {
 
     /// `lu unload`.
     pub fn lu_unload(&mut self) -> Result<u64, Error> {
+        self.lu.ready = None;
         match self.lu.loaded.take() {
             Some(l) => {
                 hvprintln!("lu: unloaded `{}`", l.module);

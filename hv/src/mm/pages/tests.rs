@@ -262,3 +262,32 @@ fn a_run_is_the_lowest_long_enough_and_comes_back_whole() {
     // Single frames still come from what is left.
     assert!(pages.alloc().is_some());
 }
+
+#[test]
+fn every_change_of_the_free_frames_moves_the_generation() {
+    let mut pages = PageAllocator::new(256);
+    let g0 = pages.generation();
+    pages.release(range(10, 20));
+    let g1 = pages.generation();
+    assert_ne!(g0, g1);
+    let a = pages.alloc().unwrap();
+    let g2 = pages.generation();
+    assert_ne!(g1, g2);
+    let run = pages.alloc_run(4).unwrap();
+    let g3 = pages.generation();
+    assert_ne!(g2, g3);
+    pages.free(a);
+    pages.free_run(run);
+    let g4 = pages.generation();
+    assert_ne!(g3, g4);
+    // Reading changes nothing.
+    let _ = pages.free_runs().count();
+    let _ = pages.free_frames();
+    assert_eq!(pages.generation(), g4);
+    // Nothing to take: nothing changed.
+    drain(&mut pages);
+    let g5 = pages.generation();
+    assert_eq!(pages.alloc(), None);
+    assert_eq!(pages.alloc_run(1), None);
+    assert_eq!(pages.generation(), g5);
+}
