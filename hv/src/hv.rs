@@ -226,8 +226,9 @@ impl Hv {
         // The first short turn's vCPU if there are turns (after an
         // update's resume), else the first runnable.
         let ((d, v), turn) = self.pick().ok_or(StartError::NoVcpu)?;
+        let turn_us = self.turn_us(d, v);
         if turn {
-            self.sched.start_turn(self.tsc_khz);
+            self.sched.start_turn(turn_us, self.tsc_khz);
         }
         let vcpu = &self.domains[&d].vcpus[v];
         let mut frame = vcpu.frame;
@@ -245,7 +246,7 @@ impl Hv {
         arch::lapic::init_virtual_wire();
         arch::timer::start(timer_hz);
         if turn {
-            arch::timer::one_shot(crate::sched::TURN_US);
+            arch::timer::one_shot(turn_us);
         }
         {
             // An HVM vCPU first: it runs from here until the scheduler
@@ -253,6 +254,8 @@ impl Hv {
             let mut guard = HV.lock();
             if let Some(hv) = guard.as_mut() {
                 crate::hvm::run(hv, &mut frame);
+                // A short turn counts the guest's time from here.
+                hv.turn_trap_out();
             }
         }
         arch::trap::enter(&frame)

@@ -251,7 +251,10 @@ pub fn run(hv: &mut Hv, frame: &mut TrapFrame) {
         }
         last = Some((d, v));
         vcpu.vmcb.tlb_control = u8::from(flush);
+        // A short turn (`crate::sched`) counts the time in the guest.
+        hv.sched.trap_out();
         svm::run(host, &mut vcpu.vmcb, &mut vcpu.regs, &mut vcpu.fpu);
+        hv.sched.trap_in();
         vcpu.vmcb.tlb_control = 0;
         handle_exit(hv, frame, d, v);
     }

@@ -9,10 +9,11 @@
 //! queue for the CPU, a tick per domain. Around a live update that wait
 //! would add to the blackout the guests see: the domains that ran first in
 //! the round before the pause, and those that run last after the resume,
-//! would see their gap grow by a round. So the domUs get [`TURN_US`] of
-//! their own time each, in domain order, right before the pause (`lu exec` yields to them
-//! once it is ready, and runs the update when the caller gets the CPU
-//! back) and right after the resume, before anything else: every guest's
+//! would see their gap grow by a round. So the domUs get a short turn of
+//! their own time each ([`TURN_US`], [`TURN_US_HVM`]), in domain order,
+//! right before the pause (`lu exec` yields to them once it is ready, and
+//! runs the update when the caller gets the CPU back) and right after the
+//! resume, before anything else: every guest's
 //! gap is then the blackout and about one short turn per other guest
 //! ([`Hv::give_turns`]). A short turn ends by the PIT's one-shot count,
 //! which is not a tick (`arch::timer::one_shot`).
@@ -30,13 +31,22 @@ use crate::hvprintln;
 /// A vCPU: its domain and its index in the domain.
 pub type VcpuRef = (DomId, usize);
 
-/// The length of a short turn around an update, in the guest's own time
-/// (the hypervisor's work in its traps is not counted): enough for a domU
-/// to finish the step of its check it was in (a page remapped and
-/// compared) and notice the gap under TCG — at 100–300 µs it often did not
-/// and waited a round — and short enough that many domUs' turns stay a
-/// small part of the blackout (`docs/performance.md`, "The guests' view").
-pub const TURN_US: u64 = 500;
+/// The length of a short turn around an update for a PV vCPU, in the
+/// guest's own time (the hypervisor's work in its traps is not counted):
+/// enough for a domU to finish the step of its check it was in (a page
+/// remapped and compared) and notice the gap under TCG, short enough that
+/// many domUs' turns stay a small part of the blackout
+/// (`docs/performance.md`, "The guests' view"). Measured: a PV domU makes
+/// 7–18 calls in 150–300 µs of such a turn, but the first domU after a
+/// resume only 2 (its first step is slow under TCG, for a reason not
+/// found), and at 150–200 µs it missed now and then.
+pub const TURN_US: u64 = 300;
+
+/// The same for an HVM vCPU, whose time in the guest includes, under TCG,
+/// the emulated world switch (`VMRUN` with a TLB flush, then nested
+/// walks for every page it touches): at 150 µs an HVM domU often did not
+/// finish one step and waited a round.
+pub const TURN_US_HVM: u64 = 500;
 
 /// The run queue and the running vCPU.
 #[derive(Debug, Default)]
@@ -51,6 +61,8 @@ pub struct Sched {
     pub on_turn: bool,
     /// TSC cycles of its own time the vCPU on a short turn has left.
     turn_left: u64,
+    /// The length of the turn under way.
+    turn_us: u64,
     /// Whether the hypervisor has the CPU in the vCPU's turn (its time is
     /// not counted).
     turn_in_hv: bool,
@@ -81,12 +93,35 @@ impl Sched {
         self.current.map(|(d, _)| d)
     }
 
-    /// A short turn begins now (the caller arms the PIT's one-shot count).
-    pub fn start_turn(&mut self, tsc_khz: u64) {
+    /// A short turn of `us` microseconds begins now (the caller arms the
+    /// PIT's one-shot count).
+    pub fn start_turn(&mut self, us: u64, tsc_khz: u64) {
         self.on_turn = true;
         self.turn_in_hv = false;
-        self.turn_left = TURN_US * tsc_khz / 1000;
+        self.turn_left = us * tsc_khz / 1000;
+        self.turn_us = us;
         self.turn_since = cpu::rdtsc();
+    }
+
+    /// A trap from the vCPU on a short turn (or an HVM vCPU's exit): the
+    /// time since it entered the guest was its own, counted against its
+    /// turn (once: a trap inside the handling of another counts nothing
+    /// more).
+    pub fn trap_in(&mut self) {
+        if self.on_turn && !self.turn_in_hv {
+            let ran = cpu::rdtsc().saturating_sub(self.turn_since);
+            self.turn_left = self.turn_left.saturating_sub(ran);
+            self.turn_in_hv = true;
+        }
+    }
+
+    /// Back to the vCPU on a short turn (or into an HVM vCPU): its time
+    /// runs again.
+    pub fn trap_out(&mut self) {
+        if self.on_turn {
+            self.turn_in_hv = false;
+            self.turn_since = cpu::rdtsc();
+        }
     }
 
     /// Whether short turns are under way (one running or some waiting).
@@ -106,7 +141,7 @@ impl Hv {
     }
 
     /// Gives every queued vCPU of every unprivileged domain that is not
-    /// paused a short turn ([`TURN_US`]), in domain order, before the rest
+    /// paused a short turn ([`Hv::turn_us`]), in domain order, before the rest
     /// of the run queue; returns how many. Each goes back to the run
     /// queue's end when its turn is over.
     pub fn give_turns(&mut self) -> usize {
@@ -191,8 +226,9 @@ impl Hv {
                     // turn at once.
                     trap::take_pending_interrupts();
                 }
-                self.sched.start_turn(self.tsc_khz);
-                arch_timer::one_shot(TURN_US);
+                let us = self.turn_us(d, v);
+                self.sched.start_turn(us, self.tsc_khz);
+                arch_timer::one_shot(us);
             } else {
                 self.end_turns();
             }
@@ -222,36 +258,40 @@ impl Hv {
         }
     }
 
-    /// A trap from the vCPU on a short turn: the time since it entered the
-    /// guest was its own, counted against its turn (once: a trap inside
-    /// the handling of another counts nothing more).
-    pub fn turn_trap_in(&mut self) {
-        let s = &mut self.sched;
-        if s.on_turn && !s.turn_in_hv {
-            let ran = cpu::rdtsc().saturating_sub(s.turn_since);
-            s.turn_left = s.turn_left.saturating_sub(ran);
-            s.turn_in_hv = true;
+    /// The length of a short turn for vCPU `v` of `d`: [`TURN_US`], or
+    /// [`TURN_US_HVM`] for an HVM vCPU.
+    pub fn turn_us(&self, d: DomId, v: usize) -> u64 {
+        let hvm = self
+            .domains
+            .get(&d)
+            .and_then(|dom| dom.vcpus.get(v))
+            .is_some_and(|c| c.hvm.is_some());
+        if hvm {
+            TURN_US_HVM
+        } else {
+            TURN_US
         }
     }
 
-    /// Back to the vCPU on a short turn: its time runs again.
+    /// A trap from the vCPU on a short turn ([`Sched::trap_in`]).
+    pub fn turn_trap_in(&mut self) {
+        self.sched.trap_in();
+    }
+
+    /// Back to the vCPU on a short turn ([`Sched::trap_out`]).
     pub fn turn_trap_out(&mut self) {
-        let s = &mut self.sched;
-        if s.on_turn {
-            s.turn_in_hv = false;
-            s.turn_since = cpu::rdtsc();
-        }
+        self.sched.trap_out();
     }
 
     /// The one-shot count of a short turn ran out: whether the turn is
-    /// over. A turn is [`TURN_US`] of the guest's own time: what the
+    /// over. A turn is [`Hv::turn_us`] of the guest's own time: what the
     /// hypervisor spent in its calls meanwhile (under TCG the first run of
     /// the incoming image's code, translated, can take longer than a turn)
     /// is given back, the count re-armed for what is left.
     pub fn turn_over(&mut self) -> bool {
         self.turn_trap_in();
         let left_us = self.sched.turn_left * 1000 / self.tsc_khz.max(1);
-        if !self.sched.on_turn || left_us < TURN_US / 10 {
+        if !self.sched.on_turn || left_us < self.sched.turn_us / 10 {
             return true;
         }
         arch_timer::one_shot(left_us);
