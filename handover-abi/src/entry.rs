@@ -37,7 +37,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "HVLUARGS"
-//!      8    4 version (3)
+//!      8    4 version (4)
 //!     12    4 size (ENTRY_ARGS_SIZE)
 //!     16    8 state_phys        physical address of the handover header
 //!     24    8 state_len         header + body bytes
@@ -65,15 +65,31 @@
 //!                               the state's L1–L4 runs list (`new_hv::tables`):
 //!                               the guests' tables stay in place across the jump,
 //!                               and a change to any of their bits is refused
-//!    184    4 crc32c            of bytes 0..184
-//!    188    4 reserved (0)
+//!    184    4 watchdog          the watchdog the old hypervisor armed right
+//!                               before the jump: 0 none, 1 ib700 (ISA, ports
+//!                               0x441 and 0x443; [`WatchdogDevice`])
+//!    188    4 watchdog_ms       its deadline, in ms from the jump (0 with none)
+//!    192    4 crc32c            of bytes 0..192
+//!    196    4 reserved (0)
 //! ```
+//!
+//! **The watchdog** (version 4). An image that reads version 4 agrees to
+//! disarm the watchdog the page names, once it has verified the state and
+//! run the pass and right before it resumes the guests; if it hangs or
+//! faults before that, the watchdog resets the machine. The old side arms
+//! one only for an image that reads version 4 (its note's argument-page
+//! versions), so an image of an older contract is never reset for not
+//! knowing it. A device code this crate does not know, or a deadline that
+//! does not go with its code, is refused.
 //!
 //! Version 1 (176 bytes: the same fields up to `from_build_id`, then the
 //! CRC at 168 and the reserved word at 172; [`RawEntryArgsV1`]) is what the
 //! 1.0 release writes and reads: this crate reads it, without the two
 //! digests (`None`), and writes it for an image that reads nothing newer
-//! ([`EntryArgs::to_bytes_as`]). Version 2 (184 bytes, without
+//! ([`EntryArgs::to_bytes_as`]). Version 3 (192 bytes: the same fields
+//! up to `tables_digest`, then the CRC at 184 and the reserved word at
+//! 188; [`RawEntryArgsV3`]) is what the releases from 1.1 to 1.3 read and
+//! write: read here without a watchdog. Version 2 (184 bytes, without
 //! `tables_digest`) was never released and is not read.
 
 use core::mem::offset_of;
@@ -88,17 +104,68 @@ use crate::header::BuildId;
 pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
 /// Magic of the argument page.
 pub const ENTRY_ARGS_MAGIC: [u8; 8] = *b"HVLUARGS";
+/// The first argument page that names a watchdog ("The watchdog" above).
+pub const ENTRY_ARGS_V4: u32 = 4;
 /// Version of the argument page this crate writes by default.
-pub const ENTRY_ARGS_VERSION: u32 = 3;
+pub const ENTRY_ARGS_VERSION: u32 = ENTRY_ARGS_V4;
 /// Bytes of the argument page of [`ENTRY_ARGS_VERSION`]: the most any
 /// version read here takes.
-pub const ENTRY_ARGS_SIZE: usize = 192;
+pub const ENTRY_ARGS_SIZE: usize = 200;
 /// The argument page of the 1.0 release: version 1, 176 bytes.
 pub const ENTRY_ARGS_V1: u32 = 1;
 /// Bytes of version 1.
 pub const ENTRY_ARGS_V1_SIZE: usize = 176;
+/// The argument page of the releases 1.1 to 1.3: version 3, 192 bytes.
+pub const ENTRY_ARGS_V3: u32 = 3;
+/// Bytes of version 3.
+pub const ENTRY_ARGS_V3_SIZE: usize = 192;
 /// The versions this crate reads (and can write), oldest first.
-pub const ENTRY_ARGS_READS: [u32; 2] = [ENTRY_ARGS_V1, ENTRY_ARGS_VERSION];
+pub const ENTRY_ARGS_READS: [u32; 3] = [ENTRY_ARGS_V1, ENTRY_ARGS_V3, ENTRY_ARGS_VERSION];
+
+/// A watchdog device an outgoing hypervisor may arm before the jump (the
+/// `watchdog` word of a version 4 page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchdogDevice {
+    /// The ib700 on the ISA bus: a write of `v` to port 0x443 arms it for
+    /// `(15 - v) * 2` seconds (30 s at most, in steps of 2 s); a write to
+    /// port 0x441 disarms it.
+    Ib700,
+}
+
+impl WatchdogDevice {
+    /// Its code in the page.
+    pub const fn code(self) -> u32 {
+        match self {
+            WatchdogDevice::Ib700 => 1,
+        }
+    }
+
+    /// Its name, as the command line and the log write it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WatchdogDevice::Ib700 => "ib700",
+        }
+    }
+
+    /// The device of `code`, if this crate knows it (0, none, is not a
+    /// device).
+    pub const fn from_code(code: u32) -> Option<WatchdogDevice> {
+        match code {
+            1 => Some(WatchdogDevice::Ib700),
+            _ => None,
+        }
+    }
+}
+
+/// The watchdog armed before the jump, which the incoming image must
+/// disarm before it resumes the guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watchdog {
+    /// The device.
+    pub device: WatchdogDevice,
+    /// Its deadline, in milliseconds from the jump (not zero).
+    pub deadline_ms: u32,
+}
 
 /// The arguments of the live-update entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,6 +215,9 @@ pub struct EntryArgs {
     /// runs list, taken before the jump (`new_hv::tables`). `None` in a
     /// version 1 page.
     pub tables_digest: Option<u64>,
+    /// The watchdog armed before the jump, if any (only in a version 4
+    /// page: `None` in older ones, which no watchdog goes with).
+    pub watchdog: Option<Watchdog>,
 }
 
 /// The argument page as it lies in memory: field for field the table of
@@ -206,6 +276,10 @@ pub struct RawEntryArgs {
     pub free_digest: U64,
     /// [`EntryArgs::tables_digest`].
     pub tables_digest: U64,
+    /// [`EntryArgs::watchdog`]'s device code, 0 for none.
+    pub watchdog: U32,
+    /// [`EntryArgs::watchdog`]'s deadline, 0 for none.
+    pub watchdog_ms: U32,
     /// CRC32C of every byte before this field.
     pub crc32c: U32,
     /// Zero.
@@ -237,8 +311,10 @@ hvlu_types::assert_layout!(RawEntryArgs, ENTRY_ARGS_SIZE, {
     from_build_id: 152,
     free_digest: 168,
     tables_digest: 176,
-    crc32c: 184,
-    reserved: 188,
+    watchdog: 184,
+    watchdog_ms: 188,
+    crc32c: 192,
+    reserved: 196,
 });
 
 /// The argument page of version 1 (the 1.0 release's): [`RawEntryArgs`]
@@ -264,6 +340,31 @@ hvlu_types::assert_layout!(RawEntryArgsV1, ENTRY_ARGS_V1_SIZE, {
     common: 0,
     crc32c: 168,
     reserved: 172,
+});
+
+/// The argument page of version 3 (the releases 1.1 to 1.3):
+/// [`RawEntryArgs`] up to `tables_digest`, then its CRC and reserved word.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct RawEntryArgsV3 {
+    /// Bytes 0..184, laid out as in [`RawEntryArgs`].
+    pub common: [u8; V3_CRC_AT],
+    /// CRC32C of `common`.
+    pub crc32c: U32,
+    /// Zero.
+    pub reserved: U32,
+}
+
+/// Where version 3's CRC-covered bytes end: where version 4 carries
+/// `watchdog`.
+const V3_CRC_AT: usize = offset_of!(RawEntryArgs, watchdog);
+
+hvlu_types::assert_layout!(RawEntryArgsV3, ENTRY_ARGS_V3_SIZE, {
+    common: 0,
+    crc32c: 184,
+    reserved: 188,
 });
 
 /// Why an argument page was refused.
@@ -292,6 +393,15 @@ pub enum EntryArgsError {
     },
     /// The reserved word is not zero.
     ReservedNotZero,
+    /// The watchdog words name no device this crate knows, or a deadline
+    /// that does not go with their device (none with a deadline, a device
+    /// without one).
+    BadWatchdog {
+        /// The device code.
+        code: u32,
+        /// The deadline.
+        deadline_ms: u32,
+    },
 }
 
 impl core::fmt::Display for EntryArgsError {
@@ -303,7 +413,11 @@ impl core::fmt::Display for EntryArgsError {
             EntryArgsError::BadMagic => f.write_str("entry arguments: bad magic"),
             EntryArgsError::UnsupportedVersion { version, size } => write!(
                 f,
-                "entry arguments version {version} size {size} not supported (this image reads version {ENTRY_ARGS_V1} size {ENTRY_ARGS_V1_SIZE} and version {ENTRY_ARGS_VERSION} size {ENTRY_ARGS_SIZE})"
+                "entry arguments version {version} size {size} not supported (this image reads version {ENTRY_ARGS_V1} size {ENTRY_ARGS_V1_SIZE}, version {ENTRY_ARGS_V3} size {ENTRY_ARGS_V3_SIZE} and version {ENTRY_ARGS_VERSION} size {ENTRY_ARGS_SIZE})"
+            ),
+            EntryArgsError::BadWatchdog { code, deadline_ms } => write!(
+                f,
+                "entry arguments: watchdog {code} with a deadline of {deadline_ms} ms is not one this image knows"
             ),
             EntryArgsError::CrcMismatch { stored, computed } => write!(
                 f,
@@ -349,6 +463,8 @@ impl EntryArgs {
             from_build_id: self.from_build_id.0,
             free_digest: self.free_digest.unwrap_or(0).into(),
             tables_digest: self.tables_digest.unwrap_or(0).into(),
+            watchdog: self.watchdog.map_or(0, |w| w.device.code()).into(),
+            watchdog_ms: self.watchdog.map_or(0, |w| w.deadline_ms).into(),
             crc32c: U32::ZERO,
             reserved: U32::ZERO,
         };
@@ -356,10 +472,21 @@ impl EntryArgs {
         raw
     }
 
-    /// The arguments `raw` carries, read without any check (see
-    /// [`EntryArgs::from_bytes`] for the checked version).
-    pub fn from_raw(raw: &RawEntryArgs) -> EntryArgs {
-        EntryArgs {
+    /// The arguments `raw` carries, read without any check but of the
+    /// watchdog words (see [`EntryArgs::from_bytes`] for the checked
+    /// version).
+    pub fn from_raw(raw: &RawEntryArgs) -> Result<EntryArgs, EntryArgsError> {
+        let (code, deadline_ms) = (raw.watchdog.get(), raw.watchdog_ms.get());
+        let watchdog = match (code, deadline_ms) {
+            (0, 0) => None,
+            (code, ms) if ms > 0 => Some(Watchdog {
+                device: WatchdogDevice::from_code(code)
+                    .ok_or(EntryArgsError::BadWatchdog { code, deadline_ms })?,
+                deadline_ms: ms,
+            }),
+            _ => return Err(EntryArgsError::BadWatchdog { code, deadline_ms }),
+        };
+        Ok(EntryArgs {
             state_phys: raw.state_phys.get(),
             state_len: raw.state_len.get(),
             image_phys: raw.image_phys.get(),
@@ -380,7 +507,8 @@ impl EntryArgs {
             from_build_id: BuildId(raw.from_build_id),
             free_digest: Some(raw.free_digest.get()),
             tables_digest: Some(raw.tables_digest.get()),
-        }
+            watchdog,
+        })
     }
 
     /// The argument page's bytes.
@@ -390,36 +518,34 @@ impl EntryArgs {
 
     /// The argument page of `version` (one of [`ENTRY_ARGS_READS`]) in the
     /// first bytes of the returned buffer, and how many: version 1 drops
-    /// the two digests, which it does not carry.
+    /// the two digests and the watchdog, version 3 the watchdog, which
+    /// they do not carry.
     pub fn to_bytes_as(
         &self,
         version: u32,
     ) -> Result<([u8; ENTRY_ARGS_SIZE], usize), EntryArgsError> {
-        match version {
-            ENTRY_ARGS_VERSION => Ok((self.to_bytes(), ENTRY_ARGS_SIZE)),
-            ENTRY_ARGS_V1 => {
-                let mut raw = self.to_raw();
-                raw.version = ENTRY_ARGS_V1.into();
-                raw.size = (ENTRY_ARGS_V1_SIZE as u32).into();
-                let full = raw.as_bytes();
-                let mut v1 = RawEntryArgsV1 {
-                    common: [0; V1_CRC_AT],
-                    crc32c: U32::ZERO,
-                    reserved: U32::ZERO,
-                };
-                v1.common.copy_from_slice(&full[..V1_CRC_AT]);
-                v1.crc32c = crc32c(&v1.common).into();
-                let mut out = [0u8; ENTRY_ARGS_SIZE];
-                out[..ENTRY_ARGS_V1_SIZE].copy_from_slice(v1.as_bytes());
-                Ok((out, ENTRY_ARGS_V1_SIZE))
-            }
-            _ => Err(EntryArgsError::UnsupportedVersion { version, size: 0 }),
-        }
+        let (covered, size) = match version {
+            ENTRY_ARGS_VERSION => return Ok((self.to_bytes(), ENTRY_ARGS_SIZE)),
+            ENTRY_ARGS_V3 => (V3_CRC_AT, ENTRY_ARGS_V3_SIZE),
+            ENTRY_ARGS_V1 => (V1_CRC_AT, ENTRY_ARGS_V1_SIZE),
+            _ => return Err(EntryArgsError::UnsupportedVersion { version, size: 0 }),
+        };
+        // An older page is the newest one's first `covered` bytes, then
+        // its own CRC and reserved word.
+        let mut raw = self.to_raw();
+        raw.version = version.into();
+        raw.size = (size as u32).into();
+        let mut out = [0u8; ENTRY_ARGS_SIZE];
+        out[..covered].copy_from_slice(&raw.as_bytes()[..covered]);
+        let crc = crc32c(&out[..covered]);
+        out[covered..covered + 4].copy_from_slice(&crc.to_le_bytes());
+        Ok((out, size))
     }
 
     /// Reads an argument page of any version in [`ENTRY_ARGS_READS`],
-    /// checking magic, version, size and CRC; a version 1 page has no
-    /// digests (`None`).
+    /// checking magic, version, size, CRC and the watchdog words; a
+    /// version 1 page has no digests (`None`), neither version 1 nor 3 a
+    /// watchdog.
     pub fn from_bytes(b: &[u8]) -> Result<EntryArgs, EntryArgsError> {
         let head = b
             .first_chunk::<16>()
@@ -430,32 +556,38 @@ impl EntryArgs {
         let word =
             |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
         let (version, size) = (word(8), word(12));
-        match (version, size as usize) {
-            (ENTRY_ARGS_VERSION, ENTRY_ARGS_SIZE) => {
-                let bytes = b
-                    .first_chunk::<ENTRY_ARGS_SIZE>()
-                    .ok_or(EntryArgsError::Truncated { len: b.len() })?;
-                let raw: &RawEntryArgs = zerocopy::transmute_ref!(bytes);
-                check_crc(raw.crc32c, &bytes[..CRC_AT], raw.reserved)?;
-                Ok(EntryArgs::from_raw(raw))
-            }
-            (ENTRY_ARGS_V1, ENTRY_ARGS_V1_SIZE) => {
-                let bytes = b
-                    .first_chunk::<ENTRY_ARGS_V1_SIZE>()
-                    .ok_or(EntryArgsError::Truncated { len: b.len() })?;
-                let v1: &RawEntryArgsV1 = zerocopy::transmute_ref!(bytes);
-                check_crc(v1.crc32c, &v1.common, v1.reserved)?;
-                let mut full = [0u8; ENTRY_ARGS_SIZE];
-                full[..V1_CRC_AT].copy_from_slice(&v1.common);
-                let raw: &RawEntryArgs = zerocopy::transmute_ref!(&full);
-                Ok(EntryArgs {
-                    free_digest: None,
-                    tables_digest: None,
-                    ..EntryArgs::from_raw(raw)
-                })
-            }
-            _ => Err(EntryArgsError::UnsupportedVersion { version, size }),
-        }
+        let covered = match (version, size as usize) {
+            (ENTRY_ARGS_VERSION, ENTRY_ARGS_SIZE) => CRC_AT,
+            (ENTRY_ARGS_V3, ENTRY_ARGS_V3_SIZE) => V3_CRC_AT,
+            (ENTRY_ARGS_V1, ENTRY_ARGS_V1_SIZE) => V1_CRC_AT,
+            _ => return Err(EntryArgsError::UnsupportedVersion { version, size }),
+        };
+        let bytes = b
+            .get(..size as usize)
+            .ok_or(EntryArgsError::Truncated { len: b.len() })?;
+        let word = |at: usize| {
+            U32::new(u32::from_le_bytes([
+                bytes[at],
+                bytes[at + 1],
+                bytes[at + 2],
+                bytes[at + 3],
+            ]))
+        };
+        check_crc(word(covered), &bytes[..covered], word(covered + 4))?;
+        // The fields an older page does not carry read as zero, then as
+        // absent.
+        let mut full = [0u8; ENTRY_ARGS_SIZE];
+        full[..covered].copy_from_slice(&bytes[..covered]);
+        let raw: &RawEntryArgs = zerocopy::transmute_ref!(&full);
+        let args = EntryArgs::from_raw(raw)?;
+        Ok(match version {
+            ENTRY_ARGS_V1 => EntryArgs {
+                free_digest: None,
+                tables_digest: None,
+                ..args
+            },
+            _ => args,
+        })
     }
 }
 
@@ -497,6 +629,10 @@ mod tests {
             from_build_id: BuildId([0xab; 16]),
             free_digest: Some(0x0123_4567_89ab_cdef),
             tables_digest: Some(0xfedc_ba98_7654_3210),
+            watchdog: Some(Watchdog {
+                device: WatchdogDevice::Ib700,
+                deadline_ms: 10_000,
+            }),
         }
     }
 
@@ -505,8 +641,8 @@ mod tests {
         let b = sample().to_bytes();
         let u64_at = |at: usize| &b[at..at + 8];
         assert_eq!(&b[0..8], b"HVLUARGS");
-        assert_eq!(&b[8..12], &3u32.to_le_bytes());
-        assert_eq!(&b[12..16], &192u32.to_le_bytes());
+        assert_eq!(&b[8..12], &4u32.to_le_bytes());
+        assert_eq!(&b[12..16], &200u32.to_le_bytes());
         let words: [(usize, u64); 19] = [
             (16, 0x1c40_0000),
             (24, 4321),
@@ -532,8 +668,10 @@ mod tests {
             assert_eq!(u64_at(at), &value.to_le_bytes(), "word at {at}");
         }
         assert_eq!(&b[152..168], &[0xab; 16]);
-        assert_eq!(&b[184..188], &crc32c(&b[..184]).to_le_bytes());
-        assert_eq!(&b[188..192], &[0; 4]);
+        assert_eq!(&b[184..188], &1u32.to_le_bytes());
+        assert_eq!(&b[188..192], &10_000u32.to_le_bytes());
+        assert_eq!(&b[192..196], &crc32c(&b[..192]).to_le_bytes());
+        assert_eq!(&b[196..200], &[0; 4]);
     }
 
     #[test]
@@ -561,11 +699,11 @@ mod tests {
     #[test]
     fn unsupported_version() {
         let mut b = sample().to_bytes();
-        b[8] = 4;
+        b[8] = 5;
         assert_eq!(
             EntryArgs::from_bytes(&b),
             Err(EntryArgsError::UnsupportedVersion {
-                version: 4,
+                version: 5,
                 size: ENTRY_ARGS_SIZE as u32
             })
         );
@@ -601,6 +739,7 @@ mod tests {
             EntryArgs {
                 free_digest: None,
                 tables_digest: None,
+                watchdog: None,
                 ..args
             }
         );
@@ -623,6 +762,59 @@ mod tests {
                 size: 0
             })
         );
+    }
+
+    #[test]
+    fn version_3_is_the_1_1_to_1_3_releases_page_and_reads_back_without_a_watchdog() {
+        let args = sample();
+        let (b, len) = args.to_bytes_as(ENTRY_ARGS_V3).unwrap();
+        assert_eq!(len, 192);
+        let v4 = args.to_bytes();
+        assert_eq!(&b[8..12], &3u32.to_le_bytes());
+        assert_eq!(&b[12..16], &192u32.to_le_bytes());
+        assert_eq!(b[16..184], v4[16..184]);
+        assert_eq!(&b[184..188], &crc32c(&b[..184]).to_le_bytes());
+        assert_eq!(&b[188..200], &[0; 12]);
+        assert_eq!(
+            EntryArgs::from_bytes(&b[..len]),
+            Ok(EntryArgs {
+                watchdog: None,
+                ..args
+            })
+        );
+        let mut bad = b;
+        bad[180] ^= 1;
+        assert!(matches!(
+            EntryArgs::from_bytes(&bad[..len]),
+            Err(EntryArgsError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_watchdog_words_are_checked_and_covered_by_the_crc() {
+        let without = EntryArgs {
+            watchdog: None,
+            ..sample()
+        };
+        assert_eq!(EntryArgs::from_bytes(&without.to_bytes()), Ok(without));
+        let mut b = sample().to_bytes();
+        b[188] ^= 1;
+        assert!(matches!(
+            EntryArgs::from_bytes(&b),
+            Err(EntryArgsError::CrcMismatch { .. })
+        ));
+        // A device nobody knows, none with a deadline, one without.
+        for (code, deadline_ms) in [(2u32, 1000u32), (0, 1000), (1, 0)] {
+            let mut raw = sample().to_raw();
+            raw.watchdog = code.into();
+            raw.watchdog_ms = deadline_ms.into();
+            raw.crc32c = crc32c(&raw.as_bytes()[..CRC_AT]).into();
+            assert_eq!(
+                EntryArgs::from_bytes(raw.as_bytes()),
+                Err(EntryArgsError::BadWatchdog { code, deadline_ms }),
+                "{code} {deadline_ms}"
+            );
+        }
     }
 
     #[test]

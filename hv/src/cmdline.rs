@@ -9,9 +9,12 @@
 //! | `hostlink=auto\|uart` | the host link's device: the virtio-serial port when the machine has one, else COM2 (`auto`); or COM2 alone (`uart`) | `auto` |
 //! | `lu_settle=background\|demand` | after an update, initialise the frametable entries it left in the background (idle time and one time slice per round of the run queue) or only when something needs them (for tests: the entries stay uninitialised until a guest names a frame, a domain is created or the next update starts) | `background` |
 //! | `lu_inject=state\|digest\|args\|table\|guest\|vcpu\|fail-<step>` | fault injection for tests (never handed to the next image): corrupt the staged state (a bit at a pseudo-random place of the body), the digest or a bit of the argument page after the pre-flight check, so the incoming image must refuse; make one step before the point of no return fail (`fail-too-large`, `fail-encode`, `fail-preflight`, `fail-boot`, `fail-tables`), so the update is cancelled and the next one succeeds; flip one bit of a domU's memory during the update, so its checker must report a mismatch; or put a vCPU context outside the guest half into the state, so the checks before the jump must cancel the update | none |
+//! | `lu_watchdog=ib700:SECONDS` | the machine has an ib700 watchdog (QEMU `-device ib700`): an update to an image that reads argument page 4 arms it for SECONDS (even, 2 to 30) right before the jump, and the new image disarms it before its guests run; a hang or a fault in between resets the machine (`arch::watchdog`) | none |
 //!
 //! An unknown word or a bad value is an error: the hypervisor stops and
 //! names it rather than guessing.
+
+use handover_abi::entry::{Watchdog, WatchdogDevice};
 
 /// How much the hypervisor prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +43,8 @@ pub struct Options {
     pub lu_settle_on_demand: bool,
     /// Which device the host link uses (`crate::hostlink`).
     pub hostlink: LinkChoice,
+    /// The watchdog an update arms before its jump, if the machine has one.
+    pub lu_watchdog: Option<Watchdog>,
 }
 
 /// What `hostlink=` chooses.
@@ -65,6 +70,7 @@ impl Default for Options {
             lu_inject: None,
             hostlink: LinkChoice::Auto,
             lu_settle_on_demand: false,
+            lu_watchdog: None,
         }
     }
 }
@@ -94,6 +100,19 @@ pub fn parse_size(value: &str) -> Option<u64> {
     };
     let n: u64 = digits.parse().ok()?;
     n.checked_mul(1u64 << shift)
+}
+
+/// `ib700:SECONDS`: the ib700's deadlines are even seconds from 2 to 30.
+fn parse_watchdog(value: &str) -> Option<Watchdog> {
+    let (device, seconds) = value.split_once(':')?;
+    let seconds: u32 = seconds.parse().ok()?;
+    match device {
+        "ib700" if (2..=30).contains(&seconds) && seconds.is_multiple_of(2) => Some(Watchdog {
+            device: WatchdogDevice::Ib700,
+            deadline_ms: seconds * 1000,
+        }),
+        _ => None,
+    }
 }
 
 impl Options {
@@ -173,6 +192,14 @@ impl Options {
                             })
                         }
                     }
+                }
+                "lu_watchdog" => {
+                    options.lu_watchdog =
+                        Some(parse_watchdog(value).ok_or(CmdlineError::BadValue {
+                            option: key,
+                            value,
+                            expected: "ib700:SECONDS, SECONDS even from 2 to 30 (e.g. ib700:10)",
+                        })?);
                 }
                 "autostart" => {
                     let ok = value.split(',').all(|m| {

@@ -39,7 +39,7 @@ use core::fmt;
 
 use boot_allocator::{HandOff, PhysRange};
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
-use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::entry::{EntryArgs, Watchdog, ENTRY_ARGS_SIZE};
 use handover_abi::marks::{Marks, MARKS_MAX_BYTES, MARKS_OFFSET};
 use handover_abi::version::VersionRange;
 use handover_abi::{HandoverState, PciDevice};
@@ -86,6 +86,10 @@ pub trait Platform: BootMemory {
     fn adopt_view(&mut self) -> (&Self::Tables, &mut [FrameInfo], &mut [u64]);
     /// Rewrites the hypervisor's slots of the guest L4 `l4`.
     fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), Self::Error>;
+    /// Disarms `watchdog`, which the old side armed right before the jump
+    /// (argument page 4): the state is verified and adopted, the guests
+    /// are about to run.
+    fn disarm_watchdog(&mut self, watchdog: Watchdog);
     /// Rebuilds the domains around their preserved frames and lets them
     /// run.
     fn resume(&mut self, entered: Entered) -> Self::Resumed;
@@ -250,6 +254,11 @@ pub fn enter<P: Platform>(
         }
     }
     t.marks.mark("restore", p.now());
+    // Everything this image could refuse has been checked: from here the
+    // guests run on it.
+    if let Some(w) = args.watchdog {
+        p.disarm_watchdog(w);
+    }
     Ok(p.resume(Entered {
         args,
         ram,

@@ -7,6 +7,7 @@
 
 mod sim;
 
+use handover_abi::entry::{Watchdog, WatchdogDevice, ENTRY_ARGS_V3, ENTRY_ARGS_VERSION};
 use handover_abi::{DecodeError, DomainFlags, RunKind};
 use hvlu_types::{Mfn, PAGE_SIZE};
 use new_hv::devices::{DeviceChange, DeviceError};
@@ -118,6 +119,62 @@ fn an_update_arrives_with_the_same_frametable_at_either_end() {
         assert!(t.entry < t.heap && t.heap < t.verified && t.verified < t.booted);
         assert!(t.booted < t.pass && t.pass < t.resumed);
     }
+}
+
+const WATCHDOG: Watchdog = Watchdog {
+    device: WatchdogDevice::Ib700,
+    deadline_ms: 10_000,
+};
+
+/// With a watchdog on the machine, the old side arms it after everything
+/// it checks and right before the jump, the argument page names it, and
+/// the new side disarms it after the pass, before the guests run.
+#[test]
+fn the_watchdog_is_armed_at_the_jump_and_disarmed_before_the_guests_run() {
+    let mut sim = host(30, 3);
+    sim.watchdog = Some(WATCHDOG);
+    let info = Sim::image();
+    assert_eq!(info.contract.args_version, ENTRY_ARGS_VERSION);
+    let staging = sim.stage(&info, End::Top);
+    let args = exec(&mut sim, &info, &staging).unwrap();
+    // Armed once, as the last thing before the jump.
+    assert_eq!(sim.armed(), Some(WATCHDOG));
+    let (_, detail) = sim.jumped.as_ref().unwrap();
+    assert_eq!(detail.watchdog, Some(WATCHDOG));
+    let armed_at = sim.watchdog_events[0].2;
+    let e = new_hv::enter(&mut sim, args, handover_abi::READS).unwrap();
+    check_arrived(&sim, &e);
+    assert_eq!(e.args.watchdog, Some(WATCHDOG));
+    assert!(
+        armed_at > e.args.tsc_jump,
+        "armed after every step before the jump"
+    );
+    let events: Vec<_> = sim
+        .watchdog_events
+        .iter()
+        .map(|&(w, d, _)| (w, d))
+        .collect();
+    assert_eq!(events, [("arm", WATCHDOG), ("disarm", WATCHDOG)]);
+    assert!(sim.watchdog_events[1].2 > e.times.pass, "after the pass");
+    assert_eq!(sim.armed_at_resume, None);
+}
+
+/// An image that reads no argument page 4 (every release up to 1.3) does
+/// not know the watchdog: it gets page 3 and nothing is armed for it.
+#[test]
+fn an_image_that_reads_no_page_4_is_never_armed_for() {
+    let mut sim = host(31, 2);
+    sim.watchdog = Some(WATCHDOG);
+    let mut info = Sim::image();
+    info.contract.args_version = ENTRY_ARGS_V3;
+    let staging = sim.stage(&info, End::Top);
+    let args = exec(&mut sim, &info, &staging).unwrap();
+    assert!(sim.watchdog_events.is_empty());
+    assert_eq!(sim.jumped.as_ref().unwrap().1.watchdog, None);
+    let e = new_hv::enter(&mut sim, args, handover_abi::READS).unwrap();
+    check_arrived(&sim, &e);
+    assert_eq!(e.args.watchdog, None);
+    assert!(sim.watchdog_events.is_empty());
 }
 
 /// The tables both sides build, walked back: the entry tables map what
@@ -252,10 +309,13 @@ fn every_failure_before_the_jump_cancels_and_loses_nothing() {
     ];
     for (i, (fault, expected)) in cases.into_iter().enumerate() {
         let mut sim = host(10 + i as u64, 3);
+        sim.watchdog = Some(WATCHDOG);
         let before = sim.outside_region();
         let err = update(&mut sim, End::Top, Some(fault)).expect_err("cancelled");
         assert!(expected(&err), "{fault:?}: {err}");
         assert!(fault.cancels());
+        // A cancelled update never arms the watchdog.
+        assert!(sim.watchdog_events.is_empty(), "{fault:?}");
         // The entry tables are built before the pause.
         let paused = u32::from(fault != Fault::Fail(Step::Tables));
         assert_eq!((sim.paused, sim.resumed), (paused, paused), "{fault:?}");

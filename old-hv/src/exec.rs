@@ -43,7 +43,7 @@ use core::fmt;
 
 use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
-use handover_abi::entry::EntryArgs;
+use handover_abi::entry::{EntryArgs, Watchdog, ENTRY_ARGS_V4};
 use handover_abi::marks::{Marks, MARKS_OFFSET};
 use handover_abi::{AbiVersion, BuildId, HandoverState, PciDevice, Producer, RunKind};
 use hvlu_types::table_plan::Map;
@@ -152,6 +152,10 @@ pub struct MachineView<'a> {
     pub sequence: u64,
     /// This image's build id.
     pub build_id: BuildId,
+    /// The watchdog to arm right before the jump, if the machine has one
+    /// (armed only for an image that reads argument page 4, which names it
+    /// to the image: `handover_abi::entry`, "The watchdog").
+    pub watchdog: Option<Watchdog>,
 }
 
 /// One piece of the new image to map at its link address.
@@ -214,6 +218,8 @@ pub struct JumpDetail {
     pub free_frames: u64,
     /// Where the new image's boot will land.
     pub boot: BootPlan,
+    /// The watchdog the argument page names, armed right before the jump.
+    pub watchdog: Option<Watchdog>,
 }
 
 /// What the hypervisor offers the outgoing side of an update.
@@ -265,6 +271,9 @@ pub trait Platform {
     fn entry_tables(&mut self, plan: &EntryPlan) -> Result<Self::Prepared, Self::Error>;
     /// A line for the log.
     fn log(&mut self, line: fmt::Arguments<'_>);
+    /// Arms `watchdog`, right before the jump: from here the incoming image
+    /// has its deadline to disarm it, or the machine resets.
+    fn arm_watchdog(&mut self, watchdog: Watchdog);
     /// The point of no return.
     fn jump(&mut self, prepared: Self::Prepared, detail: &JumpDetail) -> Self::Jumped;
 }
@@ -417,7 +426,12 @@ pub fn go<P: Platform>(
     t.paused = p.now();
     t.marks.mark("vcpus", t.paused);
     match prepare(p, info, staging, fault, &mut t, tables, free_digest) {
-        Ok((prepared, detail)) => Ok(p.jump(prepared, &detail)),
+        Ok((prepared, detail)) => {
+            if let Some(w) = detail.watchdog {
+                p.arm_watchdog(w);
+            }
+            Ok(p.jump(prepared, &detail))
+        }
         Err(e) => {
             p.resume();
             Err(e)
@@ -618,11 +632,16 @@ fn prepare<P: Platform>(
     let ram_end = crate::ram::end(p.machine().ram);
 
     let m = p.machine();
+    // Only an image that reads argument page 4 knows to disarm one.
+    let watchdog = m
+        .watchdog
+        .filter(|_| info.contract.args_version >= ENTRY_ARGS_V4);
     let detail = JumpDetail {
         state_len: len,
         digest,
         free_frames: m.free_frames,
         boot,
+        watchdog,
     };
     t.jump = p.now();
     let mut args = EntryArgs {
@@ -640,6 +659,7 @@ fn prepare<P: Platform>(
         from_build_id: m.build_id,
         tables_digest: Some(tables_digest),
         free_digest: Some(free_digest),
+        watchdog,
         ..EntryArgs::default()
     };
     s.place(m.region, len, &mut args);

@@ -336,6 +336,7 @@ fn cell(a: &Release, b: &Release, done: &Mutex<Vec<Hop>>) {
         hostlink: None,
         link: crate::qemu::LinkDevice::Virtio,
         devices: true,
+        watchdog: None,
     });
     wait_all(&mut m, &["(d1) heartbeat 2:"], QUIET);
     let rows = domains(&mut m);

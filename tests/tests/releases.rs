@@ -47,6 +47,7 @@ fn every_release_boots_cold_with_its_own_guests_and_powers_off() {
             hostlink: None,
             link: hvlu_harness::qemu::LinkDevice::Virtio,
             devices: true,
+            watchdog: None,
         };
         let mut m = boot_config(&config);
         // Both domUs run and check their memory (a heartbeat reports the

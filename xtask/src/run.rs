@@ -39,6 +39,7 @@ pub fn run(
     };
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
     config.devices = devices;
+    config.watchdog = Some(crate::soak::WATCHDOG_SECONDS);
     if let Some(mib) = ram {
         config.set_ram(mib);
     }

@@ -30,6 +30,7 @@ pub fn boot_with_guests(
     domu_args: &str,
 ) -> Result<Machine, Failure> {
     let mut config = MachineConfig::new(name).map_err(Failure::Failed)?;
+    config.watchdog = Some(WATCHDOG_SECONDS);
     config.mem_mib = default_mem_mib(domus, guest_mib);
     if let Some(mib) = ram {
         config.set_ram(mib);
@@ -38,6 +39,12 @@ pub fn boot_with_guests(
         .map(|(machine, _)| machine)
         .map_err(Failure::Failed)
 }
+
+/// The deadline of the ib700 watchdog that the machines of `cargo xtask
+/// run` and `cargo xtask soak` have (`MachineConfig::watchdog`): every
+/// update arms it before its jump, the new image disarms it before its
+/// guests run.
+pub const WATCHDOG_SECONDS: u32 = 10;
 
 /// RAM enough for dom0 (8 MiB) and `domus` domUs of `guest_mib` MiB, with
 /// room to spare, at most 3 GiB.

@@ -88,8 +88,8 @@ fn sizes_are_as_documented() {
 
 #[test]
 fn this_trees_contract_is_its_entry_and_boot() {
-    // Argument pages 1 and 3 (what `entry` reads), both layouts, model 2.
-    assert_eq!(CONTRACT.args.0, 0b1010);
+    // Argument pages 1, 3 and 4 (what `entry` reads), both layouts, model 2.
+    assert_eq!(CONTRACT.args.0, 0b1_1010);
     assert_eq!(CONTRACT.args.iter().collect::<Vec<_>>(), ENTRY_ARGS_READS);
     assert_eq!(CONTRACT.layouts.0, 0b11);
     assert_eq!(CONTRACT.boot.0, 2);
@@ -100,7 +100,7 @@ fn this_trees_contract_is_its_entry_and_boot() {
 
 #[test]
 fn contract_values_display_by_name_and_number() {
-    assert_eq!(CONTRACT.args.to_string(), "{1, 3}");
+    assert_eq!(CONTRACT.args.to_string(), "{1, 3, 4}");
     assert_eq!(ArgsVersions(0).to_string(), "{}");
     assert_eq!(ArgsVersions(1 << 31).to_string(), "{31}");
     assert_eq!(CONTRACT.layouts.to_string(), "{image first, state first}");
@@ -157,7 +157,7 @@ fn note_bytes_are_as_documented() {
 fn this_trees_note_bytes_in_hex() {
     let b = HvluNote::new(READS, WRITES, CONTRACT, ENTRY, BUILD).to_bytes();
     assert_eq!(&b[4..8], &[52, 0, 0, 0]);
-    assert_eq!(&b[64..72], &[0x0a, 0, 0, 0, 0x03, 0, 0x02, 0]);
+    assert_eq!(&b[64..72], &[0x1a, 0, 0, 0, 0x03, 0, 0x02, 0]);
     let note = parse_note(&b).unwrap();
     assert_eq!(note.contract, Some(CONTRACT));
     assert_eq!(note.writes, Some(WRITES));

@@ -30,6 +30,7 @@ pub use start::build_id;
 pub mod timer;
 pub mod trap;
 pub mod virtio;
+pub mod watchdog;
 
 /// Where the image is linked: upper-half virtual = this + physical link
 /// address (see `hv/linker.ld`).

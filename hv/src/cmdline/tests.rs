@@ -20,6 +20,37 @@ fn an_empty_line_gives_the_defaults() {
         assert_eq!(o.timer_hz, 100);
         assert_eq!(o.lu_inject, None);
         assert_eq!(o.hostlink, LinkChoice::Auto);
+        assert_eq!(o.lu_watchdog, None);
+    }
+}
+
+#[test]
+fn the_watchdog_is_an_ib700_with_an_even_deadline_from_2_to_30_seconds() {
+    for seconds in [2, 10, 30] {
+        let o = Options::parse(&format!("lu_watchdog=ib700:{seconds}")).unwrap();
+        assert_eq!(
+            o.lu_watchdog,
+            Some(Watchdog {
+                device: WatchdogDevice::Ib700,
+                deadline_ms: seconds * 1000
+            })
+        );
+    }
+    for bad in [
+        "ib700",
+        "ib700:",
+        "ib700:0",
+        "ib700:3",
+        "ib700:32",
+        "i6300esb:10",
+        ":10",
+    ] {
+        assert_eq!(
+            refusal(&format!("lu_watchdog={bad}")),
+            format!(
+                "bad value `{bad}` for `lu_watchdog`: expected ib700:SECONDS, SECONDS even from 2 to 30 (e.g. ib700:10)"
+            )
+        );
     }
 }
 

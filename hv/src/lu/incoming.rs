@@ -15,7 +15,7 @@ use core::convert::Infallible;
 
 use boot_allocator::PhysRange;
 use frame_ownership::FrameInfo;
-use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::entry::{EntryArgs, Watchdog, ENTRY_ARGS_SIZE};
 use handover_abi::{PciDevice, RamRange, RamType};
 use hvlu_types::{DomId, Mfn, MfnRange, PAGE_SIZE};
 use new_hv::boot::BootMemory;
@@ -172,6 +172,10 @@ impl Platform for Incoming {
 
     fn install_hv_slots(&mut self, l4: Mfn) -> Result<(), MemError> {
         Ok(paging::install_hv_slots(l4.addr())?)
+    }
+
+    fn disarm_watchdog(&mut self, watchdog: Watchdog) {
+        crate::arch::watchdog::disarm(watchdog);
     }
 
     /// Builds the hypervisor around the restored domains and runs them.

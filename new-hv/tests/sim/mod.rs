@@ -14,7 +14,7 @@ use std::fmt;
 use boot_allocator::PhysRange;
 use frame_ownership::testkit::{random_machine, Machine, SimMemory};
 use frame_ownership::FrameInfo;
-use handover_abi::entry::{EntryArgs, ENTRY_ARGS_SIZE};
+use handover_abi::entry::{EntryArgs, Watchdog, ENTRY_ARGS_SIZE};
 use handover_abi::note::ImageNote;
 use handover_abi::{
     BuildId, GuestReports, HandoverState, HvGlobals, LuRegion, PciBar, PciDevice, RetiredDomain,
@@ -129,6 +129,12 @@ pub struct Sim {
     pub l4s_rewritten: Vec<Mfn>,
     /// The last jump.
     pub jumped: Option<(EntryPlan, JumpDetail)>,
+    /// The machine's watchdog, if it has one (`MachineView::watchdog`).
+    pub watchdog: Option<Watchdog>,
+    /// The watchdog's arming and disarming, in order, with the clock, and
+    /// whether it was armed when the guests resumed.
+    pub watchdog_events: Vec<(&'static str, Watchdog, u64)>,
+    pub armed_at_resume: Option<Watchdog>,
 }
 
 fn vcpu(i: usize, cr3: Mfn) -> VcpuContext {
@@ -315,6 +321,9 @@ impl Sim {
             entry_root: None,
             l4s_rewritten: Vec::new(),
             jumped: None,
+            watchdog: None,
+            watchdog_events: Vec::new(),
+            armed_at_resume: None,
         })
     }
 
@@ -349,6 +358,14 @@ impl Sim {
     }
 
     /// An image to update to: one upper-half mapping of [`IMAGE_SPAN`].
+    /// The watchdog as its last event left it.
+    pub fn armed(&self) -> Option<Watchdog> {
+        self.watchdog_events
+            .last()
+            .filter(|(what, _, _)| *what == "arm")
+            .map(|&(_, w, _)| w)
+    }
+
     pub fn image() -> ImageInfo {
         let note = ImageNote {
             reads: handover_abi::READS,
@@ -635,6 +652,7 @@ impl old_hv::exec::Platform for Sim {
             tsc_khz: 1_000_000,
             sequence: 7,
             build_id: BuildId([7; 16]),
+            watchdog: self.watchdog,
         }
     }
 
@@ -672,6 +690,11 @@ impl old_hv::exec::Platform for Sim {
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
         self.log.push(line.to_string());
+    }
+
+    fn arm_watchdog(&mut self, watchdog: Watchdog) {
+        assert_eq!(self.armed(), None, "armed twice");
+        self.watchdog_events.push(("arm", watchdog, self.tick()));
     }
 
     fn jump(&mut self, prepared: EntryPlan, detail: &JumpDetail) -> u64 {
@@ -783,7 +806,13 @@ impl new_hv::enter::Platform for Sim {
     /// Resumes, then initialises every entry the update left, as the
     /// hypervisor does once the guests run ([`Entered::adopted`]'s
     /// `unsettled`, on a copy so the test sees what was left).
+    fn disarm_watchdog(&mut self, watchdog: Watchdog) {
+        assert_eq!(self.armed(), Some(watchdog), "disarmed what was not armed");
+        self.watchdog_events.push(("disarm", watchdog, self.tick()));
+    }
+
     fn resume(&mut self, mut entered: Entered) -> Entered {
+        self.armed_at_resume = self.armed();
         entered.times.resumed = self.tick();
         let mut unsettled = entered.adopted.unsettled.clone();
         unsettled.settle_all(&mut self.new_frametable, &mut self.new_m2p, |_| {});

@@ -376,7 +376,7 @@ fn image_with_a_full_note_is_held_to_the_contract_it_states() {
     assert_eq!(
         info.contract,
         Contract {
-            args_version: 3,
+            args_version: 4,
             layouts: Layouts::KNOWN,
             boot: Model::Current,
             stated: true,
@@ -410,7 +410,7 @@ fn image_whose_contract_cannot_be_kept_is_refused_at_load() {
     let e = check(&image.bytes()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "the image reads argument pages {5}, this hypervisor writes {1, 3}"
+        "the image reads argument pages {5}, this hypervisor writes {1, 3, 4}"
     );
 }
 
@@ -431,11 +431,13 @@ fn contract_writes_the_highest_argument_page_both_know() {
         }))
         .map(|c| c.args_version)
     };
+    assert_eq!(agree(&[1, 3, 4]), Ok(4));
     assert_eq!(agree(&[1, 3]), Ok(3));
     assert_eq!(agree(&[1]), Ok(1));
     assert_eq!(agree(&[3]), Ok(3));
     // Versions this build does not write are passed over.
-    assert_eq!(agree(&[1, 2, 3, 4, 9]), Ok(3));
+    assert_eq!(agree(&[1, 2, 3, 5, 9]), Ok(3));
+    assert_eq!(agree(&[1, 2, 3, 4, 9]), Ok(4));
     assert_eq!(agree(&[1, 7]), Ok(1));
 }
 
@@ -455,7 +457,7 @@ fn contract_refuses_argument_pages_this_hypervisor_does_not_write() {
     );
     assert_eq!(
         e.to_string(),
-        "the image reads argument pages {2, 5}, this hypervisor writes {1, 3}"
+        "the image reads argument pages {2, 5}, this hypervisor writes {1, 3, 4}"
     );
 }
 

@@ -65,13 +65,13 @@ fn put_u32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-fn put_u64(b: &mut [u8], at: usize, v: u64) {
+pub fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
 /// The text segment: the largest executable one (the boot stub is
 /// executable too).
-fn text_segment(info: &ImageInfo) -> old_hv::image::Segment {
+pub fn text_segment(info: &ImageInfo) -> old_hv::image::Segment {
     *info
         .segments
         .iter()
@@ -457,7 +457,7 @@ pub fn corpus() -> Vec<Hostile> {
             // Its note's contract reads an argument page this build does
             // not write: refused at load, not by the image after the jump.
             bytes: edited(&|b| put_u32(b, desc + desc_offset::ARGS_VERSIONS, 1 << 5)),
-            module_reason: "the image reads argument pages {5}, this hypervisor writes {1, 3}",
+            module_reason: "the image reads argument pages {5}, this hypervisor writes {1, 3, 4}",
             by_link: true,
             link_reason: "the image reads argument pages {5}",
         },

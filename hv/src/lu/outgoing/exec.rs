@@ -12,6 +12,7 @@ use core::convert::Infallible;
 use core::fmt;
 
 use frame_ownership::FrameInfo;
+use handover_abi::entry::Watchdog;
 use handover_abi::{HandoverState, PciDevice};
 use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView, Platform};
@@ -256,6 +257,7 @@ impl Platform for Outgoing<'_> {
             tsc_khz: hv.tsc_khz,
             sequence: hv.lu_sequence,
             build_id: build_id::id(),
+            watchdog: hv.options.lu_watchdog,
         }
     }
 
@@ -297,12 +299,24 @@ impl Platform for Outgoing<'_> {
     /// one short line marks the jump (the last words of an image whose
     /// successor never reports), the detail is for `loglvl=debug`; the new
     /// image's report carries the state size, digest and free frames.
+    fn arm_watchdog(&mut self, watchdog: Watchdog) {
+        crate::arch::watchdog::arm(watchdog);
+    }
+
     fn jump(&mut self, prepared: kexec::Prepared, d: &JumpDetail) -> Infallible {
+        let watchdog = d.watchdog.map(|w| {
+            alloc::format!(
+                "the watchdog ({}) armed for {} s, ",
+                w.device.name(),
+                w.deadline_ms / 1000
+            )
+        });
+        let watchdog = watchdog.as_deref().unwrap_or("");
         if self.hv.options.log_level < LogLevel::Debug {
-            hvprintln!("lu: exec `{}`: jumping", self.module);
+            hvprintln!("lu: exec `{}`: {watchdog}jumping", self.module);
         } else {
             hvprintln!(
-                "lu: exec `{}`: state {} bytes, digest {:#018x}, free frames {}, the new image's boot fits ({:#x}..{:#x}): jumping",
+                "lu: exec `{}`: state {} bytes, digest {:#018x}, free frames {}, the new image's boot fits ({:#x}..{:#x}), {watchdog}jumping",
                 self.module,
                 d.state_len,
                 d.digest,
