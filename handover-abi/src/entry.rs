@@ -69,14 +69,18 @@
 //!                               before the jump: 0 none, 1 ib700 (ISA, ports
 //!                               0x441 and 0x443; [`WatchdogDevice`])
 //!    188    4 watchdog_ms       its deadline, in ms from the jump (0 with none)
-//!    192    4 crc32c            of bytes 0..192
-//!    196    4 reserved (0)
+//!    192    8 marker_phys       the page holding the update marker
+//!                               (`crate::marker`; 0 with none)
+//!    200    4 crc32c            of bytes 0..200
+//!    204    4 reserved (0)
 //! ```
 //!
 //! **The watchdog** (version 4). An image that reads version 4 agrees to
 //! disarm the watchdog the page names, once it has verified the state and
-//! run the pass and right before it resumes the guests; if it hangs or
-//! faults before that, the watchdog resets the machine. The old side arms
+//! run the pass and right before it resumes the guests, and then to zero
+//! the update marker the old side left at `marker_phys`; if it hangs or
+//! faults before that, the watchdog resets the machine and the marker
+//! tells the image that boots next. The old side arms
 //! one only for an image that reads version 4 (its note's argument-page
 //! versions), so an image of an older contract is never reset for not
 //! knowing it. A device code this crate does not know, or a deadline that
@@ -110,7 +114,7 @@ pub const ENTRY_ARGS_V4: u32 = 4;
 pub const ENTRY_ARGS_VERSION: u32 = ENTRY_ARGS_V4;
 /// Bytes of the argument page of [`ENTRY_ARGS_VERSION`]: the most any
 /// version read here takes.
-pub const ENTRY_ARGS_SIZE: usize = 200;
+pub const ENTRY_ARGS_SIZE: usize = 208;
 /// The argument page of the 1.0 release: version 1, 176 bytes.
 pub const ENTRY_ARGS_V1: u32 = 1;
 /// Bytes of version 1.
@@ -165,6 +169,10 @@ pub struct Watchdog {
     pub device: WatchdogDevice,
     /// Its deadline, in milliseconds from the jump (not zero).
     pub deadline_ms: u32,
+    /// The page-aligned physical address of the update marker
+    /// (`crate::marker`), which the incoming image zeroes once it has
+    /// disarmed the watchdog.
+    pub marker_phys: u64,
 }
 
 /// The arguments of the live-update entry.
@@ -280,6 +288,8 @@ pub struct RawEntryArgs {
     pub watchdog: U32,
     /// [`EntryArgs::watchdog`]'s deadline, 0 for none.
     pub watchdog_ms: U32,
+    /// [`EntryArgs::watchdog`]'s marker page, 0 for none.
+    pub marker_phys: U64,
     /// CRC32C of every byte before this field.
     pub crc32c: U32,
     /// Zero.
@@ -313,8 +323,9 @@ hvlu_types::assert_layout!(RawEntryArgs, ENTRY_ARGS_SIZE, {
     tables_digest: 176,
     watchdog: 184,
     watchdog_ms: 188,
-    crc32c: 192,
-    reserved: 196,
+    marker_phys: 192,
+    crc32c: 200,
+    reserved: 204,
 });
 
 /// The argument page of version 1 (the 1.0 release's): [`RawEntryArgs`]
@@ -394,13 +405,16 @@ pub enum EntryArgsError {
     /// The reserved word is not zero.
     ReservedNotZero,
     /// The watchdog words name no device this crate knows, or a deadline
-    /// that does not go with their device (none with a deadline, a device
-    /// without one).
+    /// or marker page that does not go with their device (none with a
+    /// deadline or a marker, a device without either, a marker page not
+    /// page aligned).
     BadWatchdog {
         /// The device code.
         code: u32,
         /// The deadline.
         deadline_ms: u32,
+        /// The marker page.
+        marker_phys: u64,
     },
 }
 
@@ -415,9 +429,13 @@ impl core::fmt::Display for EntryArgsError {
                 f,
                 "entry arguments version {version} size {size} not supported (this image reads version {ENTRY_ARGS_V1} size {ENTRY_ARGS_V1_SIZE}, version {ENTRY_ARGS_V3} size {ENTRY_ARGS_V3_SIZE} and version {ENTRY_ARGS_VERSION} size {ENTRY_ARGS_SIZE})"
             ),
-            EntryArgsError::BadWatchdog { code, deadline_ms } => write!(
+            EntryArgsError::BadWatchdog {
+                code,
+                deadline_ms,
+                marker_phys,
+            } => write!(
                 f,
-                "entry arguments: watchdog {code} with a deadline of {deadline_ms} ms is not one this image knows"
+                "entry arguments: watchdog {code} with a deadline of {deadline_ms} ms and its marker at {marker_phys:#x} is not one this image knows"
             ),
             EntryArgsError::CrcMismatch { stored, computed } => write!(
                 f,
@@ -465,6 +483,7 @@ impl EntryArgs {
             tables_digest: self.tables_digest.unwrap_or(0).into(),
             watchdog: self.watchdog.map_or(0, |w| w.device.code()).into(),
             watchdog_ms: self.watchdog.map_or(0, |w| w.deadline_ms).into(),
+            marker_phys: self.watchdog.map_or(0, |w| w.marker_phys).into(),
             crc32c: U32::ZERO,
             reserved: U32::ZERO,
         };
@@ -476,15 +495,26 @@ impl EntryArgs {
     /// watchdog words (see [`EntryArgs::from_bytes`] for the checked
     /// version).
     pub fn from_raw(raw: &RawEntryArgs) -> Result<EntryArgs, EntryArgsError> {
-        let (code, deadline_ms) = (raw.watchdog.get(), raw.watchdog_ms.get());
-        let watchdog = match (code, deadline_ms) {
-            (0, 0) => None,
-            (code, ms) if ms > 0 => Some(Watchdog {
-                device: WatchdogDevice::from_code(code)
-                    .ok_or(EntryArgsError::BadWatchdog { code, deadline_ms })?,
-                deadline_ms: ms,
-            }),
-            _ => return Err(EntryArgsError::BadWatchdog { code, deadline_ms }),
+        let (code, deadline_ms, marker_phys) = (
+            raw.watchdog.get(),
+            raw.watchdog_ms.get(),
+            raw.marker_phys.get(),
+        );
+        let bad = EntryArgsError::BadWatchdog {
+            code,
+            deadline_ms,
+            marker_phys,
+        };
+        let watchdog = match (code, deadline_ms, marker_phys) {
+            (0, 0, 0) => None,
+            (code, ms, marker) if ms > 0 && marker > 0 && marker.is_multiple_of(4096) => {
+                Some(Watchdog {
+                    device: WatchdogDevice::from_code(code).ok_or(bad)?,
+                    deadline_ms: ms,
+                    marker_phys: marker,
+                })
+            }
+            _ => return Err(bad),
         };
         Ok(EntryArgs {
             state_phys: raw.state_phys.get(),
@@ -632,6 +662,7 @@ mod tests {
             watchdog: Some(Watchdog {
                 device: WatchdogDevice::Ib700,
                 deadline_ms: 10_000,
+                marker_phys: 0x6000,
             }),
         }
     }
@@ -642,7 +673,7 @@ mod tests {
         let u64_at = |at: usize| &b[at..at + 8];
         assert_eq!(&b[0..8], b"HVLUARGS");
         assert_eq!(&b[8..12], &4u32.to_le_bytes());
-        assert_eq!(&b[12..16], &200u32.to_le_bytes());
+        assert_eq!(&b[12..16], &208u32.to_le_bytes());
         let words: [(usize, u64); 19] = [
             (16, 0x1c40_0000),
             (24, 4321),
@@ -670,8 +701,9 @@ mod tests {
         assert_eq!(&b[152..168], &[0xab; 16]);
         assert_eq!(&b[184..188], &1u32.to_le_bytes());
         assert_eq!(&b[188..192], &10_000u32.to_le_bytes());
-        assert_eq!(&b[192..196], &crc32c(&b[..192]).to_le_bytes());
-        assert_eq!(&b[196..200], &[0; 4]);
+        assert_eq!(&b[192..200], &0x6000u64.to_le_bytes());
+        assert_eq!(&b[200..204], &crc32c(&b[..200]).to_le_bytes());
+        assert_eq!(&b[204..208], &[0; 4]);
     }
 
     #[test]
@@ -774,7 +806,7 @@ mod tests {
         assert_eq!(&b[12..16], &192u32.to_le_bytes());
         assert_eq!(b[16..184], v4[16..184]);
         assert_eq!(&b[184..188], &crc32c(&b[..184]).to_le_bytes());
-        assert_eq!(&b[188..200], &[0; 12]);
+        assert_eq!(&b[188..208], &[0; 20]);
         assert_eq!(
             EntryArgs::from_bytes(&b[..len]),
             Ok(EntryArgs {
@@ -803,16 +835,29 @@ mod tests {
             EntryArgs::from_bytes(&b),
             Err(EntryArgsError::CrcMismatch { .. })
         ));
-        // A device nobody knows, none with a deadline, one without.
-        for (code, deadline_ms) in [(2u32, 1000u32), (0, 1000), (1, 0)] {
+        // A device nobody knows, none with a deadline or a marker, one
+        // without either, a marker not page aligned.
+        for (code, deadline_ms, marker_phys) in [
+            (2u32, 1000u32, 0x6000u64),
+            (0, 1000, 0),
+            (0, 0, 0x6000),
+            (1, 0, 0x6000),
+            (1, 1000, 0),
+            (1, 1000, 0x6008),
+        ] {
             let mut raw = sample().to_raw();
             raw.watchdog = code.into();
             raw.watchdog_ms = deadline_ms.into();
+            raw.marker_phys = marker_phys.into();
             raw.crc32c = crc32c(&raw.as_bytes()[..CRC_AT]).into();
             assert_eq!(
                 EntryArgs::from_bytes(raw.as_bytes()),
-                Err(EntryArgsError::BadWatchdog { code, deadline_ms }),
-                "{code} {deadline_ms}"
+                Err(EntryArgsError::BadWatchdog {
+                    code,
+                    deadline_ms,
+                    marker_phys
+                }),
+                "{code} {deadline_ms} {marker_phys:#x}"
             );
         }
     }

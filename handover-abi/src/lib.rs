@@ -53,6 +53,7 @@ mod decode;
 mod encode;
 pub mod entry;
 pub mod header;
+pub mod marker;
 pub mod marks;
 pub mod note;
 pub mod types;

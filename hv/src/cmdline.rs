@@ -102,6 +102,13 @@ pub fn parse_size(value: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
+/// Where an update that arms the watchdog leaves its marker
+/// (`handover_abi::marker`): a page of the first MiB, which the page
+/// allocator never manages (`mm`), no guest is given, and neither a reset
+/// nor QEMU's firmware (qboot) writes (`docs/research/reset.md`: qboot
+/// writes the pages at 0x1000, 0x7000 and 0x9f000).
+pub const UPDATE_MARKER_PHYS: u64 = 0x6000;
+
 /// `ib700:SECONDS`: the ib700's deadlines are even seconds from 2 to 30.
 fn parse_watchdog(value: &str) -> Option<Watchdog> {
     let (device, seconds) = value.split_once(':')?;
@@ -110,6 +117,7 @@ fn parse_watchdog(value: &str) -> Option<Watchdog> {
         "ib700" if (2..=30).contains(&seconds) && seconds.is_multiple_of(2) => Some(Watchdog {
             device: WatchdogDevice::Ib700,
             deadline_ms: seconds * 1000,
+            marker_phys: UPDATE_MARKER_PHYS,
         }),
         _ => None,
     }

@@ -134,6 +134,8 @@ pub fn cold_boot(start_info: u64) -> ! {
         memory.handoff.used_bytes() >> 10,
         mm::heap::stats().size >> 10
     );
+    // An update that reset the machine before it confirmed.
+    let unconfirmed = lu::unconfirmed_update();
     let tsc_khz = arch::timer::calibrate_tsc_khz();
     let modules = modules::discover();
     hvprintln!(
@@ -173,6 +175,9 @@ pub fn cold_boot(start_info: u64) -> ! {
         })
         .collect();
     hv.devices = walk.devices;
+    if let Some(line) = unconfirmed {
+        hv.lu.message = line;
+    }
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")

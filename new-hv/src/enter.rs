@@ -40,6 +40,7 @@ use core::fmt;
 use boot_allocator::{HandOff, PhysRange};
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::{EntryArgs, Watchdog, ENTRY_ARGS_SIZE};
+use handover_abi::marker::MARKER_SIZE;
 use handover_abi::marks::{Marks, MARKS_MAX_BYTES, MARKS_OFFSET};
 use handover_abi::version::VersionRange;
 use handover_abi::{HandoverState, PciDevice};
@@ -90,6 +91,9 @@ pub trait Platform: BootMemory {
     /// (argument page 4): the state is verified and adopted, the guests
     /// are about to run.
     fn disarm_watchdog(&mut self, watchdog: Watchdog);
+    /// Writes physical memory (the update marker's page, once confirmed;
+    /// nothing else).
+    fn write(&mut self, paddr: u64, bytes: &[u8]) -> Result<(), Self::Error>;
     /// Rebuilds the domains around their preserved frames and lets them
     /// run.
     fn resume(&mut self, entered: Entered) -> Self::Resumed;
@@ -180,6 +184,10 @@ pub fn enter<P: Platform>(
     let decoded = verify_state(&args, &bytes, reads)?;
     let (read, mut state) = (decoded.header.version, decoded.state);
     drop(bytes);
+    if let Some(w) = args.watchdog {
+        // Before this image writes the page, and before anything else.
+        crate::verify::marker_placement(&state, w.marker_phys)?;
+    }
     t.verified = p.now();
     t.marks.mark("decode", t.verified);
 
@@ -255,9 +263,11 @@ pub fn enter<P: Platform>(
     }
     t.marks.mark("restore", p.now());
     // Everything this image could refuse has been checked: from here the
-    // guests run on it.
+    // guests run on it. The update is confirmed: no watchdog, no marker.
     if let Some(w) = args.watchdog {
         p.disarm_watchdog(w);
+        p.write(w.marker_phys, &[0; MARKER_SIZE])
+            .map_err(platform("clearing the update marker"))?;
     }
     Ok(p.resume(Entered {
         args,

@@ -126,6 +126,15 @@ pub enum IncomingError {
         /// The image range of the argument page.
         args: MfnRange,
     },
+    #[error("the update marker's page {marker_phys:#x} is {why}: a reset would find it overwritten, or it would overwrite what is there")]
+    /// The update marker's page (`entry::Watchdog::marker_phys`) is not RAM
+    /// outside the region and every domain's runs.
+    MarkerMisplaced {
+        /// The page's address.
+        marker_phys: u64,
+        /// Where it lies instead.
+        why: &'static str,
+    },
     /// The state is not in the state area it lists.
     #[error("the state is not where the state says it is: it is at {state_phys:#x}, the state lists {listed}")]
     StateMisplaced {

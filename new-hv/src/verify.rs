@@ -72,3 +72,32 @@ pub fn verify(
     let decoded = verify_state(&args, state_bytes, reads)?;
     Ok((args, decoded.state))
 }
+
+/// The update marker's page (`handover_abi::marker`, at
+/// `Watchdog::marker_phys`) is a page no guest and no region allocation
+/// holds: inside the state's RAM, outside the region and outside every
+/// run of every domain. Both sides check it: the old one before the pause
+/// (`old_hv::checks`), this image before it writes the page.
+pub fn marker_placement(state: &HandoverState, marker_phys: u64) -> Result<(), IncomingError> {
+    let page = Mfn::containing(marker_phys);
+    let misplaced = |why| IncomingError::MarkerMisplaced { marker_phys, why };
+    if !crate::ram::of_state(state).iter().any(|r| r.contains(page)) {
+        return Err(misplaced("not in the machine's RAM"));
+    }
+    if state
+        .machine
+        .region
+        .frames()
+        .is_some_and(|r| r.contains(page))
+    {
+        return Err(misplaced("inside the live-update region"));
+    }
+    let in_run = state
+        .domains
+        .iter()
+        .any(|d| d.runs.iter().any(|r| r.mfns().contains(page)));
+    if in_run {
+        return Err(misplaced("in a domain's memory"));
+    }
+    Ok(())
+}

@@ -8,6 +8,8 @@
 mod sim;
 
 use handover_abi::entry::{Watchdog, WatchdogDevice, ENTRY_ARGS_V3, ENTRY_ARGS_VERSION};
+use handover_abi::marker::{Marker, MarkerError, MARKER_SIZE};
+use handover_abi::BuildId;
 use handover_abi::{DecodeError, DomainFlags, RunKind};
 use hvlu_types::{Mfn, PAGE_SIZE};
 use new_hv::devices::{DeviceChange, DeviceError};
@@ -121,10 +123,21 @@ fn an_update_arrives_with_the_same_frametable_at_either_end() {
     }
 }
 
-const WATCHDOG: Watchdog = Watchdog {
-    device: WatchdogDevice::Ib700,
-    deadline_ms: 10_000,
-};
+/// The machine's watchdog, its marker on a page the hypervisor keeps.
+fn watchdog(sim: &Sim) -> Watchdog {
+    Watchdog {
+        device: WatchdogDevice::Ib700,
+        deadline_ms: 10_000,
+        marker_phys: sim.marker_page(),
+    }
+}
+
+/// The update marker on `sim`'s marker page.
+fn marker(sim: &Sim) -> Result<Option<Marker>, MarkerError> {
+    let mut b = [0u8; MARKER_SIZE];
+    sim.read_phys(sim.marker_page(), &mut b).unwrap();
+    Marker::from_bytes(&b)
+}
 
 /// With a watchdog on the machine, the old side arms it after everything
 /// it checks and right before the jump, the argument page names it, and
@@ -132,19 +145,31 @@ const WATCHDOG: Watchdog = Watchdog {
 #[test]
 fn the_watchdog_is_armed_at_the_jump_and_disarmed_before_the_guests_run() {
     let mut sim = host(30, 3);
-    sim.watchdog = Some(WATCHDOG);
+    let w = watchdog(&sim);
+    sim.watchdog = Some(w);
     let info = Sim::image();
     assert_eq!(info.contract.args_version, ENTRY_ARGS_VERSION);
     let staging = sim.stage(&info, End::Top);
     let args = exec(&mut sim, &info, &staging).unwrap();
     // Armed once, as the last thing before the jump.
-    assert_eq!(sim.armed(), Some(WATCHDOG));
+    assert_eq!(sim.armed(), Some(w));
     let (_, detail) = sim.jumped.as_ref().unwrap();
-    assert_eq!(detail.watchdog, Some(WATCHDOG));
+    assert_eq!(detail.watchdog, Some(w));
     let armed_at = sim.watchdog_events[0].2;
+    // The marker names the update, for the image a reset would boot.
+    assert_eq!(
+        marker(&sim),
+        Ok(Some(Marker {
+            sequence: 8,
+            args_phys: args,
+            from_build_id: BuildId([7; 16]),
+            to_build_id: info.note.build_id,
+            deadline_ms: 10_000,
+        }))
+    );
     let e = new_hv::enter(&mut sim, args, handover_abi::READS).unwrap();
     check_arrived(&sim, &e);
-    assert_eq!(e.args.watchdog, Some(WATCHDOG));
+    assert_eq!(e.args.watchdog, Some(w));
     assert!(
         armed_at > e.args.tsc_jump,
         "armed after every step before the jump"
@@ -154,9 +179,11 @@ fn the_watchdog_is_armed_at_the_jump_and_disarmed_before_the_guests_run() {
         .iter()
         .map(|&(w, d, _)| (w, d))
         .collect();
-    assert_eq!(events, [("arm", WATCHDOG), ("disarm", WATCHDOG)]);
+    assert_eq!(events, [("arm", w), ("disarm", w)]);
     assert!(sim.watchdog_events[1].2 > e.times.pass, "after the pass");
     assert_eq!(sim.armed_at_resume, None);
+    // Confirmed: the marker is gone.
+    assert_eq!(marker(&sim), Ok(None));
 }
 
 /// An image that reads no argument page 4 (every release up to 1.3) does
@@ -164,7 +191,7 @@ fn the_watchdog_is_armed_at_the_jump_and_disarmed_before_the_guests_run() {
 #[test]
 fn an_image_that_reads_no_page_4_is_never_armed_for() {
     let mut sim = host(31, 2);
-    sim.watchdog = Some(WATCHDOG);
+    sim.watchdog = Some(watchdog(&sim));
     let mut info = Sim::image();
     info.contract.args_version = ENTRY_ARGS_V3;
     let staging = sim.stage(&info, End::Top);
@@ -175,6 +202,51 @@ fn an_image_that_reads_no_page_4_is_never_armed_for() {
     check_arrived(&sim, &e);
     assert_eq!(e.args.watchdog, None);
     assert!(sim.watchdog_events.is_empty());
+    assert_eq!(marker(&sim), Ok(None));
+}
+
+/// A marker page in a guest's memory or in the region would be written by
+/// the old side and cleared by the new one: the update is cancelled before
+/// anything pauses.
+#[test]
+fn a_marker_page_a_guest_or_the_region_holds_cancels() {
+    let mut sim = host(32, 2);
+    let info = Sim::image();
+    let staging = sim.stage(&info, End::Top);
+    let state = sim.build_state(staging_image(&staging), staging_state(&staging));
+    let guest = state.domains[0].runs[0].first_mfn.addr();
+    let region = state.machine.region.base;
+    for (page, why) in [
+        (guest, "in a domain's memory"),
+        (region, "inside the live-update region"),
+    ] {
+        sim.watchdog = Some(Watchdog {
+            marker_phys: page,
+            ..watchdog(&sim)
+        });
+        let before = sim.outside_region();
+        let e = exec(&mut sim, &info, &staging).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ExecError::Check(CheckError::Marker(IncomingError::MarkerMisplaced {
+                    marker_phys,
+                    why: w
+                })) if *marker_phys == page && *w == why
+            ),
+            "{e}"
+        );
+        assert!(sim.watchdog_events.is_empty());
+        assert!(sim.outside_region() == before);
+    }
+}
+
+fn staging_image(s: &old_hv::staging::Staging) -> hvlu_types::MfnRange {
+    hvlu_types::MfnRange::new(Mfn::containing(s.image.start), s.image.size / PAGE_SIZE)
+}
+
+fn staging_state(s: &old_hv::staging::Staging) -> hvlu_types::MfnRange {
+    hvlu_types::MfnRange::new(Mfn::containing(s.state.start), s.state.size / PAGE_SIZE)
 }
 
 /// The tables both sides build, walked back: the entry tables map what
@@ -309,13 +381,14 @@ fn every_failure_before_the_jump_cancels_and_loses_nothing() {
     ];
     for (i, (fault, expected)) in cases.into_iter().enumerate() {
         let mut sim = host(10 + i as u64, 3);
-        sim.watchdog = Some(WATCHDOG);
+        sim.watchdog = Some(watchdog(&sim));
         let before = sim.outside_region();
         let err = update(&mut sim, End::Top, Some(fault)).expect_err("cancelled");
         assert!(expected(&err), "{fault:?}: {err}");
         assert!(fault.cancels());
-        // A cancelled update never arms the watchdog.
+        // A cancelled update never arms the watchdog nor leaves a marker.
         assert!(sim.watchdog_events.is_empty(), "{fault:?}");
+        assert_eq!(marker(&sim), Ok(None), "{fault:?}");
         // The entry tables are built before the pause.
         let paused = u32::from(fault != Fault::Fail(Step::Tables));
         assert_eq!((sim.paused, sim.resumed), (paused, paused), "{fault:?}");

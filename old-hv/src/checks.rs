@@ -59,6 +59,11 @@ pub enum CheckError {
     /// The hypervisor's memory map is not sorted and disjoint.
     #[error("memory layout: {0}")]
     Layout(frame_ownership::Error),
+    /// The update marker's page, which the incoming image clears, is not a
+    /// page outside the region and every guest's memory
+    /// (`new_hv::verify::marker_placement`).
+    #[error("{0}")]
+    Marker(IncomingError),
 }
 
 /// Every vCPU of `state` passes the incoming image's restore

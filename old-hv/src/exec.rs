@@ -44,6 +44,7 @@ use core::fmt;
 use boot_allocator::PhysRange;
 use frame_ownership::{FrameInfo, MachineLayout, PageTableReader};
 use handover_abi::entry::{EntryArgs, Watchdog, ENTRY_ARGS_V4};
+use handover_abi::marker::Marker;
 use handover_abi::marks::{Marks, MARKS_OFFSET};
 use handover_abi::{AbiVersion, BuildId, HandoverState, PciDevice, Producer, RunKind};
 use hvlu_types::table_plan::Map;
@@ -591,6 +592,11 @@ fn stage<P: Platform>(
     t.marks.mark("compare", p.now());
     let huge_ram = fail(p, Step::Boot);
     let boot = check_before_jump(p, s, state, len, huge_ram, info.contract.boot)?;
+    if let Some(w) = watchdog(p, info) {
+        // The page the incoming image will clear is no guest's.
+        new_hv::verify::marker_placement(state, w.marker_phys)
+            .map_err(|e| ExecError::Check(CheckError::Marker(e)))?;
+    }
     t.marks.mark("checks", p.now());
     // The guests' tables stay in place: the new image checks that they are
     // exactly these.
@@ -631,11 +637,8 @@ fn prepare<P: Platform>(
 
     let ram_end = crate::ram::end(p.machine().ram);
 
+    let watchdog = watchdog(p, info);
     let m = p.machine();
-    // Only an image that reads argument page 4 knows to disarm one.
-    let watchdog = m
-        .watchdog
-        .filter(|_| info.contract.args_version >= ENTRY_ARGS_V4);
     let detail = JumpDetail {
         state_len: len,
         digest,
@@ -693,6 +696,19 @@ fn prepare<P: Platform>(
         .expect("an agreed version is one this crate writes (`image::WRITES_ARGS`)");
     p.write(s.args, &page[..page_len])
         .map_err(phys_step("writing the argument page"))?;
+    if let Some(w) = watchdog {
+        // What a reset before the new image confirms leaves for the image
+        // that boots next (`handover_abi::marker`).
+        let marker = Marker {
+            sequence: args.sequence,
+            args_phys: s.args,
+            from_build_id: args.from_build_id,
+            to_build_id: info.note.build_id,
+            deadline_ms: w.deadline_ms,
+        };
+        p.write(w.marker_phys, &marker.to_bytes())
+            .map_err(phys_step("writing the update marker"))?;
+    }
     // The sub-steps' timestamps, in the page's trailer (a measurement: an
     // image that does not read it ignores it).
     let (marks, marks_len) = t.marks.to_bytes();
@@ -706,6 +722,14 @@ fn prepare<P: Platform>(
         ));
     }
     Ok((prepared, detail))
+}
+
+/// The watchdog to arm for `info`: the machine's, if it has one and the
+/// image reads argument page 4 (only such an image knows to disarm it).
+fn watchdog<P: Platform>(p: &P, info: &ImageInfo) -> Option<Watchdog> {
+    p.machine()
+        .watchdog
+        .filter(|_| info.contract.args_version >= ENTRY_ARGS_V4)
 }
 
 /// A physical-memory failure during `step`.

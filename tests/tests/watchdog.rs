@@ -22,6 +22,9 @@ const SECONDS: u32 = 4;
 
 const BANNER: &str = "hvlu hypervisor starting";
 
+/// Where the hypervisor keeps the update marker (`hv::cmdline`).
+const MARKER: u64 = 0x6000;
+
 #[test]
 fn an_update_disarms_the_watchdog_and_the_machine_runs_on_past_its_deadline() {
     let mut m = boot_with("watchdog-disarm", "autostart=domu", |c| {
@@ -42,6 +45,8 @@ fn an_update_disarms_the_watchdog_and_the_machine_runs_on_past_its_deadline() {
         "{jump}"
     );
     wait_all(&mut m, &["(hv) lu-report "], LONG);
+    // Confirmed: no marker is left for a reset to find.
+    assert_eq!(m.read_phys(MARKER, 80).unwrap(), [0; 80]);
     // Twice the deadline and more, in the domU's heartbeats.
     let since = Instant::now();
     while since.elapsed() < Duration::from_secs(2 * u64::from(SECONDS) + 2) {
@@ -119,4 +124,20 @@ fn an_image_that_hangs_after_the_jump_is_ended_by_the_watchdog() {
         .unwrap_or_else(|e| panic!("{e}"));
     let boots = m.transcript.iter().filter(|l| l.contains(BANNER)).count();
     assert_eq!(boots, 2);
+    // The image that booted found the update's marker, said so and
+    // cleared it.
+    let (image, _) = support::hv_b();
+    let build = support::hv_b_info(&image).note.build_id.to_string()[..16].to_string();
+    let said = format!(
+        "update 1 to build {build} did not confirm: the machine reset after its jump; cold boot"
+    );
+    assert!(
+        m.transcript
+            .iter()
+            .any(|l| l == &format!("(hv) lu: {said}")),
+        "{said}"
+    );
+    let out = cmd(&mut m, "lu status");
+    assert!(out.iter().any(|l| l.contains(&said)), "{out:?}");
+    assert_eq!(m.read_phys(MARKER, 80).unwrap(), [0; 80]);
 }

@@ -32,7 +32,8 @@ fn the_watchdog_is_an_ib700_with_an_even_deadline_from_2_to_30_seconds() {
             o.lu_watchdog,
             Some(Watchdog {
                 device: WatchdogDevice::Ib700,
-                deadline_ms: seconds * 1000
+                deadline_ms: seconds * 1000,
+                marker_phys: 0x6000,
             })
         );
     }

@@ -178,6 +178,10 @@ impl Platform for Incoming {
         crate::arch::watchdog::disarm(watchdog);
     }
 
+    fn write(&mut self, paddr: u64, bytes: &[u8]) -> Result<(), MemError> {
+        Ok(phys::write(paddr, bytes)?)
+    }
+
     /// Builds the hypervisor around the restored domains and runs them.
     fn resume(&mut self, e: Entered) -> Infallible {
         if let Some(note) = &e.note {

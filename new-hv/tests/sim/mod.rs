@@ -358,6 +358,12 @@ impl Sim {
     }
 
     /// An image to update to: one upper-half mapping of [`IMAGE_SPAN`].
+    /// A page for the update marker: the first the hypervisor keeps
+    /// outside the region (no guest's, no allocation's).
+    pub fn marker_page(&self) -> u64 {
+        self.machine.hv_reserved[0].start.addr()
+    }
+
     /// The watchdog as its last event left it.
     pub fn armed(&self) -> Option<Watchdog> {
         self.watchdog_events
@@ -413,7 +419,7 @@ impl Sim {
         .expect("the image fits")
     }
 
-    fn build_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
+    pub fn build_state(&self, image: MfnRange, state: MfnRange) -> HandoverState {
         let r = self.machine.region;
         let region = LuRegion {
             base: r.start.addr(),
@@ -809,6 +815,10 @@ impl new_hv::enter::Platform for Sim {
     fn disarm_watchdog(&mut self, watchdog: Watchdog) {
         assert_eq!(self.armed(), Some(watchdog), "disarmed what was not armed");
         self.watchdog_events.push(("disarm", watchdog, self.tick()));
+    }
+
+    fn write(&mut self, paddr: u64, bytes: &[u8]) -> Result<(), SimError> {
+        self.write_phys(paddr, bytes)
     }
 
     fn resume(&mut self, mut entered: Entered) -> Entered {
