@@ -47,6 +47,10 @@ struct PendingRelease {
     digest: u64,
     /// Frames owned after the pass.
     frames: u64,
+    /// The page allocator's free frames when the domains were rebuilt,
+    /// before any guest ran (the domUs' short turns come before the
+    /// report, and a guest may take a frame in its turn).
+    free_after: u64,
     /// What the PCI walk inside the blackout found, to say.
     pci_lines: Vec<alloc::string::String>,
     /// Runs in the state.
@@ -237,6 +241,7 @@ impl Platform for Incoming {
         times.marks.mark("queue", times.resumed);
         let pending = PendingRelease {
             frames: e.adopted.report.frames_owned,
+            free_after: hv.mem.free_frames(),
             ranges: e.adopted.free,
             args: e.args,
             times,
@@ -433,7 +438,7 @@ fn report_release(hv: &mut Hv, pending: PendingRelease) {
         frames: pending.frames,
         runs: pending.runs,
         digest_new: pending.digest,
-        free_after: hv.mem.free_frames(),
+        free_after: pending.free_after,
         free_digest_new: new_hv::free::digest_of(pending.ranges.iter().copied()),
         capacity: hv.mem.handoff.largest_free_gap().map_or(0, |g| g.size),
         ..Report::new(&pending.args, &pending.times, (0, 0), build_id::id())
