@@ -21,19 +21,21 @@
 //!     32   16 from_build_id   the image that jumped
 //!     48   16 to_build_id     the image it jumped to
 //!     64    4 deadline_ms     the watchdog's deadline
-//!     68    4 reserved (0)
+//!     68    2 caller_domain   the domain whose vCPU made the `lu exec` call
+//!     70    2 caller_vcpu     and that vCPU's index: the way back answers it
 //!     72    4 crc32c          of bytes 0..72
 //!     76    4 reserved (0)
 //! ```
 //!
 //! A page without the magic holds no marker. One with the magic whose
-//! version, size, CRC or reserved words do not check is a damaged marker:
+//! version, size, CRC or reserved word do not check is a damaged marker:
 //! the reader says so rather than guessing.
 
 use core::fmt;
 
 use crate::crc::crc32c;
 use crate::header::BuildId;
+use hvlu_types::DomId;
 
 /// The marker's magic.
 pub const MARKER_MAGIC: [u8; 8] = *b"HVLUMARK";
@@ -57,6 +59,9 @@ pub struct Marker {
     pub to_build_id: BuildId,
     /// The watchdog's deadline.
     pub deadline_ms: u32,
+    /// The domain and vCPU index that made the call which ran the update
+    /// (dom0's): whoever resumes the state answers it.
+    pub caller: (DomId, u16),
 }
 
 /// Why a page with the marker's magic is not a marker.
@@ -81,7 +86,7 @@ pub enum MarkerError {
         /// The CRC of the bytes.
         computed: u32,
     },
-    /// A reserved word is not zero.
+    /// The reserved word is not zero.
     ReservedNotZero,
 }
 
@@ -132,6 +137,8 @@ impl Marker {
         b[32..48].copy_from_slice(&self.from_build_id.0);
         b[48..64].copy_from_slice(&self.to_build_id.0);
         b[64..68].copy_from_slice(&self.deadline_ms.to_le_bytes());
+        b[68..70].copy_from_slice(&self.caller.0 .0.to_le_bytes());
+        b[70..72].copy_from_slice(&self.caller.1.to_le_bytes());
         let crc = crc32c(&b[..CRC_AT]);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         b
@@ -154,7 +161,7 @@ impl Marker {
         if stored != computed {
             return Err(MarkerError::CrcMismatch { stored, computed });
         }
-        if u32_at(b, 68) != 0 || u32_at(b, CRC_AT + 4) != 0 {
+        if u32_at(b, CRC_AT + 4) != 0 {
             return Err(MarkerError::ReservedNotZero);
         }
         Ok(Some(Marker {
@@ -163,6 +170,10 @@ impl Marker {
             from_build_id: build_id_at(b, 32),
             to_build_id: build_id_at(b, 48),
             deadline_ms: u32_at(b, 64),
+            caller: (
+                DomId(u16::from_le_bytes([b[68], b[69]])),
+                u16::from_le_bytes([b[70], b[71]]),
+            ),
         }))
     }
 }
@@ -178,6 +189,7 @@ mod tests {
             from_build_id: BuildId([0x11; 16]),
             to_build_id: BuildId([0x22; 16]),
             deadline_ms: 10_000,
+            caller: (DomId(0), 1),
         }
     }
 
@@ -192,6 +204,7 @@ mod tests {
         assert_eq!(&b[32..48], &[0x11; 16]);
         assert_eq!(&b[48..64], &[0x22; 16]);
         assert_eq!(u32_at(&b, 64), 10_000);
+        assert_eq!(&b[68..72], &[0, 0, 1, 0]);
         assert_eq!(u32_at(&b, 72), crc32c(&b[..72]));
         assert_eq!(Marker::from_bytes(&b), Ok(Some(sample())));
     }

@@ -104,6 +104,22 @@ pub fn cold_boot(start_info: u64) -> ! {
             e.kind
         );
     }
+    // An update that armed the watchdog and never confirmed: the machine
+    // reset after its jump. The way back resumes its guests from the state
+    // still in the region, before anything here is allocated; it never
+    // returns (on failure it resets the machine, which then boots cold).
+    let damaged = match lu::read_marker() {
+        Ok(Some(marker)) => lu::incoming::roll_back(marker, start_info, boot_tsc, depth),
+        Ok(None) => None,
+        Err(e) => {
+            hvprintln!(
+                "lu: a damaged update marker at {:#x} ({e}): cold boot",
+                cmdline::UPDATE_MARKER_PHYS
+            );
+            lu::clear_marker();
+            Some(e)
+        }
+    };
     let region = match mm::choose_region(&info, options.lu_region) {
         Ok(region) => region,
         Err(e) => fatal(format_args!("no live-update region: {e}")),
@@ -134,8 +150,6 @@ pub fn cold_boot(start_info: u64) -> ! {
         memory.handoff.used_bytes() >> 10,
         mm::heap::stats().size >> 10
     );
-    // An update that reset the machine before it confirmed.
-    let unconfirmed = lu::unconfirmed_update();
     let tsc_khz = arch::timer::calibrate_tsc_khz();
     let modules = modules::discover();
     hvprintln!(
@@ -175,8 +189,8 @@ pub fn cold_boot(start_info: u64) -> ! {
         })
         .collect();
     hv.devices = walk.devices;
-    if let Some(line) = unconfirmed {
-        hv.lu.message = line;
+    if let Some(e) = damaged {
+        hv.lu.message = alloc::format!("a damaged update marker ({e}); cold boot");
     }
     let dom0_cmdline = alloc::format!(
         "autostart={}",

@@ -165,6 +165,7 @@ fn the_watchdog_is_armed_at_the_jump_and_disarmed_before_the_guests_run() {
             from_build_id: BuildId([7; 16]),
             to_build_id: info.note.build_id,
             deadline_ms: 10_000,
+            caller: (hvlu_types::DomId(0), 0),
         }))
     );
     let e = new_hv::enter(&mut sim, args, handover_abi::READS).unwrap();

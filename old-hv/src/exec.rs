@@ -49,7 +49,7 @@ use handover_abi::marks::{Marks, MARKS_OFFSET};
 use handover_abi::{AbiVersion, BuildId, HandoverState, PciDevice, Producer, RunKind};
 use hvlu_types::table_plan::Map;
 use hvlu_types::PAGE_SIZE;
-use hvlu_types::{Mfn, MfnRange};
+use hvlu_types::{DomId, Mfn, MfnRange};
 use new_hv::boot::BootPlan;
 use new_hv::devices::DeviceChange;
 use new_hv::IncomingError;
@@ -153,6 +153,10 @@ pub struct MachineView<'a> {
     pub sequence: u64,
     /// This image's build id.
     pub build_id: BuildId,
+    /// The vCPU whose call runs the update (its domain and index): the
+    /// update marker names it, for an image that resumes the state after a
+    /// reset to answer.
+    pub caller: (DomId, u16),
     /// The watchdog to arm right before the jump, if the machine has one
     /// (armed only for an image that reads argument page 4, which names it
     /// to the image: `handover_abi::entry`, "The watchdog").
@@ -705,6 +709,7 @@ fn prepare<P: Platform>(
             from_build_id: args.from_build_id,
             to_build_id: info.note.build_id,
             deadline_ms: w.deadline_ms,
+            caller: p.machine().caller,
         };
         p.write(w.marker_phys, &marker.to_bytes())
             .map_err(phys_step("writing the update marker"))?;

@@ -59,3 +59,31 @@ pub fn exit(outcome: Outcome) -> ! {
     unsafe { PortWriteOnly::<u32>::new(DEBUG_EXIT_PORT).write(outcome as u32) };
     halt_forever()
 }
+
+/// Sets the TSC (IA32_TSC, MSR 0x10) to `value`; returns what it reads
+/// right after (a CPU, or an emulator, that ignores the write shows it).
+pub fn set_tsc(value: u64) -> u64 {
+    // SAFETY: IA32_TSC exists on every x86-64 CPU; writing it moves the
+    // clock every reader of the TSC sees and touches no memory. It is
+    // written once, before any guest or timer reads it.
+    unsafe { x86_64::registers::model_specific::Msr::new(0x10).write(value) };
+    rdtsc()
+}
+
+/// Resets the machine: an exception with an IDT of limit 0 is a triple
+/// fault, which every x86 machine answers with a reset (QEMU's
+/// `-no-reboot` turns it into an exit).
+pub fn reset() -> ! {
+    interrupts::disable();
+    let empty = x86_64::structures::DescriptorTablePointer {
+        limit: 0,
+        base: x86_64::VirtAddr::new(0),
+    };
+    // SAFETY: loading an empty IDT and raising an exception is meant to
+    // end the machine: no handler runs, no memory is written.
+    unsafe {
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("int3", options(nomem, nostack));
+    }
+    halt_forever()
+}

@@ -25,6 +25,10 @@ use new_hv::{Entered, InTimes, Report};
 use pv_abi::exit::Outcome;
 use pv_abi::hypercall::MemoryMapEntry;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use handover_abi::marker::Marker;
+
 use crate::arch::{self, cpu, paging, phys, stack};
 use crate::cmdline::Options;
 use crate::domain::{Domain, P2m, Vcpu};
@@ -45,6 +49,8 @@ struct PendingRelease {
     /// The new side's owned-frame digest after the pass (checked equal to
     /// the old side's before the resume).
     digest: u64,
+    /// The way back this was, if it was one.
+    rollback: Option<Rollback>,
     /// Frames owned after the pass.
     frames: u64,
     /// The page allocator's free frames when the domains were rebuilt,
@@ -59,8 +65,23 @@ struct PendingRelease {
     stack_used: Option<u64>,
 }
 
+/// The sequence number of the update being rolled back ([`roll_back`]),
+/// 0 on an ordinary entry.
+static ROLLING_BACK: AtomicU64 = AtomicU64::new(0);
+
 /// Stops with a diagnostic: a state that fails verification never runs.
+/// On the way back ([`roll_back`]) the machine is reset instead, the
+/// marker cleared: the next boot is a cold one.
 fn refuse(what: core::fmt::Arguments<'_>) -> ! {
+    let rolling_back = ROLLING_BACK.load(Ordering::Relaxed);
+    if rolling_back != 0 {
+        hvprintln!("lu: the way back from update {rolling_back} failed: {what}");
+        hvprintln!(
+            "lu: no guest will run on a state that could not be verified; the machine resets and boots cold"
+        );
+        crate::lu::clear_marker();
+        cpu::reset()
+    }
     hvprintln!("live update REFUSED by the incoming image: {what}");
     hvprintln!("no guest will run on a state that could not be verified; stopping");
     cpu::exit(Outcome::Refused)
@@ -81,6 +102,21 @@ struct Incoming {
     /// The PCI walk (`Platform::devices`): the devices for `Hv::devices`,
     /// its lines printed after the resume.
     found: crate::devices::Walk,
+    /// The way back, if this is one ([`roll_back`]).
+    rollback: Option<Rollback>,
+}
+
+/// What the way back knows beside the argument page.
+#[derive(Clone, Copy, Debug)]
+struct Rollback {
+    /// The marker of the update that never confirmed.
+    marker: Marker,
+    /// This boot's PVH start info (its memory map: where BARs may go).
+    start_info: u64,
+    /// TSC when this boot began, after the reset.
+    boot_tsc: u64,
+    /// When this boot began on the TSC as set back ([`Platform::locate`]).
+    began: u64,
 }
 
 /// The incoming path. `args_phys` is the argument page (entry contract).
@@ -88,6 +124,12 @@ pub fn enter(args_phys: u64) -> ! {
     let depth = stack::Depth::start();
     crate::console::init();
     arch::gdt::init();
+    run(args_phys, depth, None)
+}
+
+/// Runs `new_hv::enter` on the argument page at `args_phys`: an update's
+/// entry, or (`rollback`) the way back.
+fn run(args_phys: u64, depth: Option<stack::Depth>, rollback: Option<Rollback>) -> ! {
     let mut platform = Incoming {
         // The frametable and M2P as they are: only the entries of the
         // frames the state names are initialised before the resume.
@@ -100,10 +142,58 @@ pub fn enter(args_phys: u64) -> ! {
         ram: Vec::new(),
         tsc_khz: 0,
         found: crate::devices::Walk::default(),
+        rollback,
     };
     match new_hv::enter(&mut platform, args_phys, build_id::READS) {
         Ok(never) => match never {},
         Err(e) => refuse(format_args!("{e}")),
+    }
+}
+
+/// The way back (issue 18). A cold boot found `marker`: an update that
+/// armed the watchdog jumped and never confirmed, and the machine reset.
+/// The guests' memory, their tables and the handover state are still in
+/// RAM: this image — the cold-boot one, where the reset loaded it — runs
+/// the incoming path on that state, exactly as the new image would have
+/// (`new_hv::enter`: argument page, restricted boot, verify, the guests'
+/// tables, the pass, restore, resume), with two differences the platform
+/// makes: the image is not the staged one, and the PCI BARs, which the
+/// reset cleared, are placed again as the cold boot placed them. Called
+/// before the cold boot allocates anything; on any refusal it resets the
+/// machine with the marker cleared, so the next boot is a cold one.
+pub fn roll_back(
+    marker: Marker,
+    start_info: u64,
+    boot_tsc: u64,
+    depth: Option<stack::Depth>,
+) -> ! {
+    ROLLING_BACK.store(marker.sequence.max(1), Ordering::Relaxed);
+    hvprintln!(
+        "lu: update {} to build {} did not confirm: the machine reset after its jump; rolling back from the state in the live-update region",
+        marker.sequence,
+        short_id(marker.to_build_id)
+    );
+    let rollback = Rollback {
+        marker,
+        start_info,
+        boot_tsc,
+        began: boot_tsc,
+    };
+    run(marker.args_phys, depth, Some(rollback))
+}
+
+/// A build id's short form, as the report prints it (its first 8 bytes in
+/// hex), written without the heap: the way back says it before there is
+/// one.
+struct ShortId(handover_abi::BuildId);
+
+fn short_id(id: handover_abi::BuildId) -> ShortId {
+    ShortId(id)
+}
+
+impl core::fmt::Display for ShortId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0 .0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -146,11 +236,41 @@ impl Platform for Incoming {
     }
 
     fn locate(&mut self, args: &EntryArgs) {
-        arch::set_image_phys(args.image_phys);
-        let (image_start, image_end) = arch::image_range();
-        phys::set_image_range(image_start, image_end);
-        phys::set_direct_map(args.ram_end);
         self.tsc_khz = args.tsc_khz;
+        let Some(rb) = self.rollback.as_mut() else {
+            arch::set_image_phys(args.image_phys);
+            let (image_start, image_end) = arch::image_range();
+            phys::set_image_range(image_start, image_end);
+            phys::set_direct_map(args.ram_end);
+            return;
+        };
+        // The way back: this image is where the reset loaded it (its range
+        // recorded by the cold boot), and the boot stub maps the first
+        // 4 GiB, where the region is, until this image's own tables.
+        phys::set_direct_map(args.ram_end.min(4 << 30));
+        if args.sequence != rb.marker.sequence {
+            refuse(format_args!(
+                "the marker names update {} and its argument page update {}",
+                rb.marker.sequence, args.sequence
+            ));
+        }
+        // A reset may restart the TSC (a CPU's does; QEMU's TCG keeps it
+        // running): if it went back, set it to where it was at the jump
+        // plus the deadline, so the guests' clock does not go back.
+        let before = cpu::rdtsc();
+        if before >= args.tsc_jump {
+            return;
+        }
+        let want = args
+            .tsc_jump
+            .saturating_add(u64::from(rb.marker.deadline_ms) * args.tsc_khz);
+        let now = cpu::set_tsc(want);
+        if now < args.tsc_jump {
+            hvprintln!(
+                "lu: the TSC went back over the reset and could not be set forward to {want} (it reads {now}): the guests see their clock go back"
+            );
+        }
+        rb.began = now.saturating_sub(before.saturating_sub(rb.boot_tsc));
     }
 
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MemError> {
@@ -162,7 +282,29 @@ impl Platform for Incoming {
     /// that did not know PCI), sized now: no guest runs until the resume.
     /// Kept for the hypervisor's own list (`Hv::devices`).
     fn devices(&mut self, known: &[MfnRange]) -> Result<Vec<PciDevice>, MemError> {
-        self.found = crate::devices::rescan(known, &self.ram, true, self.tsc_khz);
+        self.found = match &self.rollback {
+            None => crate::devices::rescan(known, &self.ram, true, self.tsc_khz),
+            // The reset cleared the BARs: placed again by the cold boot's
+            // walk, which over the same machine places them where it did
+            // (the state's devices are checked against them next).
+            Some(rb) => {
+                let info = crate::boot_info::BootInfo::from_pvh(rb.start_info).unwrap_or_else(
+                    |e| refuse(format_args!("cannot read the PVH start info again: {e}")),
+                );
+                let taken: Vec<PhysRange> = info
+                    .memmap()
+                    .iter()
+                    .map(|e| PhysRange::new(e.addr, e.size))
+                    .collect();
+                crate::devices::discover(
+                    crate::pci::Mode::Assign {
+                        window: crate::devices::window(),
+                    },
+                    &taken,
+                    self.tsc_khz,
+                )
+            }
+        };
         Ok(crate::devices::handover(&self.found.devices))
     }
 
@@ -233,6 +375,9 @@ impl Platform for Incoming {
         hv.retired = new_hv::globals::restore_retired(&e.state.retired);
         hv.next_domid = g.next_domid;
         hv.lu_sequence = e.args.sequence;
+        if let Some(rb) = &self.rollback {
+            answer_rolled_back(&mut hv, &rb.marker);
+        }
         hv.enqueue_all();
         // The domUs first, a short turn each (`crate::sched`): none waits
         // a round of the run queue after the blackout.
@@ -240,6 +385,7 @@ impl Platform for Incoming {
         times.resumed = cpu::rdtsc();
         times.marks.mark("queue", times.resumed);
         let pending = PendingRelease {
+            rollback: self.rollback,
             frames: e.adopted.report.frames_owned,
             free_after: hv.mem.free_frames(),
             ranges: e.adopted.free,
@@ -263,6 +409,35 @@ impl Platform for Incoming {
             )),
         }
     }
+}
+
+/// The way back's answer to the `lu exec` call that ran the update: the
+/// caller the marker names (dom0's vCPU, paused with result 0 as if the
+/// update had arrived) gets `Failed`, and `last_error` and `lu status` say
+/// which update failed and that the state was rolled back.
+fn answer_rolled_back(hv: &mut Hv, marker: &Marker) {
+    let message = alloc::format!(
+        "update {} to build {} failed: the machine reset after its jump; rolled back",
+        marker.sequence,
+        short_id(marker.to_build_id)
+    );
+    let (d, v) = marker.caller;
+    match hv
+        .domains
+        .get_mut(&d)
+        .and_then(|dom| dom.vcpus.get_mut(usize::from(v)))
+    {
+        Some(vcpu) => {
+            vcpu.frame.regs.rax = crate::hypercall::return_value(Err(
+                pv_abi::hypercall::Error::Failed,
+            ));
+        }
+        None => hvprintln!(
+            "lu: the caller the update marker names, d{d} vCPU {v}, is not in the state: no call is answered"
+        ),
+    }
+    hv.set_last_error(&message);
+    hv.lu.message = message;
 }
 
 /// The options of the handed-over command line, or the defaults (said in
@@ -378,6 +553,17 @@ fn rebuild_hvm(
 /// which the blackout need not wait for.
 fn release(hv: &mut Hv, mut pending: PendingRelease) {
     let args = &pending.args;
+    if let Some(rb) = pending.rollback {
+        hvprintln!(
+            "lu: update {} to build {} failed (the machine reset after its jump: the watchdog, or a fault): rolled back to build {} in {} ms after the reset; every domain runs again",
+            args.sequence,
+            short_id(rb.marker.to_build_id),
+            short_id(build_id::id()),
+            new_hv::report::us(rb.began, pending.times.resumed, args.tsc_khz) / 1000
+        );
+        hv.modules = modules::discover();
+        return;
+    }
     hvprintln!(
         "hvlu hypervisor {} entered by live update #{} (image at {:#x}, state at {:#x}, {} bytes)",
         build_id::BUILD_TEXT,

@@ -23,37 +23,29 @@
 pub mod incoming;
 pub mod outgoing;
 
-use alloc::format;
-use alloc::string::{String, ToString};
-
-use handover_abi::marker::{Marker, MARKER_SIZE};
+use handover_abi::marker::{Marker, MarkerError, MARKER_SIZE};
 
 use crate::arch::phys;
 use crate::cmdline::UPDATE_MARKER_PHYS;
 use crate::hvprintln;
 
-/// On a cold boot: whether an update that armed the watchdog never
-/// confirmed — its marker (`handover_abi::marker`) is still at
-/// [`UPDATE_MARKER_PHYS`], so the machine reset after that update's jump,
-/// before the new image ran its guests (it hung or faulted). Says so,
-/// clears the marker (the next reset must not find it again) and returns
-/// the line `lu status` shows. There is no way back yet (issue 18): the
-/// boot goes on cold and the guests of before the reset are gone.
-pub fn unconfirmed_update() -> Option<String> {
+/// The update marker (`handover_abi::marker`) at [`UPDATE_MARKER_PHYS`]:
+/// an update that armed the watchdog and never confirmed, whose machine
+/// reset after the jump (the new image hung or faulted). Read on a cold
+/// boot before anything is allocated (no heap).
+pub fn read_marker() -> Result<Option<Marker>, MarkerError> {
     let mut b = [0u8; MARKER_SIZE];
-    phys::read(UPDATE_MARKER_PHYS, &mut b).ok()?;
-    let line = match Marker::from_bytes(&b) {
-        Ok(None) => return None,
-        Ok(Some(m)) => format!(
-            "update {} to build {} did not confirm: the machine reset after its jump; cold boot",
-            m.sequence,
-            &m.to_build_id.to_string()[..16]
-        ),
-        Err(e) => format!("a damaged update marker ({e}); cold boot"),
-    };
+    if phys::read(UPDATE_MARKER_PHYS, &mut b).is_err() {
+        return Ok(None);
+    }
+    Marker::from_bytes(&b)
+}
+
+/// Zeroes the update marker: the update it named is dealt with (rolled
+/// back, or given up with the reason said), and the next reset must not
+/// find it again.
+pub fn clear_marker() {
     if let Err(e) = phys::write(UPDATE_MARKER_PHYS, &[0; MARKER_SIZE]) {
         hvprintln!("lu: cannot clear the update marker at {UPDATE_MARKER_PHYS:#x}: {e}");
     }
-    hvprintln!("lu: {line}");
-    Some(line)
 }

@@ -659,6 +659,7 @@ impl old_hv::exec::Platform for Sim {
             sequence: 7,
             build_id: BuildId([7; 16]),
             watchdog: self.watchdog,
+            caller: (DomId(0), 0),
         }
     }
 

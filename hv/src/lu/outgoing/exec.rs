@@ -14,7 +14,7 @@ use core::fmt;
 use frame_ownership::FrameInfo;
 use handover_abi::entry::Watchdog;
 use handover_abi::{HandoverState, PciDevice};
-use hvlu_types::{Mfn, MfnRange, PAGE_SIZE};
+use hvlu_types::{DomId, Mfn, MfnRange, PAGE_SIZE};
 use old_hv::exec::{EntryPlan, Fault, JumpDetail, MachineView, Platform};
 use pv_abi::hypercall::Error;
 
@@ -258,6 +258,10 @@ impl Platform for Outgoing<'_> {
             sequence: hv.lu_sequence,
             build_id: build_id::id(),
             watchdog: hv.options.lu_watchdog,
+            caller: hv
+                .sched
+                .current
+                .map_or((DomId(0), 0), |(d, v)| (d, v as u16)),
         }
     }
 
