@@ -192,6 +192,10 @@ pub fn cold_boot(start_info: u64) -> ! {
     if let Some(e) = damaged {
         hv.lu.message = alloc::format!("a damaged update marker ({e}); cold boot");
     }
+    if let Some(why) = lu::take_failed_way_back() {
+        hvprintln!("lu: {why}: this is the cold boot after it");
+        hv.lu.message = why;
+    }
     let dom0_cmdline = alloc::format!(
         "autostart={}",
         cmdline::value(info.cmdline(), "autostart").unwrap_or("")

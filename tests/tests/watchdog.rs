@@ -102,11 +102,21 @@ fn faulting_image() -> Vec<u8> {
 /// that reboots on a reset, with `image` as the boot module `name`, and
 /// runs `lu load` and `lu exec` of it; returns when the jump line is seen.
 fn update_to_broken(test: &str, name: &str, image: Vec<u8>) -> hvlu_harness::Machine {
+    update_to_broken_with(test, name, image, "")
+}
+
+/// [`update_to_broken`] with `cmdline` added to the hypervisor's.
+fn update_to_broken_with(
+    test: &str,
+    name: &str,
+    image: Vec<u8>,
+    cmdline: &str,
+) -> hvlu_harness::Machine {
     let path = hvlu_harness::qemu::root()
         .join("target/qemu")
         .join(format!("{test}-{name}"));
     std::fs::write(&path, image).expect("the broken image");
-    let mut m = boot_with(test, "autostart=domu,domu", |c| {
+    let mut m = boot_with(test, &format!("autostart=domu,domu {cmdline}"), |c| {
         c.watchdog = Some(SECONDS);
         c.images.modules.push((name.into(), path.clone()));
         // A reset reboots the machine (the later option wins over
@@ -208,4 +218,49 @@ fn an_image_that_faults_at_its_entry_is_rolled_back_with_every_guest() {
     m.wait_for_text(BANNER, LONG)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_rolled_back(&mut m);
+}
+
+/// The way back finds the state damaged — one bit of it flipped after the
+/// pre-flight check (`lu_inject=state`), then the jump into the hanging
+/// image — and runs nothing of it: it says why, resets the machine, and
+/// the cold boot after says why again (`lu status`) and starts dom0 and
+/// its domUs afresh.
+#[test]
+fn a_way_back_that_cannot_verify_the_state_boots_cold_and_says_why() {
+    let mut m = update_to_broken_with(
+        "watchdog-damaged",
+        "hang-hv",
+        hanging_image(),
+        "lu_inject=state",
+    );
+    let failed = m
+        .wait_for_text("lu: the way back from update 1 failed: ", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(failed.contains("body CRC mismatch"), "{failed}");
+    let why = failed.trim_start_matches("(hv) lu: ").to_string();
+    // Cold boot, the boot before it, and the way back's: three.
+    m.wait_for_text(&format!("{why}: this is the cold boot after it"), LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.wait_for_text("(d0) dom0>", LONG)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let boots = m.transcript.iter().filter(|l| l.contains(BANNER)).count();
+    assert_eq!(boots, 3);
+    assert!(!m
+        .transcript
+        .iter()
+        .any(|l| l.contains("rolled back to build")));
+    let out = cmd(&mut m, "lu status");
+    let head = &why[..why.len().min(100)];
+    assert!(out.iter().any(|l| l.contains(head)), "{out:?}");
+    assert_eq!(m.read_phys(MARKER, 80).unwrap(), [0; 80]);
+    // A cold boot: dom0 started its domUs again.
+    let starts = m
+        .transcript
+        .iter()
+        .filter(|l| l.starts_with("(d1) heartbeat 1:"))
+        .count();
+    if starts < 2 {
+        next_heartbeat(&mut m, 1, LONG);
+    }
+    poweroff_pass(&mut m);
 }

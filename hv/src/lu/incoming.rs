@@ -75,10 +75,18 @@ static ROLLING_BACK: AtomicU64 = AtomicU64::new(0);
 fn refuse(what: core::fmt::Arguments<'_>) -> ! {
     let rolling_back = ROLLING_BACK.load(Ordering::Relaxed);
     if rolling_back != 0 {
-        hvprintln!("lu: the way back from update {rolling_back} failed: {what}");
+        // Perhaps before there is a heap: the reason is written into a
+        // buffer on the stack.
+        let mut line = FixedText::default();
+        let _ = core::fmt::Write::write_fmt(
+            &mut line,
+            format_args!("the way back from update {rolling_back} failed: {what}"),
+        );
+        hvprintln!("lu: {}", line.as_str());
         hvprintln!(
             "lu: no guest will run on a state that could not be verified; the machine resets and boots cold"
         );
+        crate::lu::record_failed_way_back(line.as_str());
         crate::lu::clear_marker();
         cpu::reset()
     }
@@ -180,6 +188,42 @@ pub fn roll_back(
         began: boot_tsc,
     };
     run(marker.args_phys, depth, Some(rollback))
+}
+
+/// Text written without the heap, cut at [`crate::lu::FAILED_TEXT_MAX`]
+/// bytes.
+struct FixedText {
+    bytes: [u8; crate::lu::FAILED_TEXT_MAX],
+    len: usize,
+}
+
+impl Default for FixedText {
+    fn default() -> Self {
+        FixedText {
+            bytes: [0; crate::lu::FAILED_TEXT_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl FixedText {
+    fn as_str(&self) -> &str {
+        // Only whole characters are appended (`write_str`).
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl core::fmt::Write for FixedText {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.bytes.len() - self.len;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.bytes[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
 }
 
 /// A build id's short form, as the report prints it (its first 8 bytes in

@@ -49,3 +49,50 @@ pub fn clear_marker() {
         hvprintln!("lu: cannot clear the update marker at {UPDATE_MARKER_PHYS:#x}: {e}");
     }
 }
+
+/// Where the way back leaves why it failed, for the cold boot the reset
+/// after it starts: a record in the marker's page, after the marker
+/// (`magic "HVLUFAIL"`, the text's length and CRC32C, then the text, at
+/// most [`FAILED_TEXT_MAX`] bytes). The same image writes and reads it
+/// (the cold-boot one), so it is this hypervisor's, not the ABI's.
+const FAILED_PHYS: u64 = UPDATE_MARKER_PHYS + 0x100;
+const FAILED_MAGIC: [u8; 8] = *b"HVLUFAIL";
+/// The longest text the record keeps (a longer one is cut).
+pub const FAILED_TEXT_MAX: usize = 256;
+
+/// Records why the way back failed (`text`, cut to [`FAILED_TEXT_MAX`]
+/// bytes at a character boundary), before the reset that boots cold.
+pub fn record_failed_way_back(text: &str) {
+    let mut keep = text.len().min(FAILED_TEXT_MAX);
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let text = &text.as_bytes()[..keep];
+    let mut b = [0u8; 16 + FAILED_TEXT_MAX];
+    b[..8].copy_from_slice(&FAILED_MAGIC);
+    b[8..12].copy_from_slice(&(keep as u32).to_le_bytes());
+    b[12..16].copy_from_slice(&hvlu_types::crc32c::crc32c(text).to_le_bytes());
+    b[16..16 + keep].copy_from_slice(text);
+    if let Err(e) = phys::write(FAILED_PHYS, &b) {
+        hvprintln!("lu: cannot record why the way back failed: {e}");
+    }
+}
+
+/// On a cold boot: why the way back failed before the reset that started
+/// it, if it left a record ([`record_failed_way_back`]); the record is
+/// cleared.
+pub fn take_failed_way_back() -> Option<alloc::string::String> {
+    let mut b = [0u8; 16 + FAILED_TEXT_MAX];
+    phys::read(FAILED_PHYS, &mut b).ok()?;
+    if b[..8] != FAILED_MAGIC {
+        return None;
+    }
+    let _ = phys::write(FAILED_PHYS, &[0; 16]);
+    let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+    let crc = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
+    let text = b.get(16..16 + len)?;
+    if len > FAILED_TEXT_MAX || hvlu_types::crc32c::crc32c(text) != crc {
+        return None;
+    }
+    core::str::from_utf8(text).ok().map(alloc::string::String::from)
+}
