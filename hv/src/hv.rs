@@ -115,6 +115,9 @@ pub struct LuState {
     pub ready: Option<old_hv::exec::Ready<crate::arch::kexec::Prepared>>,
     /// The last refusal or failure, for `lu status`.
     pub message: String,
+    /// The build an update went to that was rolled back after the machine
+    /// reset, and that update's number: `lu load` refuses it unless forced.
+    pub rolled_back: Option<(handover_abi::BuildId, u64)>,
 }
 
 impl Defers for Hv {

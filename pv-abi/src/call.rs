@@ -419,11 +419,14 @@ pub enum Call {
         /// Where the answer goes.
         buf: GuestBuf,
     },
-    /// `lu_load(name, len)`, a name of at most [`MAX_MODULE_NAME`] bytes
-    /// ([`module_name`]).
+    /// `lu_load(name, len, force)`, a name of at most [`MAX_MODULE_NAME`]
+    /// bytes ([`module_name`]).
     LuLoad {
         /// The module name.
         name: GuestBuf,
+        /// Load it even if it is the build whose update was rolled back
+        /// (1; 0 refuses that build).
+        force: bool,
     },
     /// `lu_status(buf, len)`, at most the size of a [`LuStatus`].
     LuStatus {
@@ -546,6 +549,11 @@ impl Call {
                 name: GuestBuf::at_most(a[0], a[1], MAX_MODULE_NAME, |len| {
                     DecodeError::ModuleNameTooLong { len }
                 })?,
+                force: match a[2] {
+                    0 => false,
+                    1 => true,
+                    arg => return Err(DecodeError::LoadForce { arg }),
+                },
             },
             Hypercall::LuStatus => Call::LuStatus {
                 buf: buf(size_of::<LuStatus>() as u64),
@@ -644,11 +652,11 @@ impl Call {
             Call::ConsoleWrite { buf }
             | Call::ConsoleRead { buf }
             | Call::SysInfo { buf }
-            | Call::LuLoad { name: buf }
             | Call::LuStatus { buf }
             | Call::HostlinkRead { buf }
             | Call::HostlinkWrite { buf }
             | Call::LastError { buf } => [buf.addr, buf.len, 0, 0, 0],
+            Call::LuLoad { name, force } => [name.addr, name.len, u64::from(force), 0, 0],
             Call::LuLoadBuffer { image, name } => [image.addr, image.len, name.addr, name.len, 0],
             Call::MmuUpdate { reqs: array }
             | Call::IncreaseReservation { mfns_out: array }
@@ -758,6 +766,11 @@ pub enum DecodeError {
     },
     /// `lu_load`'s module name is not UTF-8.
     ModuleNameNotUtf8,
+    /// `lu_load` with a `force` word other than 0 or 1.
+    LoadForce {
+        /// The word.
+        arg: u64,
+    },
     /// `domctl iomem_permit` of no frame, or of frames past
     /// [`hvlu_types::MFN_LIMIT`].
     IomemRange {
@@ -820,6 +833,7 @@ impl DecodeError {
                 | DecodeError::CommandLineTooLong { .. }
                 | DecodeError::ModuleNameTooLong { .. }
                 | DecodeError::ModuleNameNotUtf8
+                | DecodeError::LoadForce { .. }
                 | DecodeError::IomemRange { .. }
                 | DecodeError::IomemAllow { .. }
                 | DecodeError::LogDirtyOp { .. }
@@ -876,6 +890,9 @@ impl fmt::Display for DecodeError {
                 "a module name of {len} bytes is longer than {MAX_MODULE_NAME}"
             ),
             DecodeError::ModuleNameNotUtf8 => write!(f, "the module name is not UTF-8"),
+            DecodeError::LoadForce { arg } => {
+                write!(f, "{arg} is neither 1 (force) nor 0")
+            }
             DecodeError::IomemRange { first, count } => write!(
                 f,
                 "{count} frames from mfn {first:#x} are no range of frames (not empty, below \

@@ -71,10 +71,13 @@ pub enum Hypercall {
     SetSegmentBase = 14,
     /// `sysinfo(buf, len)`: fills a [`SysInfo`].
     SysInfo = 15,
-    /// `lu_load(name, len)`: validates boot module `name` as a hypervisor
-    /// image and stages it in the live-update region (dom0 only). Nothing
-    /// is paused. A refused image leaves the system as it was; the reason is
-    /// in [`LuStatus::message`].
+    /// `lu_load(name, len, force)`: validates boot module `name` as a
+    /// hypervisor image and stages it in the live-update region (dom0
+    /// only). Nothing is paused. A refused image leaves the system as it
+    /// was; the reason is in [`LuStatus::message`]. The build an update went
+    /// to that was rolled back after a reset is refused unless `force` is 1
+    /// (the word was unused before it, so callers that leave it 0 are
+    /// unchanged).
     LuLoad = 16,
     /// `lu_status(buf, len)`: fills a [`LuStatus`] (dom0 only).
     LuStatus = 17,

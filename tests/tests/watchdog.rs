@@ -6,7 +6,8 @@
 //! the watchdog resets it, the cold-boot image starts again, finds the
 //! update's marker and resumes every guest from the state still in RAM
 //! (`lu::incoming::roll_back`); the call that ran the update fails with
-//! the reason, and the next update works.
+//! the reason, the build it went to is refused unless forced, and the next
+//! update works.
 
 mod support;
 
@@ -177,7 +178,14 @@ fn assert_rolled_back(m: &mut hvlu_harness::Machine) {
     let out = cmd(m, "lu status");
     assert!(out.iter().any(|l| l.contains(&said)), "{out:?}");
     assert_eq!(m.read_phys(MARKER, 80).unwrap(), [0; 80]);
-    let out = cmd(m, "live-update hv-b");
+    // The build the update went to (the broken images are hv-b's build
+    // with their entry moved) is refused unless forced.
+    let out = cmd(m, "lu load hv-b");
+    let refused = format!(
+        "lu load hv-b: error: invalid argument: `hv-b` refused: build {build} is the one update 1 went to, rolled back after the machine reset (`lu load hv-b force` loads it all the same)"
+    );
+    assert!(out.iter().any(|l| l.contains(&refused)), "{out:?}");
+    let out = cmd(m, "live-update hv-b force");
     assert!(out.iter().any(|l| l.contains("lu exec: done")), "{out:?}");
     let report = wait_all(m, &["(hv) lu-report seq=2 "], LONG).remove(0);
     assert!(report.contains("digest_equal=yes"), "{report}");

@@ -17,11 +17,11 @@
 //! | `free` | free frames, owned frames, domains, ticks |
 //! | `sleep <ms>` | wait (scripts use it to let domUs run) |
 //! | `poweroff` | end the system; the hypervisor prints every domain's report |
-//! | `lu load <image>` | validate a boot module as a hypervisor image and stage it |
+//! | `lu load <image> [force]` | validate a boot module as a hypervisor image and stage it (`force`: even the build whose update was rolled back) |
 //! | `lu status` | running build; idle, or the staged build, its ABI range, sizes against capacity |
 //! | `lu unload` | forget the staged image |
 //! | `lu exec` | update to the staged image |
-//! | `live-update <image>` | `lu load <image>`, then `lu exec` |
+//! | `live-update <image> [force]` | `lu load <image> [force]`, then `lu exec` |
 //! | `devices` | PCI functions, their BARs and which domains may map them |
 //! | `edu` | map edu's BAR 0 uncacheable, check its id, liveness and a factorial |
 //! | `edu watch <ms>` / `edu watch off` / `edu watch` | check edu every `<ms>` between commands / stop / say how it goes |
@@ -85,11 +85,12 @@ const HELP: &str = "commands:
                                        then unmap it: refused unless dom0 owns it or may map it
   sleep <ms>                           wait (scripts use it to let domUs run)
   poweroff                             end the system; the hypervisor prints every domain's report
-  lu load <image>                      validate a boot module as a hypervisor image and stage it
+  lu load <image> [force]              validate a boot module as a hypervisor image and stage it
+                                       (force: even the build whose update was rolled back)
   lu status                            running build; idle, or the staged build, its ABI range, sizes against capacity
   lu unload                            forget the staged image
   lu exec                              update to the staged image
-  live-update <image>                  lu load <image>, then lu exec
+  live-update <image> [force]          lu load <image> [force], then lu exec
   devices                              PCI functions, their BARs and which domains may map them
   edu                                  map edu's BAR 0 uncacheable, check its id, liveness and a factorial
   edu watch <ms> | off                 check edu every <ms> between commands | stop (alone: how it goes)
@@ -328,7 +329,10 @@ fn run(words: &[&str], edu: &mut devices::Edu) {
             }
         }
         ["lu", "load", image] => {
-            lu_load(image);
+            lu_load(image, false);
+        }
+        ["lu", "load", image, "force"] => {
+            lu_load(image, true);
         }
         ["lu", "status"] => lu_status(),
         ["lu", "unload"] => match hc::lu_unload() {
@@ -337,7 +341,12 @@ fn run(words: &[&str], edu: &mut devices::Edu) {
         },
         ["lu", "exec"] => lu_exec(),
         ["live-update", image] => {
-            if lu_load(image) {
+            if lu_load(image, false) {
+                lu_exec();
+            }
+        }
+        ["live-update", image, "force"] => {
+            if lu_load(image, true) {
                 lu_exec();
             }
         }
@@ -445,8 +454,8 @@ impl core::fmt::Display for LuMessage {
     }
 }
 
-fn lu_load(image: &str) -> bool {
-    match hc::lu_load(image) {
+fn lu_load(image: &str, force: bool) -> bool {
+    match hc::lu_load(image, force) {
         Ok(_) => {
             println!("lu load {image}: staged");
             true

@@ -66,7 +66,7 @@ pub fn probes(has_maps: bool) {
     expect(
         6,
         "lu_load from a domU",
-        hc::lu_load("hv"),
+        hc::lu_load("hv", false),
         Error::Permission,
     );
     expect(7, "lu_exec from a domU", hc::lu_exec(), Error::Permission);

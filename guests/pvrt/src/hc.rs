@@ -286,10 +286,12 @@ pub fn sysinfo() -> Result<SysInfo, Error> {
     Ok(info)
 }
 
-/// Stages boot module `name` for a live update.
-pub fn lu_load(name: &str) -> HcResult {
+/// Stages boot module `name` for a live update (`force`: even the build
+/// whose update was rolled back).
+pub fn lu_load(name: &str, force: bool) -> HcResult {
     call(Call::LuLoad {
         name: bytes_in(name.as_bytes()),
+        force,
     })
 }
 

@@ -14,13 +14,14 @@ use crate::hv::Hv;
 use crate::lu::outgoing::ImageSource;
 use crate::mm::heap;
 
-/// `lu_load(name, len)`: stages boot module `name` (its length checked in
-/// decoding).
-pub fn do_lu_load(hv: &mut Hv, name: GuestBuf) -> Result<u64, Error> {
+/// `lu_load(name, len, force)`: stages boot module `name` (its length
+/// checked in decoding); the build whose update was rolled back only if
+/// `force`.
+pub fn do_lu_load(hv: &mut Hv, name: GuestBuf, force: bool) -> Result<u64, Error> {
     let mut bytes = heap::zeroed(name.len as usize)?;
     copy_from_guest(hv, name.addr, &mut bytes)?;
     match pv_abi::call::module_name(&bytes) {
-        Ok(name) => hv.lu_load(name),
+        Ok(name) => hv.lu_load(name, force),
         Err(e) => hv.refuse(e.error(), e.to_string()),
     }
 }
@@ -49,7 +50,7 @@ pub fn do_lu_load_buffer(hv: &mut Hv, image: GuestBuf, name: GuestBuf) -> Result
         va: image.addr,
         len: image.len,
     };
-    hv.lu_load_from(&name, source)
+    hv.lu_load_from(&name, source, false)
 }
 
 /// `lu_status(buf, len)`: up to `len` bytes of a `LuStatus`.

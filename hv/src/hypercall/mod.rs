@@ -172,7 +172,7 @@ fn dispatch(hv: &mut Hv, d: DomId, call: Call) -> Result<u64, Error> {
         Call::Report { kind, value } => info::do_report(hv, d, kind, value),
         Call::SetSegmentBase { which, base } => info::do_set_segment_base(hv, which, base),
         Call::SysInfo { buf } => info::do_sysinfo(hv, buf),
-        Call::LuLoad { name } => lu::do_lu_load(hv, name),
+        Call::LuLoad { name, force } => lu::do_lu_load(hv, name, force),
         Call::LuLoadBuffer { image, name } => lu::do_lu_load_buffer(hv, image, name),
         Call::LuStatus { buf } => lu::do_lu_status(hv, buf),
         Call::LuUnload => hv.lu_unload(),

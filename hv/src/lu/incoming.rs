@@ -482,6 +482,7 @@ fn answer_rolled_back(hv: &mut Hv, marker: &Marker) {
     }
     hv.set_last_error(&message);
     hv.lu.message = message;
+    hv.lu.rolled_back = Some((marker.to_build_id, marker.sequence));
 }
 
 /// The options of the handed-over command line, or the defaults (said in

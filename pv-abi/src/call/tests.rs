@@ -102,12 +102,24 @@ fn cut_lengths_stop_at_their_bound() {
 fn lu_load_takes_a_name_of_at_most_256_bytes() {
     assert_eq!(
         decode(Hypercall::LuLoad, [ADDR, 256, 0, 0, 0]),
-        Ok(Call::LuLoad { name: buf(256) })
+        Ok(Call::LuLoad {
+            name: buf(256),
+            force: false
+        })
     );
     assert_eq!(
-        decode(Hypercall::LuLoad, [ADDR, 0, 0, 0, 0]),
-        Ok(Call::LuLoad { name: buf(0) })
+        decode(Hypercall::LuLoad, [ADDR, 0, 1, 0, 0]),
+        Ok(Call::LuLoad {
+            name: buf(0),
+            force: true
+        })
     );
+    for arg in [2, u64::MAX] {
+        let e = decode(Hypercall::LuLoad, [ADDR, 4, arg, 0, 0]).unwrap_err();
+        assert_eq!(e, DecodeError::LoadForce { arg });
+        assert!(e.explained() && e.error() == Error::Invalid);
+        assert_eq!(e.to_string(), format!("{arg} is neither 1 (force) nor 0"));
+    }
     for len in [257, u64::MAX] {
         let e = decode(Hypercall::LuLoad, [ADDR, len, 0, 0, 0]).unwrap_err();
         assert_eq!(e, DecodeError::ModuleNameTooLong { len });
@@ -716,8 +728,12 @@ fn unused_words_are_ignored() {
     for nr in 1..=27 {
         let h = Hypercall::from_repr(nr).unwrap();
         let call = Call::decode(nr, usual_args(h)).unwrap();
-        // The words the encoding leaves 0 are the unused ones.
-        let noisy = call.encode().1.map(|w| if w == 0 { u64::MAX } else { w });
+        // The words the encoding leaves 0 are the unused ones, but for
+        // `lu_load`'s `force` word, whose 0 is a value.
+        let mut noisy = call.encode().1.map(|w| if w == 0 { u64::MAX } else { w });
+        if h == Hypercall::LuLoad {
+            noisy[2] = 0;
+        }
         assert_eq!(Call::decode(nr, noisy), Ok(call), "{h:?}");
     }
 }
@@ -913,7 +929,7 @@ proptest! {
                     Call::ConsoleWrite { buf } | Call::ConsoleRead { buf } => buf.len <= MAX_CONSOLE_IO,
                     Call::HostlinkRead { buf } => buf.len <= MAX_HOSTLINK_READ,
                     Call::HostlinkWrite { buf } => buf.len <= MAX_HOSTLINK_WRITE,
-                    Call::LuLoad { name } => name.len <= MAX_MODULE_NAME,
+                    Call::LuLoad { name, .. } => name.len <= MAX_MODULE_NAME,
                     Call::LuLoadBuffer { .. } => true,
                     Call::MmuUpdate { reqs: x }
                     | Call::IncreaseReservation { mfns_out: x }

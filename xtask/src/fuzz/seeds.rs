@@ -215,6 +215,7 @@ fn seed_calls() -> Vec<(&'static str, Vec<u8>)> {
             seed(
                 Call::LuLoad {
                     name: buf(MAX_MODULE_NAME),
+                    force: false,
                 },
                 b"hv-b",
             ),

@@ -204,9 +204,10 @@ impl Hv {
         handover_abi::encoded_len(&self.handover_state(dummy, dummy)).unwrap_or(0) as u64
     }
 
-    /// `lu load <module>`: the boot module `module`. A refusal leaves the
-    /// image staged before, if any, staged.
-    pub fn lu_load(&mut self, module: &str) -> Result<u64, Error> {
+    /// `lu load <module> [force]`: the boot module `module`. A refusal
+    /// leaves the image staged before, if any, staged. The build whose
+    /// update was rolled back is refused unless `force`.
+    pub fn lu_load(&mut self, module: &str, force: bool) -> Result<u64, Error> {
         let Some(m) = self.modules.iter().find(|m| m.name == module).cloned() else {
             let names: alloc::vec::Vec<&str> =
                 self.modules.iter().map(|m| m.name.as_str()).collect();
@@ -217,7 +218,7 @@ impl Hv {
             );
             return self.refuse(Error::NotFound, message);
         };
-        self.lu_load_from(module, ImageSource::Module(&m.file))
+        self.lu_load_from(module, ImageSource::Module(&m.file), force)
     }
 
     /// Validates and stages the image `source` holds, named `module` in
@@ -236,9 +237,14 @@ impl Hv {
     /// The stack the load needs (the signature check is the deepest part)
     /// is measured every time and printed: `lu: loading `…` took at most N
     /// KiB of the 64 KiB kernel stack`.
-    pub fn lu_load_from(&mut self, module: &str, source: ImageSource<'_>) -> Result<u64, Error> {
+    pub fn lu_load_from(
+        &mut self,
+        module: &str,
+        source: ImageSource<'_>,
+        force: bool,
+    ) -> Result<u64, Error> {
         let depth = stack::Depth::start();
-        let result = self.load_from(module, source);
+        let result = self.load_from(module, source, force);
         if let Some(d) = depth {
             hvprintln!(
                 "lu: loading `{module}` took at most {} KiB of the {} KiB {} stack",
@@ -250,7 +256,12 @@ impl Hv {
         result
     }
 
-    fn load_from(&mut self, module: &str, source: ImageSource<'_>) -> Result<u64, Error> {
+    fn load_from(
+        &mut self,
+        module: &str,
+        source: ImageSource<'_>,
+        force: bool,
+    ) -> Result<u64, Error> {
         let len = source.len();
         if len == 0 {
             let message = alloc::format!(
@@ -287,7 +298,7 @@ impl Hv {
             return self.refuse(error, message);
         }
         let checked = phys::lend(landing.start, len, |bytes| {
-            self.load_landed(module, bytes, gap, end, landing)
+            self.load_landed(module, bytes, (gap, end, landing), force)
         });
         match checked {
             Ok(result) => result,
@@ -302,16 +313,30 @@ impl Hv {
     }
 
     /// Checks the file `bytes` (where it landed, `landing`, in `gap`) and
-    /// stages it at `end` of `gap`.
+    /// stages it at `end` of `gap`; the build whose update was rolled back
+    /// only if `force`.
     fn load_landed(
         &mut self,
         module: &str,
         bytes: &[u8],
-        gap: boot_allocator::PhysRange,
-        end: staging_layout::End,
-        landing: boot_allocator::PhysRange,
+        (gap, end, landing): (
+            boot_allocator::PhysRange,
+            staging_layout::End,
+            boot_allocator::PhysRange,
+        ),
+        force: bool,
     ) -> Result<u64, Error> {
         let checked = self.check_landed(module, bytes, gap, end, landing)?;
+        if let Some((build, seq)) = self.lu.rolled_back {
+            if checked.info.note.build_id == build && !force {
+                let message = alloc::format!(
+                    "`{module}` refused: build {} is the one update {seq} went to, rolled back after the machine reset (`lu load {module} force` loads it all the same){}",
+                    hex(&build.0[..8]),
+                    self.still_staged()
+                );
+                return self.refuse(Error::Invalid, message);
+            }
+        }
         self.stage_checked(module, checked)
     }
 
