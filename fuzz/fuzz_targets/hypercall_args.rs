@@ -66,7 +66,10 @@ fn check_fields(call: &Call, a: &[u64; 5]) {
         Call::SysInfo { buf } => cut(buf, a, size(size_of::<SysInfo>())),
         Call::LuStatus { buf } => cut(buf, a, size(size_of::<LuStatus>())),
         Call::LastError { buf } => cut(buf, a, size(MAX_ERROR_MESSAGE)),
-        Call::LuLoad { name } => bounded(name, a[0], a[1], MAX_MODULE_NAME),
+        Call::LuLoad { name, force } => {
+            bounded(name, a[0], a[1], MAX_MODULE_NAME);
+            assert_eq!(u64::from(force), a[2]);
+        }
         // Any length: the hypervisor bounds it by its live-update region.
         Call::LuLoadBuffer { image, name } => {
             assert_eq!((image.addr, image.len), (a[0], a[1]));
