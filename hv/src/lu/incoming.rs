@@ -164,9 +164,11 @@ fn run(args_phys: u64, depth: Option<stack::Depth>, rollback: Option<Rollback>) 
 /// RAM: this image — the cold-boot one, where the reset loaded it — runs
 /// the incoming path on that state, exactly as the new image would have
 /// (`new_hv::enter`: argument page, restricted boot, verify, the guests'
-/// tables, the pass, restore, resume), with two differences the platform
-/// makes: the image is not the staged one, and the PCI BARs, which the
-/// reset cleared, are placed again as the cold boot placed them. Called
+/// tables, the pass, restore, resume), with three differences the
+/// platform makes (`Platform::locate`, `Platform::devices`): the image is
+/// not the staged one, the PCI BARs, which the reset cleared, are placed
+/// again as the cold boot placed them, and a TSC the reset took back is
+/// set forward. Called
 /// before the cold boot allocates anything; on any refusal it resets the
 /// machine with the marker cleared, so the next boot is a cold one.
 pub fn roll_back(
@@ -179,7 +181,7 @@ pub fn roll_back(
     hvprintln!(
         "lu: update {} to build {} did not confirm: the machine reset after its jump; rolling back from the state in the live-update region",
         marker.sequence,
-        short_id(marker.to_build_id)
+        ShortId(marker.to_build_id)
     );
     let rollback = Rollback {
         marker,
@@ -230,10 +232,6 @@ impl core::fmt::Write for FixedText {
 /// hex), written without the heap: the way back says it before there is
 /// one.
 struct ShortId(handover_abi::BuildId);
-
-fn short_id(id: handover_abi::BuildId) -> ShortId {
-    ShortId(id)
-}
 
 impl core::fmt::Display for ShortId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -463,7 +461,7 @@ fn answer_rolled_back(hv: &mut Hv, marker: &Marker) {
     let message = alloc::format!(
         "update {} to build {} failed: the machine reset after its jump; rolled back",
         marker.sequence,
-        short_id(marker.to_build_id)
+        ShortId(marker.to_build_id)
     );
     let (d, v) = marker.caller;
     match hv
@@ -602,8 +600,8 @@ fn release(hv: &mut Hv, mut pending: PendingRelease) {
         hvprintln!(
             "lu: update {} to build {} failed (the machine reset after its jump: the watchdog, or a fault): rolled back to build {} in {} ms after the reset; every domain runs again",
             args.sequence,
-            short_id(rb.marker.to_build_id),
-            short_id(build_id::id()),
+            ShortId(rb.marker.to_build_id),
+            ShortId(build_id::id()),
             new_hv::report::us(rb.began, pending.times.resumed, args.tsc_khz) / 1000
         );
         hv.modules = modules::discover();
